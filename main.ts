@@ -1,0 +1,119 @@
+/**
+ * One program for every testbed machine.
+ *   node main.js [--host H] [--port P]       a worker: waits for its config at POST /config
+ *   node main.js agg [--config config.json]  the aggregator: pushes configs, runs the experiment
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { ConfigError, loadExperimentConfig, resolveNodeConfigs } from './src/config/load';
+import { DEFAULT_PORT } from './src/config/address';
+import { resolveToken } from './src/net/auth';
+import { closeOnSignals, startNode } from './src/node/start';
+import { ExperimentNotReady, runAggregator } from './src/orchestrator/run-aggregator';
+
+function portNumber(text: string): number {
+  const port = Number(text);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError('expected a port number 0-65535');
+  return port;
+}
+
+interface CommonFlags {
+  token?: string;
+  tokenFile?: string;
+  id?: string;
+  logs: string;
+  outputs: string;
+  logLevel: string;
+  debug?: boolean;
+}
+
+const withCommonFlags = (command: Command) =>
+  command
+    .option('--token-file <file>', 'file holding the cluster token (or set $FL_TOKEN)')
+    .addOption(new Option('--token <token>', 'the cluster token itself (visible to ps; prefer --token-file)'))
+    .option('--id <id>', 'node id used in log file names (default: host-port)')
+    .option('--logs <dir>', 'where logs go', 'logs')
+    .option('--outputs <dir>', 'where models and metrics go', 'outputs')
+    .option('--log-level <level>', 'error, warn, info or debug', 'info')
+    .option('--debug', 'same as --log-level debug');
+
+function common(flags: CommonFlags) {
+  return {
+    token: resolveToken(flags),
+    id: flags.id,
+    logsDir: flags.logs,
+    outputsDir: flags.outputs,
+    logLevel: flags.debug ? 'debug' : flags.logLevel,
+  };
+}
+
+function fail(err: unknown): never {
+  if (err instanceof ConfigError) {
+    console.error(err.message);
+    process.exit(2);
+  }
+  if (err instanceof ExperimentNotReady) {
+    console.error(err.message);
+    process.exit(1);
+  }
+  const code = (err as NodeJS.ErrnoException)?.code;
+  if (code === 'EADDRINUSE' || code === 'EADDRNOTAVAIL' || code === 'EACCES') {
+    console.error(`cannot listen: ${(err as Error).message}`);
+    process.exit(1);
+  }
+  console.error((err as Error)?.message ?? String(err));
+  process.exit(1);
+}
+
+function printTopology(file: string, config: ReturnType<typeof loadExperimentConfig>): void {
+  const nodes = [...resolveNodeConfigs(config).values()];
+  console.log(`${file}: valid. experiment ${config.experiment}, ${config.rounds} rounds`);
+  for (const node of nodes) {
+    const detail =
+      node.type === 'client'
+        ? `slice ${node.index} of ${node.client_number}, reports to ${node.upstream}`
+        : node.type === 'switch'
+          ? `${node.clients.length} clients`
+          : `${node.switches.length} switches, ${node.clients.length} direct clients`;
+    console.log(`  ${node.address.padEnd(21)} ${node.type.padEnd(10)} ${detail}`);
+  }
+}
+
+const program = new Command()
+  .name('main.js')
+  .description('Federated learning across testbed machines, with homomorphically encrypted updates.');
+
+withCommonFlags(
+  program
+    .command('worker', { isDefault: true })
+    .description('start a worker that waits for its config (the default)')
+    .option('--host <host>', 'address to listen on', '0.0.0.0')
+    .option('--port <port>', 'port to listen on', portNumber, DEFAULT_PORT),
+).action(async (flags: CommonFlags & { host: string; port: number }) => {
+  try {
+    const node = await startNode({ host: flags.host, port: flags.port, ...common(flags) });
+    closeOnSignals(node);
+  } catch (err) {
+    fail(err);
+  }
+});
+
+withCommonFlags(
+  program
+    .command('agg')
+    .description('start the aggregator: validate config.json, push every worker its config, run the experiment')
+    .option('--config <file>', 'the experiment config', 'config.json')
+    .option('--check', 'only validate the config and print the topology, then exit')
+    .option('--host <host>', "address to listen on (default: the aggregator's address in config.json)")
+    .option('--port <port>', "port to listen on (default: the aggregator's port in config.json)", portNumber),
+).action(async (flags: CommonFlags & { config: string; check?: boolean; host?: string; port?: number }) => {
+  try {
+    const config = loadExperimentConfig(flags.config);
+    if (flags.check) return printTopology(flags.config, config);
+    const node = await runAggregator({ config, host: flags.host, port: flags.port, ...common(flags) });
+    closeOnSignals(node);
+  } catch (err) {
+    fail(err);
+  }
+});
+
+program.parseAsync().catch(fail);

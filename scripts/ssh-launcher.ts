@@ -1,0 +1,159 @@
+/**
+ * Starting and stopping workers on a real testbed over ssh.
+ *   npm run ssh -- start|stop|status|fetch-logs [--config config.json | --hosts FILE] [--dry-run]
+ * Workers are started with setsid+nohup so they outlive the ssh session; the cluster token
+ * travels on ssh's stdin into an owner-only file, never on a command line.
+ * --dry-run prints every command it would run and contacts nothing.
+ */
+import { spawn } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command } from 'commander';
+import { ConfigError, loadExperimentConfig, resolveNodeConfigs } from '../src/config/load';
+import { parseAddress, type Address } from '../src/config/address';
+import { resolveToken } from '../src/net/auth';
+
+export interface Target extends Address {
+  role: string;
+}
+
+interface Flags {
+  config: string;
+  hosts?: string;
+  user?: string;
+  dir: string;
+  sshOption: string[];
+  tokenFile?: string;
+  into: string;
+  dryRun?: boolean;
+  parallel: number;
+}
+
+/** A step to run: the program, its arguments, and what goes on its stdin. */
+export interface Step {
+  target: Target;
+  argv: string[];
+  stdin?: string;
+}
+
+const quote = (arg: string) => (/^[A-Za-z0-9_./:=@%+,-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`);
+
+/** Workers from config.json (every entry but the aggregator), or one `host[:port]` per line of a hosts file. */
+export function targetsFrom(flags: Pick<Flags, 'config' | 'hosts'>, includeAggregator = false): Target[] {
+  if (flags.hosts) {
+    return readFileSync(flags.hosts, 'utf8')
+      .split('\n')
+      .map((line) => line.replace(/#.*/, '').trim())
+      .filter(Boolean)
+      .map((line) => ({ ...parseAddress(line), role: 'worker' }));
+  }
+  const nodes = [...resolveNodeConfigs(loadExperimentConfig(flags.config)).values()];
+  return nodes
+    .filter((n) => includeAggregator || n.type !== 'aggregator')
+    .map((n) => ({ ...parseAddress(n.address), role: n.type }));
+}
+
+function sshArgs(flags: Flags, target: Target, remote: string): string[] {
+  const login = flags.user ? `${flags.user}@${target.host}` : target.host;
+  return ['ssh', '-o', 'BatchMode=yes', ...flags.sshOption.flatMap((o) => ['-o', o]), login, remote];
+}
+
+export function planSteps(action: string, flags: Flags, targets: Target[]): Step[] {
+  const dir = quote(flags.dir);
+  return targets.map((target) => {
+    const pid = `.run/worker-${target.port}.pid`;
+    const out = `logs/worker-${target.port}.out`;
+    switch (action) {
+      case 'start': {
+        const worker = `node main.js --host ${target.host} --port ${target.port} --token-file .run/token --logs logs`;
+        const remote =
+          `cd ${dir} && mkdir -p logs .run && (umask 077 && cat > .run/token) && ` +
+          `if [ -f ${pid} ] && kill -0 "$(cat ${pid})" 2>/dev/null; then echo "already running"; else ` +
+          `setsid nohup ${worker} > ${out} 2>&1 < /dev/null & echo $! > ${pid}; echo "started pid $(cat ${pid})"; fi`;
+        return { target, argv: sshArgs(flags, target, remote), stdin: 'TOKEN' };
+      }
+      case 'stop':
+        return {
+          target,
+          argv: sshArgs(flags, target, `cd ${dir} && if [ -f ${pid} ]; then kill "$(cat ${pid})" 2>/dev/null; rm -f ${pid}; echo stopped; else echo "not running"; fi`),
+        };
+      case 'status':
+        return {
+          target,
+          argv: sshArgs(flags, target, `cd ${dir} && if [ -f ${pid} ] && kill -0 "$(cat ${pid})" 2>/dev/null; then echo "running pid $(cat ${pid})"; else echo stopped; fi`),
+        };
+      case 'fetch-logs': {
+        const login = flags.user ? `${flags.user}@${target.host}` : target.host;
+        const local = join(flags.into, `${target.host}-${target.port}`);
+        return { target, argv: ['scp', '-r', '-p', '-o', 'BatchMode=yes', ...flags.sshOption.flatMap((o) => ['-o', o]), `${login}:${flags.dir}/logs/.`, local] };
+      }
+      default:
+        throw new Error(`unknown action "${action}" (start, stop, status or fetch-logs)`);
+    }
+  });
+}
+
+export function describeStep(step: Step): string {
+  const line = step.argv.map(quote).join(' ');
+  return step.stdin ? `${line} <<< "$FL_TOKEN"` : line;
+}
+
+function runStep(step: Step, token: string | undefined): Promise<{ code: number; output: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(step.argv[0], step.argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d) => (output += d));
+    child.stderr.on('data', (d) => (output += d));
+    child.on('error', (err) => resolve({ code: 127, output: err.message }));
+    child.on('close', (code) => resolve({ code: code ?? 1, output: output.trim() }));
+    child.stdin.end(step.stdin ? token + '\n' : undefined);
+  });
+}
+
+async function main(action: string, flags: Flags): Promise<number> {
+  const targets = targetsFrom(flags, action === 'fetch-logs');
+  const steps = planSteps(action, flags, targets);
+  if (flags.dryRun) {
+    console.log(`# dry run: ${steps.length} ${action} commands, nothing is contacted`);
+    for (const step of steps) console.log(describeStep(step));
+    return 0;
+  }
+  const token = action === 'start' ? resolveToken({ tokenFile: flags.tokenFile }) : undefined;
+  if (action === 'fetch-logs') for (const s of steps) mkdirSync(s.argv[s.argv.length - 1], { recursive: true });
+  let failures = 0;
+  const queue = [...steps];
+  const workers = Array.from({ length: Math.max(1, flags.parallel) }, async () => {
+    for (let step = queue.shift(); step; step = queue.shift()) {
+      const { code, output } = await runStep(step, token);
+      if (code !== 0) failures++;
+      console.log(`  ${code === 0 ? 'ok' : 'FAILED'}  ${step.target.host}:${step.target.port}  ${output.split('\n').slice(-2).join(' | ')}`);
+    }
+  });
+  await Promise.all(workers);
+  console.log(`${action}: ${steps.length - failures} of ${steps.length} succeeded`);
+  return failures ? 1 : 0;
+}
+
+const program = new Command()
+  .name('ssh-launcher')
+  .description('start, stop and inspect workers on testbed machines over ssh')
+  .argument('<action>', 'start, stop, status or fetch-logs')
+  .option('--config <file>', 'read the hosts from this config', 'config.json')
+  .option('--hosts <file>', 'read the hosts from this file instead (host[:port] per line)')
+  .option('--user <user>', 'ssh user')
+  .option('--dir <dir>', 'the project folder on every machine (where npm install ran)', 'fl-testbed')
+  .option('--ssh-option <opt>', 'extra ssh -o option (repeatable)', (v: string, all: string[]) => all.concat(v), [] as string[])
+  .option('--token-file <file>', 'the cluster token to give the workers (or $FL_TOKEN)')
+  .option('--into <dir>', 'fetch-logs: where the logs go, one folder per machine', 'logs/testbed')
+  .option('--parallel <n>', 'machines handled at once', (v: string) => Number(v), 8)
+  .option('--dry-run', 'print the commands, contact nothing')
+  .action(async (action: string, flags: Flags) => {
+    try {
+      process.exitCode = await main(action, flags);
+    } catch (err) {
+      console.error(err instanceof ConfigError ? err.message : `ssh-launcher: ${(err as Error).message}`);
+      process.exitCode = 2;
+    }
+  });
+
+if (require.main === module) program.parseAsync();

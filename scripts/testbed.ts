@@ -1,0 +1,186 @@
+/**
+ * The local testbed: every worker of a config on its own loopback address, in the background.
+ *   npm run testbed -- init [--nodes 15 --switches 2 --base 127.0.1] [--out config.local.json]
+ *   npm run testbed -- up [--config config.local.json]     start the workers, wait until healthy
+ *   npm run testbed -- status | down
+ * State (token, pid files, worker output) lives in --state (default .testbed/).
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Command } from 'commander';
+import { ConfigError, loadExperimentConfig, resolveNodeConfigs } from '../src/config/load';
+import { parseAddress } from '../src/config/address';
+import { formatConfig, testbedConfig } from '../src/config/testbed';
+import { nodeIdFor } from '../src/log/logger';
+
+const MAIN = resolve(__dirname, '..', '..', 'main.js');
+
+interface StateFlags {
+  state: string;
+}
+
+const paths = (state: string) => ({
+  token: join(state, 'token'),
+  pids: join(state, 'pids'),
+  out: join(state, 'out'),
+  logs: join(state, 'logs'),
+});
+
+/** The testbed's cluster token, made once (owner-only) and reused by every node and the aggregator. */
+export function ensureToken(state: string): string {
+  const file = paths(state).token;
+  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  mkdirSync(state, { recursive: true, mode: 0o700 });
+  const token = randomBytes(24).toString('hex');
+  writeFileSync(file, token + '\n', { mode: 0o600 });
+  return token;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+interface Running {
+  id: string;
+  pid: number;
+  pidFile: string;
+}
+
+function runningWorkers(state: string): Running[] {
+  const dir = paths(state).pids;
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.pid'))
+    .map((f) => ({ id: f.slice(0, -4), pid: Number(readFileSync(join(dir, f), 'utf8')), pidFile: join(dir, f) }));
+}
+
+async function healthy(host: string, port: number): Promise<boolean> {
+  try {
+    const res = await fetch(`http://${host}:${port}/health`, { signal: AbortSignal.timeout(1000) });
+    return res.ok;
+  } catch {
+    return false;
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function up(flags: StateFlags & { config: string; timeout: number; logs?: string }): Promise<number> {
+  const config = loadExperimentConfig(flags.config);
+  const workers = [...resolveNodeConfigs(config).values()].filter((n) => n.type !== 'aggregator');
+  const p = paths(flags.state);
+  const token = ensureToken(flags.state);
+  mkdirSync(p.pids, { recursive: true });
+  mkdirSync(p.out, { recursive: true });
+  const logs = resolve(flags.logs ?? p.logs);
+  const alreadyUp = new Set(runningWorkers(flags.state).filter((w) => isAlive(w.pid)).map((w) => w.id));
+
+  const started: { id: string; host: string; port: number }[] = [];
+  for (const worker of workers) {
+    const { host, port } = parseAddress(worker.address);
+    const id = nodeIdFor(host, port);
+    if (alreadyUp.has(id)) continue;
+    const out = openSync(join(p.out, `${id}.out`), 'a');
+    const child = spawn(process.execPath, [MAIN, '--host', host, '--port', String(port), '--logs', logs, '--id', id], {
+      detached: true,
+      stdio: ['ignore', out, out],
+      env: { ...process.env, FL_TOKEN: token },
+    });
+    closeSync(out);
+    writeFileSync(join(p.pids, `${id}.pid`), String(child.pid));
+    child.unref();
+    started.push({ id, host, port });
+  }
+
+  const deadline = Date.now() + flags.timeout;
+  let waiting = started;
+  while (waiting.length && Date.now() < deadline) {
+    const answers = await Promise.all(waiting.map((w) => healthy(w.host, w.port)));
+    waiting = waiting.filter((_, i) => !answers[i]);
+    if (waiting.length) await sleep(100);
+  }
+  console.log(`testbed: ${workers.length - waiting.length} of ${workers.length} workers up (${alreadyUp.size} were already running)`);
+  for (const w of waiting) {
+    const tail = readFileSync(join(p.out, `${w.id}.out`), 'utf8').trim().split('\n').slice(-3).join('\n      ');
+    console.log(`  not answering: ${w.host}:${w.port}\n      ${tail}`);
+  }
+  if (!waiting.length) {
+    console.log(`start the aggregator with:\n  node main.js agg --config ${flags.config} --token-file ${p.token} --logs ${logs}`);
+  }
+  return waiting.length ? 1 : 0;
+}
+
+export async function down(flags: StateFlags & { timeout: number }): Promise<number> {
+  const workers = runningWorkers(flags.state);
+  for (const w of workers) if (isAlive(w.pid)) process.kill(w.pid, 'SIGTERM');
+  const deadline = Date.now() + flags.timeout;
+  while (workers.some((w) => isAlive(w.pid)) && Date.now() < deadline) await sleep(50);
+  const stubborn = workers.filter((w) => isAlive(w.pid));
+  for (const w of stubborn) process.kill(w.pid, 'SIGKILL');
+  for (const w of workers) rmSync(w.pidFile, { force: true });
+  console.log(`testbed: stopped ${workers.length} workers${stubborn.length ? ` (${stubborn.length} killed after ${flags.timeout} ms)` : ''}`);
+  return 0;
+}
+
+function status(flags: StateFlags): number {
+  const workers = runningWorkers(flags.state);
+  const alive = workers.filter((w) => isAlive(w.pid));
+  for (const w of workers) console.log(`  ${w.id.padEnd(22)} pid ${String(w.pid).padEnd(8)} ${isAlive(w.pid) ? 'running' : 'gone'}`);
+  console.log(`testbed: ${alive.length} of ${workers.length} workers running`);
+  return 0;
+}
+
+function init(flags: { nodes: number; switches: number; base: string; port: number; out?: string }): number {
+  const text = formatConfig(testbedConfig(flags));
+  if (flags.out) {
+    writeFileSync(flags.out, text);
+    console.log(`wrote ${flags.out}: ${flags.nodes} nodes, ${flags.switches} switches, aggregator ${flags.base}.${flags.nodes}`);
+  } else process.stdout.write(text);
+  return 0;
+}
+
+const int = (text: string) => {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`expected a whole number, got "${text}"`);
+  return n;
+};
+
+const run = <F>(action: (flags: F) => number | Promise<number>) => async (flags: F) => {
+  try {
+    process.exitCode = await action(flags);
+  } catch (err) {
+    console.error(err instanceof ConfigError ? err.message : `testbed: ${(err as Error).message}`);
+    process.exitCode = err instanceof ConfigError ? 2 : 1;
+  }
+};
+
+const program = new Command().name('testbed').description('start and stop a testbed of workers on loopback addresses');
+const withState = (c: Command) => c.option('--state <dir>', 'where the token, pid files and worker output live', '.testbed');
+
+program
+  .command('init')
+  .description('write a config for N nodes on <base>.1 … <base>.N, the last the aggregator')
+  .option('--nodes <n>', 'machines, the aggregator included', int, 15)
+  .option('--switches <n>', 'how many of them are switches', int, 2)
+  .option('--base <a.b.c>', 'the first three octets', '127.0.1')
+  .option('--port <port>', 'port on every node', int, 5000)
+  .option('--out <file>', 'write here instead of stdout')
+  .action(run(init));
+withState(program.command('up').description('start every worker of the config and wait until each answers /health'))
+  .option('--config <file>', 'the experiment config', 'config.local.json')
+  .option('--logs <dir>', 'where the workers write logs/ (default: <state>/logs)')
+  .option('--timeout <ms>', 'how long to wait for the workers', int, 30_000)
+  .action(run(up));
+withState(program.command('down').description('stop every worker this testbed started'))
+  .option('--timeout <ms>', 'grace period before SIGKILL', int, 5000)
+  .action(run(down));
+withState(program.command('status').description('list the workers and whether they run')).action(run(status));
+
+if (require.main === module) program.parseAsync();

@@ -1,0 +1,168 @@
+/** Reading config.json: parse, validate, check the topology, and name every mistake. */
+import { readFileSync } from 'node:fs';
+import type { z } from 'zod';
+import { canonicalAddress } from './address';
+import { KNOWN_KEYS, experimentConfigSchema, nodeConfigSchema, type ExperimentConfig, type NodeConfig } from './schema';
+
+export class ConfigError extends Error {
+  constructor(
+    readonly source: string,
+    readonly problems: string[],
+  ) {
+    super(`${source}: ${problems.length} problem${problems.length === 1 ? '' : 's'}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** `others["10.10.1.3"].index` rather than `others,10.10.1.3,index`. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const key of path) {
+    if (typeof key === 'number') out += `[${key}]`;
+    else if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(String(key))) out += out ? `.${String(key)}` : String(key);
+    else out += `[${JSON.stringify(String(key))}]`;
+  }
+  return out || '(top level)';
+}
+
+export function describeIssues(issues: readonly z.core.$ZodIssue[]): string[] {
+  return issues.map((issue) => {
+    const where = formatPath(issue.path);
+    switch (issue.code) {
+      case 'unrecognized_keys':
+        return `${where}: unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map(withSuggestion).join(', ')}`;
+      case 'invalid_key':
+        return `${where}: bad address: ${issue.issues.map((inner) => inner.message).join('; ')}`;
+      default:
+        return `${where}: ${issue.message}`;
+    }
+  });
+}
+
+/** `"roudns" (did you mean "rounds"?)` for a key one or two typos away from a known one. */
+function withSuggestion(key: string): string {
+  let best: string | undefined;
+  let bestDistance = 3;
+  for (const known of KNOWN_KEYS) {
+    const d = editDistance(key.toLowerCase(), known);
+    if (d < bestDistance) [best, bestDistance] = [known, d];
+  }
+  return best ? `"${key}" (did you mean "${best}"?)` : `"${key}"`;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length];
+}
+
+/** Validates parsed JSON as config.json; throws ConfigError listing every problem. */
+export function parseExperimentConfig(raw: unknown, source = 'config'): ExperimentConfig {
+  const result = experimentConfigSchema.safeParse(raw);
+  if (!result.success) throw new ConfigError(source, describeIssues(result.error.issues));
+  const problems = topologyProblems(result.data);
+  if (problems.length) throw new ConfigError(source, problems);
+  return result.data;
+}
+
+export function loadExperimentConfig(file: string): ExperimentConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(file, [`cannot read the file: ${(err as Error).message}`]);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(file, [`not valid JSON: ${(err as Error).message}`]);
+  }
+  return parseExperimentConfig(raw, file);
+}
+
+/** Mistakes no single entry shows: duplicates, dangling references, a missing aggregator. */
+function topologyProblems(config: ExperimentConfig): string[] {
+  const problems: string[] = [];
+  const seen = new Map<string, string>();
+  const switches = new Set<string>();
+  const slices = new Map<string, string>();
+  const switchClients = new Map<string, number>();
+  const aggregators: string[] = [];
+  let clientCount = 0;
+
+  for (const [key, entry] of Object.entries(config.others)) {
+    const canonical = canonicalAddress(key);
+    const earlier = seen.get(canonical);
+    if (earlier) problems.push(`others: "${earlier}" and "${key}" are the same node (${canonical})`);
+    seen.set(canonical, key);
+    if (entry.type === 'switch') switches.add(canonical);
+    if (entry.type === 'aggregator') aggregators.push(key);
+  }
+  if (aggregators.length !== 1) {
+    problems.push(
+      `others: needs exactly one entry of type "aggregator" (the node that runs \`main.js agg\`), found ${aggregators.length}${aggregators.length ? `: ${aggregators.join(', ')}` : ''}`,
+    );
+  }
+
+  for (const [key, entry] of Object.entries(config.others)) {
+    if (entry.type !== 'client') continue;
+    clientCount++;
+    const slice = `${entry.index} of ${entry.client_number}`;
+    const other = slices.get(slice);
+    if (other) problems.push(`others["${key}"]: takes slice ${slice}, as does "${other}"; each client needs its own index`);
+    slices.set(slice, key);
+    if (entry.switch !== undefined) {
+      const target = canonicalAddress(entry.switch);
+      if (!switches.has(target)) {
+        problems.push(`others["${key}"].switch: "${entry.switch}" is not an entry of type "switch" in others`);
+      }
+      switchClients.set(target, (switchClients.get(target) ?? 0) + 1);
+    }
+  }
+  for (const sw of switches) {
+    if (!switchClients.has(sw)) problems.push(`others["${seen.get(sw)}"]: switch has no clients (no client names it in "switch")`);
+  }
+  if (clientCount === 0) problems.push('others: needs at least one entry of type "client"');
+  if (config.clients_per_round !== undefined && config.clients_per_round > clientCount) {
+    problems.push(`clients_per_round: ${config.clients_per_round} is more than the ${clientCount} clients in others`);
+  }
+  return problems;
+}
+
+/** The config each node receives, keyed by canonical address (the aggregator's own included). */
+export function resolveNodeConfigs(config: ExperimentConfig): Map<string, NodeConfig> {
+  const { experiment, others, ...settings } = config;
+  const entries = Object.entries(others).map(([key, entry]) => ({ address: canonicalAddress(key), entry }));
+  const aggregator = entries.find((e) => e.entry.type === 'aggregator')!.address;
+  const clientsOf = (upstream: string) =>
+    entries
+      .filter((e) => e.entry.type === 'client' && (e.entry.switch ? canonicalAddress(e.entry.switch) : aggregator) === upstream)
+      .map((e) => e.address);
+
+  const nodes = new Map<string, NodeConfig>();
+  for (const { address, entry } of entries) {
+    const base = { experiment, address, aggregator, settings };
+    let node: NodeConfig;
+    if (entry.type === 'client') {
+      const upstream = entry.switch ? canonicalAddress(entry.switch) : aggregator;
+      node = { ...base, type: 'client', client_number: entry.client_number, index: entry.index, upstream };
+    } else if (entry.type === 'switch') {
+      node = { ...base, type: 'switch', clients: clientsOf(address) };
+    } else {
+      const workers = Object.fromEntries(
+        entries.filter((e) => e.entry.type !== 'aggregator').map((e) => [e.address, e.entry.type as 'client' | 'switch']),
+      );
+      const switches = entries.filter((e) => e.entry.type === 'switch').map((e) => e.address);
+      node = { ...base, type: 'aggregator', switches, clients: clientsOf(address), workers };
+    }
+    nodes.set(address, nodeConfigSchema.parse(node));
+  }
+  return nodes;
+}

@@ -1,0 +1,171 @@
+/**
+ * What config.json may hold, and what a worker receives at POST /config.
+ * Objects are strict so a misspelt key is reported instead of silently ignored.
+ */
+import { z } from 'zod';
+import { addressProblem } from './address';
+
+const address = z.string().superRefine((text, ctx) => {
+  const problem = addressProblem(text);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
+
+const positiveInt = z.number().int().positive();
+
+export const modelSchema = z
+  .object({
+    architecture: z.enum(['mlp', 'cnn']).default('mlp'),
+    hidden_units: positiveInt.max(4096).default(128),
+  })
+  .strict();
+
+export const trainingSchema = z
+  .object({
+    epochs: positiveInt.max(100).default(1),
+    batch_size: positiveInt.max(10_000).default(32),
+    learning_rate: z.number().positive().max(10).default(0.1),
+    strategy: z.enum(['fedavg', 'fedavgm']).default('fedavg'),
+    server_momentum: z.number().min(0).max(0.999).default(0.9),
+  })
+  .strict();
+
+export const dataSchema = z
+  .object({
+    dataset: z.literal('mnist').default('mnist'),
+    split: z.enum(['iid', 'dirichlet', 'classes']).default('iid'),
+    alpha: z.number().positive().default(0.5),
+    classes_per_client: positiveInt.max(10).default(2),
+    seed: z.number().int().min(0).default(42),
+    test_size: positiveInt.max(5000).default(2000),
+  })
+  .strict();
+
+export const heSchema = z
+  .object({
+    enabled: z.boolean().default(false),
+  })
+  .strict();
+
+export const timeoutsSchema = z
+  .object({
+    push_ms: positiveInt.default(30_000),
+    request_ms: positiveInt.default(30_000),
+    round_ms: positiveInt.default(300_000),
+  })
+  .strict();
+
+/** Settings every node of an experiment shares. */
+export const settingsSchema = z
+  .object({
+    rounds: positiveInt.max(10_000).default(20),
+    clients_per_round: positiveInt.optional(),
+    min_report_fraction: z.number().gt(0).max(1).default(0.5),
+    model: modelSchema.prefault({}),
+    training: trainingSchema.prefault({}),
+    data: dataSchema.prefault({}),
+    he: heSchema.prefault({}),
+    timeouts: timeoutsSchema.prefault({}),
+  })
+  .strict();
+
+export type Settings = z.infer<typeof settingsSchema>;
+
+// --- config.json -----------------------------------------------------------------
+
+const clientEntry = z
+  .object({
+    type: z.literal('client'),
+    client_number: positiveInt,
+    index: z.number().int().min(0),
+    /** The switch this client reports to; absent: straight to the aggregator. */
+    switch: address.optional(),
+  })
+  .strict()
+  .superRefine((entry, ctx) => {
+    if (entry.index >= entry.client_number) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['index'],
+        message: `must be below client_number (${entry.client_number}): slice index of client_number, counted from 0; got ${entry.index}`,
+      });
+    }
+  });
+
+const switchEntry = z.object({ type: z.literal('switch') }).strict();
+const aggregatorEntry = z.object({ type: z.literal('aggregator') }).strict();
+
+export const workerEntrySchema = z.discriminatedUnion('type', [clientEntry, switchEntry, aggregatorEntry], {
+  error: (issue) =>
+    issue.code === 'invalid_union' ? 'type must be "client", "switch" or "aggregator"' : undefined,
+});
+export type WorkerEntry = z.infer<typeof workerEntrySchema>;
+
+export const experimentConfigSchema = settingsSchema
+  .extend({
+    experiment: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'use 1-64 letters, digits, ".", "_" or "-" (it names a folder)')
+      .default('experiment'),
+    others: z.record(address, workerEntrySchema),
+  })
+  .strict();
+
+export type ExperimentConfig = z.infer<typeof experimentConfigSchema>;
+
+/** Every key config.json may use, for "did you mean" hints. */
+export const KNOWN_KEYS: readonly string[] = [
+  ...new Set(
+    [experimentConfigSchema, modelSchema, trainingSchema, dataSchema, heSchema, timeoutsSchema]
+      .flatMap((schema) => Object.keys(schema.shape))
+      .concat(['type', 'client_number', 'index', 'switch']),
+  ),
+];
+
+// --- what a worker receives at POST /config --------------------------------------
+
+const nodeBase = {
+  experiment: z.string().min(1).max(64),
+  /** This node's own address as config.json names it. */
+  address,
+  aggregator: address,
+  settings: settingsSchema,
+};
+
+export const clientNodeSchema = z
+  .object({
+    ...nodeBase,
+    type: z.literal('client'),
+    client_number: positiveInt,
+    index: z.number().int().min(0),
+    /** Where updates go: the switch, or the aggregator when the client has no switch. */
+    upstream: address,
+  })
+  .strict()
+  .refine((c) => c.index < c.client_number, { path: ['index'], message: 'must be below client_number' });
+
+export const switchNodeSchema = z
+  .object({ ...nodeBase, type: z.literal('switch'), clients: z.array(address).min(1) })
+  .strict();
+
+export const aggregatorNodeSchema = z
+  .object({
+    ...nodeBase,
+    type: z.literal('aggregator'),
+    switches: z.array(address),
+    /** Clients that report to the aggregator directly. */
+    clients: z.array(address),
+    /** Every worker the aggregator configures, by address. */
+    workers: z.record(address, z.enum(['client', 'switch'])),
+  })
+  .strict();
+
+export const nodeConfigSchema = z.discriminatedUnion('type', [clientNodeSchema, switchNodeSchema, aggregatorNodeSchema], {
+  error: (issue) =>
+    issue.code === 'invalid_union' ? 'type must be "client", "switch" or "aggregator"' : undefined,
+});
+
+export type ClientNodeConfig = z.infer<typeof clientNodeSchema>;
+export type SwitchNodeConfig = z.infer<typeof switchNodeSchema>;
+export type AggregatorNodeConfig = z.infer<typeof aggregatorNodeSchema>;
+export type NodeConfig = z.infer<typeof nodeConfigSchema>;
+export type RoleType = NodeConfig['type'];

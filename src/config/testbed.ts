@@ -1,0 +1,54 @@
+/**
+ * A config.json for a testbed of N machines named `<base>.1` … `<base>.N`, the last one the
+ * aggregator, the `switches` before it switches, the rest clients spread evenly over the switches.
+ */
+import { DEFAULT_PORT } from './address';
+
+export interface TestbedShape {
+  base: string;
+  nodes: number;
+  switches: number;
+  port?: number;
+  experiment?: string;
+  rounds?: number;
+}
+
+export function testbedConfig(shape: TestbedShape): Record<string, unknown> {
+  const port = shape.port ?? DEFAULT_PORT;
+  const clients = shape.nodes - 1 - shape.switches;
+  if (!/^\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(shape.base)) throw new Error(`--base: "${shape.base}" should be three octets, like 127.0.1`);
+  if (shape.nodes > 254) throw new Error(`--nodes: at most 254 on one /24, got ${shape.nodes}`);
+  if (clients < 1) throw new Error(`--nodes ${shape.nodes} with --switches ${shape.switches} leaves no client (needs nodes >= switches + 2)`);
+  const at = (i: number) => `${shape.base}.${i}:${port}`;
+  const switchAt = (s: number) => at(clients + 1 + s);
+
+  const others: Record<string, unknown> = {};
+  for (let c = 0; c < clients; c++) {
+    const entry: Record<string, unknown> = { type: 'client', client_number: clients, index: c };
+    if (shape.switches > 0) entry.switch = switchAt(Math.floor((c * shape.switches) / clients));
+    others[at(c + 1)] = entry;
+  }
+  for (let s = 0; s < shape.switches; s++) others[switchAt(s)] = { type: 'switch' };
+  others[at(shape.nodes)] = { type: 'aggregator' };
+
+  return {
+    experiment: shape.experiment ?? 'mnist-mlp',
+    rounds: shape.rounds ?? 20,
+    clients_per_round: clients,
+    min_report_fraction: 0.5,
+    model: { architecture: 'mlp', hidden_units: 128 },
+    training: { epochs: 1, batch_size: 32, learning_rate: 0.1, strategy: 'fedavg' },
+    data: { dataset: 'mnist', split: 'iid', seed: 42, test_size: 2000 },
+    he: { enabled: false },
+    timeouts: { push_ms: 30_000, request_ms: 30_000, round_ms: 300_000 },
+    others,
+  };
+}
+
+/** JSON with one line per `others` entry, so a 15-node file stays readable. */
+export function formatConfig(config: Record<string, unknown>): string {
+  const { others, ...rest } = config as { others: Record<string, unknown> };
+  const head = JSON.stringify(rest, null, 2).replace(/\n}$/, '');
+  const lines = Object.entries(others).map(([key, entry]) => `    ${JSON.stringify(key)}: ${JSON.stringify(entry).replace(/,"/g, ', "').replace(/":/g, '": ').replace(/^\{/, '{ ').replace(/\}$/, ' }')}`);
+  return `${head},\n  "others": {\n${lines.join(',\n')}\n  }\n}\n`;
+}

@@ -1,0 +1,62 @@
+/**
+ * The per-round JSON log of the original design, one file per node and experiment:
+ * `{"iteration": [{"start_time", "end_time", "byte_received", "byte_send", ...}]}`.
+ * Rewritten atomically after every round, so a crash loses at most the round in flight.
+ */
+import { join } from 'node:path';
+import { writeFileAtomic } from './atomic';
+import { diffTotals, type WireMeter, type WireTotals } from '../net/wire-meter';
+
+export interface IterationEntry {
+  round: number;
+  start_time: string;
+  end_time: string;
+  byte_received: number;
+  byte_send: number;
+  [extra: string]: unknown;
+}
+
+export class IterationLog {
+  readonly file: string;
+  private readonly entries: IterationEntry[] = [];
+  private open?: { round: number; startedAt: Date; wire: WireTotals };
+
+  constructor(
+    logsDir: string,
+    nodeId: string,
+    experiment: string,
+    private readonly meter: WireMeter,
+  ) {
+    this.file = join(logsDir, `${nodeId}_${experiment}.json`);
+  }
+
+  beginRound(round: number): void {
+    this.open = { round, startedAt: new Date(), wire: this.meter.totals() };
+  }
+
+  /** Closes the open round with its byte counts and any extra fields (phase timings, accuracy). */
+  endRound(extra: Record<string, unknown> = {}): IterationEntry | undefined {
+    if (!this.open) return undefined;
+    const wire = diffTotals(this.meter.totals(), this.open.wire);
+    const entry: IterationEntry = {
+      round: this.open.round,
+      start_time: this.open.startedAt.toISOString(),
+      end_time: new Date().toISOString(),
+      byte_received: wire.received,
+      byte_send: wire.sent,
+      ...extra,
+    };
+    this.entries.push(entry);
+    this.open = undefined;
+    this.flush();
+    return entry;
+  }
+
+  get rounds(): readonly IterationEntry[] {
+    return this.entries;
+  }
+
+  flush(): void {
+    writeFileAtomic(this.file, JSON.stringify({ iteration: this.entries }, null, 1));
+  }
+}

@@ -1,0 +1,67 @@
+/** Every refusal is JSON: `{ "error": short kind, "reason": what was wrong }`. */
+import type { ErrorRequestHandler, RequestHandler } from 'express';
+
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly kind: string,
+    readonly reason: string,
+    readonly details?: unknown,
+  ) {
+    super(reason);
+  }
+}
+
+export const badRequest = (reason: string, details?: unknown) => new HttpError(400, 'bad request', reason, details);
+export const conflict = (reason: string) => new HttpError(409, 'conflict', reason);
+
+interface BodyParserError extends Error {
+  type?: string;
+  status?: number;
+  limit?: number;
+  length?: number;
+}
+
+/** Translates body-parser's errors into reasons a user can act on. */
+function fromBodyParser(err: BodyParserError): HttpError | undefined {
+  switch (err.type) {
+    case 'entity.parse.failed':
+      return new HttpError(400, 'malformed json', `the body is not valid JSON: ${err.message}`);
+    case 'entity.too.large':
+      return new HttpError(413, 'body too large', `the body is ${err.length} bytes; this route takes at most ${err.limit}`);
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      return new HttpError(415, 'unsupported encoding', err.message);
+    case 'request.aborted':
+      return new HttpError(400, 'aborted', 'the request was aborted before its body arrived');
+    default:
+      return undefined;
+  }
+}
+
+export function jsonErrorHandler(onServerError: (err: unknown) => void): ErrorRequestHandler {
+  return (err, _req, res, _next) => {
+    const known = err instanceof HttpError ? err : fromBodyParser(err as BodyParserError);
+    if (!known) onServerError(err);
+    const status = known?.status ?? 500;
+    const body: Record<string, unknown> = {
+      error: known?.kind ?? 'internal error',
+      reason: known?.reason ?? 'the node failed to handle this request; see its log',
+    };
+    if (known?.details !== undefined) body.details = known.details;
+    if (!res.headersSent) res.status(status).json(body);
+  };
+}
+
+export const notFound: RequestHandler = (req, _res, next) => {
+  next(new HttpError(404, 'not found', `no route ${req.method} ${req.path} on this node`));
+};
+
+/** Refuses a body that is not the content type a route parses. */
+export function requireContentType(type: string): RequestHandler {
+  return (req, _res, next) => {
+    if (!req.is(type)) {
+      next(new HttpError(415, 'unsupported media type', `expected Content-Type ${type}, got ${req.get('content-type') ?? 'none'}`));
+    } else next();
+  };
+}

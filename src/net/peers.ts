@@ -1,0 +1,47 @@
+/** Calls from this node to other nodes: bearer token on every request, bytes counted by the meter. */
+import axios, { AxiosError, type AxiosInstance, type AxiosRequestConfig } from 'axios';
+import { baseUrl } from '../config/address';
+import type { WireMeter } from './wire-meter';
+
+export class Peers {
+  private readonly http: AxiosInstance;
+
+  constructor(token: string, meter: WireMeter, timeoutMs = 30_000) {
+    this.http = axios.create({
+      timeout: timeoutMs,
+      httpAgent: meter.agent(),
+      headers: { Authorization: `Bearer ${token}` },
+      maxBodyLength: Infinity,
+      maxContentLength: Infinity,
+      proxy: false,
+    });
+  }
+
+  async post<T = unknown>(address: string, path: string, body: unknown, config: AxiosRequestConfig = {}): Promise<T> {
+    const res = await this.http.post<T>(baseUrl(address) + path, body, config);
+    return res.data;
+  }
+
+  async get<T = unknown>(address: string, path: string, config: AxiosRequestConfig = {}): Promise<T> {
+    const res = await this.http.get<T>(baseUrl(address) + path, config);
+    return res.data;
+  }
+}
+
+export interface PeerFailure {
+  /** `refused`: the node answered with an error; `unreachable`: no answer at all. */
+  kind: 'refused' | 'unreachable';
+  status?: number;
+  reason: string;
+  details?: unknown;
+}
+
+export function describeFailure(err: unknown): PeerFailure {
+  if (err instanceof AxiosError && err.response) {
+    const data = err.response.data as { reason?: string; error?: string; details?: unknown } | undefined;
+    const reason = data?.reason ?? data?.error ?? `HTTP ${err.response.status}`;
+    return { kind: 'refused', status: err.response.status, reason, details: data?.details };
+  }
+  if (err instanceof AxiosError) return { kind: 'unreachable', reason: err.code ?? err.message };
+  return { kind: 'unreachable', reason: (err as Error)?.message ?? String(err) };
+}

@@ -1,0 +1,98 @@
+/**
+ * Holds the one role a node plays. A new config replaces the old role whole: the old one is
+ * stopped (its timers and requests end) before the new router takes over, so nothing is mounted twice.
+ */
+import { createHash } from 'node:crypto';
+import { Router, type RequestHandler } from 'express';
+import type { NodeConfig } from '../config/schema';
+import { aggregatorBlueprint } from '../blueprints/aggregator';
+import { clientBlueprint } from '../blueprints/client';
+import { switchBlueprint } from '../blueprints/switch';
+import { AggregatorRole } from '../roles/aggregator';
+import { ClientRole } from '../roles/client';
+import { ROLE_PREFIX, type NodeContext, type Role } from '../roles/role';
+import { SwitchRole } from '../roles/switch';
+
+interface Mounted {
+  role: Role;
+  router: Router;
+  fingerprint: string;
+}
+
+export interface ApplyResult {
+  status: 'mounted' | 'replaced' | 'unchanged';
+  role: NodeConfig['type'];
+  prefix: string;
+  experiment: string;
+}
+
+function mount(config: NodeConfig, node: NodeContext): { role: Role; routes: Router } {
+  switch (config.type) {
+    case 'client': {
+      const role = new ClientRole(config, node);
+      return { role, routes: clientBlueprint(role) };
+    }
+    case 'switch': {
+      const role = new SwitchRole(config, node);
+      return { role, routes: switchBlueprint(role) };
+    }
+    case 'aggregator': {
+      const role = new AggregatorRole(config, node);
+      return { role, routes: aggregatorBlueprint(role) };
+    }
+  }
+}
+
+const fingerprintOf = (config: NodeConfig) => createHash('sha256').update(JSON.stringify(config)).digest('hex');
+
+export class RoleHost {
+  private mounted?: Mounted;
+  /** Configs are applied one at a time, in the order they arrive. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly node: NodeContext) {}
+
+  get role(): Role | undefined {
+    return this.mounted?.role;
+  }
+
+  /** Routes requests to the mounted role's router, or on to 404 when none is mounted. */
+  readonly dispatch: RequestHandler = (req, res, next) => {
+    const mounted = this.mounted;
+    if (mounted) mounted.router(req, res, next);
+    else next();
+  };
+
+  apply(config: NodeConfig): Promise<ApplyResult> {
+    const next = this.queue.then(() => this.replace(config));
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  async unmount(): Promise<void> {
+    await this.queue;
+    const old = this.mounted;
+    this.mounted = undefined;
+    await old?.role.stop();
+  }
+
+  private async replace(config: NodeConfig): Promise<ApplyResult> {
+    const prefix = ROLE_PREFIX[config.type];
+    const fingerprint = fingerprintOf(config);
+    const result = { role: config.type, prefix, experiment: config.experiment };
+    // The same config again (an aggregator re-pushing after a restart) must not reset a role mid-round.
+    if (this.mounted?.fingerprint === fingerprint) return { status: 'unchanged', ...result };
+
+    const old = this.mounted;
+    this.mounted = undefined;
+    if (old) await old.role.stop();
+
+    const { role, routes } = mount(config, this.node);
+    const router = Router();
+    router.use(prefix, routes);
+    this.mounted = { role, router, fingerprint };
+    role.start();
+    this.node.logger.info(`${old ? 'replaced' : 'mounted'} role ${config.type} under ${prefix} for experiment ${config.experiment}`);
+    return { status: old ? 'replaced' : 'mounted', ...result };
+  }
+}

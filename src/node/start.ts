@@ -1,0 +1,66 @@
+/** Bringing a node up: logger, byte meter, peers, server. Shared by workers and the aggregator. */
+import { resolve } from 'node:path';
+import { createLogger, nodeIdFor, type Logger } from '../log/logger';
+import { Peers } from '../net/peers';
+import { WireMeter } from '../net/wire-meter';
+import type { NodeContext } from '../roles/role';
+import { createWorkerApp, listen, type RunningNode } from './worker';
+
+export interface NodeOptions {
+  host: string;
+  port: number;
+  token: string;
+  id?: string;
+  logsDir?: string;
+  outputsDir?: string;
+  logLevel?: string;
+  console?: boolean;
+  requestTimeoutMs?: number;
+}
+
+export interface StartedNode extends RunningNode {
+  context: NodeContext;
+  logger: Logger;
+}
+
+export async function startNode(options: NodeOptions): Promise<StartedNode> {
+  const nodeId = options.id ?? nodeIdFor(options.host, options.port);
+  const logsDir = resolve(options.logsDir ?? 'logs');
+  const logger = createLogger({
+    nodeId,
+    logsDir,
+    level: options.logLevel,
+    secrets: [options.token],
+    console: options.console,
+  });
+  const meter = new WireMeter();
+  const context: NodeContext = {
+    nodeId,
+    logger,
+    meter,
+    peers: new Peers(options.token, meter, options.requestTimeoutMs),
+    logsDir,
+    outputsDir: resolve(options.outputsDir ?? 'outputs'),
+  };
+  const running = await listen(createWorkerApp(context, options.token), context, options.host, options.port);
+  logger.info(`listening on ${options.host}:${running.address.port}`);
+  return { ...running, context, logger };
+}
+
+/** Ends the process cleanly on SIGINT/SIGTERM: role stopped, server closed, logs flushed. */
+export function closeOnSignals(node: StartedNode): void {
+  let closing = false;
+  const shutdown = (signal: string) => {
+    if (closing) return;
+    closing = true;
+    node.logger.info(`${signal}: shutting down`);
+    const forced = setTimeout(() => process.exit(1), 5000);
+    forced.unref();
+    node
+      .close()
+      .catch((err) => node.logger.error(`shutdown failed: ${String(err)}`))
+      .finally(() => node.logger.on('finish', () => process.exit(0)).end());
+  };
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+}

@@ -1,0 +1,90 @@
+/** The program every testbed machine runs: an express server that takes its role at POST /config. */
+import express, { type Express } from 'express';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { describeIssues } from '../config/load';
+import { nodeConfigSchema, type NodeConfig } from '../config/schema';
+import { requireBearer } from '../net/auth';
+import { HttpError, jsonErrorHandler, requireContentType } from '../net/errors';
+import { ROLE_PREFIX, type NodeContext } from '../roles/role';
+import { RoleHost } from './role-host';
+
+export const CONFIG_BODY_LIMIT = 1024 * 1024;
+
+export interface WorkerApp {
+  app: Express;
+  roles: RoleHost;
+}
+
+export function createWorkerApp(node: NodeContext, token: string): WorkerApp {
+  const roles = new RoleHost(node);
+  const startedAt = Date.now();
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+
+  // Liveness stays open so launchers and monitors can probe without the secret; it shows no settings.
+  app.get('/health', (_req, res) => {
+    res.json({
+      status: 'ok',
+      node: node.nodeId,
+      role: roles.role?.type ?? null,
+      experiment: roles.role?.config.experiment ?? null,
+      uptime_s: Math.round((Date.now() - startedAt) / 1000),
+    });
+  });
+
+  app.use(requireBearer(token));
+
+  app.post('/config', requireContentType('application/json'), express.json({ limit: CONFIG_BODY_LIMIT }), async (req, res) => {
+    const parsed = nodeConfigSchema.safeParse(req.body);
+    if (!parsed.success) {
+      throw new HttpError(400, 'invalid config', 'the config failed validation; nothing was changed', describeIssues(parsed.error.issues));
+    }
+    const result = await roles.apply(parsed.data);
+    res.status(result.status === 'unchanged' ? 200 : 201).json(result);
+  });
+
+  app.get('/config', (_req, res) => {
+    const role = roles.role;
+    if (!role) throw new HttpError(404, 'no config', 'this node has not been configured yet');
+    res.json(role.config satisfies NodeConfig);
+  });
+
+  app.use(roles.dispatch);
+
+  app.use((req, _res, next) => {
+    const role = roles.role;
+    const hint = role
+      ? `this node is a ${role.type}; its routes are under ${ROLE_PREFIX[role.type]}`
+      : 'this node has no role yet (POST /config first)';
+    next(new HttpError(404, 'not found', `no route ${req.method} ${req.path}: ${hint}`));
+  });
+  app.use(jsonErrorHandler((err) => node.logger.error(`request failed: ${(err as Error)?.stack ?? String(err)}`)));
+  return { app, roles };
+}
+
+export interface RunningNode extends WorkerApp {
+  server: http.Server;
+  address: AddressInfo;
+  close(): Promise<void>;
+}
+
+/** Listens on host:port; close() stops the role, then the server. */
+export async function listen(worker: WorkerApp, node: NodeContext, host: string, port: number): Promise<RunningNode> {
+  const server = http.createServer({ keepAliveTimeout: 65_000 }, worker.app);
+  node.meter.attachServer(server);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const close = async () => {
+    await worker.roles.unmount();
+    server.closeIdleConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  };
+  return { ...worker, server, address: server.address() as AddressInfo, close };
+}

@@ -1,0 +1,49 @@
+/** `main.js agg`: load config.json, become the aggregator, push every worker its config. */
+import { resolveNodeConfigs } from '../config/load';
+import { parseAddress } from '../config/address';
+import type { AggregatorNodeConfig, ExperimentConfig } from '../config/schema';
+import { startNode, type NodeOptions, type StartedNode } from '../node/start';
+import { formatOutcome, missingForExperiment, pushConfigs, summarize } from './push';
+
+export interface AggregatorOptions extends Omit<NodeOptions, 'host' | 'port'> {
+  config: ExperimentConfig;
+  host?: string;
+  port?: number;
+  /** Where the push report goes (stdout by default). */
+  print?: (line: string) => void;
+}
+
+export class ExperimentNotReady extends Error {}
+
+export async function runAggregator(options: AggregatorOptions): Promise<StartedNode> {
+  const print = options.print ?? ((line: string) => console.log(line));
+  const config = options.config;
+  const nodes = [...resolveNodeConfigs(config).values()];
+  const own = nodes.find((n): n is AggregatorNodeConfig => n.type === 'aggregator')!;
+  const workers = nodes.filter((n) => n !== own);
+  const bind = parseAddress(own.address);
+
+  const node = await startNode({
+    ...options,
+    host: options.host ?? bind.host,
+    port: options.port ?? bind.port,
+    requestTimeoutMs: options.requestTimeoutMs ?? config.timeouts.request_ms,
+  });
+  await node.roles.apply(own);
+
+  print(`experiment ${config.experiment}: pushing configs to ${workers.length} workers (deadline ${config.timeouts.push_ms / 1000} s)`);
+  const outcomes = await pushConfigs(node.context.peers, workers, {
+    deadlineMs: config.timeouts.push_ms,
+    requestMs: config.timeouts.request_ms,
+    onOutcome: (o) => print(formatOutcome(o)),
+  });
+  print(summarize(outcomes));
+  node.logger.info(`config push: ${summarize(outcomes)}`);
+
+  const missing = missingForExperiment(workers, outcomes, own.address);
+  if (missing.length) {
+    await node.close();
+    throw new ExperimentNotReady(`the experiment cannot start:\n${missing.map((m) => `  - ${m}`).join('\n')}`);
+  }
+  return node;
+}

@@ -1,0 +1,69 @@
+/** What every role shares: its config, the node's tools, and a clean stop. */
+import type { NodeConfig, RoleType } from '../config/schema';
+import type { Logger } from '../log/logger';
+import { IterationLog } from '../log/iteration-log';
+import type { Peers } from '../net/peers';
+import type { WireMeter } from '../net/wire-meter';
+
+export const ROLE_PREFIX: Record<RoleType, string> = { client: '/c', switch: '/s', aggregator: '/a' };
+
+/** What a node gives the role it mounts. */
+export interface NodeContext {
+  nodeId: string;
+  logger: Logger;
+  peers: Peers;
+  meter: WireMeter;
+  logsDir: string;
+  outputsDir: string;
+}
+
+export abstract class Role<C extends NodeConfig = NodeConfig> {
+  readonly iterations: IterationLog;
+  protected readonly abort = new AbortController();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private stopped = false;
+
+  constructor(
+    readonly config: C,
+    protected readonly node: NodeContext,
+  ) {
+    this.iterations = new IterationLog(node.logsDir, node.nodeId, config.experiment, node.meter);
+  }
+
+  get type(): C['type'] {
+    return this.config.type;
+  }
+
+  get isStopped(): boolean {
+    return this.stopped;
+  }
+
+  /** Called once the role's routes are mounted. */
+  start(): void {}
+
+  /** What GET /<prefix>/status shows. */
+  abstract status(): Record<string, unknown>;
+
+  /** Ends everything the role started: timers, requests in flight. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.abort.abort();
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers.clear();
+  }
+
+  /** A timer the role owns, cleared on stop. */
+  protected after(ms: number, fn: () => void): NodeJS.Timeout {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      if (!this.stopped) fn();
+    }, ms);
+    this.timers.add(timer);
+    return timer;
+  }
+
+  protected get pendingTimers(): number {
+    return this.timers.size;
+  }
+}

@@ -1,0 +1,121 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { canonicalAddress, parseAddress } from '../src/config/address';
+import { ConfigError, parseExperimentConfig, resolveNodeConfigs } from '../src/config/load';
+import { formatConfig, testbedConfig } from '../src/config/testbed';
+import { ROOT } from './helpers/cluster';
+
+const minimal = () => ({
+  others: {
+    '127.0.0.1': { type: 'client', client_number: 2, index: 0, switch: '127.0.0.3' },
+    '127.0.0.2': { type: 'client', client_number: 2, index: 1, switch: '127.0.0.3:5000' },
+    '127.0.0.3': { type: 'switch' },
+    '127.0.0.4:6000': { type: 'aggregator' },
+  } as Record<string, unknown>,
+} as Record<string, any>);
+
+function problemsOf(config: unknown): string[] {
+  try {
+    parseExperimentConfig(config);
+  } catch (err) {
+    assert.ok(err instanceof ConfigError);
+    return err.problems;
+  }
+  assert.fail('expected the config to be refused');
+}
+
+describe('addresses', () => {
+  it('reads IP and IP:port, port 5000 by default', () => {
+    assert.deepEqual(parseAddress('10.0.0.1'), { host: '10.0.0.1', port: 5000 });
+    assert.deepEqual(parseAddress('127.0.1.2:6000'), { host: '127.0.1.2', port: 6000 });
+    assert.equal(canonicalAddress('localhost'), 'localhost:5000');
+  });
+  for (const bad of ['', '1.2.3.256', '1.2.3.4:0', '1.2.3.4:99999', '1.2.3.4:x', 'a:b:c', 'bad host']) {
+    it(`refuses "${bad}"`, () => assert.throws(() => parseAddress(bad)));
+  }
+});
+
+describe('config.json validation', () => {
+  it('accepts a small topology and fills the defaults', () => {
+    const config = parseExperimentConfig(minimal());
+    assert.equal(config.rounds, 20);
+    assert.equal(config.model.architecture, 'mlp');
+    assert.equal(config.timeouts.push_ms, 30_000);
+  });
+
+  const cases: { name: string; edit: (c: Record<string, any>) => void; expect: RegExp }[] = [
+    { name: 'a wrong type', edit: (c) => (c.rounds = 'ten'), expect: /^rounds: .*expected number/ },
+    { name: 'a misspelt key, with a hint', edit: (c) => (c.roudns = 3), expect: /unknown key "roudns" \(did you mean "rounds"\?\)/ },
+    { name: 'a misspelt nested key', edit: (c) => (c.training = { learning_rat: 0.1 }), expect: /^training: unknown key "learning_rat" \(did you mean "learning_rate"\?\)/ },
+    { name: 'an unknown role', edit: (c) => (c.others['127.0.0.9'] = { type: 'router' }), expect: /^others\["127.0.0.9"\].type: type must be "client", "switch" or "aggregator"/ },
+    { name: 'a bad address key', edit: (c) => (c.others['10.0.0.300'] = { type: 'switch' }), expect: /^others\["10.0.0.300"\]: bad address: .*octet above 255/ },
+    { name: 'index out of its slices', edit: (c) => (c.others['127.0.0.2'].index = 2), expect: /^others\["127.0.0.2"\].index: must be below client_number \(2\)/ },
+    { name: 'a missing client_number', edit: (c) => delete c.others['127.0.0.2'].client_number, expect: /^others\["127.0.0.2"\].client_number: .*expected number/ },
+    { name: 'two clients on one slice', edit: (c) => (c.others['127.0.0.2'].index = 0), expect: /takes slice 0 of 2, as does "127.0.0.1"/ },
+    { name: 'a switch that is not in others', edit: (c) => (c.others['127.0.0.2'].switch = '127.0.0.8'), expect: /^others\["127.0.0.2"\].switch: "127.0.0.8" is not an entry of type "switch"/ },
+    { name: 'no aggregator', edit: (c) => delete c.others['127.0.0.4:6000'], expect: /exactly one entry of type "aggregator".*found 0/ },
+    { name: 'two aggregators', edit: (c) => (c.others['127.0.0.5'] = { type: 'aggregator' }), expect: /exactly one entry of type "aggregator".*found 2/ },
+    { name: 'one node named twice', edit: (c) => (c.others['127.0.0.3:5000'] = { type: 'switch' }), expect: /"127.0.0.3" and "127.0.0.3:5000" are the same node/ },
+    { name: 'a switch without clients', edit: (c) => (c.others['127.0.0.6'] = { type: 'switch' }), expect: /^others\["127.0.0.6"\]: switch has no clients/ },
+    { name: 'a goal above the client count', edit: (c) => (c.clients_per_round = 3), expect: /^clients_per_round: 3 is more than the 2 clients/ },
+    { name: 'a fraction above 1', edit: (c) => (c.min_report_fraction = 1.5), expect: /^min_report_fraction: / },
+    { name: 'an experiment name that is no folder name', edit: (c) => (c.experiment = '../etc'), expect: /^experiment: use 1-64 letters/ },
+    { name: 'others missing', edit: (c) => delete c.others, expect: /^others: .*expected record/ },
+  ];
+  for (const { name, edit, expect } of cases) {
+    it(`names ${name}`, () => {
+      const config = minimal();
+      edit(config);
+      const problems = problemsOf(config);
+      assert.ok(problems.some((p) => expect.test(p)), `no problem matched ${expect}:\n${problems.join('\n')}`);
+    });
+  }
+
+  it('lists every mistake at once, not just the first', () => {
+    const config = minimal();
+    config.rounds = -1;
+    config.he = { enabled: 'yes' };
+    config.others['127.0.0.1'].index = 'first';
+    assert.equal(problemsOf(config).length, 3);
+  });
+});
+
+describe('topology resolution', () => {
+  it('gives each node the config it needs', () => {
+    const nodes = resolveNodeConfigs(parseExperimentConfig(minimal()));
+    const client = nodes.get('127.0.0.2:5000');
+    const sw = nodes.get('127.0.0.3:5000');
+    const agg = nodes.get('127.0.0.4:6000');
+    assert.equal(client?.type === 'client' && client.upstream, '127.0.0.3:5000');
+    assert.deepEqual(sw?.type === 'switch' && sw.clients, ['127.0.0.1:5000', '127.0.0.2:5000']);
+    assert.ok(agg?.type === 'aggregator');
+    assert.deepEqual(agg.switches, ['127.0.0.3:5000']);
+    assert.equal(Object.keys(agg.workers).length, 3);
+    for (const node of nodes.values()) assert.equal(node.aggregator, '127.0.0.4:6000');
+  });
+
+  it('sends a client without a switch straight to the aggregator', () => {
+    const config = minimal();
+    delete config.others['127.0.0.1'].switch;
+    const nodes = resolveNodeConfigs(parseExperimentConfig(config));
+    const client = nodes.get('127.0.0.1:5000');
+    assert.equal(client?.type === 'client' && client.upstream, '127.0.0.4:6000');
+    const agg = nodes.get('127.0.0.4:6000');
+    assert.deepEqual(agg?.type === 'aggregator' && agg.clients, ['127.0.0.1:5000']);
+  });
+});
+
+describe('example configs', () => {
+  for (const [file, base] of [['config.json', '10.10.1'], ['config.local.json', '127.0.1']]) {
+    it(`${file} is the 15-node reference testbed on ${base}.x and is valid`, () => {
+      const text = readFileSync(join(ROOT, file), 'utf8');
+      assert.equal(text, formatConfig(testbedConfig({ base, nodes: 15, switches: 2 })));
+      const nodes = [...resolveNodeConfigs(parseExperimentConfig(JSON.parse(text))).values()];
+      assert.equal(nodes.filter((n) => n.type === 'client').length, 12);
+      assert.equal(nodes.filter((n) => n.type === 'switch').length, 2);
+      assert.equal(nodes.find((n) => n.type === 'aggregator')?.address, `${base}.15:5000`);
+    });
+  }
+});

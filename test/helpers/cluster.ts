@@ -1,0 +1,116 @@
+/** Real processes on loopback: the launcher scripts and main.js, run as a user would run them. */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { formatConfig, testbedConfig, type TestbedShape } from '../../src/config/testbed';
+
+export const ROOT = resolve(__dirname, '..', '..', '..');
+export const MAIN = join(ROOT, 'main.js');
+export const SCRIPTS = join(ROOT, 'dist', 'scripts');
+const run = promisify(execFile);
+
+/** A /24 on loopback no other test file or the demo (127.0.1.x) uses at the same time. */
+export function freeSubnet(): string {
+  return `127.${100 + Math.floor(Math.random() * 150)}.${1 + Math.floor(Math.random() * 250)}`;
+}
+
+export interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export async function node(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; timeout?: number } = {}): Promise<Result> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, args, {
+      cwd: options.cwd ?? ROOT,
+      env: { ...process.env, ...options.env },
+      timeout: options.timeout ?? 60_000,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+export const script = (name: string, args: string[], options?: Parameters<typeof node>[1]) =>
+  node([join(SCRIPTS, `${name}.js`), ...args], options);
+
+/** A testbed folder: its config, and the state dir the launcher keeps its token and pids in. */
+export class Testbed {
+  readonly dir = mkdtempSync(join(tmpdir(), 'fl-testbed-'));
+  readonly state = join(this.dir, 'state');
+  readonly logs = join(this.dir, 'logs');
+  readonly configFile = join(this.dir, 'config.json');
+  readonly base: string;
+  readonly config: { others: Record<string, { type: string }> } & Record<string, unknown>;
+  private aggregators: ChildProcess[] = [];
+
+  constructor(shape: Partial<TestbedShape> & { nodes: number; switches: number }, edit?: (config: Record<string, unknown>) => void) {
+    this.base = shape.base ?? freeSubnet();
+    const config = testbedConfig({ ...shape, base: this.base });
+    edit?.(config);
+    this.config = config as Testbed['config'];
+    writeFileSync(this.configFile, formatConfig(config));
+  }
+
+  get token(): string {
+    return readFileSync(join(this.state, 'token'), 'utf8').trim();
+  }
+
+  addresses(type?: string): string[] {
+    return Object.entries(this.config.others)
+      .filter(([, entry]) => !type || entry.type === type)
+      .map(([address]) => address);
+  }
+
+  up(): Promise<Result> {
+    return script('testbed', ['up', '--config', this.configFile, '--state', this.state, '--logs', this.logs]);
+  }
+
+  down(): Promise<Result> {
+    for (const child of this.aggregators) child.kill('SIGTERM');
+    return script('testbed', ['down', '--state', this.state]);
+  }
+
+  /** Starts `main.js agg`, resolving with its output once the push summary is printed (or it exits). */
+  startAggregator(extra: string[] = []): Promise<{ child: ChildProcess; output: string; exitCode: number | null }> {
+    const child = spawn(process.execPath, [MAIN, 'agg', '--config', this.configFile, '--token-file', join(this.state, 'token'), '--logs', this.logs, ...extra], {
+      cwd: this.dir,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.aggregators.push(child);
+    let output = '';
+    return new Promise((resolve) => {
+      const check = () => {
+        if (/\d+ configured, \d+ refused, \d+ unreachable/.test(output) && /\n$/.test(output)) {
+          setTimeout(() => resolve({ child, output, exitCode: child.exitCode }), 300);
+        }
+      };
+      child.stdout!.on('data', (d) => ((output += d), check()));
+      child.stderr!.on('data', (d) => ((output += d), check()));
+      child.on('exit', (code) => resolve({ child, output, exitCode: code }));
+    });
+  }
+}
+
+export async function get(address: string, path: string, token?: string): Promise<{ status: number; body: any }> {
+  const res = await fetch(`http://${address}${path}`, { headers: token ? { Authorization: `Bearer ${token}` } : {} });
+  return { status: res.status, body: await res.json() };
+}
+
+export async function post(address: string, path: string, body: string, headers: Record<string, string>): Promise<{ status: number; body: any }> {
+  const res = await fetch(`http://${address}${path}`, { method: 'POST', body, headers });
+  return { status: res.status, body: await res.json() };
+}
+
+export async function waitFor(condition: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -1,0 +1,71 @@
+/** The ssh launcher, with a stand-in `ssh`/`scp` on PATH that records what it is asked to do. */
+import assert from 'node:assert/strict';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { script } from './helpers/cluster';
+
+const TOKEN = 'ssh-launcher-test-token-42';
+
+function fakeTools() {
+  const dir = mkdtempSync(join(tmpdir(), 'fake-ssh-'));
+  const record = join(dir, 'calls');
+  for (const tool of ['ssh', 'scp']) {
+    const file = join(dir, tool);
+    writeFileSync(file, `#!/bin/sh\necho "${tool} $*" >> "${record}.argv"\ncat >> "${record}.stdin"\necho "started pid 4242"\n`);
+    chmodSync(file, 0o755);
+  }
+  const env = { PATH: `${dir}:${process.env.PATH}`, FL_TOKEN: TOKEN };
+  return { env, argv: () => readFileSync(`${record}.argv`, 'utf8'), stdin: () => readFileSync(`${record}.stdin`, 'utf8'), called: () => existsSync(`${record}.argv`) };
+}
+
+const reference = JSON.parse(readFileSync(join(__dirname, '..', '..', 'config.json'), 'utf8')) as { others: Record<string, { type: string }> };
+const referenceWorkers = Object.entries(reference.others).filter(([, e]) => e.type !== 'aggregator').map(([a]) => a.split(':')[0]);
+
+describe('ssh launcher', () => {
+  it('--dry-run prints a start command per worker of config.json and runs nothing', async () => {
+    const tools = fakeTools();
+    const dryRun = await script('ssh-launcher', ['start', '--dry-run', '--config', 'config.json', '--user', 'lab'], { env: tools.env });
+    assert.equal(dryRun.code, 0, dryRun.stderr);
+    const lines = dryRun.stdout.trim().split('\n').filter((l) => l.startsWith('ssh '));
+    assert.equal(lines.length, 14);
+    for (const host of referenceWorkers) assert.ok(lines.some((l) => l.includes(` lab@${host} `)), `no dry-run line for ${host}`);
+    for (const line of lines) {
+      assert.match(line, /setsid nohup node main\.js --host \S+ --port 5000 --token-file \.run\/token/);
+      assert.match(line, /<<< "\$FL_TOKEN"$/);
+    }
+    assert.ok(!dryRun.stdout.includes(TOKEN), 'the dry run shows no token');
+    assert.ok(!tools.called(), 'the dry run ran ssh');
+  });
+
+  it('--dry-run fetch-logs covers the aggregator machine too', async () => {
+    const tools = fakeTools();
+    const dryRun = await script('ssh-launcher', ['fetch-logs', '--dry-run', '--config', 'config.json', '--into', '/tmp/x'], { env: tools.env });
+    assert.equal(dryRun.stdout.split('\n').filter((l) => l.startsWith('scp ')).length, 15);
+    assert.ok(!tools.called());
+  });
+
+  it('start hands the token over on stdin, never on a command line', async () => {
+    const tools = fakeTools();
+    const hosts = join(mkdtempSync(join(tmpdir(), 'hosts-')), 'hosts');
+    writeFileSync(hosts, '# lab machines\n127.0.0.21\n127.0.0.22:6000\n');
+    const res = await script('ssh-launcher', ['start', '--hosts', hosts, '--dir', '/opt/fl'], { env: tools.env });
+    assert.equal(res.code, 0, res.stdout + res.stderr);
+    assert.match(res.stdout, /start: 2 of 2 succeeded/);
+    const argv = tools.argv();
+    assert.match(argv, /ssh -o BatchMode=yes 127\.0\.0\.21 cd \/opt\/fl .*--port 5000/);
+    assert.match(argv, /127\.0\.0\.22 .*--port 6000/);
+    assert.ok(!argv.includes(TOKEN), 'token on a command line');
+    assert.equal(tools.stdin(), `${TOKEN}\n${TOKEN}\n`);
+  });
+
+  it('refuses an unknown action and a broken config with a message', async () => {
+    const bad = await script('ssh-launcher', ['reboot', '--dry-run']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /unknown action "reboot"/);
+    const missing = await script('ssh-launcher', ['start', '--dry-run', '--config', '/nonexistent.json']);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /cannot read the file/);
+  });
+});

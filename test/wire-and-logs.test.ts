@@ -1,0 +1,114 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { tokensMatch } from '../src/net/auth';
+import { IterationLog } from '../src/log/iteration-log';
+import { createLogger } from '../src/log/logger';
+import { Peers } from '../src/net/peers';
+import { WireMeter } from '../src/net/wire-meter';
+
+/** A raw TCP server that answers one HTTP request and remembers every byte it read and wrote. */
+async function rawServer(reply: string) {
+  let received = 0;
+  let sent = 0;
+  const server = net.createServer((socket) => {
+    let buffered = '';
+    socket.on('data', (chunk) => {
+      received += chunk.length;
+      buffered += chunk.toString('latin1');
+      const headerEnd = buffered.indexOf('\r\n\r\n');
+      const length = Number(/content-length: (\d+)/i.exec(buffered)?.[1] ?? 0);
+      if (headerEnd >= 0 && buffered.length >= headerEnd + 4 + length) {
+        const response = `HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${reply.length}\r\nConnection: close\r\n\r\n${reply}`;
+        sent += Buffer.byteLength(response);
+        socket.end(response);
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  return { port, counts: () => ({ received, sent }), close: () => new Promise((r) => server.close(r)) };
+}
+
+describe('wire meter', () => {
+  it('counts exactly the bytes a peer sees on the socket, headers included', async () => {
+    const server = await rawServer('{"ok":true}');
+    const meter = new WireMeter();
+    const peers = new Peers('a-token-of-some-length', meter, 5000);
+    const body = { payload: 'x'.repeat(10_000) };
+    await peers.post(`127.0.0.1:${server.port}`, '/s/receive', body);
+    await new Promise((r) => setTimeout(r, 50));
+    const totals = meter.totals();
+    assert.equal(totals.sent, server.counts().received);
+    assert.equal(totals.received, server.counts().sent);
+    assert.ok(totals.sent > JSON.stringify(body).length, 'headers count too');
+    await server.close();
+  });
+
+  it('counts what a server accepts, across keep-alive requests', async () => {
+    const meter = new WireMeter();
+    const server = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.end('done'));
+    });
+    meter.attachServer(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as net.AddressInfo).port;
+    const client = new WireMeter();
+    const peers = new Peers('a-token-of-some-length', client, 5000);
+    for (let i = 0; i < 3; i++) await peers.post(`127.0.0.1:${port}`, '/x', Buffer.alloc(1000), { headers: { 'Content-Type': 'application/octet-stream' } });
+    assert.equal(meter.totals().received, client.totals().sent);
+    assert.equal(meter.totals().sent, client.totals().received);
+    assert.ok(meter.totals().received > 3000);
+    server.closeAllConnections();
+    server.close();
+  });
+});
+
+describe('iteration log', () => {
+  it('writes the original shape after every round, bytes from the meter', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'iterlog-'));
+    const meter = new WireMeter();
+    const server = await rawServer('{}');
+    const log = new IterationLog(dir, 'node-1', 'exp', meter);
+    log.beginRound(1);
+    await new Peers('a-token-of-some-length', meter, 5000).post(`127.0.0.1:${server.port}`, '/', { a: 1 });
+    await new Promise((r) => setTimeout(r, 50));
+    log.endRound({ accuracy: 0.9 });
+    const written = JSON.parse(readFileSync(log.file, 'utf8'));
+    assert.equal(written.iteration.length, 1);
+    const [entry] = written.iteration;
+    assert.equal(entry.byte_send, server.counts().received);
+    assert.equal(entry.byte_received, server.counts().sent);
+    assert.ok(Date.parse(entry.start_time) <= Date.parse(entry.end_time));
+    assert.equal(entry.accuracy, 0.9);
+    log.beginRound(2);
+    log.endRound();
+    assert.equal(JSON.parse(readFileSync(log.file, 'utf8')).iteration.length, 2);
+    assert.deepEqual(readdirSync(dir), ['node-1_exp.json'], 'no temporary file left behind');
+    await server.close();
+  });
+});
+
+describe('secrets', () => {
+  it('compares tokens by value', () => {
+    assert.ok(tokensMatch('same-token-value', 'same-token-value'));
+    assert.ok(!tokensMatch('same-token-value', 'same-token-valuE'));
+    assert.ok(!tokensMatch('short', 'same-token-value'));
+  });
+
+  it('scrubs the token from every log line', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'logger-'));
+    const secret = 'super-secret-cluster-token';
+    const logger = createLogger({ nodeId: 'n1', logsDir: dir, secrets: [secret], console: false });
+    logger.info(`header was Bearer ${secret}`, { auth: secret });
+    await new Promise((r) => logger.on('finish', r).end());
+    const text = readFileSync(join(dir, 'n1.log'), 'utf8');
+    assert.match(text, /header was Bearer \[redacted\]/);
+    assert.ok(!text.includes(secret));
+  });
+});

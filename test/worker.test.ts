@@ -1,0 +1,177 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import request from 'supertest';
+import { parseExperimentConfig, resolveNodeConfigs } from '../src/config/load';
+import type { NodeConfig } from '../src/config/schema';
+import { testbedConfig } from '../src/config/testbed';
+import { CONFIG_BODY_LIMIT, createWorkerApp } from '../src/node/worker';
+import { Role } from '../src/roles/role';
+import { nodeContext, TOKEN } from './helpers/node-context';
+
+const auth = { Authorization: `Bearer ${TOKEN}` };
+
+function configs(experiment = 'exp-a'): NodeConfig[] {
+  const raw = testbedConfig({ base: '127.0.0', nodes: 5, switches: 1, experiment });
+  return [...resolveNodeConfigs(parseExperimentConfig(raw)).values()];
+}
+const ofType = (type: NodeConfig['type'], experiment?: string) => configs(experiment).find((c) => c.type === type)!;
+
+function worker() {
+  return createWorkerApp(nodeContext(), TOKEN);
+}
+
+describe('worker before it has a config', () => {
+  it('answers /health without the token, and shows no role', async () => {
+    const res = await request(worker().app).get('/health').expect(200);
+    assert.equal(res.body.status, 'ok');
+    assert.equal(res.body.role, null);
+  });
+
+  it('answers role routes with a JSON 404 that says why', async () => {
+    const res = await request(worker().app).get('/c/status').set(auth).expect(404);
+    assert.match(res.body.reason, /no role yet/);
+  });
+});
+
+describe('POST /config', () => {
+  for (const type of ['client', 'switch', 'aggregator'] as const) {
+    it(`mounts the ${type} blueprint under its prefix, and only that one`, async () => {
+      const { app } = worker();
+      const config = ofType(type);
+      const res = await request(app).post('/config').set(auth).send(config).expect(201);
+      assert.deepEqual(res.body, { status: 'mounted', role: type, prefix: `/${type[0]}`, experiment: 'exp-a' });
+      const status = await request(app).get(`/${type[0]}/status`).set(auth).expect(200);
+      assert.equal(status.body.role, type);
+      for (const other of ['c', 's', 'a'].filter((p) => p !== type[0])) {
+        const miss = await request(app).get(`/${other}/status`).set(auth).expect(404);
+        assert.match(miss.body.reason, new RegExp(`this node is a ${type}`));
+      }
+      const health = await request(app).get('/health').expect(200);
+      assert.equal(health.body.role, type);
+      assert.deepEqual((await request(app).get('/config').set(auth).expect(200)).body, config);
+    });
+  }
+
+  it('replaces the role with the next config: old one stopped, new one alone answers', async () => {
+    const { app, roles } = worker();
+    await request(app).post('/config').set(auth).send(ofType('client', 'exp-a')).expect(201);
+    const first = roles.role!;
+    const res = await request(app).post('/config').set(auth).send(ofType('switch', 'exp-b')).expect(201);
+    assert.equal(res.body.status, 'replaced');
+    assert.ok(first.isStopped, 'the old role was stopped');
+    assert.notEqual(roles.role, first);
+    await request(app).get('/c/status').set(auth).expect(404);
+    const status = await request(app).get('/s/status').set(auth).expect(200);
+    assert.equal(status.body.experiment, 'exp-b');
+  });
+
+  it('replaces a role of the same type without leaving the old router answering', async () => {
+    const { app, roles } = worker();
+    await request(app).post('/config').set(auth).send(ofType('client', 'exp-a')).expect(201);
+    const first = roles.role!;
+    await request(app).post('/config').set(auth).send(ofType('client', 'exp-b')).expect(201);
+    assert.ok(first.isStopped);
+    const status = await request(app).get('/c/status').set(auth).expect(200);
+    assert.equal(status.body.experiment, 'exp-b');
+  });
+
+  it('keeps the role when the same config arrives again', async () => {
+    const { app, roles } = worker();
+    await request(app).post('/config').set(auth).send(ofType('client')).expect(201);
+    const first = roles.role!;
+    const res = await request(app).post('/config').set(auth).send(ofType('client')).expect(200);
+    assert.equal(res.body.status, 'unchanged');
+    assert.equal(roles.role, first);
+    assert.ok(!first.isStopped);
+  });
+
+  it('applies configs one at a time, in order, when they race', async () => {
+    const { app, roles } = worker();
+    await Promise.all(['r1', 'r2', 'r3', 'r4'].map((e) => request(app).post('/config').set(auth).send(ofType('client', e)).expect(201)));
+    assert.equal((await request(app).get('/c/status').set(auth).expect(200)).body.experiment, roles.role!.config.experiment);
+  });
+});
+
+describe('refusals leave the node as it was', () => {
+  const mounted = ofType('client');
+  const cases: { name: string; send: (r: request.Agent | ReturnType<typeof request>) => request.Test; status: number; reason: RegExp }[] = [
+    { name: 'no token', send: (r) => r.post('/config').send(ofType('switch')), status: 401, reason: /missing bearer token/ },
+    { name: 'a wrong token', send: (r) => r.post('/config').set({ Authorization: 'Bearer not-the-token-at-all' }).send(ofType('switch')), status: 401, reason: /wrong cluster token/ },
+    { name: 'another auth scheme', send: (r) => r.post('/config').set({ Authorization: `Basic ${TOKEN}` }).send(ofType('switch')), status: 401, reason: /missing bearer/ },
+    { name: 'a wrong token on a role route', send: (r) => r.get('/c/status').set({ Authorization: 'Bearer nope' }), status: 401, reason: /wrong cluster token/ },
+    { name: 'malformed JSON', send: (r) => r.post('/config').set(auth).set('Content-Type', 'application/json').send('{"type": "client",'), status: 400, reason: /not valid JSON/ },
+    { name: 'a body that is not JSON', send: (r) => r.post('/config').set(auth).set('Content-Type', 'text/plain').send('type=client'), status: 415, reason: /expected Content-Type application\/json/ },
+    { name: 'a JSON string instead of an object', send: (r) => r.post('/config').set(auth).set('Content-Type', 'application/json').send('"client"'), status: 400, reason: /not valid JSON|failed validation/ },
+    { name: 'an unknown role', send: (r) => r.post('/config').set(auth).send({ ...ofType('switch'), type: 'router' }), status: 400, reason: /failed validation/ },
+    { name: 'a wrong type for a field', send: (r) => r.post('/config').set(auth).send({ ...ofType('client'), index: 'zero' }), status: 400, reason: /failed validation/ },
+    { name: 'an oversized body', send: (r) => r.post('/config').set(auth).send({ ...ofType('switch'), pad: 'x'.repeat(CONFIG_BODY_LIMIT) }), status: 413, reason: /takes at most/ },
+  ];
+  for (const { name, send, status, reason } of cases) {
+    it(`${name}: ${status} with a JSON reason`, async () => {
+      const { app, roles } = worker();
+      await request(app).post('/config').set(auth).send(mounted).expect(201);
+      const role = roles.role!;
+      const res = await send(request(app)).expect(status).expect('Content-Type', /json/);
+      assert.match(res.body.reason, reason);
+      assert.equal(roles.role, role, 'the mounted role is the same');
+      assert.ok(!role.isStopped);
+      assert.deepEqual((await request(app).get('/config').set(auth).expect(200)).body, mounted);
+    });
+  }
+
+  it('names the fields that failed validation', async () => {
+    const res = await request(worker().app).post('/config').set(auth).send({ ...ofType('client'), index: -1, settings: { rounds: 0 } }).expect(400);
+    assert.ok(res.body.details.some((d: string) => /^index: /.test(d)), res.body.details);
+    assert.ok(res.body.details.some((d: string) => /^settings.rounds: /.test(d)), res.body.details);
+  });
+
+  it('never sends the token back, and never writes it to its log', async () => {
+    const context = nodeContextWithLog();
+    const { app } = createWorkerApp(context.node, TOKEN);
+    await request(app).post('/config').set(auth).send(ofType('client')).expect(201);
+    const res = await request(app).get('/config').set(auth);
+    assert.ok(!JSON.stringify(res.body).includes(TOKEN));
+    await context.flush();
+    assert.ok(context.text().length > 0);
+    assert.ok(!context.text().includes(TOKEN));
+  });
+});
+
+describe('role lifecycle', () => {
+  class TimedRole extends Role {
+    fired = 0;
+    status() {
+      return {};
+    }
+    schedule(ms: number) {
+      this.after(ms, () => this.fired++);
+    }
+    get timerCount() {
+      return this.pendingTimers;
+    }
+  }
+
+  it('stop() clears the timers a role owns and aborts its requests', async () => {
+    const role = new TimedRole(ofType('client'), nodeContext());
+    role.schedule(20);
+    role.schedule(30);
+    assert.equal(role.timerCount, 2);
+    const signal = (role as unknown as { abort: AbortController }).abort.signal;
+    await role.stop();
+    assert.equal(role.timerCount, 0);
+    assert.ok(signal.aborted);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(role.fired, 0);
+  });
+});
+
+function nodeContextWithLog() {
+  const node = nodeContext('logged');
+  return {
+    node,
+    flush: () => new Promise((r) => node.logger.on('finish', r).end()),
+    text: () => readFileSync(join(node.logsDir, 'logged.log'), 'utf8'),
+  };
+}
