@@ -2,6 +2,7 @@
  * One program for every testbed machine.
  *   node main.js [--host H] [--port P]       a worker: waits for its config at POST /config
  *   node main.js agg [--config config.json]  the aggregator: pushes configs, runs the experiment
+ *   node main.js eval <model-dir>            a saved model scored on the held-out digits
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, loadExperimentConfig, resolveNodeConfigs } from './src/config/load';
@@ -9,6 +10,8 @@ import { DEFAULT_PORT } from './src/config/address';
 import { resolveToken } from './src/net/auth';
 import { closeOnSignals, startNode } from './src/node/start';
 import { ExperimentNotReady, runAggregator } from './src/orchestrator/run-aggregator';
+import { evaluateSaved } from './src/orchestrator/evaluate-saved';
+import { formatSummary } from './src/orchestrator/summary';
 
 function portNumber(text: string): number {
   const port = Number(text);
@@ -73,7 +76,7 @@ function printTopology(file: string, config: ReturnType<typeof loadExperimentCon
         ? `slice ${node.index} of ${node.client_number}, reports to ${node.upstream}`
         : node.type === 'switch'
           ? `${node.clients.length} clients`
-          : `${node.switches.length} switches, ${node.clients.length} direct clients`;
+          : `${node.switches.length} switches, ${Object.keys(node.clients).length} clients`;
     console.log(`  ${node.address.padEnd(21)} ${node.type.padEnd(10)} ${detail}`);
   }
 }
@@ -109,11 +112,28 @@ withCommonFlags(
   try {
     const config = loadExperimentConfig(flags.config);
     if (flags.check) return printTopology(flags.config, config);
-    const node = await runAggregator({ config, host: flags.host, port: flags.port, ...common(flags) });
+    const { node, finished } = await runAggregator({ config, host: flags.host, port: flags.port, ...common(flags) });
     closeOnSignals(node);
+    const summary = await finished;
+    console.log(formatSummary(summary.rounds, summary.outputs));
+    await node.close();
+    process.exit(0);
   } catch (err) {
     fail(err);
   }
 });
+
+program
+  .command('eval')
+  .description("score a saved global model on its experiment's held-out digits")
+  .argument('<model-dir>', 'a folder holding model.json, like outputs/<experiment>/models/round-020')
+  .option('--config <file>', "the experiment's config (default: outputs/<experiment>/config.json)")
+  .action(async (modelDir: string, flags: { config?: string }) => {
+    try {
+      console.log(await evaluateSaved(modelDir, flags.config));
+    } catch (err) {
+      fail(err);
+    }
+  });
 
 program.parseAsync().catch(fail);

@@ -72,7 +72,7 @@ async function healthy(host: string, port: number): Promise<boolean> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function up(flags: StateFlags & { config: string; timeout: number; logs?: string }): Promise<number> {
+export async function up(flags: StateFlags & { config: string; timeout: number; logs?: string; quiet?: boolean }): Promise<number> {
   const config = loadExperimentConfig(flags.config);
   const workers = [...resolveNodeConfigs(config).values()].filter((n) => n.type !== 'aggregator');
   const p = paths(flags.state);
@@ -111,7 +111,7 @@ export async function up(flags: StateFlags & { config: string; timeout: number; 
     const tail = readFileSync(join(p.out, `${w.id}.out`), 'utf8').trim().split('\n').slice(-3).join('\n      ');
     console.log(`  not answering: ${w.host}:${w.port}\n      ${tail}`);
   }
-  if (!waiting.length) {
+  if (!waiting.length && !flags.quiet) {
     console.log(`start the aggregator with:\n  node main.js agg --config ${flags.config} --token-file ${p.token} --logs ${logs}`);
   }
   return waiting.length ? 1 : 0;

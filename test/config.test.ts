@@ -92,7 +92,7 @@ describe('topology resolution', () => {
     assert.deepEqual(sw?.type === 'switch' && sw.clients, ['127.0.0.1:5000', '127.0.0.2:5000']);
     assert.ok(agg?.type === 'aggregator');
     assert.deepEqual(agg.switches, ['127.0.0.3:5000']);
-    assert.equal(Object.keys(agg.workers).length, 3);
+    assert.deepEqual(agg.clients, { '127.0.0.1:5000': '127.0.0.3:5000', '127.0.0.2:5000': '127.0.0.3:5000' });
     for (const node of nodes.values()) assert.equal(node.aggregator, '127.0.0.4:6000');
   });
 
@@ -103,7 +103,7 @@ describe('topology resolution', () => {
     const client = nodes.get('127.0.0.1:5000');
     assert.equal(client?.type === 'client' && client.upstream, '127.0.0.4:6000');
     const agg = nodes.get('127.0.0.4:6000');
-    assert.deepEqual(agg?.type === 'aggregator' && agg.clients, ['127.0.0.1:5000']);
+    assert.equal(agg?.type === 'aggregator' && agg.clients['127.0.0.1:5000'], '127.0.0.4:6000');
   });
 });
 

@@ -1,11 +1,25 @@
 /** Routes of the client role, mounted under /c. */
 import { Router } from 'express';
+import { z } from 'zod';
+import { badRequest } from '../net/errors';
 import type { ClientRole } from '../roles/client';
+import { jsonBody, wireBody } from './wire';
+
+const standbySchema = z.object({ round: z.number().int().positive() }).strict();
 
 export function clientBlueprint(role: ClientRole): Router {
   const router = Router();
   router.get('/status', (_req, res) => {
     res.json(role.status());
+  });
+  router.post('/round', ...wireBody(role.parameters), (req, res) => {
+    res.status(202).json({ status: 'training', ...role.receiveModel(req.body) });
+  });
+  router.post('/standby', ...jsonBody, (req, res) => {
+    const parsed = standbySchema.safeParse(req.body);
+    if (!parsed.success) throw badRequest('expected {"round": <number>}');
+    role.standBy(parsed.data.round);
+    res.json({ status: 'standing by' });
   });
   return router;
 }

@@ -1,11 +1,19 @@
 /** Routes of the switch role, mounted under /s. */
 import { Router } from 'express';
 import type { SwitchRole } from '../roles/switch';
+import { jsonBody, wireBody } from './wire';
 
 export function switchBlueprint(role: SwitchRole): Router {
   const router = Router();
   router.get('/status', (_req, res) => {
     res.json(role.status());
+  });
+  router.post('/round', ...jsonBody, (req, res) => {
+    role.open(req.body);
+    res.json({ status: 'open' });
+  });
+  router.post('/receive', ...wireBody(role.maxParameters), (req, res) => {
+    res.json({ status: 'accepted', ...role.receive(req.body) });
   });
   return router;
 }

@@ -141,26 +141,24 @@ export function resolveNodeConfigs(config: ExperimentConfig): Map<string, NodeCo
   const { experiment, others, ...settings } = config;
   const entries = Object.entries(others).map(([key, entry]) => ({ address: canonicalAddress(key), entry }));
   const aggregator = entries.find((e) => e.entry.type === 'aggregator')!.address;
+  const upstreamOf = (entry: { switch?: string }) => (entry.switch ? canonicalAddress(entry.switch) : aggregator);
   const clientsOf = (upstream: string) =>
-    entries
-      .filter((e) => e.entry.type === 'client' && (e.entry.switch ? canonicalAddress(e.entry.switch) : aggregator) === upstream)
-      .map((e) => e.address);
+    entries.filter((e) => e.entry.type === 'client' && upstreamOf(e.entry) === upstream).map((e) => e.address);
 
   const nodes = new Map<string, NodeConfig>();
   for (const { address, entry } of entries) {
     const base = { experiment, address, aggregator, settings };
     let node: NodeConfig;
     if (entry.type === 'client') {
-      const upstream = entry.switch ? canonicalAddress(entry.switch) : aggregator;
-      node = { ...base, type: 'client', client_number: entry.client_number, index: entry.index, upstream };
+      node = { ...base, type: 'client', client_number: entry.client_number, index: entry.index, upstream: upstreamOf(entry) };
     } else if (entry.type === 'switch') {
       node = { ...base, type: 'switch', clients: clientsOf(address) };
     } else {
-      const workers = Object.fromEntries(
-        entries.filter((e) => e.entry.type !== 'aggregator').map((e) => [e.address, e.entry.type as 'client' | 'switch']),
+      const clients = Object.fromEntries(
+        entries.filter((e) => e.entry.type === 'client').map((e) => [e.address, upstreamOf(e.entry as { switch?: string })]),
       );
       const switches = entries.filter((e) => e.entry.type === 'switch').map((e) => e.address);
-      node = { ...base, type: 'aggregator', switches, clients: clientsOf(address), workers };
+      node = { ...base, type: 'aggregator', switches, clients };
     }
     nodes.set(address, nodeConfigSchema.parse(node));
   }

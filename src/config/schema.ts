@@ -152,10 +152,8 @@ export const aggregatorNodeSchema = z
     ...nodeBase,
     type: z.literal('aggregator'),
     switches: z.array(address),
-    /** Clients that report to the aggregator directly. */
-    clients: z.array(address),
-    /** Every worker the aggregator configures, by address. */
-    workers: z.record(address, z.enum(['client', 'switch'])),
+    /** Every client, and where it reports: its switch, or this aggregator. */
+    clients: z.record(address, address),
   })
   .strict();
 

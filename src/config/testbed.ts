@@ -37,7 +37,7 @@ export function testbedConfig(shape: TestbedShape): Record<string, unknown> {
     clients_per_round: clients,
     min_report_fraction: 0.5,
     model: { architecture: 'mlp', hidden_units: 128 },
-    training: { epochs: 1, batch_size: 32, learning_rate: 0.1, strategy: 'fedavg' },
+    training: { epochs: 1, batch_size: 32, learning_rate: 0.5, strategy: 'fedavg' },
     data: { dataset: 'mnist', split: 'iid', seed: 42, test_size: 2000 },
     he: { enabled: false },
     timeouts: { push_ms: 30_000, request_ms: 30_000, round_ms: 300_000 },

@@ -2,6 +2,8 @@
  * The per-round JSON log of the original design, one file per node and experiment:
  * `{"iteration": [{"start_time", "end_time", "byte_received", "byte_send", ...}]}`.
  * Rewritten atomically after every round, so a crash loses at most the round in flight.
+ * A round's bytes are everything since the previous round ended: a request's bytes are read off the
+ * socket before its handler runs, so a window opened by the handler would miss the request itself.
  */
 import { join } from 'node:path';
 import { writeFileAtomic } from './atomic';
@@ -19,7 +21,8 @@ export interface IterationEntry {
 export class IterationLog {
   readonly file: string;
   private readonly entries: IterationEntry[] = [];
-  private open?: { round: number; startedAt: Date; wire: WireTotals };
+  private open?: { round: number; startedAt: Date };
+  private since: WireTotals;
 
   constructor(
     logsDir: string,
@@ -28,16 +31,19 @@ export class IterationLog {
     private readonly meter: WireMeter,
   ) {
     this.file = join(logsDir, `${nodeId}_${experiment}.json`);
+    this.since = meter.totals();
   }
 
   beginRound(round: number): void {
-    this.open = { round, startedAt: new Date(), wire: this.meter.totals() };
+    this.open = { round, startedAt: new Date() };
   }
 
   /** Closes the open round with its byte counts and any extra fields (phase timings, accuracy). */
   endRound(extra: Record<string, unknown> = {}): IterationEntry | undefined {
     if (!this.open) return undefined;
-    const wire = diffTotals(this.meter.totals(), this.open.wire);
+    const now = this.meter.totals();
+    const wire = diffTotals(now, this.since);
+    this.since = now;
     const entry: IterationEntry = {
       round: this.open.round,
       start_time: this.open.startedAt.toISOString(),

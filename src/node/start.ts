@@ -16,6 +16,7 @@ export interface NodeOptions {
   logLevel?: string;
   console?: boolean;
   requestTimeoutMs?: number;
+  print?: (line: string) => void;
 }
 
 export interface StartedNode extends RunningNode {
@@ -41,6 +42,7 @@ export async function startNode(options: NodeOptions): Promise<StartedNode> {
     peers: new Peers(options.token, meter, options.requestTimeoutMs),
     logsDir,
     outputsDir: resolve(options.outputsDir ?? 'outputs'),
+    print: options.print,
   };
   const running = await listen(createWorkerApp(context, options.token), context, options.host, options.port);
   logger.info(`listening on ${options.host}:${running.address.port}`);

@@ -3,6 +3,7 @@ import { resolveNodeConfigs } from '../config/load';
 import { parseAddress } from '../config/address';
 import type { AggregatorNodeConfig, ExperimentConfig } from '../config/schema';
 import { startNode, type NodeOptions, type StartedNode } from '../node/start';
+import type { AggregatorRole, ExperimentSummary } from '../roles/aggregator';
 import { formatOutcome, missingForExperiment, pushConfigs, summarize } from './push';
 
 export interface AggregatorOptions extends Omit<NodeOptions, 'host' | 'port'> {
@@ -15,7 +16,13 @@ export interface AggregatorOptions extends Omit<NodeOptions, 'host' | 'port'> {
 
 export class ExperimentNotReady extends Error {}
 
-export async function runAggregator(options: AggregatorOptions): Promise<StartedNode> {
+export interface RunningExperiment {
+  node: StartedNode;
+  /** Resolves when the last round is checkpointed. */
+  finished: Promise<ExperimentSummary>;
+}
+
+export async function runAggregator(options: AggregatorOptions): Promise<RunningExperiment> {
   const print = options.print ?? ((line: string) => console.log(line));
   const config = options.config;
   const nodes = [...resolveNodeConfigs(config).values()];
@@ -28,8 +35,11 @@ export async function runAggregator(options: AggregatorOptions): Promise<Started
     host: options.host ?? bind.host,
     port: options.port ?? bind.port,
     requestTimeoutMs: options.requestTimeoutMs ?? config.timeouts.request_ms,
+    print,
   });
   await node.roles.apply(own);
+  const role = node.roles.role as AggregatorRole;
+  role.outputs.writeJson('config.json', config);
 
   print(`experiment ${config.experiment}: pushing configs to ${workers.length} workers (deadline ${config.timeouts.push_ms / 1000} s)`);
   const outcomes = await pushConfigs(node.context.peers, workers, {
@@ -45,5 +55,6 @@ export async function runAggregator(options: AggregatorOptions): Promise<Started
     await node.close();
     throw new ExperimentNotReady(`the experiment cannot start:\n${missing.map((m) => `  - ${m}`).join('\n')}`);
   }
-  return node;
+  print(`running ${config.rounds} rounds of ${config.training.strategy} on ${config.model.architecture} (${role.parameters} parameters)`);
+  return { node, finished: role.finished };
 }

@@ -1,4 +1,5 @@
 /** What every role shares: its config, the node's tools, and a clean stop. */
+import { setMaxListeners } from 'node:events';
 import type { NodeConfig, RoleType } from '../config/schema';
 import type { Logger } from '../log/logger';
 import { IterationLog } from '../log/iteration-log';
@@ -15,6 +16,8 @@ export interface NodeContext {
   meter: WireMeter;
   logsDir: string;
   outputsDir: string;
+  /** Progress lines for the person running the node (the aggregator prints each round). */
+  print?: (line: string) => void;
 }
 
 export abstract class Role<C extends NodeConfig = NodeConfig> {
@@ -28,6 +31,8 @@ export abstract class Role<C extends NodeConfig = NodeConfig> {
     protected readonly node: NodeContext,
   ) {
     this.iterations = new IterationLog(node.logsDir, node.nodeId, config.experiment, node.meter);
+    // Every request in flight listens on this signal; a round has more than the default 10.
+    setMaxListeners(0, this.abort.signal);
   }
 
   get type(): C['type'] {
@@ -59,6 +64,7 @@ export abstract class Role<C extends NodeConfig = NodeConfig> {
       this.timers.delete(timer);
       if (!this.stopped) fn();
     }, ms);
+    timer.unref(); // the server keeps the process alive; a pending deadline need not
     this.timers.add(timer);
     return timer;
   }

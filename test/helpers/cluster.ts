@@ -44,6 +44,7 @@ export class Testbed {
   readonly dir = mkdtempSync(join(tmpdir(), 'fl-testbed-'));
   readonly state = join(this.dir, 'state');
   readonly logs = join(this.dir, 'logs');
+  readonly outputs = join(this.dir, 'outputs');
   readonly configFile = join(this.dir, 'config.json');
   readonly base: string;
   readonly config: { others: Record<string, { type: string }> } & Record<string, unknown>;
@@ -113,4 +114,23 @@ export async function waitFor(condition: () => Promise<boolean>, timeoutMs = 10_
     if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** Runs `main.js agg` for a testbed to the end of its experiment. */
+export function runExperiment(testbed: Testbed, timeoutMs = 15 * 60_000): Promise<{ code: number | null; output: string }> {
+  const child = spawn(
+    process.execPath,
+    [MAIN, 'agg', '--config', testbed.configFile, '--token-file', join(testbed.state, 'token'), '--logs', testbed.logs, '--outputs', testbed.outputs, '--log-level', 'warn'],
+    { cwd: testbed.dir, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let output = '';
+  child.stdout.on('data', (d) => (output += d));
+  child.stderr.on('data', (d) => (output += d));
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  return new Promise((resolve) =>
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, output });
+    }),
+  );
 }

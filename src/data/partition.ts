@@ -1,0 +1,84 @@
+/**
+ * Who trains on what. Every node computes the same split from the same seed, so no data moves:
+ * a held-out test set nobody trains on, and `client_number` slices of the rest.
+ */
+import type { Settings } from '../config/schema';
+import { CLASSES, type Dataset } from './mnist';
+import { dirichlet, seededRandom, shuffle } from './random';
+
+export interface Split {
+  test: number[];
+  train: number[];
+}
+
+/** A seeded shuffle of all samples; the first `testSize` are held out. */
+export function holdOut(size: number, testSize: number, seed: number): Split {
+  if (testSize >= size) throw new Error(`test_size ${testSize} leaves no training data (the data set has ${size} samples)`);
+  const order = shuffle(Array.from({ length: size }, (_, i) => i), seededRandom(seed));
+  return { test: order.slice(0, testSize), train: order.slice(testSize) };
+}
+
+export type SplitSettings = Pick<Settings['data'], 'split' | 'alpha' | 'classes_per_client' | 'seed'>;
+
+/** `clients` lists of sample indices, one per client slice. */
+export function partition(train: readonly number[], labels: Uint8Array, clients: number, settings: SplitSettings): number[][] {
+  const random = seededRandom(settings.seed ^ 0x5eed);
+  switch (settings.split) {
+    case 'iid':
+      return equalSlices(train, clients);
+    case 'dirichlet':
+      return byDirichlet(train, labels, clients, settings.alpha, random);
+    case 'classes':
+      return byShards(train, labels, clients, settings.classes_per_client, random);
+  }
+}
+
+/** Slice `index` of `clients` equal slices, as the original design cut its data. */
+function equalSlices(train: readonly number[], clients: number): number[][] {
+  const per = Math.floor(train.length / clients);
+  return Array.from({ length: clients }, (_, i) => train.slice(i * per, (i + 1) * per));
+}
+
+function byClass(train: readonly number[], labels: Uint8Array): number[][] {
+  const classes: number[][] = Array.from({ length: CLASSES }, () => []);
+  for (const index of train) classes[labels[index]].push(index);
+  return classes;
+}
+
+/** Label skew: each class is shared among clients in proportions drawn from Dirichlet(alpha). */
+function byDirichlet(train: readonly number[], labels: Uint8Array, clients: number, alpha: number, random: () => number): number[][] {
+  const out: number[][] = Array.from({ length: clients }, () => []);
+  for (const members of byClass(train, labels)) {
+    const shares = dirichlet(alpha, clients, random);
+    let start = 0;
+    let cumulative = 0;
+    shares.forEach((share, client) => {
+      cumulative += share;
+      const end = client === clients - 1 ? members.length : Math.round(cumulative * members.length);
+      out[client].push(...members.slice(start, end));
+      start = end;
+    });
+  }
+  return out;
+}
+
+/** Each client gets `perClient` shards of label-sorted data, so it sees about that many classes. */
+function byShards(train: readonly number[], labels: Uint8Array, clients: number, perClient: number, random: () => number): number[][] {
+  const sorted = byClass(train, labels).flat();
+  const shards = clients * perClient;
+  const size = Math.floor(sorted.length / shards);
+  const order = shuffle(Array.from({ length: shards }, (_, i) => i), random);
+  return Array.from({ length: clients }, (_, client) =>
+    order.slice(client * perClient, (client + 1) * perClient).flatMap((shard) => sorted.slice(shard * size, (shard + 1) * size)),
+  );
+}
+
+/** The data a node needs: the test set, and for a client its own slice. */
+export function clientSlice(data: Dataset, settings: Settings['data'], clients: number, index: number): number[] {
+  const { train } = holdOut(data.size, settings.test_size, settings.seed);
+  return partition(train, data.labels, clients, settings)[index];
+}
+
+export function testIndices(data: Dataset, settings: Settings['data']): number[] {
+  return holdOut(data.size, settings.test_size, settings.seed).test;
+}

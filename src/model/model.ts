@@ -1,0 +1,134 @@
+/** The model every node shares: built the same way everywhere, exchanged as one flat float32 vector. */
+import * as tf from '@tensorflow/tfjs';
+import { createHash } from 'node:crypto';
+import type { Settings } from '../config/schema';
+import { CLASSES, IMAGE_SIZE, type Dataset } from '../data/mnist';
+import { seededRandom, shuffle } from '../data/random';
+
+export type ModelSettings = Settings['model'];
+
+export function buildModel(spec: ModelSettings, seed: number): tf.Sequential {
+  let next = seed;
+  const init = () => tf.initializers.glorotUniform({ seed: next++ });
+  const model = tf.sequential();
+  if (spec.architecture === 'mlp') {
+    model.add(tf.layers.dense({ inputShape: [IMAGE_SIZE], units: spec.hidden_units, activation: 'relu', kernelInitializer: init() }));
+  } else {
+    model.add(tf.layers.reshape({ inputShape: [IMAGE_SIZE], targetShape: [28, 28, 1] }));
+    model.add(tf.layers.conv2d({ filters: 8, kernelSize: 5, activation: 'relu', kernelInitializer: init() }));
+    model.add(tf.layers.maxPooling2d({ poolSize: 2 }));
+    model.add(tf.layers.conv2d({ filters: 16, kernelSize: 5, activation: 'relu', kernelInitializer: init() }));
+    model.add(tf.layers.maxPooling2d({ poolSize: 2 }));
+    model.add(tf.layers.flatten());
+    model.add(tf.layers.dense({ units: spec.hidden_units, activation: 'relu', kernelInitializer: init() }));
+  }
+  model.add(tf.layers.dense({ units: CLASSES, activation: 'softmax', kernelInitializer: init() }));
+  return model;
+}
+
+/** A 32-bit id of the architecture (layer shapes), carried in every update so a stranger's is refused. */
+export function modelId(model: tf.LayersModel): number {
+  const shapes = model.getWeights().map((w) => w.shape.join('x')).join(',');
+  return createHash('sha256').update(shapes).digest().readUInt32LE(0);
+}
+
+/** What buildModel(spec) holds, computed without building it. */
+export function expectedParameterCount(spec: ModelSettings): number {
+  const h = spec.hidden_units;
+  if (spec.architecture === 'mlp') return IMAGE_SIZE * h + h + h * CLASSES + CLASSES;
+  const conv1 = 5 * 5 * 1 * 8 + 8;
+  const conv2 = 5 * 5 * 8 * 16 + 16;
+  const flat = 4 * 4 * 16; // 28 -> conv 24 -> pool 12 -> conv 8 -> pool 4
+  return conv1 + conv2 + flat * h + h + h * CLASSES + CLASSES;
+}
+
+export function parameterCount(model: tf.LayersModel): number {
+  return model.getWeights().reduce((n, w) => n + w.size, 0);
+}
+
+export function getFlatWeights(model: tf.LayersModel): Float32Array {
+  const weights = model.getWeights();
+  const flat = new Float32Array(weights.reduce((n, w) => n + w.size, 0));
+  let at = 0;
+  for (const w of weights) {
+    flat.set(w.dataSync() as Float32Array, at);
+    at += w.size;
+  }
+  return flat;
+}
+
+export function setFlatWeights(model: tf.LayersModel, flat: Float32Array): void {
+  const current = model.getWeights();
+  const total = current.reduce((n, w) => n + w.size, 0);
+  if (flat.length !== total) throw new Error(`model has ${total} parameters, got ${flat.length}`);
+  let at = 0;
+  const tensors = current.map((w) => {
+    const t = tf.tensor(flat.subarray(at, at + w.size), w.shape);
+    at += w.size;
+    return t;
+  });
+  model.setWeights(tensors);
+  tf.dispose(tensors);
+}
+
+function tensors(data: Dataset, order?: readonly number[]): { x: tf.Tensor2D; y: tf.Tensor2D } {
+  return tf.tidy(() => {
+    let x = tf.tensor2d(data.images, [data.size, IMAGE_SIZE]);
+    let labels = tf.tensor1d(data.labels, 'int32');
+    if (order) {
+      const index = tf.tensor1d(order as number[], 'int32');
+      x = tf.gather(x, index);
+      labels = tf.gather(labels, index);
+    }
+    return { x, y: tf.oneHot(labels, CLASSES) as tf.Tensor2D };
+  });
+}
+
+export interface TrainOptions {
+  epochs: number;
+  batchSize: number;
+  learningRate: number;
+  /** Seeds the order of samples in each epoch. */
+  seed: number;
+}
+
+const optimizers = new WeakMap<tf.LayersModel, tf.SGDOptimizer>();
+
+/** Compiles once per model: a new optimizer every round would leave its variables behind. */
+function sgdFor(model: tf.LayersModel, learningRate: number): void {
+  const existing = optimizers.get(model);
+  if (existing) return existing.setLearningRate(learningRate);
+  const optimizer = tf.train.sgd(learningRate);
+  optimizers.set(model, optimizer);
+  model.compile({ optimizer, loss: 'categoricalCrossentropy' });
+}
+
+/** Plain SGD over seeded shuffles; returns the mean loss of the last epoch. */
+export async function train(model: tf.LayersModel, data: Dataset, options: TrainOptions): Promise<number> {
+  sgdFor(model, options.learningRate);
+  const random = seededRandom(options.seed);
+  let loss = NaN;
+  for (let epoch = 0; epoch < options.epochs; epoch++) {
+    const order = shuffle(Array.from({ length: data.size }, (_, i) => i), random);
+    const { x, y } = tensors(data, order);
+    const history = await model.fit(x, y, { epochs: 1, batchSize: options.batchSize, shuffle: false, verbose: 0 });
+    loss = history.history.loss[0] as number;
+    tf.dispose([x, y]);
+  }
+  return loss;
+}
+
+export interface Evaluation {
+  accuracy: number;
+  loss: number;
+}
+
+export function evaluate(model: tf.LayersModel, data: Dataset): Evaluation {
+  return tf.tidy(() => {
+    const { x, y } = tensors(data);
+    const predicted = model.predict(x, { batchSize: 500 }) as tf.Tensor2D;
+    const loss = tf.metrics.categoricalCrossentropy(y, predicted.clipByValue(1e-7, 1)).mean().dataSync()[0];
+    const hits = tf.equal(predicted.argMax(1), y.argMax(1)).sum().dataSync()[0];
+    return { accuracy: hits / data.size, loss };
+  });
+}

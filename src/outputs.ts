@@ -1,0 +1,56 @@
+/**
+ * outputs/<experiment>/: the global model of every round, metrics.json and metrics.csv,
+ * and the config used, so an experiment can be read and repeated later.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type * as tf from '@tensorflow/tfjs';
+import { writeFileAtomic } from './log/atomic';
+import { saveModel } from './model/store';
+
+export interface RoundMetrics {
+  round: number;
+  accuracy: number;
+  loss: number;
+  clients: number;
+  samples: number;
+  round_ms: number;
+  selection_ms: number;
+  training_ms: number;
+  aggregation_ms: number;
+  evaluation_ms: number;
+  bytes_up: number;
+  bytes_down: number;
+  retries: number;
+}
+
+const COLUMNS: (keyof RoundMetrics)[] = [
+  'round', 'accuracy', 'loss', 'clients', 'samples', 'round_ms', 'selection_ms', 'training_ms',
+  'aggregation_ms', 'evaluation_ms', 'bytes_up', 'bytes_down', 'retries',
+];
+
+export class ExperimentOutputs {
+  readonly dir: string;
+  readonly rows: RoundMetrics[] = [];
+
+  constructor(outputsDir: string, experiment: string) {
+    this.dir = join(outputsDir, experiment);
+    mkdirSync(this.dir, { recursive: true });
+  }
+
+  writeJson(name: string, value: unknown): void {
+    writeFileAtomic(join(this.dir, name), JSON.stringify(value, null, 2) + '\n');
+  }
+
+  modelDir(round: number): string {
+    return join(this.dir, 'models', `round-${String(round).padStart(3, '0')}`);
+  }
+
+  async saveRound(round: number, model: tf.LayersModel, metrics: RoundMetrics): Promise<void> {
+    await saveModel(model, this.modelDir(round));
+    this.rows.push(metrics);
+    this.writeJson('metrics.json', { rounds: this.rows });
+    const csv = [COLUMNS.join(','), ...this.rows.map((row) => COLUMNS.map((c) => row[c]).join(','))].join('\n') + '\n';
+    writeFileAtomic(join(this.dir, 'metrics.csv'), csv);
+  }
+}

@@ -1,0 +1,40 @@
+/** Routes each event to the phase that handles it. No IO here: the aggregator role carries out the actions. */
+import { onAggregated, onCheckpointed, onEvaluated } from './evaluation';
+import { onReport, onReportDeadline } from './reporting';
+import { beginSelection, onCheckin, onSelectionDeadline } from './selection';
+import { initialState, type Action, type Event, type RoundRules, type RoundState, type Topology } from './state';
+
+export class RoundMachine {
+  readonly state: RoundState = initialState();
+
+  constructor(
+    readonly rules: RoundRules,
+    readonly topology: Topology,
+    /** The round to start from (a resumed experiment starts after its last checkpoint). */
+    firstRound = 1,
+  ) {
+    this.state.round = firstRound;
+  }
+
+  handle(event: Event): Action[] {
+    const { state, rules, topology } = this;
+    switch (event.type) {
+      case 'start':
+        return state.stage === 'idle' ? beginSelection(state, rules, topology) : [];
+      case 'checkin':
+        return onCheckin(state, rules, topology, event.client);
+      case 'selection-deadline':
+        return onSelectionDeadline(state, rules, topology, event.round);
+      case 'report':
+        return onReport(state, rules, event);
+      case 'report-deadline':
+        return onReportDeadline(state, rules, topology, event.round);
+      case 'aggregated':
+        return onAggregated(state, event.round);
+      case 'evaluated':
+        return onEvaluated(state, event.round);
+      case 'checkpointed':
+        return onCheckpointed(state, rules, topology, event.round);
+    }
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * The binary wire format for models and updates: a small typed header, then the payload.
+ *
+ *   offset  size  field
+ *   0       4     magic "FLW1"
+ *   4       1     version (1)
+ *   5       1     kind (see Kind)
+ *   6       2     sender length in bytes (u16)
+ *   8       4     round (u32)
+ *   12      4     parameter count (u32)
+ *   16      4     model id (u32): which architecture the parameters belong to
+ *   20      4     contributors (u32): how many client updates this message sums
+ *   24      8     weight (f64): the samples behind it
+ *   32      4     payload length in bytes (u32)
+ *   36      4     metadata length in bytes (u32)
+ *   40      n     sender address (UTF-8), zero-padded to a multiple of 4
+ *   ...     m     metadata: a small JSON object (round instructions), zero-padded to a multiple of 4
+ *   ...           payload: float32 little-endian parameters for the plaintext kinds
+ */
+
+export const MAGIC = 0x31574c46; // "FLW1" read as little-endian u32
+export const VERSION = 1;
+export const HEADER_BYTES = 40;
+export const WIRE_CONTENT_TYPE = 'application/vnd.fl-testbed.wire';
+
+export enum Kind {
+  /** The global model, going down to a client. */
+  Model = 1,
+  /** One client's trained weights (plaintext). */
+  Update = 2,
+  /** A sample-weighted sum of updates (plaintext), from a switch. */
+  WeightedSum = 3,
+}
+
+export interface Message {
+  kind: Kind;
+  round: number;
+  modelId: number;
+  contributors: number;
+  weight: number;
+  sender: string;
+  /** Small settings that travel with the message (never the parameters). */
+  meta?: Record<string, unknown>;
+  parameters: Float32Array;
+}
+
+export class WireError extends Error {}
+
+const pad4 = (n: number) => (n + 3) & ~3;
+
+export function encode(message: Message): Buffer {
+  const sender = Buffer.from(message.sender, 'utf8');
+  if (sender.length > 0xffff) throw new WireError('sender is too long');
+  const meta = message.meta ? Buffer.from(JSON.stringify(message.meta), 'utf8') : Buffer.alloc(0);
+  const payloadBytes = message.parameters.length * 4;
+  const metaAt = HEADER_BYTES + pad4(sender.length);
+  const start = metaAt + pad4(meta.length);
+  const out = Buffer.alloc(start + payloadBytes);
+  out.writeUInt32LE(MAGIC, 0);
+  out.writeUInt8(VERSION, 4);
+  out.writeUInt8(message.kind, 5);
+  out.writeUInt16LE(sender.length, 6);
+  out.writeUInt32LE(message.round, 8);
+  out.writeUInt32LE(message.parameters.length, 12);
+  out.writeUInt32LE(message.modelId >>> 0, 16);
+  out.writeUInt32LE(message.contributors, 20);
+  out.writeDoubleLE(message.weight, 24);
+  out.writeUInt32LE(payloadBytes, 32);
+  out.writeUInt32LE(meta.length, 36);
+  sender.copy(out, HEADER_BYTES);
+  meta.copy(out, metaAt);
+  Buffer.from(message.parameters.buffer, message.parameters.byteOffset, payloadBytes).copy(out, start);
+  return out;
+}
+
+/** Reads a message, checking every length against the bytes that arrived. */
+export function decode(body: Buffer): Message {
+  if (!Buffer.isBuffer(body) || body.length < HEADER_BYTES) {
+    throw new WireError(`a wire message has a ${HEADER_BYTES}-byte header; got ${body?.length ?? 0} bytes`);
+  }
+  if (body.readUInt32LE(0) !== MAGIC) throw new WireError('not a wire message (bad magic)');
+  const version = body.readUInt8(4);
+  if (version !== VERSION) throw new WireError(`wire version ${version}; this node speaks ${VERSION}`);
+  const kind = body.readUInt8(5);
+  if (!(kind in Kind)) throw new WireError(`unknown message kind ${kind}`);
+  const senderLength = body.readUInt16LE(6);
+  const count = body.readUInt32LE(12);
+  const payloadBytes = body.readUInt32LE(32);
+  const metaLength = body.readUInt32LE(36);
+  const metaAt = HEADER_BYTES + pad4(senderLength);
+  const start = metaAt + pad4(metaLength);
+  if (payloadBytes !== count * 4) throw new WireError(`payload of ${payloadBytes} bytes cannot hold ${count} float32 parameters`);
+  if (body.length !== start + payloadBytes) {
+    throw new WireError(`the header announces ${start + payloadBytes} bytes, the body has ${body.length}`);
+  }
+  const weight = body.readDoubleLE(24);
+  if (!Number.isFinite(weight) || weight < 0) throw new WireError(`weight must be a finite number >= 0, got ${weight}`);
+  let meta: Record<string, unknown> | undefined;
+  if (metaLength) {
+    try {
+      meta = JSON.parse(body.toString('utf8', metaAt, metaAt + metaLength));
+    } catch {
+      throw new WireError('the metadata block is not valid JSON');
+    }
+    if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) throw new WireError('the metadata block must be a JSON object');
+  }
+  // Copy: the body's offset in Node's buffer pool need not be 4-byte aligned.
+  const parameters = new Float32Array(count);
+  Buffer.from(parameters.buffer).set(body.subarray(start, start + payloadBytes));
+  return {
+    kind,
+    round: body.readUInt32LE(8),
+    modelId: body.readUInt32LE(16),
+    contributors: body.readUInt32LE(20),
+    weight,
+    sender: body.toString('utf8', HEADER_BYTES, HEADER_BYTES + senderLength),
+    meta,
+    parameters,
+  };
+}
+
+/** The index of the first NaN or infinite parameter, or -1. */
+export function firstNonFinite(values: Float32Array): number {
+  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i])) return i;
+  return -1;
+}

@@ -1,0 +1,101 @@
+/** The round routes over real HTTP (supertest), with real wire messages: what they take and what they refuse. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import request from 'supertest';
+import { parseExperimentConfig, resolveNodeConfigs } from '../src/config/load';
+import type { NodeConfig } from '../src/config/schema';
+import { testbedConfig } from '../src/config/testbed';
+import { expectedParameterCount } from '../src/model/model';
+import { createWorkerApp } from '../src/node/worker';
+import type { SwitchRole } from '../src/roles/switch';
+import { encode, Kind, WIRE_CONTENT_TYPE, type Message } from '../src/wire/codec';
+import { nodeContext, TOKEN } from './helpers/node-context';
+
+const auth = { Authorization: `Bearer ${TOKEN}` };
+const model = { architecture: 'mlp' as const, hidden_units: 8 };
+const PARAMS = expectedParameterCount(model);
+const MODEL_ID = 1234;
+
+function nodes(): NodeConfig[] {
+  const raw = testbedConfig({ base: '127.0.0', nodes: 6, switches: 1 }) as Record<string, any>;
+  raw.model = model;
+  return [...resolveNodeConfigs(parseExperimentConfig(raw)).values()];
+}
+
+async function switchNode() {
+  const config = nodes().find((n) => n.type === 'switch')!;
+  const worker = createWorkerApp(nodeContext('switch'), TOKEN);
+  await request(worker.app).post('/config').set(auth).send(config).expect(201);
+  const clients = config.type === 'switch' ? config.clients : [];
+  const open = (round: number, selected = clients.slice(0, 2)) =>
+    request(worker.app).post('/s/round').set(auth).send({ round, clients: selected, deadline_ms: 60_000, parameters: PARAMS, model_id: MODEL_ID });
+  return { app: worker.app, role: worker.roles.role as SwitchRole, clients, open };
+}
+
+const update = (over: Partial<Message> = {}): Buffer =>
+  encode({ kind: Kind.Update, round: 1, modelId: MODEL_ID, contributors: 1, weight: 100, sender: '127.0.0.1:5000', parameters: new Float32Array(PARAMS).fill(0.5), ...over });
+const send = (app: Parameters<typeof request>[0], body: Buffer, type = WIRE_CONTENT_TYPE) =>
+  request(app).post('/s/receive').set(auth).set('Content-Type', type).send(body);
+
+describe('switch routes', () => {
+  it('takes the updates of its selected clients', async () => {
+    const { app, open, clients } = await switchNode();
+    await open(1).expect(200);
+    const res = await send(app, update({ sender: clients[0] })).expect(200);
+    assert.deepEqual(res.body, { status: 'accepted', round: 1, received: 1 });
+    const status = await request(app).get('/s/status').set(auth).expect(200);
+    assert.equal(status.body.received, 1);
+  });
+
+  const refusals: [string, (clients: string[]) => Buffer | [Buffer, string], number, RegExp][] = [
+    ['an update of the wrong size', (c) => update({ sender: c[0], parameters: new Float32Array(PARAMS - 1) }), 400, /has \d+ parameters; the message has/],
+    ['NaN in an update', (c) => update({ sender: c[0], parameters: new Float32Array(PARAMS).fill(NaN) }), 400, /parameter 0 is NaN/],
+    ['an infinite value', (c) => update({ sender: c[0], parameters: new Float32Array(PARAMS).fill(0.1).fill(Infinity, 5, 6) }), 400, /parameter 5 is Infinity/],
+    ['another model', (c) => update({ sender: c[0], modelId: 999 }), 400, /model id 999/],
+    ['a switch sum sent as a client update', (c) => update({ sender: c[0], kind: Kind.WeightedSum }), 400, /expected Update/],
+    ['an update for another round', (c) => update({ sender: c[0], round: 2 }), 409, /round 2 is not open/],
+    ['a client not selected this round', (c) => update({ sender: c[2] }), 403, /was not selected/],
+    ['a node that is not in the experiment', () => update({ sender: '127.0.0.99:5000' }), 403, /not a client of this switch/],
+    ['bytes that are no wire message', () => Buffer.from('definitely not a model update, just some text'), 400, /bad magic/],
+    ['JSON instead of bytes', () => [Buffer.from('{"weights": [1, 2, 3]}'), 'application/json'], 415, /expected Content-Type application\/vnd.fl-testbed.wire/],
+    ['a body over the limit', () => Buffer.alloc(PARAMS * 4 + 100_000), 413, /takes at most/],
+  ];
+  for (const [name, make, status, reason] of refusals) {
+    it(`refuses ${name} and keeps its round as it was`, async () => {
+      const { app, open, clients } = await switchNode();
+      await open(1).expect(200);
+      await send(app, update({ sender: clients[1] })).expect(200);
+      const made = make(clients);
+      const [body, type] = Array.isArray(made) ? made : [made, WIRE_CONTENT_TYPE];
+      const res = await send(app, body, type).expect(status);
+      assert.match(res.body.reason, reason);
+      const after = await request(app).get('/s/status').set(auth).expect(200);
+      assert.deepEqual([after.body.round, after.body.received, after.body.stage], [1, 1, 'collecting']);
+    });
+  }
+
+  it('refuses a second update from the same client', async () => {
+    const { app, open, clients } = await switchNode();
+    await open(1).expect(200);
+    await send(app, update({ sender: clients[0] })).expect(200);
+    const res = await send(app, update({ sender: clients[0] })).expect(409);
+    assert.match(res.body.reason, /already sent its update for round 1/);
+  });
+
+  it('refuses an update for a round that is over, once it forwarded the sum', async () => {
+    const { app, open, clients } = await switchNode();
+    await open(1).expect(200);
+    await send(app, update({ sender: clients[0] })).expect(200);
+    await send(app, update({ sender: clients[1] })).expect(200); // both in: forwarded (to an aggregator that is not there)
+    const res = await send(app, update({ sender: clients[1] })).expect(409);
+    assert.match(res.body.reason, /round 1 is not open here .*forwarded/);
+  });
+
+  it('refuses a round opening that does not fit the experiment', async () => {
+    const { app, clients } = await switchNode();
+    const wrongModel = await request(app).post('/s/round').set(auth).send({ round: 1, clients: [clients[0]], deadline_ms: 1000, parameters: 5, model_id: 1 }).expect(400);
+    assert.match(wrongModel.body.reason, /has \d+ parameters, not 5/);
+    const malformed = await request(app).post('/s/round').set(auth).send({ round: 'one' }).expect(400);
+    assert.equal(typeof malformed.body.reason, 'string');
+  });
+});
