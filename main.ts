@@ -3,11 +3,13 @@
  *   node main.js [--host H] [--port P]       a worker: waits for its config at POST /config
  *   node main.js agg [--config config.json]  the aggregator: pushes configs, runs the experiment
  *   node main.js eval <model-dir>            a saved model scored on the held-out digits
+ *   node main.js keygen [--config F]         the HE secret key, when clients hold it
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, loadExperimentConfig, resolveNodeConfigs } from './src/config/load';
 import { DEFAULT_PORT } from './src/config/address';
 import { resolveToken } from './src/net/auth';
+import { DEFAULT_KEY_FILE, writeSecretKey } from './src/he/keys';
 import { closeOnSignals, startNode } from './src/node/start';
 import { ExperimentNotReady, runAggregator } from './src/orchestrator/run-aggregator';
 import { evaluateSaved } from './src/orchestrator/evaluate-saved';
@@ -90,10 +92,11 @@ withCommonFlags(
     .command('worker', { isDefault: true })
     .description('start a worker that waits for its config (the default)')
     .option('--host <host>', 'address to listen on', '0.0.0.0')
-    .option('--port <port>', 'port to listen on', portNumber, DEFAULT_PORT),
-).action(async (flags: CommonFlags & { host: string; port: number }) => {
+    .option('--port <port>', 'port to listen on', portNumber, DEFAULT_PORT)
+    .option('--he-key <file>', 'the HE secret key, for a client when clients hold it (made by `main.js keygen`)', DEFAULT_KEY_FILE),
+).action(async (flags: CommonFlags & { host: string; port: number; heKey: string }) => {
   try {
-    const node = await startNode({ host: flags.host, port: flags.port, ...common(flags) });
+    const node = await startNode({ host: flags.host, port: flags.port, heKeyFile: flags.heKey, ...common(flags) });
     closeOnSignals(node);
   } catch (err) {
     fail(err);
@@ -122,6 +125,21 @@ withCommonFlags(
     fail(err);
   }
 });
+
+program
+  .command('keygen')
+  .description('make the HE secret key for an experiment whose clients hold it; hand it to client machines only')
+  .option('--config <file>', 'the experiment config (its he parameters)', 'config.json')
+  .option('--out <file>', 'where to write the key (owner-only)', DEFAULT_KEY_FILE)
+  .action(async (flags: { config: string; out: string }) => {
+    try {
+      const config = loadExperimentConfig(flags.config);
+      const id = await writeSecretKey(config.he, flags.out);
+      console.log(`wrote ${flags.out} (HE parameters ${id}); copy it to the client machines only, and start their workers with --he-key`);
+    } catch (err) {
+      fail(err);
+    }
+  });
 
 program
   .command('eval')

@@ -27,13 +27,26 @@ interface Flags {
   into: string;
   dryRun?: boolean;
   parallel: number;
+  heKey: string;
 }
 
 /** A step to run: the program, its arguments, and what goes on its stdin. */
 export interface Step {
   target: Target;
   argv: string[];
-  stdin?: string;
+  /** What goes on stdin: the cluster token, or a file's content (the HE key). */
+  stdin?: 'TOKEN' | { file: string };
+}
+
+const REMOTE_KEY = 'keys/he-secret.json';
+
+/** With he.key_holder "clients", the secret key goes to the client machines, and only to them. */
+export function keySteps(flags: Flags, targets: Target[]): Step[] {
+  if (flags.hosts) return [];
+  const config = loadExperimentConfig(flags.config);
+  if (!config.he.enabled || config.he.key_holder !== 'clients') return [];
+  const remote = `cd ${quote(flags.dir)} && mkdir -p keys && (umask 077 && cat > ${REMOTE_KEY})`;
+  return targets.filter((t) => t.role === 'client').map((target) => ({ target, argv: sshArgs(flags, target, remote), stdin: { file: flags.heKey } }));
 }
 
 const quote = (arg: string) => (/^[A-Za-z0-9_./:=@%+,-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`);
@@ -65,7 +78,8 @@ export function planSteps(action: string, flags: Flags, targets: Target[]): Step
     const out = `logs/worker-${target.port}.out`;
     switch (action) {
       case 'start': {
-        const worker = `node main.js --host ${target.host} --port ${target.port} --token-file .run/token --logs logs`;
+        const key = target.role === 'client' ? ` --he-key ${REMOTE_KEY}` : '';
+        const worker = `node main.js --host ${target.host} --port ${target.port} --token-file .run/token --logs logs${key}`;
         const remote =
           `cd ${dir} && mkdir -p logs .run && (umask 077 && cat > .run/token) && ` +
           `if [ -f ${pid} ] && kill -0 "$(cat ${pid})" 2>/dev/null; then echo "already running"; else ` +
@@ -95,7 +109,8 @@ export function planSteps(action: string, flags: Flags, targets: Target[]): Step
 
 export function describeStep(step: Step): string {
   const line = step.argv.map(quote).join(' ');
-  return step.stdin ? `${line} <<< "$FL_TOKEN"` : line;
+  if (step.stdin === 'TOKEN') return `${line} <<< "$FL_TOKEN"`;
+  return step.stdin ? `${line} < ${quote(step.stdin.file)}` : line;
 }
 
 function runStep(step: Step, token: string | undefined): Promise<{ code: number; output: string }> {
@@ -106,13 +121,14 @@ function runStep(step: Step, token: string | undefined): Promise<{ code: number;
     child.stderr.on('data', (d) => (output += d));
     child.on('error', (err) => resolve({ code: 127, output: err.message }));
     child.on('close', (code) => resolve({ code: code ?? 1, output: output.trim() }));
-    child.stdin.end(step.stdin ? token + '\n' : undefined);
+    const input = step.stdin === 'TOKEN' ? token + '\n' : step.stdin ? readFileSync(step.stdin.file) : undefined;
+    child.stdin.end(input);
   });
 }
 
 async function main(action: string, flags: Flags): Promise<number> {
   const targets = targetsFrom(flags, action === 'fetch-logs');
-  const steps = planSteps(action, flags, targets);
+  const steps = [...(action === 'start' ? keySteps(flags, targets) : []), ...planSteps(action, flags, targets)];
   if (flags.dryRun) {
     console.log(`# dry run: ${steps.length} ${action} commands, nothing is contacted`);
     for (const step of steps) console.log(describeStep(step));
@@ -146,6 +162,7 @@ const program = new Command()
   .option('--token-file <file>', 'the cluster token to give the workers (or $FL_TOKEN)')
   .option('--into <dir>', 'fetch-logs: where the logs go, one folder per machine', 'logs/testbed')
   .option('--parallel <n>', 'machines handled at once', (v: string) => Number(v), 8)
+  .option('--he-key <file>', 'start: the HE secret key to give the client machines when clients hold it', 'keys/he-secret.json')
   .option('--dry-run', 'print the commands, contact nothing')
   .action(async (action: string, flags: Flags) => {
     try {

@@ -14,6 +14,7 @@ import { ConfigError, loadExperimentConfig, resolveNodeConfigs } from '../src/co
 import { parseAddress } from '../src/config/address';
 import { formatConfig, testbedConfig } from '../src/config/testbed';
 import { nodeIdFor } from '../src/log/logger';
+import { writeSecretKey } from '../src/he/keys';
 
 const MAIN = resolve(__dirname, '..', '..', 'main.js');
 
@@ -80,6 +81,10 @@ export async function up(flags: StateFlags & { config: string; timeout: number; 
   mkdirSync(p.pids, { recursive: true });
   mkdirSync(p.out, { recursive: true });
   const logs = resolve(flags.logs ?? p.logs);
+  // Clients holding the HE key get it from the launcher; switches and the aggregator never do.
+  const clientsHoldKey = config.he.enabled && config.he.key_holder === 'clients';
+  const keyFile = join(flags.state, 'he-secret.json');
+  if (clientsHoldKey && !existsSync(keyFile)) await writeSecretKey(config.he, keyFile);
   const alreadyUp = new Set(runningWorkers(flags.state).filter((w) => isAlive(w.pid)).map((w) => w.id));
 
   const started: { id: string; host: string; port: number }[] = [];
@@ -88,7 +93,8 @@ export async function up(flags: StateFlags & { config: string; timeout: number; 
     const id = nodeIdFor(host, port);
     if (alreadyUp.has(id)) continue;
     const out = openSync(join(p.out, `${id}.out`), 'a');
-    const child = spawn(process.execPath, [MAIN, '--host', host, '--port', String(port), '--logs', logs, '--id', id], {
+    const keyArgs = clientsHoldKey && worker.type === 'client' ? ['--he-key', keyFile] : [];
+    const child = spawn(process.execPath, [MAIN, '--host', host, '--port', String(port), '--logs', logs, '--id', id, ...keyArgs], {
       detached: true,
       stdio: ['ignore', out, out],
       env: { ...process.env, FL_TOKEN: token },

@@ -24,6 +24,8 @@ export interface RoundMetrics {
   retries: number;
 }
 
+export const ENCRYPTED_MODEL_FILE = 'model.he';
+
 const COLUMNS: (keyof RoundMetrics)[] = [
   'round', 'accuracy', 'loss', 'clients', 'samples', 'round_ms', 'selection_ms', 'training_ms',
   'aggregation_ms', 'evaluation_ms', 'bytes_up', 'bytes_down', 'retries',
@@ -46,8 +48,10 @@ export class ExperimentOutputs {
     return join(this.dir, 'models', `round-${String(round).padStart(3, '0')}`);
   }
 
-  async saveRound(round: number, model: tf.LayersModel, metrics: RoundMetrics): Promise<void> {
-    await saveModel(model, this.modelDir(round));
+  /** The round's model (or, when only clients hold the HE key, its encrypted wire message) and metrics. */
+  async saveRound(round: number, global: { model: tf.LayersModel } | { encrypted: Buffer }, metrics: RoundMetrics): Promise<void> {
+    if ('model' in global) await saveModel(global.model, this.modelDir(round));
+    else writeFileAtomic(join(this.modelDir(round), ENCRYPTED_MODEL_FILE), global.encrypted);
     this.rows.push(metrics);
     this.writeJson('metrics.json', { rounds: this.rows });
     const csv = [COLUMNS.join(','), ...this.rows.map((row) => COLUMNS.map((c) => row[c]).join(','))].join('\n') + '\n';

@@ -10,7 +10,7 @@ import { get, MAIN, node, post, script, Testbed, waitFor } from './helpers/clust
 const PREFIX: Record<string, string> = { client: 'c', switch: 's', aggregator: 'a' };
 
 describe('a 15-node testbed on loopback', () => {
-  const testbed = new Testbed({ nodes: 15, switches: 2 });
+  const testbed = new Testbed({ nodes: 15, switches: 2, rounds: 1 });
   let aggOutput = '';
 
   before(async () => {
@@ -84,7 +84,7 @@ describe('a 15-node testbed on loopback', () => {
 
   it('the push-config script re-configures running workers for the next experiment', async () => {
     // Next experiment: three switches, so the twelfth machine turns from client into switch.
-    const next = testbedConfig({ base: testbed.base, nodes: 15, switches: 3, experiment: 'second' });
+    const next = testbedConfig({ base: testbed.base, nodes: 15, switches: 3, experiment: 'second', rounds: 1 });
     const file = join(testbed.dir, 'second.json');
     writeFileSync(file, formatConfig(next));
     const pushed = await script('push-config', ['--config', file, '--token-file', join(testbed.state, 'token')]);

@@ -63,6 +63,11 @@ describe('config.json validation', () => {
     { name: 'a fraction above 1', edit: (c) => (c.min_report_fraction = 1.5), expect: /^min_report_fraction: / },
     { name: 'an experiment name that is no folder name', edit: (c) => (c.experiment = '../etc'), expect: /^experiment: use 1-64 letters/ },
     { name: 'others missing', edit: (c) => delete c.others, expect: /^others: .*expected record/ },
+    { name: 'an insecure HE modulus', edit: (c) => (c.he = { enabled: true, coeff_modulus_bits: [60, 60] }), expect: /^he.coeff_modulus_bits: 120 bits in all is insecure at poly_modulus_degree 4096: .* at most 109/ },
+    { name: 'an HE scale too close to its prime', edit: (c) => (c.he = { enabled: true, scale_bits: 52 }), expect: /^he.scale_bits: scale 2\^52 leaves 2 bits .* Use scale_bits <= 49/ },
+    { name: 'an unusable polynomial degree', edit: (c) => (c.he = { enabled: true, poly_modulus_degree: 3000 }), expect: /^he.poly_modulus_degree: must be 4096, 8192/ },
+    { name: 'a key-holding aggregator that would see one client alone', edit: (c) => ((c.he = { enabled: true }), delete c.others['127.0.0.1'].switch), expect: /every client must report through a switch/ },
+    { name: 'FedAvgM when only clients can decrypt', edit: (c) => ((c.he = { enabled: true, key_holder: 'clients' }), (c.training = { strategy: 'fedavgm' })), expect: /^training.strategy: "fedavgm" needs the model in plaintext/ },
   ];
   for (const { name, edit, expect } of cases) {
     it(`names ${name}`, () => {

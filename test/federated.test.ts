@@ -111,6 +111,7 @@ describe('another topology: direct clients, a non-IID split, FedAvgM, clients st
     // 6 clients: the first two report to the aggregator directly, the rest through the switch.
     for (const address of Object.keys(config.others).slice(0, 2)) delete config.others[address].switch;
     config.clients_per_round = 5;
+    config.he = { enabled: false }; // direct clients and FedAvgM: both need the plaintext path
     config.data.split = 'dirichlet';
     config.data.alpha = 0.5;
     config.training.strategy = 'fedavgm';

@@ -28,7 +28,7 @@ const message = (parameters = Float32Array.from([1.5, -2, 3.25])) => ({
 describe('wire codec', () => {
   it('round-trips every field, with float32 payload and a small header', () => {
     const encoded = encode(message());
-    assert.deepEqual(decode(encoded), message());
+    assert.deepEqual(decode(encoded), { ...message(), count: 3 });
     assert.equal(encoded.length, HEADER_BYTES + 16 + 12 + 3 * 4); // sender padded to 16, metadata 12, payload 12
   });
 
@@ -37,6 +37,19 @@ describe('wire codec', () => {
     const shifted = Buffer.alloc(encoded.length + 1).subarray(1);
     encoded.copy(shifted);
     assert.deepEqual(decode(shifted).parameters, message().parameters);
+  });
+
+  it('round-trips a list of ciphertexts for the encrypted kinds', () => {
+    const ciphertexts = [Uint8Array.from([1, 2, 3]), Uint8Array.from([4, 5, 6, 7, 8])];
+    const encrypted = { ...message(new Float32Array(0)), kind: Kind.EncryptedUpdate, ciphertexts, count: 101_770, meta: { he: 'abc' } };
+    const back = decode(encode(encrypted));
+    assert.deepEqual(back.ciphertexts, ciphertexts);
+    assert.equal(back.count, 101_770);
+    assert.equal(back.parameters.length, 0);
+    const damaged = encode(encrypted);
+    damaged.writeUInt32LE(9, damaged.length - 8 - 4 * 2 - 4); // the ciphertext count
+    assert.throws(() => decode(damaged), /ciphertext count of 9/);
+    assert.throws(() => encode({ ...encrypted, ciphertexts: undefined }), /needs ciphertexts/);
   });
 
   const corrupt: [string, (b: Buffer) => Buffer, RegExp][] = [

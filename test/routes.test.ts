@@ -1,6 +1,10 @@
 /** The round routes over real HTTP (supertest), with real wire messages: what they take and what they refuse. */
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Ckks } from '../src/he/ckks';
+import { HePool } from '../src/he/pool';
 import request from 'supertest';
 import { parseExperimentConfig, resolveNodeConfigs } from '../src/config/load';
 import type { NodeConfig } from '../src/config/schema';
@@ -17,7 +21,7 @@ const PARAMS = expectedParameterCount(model);
 const MODEL_ID = 1234;
 
 function nodes(): NodeConfig[] {
-  const raw = testbedConfig({ base: '127.0.0', nodes: 6, switches: 1 }) as Record<string, any>;
+  const raw = testbedConfig({ base: '127.0.0', nodes: 6, switches: 1, he: false }) as Record<string, any>;
   raw.model = model;
   return [...resolveNodeConfigs(parseExperimentConfig(raw)).values()];
 }
@@ -97,5 +101,67 @@ describe('switch routes', () => {
     assert.match(wrongModel.body.reason, /has \d+ parameters, not 5/);
     const malformed = await request(app).post('/s/round').set(auth).send({ round: 'one' }).expect(400);
     assert.equal(typeof malformed.body.reason, 'string');
+  });
+});
+
+describe('switch routes with encrypted updates', () => {
+  const heSettings = { enabled: true, key_holder: 'aggregator', poly_modulus_degree: 4096, coeff_modulus_bits: [54, 54], scale_bits: 45 } as const;
+
+  async function encryptedSwitch() {
+    const raw = testbedConfig({ base: '127.0.0', nodes: 6, switches: 1 }) as Record<string, any>;
+    raw.model = model;
+    raw.he = heSettings;
+    const config = [...resolveNodeConfigs(parseExperimentConfig(raw)).values()].find((n) => n.type === 'switch')!;
+    const context = nodeContext('he-switch');
+    const worker = createWorkerApp(context, TOKEN);
+    await request(worker.app).post('/config').set(auth).send(config).expect(201);
+    const clients = config.type === 'switch' ? config.clients : [];
+    await request(worker.app).post('/s/round').set(auth).send({ round: 1, clients: clients.slice(0, 2), deadline_ms: 300, parameters: PARAMS, model_id: MODEL_ID }).expect(200);
+    return { app: worker.app, clients, context, stop: () => worker.roles.unmount() };
+  }
+
+  let pool: HePool;
+  let chunks: Uint8Array[];
+  before(async () => {
+    const params = { poly_modulus_degree: 4096, coeff_modulus_bits: [54, 54], scale_bits: 45 };
+    pool = await HePool.start(params, { publicKey: (await Ckks.generateKeys(params)).publicKey });
+    chunks = await pool.encrypt(new Float32Array(PARAMS).fill(0.01));
+  });
+  after(() => pool.close());
+
+  const encrypted = (sender: string, over: Partial<Message> = {}) =>
+    encode({ kind: Kind.EncryptedUpdate, round: 1, modelId: MODEL_ID, contributors: 1, weight: 100, sender, meta: { he: pool.id }, parameters: new Float32Array(0), ciphertexts: chunks, count: PARAMS, ...over });
+
+  it('takes a valid encrypted update, and refuses the malformed ones with reasons', async () => {
+    const { app, clients, stop } = await encryptedSwitch();
+    try {
+      const cases: [Buffer, number, RegExp][] = [
+        [update({ sender: clients[0] }), 400, /expected EncryptedUpdate/],
+        [encrypted(clients[0], { meta: { he: '0123456789abcdef' } }), 400, /made under HE parameters 0123456789abcdef/],
+        [encrypted(clients[0], { ciphertexts: chunks.slice(1) }), 400, /pack into \d+ ciphertexts; the message has/],
+        [encrypted(clients[0], { ciphertexts: chunks.map(() => Uint8Array.from([7, 7, 7, 7, 7, 7, 7, 7])) }), 400, /does not parse under this experiment's HE parameters/],
+      ];
+      for (const [body, status, reason] of cases) {
+        const res = await send(app, body).expect(status);
+        assert.match(res.body.reason, reason);
+      }
+      const ok = await send(app, encrypted(clients[0])).expect(200);
+      assert.equal(ok.body.received, 1);
+      await send(app, encrypted(clients[0])).expect(409);
+    } finally {
+      await stop();
+    }
+  });
+
+  it('does not forward a single encrypted update on its own', async () => {
+    const { app, clients, context, stop } = await encryptedSwitch();
+    try {
+      await send(app, encrypted(clients[0])).expect(200);
+      await new Promise((r) => setTimeout(r, 600)); // past the round's deadline
+      const log = JSON.parse(readFileSync(join(context.logsDir, `he-switch_mnist-mlp.json`), 'utf8'));
+      assert.equal(log.iteration[0].outcome, 'withheld: fewer than 2 updates');
+    } finally {
+      await stop();
+    }
   });
 });

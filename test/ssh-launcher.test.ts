@@ -46,6 +46,24 @@ describe('ssh launcher', () => {
     assert.ok(!tools.called());
   });
 
+  it('--dry-run with clients holding the HE key: the key goes to client machines only, on stdin', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'clients-key-'));
+    const config = join(dir, 'config.json');
+    writeFileSync(config, JSON.stringify({ ...reference, he: { enabled: true, key_holder: 'clients' } }));
+    const dryRun = await script('ssh-launcher', ['start', '--dry-run', '--config', config, '--he-key', 'keys/k.json']);
+    assert.equal(dryRun.code, 0, dryRun.stderr);
+    const keyLines = dryRun.stdout.split('\n').filter((l) => l.includes('cat > keys/he-secret.json'));
+    const clientHosts = Object.entries(reference.others).filter(([, e]) => e.type === 'client').map(([a]) => a.split(':')[0]);
+    assert.equal(keyLines.length, clientHosts.length);
+    for (const line of keyLines) {
+      assert.match(line, /umask 077/);
+      assert.match(line, /< keys\/k\.json$/);
+      assert.ok(clientHosts.some((h) => line.includes(` ${h} `)), line);
+    }
+    const starts = dryRun.stdout.split('\n').filter((l) => l.includes('setsid nohup'));
+    assert.equal(starts.filter((l) => l.includes('--he-key')).length, clientHosts.length, 'only clients are started with the key');
+  });
+
   it('start hands the token over on stdin, never on a command line', async () => {
     const tools = fakeTools();
     const hosts = join(mkdtempSync(join(tmpdir(), 'hosts-')), 'hosts');

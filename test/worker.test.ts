@@ -13,7 +13,7 @@ import { nodeContext, TOKEN } from './helpers/node-context';
 const auth = { Authorization: `Bearer ${TOKEN}` };
 
 function configs(experiment = 'exp-a'): NodeConfig[] {
-  const raw = testbedConfig({ base: '127.0.0', nodes: 5, switches: 1, experiment });
+  const raw = testbedConfig({ base: '127.0.0', nodes: 5, switches: 1, experiment, he: false });
   return [...resolveNodeConfigs(parseExperimentConfig(raw)).values()];
 }
 const ofType = (type: NodeConfig['type'], experiment?: string) => configs(experiment).find((c) => c.type === type)!;

@@ -11,8 +11,11 @@ export function aggregatorBlueprint(role: AggregatorRole): Router {
   router.post('/checkin', ...jsonBody, (req, res) => {
     res.json(role.checkIn(req.body));
   });
-  router.post('/receive', ...wireBody(role.parameters), (req, res) => {
-    res.json({ status: 'accepted', ...role.receive(req.body) });
+  router.post('/receive', ...wireBody(role.parameters, role.encrypted), async (req, res) => {
+    res.json({ status: 'accepted', ...(await role.receive(req.body)) });
+  });
+  router.get('/he/public-key', (_req, res) => {
+    res.type('application/octet-stream').send(role.publicKey());
   });
   return router;
 }

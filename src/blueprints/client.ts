@@ -12,8 +12,11 @@ export function clientBlueprint(role: ClientRole): Router {
   router.get('/status', (_req, res) => {
     res.json(role.status());
   });
-  router.post('/round', ...wireBody(role.parameters), (req, res) => {
+  router.post('/round', ...wireBody(role.parameters, role.encrypted), (req, res) => {
     res.status(202).json({ status: 'training', ...role.receiveModel(req.body) });
+  });
+  router.post('/evaluate', ...wireBody(role.parameters, true), async (req, res) => {
+    res.json(await role.evaluateModel(req.body));
   });
   router.post('/standby', ...jsonBody, (req, res) => {
     const parsed = standbySchema.safeParse(req.body);

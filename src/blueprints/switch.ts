@@ -12,8 +12,8 @@ export function switchBlueprint(role: SwitchRole): Router {
     role.open(req.body);
     res.json({ status: 'open' });
   });
-  router.post('/receive', ...wireBody(role.maxParameters), (req, res) => {
-    res.json({ status: 'accepted', ...role.receive(req.body) });
+  router.post('/receive', ...wireBody(role.maxParameters, role.encrypted), async (req, res) => {
+    res.json({ status: 'accepted', ...(await role.receive(req.body)) });
   });
   return router;
 }

@@ -130,8 +130,28 @@ function topologyProblems(config: ExperimentConfig): string[] {
     if (!switchClients.has(sw)) problems.push(`others["${seen.get(sw)}"]: switch has no clients (no client names it in "switch")`);
   }
   if (clientCount === 0) problems.push('others: needs at least one entry of type "client"');
+  problems.push(...encryptionProblems(config, switchClients, clientCount - [...switchClients.values()].reduce((a, b) => a + b, 0)));
   if (config.clients_per_round !== undefined && config.clients_per_round > clientCount) {
     problems.push(`clients_per_round: ${config.clients_per_round} is more than the ${clientCount} clients in others`);
+  }
+  return problems;
+}
+
+/** What homomorphic encryption asks of the topology and the strategy. */
+function encryptionProblems(config: ExperimentConfig, switchClients: Map<string, number>, directClients: number): string[] {
+  if (!config.he.enabled) return [];
+  const problems: string[] = [];
+  if (config.he.key_holder === 'aggregator') {
+    // The aggregator holds the key, so it must only ever see sums of two or more updates.
+    if (directClients > 0) {
+      problems.push(`he.key_holder: with "aggregator", every client must report through a switch (${directClients} report to the aggregator directly, which could decrypt their updates)`);
+    }
+    for (const [sw, count] of switchClients) {
+      if (count < 2) problems.push(`he.key_holder: with "aggregator", switch ${sw} needs at least 2 clients so the aggregator never decrypts a single update (it has ${count})`);
+    }
+  }
+  if (config.he.key_holder === 'clients' && config.training.strategy !== 'fedavg') {
+    problems.push(`training.strategy: "${config.training.strategy}" needs the model in plaintext at the aggregator; with he.key_holder "clients" use "fedavg"`);
   }
   return problems;
 }

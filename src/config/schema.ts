@@ -40,11 +40,44 @@ export const dataSchema = z
   })
   .strict();
 
+/** Largest total coefficient modulus (bits) SEAL allows at 128-bit security, by polynomial degree. */
+export const MAX_MODULUS_BITS: Record<number, number> = { 4096: 109, 8192: 218, 16384: 438, 32768: 881 };
+
 export const heSchema = z
   .object({
     enabled: z.boolean().default(false),
+    /** Who holds the secret key: the aggregator (it decrypts only sums), or the clients (nobody else can decrypt). */
+    key_holder: z.enum(['aggregator', 'clients']).default('aggregator'),
+    poly_modulus_degree: z
+      .number()
+      .int()
+      .refine((n) => n in MAX_MODULUS_BITS, 'must be 4096, 8192, 16384 or 32768')
+      .default(4096),
+    /** One data prime and the special prime suffice: the protocol only adds. */
+    coeff_modulus_bits: z.array(z.number().int().min(20).max(60)).min(2).max(8).default([54, 54]),
+    scale_bits: z.number().int().min(20).max(58).default(45),
   })
-  .strict();
+  .strict()
+  .superRefine((he, ctx) => {
+    const total = he.coeff_modulus_bits.reduce((a, b) => a + b, 0);
+    const max = MAX_MODULUS_BITS[he.poly_modulus_degree];
+    if (max !== undefined && total > max) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['coeff_modulus_bits'],
+        message: `${total} bits in all is insecure at poly_modulus_degree ${he.poly_modulus_degree}: 128-bit security allows at most ${max}`,
+      });
+    }
+    // Values of up to 2^(prime - scale - 1) fit; weighted averages of weights need a few bits of that.
+    const headroom = he.coeff_modulus_bits[0] - he.scale_bits;
+    if (headroom < 5) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['scale_bits'],
+        message: `scale 2^${he.scale_bits} leaves ${headroom} bits in a ${he.coeff_modulus_bits[0]}-bit data prime; sums would wrap. Use scale_bits <= ${he.coeff_modulus_bits[0] - 5}`,
+      });
+    }
+  });
 
 export const timeoutsSchema = z
   .object({

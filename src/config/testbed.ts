@@ -11,6 +11,8 @@ export interface TestbedShape {
   port?: number;
   experiment?: string;
   rounds?: number;
+  /** Encrypt updates (CKKS, the aggregator holding the key); on unless set to false. */
+  he?: boolean;
 }
 
 export function testbedConfig(shape: TestbedShape): Record<string, unknown> {
@@ -39,7 +41,7 @@ export function testbedConfig(shape: TestbedShape): Record<string, unknown> {
     model: { architecture: 'mlp', hidden_units: 128 },
     training: { epochs: 1, batch_size: 32, learning_rate: 0.5, strategy: 'fedavg' },
     data: { dataset: 'mnist', split: 'iid', seed: 42, test_size: 2000 },
-    he: { enabled: false },
+    he: { enabled: shape.he ?? true, key_holder: 'aggregator' },
     timeouts: { push_ms: 30_000, request_ms: 30_000, round_ms: 300_000 },
     others,
   };

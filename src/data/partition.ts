@@ -82,3 +82,10 @@ export function clientSlice(data: Dataset, settings: Settings['data'], clients: 
 export function testIndices(data: Dataset, settings: Settings['data']): number[] {
   return holdOut(data.size, settings.test_size, settings.seed).test;
 }
+
+/** A client's share of the held-out digits, for federated evaluation: slice `index` of `clients`. */
+export function testSlice(data: Dataset, settings: Settings['data'], clients: number, index: number): number[] {
+  const test = testIndices(data, settings);
+  const per = Math.floor(test.length / clients);
+  return test.slice(index * per, (index + 1) * per);
+}

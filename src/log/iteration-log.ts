@@ -50,6 +50,8 @@ export class IterationLog {
       end_time: new Date().toISOString(),
       byte_received: wire.received,
       byte_send: wire.sent,
+      // The whole process, HE worker threads and their wasm heaps included: flat round after round or leaking.
+      rss_bytes: process.memoryUsage().rss,
       ...extra,
     };
     this.entries.push(entry);

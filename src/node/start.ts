@@ -17,6 +17,7 @@ export interface NodeOptions {
   console?: boolean;
   requestTimeoutMs?: number;
   print?: (line: string) => void;
+  heKeyFile?: string;
 }
 
 export interface StartedNode extends RunningNode {
@@ -43,6 +44,7 @@ export async function startNode(options: NodeOptions): Promise<StartedNode> {
     logsDir,
     outputsDir: resolve(options.outputsDir ?? 'outputs'),
     print: options.print,
+    heKeyFile: options.heKeyFile,
   };
   const running = await listen(createWorkerApp(context, options.token), context, options.host, options.port);
   logger.info(`listening on ${options.host}:${running.address.port}`);

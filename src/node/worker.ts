@@ -83,8 +83,10 @@ export async function listen(worker: WorkerApp, node: NodeContext, host: string,
   });
   const close = async () => {
     await worker.roles.unmount();
-    server.closeIdleConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    // Peers retrying on keep-alive sockets would hold a graceful close open indefinitely.
+    server.closeAllConnections();
+    await closed;
   };
   return { ...worker, server, address: server.address() as AddressInfo, close };
 }

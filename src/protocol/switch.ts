@@ -58,14 +58,22 @@ export class SwitchMachine {
     return actions;
   }
 
-  private update(round: number, from: string): SwitchAction[] {
+  /** The refusal an update would get now, without taking it; undefined when it would be taken. */
+  refusalFor(round: number, from: string): Extract<SwitchAction, { type: 'refuse' }> | undefined {
     const { state } = this;
-    if (!this.members.includes(from)) return [{ type: 'refuse', status: 403, reason: `${from} is not a client of this switch` }];
+    if (!this.members.includes(from)) return { type: 'refuse', status: 403, reason: `${from} is not a client of this switch` };
     if (state.stage !== 'collecting' || round !== state.round) {
-      return [{ type: 'refuse', status: 409, reason: `round ${round} is not open here (this switch is in round ${state.round}, ${state.stage})` }];
+      return { type: 'refuse', status: 409, reason: `round ${round} is not open here (this switch is in round ${state.round}, ${state.stage})` };
     }
-    if (!state.clients.includes(from)) return [{ type: 'refuse', status: 403, reason: `${from} was not selected for round ${round}` }];
-    if (state.received.has(from)) return [{ type: 'refuse', status: 409, reason: `${from} already sent its update for round ${round}` }];
+    if (!state.clients.includes(from)) return { type: 'refuse', status: 403, reason: `${from} was not selected for round ${round}` };
+    if (state.received.has(from)) return { type: 'refuse', status: 409, reason: `${from} already sent its update for round ${round}` };
+    return undefined;
+  }
+
+  private update(round: number, from: string): SwitchAction[] {
+    const refusal = this.refusalFor(round, from);
+    if (refusal) return [refusal];
+    const { state } = this;
     state.received.add(from);
     const actions: SwitchAction[] = [{ type: 'accept', round, from }];
     if (state.received.size === state.clients.length) actions.push(...this.forward());

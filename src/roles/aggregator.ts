@@ -19,15 +19,29 @@ import { createStrategy, type Strategy } from '../strategy/strategy';
 import { UpdateBuffer } from '../strategy/update-buffer';
 import { encode, Kind, WIRE_CONTENT_TYPE } from '../wire/codec';
 import { readMessage } from '../wire/receive';
+import { startKeyHolderSession, startSession, type HeSession } from '../he/keys';
 import { Role } from './role';
 
-const checkinSchema = z.object({ client: z.string() }).strict();
+const checkinSchema = z.object({ client: z.string(), samples: z.number().int().min(0).default(0) }).strict();
+
+/** The round's encrypted sum so far (ciphertext addition is exact: order does not matter). */
+interface EncryptedTotal {
+  ciphertexts?: Uint8Array[];
+}
+
+/** The global model when only the clients can decrypt it: ciphertexts that average once multiplied by factor. */
+interface EncryptedGlobal {
+  round: number;
+  ciphertexts: Uint8Array[];
+  factor: number;
+}
 
 interface Prepared {
   model: tf.Sequential;
   test: Dataset;
   modelId: number;
   backend: string;
+  he?: HeSession;
 }
 
 export interface ExperimentSummary {
@@ -38,6 +52,7 @@ export interface ExperimentSummary {
 
 export class AggregatorRole extends Role<AggregatorNodeConfig> {
   readonly parameters = expectedParameterCount(this.config.settings.model);
+  readonly encrypted = this.config.settings.he.enabled;
   readonly machine: RoundMachine;
   readonly outputs: ExperimentOutputs;
   /** Resolves when the last round is checkpointed. */
@@ -53,6 +68,14 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
   private lastMetrics?: RoundMetrics;
   private roundTotals = { clients: 0, samples: 0 };
   private evaluation = { accuracy: 0, loss: 0 };
+  private readonly he = this.config.settings.he;
+  /** Samples each client said it holds, from its check-in. */
+  private readonly samplesOf = new Map<string, number>();
+  /** The selected clients' samples this round: encrypted updates are pre-scaled by 1/roundSamples. */
+  private roundSamples = 1;
+  private encryptedSum: EncryptedTotal = {};
+  private encryptedGlobal?: EncryptedGlobal;
+  private heQueue: Promise<unknown> = Promise.resolve();
 
   constructor(...args: ConstructorParameters<typeof Role<AggregatorNodeConfig>>) {
     super(...args);
@@ -101,23 +124,49 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
     };
   }
 
+  /** GET /a/he/public-key: what clients encrypt with when the aggregator holds the key. */
+  publicKey(): Buffer {
+    if (!this.he.enabled || this.he.key_holder !== 'aggregator') {
+      throw new HttpError(404, 'not found', 'this experiment has no aggregator-held HE key');
+    }
+    const key = this.prepared?.he?.publicKey;
+    if (!key) throw new HttpError(503, 'not ready', 'the aggregator is still making its keys');
+    return Buffer.from(key);
+  }
+
   /** POST /a/checkin: a client is ready for a round. */
   checkIn(body: unknown): { status: string; round: number } {
     const parsed = checkinSchema.safeParse(body);
-    if (!parsed.success) throw badRequest('expected {"client": "<address>"}');
-    this.dispatch({ type: 'checkin', client: parsed.data.client });
+    if (!parsed.success) throw badRequest('expected {"client": "<address>", "samples": <count>}');
+    const { client, samples } = parsed.data;
+    this.dispatch({ type: 'checkin', client });
+    this.samplesOf.set(client, samples);
     return { status: 'queued', round: this.machine.state.round };
   }
 
   /** POST /a/receive: a switch's weighted sum, or a direct client's update. */
-  receive(body: unknown): { round: number } {
-    if (!this.prepared) throw new HttpError(503, 'not ready', 'the aggregator is still preparing');
-    const message = readMessage(body, { kinds: [Kind.WeightedSum, Kind.Update], modelId: this.prepared.modelId, parameters: this.parameters });
-    const direct = message.kind === Kind.Update;
+  async receive(body: unknown): Promise<{ round: number }> {
+    const prepared = this.prepared;
+    if (!prepared) throw new HttpError(503, 'not ready', 'the aggregator is still preparing');
+    const he = prepared.he;
+    const message = readMessage(body, {
+      kinds: he ? [Kind.EncryptedSum, Kind.EncryptedUpdate] : [Kind.WeightedSum, Kind.Update],
+      modelId: prepared.modelId,
+      parameters: this.parameters,
+      he: he && { id: he.id, chunks: he.chunks },
+    });
+    const direct = message.kind === Kind.Update || message.kind === Kind.EncryptedUpdate;
     if (direct && this.machine.topology.upstreamOf.get(message.sender) !== this.config.address) {
       throw new HttpError(403, 'forbidden', `${message.sender} does not report to the aggregator directly`);
     }
     if (!(message.weight > 0)) throw badRequest('an update needs a positive sample count');
+    if (he) {
+      const report = { type: 'report' as const, round: message.round, from: message.sender, contributors: message.contributors, weight: message.weight };
+      const step = this.heQueue.then(() => this.addEncrypted(he, report, message.ciphertexts!));
+      this.heQueue = step.catch(() => undefined);
+      await step;
+      return { round: message.round };
+    }
     this.dispatch(
       { type: 'report', round: message.round, from: message.sender, contributors: message.contributors, weight: message.weight },
       () => this.buffer.add(message.sender, { values: message.parameters, weight: message.weight, contributors: message.contributors, preScaled: !direct }),
@@ -125,19 +174,41 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
     return { round: message.round };
   }
 
+  /** Adds a switch's encrypted sum to the round's; one that SEAL cannot parse is refused, the sum unchanged. */
+  private async addEncrypted(he: HeSession, report: Extract<Event, { type: 'report' }>, ciphertexts: Uint8Array[]): Promise<void> {
+    const refusal = this.machine.refusalFor(report);
+    if (refusal) throw new HttpError(refusal.status, refusal.status === 403 ? 'forbidden' : refusal.status === 400 ? 'bad request' : 'conflict', refusal.reason);
+    const before = this.encryptedSum.ciphertexts;
+    let sum: Uint8Array[];
+    try {
+      sum = await he.pool.sum(before ? [before, ciphertexts] : [ciphertexts]);
+    } catch (err) {
+      throw new HttpError(400, 'bad ciphertext', `the update does not parse under this experiment's HE parameters: ${(err as Error).message}`);
+    }
+    this.dispatch(report, () => (this.encryptedSum = { ciphertexts: sum }));
+  }
+
+  private async startHe(): Promise<HeSession | undefined> {
+    if (!this.he.enabled) return undefined;
+    // Holding the key, the aggregator makes the pair in memory; otherwise it holds none and can only add.
+    return this.he.key_holder === 'aggregator' ? startKeyHolderSession(this.he, this.parameters) : startSession(this.he, this.parameters, {});
+  }
+
   private async prepare(): Promise<void> {
     const { settings } = this.config;
+    const he = await this.startHe();
     const backend = await initBackend(settings.model.architecture);
     const all = loadMnist();
     const test = subset(all, testIndices(all, settings.data));
     const model = buildModel(settings.model, settings.data.seed);
     this.global = getFlatWeights(model);
-    this.prepared = { model, test, modelId: modelId(model), backend };
+    this.prepared = { model, test, modelId: modelId(model), backend, he };
     this.strategy = createStrategy(settings.training, (parameters) => {
       setFlatWeights(model, parameters);
       return evaluate(model, test);
     });
-    const ready = `TensorFlow.js backend ${backend}; ${test.size} held-out test digits; strategy ${this.strategy.name}`;
+    const encryption = he ? `CKKS N=${this.he.poly_modulus_degree}, ${he.chunks} ciphertexts per update, key held by the ${this.he.key_holder}` : 'no encryption';
+    const ready = `TensorFlow.js backend ${backend}; ${test.size} held-out test digits; strategy ${this.strategy.name}; ${encryption}`;
     this.node.logger.info(ready);
     this.node.print?.(ready);
   }
@@ -193,12 +264,13 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
         return;
       case 'discard-round':
         this.buffer = new UpdateBuffer(this.parameters);
+        this.encryptedSum = {};
         return;
       case 'aggregate':
-        this.aggregate(action.round);
+        this.aggregate(action.round).catch((err) => this.fail(`aggregation of round ${action.round} failed`, err));
         return;
       case 'evaluate':
-        this.evaluateRound(action.round);
+        this.evaluateRound(action.round).catch((err) => this.fail(`evaluation of round ${action.round} failed`, err));
         return;
       case 'checkpoint':
         this.checkpoint(action.round).catch((err) => this.fail(`checkpoint of round ${action.round} failed`, err));
@@ -210,17 +282,28 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
   }
 
   private sendModel(round: number, clients: string[]): void {
-    const message = encode({
-      kind: Kind.Model,
-      round,
-      modelId: this.prepared!.modelId,
-      contributors: 0,
-      weight: 0,
-      sender: this.config.address,
-      meta: { ...this.strategy!.configureRound(round) },
-      parameters: this.global,
-    });
+    this.roundSamples = clients.reduce((n, c) => n + (this.samplesOf.get(c) ?? 0), 0) || 1;
+    const instructions = { ...this.strategy!.configureRound(round), ...(this.he.enabled ? { weight_scale: 1 / this.roundSamples } : {}) };
+    const message = this.modelMessage(round, instructions);
     for (const client of clients) void this.post(client, '/c/round', message, { 'Content-Type': WIRE_CONTENT_TYPE });
+  }
+
+  /** The global model for a round: plaintext, or (clients holding the key) the encrypted average. */
+  private modelMessage(round: number, meta: Record<string, unknown>): Buffer {
+    const base = { round, modelId: this.prepared!.modelId, contributors: 0, weight: 0, sender: this.config.address };
+    const global = this.encryptedGlobal;
+    if (global) {
+      const he = this.prepared!.he!;
+      return encode({
+        ...base,
+        kind: Kind.EncryptedModel,
+        meta: { ...meta, he: he.id, factor: global.factor },
+        parameters: new Float32Array(0),
+        ciphertexts: global.ciphertexts,
+        count: this.parameters,
+      });
+    }
+    return encode({ ...base, kind: Kind.Model, meta, parameters: this.global });
   }
 
   private async post(address: string, path: string, body: unknown, headers?: Record<string, string>): Promise<void> {
@@ -232,17 +315,56 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
     }
   }
 
-  private aggregate(round: number): void {
-    const total = this.buffer.total();
-    this.global = this.strategy!.aggregate(round, this.global, total);
-    this.roundTotals = { clients: total.contributors, samples: total.weight };
+  private async aggregate(round: number): Promise<void> {
+    const he = this.prepared!.he;
+    const reported = [...this.machine.state.reported.values()];
+    const weight = reported.reduce((n, r) => n + r.weight, 0);
+    const contributors = reported.reduce((n, r) => n + r.contributors, 0);
+    this.roundTotals = { clients: contributors, samples: weight };
+    if (!he) {
+      const total = this.buffer.total();
+      this.global = this.strategy!.aggregate(round, this.global, total);
+    } else if (this.he.key_holder === 'aggregator') {
+      // Only the sum over every switch is ever decrypted; scaled back from 1/roundSamples to samples.
+      const sum = await he.pool.decrypt(this.encryptedSum.ciphertexts!, this.parameters, this.roundSamples);
+      this.global = this.strategy!.aggregate(round, this.global, { sum, weight, contributors, senders: [] });
+    } else {
+      this.encryptedGlobal = { round, ciphertexts: this.encryptedSum.ciphertexts!, factor: this.roundSamples / weight };
+    }
     this.buffer = new UpdateBuffer(this.parameters);
+    this.encryptedSum = {};
     this.dispatch({ type: 'aggregated', round });
   }
 
-  private evaluateRound(round: number): void {
-    this.evaluation = this.strategy!.evaluate(round, this.global);
+  private async evaluateRound(round: number): Promise<void> {
+    this.evaluation = this.encryptedGlobal ? await this.federatedEvaluation(round) : this.strategy!.evaluate(round, this.global);
     this.dispatch({ type: 'evaluated', round });
+  }
+
+  /** Clients decrypt the new model and score it on their share of the held-out digits; the results are combined by count. */
+  private async federatedEvaluation(round: number): Promise<{ accuracy: number; loss: number }> {
+    const message = this.modelMessage(round, {});
+    const clients = Object.keys(this.config.clients);
+    const answers = await Promise.all(
+      clients.map((client) =>
+        this.node.peers
+          .post<{ accuracy: number; loss: number; samples: number }>(client, '/c/evaluate', message, {
+            headers: { 'Content-Type': WIRE_CONTENT_TYPE },
+            signal: this.abort.signal,
+          })
+          .catch((err) => {
+            this.node.logger.warn(`round ${round}: no evaluation from ${client}: ${describeFailure(err).reason}`);
+            return undefined;
+          }),
+      ),
+    );
+    const scored = answers.filter((a): a is NonNullable<typeof a> => a !== undefined && a.samples > 0);
+    const samples = scored.reduce((n, a) => n + a.samples, 0);
+    if (!samples) throw new Error(`round ${round}: no client could evaluate the model`);
+    return {
+      accuracy: scored.reduce((s, a) => s + a.accuracy * a.samples, 0) / samples,
+      loss: scored.reduce((s, a) => s + a.loss * a.samples, 0) / samples,
+    };
   }
 
   private async checkpoint(round: number): Promise<void> {
@@ -268,8 +390,13 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
       bytes_down: entry.byte_send,
       retries,
     };
-    setFlatWeights(this.prepared!.model, this.global);
-    await this.outputs.saveRound(round, this.prepared!.model, metrics);
+    if (this.encryptedGlobal) {
+      // Without the key the aggregator can only keep the ciphertexts; `main.js eval --he-key` opens them.
+      await this.outputs.saveRound(round, { encrypted: this.modelMessage(round, {}) }, metrics);
+    } else {
+      setFlatWeights(this.prepared!.model, this.global);
+      await this.outputs.saveRound(round, { model: this.prepared!.model }, metrics);
+    }
     this.lastMetrics = metrics;
     this.node.print?.(
       `round ${String(round).padStart(3)}/${this.machine.rules.rounds}  accuracy ${(metrics.accuracy * 100).toFixed(2)}%  loss ${metrics.loss.toFixed(4)}  ` +
@@ -292,5 +419,6 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
   override async stop(): Promise<void> {
     await super.stop();
     this.prepared?.model.dispose();
+    await this.prepared?.he?.pool.close();
   }
 }

@@ -5,13 +5,14 @@
 import type * as tf from '@tensorflow/tfjs';
 import type { ClientNodeConfig } from '../config/schema';
 import { loadMnist, subset, type Dataset } from '../data/mnist';
-import { clientSlice } from '../data/partition';
+import { clientSlice, testSlice } from '../data/partition';
+import { DEFAULT_KEY_FILE, readSecretKey, startSession, type HeSession } from '../he/keys';
 import { initBackend } from '../model/backend';
-import { buildModel, expectedParameterCount, getFlatWeights, modelId, setFlatWeights, train } from '../model/model';
+import { buildModel, evaluate, expectedParameterCount, getFlatWeights, modelId, setFlatWeights, train } from '../model/model';
 import { describeFailure } from '../net/peers';
 import { HttpError } from '../net/errors';
 import type { ClientInstructions } from '../strategy/strategy';
-import { encode, Kind, WIRE_CONTENT_TYPE } from '../wire/codec';
+import { encode, Kind, WIRE_CONTENT_TYPE, type Message } from '../wire/codec';
 import { readMessage } from '../wire/receive';
 import { Role } from './role';
 
@@ -20,12 +21,24 @@ type Stage = 'preparing' | 'waiting' | 'training' | 'reporting';
 interface Prepared {
   model: tf.Sequential;
   data: Dataset;
+  /** This client's share of the held-out digits, for federated evaluation. */
+  test: Dataset;
   modelId: number;
   backend: string;
+  he?: HeSession;
+}
+
+/** What a model message carries besides the parameters. */
+interface RoundMeta extends ClientInstructions {
+  /** Encrypted updates are pre-scaled by samples × weight_scale (1 / the round's selected samples). */
+  weight_scale?: number;
+  /** An encrypted global model decrypts to the average once multiplied by this. */
+  factor?: number;
 }
 
 export class ClientRole extends Role<ClientNodeConfig> {
   readonly parameters = expectedParameterCount(this.config.settings.model);
+  readonly encrypted = this.config.settings.he.enabled;
   private prepared?: Prepared;
   private stage: Stage = 'preparing';
   private round = 0;
@@ -57,13 +70,13 @@ export class ClientRole extends Role<ClientNodeConfig> {
   receiveModel(body: Buffer): { round: number; samples: number } {
     const prepared = this.prepared;
     if (!prepared) throw new HttpError(503, 'not ready', 'this client is still loading its data; try again shortly');
-    const message = this.decodeModel(body, prepared.modelId);
+    const message = this.decodeModel(body, prepared);
     if (this.stage === 'training' || this.stage === 'reporting') {
       throw new HttpError(409, 'busy', `this client is still working on round ${this.round}`);
     }
     this.round = message.round;
     this.stage = 'training';
-    void this.runRound(message.round, message.parameters, message.meta as unknown as ClientInstructions).catch((err) => {
+    void this.runRound(message, message.meta as unknown as RoundMeta).catch((err) => {
       this.node.logger.error(`round ${message.round} failed: ${(err as Error).stack ?? err}`);
       this.stage = 'waiting';
     });
@@ -75,13 +88,56 @@ export class ClientRole extends Role<ClientNodeConfig> {
     this.node.logger.info(`standing by in round ${round}`);
   }
 
-  private decodeModel(body: Buffer, expectedId: number) {
-    const message = readMessage(body, { kinds: [Kind.Model], modelId: expectedId, parameters: this.parameters });
+  /** POST /c/evaluate (key_holder "clients"): the encrypted global model, scored on this client's test share. */
+  async evaluateModel(body: Buffer): Promise<{ round: number; accuracy: number; loss: number; samples: number }> {
+    const prepared = this.prepared;
+    if (!prepared?.he) throw new HttpError(409, 'conflict', 'this client holds no HE key to evaluate an encrypted model with');
+    const message = readMessage(body, { kinds: [Kind.EncryptedModel], modelId: prepared.modelId, parameters: this.parameters, he: this.heExpectation(prepared.he) });
+    const factor = Number(message.meta?.factor);
+    if (!(factor > 0)) throw new HttpError(400, 'bad message', 'an encrypted model needs a positive "factor"');
+    const weights = await prepared.he.pool.decrypt(message.ciphertexts!, this.parameters, factor);
+    const evaluator = buildModel(this.config.settings.model, this.config.settings.data.seed);
+    try {
+      setFlatWeights(evaluator, Float32Array.from(weights));
+      return { round: message.round, ...evaluate(evaluator, prepared.test), samples: prepared.test.size };
+    } finally {
+      evaluator.dispose();
+    }
+  }
+
+  private heExpectation(he: HeSession) {
+    return { id: he.id, chunks: he.chunks };
+  }
+
+  private decodeModel(body: Buffer, prepared: Prepared) {
+    const he = prepared.he;
+    const encryptedModels = he && this.config.settings.he.key_holder === 'clients';
+    const message = readMessage(body, {
+      kinds: encryptedModels ? [Kind.Model, Kind.EncryptedModel] : [Kind.Model],
+      modelId: prepared.modelId,
+      parameters: this.parameters,
+      he: he && this.heExpectation(he),
+    });
     const meta = message.meta ?? {};
-    for (const key of ['epochs', 'batchSize', 'learningRate']) {
+    for (const key of ['epochs', 'batchSize', 'learningRate', ...(he ? ['weight_scale'] : []), ...(message.ciphertexts ? ['factor'] : [])]) {
       if (typeof meta[key] !== 'number' || !(Number(meta[key]) > 0)) throw new HttpError(400, 'bad message', `instructions lack a positive "${key}"`);
     }
     return message;
+  }
+
+  /** The key this client encrypts (and in "clients" mode decrypts) with. */
+  private async startHe(): Promise<HeSession | undefined> {
+    const he = this.config.settings.he;
+    if (!he.enabled) return undefined;
+    if (he.key_holder === 'clients') {
+      return startSession(he, this.parameters, { secretKey: readSecretKey(he, this.node.heKeyFile ?? DEFAULT_KEY_FILE) });
+    }
+    // The aggregator makes its key pair as it starts: wait for it.
+    const publicKey = await this.persist(() =>
+      this.node.peers.get<ArrayBuffer>(this.config.aggregator, '/a/he/public-key', { responseType: 'arraybuffer', signal: this.abort.signal }),
+    );
+    if (!publicKey) return undefined;
+    return startSession(he, this.parameters, { publicKey: new Uint8Array(publicKey) });
   }
 
   private async prepare(): Promise<void> {
@@ -89,38 +145,52 @@ export class ClientRole extends Role<ClientNodeConfig> {
     const backend = await initBackend(settings.model.architecture);
     const all = loadMnist();
     const data = subset(all, clientSlice(all, settings.data, client_number, index));
+    const test = subset(all, testSlice(all, settings.data, client_number, index));
+    const he = await this.startHe();
     const model = buildModel(settings.model, settings.data.seed);
     if (this.isStopped) {
       model.dispose();
+      await he?.pool.close();
       return;
     }
-    this.prepared = { model, data, modelId: modelId(model), backend };
+    this.prepared = { model, data, test, modelId: modelId(model), backend, he };
     this.stage = 'waiting';
     this.node.logger.info(`ready: slice ${index} of ${client_number} (${data.size} samples), backend ${backend}`);
   }
 
-  private async runRound(round: number, global: Float32Array, instructions: ClientInstructions): Promise<void> {
-    const { model, data, modelId: id } = this.prepared!;
+  private async runRound(message: Message, meta: RoundMeta): Promise<void> {
+    const { model, data, modelId: id, he } = this.prepared!;
+    const round = message.round;
     this.iterations.beginRound(round);
+    const decryptStart = performance.now();
+    const global = message.ciphertexts ? Float32Array.from(await he!.pool.decrypt(message.ciphertexts, this.parameters, meta.factor)) : message.parameters;
+    const decryptMs = performance.now() - decryptStart;
     const trainStart = performance.now();
     setFlatWeights(model, global);
     this.lastLoss = await train(model, data, {
-      ...instructions,
+      epochs: meta.epochs,
+      batchSize: meta.batchSize,
+      learningRate: meta.learningRate,
       seed: this.config.settings.data.seed * 7919 + round * 131 + this.config.index,
     });
     const trainMs = performance.now() - trainStart;
     if (this.isStopped) return;
 
     this.stage = 'reporting';
-    const update = encode({
-      kind: Kind.Update,
-      round,
-      modelId: id,
-      contributors: 1,
-      weight: data.size,
-      sender: this.config.address,
-      parameters: getFlatWeights(model),
-    });
+    const encryptStart = performance.now();
+    const weights = getFlatWeights(model);
+    const base = { round, modelId: id, contributors: 1, weight: data.size, sender: this.config.address };
+    const update = he
+      ? encode({
+          ...base,
+          kind: Kind.EncryptedUpdate,
+          meta: { he: he.id },
+          parameters: new Float32Array(0),
+          ciphertexts: await he.pool.encrypt(weights, data.size * meta.weight_scale!),
+          count: weights.length,
+        })
+      : encode({ ...base, kind: Kind.Update, parameters: weights });
+    const encryptMs = performance.now() - encryptStart;
     const sendStart = performance.now();
     const path = this.config.upstream === this.config.aggregator ? '/a/receive' : '/s/receive';
     let outcome = 'accepted';
@@ -135,6 +205,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
       this.node.logger.warn(`round ${round}: update not taken by ${this.config.upstream}: ${failure.reason}`);
     }
     this.iterations.endRound({
+      ...(he ? { decrypt_ms: Math.round(decryptMs), encrypt_ms: Math.round(encryptMs) } : {}),
       train_ms: Math.round(trainMs),
       send_ms: Math.round(performance.now() - sendStart),
       samples: data.size,
@@ -148,23 +219,17 @@ export class ClientRole extends Role<ClientNodeConfig> {
 
   /** Tells the aggregator this client is ready for a round; retried until it answers. */
   private async checkIn(): Promise<void> {
-    for (let delay = 200; !this.isStopped; delay = Math.min(delay * 2, 5000)) {
-      try {
-        await this.node.peers.post(this.config.aggregator, '/a/checkin', { client: this.config.address }, { signal: this.abort.signal });
-        return;
-      } catch (err) {
-        const failure = describeFailure(err);
-        if (failure.kind === 'refused' && failure.status! < 500) {
-          this.node.logger.error(`the aggregator refused the check-in: ${failure.reason}`);
-          return;
-        }
-        await new Promise((resolve) => this.after(delay, () => resolve(undefined)));
-      }
+    const samples = this.prepared?.data.size ?? 0;
+    try {
+      await this.persist(() => this.node.peers.post(this.config.aggregator, '/a/checkin', { client: this.config.address, samples }, { signal: this.abort.signal }));
+    } catch (err) {
+      this.node.logger.error(`the aggregator refused the check-in: ${describeFailure(err).reason}`);
     }
   }
 
   override async stop(): Promise<void> {
     await super.stop();
     if (this.stage !== 'training') this.prepared?.model.dispose();
+    await this.prepared?.he?.pool.close();
   }
 }

@@ -3,6 +3,7 @@ import { setMaxListeners } from 'node:events';
 import type { NodeConfig, RoleType } from '../config/schema';
 import type { Logger } from '../log/logger';
 import { IterationLog } from '../log/iteration-log';
+import { describeFailure } from '../net/peers';
 import type { Peers } from '../net/peers';
 import type { WireMeter } from '../net/wire-meter';
 
@@ -16,6 +17,8 @@ export interface NodeContext {
   meter: WireMeter;
   logsDir: string;
   outputsDir: string;
+  /** Where a client finds the HE secret key when clients hold it (--he-key). */
+  heKeyFile?: string;
   /** Progress lines for the person running the node (the aggregator prints each round). */
   print?: (line: string) => void;
 }
@@ -67,6 +70,24 @@ export abstract class Role<C extends NodeConfig = NodeConfig> {
     timer.unref(); // the server keeps the process alive; a pending deadline need not
     this.timers.add(timer);
     return timer;
+  }
+
+  /**
+   * Calls a peer until it answers: retried with backoff while it is unreachable or answers 5xx (not
+   * up yet, still preparing); a 4xx is final and thrown. Ends quietly (undefined) if the role stops.
+   */
+  protected async persist<T>(call: () => Promise<T>): Promise<T | undefined> {
+    for (let delay = 200; !this.stopped; delay = Math.min(delay * 2, 5000)) {
+      try {
+        return await call();
+      } catch (err) {
+        const failure = describeFailure(err);
+        if (this.stopped) return undefined;
+        if (failure.kind === 'refused' && failure.status! < 500) throw err;
+        await new Promise((resolve) => this.after(delay, () => resolve(undefined)));
+      }
+    }
+    return undefined;
   }
 
   protected get pendingTimers(): number {

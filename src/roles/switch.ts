@@ -11,6 +11,7 @@ import { SwitchMachine, type SwitchAction } from '../protocol/switch';
 import { UpdateBuffer } from '../strategy/update-buffer';
 import { encode, Kind, WIRE_CONTENT_TYPE } from '../wire/codec';
 import { readMessage } from '../wire/receive';
+import { startSession, type HeSession } from '../he/keys';
 import { Role } from './role';
 
 export const openRoundSchema = z
@@ -24,13 +25,34 @@ export const openRoundSchema = z
   .strict();
 export type OpenRound = z.infer<typeof openRoundSchema>;
 
+/** Running sum of the round's encrypted updates: ciphertext addition is exact, so order does not matter. */
+interface EncryptedTotal {
+  ciphertexts?: Uint8Array[];
+  weight: number;
+  contributors: number;
+}
+
 export class SwitchRole extends Role<SwitchNodeConfig> {
-  /** The largest update a client may send: the experiment's model, known from the settings. */
+  /** The experiment's model size, known from the settings. */
   readonly maxParameters = expectedParameterCount(this.config.settings.model);
+  readonly encrypted = this.config.settings.he.enabled;
   private readonly machine = new SwitchMachine(this.config.clients);
   private buffer?: UpdateBuffer;
+  private sum: EncryptedTotal = { weight: 0, contributors: 0 };
+  private he?: Promise<HeSession>;
+  private session?: HeSession;
+  /** Encrypted updates are added one at a time, each to the sum the previous one left. */
+  private queue: Promise<unknown> = Promise.resolve();
   private modelId = 0;
   private openedAt = 0;
+
+  override start(): void {
+    // A switch holds no key: its SEAL context can only parse and add.
+    if (this.config.settings.he.enabled) {
+      this.he = startSession(this.config.settings.he, this.maxParameters, {}).then((session) => (this.session = session));
+    }
+    this.he?.catch((err) => this.node.logger.error(`HE failed to start: ${(err as Error).message}`));
+  }
 
   status() {
     const { clients, aggregator, experiment } = this.config;
@@ -48,6 +70,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     const deadlineMs = Math.max(100, Math.round(deadline_ms * 0.9));
     this.run(this.machine.handle({ type: 'open', round, clients, deadlineMs }), () => {
       this.buffer = new UpdateBuffer(parameters);
+      this.sum = { weight: 0, contributors: 0 };
       this.modelId = model_id;
       this.openedAt = performance.now();
       this.iterations.beginRound(round);
@@ -55,14 +78,42 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
   }
 
   /** POST /s/receive: one client's update. */
-  receive(body: unknown): { round: number; received: number } {
+  async receive(body: unknown): Promise<{ round: number; received: number }> {
     const buffer = this.buffer;
     if (!buffer) throw new HttpError(409, 'conflict', 'no round is open on this switch');
-    const message = readMessage(body, { kinds: [Kind.Update], modelId: this.modelId, parameters: buffer.size });
+    const he = this.he && (await this.he);
+    const message = readMessage(body, {
+      kinds: [he ? Kind.EncryptedUpdate : Kind.Update],
+      modelId: this.modelId,
+      parameters: buffer.size,
+      he: he && { id: he.id, chunks: he.chunks },
+    });
     if (message.contributors !== 1) throw badRequest(`a client update sums exactly 1 update, not ${message.contributors}`);
-    const actions = this.machine.handle({ type: 'update', round: message.round, from: message.sender });
-    this.run(actions, () => buffer.add(message.sender, { values: message.parameters, weight: message.weight, contributors: 1, preScaled: false }));
+    if (!he) {
+      const actions = this.machine.handle({ type: 'update', round: message.round, from: message.sender });
+      this.run(actions, () => buffer.add(message.sender, { values: message.parameters, weight: message.weight, contributors: 1, preScaled: false }));
+    } else {
+      const step = this.queue.then(() => this.addEncrypted(he, message.round, message.sender, message.ciphertexts!, message.weight));
+      this.queue = step.catch(() => undefined);
+      await step;
+    }
     return { round: message.round, received: this.machine.state.received.size };
+  }
+
+  /** Adds one encrypted update to the round's sum; a ciphertext SEAL cannot parse is refused, the sum unchanged. */
+  private async addEncrypted(he: HeSession, round: number, from: string, ciphertexts: Uint8Array[], weight: number): Promise<void> {
+    const refusal = this.machine.refusalFor(round, from);
+    if (refusal) throw new HttpError(refusal.status, refusal.status === 403 ? 'forbidden' : 'conflict', refusal.reason);
+    const before = this.sum;
+    let sum: Uint8Array[];
+    try {
+      sum = await he.pool.sum(before.ciphertexts ? [before.ciphertexts, ciphertexts] : [ciphertexts]);
+    } catch (err) {
+      throw new HttpError(400, 'bad ciphertext', `the update does not parse under this experiment's HE parameters: ${(err as Error).message}`);
+    }
+    this.run(this.machine.handle({ type: 'update', round, from }), () => {
+      this.sum = { ciphertexts: sum, weight: before.weight + weight, contributors: before.contributors + 1 };
+    });
   }
 
   /** Carries out the machine's actions; `onAccept` stores what was accepted before a forward reads it. */
@@ -88,18 +139,31 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     }
   }
 
+  /** The round's one message upstream: the weighted sum, plain or encrypted. */
+  private upstreamMessage(round: number): { body: Buffer; contributors: number; weight: number } {
+    const base = { round, modelId: this.modelId, sender: this.config.address };
+    if (this.he) {
+      const { ciphertexts, weight, contributors } = this.sum;
+      const meta = { he: this.session!.id };
+      const body = encode({ ...base, kind: Kind.EncryptedSum, contributors, weight, meta, parameters: new Float32Array(0), ciphertexts, count: this.maxParameters });
+      return { body, contributors, weight };
+    }
+    const total = this.buffer!.total();
+    const body = encode({ ...base, kind: Kind.WeightedSum, contributors: total.contributors, weight: total.weight, parameters: Float32Array.from(total.sum) });
+    return { body, contributors: total.contributors, weight: total.weight };
+  }
+
   private async forward(round: number, missing: string[]): Promise<void> {
     const aggregateStart = performance.now();
-    const total = this.buffer!.total();
-    const update = encode({
-      kind: Kind.WeightedSum,
-      round,
-      modelId: this.modelId,
-      contributors: total.contributors,
-      weight: total.weight,
-      sender: this.config.address,
-      parameters: Float32Array.from(total.sum),
-    });
+    await this.queue; // encrypted updates still being added belong to this sum
+    if (this.he) await this.he;
+    if (this.he && this.sum.contributors < 2) {
+      // The aggregator may hold the key: one update alone must never leave the switch.
+      this.node.logger.warn(`round ${round}: only ${this.sum.contributors} update arrived; not forwarding it alone`);
+      this.iterations.endRound({ clients_reported: this.sum.contributors, missing, outcome: 'withheld: fewer than 2 updates' });
+      return;
+    }
+    const { body: update, contributors, weight } = this.upstreamMessage(round);
     const aggregateMs = performance.now() - aggregateStart;
     let outcome = 'accepted';
     try {
@@ -112,13 +176,19 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
       this.node.logger.warn(`round ${round}: the aggregator did not take the sum: ${outcome}`);
     }
     this.iterations.endRound({
-      clients_reported: total.contributors,
+      clients_reported: contributors,
       missing,
-      samples: total.weight,
+      samples: weight,
       aggregate_ms: Math.round(aggregateMs),
       collect_ms: Math.round(aggregateStart - this.openedAt),
       update_bytes: update.length,
       outcome,
     });
+  }
+
+  override async stop(): Promise<void> {
+    await super.stop();
+    const he = await this.he?.catch(() => undefined);
+    await he?.pool.close();
   }
 }

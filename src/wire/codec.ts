@@ -15,7 +15,8 @@
  *   36      4     metadata length in bytes (u32)
  *   40      n     sender address (UTF-8), zero-padded to a multiple of 4
  *   ...     m     metadata: a small JSON object (round instructions), zero-padded to a multiple of 4
- *   ...           payload: float32 little-endian parameters for the plaintext kinds
+ *   ...           payload: float32 little-endian parameters for the plaintext kinds; for the
+ *                 encrypted kinds a ciphertext list: u32 count, count u32 lengths, then the bytes
  */
 
 export const MAGIC = 0x31574c46; // "FLW1" read as little-endian u32
@@ -30,7 +31,15 @@ export enum Kind {
   Update = 2,
   /** A sample-weighted sum of updates (plaintext), from a switch. */
   WeightedSum = 3,
+  /** One client's pre-scaled weights, CKKS-encrypted. */
+  EncryptedUpdate = 4,
+  /** A switch's sum of encrypted updates. */
+  EncryptedSum = 5,
+  /** The encrypted global model going down to the clients that hold the key. */
+  EncryptedModel = 6,
 }
+
+export const ENCRYPTED_KINDS: ReadonlySet<Kind> = new Set([Kind.EncryptedUpdate, Kind.EncryptedSum, Kind.EncryptedModel]);
 
 export interface Message {
   kind: Kind;
@@ -41,7 +50,35 @@ export interface Message {
   sender: string;
   /** Small settings that travel with the message (never the parameters). */
   meta?: Record<string, unknown>;
+  /** The parameters themselves (plaintext kinds; empty for the encrypted ones). */
   parameters: Float32Array;
+  /** The encrypted kinds' ciphertexts, packing `count` parameters. */
+  ciphertexts?: Uint8Array[];
+  /** How many model parameters the message carries (defaults to parameters.length). */
+  count?: number;
+}
+
+function ciphertextPayload(list: Uint8Array[]): Buffer {
+  const head = Buffer.alloc(4 + 4 * list.length);
+  head.writeUInt32LE(list.length, 0);
+  list.forEach((c, i) => head.writeUInt32LE(c.length, 4 + 4 * i));
+  return Buffer.concat([head, ...list.map((c) => Buffer.from(c.buffer, c.byteOffset, c.byteLength))]);
+}
+
+function readCiphertexts(payload: Buffer): Uint8Array[] {
+  if (payload.length < 4) throw new WireError('an encrypted payload starts with its ciphertext count');
+  const count = payload.readUInt32LE(0);
+  if (count === 0 || 4 + 4 * count > payload.length) throw new WireError(`a ciphertext count of ${count} does not fit a ${payload.length}-byte payload`);
+  const out: Uint8Array[] = [];
+  let at = 4 + 4 * count;
+  for (let i = 0; i < count; i++) {
+    const length = payload.readUInt32LE(4 + 4 * i);
+    if (length === 0 || at + length > payload.length) throw new WireError(`ciphertext ${i} of ${length} bytes runs past the payload`);
+    out.push(new Uint8Array(payload.subarray(at, at + length)));
+    at += length;
+  }
+  if (at !== payload.length) throw new WireError(`${payload.length - at} bytes after the last ciphertext`);
+  return out;
 }
 
 export class WireError extends Error {}
@@ -52,7 +89,12 @@ export function encode(message: Message): Buffer {
   const sender = Buffer.from(message.sender, 'utf8');
   if (sender.length > 0xffff) throw new WireError('sender is too long');
   const meta = message.meta ? Buffer.from(JSON.stringify(message.meta), 'utf8') : Buffer.alloc(0);
-  const payloadBytes = message.parameters.length * 4;
+  const encrypted = ENCRYPTED_KINDS.has(message.kind);
+  if (encrypted !== (message.ciphertexts !== undefined)) throw new WireError(`kind ${message.kind} ${encrypted ? 'needs' : 'takes no'} ciphertexts`);
+  const payload = encrypted
+    ? ciphertextPayload(message.ciphertexts!)
+    : Buffer.from(message.parameters.buffer, message.parameters.byteOffset, message.parameters.byteLength);
+  const payloadBytes = payload.length;
   const metaAt = HEADER_BYTES + pad4(sender.length);
   const start = metaAt + pad4(meta.length);
   const out = Buffer.alloc(start + payloadBytes);
@@ -61,7 +103,7 @@ export function encode(message: Message): Buffer {
   out.writeUInt8(message.kind, 5);
   out.writeUInt16LE(sender.length, 6);
   out.writeUInt32LE(message.round, 8);
-  out.writeUInt32LE(message.parameters.length, 12);
+  out.writeUInt32LE(message.count ?? message.parameters.length, 12);
   out.writeUInt32LE(message.modelId >>> 0, 16);
   out.writeUInt32LE(message.contributors, 20);
   out.writeDoubleLE(message.weight, 24);
@@ -69,7 +111,7 @@ export function encode(message: Message): Buffer {
   out.writeUInt32LE(meta.length, 36);
   sender.copy(out, HEADER_BYTES);
   meta.copy(out, metaAt);
-  Buffer.from(message.parameters.buffer, message.parameters.byteOffset, payloadBytes).copy(out, start);
+  payload.copy(out, start);
   return out;
 }
 
@@ -89,7 +131,8 @@ export function decode(body: Buffer): Message {
   const metaLength = body.readUInt32LE(36);
   const metaAt = HEADER_BYTES + pad4(senderLength);
   const start = metaAt + pad4(metaLength);
-  if (payloadBytes !== count * 4) throw new WireError(`payload of ${payloadBytes} bytes cannot hold ${count} float32 parameters`);
+  const encrypted = ENCRYPTED_KINDS.has(kind);
+  if (!encrypted && payloadBytes !== count * 4) throw new WireError(`payload of ${payloadBytes} bytes cannot hold ${count} float32 parameters`);
   if (body.length !== start + payloadBytes) {
     throw new WireError(`the header announces ${start + payloadBytes} bytes, the body has ${body.length}`);
   }
@@ -105,8 +148,8 @@ export function decode(body: Buffer): Message {
     if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) throw new WireError('the metadata block must be a JSON object');
   }
   // Copy: the body's offset in Node's buffer pool need not be 4-byte aligned.
-  const parameters = new Float32Array(count);
-  Buffer.from(parameters.buffer).set(body.subarray(start, start + payloadBytes));
+  const parameters = new Float32Array(encrypted ? 0 : count);
+  if (!encrypted) Buffer.from(parameters.buffer).set(body.subarray(start, start + payloadBytes));
   return {
     kind,
     round: body.readUInt32LE(8),
@@ -116,6 +159,8 @@ export function decode(body: Buffer): Message {
     sender: body.toString('utf8', HEADER_BYTES, HEADER_BYTES + senderLength),
     meta,
     parameters,
+    ...(encrypted ? { ciphertexts: readCiphertexts(body.subarray(start, start + payloadBytes)) } : {}),
+    count,
   };
 }
 

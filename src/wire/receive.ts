@@ -1,11 +1,13 @@
 /** Reading a wire message off a request: every check a role needs, each failure a 400 with a reason. */
 import { HttpError } from '../net/errors';
-import { decode, firstNonFinite, Kind, WireError, type Message } from './codec';
+import { decode, ENCRYPTED_KINDS, firstNonFinite, Kind, WireError, type Message } from './codec';
 
 export interface Expectation {
   kinds: Kind[];
   modelId: number;
   parameters: number;
+  /** For the encrypted kinds: the HE parameter id and how many ciphertexts pack the model. */
+  he?: { id: string; chunks: number };
 }
 
 export function readMessage(body: unknown, expect: Expectation): Message {
@@ -24,8 +26,19 @@ export function readMessage(body: unknown, expect: Expectation): Message {
   if (message.modelId !== expect.modelId) {
     throw new HttpError(400, 'wrong model', `model id ${message.modelId} is not this experiment's (${expect.modelId})`);
   }
-  if (message.parameters.length !== expect.parameters) {
-    throw new HttpError(400, 'wrong size', `this experiment's model has ${expect.parameters} parameters; the message has ${message.parameters.length}`);
+  if (message.count !== expect.parameters) {
+    throw new HttpError(400, 'wrong size', `this experiment's model has ${expect.parameters} parameters; the message has ${message.count}`);
+  }
+  if (ENCRYPTED_KINDS.has(message.kind)) {
+    const he = expect.he;
+    if (!he) throw new HttpError(400, 'bad message', 'this experiment does not encrypt its updates');
+    if (message.meta?.he !== he.id) {
+      throw new HttpError(400, 'wrong HE parameters', `ciphertexts made under HE parameters ${String(message.meta?.he)}; this experiment uses ${he.id}`);
+    }
+    if (message.ciphertexts!.length !== he.chunks) {
+      throw new HttpError(400, 'wrong size', `${expect.parameters} parameters pack into ${he.chunks} ciphertexts; the message has ${message.ciphertexts!.length}`);
+    }
+    return message;
   }
   const bad = firstNonFinite(message.parameters);
   if (bad >= 0) throw new HttpError(400, 'bad values', `parameter ${bad} is ${message.parameters[bad]}; updates must be finite`);

@@ -77,8 +77,8 @@ export class Testbed {
     return script('testbed', ['down', '--state', this.state]);
   }
 
-  /** Starts `main.js agg`, resolving with its output once the push summary is printed (or it exits). */
-  startAggregator(extra: string[] = []): Promise<{ child: ChildProcess; output: string; exitCode: number | null }> {
+  /** Starts `main.js agg`, resolving once the push summary is printed (or it exits); `output` stays live. */
+  startAggregator(extra: string[] = []): Promise<{ child: ChildProcess; readonly output: string; exitCode: number | null }> {
     const child = spawn(process.execPath, [MAIN, 'agg', '--config', this.configFile, '--token-file', join(this.state, 'token'), '--logs', this.logs, ...extra], {
       cwd: this.dir,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -88,12 +88,12 @@ export class Testbed {
     return new Promise((resolve) => {
       const check = () => {
         if (/\d+ configured, \d+ refused, \d+ unreachable/.test(output) && /\n$/.test(output)) {
-          setTimeout(() => resolve({ child, output, exitCode: child.exitCode }), 300);
+          setTimeout(() => resolve({ child, get output() { return output; }, exitCode: child.exitCode }), 300);
         }
       };
       child.stdout!.on('data', (d) => ((output += d), check()));
       child.stderr!.on('data', (d) => ((output += d), check()));
-      child.on('exit', (code) => resolve({ child, output, exitCode: code }));
+      child.on('exit', (code) => resolve({ child, get output() { return output; }, exitCode: code }));
     });
   }
 }

@@ -1,6 +1,6 @@
 /** Routes each event to the phase that handles it. No IO here: the aggregator role carries out the actions. */
 import { onAggregated, onCheckpointed, onEvaluated } from './evaluation';
-import { onReport, onReportDeadline } from './reporting';
+import { onReport, onReportDeadline, reportRefusal } from './reporting';
 import { beginSelection, onCheckin, onSelectionDeadline } from './selection';
 import { initialState, type Action, type Event, type RoundRules, type RoundState, type Topology } from './state';
 
@@ -14,6 +14,11 @@ export class RoundMachine {
     firstRound = 1,
   ) {
     this.state.round = firstRound;
+  }
+
+  /** The refusal a report would get now, without handling it (to check before slow validation). */
+  refusalFor(event: Extract<Event, { type: 'report' }>): Extract<Action, { type: 'refuse' }> | undefined {
+    return reportRefusal(this.state, event);
   }
 
   handle(event: Event): Action[] {

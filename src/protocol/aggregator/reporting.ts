@@ -2,23 +2,26 @@
 import { beginSelection } from './selection';
 import { quorum, type Action, type RoundRules, type RoundState, type Topology } from './state';
 
-export function onReport(
-  state: RoundState,
-  rules: RoundRules,
-  event: { round: number; from: string; contributors: number; weight: number },
-): Action[] {
+type Report = { round: number; from: string; contributors: number; weight: number };
+
+/** Why a report would be refused now, without changing anything; undefined when it would be taken. */
+export function reportRefusal(state: RoundState, event: Report): Extract<Action, { type: 'refuse' }> | undefined {
   if (event.round !== state.round || state.stage !== 'training') {
     const when = event.round < state.round || state.stage !== 'training' ? 'is over or not open' : 'has not started';
-    return [{ type: 'refuse', status: 409, reason: `round ${event.round} ${when} (the aggregator is in round ${state.round}, ${state.stage})` }];
+    return { type: 'refuse', status: 409, reason: `round ${event.round} ${when} (the aggregator is in round ${state.round}, ${state.stage})` };
   }
   const clients = state.expected.get(event.from);
-  if (!clients) return [{ type: 'refuse', status: 403, reason: `${event.from} has no clients in round ${event.round}` }];
-  if (state.reported.has(event.from)) {
-    return [{ type: 'refuse', status: 409, reason: `${event.from} already reported for round ${event.round}` }];
-  }
+  if (!clients) return { type: 'refuse', status: 403, reason: `${event.from} has no clients in round ${event.round}` };
+  if (state.reported.has(event.from)) return { type: 'refuse', status: 409, reason: `${event.from} already reported for round ${event.round}` };
   if (event.contributors < 1 || event.contributors > clients.length) {
-    return [{ type: 'refuse', status: 400, reason: `${event.from} can sum 1 to ${clients.length} updates in round ${event.round}, not ${event.contributors}` }];
+    return { type: 'refuse', status: 400, reason: `${event.from} can sum 1 to ${clients.length} updates in round ${event.round}, not ${event.contributors}` };
   }
+  return undefined;
+}
+
+export function onReport(state: RoundState, rules: RoundRules, event: Report): Action[] {
+  const refusal = reportRefusal(state, event);
+  if (refusal) return [refusal];
   state.reported.set(event.from, { contributors: event.contributors, weight: event.weight });
   const actions: Action[] = [{ type: 'accept-report', round: state.round, from: event.from }];
   if (state.reported.size === state.expected.size) actions.push(...closeReporting(state));

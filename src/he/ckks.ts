@@ -1,0 +1,193 @@
+/**
+ * CKKS through Microsoft SEAL (node-seal 6.0.3, the last that loads on Node 20). Only additions
+ * happen under encryption, so one data prime plus the special prime is enough: no relinearization
+ * or Galois keys. Every SEAL object lives in the wasm heap and is deleted as soon as it is used.
+ */
+import { createHash } from 'node:crypto';
+
+// node-seal ships types for its ES build only; the UMD build is the one that loads under CommonJS.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const SEAL = require('node-seal/throws_wasm_node_umd.js') as () => Promise<any>;
+
+export interface HeParams {
+  poly_modulus_degree: number;
+  coeff_modulus_bits: number[];
+  scale_bits: number;
+}
+
+/** Key material a node may hold: none (switch, aggregator in clients mode), public, or secret. */
+export interface KeyMaterial {
+  publicKey?: Uint8Array;
+  secretKey?: Uint8Array;
+}
+
+let sealInstance: Promise<any> | undefined;
+const loadSeal = () => (sealInstance ??= SEAL());
+
+/** SEAL throws plain numbers and strings from wasm: give them a readable message. */
+function wrap<T>(what: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    const text = err instanceof Error ? err.message : String(err);
+    throw new Error(`${what}: ${text}`);
+  }
+}
+
+/** A short id of the parameters, carried with every ciphertext so one made under others is refused. */
+export function paramsId(params: HeParams): string {
+  return createHash('sha256').update(JSON.stringify([params.poly_modulus_degree, params.coeff_modulus_bits, params.scale_bits])).digest('hex').slice(0, 16);
+}
+
+export class Ckks {
+  readonly slots: number;
+  readonly id: string;
+  private readonly scale: number;
+
+  private constructor(
+    private readonly seal: any,
+    private readonly context: any,
+    private readonly encoder: any,
+    private readonly evaluator: any,
+    private encryptor: any,
+    private decryptor: any,
+    private readonly secret: any,
+    private readonly publicKey: any,
+    readonly params: HeParams,
+  ) {
+    this.slots = encoder.slotCount;
+    this.scale = Math.pow(2, params.scale_bits);
+    this.id = paramsId(params);
+  }
+
+  static async create(params: HeParams, keys: KeyMaterial = {}): Promise<Ckks> {
+    const seal = await loadSeal();
+    const parms = seal.EncryptionParameters(seal.SchemeType.ckks);
+    parms.setPolyModulusDegree(params.poly_modulus_degree);
+    parms.setCoeffModulus(seal.CoeffModulus.Create(params.poly_modulus_degree, Int32Array.from(params.coeff_modulus_bits)));
+    const context = seal.Context(parms, true, seal.SecurityLevel.tc128);
+    parms.delete();
+    if (!context.parametersSet()) throw new Error(`HE parameters rejected by SEAL: ${context.parameterErrorMessage()}`);
+    let secret: any;
+    let publicKey: any;
+    if (keys.secretKey) {
+      secret = seal.SecretKey();
+      wrap('the HE secret key does not fit these parameters', () => secret.loadArray(context, keys.secretKey));
+    }
+    if (keys.publicKey) {
+      publicKey = seal.PublicKey();
+      wrap('the HE public key does not fit these parameters', () => publicKey.loadArray(context, keys.publicKey));
+    }
+    // SEAL's Encryptor wants a public key even for symmetric encryption: derive it from the secret.
+    if (secret && !publicKey) {
+      const generator = seal.KeyGenerator(context, secret);
+      publicKey = generator.createPublicKey();
+      generator.delete();
+    }
+    const encryptor = publicKey ? seal.Encryptor(context, publicKey, secret) : undefined;
+    const decryptor = secret ? seal.Decryptor(context, secret) : undefined;
+    return new Ckks(seal, context, seal.CKKSEncoder(context), seal.Evaluator(context), encryptor, decryptor, secret, publicKey, params);
+  }
+
+  /** A new key pair; the secret key never leaves the node that calls this unless written by keygen. */
+  static async generateKeys(params: HeParams): Promise<Required<KeyMaterial>> {
+    const bare = await Ckks.create(params);
+    const generator = bare.seal.KeyGenerator(bare.context);
+    const secret = generator.secretKey();
+    const pub = generator.createPublicKey();
+    const keys = { secretKey: secret.saveArray(bare.seal.ComprModeType.zstd), publicKey: pub.saveArray(bare.seal.ComprModeType.zstd) };
+    secret.delete();
+    pub.delete();
+    generator.delete();
+    bare.dispose();
+    return keys;
+  }
+
+  get canEncrypt(): boolean {
+    return this.encryptor !== undefined;
+  }
+
+  get canDecrypt(): boolean {
+    return this.decryptor !== undefined;
+  }
+
+  chunksFor(parameters: number): number {
+    return Math.ceil(parameters / this.slots);
+  }
+
+  /**
+   * values·factor, packed `slots` to a ciphertext. With the secret key at hand the ciphertexts are
+   * symmetric and seeded (half the bytes); otherwise public-key.
+   */
+  encrypt(values: Float32Array | Float64Array, factor = 1): Uint8Array[] {
+    if (!this.encryptor) throw new Error('this node holds no HE key to encrypt with');
+    const out: Uint8Array[] = [];
+    const slot = new Float64Array(this.slots);
+    for (let start = 0; start < values.length; start += this.slots) {
+      slot.fill(0);
+      const end = Math.min(start + this.slots, values.length);
+      for (let i = start; i < end; i++) slot[i - start] = values[i] * factor;
+      const plain = this.seal.PlainText();
+      this.encoder.encode(slot, this.scale, plain);
+      const sealed = this.secret ? this.encryptor.encryptSymmetricSerializable(plain) : this.encryptor.encryptSerializable(plain);
+      out.push(sealed.saveArray(this.seal.ComprModeType.zstd));
+      sealed.delete();
+      plain.delete();
+    }
+    return out;
+  }
+
+  /** The element-wise sum of several ciphertext lists; needs no key. */
+  sum(lists: Uint8Array[][]): Uint8Array[] {
+    if (!lists.length) throw new Error('nothing to sum');
+    const chunks = lists[0].length;
+    if (lists.some((l) => l.length !== chunks)) throw new Error('ciphertext lists of different lengths');
+    const out: Uint8Array[] = [];
+    for (let c = 0; c < chunks; c++) {
+      const total = this.load(lists[0][c]);
+      for (let k = 1; k < lists.length; k++) {
+        const next = this.load(lists[k][c]);
+        wrap('adding ciphertexts', () => this.evaluator.add(total, next, total));
+        next.delete();
+      }
+      out.push(total.saveArray(this.seal.ComprModeType.zstd));
+      total.delete();
+    }
+    return out;
+  }
+
+  /** The first `parameters` values of the ciphertexts, times `factor`. */
+  decrypt(chunks: Uint8Array[], parameters: number, factor = 1): Float64Array {
+    if (!this.decryptor) throw new Error('this node holds no HE secret key');
+    const out = new Float64Array(parameters);
+    chunks.forEach((bytes, c) => {
+      const cipher = this.load(bytes);
+      const plain = this.seal.PlainText();
+      wrap('decrypting', () => this.decryptor.decrypt(cipher, plain));
+      const values: Float64Array = this.encoder.decode(plain);
+      const start = c * this.slots;
+      for (let i = 0; i < this.slots && start + i < parameters; i++) out[start + i] = values[i] * factor;
+      plain.delete();
+      cipher.delete();
+    });
+    return out;
+  }
+
+  /** Parses a ciphertext made under these parameters; SEAL checks its header and parameter hash. */
+  private load(bytes: Uint8Array): any {
+    const cipher = this.seal.CipherText();
+    try {
+      wrap('not a ciphertext under these HE parameters', () => cipher.loadArray(this.context, bytes));
+    } catch (err) {
+      cipher.delete();
+      throw err;
+    }
+    return cipher;
+  }
+
+  dispose(): void {
+    for (const object of [this.encryptor, this.decryptor, this.secret, this.publicKey, this.evaluator, this.encoder, this.context]) object?.delete();
+    this.encryptor = undefined;
+    this.decryptor = undefined;
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * Who holds which key:
+ *   key_holder "aggregator": the aggregator makes the pair; clients fetch only the public key;
+ *   key_holder "clients":   `main.js keygen` writes the secret key once; it is handed to the
+ *                           clients out of band (the launchers copy it to client machines only).
+ * Switches never hold a key, and in "clients" mode neither does the aggregator.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Settings } from '../config/schema';
+import { Ckks, paramsId, type HeParams, type KeyMaterial } from './ckks';
+import { HePool } from './pool';
+
+export const DEFAULT_KEY_FILE = 'keys/he-secret.json';
+
+export function heParams(he: Settings['he']): HeParams {
+  return { poly_modulus_degree: he.poly_modulus_degree, coeff_modulus_bits: he.coeff_modulus_bits, scale_bits: he.scale_bits };
+}
+
+interface KeyFile {
+  params: HeParams;
+  params_id: string;
+  secret_key: string;
+}
+
+/** Makes a secret key for `he` and writes it, owner-only, to `file`. */
+export async function writeSecretKey(he: Settings['he'], file: string): Promise<string> {
+  const params = heParams(he);
+  const { secretKey } = await Ckks.generateKeys(params);
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  const content: KeyFile = { params, params_id: paramsId(params), secret_key: Buffer.from(secretKey).toString('base64') };
+  writeFileSync(file, JSON.stringify(content) + '\n', { mode: 0o600 });
+  return content.params_id;
+}
+
+export function readSecretKey(he: Settings['he'], file: string): Uint8Array {
+  let content: KeyFile;
+  try {
+    content = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new Error(`this client needs the HE secret key (he.key_holder "clients"): cannot read ${file}: ${(err as Error).message}. Make one with \`node main.js keygen\` and start clients with --he-key FILE`);
+  }
+  const expected = paramsId(heParams(he));
+  if (content.params_id !== expected) {
+    throw new Error(`${file} holds a key for HE parameters ${content.params_id}; this experiment uses ${expected} (run keygen with this config)`);
+  }
+  return Buffer.from(content.secret_key, 'base64');
+}
+
+export interface HeSession {
+  pool: HePool;
+  id: string;
+  /** Ciphertexts per model of `parameters` values. */
+  chunks: number;
+  /** Kept by an aggregator that made the pair, to hand to clients. */
+  publicKey?: Uint8Array;
+}
+
+export async function startSession(he: Settings['he'], parameters: number, keys: KeyMaterial): Promise<HeSession> {
+  const pool = await HePool.start(heParams(he), keys);
+  return { pool, id: pool.id, chunks: pool.chunksFor(parameters), publicKey: keys.publicKey };
+}
+
+/** The aggregator's session in "aggregator" mode: a fresh key pair, never written anywhere. */
+export async function startKeyHolderSession(he: Settings['he'], parameters: number): Promise<HeSession> {
+  const keys = await Ckks.generateKeys(heParams(he));
+  return startSession(he, parameters, keys);
+}

@@ -1,0 +1,111 @@
+/**
+ * HE work off the event loop: a few worker threads, each with its own SEAL instance (the wasm build
+ * is single-threaded), so a node keeps answering /health and requests while it encrypts or decrypts.
+ * A model's ciphertexts are split between the threads by ranges, so all cores work on one update.
+ */
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { Ckks, type HeParams, type KeyMaterial } from './ckks';
+import type { Reply, Task } from './worker';
+
+type Pending = { resolve: (value: any) => void; reject: (err: Error) => void };
+type Payload<T> = T extends unknown ? Omit<T, 'id'> : never;
+
+export class HePool {
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private closed = false;
+
+  private constructor(
+    private readonly workers: Worker[],
+    readonly slots: number,
+    readonly params: HeParams,
+    readonly id: string,
+  ) {
+    for (const worker of workers) {
+      worker.on('message', (reply: Reply) => {
+        const waiting = this.pending.get(reply.id);
+        this.pending.delete(reply.id);
+        if (reply.error !== undefined) waiting?.reject(new Error(reply.error));
+        else waiting?.resolve(reply.result);
+      });
+      worker.on('error', (err) => this.failAll(err));
+      worker.unref();
+    }
+  }
+
+  static async start(params: HeParams, keys: KeyMaterial = {}, threads = Math.min(availableParallelism(), 4)): Promise<HePool> {
+    // Checks the parameters and keys here, where a mistake is reported, not in a thread.
+    const probe = await Ckks.create(params, keys);
+    const { slots, id } = probe;
+    probe.dispose();
+    const script = join(__dirname, 'worker.js');
+    const workers = Array.from({ length: Math.max(1, threads) }, () => new Worker(script, { workerData: { params, keys } }));
+    return new HePool(workers, slots, params, id);
+  }
+
+  chunksFor(parameters: number): number {
+    return Math.ceil(parameters / this.slots);
+  }
+
+  /** Chunk ranges [from, to) for each thread that gets work. */
+  private ranges(chunks: number): [number, number][] {
+    const per = Math.ceil(chunks / this.workers.length);
+    const out: [number, number][] = [];
+    for (let from = 0; from < chunks; from += per) out.push([from, Math.min(chunks, from + per)]);
+    return out;
+  }
+
+  private run<T>(worker: Worker, task: Payload<Task>): Promise<T> {
+    if (this.closed) return Promise.reject(new Error('the HE pool is closed'));
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      worker.ref();
+      worker.postMessage({ ...task, id });
+    }).finally(() => {
+      if (![...this.pending.keys()].length) worker.unref();
+    });
+  }
+
+  async encrypt(values: Float32Array | Float64Array, factor = 1): Promise<Uint8Array[]> {
+    const parts = await Promise.all(
+      this.ranges(this.chunksFor(values.length)).map(([from, to], i) =>
+        this.run<Uint8Array[]>(this.workers[i], { op: 'encrypt', values: values.slice(from * this.slots, to * this.slots), factor }),
+      ),
+    );
+    return parts.flat();
+  }
+
+  async sum(lists: Uint8Array[][]): Promise<Uint8Array[]> {
+    const chunks = lists[0]?.length ?? 0;
+    const parts = await Promise.all(
+      this.ranges(chunks).map(([from, to], i) => this.run<Uint8Array[]>(this.workers[i], { op: 'sum', lists: lists.map((l) => l.slice(from, to)) })),
+    );
+    return parts.flat();
+  }
+
+  async decrypt(chunks: Uint8Array[], parameters: number, factor = 1): Promise<Float64Array> {
+    const out = new Float64Array(parameters);
+    await Promise.all(
+      this.ranges(chunks.length).map(async ([from, to], i) => {
+        const count = Math.min(parameters, to * this.slots) - from * this.slots;
+        const part = await this.run<Float64Array>(this.workers[i], { op: 'decrypt', chunks: chunks.slice(from, to), parameters: count, factor });
+        out.set(part, from * this.slots);
+      }),
+    );
+    return out;
+  }
+
+  private failAll(err: Error): void {
+    for (const waiting of this.pending.values()) waiting.reject(err);
+    this.pending.clear();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.failAll(new Error('the HE pool was closed'));
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}

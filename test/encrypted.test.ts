@@ -1,0 +1,118 @@
+/**
+ * Encrypted rounds on real processes: clients encrypt, switches add what they cannot read, and the
+ * result matches the same experiment in plaintext, in both key modes.
+ */
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { expectedParameterCount } from '../src/model/model';
+import type { RoundMetrics } from '../src/outputs';
+import { runExperiment, Testbed } from './helpers/cluster';
+
+const ROUNDS = 3;
+/** The plaintext run's final accuracy, which both key modes are held to. */
+let plainAccuracy: number | undefined;
+const shape = { nodes: 9, switches: 2, rounds: ROUNDS };
+const PARAMETERS = expectedParameterCount({ architecture: 'mlp', hidden_units: 128 });
+
+function settings(experiment: string, he: Record<string, unknown>) {
+  return (config: Record<string, any>) => {
+    config.experiment = experiment;
+    config.he = he;
+  };
+}
+
+const finalAccuracy = (testbed: Testbed, experiment: string): number => {
+  const rows: RoundMetrics[] = JSON.parse(readFileSync(join(testbed.outputs, experiment, 'metrics.json'), 'utf8')).rounds;
+  assert.equal(rows.length, ROUNDS);
+  return rows[ROUNDS - 1].accuracy;
+};
+
+/** Every client's encrypted update size, read back from its iteration log, in multiples of float32. */
+function updateRatios(testbed: Testbed, experiment: string): number[] {
+  const clients = testbed.addresses('client').map((a) => a.replace(':', '-'));
+  return clients.flatMap((id) => {
+    const { iteration } = JSON.parse(readFileSync(join(testbed.logs, `${id}_${experiment}.json`), 'utf8'));
+    return iteration.map((e: { update_bytes: number }) => e.update_bytes / (PARAMETERS * 4));
+  });
+}
+
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => join(e.parentPath ?? (e as unknown as { path: string }).path, e.name));
+}
+
+describe('encrypted rounds with the key at the aggregator', () => {
+  const testbed = new Testbed(shape, settings('plain', { enabled: false }));
+  let plain: number;
+
+  before(async () => {
+    assert.equal((await testbed.up()).code, 0);
+    const run = await runExperiment(testbed);
+    assert.equal(run.code, 0, run.output);
+    plain = finalAccuracy(testbed, 'plain');
+    plainAccuracy = plain;
+  });
+  after(() => testbed.down());
+
+  it('ends within 0.5 points of the same run in plaintext, each update at most 8x its float32 size', async () => {
+    // The same workers take the encrypted experiment, pushed by a new aggregator run.
+    const config = JSON.parse(readFileSync(testbed.configFile, 'utf8'));
+    writeFileSync(testbed.configFile, JSON.stringify({ ...config, experiment: 'he-aggregator', he: { enabled: true, key_holder: 'aggregator' } }));
+    const run = await runExperiment(testbed);
+    assert.equal(run.code, 0, run.output);
+    assert.match(run.output, /CKKS N=4096, 50 ciphertexts per update, key held by the aggregator/);
+    const encrypted = finalAccuracy(testbed, 'he-aggregator');
+    console.log(`# plaintext ${plain}, encrypted (aggregator key) ${encrypted}`);
+    assert.ok(Math.abs(encrypted - plain) <= 0.005, `plaintext ${plain}, encrypted ${encrypted}`);
+    const ratios = updateRatios(testbed, 'he-aggregator');
+    assert.equal(ratios.length, 6 * ROUNDS);
+    assert.ok(ratios.every((r) => r > 1 && r <= 8), `update sizes ${ratios.map((r) => r.toFixed(2))}`);
+  });
+});
+
+describe('encrypted rounds with the key at the clients', () => {
+  const testbed = new Testbed(shape, settings('he-clients', { enabled: true, key_holder: 'clients' }));
+  let output = '';
+
+  before(async () => {
+    assert.equal((await testbed.up()).code, 0);
+    const run = await runExperiment(testbed);
+    output = run.output;
+    assert.equal(run.code, 0, run.output);
+  });
+  after(() => testbed.down());
+
+  it('learns as well as plaintext (evaluated by the clients), each update at most 4.5x its float32 size', () => {
+    assert.match(output, /key held by the clients/);
+    const accuracy = finalAccuracy(testbed, 'he-clients');
+    const ratios = updateRatios(testbed, 'he-clients');
+    assert.ok(ratios.every((r) => r > 1 && r <= 4.5), `update sizes ${ratios.map((r) => r.toFixed(2))}`);
+    // The plaintext run above has the same settings and seed; the clients score on their shares of the same digits.
+    assert.ok(plainAccuracy !== undefined, 'the plaintext run comes first in this file');
+    console.log(`# plaintext ${plainAccuracy}, encrypted (clients' key) ${accuracy}`);
+    assert.ok(Math.abs(accuracy - plainAccuracy) <= 0.005, `plaintext ${plainAccuracy}, encrypted ${accuracy}`);
+  });
+
+  it('the aggregator keeps only ciphertexts of the model', () => {
+    const models = join(testbed.outputs, 'he-clients', 'models');
+    for (const round of readdirSync(models)) assert.deepEqual(readdirSync(join(models, round)), ['model.he']);
+  });
+
+  it('no file a switch or the aggregator wrote holds the secret key', () => {
+    const key = JSON.parse(readFileSync(join(testbed.state, 'he-secret.json'), 'utf8')).secret_key as string;
+    const raw = Buffer.from(key, 'base64');
+    const needles = [key.slice(100, 164), raw.subarray(200, 264)];
+    const clientIds = new Set(testbed.addresses('client').map((a) => a.replace(':', '-')));
+    const theirs = [...filesUnder(testbed.logs), ...filesUnder(testbed.outputs)].filter((f) => ![...clientIds].some((id) => f.includes(`${id}`) && f.startsWith(testbed.logs)));
+    assert.ok(theirs.length >= 6, theirs.join('\n'));
+    for (const file of theirs) {
+      const bytes = readFileSync(file);
+      for (const needle of needles) assert.ok(!bytes.includes(needle), `${file} holds key material`);
+    }
+    assert.ok(!output.includes(key.slice(100, 164)));
+    assert.equal(statSync(join(testbed.state, 'he-secret.json')).mode & 0o777, 0o600);
+  });
+});

@@ -1,0 +1,89 @@
+/** CKKS through node-seal, as the nodes use it: a pool of worker threads, each with its own SEAL. */
+import assert from 'node:assert/strict';
+import { mkdtempSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { heSchema } from '../src/config/schema';
+import { Ckks } from '../src/he/ckks';
+import { heParams, readSecretKey, writeSecretKey } from '../src/he/keys';
+import { HePool } from '../src/he/pool';
+
+const settings = heSchema.parse({ enabled: true });
+const params = heParams(settings);
+const PARAMETERS = 101_770;
+
+/** Twelve updates shaped like model weights, each pre-scaled by its share as clients do. */
+const updates = Array.from({ length: 12 }, (_, k) => Float32Array.from({ length: PARAMETERS }, (_, i) => 0.3 * Math.sin(i * 0.37 + k)));
+const shares = updates.map((_, k) => (500 + 17 * k) / updates.reduce((n, _u, j) => n + 500 + 17 * j, 0));
+
+describe('CKKS at the default parameters', () => {
+  let keys: Awaited<ReturnType<typeof Ckks.generateKeys>>;
+  let publicPool: HePool;
+  let secretPool: HePool;
+  let bare: HePool;
+
+  before(async () => {
+    keys = await Ckks.generateKeys(params);
+    publicPool = await HePool.start(params, { publicKey: keys.publicKey });
+    secretPool = await HePool.start(params, { secretKey: keys.secretKey });
+    bare = await HePool.start(params, {});
+  });
+  after(() => Promise.all([publicPool, secretPool, bare].map((p) => p.close())));
+
+  for (const [mode, pool, limit] of [['public-key (aggregator holds the key)', () => publicPool, 8], ['seeded symmetric (clients hold the key)', () => secretPool, 4.5]] as const) {
+    it(`${mode}: a 12-client weighted sum decrypts within 1e-6 of the weights, at most ${limit}x float32 on the wire`, async () => {
+      const encrypted = await Promise.all(updates.map((u, k) => pool().encrypt(u, shares[k])));
+      const bytes = encrypted[0].reduce((n, c) => n + c.length, 0);
+      assert.ok(bytes / (PARAMETERS * 4) <= limit, `${(bytes / (PARAMETERS * 4)).toFixed(2)}x float32`);
+      const sum = await bare.sum(encrypted); // a switch: no key at all
+      const decrypted = await secretPool.decrypt(sum, PARAMETERS);
+      let worst = 0;
+      let largest = 0;
+      for (let i = 0; i < PARAMETERS; i++) {
+        const expected = updates.reduce((s, u, k) => s + u[i] * shares[k], 0);
+        worst = Math.max(worst, Math.abs(decrypted[i] - expected));
+        largest = Math.max(largest, Math.abs(expected));
+      }
+      assert.ok(worst / largest < 1e-6, `relative error ${worst / largest}`);
+    });
+  }
+
+  it('refuses ciphertexts made under other parameters, and bytes that are no ciphertext', async () => {
+    const otherParams = { ...params, poly_modulus_degree: 8192, coeff_modulus_bits: [60, 60] };
+    const other = await HePool.start(otherParams, { publicKey: (await Ckks.generateKeys(otherParams)).publicKey });
+    try {
+      const foreign = await other.encrypt(updates[0].subarray(0, 100));
+      await assert.rejects(bare.sum([foreign]), /not a ciphertext under these HE parameters/);
+      await assert.rejects(bare.sum([[Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8])]]), /not a ciphertext/);
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('a node without the secret key cannot decrypt', async () => {
+    const encrypted = await publicPool.encrypt(updates[0].subarray(0, 10));
+    await assert.rejects(publicPool.decrypt(encrypted, 10), /no HE secret key/);
+    await assert.rejects(bare.encrypt(updates[0].subarray(0, 10)), /no HE key to encrypt with/);
+  });
+
+  it('encrypts off the event loop: timers keep firing while a million parameters are encrypted', async () => {
+    const big = new Float32Array(1_000_000).fill(0.25);
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    await publicPool.encrypt(big);
+    clearInterval(timer);
+    assert.ok(ticks >= 10, `the event loop ticked ${ticks} times`);
+  });
+});
+
+describe('HE keys for clients', () => {
+  it('keygen writes an owner-only key that loads only for the same parameters', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'keys-')), 'k', 'he-secret.json');
+    await writeSecretKey(settings, file);
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    assert.ok(readSecretKey(settings, file).length > 1000);
+    assert.throws(() => readSecretKey({ ...settings, scale_bits: 40 }, file), /holds a key for HE parameters .* this experiment uses/);
+    assert.throws(() => readSecretKey(settings, '/nonexistent/key.json'), /needs the HE secret key .* --he-key/);
+  });
+});
