@@ -107,7 +107,7 @@ describe('switch routes', () => {
 describe('switch routes with encrypted updates', () => {
   const heSettings = { enabled: true, key_holder: 'aggregator', poly_modulus_degree: 4096, coeff_modulus_bits: [54, 54], scale_bits: 45 } as const;
 
-  async function encryptedSwitch() {
+  async function encryptedSwitch(deadlineMs = 60_000) {
     const raw = testbedConfig({ base: '127.0.0', nodes: 6, switches: 1 }) as Record<string, any>;
     raw.model = model;
     raw.he = heSettings;
@@ -116,7 +116,7 @@ describe('switch routes with encrypted updates', () => {
     const worker = createWorkerApp(context, TOKEN);
     await request(worker.app).post('/config').set(auth).send(config).expect(201);
     const clients = config.type === 'switch' ? config.clients : [];
-    await request(worker.app).post('/s/round').set(auth).send({ round: 1, clients: clients.slice(0, 2), deadline_ms: 300, parameters: PARAMS, model_id: MODEL_ID }).expect(200);
+    await request(worker.app).post('/s/round').set(auth).send({ round: 1, clients: clients.slice(0, 2), deadline_ms: deadlineMs, parameters: PARAMS, model_id: MODEL_ID }).expect(200);
     return { app: worker.app, clients, context, stop: () => worker.roles.unmount() };
   }
 
@@ -154,10 +154,10 @@ describe('switch routes with encrypted updates', () => {
   });
 
   it('does not forward a single encrypted update on its own', async () => {
-    const { app, clients, context, stop } = await encryptedSwitch();
+    const { app, clients, context, stop } = await encryptedSwitch(2000);
     try {
       await send(app, encrypted(clients[0])).expect(200);
-      await new Promise((r) => setTimeout(r, 600)); // past the round's deadline
+      await new Promise((r) => setTimeout(r, 2500)); // past the round's deadline
       const log = JSON.parse(readFileSync(join(context.logsDir, `he-switch_mnist-mlp.json`), 'utf8'));
       assert.equal(log.iteration[0].outcome, 'withheld: fewer than 2 updates');
     } finally {
