@@ -39,6 +39,8 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
   private readonly machine = new SwitchMachine(this.config.clients);
   private buffer?: UpdateBuffer;
   private sum: EncryptedTotal = { weight: 0, contributors: 0 };
+  /** Time spent adding ciphertexts this round (they are added as they arrive). */
+  private heSumMs = 0;
   private he?: Promise<HeSession>;
   private session?: HeSession;
   /** Encrypted updates are added one at a time, each to the sum the previous one left. */
@@ -71,6 +73,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     this.run(this.machine.handle({ type: 'open', round, clients, deadlineMs }), () => {
       this.buffer = new UpdateBuffer(parameters);
       this.sum = { weight: 0, contributors: 0 };
+      this.heSumMs = 0;
       this.modelId = model_id;
       this.openedAt = performance.now();
       this.iterations.beginRound(round);
@@ -106,8 +109,10 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     if (refusal) throw new HttpError(refusal.status, refusal.status === 403 ? 'forbidden' : 'conflict', refusal.reason);
     const before = this.sum;
     let sum: Uint8Array[];
+    const started = performance.now();
     try {
       sum = await he.pool.sum(before.ciphertexts ? [before.ciphertexts, ciphertexts] : [ciphertexts]);
+      this.heSumMs += performance.now() - started;
     } catch (err) {
       throw new HttpError(400, 'bad ciphertext', `the update does not parse under this experiment's HE parameters: ${(err as Error).message}`);
     }
@@ -180,6 +185,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
       missing,
       samples: weight,
       aggregate_ms: Math.round(aggregateMs),
+      ...(this.he ? { he_sum_ms: Math.round(this.heSumMs) } : {}),
       collect_ms: Math.round(aggregateStart - this.openedAt),
       update_bytes: update.length,
       outcome,
