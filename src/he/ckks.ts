@@ -6,7 +6,6 @@
 import { createHash } from 'node:crypto';
 
 // node-seal ships types for its ES build only; the UMD build is the one that loads under CommonJS.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const SEAL = require('node-seal/throws_wasm_node_umd.js') as () => Promise<any>;
 
 export interface HeParams {

@@ -12,6 +12,12 @@ export class HttpError extends Error {
   }
 }
 
+const KIND_BY_STATUS: Record<number, string> = { 400: 'bad request', 403: 'forbidden', 404: 'not found', 409: 'conflict' };
+
+/** A protocol machine's refusal as an HTTP error. */
+export const refused = (refusal: { status: number; reason: string }) =>
+  new HttpError(refusal.status, KIND_BY_STATUS[refusal.status] ?? 'refused', refusal.reason);
+
 export const badRequest = (reason: string, details?: unknown) => new HttpError(400, 'bad request', reason, details);
 export const conflict = (reason: string) => new HttpError(409, 'conflict', reason);
 

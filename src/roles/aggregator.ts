@@ -10,7 +10,7 @@ import { loadMnist, subset, type Dataset } from '../data/mnist';
 import { testIndices } from '../data/partition';
 import { initBackend } from '../model/backend';
 import { buildModel, evaluate, expectedParameterCount, getFlatWeights, modelId, setFlatWeights } from '../model/model';
-import { badRequest, HttpError } from '../net/errors';
+import { badRequest, HttpError, refused } from '../net/errors';
 import { describeFailure } from '../net/peers';
 import { ExperimentOutputs, type RoundMetrics } from '../outputs';
 import { RoundMachine } from '../protocol/aggregator/machine';
@@ -177,7 +177,7 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
   /** Adds a switch's encrypted sum to the round's; one that SEAL cannot parse is refused, the sum unchanged. */
   private async addEncrypted(he: HeSession, report: Extract<Event, { type: 'report' }>, ciphertexts: Uint8Array[]): Promise<void> {
     const refusal = this.machine.refusalFor(report);
-    if (refusal) throw new HttpError(refusal.status, refusal.status === 403 ? 'forbidden' : refusal.status === 400 ? 'bad request' : 'conflict', refusal.reason);
+    if (refusal) throw refused(refusal);
     const before = this.encryptedSum.ciphertexts;
     let sum: Uint8Array[];
     try {
@@ -237,7 +237,7 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
   private execute(action: Action, onAccept?: () => void): void {
     switch (action.type) {
       case 'refuse':
-        throw new HttpError(action.status, action.status === 403 ? 'forbidden' : action.status === 400 ? 'bad request' : 'conflict', action.reason);
+        throw refused(action);
       case 'accept-report':
         onAccept?.();
         return;

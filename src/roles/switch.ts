@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import type { SwitchNodeConfig } from '../config/schema';
 import { expectedParameterCount } from '../model/model';
-import { badRequest, HttpError } from '../net/errors';
+import { badRequest, HttpError, refused } from '../net/errors';
 import { describeFailure } from '../net/peers';
 import { SwitchMachine, type SwitchAction } from '../protocol/switch';
 import { UpdateBuffer } from '../strategy/update-buffer';
@@ -23,7 +23,6 @@ export const openRoundSchema = z
     model_id: z.number().int().min(0),
   })
   .strict();
-export type OpenRound = z.infer<typeof openRoundSchema>;
 
 /** Running sum of the round's encrypted updates: ciphertext addition is exact, so order does not matter. */
 interface EncryptedTotal {
@@ -50,7 +49,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
 
   override start(): void {
     // A switch holds no key: its SEAL context can only parse and add.
-    if (this.config.settings.he.enabled) {
+    if (this.encrypted) {
       this.he = startSession(this.config.settings.he, this.maxParameters, {}).then((session) => (this.session = session));
     }
     this.he?.catch((err) => this.node.logger.error(`HE failed to start: ${(err as Error).message}`));
@@ -106,7 +105,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
   /** Adds one encrypted update to the round's sum; a ciphertext SEAL cannot parse is refused, the sum unchanged. */
   private async addEncrypted(he: HeSession, round: number, from: string, ciphertexts: Uint8Array[], weight: number): Promise<void> {
     const refusal = this.machine.refusalFor(round, from);
-    if (refusal) throw new HttpError(refusal.status, refusal.status === 403 ? 'forbidden' : 'conflict', refusal.reason);
+    if (refusal) throw refused(refusal);
     const before = this.sum;
     let sum: Uint8Array[];
     const started = performance.now();
@@ -126,7 +125,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     for (const action of actions) {
       switch (action.type) {
         case 'refuse':
-          throw new HttpError(action.status, action.status === 403 ? 'forbidden' : 'conflict', action.reason);
+          throw refused(action);
         case 'reset-buffer':
         case 'accept':
           onAccept();
