@@ -2,6 +2,7 @@
  * One program for every testbed machine.
  *   node main.js [--host H] [--port P]       a worker: waits for its config at POST /config
  *   node main.js agg [--config config.json]  the aggregator: pushes configs, runs the experiment
+ *                    [--resume]              … going on from its last checkpoint
  *   node main.js eval <model-dir>            a saved model scored on the held-out digits
  *   node main.js keygen [--config F]         the HE secret key, when clients hold it
  */
@@ -12,6 +13,7 @@ import { resolveToken } from './src/net/auth';
 import { DEFAULT_KEY_FILE, writeSecretKey } from './src/he/keys';
 import { closeOnSignals, startNode } from './src/node/start';
 import { ExperimentNotReady, runAggregator } from './src/orchestrator/run-aggregator';
+import { ResumeError } from './src/orchestrator/resume';
 import { evaluateSaved } from './src/orchestrator/evaluate-saved';
 import { formatSummary } from './src/orchestrator/summary';
 
@@ -52,7 +54,7 @@ function common(flags: CommonFlags) {
 }
 
 function fail(err: unknown): never {
-  if (err instanceof ConfigError) {
+  if (err instanceof ConfigError || err instanceof ResumeError) {
     console.error(err.message);
     process.exit(2);
   }
@@ -109,13 +111,14 @@ withCommonFlags(
     .description('start the aggregator: validate config.json, push every worker its config, run the experiment')
     .option('--config <file>', 'the experiment config', 'config.json')
     .option('--check', 'only validate the config and print the topology, then exit')
+    .option('--resume', "go on from the experiment's last checkpoint in --outputs (after a crash, or to run more rounds)")
     .option('--host <host>', "address to listen on (default: the aggregator's address in config.json)")
     .option('--port <port>', "port to listen on (default: the aggregator's port in config.json)", portNumber),
-).action(async (flags: CommonFlags & { config: string; check?: boolean; host?: string; port?: number }) => {
+).action(async (flags: CommonFlags & { config: string; check?: boolean; resume?: boolean; host?: string; port?: number }) => {
   try {
     const config = loadExperimentConfig(flags.config);
     if (flags.check) return printTopology(flags.config, config);
-    const { node, finished } = await runAggregator({ config, host: flags.host, port: flags.port, ...common(flags) });
+    const { node, finished } = await runAggregator({ config, host: flags.host, port: flags.port, resume: flags.resume, ...common(flags) });
     closeOnSignals(node);
     const summary = await finished;
     console.log(formatSummary(summary.rounds, summary.outputs));

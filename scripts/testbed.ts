@@ -39,12 +39,18 @@ export function ensureToken(state: string): string {
   return token;
 }
 
-function isAlive(pid: number): boolean {
+/** Whether a worker still runs; a zombie (killed, not reaped yet) does not. */
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch {
     return false;
+  }
+  // A killed worker nobody has reaped yet (PID 1 in a container often does not) is a zombie: dead.
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0] !== 'Z';
+  } catch {
+    return true; // no /proc (macOS): the signal check is all there is
   }
 }
 

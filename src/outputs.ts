@@ -2,7 +2,7 @@
  * outputs/<experiment>/: the global model of every round, metrics.json and metrics.csv,
  * and the config used, so an experiment can be read and repeated later.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
 import { writeFileAtomic } from './log/atomic';
@@ -22,14 +22,17 @@ export interface RoundMetrics {
   bytes_up: number;
   bytes_down: number;
   retries: number;
+  /** Selected clients whose updates are not in the round's sum (they died, or were too late). */
+  missing: string[];
 }
 
 export const ENCRYPTED_MODEL_FILE = 'model.he';
 
 const COLUMNS: (keyof RoundMetrics)[] = [
   'round', 'accuracy', 'loss', 'clients', 'samples', 'round_ms', 'selection_ms', 'training_ms',
-  'aggregation_ms', 'evaluation_ms', 'bytes_up', 'bytes_down', 'retries',
+  'aggregation_ms', 'evaluation_ms', 'bytes_up', 'bytes_down', 'retries', 'missing',
 ];
+const csvCell = (value: unknown) => (Array.isArray(value) ? value.join(' ') : String(value));
 
 export class ExperimentOutputs {
   readonly dir: string;
@@ -44,6 +47,18 @@ export class ExperimentOutputs {
     writeFileAtomic(join(this.dir, name), JSON.stringify(value, null, 2) + '\n');
   }
 
+  /** Starting over: the rounds of an earlier run of this experiment go. */
+  clearRounds(): void {
+    rmSync(join(this.dir, 'models'), { recursive: true, force: true });
+    this.rows.length = 0;
+  }
+
+  /** Resuming: the rounds a checkpoint vouches for, and only those, become the metrics again. */
+  restoreRounds(rows: RoundMetrics[]): void {
+    this.rows.splice(0, this.rows.length, ...rows);
+    this.writeMetrics();
+  }
+
   modelDir(round: number): string {
     return join(this.dir, 'models', `round-${String(round).padStart(3, '0')}`);
   }
@@ -53,8 +68,12 @@ export class ExperimentOutputs {
     if ('model' in global) await saveModel(global.model, this.modelDir(round));
     else writeFileAtomic(join(this.modelDir(round), ENCRYPTED_MODEL_FILE), global.encrypted);
     this.rows.push(metrics);
+    this.writeMetrics();
+  }
+
+  private writeMetrics(): void {
     this.writeJson('metrics.json', { rounds: this.rows });
-    const csv = [COLUMNS.join(','), ...this.rows.map((row) => COLUMNS.map((c) => row[c]).join(','))].join('\n') + '\n';
+    const csv = [COLUMNS.join(','), ...this.rows.map((row) => COLUMNS.map((c) => csvCell(row[c])).join(','))].join('\n') + '\n';
     writeFileAtomic(join(this.dir, 'metrics.csv'), csv);
   }
 }

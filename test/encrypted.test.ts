@@ -3,12 +3,13 @@
  * result matches the same experiment in plaintext, in both key modes.
  */
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { expectedParameterCount } from '../src/model/model';
 import type { RoundMetrics } from '../src/outputs';
-import { runExperiment, Testbed } from './helpers/cluster';
+import { runExperiment, Testbed, waitFor } from './helpers/cluster';
+import { needlesInMemory } from './helpers/memory';
 
 const ROUNDS = 3;
 /** The plaintext run's final accuracy, which both key modes are held to. */
@@ -36,6 +37,13 @@ function updateRatios(testbed: Testbed, experiment: string): number[] {
     const { iteration } = JSON.parse(readFileSync(join(testbed.logs, `${id}_${experiment}.json`), 'utf8'));
     return iteration.map((e: { update_bytes: number }) => e.update_bytes / (PARAMETERS * 4));
   });
+}
+
+/** Pieces of the clients' secret key as its file holds it: base64, and the raw serialized bytes. */
+function keyNeedles(testbed: Testbed): Buffer[] {
+  const key = JSON.parse(readFileSync(join(testbed.state, 'he-secret.json'), 'utf8')).secret_key as string;
+  const raw = Buffer.from(key, 'base64');
+  return [Buffer.from(key.slice(100, 164)), Buffer.from(key.slice(-164, -100)), raw.subarray(200, 264), raw.subarray(raw.length - 264, raw.length - 200)];
 }
 
 function filesUnder(dir: string): string[] {
@@ -76,12 +84,17 @@ describe('encrypted rounds with the key at the aggregator', () => {
 describe('encrypted rounds with the key at the clients', () => {
   const testbed = new Testbed(shape, settings('he-clients', { enabled: true, key_holder: 'clients' }));
   let output = '';
+  let aggregatorMemory: ReturnType<typeof needlesInMemory>;
 
   before(async () => {
     assert.equal((await testbed.up()).code, 0);
-    const run = await runExperiment(testbed);
-    output = run.output;
-    assert.equal(run.code, 0, run.output);
+    const aggregator = testbed.launchAggregator(['--log-level', 'warn']);
+    // Its memory is read mid-experiment, while it holds the encrypted model and sums.
+    await waitFor(async () => existsSync(join(testbed.outputs, 'he-clients', 'models', 'round-001')), 120_000);
+    aggregatorMemory = needlesInMemory(aggregator.child.pid!, keyNeedles(testbed));
+    const code = await aggregator.exited;
+    output = aggregator.output;
+    assert.equal(code, 0, output);
   });
   after(() => testbed.down());
 
@@ -114,5 +127,16 @@ describe('encrypted rounds with the key at the clients', () => {
     }
     assert.ok(!output.includes(key.slice(100, 164)));
     assert.equal(statSync(join(testbed.state, 'he-secret.json')).mode & 0o777, 0o600);
+  });
+
+  it("no switch's or the aggregator's memory holds the secret key; a client's does (the scan works)", () => {
+    const needles = keyNeedles(testbed);
+    assert.equal(aggregatorMemory.found, 0, 'the aggregator holds key material');
+    assert.ok(aggregatorMemory.scannedBytes > 50e6, `scanned ${aggregatorMemory.scannedBytes} bytes`);
+    for (const address of testbed.addresses('switch')) {
+      assert.equal(needlesInMemory(testbed.pidOf(address), needles).found, 0, `switch ${address} holds key material`);
+    }
+    const [client] = testbed.addresses('client');
+    assert.ok(needlesInMemory(testbed.pidOf(client), needles).found > 0, 'the scan did not find the key even in a client');
   });
 });

@@ -18,8 +18,12 @@ function machine(overrides: Partial<RoundMachine['rules']> = {}) {
 }
 const ofType = <T extends Action['type']>(actions: Action[], type: T) => actions.filter((a): a is Extract<Action, { type: T }> => a.type === type);
 const checkInAll = (m: RoundMachine, clients = ['c1', 'c2', 'c3', 'c4', 'd1']) => clients.flatMap((client) => m.handle({ type: 'checkin', client }));
-const report = (m: RoundMachine, from: string, contributors: number, round = m.state.round) =>
-  m.handle({ type: 'report', round, from, contributors, weight: contributors * 100 });
+/** A report of the first `contributors` clients `from` has in the round (a stranger claims made-up ones). */
+const report = (m: RoundMachine, from: string, contributors: number, round = m.state.round, attempt = m.state.attempt) => {
+  const expected = m.state.expected.get(from) ?? [];
+  const clients = Array.from({ length: contributors }, (_, i) => expected[i] ?? `${from}/c${i}`);
+  return m.handle({ type: 'report', round, attempt, from, clients, weight: contributors * 100 });
+};
 
 describe('aggregator round machine', () => {
   it('selects once the goal count has checked in, opens each switch with its clients, sends the model', () => {
@@ -86,7 +90,10 @@ describe('aggregator round machine', () => {
     ['a report for a future round', (m) => report(m, S1, 2, 7), 409, /round 7 has not started/],
     ['a second report from the same switch', (m) => (report(m, S1, 2), report(m, S1, 2)), 409, /already reported/, 1],
     ['a report from a node with no clients in the round', (m) => report(m, 'stranger:1', 1), 403, /has no clients in round 1/],
-    ['a switch claiming more updates than it has clients', (m) => report(m, S1, 3), 400, /can sum 1 to 2 updates/],
+    ['a switch claiming more updates than it has clients', (m) => report(m, S1, 3), 400, /can sum the updates of c1, c2 in round 1, not of \[c1, c2, s1:5000\/c2\]/],
+    ['a switch naming a client of another switch', (m) => m.handle({ type: 'report', round: 1, attempt: m.state.attempt, from: S1, clients: ['c1', 'c3'], weight: 200 }), 400, /not of \[c1, c3\]/],
+    ['a switch naming one client twice', (m) => m.handle({ type: 'report', round: 1, attempt: m.state.attempt, from: S1, clients: ['c1', 'c1'], weight: 200 }), 400, /not of \[c1, c1\]/],
+    ['a report for an earlier opening of the round', (m) => report(m, S1, 2, 1, ':1.7'), 409, /earlier opening of round 1/],
     ['a check-in from a node that is not a client', (m) => m.handle({ type: 'checkin', client: 'nobody' }), 403, /not a client/],
   ];
   for (const [name, act, status, reason, accepted = 0] of refusals) {
@@ -109,8 +116,8 @@ describe('aggregator round machine', () => {
     report(m, S1, 2);
     report(m, S2, 1);
     const actions = m.handle({ type: 'report-deadline', round: 1 });
-    assert.deepEqual(ofType(actions, 'aggregate')[0].missing, ['d1']);
-    assert.match(ofType(actions, 'log')[0].message, /no update from d1/);
+    assert.deepEqual(ofType(actions, 'aggregate')[0].missing, ['c4', 'd1']);
+    assert.match(ofType(actions, 'log')[0].message, /no update from c4, d1/);
   });
 
   it('starts the round again when too few updates arrived, instead of averaging over too few', () => {
@@ -149,22 +156,119 @@ describe('aggregator round machine', () => {
   });
 });
 
+describe('aggregator round machine with workers going down', () => {
+  const started = (overrides: Partial<RoundMachine['rules']> = {}) => {
+    const m = machine(overrides);
+    m.handle({ type: 'start' });
+    return m;
+  };
+
+  it('does not wait in selection for a client that is down', () => {
+    const m = started();
+    checkInAll(m, ['c1', 'c2', 'c3']);
+    m.handle({ type: 'node-down', node: 'c4' });
+    assert.equal(m.state.stage, 'selection'); // d1 is up and may still check in
+    const actions = checkInAll(m, ['d1']);
+    assert.deepEqual(ofType(actions, 'send-model')[0].clients, ['c1', 'c2', 'c3', 'd1']);
+  });
+
+  it("selects no client behind a switch that is down, and keeps them for when it is back", () => {
+    const m = started();
+    m.handle({ type: 'node-down', node: S2 });
+    const actions = checkInAll(m);
+    assert.deepEqual(ofType(actions, 'send-model')[0].clients, ['c1', 'c2', 'd1']);
+    assert.deepEqual(ofType(actions, 'open-switch-round').map((a) => a.switch), [S1]);
+    assert.deepEqual(m.state.pool, ['c3', 'c4']);
+  });
+
+  it('goes on as soon as a switch that was down is back and its clients are waiting', () => {
+    const m = started({ goal: 3 });
+    m.handle({ type: 'node-down', node: S2 });
+    checkInAll(m, ['c3', 'c4', 'c1']);
+    assert.equal(m.state.stage, 'selection'); // only c1 can report; c2 and d1 could, so it waits for them
+    const back = m.handle({ type: 'node-up', node: S2 });
+    assert.deepEqual(ofType(back, 'send-model')[0].clients, ['c3', 'c4', 'c1']);
+  });
+
+  it('waits, rather than run a round below the quorum, when too many workers are down', () => {
+    const m = started({ minFraction: 0.8 });
+    m.handle({ type: 'node-down', node: S1 });
+    m.handle({ type: 'node-down', node: S2 });
+    checkInAll(m, ['d1']);
+    assert.equal(m.state.stage, 'selection');
+    assert.deepEqual(ofType(m.handle({ type: 'selection-deadline', round: 1 }), 'start-timer').length, 1);
+  });
+
+  it('stops waiting for a switch that goes down mid-round, and aggregates what arrived', () => {
+    const m = started();
+    checkInAll(m);
+    report(m, S1, 2);
+    report(m, 'd1', 1);
+    const actions = m.handle({ type: 'node-down', node: S2 });
+    assert.equal(m.state.stage, 'aggregation');
+    assert.deepEqual(ofType(actions, 'aggregate')[0].missing, ['c3', 'c4']);
+    assert.deepEqual(m.handle({ type: 'node-down', node: S1 }), []); // already reported: changes nothing
+  });
+
+  it('starts the round again, under a new attempt, when a switch going down leaves too few updates', () => {
+    const m = started({ minFraction: 0.8 });
+    checkInAll(m);
+    const first = m.state.attempt;
+    report(m, S1, 2);
+    report(m, 'd1', 1);
+    const actions = m.handle({ type: 'node-down', node: S2 }); // 3 of 5 in; 4 needed
+    assert.equal(ofType(actions, 'discard-round').length, 1);
+    assert.equal(m.state.retries, 1);
+    checkInAll(m);
+    assert.equal(m.state.stage, 'selection'); // 3 can report while the switch is down: below the quorum
+    m.handle({ type: 'node-up', node: S2 });
+    assert.equal(m.state.stage, 'training');
+    assert.notEqual(m.state.attempt, first);
+    const stale = ofType(report(m, S1, 2, 1, first), 'refuse')[0];
+    assert.match(stale.reason, /earlier opening of round 1/);
+  });
+
+  it('a client that checks in is up again, whatever the health checks said', () => {
+    const m = started({ goal: 1 });
+    m.handle({ type: 'node-down', node: 'c1' });
+    const actions = checkInAll(m, ['c1']);
+    assert.deepEqual(ofType(actions, 'send-model')[0].clients, ['c1']);
+    assert.equal(m.state.down.has('c1'), false);
+  });
+
+  it('names every opening of a round uniquely, across retries and aggregator restarts', () => {
+    const a = new RoundMachine({ rounds: 2, goal: 1, minFraction: 1, deadlineMs: 1, session: 'a' }, { upstreamOf, self: AGG });
+    const b = new RoundMachine({ rounds: 2, goal: 1, minFraction: 1, deadlineMs: 1, session: 'b' }, { upstreamOf, self: AGG });
+    const attempts = new Set<string>();
+    for (const m of [a, b]) {
+      m.handle({ type: 'start' });
+      checkInAll(m, ['d1']);
+      attempts.add(m.state.attempt);
+      m.handle({ type: 'report-deadline', round: 1 }); // nothing arrived: retried
+      checkInAll(m, ['d1']);
+      attempts.add(m.state.attempt);
+    }
+    assert.equal(attempts.size, 4);
+  });
+});
+
 describe('switch round machine', () => {
   const members = ['c1', 'c2', 'c3'];
-  const open = (m: SwitchMachine, round = 1, clients = ['c1', 'c2']) => m.handle({ type: 'open', round, clients, deadlineMs: 500 });
+  const open = (m: SwitchMachine, round = 1, clients = ['c1', 'c2'], attempt = `a${round}`) => m.handle({ type: 'open', round, attempt, clients, deadlineMs: 500 });
+  const update = (m: SwitchMachine, from: string, round = 1, attempt = m.state.attempt) => m.handle({ type: 'update', round, attempt, from });
 
   it('forwards once every selected client reported, in sender order', () => {
     const m = new SwitchMachine(members);
     open(m);
-    assert.deepEqual(m.handle({ type: 'update', round: 1, from: 'c2' }).map((a) => a.type), ['accept']);
-    const last = m.handle({ type: 'update', round: 1, from: 'c1' });
+    assert.deepEqual(update(m, 'c2', 1).map((a) => a.type), ['accept']);
+    const last = update(m, 'c1', 1);
     assert.deepEqual(last.at(-1), { type: 'forward', round: 1, from: ['c1', 'c2'], missing: [] });
   });
 
   it('forwards what it has at the deadline, naming who is missing; nothing when no one reported', () => {
     const m = new SwitchMachine(members);
     open(m);
-    m.handle({ type: 'update', round: 1, from: 'c1' });
+    update(m, 'c1', 1);
     assert.deepEqual(m.handle({ type: 'deadline', round: 1 }).at(-1), { type: 'forward', round: 1, from: ['c1'], missing: ['c2'] });
     const empty = new SwitchMachine(members);
     open(empty);
@@ -172,14 +276,15 @@ describe('switch round machine', () => {
   });
 
   const refusals: [string, (m: SwitchMachine) => ReturnType<SwitchMachine['handle']>, number][] = [
-    ['an update before any round is open', (m) => new SwitchMachine(members).handle({ type: 'update', round: 1, from: 'c1' }), 409],
-    ['an update for another round', (m) => m.handle({ type: 'update', round: 2, from: 'c1' }), 409],
-    ['a duplicate update', (m) => (m.handle({ type: 'update', round: 1, from: 'c1' }), m.handle({ type: 'update', round: 1, from: 'c1' })), 409],
-    ['an update from a member not selected this round', (m) => m.handle({ type: 'update', round: 1, from: 'c3' }), 403],
-    ['an update from a stranger', (m) => m.handle({ type: 'update', round: 1, from: 'x9' }), 403],
+    ['an update before any round is open', () => update(new SwitchMachine(members), 'c1', 1, 'a1'), 409],
+    ['an update for another round', (m) => update(m, 'c1', 2), 409],
+    ['a duplicate update', (m) => (update(m, 'c1', 1), update(m, 'c1', 1)), 409],
+    ['an update from a member not selected this round', (m) => update(m, 'c3', 1), 403],
+    ['an update from a stranger', (m) => update(m, 'x9', 1), 403],
     ['an opening naming a stranger', (m) => open(m, 2, ['c1', 'x9']), 400],
     ['an opening of an older round', (m) => open(m, 0), 409],
-    ['an update after the sum was forwarded', (m) => (m.handle({ type: 'update', round: 1, from: 'c1' }), m.handle({ type: 'update', round: 1, from: 'c2' }), m.handle({ type: 'update', round: 1, from: 'c2' })), 409],
+    ['an update for an earlier opening of the round', (m) => update(m, 'c1', 1, 'a0'), 409],
+    ['an update after the sum was forwarded', (m) => (update(m, 'c1', 1), update(m, 'c2', 1), update(m, 'c2', 1)), 409],
   ];
   for (const [name, act, status] of refusals) {
     it(`refuses ${name}`, () => {
@@ -193,11 +298,11 @@ describe('switch round machine', () => {
   it('accepts the same round opened again (a retried round) and starts it afresh', () => {
     const m = new SwitchMachine(members);
     open(m);
-    m.handle({ type: 'update', round: 1, from: 'c1' });
+    update(m, 'c1', 1);
     m.handle({ type: 'deadline', round: 1 });
     const again = open(m, 1, ['c2']);
     assert.ok(again.some((a) => a.type === 'reset-buffer'));
     assert.equal(m.state.received.size, 0);
-    assert.equal(m.handle({ type: 'update', round: 1, from: 'c2' }).at(-1)?.type, 'forward');
+    assert.equal(update(m, 'c2', 1).at(-1)?.type, 'forward');
   });
 });

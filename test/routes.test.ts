@@ -19,6 +19,7 @@ const auth = { Authorization: `Bearer ${TOKEN}` };
 const model = { architecture: 'mlp' as const, hidden_units: 8 };
 const PARAMS = expectedParameterCount(model);
 const MODEL_ID = 1234;
+const ATTEMPT = 's:1.0';
 
 function nodes(): NodeConfig[] {
   const raw = testbedConfig({ base: '127.0.0', nodes: 6, switches: 1, he: false }) as Record<string, any>;
@@ -32,12 +33,12 @@ async function switchNode() {
   await request(worker.app).post('/config').set(auth).send(config).expect(201);
   const clients = config.type === 'switch' ? config.clients : [];
   const open = (round: number, selected = clients.slice(0, 2)) =>
-    request(worker.app).post('/s/round').set(auth).send({ round, clients: selected, deadline_ms: 60_000, parameters: PARAMS, model_id: MODEL_ID });
+    request(worker.app).post('/s/round').set(auth).send({ round, attempt: ATTEMPT, clients: selected, deadline_ms: 60_000, parameters: PARAMS, model_id: MODEL_ID });
   return { app: worker.app, role: worker.roles.role as SwitchRole, clients, open };
 }
 
 const update = (over: Partial<Message> = {}): Buffer =>
-  encode({ kind: Kind.Update, round: 1, modelId: MODEL_ID, contributors: 1, weight: 100, sender: '127.0.0.1:5000', parameters: new Float32Array(PARAMS).fill(0.5), ...over });
+  encode({ kind: Kind.Update, round: 1, modelId: MODEL_ID, contributors: 1, weight: 100, sender: '127.0.0.1:5000', meta: { attempt: ATTEMPT }, parameters: new Float32Array(PARAMS).fill(0.5), ...over });
 const send = (app: Parameters<typeof request>[0], body: Buffer, type = WIRE_CONTENT_TYPE) =>
   request(app).post('/s/receive').set(auth).set('Content-Type', type).send(body);
 
@@ -58,6 +59,7 @@ describe('switch routes', () => {
     ['another model', (c) => update({ sender: c[0], modelId: 999 }), 400, /model id 999/],
     ['a switch sum sent as a client update', (c) => update({ sender: c[0], kind: Kind.WeightedSum }), 400, /expected Update/],
     ['an update for another round', (c) => update({ sender: c[0], round: 2 }), 409, /round 2 is not open/],
+    ['an update trained for an earlier opening of the round', (c) => update({ sender: c[0], meta: { attempt: 's:1.-1' } }), 409, /earlier opening of round 1/],
     ['a client not selected this round', (c) => update({ sender: c[2] }), 403, /was not selected/],
     ['a node that is not in the experiment', () => update({ sender: '127.0.0.99:5000' }), 403, /not a client of this switch/],
     ['bytes that are no wire message', () => Buffer.from('definitely not a model update, just some text'), 400, /bad magic/],
@@ -97,7 +99,7 @@ describe('switch routes', () => {
 
   it('refuses a round opening that does not fit the experiment', async () => {
     const { app, clients } = await switchNode();
-    const wrongModel = await request(app).post('/s/round').set(auth).send({ round: 1, clients: [clients[0]], deadline_ms: 1000, parameters: 5, model_id: 1 }).expect(400);
+    const wrongModel = await request(app).post('/s/round').set(auth).send({ round: 1, attempt: ATTEMPT, clients: [clients[0]], deadline_ms: 1000, parameters: 5, model_id: 1 }).expect(400);
     assert.match(wrongModel.body.reason, /has \d+ parameters, not 5/);
     const malformed = await request(app).post('/s/round').set(auth).send({ round: 'one' }).expect(400);
     assert.equal(typeof malformed.body.reason, 'string');
@@ -116,7 +118,7 @@ describe('switch routes with encrypted updates', () => {
     const worker = createWorkerApp(context, TOKEN);
     await request(worker.app).post('/config').set(auth).send(config).expect(201);
     const clients = config.type === 'switch' ? config.clients : [];
-    await request(worker.app).post('/s/round').set(auth).send({ round: 1, clients: clients.slice(0, 2), deadline_ms: deadlineMs, parameters: PARAMS, model_id: MODEL_ID }).expect(200);
+    await request(worker.app).post('/s/round').set(auth).send({ round: 1, attempt: ATTEMPT, clients: clients.slice(0, 2), deadline_ms: deadlineMs, parameters: PARAMS, model_id: MODEL_ID }).expect(200);
     return { app: worker.app, clients, context, stop: () => worker.roles.unmount() };
   }
 
@@ -130,7 +132,7 @@ describe('switch routes with encrypted updates', () => {
   after(() => pool.close());
 
   const encrypted = (sender: string, over: Partial<Message> = {}) =>
-    encode({ kind: Kind.EncryptedUpdate, round: 1, modelId: MODEL_ID, contributors: 1, weight: 100, sender, meta: { he: pool.id }, parameters: new Float32Array(0), ciphertexts: chunks, count: PARAMS, ...over });
+    encode({ kind: Kind.EncryptedUpdate, round: 1, modelId: MODEL_ID, contributors: 1, weight: 100, sender, meta: { he: pool.id, attempt: ATTEMPT }, parameters: new Float32Array(0), ciphertexts: chunks, count: PARAMS, ...over });
 
   it('takes a valid encrypted update, and refuses the malformed ones with reasons', async () => {
     const { app, clients, stop } = await encryptedSwitch();

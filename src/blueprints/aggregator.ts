@@ -15,7 +15,8 @@ export function aggregatorBlueprint(role: AggregatorRole): Router {
     res.json({ status: 'accepted', ...(await role.receive(req.body)) });
   });
   router.get('/he/public-key', (_req, res) => {
-    res.type('application/octet-stream').send(role.publicKey());
+    const key = role.publicKey(); // before the content type is set: a refusal must go out as JSON
+    res.type('application/octet-stream').send(key);
   });
   return router;
 }

@@ -84,6 +84,8 @@ export const timeoutsSchema = z
     push_ms: positiveInt.default(30_000),
     request_ms: positiveInt.default(30_000),
     round_ms: positiveInt.default(300_000),
+    /** How often the aggregator checks each worker's health (and re-configures one that restarted). */
+    heartbeat_ms: positiveInt.default(2000),
   })
   .strict();
 

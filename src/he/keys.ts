@@ -5,9 +5,11 @@
  *                           clients out of band (the launchers copy it to client machines only).
  * Switches never hold a key, and in "clients" mode neither does the aggregator.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Settings } from '../config/schema';
+import { writeFileAtomic } from '../log/atomic';
 import { Ckks, paramsId, type HeParams, type KeyMaterial } from './ckks';
 import { HePool } from './pool';
 
@@ -54,15 +56,40 @@ export interface HeSession {
   chunks: number;
   /** Kept by an aggregator that made the pair, to hand to clients. */
   publicKey?: Uint8Array;
+  /** Names the public key, so a client can tell the aggregator's pair changed. */
+  keyId?: string;
 }
+
+export const publicKeyId = (publicKey: Uint8Array) => createHash('sha256').update(publicKey).digest('hex').slice(0, 16);
 
 export async function startSession(he: Settings['he'], parameters: number, keys: KeyMaterial): Promise<HeSession> {
   const pool = await HePool.start(heParams(he), keys);
-  return { pool, id: pool.id, chunks: pool.chunksFor(parameters), publicKey: keys.publicKey };
+  const keyId = keys.publicKey && publicKeyId(keys.publicKey);
+  return { pool, id: pool.id, chunks: pool.chunksFor(parameters), publicKey: keys.publicKey, keyId };
 }
 
-/** The aggregator's session in "aggregator" mode: a fresh key pair, never written anywhere. */
-export async function startKeyHolderSession(he: Settings['he'], parameters: number): Promise<HeSession> {
-  const keys = await Ckks.generateKeys(heParams(he));
+interface KeyPairFile {
+  params_id: string;
+  public_key: string;
+  secret_key: string;
+}
+
+/**
+ * The aggregator's session in "aggregator" mode. Its key pair is kept owner-only in `file`, beside
+ * its checkpoints, so that a resumed aggregator can decrypt what clients encrypt with the public key
+ * they already hold; `reuse` reads it back instead of making a new one.
+ */
+export async function startKeyHolderSession(he: Settings['he'], parameters: number, file: string, reuse: boolean): Promise<HeSession> {
+  const id = paramsId(heParams(he));
+  let keys: Required<KeyMaterial>;
+  if (reuse && existsSync(file)) {
+    const content: KeyPairFile = JSON.parse(readFileSync(file, 'utf8'));
+    if (content.params_id !== id) throw new Error(`${file} holds keys for HE parameters ${content.params_id}; this experiment uses ${id}`);
+    keys = { publicKey: Buffer.from(content.public_key, 'base64'), secretKey: Buffer.from(content.secret_key, 'base64') };
+  } else {
+    keys = await Ckks.generateKeys(heParams(he));
+    const content: KeyPairFile = { params_id: id, public_key: Buffer.from(keys.publicKey).toString('base64'), secret_key: Buffer.from(keys.secretKey).toString('base64') };
+    writeFileAtomic(file, JSON.stringify(content) + '\n', { durable: true, mode: 0o600 });
+  }
   return startSession(he, parameters, keys);
 }

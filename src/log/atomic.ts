@@ -1,10 +1,20 @@
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 
-/** Write then rename, so a crash leaves the old file or the new one, never half of one. */
-export function writeFileAtomic(file: string, data: string | Uint8Array): void {
+/**
+ * Write then rename, so a crash leaves the old file or the new one, never half of one.
+ * `durable` also flushes the data to disk before the rename, so a power cut cannot either.
+ */
+export function writeFileAtomic(file: string, data: string | Uint8Array, options: { durable?: boolean; mode?: number } = {}): void {
   mkdirSync(dirname(file), { recursive: true });
   const temp = `${file}.${process.pid}.tmp`;
-  writeFileSync(temp, data);
+  const fd = openSync(temp, 'w', options.mode ?? 0o666);
+  try {
+    const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at, bytes.length - at);
+    if (options.durable) fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
   renameSync(temp, file);
 }

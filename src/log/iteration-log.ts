@@ -4,7 +4,9 @@
  * Rewritten atomically after every round, so a crash loses at most the round in flight.
  * A round's bytes are everything since the previous round ended: a request's bytes are read off the
  * socket before its handler runs, so a window opened by the handler would miss the request itself.
+ * A node that restarts carries on the file it finds: the rounds before its crash stay.
  */
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from './atomic';
 import { diffTotals, type WireMeter, type WireTotals } from '../net/wire-meter';
@@ -20,7 +22,7 @@ export interface IterationEntry {
 
 export class IterationLog {
   readonly file: string;
-  private readonly entries: IterationEntry[] = [];
+  private readonly entries: IterationEntry[];
   private open?: { round: number; startedAt: Date };
   private since: WireTotals;
 
@@ -32,6 +34,15 @@ export class IterationLog {
   ) {
     this.file = join(logsDir, `${nodeId}_${experiment}.json`);
     this.since = meter.totals();
+    this.entries = readEntries(this.file);
+  }
+
+  /** Drops the entries after `round` (a resumed aggregator runs those rounds again). */
+  keepRounds(upTo: number): void {
+    const kept = this.entries.filter((e) => e.round <= upTo);
+    if (kept.length === this.entries.length && existsSync(this.file)) return;
+    this.entries.splice(0, this.entries.length, ...kept);
+    this.flush();
   }
 
   beginRound(round: number): void {
@@ -66,5 +77,15 @@ export class IterationLog {
 
   flush(): void {
     writeFileAtomic(this.file, JSON.stringify({ iteration: this.entries }, null, 1));
+  }
+}
+
+function readEntries(file: string): IterationEntry[] {
+  if (!existsSync(file)) return [];
+  try {
+    const { iteration } = JSON.parse(readFileSync(file, 'utf8'));
+    return Array.isArray(iteration) ? iteration : [];
+  } catch {
+    return []; // written atomically, so only a hand-edited file fails to parse; it is rewritten whole
   }
 }

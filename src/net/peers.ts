@@ -1,10 +1,21 @@
 /** Calls from this node to other nodes: bearer token on every request, bytes counted by the meter. */
+import http from 'node:http';
 import axios, { AxiosError, type AxiosInstance, type AxiosRequestConfig } from 'axios';
 import { baseUrl } from '../config/address';
 import type { WireMeter } from './wire-meter';
 
+export interface Health {
+  status: string;
+  role: string | null;
+  experiment: string | null;
+  /** The fingerprint of the config the worker runs, null when it has none. */
+  config: string | null;
+}
+
 export class Peers {
   private readonly http: AxiosInstance;
+  /** Health checks go on connections of their own, left out of the byte counts at both ends. */
+  private readonly probes = axios.create({ httpAgent: new http.Agent({ keepAlive: true }), proxy: false });
 
   constructor(token: string, meter: WireMeter, timeoutMs = 30_000) {
     this.http = axios.create({
@@ -24,6 +35,11 @@ export class Peers {
 
   async get<T = unknown>(address: string, path: string, config: AxiosRequestConfig = {}): Promise<T> {
     const res = await this.http.get<T>(baseUrl(address) + path, config);
+    return res.data;
+  }
+
+  async health(address: string, timeoutMs: number): Promise<Health> {
+    const res = await this.probes.get<Health>(baseUrl(address) + '/health', { timeout: timeoutMs });
     return res.data;
   }
 }

@@ -20,10 +20,15 @@ export class WireMeter {
     if (this.open.has(socket)) return;
     this.open.add(socket);
     socket.once('close', () => {
+      if (!this.open.delete(socket)) return;
       this.closedReceived += socket.bytesRead;
       this.closedSent += socket.bytesWritten;
-      this.open.delete(socket);
     });
+  }
+
+  /** Stops counting a connection, all of it (a monitor's health checks are not experiment traffic). */
+  exclude(socket: Socket): void {
+    this.open.delete(socket);
   }
 
   totals(): WireTotals {

@@ -2,8 +2,9 @@
  * Holds the one role a node plays. A new config replaces the old role whole: the old one is
  * stopped (its timers and requests end) before the new router takes over, so nothing is mounted twice.
  */
-import { createHash } from 'node:crypto';
 import { Router, type RequestHandler } from 'express';
+import type { Checkpoint } from '../checkpoint';
+import { configFingerprint } from '../config/fingerprint';
 import type { NodeConfig } from '../config/schema';
 import { aggregatorBlueprint } from '../blueprints/aggregator';
 import { clientBlueprint } from '../blueprints/client';
@@ -26,7 +27,12 @@ export interface ApplyResult {
   experiment: string;
 }
 
-function mount(config: NodeConfig, node: NodeContext): { role: Role; routes: Router } {
+export interface MountOptions {
+  /** For an aggregator: the checkpoint to go on from. */
+  resume?: Checkpoint;
+}
+
+function mount(config: NodeConfig, node: NodeContext, options: MountOptions): { role: Role; routes: Router } {
   switch (config.type) {
     case 'client': {
       const role = new ClientRole(config, node);
@@ -37,13 +43,11 @@ function mount(config: NodeConfig, node: NodeContext): { role: Role; routes: Rou
       return { role, routes: switchBlueprint(role) };
     }
     case 'aggregator': {
-      const role = new AggregatorRole(config, node);
+      const role = new AggregatorRole(config, node, options.resume);
       return { role, routes: aggregatorBlueprint(role) };
     }
   }
 }
-
-const fingerprintOf = (config: NodeConfig) => createHash('sha256').update(JSON.stringify(config)).digest('hex');
 
 export class RoleHost {
   private mounted?: Mounted;
@@ -63,8 +67,13 @@ export class RoleHost {
     else next();
   };
 
-  apply(config: NodeConfig): Promise<ApplyResult> {
-    const next = this.queue.then(() => this.replace(config));
+  /** The fingerprint of the mounted config (GET /health shows it, so the aggregator can tell who needs one). */
+  get fingerprint(): string | undefined {
+    return this.mounted?.fingerprint;
+  }
+
+  apply(config: NodeConfig, options: MountOptions = {}): Promise<ApplyResult> {
+    const next = this.queue.then(() => this.replace(config, options));
     this.queue = next.catch(() => undefined);
     return next;
   }
@@ -76,18 +85,22 @@ export class RoleHost {
     await old?.role.stop();
   }
 
-  private async replace(config: NodeConfig): Promise<ApplyResult> {
+  private async replace(config: NodeConfig, options: MountOptions): Promise<ApplyResult> {
     const prefix = ROLE_PREFIX[config.type];
-    const fingerprint = fingerprintOf(config);
+    const fingerprint = configFingerprint(config);
     const result = { role: config.type, prefix, experiment: config.experiment };
-    // The same config again (an aggregator re-pushing after a restart) must not reset a role mid-round.
-    if (this.mounted?.fingerprint === fingerprint) return { status: 'unchanged', ...result };
+    // The same config again (an aggregator re-pushing after a restart) must not reset a role mid-round;
+    // the role only hears that its aggregator may be new.
+    if (this.mounted?.fingerprint === fingerprint) {
+      this.mounted.role.reconnected();
+      return { status: 'unchanged', ...result };
+    }
 
     const old = this.mounted;
     this.mounted = undefined;
     if (old) await old.role.stop();
 
-    const { role, routes } = mount(config, this.node);
+    const { role, routes } = mount(config, this.node, options);
     const router = Router();
     router.use(prefix, routes);
     this.mounted = { role, router, fingerprint };

@@ -23,13 +23,23 @@ export function createWorkerApp(node: NodeContext, token: string): WorkerApp {
   app.disable('x-powered-by');
   app.set('etag', false);
 
+  // A connection that has only ever carried health checks is left out of the byte counts.
+  const experimentTraffic = new WeakSet<object>();
+  app.use((req, _res, next) => {
+    if (req.path !== '/health') experimentTraffic.add(req.socket);
+    next();
+  });
+
   // Liveness stays open so launchers and monitors can probe without the secret; it shows no settings.
-  app.get('/health', (_req, res) => {
+  app.get('/health', (req, res) => {
+    if (!experimentTraffic.has(req.socket)) node.meter.exclude(req.socket);
     res.json({
       status: 'ok',
       node: node.nodeId,
       role: roles.role?.type ?? null,
       experiment: roles.role?.config.experiment ?? null,
+      // Which config it runs (a hash): the aggregator re-configures a worker that lost or lacks its own.
+      config: roles.fingerprint ?? null,
       uptime_s: Math.round((Date.now() - startedAt) / 1000),
     });
   });

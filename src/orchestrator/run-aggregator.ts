@@ -1,10 +1,13 @@
 /** `main.js agg`: load config.json, become the aggregator, push every worker its config. */
+import { resolve } from 'node:path';
 import { resolveNodeConfigs } from '../config/load';
 import { parseAddress } from '../config/address';
 import type { AggregatorNodeConfig, ExperimentConfig } from '../config/schema';
 import { startNode, type NodeOptions, type StartedNode } from '../node/start';
 import type { AggregatorRole, ExperimentSummary } from '../roles/aggregator';
 import { formatOutcome, missingForExperiment, pushConfigs, summarize } from './push';
+import { findCheckpoint } from './resume';
+import { WorkerWatch } from './watch';
 
 export interface AggregatorOptions extends Omit<NodeOptions, 'host' | 'port'> {
   config: ExperimentConfig;
@@ -12,6 +15,8 @@ export interface AggregatorOptions extends Omit<NodeOptions, 'host' | 'port'> {
   port?: number;
   /** Where the push report goes (stdout by default). */
   print?: (line: string) => void;
+  /** Go on from the experiment's newest checkpoint. */
+  resume?: boolean;
 }
 
 export class ExperimentNotReady extends Error {}
@@ -29,6 +34,7 @@ export async function runAggregator(options: AggregatorOptions): Promise<Running
   const own = nodes.find((n): n is AggregatorNodeConfig => n.type === 'aggregator')!;
   const workers = nodes.filter((n) => n !== own);
   const bind = parseAddress(own.address);
+  const resume = options.resume ? findCheckpoint(config, resolve(options.outputsDir ?? 'outputs'), print) : undefined;
 
   const node = await startNode({
     ...options,
@@ -37,7 +43,7 @@ export async function runAggregator(options: AggregatorOptions): Promise<Running
     requestTimeoutMs: options.requestTimeoutMs ?? config.timeouts.request_ms,
     print,
   });
-  await node.roles.apply(own);
+  await node.roles.apply(own, { resume });
   const role = node.roles.role as AggregatorRole;
   role.outputs.writeJson('config.json', config);
 
@@ -55,6 +61,25 @@ export async function runAggregator(options: AggregatorOptions): Promise<Running
     await node.close();
     throw new ExperimentNotReady(`the experiment cannot start:\n${missing.map((m) => `  - ${m}`).join('\n')}`);
   }
-  print(`running ${config.rounds} rounds of ${config.training.strategy} on ${config.model.architecture} (${role.parameters} parameters)`);
-  return { node, finished: role.finished };
+  const watch = new WorkerWatch(node.context.peers, workers, {
+    intervalMs: config.timeouts.heartbeat_ms,
+    requestMs: config.timeouts.request_ms,
+    onDown: (address, reason) => {
+      const line = `worker ${address} is down (${reason})`;
+      node.logger.warn(line);
+      print(line);
+      role.workerDown(address);
+    },
+    onUp: (address, how) => {
+      const line = `worker ${address} is ${how}`;
+      node.logger.info(line);
+      print(line);
+      role.workerUp(address);
+    },
+  });
+  watch.start();
+  void role.finished.finally(() => watch.stop()).catch(() => undefined);
+  const first = role.machine.state.round;
+  print(`running ${first > 1 ? `rounds ${first} to ${config.rounds}` : `${config.rounds} rounds`} of ${config.training.strategy} on ${config.model.architecture} (${role.parameters} parameters)`);
+  return { node: { ...node, close: () => (watch.stop(), node.close()) }, finished: role.finished };
 }

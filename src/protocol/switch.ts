@@ -6,13 +6,15 @@
 export interface SwitchRoundState {
   stage: 'idle' | 'collecting' | 'forwarded';
   round: number;
+  /** The aggregator's name for this opening of the round; updates must carry the same. */
+  attempt: string;
   clients: string[];
   received: Set<string>;
 }
 
 export type SwitchEvent =
-  | { type: 'open'; round: number; clients: string[]; deadlineMs: number }
-  | { type: 'update'; round: number; from: string }
+  | { type: 'open'; round: number; attempt: string; clients: string[]; deadlineMs: number }
+  | { type: 'update'; round: number; attempt: string; from: string }
   | { type: 'deadline'; round: number };
 
 export type SwitchAction =
@@ -24,7 +26,7 @@ export type SwitchAction =
   | { type: 'log'; level: 'info' | 'warn'; message: string };
 
 export class SwitchMachine {
-  readonly state: SwitchRoundState = { stage: 'idle', round: 0, clients: [], received: new Set() };
+  readonly state: SwitchRoundState = { stage: 'idle', round: 0, attempt: '', clients: [], received: new Set() };
 
   constructor(
     /** Every client that reports through this switch. */
@@ -34,15 +36,15 @@ export class SwitchMachine {
   handle(event: SwitchEvent): SwitchAction[] {
     switch (event.type) {
       case 'open':
-        return this.open(event.round, event.clients, event.deadlineMs);
+        return this.open(event.round, event.attempt, event.clients, event.deadlineMs);
       case 'update':
-        return this.update(event.round, event.from);
+        return this.update(event.round, event.attempt, event.from);
       case 'deadline':
         return this.deadline(event.round);
     }
   }
 
-  private open(round: number, clients: string[], deadlineMs: number): SwitchAction[] {
+  private open(round: number, attempt: string, clients: string[], deadlineMs: number): SwitchAction[] {
     const strangers = clients.filter((c) => !this.members.includes(c));
     if (strangers.length) return [{ type: 'refuse', status: 400, reason: `not clients of this switch: ${strangers.join(', ')}` }];
     if (!clients.length) return [{ type: 'refuse', status: 400, reason: 'a round needs at least one client' }];
@@ -53,25 +55,28 @@ export class SwitchMachine {
     if (state.stage === 'collecting' && state.round !== round) {
       actions.push({ type: 'log', level: 'warn', message: `round ${state.round} abandoned: the aggregator opened round ${round}` });
     }
-    Object.assign(state, { stage: 'collecting', round, clients: [...clients], received: new Set() });
+    Object.assign(state, { stage: 'collecting', round, attempt, clients: [...clients], received: new Set() });
     actions.push({ type: 'reset-buffer', round }, { type: 'start-timer', round, ms: deadlineMs });
     return actions;
   }
 
   /** The refusal an update would get now, without taking it; undefined when it would be taken. */
-  refusalFor(round: number, from: string): Extract<SwitchAction, { type: 'refuse' }> | undefined {
+  refusalFor(round: number, attempt: string, from: string): Extract<SwitchAction, { type: 'refuse' }> | undefined {
     const { state } = this;
     if (!this.members.includes(from)) return { type: 'refuse', status: 403, reason: `${from} is not a client of this switch` };
     if (state.stage !== 'collecting' || round !== state.round) {
       return { type: 'refuse', status: 409, reason: `round ${round} is not open here (this switch is in round ${state.round}, ${state.stage})` };
+    }
+    if (attempt !== state.attempt) {
+      return { type: 'refuse', status: 409, reason: `the update belongs to an earlier opening of round ${round} (${attempt}, now ${state.attempt})` };
     }
     if (!state.clients.includes(from)) return { type: 'refuse', status: 403, reason: `${from} was not selected for round ${round}` };
     if (state.received.has(from)) return { type: 'refuse', status: 409, reason: `${from} already sent its update for round ${round}` };
     return undefined;
   }
 
-  private update(round: number, from: string): SwitchAction[] {
-    const refusal = this.refusalFor(round, from);
+  private update(round: number, attempt: string, from: string): SwitchAction[] {
+    const refusal = this.refusalFor(round, attempt, from);
     if (refusal) return [refusal];
     const { state } = this;
     state.received.add(from);

@@ -4,7 +4,10 @@
  * global model on the held-out digits and checkpoints it.
  */
 import type * as tf from '@tensorflow/tfjs';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import { z } from 'zod';
+import { asFloat32, CheckpointStore, float32Bytes, type Checkpoint } from '../checkpoint';
 import type { AggregatorNodeConfig } from '../config/schema';
 import { loadMnist, subset, type Dataset } from '../data/mnist';
 import { testIndices } from '../data/partition';
@@ -17,8 +20,8 @@ import { RoundMachine } from '../protocol/aggregator/machine';
 import type { Action, Event, Stage } from '../protocol/aggregator/state';
 import { createStrategy, type Strategy } from '../strategy/strategy';
 import { UpdateBuffer } from '../strategy/update-buffer';
-import { encode, Kind, WIRE_CONTENT_TYPE } from '../wire/codec';
-import { readMessage } from '../wire/receive';
+import { decode, encode, Kind, WIRE_CONTENT_TYPE, type Message } from '../wire/codec';
+import { attemptOf, readMessage } from '../wire/receive';
 import { startKeyHolderSession, startSession, type HeSession } from '../he/keys';
 import { Role } from './role';
 
@@ -50,6 +53,19 @@ export interface ExperimentSummary {
   outputs: string;
 }
 
+/** What a checkpoint's header holds besides the blobs (global, strategy state, encrypted model). */
+export interface CheckpointHeader {
+  experiment: string;
+  settings: AggregatorNodeConfig['settings'];
+  rows: RoundMetrics[];
+  strategy_state: string[];
+  saved_at: string;
+}
+
+export const CHECKPOINTS_DIR = 'checkpoints';
+/** The aggregator's HE key pair (key_holder "aggregator"), owner-only, beside its checkpoints. */
+export const KEY_PAIR_FILE = 'he-keypair.json';
+
 export class AggregatorRole extends Role<AggregatorNodeConfig> {
   readonly parameters = expectedParameterCount(this.config.settings.model);
   readonly encrypted = this.config.settings.he.enabled;
@@ -76,9 +92,16 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
   private encryptedSum: EncryptedTotal = {};
   private encryptedGlobal?: EncryptedGlobal;
   private heQueue: Promise<unknown> = Promise.resolve();
+  private roundMissing: string[] = [];
+  readonly checkpoints: CheckpointStore;
 
-  constructor(...args: ConstructorParameters<typeof Role<AggregatorNodeConfig>>) {
-    super(...args);
+  constructor(
+    config: AggregatorNodeConfig,
+    node: ConstructorParameters<typeof Role<AggregatorNodeConfig>>[1],
+    /** A checkpoint to go on from (`agg --resume`); without one the experiment starts over. */
+    private readonly resumeFrom?: Checkpoint,
+  ) {
+    super(config, node);
     const { settings, address } = this.config;
     const upstreamOf = new Map(Object.entries(this.config.clients));
     const machineRules = {
@@ -86,9 +109,11 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
       goal: settings.clients_per_round ?? upstreamOf.size,
       minFraction: settings.min_report_fraction,
       deadlineMs: settings.timeouts.round_ms,
+      session: randomBytes(4).toString('hex'),
     };
-    this.machine = new RoundMachine(machineRules, { upstreamOf, self: address });
+    this.machine = new RoundMachine(machineRules, { upstreamOf, self: address }, (resumeFrom?.round ?? 0) + 1);
     this.outputs = new ExperimentOutputs(this.node.outputsDir, this.config.experiment);
+    this.checkpoints = new CheckpointStore(join(this.outputs.dir, CHECKPOINTS_DIR));
     this.finished = new Promise((resolve, reject) => {
       this.resolveFinished = resolve;
       this.rejectFinished = reject;
@@ -98,8 +123,17 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
 
   override start(): void {
     void this.prepare()
-      .then(() => this.dispatch({ type: 'start' }))
+      .then(() => (this.machine.state.round > this.machine.rules.rounds ? this.finish() : this.dispatch({ type: 'start' })))
       .catch((err) => this.fail('the aggregator failed to prepare', err));
+  }
+
+  /** The health checks saw a worker stop answering, or answer again. */
+  workerDown(address: string): void {
+    this.dispatch({ type: 'node-down', node: address });
+  }
+
+  workerUp(address: string): void {
+    this.dispatch({ type: 'node-up', node: address });
   }
 
   status() {
@@ -116,6 +150,8 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
       selected: selected.length,
       reports: reported.size,
       retries,
+      attempt: this.machine.state.attempt,
+      down: [...this.machine.state.down],
       switches,
       clients: Object.keys(clients).length,
       backend: this.prepared?.backend ?? null,
@@ -160,18 +196,30 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
       throw new HttpError(403, 'forbidden', `${message.sender} does not report to the aggregator directly`);
     }
     if (!(message.weight > 0)) throw badRequest('an update needs a positive sample count');
+    const report = this.reportOf(message, direct);
     if (he) {
-      const report = { type: 'report' as const, round: message.round, from: message.sender, contributors: message.contributors, weight: message.weight };
       const step = this.heQueue.then(() => this.addEncrypted(he, report, message.ciphertexts!));
       this.heQueue = step.catch(() => undefined);
       await step;
       return { round: message.round };
     }
-    this.dispatch(
-      { type: 'report', round: message.round, from: message.sender, contributors: message.contributors, weight: message.weight },
-      () => this.buffer.add(message.sender, { values: message.parameters, weight: message.weight, contributors: message.contributors, preScaled: !direct }),
+    this.dispatch(report, () =>
+      this.buffer.add(message.sender, { values: message.parameters, weight: message.weight, contributors: message.contributors, preScaled: !direct }),
     );
     return { round: message.round };
+  }
+
+  /** The report event for a message: a switch names the clients in its sum; a direct client is its own. */
+  private reportOf(message: Message, direct: boolean): Extract<Event, { type: 'report' }> {
+    const named = message.meta?.clients;
+    if (!direct && !(Array.isArray(named) && named.every((c) => typeof c === 'string'))) {
+      throw badRequest('a switch sum must name its clients in meta.clients');
+    }
+    const clients = direct ? [message.sender] : (named as string[]);
+    if (clients.length !== message.contributors) {
+      throw badRequest(`the sum claims ${message.contributors} updates but names ${clients.length} clients`);
+    }
+    return { type: 'report', round: message.round, attempt: attemptOf(message), from: message.sender, clients, weight: message.weight };
   }
 
   /** Adds a switch's encrypted sum to the round's; one that SEAL cannot parse is refused, the sum unchanged. */
@@ -190,12 +238,19 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
 
   private async startHe(): Promise<HeSession | undefined> {
     if (!this.he.enabled) return undefined;
-    // Holding the key, the aggregator makes the pair in memory; otherwise it holds none and can only add.
-    return this.he.key_holder === 'aggregator' ? startKeyHolderSession(this.he, this.parameters) : startSession(this.he, this.parameters, {});
+    // Holding the key, the aggregator makes the pair (kept for a resume); otherwise it holds none and can only add.
+    if (this.he.key_holder === 'clients') return startSession(this.he, this.parameters, {});
+    return startKeyHolderSession(this.he, this.parameters, join(this.checkpoints.dir, KEY_PAIR_FILE), this.resumeFrom !== undefined);
   }
 
   private async prepare(): Promise<void> {
     const { settings } = this.config;
+    if (!this.resumeFrom) {
+      // Starting over: an earlier run's checkpoints and rounds must not mix with this one's.
+      this.checkpoints.clear();
+      this.outputs.clearRounds();
+      this.iterations.keepRounds(0);
+    }
     const he = await this.startHe();
     const backend = await initBackend(settings.model.architecture);
     const all = loadMnist();
@@ -207,10 +262,30 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
       setFlatWeights(model, parameters);
       return evaluate(model, test);
     });
+    if (this.resumeFrom) this.restore(this.resumeFrom);
     const encryption = he ? `CKKS N=${this.he.poly_modulus_degree}, ${he.chunks} ciphertexts per update, key held by the ${this.he.key_holder}` : 'no encryption';
     const ready = `TensorFlow.js backend ${backend}; ${test.size} held-out test digits; strategy ${this.strategy.name}; ${encryption}`;
     this.node.logger.info(ready);
     this.node.print?.(ready);
+  }
+
+  /** Puts back what a checkpoint holds: the global model, the strategy's state, the rounds done. */
+  private restore(checkpoint: Checkpoint): void {
+    const header = checkpoint.header as unknown as CheckpointHeader;
+    const { global, encrypted_model } = checkpoint.blobs;
+    if (encrypted_model) {
+      const message = decode(Buffer.from(encrypted_model));
+      this.encryptedGlobal = { round: checkpoint.round, ciphertexts: message.ciphertexts!, factor: Number(message.meta?.factor) };
+    } else {
+      this.global = Float32Array.from(asFloat32(global));
+    }
+    this.strategy!.restore(Object.fromEntries(header.strategy_state.map((name) => [name, asFloat32(checkpoint.blobs[`strategy.${name}`])])));
+    this.outputs.restoreRounds(header.rows);
+    this.lastMetrics = header.rows.at(-1);
+    this.iterations.keepRounds(checkpoint.round);
+    const line = `resumed from ${checkpoint.file}: ${checkpoint.round} rounds done, going on with round ${checkpoint.round + 1}`;
+    this.node.logger.info(line);
+    this.node.print?.(line);
   }
 
   /** Feeds an event to the machine and carries out what it decides. */
@@ -250,6 +325,7 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
       case 'open-switch-round':
         void this.post(action.switch, '/s/round', {
           round: action.round,
+          attempt: action.attempt,
           clients: action.clients,
           deadline_ms: this.machine.rules.deadlineMs,
           parameters: this.parameters,
@@ -257,7 +333,7 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
         });
         return;
       case 'send-model':
-        this.sendModel(action.round, action.clients);
+        this.sendModel(action.round, action.attempt, action.clients);
         return;
       case 'standby':
         for (const client of action.clients) void this.post(client, '/c/standby', { round: action.round });
@@ -267,7 +343,7 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
         this.encryptedSum = {};
         return;
       case 'aggregate':
-        this.aggregate(action.round).catch((err) => this.fail(`aggregation of round ${action.round} failed`, err));
+        this.aggregate(action.round, action.missing).catch((err) => this.fail(`aggregation of round ${action.round} failed`, err));
         return;
       case 'evaluate':
         this.evaluateRound(action.round).catch((err) => this.fail(`evaluation of round ${action.round} failed`, err));
@@ -281,9 +357,11 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
     }
   }
 
-  private sendModel(round: number, clients: string[]): void {
+  private sendModel(round: number, attempt: string, clients: string[]): void {
     this.roundSamples = clients.reduce((n, c) => n + (this.samplesOf.get(c) ?? 0), 0) || 1;
-    const instructions = { ...this.strategy!.configureRound(round), ...(this.he.enabled ? { weight_scale: 1 / this.roundSamples } : {}) };
+    const he = this.prepared!.he;
+    const encryption = he ? { weight_scale: 1 / this.roundSamples, ...(he.keyId ? { he_key: he.keyId } : {}) } : {};
+    const instructions = { ...this.strategy!.configureRound(round), attempt, ...encryption };
     const message = this.modelMessage(round, instructions);
     for (const client of clients) void this.post(client, '/c/round', message, { 'Content-Type': WIRE_CONTENT_TYPE });
   }
@@ -315,11 +393,12 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
     }
   }
 
-  private async aggregate(round: number): Promise<void> {
+  private async aggregate(round: number, missing: string[]): Promise<void> {
+    this.roundMissing = missing;
     const he = this.prepared!.he;
     const reported = [...this.machine.state.reported.values()];
     const weight = reported.reduce((n, r) => n + r.weight, 0);
-    const contributors = reported.reduce((n, r) => n + r.contributors, 0);
+    const contributors = reported.reduce((n, r) => n + r.clients.length, 0);
     this.roundTotals = { clients: contributors, samples: weight };
     if (!he) {
       const total = this.buffer.total();
@@ -379,7 +458,7 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
     };
     const { accuracy, loss } = this.evaluation;
     const retries = this.machine.state.retries;
-    const entry = this.iterations.endRound({ ...timings, accuracy, loss, ...this.roundTotals, retries })!;
+    const entry = this.iterations.endRound({ ...timings, accuracy, loss, ...this.roundTotals, retries, missing: this.roundMissing })!;
     const metrics: RoundMetrics = {
       round,
       accuracy,
@@ -389,6 +468,7 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
       bytes_up: entry.byte_received,
       bytes_down: entry.byte_send,
       retries,
+      missing: this.roundMissing,
     };
     if (this.encryptedGlobal) {
       // Without the key the aggregator can only keep the ciphertexts; `main.js eval --he-key` opens them.
@@ -397,12 +477,30 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
       setFlatWeights(this.prepared!.model, this.global);
       await this.outputs.saveRound(round, { model: this.prepared!.model }, metrics);
     }
+    this.saveCheckpoint(round);
     this.lastMetrics = metrics;
     this.node.print?.(
       `round ${String(round).padStart(3)}/${this.machine.rules.rounds}  accuracy ${(metrics.accuracy * 100).toFixed(2)}%  loss ${metrics.loss.toFixed(4)}  ` +
         `${metrics.clients} clients  ${(metrics.round_ms / 1000).toFixed(1)} s  up ${(metrics.bytes_up / 1e6).toFixed(1)} MB  down ${(metrics.bytes_down / 1e6).toFixed(1)} MB`,
     );
     this.dispatch({ type: 'checkpointed', round });
+  }
+
+  /** The round is finished once this is on disk: a resumed aggregator goes on from here. */
+  private saveCheckpoint(round: number): void {
+    const blobs: Record<string, Uint8Array> = {};
+    if (this.encryptedGlobal) blobs.encrypted_model = this.modelMessage(round, {});
+    else blobs.global = float32Bytes(this.global);
+    const state = this.strategy!.snapshot();
+    for (const [name, values] of Object.entries(state)) blobs[`strategy.${name}`] = float32Bytes(values);
+    const header: CheckpointHeader = {
+      experiment: this.config.experiment,
+      settings: this.config.settings,
+      rows: this.outputs.rows,
+      strategy_state: Object.keys(state),
+      saved_at: new Date().toISOString(),
+    };
+    this.checkpoints.save(round, header as unknown as Record<string, unknown>, blobs);
   }
 
   private finish(): void {

@@ -34,6 +34,10 @@ interface RoundMeta extends ClientInstructions {
   weight_scale?: number;
   /** An encrypted global model decrypts to the average once multiplied by this. */
   factor?: number;
+  /** Which opening of the round this is; the update carries it back. */
+  attempt?: string;
+  /** Which public key to encrypt under (key_holder "aggregator"). */
+  he_key?: string;
 }
 
 export class ClientRole extends Role<ClientNodeConfig> {
@@ -81,6 +85,10 @@ export class ClientRole extends Role<ClientNodeConfig> {
       this.stage = 'waiting';
     });
     return { round: message.round, samples: prepared.data.size };
+  }
+
+  override reconnected(): void {
+    if (this.stage === 'waiting') void this.checkIn();
   }
 
   /** POST /c/standby: not selected this round; stay checked in. */
@@ -158,10 +166,27 @@ export class ClientRole extends Role<ClientNodeConfig> {
     this.node.logger.info(`ready: slice ${index} of ${client_number} (${data.size} samples), backend ${backend}`);
   }
 
+  /** The aggregator made a new key pair (it started over): encrypt under its new public key. */
+  private async keyFor(keyId: string | undefined): Promise<HeSession | undefined> {
+    const prepared = this.prepared!;
+    const current = prepared.he;
+    if (!current || !keyId || current.keyId === keyId) return current;
+    this.node.logger.warn(`the aggregator's public key changed (${current.keyId} -> ${keyId}); fetching the new one`);
+    const fresh = await this.startHe();
+    if (fresh?.keyId !== keyId) {
+      await fresh?.pool.close();
+      throw new Error(`the aggregator sent a model for HE key ${keyId} but serves key ${fresh?.keyId}`);
+    }
+    prepared.he = fresh;
+    await current.pool.close();
+    return fresh;
+  }
+
   private async runRound(message: Message, meta: RoundMeta): Promise<void> {
-    const { model, data, modelId: id, he } = this.prepared!;
+    const { model, data, modelId: id } = this.prepared!;
     const round = message.round;
     this.iterations.beginRound(round);
+    const he = await this.keyFor(meta.he_key);
     const decryptStart = performance.now();
     const global = message.ciphertexts ? Float32Array.from(await he!.pool.decrypt(message.ciphertexts, this.parameters, meta.factor)) : message.parameters;
     const decryptMs = performance.now() - decryptStart;
@@ -184,12 +209,12 @@ export class ClientRole extends Role<ClientNodeConfig> {
       ? encode({
           ...base,
           kind: Kind.EncryptedUpdate,
-          meta: { he: he.id },
+          meta: { he: he.id, attempt: meta.attempt },
           parameters: new Float32Array(0),
           ciphertexts: await he.pool.encrypt(weights, data.size * meta.weight_scale!),
           count: weights.length,
         })
-      : encode({ ...base, kind: Kind.Update, parameters: weights });
+      : encode({ ...base, kind: Kind.Update, meta: { attempt: meta.attempt }, parameters: weights });
     const encryptMs = performance.now() - encryptStart;
     const sendStart = performance.now();
     const path = this.config.upstream === this.config.aggregator ? '/a/receive' : '/s/receive';

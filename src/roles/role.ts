@@ -49,6 +49,9 @@ export abstract class Role<C extends NodeConfig = NodeConfig> {
   /** Called once the role's routes are mounted. */
   start(): void {}
 
+  /** Its config arrived again, unchanged: the aggregator may have restarted and forgotten this node. */
+  reconnected(): void {}
+
   /** What GET /<prefix>/status shows. */
   abstract status(): Record<string, unknown>;
 

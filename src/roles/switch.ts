@@ -7,22 +7,25 @@ import type { SwitchNodeConfig } from '../config/schema';
 import { expectedParameterCount } from '../model/model';
 import { badRequest, HttpError, refused } from '../net/errors';
 import { describeFailure } from '../net/peers';
-import { SwitchMachine, type SwitchAction } from '../protocol/switch';
+import { SwitchMachine, type SwitchAction, type SwitchEvent } from '../protocol/switch';
 import { UpdateBuffer } from '../strategy/update-buffer';
 import { encode, Kind, WIRE_CONTENT_TYPE } from '../wire/codec';
-import { readMessage } from '../wire/receive';
+import { attemptOf, readMessage } from '../wire/receive';
 import { startSession, type HeSession } from '../he/keys';
 import { Role } from './role';
 
 export const openRoundSchema = z
   .object({
     round: z.number().int().positive(),
+    attempt: z.string().min(1).max(200),
     clients: z.array(z.string()).min(1),
     deadline_ms: z.number().int().positive(),
     parameters: z.number().int().positive(),
     model_id: z.number().int().min(0),
   })
   .strict();
+
+type UpdateEvent = Omit<Extract<SwitchEvent, { type: 'update' }>, 'type'>;
 
 /** Running sum of the round's encrypted updates: ciphertext addition is exact, so order does not matter. */
 interface EncryptedTotal {
@@ -65,11 +68,11 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
   open(body: unknown): void {
     const parsed = openRoundSchema.safeParse(body);
     if (!parsed.success) throw badRequest('not a round opening', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
-    const { round, clients, deadline_ms, parameters, model_id } = parsed.data;
+    const { round, attempt, clients, deadline_ms, parameters, model_id } = parsed.data;
     if (parameters !== this.maxParameters) throw badRequest(`this experiment's model has ${this.maxParameters} parameters, not ${parameters}`);
     // Forward a little before the aggregator's own deadline, so a late client does not sink the whole switch.
     const deadlineMs = Math.max(100, Math.round(deadline_ms * 0.9));
-    this.run(this.machine.handle({ type: 'open', round, clients, deadlineMs }), () => {
+    this.run(this.machine.handle({ type: 'open', round, attempt, clients, deadlineMs }), () => {
       this.buffer = new UpdateBuffer(parameters);
       this.sum = { weight: 0, contributors: 0 };
       this.heSumMs = 0;
@@ -91,11 +94,12 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
       he: he && { id: he.id, chunks: he.chunks },
     });
     if (message.contributors !== 1) throw badRequest(`a client update sums exactly 1 update, not ${message.contributors}`);
+    const attempt = attemptOf(message);
     if (!he) {
-      const actions = this.machine.handle({ type: 'update', round: message.round, from: message.sender });
+      const actions = this.machine.handle({ type: 'update', round: message.round, attempt, from: message.sender });
       this.run(actions, () => buffer.add(message.sender, { values: message.parameters, weight: message.weight, contributors: 1, preScaled: false }));
     } else {
-      const step = this.queue.then(() => this.addEncrypted(he, message.round, message.sender, message.ciphertexts!, message.weight));
+      const step = this.queue.then(() => this.addEncrypted(he, { round: message.round, attempt, from: message.sender }, message.ciphertexts!, message.weight));
       this.queue = step.catch(() => undefined);
       await step;
     }
@@ -103,8 +107,8 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
   }
 
   /** Adds one encrypted update to the round's sum; a ciphertext SEAL cannot parse is refused, the sum unchanged. */
-  private async addEncrypted(he: HeSession, round: number, from: string, ciphertexts: Uint8Array[], weight: number): Promise<void> {
-    const refusal = this.machine.refusalFor(round, from);
+  private async addEncrypted(he: HeSession, update: UpdateEvent, ciphertexts: Uint8Array[], weight: number): Promise<void> {
+    const refusal = this.machine.refusalFor(update.round, update.attempt, update.from);
     if (refusal) throw refused(refusal);
     const before = this.sum;
     let sum: Uint8Array[];
@@ -115,7 +119,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     } catch (err) {
       throw new HttpError(400, 'bad ciphertext', `the update does not parse under this experiment's HE parameters: ${(err as Error).message}`);
     }
-    this.run(this.machine.handle({ type: 'update', round, from }), () => {
+    this.run(this.machine.handle({ type: 'update', ...update }), () => {
       this.sum = { ciphertexts: sum, weight: before.weight + weight, contributors: before.contributors + 1 };
     });
   }
@@ -134,7 +138,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
           this.after(action.ms, () => this.run(this.machine.handle({ type: 'deadline', round: action.round }), () => undefined));
           break;
         case 'forward':
-          void this.forward(action.round, action.missing);
+          void this.forward(action.round, action.from, action.missing);
           break;
         case 'log':
           this.node.logger[action.level](action.message);
@@ -144,20 +148,21 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
   }
 
   /** The round's one message upstream: the weighted sum, plain or encrypted. */
-  private upstreamMessage(round: number): { body: Buffer; contributors: number; weight: number } {
+  private upstreamMessage(round: number, clients: string[]): { body: Buffer; contributors: number; weight: number } {
     const base = { round, modelId: this.modelId, sender: this.config.address };
+    // Which clients are in the sum: the aggregator checks them and names the missing ones.
+    const meta = { attempt: this.machine.state.attempt, clients };
     if (this.he) {
       const { ciphertexts, weight, contributors } = this.sum;
-      const meta = { he: this.session!.id };
-      const body = encode({ ...base, kind: Kind.EncryptedSum, contributors, weight, meta, parameters: new Float32Array(0), ciphertexts, count: this.maxParameters });
+      const body = encode({ ...base, kind: Kind.EncryptedSum, contributors, weight, meta: { ...meta, he: this.session!.id }, parameters: new Float32Array(0), ciphertexts, count: this.maxParameters });
       return { body, contributors, weight };
     }
     const total = this.buffer!.total();
-    const body = encode({ ...base, kind: Kind.WeightedSum, contributors: total.contributors, weight: total.weight, parameters: Float32Array.from(total.sum) });
+    const body = encode({ ...base, kind: Kind.WeightedSum, contributors: total.contributors, weight: total.weight, meta, parameters: Float32Array.from(total.sum) });
     return { body, contributors: total.contributors, weight: total.weight };
   }
 
-  private async forward(round: number, missing: string[]): Promise<void> {
+  private async forward(round: number, clients: string[], missing: string[]): Promise<void> {
     const aggregateStart = performance.now();
     await this.queue; // encrypted updates still being added belong to this sum
     if (this.he) await this.he;
@@ -167,7 +172,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
       this.iterations.endRound({ clients_reported: this.sum.contributors, missing, outcome: 'withheld: fewer than 2 updates' });
       return;
     }
-    const { body: update, contributors, weight } = this.upstreamMessage(round);
+    const { body: update, contributors, weight } = this.upstreamMessage(round, clients);
     const aggregateMs = performance.now() - aggregateStart;
     let outcome = 'accepted';
     try {

@@ -19,6 +19,9 @@ export interface Strategy {
   /** The next global model from the current one and the round's weighted total. */
   aggregate(round: number, global: Float32Array, total: WeightedTotal): Float32Array;
   evaluate(round: number, parameters: Float32Array): Evaluation;
+  /** State carried from round to round (kept in checkpoints), and putting it back on resume. */
+  snapshot(): Record<string, Float32Array>;
+  restore(state: Record<string, Float32Array>): void;
 }
 
 export type Evaluator = (parameters: Float32Array) => Evaluation;
@@ -47,6 +50,12 @@ export class FedAvg implements Strategy {
   evaluate(_round: number, parameters: Float32Array): Evaluation {
     return this.evaluator(parameters);
   }
+
+  snapshot(): Record<string, Float32Array> {
+    return {};
+  }
+
+  restore(_state: Record<string, Float32Array>): void {}
 }
 
 /** FedAvg with server momentum (Hsu et al. 2019): the averaged step is smoothed across rounds. */
@@ -64,6 +73,14 @@ export class FedAvgM extends FedAvg {
       next[i] = global[i] - this.velocity[i];
     }
     return next;
+  }
+
+  override snapshot(): Record<string, Float32Array> {
+    return this.velocity ? { velocity: this.velocity } : {};
+  }
+
+  override restore(state: Record<string, Float32Array>): void {
+    this.velocity = state.velocity && Float32Array.from(state.velocity);
   }
 }
 

@@ -44,3 +44,9 @@ export function readMessage(body: unknown, expect: Expectation): Message {
   if (bad >= 0) throw new HttpError(400, 'bad values', `parameter ${bad} is ${message.parameters[bad]}; updates must be finite`);
   return message;
 }
+
+/** The opening of a round a message belongs to (see RoundState.attempt); '' when it names none. */
+export function attemptOf(message: Message): string {
+  const attempt = message.meta?.attempt;
+  return typeof attempt === 'string' ? attempt : '';
+}

@@ -68,6 +68,31 @@ export class Testbed {
       .map(([address]) => address);
   }
 
+  /** The pid of a worker the launcher started, from its pid file. */
+  pidOf(address: string): number {
+    const id = address.replace(':', '-');
+    return Number(readFileSync(join(this.state, 'pids', `${id}.pid`), 'utf8'));
+  }
+
+  /** Kills a worker outright, as a crash or a pulled plug would: no handler runs. */
+  kill(address: string): void {
+    process.kill(this.pidOf(address), 'SIGKILL');
+  }
+
+  /** `main.js agg` in the background with output kept live; `exited` resolves with its exit code. */
+  launchAggregator(extra: string[] = []): LaunchedAggregator {
+    const child = spawn(
+      process.execPath,
+      [MAIN, 'agg', '--config', this.configFile, '--token-file', join(this.state, 'token'), '--logs', this.logs, '--outputs', this.outputs, ...extra],
+      { cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    this.aggregators.push(child);
+    const launched = { child, output: '', exited: new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code))) };
+    child.stdout!.on('data', (d) => (launched.output += d));
+    child.stderr!.on('data', (d) => (launched.output += d));
+    return launched;
+  }
+
   up(): Promise<Result> {
     return script('testbed', ['up', '--config', this.configFile, '--state', this.state, '--logs', this.logs]);
   }
@@ -96,6 +121,12 @@ export class Testbed {
       child.on('exit', (code) => resolve({ child, get output() { return output; }, exitCode: code }));
     });
   }
+}
+
+export interface LaunchedAggregator {
+  child: ChildProcess;
+  output: string;
+  exited: Promise<number | null>;
 }
 
 export async function get(address: string, path: string, token?: string): Promise<{ status: number; body: any }> {

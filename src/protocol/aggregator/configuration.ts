@@ -3,6 +3,7 @@ import type { Action, RoundRules, RoundState, Topology } from './state';
 
 export function configureRound(state: RoundState, rules: RoundRules, topology: Topology): Action[] {
   state.stage = 'training';
+  state.attempt = `${rules.session ?? ''}:${state.round}.${state.retries}`;
   state.expected = new Map();
   const switches = new Set<string>();
   for (const client of state.selected) {
@@ -17,11 +18,12 @@ export function configureRound(state: RoundState, rules: RoundRules, topology: T
   const actions: Action[] = [...switches].map((sw) => ({
     type: 'open-switch-round' as const,
     round: state.round,
+    attempt: state.attempt,
     switch: sw,
     clients: state.expected.get(sw)!,
   }));
   actions.push(
-    { type: 'send-model', round: state.round, clients: [...state.selected] },
+    { type: 'send-model', round: state.round, attempt: state.attempt, clients: [...state.selected] },
     { type: 'start-timer', timer: 'report', round: state.round, ms: rules.deadlineMs },
   );
   return actions;

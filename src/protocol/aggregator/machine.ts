@@ -1,5 +1,6 @@
 /** Routes each event to the phase that handles it. No IO here: the aggregator role carries out the actions. */
 import { onAggregated, onCheckpointed, onEvaluated } from './evaluation';
+import { onDown, onUp } from './liveness';
 import { onReport, onReportDeadline, reportRefusal } from './reporting';
 import { beginSelection, onCheckin, onSelectionDeadline } from './selection';
 import { initialState, type Action, type Event, type RoundRules, type RoundState, type Topology } from './state';
@@ -31,9 +32,13 @@ export class RoundMachine {
       case 'selection-deadline':
         return onSelectionDeadline(state, rules, topology, event.round);
       case 'report':
-        return onReport(state, rules, event);
+        return onReport(state, rules, topology, event);
       case 'report-deadline':
         return onReportDeadline(state, rules, topology, event.round);
+      case 'node-down':
+        return onDown(state, rules, topology, event.node);
+      case 'node-up':
+        return onUp(state, rules, topology, event.node);
       case 'aggregated':
         return onAggregated(state, event.round);
       case 'evaluated':
