@@ -131,6 +131,7 @@ describe('encrypted rounds with the key at the clients', () => {
 
   it("no switch's or the aggregator's memory holds the secret key; a client's does (the scan works)", () => {
     const needles = keyNeedles(testbed);
+    console.log(`# read ${(aggregatorMemory.scannedBytes / 1e6).toFixed(0)} MB of the aggregator's memory`);
     assert.equal(aggregatorMemory.found, 0, 'the aggregator holds key material');
     assert.ok(aggregatorMemory.scannedBytes > 50e6, `scanned ${aggregatorMemory.scannedBytes} bytes`);
     for (const address of testbed.addresses('switch')) {
