@@ -88,7 +88,7 @@ describe('killed and restarted: a client, a switch, the aggregator', () => {
     writeFileSync(join(checkpoints, `round-${String(killedIn.aggregator).padStart(3, '0')}.ckpt`), torn.subarray(0, torn.length >> 1));
     second = testbed.launchAggregator(['--resume']);
     exitCode = await second.exited;
-  });
+  }, { timeout: 240_000 });
   after(() => testbed.down());
 
   it('finishes the experiment after the restart, every round counted once', () => {
@@ -136,6 +136,15 @@ describe('killed and restarted: a client, a switch, the aggregator', () => {
       saved.dispose();
     }
     assert.ok(metrics().at(-1)!.accuracy > 0.85, `final accuracy ${metrics().at(-1)!.accuracy}`);
+  });
+
+  it('started over without --resume, makes a new key pair; running clients fetch the new public key', { timeout: 120_000 }, async () => {
+    const again = testbed.launchAggregator();
+    assert.equal(await again.exited, 0, again.output);
+    assert.equal(metrics().length, ROUNDS);
+    assert.ok(metrics().at(-1)!.accuracy > 0.85, `final accuracy ${metrics().at(-1)!.accuracy}: updates under a stale key would not learn`);
+    const clientLog = readFileSync(join(testbed.logs, `${clients[1].replace(':', '-')}.log`), 'utf8');
+    assert.match(clientLog, /the aggregator's public key changed \(\w+ -> \w+\); fetching the new one/);
   });
 
   it('resumed with the key pair clients already held, kept owner-only', () => {

@@ -254,7 +254,7 @@ describe('aggregator round machine with workers going down', () => {
 
 describe('switch round machine', () => {
   const members = ['c1', 'c2', 'c3'];
-  const open = (m: SwitchMachine, round = 1, clients = ['c1', 'c2'], attempt = `a${round}`) => m.handle({ type: 'open', round, attempt, clients, deadlineMs: 500 });
+  const open = (m: SwitchMachine, round = 1, clients = ['c1', 'c2'], attempt = `s:${round}.0`) => m.handle({ type: 'open', round, attempt, clients, deadlineMs: 500 });
   const update = (m: SwitchMachine, from: string, round = 1, attempt = m.state.attempt) => m.handle({ type: 'update', round, attempt, from });
 
   it('forwards once every selected client reported, in sender order', () => {
@@ -276,14 +276,14 @@ describe('switch round machine', () => {
   });
 
   const refusals: [string, (m: SwitchMachine) => ReturnType<SwitchMachine['handle']>, number][] = [
-    ['an update before any round is open', () => update(new SwitchMachine(members), 'c1', 1, 'a1'), 409],
+    ['an update before any round is open', () => update(new SwitchMachine(members), 'c1', 1, 's:1.0'), 409],
     ['an update for another round', (m) => update(m, 'c1', 2), 409],
     ['a duplicate update', (m) => (update(m, 'c1', 1), update(m, 'c1', 1)), 409],
     ['an update from a member not selected this round', (m) => update(m, 'c3', 1), 403],
     ['an update from a stranger', (m) => update(m, 'x9', 1), 403],
     ['an opening naming a stranger', (m) => open(m, 2, ['c1', 'x9']), 400],
-    ['an opening of an older round', (m) => open(m, 0), 409],
-    ['an update for an earlier opening of the round', (m) => update(m, 'c1', 1, 'a0'), 409],
+    ['an opening of an older round', (m) => open(m, 0, ['c1'], 's:0.0'), 409],
+    ['an update for an earlier opening of the round', (m) => update(m, 'c1', 1, 's:1.-1'), 409],
     ['an update after the sum was forwarded', (m) => (update(m, 'c1', 1), update(m, 'c2', 1), update(m, 'c2', 1)), 409],
   ];
   for (const [name, act, status] of refusals) {
@@ -294,6 +294,13 @@ describe('switch round machine', () => {
       assert.equal(refusal?.type === 'refuse' && refusal.status, status);
     });
   }
+
+  it('lets an aggregator started again (a new session) begin from round 1', () => {
+    const m = new SwitchMachine(members);
+    open(m, 7, ['c1', 'c2'], 'first:7.0');
+    assert.equal(open(m, 1, ['c1'], 'second:1.0').some((a) => a.type === 'refuse'), false);
+    assert.deepEqual([m.state.round, m.state.attempt], [1, 'second:1.0']);
+  });
 
   it('accepts the same round opened again (a retried round) and starts it afresh', () => {
     const m = new SwitchMachine(members);

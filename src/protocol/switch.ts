@@ -3,6 +3,8 @@
  * report, and the switch forwards one sum when all are in or at its deadline.
  */
 
+import { sessionOf } from './attempt';
+
 export interface SwitchRoundState {
   stage: 'idle' | 'collecting' | 'forwarded';
   round: number;
@@ -49,8 +51,10 @@ export class SwitchMachine {
     if (strangers.length) return [{ type: 'refuse', status: 400, reason: `not clients of this switch: ${strangers.join(', ')}` }];
     if (!clients.length) return [{ type: 'refuse', status: 400, reason: 'a round needs at least one client' }];
     const { state } = this;
-    // The same round may be opened again: the aggregator restarts a round that got too few updates.
-    if (round < state.round) return [{ type: 'refuse', status: 409, reason: `round ${round} is older than round ${state.round}` }];
+    // The same round may be opened again (a retry), and an aggregator started again may begin anew.
+    if (round < state.round && sessionOf(attempt) === sessionOf(state.attempt)) {
+      return [{ type: 'refuse', status: 409, reason: `round ${round} is older than round ${state.round}` }];
+    }
     const actions: SwitchAction[] = [];
     if (state.stage === 'collecting' && state.round !== round) {
       actions.push({ type: 'log', level: 'warn', message: `round ${state.round} abandoned: the aggregator opened round ${round}` });

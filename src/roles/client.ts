@@ -83,6 +83,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
     void this.runRound(message, message.meta as unknown as RoundMeta).catch((err) => {
       this.node.logger.error(`round ${message.round} failed: ${(err as Error).stack ?? err}`);
       this.stage = 'waiting';
+      if (!this.isStopped) void this.checkIn(); // free again: the next round can have it
     });
     return { round: message.round, samples: prepared.data.size };
   }

@@ -1,9 +1,10 @@
 /** Configuration: switches learn which of their clients are in the round; the model goes down. */
+import { attemptId } from '../attempt';
 import type { Action, RoundRules, RoundState, Topology } from './state';
 
 export function configureRound(state: RoundState, rules: RoundRules, topology: Topology): Action[] {
   state.stage = 'training';
-  state.attempt = `${rules.session ?? ''}:${state.round}.${state.retries}`;
+  state.attempt = attemptId(rules.session ?? '', state.round, state.retries);
   state.expected = new Map();
   const switches = new Set<string>();
   for (const client of state.selected) {
