@@ -16,7 +16,7 @@ export interface WatchOptions {
   onUp: (address: string, how: string) => void;
 }
 
-export type WorkerHealth = 'up' | 'down' | 'configuring';
+type WorkerHealth = 'up' | 'down' | 'configuring';
 
 /** Missed health checks in a row before a worker that does not refuse connections counts as down. */
 const MISSES_BEFORE_DOWN = 3;
@@ -48,10 +48,6 @@ export class WorkerWatch {
 
   stop(): void {
     clearInterval(this.timer);
-  }
-
-  states(): Record<string, WorkerHealth> {
-    return Object.fromEntries(this.workers.map((w) => [w.config.address, w.state]));
   }
 
   private async check(worker: Watched): Promise<void> {
