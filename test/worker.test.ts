@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import request from 'supertest';
+import { configFingerprint } from '../src/config/fingerprint';
 import { parseExperimentConfig, resolveNodeConfigs } from '../src/config/load';
 import type { NodeConfig } from '../src/config/schema';
 import { testbedConfig } from '../src/config/testbed';
@@ -17,6 +18,10 @@ function configs(experiment = 'exp-a'): NodeConfig[] {
   return [...resolveNodeConfigs(parseExperimentConfig(raw)).values()];
 }
 const ofType = (type: NodeConfig['type'], experiment?: string) => configs(experiment).find((c) => c.type === type)!;
+
+async function waitUntil(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((r) => setTimeout(r, 5));
+}
 
 function worker() {
   return createWorkerApp(nodeContext(), TOKEN);
@@ -85,6 +90,27 @@ describe('POST /config', () => {
     assert.equal(res.body.status, 'unchanged');
     assert.equal(roles.role, first);
     assert.ok(!first.isStopped);
+  });
+
+  it('shows the incoming config on /health while the old role stops, never none', async () => {
+    // An aggregator's health check that saw "no config" mid-replacement would push the old config back.
+    const { app, roles } = worker();
+    await request(app).post('/config').set(auth).send(ofType('client', 'exp-a')).expect(201);
+    let releaseStop!: () => void;
+    const old = roles.role!;
+    const stop = old.stop.bind(old);
+    old.stop = async () => {
+      await new Promise<void>((resolve) => (releaseStop = resolve));
+      await stop();
+    };
+    const next = ofType('switch', 'exp-b');
+    const replacing = request(app).post('/config').set(auth).send(next).expect(201).then();
+    await waitUntil(() => releaseStop !== undefined);
+    const during = await request(app).get('/health').expect(200);
+    releaseStop();
+    await replacing;
+    assert.equal(during.body.config, configFingerprint(next));
+    assert.equal((await request(app).get('/health').expect(200)).body.config, configFingerprint(next));
   });
 
   it('applies configs one at a time, in order, when they race', async () => {

@@ -51,6 +51,8 @@ function mount(config: NodeConfig, node: NodeContext, options: MountOptions): { 
 
 export class RoleHost {
   private mounted?: Mounted;
+  /** The config being mounted now: /health shows it while the old role stops, never "no config". */
+  private incoming?: string;
   /** Configs are applied one at a time, in the order they arrive. */
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -69,7 +71,7 @@ export class RoleHost {
 
   /** The fingerprint of the mounted config (GET /health shows it, so the aggregator can tell who needs one). */
   get fingerprint(): string | undefined {
-    return this.mounted?.fingerprint;
+    return this.incoming ?? this.mounted?.fingerprint;
   }
 
   apply(config: NodeConfig, options: MountOptions = {}): Promise<ApplyResult> {
@@ -98,13 +100,17 @@ export class RoleHost {
 
     const old = this.mounted;
     this.mounted = undefined;
-    if (old) await old.role.stop();
-
-    const { role, routes } = mount(config, this.node, options);
-    const router = Router();
-    router.use(prefix, routes);
-    this.mounted = { role, router, fingerprint };
-    role.start();
+    this.incoming = fingerprint;
+    try {
+      if (old) await old.role.stop();
+      const { role, routes } = mount(config, this.node, options);
+      const router = Router();
+      router.use(prefix, routes);
+      this.mounted = { role, router, fingerprint };
+      role.start();
+    } finally {
+      this.incoming = undefined;
+    }
     this.node.logger.info(`${old ? 'replaced' : 'mounted'} role ${config.type} under ${prefix} for experiment ${config.experiment}`);
     return { status: old ? 'replaced' : 'mounted', ...result };
   }
