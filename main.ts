@@ -3,6 +3,7 @@
  *   node main.js [--host H] [--port P]       a worker: waits for its config at POST /config
  *   node main.js agg [--config config.json]  the aggregator: pushes configs, runs the experiment
  *                    [--resume]              … going on from its last checkpoint
+ *   node main.js report <outputs/experiment> report.html and PNG charts, made again from disk
  *   node main.js eval <model-dir>            a saved model scored on the held-out digits
  *   node main.js keygen [--config F]         the HE secret key, when clients hold it
  */
@@ -16,11 +17,28 @@ import { ExperimentNotReady, runAggregator } from './src/orchestrator/run-aggreg
 import { ResumeError } from './src/orchestrator/resume';
 import { evaluateSaved } from './src/orchestrator/evaluate-saved';
 import { formatSummary } from './src/orchestrator/summary';
+import { createProgress, progressMode } from './src/orchestrator/progress';
+import { reportFromDisk } from './src/report/report';
+
+function nodeId(text: string): string {
+  if (!/^[A-Za-z0-9._-]{1,100}$/.test(text)) throw new InvalidArgumentError('expected up to 100 letters, digits, ".", "_" or "-" (it names log files)');
+  return text;
+}
 
 function portNumber(text: string): number {
   const port = Number(text);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError('expected a port number 0-65535');
   return port;
+}
+
+interface AggFlags {
+  config: string;
+  check?: boolean;
+  resume?: boolean;
+  quiet?: boolean;
+  keepServing?: boolean;
+  host?: string;
+  port?: number;
 }
 
 interface CommonFlags {
@@ -37,10 +55,10 @@ const withCommonFlags = (command: Command) =>
   command
     .option('--token-file <file>', 'file holding the cluster token (or set $FL_TOKEN)')
     .addOption(new Option('--token <token>', 'the cluster token itself (visible to ps; prefer --token-file)'))
-    .option('--id <id>', 'node id used in log file names (default: host-port)')
+    .option('--id <id>', 'node id used in log file names (default: host-port)', nodeId)
     .option('--logs <dir>', 'where logs go', 'logs')
     .option('--outputs <dir>', 'where models and metrics go', 'outputs')
-    .option('--log-level <level>', 'error, warn, info or debug', 'info')
+    .addOption(new Option('--log-level <level>', 'how much the log says').choices(['error', 'warn', 'info', 'debug']).default('info'))
     .option('--debug', 'same as --log-level debug');
 
 function common(flags: CommonFlags) {
@@ -112,22 +130,51 @@ withCommonFlags(
     .option('--config <file>', 'the experiment config', 'config.json')
     .option('--check', 'only validate the config and print the topology, then exit')
     .option('--resume', "go on from the experiment's last checkpoint in --outputs (after a crash, or to run more rounds)")
+    .option('--quiet', 'print only errors and the summary table at the end (for scripts)')
+    .option('--keep-serving', 'after the last round, keep serving the dashboard until Ctrl-C')
     .option('--host <host>', "address to listen on (default: the aggregator's address in config.json)")
     .option('--port <port>', "port to listen on (default: the aggregator's port in config.json)", portNumber),
-).action(async (flags: CommonFlags & { config: string; check?: boolean; resume?: boolean; host?: string; port?: number }) => {
+).action(async (flags: CommonFlags & AggFlags) => {
   try {
     const config = loadExperimentConfig(flags.config);
     if (flags.check) return printTopology(flags.config, config);
-    const { node, finished } = await runAggregator({ config, host: flags.host, port: flags.port, resume: flags.resume, ...common(flags) });
+    const mode = progressMode(Boolean(flags.quiet));
+    const progress = createProgress(mode);
+    const { node, role, finished } = await runAggregator({
+      config,
+      host: flags.host,
+      port: flags.port,
+      resume: flags.resume,
+      ...common(flags),
+      print: progress.print,
+      console: mode === 'lines', // log lines would tear the bars; the log file has them all
+    });
     closeOnSignals(node);
+    progress.follow(role);
     const summary = await finished;
+    progress.stop();
     console.log(formatSummary(summary.rounds, summary.outputs));
+    if (flags.keepServing) return console.log(`still serving the dashboard at http://${role.config.address}/ (Ctrl-C to stop)`);
     await node.close();
     process.exit(0);
   } catch (err) {
     fail(err);
   }
 });
+
+program
+  .command('report')
+  .description("write an experiment's report.html and PNG charts again, from its outputs and the aggregator's logs")
+  .argument('<experiment-dir>', 'an experiment\'s outputs folder, like outputs/mnist-mlp')
+  .option('--logs <dir>', "the aggregator's logs folder (its cluster/ subfolder holds the workers' records)", 'logs')
+  .action(async (dir: string, flags: { logs: string }) => {
+    try {
+      const { html, pngs } = await reportFromDisk(dir, flags.logs);
+      console.log(`wrote ${html}\n${pngs.map((p) => `wrote ${p}`).join('\n')}`);
+    } catch (err) {
+      fail(err);
+    }
+  });
 
 program
   .command('keygen')

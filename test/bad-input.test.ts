@@ -172,8 +172,18 @@ describe('bad input on every role route', () => {
   const sumFrom = (over: Partial<Message> = {}, meta: Record<string, unknown> = {}) =>
     wire({ kind: Kind.WeightedSum, sender: switchConfig.address, contributors: 1, meta: { attempt, clients: [membersOf(switchConfig)[1]], ...meta }, ...over });
 
-  table('aggregator: /a/checkin, /a/receive, /a/he/public-key', () => aggregator, [
-    ...tokenCases([['GET', '/a/status'], ['POST', '/a/checkin'], ['POST', '/a/receive'], ['GET', '/a/he/public-key']]),
+  const logBatch = (over: Record<string, unknown> = {}) => ({
+    node: 'client-1', address: clientConfig.address, role: 'client', experiment: clientConfig.experiment, boot: 'b00t', entries: [], ...over,
+  });
+
+  table('aggregator: /a/checkin, /a/receive, /a/logs, /a/he/public-key', () => aggregator, [
+    ...tokenCases([['GET', '/a/status'], ['POST', '/a/checkin'], ['POST', '/a/receive'], ['POST', '/a/logs'], ['GET', '/a/he/public-key']]),
+    { name: 'logs in malformed JSON', send: postRaw('/a/logs', '{"node": '), status: 400, reason: /not valid JSON/ },
+    { name: 'logs with an entry of the wrong shape', send: postJson('/a/logs', logBatch({ entries: [{ seq: 0, kind: 'iteration', entry: { round: 'one' } }] })), status: 400, reason: /the batch failed validation/ },
+    { name: 'logs with a node id that is a path', send: postJson('/a/logs', logBatch({ node: '../../etc/passwd' })), status: 400, reason: /the batch failed validation/ },
+    { name: 'logs from a node not in the experiment', send: postJson('/a/logs', logBatch({ address: '127.0.0.99:5000' })), status: 403, reason: /is not a client of experiment/ },
+    { name: 'logs from a client claiming to be a switch', send: postJson('/a/logs', logBatch({ role: 'switch' })), status: 403, reason: /is not a switch of experiment/ },
+    { name: 'logs of another experiment', send: postJson('/a/logs', logBatch({ experiment: 'someone-else' })), status: 409, reason: /these logs are for someone-else/ },
     { name: 'a check-in in malformed JSON', send: postRaw('/a/checkin', '{"client": '), status: 400, reason: /not valid JSON/ },
     { name: 'a check-in with wrong types', send: postJson('/a/checkin', { client: 5, samples: 'many' }), status: 400, reason: /expected \{"client"/ },
     { name: 'a check-in from a node not in the experiment', send: postJson('/a/checkin', { client: '127.0.0.99:5000', samples: 10 }), status: 403, reason: /not a client of this experiment/ },

@@ -1,7 +1,11 @@
 /** Routes of the aggregator role, mounted under /a. */
-import { Router } from 'express';
+import express, { Router } from 'express';
+import { requireContentType } from '../net/errors';
 import type { AggregatorRole } from '../roles/aggregator';
 import { jsonBody, wireBody } from './wire';
+
+/** A log batch holds up to a few thousand entries of a few hundred bytes. */
+const LOG_BATCH_LIMIT = 4 * 1024 * 1024;
 
 export function aggregatorBlueprint(role: AggregatorRole): Router {
   const router = Router();
@@ -13,6 +17,9 @@ export function aggregatorBlueprint(role: AggregatorRole): Router {
   });
   router.post('/receive', ...wireBody(role.parameters, role.encrypted), async (req, res) => {
     res.json({ status: 'accepted', ...(await role.receive(req.body)) });
+  });
+  router.post('/logs', requireContentType('application/json'), express.json({ limit: LOG_BATCH_LIMIT }), (req, res) => {
+    res.json({ status: 'written', ...role.receiveLogs(req.body) });
   });
   router.get('/he/public-key', (_req, res) => {
     const key = role.publicKey(); // before the content type is set: a refusal must go out as JSON

@@ -24,6 +24,8 @@ export class IterationLog {
   readonly file: string;
   private readonly entries: IterationEntry[];
   private open?: { round: number; startedAt: Date };
+  /** Hears each finished round's entry (a worker ships it to the aggregator). */
+  onEntry?: (entry: IterationEntry) => void;
   private since: WireTotals;
 
   constructor(
@@ -68,6 +70,7 @@ export class IterationLog {
     this.entries.push(entry);
     this.open = undefined;
     this.flush();
+    this.onEntry?.(entry);
     return entry;
   }
 

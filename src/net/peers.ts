@@ -14,10 +14,14 @@ export interface Health {
 
 export class Peers {
   private readonly http: AxiosInstance;
-  /** Health checks go on connections of their own, left out of the byte counts at both ends. */
-  private readonly probes = axios.create({ httpAgent: new http.Agent({ keepAlive: true }), proxy: false });
+  /**
+   * Health checks and central logs go on connections of their own, left out of the byte counts at
+   * both ends: what a round costs is the experiment's traffic, not its monitoring.
+   */
+  private readonly probes: AxiosInstance;
 
   constructor(token: string, meter: WireMeter, timeoutMs = 30_000) {
+    this.probes = axios.create({ httpAgent: new http.Agent({ keepAlive: true }), headers: { Authorization: `Bearer ${token}` }, proxy: false });
     this.http = axios.create({
       timeout: timeoutMs,
       httpAgent: meter.agent(),
@@ -40,6 +44,12 @@ export class Peers {
 
   async health(address: string, timeoutMs: number): Promise<Health> {
     const res = await this.probes.get<Health>(baseUrl(address) + '/health', { timeout: timeoutMs });
+    return res.data;
+  }
+
+  /** A request that is not the experiment's traffic (central logs): unmetered, on the probes' connections. */
+  async outOfBand<T = unknown>(address: string, path: string, body: unknown, timeoutMs: number): Promise<T> {
+    const res = await this.probes.post<T>(baseUrl(address) + path, body, { timeout: timeoutMs });
     return res.data;
   }
 }

@@ -8,6 +8,7 @@ import { configFingerprint } from '../config/fingerprint';
 import type { NodeConfig } from '../config/schema';
 import { aggregatorBlueprint } from '../blueprints/aggregator';
 import { clientBlueprint } from '../blueprints/client';
+import { dashboardBlueprint } from '../blueprints/dashboard';
 import { switchBlueprint } from '../blueprints/switch';
 import { AggregatorRole } from '../roles/aggregator';
 import { ClientRole } from '../roles/client';
@@ -17,6 +18,8 @@ import { SwitchRole } from '../roles/switch';
 interface Mounted {
   role: Role;
   router: Router;
+  /** Routes open without the token (the aggregator's dashboard), mounted at the root. */
+  publicRouter?: Router;
   fingerprint: string;
 }
 
@@ -32,7 +35,7 @@ export interface MountOptions {
   resume?: Checkpoint;
 }
 
-function mount(config: NodeConfig, node: NodeContext, options: MountOptions): { role: Role; routes: Router } {
+function mount(config: NodeConfig, node: NodeContext, options: MountOptions): { role: Role; routes: Router; publicRoutes?: Router } {
   switch (config.type) {
     case 'client': {
       const role = new ClientRole(config, node);
@@ -44,7 +47,7 @@ function mount(config: NodeConfig, node: NodeContext, options: MountOptions): { 
     }
     case 'aggregator': {
       const role = new AggregatorRole(config, node, options.resume);
-      return { role, routes: aggregatorBlueprint(role) };
+      return { role, routes: aggregatorBlueprint(role), publicRoutes: dashboardBlueprint(role) };
     }
   }
 }
@@ -66,6 +69,13 @@ export class RoleHost {
   readonly dispatch: RequestHandler = (req, res, next) => {
     const mounted = this.mounted;
     if (mounted) mounted.router(req, res, next);
+    else next();
+  };
+
+  /** The mounted role's routes that need no token, if it has any. */
+  readonly dispatchPublic: RequestHandler = (req, res, next) => {
+    const publicRouter = this.mounted?.publicRouter;
+    if (publicRouter) publicRouter(req, res, next);
     else next();
   };
 
@@ -103,10 +113,10 @@ export class RoleHost {
     this.incoming = fingerprint;
     try {
       if (old) await old.role.stop();
-      const { role, routes } = mount(config, this.node, options);
+      const { role, routes, publicRoutes } = mount(config, this.node, options);
       const router = Router();
       router.use(prefix, routes);
-      this.mounted = { role, router, fingerprint };
+      this.mounted = { role, router, publicRouter: publicRoutes, fingerprint };
       role.start();
     } finally {
       this.incoming = undefined;

@@ -11,6 +11,10 @@ import { RoleHost } from './role-host';
 
 export const CONFIG_BODY_LIMIT = 1024 * 1024;
 
+/** Paths whose traffic is monitoring, not the experiment's: health checks, central logs, the dashboard. */
+export const isMonitoring = (path: string): boolean =>
+  path === '/health' || path === '/a/logs' || path === '/' || path.startsWith('/dashboard/');
+
 export interface WorkerApp {
   app: Express;
   roles: RoleHost;
@@ -23,16 +27,17 @@ export function createWorkerApp(node: NodeContext, token: string): WorkerApp {
   app.disable('x-powered-by');
   app.set('etag', false);
 
-  // A connection that has only ever carried health checks is left out of the byte counts.
+  // A connection that has only ever carried monitoring (health, central logs, the dashboard) is left out of the byte counts.
   const experimentTraffic = new WeakSet<object>();
   app.use((req, _res, next) => {
-    if (req.path !== '/health') experimentTraffic.add(req.socket);
+    if (isMonitoring(req.path)) {
+      if (!experimentTraffic.has(req.socket)) node.meter.exclude(req.socket);
+    } else experimentTraffic.add(req.socket);
     next();
   });
 
   // Liveness stays open so launchers and monitors can probe without the secret; it shows no settings.
   app.get('/health', (req, res) => {
-    if (!experimentTraffic.has(req.socket)) node.meter.exclude(req.socket);
     res.json({
       status: 'ok',
       node: node.nodeId,
@@ -42,6 +47,13 @@ export function createWorkerApp(node: NodeContext, token: string): WorkerApp {
       config: roles.fingerprint ?? null,
       uptime_s: Math.round((Date.now() - startedAt) / 1000),
     });
+  });
+
+  app.use(roles.dispatchPublic);
+  app.get('/', (_req, res) => {
+    const role = roles.role;
+    const where = role ? `this node is a ${role.type}; the aggregator at ${role.config.aggregator} serves the dashboard` : 'this node has no config yet';
+    res.status(404).json({ error: 'no dashboard here', reason: where });
   });
 
   app.use(requireBearer(token));

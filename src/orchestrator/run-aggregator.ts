@@ -4,6 +4,8 @@ import { resolveNodeConfigs } from '../config/load';
 import { parseAddress } from '../config/address';
 import type { AggregatorNodeConfig, ExperimentConfig } from '../config/schema';
 import { startNode, type NodeOptions, type StartedNode } from '../node/start';
+import { nodeRounds } from '../report/data';
+import { writeReport } from '../report/report';
 import type { AggregatorRole, ExperimentSummary } from '../roles/aggregator';
 import { formatOutcome, missingForExperiment, pushConfigs, summarize } from './push';
 import { findCheckpoint } from './resume';
@@ -23,8 +25,9 @@ export class ExperimentNotReady extends Error {}
 
 export interface RunningExperiment {
   node: StartedNode;
-  /** Resolves when the last round is checkpointed. */
-  finished: Promise<ExperimentSummary>;
+  role: AggregatorRole;
+  /** Resolves when the last round is checkpointed and the report written. */
+  finished: Promise<ExperimentSummary & { report?: string }>;
 }
 
 export async function runAggregator(options: AggregatorOptions): Promise<RunningExperiment> {
@@ -54,6 +57,7 @@ export async function runAggregator(options: AggregatorOptions): Promise<Running
     onOutcome: (o) => print(formatOutcome(o)),
   });
   print(summarize(outcomes));
+  for (const o of outcomes) role.noteHealth(o.address, o.result === 'configured' ? 'up' : 'down', `${o.result} (${o.detail})`);
   node.logger.info(`config push: ${summarize(outcomes)}`);
 
   const missing = missingForExperiment(workers, outcomes, own.address);
@@ -68,18 +72,40 @@ export async function runAggregator(options: AggregatorOptions): Promise<Running
       const line = `worker ${address} is down (${reason})`;
       node.logger.warn(line);
       print(line);
-      role.workerDown(address);
+      role.workerDown(address, reason);
     },
     onUp: (address, how) => {
       const line = `worker ${address} is ${how}`;
       node.logger.info(line);
       print(line);
-      role.workerUp(address);
+      role.workerUp(address, how);
     },
   });
   watch.start();
   void role.finished.finally(() => watch.stop()).catch(() => undefined);
   const first = role.machine.state.round;
+  print(`dashboard: http://${own.address}/ (open in a browser; it updates as rounds finish)`);
   print(`running ${first > 1 ? `rounds ${first} to ${config.rounds}` : `${config.rounds} rounds`} of ${config.training.strategy} on ${config.model.architecture} (${role.parameters} parameters)`);
-  return { node: { ...node, close: () => (watch.stop(), node.close()) }, finished: role.finished };
+  const finished = role.finished.then(async (summary) => ({ ...summary, report: await reportOn(role, node, print) }));
+  return { node: { ...node, close: () => (watch.stop(), node.close()) }, role, finished };
+}
+
+/** outputs/<experiment>/report.html and its PNG charts; a report that fails costs the experiment nothing. */
+async function reportOn(role: AggregatorRole, node: StartedNode, print: (line: string) => void): Promise<string | undefined> {
+  const { config, outputs, cluster } = role;
+  try {
+    const { html, pngs } = await writeReport(outputs.dir, {
+      experiment: config.experiment,
+      aggregator: config.address,
+      settings: config.settings,
+      topology: { clients: Object.keys(config.clients).length, switches: config.switches.length },
+      rows: outputs.rows,
+      perNode: nodeRounds(config.address, outputs.rows, cluster.records()),
+    });
+    print(`report: ${html} (charts as PNG: ${pngs.length} in ${outputs.dir}/charts)`);
+    return html;
+  } catch (err) {
+    node.logger.warn(`the report could not be written: ${(err as Error).stack ?? err}`);
+    return undefined;
+  }
 }

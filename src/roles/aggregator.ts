@@ -5,14 +5,18 @@
  */
 import type * as tf from '@tensorflow/tfjs';
 import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { asFloat32, CheckpointStore, float32Bytes, type Checkpoint } from '../checkpoint';
 import type { AggregatorNodeConfig } from '../config/schema';
 import { loadMnist, subset, type Dataset } from '../data/mnist';
 import { testIndices } from '../data/partition';
+import { logBatchSchema } from '../log/central';
+import { ClusterLog } from '../log/cluster-log';
 import { initBackend } from '../model/backend';
 import { buildModel, evaluate, expectedParameterCount, getFlatWeights, modelId, setFlatWeights } from '../model/model';
+import { describeIssues } from '../config/load';
 import { badRequest, HttpError, refused } from '../net/errors';
 import { describeFailure } from '../net/peers';
 import { ExperimentOutputs, type RoundMetrics } from '../outputs';
@@ -62,6 +66,16 @@ export interface CheckpointHeader {
   saved_at: string;
 }
 
+/** What the health checks last said of a worker (the dashboard shows it). */
+export interface WorkerHealth {
+  state: 'up' | 'down';
+  since: string;
+  reason?: string;
+}
+
+/** What changed, for whoever shows the experiment live (dashboard, progress bars). */
+export type Change = 'stage' | 'round' | 'logs' | 'health';
+
 export const CHECKPOINTS_DIR = 'checkpoints';
 /** The aggregator's HE key pair (key_holder "aggregator"), owner-only, beside its checkpoints. */
 export const KEY_PAIR_FILE = 'he-keypair.json';
@@ -94,6 +108,11 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
   private heQueue: Promise<unknown> = Promise.resolve();
   private roundMissing: string[] = [];
   readonly checkpoints: CheckpointStore;
+  /** Every worker's records, shipped here as rounds finish. */
+  readonly cluster: ClusterLog;
+  readonly health = new Map<string, WorkerHealth>();
+  readonly changes = new EventEmitter<{ change: [Change] }>();
+  private done = false;
 
   constructor(
     config: AggregatorNodeConfig,
@@ -114,6 +133,12 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
     this.machine = new RoundMachine(machineRules, { upstreamOf, self: address }, (resumeFrom?.round ?? 0) + 1);
     this.outputs = new ExperimentOutputs(this.node.outputsDir, this.config.experiment);
     this.checkpoints = new CheckpointStore(join(this.outputs.dir, CHECKPOINTS_DIR));
+    const workers = new Map<string, 'client' | 'switch'>([
+      ...this.config.switches.map((s) => [s, 'switch'] as const),
+      ...Object.keys(this.config.clients).map((c) => [c, 'client'] as const),
+    ]);
+    this.cluster = new ClusterLog(this.node.logsDir, this.config.experiment, workers, resumeFrom !== undefined);
+    this.changes.setMaxListeners(0); // one per dashboard page open
     this.finished = new Promise((resolve, reject) => {
       this.resolveFinished = resolve;
       this.rejectFinished = reject;
@@ -128,12 +153,28 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
   }
 
   /** The health checks saw a worker stop answering, or answer again. */
-  workerDown(address: string): void {
+  workerDown(address: string, reason = 'not answering'): void {
+    this.noteHealth(address, 'down', reason);
     this.dispatch({ type: 'node-down', node: address });
   }
 
-  workerUp(address: string): void {
+  workerUp(address: string, how?: string): void {
+    this.noteHealth(address, 'up', how);
     this.dispatch({ type: 'node-up', node: address });
+  }
+
+  noteHealth(address: string, state: WorkerHealth['state'], reason?: string): void {
+    this.health.set(address, { state, since: new Date().toISOString(), reason });
+    this.changes.emit('change', 'health');
+  }
+
+  /** POST /a/logs: a worker's iteration entries, warnings and errors (central logging). */
+  receiveLogs(body: unknown): { taken: number; duplicates: number } {
+    const parsed = logBatchSchema.safeParse(body);
+    if (!parsed.success) throw new HttpError(400, 'invalid log batch', 'the batch failed validation; nothing was written', describeIssues(parsed.error.issues));
+    const outcome = this.cluster.receive(parsed.data);
+    if (outcome.taken) this.changes.emit('change', 'logs');
+    return outcome;
   }
 
   status() {
@@ -293,6 +334,7 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
     const before = { stage: this.machine.state.stage, round: this.machine.state.round };
     const actions = this.machine.handle(event);
     this.notePhase(before);
+    if (this.machine.state.stage !== before.stage) this.changes.emit('change', 'stage');
     for (const action of actions) this.execute(action, onAccept);
   }
 
@@ -483,6 +525,7 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
       `round ${String(round).padStart(3)}/${this.machine.rules.rounds}  accuracy ${(metrics.accuracy * 100).toFixed(2)}%  loss ${metrics.loss.toFixed(4)}  ` +
         `${metrics.clients} clients  ${(metrics.round_ms / 1000).toFixed(1)} s  up ${(metrics.bytes_up / 1e6).toFixed(1)} MB  down ${(metrics.bytes_down / 1e6).toFixed(1)} MB`,
     );
+    this.changes.emit('change', 'round');
     this.dispatch({ type: 'checkpointed', round });
   }
 
@@ -503,7 +546,13 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
     this.checkpoints.save(round, header as unknown as Record<string, unknown>, blobs);
   }
 
+  get isFinished(): boolean {
+    return this.done;
+  }
+
   private finish(): void {
+    this.done = true;
+    this.changes.emit('change', 'stage');
     this.node.logger.info(`experiment ${this.config.experiment} finished after ${this.outputs.rows.length} rounds`);
     this.resolveFinished({ experiment: this.config.experiment, rounds: this.outputs.rows, outputs: this.outputs.dir });
   }

@@ -3,6 +3,7 @@ import { setMaxListeners } from 'node:events';
 import type { NodeConfig, RoleType } from '../config/schema';
 import type { Logger } from '../log/logger';
 import { IterationLog } from '../log/iteration-log';
+import { LogShipper } from '../log/shipper';
 import { describeFailure } from '../net/peers';
 import type { Peers } from '../net/peers';
 import type { WireMeter } from '../net/wire-meter';
@@ -25,6 +26,8 @@ export interface NodeContext {
 
 export abstract class Role<C extends NodeConfig = NodeConfig> {
   readonly iterations: IterationLog;
+  /** Workers send their records to the aggregator's central log; the aggregator keeps its own. */
+  protected readonly shipper?: LogShipper;
   protected readonly abort = new AbortController();
   private readonly timers = new Set<NodeJS.Timeout>();
   private stopped = false;
@@ -34,6 +37,13 @@ export abstract class Role<C extends NodeConfig = NodeConfig> {
     protected readonly node: NodeContext,
   ) {
     this.iterations = new IterationLog(node.logsDir, node.nodeId, config.experiment, node.meter);
+    if (config.type !== 'aggregator') {
+      const { address, aggregator, experiment, type: role } = config;
+      const shipper = new LogShipper(node.peers, { node: node.nodeId, address, aggregator, experiment, role });
+      this.iterations.onEntry = (entry) => shipper.iteration(entry);
+      node.logger.add(shipper.transport);
+      this.shipper = shipper;
+    }
     // Every request in flight listens on this signal; a round has more than the default 10.
     setMaxListeners(0, this.abort.signal);
   }
@@ -62,6 +72,10 @@ export abstract class Role<C extends NodeConfig = NodeConfig> {
     this.abort.abort();
     for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
+    if (this.shipper) {
+      this.node.logger.remove(this.shipper.transport);
+      await this.shipper.stop();
+    }
   }
 
   /** A timer the role owns, cleared on stop. */

@@ -1,0 +1,100 @@
+/**
+ * What the dashboard shows, read off the running aggregator: settings, topology and health, the
+ * round in flight, the rounds so far, each node's costs, and the charts' specs with their data.
+ */
+import type { AggregatorRole, WorkerHealth } from '../roles/aggregator';
+import { accuracyChart, bytesChart, phaseChart, type ChartName, type ChartSpec } from '../report/charts';
+import { nodeRounds, type NodeRound } from '../report/data';
+import { describeSettings } from '../report/report';
+import type { RoundMetrics } from '../outputs';
+
+/** The rounds the per-node views cover: the last few show what a round costs now. */
+export const RECENT_ROUNDS = 5;
+
+export interface DashboardNode {
+  address: string;
+  role: 'client' | 'switch' | 'aggregator';
+  health: WorkerHealth | null;
+  /** Its latest round's costs, once it shipped one. */
+  last: NodeRound | null;
+}
+
+export interface DashboardState {
+  experiment: string;
+  aggregator: string;
+  settings: [string, string][];
+  encrypted: boolean;
+  stage: string;
+  round: number;
+  rounds: number;
+  rounds_done: number;
+  finished: boolean;
+  /** The round in flight: clients selected, and those whose update their switch took. */
+  selected: number;
+  reported: number;
+  nodes: DashboardNode[];
+  rows: RoundMetrics[];
+  charts: Record<ChartName, ChartSpec>;
+  updated_at: string;
+}
+
+/** Where the experiment stands: for the page's header and the command line's progress bars. */
+export function roundProgress(role: AggregatorRole) {
+  const { stage, round, selected } = role.machine.state;
+  const rows = role.outputs.rows;
+  const selectedSet = new Set(selected);
+  // A client's shipped entry for this round says whether its switch took the update.
+  const reported = role.cluster
+    .records()
+    .filter((w) => selectedSet.has(w.address) && w.iteration.some((e) => e.round === round && e.outcome === 'accepted')).length;
+  return {
+    stage,
+    round: Math.min(round, role.config.settings.rounds),
+    rounds: role.config.settings.rounds,
+    rounds_done: rows.length,
+    finished: role.isFinished,
+    selected: selected.length,
+    reported,
+    accuracy: rows[rows.length - 1]?.accuracy ?? null,
+  };
+}
+
+export function dashboardState(role: AggregatorRole): DashboardState {
+  const { config, outputs } = role;
+  const rows = outputs.rows;
+  const workers = role.cluster.records();
+  const perNode = nodeRounds(config.address, rows, workers);
+  const recentFrom = Math.max(1, (rows[rows.length - 1]?.round ?? 0) - RECENT_ROUNDS + 1);
+  const recent = perNode.filter((r) => r.round >= recentFrom);
+
+  const lastOf = new Map<string, NodeRound>();
+  for (const r of perNode) if ((lastOf.get(r.node)?.round ?? 0) <= r.round) lastOf.set(r.node, r);
+  const roles: [string, DashboardNode['role']][] = [
+    [config.address, 'aggregator'],
+    ...config.switches.map((s) => [s, 'switch'] as [string, DashboardNode['role']]),
+    ...Object.keys(config.clients).map((c) => [c, 'client'] as [string, DashboardNode['role']]),
+  ];
+  const nodes = roles.map(([address, type]) => ({
+    address,
+    role: type,
+    health: type === 'aggregator' ? { state: 'up' as const, since: '', reason: 'this process' } : (role.health.get(address) ?? null),
+    last: lastOf.get(address) ?? null,
+  }));
+
+  const { accuracy: _latest, ...progress } = roundProgress(role);
+  return {
+    experiment: config.experiment,
+    aggregator: config.address,
+    settings: describeSettings(config.settings, { clients: Object.keys(config.clients).length, switches: config.switches.length }),
+    encrypted: config.settings.he.enabled,
+    ...progress,
+    nodes,
+    rows,
+    charts: {
+      accuracy: accuracyChart(rows),
+      bytes: bytesChart(perNode.filter((r) => r.round > (rows[rows.length - 1]?.round ?? 0) - 2 * RECENT_ROUNDS)),
+      phases: phaseChart(recent, `Time per phase (mean of the last ${RECENT_ROUNDS} rounds)`),
+    },
+    updated_at: new Date().toISOString(),
+  };
+}

@@ -1,0 +1,95 @@
+/**
+ * A worker's side of central logging: its iteration-log entries, warnings and errors, queued and sent
+ * to the aggregator as rounds finish. A batch the aggregator did not take stays queued for the next try,
+ * so an aggregator that was down for a while still gets everything (up to MAX_QUEUED entries).
+ */
+import { randomBytes } from 'node:crypto';
+import Transport from 'winston-transport';
+import type { Peers } from '../net/peers';
+import type { IterationEntry } from './iteration-log';
+import type { LogBatch, ShippedEntry, UnnumberedEntry } from './central';
+
+/** This process's run: the aggregator tells a resent batch from a new one by (boot, seq). */
+export const BOOT_ID = randomBytes(6).toString('hex');
+const MAX_QUEUED = 5000;
+/** Warnings between rounds go out after this pause, gathered into one request. */
+const LOG_FLUSH_DELAY_MS = 2000;
+const SEND_TIMEOUT_MS = 10_000;
+/** A role being replaced waits this long at most for its last records to go. */
+const LAST_SEND_TIMEOUT_MS = 1000;
+
+export type ShipperIdentity = Omit<LogBatch, 'boot' | 'entries'> & { aggregator: string };
+
+/** Hands the logger's warnings and errors to the shipper. */
+class ShippingTransport extends Transport {
+  constructor(private readonly ship: (entry: UnnumberedEntry) => void) {
+    super({ level: 'warn' });
+  }
+
+  override log(info: { level: string; message: unknown; timestamp?: string }, done: () => void): void {
+    if (info.level === 'warn' || info.level === 'error') {
+      this.ship({ kind: 'log', level: info.level, time: info.timestamp ?? new Date().toISOString(), message: String(info.message) });
+    }
+    done();
+  }
+}
+
+export class LogShipper {
+  readonly transport: Transport = new ShippingTransport((entry) => this.queue(entry, LOG_FLUSH_DELAY_MS));
+  private queued: ShippedEntry[] = [];
+  private nextSeq = 0;
+  private sending?: Promise<void>;
+  private timer?: NodeJS.Timeout;
+  private stopped = false;
+
+  constructor(
+    private readonly peers: Peers,
+    private readonly identity: ShipperIdentity,
+  ) {}
+
+  /** A round's entry: sent at once, with whatever else is waiting. */
+  iteration(entry: IterationEntry): void {
+    this.queue({ kind: 'iteration', entry: entry as Extract<UnnumberedEntry, { kind: 'iteration' }>['entry'] }, 0);
+  }
+
+  get pending(): number {
+    return this.queued.length;
+  }
+
+  /** Sends what is queued; one request at a time, entries leave the queue only once the aggregator took them. */
+  flush(timeoutMs = SEND_TIMEOUT_MS): Promise<void> {
+    this.sending ??= this.send(timeoutMs).finally(() => (this.sending = undefined));
+    return this.sending;
+  }
+
+  /** Last try for what is queued (bounded), then nothing more is sent. */
+  async stop(): Promise<void> {
+    clearTimeout(this.timer);
+    await this.sending;
+    if (this.queued.length) await this.flush(LAST_SEND_TIMEOUT_MS);
+    this.stopped = true;
+  }
+
+  private queue(entry: UnnumberedEntry, delayMs: number): void {
+    if (this.stopped) return;
+    this.queued.push({ ...entry, seq: this.nextSeq++ } as ShippedEntry);
+    if (this.queued.length > MAX_QUEUED) this.queued.splice(0, this.queued.length - MAX_QUEUED);
+    if (delayMs === 0) void this.flush();
+    else this.timer ??= setTimeout(() => ((this.timer = undefined), void this.flush()), delayMs).unref();
+  }
+
+  private async send(timeoutMs: number): Promise<void> {
+    while (this.queued.length && !this.stopped) {
+      const entries = this.queued.slice(0, 1000);
+      const { aggregator, ...identity } = this.identity;
+      const batch: LogBatch = { ...identity, boot: BOOT_ID, entries };
+      try {
+        await this.peers.outOfBand(aggregator, '/a/logs', batch, timeoutMs);
+      } catch {
+        return; // kept for the next round's try; saying so in the log would only queue more
+      }
+      const last = entries[entries.length - 1].seq;
+      this.queued = this.queued.filter((e) => e.seq > last);
+    }
+  }
+}

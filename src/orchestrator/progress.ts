@@ -1,0 +1,63 @@
+/**
+ * What `main.js agg` shows while it runs. On a terminal: a bar for the experiment (rounds done,
+ * latest accuracy) and one for the round in flight (clients reported so far), with the log lines
+ * printed above them. Piped to a file: the lines alone, one per round. Quiet: nothing but the summary.
+ */
+import { MultiBar, Presets, type SingleBar } from 'cli-progress';
+import { roundProgress } from '../dashboard/state';
+import type { AggregatorRole } from '../roles/aggregator';
+
+export interface Progress {
+  /** A line for the person running the aggregator. */
+  print(line: string): void;
+  /** Follows the experiment's rounds with the bars. */
+  follow(role: AggregatorRole): void;
+  stop(): void;
+}
+
+export type ProgressMode = 'bars' | 'lines' | 'quiet';
+
+export function progressMode(quiet: boolean, stream: NodeJS.WriteStream = process.stdout): ProgressMode {
+  return quiet ? 'quiet' : stream.isTTY ? 'bars' : 'lines';
+}
+
+export function createProgress(mode: ProgressMode): Progress {
+  if (mode === 'quiet') return { print: () => undefined, follow: () => undefined, stop: () => undefined };
+  if (mode === 'lines') return { print: (line) => console.log(line), follow: () => undefined, stop: () => undefined };
+  return new ProgressBars();
+}
+
+class ProgressBars implements Progress {
+  private readonly bars = new MultiBar(
+    { format: '{label} [{bar}] {value}/{total} {detail}', hideCursor: true, clearOnComplete: false, stopOnComplete: false, autopadding: true },
+    Presets.shades_classic,
+  );
+  private experiment?: SingleBar;
+  private round?: SingleBar;
+  private unfollow?: () => void;
+
+  print(line: string): void {
+    this.bars.log(`${line}\n`);
+  }
+
+  follow(role: AggregatorRole): void {
+    const update = () => {
+      const p = roundProgress(role);
+      const accuracy = p.accuracy === null ? '' : `accuracy ${(p.accuracy * 100).toFixed(2)}%`;
+      this.experiment ??= this.bars.create(p.rounds, 0, { label: 'rounds', detail: '' });
+      this.round ??= this.bars.create(1, 0, { label: 'round ', detail: '' });
+      this.experiment.update(p.rounds_done, { detail: accuracy });
+      this.round.setTotal(Math.max(1, p.selected));
+      const stage = p.finished ? 'finished' : `round ${p.round}: ${p.stage}`;
+      this.round.update(p.finished ? Math.max(1, p.selected) : p.reported, { detail: `clients reported (${stage})` });
+    };
+    update();
+    role.changes.on('change', update);
+    this.unfollow = () => role.changes.off('change', update);
+  }
+
+  stop(): void {
+    this.unfollow?.();
+    this.bars.stop();
+  }
+}

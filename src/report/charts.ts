@@ -1,0 +1,100 @@
+/**
+ * The experiment's charts as Vega-Lite specs with their data inline. The same specs are drawn by the
+ * dashboard in the browser and by the report on the aggregator (SVG in report.html, PNG for papers).
+ */
+import type { RoundMetrics } from '../outputs';
+import { meanPhases, PHASES, type NodeRound } from './data';
+
+export type ChartSpec = Record<string, unknown>;
+export type ChartName = 'accuracy' | 'bytes' | 'phases';
+
+const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json'; // an identifier only: nothing is fetched
+const WIDTH = 560;
+const FONT = 'DejaVu Sans, Helvetica, Arial, sans-serif';
+/** Nodes in address order (127.0.1.2 before 127.0.1.10), the way a testbed's machines are numbered. */
+const byAddress = (labels: Iterable<string>) => [...new Set(labels)].sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+
+const base = (title: string, height = 240) => ({
+  $schema: SCHEMA,
+  title: { text: title, anchor: 'start', fontSize: 14 },
+  width: WIDTH,
+  height,
+  background: 'white',
+  config: { font: FONT, axis: { labelFontSize: 11, titleFontSize: 12, labelLimit: 320 }, legend: { labelFontSize: 11 } },
+});
+
+/** Accuracy (left axis) and loss (right axis) of the global model after each round. */
+export function accuracyChart(rows: readonly RoundMetrics[]): ChartSpec {
+  const values = rows.map((r) => ({ round: r.round, accuracy: r.accuracy, loss: r.loss }));
+  const x = { field: 'round', type: 'quantitative', title: 'round', axis: { tickMinStep: 1, format: 'd' }, scale: { domainMin: 1 } };
+  const line = (field: string, color: string, title: string, format: string, orient: string) => ({
+    mark: { type: 'line', point: true, color },
+    encoding: {
+      x,
+      y: { field, type: 'quantitative', title, scale: { zero: false }, axis: { format, orient, titleColor: color } },
+      tooltip: [{ field: 'round' }, { field, format }],
+    },
+  });
+  return {
+    ...base('Accuracy and loss of the global model'),
+    data: { values },
+    layer: [line('accuracy', '#2f6db3', 'accuracy', '.1%', 'left'), line('loss', '#d9822b', 'loss', '.3f', 'right')],
+    resolve: { scale: { y: 'independent' } },
+  };
+}
+
+/** Megabytes each node sent and received in each round: a grid, one cell per node and round. */
+export function bytesChart(rows: readonly NodeRound[]): ChartSpec {
+  const values = rows.map((r) => ({ node: `${r.node} (${r.role})`, round: r.round, MB: (r.sent + r.received) / 1e6, sent: r.sent / 1e6, received: r.received / 1e6 }));
+  const nodes = byAddress(values.map((v) => v.node));
+  const max = Math.max(0, ...values.map((v) => v.MB));
+  const y = { field: 'node', type: 'nominal', title: null, sort: nodes };
+  const x = { field: 'round', type: 'ordinal', title: 'round', axis: { labelAngle: 0 } };
+  return {
+    ...base('Megabytes per node per round (sent + received)', Math.max(120, nodes.length * 20)),
+    data: { values },
+    layer: [
+      {
+        mark: { type: 'rect', tooltip: true },
+        encoding: {
+          x,
+          y,
+          color: { field: 'MB', type: 'quantitative', title: 'MB', scale: { scheme: 'blues', domainMin: 0 } },
+          tooltip: [{ field: 'node' }, { field: 'round' }, { field: 'sent', format: '.2f', title: 'sent MB' }, { field: 'received', format: '.2f', title: 'received MB' }],
+        },
+      },
+      {
+        mark: { type: 'text', fontSize: 9 },
+        encoding: {
+          x,
+          y,
+          text: { field: 'MB', type: 'quantitative', format: '.1f' },
+          color: { condition: { test: `datum.MB > ${max * 0.6}`, value: 'white' }, value: 'black' },
+        },
+      },
+    ],
+  };
+}
+
+/** Each node's mean time per phase over the rounds given, stacked. */
+export function phaseChart(rows: readonly NodeRound[], title = 'Time per phase (mean per round)'): ChartSpec {
+  const values = meanPhases(rows).map((p) => ({ ...p, node: `${p.node} (${p.role})`, s: p.ms / 1000, step: PHASES.indexOf(p.phase) }));
+  const nodes = byAddress(values.map((v) => v.node));
+  return {
+    ...base(title, Math.max(120, nodes.length * 20)),
+    data: { values },
+    mark: { type: 'bar', tooltip: true },
+    encoding: {
+      y: { field: 'node', type: 'nominal', title: null, sort: nodes },
+      x: { field: 's', type: 'quantitative', title: 'seconds', stack: 'zero' },
+      color: { field: 'phase', type: 'nominal', scale: { domain: [...PHASES], scheme: 'tableau10' }, title: 'phase' },
+      // Stacked in the order a round goes through them.
+      order: { field: 'step', type: 'quantitative' },
+      tooltip: [{ field: 'node' }, { field: 'phase' }, { field: 'ms', title: 'ms' }],
+    },
+  };
+}
+
+export function experimentCharts(rows: readonly RoundMetrics[], perNode: readonly NodeRound[]): Record<ChartName, ChartSpec> {
+  return { accuracy: accuracyChart(rows), bytes: bytesChart(perNode), phases: phaseChart(perNode) };
+}

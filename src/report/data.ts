@@ -1,0 +1,81 @@
+/**
+ * The numbers the dashboard and the report show, from outputs/<experiment>/metrics.json (the
+ * aggregator's rows) and the cluster log (every worker's iteration entries): one row per node and round.
+ */
+import type { IterationEntry } from '../log/iteration-log';
+import type { NodeRecords } from '../log/cluster-log';
+import type { RoundMetrics } from '../outputs';
+
+export const PHASES = ['train', 'encrypt', 'send', 'aggregate', 'decrypt', 'evaluate'] as const;
+export type Phase = (typeof PHASES)[number];
+
+export interface NodeRound {
+  node: string;
+  role: 'client' | 'switch' | 'aggregator';
+  round: number;
+  sent: number;
+  received: number;
+  /** Milliseconds per phase; a phase the node does not do is absent. */
+  phases: Partial<Record<Phase, number>>;
+}
+
+const num = (value: unknown): number | undefined => (typeof value === 'number' && Number.isFinite(value) ? value : undefined);
+
+/** Which of a worker's iteration fields time which phase. */
+function workerPhases(role: NodeRecords['role'], e: IterationEntry): NodeRound['phases'] {
+  const phases: NodeRound['phases'] = {};
+  const set = (phase: Phase, ...values: unknown[]) => {
+    const present = values.map(num).filter((v): v is number => v !== undefined);
+    if (present.length) phases[phase] = present.reduce((a, b) => a + b, 0);
+  };
+  if (role === 'client') {
+    set('train', e.train_ms);
+    set('encrypt', e.encrypt_ms);
+    set('send', e.send_ms);
+    set('decrypt', e.decrypt_ms);
+  } else {
+    set('aggregate', e.aggregate_ms, e.he_sum_ms);
+  }
+  return phases;
+}
+
+/** The last entry of each round counts: a round retried under a new attempt replaces its first try. */
+function lastPerRound(entries: readonly IterationEntry[]): IterationEntry[] {
+  const byRound = new Map<number, IterationEntry>();
+  for (const e of entries) byRound.set(e.round, e);
+  return [...byRound.values()].sort((a, b) => a.round - b.round);
+}
+
+export function nodeRounds(aggregator: string, rows: readonly RoundMetrics[], workers: readonly NodeRecords[]): NodeRound[] {
+  const out: NodeRound[] = rows.map((r) => ({
+    node: aggregator,
+    role: 'aggregator',
+    round: r.round,
+    // Updates come up to the aggregator; models go down from it.
+    sent: r.bytes_down,
+    received: r.bytes_up,
+    phases: { aggregate: r.aggregation_ms, evaluate: r.evaluation_ms },
+  }));
+  for (const w of workers) {
+    for (const e of lastPerRound(w.iteration)) {
+      out.push({ node: w.address, role: w.role, round: e.round, sent: e.byte_send, received: e.byte_received, phases: workerPhases(w.role, e) });
+    }
+  }
+  return out;
+}
+
+/** Each node's mean time per phase over the rounds given. */
+export function meanPhases(rows: readonly NodeRound[]): { node: string; role: NodeRound['role']; phase: Phase; ms: number }[] {
+  const sums = new Map<string, { role: NodeRound['role']; totals: Map<Phase, { ms: number; n: number }> }>();
+  for (const row of rows) {
+    const node = sums.get(row.node) ?? { role: row.role, totals: new Map() };
+    sums.set(row.node, node);
+    for (const [phase, ms] of Object.entries(row.phases) as [Phase, number][]) {
+      const t = node.totals.get(phase) ?? { ms: 0, n: 0 };
+      node.totals.set(phase, { ms: t.ms + ms, n: t.n + 1 });
+    }
+  }
+  return [...sums].flatMap(([node, { role, totals }]) =>
+    PHASES.filter((p) => totals.has(p)).map((phase) => ({ node, role, phase, ms: Math.round(totals.get(phase)!.ms / totals.get(phase)!.n) })),
+  );
+}

@@ -1,0 +1,124 @@
+/**
+ * outputs/<experiment>/report.html: one file that opens offline (the charts are inline SVG, no script),
+ * with the settings, the round table and the charts; and charts/<name>.png beside it for papers.
+ * Written when an experiment ends; `node main.js report <outputs/experiment>` writes it again from disk.
+ */
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import type { Settings } from '../config/schema';
+import { writeFileAtomic } from '../log/atomic';
+import { ClusterLog } from '../log/cluster-log';
+import type { RoundMetrics } from '../outputs';
+import { experimentCharts, type ChartName } from './charts';
+import { nodeRounds, type NodeRound } from './data';
+import { renderSvg, svgToPng } from './render';
+
+export interface ReportInput {
+  experiment: string;
+  aggregator: string;
+  settings: Settings;
+  topology: { clients: number; switches: number };
+  rows: readonly RoundMetrics[];
+  perNode: readonly NodeRound[];
+}
+
+export const REPORT_FILE = 'report.html';
+export const CHARTS_DIR = 'charts';
+
+/** The settings a reader needs to know what was run, as label and value. */
+export function describeSettings(settings: Settings, topology: ReportInput['topology']): [string, string][] {
+  const { model, training, data, he } = settings;
+  const split = data.split === 'dirichlet' ? `dirichlet (alpha ${data.alpha})` : data.split === 'classes' ? `${data.classes_per_client} classes per client` : 'iid';
+  return [
+    ['model', model.architecture === 'mlp' ? `MLP, ${model.hidden_units} hidden units` : 'CNN'],
+    ['data', `${data.dataset}, split ${split}, seed ${data.seed}`],
+    ['strategy', training.strategy === 'fedavgm' ? `FedAvgM (server momentum ${training.server_momentum})` : 'FedAvg (weighted by samples)'],
+    ['training', `${training.epochs} epoch(s), batch ${training.batch_size}, learning rate ${training.learning_rate}`],
+    ['rounds', `${settings.rounds}, ${settings.clients_per_round ?? 'all'} clients per round`],
+    ['topology', `${topology.clients} clients, ${topology.switches} switches`],
+    ['homomorphic encryption', he.enabled ? `CKKS on, key held by the ${he.key_holder}, N=${he.poly_modulus_degree}, modulus ${he.coeff_modulus_bits.join('+')} bits, scale 2^${he.scale_bits}` : 'off'],
+  ];
+}
+
+export async function writeReport(dir: string, input: ReportInput): Promise<{ html: string; pngs: string[] }> {
+  const specs = experimentCharts(input.rows, input.perNode);
+  const svgs = {} as Record<ChartName, string>;
+  const pngs: string[] = [];
+  mkdirSync(join(dir, CHARTS_DIR), { recursive: true });
+  for (const name of Object.keys(specs) as ChartName[]) {
+    svgs[name] = await renderSvg(specs[name]);
+    const png = join(dir, CHARTS_DIR, `${name}.png`);
+    writeFileAtomic(png, svgToPng(svgs[name]));
+    pngs.push(png);
+  }
+  const html = join(dir, REPORT_FILE);
+  writeFileAtomic(html, reportHtml(input, svgs));
+  return { html, pngs };
+}
+
+/** Reads what an experiment left on disk (outputs/<experiment>/ and the aggregator's logs/cluster/) and reports it. */
+export async function reportFromDisk(experimentDir: string, logsDir: string): Promise<{ html: string; pngs: string[] }> {
+  const read = (name: string) => {
+    const file = join(experimentDir, name);
+    if (!existsSync(file)) throw new Error(`${file} is missing: is ${experimentDir} an experiment's outputs folder?`);
+    return JSON.parse(readFileSync(file, 'utf8'));
+  };
+  const config = read('config.json');
+  const { rounds } = read('metrics.json') as { rounds: RoundMetrics[] };
+  const experiment = config.experiment ?? basename(experimentDir);
+  const others = Object.entries(config.others ?? {}) as [string, { type: string }][];
+  const aggregator = others.find(([, e]) => e.type === 'aggregator')?.[0] ?? 'aggregator';
+  const workers = new Map(others.filter(([, e]) => e.type !== 'aggregator').map(([a, e]) => [a, e.type as 'client' | 'switch']));
+  const cluster = new ClusterLog(logsDir, experiment, workers, true);
+  return writeReport(experimentDir, {
+    experiment,
+    aggregator,
+    settings: config,
+    topology: { clients: [...workers.values()].filter((t) => t === 'client').length, switches: [...workers.values()].filter((t) => t === 'switch').length },
+    rows: rounds,
+    perNode: nodeRounds(aggregator, rounds, cluster.records()),
+  });
+}
+
+
+const escape = (text: string) => text.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
+const mb = (bytes: number) => (bytes / 1e6).toFixed(2);
+
+function reportHtml(input: ReportInput, svgs: Record<ChartName, string>): string {
+  const { rows } = input;
+  const last = rows[rows.length - 1];
+  const settings = describeSettings(input.settings, input.topology)
+    .map(([k, v]) => `<tr><th>${escape(k)}</th><td>${escape(v)}</td></tr>`)
+    .join('');
+  const roundRows = rows
+    .map(
+      (r) =>
+        `<tr><td>${r.round}</td><td>${(r.accuracy * 100).toFixed(2)}%</td><td>${r.loss.toFixed(4)}</td><td>${r.clients}</td>` +
+        `<td>${(r.round_ms / 1000).toFixed(2)}</td><td>${(r.training_ms / 1000).toFixed(2)}</td><td>${(r.aggregation_ms / 1000).toFixed(2)}</td>` +
+        `<td>${mb(r.bytes_up)}</td><td>${mb(r.bytes_down)}</td><td>${escape(r.missing.join(' ') || '—')}</td></tr>`,
+    )
+    .join('');
+  const headline = last
+    ? `Final accuracy <b>${(last.accuracy * 100).toFixed(2)}%</b> after ${rows.length} rounds; ` +
+      `${(rows.reduce((s, r) => s + r.round_ms, 0) / rows.length / 1000).toFixed(2)} s per round on average.`
+    : 'No round finished.';
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Experiment ${escape(input.experiment)}</title>
+<style>
+body{font-family:"DejaVu Sans",Helvetica,Arial,sans-serif;margin:2rem auto;max-width:1000px;color:#222}
+h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}
+table{border-collapse:collapse;font-size:.85rem}th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:right}
+th{background:#f4f4f4}.settings th,.settings td{text-align:left}.chart{margin:1rem 0}
+</style></head><body>
+<h1>Experiment ${escape(input.experiment)}</h1>
+<p>${headline} Made ${escape(new Date().toISOString())} by the aggregator at ${escape(input.aggregator)}.</p>
+<h2>Settings</h2><table class="settings">${settings}</table>
+<h2>Charts</h2>
+<div class="chart">${svgs.accuracy}</div>
+<div class="chart">${svgs.bytes}</div>
+<div class="chart">${svgs.phases}</div>
+<h2>Rounds</h2>
+<table><tr><th>round</th><th>accuracy</th><th>loss</th><th>clients</th><th>round (s)</th><th>training (s)</th><th>aggregation (s)</th><th>up (MB)</th><th>down (MB)</th><th>missing</th></tr>${roundRows}</table>
+</body></html>
+`;
+}
