@@ -14,12 +14,13 @@ header{background:#1f2a37;color:#fff;padding:.8rem 1.5rem;display:flex;gap:1.5re
 header h1{font-size:1.2rem;margin:0}
 .badge{padding:.15rem .6rem;border-radius:1rem;background:#3d4c5e;font-size:.85rem}
 .badge.he-on{background:#5b3fa0}.badge.done{background:var(--up)}
-main{display:grid;grid-template-columns:minmax(320px,1fr) 2fr;gap:1rem;padding:1rem 1.5rem}
-section{background:#fff;border-radius:6px;padding:.8rem 1rem;box-shadow:0 1px 2px #0002}
+main{display:grid;grid-template-columns:minmax(440px,1fr) minmax(660px,1.6fr);gap:1rem;padding:1rem 1.5rem}
+section{background:#fff;border-radius:6px;padding:.8rem 1rem;box-shadow:0 1px 2px #0002;overflow-x:auto}
 h2{font-size:1rem;margin:.2rem 0 .6rem}
 table{border-collapse:collapse;font-size:.8rem;width:100%}
 th,td{padding:.2rem .4rem;border-bottom:1px solid #eee;text-align:left;white-space:nowrap}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.wrap{white-space:normal}
 .dot{display:inline-block;width:.7rem;height:.7rem;border-radius:50%;background:var(--unknown);vertical-align:middle}
 .dot.up{background:var(--up)}.dot.down{background:var(--down)}
 .bar{height:.6rem;background:#e3e7ee;border-radius:.3rem;overflow:hidden;width:14rem;display:inline-block;vertical-align:middle}
@@ -84,7 +85,7 @@ function render(state) {
   $('round-bar').style.width = (state.selected ? 100 * state.reported / state.selected : 0) + '%';
   $('he').textContent = state.encrypted ? 'HE on (CKKS)' : 'HE off';
   $('he').className = 'badge' + (state.encrypted ? ' he-on' : '');
-  $('settings').innerHTML = state.settings.map(([k, v]) => '<tr><th>' + esc(k) + '</th><td>' + esc(v) + '</td></tr>').join('');
+  $('settings').innerHTML = state.settings.map(([k, v]) => '<tr><th>' + esc(k) + '</th><td class="wrap">' + esc(v) + '</td></tr>').join('');
   $('nodes').innerHTML = state.nodes.map((n) => {
     const health = n.health ? n.health.state : 'unknown';
     const title = n.health ? health + (n.health.reason ? ': ' + n.health.reason : '') : 'not checked yet';
@@ -93,7 +94,7 @@ function render(state) {
     return '<tr data-node="' + esc(n.address) + '"><td><span class="dot ' + health + '" title="' + esc(title) + '"></span></td>' +
       '<td>' + esc(n.address) + '</td><td>' + n.role + '</td><td>' + (last ? last.round : '–') + '</td>' +
       '<td class="num">' + (last ? mb(last.sent) : '') + '</td><td class="num">' + (last ? mb(last.received) : '') + '</td>' +
-      '<td>' + esc(phases) + '</td></tr>';
+      '<td class="wrap">' + esc(phases) + '</td></tr>';
   }).join('');
   return Promise.all(Object.entries(state.charts).map(([name, spec]) => drawChart(name, spec)))
     .then(() => $('chart-accuracy').setAttribute('data-rounds', String(state.rows.length)));

@@ -69,6 +69,20 @@ export class ClusterLog {
     return { taken: fresh.length, duplicates: batch.entries.length - fresh.length };
   }
 
+  /**
+   * Waits (at most timeoutMs) until each of `addresses` has shipped its entry for `round`: a worker
+   * ships a round's entry only after the aggregator answered it, so the last one arrives after the end.
+   */
+  async settle(round: number, addresses: readonly string[], timeoutMs: number): Promise<string[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const shipped = new Set(this.records().filter((r) => r.iteration.some((e) => e.round >= round)).map((r) => r.address));
+      const waiting = addresses.filter((a) => !shipped.has(a));
+      if (!waiting.length || Date.now() >= deadline) return waiting;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
   records(): NodeRecords[] {
     return [...this.nodes.values()].sort((a, b) => a.address.localeCompare(b.address, 'en', { numeric: true }));
   }

@@ -90,10 +90,17 @@ export async function runAggregator(options: AggregatorOptions): Promise<Running
   return { node: { ...node, close: () => (watch.stop(), node.close()) }, role, finished };
 }
 
+/** How long the report waits for the workers' records of the last round. */
+const LAST_LOGS_WAIT_MS = 5000;
+
 /** outputs/<experiment>/report.html and its PNG charts; a report that fails costs the experiment nothing. */
 async function reportOn(role: AggregatorRole, node: StartedNode, print: (line: string) => void): Promise<string | undefined> {
   const { config, outputs, cluster } = role;
   try {
+    const last = outputs.rows[outputs.rows.length - 1];
+    const workers = role.participants.filter((a) => a !== config.address);
+    const late = last ? await cluster.settle(last.round, workers, LAST_LOGS_WAIT_MS) : [];
+    if (late.length) node.logger.warn(`the report goes without round ${last!.round} of ${late.join(', ')}: their records did not arrive`);
     const { html, pngs } = await writeReport(outputs.dir, {
       experiment: config.experiment,
       aggregator: config.address,

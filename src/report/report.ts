@@ -25,6 +25,8 @@ export interface ReportInput {
 export const REPORT_FILE = 'report.html';
 export const CHARTS_DIR = 'charts';
 
+const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
 /** The settings a reader needs to know what was run, as label and value. */
 export function describeSettings(settings: Settings, topology: ReportInput['topology']): [string, string][] {
   const { model, training, data, he } = settings;
@@ -35,7 +37,7 @@ export function describeSettings(settings: Settings, topology: ReportInput['topo
     ['strategy', training.strategy === 'fedavgm' ? `FedAvgM (server momentum ${training.server_momentum})` : 'FedAvg (weighted by samples)'],
     ['training', `${training.epochs} epoch(s), batch ${training.batch_size}, learning rate ${training.learning_rate}`],
     ['rounds', `${settings.rounds}, ${settings.clients_per_round ?? 'all'} clients per round`],
-    ['topology', `${topology.clients} clients, ${topology.switches} switches`],
+    ['topology', `${plural(topology.clients, 'client')}, ${plural(topology.switches, 'switch', 'switches')}`],
     ['homomorphic encryption', he.enabled ? `CKKS on, key held by the ${he.key_holder}, N=${he.poly_modulus_degree}, modulus ${he.coeff_modulus_bits.join('+')} bits, scale 2^${he.scale_bits}` : 'off'],
   ];
 }

@@ -113,6 +113,8 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
   readonly health = new Map<string, WorkerHealth>();
   readonly changes = new EventEmitter<{ change: [Change] }>();
   private done = false;
+  /** The workers whose updates are in the latest aggregated round: switches, and clients in their sums. */
+  participants: string[] = [];
 
   constructor(
     config: AggregatorNodeConfig,
@@ -385,6 +387,7 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
         this.encryptedSum = {};
         return;
       case 'aggregate':
+        this.participants = [...action.from, ...this.machine.state.selected.filter((c) => !action.missing.includes(c))];
         this.aggregate(action.round, action.missing).catch((err) => this.fail(`aggregation of round ${action.round} failed`, err));
         return;
       case 'evaluate':
