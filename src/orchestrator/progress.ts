@@ -1,7 +1,8 @@
 /**
  * What `main.js agg` shows while it runs. On a terminal: a bar for the experiment (rounds done,
  * latest accuracy) and one for the round in flight (clients reported so far), with the log lines
- * printed above them. Piped to a file: the lines alone, one per round. Quiet: nothing but the summary.
+ * printed above them; at the end the bars go and the summary table takes their place. Piped to a
+ * file: the lines alone, one per round. Quiet: nothing but the summary.
  */
 import { MultiBar, Presets, type SingleBar } from 'cli-progress';
 import { roundProgress } from '../dashboard/state';
@@ -29,16 +30,19 @@ export function createProgress(mode: ProgressMode): Progress {
 
 class ProgressBars implements Progress {
   private readonly bars = new MultiBar(
-    { format: '{label} [{bar}] {value}/{total} {detail}', hideCursor: true, clearOnComplete: false, stopOnComplete: false, autopadding: true },
+    { format: '{label} [{bar}] {value}/{total} {detail}', hideCursor: true, clearOnComplete: true, stopOnComplete: false, autopadding: true },
     Presets.shades_classic,
   );
   private experiment?: SingleBar;
   private round?: SingleBar;
   private unfollow?: () => void;
 
-  print(line: string): void {
+  /** Above the bars once they are drawn; a plain line before. */
+  readonly print = (line: string): void => {
+    if (!this.experiment) return console.log(line);
     this.bars.log(`${line}\n`);
-  }
+    this.bars.update(); // drawn now: a line logged just before stop() would otherwise be lost
+  };
 
   follow(role: AggregatorRole): void {
     const update = () => {
