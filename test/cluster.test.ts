@@ -1,7 +1,8 @@
 /** Real processes on loopback: the launcher starts workers, `main.js agg` configures them. */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isAlive } from '../scripts/testbed';
@@ -167,6 +168,28 @@ describe('the command line', () => {
     assert.equal(res.code, 0, res.stderr);
     assert.match(res.stdout, /valid\. experiment mnist-mlp, 20 rounds/);
     assert.equal(res.stdout.match(/ client /g)?.length, 12);
+  });
+
+  it('refuses worker flags it cannot use, naming the flag', async () => {
+    const badId = await node(['main.js', '--id', '../elsewhere', '--port', '0'], { env: { FL_TOKEN: 'x'.repeat(32) } });
+    assert.notEqual(badId.code, 0);
+    assert.match(badId.stderr, /option '--id <id>' argument '\.\.\/elsewhere' is invalid/);
+    const badLevel = await node(['main.js', '--log-level', 'loud', '--port', '0'], { env: { FL_TOKEN: 'x'.repeat(32) } });
+    assert.notEqual(badLevel.code, 0);
+    assert.match(badLevel.stderr, /'loud' is invalid\. Allowed choices are error, warn, info, debug/);
+  });
+
+  it('a worker started with --id, --logs and --debug writes its log under that name, there', async () => {
+    const logs = mkdtempSync(join(tmpdir(), 'fl-flags-'));
+    const worker = spawn(process.execPath, [MAIN, '--id', 'rack2-node7', '--host', '127.0.0.1', '--port', '0', '--logs', logs, '--debug'], {
+      env: { ...process.env, FL_TOKEN: 'x'.repeat(32) },
+      stdio: 'ignore',
+    });
+    try {
+      await waitFor(async () => existsSync(join(logs, 'rack2-node7.log')) && /listening on/.test(readFileSync(join(logs, 'rack2-node7.log'), 'utf8')));
+    } finally {
+      worker.kill('SIGTERM');
+    }
   });
 
   it('refuses to start a worker without a cluster token', async () => {
