@@ -65,8 +65,9 @@ export class LogShipper {
   /** Last try for what is queued (bounded), then nothing more is sent. */
   async stop(): Promise<void> {
     clearTimeout(this.timer);
-    await this.sending;
-    if (this.queued.length) await this.flush(LAST_SEND_TIMEOUT_MS);
+    const pause = new Promise((resolve) => setTimeout(resolve, LAST_SEND_TIMEOUT_MS).unref());
+    await Promise.race([this.sending, pause]); // a send to a silent aggregator must not hold the role up
+    if (this.queued.length && !this.sending) await this.flush(LAST_SEND_TIMEOUT_MS);
     this.stopped = true;
   }
 
