@@ -1,7 +1,6 @@
 /**
  * CKKS through Microsoft SEAL (node-seal 6.0.3, the last that loads on Node 20). Only additions
- * happen under encryption, so one data prime plus the special prime is enough: no relinearization
- * or Galois keys. Every SEAL object lives in the wasm heap and is deleted as soon as it is used.
+ * happen under encryption, so one prime is enough: no special prime, no relinearization or Galois keys. Every SEAL object lives in the wasm heap and is deleted as soon as it is used.
  */
 import { createHash } from 'node:crypto';
 
@@ -19,6 +18,14 @@ export interface KeyMaterial {
   publicKey?: Uint8Array;
   secretKey?: Uint8Array;
 }
+
+/**
+ * Ciphertexts travel uncompressed. zstd saves 6% of the bytes (ciphertext coefficients are nearly
+ * random) but costs 3x the time to write and 5x to read, and a switch reads every update it adds:
+ * on a testbed the CPU runs out long before the network does (bench/RESULTS.md).
+ */
+export type Compression = 'none' | 'zstd';
+export const WIRE_COMPRESSION: Compression = 'none';
 
 let sealInstance: Promise<any> | undefined;
 const loadSeal = () => (sealInstance ??= SEAL());
@@ -129,7 +136,7 @@ export class Ckks {
       const plain = this.seal.PlainText();
       this.encoder.encode(slot, this.scale, plain);
       const sealed = this.secret ? this.encryptor.encryptSymmetricSerializable(plain) : this.encryptor.encryptSerializable(plain);
-      out.push(sealed.saveArray(this.seal.ComprModeType.zstd));
+      out.push(sealed.saveArray(this.seal.ComprModeType[WIRE_COMPRESSION]));
       sealed.delete();
       plain.delete();
     }
@@ -149,7 +156,7 @@ export class Ckks {
         wrap('adding ciphertexts', () => this.evaluator.add(total, next, total));
         next.delete();
       }
-      out.push(total.saveArray(this.seal.ComprModeType.zstd));
+      out.push(total.saveArray(this.seal.ComprModeType[WIRE_COMPRESSION]));
       total.delete();
     }
     return out;
@@ -182,6 +189,46 @@ export class Ckks {
       throw err;
     }
     return cipher;
+  }
+
+  /**
+   * Times each stage of an update's life on one thread, for the benchmarks: encode+encrypt and
+   * serialize (a client), deserialize and the sum of `copies` (a switch), decrypt+decode (the key holder).
+   */
+  profile(values: Float32Array, copies = 12, compression: Compression = WIRE_COMPRESSION): Record<'encrypt' | 'serialize' | 'deserialize' | 'sum' | 'decrypt', number> {
+    const ms = { encrypt: 0, serialize: 0, deserialize: 0, sum: 0, decrypt: 0 };
+    const clock = <T>(stage: keyof typeof ms, fn: () => T): T => {
+      const start = performance.now();
+      const result = fn();
+      ms[stage] += performance.now() - start;
+      return result;
+    };
+    const slot = new Float64Array(this.slots);
+    for (let start = 0; start < values.length; start += this.slots) {
+      slot.fill(0);
+      slot.set(values.subarray(start, Math.min(start + this.slots, values.length)));
+      const sealed = clock('encrypt', () => {
+        const plain = this.seal.PlainText();
+        this.encoder.encode(slot, this.scale, plain);
+        const out = this.secret ? this.encryptor.encryptSymmetricSerializable(plain) : this.encryptor.encryptSerializable(plain);
+        plain.delete();
+        return out;
+      });
+      const bytes = clock('serialize', () => sealed.saveArray(this.seal.ComprModeType[compression]));
+      sealed.delete();
+      const loaded = clock('deserialize', () => Array.from({ length: copies }, () => this.load(bytes)));
+      clock('sum', () => loaded.slice(1).forEach((next) => this.evaluator.add(loaded[0], next, loaded[0])));
+      if (this.decryptor) {
+        clock('decrypt', () => {
+          const plain = this.seal.PlainText();
+          this.decryptor.decrypt(loaded[0], plain);
+          this.encoder.decode(plain);
+          plain.delete();
+        });
+      }
+      loaded.forEach((c) => c.delete());
+    }
+    return ms;
   }
 
   dispose(): void {

@@ -57,13 +57,15 @@ export class HePool {
     return out;
   }
 
-  private run<T>(worker: Worker, task: Payload<Task>): Promise<T> {
+  /** `handOver`: the task's arrays are copies made for it, so they move to the thread instead of being copied again. */
+  private run<T>(worker: Worker, task: Payload<Task>, handOver = false): Promise<T> {
     if (this.closed) return Promise.reject(new Error('the HE pool is closed'));
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       worker.ref();
-      worker.postMessage({ ...task, id });
+      const moved = handOver && 'values' in task ? [task.values.buffer as ArrayBuffer] : [];
+      worker.postMessage({ ...task, id }, moved);
     }).finally(() => {
       if (![...this.pending.keys()].length) worker.unref();
     });
@@ -72,7 +74,7 @@ export class HePool {
   async encrypt(values: Float32Array | Float64Array, factor = 1): Promise<Uint8Array[]> {
     const parts = await Promise.all(
       this.ranges(this.chunksFor(values.length)).map(([from, to], i) =>
-        this.run<Uint8Array[]>(this.workers[i], { op: 'encrypt', values: values.slice(from * this.slots, to * this.slots), factor }),
+        this.run<Uint8Array[]>(this.workers[i], { op: 'encrypt', values: values.slice(from * this.slots, to * this.slots), factor }, true),
       ),
     );
     return parts.flat();

@@ -190,7 +190,8 @@ export class ClientRole extends Role<ClientNodeConfig> {
     const he = await this.keyFor(meta.he_key);
     const decryptStart = performance.now();
     const global = message.ciphertexts ? Float32Array.from(await he!.pool.decrypt(message.ciphertexts, this.parameters, meta.factor)) : message.parameters;
-    const decryptMs = performance.now() - decryptStart;
+    // Only a model that came down encrypted (clients hold the key) has a decrypt phase.
+    const decryptMs = message.ciphertexts ? performance.now() - decryptStart : undefined;
     const trainStart = performance.now();
     setFlatWeights(model, global);
     this.lastLoss = await train(model, data, {
@@ -231,7 +232,8 @@ export class ClientRole extends Role<ClientNodeConfig> {
       this.node.logger.warn(`round ${round}: update not taken by ${this.config.upstream}: ${failure.reason}`);
     }
     this.iterations.endRound({
-      ...(he ? { decrypt_ms: Math.round(decryptMs), encrypt_ms: Math.round(encryptMs) } : {}),
+      ...(he ? { encrypt_ms: Math.round(encryptMs) } : {}),
+      ...(decryptMs !== undefined ? { decrypt_ms: Math.round(decryptMs) } : {}),
       train_ms: Math.round(trainMs),
       send_ms: Math.round(performance.now() - sendStart),
       samples: data.size,

@@ -34,6 +34,14 @@ interface EncryptedTotal {
   contributors: number;
 }
 
+interface PendingUpdate {
+  update: UpdateEvent;
+  ciphertexts: Uint8Array[];
+  weight: number;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
 export class SwitchRole extends Role<SwitchNodeConfig> {
   /** The experiment's model size, known from the settings. */
   readonly maxParameters = expectedParameterCount(this.config.settings.model);
@@ -45,7 +53,9 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
   private heSumMs = 0;
   private he?: Promise<HeSession>;
   private session?: HeSession;
-  /** Encrypted updates are added one at a time, each to the sum the previous one left. */
+  /** Encrypted updates waiting to be added, and the additions in flight (a forward waits for them). */
+  private waiting: PendingUpdate[] = [];
+  private draining?: Promise<void>;
   private queue: Promise<unknown> = Promise.resolve();
   private modelId = 0;
   private openedAt = 0;
@@ -99,28 +109,71 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
       const actions = this.machine.handle({ type: 'update', round: message.round, attempt, from: message.sender });
       this.run(actions, () => buffer.add(message.sender, { values: message.parameters, weight: message.weight, contributors: 1, preScaled: false }));
     } else {
-      const step = this.queue.then(() => this.addEncrypted(he, { round: message.round, attempt, from: message.sender }, message.ciphertexts!, message.weight));
-      this.queue = step.catch(() => undefined);
-      await step;
+      await new Promise<void>((resolve, reject) => {
+        this.waiting.push({ update: { round: message.round, attempt, from: message.sender }, ciphertexts: message.ciphertexts!, weight: message.weight, resolve, reject });
+        this.drain(he);
+      });
     }
     return { round: message.round, received: this.machine.state.received.size };
   }
 
-  /** Adds one encrypted update to the round's sum; a ciphertext SEAL cannot parse is refused, the sum unchanged. */
-  private async addEncrypted(he: HeSession, update: UpdateEvent, ciphertexts: Uint8Array[], weight: number): Promise<void> {
-    const refusal = this.machine.refusalFor(update.round, update.attempt, update.from);
-    if (refusal) throw refused(refusal);
+  /**
+   * Adds the encrypted updates waiting, all that arrived while the previous sum ran in one go: the
+   * running sum is read and written once per batch rather than once per update (a switch's main cost).
+   */
+  private drain(he: HeSession): void {
+    if (this.draining) return;
+    this.draining = (async () => {
+      while (this.waiting.length) {
+        const batch = this.waiting.splice(0);
+        await this.addBatch(he, batch).catch((err) => batch.forEach((p) => p.reject(err)));
+      }
+    })().finally(() => (this.draining = undefined));
+    this.queue = this.draining;
+  }
+
+  private async addBatch(he: HeSession, batch: PendingUpdate[]): Promise<void> {
+    const accepted = this.withoutRefused(batch);
+    if (!accepted.length) return;
     const before = this.sum;
-    let sum: Uint8Array[];
     const started = performance.now();
+    let sum: Uint8Array[];
     try {
-      sum = await he.pool.sum(before.ciphertexts ? [before.ciphertexts, ciphertexts] : [ciphertexts]);
-      this.heSumMs += performance.now() - started;
+      sum = await he.pool.sum([...(before.ciphertexts ? [before.ciphertexts] : []), ...accepted.map((p) => p.ciphertexts)]);
     } catch (err) {
-      throw new HttpError(400, 'bad ciphertext', `the update does not parse under this experiment's HE parameters: ${(err as Error).message}`);
+      if (accepted.length > 1) {
+        // One of them does not parse: add them one by one, so that only it is refused.
+        for (const pending of accepted) await this.addBatch(he, [pending]);
+      } else {
+        accepted[0].reject(new HttpError(400, 'bad ciphertext', `the update does not parse under this experiment's HE parameters: ${(err as Error).message}`));
+      }
+      return;
     }
-    this.run(this.machine.handle({ type: 'update', ...update }), () => {
-      this.sum = { ciphertexts: sum, weight: before.weight + weight, contributors: before.contributors + 1 };
+    this.heSumMs += performance.now() - started;
+    // The round may have closed or moved on while the sum ran: then the batch is judged again alone.
+    if (this.sum !== before || accepted.some((p) => this.machine.refusalFor(p.update.round, p.update.attempt, p.update.from))) {
+      for (const pending of accepted) await this.addBatch(he, [pending]);
+      return;
+    }
+    const weight = accepted.reduce((w, p) => w + p.weight, 0);
+    this.sum = { ciphertexts: sum, weight: before.weight + weight, contributors: before.contributors + accepted.length };
+    for (const pending of accepted) {
+      this.run(this.machine.handle({ type: 'update', ...pending.update }), () => undefined);
+      pending.resolve();
+    }
+  }
+
+  /** Answers the refused ones (stale round, stranger, a client sending twice, even within the batch) and keeps the rest. */
+  private withoutRefused(batch: PendingUpdate[]): PendingUpdate[] {
+    const senders = new Set<string>();
+    return batch.filter((pending) => {
+      const { round, attempt, from } = pending.update;
+      const refusal =
+        this.machine.refusalFor(round, attempt, from) ??
+        (senders.has(from) ? { type: 'refuse' as const, status: 409, reason: `${from} already sent its update for round ${round}` } : undefined);
+      senders.add(from);
+      if (refusal) pending.reject(refused(refusal));
+      return !refusal;
     });
   }
 

@@ -1,0 +1,19 @@
+/** What every benchmark shares: medians, timing, progress lines on stderr. */
+import { resolve } from 'node:path';
+
+export const ROOT = resolve(__dirname, '..', '..');
+export const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+export const log = (line: string) => process.stderr.write(`${line}\n`);
+
+export async function timed<T>(fn: () => Promise<T> | T): Promise<[T, number]> {
+  const start = performance.now();
+  const result = await fn();
+  return [result, performance.now() - start];
+}
+
+/** Medians, per key, of `repeats` runs of fn. */
+export async function medians<K extends string>(repeats: number, fn: () => Promise<Record<K, number>> | Record<K, number>): Promise<Record<K, number>> {
+  const runs: Record<K, number>[] = [];
+  for (let r = 0; r < repeats; r++) runs.push(await fn());
+  return Object.fromEntries(Object.keys(runs[0]).map((k) => [k, median(runs.map((run) => run[k as K]))])) as Record<K, number>;
+}

@@ -1,0 +1,67 @@
+/**
+ * 1. HE micro-benchmarks at the configured parameters, for 100k and 1M parameters: each stage on one
+ * thread (encode+encrypt, serialize, deserialize, sum of 12, decrypt+decode), and what a node's
+ * two-thread pool does per second (what clients and switches actually run).
+ */
+import { heSchema, type ExperimentConfig } from '../src/config/schema';
+import { Ckks } from '../src/he/ckks';
+import { heParams } from '../src/he/keys';
+import { HePool } from '../src/he/pool';
+import { log, medians, timed } from './common';
+
+export interface MicroRow {
+  mode: 'public key (aggregator)' | 'seeded (clients)';
+  parameters: number;
+  bytes_per_parameter: number;
+  times_float32: number;
+  /** One thread, ms per update, per stage. */
+  stages_ms: Record<'encrypt' | 'serialize' | 'deserialize' | 'sum' | 'decrypt', number>;
+  /** The two-thread pool: parameters per second. */
+  pool_encrypt_params_per_s: number;
+  pool_sum12_params_per_s: number;
+  pool_decrypt_params_per_s: number;
+}
+
+export const updateOf = (parameters: number) => Float32Array.from({ length: parameters }, (_, i) => 0.3 * Math.sin(i));
+
+export async function micro(he: ExperimentConfig['he'] = heSchema.parse({ enabled: true }), repeats = 3, sizes = [100_000, 1_000_000]): Promise<MicroRow[]> {
+  const params = heParams(he);
+  const keys = await Ckks.generateKeys(params);
+  const decryptor = await Ckks.create(params, { secretKey: keys.secretKey });
+  const rows: MicroRow[] = [];
+  for (const [mode, material] of [['public key (aggregator)', { publicKey: keys.publicKey }], ['seeded (clients)', { secretKey: keys.secretKey }]] as const) {
+    const single = await Ckks.create(params, material);
+    const pools = { encrypt: await HePool.start(params, material), sum: await HePool.start(params, {}), decrypt: await HePool.start(params, { secretKey: keys.secretKey }) };
+    for (const parameters of sizes) {
+      log(`  HE micro: ${mode}, ${parameters.toLocaleString('en')} parameters`);
+      const update = updateOf(parameters);
+      single.profile(update.subarray(0, single.slots)); // SEAL warmed up, not timed
+      const stages = await medians(repeats, () => single.profile(update));
+      stages.decrypt = (await medians(repeats, () => decryptor.profile(update.subarray(0, single.slots * 4), 1))).decrypt * (parameters / (single.slots * 4));
+      await pools.encrypt.encrypt(update.subarray(0, single.slots * 4));
+      let bytes = 0;
+      const pool = await medians(repeats, async () => {
+        const [cipher, encrypt] = await timed(() => pools.encrypt.encrypt(update, 1 / 12));
+        bytes = cipher.reduce((n, c) => n + c.length, 0);
+        const [sum, sum12] = await timed(() => pools.sum.sum(Array.from({ length: 12 }, () => cipher)));
+        const [, decrypt] = await timed(() => pools.decrypt.decrypt(sum, parameters));
+        return { encrypt, sum12, decrypt };
+      });
+      const rate = (ms: number) => Math.round(parameters / (ms / 1000));
+      rows.push({
+        mode,
+        parameters,
+        bytes_per_parameter: bytes / parameters,
+        times_float32: bytes / parameters / 4,
+        stages_ms: Object.fromEntries(Object.entries(stages).map(([k, v]) => [k, Math.round(v * 10) / 10])) as MicroRow['stages_ms'],
+        pool_encrypt_params_per_s: rate(pool.encrypt),
+        pool_sum12_params_per_s: rate(pool.sum12),
+        pool_decrypt_params_per_s: rate(pool.decrypt),
+      });
+    }
+    single.dispose();
+    await Promise.all(Object.values(pools).map((p) => p.close()));
+  }
+  decryptor.dispose();
+  return rows;
+}

@@ -1,0 +1,89 @@
+/**
+ * 2. Switch throughput: one real switch (the worker app on a loopback socket) takes a round of 24
+ * encrypted 100k-parameter updates sent by 6 senders at once, checks each and adds it; the round
+ * ends when its sum reaches a stand-in aggregator. Updates per second = 24 / that time.
+ */
+import http from 'node:http';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import axios from 'axios';
+import express from 'express';
+import { parseExperimentConfig, resolveNodeConfigs } from '../src/config/load';
+import { testbedConfig } from '../src/config/testbed';
+import { Ckks } from '../src/he/ckks';
+import { heParams } from '../src/he/keys';
+import { HePool } from '../src/he/pool';
+import { expectedParameterCount } from '../src/model/model';
+import { startNode } from '../src/node/start';
+import { encode, Kind, WIRE_CONTENT_TYPE } from '../src/wire/codec';
+import { log, median } from './common';
+import { updateOf } from './micro';
+
+const UPDATES = 24;
+const SENDERS = 6;
+const MODEL_ID = 4242;
+const TOKEN = 'bench-switch-token-0123456789abcdef';
+
+export interface SwitchThroughput {
+  updates_per_round: number;
+  parameters: number;
+  senders: number;
+  updates_per_s: number;
+  mb_per_s: number;
+}
+
+export async function switchThroughput(repeats = 3): Promise<SwitchThroughput> {
+  const port = 41000 + Math.floor(Math.random() * 2000);
+  const raw = testbedConfig({ base: '127.0.251', nodes: UPDATES + 2, switches: 1, port }) as Record<string, unknown>;
+  const nodes = [...resolveNodeConfigs(parseExperimentConfig(raw)).values()];
+  const sw = nodes.find((n) => n.type === 'switch')!;
+  if (sw.type !== 'switch') throw new Error('unreachable');
+  const parameters = expectedParameterCount(sw.settings.model);
+
+  // The stand-in aggregator: it only notes when the switch's sum arrives.
+  let sumArrived: (() => void) | undefined;
+  const aggregator = http.createServer(
+    express()
+      .use(express.raw({ type: WIRE_CONTENT_TYPE, limit: '1gb' }))
+      .post('/a/receive', (_req, res) => (res.json({ status: 'accepted' }), sumArrived?.())),
+  );
+  const [aggHost, aggPort] = sw.aggregator.split(':');
+  await new Promise<void>((resolve) => aggregator.listen(Number(aggPort), aggHost, resolve));
+  const [host, swPort] = sw.address.split(':');
+  const node = await startNode({ host, port: Number(swPort), token: TOKEN, logsDir: mkdtempSync(join(tmpdir(), 'fl-bench-switch-')), console: false, logLevel: 'warn' });
+  const client = axios.create({ baseURL: `http://${sw.address}`, headers: { Authorization: `Bearer ${TOKEN}` }, maxBodyLength: Infinity, proxy: false });
+  const params = heParams(sw.settings.he);
+  const pool = await HePool.start(params, { publicKey: (await Ckks.generateKeys(params)).publicKey });
+  try {
+    await client.post('/config', sw);
+    const ciphertexts = await pool.encrypt(updateOf(parameters), 1 / UPDATES);
+    const times: number[] = [];
+    let bytes = 0;
+    for (let r = 1; r <= repeats + 1; r++) {
+      const attempt = `bench:${r}.0`;
+      const bodies = sw.clients.map((sender) =>
+        encode({ kind: Kind.EncryptedUpdate, round: r, modelId: MODEL_ID, contributors: 1, weight: 100, sender, meta: { he: pool.id, attempt }, parameters: new Float32Array(0), ciphertexts, count: parameters }),
+      );
+      bytes = bodies[0].length;
+      await client.post('/s/round', { round: r, attempt, clients: sw.clients, deadline_ms: 120_000, parameters, model_id: MODEL_ID });
+      const arrived = new Promise<void>((resolve) => (sumArrived = resolve));
+      const start = performance.now();
+      const queue = [...bodies];
+      await Promise.all(
+        Array.from({ length: SENDERS }, async () => {
+          for (let body = queue.shift(); body; body = queue.shift()) await client.post('/s/receive', body, { headers: { 'Content-Type': WIRE_CONTENT_TYPE } });
+        }),
+      );
+      await arrived;
+      if (r > 1) times.push(performance.now() - start); // the first round starts the switch's HE threads
+      log(`  switch: round ${r}, ${UPDATES} updates in ${((performance.now() - start) / 1000).toFixed(2)} s`);
+    }
+    const seconds = median(times) / 1000;
+    return { updates_per_round: UPDATES, parameters, senders: SENDERS, updates_per_s: UPDATES / seconds, mb_per_s: (UPDATES * bytes) / 1e6 / seconds };
+  } finally {
+    await pool.close();
+    await node.close();
+    aggregator.close();
+  }
+}

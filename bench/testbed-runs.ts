@@ -1,0 +1,99 @@
+/**
+ * 3 and 5. Experiments on loopback testbeds, read back from outputs/ and the aggregator's central
+ * logs: round time and bytes per round split by phase (15-node testbed, plaintext and HE), and
+ * round time and aggregator memory as clients (3 to 24) and the model (100k, 1M parameters) grow.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { formatConfig, testbedConfig } from '../src/config/testbed';
+import { expectedParameterCount } from '../src/model/model';
+import type { RoundMetrics } from '../src/outputs';
+import { nodeRounds, type Phase } from '../src/report/data';
+import { down, up } from '../scripts/testbed';
+import { log, median, ROOT } from './common';
+
+export interface RunShape {
+  name: string;
+  clients: number;
+  switches: number;
+  rounds: number;
+  he: boolean;
+  hiddenUnits?: number;
+  base?: string;
+}
+
+export interface TestbedRun {
+  name: string;
+  clients: number;
+  switches: number;
+  parameters: number;
+  he: boolean;
+  rounds: number;
+  round_s: number;
+  bytes_per_round_at_aggregator: number;
+  /** Median over steady rounds (and over the nodes doing it) of each phase, in seconds. */
+  phases_s: Partial<Record<Phase, number>>;
+  aggregator_rss_mb_max: number;
+  final_accuracy: number;
+}
+
+export async function testbedRun(shape: RunShape): Promise<TestbedRun> {
+  const nodes = shape.clients + shape.switches + 1;
+  log(`  testbed ${shape.name}: ${shape.clients} clients, ${shape.switches} switches, ${shape.rounds} rounds, HE ${shape.he ? 'on' : 'off'}`);
+  const dir = mkdtempSync(join(tmpdir(), 'fl-bench-'));
+  const config = testbedConfig({ base: shape.base ?? '127.0.1', nodes, switches: shape.switches, rounds: shape.rounds, experiment: shape.name, he: shape.he }) as Record<string, any>;
+  if (shape.hiddenUnits) config.model = { ...config.model, hidden_units: shape.hiddenUnits };
+  const file = join(dir, 'config.json');
+  writeFileSync(file, formatConfig(config));
+  const state = join(dir, 'state');
+  const logs = join(dir, 'logs');
+  const outputs = join(dir, 'outputs');
+  if ((await up({ config: file, state, timeout: 120_000, logs, quiet: true })) !== 0) throw new Error(`${shape.name}: the testbed did not start`);
+  try {
+    const agg = spawn(process.execPath, [join(ROOT, 'main.js'), 'agg', '--config', file, '--token-file', join(state, 'token'), '--logs', logs, '--outputs', outputs, '--log-level', 'warn'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    agg.stdout.on('data', (d: Buffer) => d.toString().split('\n').filter((l) => l.startsWith('round ')).forEach((l) => log(`    ${l}`)));
+    const code = await new Promise<number | null>((done) => agg.on('exit', done));
+    if (code !== 0) throw new Error(`${shape.name}: the aggregator exited with ${code}`);
+  } finally {
+    await down({ state, timeout: 5000 });
+  }
+  return readRun(shape, config, logs, outputs);
+}
+
+function readRun(shape: RunShape, config: Record<string, any>, logs: string, outputs: string): TestbedRun {
+  const rows: RoundMetrics[] = JSON.parse(readFileSync(join(outputs, shape.name, 'metrics.json'), 'utf8')).rounds;
+  const steady = rows.slice(1); // round 1 also starts keys, threads and the first model
+  const aggregator = Object.entries(config.others as Record<string, { type: string }>).find(([, e]) => e.type === 'aggregator')![0];
+  const clusterDir = join(logs, 'cluster', shape.name);
+  const workers = Object.entries(config.others as Record<string, { type: 'client' | 'switch' | 'aggregator' }>)
+    .filter(([, e]) => e.type !== 'aggregator')
+    .map(([address, e]) => ({ node: address, address, role: e.type as 'client' | 'switch', ...JSON.parse(readFileSync(join(clusterDir, `${address.replace(':', '-')}_${shape.name}.json`), 'utf8')) }));
+  const perNode = nodeRounds(aggregator, steady, workers).filter((r) => r.round > 1);
+  const phases: Partial<Record<Phase, number>> = {};
+  for (const phase of ['train', 'encrypt', 'send', 'aggregate', 'decrypt', 'evaluate'] as Phase[]) {
+    // Clients train, encrypt, send (the transfer, until their switch took the update) and decrypt;
+    // aggregation is the switches' sums plus the aggregator's (which decrypts, when it holds the key).
+    const role = phase === 'train' || phase === 'encrypt' || phase === 'send' || phase === 'decrypt' ? 'client' : phase === 'aggregate' ? 'switch' : 'aggregator';
+    const values = perNode.filter((r) => r.role === role && r.phases[phase] !== undefined).map((r) => r.phases[phase]!);
+    if (values.length) phases[phase] = median(values) / 1000;
+  }
+  phases.aggregate = (phases.aggregate ?? 0) + median(steady.map((r) => r.aggregation_ms)) / 1000;
+  const own = JSON.parse(readFileSync(join(logs, `${aggregator.replace(':', '-')}_${shape.name}.json`), 'utf8')).iteration as { rss_bytes: number }[];
+  return {
+    name: shape.name,
+    clients: shape.clients,
+    switches: shape.switches,
+    parameters: expectedParameterCount({ architecture: 'mlp', hidden_units: shape.hiddenUnits ?? 128 }),
+    he: shape.he,
+    rounds: shape.rounds,
+    round_s: median(steady.map((r) => r.round_ms)) / 1000,
+    bytes_per_round_at_aggregator: median(steady.map((r) => r.bytes_up + r.bytes_down)),
+    phases_s: phases,
+    aggregator_rss_mb_max: Math.round(Math.max(...own.map((e) => e.rss_bytes)) / 1e6),
+    final_accuracy: rows[rows.length - 1].accuracy,
+  };
+}

@@ -1,0 +1,32 @@
+/**
+ * The benchmark suite's parts, run small so they cannot rot between `npm run bench` runs: the
+ * baselines decode what they sent and Paillier's sums decrypt right; a real switch takes a round.
+ * (Numbers are measured by `npm run bench`, never asserted here.)
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { paillierVersusCkks, transfers } from '../bench/baselines';
+import { switchThroughput } from '../bench/switch';
+
+describe('the benchmark suite, small', () => {
+  it('sends the same update as JSON and as our binary format, and reads every value back', async () => {
+    const [json, binary] = await transfers(5_000, 1);
+    assert.equal(json.format, 'JSON arrays (Flask original)');
+    assert.ok(json.bytes > binary.bytes, 'JSON is the bigger one');
+    assert.ok(binary.bytes > 5_000 * 4, 'the binary body holds every float32');
+  });
+
+  it('times Paillier on values whose sums decrypt right, and CKKS on the whole update', async () => {
+    const result = await paillierVersusCkks(5_000, 2, 1);
+    assert.equal(result.paillier_bytes_per_parameter, 512, 'a 2048-bit key makes 4096-bit ciphertexts');
+    for (const stage of ['encrypt', 'sum12', 'decrypt'] as const) {
+      assert.ok(result.paillier_ms[stage] > 0 && result.ckks_ms[stage] > 0, stage);
+    }
+  });
+
+  it('runs a real switch through a round of 24 encrypted updates', async () => {
+    const result = await switchThroughput(1);
+    assert.equal(result.updates_per_round, 24);
+    assert.ok(result.updates_per_s > 0);
+  });
+});
