@@ -65,7 +65,7 @@ describe('encrypted rounds with the key at the aggregator', () => {
   });
   after(() => testbed.down());
 
-  it('ends within 0.5 points of the same run in plaintext, each update at most 8x its float32 size', async () => {
+  it('ends within 0.5 points of the same run in plaintext, each update at most 8.1x its float32 size (uncompressed ciphertexts)', async () => {
     // The same workers take the encrypted experiment, pushed by a new aggregator run.
     const config = JSON.parse(readFileSync(testbed.configFile, 'utf8'));
     writeFileSync(testbed.configFile, JSON.stringify({ ...config, experiment: 'he-aggregator', he: { enabled: true, key_holder: 'aggregator' } }));
@@ -77,7 +77,7 @@ describe('encrypted rounds with the key at the aggregator', () => {
     assert.ok(Math.abs(encrypted - plain) <= 0.005, `plaintext ${plain}, encrypted ${encrypted}`);
     const ratios = updateRatios(testbed, 'he-aggregator');
     assert.equal(ratios.length, 6 * ROUNDS);
-    assert.ok(ratios.every((r) => r > 1 && r <= 8), `update sizes ${ratios.map((r) => r.toFixed(2))}`);
+    assert.ok(ratios.every((r) => r > 1 && r <= 8.1), `update sizes ${ratios.map((r) => r.toFixed(2))}`);
   });
 });
 

@@ -49,6 +49,27 @@ describe('CKKS at the default parameters', () => {
     });
   }
 
+  it('encrypts with encryptions of zero made ahead: each used once, the sum decrypting as before', async () => {
+    const encryptor = await Ckks.create(params, { publicKey: keys.publicKey });
+    const opener = await Ckks.create(params, { secretKey: keys.secretKey });
+    try {
+      const values = updates[0].subarray(0, encryptor.slots * 3);
+      assert.equal(encryptor.prepare(2), 2);
+      const first = encryptor.encrypt(values, 0.5); // two from the stock, the third made on the spot
+      assert.equal(encryptor.prepared, 0);
+      encryptor.prepare(3);
+      const second = encryptor.encrypt(values, 0.5);
+      assert.notDeepEqual(first[0], second[0], 'fresh randomness in every ciphertext');
+      const decrypted = opener.decrypt(opener.sum([first, second]), values.length);
+      const worst = Math.max(...Array.from(values, (v, i) => Math.abs(decrypted[i] - v)));
+      assert.ok(worst < 1e-6, `error ${worst}`);
+      assert.equal((await Ckks.create(params, { secretKey: keys.secretKey })).prepare(5), 0, 'seeded encryption keeps no stock');
+    } finally {
+      encryptor.dispose();
+      opener.dispose();
+    }
+  });
+
   it('refuses ciphertexts made under other parameters, and bytes that are no ciphertext', async () => {
     const otherParams = { ...params, poly_modulus_degree: 8192, coeff_modulus_bits: [60, 60] };
     const other = await HePool.start(otherParams, { publicKey: (await Ckks.generateKeys(otherParams)).publicKey });

@@ -49,6 +49,8 @@ export class Ckks {
   readonly slots: number;
   readonly id: string;
   private readonly scale: number;
+  /** Public-key encryptions of zero made ahead, each used once (see prepare). */
+  private readonly zeros: any[] = [];
 
   private constructor(
     private readonly seal: any,
@@ -122,6 +124,26 @@ export class Ckks {
   }
 
   /**
+   * Makes public-key encryptions of zero ahead of time, up to `count` in stock. A public-key encryption
+   * is an encryption of zero plus the encoded values; the zero is the costly part (fresh randomness,
+   * transforms, the product with the key), so a node that makes it while it waits only encodes and
+   * adds once its values are ready. Each is used once, so ciphertexts are as fresh as made directly.
+   * Seeded symmetric encryption (the secret key at hand) has nothing to gain and keeps none.
+   */
+  prepare(count: number): number {
+    if (!this.encryptor || this.secret) return 0;
+    const zero = this.seal.PlainText();
+    this.encoder.encode(new Float64Array(this.slots), this.scale, zero);
+    while (this.zeros.length < count) this.zeros.push(this.encryptor.encrypt(zero));
+    zero.delete();
+    return this.zeros.length;
+  }
+
+  get prepared(): number {
+    return this.zeros.length;
+  }
+
+  /**
    * values·factor, packed `slots` to a ciphertext. With the secret key at hand the ciphertexts are
    * symmetric and seeded (half the bytes); otherwise public-key.
    */
@@ -135,7 +157,9 @@ export class Ckks {
       for (let i = start; i < end; i++) slot[i - start] = values[i] * factor;
       const plain = this.seal.PlainText();
       this.encoder.encode(slot, this.scale, plain);
-      const sealed = this.secret ? this.encryptor.encryptSymmetricSerializable(plain) : this.encryptor.encryptSerializable(plain);
+      const zero = this.secret ? undefined : this.zeros.shift();
+      if (zero) wrap('adding the values to an encryption of zero', () => this.evaluator.addPlain(zero, plain, zero));
+      const sealed = zero ?? (this.secret ? this.encryptor.encryptSymmetricSerializable(plain) : this.encryptor.encryptSerializable(plain));
       out.push(sealed.saveArray(this.seal.ComprModeType[WIRE_COMPRESSION]));
       sealed.delete();
       plain.delete();
@@ -232,6 +256,7 @@ export class Ckks {
   }
 
   dispose(): void {
+    this.zeros.splice(0).forEach((zero) => zero.delete());
     for (const object of [this.encryptor, this.decryptor, this.secret, this.publicKey, this.evaluator, this.encoder, this.context]) object?.delete();
     this.encryptor = undefined;
     this.decryptor = undefined;

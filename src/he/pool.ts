@@ -80,6 +80,14 @@ export class HePool {
     return parts.flat();
   }
 
+  /**
+   * Makes ahead, in the threads, the encryptions of zero that encrypting `parameters` values will take
+   * (public key only; see Ckks.prepare). Resolves with how many each thread holds.
+   */
+  async prepare(parameters: number): Promise<number[]> {
+    return Promise.all(this.ranges(this.chunksFor(parameters)).map(([from, to], i) => this.run<number>(this.workers[i], { op: 'prepare', count: to - from })));
+  }
+
   async sum(lists: Uint8Array[][]): Promise<Uint8Array[]> {
     const chunks = lists[0]?.length ?? 0;
     const parts = await Promise.all(

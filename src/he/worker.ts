@@ -5,7 +5,8 @@ import { Ckks, type HeParams, type KeyMaterial } from './ckks';
 export type Task =
   | { id: number; op: 'encrypt'; values: Float32Array | Float64Array; factor: number }
   | { id: number; op: 'sum'; lists: Uint8Array[][] }
-  | { id: number; op: 'decrypt'; chunks: Uint8Array[]; parameters: number; factor: number };
+  | { id: number; op: 'decrypt'; chunks: Uint8Array[]; parameters: number; factor: number }
+  | { id: number; op: 'prepare'; count: number };
 
 export type Reply = { id: number; result?: unknown; error?: string };
 
@@ -23,6 +24,7 @@ parentPort!.on('message', async (task: Task) => {
     let result: unknown;
     if (task.op === 'encrypt') result = ckks.encrypt(task.values, task.factor);
     else if (task.op === 'sum') result = ckks.sum(task.lists);
+    else if (task.op === 'prepare') result = ckks.prepare(task.count);
     else result = ckks.decrypt(task.chunks, task.parameters, task.factor);
     // Handed over, not copied: a 100k-parameter update is 3 MB of ciphertexts the thread no longer needs.
     parentPort!.postMessage({ id: task.id, result } satisfies Reply, buffersOf(result));

@@ -146,7 +146,14 @@ export class ClientRole extends Role<ClientNodeConfig> {
       this.node.peers.get<ArrayBuffer>(this.config.aggregator, '/a/he/public-key', { responseType: 'arraybuffer', signal: this.abort.signal }),
     );
     if (!publicKey) return undefined;
-    return startSession(he, this.parameters, { publicKey: new Uint8Array(publicKey) });
+    const session = await startSession(he, this.parameters, { publicKey: new Uint8Array(publicKey) });
+    this.stockZeros(session);
+    return session;
+  }
+
+  /** The next update's encryptions of zero, made in the HE threads while this client waits (public key only). */
+  private stockZeros(he: HeSession | undefined): void {
+    he?.pool.prepare(this.parameters).catch((err) => this.node.logger.debug(`encryptions of zero not made ahead: ${(err as Error).message}`));
   }
 
   private async prepare(): Promise<void> {
@@ -242,6 +249,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
       outcome,
     });
     this.stage = 'waiting';
+    this.stockZeros(he);
     await this.checkIn();
   }
 
