@@ -18,6 +18,8 @@ export interface MicroRow {
   stages_ms: Record<'encrypt' | 'serialize' | 'deserialize' | 'sum' | 'decrypt', number>;
   /** The two-thread pool: parameters per second. */
   pool_encrypt_params_per_s: number;
+  /** Public key: encrypting once the encryptions of zero were made ahead (what a client does in a round). */
+  pool_encrypt_prepared_params_per_s: number | null;
   pool_sum12_params_per_s: number;
   pool_decrypt_params_per_s: number;
 }
@@ -48,6 +50,14 @@ export async function micro(he: ExperimentConfig['he'] = heSchema.parse({ enable
         return { encrypt, sum12, decrypt };
       });
       const rate = (ms: number) => Math.round(parameters / (ms / 1000));
+      let prepared: number | null = null;
+      if (mode.startsWith('public')) {
+        const times = await medians(repeats, async () => {
+          await pools.encrypt.prepare(parameters);
+          return { ms: (await timed(() => pools.encrypt.encrypt(update, 1 / 12)))[1] };
+        });
+        prepared = rate(times.ms);
+      }
       rows.push({
         mode,
         parameters,
@@ -55,6 +65,7 @@ export async function micro(he: ExperimentConfig['he'] = heSchema.parse({ enable
         times_float32: bytes / parameters / 4,
         stages_ms: Object.fromEntries(Object.entries(stages).map(([k, v]) => [k, Math.round(v * 10) / 10])) as MicroRow['stages_ms'],
         pool_encrypt_params_per_s: rate(pool.encrypt),
+        pool_encrypt_prepared_params_per_s: prepared,
         pool_sum12_params_per_s: rate(pool.sum12),
         pool_decrypt_params_per_s: rate(pool.decrypt),
       });

@@ -7,6 +7,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { Ckks, type HeParams, type KeyMaterial } from './ckks';
+import { pack, unpack, type Packed } from './packing';
 import type { Reply, Task } from './worker';
 
 type Pending = { resolve: (value: any) => void; reject: (err: Error) => void };
@@ -57,14 +58,17 @@ export class HePool {
     return out;
   }
 
-  /** `handOver`: the task's arrays are copies made for it, so they move to the thread instead of being copied again. */
+  /**
+   * `handOver`: the task's buffer is a copy made for it (values sliced, ciphertexts packed), so it
+   * moves to the thread instead of being copied again.
+   */
   private run<T>(worker: Worker, task: Payload<Task>, handOver = false): Promise<T> {
     if (this.closed) return Promise.reject(new Error('the HE pool is closed'));
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       worker.ref();
-      const moved = handOver && 'values' in task ? [task.values.buffer as ArrayBuffer] : [];
+      const moved = !handOver ? [] : 'values' in task ? [task.values.buffer as ArrayBuffer] : 'packed' in task ? [task.packed.packed] : [];
       worker.postMessage({ ...task, id }, moved);
     }).finally(() => {
       if (![...this.pending.keys()].length) worker.unref();
@@ -74,7 +78,7 @@ export class HePool {
   async encrypt(values: Float32Array | Float64Array, factor = 1): Promise<Uint8Array[]> {
     const parts = await Promise.all(
       this.ranges(this.chunksFor(values.length)).map(([from, to], i) =>
-        this.run<Uint8Array[]>(this.workers[i], { op: 'encrypt', values: values.slice(from * this.slots, to * this.slots), factor }, true),
+        this.run<Packed>(this.workers[i], { op: 'encrypt', values: values.slice(from * this.slots, to * this.slots), factor }, true).then(unpack),
       ),
     );
     return parts.flat();
@@ -89,9 +93,12 @@ export class HePool {
   }
 
   async sum(lists: Uint8Array[][]): Promise<Uint8Array[]> {
+    if (lists.some((l) => l.length !== lists[0].length)) throw new Error('ciphertext lists of different lengths');
     const chunks = lists[0]?.length ?? 0;
     const parts = await Promise.all(
-      this.ranges(chunks).map(([from, to], i) => this.run<Uint8Array[]>(this.workers[i], { op: 'sum', lists: lists.map((l) => l.slice(from, to)) })),
+      this.ranges(chunks).map(([from, to], i) =>
+        this.run<Packed>(this.workers[i], { op: 'sum', lists: lists.length, packed: pack(lists.flatMap((l) => l.slice(from, to))) }, true).then(unpack),
+      ),
     );
     return parts.flat();
   }
@@ -101,7 +108,7 @@ export class HePool {
     await Promise.all(
       this.ranges(chunks.length).map(async ([from, to], i) => {
         const count = Math.min(parameters, to * this.slots) - from * this.slots;
-        const part = await this.run<Float64Array>(this.workers[i], { op: 'decrypt', chunks: chunks.slice(from, to), parameters: count, factor });
+        const part = await this.run<Float64Array>(this.workers[i], { op: 'decrypt', packed: pack(chunks.slice(from, to)), parameters: count, factor }, true);
         out.set(part, from * this.slots);
       }),
     );

@@ -74,7 +74,8 @@ function readCiphertexts(payload: Buffer): Uint8Array[] {
   for (let i = 0; i < count; i++) {
     const length = payload.readUInt32LE(4 + 4 * i);
     if (length === 0 || at + length > payload.length) throw new WireError(`ciphertext ${i} of ${length} bytes runs past the payload`);
-    out.push(new Uint8Array(payload.subarray(at, at + length)));
+    // Views, not copies: a copy per ciphertext is an allocation per ciphertext, and the collector's time with them.
+    out.push(payload.subarray(at, at + length));
     at += length;
   }
   if (at !== payload.length) throw new WireError(`${payload.length - at} bytes after the last ciphertext`);
