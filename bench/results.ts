@@ -86,9 +86,8 @@ export function formatResults(r: Results): string {
     '',
     '### Profile of the HE round, before and after',
     '',
-    'The per-node phase times of an HE round (dashboard, report, `logs/cluster/`) and the CPU time of each process per round',
-    "(HE against plaintext, 15-node testbed: clients +1.5 s, switches +0.6 s, aggregator +0.2 s of CPU) put client",
-    "encryption first and the switches' sums second. What changed, each measured:",
+    'The per-node phase times of an HE round (dashboard, report, `logs/cluster/`) and the CPU time of each role per round',
+    '(section 3) put client encryption first and the switches\' sums second. What changed, each measured:',
     '',
     '- one coefficient prime instead of two: the protocol never key-switches, so SEAL needs no special prime, and public-key',
     '  encryption works at one prime and skips the modulus switch after it;',
@@ -126,6 +125,16 @@ export function formatResults(r: Results): string {
     phaseRow(encrypted),
     '',
     `HE round / plaintext round: **${x(encrypted.round_s / plaintext.round_s)}**.`,
+    '',
+    'CPU seconds per steady round, all processes of a role together (from `/proc`): on this 2-core machine a round costs',
+    "about its total CPU time divided by two, so this is where an HE round's extra time goes.",
+    '',
+    '| run | clients | switches | aggregator | all |',
+    '| --- | --- | --- | --- | --- |',
+    ...[plaintext, encrypted].map((run) => {
+      const c = run.cpu_s_per_round;
+      return c ? `| ${run.he ? 'HE' : 'plaintext'} | ${n(c.client, 2)} | ${n(c.switch, 2)} | ${n(c.aggregator, 2)} | ${n(c.client + c.switch + c.aggregator, 2)} |` : `| ${run.name} | – | – | – | – |`;
+    }),
     '',
     '## 4. Baselines, same update, same run',
     '',

@@ -4,7 +4,7 @@
  * round time and aggregator memory as clients (3 to 24) and the model (100k, 1M parameters) grow.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatConfig, testbedConfig } from '../src/config/testbed';
@@ -37,6 +37,29 @@ export interface TestbedRun {
   phases_s: Partial<Record<Phase, number>>;
   aggregator_rss_mb_max: number;
   final_accuracy: number;
+  /** CPU seconds per steady round, summed over the processes of each role (Linux /proc; null elsewhere). */
+  cpu_s_per_round: Record<'client' | 'switch' | 'aggregator', number> | null;
+}
+
+/** user + system CPU seconds of a process so far, from /proc (Linux). */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Every testbed process by role, and a way to read their CPU time together. */
+function cpuMeter(state: string, others: Record<string, { type: string }>, aggregatorPid: number) {
+  const pids = join(state, 'pids');
+  const roles = readdirSync(pids).map((file) => {
+    const address = file.replace(/\.pid$/, '').replace(/-(\d+)$/, ':$1');
+    return { role: others[address]?.type as 'client' | 'switch', pid: Number(readFileSync(join(pids, file), 'utf8')) };
+  });
+  roles.push({ role: 'aggregator' as never, pid: aggregatorPid });
+  return () => {
+    const total = { client: 0, switch: 0, aggregator: 0 };
+    for (const { role, pid } of roles) total[role as keyof typeof total] += cpuSeconds(pid);
+    return total;
+  };
 }
 
 export async function testbedRun(shape: RunShape): Promise<TestbedRun> {
@@ -51,20 +74,35 @@ export async function testbedRun(shape: RunShape): Promise<TestbedRun> {
   const logs = join(dir, 'logs');
   const outputs = join(dir, 'outputs');
   if ((await up({ config: file, state, timeout: 120_000, logs, quiet: true })) !== 0) throw new Error(`${shape.name}: the testbed did not start`);
+  let cpu: TestbedRun['cpu_s_per_round'] = null;
   try {
     const agg = spawn(process.execPath, [join(ROOT, 'main.js'), 'agg', '--config', file, '--token-file', join(state, 'token'), '--logs', logs, '--outputs', outputs, '--log-level', 'warn'], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
-    agg.stdout.on('data', (d: Buffer) => d.toString().split('\n').filter((l) => l.startsWith('round ')).forEach((l) => log(`    ${l}`)));
+    // CPU time from the end of round 1 (keys, threads, first model) to the end of the last round.
+    const meter = existsSync('/proc/self/stat') ? cpuMeter(state, config.others, agg.pid!) : undefined;
+    let afterFirst: ReturnType<NonNullable<typeof meter>> | undefined;
+    agg.stdout.on('data', (d: Buffer) => {
+      for (const line of d.toString().split('\n').filter((l) => l.startsWith('round '))) {
+        log(`    ${line}`);
+        const round = Number(/^round\s+(\d+)\//.exec(line)?.[1]);
+        if (meter && round === 1) afterFirst = meter();
+        if (meter && afterFirst && round === shape.rounds) {
+          const end = meter();
+          const per = (k: keyof typeof end) => Math.round(((end[k] - afterFirst![k]) / (shape.rounds - 1)) * 100) / 100;
+          cpu = { client: per('client'), switch: per('switch'), aggregator: per('aggregator') };
+        }
+      }
+    });
     const code = await new Promise<number | null>((done) => agg.on('exit', done));
     if (code !== 0) throw new Error(`${shape.name}: the aggregator exited with ${code}`);
   } finally {
     await down({ state, timeout: 5000 });
   }
-  return readRun(shape, config, logs, outputs);
+  return { ...readRun(shape, config, logs, outputs), cpu_s_per_round: cpu };
 }
 
-function readRun(shape: RunShape, config: Record<string, any>, logs: string, outputs: string): TestbedRun {
+function readRun(shape: RunShape, config: Record<string, any>, logs: string, outputs: string): Omit<TestbedRun, 'cpu_s_per_round'> {
   const rows: RoundMetrics[] = JSON.parse(readFileSync(join(outputs, shape.name, 'metrics.json'), 'utf8')).rounds;
   const steady = rows.slice(1); // round 1 also starts keys, threads and the first model
   const aggregator = Object.entries(config.others as Record<string, { type: string }>).find(([, e]) => e.type === 'aggregator')![0];
