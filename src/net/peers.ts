@@ -29,6 +29,9 @@ export class Peers {
       maxBodyLength: Infinity,
       maxContentLength: Infinity,
       proxy: false,
+      // No redirects between nodes: axios then uses Node's http directly instead of follow-redirects,
+      // which holds on to every request body until the answer (3 MB per encrypted update).
+      maxRedirects: 0,
     });
   }
 
