@@ -75,7 +75,7 @@ function readCiphertexts(payload: Buffer): Uint8Array[] {
     const length = payload.readUInt32LE(4 + 4 * i);
     if (length === 0 || at + length > payload.length) throw new WireError(`ciphertext ${i} of ${length} bytes runs past the payload`);
     // Views, not copies: a copy per ciphertext is an allocation per ciphertext, and the collector's time with them.
-    out.push(payload.subarray(at, at + length));
+    out.push(new Uint8Array(payload.buffer, payload.byteOffset + at, length));
     at += length;
   }
   if (at !== payload.length) throw new WireError(`${payload.length - at} bytes after the last ciphertext`);
