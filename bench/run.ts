@@ -23,9 +23,8 @@ import { testbedRun } from './testbed-runs';
 async function beforeAndAfter(repeats: number): Promise<Results['profile']> {
   const update = updateOf(101_770);
   const measure = async (bits: number[], compression: 'none' | 'zstd') => {
-    const ckks = await Ckks.create(heParams(heSchema.parse({ enabled: true, coeff_modulus_bits: bits })), {
-      publicKey: (await Ckks.generateKeys(heParams(heSchema.parse({ enabled: true, coeff_modulus_bits: bits })))).publicKey,
-    });
+    const params = heParams(heSchema.parse({ enabled: true, coeff_modulus_bits: bits }));
+    const ckks = await Ckks.create(params, { publicKey: (await Ckks.generateKeys(params)).publicKey });
     ckks.profile(update.subarray(0, ckks.slots), 12, compression);
     const stages = await medians(repeats, () => ckks.profile(update, 6, compression));
     ckks.dispose();

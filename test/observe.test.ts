@@ -143,7 +143,7 @@ describe('the report', () => {
     const dir = tmp();
     const settings = parseExperimentConfig(testbedConfig({ base: '127.0.9', nodes: 4, switches: 1 }));
     const { html, pngs } = await writeReport(dir, {
-      experiment: 'exp', aggregator: '127.0.9.4:5000', settings, topology: { clients: 2, switches: 1 }, rows, perNode: nodeRounds('127.0.9.4:5000', rows, []),
+      experiment: 'exp', aggregator: '127.0.9.4:5000', settings, workers: WORKERS, rows, records: [],
     });
     const page = readFileSync(html, 'utf8');
     assert.equal((page.match(/<svg/g) ?? []).length, 3);

@@ -6,6 +6,7 @@ import type { AggregatorRole, WorkerHealth } from '../roles/aggregator';
 import { accuracyChart, bytesChart, phaseChart, type ChartName, type ChartSpec } from '../report/charts';
 import { nodeRounds, type NodeRound } from '../report/data';
 import { describeSettings } from '../report/report';
+import type { NodeRecords } from '../log/cluster-log';
 import type { RoundMetrics } from '../outputs';
 
 /** The rounds the per-node views cover: the last few show what a round costs now. */
@@ -39,13 +40,12 @@ export interface DashboardState {
 }
 
 /** Where the experiment stands: for the page's header and the command line's progress bars. */
-export function roundProgress(role: AggregatorRole) {
+export function roundProgress(role: AggregatorRole, records: readonly NodeRecords[] = role.cluster.records()) {
   const { stage, round, selected } = role.machine.state;
   const rows = role.outputs.rows;
   const selectedSet = new Set(selected);
   // A client's shipped entry for this round says whether its switch took the update.
-  const reported = role.cluster
-    .records()
+  const reported = records
     .filter((w) => selectedSet.has(w.address) && w.iteration.some((e) => e.round === round && e.outcome === 'accepted')).length;
   return {
     stage,
@@ -69,11 +69,7 @@ export function dashboardState(role: AggregatorRole): DashboardState {
 
   const lastOf = new Map<string, NodeRound>();
   for (const r of perNode) if ((lastOf.get(r.node)?.round ?? 0) <= r.round) lastOf.set(r.node, r);
-  const roles: [string, DashboardNode['role']][] = [
-    [config.address, 'aggregator'],
-    ...config.switches.map((s) => [s, 'switch'] as [string, DashboardNode['role']]),
-    ...Object.keys(config.clients).map((c) => [c, 'client'] as [string, DashboardNode['role']]),
-  ];
+  const roles: [string, DashboardNode['role']][] = [[config.address, 'aggregator'], ...role.workers];
   const nodes = roles.map(([address, type]) => ({
     address,
     role: type,
@@ -81,11 +77,11 @@ export function dashboardState(role: AggregatorRole): DashboardState {
     last: lastOf.get(address) ?? null,
   }));
 
-  const { accuracy: _latest, ...progress } = roundProgress(role);
+  const { accuracy: _, ...progress } = roundProgress(role, workers);
   return {
     experiment: config.experiment,
     aggregator: config.address,
-    settings: describeSettings(config.settings, { clients: Object.keys(config.clients).length, switches: config.switches.length }),
+    settings: describeSettings(config.settings, role.workers),
     encrypted: config.settings.he.enabled,
     ...progress,
     nodes,

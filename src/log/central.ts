@@ -49,5 +49,6 @@ export const logBatchSchema = z
 
 export type LogBatch = z.infer<typeof logBatchSchema>;
 export type ShippedEntry = LogBatch['entries'][number];
-/** What a batch carries before sequence numbers are given. */
-export type UnnumberedEntry = ShippedEntry extends infer E ? (E extends ShippedEntry ? Omit<E, 'seq'> : never) : never;
+type WithoutSeq<E> = E extends unknown ? Omit<E, 'seq'> : never;
+/** What a batch carries before sequence numbers are given (each kind of entry without its seq). */
+export type UnnumberedEntry = WithoutSeq<ShippedEntry>;

@@ -12,10 +12,12 @@ import type { IterationEntry } from './iteration-log';
 
 export const CLUSTER_LOGS_DIR = 'cluster';
 
+export type WorkerRole = 'client' | 'switch';
+
 export interface NodeRecords {
   node: string;
   address: string;
-  role: 'client' | 'switch';
+  role: WorkerRole;
   iteration: IterationEntry[];
 }
 
@@ -32,7 +34,7 @@ export class ClusterLog {
   constructor(
     logsDir: string,
     private readonly experiment: string,
-    private readonly workers: ReadonlyMap<string, 'client' | 'switch'>,
+    private readonly workers: ReadonlyMap<string, WorkerRole>,
     resume: boolean,
   ) {
     this.dir = join(logsDir, CLUSTER_LOGS_DIR, experiment);

@@ -4,7 +4,6 @@ import { resolveNodeConfigs } from '../config/load';
 import { parseAddress } from '../config/address';
 import type { AggregatorNodeConfig, ExperimentConfig } from '../config/schema';
 import { startNode, type NodeOptions, type StartedNode } from '../node/start';
-import { nodeRounds } from '../report/data';
 import { writeReport } from '../report/report';
 import type { AggregatorRole, ExperimentSummary } from '../roles/aggregator';
 import { formatOutcome, missingForExperiment, pushConfigs, summarize } from './push';
@@ -105,9 +104,9 @@ async function reportOn(role: AggregatorRole, node: StartedNode, print: (line: s
       experiment: config.experiment,
       aggregator: config.address,
       settings: config.settings,
-      topology: { clients: Object.keys(config.clients).length, switches: config.switches.length },
+      workers: role.workers,
       rows: outputs.rows,
-      perNode: nodeRounds(config.address, outputs.rows, cluster.records()),
+      records: cluster.records(),
     });
     print(`report: ${html} (charts as PNG: ${pngs.length} in ${outputs.dir}/charts)`);
     return html;

@@ -7,19 +7,21 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Settings } from '../config/schema';
 import { writeFileAtomic } from '../log/atomic';
-import { ClusterLog } from '../log/cluster-log';
+import { ClusterLog, type NodeRecords, type WorkerRole } from '../log/cluster-log';
 import type { RoundMetrics } from '../outputs';
 import { experimentCharts, type ChartName } from './charts';
-import { nodeRounds, type NodeRound } from './data';
+import { nodeRounds } from './data';
 import { renderSvg, svgToPng } from './render';
 
 export interface ReportInput {
   experiment: string;
   aggregator: string;
   settings: Settings;
-  topology: { clients: number; switches: number };
+  /** Every worker, by address, with its role. */
+  workers: ReadonlyMap<string, WorkerRole>;
   rows: readonly RoundMetrics[];
-  perNode: readonly NodeRound[];
+  /** The workers' iteration entries (the aggregator's cluster log). */
+  records: readonly NodeRecords[];
 }
 
 export const REPORT_FILE = 'report.html';
@@ -28,8 +30,9 @@ export const CHARTS_DIR = 'charts';
 const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
 /** The settings a reader needs to know what was run, as label and value. */
-export function describeSettings(settings: Settings, topology: ReportInput['topology']): [string, string][] {
+export function describeSettings(settings: Settings, workers: ReadonlyMap<string, WorkerRole>): [string, string][] {
   const { model, training, data, he } = settings;
+  const count = (role: WorkerRole) => [...workers.values()].filter((r) => r === role).length;
   const split = data.split === 'dirichlet' ? `dirichlet (alpha ${data.alpha})` : data.split === 'classes' ? `${data.classes_per_client} classes per client` : 'iid';
   return [
     ['model', model.architecture === 'mlp' ? `MLP, ${model.hidden_units} hidden units` : 'CNN'],
@@ -37,13 +40,13 @@ export function describeSettings(settings: Settings, topology: ReportInput['topo
     ['strategy', training.strategy === 'fedavgm' ? `FedAvgM (server momentum ${training.server_momentum})` : 'FedAvg (weighted by samples)'],
     ['training', `${training.epochs} epoch(s), batch ${training.batch_size}, learning rate ${training.learning_rate}`],
     ['rounds', `${settings.rounds}, ${settings.clients_per_round ?? 'all'} clients per round`],
-    ['topology', `${plural(topology.clients, 'client')}, ${plural(topology.switches, 'switch', 'switches')}`],
+    ['topology', `${plural(count('client'), 'client')}, ${plural(count('switch'), 'switch', 'switches')}`],
     ['homomorphic encryption', he.enabled ? `CKKS on, key held by the ${he.key_holder}, N=${he.poly_modulus_degree}, modulus ${he.coeff_modulus_bits.join('+')} bits, scale 2^${he.scale_bits}` : 'off'],
   ];
 }
 
 export async function writeReport(dir: string, input: ReportInput): Promise<{ html: string; pngs: string[] }> {
-  const specs = experimentCharts(input.rows, input.perNode);
+  const specs = experimentCharts(input.rows, nodeRounds(input.aggregator, input.rows, input.records));
   const svgs = {} as Record<ChartName, string>;
   const pngs: string[] = [];
   mkdirSync(join(dir, CHARTS_DIR), { recursive: true });
@@ -70,16 +73,9 @@ export async function reportFromDisk(experimentDir: string, logsDir: string): Pr
   const experiment = config.experiment ?? basename(experimentDir);
   const others = Object.entries(config.others ?? {}) as [string, { type: string }][];
   const aggregator = others.find(([, e]) => e.type === 'aggregator')?.[0] ?? 'aggregator';
-  const workers = new Map(others.filter(([, e]) => e.type !== 'aggregator').map(([a, e]) => [a, e.type as 'client' | 'switch']));
-  const cluster = new ClusterLog(logsDir, experiment, workers, true);
-  return writeReport(experimentDir, {
-    experiment,
-    aggregator,
-    settings: config,
-    topology: { clients: [...workers.values()].filter((t) => t === 'client').length, switches: [...workers.values()].filter((t) => t === 'switch').length },
-    rows: rounds,
-    perNode: nodeRounds(aggregator, rounds, cluster.records()),
-  });
+  const workers = new Map(others.filter(([, e]) => e.type !== 'aggregator').map(([a, e]) => [a, e.type as WorkerRole]));
+  const records = new ClusterLog(logsDir, experiment, workers, true).records();
+  return writeReport(experimentDir, { experiment, aggregator, settings: config, workers, rows: rounds, records });
 }
 
 
@@ -89,7 +85,7 @@ const mb = (bytes: number) => (bytes / 1e6).toFixed(2);
 function reportHtml(input: ReportInput, svgs: Record<ChartName, string>): string {
   const { rows } = input;
   const last = rows[rows.length - 1];
-  const settings = describeSettings(input.settings, input.topology)
+  const settings = describeSettings(input.settings, input.workers)
     .map(([k, v]) => `<tr><th>${escape(k)}</th><td>${escape(v)}</td></tr>`)
     .join('');
   const roundRows = rows

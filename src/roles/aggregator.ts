@@ -13,7 +13,7 @@ import type { AggregatorNodeConfig } from '../config/schema';
 import { loadMnist, subset, type Dataset } from '../data/mnist';
 import { testIndices } from '../data/partition';
 import { logBatchSchema } from '../log/central';
-import { ClusterLog } from '../log/cluster-log';
+import { ClusterLog, type WorkerRole } from '../log/cluster-log';
 import { initBackend } from '../model/backend';
 import { buildModel, evaluate, expectedParameterCount, getFlatWeights, modelId, setFlatWeights } from '../model/model';
 import { describeIssues } from '../config/load';
@@ -108,6 +108,8 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
   private heQueue: Promise<unknown> = Promise.resolve();
   private roundMissing: string[] = [];
   readonly checkpoints: CheckpointStore;
+  /** Every worker of the experiment, by address, with its role. */
+  readonly workers: ReadonlyMap<string, WorkerRole>;
   /** Every worker's records, shipped here as rounds finish. */
   readonly cluster: ClusterLog;
   readonly health = new Map<string, WorkerHealth>();
@@ -135,11 +137,11 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
     this.machine = new RoundMachine(machineRules, { upstreamOf, self: address }, (resumeFrom?.round ?? 0) + 1);
     this.outputs = new ExperimentOutputs(this.node.outputsDir, this.config.experiment);
     this.checkpoints = new CheckpointStore(join(this.outputs.dir, CHECKPOINTS_DIR));
-    const workers = new Map<string, 'client' | 'switch'>([
+    this.workers = new Map([
       ...this.config.switches.map((s) => [s, 'switch'] as const),
       ...Object.keys(this.config.clients).map((c) => [c, 'client'] as const),
     ]);
-    this.cluster = new ClusterLog(this.node.logsDir, this.config.experiment, workers, resumeFrom !== undefined);
+    this.cluster = new ClusterLog(this.node.logsDir, this.config.experiment, this.workers, resumeFrom !== undefined);
     this.changes.setMaxListeners(0); // one per dashboard page open
     this.finished = new Promise((resolve, reject) => {
       this.resolveFinished = resolve;
