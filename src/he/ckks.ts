@@ -1,8 +1,11 @@
 /**
  * CKKS through Microsoft SEAL (node-seal 6.0.3, the last that loads on Node 20). Only additions
- * happen under encryption, so one prime is enough: no special prime, no relinearization or Galois keys. Every SEAL object lives in the wasm heap and is deleted as soon as it is used.
+ * happen under encryption, so one prime is enough (no special prime, no relinearization or Galois
+ * keys) and values go in the plaintexts' coefficients, N to a ciphertext (see coefficients.ts).
+ * Every SEAL object lives in the wasm heap and is deleted as soon as it is used.
  */
 import { createHash } from 'node:crypto';
+import { CoefficientCodec } from './coefficients';
 
 // node-seal ships types for its ES build only; the UMD build is the one that loads under CommonJS.
 const SEAL = require('node-seal/throws_wasm_node_umd.js') as () => Promise<any>;
@@ -40,13 +43,17 @@ function wrap<T>(what: string, fn: () => T): T {
   }
 }
 
+/** How values sit in a plaintext; part of the parameters' id, as ciphertexts packed otherwise would decode to garbage. */
+const PACKING = 'coefficients';
+
 /** A short id of the parameters, carried with every ciphertext so one made under others is refused. */
 export function paramsId(params: HeParams): string {
-  return createHash('sha256').update(JSON.stringify([params.poly_modulus_degree, params.coeff_modulus_bits, params.scale_bits])).digest('hex').slice(0, 16);
+  return createHash('sha256').update(JSON.stringify([params.poly_modulus_degree, params.coeff_modulus_bits, params.scale_bits, PACKING])).digest('hex').slice(0, 16);
 }
 
 export class Ckks {
-  readonly slots: number;
+  /** Values per ciphertext: one per coefficient. */
+  readonly perCiphertext: number;
   readonly id: string;
   private readonly scale: number;
   /** Public-key encryptions of zero made ahead, each used once (see prepare). */
@@ -61,9 +68,10 @@ export class Ckks {
     private decryptor: any,
     private readonly secret: any,
     private readonly publicKey: any,
+    private readonly codec: CoefficientCodec | undefined,
     readonly params: HeParams,
   ) {
-    this.slots = encoder.slotCount;
+    this.perCiphertext = params.poly_modulus_degree;
     this.scale = Math.pow(2, params.scale_bits);
     this.id = paramsId(params);
   }
@@ -75,7 +83,12 @@ export class Ckks {
     parms.setCoeffModulus(seal.CoeffModulus.Create(params.poly_modulus_degree, Int32Array.from(params.coeff_modulus_bits)));
     const context = seal.Context(parms, true, seal.SecurityLevel.tc128);
     parms.delete();
-    if (!context.parametersSet()) throw new Error(`HE parameters rejected by SEAL: ${context.parameterErrorMessage()}`);
+    if (!context.parametersSet()) {
+      // node-seal 6 does not expose SEAL's reason; these are the settings it checks.
+      const described = `poly_modulus_degree ${params.poly_modulus_degree}, coeff_modulus_bits ${JSON.stringify(params.coeff_modulus_bits)}`;
+      context.delete();
+      throw new Error(`HE parameters rejected by SEAL (invalid, or below 128-bit security): ${described}`);
+    }
     let secret: any;
     let publicKey: any;
     if (keys.secretKey) {
@@ -94,7 +107,31 @@ export class Ckks {
     }
     const encryptor = publicKey ? seal.Encryptor(context, publicKey, secret) : undefined;
     const decryptor = secret ? seal.Decryptor(context, secret) : undefined;
-    return new Ckks(seal, context, seal.CKKSEncoder(context), seal.Evaluator(context), encryptor, decryptor, secret, publicKey, params);
+    const encoder = seal.CKKSEncoder(context);
+    const evaluator = seal.Evaluator(context);
+    const codec = encryptor ? Ckks.codecFor(seal, context, encoder, evaluator, encryptor, params) : undefined;
+    return new Ckks(seal, context, encoder, evaluator, encryptor, decryptor, secret, publicKey, codec, params);
+  }
+
+  /** The coefficient codec, its headers taken from a plaintext and a ciphertext SEAL makes here. */
+  private static codecFor(seal: any, context: any, encoder: any, evaluator: any, encryptor: any, params: HeParams): CoefficientCodec {
+    const scale = Math.pow(2, params.scale_bits);
+    const plain = seal.PlainText();
+    encoder.encode(new Float64Array(encoder.slotCount), scale, plain);
+    const cipher = encryptor.encrypt(plain);
+    // The data level's primes: with more than one, SEAL keeps the last for key switching.
+    const level = context.firstContextData;
+    const levelParms = level.parms;
+    const none = seal.ComprModeType.none;
+    const codec = new CoefficientCodec({
+      seal, context, evaluator, scale,
+      moduli: levelParms.coeffModulus,
+      degree: params.poly_modulus_degree,
+      plain: plain.saveArray(none),
+      cipher: cipher.saveArray(none),
+    });
+    for (const object of [plain, cipher, levelParms, level]) object.delete();
+    return codec;
   }
 
   /** A new key pair; the secret key never leaves the node that calls this unless written by keygen. */
@@ -120,7 +157,7 @@ export class Ckks {
   }
 
   chunksFor(parameters: number): number {
-    return Math.ceil(parameters / this.slots);
+    return Math.ceil(parameters / this.perCiphertext);
   }
 
   /**
@@ -133,7 +170,7 @@ export class Ckks {
   prepare(count: number): number {
     if (!this.encryptor || this.secret) return 0;
     const zero = this.seal.PlainText();
-    this.encoder.encode(new Float64Array(this.slots), this.scale, zero);
+    this.encoder.encode(new Float64Array(this.encoder.slotCount), this.scale, zero);
     while (this.zeros.length < count) this.zeros.push(this.encryptor.encrypt(zero));
     zero.delete();
     return this.zeros.length;
@@ -144,27 +181,25 @@ export class Ckks {
   }
 
   /**
-   * values·factor, packed `slots` to a ciphertext. With the secret key at hand the ciphertexts are
-   * symmetric and seeded (half the bytes); otherwise public-key.
+   * values·factor, packed `perCiphertext` to a ciphertext. With the secret key at hand the ciphertexts
+   * are symmetric and seeded (half the bytes); otherwise public-key.
    */
   encrypt(values: Float32Array | Float64Array, factor = 1): Uint8Array[] {
-    if (!this.encryptor) throw new Error('this node holds no HE key to encrypt with');
+    if (!this.encryptor || !this.codec) throw new Error('this node holds no HE key to encrypt with');
     const out: Uint8Array[] = [];
-    const slot = new Float64Array(this.slots);
-    for (let start = 0; start < values.length; start += this.slots) {
-      slot.fill(0);
-      const end = Math.min(start + this.slots, values.length);
-      for (let i = start; i < end; i++) slot[i - start] = values[i] * factor;
-      const plain = this.seal.PlainText();
-      this.encoder.encode(slot, this.scale, plain);
+    this.codec.encode(values, factor, (plain) => {
       const zero = this.secret ? undefined : this.zeros.shift();
       if (zero) wrap('adding the values to an encryption of zero', () => this.evaluator.addPlain(zero, plain, zero));
-      const sealed = zero ?? (this.secret ? this.encryptor.encryptSymmetricSerializable(plain) : this.encryptor.encryptSerializable(plain));
+      const sealed = zero ?? this.encryptNow(plain);
       out.push(sealed.saveArray(this.seal.ComprModeType[WIRE_COMPRESSION]));
       sealed.delete();
-      plain.delete();
-    }
+    });
     return out;
+  }
+
+  /** A serializable encryption of `plain`: seeded symmetric with the secret key, public-key otherwise. */
+  private encryptNow(plain: any): any {
+    return this.secret ? this.encryptor.encryptSymmetricSerializable(plain) : this.encryptor.encryptSerializable(plain);
   }
 
   /** The element-wise sum of several ciphertext lists; needs no key. */
@@ -188,19 +223,24 @@ export class Ckks {
 
   /** The first `parameters` values of the ciphertexts, times `factor`. */
   decrypt(chunks: Uint8Array[], parameters: number, factor = 1): Float64Array {
-    if (!this.decryptor) throw new Error('this node holds no HE secret key');
+    if (!this.decryptor || !this.codec) throw new Error('this node holds no HE secret key');
     const out = new Float64Array(parameters);
-    chunks.forEach((bytes, c) => {
-      const cipher = this.load(bytes);
-      const plain = this.seal.PlainText();
-      wrap('decrypting', () => this.decryptor.decrypt(cipher, plain));
-      const values: Float64Array = this.encoder.decode(plain);
-      const start = c * this.slots;
-      for (let i = 0; i < this.slots && start + i < parameters; i++) out[start + i] = values[i] * factor;
-      plain.delete();
-      cipher.delete();
-    });
+    this.codec.decode(Math.min(chunks.length, this.chunksFor(parameters)), (c) => this.decryptOne(this.load(chunks[c])), out, factor);
     return out;
+  }
+
+  /** The plaintext in `cipher`, which is deleted. */
+  private decryptOne(cipher: any): any {
+    const plain = this.seal.PlainText();
+    try {
+      wrap('decrypting', () => this.decryptor.decrypt(cipher, plain));
+      return plain;
+    } catch (err) {
+      plain.delete();
+      throw err;
+    } finally {
+      cipher.delete();
+    }
   }
 
   /** Parses a ciphertext made under these parameters; SEAL checks its header and parameter hash. */
@@ -217,9 +257,17 @@ export class Ckks {
 
   /**
    * Times each stage of an update's life on one thread, for the benchmarks: encode+encrypt and
-   * serialize (a client), deserialize and the sum of `copies` (a switch), decrypt+decode (the key holder).
+   * serialize (a client), deserialize and the sum of `copies` (a switch), decrypt+decode (the key
+   * holder). `packing: 'slots'` measures CKKS's usual encoding, N/2 values to a ciphertext, which
+   * this project used before coefficient packing: kept here only to show the two side by side.
    */
-  profile(values: Float32Array, copies = 12, compression: Compression = WIRE_COMPRESSION): Record<'encrypt' | 'serialize' | 'deserialize' | 'sum' | 'decrypt', number> {
+  profile(
+    values: Float32Array,
+    copies = 12,
+    compression: Compression = WIRE_COMPRESSION,
+    packing: 'coefficients' | 'slots' = 'coefficients',
+  ): Record<'encrypt' | 'serialize' | 'deserialize' | 'sum' | 'decrypt', number> {
+    if (!this.encryptor || !this.codec) throw new Error('profiling needs an HE key to encrypt with');
     const ms = { encrypt: 0, serialize: 0, deserialize: 0, sum: 0, decrypt: 0 };
     const clock = <T>(stage: keyof typeof ms, fn: () => T): T => {
       const start = performance.now();
@@ -227,36 +275,52 @@ export class Ckks {
       ms[stage] += performance.now() - start;
       return result;
     };
-    const slot = new Float64Array(this.slots);
-    for (let start = 0; start < values.length; start += this.slots) {
-      slot.fill(0);
-      slot.set(values.subarray(start, Math.min(start + this.slots, values.length)));
-      const sealed = clock('encrypt', () => {
-        const plain = this.seal.PlainText();
-        this.encoder.encode(slot, this.scale, plain);
-        const out = this.secret ? this.encryptor.encryptSymmetricSerializable(plain) : this.encryptor.encryptSerializable(plain);
-        plain.delete();
-        return out;
-      });
-      const bytes = clock('serialize', () => sealed.saveArray(this.seal.ComprModeType[compression]));
-      sealed.delete();
+    const sealed = clock('encrypt', () => (packing === 'slots' ? this.sealSlots(values) : this.sealCoefficients(values)));
+    const sums = sealed.map((one) => {
+      const bytes = clock('serialize', () => one.saveArray(this.seal.ComprModeType[compression]));
+      one.delete();
       const loaded = clock('deserialize', () => Array.from({ length: copies }, () => this.load(bytes)));
       clock('sum', () => loaded.slice(1).forEach((next) => this.evaluator.add(loaded[0], next, loaded[0])));
-      if (this.decryptor) {
-        clock('decrypt', () => {
-          const plain = this.seal.PlainText();
-          this.decryptor.decrypt(loaded[0], plain);
-          this.encoder.decode(plain);
-          plain.delete();
-        });
-      }
-      loaded.forEach((c) => c.delete());
+      loaded.slice(1).forEach((c) => c.delete());
+      return loaded[0];
+    });
+    if (this.decryptor && packing === 'slots') {
+      clock('decrypt', () => sums.forEach((sum) => {
+        const plain = this.decryptOne(sum.clone());
+        this.encoder.decode(plain);
+        plain.delete();
+      }));
+    } else if (this.decryptor) {
+      clock('decrypt', () => this.codec!.decode(sums.length, (c) => this.decryptOne(sums[c].clone()), new Float64Array(values.length), 1));
     }
+    sums.forEach((c) => c.delete());
     return ms;
+  }
+
+  private sealCoefficients(values: Float32Array): any[] {
+    const sealed: any[] = [];
+    this.codec!.encode(values, 1, (plain) => sealed.push(this.encryptNow(plain)));
+    return sealed;
+  }
+
+  private sealSlots(values: Float32Array): any[] {
+    const sealed: any[] = [];
+    const slots = this.encoder.slotCount;
+    const chunk = new Float64Array(slots);
+    for (let start = 0; start < values.length; start += slots) {
+      chunk.fill(0);
+      chunk.set(values.subarray(start, Math.min(start + slots, values.length)));
+      const plain = this.seal.PlainText();
+      this.encoder.encode(chunk, this.scale, plain);
+      sealed.push(this.encryptNow(plain));
+      plain.delete();
+    }
+    return sealed;
   }
 
   dispose(): void {
     this.zeros.splice(0).forEach((zero) => zero.delete());
+    this.codec?.dispose();
     for (const object of [this.encryptor, this.decryptor, this.secret, this.publicKey, this.evaluator, this.encoder, this.context]) object?.delete();
     this.encryptor = undefined;
     this.decryptor = undefined;

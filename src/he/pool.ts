@@ -20,7 +20,7 @@ export class HePool {
 
   private constructor(
     private readonly workers: Worker[],
-    readonly slots: number,
+    readonly perCiphertext: number,
     readonly params: HeParams,
     readonly id: string,
   ) {
@@ -39,15 +39,15 @@ export class HePool {
   static async start(params: HeParams, keys: KeyMaterial = {}, threads = Math.min(availableParallelism(), 4)): Promise<HePool> {
     // Checks the parameters and keys here, where a mistake is reported, not in a thread.
     const probe = await Ckks.create(params, keys);
-    const { slots, id } = probe;
+    const { perCiphertext, id } = probe;
     probe.dispose();
     const script = join(__dirname, 'worker.js');
     const workers = Array.from({ length: Math.max(1, threads) }, () => new Worker(script, { workerData: { params, keys } }));
-    return new HePool(workers, slots, params, id);
+    return new HePool(workers, perCiphertext, params, id);
   }
 
   chunksFor(parameters: number): number {
-    return Math.ceil(parameters / this.slots);
+    return Math.ceil(parameters / this.perCiphertext);
   }
 
   /** Chunk ranges [from, to) for each thread that gets work. */
@@ -78,7 +78,7 @@ export class HePool {
   async encrypt(values: Float32Array | Float64Array, factor = 1): Promise<Uint8Array[]> {
     const parts = await Promise.all(
       this.ranges(this.chunksFor(values.length)).map(([from, to], i) =>
-        this.run<Packed>(this.workers[i], { op: 'encrypt', values: values.slice(from * this.slots, to * this.slots), factor }, true).then(unpack),
+        this.run<Packed>(this.workers[i], { op: 'encrypt', values: values.slice(from * this.perCiphertext, to * this.perCiphertext), factor }, true).then(unpack),
       ),
     );
     return parts.flat();
@@ -107,9 +107,9 @@ export class HePool {
     const out = new Float64Array(parameters);
     await Promise.all(
       this.ranges(chunks.length).map(async ([from, to], i) => {
-        const count = Math.min(parameters, to * this.slots) - from * this.slots;
+        const count = Math.min(parameters, to * this.perCiphertext) - from * this.perCiphertext;
         const part = await this.run<Float64Array>(this.workers[i], { op: 'decrypt', packed: pack(chunks.slice(from, to)), parameters: count, factor }, true);
-        out.set(part, from * this.slots);
+        out.set(part, from * this.perCiphertext);
       }),
     );
     return out;

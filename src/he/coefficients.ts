@@ -1,0 +1,209 @@
+/**
+ * Values packed into the coefficients of CKKS plaintexts, N to a ciphertext, rather than into its
+ * N/2 slots. The slots' structure (the canonical embedding) is what lets CKKS multiply element-wise;
+ * aggregation only adds, and addition acts on coefficients as it does on slots. So coefficient
+ * packing halves the ciphertexts, the bytes, the encryptions of zero and the switches' sums, with
+ * the same RLWE encryption and less noise (no embedding to amplify it).
+ *
+ * SEAL keeps CKKS plaintexts in NTT form and offers no coefficient encoder, so the NTT used is SEAL's
+ * own: two chunks go in as the two parts of a ciphertext and come out transformed. This reads and
+ * writes the data at the end of SEAL's uncompressed serializations (its layout since SEAL 3.4); a
+ * template made by SEAL itself supplies each header, and lengths are checked against it.
+ */
+
+const TWO_32 = 2 ** 32;
+
+type Direction = 'to-ntt' | 'from-ntt';
+
+/** The SEAL objects the codec borrows from its Ckks, and SEAL-made serializations to copy headers from. */
+export interface CodecParts {
+  seal: any;
+  context: any;
+  evaluator: any;
+  /** The coefficient moduli q_0..q_{k-1}, as SEAL chose them. */
+  moduli: BigUint64Array;
+  degree: number;
+  scale: number;
+  /** An encoded plaintext (NTT form, at the scale) and a ciphertext, both saved uncompressed. */
+  plain: Uint8Array;
+  cipher: Uint8Array;
+}
+
+export class CoefficientCodec {
+  /** Uint32 words in one RNS polynomial: k residues of N coefficients, 64 bits each. */
+  readonly words: number;
+  private readonly halves: { hi: number; lo: number; value: number }[];
+  private readonly plainHead: Uint8Array;
+  private readonly cipherHead: Record<Direction, Uint8Array>;
+  private readonly scratch: any;
+
+  constructor(private readonly parts: CodecParts) {
+    const { seal, context, evaluator, moduli, degree, plain, cipher } = parts;
+    this.words = 2 * degree * moduli.length;
+    this.halves = Array.from(moduli, (q) => ({ hi: Number(q >> 32n), lo: Number(q & 0xffffffffn), value: Number(q) }));
+    this.plainHead = headOf(plain, this.words * 4, 'plaintext');
+    // The flag that says NTT form sits in the header: take both headers from SEAL rather than patch a byte.
+    const ntt = seal.CipherText();
+    ntt.loadArray(context, cipher);
+    const coefficients = evaluator.cipherTransformFromNtt(ntt);
+    this.cipherHead = {
+      'from-ntt': headOf(cipher, 2 * this.words * 4, 'ciphertext'),
+      'to-ntt': headOf(coefficients.saveArray(seal.ComprModeType.none), 2 * this.words * 4, 'ciphertext'),
+    };
+    ntt.delete();
+    coefficients.delete();
+    this.scratch = seal.CipherText();
+  }
+
+  /** Ciphertexts needed for `count` values. */
+  chunksFor(count: number): number {
+    return Math.ceil(count / this.parts.degree);
+  }
+
+  /**
+   * Calls `use` with each chunk of `values`·factor as a plaintext (NTT form, at the scale), in order;
+   * each plaintext is deleted once `use` returns.
+   */
+  encode(values: Float32Array | Float64Array, factor: number, use: (plain: any, chunk: number) => void): void {
+    const chunks = this.chunksFor(values.length);
+    for (let c = 0; c < chunks; c += 2) {
+      const second = c + 1 < chunks ? this.coefficientsOf(values, c + 1, factor) : undefined;
+      const transformed = this.transform('to-ntt', this.coefficientsOf(values, c, factor), second);
+      transformed.forEach((words, k) => {
+        const plain = this.plainOf(words);
+        try {
+          use(plain, c + k);
+        } finally {
+          plain.delete();
+        }
+      });
+    }
+  }
+
+  /**
+   * Reads decrypted plaintexts back into values·factor: `plainOfChunk(c)` gives chunk c's plaintext
+   * (the codec deletes it), and `out` receives its first out.length values.
+   */
+  decode(chunks: number, plainOfChunk: (chunk: number) => any, out: Float64Array, factor: number): void {
+    const wordsOf = (chunk: number) => {
+      const plain = plainOfChunk(chunk);
+      try {
+        return this.wordsOfPlain(plain);
+      } finally {
+        plain.delete();
+      }
+    };
+    for (let c = 0; c < chunks; c += 2) {
+      const pair = this.transform('from-ntt', wordsOf(c), c + 1 < chunks ? wordsOf(c + 1) : undefined);
+      pair.forEach((words, k) => this.readValues(words, out, (c + k) * this.parts.degree, factor));
+    }
+  }
+
+  dispose(): void {
+    this.scratch.delete();
+  }
+
+  /** Chunk c of values·factor·scale, rounded, as residues modulo each prime (negative numbers wrap to q - |x|). */
+  private coefficientsOf(values: Float32Array | Float64Array, chunk: number, factor: number): Uint32Array {
+    const { degree, scale } = this.parts;
+    const words = new Uint32Array(this.words);
+    const start = chunk * degree;
+    const end = Math.min(values.length, start + degree);
+    const limit = this.halves[0].value / 2;
+    for (let i = start; i < end; i++) {
+      const scaled = Math.round(values[i] * factor * scale);
+      const size = Math.abs(scaled);
+      if (!(size < limit)) throw new Error(`value ${values[i] * factor} at ${i} does not fit the HE scale (2^${Math.log2(scale)}) in the first prime`);
+      if (scaled === 0) continue;
+      this.halves.forEach((q, j) => {
+        const residue = size < q.value ? size : size % q.value; // exact: both are integers below 2^53
+        let hi = Math.floor(residue / TWO_32);
+        let lo = residue - hi * TWO_32;
+        if (scaled < 0 && residue !== 0) {
+          lo = q.lo - lo;
+          hi = q.hi - hi;
+          if (lo < 0) {
+            lo += TWO_32;
+            hi -= 1;
+          }
+        }
+        const at = 2 * (j * degree + i - start);
+        words[at] = lo;
+        words[at + 1] = hi;
+      });
+    }
+    return words;
+  }
+
+  /** Coefficients modulo the first prime, centred (x > q/2 means x - q), divided by the scale. */
+  private readValues(words: Uint32Array, out: Float64Array, start: number, factor: number): void {
+    const { degree, scale } = this.parts;
+    const q = this.halves[0];
+    const end = Math.min(out.length, start + degree);
+    const unit = factor / scale;
+    for (let i = start; i < end; i++) {
+      const lo = words[2 * (i - start)];
+      const hi = words[2 * (i - start) + 1];
+      const value = hi * TWO_32 + lo;
+      if (value < q.value / 2) out[i] = value * unit;
+      else {
+        let l = q.lo - lo;
+        let h = q.hi - hi;
+        if (l < 0) {
+          l += TWO_32;
+          h -= 1;
+        }
+        out[i] = -(h * TWO_32 + l) * unit;
+      }
+    }
+  }
+
+  /**
+   * SEAL's NTT (or its inverse) of one or two polynomials, carried as the two parts of a ciphertext.
+   * SEAL refuses to transform a ciphertext whose second part is zero, so a lone polynomial travels
+   * with a stand-in 1 that is thrown away, and an all-zero second is set to zero afterwards.
+   */
+  private transform(direction: Direction, first: Uint32Array, second?: Uint32Array): Uint32Array[] {
+    const head = this.cipherHead[direction];
+    const bytes = this.words * 4;
+    const real = second !== undefined && second.some((w) => w !== 0);
+    const buffer = new Uint8Array(head.length + 2 * bytes);
+    buffer.set(head);
+    buffer.set(asBytes(first), head.length);
+    if (real) buffer.set(asBytes(second), head.length + bytes);
+    else buffer[head.length + bytes] = 1;
+    this.scratch.loadArray(this.parts.context, buffer);
+    if (direction === 'to-ntt') this.parts.evaluator.cipherTransformToNtt(this.scratch, this.scratch);
+    else this.parts.evaluator.cipherTransformFromNtt(this.scratch, this.scratch);
+    const saved: Uint8Array = this.scratch.saveArray(this.parts.seal.ComprModeType.none);
+    if (saved.length !== buffer.length) throw new Error(`SEAL wrote ${saved.length} bytes for a ${buffer.length}-byte ciphertext`);
+    const data = new Uint32Array(saved.slice(head.length).buffer); // copied: SEAL's data is not 4-byte aligned
+    if (second === undefined) return [data.subarray(0, this.words)];
+    return [data.subarray(0, this.words), real ? data.subarray(this.words) : new Uint32Array(this.words)];
+  }
+
+  private plainOf(words: Uint32Array): any {
+    const buffer = new Uint8Array(this.plainHead.length + words.length * 4);
+    buffer.set(this.plainHead);
+    buffer.set(asBytes(words), this.plainHead.length);
+    const plain = this.parts.seal.PlainText();
+    plain.loadArray(this.parts.context, buffer);
+    return plain;
+  }
+
+  private wordsOfPlain(plain: any): Uint32Array {
+    const saved: Uint8Array = plain.saveArray(this.parts.seal.ComprModeType.none);
+    if (saved.length !== this.plainHead.length + this.words * 4) throw new Error(`SEAL wrote ${saved.length} bytes for a plaintext`);
+    return new Uint32Array(saved.slice(this.plainHead.length).buffer);
+  }
+}
+
+function asBytes(words: Uint32Array): Uint8Array {
+  return new Uint8Array(words.buffer, words.byteOffset, words.byteLength);
+}
+
+/** The header of a SEAL serialization whose data (`dataBytes` long) comes last. */
+function headOf(saved: Uint8Array, dataBytes: number, what: string): Uint8Array {
+  if (saved.length <= dataBytes) throw new Error(`a SEAL ${what} of ${saved.length} bytes cannot hold ${dataBytes} bytes of data`);
+  return saved.slice(0, saved.length - dataBytes);
+}
