@@ -91,7 +91,7 @@ export async function paillierVersusCkks(parameters = 101_770, subset = 48, repe
   const keys = await Ckks.generateKeys(params);
   const ckks = await Ckks.create(params, { publicKey: keys.publicKey });
   const opener = await Ckks.create(params, { secretKey: keys.secretKey });
-  ckks.profile(update.subarray(0, ckks.slots));
+  ckks.profile(update.subarray(0, ckks.perCiphertext));
   const stages = await medians(repeats, () => ckks.profile(update));
   const decrypt = await medians(repeats, () => opener.profile(update, 1));
   const bytes = ckks.encrypt(update).reduce((n, c) => n + c.length, 0);

@@ -2,7 +2,11 @@
 import { resolve } from 'node:path';
 
 export const ROOT = resolve(__dirname, '..', '..');
-export const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+export const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+};
 export const log = (line: string) => process.stderr.write(`${line}\n`);
 
 export async function timed<T>(fn: () => Promise<T> | T): Promise<[T, number]> {

@@ -17,11 +17,13 @@ export interface Results {
   minutes: number;
   he: Settings['he'];
   micro: MicroRow[];
-  profile: { before: Stages; after: Stages };
+  /** The HE stages at each step of the profile-led changes, the first where it started. */
+  profile: { label: string; stages: Stages }[];
   switch: SwitchThroughput;
   transfers: TransferRow[];
   paillier: PaillierComparison;
-  testbed: { plaintext: TestbedRun; encrypted: TestbedRun };
+  /** Plaintext and HE run alternately; pair_ratios is each pair's HE round over its plaintext round. */
+  testbed: { plaintext: TestbedRun; encrypted: TestbedRun; pair_ratios: number[] };
   scaling: { clients: TestbedRun[]; model: TestbedRun[] };
 }
 
@@ -46,8 +48,9 @@ export function targets(r: Results): { target: string; measured: string; met: bo
 
 export function formatResults(r: Results): string {
   const stageCols = ['encrypt', 'serialize', 'deserialize', 'sum', 'decrypt'] as const;
-  const profiled = ['encrypt', 'serialize', 'deserialize', 'sum'] as const;
-  const total = (stages: Stages) => profiled.reduce((sum, s) => sum + stages[s], 0);
+  const total = (stages: Stages) => stageCols.reduce((sum, s) => sum + stages[s], 0);
+  const first = r.profile[0].stages;
+  const last = r.profile[r.profile.length - 1].stages;
   const { plaintext, encrypted } = r.testbed;
   const phaseRow = (run: TestbedRun) =>
     `| ${run.he ? 'HE (key at the aggregator)' : 'plaintext'} | ${n(run.round_s, 2)} | ${mb(run.bytes_per_round_at_aggregator)} | ` +
@@ -87,26 +90,29 @@ export function formatResults(r: Results): string {
     '### Profile of the HE round, before and after',
     '',
     'The per-node phase times of an HE round (dashboard, report, `logs/cluster/`) and the CPU time of each role per round',
-    '(section 3) put client encryption first and the switches\' sums second. What changed, each measured:',
+    "(section 3) put client encryption first and the switches' sums second. What changed, each measured:",
     '',
     '- one coefficient prime instead of two: the protocol never key-switches, so SEAL needs no special prime, and public-key',
     '  encryption works at one prime and skips the modulus switch after it;',
     '- ciphertexts sent uncompressed: zstd saved 6% of the bytes and cost most of the time to write and read them;',
+    '- values packed in the coefficients of the plaintext, N to a ciphertext, instead of its N/2 slots: aggregation only adds,',
+    '  and addition acts on coefficients as on slots, so half the ciphertexts carry the same update: half the encryptions of',
+    '  zero, bytes, sums and decryptions (`src/he/coefficients.ts`);',
     '- a switch adds all the updates that arrived while its previous sum ran in one go, reading and writing its running sum',
     '  once per batch instead of once per update (switch throughput above: 47 updates/s before, at commit 4249c3e);',
     '- HE threads hand their results (and the values to encrypt) over instead of copying them;',
     "- a client makes its next update's public-key encryptions of zero while it waits between rounds (each used once),",
     '  so encrypting an update is encoding it and adding: the costly part of encryption leaves the critical path.',
     '',
-    'The first two, one thread, a 100k update, a switch adding 6:',
+    'The first three, one thread, a 100k update, a switch adding 6, each step measured in this run:',
     '',
-    `| ms | ${profiled.join(' | ')} | all |`,
-    `| --- | ${profiled.map(() => '---').join(' | ')} | --- |`,
-    `| before: [54, 54], zstd | ${profiled.map((s) => n(r.profile.before[s], 1)).join(' | ')} | ${n(total(r.profile.before), 1)} |`,
-    `| after: ${JSON.stringify(r.he.coeff_modulus_bits)}, uncompressed | ${profiled.map((s) => n(r.profile.after[s], 1)).join(' | ')} | ${n(total(r.profile.after), 1)} |`,
-    `| speed-up | ${profiled.map((s) => x(r.profile.before[s] / r.profile.after[s])).join(' | ')} | ${x(total(r.profile.before) / total(r.profile.after))} |`,
+    `| ms | ${stageCols.join(' | ')} | all |`,
+    `| --- | ${stageCols.map(() => '---').join(' | ')} | --- |`,
+    ...r.profile.map((step) => `| ${step.label} | ${stageCols.map((s) => n(step.stages[s], 1)).join(' | ')} | ${n(total(step.stages), 1)} |`),
+    `| speed-up, first to last | ${stageCols.map((s) => x(first[s] / last[s])).join(' | ')} | ${x(total(first) / total(last))} |`,
     '',
-    'End to end, all five: the HE round on the 15-node testbed went from 3.77 s (1.65x plaintext; `bench/RESULTS.md` at commit e3ff49a)',
+    'End to end, all six: the HE round on the 15-node testbed went from 3.77 s (1.65x plaintext; `bench/RESULTS.md` at commit e3ff49a),',
+    'to 2.77 s (1.67x; at commit ecd8a78, before coefficient packing; plaintext rounds vary by a quarter on this machine),',
     `to ${n(encrypted.round_s, 2)} s (${x(encrypted.round_s / plaintext.round_s)} plaintext) in this run.`,
     '',
     '## 2. Switch throughput',
@@ -116,7 +122,8 @@ export function formatResults(r: Results): string {
     '',
     '## 3. End to end: the 15-node loopback testbed (12 clients, 2 switches, MLP 101,770 parameters)',
     '',
-    'Seconds per round, median over the steady rounds (round 1 starts keys and threads) and over the nodes doing each phase.',
+    `Seconds per round, median over the steady rounds (round 1 starts keys and threads) of ${plaintext.runs} runs each, plaintext and HE`,
+    "alternating (this machine's speed drifts between minutes), and over the nodes doing each phase.",
     "`send` is the transfer (until the switch took the update); `aggregate` is a switch's sum plus the aggregator's (which decrypts the total when it holds the key).",
     '',
     '| run | round (s) | MB per round at the aggregator | train | encrypt | send | aggregate | decrypt | evaluate | final accuracy |',
@@ -124,7 +131,7 @@ export function formatResults(r: Results): string {
     phaseRow(plaintext),
     phaseRow(encrypted),
     '',
-    `HE round / plaintext round: **${x(encrypted.round_s / plaintext.round_s)}**.`,
+    `HE round / plaintext round: **${x(encrypted.round_s / plaintext.round_s)}**${r.testbed.pair_ratios.length > 1 ? ` (pair by pair: ${r.testbed.pair_ratios.map(x).join(', ')})` : ''}.`,
     '',
     'CPU seconds per steady round, all processes of a role together (from `/proc`): on this 2-core machine a round costs',
     "about its total CPU time divided by two, so this is where an HE round's extra time goes.",

@@ -9,7 +9,7 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { heSchema } from '../src/config/schema';
-import { Ckks } from '../src/he/ckks';
+import { Ckks, type Compression } from '../src/he/ckks';
 import { heParams } from '../src/he/keys';
 import { renderSvg, svgToPng } from '../src/report/render';
 import { paillierVersusCkks, transfers } from './baselines';
@@ -17,21 +17,33 @@ import { log, medians, ROOT } from './common';
 import { micro, updateOf } from './micro';
 import { formatResults, scalingChart, type Results } from './results';
 import { switchThroughput } from './switch';
-import { testbedRun } from './testbed-runs';
+import { combineRuns, testbedRun, type TestbedRun } from './testbed-runs';
 
-/** The HE stages before the profile-led changes (two primes, zstd on the wire) and after, one thread, 100k parameters. */
-async function beforeAndAfter(repeats: number): Promise<Results['profile']> {
+/**
+ * The HE stages at each step of the profile-led changes, one thread, a 100k update, a switch adding 6:
+ * two primes and zstd (where this started), then one prime sent uncompressed, then coefficient packing.
+ */
+async function profileSteps(repeats: number): Promise<Results['profile']> {
   const update = updateOf(101_770);
-  const measure = async (bits: number[], compression: 'none' | 'zstd') => {
-    const params = heParams(heSchema.parse({ enabled: true, coeff_modulus_bits: bits }));
-    const ckks = await Ckks.create(params, { publicKey: (await Ckks.generateKeys(params)).publicKey });
-    ckks.profile(update.subarray(0, ckks.slots), 12, compression);
-    const stages = await medians(repeats, () => ckks.profile(update, 6, compression));
+  const defaults = heSchema.parse({ enabled: true });
+  const measure = async (label: string, bits: number[], compression: Compression, packing: 'slots' | 'coefficients') => {
+    log(`  profile: ${label}`);
+    const params = heParams({ ...defaults, coeff_modulus_bits: bits });
+    const keys = await Ckks.generateKeys(params);
+    const ckks = await Ckks.create(params, { publicKey: keys.publicKey });
+    const opener = await Ckks.create(params, { secretKey: keys.secretKey });
+    ckks.profile(update.subarray(0, ckks.perCiphertext), 6, compression, packing);
+    const stages = await medians(repeats, () => ckks.profile(update, 6, compression, packing));
+    stages.decrypt = (await medians(repeats, () => opener.profile(update, 1, compression, packing))).decrypt;
     ckks.dispose();
-    return stages;
+    opener.dispose();
+    return { label, stages };
   };
-  log('  profile: before (two primes, zstd) and after (one prime, uncompressed)');
-  return { before: await measure([54, 54], 'zstd'), after: await measure(heSchema.parse({ enabled: true }).coeff_modulus_bits, 'none') };
+  return [
+    await measure('[54, 54], zstd, slots', [54, 54], 'zstd', 'slots'),
+    await measure('[54], uncompressed, slots', [54], 'none', 'slots'),
+    await measure(`${JSON.stringify(defaults.coeff_modulus_bits)}, uncompressed, coefficients`, defaults.coeff_modulus_bits, 'none', 'coefficients'),
+  ];
 }
 
 async function main(quick: boolean): Promise<void> {
@@ -41,15 +53,22 @@ async function main(quick: boolean): Promise<void> {
   const rounds = quick ? 3 : 10;
   log('1. HE micro-benchmarks');
   const microRows = await micro(heSchema.parse({ enabled: true }), repeats, quick ? [100_000] : [100_000, 1_000_000]);
-  const profile = await beforeAndAfter(repeats);
+  const profile = await profileSteps(repeats);
   log('2. switch throughput');
   const switchRow = await switchThroughput(repeats);
   log('4. baselines');
   const transferRows = await transfers();
   const paillier = await paillierVersusCkks(101_770, quick ? 8 : 48, repeats);
   log('3. end to end on the 15-node testbed');
-  const plaintext = await testbedRun({ name: 'plaintext', clients: 12, switches: 2, rounds, he: false });
-  const encrypted = await testbedRun({ name: 'he', clients: 12, switches: 2, rounds, he: true });
+  // Plaintext and HE alternate: this machine's speed drifts between minutes, and pairs run side by side cancel the drift.
+  const runs: { plaintext: TestbedRun[]; he: TestbedRun[] } = { plaintext: [], he: [] };
+  for (let pair = 0; pair < (quick ? 1 : 2); pair++) {
+    runs.plaintext.push(await testbedRun({ name: 'plaintext', clients: 12, switches: 2, rounds, he: false }));
+    runs.he.push(await testbedRun({ name: 'he', clients: 12, switches: 2, rounds, he: true }));
+  }
+  const plaintext = combineRuns(runs.plaintext);
+  const encrypted = combineRuns(runs.he);
+  const pairRatios = runs.he.map((he, i) => Math.round((he.round_s / runs.plaintext[i].round_s) * 100) / 100);
   log('5. scaling');
   const byClients = [];
   for (const [clients, switches] of (quick ? [[3, 1]] : [[3, 1], [6, 1], [24, 4]]) as [number, number][]) {
@@ -76,7 +95,7 @@ async function main(quick: boolean): Promise<void> {
     switch: switchRow,
     transfers: transferRows,
     paillier,
-    testbed: { plaintext, encrypted },
+    testbed: { plaintext, encrypted, pair_ratios: pairRatios },
     scaling: { clients: byClients, model: byModel },
   };
   const png = join(ROOT, 'bench', 'scaling.png');

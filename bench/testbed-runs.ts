@@ -31,7 +31,11 @@ export interface TestbedRun {
   parameters: number;
   he: boolean;
   rounds: number;
+  /** How many runs of this shape the numbers come from (see combineRuns). */
+  runs: number;
   round_s: number;
+  /** Every steady round's time (all but round 1), of every run. */
+  steady_round_s: number[];
   bytes_per_round_at_aggregator: number;
   /** Median over steady rounds (and over the nodes doing it) of each phase, in seconds. */
   phases_s: Partial<Record<Phase, number>>;
@@ -128,10 +132,37 @@ function readRun(shape: RunShape, config: Record<string, any>, logs: string, out
     parameters: expectedParameterCount({ architecture: 'mlp', hidden_units: shape.hiddenUnits ?? 128 }),
     he: shape.he,
     rounds: shape.rounds,
+    runs: 1,
     round_s: median(steady.map((r) => r.round_ms)) / 1000,
+    steady_round_s: steady.map((r) => r.round_ms / 1000),
     bytes_per_round_at_aggregator: median(steady.map((r) => r.bytes_up + r.bytes_down)),
     phases_s: phases,
     aggregator_rss_mb_max: Math.round(Math.max(...own.map((e) => e.rss_bytes)) / 1e6),
     final_accuracy: rows[rows.length - 1].accuracy,
+  };
+}
+
+/**
+ * Several runs of one shape as one: round time the median of all their steady rounds; phases, bytes
+ * and final accuracy the median of the runs'; CPU the mean. Runs share the seed, so plaintext runs
+ * learn the same model; HE runs differ in the last digits (fresh encryption noise every round).
+ */
+export function combineRuns(runs: TestbedRun[]): TestbedRun {
+  if (runs.length === 1) return runs[0];
+  const phases: Partial<Record<Phase, number>> = {};
+  for (const phase of Object.keys(runs[0].phases_s) as Phase[]) phases[phase] = median(runs.map((r) => r.phases_s[phase] ?? 0));
+  const cpus = runs.map((r) => r.cpu_s_per_round).filter((c) => c !== null);
+  const meanCpu = (role: 'client' | 'switch' | 'aggregator') => Math.round((cpus.reduce((n, c) => n + c[role], 0) / cpus.length) * 100) / 100;
+  const steady = runs.flatMap((r) => r.steady_round_s);
+  return {
+    ...runs[0],
+    runs: runs.length,
+    round_s: median(steady),
+    steady_round_s: steady,
+    bytes_per_round_at_aggregator: median(runs.map((r) => r.bytes_per_round_at_aggregator)),
+    phases_s: phases,
+    aggregator_rss_mb_max: Math.max(...runs.map((r) => r.aggregator_rss_mb_max)),
+    final_accuracy: median(runs.map((r) => r.final_accuracy)),
+    cpu_s_per_round: cpus.length ? { client: meanCpu('client'), switch: meanCpu('switch'), aggregator: meanCpu('aggregator') } : null,
   };
 }
