@@ -62,7 +62,7 @@ async function main(quick: boolean): Promise<void> {
   log('3. end to end on the 15-node testbed');
   // Plaintext and HE alternate: this machine's speed drifts between minutes, and pairs run side by side cancel the drift.
   const runs: { plaintext: TestbedRun[]; he: TestbedRun[] } = { plaintext: [], he: [] };
-  for (let pair = 0; pair < (quick ? 1 : 2); pair++) {
+  for (let pair = 0; pair < (quick ? 1 : 3); pair++) {
     runs.plaintext.push(await testbedRun({ name: 'plaintext', clients: 12, switches: 2, rounds, he: false }));
     runs.he.push(await testbedRun({ name: 'he', clients: 12, switches: 2, rounds, he: true }));
   }
