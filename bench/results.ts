@@ -178,7 +178,8 @@ export function formatResults(r: Results): string {
 /** Round time and aggregator memory against clients, and round time against model size. */
 export function scalingChart(r: Results): ChartSpec {
   const byClients = r.scaling.clients.map((s) => ({ clients: s.clients, 'round (s)': s.round_s, 'aggregator RSS (MB)': s.aggregator_rss_mb_max }));
-  const byModel = r.scaling.model.map((s) => ({ parameters: `${n(s.parameters)} (${s.clients} clients)`, 'round (s)': s.round_s }));
+  const byModel = r.scaling.model.map((s) => ({ parameters: n(s.parameters), 'round (s)': s.round_s }));
+  const modelClients = [...new Set(r.scaling.model.map((s) => s.clients))].join(' and ');
   const line = (field: string, color: string) => ({
     width: 300,
     height: 220,
@@ -198,7 +199,7 @@ export function scalingChart(r: Results): ChartSpec {
         data: { values: byModel },
         width: 200,
         height: 220,
-        title: 'round (s) as the model grows',
+        title: `round (s) as the model grows (${modelClients} clients)`,
         mark: { type: 'bar', color: '#5b3fa0' },
         encoding: { x: { field: 'parameters', type: 'nominal', sort: null, axis: { labelAngle: 0 }, title: null }, y: { field: 'round (s)', type: 'quantitative' } },
       },

@@ -109,7 +109,7 @@ describe('switch routes', () => {
 describe('switch routes with encrypted updates', () => {
   const heSettings = { enabled: true, key_holder: 'aggregator', poly_modulus_degree: 4096, coeff_modulus_bits: [54, 54], scale_bits: 45 } as const;
 
-  async function encryptedSwitch(deadlineMs = 60_000) {
+  async function encryptedSwitch(deadlineMs = 60_000, expected = 2) {
     const raw = testbedConfig({ base: '127.0.0', nodes: 6, switches: 1 }) as Record<string, any>;
     raw.model = model;
     raw.he = heSettings;
@@ -118,8 +118,8 @@ describe('switch routes with encrypted updates', () => {
     const worker = createWorkerApp(context, TOKEN);
     await request(worker.app).post('/config').set(auth).send(config).expect(201);
     const clients = config.type === 'switch' ? config.clients : [];
-    await request(worker.app).post('/s/round').set(auth).send({ round: 1, attempt: ATTEMPT, clients: clients.slice(0, 2), deadline_ms: deadlineMs, parameters: PARAMS, model_id: MODEL_ID }).expect(200);
-    return { app: worker.app, clients, context, stop: () => worker.roles.unmount() };
+    await request(worker.app).post('/s/round').set(auth).send({ round: 1, attempt: ATTEMPT, clients: clients.slice(0, expected), deadline_ms: deadlineMs, parameters: PARAMS, model_id: MODEL_ID }).expect(200);
+    return { app: worker.app, role: worker.roles.role as SwitchRole, clients, context, stop: () => worker.roles.unmount() };
   }
 
   let pool: HePool;
@@ -150,6 +150,20 @@ describe('switch routes with encrypted updates', () => {
       const ok = await send(app, encrypted(clients[0])).expect(200);
       assert.equal(ok.body.received, 1);
       await send(app, encrypted(clients[0])).expect(409);
+    } finally {
+      await stop();
+    }
+  });
+
+  it('refuses a bad ciphertext that arrived with good ones alone, and sums the good ones', { timeout: 30_000 }, async () => {
+    const { role, clients, stop } = await encryptedSwitch(60_000, 3);
+    try {
+      const bad = encrypted(clients[1], { ciphertexts: chunks.map(() => Uint8Array.from([7, 7, 7, 7, 7, 7, 7, 7])) });
+      // Called together: the first starts a sum on its own, the next two wait and are added as one batch.
+      const results = await Promise.allSettled([encrypted(clients[0]), bad, encrypted(clients[2])].map((body) => role.receive(body)));
+      assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled']);
+      assert.match(String((results[1] as PromiseRejectedResult).reason), /does not parse under this experiment's HE parameters/);
+      assert.equal(role.status().received, 2, 'both good updates are in the sum');
     } finally {
       await stop();
     }
