@@ -94,6 +94,7 @@ describe('CKKS at the default parameters', () => {
         const worst = Math.max(...Array.from(values, (v, i) => Math.abs(decrypted[i] - v)));
         assert.ok(worst < 1e-6, `${JSON.stringify(bits)} at N=${degree}: error ${worst}`);
         assert.throws(() => encryptor.encrypt(Float64Array.of(2 ** (bits[0] - caseParams.scale_bits))), /does not fit the HE scale/);
+        assert.throws(() => encryptor.encrypt(Float64Array.of(0.5, Number.NaN)), /value NaN at 1 does not fit the HE scale/);
       } finally {
         encryptor.dispose();
         opener.dispose();
