@@ -55,17 +55,12 @@ export class CoefficientCodec {
     this.scratch = seal.CipherText();
   }
 
-  /** Ciphertexts needed for `count` values. */
-  chunksFor(count: number): number {
-    return Math.ceil(count / this.parts.degree);
-  }
-
   /**
    * Calls `use` with each chunk of `values`·factor as a plaintext (NTT form, at the scale), in order;
    * each plaintext is deleted once `use` returns.
    */
   encode(values: Float32Array | Float64Array, factor: number, use: (plain: any, chunk: number) => void): void {
-    const chunks = this.chunksFor(values.length);
+    const chunks = Math.ceil(values.length / this.parts.degree);
     for (let c = 0; c < chunks; c += 2) {
       const second = c + 1 < chunks ? this.coefficientsOf(values, c + 1, factor) : undefined;
       const transformed = this.transform('to-ntt', this.coefficientsOf(values, c, factor), second);
@@ -117,19 +112,12 @@ export class CoefficientCodec {
       if (scaled === 0) continue;
       this.halves.forEach((q, j) => {
         const residue = size < q.value ? size : size % q.value; // exact: both are integers below 2^53
-        let hi = Math.floor(residue / TWO_32);
-        let lo = residue - hi * TWO_32;
-        if (scaled < 0 && residue !== 0) {
-          lo = q.lo - lo;
-          hi = q.hi - hi;
-          if (lo < 0) {
-            lo += TWO_32;
-            hi -= 1;
-          }
-        }
+        const hi = Math.floor(residue / TWO_32);
+        const lo = residue - hi * TWO_32;
+        const [wordLo, wordHi] = scaled < 0 && residue !== 0 ? minus(q, lo, hi) : [lo, hi];
         const at = 2 * (j * degree + i - start);
-        words[at] = lo;
-        words[at + 1] = hi;
+        words[at] = wordLo;
+        words[at + 1] = wordHi;
       });
     }
     return words;
@@ -147,13 +135,8 @@ export class CoefficientCodec {
       const value = hi * TWO_32 + lo;
       if (value < q.value / 2) out[i] = value * unit;
       else {
-        let l = q.lo - lo;
-        let h = q.hi - hi;
-        if (l < 0) {
-          l += TWO_32;
-          h -= 1;
-        }
-        out[i] = -(h * TWO_32 + l) * unit;
+        const [negLo, negHi] = minus(q, lo, hi);
+        out[i] = -(negHi * TWO_32 + negLo) * unit;
       }
     }
   }
@@ -196,6 +179,12 @@ export class CoefficientCodec {
     if (saved.length !== this.plainHead.length + this.words * 4) throw new Error(`SEAL wrote ${saved.length} bytes for a plaintext`);
     return new Uint32Array(saved.slice(this.plainHead.length).buffer);
   }
+}
+
+/** q - x for x below q, both as 32-bit halves: exact where a double holding q (up to 60 bits) would round. */
+function minus(q: { hi: number; lo: number }, lo: number, hi: number): [number, number] {
+  const low = q.lo - lo;
+  return low < 0 ? [low + TWO_32, q.hi - hi - 1] : [low, q.hi - hi];
 }
 
 function asBytes(words: Uint32Array): Uint8Array {
