@@ -108,3 +108,47 @@ export class CheckpointStore {
 
 export const asFloat32 = (bytes: Uint8Array): Float32Array => new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
 export const float32Bytes = (values: Float32Array): Uint8Array => new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+
+/** Where the aggregator keeps its checkpoints, in outputs/<experiment>/. */
+export const CHECKPOINTS_DIR = 'checkpoints';
+/** The aggregator's HE key pair (key_holder "aggregator"), owner-only, beside its checkpoints. */
+export const KEY_PAIR_FILE = 'he-keypair.json';
+
+/** What an aggregator's checkpoint header holds besides the blobs. */
+export interface CheckpointHeader {
+  experiment: string;
+  /** The settings it was made with (a resume refuses other ones). */
+  settings: Record<string, unknown>;
+  /** The metrics rows of the rounds done. */
+  rows: unknown[];
+  strategy_state: string[];
+  saved_at: string;
+}
+
+/** Everything a resumed aggregator needs: the global model (plain, or the encrypted model message) and the strategy's state. */
+export interface AggregatorState {
+  header: CheckpointHeader;
+  global: { plain: Float32Array } | { encryptedMessage: Uint8Array };
+  strategy: Record<string, Float32Array>;
+}
+
+/** The aggregator's state as a checkpoint's header and blobs. */
+export function aggregatorCheckpoint(state: Omit<AggregatorState, 'header'> & { header: Omit<CheckpointHeader, 'strategy_state'> }) {
+  const blobs: Record<string, Uint8Array> = 'plain' in state.global ? { global: float32Bytes(state.global.plain) } : { encrypted_model: state.global.encryptedMessage };
+  for (const [name, values] of Object.entries(state.strategy)) blobs[`strategy.${name}`] = float32Bytes(values);
+  const header: CheckpointHeader = { ...state.header, strategy_state: Object.keys(state.strategy) };
+  return { header: header as unknown as Record<string, unknown>, blobs };
+}
+
+/** Reads back what `aggregatorCheckpoint` wrote; a blob the header names but the file lacks is an error. */
+export function aggregatorState(checkpoint: Checkpoint): AggregatorState {
+  const header = checkpoint.header as unknown as CheckpointHeader;
+  const blob = (name: string) => {
+    const bytes = checkpoint.blobs[name];
+    if (!bytes) throw new CheckpointError(`${checkpoint.file}: no blob "${name}"`);
+    return bytes;
+  };
+  const global = checkpoint.blobs.encrypted_model ? { encryptedMessage: checkpoint.blobs.encrypted_model } : { plain: Float32Array.from(asFloat32(blob('global'))) };
+  const strategy = Object.fromEntries(header.strategy_state.map((name) => [name, Float32Array.from(asFloat32(blob(`strategy.${name}`)))]));
+  return { header, global, strategy };
+}

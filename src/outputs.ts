@@ -17,6 +17,8 @@ export interface RoundMetrics {
   round_ms: number;
   selection_ms: number;
   training_ms: number;
+  /** Of the round, the time spent waiting for selected clients whose updates never came. */
+  waiting_ms: number;
   aggregation_ms: number;
   evaluation_ms: number;
   bytes_up: number;
@@ -30,7 +32,7 @@ export const ENCRYPTED_MODEL_FILE = 'model.he';
 
 const COLUMNS: (keyof RoundMetrics)[] = [
   'round', 'accuracy', 'loss', 'clients', 'samples', 'round_ms', 'selection_ms', 'training_ms',
-  'aggregation_ms', 'evaluation_ms', 'bytes_up', 'bytes_down', 'retries', 'missing',
+  'waiting_ms', 'aggregation_ms', 'evaluation_ms', 'bytes_up', 'bytes_down', 'retries', 'missing',
 ];
 const csvCell = (value: unknown) => (Array.isArray(value) ? value.join(' ') : String(value));
 

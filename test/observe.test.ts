@@ -105,7 +105,7 @@ describe("a worker's log shipper", () => {
 });
 
 const rows: RoundMetrics[] = [1, 2, 3].map((round) => ({
-  round, accuracy: 0.8 + round / 100, loss: 1 / round, clients: 2, samples: 200, round_ms: 1000, selection_ms: 10, training_ms: 800,
+  round, accuracy: 0.8 + round / 100, loss: 1 / round, clients: 2, samples: 200, round_ms: 1000, selection_ms: 10, training_ms: 700, waiting_ms: 100,
   aggregation_ms: 40 + round, evaluation_ms: 30, bytes_up: 5e6, bytes_down: 4e6, retries: 0, missing: [],
 }));
 

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { RoundMachine } from '../src/protocol/aggregator/machine';
+import { enter, TRANSITIONS } from '../src/protocol/aggregator/phases';
 import type { Action } from '../src/protocol/aggregator/state';
 import { SwitchMachine } from '../src/protocol/switch';
 
@@ -16,6 +17,8 @@ const upstreamOf = new Map([
 function machine(overrides: Partial<RoundMachine['rules']> = {}) {
   return new RoundMachine({ rounds: 2, goal: 5, minFraction: 0.5, deadlineMs: 1000, ...overrides }, { upstreamOf, self: AGG });
 }
+/** The deadline the machine's current phase and attempt set. */
+const deadline = (m: RoundMachine, phase: 'selection' | 'training', attempt = m.state.attempt) => ({ type: 'deadline' as const, phase, attempt });
 const ofType = <T extends Action['type']>(actions: Action[], type: T) => actions.filter((a): a is Extract<Action, { type: T }> => a.type === type);
 const checkInAll = (m: RoundMachine, clients = ['c1', 'c2', 'c3', 'c4', 'd1']) => clients.flatMap((client) => m.handle({ type: 'checkin', client }));
 /** A report of the first `contributors` clients `from` has in the round (a stranger claims made-up ones). */
@@ -28,7 +31,7 @@ const report = (m: RoundMachine, from: string, contributors: number, round = m.s
 describe('aggregator round machine', () => {
   it('selects once the goal count has checked in, opens each switch with its clients, sends the model', () => {
     const m = machine();
-    assert.deepEqual(m.handle({ type: 'start' }).map((a) => a.type), ['start-timer']);
+    assert.deepEqual(m.handle({ type: 'start' }).map((a) => a.type), ['cancel-timers', 'start-timer']);
     const actions = checkInAll(m);
     assert.equal(m.state.stage, 'training');
     assert.deepEqual(ofType(actions, 'open-switch-round').map((a) => [a.switch, a.clients]), [[S1, ['c1', 'c2']], [S2, ['c3', 'c4']]]);
@@ -66,8 +69,8 @@ describe('aggregator round machine', () => {
     report(m, 'd1', 1);
     const last = report(m, S2, 2);
     assert.deepEqual(ofType(last, 'aggregate')[0], { type: 'aggregate', round: 1, from: [S1, 'd1', S2], missing: [] });
-    assert.deepEqual(m.handle({ type: 'aggregated', round: 1 }), [{ type: 'evaluate', round: 1 }]);
-    assert.deepEqual(m.handle({ type: 'evaluated', round: 1 }), [{ type: 'checkpoint', round: 1 }]);
+    assert.deepEqual(m.handle({ type: 'aggregated', round: 1 }), [{ type: 'cancel-timers' }, { type: 'evaluate', round: 1 }]);
+    assert.deepEqual(m.handle({ type: 'evaluated', round: 1 }), [{ type: 'cancel-timers' }, { type: 'checkpoint', round: 1 }]);
     m.handle({ type: 'checkpointed', round: 1 });
     assert.equal(m.state.round, 2);
     assert.equal(m.state.stage, 'selection');
@@ -80,7 +83,7 @@ describe('aggregator round machine', () => {
     for (const from of [S1, S2, 'd1']) report(m, from, from === 'd1' ? 1 : 2);
     m.handle({ type: 'aggregated', round: 1 });
     m.handle({ type: 'evaluated', round: 1 });
-    assert.deepEqual(m.handle({ type: 'checkpointed', round: 1 }), [{ type: 'finish' }]);
+    assert.deepEqual(m.handle({ type: 'checkpointed', round: 1 }), [{ type: 'cancel-timers' }, { type: 'finish' }]);
     assert.equal(m.state.stage, 'done');
   });
 
@@ -115,7 +118,7 @@ describe('aggregator round machine', () => {
     checkInAll(m);
     report(m, S1, 2);
     report(m, S2, 1);
-    const actions = m.handle({ type: 'report-deadline', round: 1 });
+    const actions = m.handle(deadline(m, 'training'));
     assert.deepEqual(ofType(actions, 'aggregate')[0].missing, ['c4', 'd1']);
     assert.match(ofType(actions, 'log')[0].message, /no update from c4, d1/);
   });
@@ -125,7 +128,7 @@ describe('aggregator round machine', () => {
     m.handle({ type: 'start' });
     checkInAll(m);
     report(m, S1, 2);
-    const actions = m.handle({ type: 'report-deadline', round: 1 });
+    const actions = m.handle(deadline(m, 'training'));
     assert.deepEqual(ofType(actions, 'aggregate'), []);
     assert.equal(ofType(actions, 'discard-round').length, 1);
     assert.equal(m.state.round, 1);
@@ -139,7 +142,7 @@ describe('aggregator round machine', () => {
     m.handle({ type: 'start' });
     checkInAll(m);
     for (const from of [S1, S2, 'd1']) report(m, from, from === 'd1' ? 1 : 2);
-    assert.deepEqual(m.handle({ type: 'report-deadline', round: 1 }), []);
+    assert.deepEqual(m.handle(deadline(m, 'training')), []);
     assert.equal(m.state.stage, 'aggregation');
   });
 
@@ -147,11 +150,11 @@ describe('aggregator round machine', () => {
     const m = machine({ minFraction: 0.6 });
     m.handle({ type: 'start' });
     checkInAll(m, ['c1', 'c2']);
-    const waiting = m.handle({ type: 'selection-deadline', round: 1 });
+    const waiting = m.handle(deadline(m, 'selection'));
     assert.equal(m.state.stage, 'selection');
     assert.ok(ofType(waiting, 'start-timer').length === 1);
     checkInAll(m, ['c3']);
-    const go = m.handle({ type: 'selection-deadline', round: 1 });
+    const go = m.handle(deadline(m, 'selection'));
     assert.deepEqual(ofType(go, 'send-model')[0].clients, ['c1', 'c2', 'c3']);
   });
 });
@@ -196,7 +199,7 @@ describe('aggregator round machine with workers going down', () => {
     m.handle({ type: 'node-down', node: S2 });
     checkInAll(m, ['d1']);
     assert.equal(m.state.stage, 'selection');
-    assert.deepEqual(ofType(m.handle({ type: 'selection-deadline', round: 1 }), 'start-timer').length, 1);
+    assert.deepEqual(ofType(m.handle(deadline(m, 'selection')), 'start-timer').length, 1);
   });
 
   it('stops waiting for a switch that goes down mid-round, and aggregates what arrived', () => {
@@ -244,11 +247,113 @@ describe('aggregator round machine with workers going down', () => {
       m.handle({ type: 'start' });
       checkInAll(m, ['d1']);
       attempts.add(m.state.attempt);
-      m.handle({ type: 'report-deadline', round: 1 }); // nothing arrived: retried
+      m.handle(deadline(m, 'training')); // nothing arrived: retried
       checkInAll(m, ['d1']);
       attempts.add(m.state.attempt);
     }
     assert.equal(attempts.size, 4);
+  });
+});
+
+describe('aggregator round machine: phases own their deadlines', () => {
+  it('a deadline of an earlier attempt of the round is dropped, in either phase', () => {
+    const m = machine({ minFraction: 0.8 });
+    m.handle({ type: 'start' });
+    const selectionOfFirst = deadline(m, 'selection');
+    checkInAll(m);
+    const first = m.state.attempt;
+    report(m, S1, 2);
+    m.handle(deadline(m, 'training')); // 2 of 5: the round starts again
+    assert.equal(m.state.stage, 'selection');
+    checkInAll(m);
+    assert.equal(m.state.stage, 'training');
+    assert.notEqual(m.state.attempt, first);
+    assert.deepEqual(m.handle(deadline(m, 'training', first)), [], 'the first attempt closed the retry');
+    assert.deepEqual(m.handle(selectionOfFirst), []);
+    assert.equal(m.state.stage, 'training');
+    assert.equal(ofType(m.handle(deadline(m, 'training')), 'discard-round').length, 1, "the retry's own deadline still acts");
+  });
+
+  it('every stage change cancels the timers of the stage it leaves, before new ones are set', () => {
+    const m = machine();
+    const opened = m.handle({ type: 'start' });
+    assert.deepEqual(opened.map((a) => a.type), ['cancel-timers', 'start-timer']);
+    const selected = checkInAll(m).map((a) => a.type);
+    assert.equal(selected[0], 'cancel-timers');
+    assert.ok(selected.indexOf('start-timer') > selected.indexOf('cancel-timers'));
+    const closing = [report(m, S1, 2), report(m, S2, 2), report(m, 'd1', 1)].flat().map((a) => a.type);
+    assert.ok(closing.indexOf('cancel-timers') < closing.indexOf('aggregate'));
+  });
+
+  it('declares its transitions in one place and refuses any other', () => {
+    const state = machine().state;
+    state.stage = 'aggregation';
+    assert.throws(() => enter(state, 'training'), /no transition from aggregation to training/);
+    assert.ok(TRANSITIONS.training.includes('selection')); // a retry
+  });
+
+  it('lets the strategy choose among the ready clients, never beyond them or the goal', () => {
+    const m = machine({ goal: 2, select: (_round, ready) => [...ready].reverse().concat('nobody') });
+    m.handle({ type: 'start' });
+    const actions = checkInAll(m, ['c1', 'c3']);
+    assert.deepEqual(ofType(actions, 'send-model')[0].clients, ['c3', 'c1']);
+  });
+
+  it('names the clients it is still waiting for at the selection deadline', () => {
+    const m = machine();
+    m.handle({ type: 'start' });
+    checkInAll(m, ['c1', 'c2']);
+    const [waiting] = ofType(m.handle(deadline(m, 'selection')), 'waiting');
+    assert.deepEqual([waiting.ready, waiting.needed, waiting.missing], [2, 3, ['c3', 'c4', 'd1']]);
+  });
+});
+
+describe('aggregator round machine: a client lost mid-training', () => {
+  const training = () => {
+    const m = machine();
+    m.handle({ type: 'start' });
+    checkInAll(m);
+    return m;
+  };
+
+  it('drops a selected client that goes down from its switch at once; the round closes when the rest are in', () => {
+    const m = training();
+    report(m, S2, 2);
+    report(m, 'd1', 1);
+    const down = m.handle({ type: 'node-down', node: 'c1' });
+    assert.deepEqual(ofType(down, 'drop-client').map((a) => [a.switch, a.client, a.attempt]), [[S1, 'c1', m.state.attempt]]);
+    assert.equal(m.state.stage, 'training', 'c2 is still on its way through s1');
+    const last = m.handle({ type: 'report', round: 1, attempt: m.state.attempt, from: S1, clients: ['c2'], weight: 100 });
+    assert.deepEqual(ofType(last, 'aggregate')[0].missing, ['c1']);
+  });
+
+  it('stops waiting for a switch all of whose clients went down, and for a direct client that did', () => {
+    const m = training();
+    report(m, S2, 2);
+    m.handle({ type: 'node-down', node: 'c1' });
+    m.handle({ type: 'node-down', node: 'd1' });
+    const actions = m.handle({ type: 'node-down', node: 'c2' });
+    assert.equal(m.state.stage, 'selection', '2 of 5 arrived: below the quorum, the round starts again');
+    assert.equal(ofType(actions, 'discard-round').length, 1);
+  });
+
+  it('counts a dropped client whose update made its switch\'s sum after all', () => {
+    const m = training();
+    m.handle({ type: 'node-down', node: 'c1' });
+    report(m, S1, 2);
+    report(m, S2, 2);
+    const last = report(m, 'd1', 1);
+    assert.deepEqual(ofType(last, 'aggregate')[0].missing, []);
+  });
+
+  it('stops waiting for a switch that says it forwards nothing', () => {
+    const m = training();
+    report(m, S1, 2);
+    report(m, 'd1', 1);
+    const refusedNotice = m.handle({ type: 'withheld', round: 1, attempt: 'old', from: S2, clients: [], reason: 'x' });
+    assert.equal(ofType(refusedNotice, 'refuse')[0].status, 409);
+    const actions = m.handle({ type: 'withheld', round: 1, attempt: m.state.attempt, from: S2, clients: ['c3'], reason: 'only 1 update arrived' });
+    assert.deepEqual(ofType(actions, 'aggregate')[0].missing, ['c3', 'c4']);
   });
 });
 
@@ -262,17 +367,19 @@ describe('switch round machine', () => {
     open(m);
     assert.deepEqual(update(m, 'c2', 1).map((a) => a.type), ['accept']);
     const last = update(m, 'c1', 1);
-    assert.deepEqual(last.at(-1), { type: 'forward', round: 1, from: ['c1', 'c2'], missing: [] });
+    assert.deepEqual(last.at(-1), { type: 'forward', round: 1, attempt: 's:1.0', from: ['c1', 'c2'], missing: [] });
   });
 
   it('forwards what it has at the deadline, naming who is missing; nothing when no one reported', () => {
     const m = new SwitchMachine(members);
     open(m);
     update(m, 'c1', 1);
-    assert.deepEqual(m.handle({ type: 'deadline', round: 1 }).at(-1), { type: 'forward', round: 1, from: ['c1'], missing: ['c2'] });
+    assert.deepEqual(m.handle({ type: 'deadline', attempt: m.state.attempt }).at(-1), { type: 'forward', round: 1, attempt: 's:1.0', from: ['c1'], missing: ['c2'] });
     const empty = new SwitchMachine(members);
     open(empty);
-    assert.deepEqual(empty.handle({ type: 'deadline', round: 1 }).map((a) => a.type), ['log']);
+    const withheld = empty.handle({ type: 'deadline', attempt: empty.state.attempt });
+    assert.deepEqual(withheld.map((a) => a.type), ['log', 'withhold']);
+    assert.match((withheld[1] as { reason: string }).reason, /no client reported/);
   });
 
   const refusals: [string, (m: SwitchMachine) => ReturnType<SwitchMachine['handle']>, number][] = [
@@ -306,10 +413,41 @@ describe('switch round machine', () => {
     const m = new SwitchMachine(members);
     open(m);
     update(m, 'c1', 1);
-    m.handle({ type: 'deadline', round: 1 });
-    const again = open(m, 1, ['c2']);
+    m.handle({ type: 'deadline', attempt: m.state.attempt });
+    const again = open(m, 1, ['c2'], 's:1.1');
     assert.ok(again.some((a) => a.type === 'reset-buffer'));
     assert.equal(m.state.received.size, 0);
     assert.equal(update(m, 'c2', 1).at(-1)?.type, 'forward');
+  });
+  it('stops waiting for a client the aggregator dropped, and refuses its late update', () => {
+    const m = new SwitchMachine(members);
+    open(m, 1, ['c1', 'c2', 'c3']);
+    update(m, 'c1', 1);
+    assert.deepEqual(m.handle({ type: 'drop', round: 1, attempt: 'other', client: 'c2' }).map((a) => a.type), ['refuse']);
+    assert.equal(m.handle({ type: 'drop', round: 1, attempt: m.state.attempt, client: 'c2' }).at(-1)?.type, 'log');
+    assert.deepEqual(m.handle({ type: 'drop', round: 1, attempt: m.state.attempt, client: 'c1' }), [], 'its update is in: nothing changes');
+    const last = update(m, 'c3', 1);
+    assert.deepEqual(last.at(-1), { type: 'forward', round: 1, attempt: 's:1.0', from: ['c1', 'c3'], missing: ['c2'] });
+    const late = new SwitchMachine(members);
+    open(late, 1, ['c1', 'c2']);
+    late.handle({ type: 'drop', round: 1, attempt: late.state.attempt, client: 'c2' });
+    assert.match((update(late, 'c2', 1).find((a) => a.type === 'refuse') as { reason: string }).reason, /dropped/);
+  });
+
+  it('ignores the deadline of an earlier opening of the round', () => {
+    const m = new SwitchMachine(members);
+    open(m, 1, ['c1', 'c2'], 's:1.0');
+    open(m, 1, ['c1', 'c2'], 's:1.1');
+    update(m, 'c1', 1);
+    assert.deepEqual(m.handle({ type: 'deadline', attempt: 's:1.0' }), []);
+    assert.equal(m.state.stage, 'collecting');
+  });
+
+  it('withholds a lone update when it must forward at least two, and says so', () => {
+    const m = new SwitchMachine(members, 2);
+    open(m, 1, ['c1', 'c2']);
+    update(m, 'c1', 1);
+    const actions = m.handle({ type: 'drop', round: 1, attempt: m.state.attempt, client: 'c2' });
+    assert.deepEqual(actions.at(-1), { type: 'withhold', round: 1, attempt: 's:1.0', from: ['c1'], missing: ['c2'], reason: 'only 1 update arrived, 2 needed to forward a sum' });
   });
 });

@@ -13,6 +13,7 @@ import { expectedParameterCount } from '../src/model/model';
 import { createWorkerApp } from '../src/node/worker';
 import type { SwitchRole } from '../src/roles/switch';
 import { encode, Kind, WIRE_CONTENT_TYPE, type Message } from '../src/wire/codec';
+import { waitFor } from './helpers/cluster';
 import { nodeContext, TOKEN } from './helpers/node-context';
 
 const auth = { Authorization: `Bearer ${TOKEN}` };
@@ -169,15 +170,23 @@ describe('switch routes with encrypted updates', () => {
     }
   });
 
-  it('does not forward a single encrypted update on its own', async () => {
-    const { app, clients, context, stop } = await encryptedSwitch(2000);
+  it('does not forward a single encrypted update on its own, and says so as soon as the other client is dropped', async () => {
+    // No deadline decides here: the aggregator's drop of the second client closes the round, so no
+    // timing on a loaded machine can change what happens.
+    const { app, role, clients, context, stop } = await encryptedSwitch(600_000);
     try {
       await send(app, encrypted(clients[0])).expect(200);
-      await new Promise((r) => setTimeout(r, 2500)); // past the round's deadline
-      const log = JSON.parse(readFileSync(join(context.logsDir, `he-switch_mnist-mlp.json`), 'utf8'));
-      assert.equal(log.iteration[0].outcome, 'withheld: fewer than 2 updates');
+      assert.equal(role.iterations.rounds.length, 0, 'one of two updates in: still waiting');
+      await request(app).post('/s/drop').set(auth).send({ round: 1, attempt: ATTEMPT, client: clients[1] }).expect(200);
+      await waitFor(async () => role.iterations.rounds.length === 1, 30_000);
+      const entry = JSON.parse(readFileSync(join(context.logsDir, `he-switch_mnist-mlp.json`), 'utf8')).iteration[0];
+      assert.match(entry.outcome, /^withheld: only 1 update arrived, 2 needed to forward a sum/);
+      assert.deepEqual(entry.missing, [clients[1]]);
+      assert.equal(entry.update_bytes, undefined, 'no sum was made to send');
+      await send(app, encrypted(clients[1])).expect(409);
     } finally {
       await stop();
     }
   });
+
 });

@@ -15,6 +15,10 @@ export function aggregatorBlueprint(role: AggregatorRole): Router {
   router.post('/checkin', ...jsonBody, (req, res) => {
     res.json(role.checkIn(req.body));
   });
+  router.post('/withheld', ...jsonBody, (req, res) => {
+    role.withheld(req.body);
+    res.json({ status: 'noted' });
+  });
   router.post('/receive', ...wireBody(role.parameters, role.encrypted), async (req, res) => {
     res.json({ status: 'accepted', ...(await role.receive(req.body)) });
   });

@@ -12,6 +12,10 @@ export function switchBlueprint(role: SwitchRole): Router {
     role.open(req.body);
     res.json({ status: 'open' });
   });
+  router.post('/drop', ...jsonBody, (req, res) => {
+    role.drop(req.body);
+    res.json({ status: 'dropped' });
+  });
   router.post('/receive', ...wireBody(role.maxParameters, role.encrypted), async (req, res) => {
     res.json({ status: 'accepted', ...(await role.receive(req.body)) });
   });

@@ -3,6 +3,7 @@
  * round in flight, the rounds so far, each node's costs, and the charts' specs with their data.
  */
 import type { AggregatorRole, WorkerHealth } from '../roles/aggregator';
+import { roundView } from '../roles/aggregator/view';
 import { accuracyChart, bytesChart, phaseChart, type ChartName, type ChartSpec } from '../report/charts';
 import { nodeRounds, type NodeRound } from '../report/data';
 import { describeSettings } from '../report/report';
@@ -39,26 +40,6 @@ export interface DashboardState {
   updated_at: string;
 }
 
-/** Where the experiment stands: for the page's header and the command line's progress bars. */
-export function roundProgress(role: AggregatorRole, records: readonly NodeRecords[] = role.cluster.records()) {
-  const { stage, round, selected } = role.machine.state;
-  const rows = role.outputs.rows;
-  const selectedSet = new Set(selected);
-  // A client's shipped entry for this round says whether its switch took the update.
-  const reported = records
-    .filter((w) => selectedSet.has(w.address) && w.iteration.some((e) => e.round === round && e.outcome === 'accepted')).length;
-  return {
-    stage,
-    round: Math.min(round, role.config.settings.rounds),
-    rounds: role.config.settings.rounds,
-    rounds_done: rows.length,
-    finished: role.isFinished,
-    selected: selected.length,
-    reported,
-    accuracy: rows[rows.length - 1]?.accuracy ?? null,
-  };
-}
-
 export function dashboardState(role: AggregatorRole): DashboardState {
   const { config, outputs } = role;
   const rows = outputs.rows;
@@ -77,7 +58,7 @@ export function dashboardState(role: AggregatorRole): DashboardState {
     last: lastOf.get(address) ?? null,
   }));
 
-  const { accuracy: _, ...progress } = roundProgress(role, workers);
+  const { accuracy: _, ...progress } = roundView(role, workers);
   return {
     experiment: config.experiment,
     aggregator: config.address,

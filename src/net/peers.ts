@@ -10,6 +10,8 @@ export interface Health {
   experiment: string | null;
   /** The fingerprint of the config the worker runs, null when it has none. */
   config: string | null;
+  /** With status "failed": why its role cannot work. */
+  error?: string;
 }
 
 export class Peers {

@@ -14,6 +14,7 @@ import { AggregatorRole } from '../roles/aggregator';
 import { ClientRole } from '../roles/client';
 import { ROLE_PREFIX, type NodeContext, type Role } from '../roles/role';
 import { SwitchRole } from '../roles/switch';
+import { HttpError } from '../net/errors';
 
 interface Mounted {
   role: Role;
@@ -52,6 +53,24 @@ function mount(config: NodeConfig, node: NodeContext, options: MountOptions): { 
   }
 }
 
+/** A role mounted but unable to work: the config push answers with why (and /health keeps saying it). */
+export class RoleFailed extends HttpError {
+  readonly role: NodeConfig['type'];
+  constructor(type: NodeConfig['type'], reason: string) {
+    super(422, 'role failed to start', reason);
+    this.role = type;
+  }
+}
+
+/** A start that throws leaves the role mounted and marked failed, so the node keeps answering with the reason. */
+function startRole(role: Role): void {
+  try {
+    role.start();
+  } catch (err) {
+    role.markFailed((err as Error)?.message ?? String(err));
+  }
+}
+
 export class RoleHost {
   private mounted?: Mounted;
   /** The config being mounted now: /health shows it while the old role stops, never "no config". */
@@ -68,7 +87,8 @@ export class RoleHost {
   /** Routes requests to the mounted role's router, or on to 404 when none is mounted. */
   readonly dispatch: RequestHandler = (req, res, next) => {
     const mounted = this.mounted;
-    if (mounted) mounted.router(req, res, next);
+    if (mounted?.role.failure) next(new HttpError(503, 'role failed to start', mounted.role.failure));
+    else if (mounted) mounted.router(req, res, next);
     else next();
   };
 
@@ -78,6 +98,11 @@ export class RoleHost {
     if (publicRouter) publicRouter(req, res, next);
     else next();
   };
+
+  /** Why the mounted role cannot work, if it cannot. */
+  get failure(): string | undefined {
+    return this.incoming ? undefined : this.mounted?.role.failure;
+  }
 
   /** The fingerprint of the mounted config (GET /health shows it, so the aggregator can tell who needs one). */
   get fingerprint(): string | undefined {
@@ -103,7 +128,7 @@ export class RoleHost {
     const result = { role: config.type, prefix, experiment: config.experiment };
     // The same config again (an aggregator re-pushing after a restart) must not reset a role mid-round;
     // the role only hears that its aggregator may be new.
-    if (this.mounted?.fingerprint === fingerprint) {
+    if (this.mounted?.fingerprint === fingerprint && !this.mounted.role.failure) {
       this.mounted.role.reconnected();
       return { status: 'unchanged', ...result };
     }
@@ -111,16 +136,19 @@ export class RoleHost {
     const old = this.mounted;
     this.mounted = undefined;
     this.incoming = fingerprint;
+    let role: Role;
     try {
       if (old) await old.role.stop();
-      const { role, routes, publicRoutes } = mount(config, this.node, options);
+      const mounted = mount(config, this.node, options);
+      role = mounted.role;
       const router = Router();
-      router.use(prefix, routes);
-      this.mounted = { role, router, publicRouter: publicRoutes, fingerprint };
-      role.start();
+      router.use(prefix, mounted.routes);
+      this.mounted = { role, router, publicRouter: mounted.publicRoutes, fingerprint };
+      startRole(role);
     } finally {
       this.incoming = undefined;
     }
+    if (role.failure) throw new RoleFailed(config.type, role.failure);
     this.node.logger.info(`${old ? 'replaced' : 'mounted'} role ${config.type} under ${prefix} for experiment ${config.experiment}`);
     return { status: old ? 'replaced' : 'mounted', ...result };
   }

@@ -38,8 +38,11 @@ export function createWorkerApp(node: NodeContext, token: string): WorkerApp {
 
   // Liveness stays open so launchers and monitors can probe without the secret; it shows no settings.
   app.get('/health', (req, res) => {
+    const failure = roles.failure;
     res.json({
-      status: 'ok',
+      // "failed": the config is taken but its role cannot work; `error` says why.
+      status: failure ? 'failed' : 'ok',
+      ...(failure ? { error: failure } : {}),
       node: node.nodeId,
       role: roles.role?.type ?? null,
       experiment: roles.role?.config.experiment ?? null,

@@ -5,7 +5,7 @@
  * file: the lines alone, one per round. Quiet: nothing but the summary.
  */
 import { MultiBar, Presets, type SingleBar } from 'cli-progress';
-import { roundProgress } from '../dashboard/state';
+import { roundView } from '../roles/aggregator/view';
 import type { AggregatorRole } from '../roles/aggregator';
 
 export interface Progress {
@@ -46,7 +46,7 @@ class ProgressBars implements Progress {
 
   follow(role: AggregatorRole): void {
     const update = () => {
-      const p = roundProgress(role);
+      const p = roundView(role);
       const accuracy = p.accuracy === null ? '' : `accuracy ${(p.accuracy * 100).toFixed(2)}%`;
       this.experiment ??= this.bars.create(p.rounds, 0, { label: 'rounds', detail: '' });
       this.round ??= this.bars.create(1, 0, { label: 'round ', detail: '' });

@@ -1,11 +1,13 @@
 /** Pushing each worker its config: concurrent, retried until a deadline, every answer reported. */
 import type { NodeConfig } from '../config/schema';
 import { describeFailure, type Peers } from '../net/peers';
+import { quorum } from '../protocol/aggregator/state';
 
 export interface PushOutcome {
   address: string;
   type: NodeConfig['type'];
-  result: 'configured' | 'refused' | 'unreachable';
+  /** `failed`: it took the config, but its role could not start (the detail says why, in the worker's words). */
+  result: 'configured' | 'refused' | 'failed' | 'unreachable';
   /** For `configured`: mounted, replaced or unchanged. For the others: why. */
   detail: string;
   details?: unknown;
@@ -20,6 +22,9 @@ export interface PushOptions {
   onOutcome?: (outcome: PushOutcome) => void;
   sleep?: (ms: number) => Promise<void>;
 }
+
+/** What a worker answers a config whose role it mounted but could not start (see RoleFailed). */
+const ROLE_FAILED_STATUS = 422;
 
 const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -40,11 +45,12 @@ export async function pushConfig(peers: Peers, config: NodeConfig, options: Push
       const failure = describeFailure(err);
       const final = failure.kind === 'refused' && failure.status! < 500;
       if (final || elapsed() + backoff >= options.deadlineMs) {
-        const detail = failure.status ? `${failure.status}: ${failure.reason}` : failure.reason;
+        const failedToStart = failure.status === ROLE_FAILED_STATUS;
+        const detail = failedToStart ? failure.reason : failure.status ? `${failure.status}: ${failure.reason}` : failure.reason;
         return {
           address: config.address,
           type: config.type,
-          result: final ? 'refused' : 'unreachable',
+          result: failedToStart ? 'failed' : final ? 'refused' : 'unreachable',
           detail,
           details: failure.details,
           attempts,
@@ -68,32 +74,35 @@ export async function pushConfigs(peers: Peers, configs: NodeConfig[], options: 
 }
 
 /**
- * Why the experiment cannot run with the workers that took their config, or [] when it can:
- * every switch is needed, and at least the round's goal count of clients whose switch is up.
+ * Why the experiment cannot run with the workers that took their config, or [] when it can: a
+ * round needs at least the quorum of its goal count (`min_report_fraction` of `clients_per_round`)
+ * of clients that took their config and whose switch did too. Each worker that did not is named
+ * with what it answered.
  */
 export function missingForExperiment(configs: NodeConfig[], outcomes: PushOutcome[], aggregator: string): string[] {
   const configured = new Set(outcomes.filter((o) => o.result === 'configured').map((o) => o.address));
   configured.add(aggregator);
-  const problems: string[] = [];
-  for (const config of configs) {
-    if (config.type === 'switch' && !configured.has(config.address)) {
-      problems.push(`switch ${config.address} did not take its config; its clients (${config.clients.join(', ')}) cannot report`);
-    }
-  }
   const clients = configs.filter((c) => c.type === 'client');
   const usable = clients.filter((c) => configured.has(c.address) && configured.has(c.upstream));
   const settings = configs[0]?.settings;
   const goal = settings?.clients_per_round ?? clients.length;
-  if (usable.length < goal) {
-    problems.push(`${usable.length} of ${clients.length} clients can take part, but each round needs ${goal} (clients_per_round)`);
-  }
-  return problems;
+  const needed = quorum(goal, settings?.min_report_fraction ?? 1);
+  if (usable.length >= needed) return [];
+  return [
+    `${usable.length} of ${clients.length} clients can take part, but a round needs at least ${needed} (min_report_fraction of clients_per_round)`,
+    ...outcomes.filter((o) => o.result !== 'configured').map((o) => `${o.type} ${o.address} ${o.result}: ${o.detail}`),
+  ];
 }
 
-const MARK = { configured: 'ok ', refused: 'NO ', unreachable: '?? ' } as const;
+/** Workers the experiment goes on without (it still has its quorum), one line each. */
+export function goingOnWithout(outcomes: PushOutcome[]): string[] {
+  return outcomes.filter((o) => o.result !== 'configured').map((o) => `${o.type} ${o.address} ${o.result}: ${o.detail}`);
+}
+
+const MARK = { configured: 'ok ', refused: 'NO ', failed: 'NO ', unreachable: '?? ' } as const;
 
 export function formatOutcome(o: PushOutcome): string {
-  const what = o.result === 'configured' ? `configured (${o.detail})` : `${o.result}: ${o.detail}`;
+  const what = o.result === 'configured' ? `configured (${o.detail})` : o.result === 'failed' ? `failed to start: ${o.detail}` : `${o.result}: ${o.detail}`;
   const retries = o.attempts > 1 ? ` after ${o.attempts} attempts, ${(o.ms / 1000).toFixed(1)} s` : '';
   const issues = Array.isArray(o.details) ? o.details.map((d) => `\n        ${String(d)}`).join('') : '';
   return `  ${MARK[o.result]} ${o.address.padEnd(21)} ${o.type.padEnd(10)} ${what}${retries}${issues}`;
@@ -101,5 +110,6 @@ export function formatOutcome(o: PushOutcome): string {
 
 export function summarize(outcomes: PushOutcome[]): string {
   const count = (r: PushOutcome['result']) => outcomes.filter((o) => o.result === r).length;
-  return `${count('configured')} configured, ${count('refused')} refused, ${count('unreachable')} unreachable (of ${outcomes.length} workers)`;
+  const failed = count('failed') ? `, ${count('failed')} failed to start` : '';
+  return `${count('configured')} configured, ${count('refused')} refused${failed}, ${count('unreachable')} unreachable (of ${outcomes.length} workers)`;
 }

@@ -1,8 +1,7 @@
 /** `agg --resume`: find the newest whole checkpoint of an experiment and check it fits the config. */
 import { join } from 'node:path';
-import { CheckpointStore, type Checkpoint } from '../checkpoint';
+import { CHECKPOINTS_DIR, CheckpointStore, type Checkpoint, type CheckpointHeader } from '../checkpoint';
 import type { ExperimentConfig } from '../config/schema';
-import { CHECKPOINTS_DIR, type CheckpointHeader } from '../roles/aggregator';
 
 export class ResumeError extends Error {}
 

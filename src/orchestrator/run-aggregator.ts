@@ -6,7 +6,7 @@ import type { AggregatorNodeConfig, ExperimentConfig } from '../config/schema';
 import { startNode, type NodeOptions, type StartedNode } from '../node/start';
 import { writeReport } from '../report/report';
 import type { AggregatorRole, ExperimentSummary } from '../roles/aggregator';
-import { formatOutcome, missingForExperiment, pushConfigs, summarize } from './push';
+import { formatOutcome, goingOnWithout, missingForExperiment, pushConfigs, summarize } from './push';
 import { findCheckpoint } from './resume';
 import { WorkerWatch } from './watch';
 
@@ -56,13 +56,19 @@ export async function runAggregator(options: AggregatorOptions): Promise<Running
     onOutcome: (o) => print(formatOutcome(o)),
   });
   print(summarize(outcomes));
-  for (const o of outcomes) role.noteHealth(o.address, o.result === 'configured' ? 'up' : 'down', `${o.result} (${o.detail})`);
   node.logger.info(`config push: ${summarize(outcomes)}`);
 
   const missing = missingForExperiment(workers, outcomes, own.address);
   if (missing.length) {
     await node.close();
     throw new ExperimentNotReady(`the experiment cannot start:\n${missing.map((m) => `  - ${m}`).join('\n')}`);
+  }
+  const without = goingOnWithout(outcomes);
+  if (without.length) print(`going on without ${without.length} workers (the quorum holds):\n${without.map((w) => `  - ${w}`).join('\n')}`);
+  for (const o of outcomes) {
+    if (o.result === 'configured') role.noteHealth(o.address, 'up', `configured (${o.detail})`);
+    else if (o.result === 'failed') role.workerFailed(o.address, o.detail);
+    else role.workerDown(o.address, `${o.result} at the push: ${o.detail}`);
   }
   const watch = new WorkerWatch(node.context.peers, workers, {
     intervalMs: config.timeouts.heartbeat_ms,
@@ -72,6 +78,12 @@ export async function runAggregator(options: AggregatorOptions): Promise<Running
       node.logger.warn(line);
       print(line);
       role.workerDown(address, reason);
+    },
+    onFailed: (address, reason) => {
+      const line = `worker ${address} failed: ${reason}`;
+      node.logger.error(line);
+      print(line);
+      role.workerFailed(address, reason);
     },
     onUp: (address, how) => {
       const line = `worker ${address} is ${how}`;

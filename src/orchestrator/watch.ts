@@ -1,7 +1,9 @@
 /**
  * The aggregator's eye on its workers: every heartbeat it asks each worker's /health which config it
- * runs. A worker that stops answering is reported down; one that answers without a config (a
- * restarted process, a rebooted machine) is given its own again and reported up. One that runs
+ * runs. A worker that stops answering is reported down: at once when nothing listens, after
+ * MISSED_HEARTBEATS unanswered heartbeats when it is silent (a hung or overloaded machine). One that
+ * answers without a config (a restarted process, a rebooted machine) is given its own again and
+ * reported up. One whose role failed to start is reported failed, with its reason. One that runs
  * another config was re-configured on purpose (push-config): it is left alone, and counted down.
  */
 import { configFingerprint } from '../config/fingerprint';
@@ -14,19 +16,23 @@ export interface WatchOptions {
   requestMs: number;
   onDown: (address: string, reason: string) => void;
   onUp: (address: string, how: string) => void;
+  /** Its role cannot work (GET /health says "failed"): the reason is the worker's own. */
+  onFailed: (address: string, reason: string) => void;
 }
 
-type WorkerHealth = 'up' | 'down' | 'configuring';
+type WorkerHealth = 'up' | 'down' | 'failed' | 'configuring';
 
-/** Missed health checks in a row before a worker that does not refuse connections counts as down. */
-const MISSES_BEFORE_DOWN = 3;
+/** Heartbeats in a row without an answer before a worker that does not refuse connections counts as down. */
+export const MISSED_HEARTBEATS = 3;
 
 interface Watched {
   config: NodeConfig;
   fingerprint: string;
   state: WorkerHealth;
-  misses: number;
-  busy: boolean;
+  /** Heartbeats since it last answered. */
+  missed: number;
+  /** A check still out: a hung worker holds one open until its timeout. */
+  checking: boolean;
 }
 
 export class WorkerWatch {
@@ -38,11 +44,11 @@ export class WorkerWatch {
     configs: NodeConfig[],
     private readonly options: WatchOptions,
   ) {
-    this.workers = configs.map((config) => ({ config, fingerprint: configFingerprint(config), state: 'up', misses: 0, busy: false }));
+    this.workers = configs.map((config) => ({ config, fingerprint: configFingerprint(config), state: 'up', missed: 0, checking: false }));
   }
 
   start(): void {
-    this.timer ??= setInterval(() => this.workers.forEach((w) => void this.check(w)), this.options.intervalMs);
+    this.timer ??= setInterval(() => this.workers.forEach((w) => this.heartbeat(w)), this.options.intervalMs);
     this.timer.unref();
   }
 
@@ -50,22 +56,46 @@ export class WorkerWatch {
     clearInterval(this.timer);
   }
 
+  /** What the watch knows of every worker now. */
+  states(): Map<string, WorkerHealth> {
+    return new Map(this.workers.map((w) => [w.config.address, w.state]));
+  }
+
+  private heartbeat(worker: Watched): void {
+    if (worker.checking) {
+      // The last check is still out: this heartbeat went unanswered too.
+      this.missedOne(worker, 'no answer');
+      return;
+    }
+    worker.checking = true;
+    void this.check(worker).finally(() => (worker.checking = false));
+  }
+
+  private missedOne(worker: Watched, reason: string): void {
+    worker.missed++;
+    if (worker.missed >= MISSED_HEARTBEATS) {
+      const silent = ((worker.missed * this.options.intervalMs) / 1000).toFixed(1);
+      this.markDown(worker, `${reason}: silent for ${worker.missed} heartbeats (${silent} s)`);
+    }
+  }
+
   private async check(worker: Watched): Promise<void> {
-    if (worker.busy) return; // the previous check of this worker is still out
-    worker.busy = true;
+    // Longer than a few heartbeats is a miss anyway; the check stays out and later heartbeats count it.
+    const timeout = Math.min(this.options.requestMs, this.options.intervalMs * MISSED_HEARTBEATS);
     try {
-      const health = await this.peers.health(worker.config.address, Math.min(this.options.requestMs, 5000));
-      worker.misses = 0;
-      if (health.config === worker.fingerprint) return this.markUp(worker, 'answering again');
+      const health = await this.peers.health(worker.config.address, timeout);
+      worker.missed = 0;
+      if (health.config === worker.fingerprint) {
+        if (health.status === 'failed') return this.markFailed(worker, health.error ?? 'its role failed to start');
+        return this.markUp(worker, 'answering again');
+      }
       if (health.config === null) return await this.reconfigure(worker);
       this.markDown(worker, `it runs another config now (experiment ${health.experiment})`);
     } catch (err) {
       const failure = describeFailure(err);
       // Nothing listening is certain at once; a silent machine may only be slow.
-      worker.misses += failure.reason === 'ECONNREFUSED' ? MISSES_BEFORE_DOWN : 1;
-      if (worker.misses >= MISSES_BEFORE_DOWN) this.markDown(worker, failure.reason);
-    } finally {
-      worker.busy = false;
+      if (failure.reason === 'ECONNREFUSED') this.markDown(worker, failure.reason);
+      else this.missedOne(worker, failure.reason);
     }
   }
 
@@ -75,12 +105,20 @@ export class WorkerWatch {
     worker.state = 'configuring';
     const outcome = await pushConfig(this.peers, worker.config, { deadlineMs: this.options.requestMs, requestMs: this.options.requestMs });
     if (outcome.result === 'configured') this.markUp(worker, `back without a config; configured again (${outcome.detail})`);
+    else if (outcome.result === 'failed') this.markFailed(worker, outcome.detail);
+    else worker.state = 'down';
   }
 
   private markDown(worker: Watched, reason: string): void {
     if (worker.state === 'down' || worker.state === 'configuring') return;
     worker.state = 'down';
     this.options.onDown(worker.config.address, reason);
+  }
+
+  private markFailed(worker: Watched, reason: string): void {
+    if (worker.state === 'failed') return;
+    worker.state = 'failed';
+    this.options.onFailed(worker.config.address, reason);
   }
 
   private markUp(worker: Watched, how: string): void {

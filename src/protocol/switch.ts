@@ -1,6 +1,7 @@
 /**
  * A switch's round, apart from IO: the aggregator opens it with the clients to expect, clients
- * report, and the switch forwards one sum when all are in or at its deadline.
+ * report (or the aggregator drops one that went down), and the switch forwards one sum when no
+ * one is left to wait for, or at its deadline. With too few updates it forwards nothing and says so.
  */
 
 import { sessionOf } from './attempt';
@@ -8,8 +9,9 @@ import { sessionOf } from './attempt';
 export interface SwitchRoundState {
   stage: 'idle' | 'collecting' | 'forwarded';
   round: number;
-  /** The aggregator's name for this opening of the round; updates must carry the same. */
+  /** The aggregator's name for this opening of the round; updates, drops and deadlines must carry the same. */
   attempt: string;
+  /** The clients still expected (those dropped by the aggregator are gone from here). */
   clients: string[];
   received: Set<string>;
 }
@@ -17,22 +19,33 @@ export interface SwitchRoundState {
 export type SwitchEvent =
   | { type: 'open'; round: number; attempt: string; clients: string[]; deadlineMs: number }
   | { type: 'update'; round: number; attempt: string; from: string }
-  | { type: 'deadline'; round: number };
+  /** The aggregator saw this client go down: the round stops waiting for it. */
+  | { type: 'drop'; round: number; attempt: string; client: string }
+  | { type: 'deadline'; attempt: string };
 
 export type SwitchAction =
-  | { type: 'start-timer'; round: number; ms: number }
+  | { type: 'start-timer'; attempt: string; ms: number }
   | { type: 'reset-buffer'; round: number }
   | { type: 'accept'; round: number; from: string }
   | { type: 'refuse'; status: number; reason: string }
-  | { type: 'forward'; round: number; from: string[]; missing: string[] }
+  | { type: 'forward'; round: number; attempt: string; from: string[]; missing: string[] }
+  /** Nothing goes up this round; the aggregator is told why, so it need not wait for this switch. */
+  | { type: 'withhold'; round: number; attempt: string; from: string[]; missing: string[]; reason: string }
   | { type: 'log'; level: 'info' | 'warn'; message: string };
 
 export class SwitchMachine {
   readonly state: SwitchRoundState = { stage: 'idle', round: 0, attempt: '', clients: [], received: new Set() };
+  /** The selected clients of the round, dropped or not (a drop arriving after the update changes nothing). */
+  private selected: string[] = [];
 
   constructor(
     /** Every client that reports through this switch. */
     private readonly members: readonly string[],
+    /**
+     * Fewer updates than this are never forwarded: when the aggregator holds the HE key, one update
+     * alone would let it decrypt one client's weights.
+     */
+    private readonly minUpdates = 1,
   ) {}
 
   handle(event: SwitchEvent): SwitchAction[] {
@@ -41,8 +54,10 @@ export class SwitchMachine {
         return this.open(event.round, event.attempt, event.clients, event.deadlineMs);
       case 'update':
         return this.update(event.round, event.attempt, event.from);
+      case 'drop':
+        return this.drop(event.round, event.attempt, event.client);
       case 'deadline':
-        return this.deadline(event.round);
+        return this.deadline(event.attempt);
     }
   }
 
@@ -60,7 +75,8 @@ export class SwitchMachine {
       actions.push({ type: 'log', level: 'warn', message: `round ${state.round} abandoned: the aggregator opened round ${round}` });
     }
     Object.assign(state, { stage: 'collecting', round, attempt, clients: [...clients], received: new Set() });
-    actions.push({ type: 'reset-buffer', round }, { type: 'start-timer', round, ms: deadlineMs });
+    this.selected = [...clients];
+    actions.push({ type: 'reset-buffer', round }, { type: 'start-timer', attempt, ms: deadlineMs });
     return actions;
   }
 
@@ -68,45 +84,66 @@ export class SwitchMachine {
   refusalFor(round: number, attempt: string, from: string): Extract<SwitchAction, { type: 'refuse' }> | undefined {
     const { state } = this;
     if (!this.members.includes(from)) return { type: 'refuse', status: 403, reason: `${from} is not a client of this switch` };
+    const openRefusal = this.notOpen(round, attempt);
+    if (openRefusal) return openRefusal;
+    if (!this.selected.includes(from)) return { type: 'refuse', status: 403, reason: `${from} was not selected for round ${round}` };
+    if (!state.clients.includes(from)) return { type: 'refuse', status: 409, reason: `${from} was dropped from round ${round} (the aggregator saw it go down)` };
+    if (state.received.has(from)) return { type: 'refuse', status: 409, reason: `${from} already sent its update for round ${round}` };
+    return undefined;
+  }
+
+  private notOpen(round: number, attempt: string): Extract<SwitchAction, { type: 'refuse' }> | undefined {
+    const { state } = this;
     if (state.stage !== 'collecting' || round !== state.round) {
       return { type: 'refuse', status: 409, reason: `round ${round} is not open here (this switch is in round ${state.round}, ${state.stage})` };
     }
     if (attempt !== state.attempt) {
-      return { type: 'refuse', status: 409, reason: `the update belongs to an earlier opening of round ${round} (${attempt}, now ${state.attempt})` };
+      return { type: 'refuse', status: 409, reason: `the message belongs to an earlier opening of round ${round} (${attempt}, now ${state.attempt})` };
     }
-    if (!state.clients.includes(from)) return { type: 'refuse', status: 403, reason: `${from} was not selected for round ${round}` };
-    if (state.received.has(from)) return { type: 'refuse', status: 409, reason: `${from} already sent its update for round ${round}` };
     return undefined;
   }
 
   private update(round: number, attempt: string, from: string): SwitchAction[] {
     const refusal = this.refusalFor(round, attempt, from);
     if (refusal) return [refusal];
-    const { state } = this;
-    state.received.add(from);
-    const actions: SwitchAction[] = [{ type: 'accept', round, from }];
-    if (state.received.size === state.clients.length) actions.push(...this.forward());
-    return actions;
+    this.state.received.add(from);
+    return [{ type: 'accept', round, from }, ...this.closeIfComplete()];
   }
 
-  private deadline(round: number): SwitchAction[] {
+  private drop(round: number, attempt: string, client: string): SwitchAction[] {
+    const refusal = this.notOpen(round, attempt);
+    if (refusal) return [refusal];
     const { state } = this;
-    if (state.stage !== 'collecting' || round !== state.round) return [];
-    if (state.received.size === 0) {
-      state.stage = 'forwarded';
-      return [{ type: 'log', level: 'warn', message: `round ${round}: no client reported by the deadline; nothing to forward` }];
-    }
-    return this.forward();
+    if (!this.selected.includes(client)) return [{ type: 'refuse', status: 400, reason: `${client} is not in round ${round} here` }];
+    if (state.received.has(client) || !state.clients.includes(client)) return []; // its update is in, or it was dropped already
+    state.clients = state.clients.filter((c) => c !== client);
+    return [{ type: 'log', level: 'info', message: `round ${round}: ${client} dropped (down); not waiting for it` }, ...this.closeIfComplete()];
   }
 
-  private forward(): SwitchAction[] {
+  private closeIfComplete(): SwitchAction[] {
+    const { state } = this;
+    return state.received.size === state.clients.length ? this.close() : [];
+  }
+
+  private deadline(attempt: string): SwitchAction[] {
+    const { state } = this;
+    if (state.stage !== 'collecting' || attempt !== state.attempt) return []; // a timer of an opening that is over
+    return this.close();
+  }
+
+  private close(): SwitchAction[] {
     const { state } = this;
     state.stage = 'forwarded';
     const from = [...state.received].sort();
-    const missing = state.clients.filter((c) => !state.received.has(c));
+    const missing = this.selected.filter((c) => !state.received.has(c));
+    const { round, attempt } = state;
+    if (from.length < this.minUpdates) {
+      const reason = from.length ? `only ${from.length} update arrived, ${this.minUpdates} needed to forward a sum` : 'no client reported';
+      return [{ type: 'log', level: 'warn', message: `round ${round}: ${reason}; nothing to forward` }, { type: 'withhold', round, attempt, from, missing, reason }];
+    }
     const actions: SwitchAction[] = [];
-    if (missing.length) actions.push({ type: 'log', level: 'warn', message: `round ${state.round}: forwarding without ${missing.join(', ')}` });
-    actions.push({ type: 'forward', round: state.round, from, missing });
+    if (missing.length) actions.push({ type: 'log', level: 'warn', message: `round ${round}: forwarding without ${missing.join(', ')}` });
+    actions.push({ type: 'forward', round, attempt, from, missing });
     return actions;
   }
 }

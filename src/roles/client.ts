@@ -48,10 +48,15 @@ export class ClientRole extends Role<ClientNodeConfig> {
   private round = 0;
   private lastLoss?: number;
 
+  /** Read at start: without it (clients holding the key) this client cannot work, and the push says so. */
+  private secretKey?: Uint8Array;
+
   override start(): void {
+    const he = this.config.settings.he;
+    if (he.enabled && he.key_holder === 'clients') this.secretKey = readSecretKey(he, this.node.heKeyFile ?? DEFAULT_KEY_FILE);
     void this.prepare()
       .then(() => this.checkIn())
-      .catch((err) => this.node.logger.error(`client failed to prepare: ${(err as Error).stack ?? err}`));
+      .catch((err) => !this.isStopped && this.markFailed(`it could not prepare: ${(err as Error)?.message ?? err}`));
   }
 
   status() {
@@ -139,7 +144,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
     const he = this.config.settings.he;
     if (!he.enabled) return undefined;
     if (he.key_holder === 'clients') {
-      return startSession(he, this.parameters, { secretKey: readSecretKey(he, this.node.heKeyFile ?? DEFAULT_KEY_FILE) });
+      return startSession(he, this.parameters, { secretKey: this.secretKey! });
     }
     // The aggregator makes its key pair as it starts: wait for it.
     const publicKey = await this.persist(() =>

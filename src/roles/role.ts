@@ -31,6 +31,7 @@ export abstract class Role<C extends NodeConfig = NodeConfig> {
   protected readonly abort = new AbortController();
   private readonly timers = new Set<NodeJS.Timeout>();
   private stopped = false;
+  private failureReason?: string;
 
   constructor(
     readonly config: C,
@@ -56,8 +57,22 @@ export abstract class Role<C extends NodeConfig = NodeConfig> {
     return this.stopped;
   }
 
-  /** Called once the role's routes are mounted. */
+  /**
+   * Called once the role's routes are mounted. Checks that can fail at once (a key file that is not
+   * there) belong here and throw: the push that mounted the role hears why. Slower preparation goes
+   * on after it returns and reports a failure with `markFailed`.
+   */
   start(): void {}
+
+  /** Why the role cannot work, once it knows: GET /health shows it, and the aggregator prints it. */
+  get failure(): string | undefined {
+    return this.failureReason;
+  }
+
+  markFailed(reason: string): void {
+    this.failureReason ??= reason;
+    this.node.logger.error(`the ${this.type} role cannot work: ${reason}`);
+  }
 
   /** Its config arrived again, unchanged: the aggregator may have restarted and forgotten this node. */
   reconnected(): void {}
@@ -82,7 +97,13 @@ export abstract class Role<C extends NodeConfig = NodeConfig> {
   protected after(ms: number, fn: () => void): NodeJS.Timeout {
     const timer = setTimeout(() => {
       this.timers.delete(timer);
-      if (!this.stopped) fn();
+      if (this.stopped) return;
+      try {
+        fn();
+      } catch (err) {
+        // A timer's callback has no caller to catch for it: an escape would end the process.
+        this.node.logger.error(`a timer of the ${this.type} role failed: ${(err as Error)?.stack ?? err}`);
+      }
     }, ms);
     timer.unref(); // the server keeps the process alive; a pending deadline need not
     this.timers.add(timer);
@@ -105,6 +126,12 @@ export abstract class Role<C extends NodeConfig = NodeConfig> {
       }
     }
     return undefined;
+  }
+
+  /** Cancels a timer made by `after`. */
+  protected cancel(timer: NodeJS.Timeout): void {
+    clearTimeout(timer);
+    this.timers.delete(timer);
   }
 
   protected get pendingTimers(): number {

@@ -25,6 +25,10 @@ export const openRoundSchema = z
   })
   .strict();
 
+export const dropSchema = z
+  .object({ round: z.number().int().positive(), attempt: z.string().min(1).max(200), client: z.string().min(1) })
+  .strict();
+
 type UpdateEvent = Omit<Extract<SwitchEvent, { type: 'update' }>, 'type'>;
 
 /** Running sum of the round's encrypted updates: ciphertext addition is exact, so order does not matter. */
@@ -46,7 +50,8 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
   /** The experiment's model size, known from the settings. */
   readonly maxParameters = expectedParameterCount(this.config.settings.model);
   readonly encrypted = this.config.settings.he.enabled;
-  private readonly machine = new SwitchMachine(this.config.clients);
+  // Holding the key, the aggregator must never be handed one client's update alone.
+  private readonly machine = new SwitchMachine(this.config.clients, this.encrypted && this.config.settings.he.key_holder === 'aggregator' ? 2 : 1);
   private buffer?: UpdateBuffer;
   private sum: EncryptedTotal = { weight: 0, contributors: 0 };
   /** Time spent adding ciphertexts this round (they are added as they arrive). */
@@ -59,13 +64,15 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
   private queue: Promise<unknown> = Promise.resolve();
   private modelId = 0;
   private openedAt = 0;
+  /** When the last update that made the sum arrived: the time after it, until the forward, was spent waiting. */
+  private lastUpdateAt = 0;
 
   override start(): void {
     // A switch holds no key: its SEAL context can only parse and add.
     if (this.encrypted) {
       this.he = startSession(this.config.settings.he, this.maxParameters, {}).then((session) => (this.session = session));
     }
-    this.he?.catch((err) => this.node.logger.error(`HE failed to start: ${(err as Error).message}`));
+    this.he?.catch((err) => this.markFailed(`HE failed to start: ${(err as Error).message}`));
   }
 
   status() {
@@ -88,8 +95,16 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
       this.heSumMs = 0;
       this.modelId = model_id;
       this.openedAt = performance.now();
+      this.lastUpdateAt = this.openedAt;
       this.iterations.beginRound(round);
     });
+  }
+
+  /** POST /s/drop: the aggregator saw a selected client go down; this round stops waiting for it. */
+  drop(body: unknown): void {
+    const parsed = dropSchema.safeParse(body);
+    if (!parsed.success) throw badRequest('expected {"round", "attempt", "client"}', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
+    this.run(this.machine.handle({ type: 'drop', ...parsed.data }), () => undefined);
   }
 
   /** POST /s/receive: one client's update. */
@@ -107,7 +122,10 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     const attempt = attemptOf(message);
     if (!he) {
       const actions = this.machine.handle({ type: 'update', round: message.round, attempt, from: message.sender });
-      this.run(actions, () => buffer.add(message.sender, { values: message.parameters, weight: message.weight, contributors: 1, preScaled: false }));
+      this.run(actions, () => {
+        buffer.add(message.sender, { values: message.parameters, weight: message.weight, contributors: 1, preScaled: false });
+        this.lastUpdateAt = performance.now();
+      });
     } else {
       await new Promise<void>((resolve, reject) => {
         this.waiting.push({ update: { round: message.round, attempt, from: message.sender }, ciphertexts: message.ciphertexts!, weight: message.weight, resolve, reject });
@@ -157,6 +175,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     }
     const weight = accepted.reduce((w, p) => w + p.weight, 0);
     this.sum = { ciphertexts: sum, weight: before.weight + weight, contributors: before.contributors + accepted.length };
+    this.lastUpdateAt = performance.now();
     for (const pending of accepted) {
       this.run(this.machine.handle({ type: 'update', ...pending.update }), () => undefined);
       pending.resolve();
@@ -188,10 +207,15 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
           onAccept();
           break;
         case 'start-timer':
-          this.after(action.ms, () => this.run(this.machine.handle({ type: 'deadline', round: action.round }), () => undefined));
+          this.after(action.ms, () => this.run(this.machine.handle({ type: 'deadline', attempt: action.attempt }), () => undefined));
           break;
         case 'forward':
-          void this.forward(action.round, action.from, action.missing);
+          this.forward(action.round, action.attempt, action.from, action.missing).catch((err) =>
+            this.node.logger.error(`round ${action.round}: forwarding failed: ${(err as Error).stack ?? err}`),
+          );
+          break;
+        case 'withhold':
+          this.withhold(action).catch((err) => this.node.logger.error(`round ${action.round}: the notice upstream failed: ${(err as Error).stack ?? err}`));
           break;
         case 'log':
           this.node.logger[action.level](action.message);
@@ -201,10 +225,11 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
   }
 
   /** The round's one message upstream: the weighted sum, plain or encrypted. */
-  private upstreamMessage(round: number, clients: string[]): { body: Buffer; contributors: number; weight: number } {
+  private upstreamMessage(round: number, attempt: string, clients: string[], waitedMs: number): { body: Buffer; contributors: number; weight: number } {
     const base = { round, modelId: this.modelId, sender: this.config.address };
-    // Which clients are in the sum: the aggregator checks them and names the missing ones.
-    const meta = { attempt: this.machine.state.attempt, clients };
+    // Which clients are in the sum (the aggregator checks them and names the missing ones), and how
+    // long this switch waited after the last of them for ones that never came.
+    const meta = { attempt, clients, waited_ms: waitedMs };
     if (this.he) {
       const { ciphertexts, weight, contributors } = this.sum;
       const body = encode({ ...base, kind: Kind.EncryptedSum, contributors, weight, meta: { ...meta, he: this.session!.id }, parameters: new Float32Array(0), ciphertexts, count: this.maxParameters });
@@ -215,17 +240,24 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     return { body, contributors: total.contributors, weight: total.weight };
   }
 
-  private async forward(round: number, clients: string[], missing: string[]): Promise<void> {
+  /** Nothing goes up: the aggregator hears why, so it stops waiting for this switch at once. */
+  private async withhold(action: Extract<SwitchAction, { type: 'withhold' }>): Promise<void> {
+    const { round, attempt, from, missing, reason } = action;
+    let outcome = `withheld: ${reason}`;
+    try {
+      await this.node.peers.post(this.config.aggregator, '/a/withheld', { round, attempt, switch: this.config.address, clients: from, reason }, { signal: this.abort.signal });
+    } catch (err) {
+      outcome += `; the aggregator did not take the notice: ${describeFailure(err).reason}`;
+    }
+    this.iterations.endRound({ clients_reported: 0, missing, outcome });
+  }
+
+  private async forward(round: number, attempt: string, clients: string[], missing: string[]): Promise<void> {
     const aggregateStart = performance.now();
+    const waitedMs = missing.length ? Math.max(0, Math.round(aggregateStart - this.lastUpdateAt)) : 0;
     await this.queue; // encrypted updates still being added belong to this sum
     if (this.he) await this.he;
-    if (this.he && this.sum.contributors < 2) {
-      // The aggregator may hold the key: one update alone must never leave the switch.
-      this.node.logger.warn(`round ${round}: only ${this.sum.contributors} update arrived; not forwarding it alone`);
-      this.iterations.endRound({ clients_reported: this.sum.contributors, missing, outcome: 'withheld: fewer than 2 updates' });
-      return;
-    }
-    const { body: update, contributors, weight } = this.upstreamMessage(round, clients);
+    const { body: update, contributors, weight } = this.upstreamMessage(round, attempt, clients, waitedMs);
     const aggregateMs = performance.now() - aggregateStart;
     let outcome = 'accepted';
     try {
@@ -244,6 +276,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
       aggregate_ms: Math.round(aggregateMs),
       ...(this.he ? { he_sum_ms: Math.round(this.heSumMs) } : {}),
       collect_ms: Math.round(aggregateStart - this.openedAt),
+      waiting_ms: waitedMs,
       update_bytes: update.length,
       outcome,
     });

@@ -1,10 +1,14 @@
 /**
- * How a federated round is configured, its results combined, and the new model judged.
- * FedAvg and its variants plug in side by side; `createStrategy` picks one from config.json.
+ * A strategy decides the federated parts of a round, in the spirit of Flower's `Strategy`: which
+ * clients train, what they are told, how their results (and the failures) become the next global
+ * model, who evaluates it and how their scores combine. The round machine and the aggregator role
+ * carry out the rest (deadlines, transport, encryption, checkpoints).
+ *
+ * Variants override one method: FedAvgM is FedAvg with its own `aggregateFit`.
+ * `createStrategy` picks one from config.json.
  */
 import type { Settings } from '../config/schema';
 import type { Evaluation } from '../model/model';
-import type { WeightedTotal } from './update-buffer';
 
 /** What each selected client is told to do in a round. */
 export interface ClientInstructions {
@@ -13,11 +17,52 @@ export interface ClientInstructions {
   learningRate: number;
 }
 
+/** One update that made the round: a switch's sum (or a direct client's own update). */
+export interface FitResult {
+  from: string;
+  /** The clients whose updates are in it. */
+  clients: string[];
+  /** Samples behind it. */
+  weight: number;
+}
+
+/**
+ * The round's updates added up. In plaintext each client's weights count `samples` times.
+ * Encrypted, each client multiplied its weights by `samples × scale` before encrypting (the
+ * aggregator cannot scale ciphertexts it cannot read), so the ciphertexts hold Σ samples·scale·w.
+ */
+export type RoundTotal =
+  | { kind: 'plain'; sum: Float64Array; weight: number; contributors: number }
+  | { kind: 'encrypted'; ciphertexts: Uint8Array[]; scale: number; weight: number; contributors: number };
+
+/** The global model: plain values, or (only the clients hold the key) ciphertexts that decrypt to the model once multiplied by `factor`. */
+export type GlobalParameters = { kind: 'plain'; values: Float32Array } | { kind: 'encrypted'; ciphertexts: Uint8Array[]; factor: number };
+
+/** A client's score of the global model on its share of the held-out data (federated evaluation). */
+export interface EvaluateResult extends Evaluation {
+  client: string;
+  samples: number;
+}
+
 export interface Strategy {
   readonly name: string;
-  configureRound(round: number): ClientInstructions;
-  /** The next global model from the current one and the round's weighted total. */
-  aggregate(round: number, global: Float32Array, total: WeightedTotal): Float32Array;
+  /**
+   * Which of the ready clients (in check-in order) train in `round`: at most `goal`. The round
+   * machine calls it when selection closes; it may pick fewer, never clients that are not ready.
+   */
+  selectClients(round: number, ready: readonly string[], goal: number): string[];
+  /** What the selected clients are told to do in `round`. */
+  configureFit(round: number): ClientInstructions;
+  /**
+   * The next global model from the current one and the round's total. `results` are the updates in
+   * the total; `failures` the selected clients whose updates are not (down, late, withheld).
+   */
+  aggregateFit(round: number, global: GlobalParameters, total: RoundTotal, results: FitResult[], failures: string[]): GlobalParameters;
+  /** Who scores the model when it can only be read at the clients (federated evaluation). */
+  configureEvaluate(round: number, clients: readonly string[]): string[];
+  /** The clients' scores combined; `failures` are the clients that gave none. */
+  aggregateEvaluate(round: number, results: EvaluateResult[], failures: string[]): Evaluation;
+  /** The model scored at the aggregator, on the held-out data (when it can read the model). */
   evaluate(round: number, parameters: Float32Array): Evaluation;
   /** State carried from round to round (kept in checkpoints), and putting it back on resume. */
   snapshot(): Record<string, Float32Array>;
@@ -35,16 +80,39 @@ export class FedAvg implements Strategy {
     private readonly evaluator: Evaluator,
   ) {}
 
-  configureRound(): ClientInstructions {
+  /** First come, first served: the clients that checked in first. */
+  selectClients(_round: number, ready: readonly string[], goal: number): string[] {
+    return ready.slice(0, goal);
+  }
+
+  configureFit(_round: number): ClientInstructions {
     const { epochs, batch_size, learning_rate } = this.training;
     return { epochs, batchSize: batch_size, learningRate: learning_rate };
   }
 
-  aggregate(_round: number, _global: Float32Array, total: WeightedTotal): Float32Array {
+  aggregateFit(_round: number, _global: GlobalParameters, total: RoundTotal, _results: FitResult[], _failures: string[]): GlobalParameters {
     if (!(total.weight > 0)) throw new Error('no samples behind this round; nothing to average');
+    // Encrypted, the average is Σ samples·scale·w / (scale · Σ samples): a factor the clients apply after decrypting.
+    if (total.kind === 'encrypted') return { kind: 'encrypted', ciphertexts: total.ciphertexts, factor: 1 / (total.scale * total.weight) };
     const average = new Float32Array(total.sum.length);
     for (let i = 0; i < average.length; i++) average[i] = total.sum[i] / total.weight;
-    return average;
+    return { kind: 'plain', values: average };
+  }
+
+  /** Every client the experiment has: each scores on its own share of the held-out digits. */
+  configureEvaluate(_round: number, clients: readonly string[]): string[] {
+    return [...clients];
+  }
+
+  /** Scores weighted by the samples each client scored on. */
+  aggregateEvaluate(round: number, results: EvaluateResult[], _failures: string[]): Evaluation {
+    const scored = results.filter((r) => r.samples > 0);
+    const samples = scored.reduce((n, r) => n + r.samples, 0);
+    if (!samples) throw new Error(`round ${round}: no client could evaluate the model`);
+    return {
+      accuracy: scored.reduce((s, r) => s + r.accuracy * r.samples, 0) / samples,
+      loss: scored.reduce((s, r) => s + r.loss * r.samples, 0) / samples,
+    };
   }
 
   evaluate(_round: number, parameters: Float32Array): Evaluation {
@@ -63,16 +131,20 @@ export class FedAvgM extends FedAvg {
   override readonly name = 'fedavgm';
   private velocity?: Float32Array;
 
-  override aggregate(round: number, global: Float32Array, total: WeightedTotal): Float32Array {
-    const average = super.aggregate(round, global, total);
-    const momentum = this.training.server_momentum;
-    this.velocity ??= new Float32Array(global.length);
-    const next = new Float32Array(global.length);
-    for (let i = 0; i < global.length; i++) {
-      this.velocity[i] = momentum * this.velocity[i] + (global[i] - average[i]);
-      next[i] = global[i] - this.velocity[i];
+  override aggregateFit(round: number, global: GlobalParameters, total: RoundTotal, results: FitResult[], failures: string[]): GlobalParameters {
+    if (global.kind !== 'plain' || total.kind !== 'plain') {
+      throw new Error('fedavgm needs the average in plaintext at the aggregator; with he.key_holder "clients" use fedavg');
     }
-    return next;
+    const average = (super.aggregateFit(round, global, total, results, failures) as Extract<GlobalParameters, { kind: 'plain' }>).values;
+    const current = global.values;
+    const momentum = this.training.server_momentum;
+    this.velocity ??= new Float32Array(current.length);
+    const next = new Float32Array(current.length);
+    for (let i = 0; i < current.length; i++) {
+      this.velocity[i] = momentum * this.velocity[i] + (current[i] - average[i]);
+      next[i] = current[i] - this.velocity[i];
+    }
+    return { kind: 'plain', values: next };
   }
 
   override snapshot(): Record<string, Float32Array> {

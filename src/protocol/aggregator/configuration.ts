@@ -1,31 +1,26 @@
 /** Configuration: switches learn which of their clients are in the round; the model goes down. */
-import { attemptId } from '../attempt';
+import { enter } from './phases';
 import type { Action, RoundRules, RoundState, Topology } from './state';
 
 export function configureRound(state: RoundState, rules: RoundRules, topology: Topology): Action[] {
-  state.stage = 'training';
-  state.attempt = attemptId(rules.session ?? '', state.round, state.retries);
+  const actions = enter(state, 'training');
+  const { round, attempt } = state;
   state.expected = new Map();
-  const switches = new Set<string>();
   for (const client of state.selected) {
     const upstream = topology.upstreamOf.get(client)!;
-    if (upstream === topology.self) {
-      state.expected.set(client, [client]); // a direct client reports for itself
-    } else {
-      switches.add(upstream);
-      state.expected.set(upstream, [...(state.expected.get(upstream) ?? []), client]);
+    const reporter = upstream === topology.self ? client : upstream; // a direct client reports for itself
+    state.expected.set(reporter, [...(state.expected.get(reporter) ?? []), client]);
+  }
+  state.awaiting = new Set(state.expected.keys());
+  for (const [reporter, clients] of state.expected) {
+    if (!topology.upstreamOf.has(reporter)) {
+      // a switch (a direct client is its own reporter)
+      actions.push({ type: 'open-switch-round', round, attempt, switch: reporter, clients });
     }
   }
-  const actions: Action[] = [...switches].map((sw) => ({
-    type: 'open-switch-round' as const,
-    round: state.round,
-    attempt: state.attempt,
-    switch: sw,
-    clients: state.expected.get(sw)!,
-  }));
   actions.push(
-    { type: 'send-model', round: state.round, attempt: state.attempt, clients: [...state.selected] },
-    { type: 'start-timer', timer: 'report', round: state.round, ms: rules.deadlineMs },
+    { type: 'send-model', round, attempt, clients: [...state.selected] },
+    { type: 'start-timer', phase: 'training', attempt, ms: rules.deadlineMs },
   );
   return actions;
 }

@@ -1,7 +1,7 @@
 /** Routes each event to the phase that handles it. No IO here: the aggregator role carries out the actions. */
 import { onAggregated, onCheckpointed, onEvaluated } from './evaluation';
 import { onDown, onUp } from './liveness';
-import { onReport, onReportDeadline, reportRefusal } from './reporting';
+import { onReport, onTrainingDeadline, onWithheld, reportRefusal } from './reporting';
 import { beginSelection, onCheckin, onSelectionDeadline } from './selection';
 import { initialState, type Action, type Event, type RoundRules, type RoundState, type Topology } from './state';
 
@@ -29,12 +29,14 @@ export class RoundMachine {
         return state.stage === 'idle' ? beginSelection(state, rules, topology) : [];
       case 'checkin':
         return onCheckin(state, rules, topology, event.client);
-      case 'selection-deadline':
-        return onSelectionDeadline(state, rules, topology, event.round);
+      case 'deadline':
+        return event.phase === 'selection'
+          ? onSelectionDeadline(state, rules, topology, event.attempt)
+          : onTrainingDeadline(state, rules, topology, event.attempt);
       case 'report':
         return onReport(state, rules, topology, event);
-      case 'report-deadline':
-        return onReportDeadline(state, rules, topology, event.round);
+      case 'withheld':
+        return onWithheld(state, rules, topology, event);
       case 'node-down':
         return onDown(state, rules, topology, event.node);
       case 'node-up':

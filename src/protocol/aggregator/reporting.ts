@@ -1,10 +1,14 @@
-/** Reporting: each switch (or direct client) sends one update; a round closes when all are in or at its deadline. */
+/**
+ * Training and reporting: each switch (or direct client) sends one update, or says it has none; the
+ * round closes when no one is left to wait for (all in, down, or withheld) or at its deadline.
+ */
+import { enter, isCurrent } from './phases';
 import { beginSelection } from './selection';
 import { quorum, type Action, type Event, type RoundRules, type RoundState, type Topology } from './state';
 
-type Report = Extract<Event, { type: 'report' }>;
+type Report = Extract<Event, { type: 'report' | 'withheld' }>;
 
-/** Why a report would be refused now, without changing anything; undefined when it would be taken. */
+/** Why a report (or a withheld notice) would be refused now, without changing anything; undefined when taken. */
 export function reportRefusal(state: RoundState, event: Report): Extract<Action, { type: 'refuse' }> | undefined {
   if (event.round !== state.round || state.stage !== 'training') {
     const when = event.round < state.round || state.stage !== 'training' ? 'is over or not open' : 'has not started';
@@ -17,7 +21,8 @@ export function reportRefusal(state: RoundState, event: Report): Extract<Action,
   if (!clients) return { type: 'refuse', status: 403, reason: `${event.from} has no clients in round ${event.round}` };
   if (state.reported.has(event.from)) return { type: 'refuse', status: 409, reason: `${event.from} already reported for round ${event.round}` };
   const strangers = event.clients.filter((c) => !clients.includes(c));
-  if (!event.clients.length || strangers.length || new Set(event.clients).size !== event.clients.length) {
+  const empty = event.type === 'report' && !event.clients.length;
+  if (empty || strangers.length || new Set(event.clients).size !== event.clients.length) {
     return {
       type: 'refuse',
       status: 400,
@@ -27,27 +32,54 @@ export function reportRefusal(state: RoundState, event: Report): Extract<Action,
   return undefined;
 }
 
-export function onReport(state: RoundState, rules: RoundRules, topology: Topology, event: Report): Action[] {
+export function onReport(state: RoundState, rules: RoundRules, topology: Topology, event: Extract<Event, { type: 'report' }>): Action[] {
   const refusal = reportRefusal(state, event);
   if (refusal) return [refusal];
   state.reported.set(event.from, { clients: [...event.clients], weight: event.weight });
-  const actions: Action[] = [{ type: 'accept-report', round: state.round, from: event.from }];
-  if (state.reported.size === state.expected.size) actions.push(...closeOrRetry(state, rules, topology));
-  return actions;
+  state.awaiting.delete(event.from);
+  // A client dropped a moment ago may still have made its switch's sum: then it is in.
+  for (const client of event.clients) state.dropped.delete(client);
+  return [{ type: 'accept-report', round: state.round, attempt: state.attempt, from: event.from }, ...closeIfNoneAwaited(state, rules, topology)];
 }
 
-export function onReportDeadline(state: RoundState, rules: RoundRules, topology: Topology, round: number): Action[] {
-  if (state.stage !== 'training' || round !== state.round) return [];
+export function onWithheld(state: RoundState, rules: RoundRules, topology: Topology, event: Extract<Event, { type: 'withheld' }>): Action[] {
+  const refusal = reportRefusal(state, event);
+  if (refusal) return [refusal];
+  if (!state.awaiting.delete(event.from)) return [];
+  for (const client of state.expected.get(event.from)!) state.dropped.add(client);
+  const message = `round ${state.round}: ${event.from} forwards nothing (${event.reason})`;
+  return [{ type: 'log', level: 'warn', message }, ...closeIfNoneAwaited(state, rules, topology)];
+}
+
+export function onTrainingDeadline(state: RoundState, rules: RoundRules, topology: Topology, attempt: string): Action[] {
+  if (!isCurrent(state, 'training', attempt)) return [];
   return closeOrRetry(state, rules, topology);
 }
 
-/** A worker that went down mid-round will not report: the round stops waiting for it. */
+/**
+ * A worker that went down mid-round will not report: the round stops waiting for it at once. A
+ * selected client down is dropped from its switch's round, so the switch forwards without it.
+ */
 export function onNodeDown(state: RoundState, rules: RoundRules, topology: Topology, node: string): Action[] {
-  if (state.stage !== 'training' || !state.expected.has(node) || state.reported.has(node)) return [];
-  state.expected.delete(node);
-  const actions: Action[] = [{ type: 'log', level: 'warn', message: `round ${state.round}: ${node} went down; the round goes on without it` }];
-  if (state.reported.size === state.expected.size) actions.push(...closeOrRetry(state, rules, topology));
-  return actions;
+  if (state.stage !== 'training') return [];
+  const actions: Action[] = [];
+  if (state.awaiting.has(node) && !state.selected.includes(node)) {
+    state.awaiting.delete(node); // a switch
+    for (const client of state.expected.get(node)!) state.dropped.add(client);
+    actions.push({ type: 'log', level: 'warn', message: `round ${state.round}: ${node} went down; the round goes on without it` });
+  } else if (state.selected.includes(node) && !state.dropped.has(node)) {
+    const reporter = [...state.expected].find(([, clients]) => clients.includes(node))![0];
+    if (!state.awaiting.has(reporter)) return []; // its update is in already
+    state.dropped.add(node);
+    actions.push({ type: 'log', level: 'warn', message: `round ${state.round}: client ${node} went down; the round goes on without it` });
+    if (reporter !== node) actions.push({ type: 'drop-client', round: state.round, attempt: state.attempt, switch: reporter, client: node });
+    if (state.expected.get(reporter)!.every((client) => state.dropped.has(client))) state.awaiting.delete(reporter);
+  }
+  return [...actions, ...closeIfNoneAwaited(state, rules, topology)];
+}
+
+function closeIfNoneAwaited(state: RoundState, rules: RoundRules, topology: Topology): Action[] {
+  return state.stage === 'training' && state.awaiting.size === 0 ? closeOrRetry(state, rules, topology) : [];
 }
 
 /** Aggregates when enough of the selected clients are in the sum; otherwise the round starts again. */
@@ -64,11 +96,10 @@ function closeOrRetry(state: RoundState, rules: RoundRules, topology: Topology):
 }
 
 function closeReporting(state: RoundState): Action[] {
-  state.stage = 'aggregation';
+  const actions = enter(state, 'aggregation');
   const from = [...state.reported.keys()];
   const included = new Set([...state.reported.values()].flatMap((r) => r.clients));
   const missing = state.selected.filter((c) => !included.has(c));
-  const actions: Action[] = [];
   if (missing.length) actions.push({ type: 'log', level: 'warn', message: `round ${state.round}: no update from ${missing.join(', ')}` });
   actions.push({ type: 'aggregate', round: state.round, from, missing });
   return actions;

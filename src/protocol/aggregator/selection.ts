@@ -1,14 +1,21 @@
-/** Selection: clients check in; the first `goal` of them that can report make the round, the rest stand by. */
+/** Selection: clients check in; once enough can report, the strategy picks the round's clients; the rest stand by. */
+import { attemptId } from '../attempt';
 import { configureRound } from './configuration';
+import { enter, isCurrent } from './phases';
 import { quorum, reachable, type Action, type RoundRules, type RoundState, type Topology } from './state';
 
 export function beginSelection(state: RoundState, rules: RoundRules, topology: Topology): Action[] {
-  state.stage = 'selection';
+  const actions = enter(state, 'selection');
+  state.attempt = attemptId(rules.session ?? '', state.round, state.retries);
   state.selected = [];
   state.expected = new Map();
+  state.awaiting = new Set();
   state.reported = new Map();
-  return selectIfReady(state, rules, topology) ?? [{ type: 'start-timer', timer: 'selection', round: state.round, ms: rules.deadlineMs }];
+  state.dropped = new Set();
+  return [...actions, ...(selectIfReady(state, rules, topology) ?? [deadline(state, rules)])];
 }
+
+const deadline = (state: RoundState, rules: RoundRules): Action => ({ type: 'start-timer', phase: 'selection', attempt: state.attempt, ms: rules.deadlineMs });
 
 export function onCheckin(state: RoundState, rules: RoundRules, topology: Topology, client: string): Action[] {
   if (!topology.upstreamOf.has(client)) {
@@ -20,15 +27,13 @@ export function onCheckin(state: RoundState, rules: RoundRules, topology: Topolo
   return (state.stage === 'selection' && selectIfReady(state, rules, topology)) || [];
 }
 
-export function onSelectionDeadline(state: RoundState, rules: RoundRules, topology: Topology, round: number): Action[] {
-  if (state.stage !== 'selection' || round !== state.round) return [];
+export function onSelectionDeadline(state: RoundState, rules: RoundRules, topology: Topology, attempt: string): Action[] {
+  if (!isCurrent(state, 'selection', attempt)) return [];
   const needed = quorum(rules.goal, rules.minFraction);
-  const ready = reachable(state, topology, state.pool).length;
-  if (ready >= needed) return closeSelection(state, rules, topology);
-  return [
-    { type: 'log', level: 'warn', message: `round ${round}: ${ready} clients ready, ${needed} needed; still waiting` },
-    { type: 'start-timer', timer: 'selection', round, ms: rules.deadlineMs },
-  ];
+  const ready = reachable(state, topology, state.pool);
+  if (ready.length >= needed) return closeSelection(state, rules, topology);
+  const missing = [...topology.upstreamOf.keys()].filter((client) => !ready.includes(client));
+  return [{ type: 'waiting', round: state.round, ready: ready.length, needed, missing }, deadline(state, rules)];
 }
 
 /**
@@ -42,7 +47,10 @@ export function selectIfReady(state: RoundState, rules: RoundRules, topology: To
 }
 
 function closeSelection(state: RoundState, rules: RoundRules, topology: Topology): Action[] {
-  state.selected = reachable(state, topology, state.pool).slice(0, rules.goal);
+  const ready = reachable(state, topology, state.pool);
+  const chosen = rules.select ? rules.select(state.round, ready, rules.goal) : ready.slice(0, rules.goal);
+  // Whatever the strategy says, a round takes only ready clients, each once, at most the goal.
+  state.selected = [...new Set(chosen)].filter((client) => ready.includes(client)).slice(0, rules.goal);
   state.pool = state.pool.filter((client) => !state.selected.includes(client));
   const actions = configureRound(state, rules, topology);
   if (state.pool.length) actions.push({ type: 'standby', round: state.round, clients: [...state.pool] });

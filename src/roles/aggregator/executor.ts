@@ -1,0 +1,142 @@
+/**
+ * Carries out what the round machine decides: timers that belong to the phase that set them,
+ * switch rounds opened before any of their clients gets the model, models and stand-by notices
+ * sent, clients dropped from their switch's round, waiting named. The work itself (aggregating,
+ * evaluating, checkpointing) is the role's, through `RoundWork`.
+ */
+import type { Logger } from '../../log/logger';
+import { refused } from '../../net/errors';
+import { describeFailure, type Peers } from '../../net/peers';
+import type { RoundMachine } from '../../protocol/aggregator/machine';
+import type { Action, Event, Stage } from '../../protocol/aggregator/state';
+import { WIRE_CONTENT_TYPE } from '../../wire/codec';
+
+export interface RoundWork {
+  /** The model message for the round's clients: the global model with its instructions. */
+  modelFor(round: number, attempt: string, clients: string[]): Buffer;
+  /** What a switch is told when its round opens. */
+  switchOpening(round: number, attempt: string, clients: string[]): Record<string, unknown>;
+  aggregate(round: number, from: string[], missing: string[]): Promise<void>;
+  evaluate(round: number): Promise<void>;
+  checkpoint(round: number): Promise<void>;
+  discard(round: number): void;
+  finish(): void;
+  /** An error the experiment cannot go on from. */
+  fail(what: string, err: unknown): void;
+  /** Each of these workers with what it last said (for lines naming who the round waits for). */
+  describe(addresses: string[]): string;
+  /** The machine moved: from `before` to where it is now. */
+  moved(before: { stage: Stage; round: number }): void;
+}
+
+export interface ExecutorIo {
+  peers: Peers;
+  logger: Logger;
+  signal: AbortSignal;
+  /** A timer owned by the role (cleared when it stops), and cancelling one. */
+  after(ms: number, fn: () => void): NodeJS.Timeout;
+  cancel(timer: NodeJS.Timeout): void;
+  isStopped(): boolean;
+  print?: (line: string) => void;
+}
+
+export class RoundExecutor {
+  /** The current phase's timers: leaving the phase cancels them. */
+  private readonly phaseTimers = new Set<NodeJS.Timeout>();
+  /** Each switch's opening of the current attempt; its clients get the model once it is answered. */
+  private openings = new Map<string, Promise<void>>();
+
+  constructor(
+    private readonly machine: RoundMachine,
+    private readonly io: ExecutorIo,
+    private readonly work: RoundWork,
+  ) {}
+
+  /** Feeds an event to the machine and carries out what it decides; a refusal is thrown. */
+  dispatch(event: Event, onAccept?: () => void): void {
+    const before = { stage: this.machine.state.stage, round: this.machine.state.round };
+    const actions = this.machine.handle(event);
+    this.work.moved(before);
+    for (const action of actions) this.execute(action, onAccept);
+  }
+
+  private execute(action: Action, onAccept?: () => void): void {
+    const { work, io } = this;
+    switch (action.type) {
+      case 'refuse':
+        throw refused(action);
+      case 'accept-report':
+        onAccept?.();
+        return;
+      case 'log':
+        io.logger[action.level](action.message);
+        return;
+      case 'waiting':
+        return this.sayWaiting(action);
+      case 'start-timer': {
+        const timer = io.after(action.ms, () => {
+          this.phaseTimers.delete(timer);
+          this.dispatch({ type: 'deadline', phase: action.phase, attempt: action.attempt });
+        });
+        this.phaseTimers.add(timer);
+        return;
+      }
+      case 'cancel-timers':
+        for (const timer of this.phaseTimers) io.cancel(timer);
+        this.phaseTimers.clear();
+        return;
+      case 'open-switch-round':
+        this.openings.set(action.switch, this.post(action.switch, '/s/round', work.switchOpening(action.round, action.attempt, action.clients)));
+        return;
+      case 'send-model':
+        return this.sendModel(action.round, action.attempt, action.clients);
+      case 'standby':
+        for (const client of action.clients) void this.post(client, '/c/standby', { round: action.round });
+        return;
+      case 'drop-client':
+        void this.post(action.switch, '/s/drop', { round: action.round, attempt: action.attempt, client: action.client });
+        return;
+      case 'discard-round':
+        work.discard(action.round);
+        return;
+      case 'aggregate':
+        work.aggregate(action.round, action.from, action.missing).catch((err) => work.fail(`aggregation of round ${action.round} failed`, err));
+        return;
+      case 'evaluate':
+        work.evaluate(action.round).catch((err) => work.fail(`evaluation of round ${action.round} failed`, err));
+        return;
+      case 'checkpoint':
+        work.checkpoint(action.round).catch((err) => work.fail(`checkpoint of round ${action.round} failed`, err));
+        return;
+      case 'finish':
+        work.finish();
+        return;
+    }
+  }
+
+  /** Each client gets the model once its switch has answered the opening: an update must not reach a switch before its round. */
+  private sendModel(round: number, attempt: string, clients: string[]): void {
+    const message = this.work.modelFor(round, attempt, clients);
+    const { upstreamOf } = this.machine.topology;
+    for (const client of clients) {
+      const opened = this.openings.get(upstreamOf.get(client)!) ?? Promise.resolve();
+      void opened.then(() => this.post(client, '/c/round', message, { 'Content-Type': WIRE_CONTENT_TYPE }));
+    }
+  }
+
+  private sayWaiting(action: Extract<Action, { type: 'waiting' }>): void {
+    const line = `round ${action.round}: ${action.ready} clients ready, ${action.needed} needed; still waiting for ${this.work.describe(action.missing)}`;
+    this.io.logger.warn(line);
+    this.io.print?.(line);
+  }
+
+  /** A call that may fail without stopping the round (the health checks decide who is down); never rejects. */
+  private async post(address: string, path: string, body: unknown, headers?: Record<string, string>): Promise<void> {
+    try {
+      await this.io.peers.post(address, path, body, { headers, signal: this.io.signal });
+    } catch (err) {
+      if (this.io.isStopped()) return;
+      this.io.logger.warn(`${path} to ${address} failed: ${describeFailure(err).reason}`);
+    }
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * The global model, one implementation per key mode, both going through the strategy:
+ * - `ReadableGlobal`: plaintext runs and HE with the key at the aggregator (the round's sum is
+ *   decrypted, never one client's update); scored on the held-out digits here.
+ * - `SealedGlobal`: the key is at the clients only; the model stays ciphertexts here, goes down
+ *   encrypted, and the clients score it (federated evaluation).
+ */
+import type * as tf from '@tensorflow/tfjs';
+import type { AggregatorState } from '../../checkpoint';
+import type { HeSession } from '../../he/keys';
+import { setFlatWeights, type Evaluation } from '../../model/model';
+import type { ExperimentOutputs, RoundMetrics } from '../../outputs';
+import type { EvaluateResult, FitResult, RoundTotal, Strategy } from '../../strategy/strategy';
+import { decode, encode, Kind } from '../../wire/codec';
+
+export interface ModelHeader {
+  round: number;
+  modelId: number;
+  sender: string;
+  parameters: number;
+}
+
+/** Asks the clients to score an encrypted model: their answers, and who gave none. */
+export type FederatedEvaluation = (round: number, message: Buffer, clients: string[]) => Promise<{ results: EvaluateResult[]; failures: string[] }>;
+
+export interface GlobalModel {
+  /** The model message a round's clients get, with `meta` (instructions) in it. */
+  message(header: ModelHeader, meta: Record<string, unknown>): Buffer;
+  /** The next global model from the round's total, through the strategy. */
+  update(round: number, total: RoundTotal, results: FitResult[], failures: string[]): Promise<void>;
+  evaluate(round: number, header: ModelHeader): Promise<Evaluation>;
+  saveRound(outputs: ExperimentOutputs, header: ModelHeader, metrics: RoundMetrics): Promise<void>;
+  /** For the checkpoint, and back from it. */
+  snapshot(header: ModelHeader): AggregatorState['global'];
+  restore(global: AggregatorState['global']): void;
+}
+
+export class ReadableGlobal implements GlobalModel {
+  constructor(
+    private values: Float32Array,
+    private readonly strategy: Strategy,
+    private readonly model: tf.Sequential,
+    /** Set when updates arrive encrypted under the aggregator's key. */
+    private readonly he?: HeSession,
+  ) {}
+
+  get parameters(): Float32Array {
+    return this.values;
+  }
+
+  message(header: ModelHeader, meta: Record<string, unknown>): Buffer {
+    return encode({ ...header, kind: Kind.Model, contributors: 0, weight: 0, meta, parameters: this.values });
+  }
+
+  async update(round: number, total: RoundTotal, results: FitResult[], failures: string[]): Promise<void> {
+    const readable = total.kind === 'plain' ? total : await this.decrypt(total);
+    const next = this.strategy.aggregateFit(round, { kind: 'plain', values: this.values }, readable, results, failures);
+    if (next.kind !== 'plain') throw new Error(`strategy ${this.strategy.name} returned an encrypted model for a readable one`);
+    this.values = next.values;
+  }
+
+  /** Only the sum over every switch is decrypted; scaled back from `scale` per sample to samples. */
+  private async decrypt(total: Extract<RoundTotal, { kind: 'encrypted' }>): Promise<Extract<RoundTotal, { kind: 'plain' }>> {
+    const sum = await this.he!.pool.decrypt(total.ciphertexts, this.values.length, 1 / total.scale);
+    return { kind: 'plain', sum, weight: total.weight, contributors: total.contributors };
+  }
+
+  async evaluate(round: number): Promise<Evaluation> {
+    return this.strategy.evaluate(round, this.values);
+  }
+
+  async saveRound(outputs: ExperimentOutputs, header: ModelHeader, metrics: RoundMetrics): Promise<void> {
+    setFlatWeights(this.model, this.values);
+    await outputs.saveRound(header.round, { model: this.model }, metrics);
+  }
+
+  snapshot(): AggregatorState['global'] {
+    return { plain: this.values };
+  }
+
+  restore(global: AggregatorState['global']): void {
+    if (!('plain' in global)) throw new Error('the checkpoint holds an encrypted model, but this experiment reads its model');
+    this.values = global.plain;
+  }
+}
+
+export class SealedGlobal implements GlobalModel {
+  /** Undefined until the first round: the initial model goes down in plaintext (it says nothing about anyone's data). */
+  private sealed?: { ciphertexts: Uint8Array[]; factor: number };
+
+  constructor(
+    private readonly initial: Float32Array,
+    private readonly strategy: Strategy,
+    private readonly he: HeSession,
+    private readonly askClients: FederatedEvaluation,
+    private readonly clients: readonly string[],
+  ) {}
+
+  message(header: ModelHeader, meta: Record<string, unknown>): Buffer {
+    const base = { ...header, contributors: 0, weight: 0 };
+    if (!this.sealed) return encode({ ...base, kind: Kind.Model, meta, parameters: this.initial });
+    const { ciphertexts, factor } = this.sealed;
+    return encode({ ...base, kind: Kind.EncryptedModel, meta: { ...meta, he: this.he.id, factor }, parameters: new Float32Array(0), ciphertexts, count: header.parameters });
+  }
+
+  async update(round: number, total: RoundTotal, results: FitResult[], failures: string[]): Promise<void> {
+    const current = this.sealed ? { kind: 'encrypted' as const, ...this.sealed } : { kind: 'plain' as const, values: this.initial };
+    const next = this.strategy.aggregateFit(round, current, total, results, failures);
+    if (next.kind !== 'encrypted') throw new Error(`strategy ${this.strategy.name} returned a plaintext model, but only the clients can read it`);
+    this.sealed = { ciphertexts: next.ciphertexts, factor: next.factor };
+  }
+
+  async evaluate(round: number, header: ModelHeader): Promise<Evaluation> {
+    const clients = this.strategy.configureEvaluate(round, this.clients);
+    const { results, failures } = await this.askClients(round, this.message(header, {}), clients);
+    return this.strategy.aggregateEvaluate(round, results, failures);
+  }
+
+  async saveRound(outputs: ExperimentOutputs, header: ModelHeader, metrics: RoundMetrics): Promise<void> {
+    // Without the key the aggregator can only keep the ciphertexts; `main.js decrypt --he-key` opens them.
+    await outputs.saveRound(header.round, { encrypted: this.message(header, {}) }, metrics);
+  }
+
+  snapshot(header: ModelHeader): AggregatorState['global'] {
+    return { encryptedMessage: this.message(header, {}) };
+  }
+
+  restore(global: AggregatorState['global']): void {
+    if (!('encryptedMessage' in global)) throw new Error('the checkpoint holds a plaintext model, but only the clients may read this one');
+    const message = decode(Buffer.from(global.encryptedMessage));
+    this.sealed = { ciphertexts: message.ciphertexts!, factor: Number(message.meta?.factor) };
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * When each stage of a round began, and how long the round waited for clients that never
+ * reported: the time from the last update that made the sum (as its switch saw it) to the close.
+ */
+import type { Stage } from '../../protocol/aggregator/state';
+
+export interface RoundTimings {
+  round_ms: number;
+  selection_ms: number;
+  /** Training and reporting, less the waiting below. */
+  training_ms: number;
+  /** Spent waiting for selected clients whose updates never came (down, hung, too late). */
+  waiting_ms: number;
+  aggregation_ms: number;
+  evaluation_ms: number;
+}
+
+export class RoundClock {
+  private startedAt = 0;
+  private readonly stageAt = new Map<Stage, number>();
+  /** The latest moment an update in the sum reached its switch (or the aggregator). */
+  private lastUseful = 0;
+
+  constructor(private readonly now: () => number = () => performance.now()) {}
+
+  /** A stage begins; `newRound` when it is the first selection of a round (a retry keeps the round's start). */
+  enter(stage: Stage, newRound: boolean): void {
+    const now = this.now();
+    if (newRound) {
+      this.startedAt = now;
+      this.stageAt.clear();
+    }
+    if (stage === 'training') this.lastUseful = now;
+    this.stageAt.set(stage, now);
+  }
+
+  /** A report came in; its switch had waited `waitedMs` after its last update before forwarding. */
+  reported(waitedMs = 0): void {
+    this.lastUseful = Math.max(this.lastUseful, this.now() - waitedMs);
+  }
+
+  timings(missing: boolean): RoundTimings {
+    const now = this.now();
+    const at = (stage: Stage) => this.stageAt.get(stage) ?? now;
+    const span = (from: Stage, to: Stage | undefined) => Math.max(0, Math.round((to ? at(to) : now) - at(from)));
+    const closedAt = at('aggregation');
+    const waiting = missing ? Math.max(0, Math.round(closedAt - this.lastUseful)) : 0;
+    return {
+      round_ms: Math.round(now - this.startedAt),
+      selection_ms: span('selection', 'training'),
+      training_ms: Math.max(0, span('training', 'aggregation') - waiting),
+      waiting_ms: waiting,
+      aggregation_ms: span('aggregation', 'evaluation'),
+      evaluation_ms: span('evaluation', 'checkpoint'),
+    };
+  }
+}
