@@ -111,5 +111,5 @@ export function formatOutcome(o: PushOutcome): string {
 export function summarize(outcomes: PushOutcome[]): string {
   const count = (r: PushOutcome['result']) => outcomes.filter((o) => o.result === r).length;
   const failed = count('failed') ? `, ${count('failed')} failed to start` : '';
-  return `${count('configured')} configured, ${count('refused')} refused${failed}, ${count('unreachable')} unreachable (of ${outcomes.length} workers)`;
+  return `${count('configured')} configured, ${count('refused')} refused, ${count('unreachable')} unreachable${failed} (of ${outcomes.length} workers)`;
 }
