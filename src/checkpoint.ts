@@ -78,13 +78,13 @@ export class CheckpointStore {
     return file;
   }
 
-  /** Checkpoint files, newest round first. */
+  /** Checkpoint files, newest round first (by the round's number: past 999, names no longer sort as text). */
   files(): string[] {
     if (!existsSync(this.dir)) return [];
+    const roundOf = (f: string) => Number(/^round-(\d+)\.ckpt$/.exec(f)![1]);
     return readdirSync(this.dir)
       .filter((f) => /^round-\d+\.ckpt$/.test(f))
-      .sort()
-      .reverse()
+      .sort((a, b) => roundOf(b) - roundOf(a))
       .map((f) => join(this.dir, f));
   }
 

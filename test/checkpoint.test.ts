@@ -60,6 +60,17 @@ describe('the checkpoint store', () => {
     assert.match(skipped[0].reason, /round-005\.ckpt: checksum mismatch/);
   });
 
+  it('past round 999 keeps the newest three and loads the newest, by round number not by name', () => {
+    const store = new CheckpointStore(join(temp(), 'checkpoints'));
+    for (let round = 998; round <= 1001; round++) store.save(round, { round }, { global: float32Bytes(weights(round)) });
+    assert.deepEqual(readdirSync(store.dir).sort(), ['round-1000.ckpt', 'round-1001.ckpt', 'round-999.ckpt']);
+    assert.deepEqual(store.files().map((f) => f.slice(store.dir.length + 1)), ['round-1001.ckpt', 'round-1000.ckpt', 'round-999.ckpt']);
+    const { checkpoint, skipped } = store.latest();
+    assert.equal(checkpoint!.round, 1001);
+    assert.deepEqual(asFloat32(checkpoint!.blobs.global), weights(1001));
+    assert.deepEqual(skipped, []);
+  });
+
   it('leaves no temporary file behind', () => {
     const store = new CheckpointStore(join(temp(), 'checkpoints'));
     store.save(1, {}, { global: float32Bytes(weights(1)) });
