@@ -102,6 +102,70 @@ describe("a worker's log shipper", () => {
     assert.deepEqual(sent.map((e) => e.seq), [0, 1]);
     assert.deepEqual(meter.totals(), { received: 0, sent: 0 }, 'central logs are not counted as experiment traffic');
   });
+
+  it('drops a batch the aggregator refuses with a 4xx, warns once, and goes on with later batches', async () => {
+    const requests: number[][] = [];
+    let answer = 400;
+    const app = express().use(express.json()).post('/a/logs', (req, res) => {
+      requests.push((req.body as LogBatch).entries.map((e) => e.seq));
+      if (answer === 200) res.json({ status: 'written' });
+      else res.status(answer).json({ error: 'bad request', reason: 'entry 0 has no round' });
+    });
+    const server = http.createServer(app);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    after(() => (server.closeAllConnections(), server.close()));
+    const address = `127.0.0.1:${(server.address() as { port: number }).port}`;
+    const warnings: string[] = [];
+    const shipper = new LogShipper(
+      new Peers(TOKEN, new WireMeter()),
+      { node: 'n1', address: '127.0.9.1:5000', aggregator: address, experiment: 'exp', role: 'client' },
+      (message) => warnings.push(message),
+    );
+
+    shipper.iteration(entry(1));
+    await shipper.flush();
+    assert.equal(shipper.pending, 0, 'a refused batch is dropped, not kept for the next round');
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0], /400/);
+    assert.match(warnings[0], /entry 0 has no round/);
+    shipper.iteration(entry(2));
+    await shipper.flush();
+    assert.equal(shipper.pending, 0);
+    assert.equal(warnings.length, 1, 'warned once, not every round');
+    answer = 200;
+    shipper.iteration(entry(3));
+    await shipper.flush();
+    assert.equal(shipper.pending, 0);
+    assert.deepEqual(requests, [[0], [1], [2]], 'each refused batch went once; the later one still went');
+  });
+
+  it('keeps retrying a batch while the aggregator answers 5xx', async () => {
+    const requests: number[][] = [];
+    let answer = 500;
+    const app = express().use(express.json()).post('/a/logs', (req, res) => {
+      requests.push((req.body as LogBatch).entries.map((e) => e.seq));
+      res.status(answer).json({ error: 'internal error', reason: 'see its log' });
+    });
+    const server = http.createServer(app);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    after(() => (server.closeAllConnections(), server.close()));
+    const address = `127.0.0.1:${(server.address() as { port: number }).port}`;
+    const warnings: string[] = [];
+    const shipper = new LogShipper(
+      new Peers(TOKEN, new WireMeter()),
+      { node: 'n1', address: '127.0.9.1:5000', aggregator: address, experiment: 'exp', role: 'client' },
+      (message) => warnings.push(message),
+    );
+    shipper.iteration(entry(1));
+    await shipper.flush();
+    assert.equal(shipper.pending, 1);
+    answer = 200;
+    shipper.iteration(entry(2));
+    await shipper.flush();
+    assert.equal(shipper.pending, 0);
+    assert.deepEqual(requests, [[0], [0, 1]]);
+    assert.deepEqual(warnings, []);
+  });
 });
 
 const rows: RoundMetrics[] = [1, 2, 3].map((round) => ({

@@ -1,11 +1,12 @@
 /**
  * A worker's side of central logging: its iteration-log entries, warnings and errors, queued and sent
  * to the aggregator as rounds finish. A batch the aggregator did not take stays queued for the next try,
- * so an aggregator that was down for a while still gets everything (up to MAX_QUEUED entries).
+ * so an aggregator that was down for a while still gets everything (up to MAX_QUEUED entries). A batch it
+ * refused (a 4xx) would be refused again: that one is dropped.
  */
 import { randomBytes } from 'node:crypto';
 import Transport from 'winston-transport';
-import type { Peers } from '../net/peers';
+import { describeFailure, type Peers } from '../net/peers';
 import type { IterationEntry } from './iteration-log';
 import type { LogBatch, ShippedEntry, UnnumberedEntry } from './central';
 
@@ -17,6 +18,8 @@ const LOG_FLUSH_DELAY_MS = 2000;
 const SEND_TIMEOUT_MS = 10_000;
 /** A role being replaced waits this long at most for its last records to go. */
 const LAST_SEND_TIMEOUT_MS = 1000;
+/** 4xx answers that mean "not now" rather than "never": the batch is kept for the next try. */
+const RETRY_STATUSES = new Set([408, 429]);
 
 export type ShipperIdentity = Omit<LogBatch, 'boot' | 'entries'> & { aggregator: string };
 
@@ -41,10 +44,14 @@ export class LogShipper {
   private sending?: Promise<void>;
   private timer?: NodeJS.Timeout;
   private stopped = false;
+  /** Statuses of refused batches already warned about: one warning each, not one every round. */
+  private readonly warned = new Set<number>();
 
   constructor(
     private readonly peers: Peers,
     private readonly identity: ShipperIdentity,
+    /** Where the one warning about a refused batch goes (the node's logger). */
+    private readonly warn: (message: string) => void = () => undefined,
   ) {}
 
   /** A round's entry: sent at once, with whatever else is waiting. */
@@ -86,8 +93,18 @@ export class LogShipper {
       const batch: LogBatch = { ...identity, boot: BOOT_ID, entries };
       try {
         await this.peers.outOfBand(aggregator, '/a/logs', batch, timeoutMs);
-      } catch {
-        return; // kept for the next round's try; saying so in the log would only queue more
+      } catch (err) {
+        const failure = describeFailure(err);
+        const status = failure.status ?? 0;
+        // Unreachable or 5xx: kept for the next round's try; saying so in the log would only queue more.
+        if (failure.kind !== 'refused' || status < 400 || status >= 500 || RETRY_STATUSES.has(status)) return;
+        if (!this.warned.has(status)) {
+          this.warned.add(status);
+          this.warn(
+            `central log: the aggregator refused ${entries.length} log entries with ${status} (${failure.reason}); ` +
+              `dropped them, as it would refuse them again (later batches refused with ${status} are dropped without another warning)`,
+          );
+        }
       }
       const last = entries[entries.length - 1].seq;
       this.queued = this.queued.filter((e) => e.seq > last);

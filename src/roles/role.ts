@@ -40,7 +40,7 @@ export abstract class Role<C extends NodeConfig = NodeConfig> {
     this.iterations = new IterationLog(node.logsDir, node.nodeId, config.experiment, node.meter);
     if (config.type !== 'aggregator') {
       const { address, aggregator, experiment, type: role } = config;
-      const shipper = new LogShipper(node.peers, { node: node.nodeId, address, aggregator, experiment, role });
+      const shipper = new LogShipper(node.peers, { node: node.nodeId, address, aggregator, experiment, role }, (message) => node.logger.warn(message));
       this.iterations.onEntry = (entry) => shipper.iteration(entry);
       node.logger.add(shipper.transport);
       this.shipper = shipper;
