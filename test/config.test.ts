@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { canonicalAddress, parseAddress } from '../src/config/address';
-import { ConfigError, parseExperimentConfig, resolveNodeConfigs } from '../src/config/load';
+import { ConfigError, describeIssues, parseExperimentConfig, resolveNodeConfigs } from '../src/config/load';
+import { nodeConfigSchema } from '../src/config/schema';
 import { formatConfig, testbedConfig } from '../src/config/testbed';
 import { ROOT } from './helpers/cluster';
 
@@ -61,7 +62,9 @@ describe('config.json validation', () => {
     { name: 'a switch without clients', edit: (c) => (c.others['127.0.0.6'] = { type: 'switch' }), expect: /^others\["127.0.0.6"\]: switch has no clients/ },
     { name: 'a goal above the client count', edit: (c) => (c.clients_per_round = 3), expect: /^clients_per_round: 3 is more than the 2 clients/ },
     { name: 'a fraction above 1', edit: (c) => (c.min_report_fraction = 1.5), expect: /^min_report_fraction: / },
-    { name: 'an experiment name that is no folder name', edit: (c) => (c.experiment = '../etc'), expect: /^experiment: use 1-64 letters/ },
+    { name: 'an experiment name that is no folder name', edit: (c) => (c.experiment = '../etc'), expect: /^experiment: the experiment name must be 1-64 letters, digits, "\.", "_" or "-"/ },
+    { name: 'an experiment name with a slash', edit: (c) => (c.experiment = 'a/b'), expect: /^experiment: the experiment name must be/ },
+    { name: 'a hidden experiment name', edit: (c) => (c.experiment = '.hidden'), expect: /^experiment: the experiment name must be/ },
     { name: 'others missing', edit: (c) => delete c.others, expect: /^others: .*expected record/ },
     { name: 'an insecure HE modulus', edit: (c) => (c.he = { enabled: true, coeff_modulus_bits: [60, 60] }), expect: /^he.coeff_modulus_bits: 120 bits in all is insecure at poly_modulus_degree 4096: .* at most 109/ },
     { name: 'an HE scale too close to its prime', edit: (c) => (c.he = { enabled: true, scale_bits: 52 }), expect: /^he.scale_bits: scale 2\^52 leaves 2 bits .* Use scale_bits <= 49/ },
@@ -85,6 +88,26 @@ describe('config.json validation', () => {
     config.others['127.0.0.1'].index = 'first';
     assert.equal(problemsOf(config).length, 3);
   });
+});
+
+describe('a node config (what POST /config takes)', () => {
+  const node = () => ({ ...resolveNodeConfigs(parseExperimentConfig(minimal())).get('127.0.0.1:5000')! }) as Record<string, unknown>;
+  const problems = (config: unknown): string[] => {
+    const parsed = nodeConfigSchema.safeParse(config);
+    return parsed.success ? [] : describeIssues(parsed.error.issues);
+  };
+
+  it('takes a folder-safe experiment name', () => {
+    for (const name of ['exp', 'mnist-mlp_v1.2', 'A', 'x'.repeat(64)]) assert.deepEqual(problems({ ...node(), experiment: name }), [], name);
+  });
+
+  // The name is joined into logs/<id>_<experiment>.json and, at an aggregator, outputs/<experiment>/ and logs/cluster/<experiment>/.
+  for (const name of ['../../etc', '..', 'a/b', 'a\\b', '.hidden', '-flag', 'x'.repeat(65), '', 'with space', 'nul\0']) {
+    it(`refuses the experiment name ${JSON.stringify(name)}, naming the field and the characters allowed`, () => {
+      const found = problems({ ...node(), experiment: name });
+      assert.ok(found.some((p) => /^experiment: the experiment name must be 1-64 letters, digits, "\.", "_" or "-", starting with a letter or digit/.test(p)), found.join('\n'));
+    });
+  }
 });
 
 describe('topology resolution', () => {

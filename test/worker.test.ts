@@ -132,6 +132,7 @@ describe('refusals leave the node as it was', () => {
     { name: 'a JSON string instead of an object', send: (r) => r.post('/config').set(auth).set('Content-Type', 'application/json').send('"client"'), status: 400, reason: /not valid JSON|failed validation/ },
     { name: 'an unknown role', send: (r) => r.post('/config').set(auth).send({ ...ofType('switch'), type: 'router' }), status: 400, reason: /failed validation/ },
     { name: 'a wrong type for a field', send: (r) => r.post('/config').set(auth).send({ ...ofType('client'), index: 'zero' }), status: 400, reason: /failed validation/ },
+    { name: 'an experiment name that leaves the logs folder', send: (r) => r.post('/config').set(auth).send({ ...ofType('switch'), experiment: '../../etc' }), status: 400, reason: /failed validation/ },
     { name: 'an oversized body', send: (r) => r.post('/config').set(auth).send({ ...ofType('switch'), pad: 'x'.repeat(CONFIG_BODY_LIMIT) }), status: 413, reason: /takes at most/ },
   ];
   for (const { name, send, status, reason } of cases) {

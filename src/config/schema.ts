@@ -12,6 +12,17 @@ const address = z.string().superRefine((text, ctx) => {
 
 const positiveInt = z.number().int().positive();
 
+/**
+ * The experiment's name is joined into paths (logs/<id>_<experiment>.json, outputs/<experiment>/,
+ * logs/cluster/<experiment>/): one plain file-name component, never "..", "/" or a hidden name.
+ */
+const experimentName = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/,
+    'the experiment name must be 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit (it names folders and log files)',
+  );
+
 export const modelSchema = z
   .object({
     architecture: z.enum(['mlp', 'cnn']).default('mlp'),
@@ -141,10 +152,7 @@ export type WorkerEntry = z.infer<typeof workerEntrySchema>;
 
 export const experimentConfigSchema = settingsSchema
   .extend({
-    experiment: z
-      .string()
-      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'use 1-64 letters, digits, ".", "_" or "-" (it names a folder)')
-      .default('experiment'),
+    experiment: experimentName.default('experiment'),
     others: z.record(address, workerEntrySchema),
   })
   .strict();
@@ -163,7 +171,7 @@ export const KNOWN_KEYS: readonly string[] = [
 // --- what a worker receives at POST /config --------------------------------------
 
 const nodeBase = {
-  experiment: z.string().min(1).max(64),
+  experiment: experimentName,
   /** This node's own address as config.json names it. */
   address,
   aggregator: address,
