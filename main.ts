@@ -5,6 +5,9 @@
  *                    [--resume]              … going on from its last checkpoint
  *   node main.js report <outputs/experiment> report.html and PNG charts, made again from disk
  *   node main.js eval <model-dir>            a saved model scored on the held-out digits
+ *                    [--he-key F]            … an encrypted one (only model.he) decrypted in memory
+ *   node main.js decrypt <round-dir>         a round's model.he (clients held the key) to model.json + weights.bin
+ *                    --he-key F [--out DIR]  … with the clients' secret key
  *   node main.js keygen [--config F]         the HE secret key, when clients hold it
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
@@ -16,6 +19,7 @@ import { closeOnSignals, startNode } from './src/node/start';
 import { ExperimentNotReady, runAggregator } from './src/orchestrator/run-aggregator';
 import { ResumeError } from './src/orchestrator/resume';
 import { evaluateSaved } from './src/orchestrator/evaluate-saved';
+import { decryptSaved } from './src/orchestrator/decrypt-saved';
 import { formatSummary } from './src/orchestrator/summary';
 import { createProgress, progressMode } from './src/orchestrator/progress';
 import { reportFromDisk } from './src/report/report';
@@ -194,11 +198,27 @@ program
 program
   .command('eval')
   .description("score a saved global model on its experiment's held-out digits")
-  .argument('<model-dir>', 'a folder holding model.json, like outputs/<experiment>/models/round-020')
+  .argument('<model-dir>', 'a folder holding model.json (or only model.he, with --he-key), like outputs/<experiment>/models/round-020')
   .option('--config <file>', "the experiment's config (default: outputs/<experiment>/config.json)")
-  .action(async (modelDir: string, flags: { config?: string }) => {
+  .option('--he-key <file>', "the clients' HE secret key, to decrypt in memory a folder holding only model.he")
+  .action(async (modelDir: string, flags: { config?: string; heKey?: string }) => {
     try {
-      console.log(await evaluateSaved(modelDir, flags.config));
+      console.log(await evaluateSaved(modelDir, flags));
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+program
+  .command('decrypt')
+  .description("turn a round's encrypted global model (model.he, kept when clients hold the HE key) into model.json + weights.bin")
+  .argument('<round-dir>', 'a folder holding model.he, like outputs/<experiment>/models/round-020')
+  .requiredOption('--he-key <file>', "the clients' HE secret key (made by `main.js keygen`)")
+  .option('--out <dir>', 'where to write model.json and weights.bin (default: the round folder itself)')
+  .option('--config <file>', "the experiment's config (default: outputs/<experiment>/config.json)")
+  .action(async (roundDir: string, flags: { heKey: string; out?: string; config?: string }) => {
+    try {
+      console.log(await decryptSaved(roundDir, flags.heKey, flags));
     } catch (err) {
       fail(err);
     }

@@ -3,7 +3,7 @@
  * and the config used, so an experiment can be read and repeated later.
  */
 import { mkdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
 import { writeFileAtomic } from './log/atomic';
 import { saveModel } from './model/store';
@@ -29,6 +29,11 @@ export interface RoundMetrics {
 }
 
 export const ENCRYPTED_MODEL_FILE = 'model.he';
+
+/** outputs/<experiment>/models/round-NNN -> outputs/<experiment>/config.json */
+export function configBeside(modelDir: string): string {
+  return join(dirname(dirname(resolve(modelDir))), 'config.json');
+}
 
 const COLUMNS: (keyof RoundMetrics)[] = [
   'round', 'accuracy', 'loss', 'clients', 'samples', 'round_ms', 'selection_ms', 'training_ms',

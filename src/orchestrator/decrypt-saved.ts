@@ -1,0 +1,137 @@
+/**
+ * `main.js decrypt <round dir>`: with he.key_holder "clients" the aggregator holds no key, so a
+ * round's folder keeps only model.he (the encrypted global model, the wire message the clients were
+ * sent). Whoever holds the clients' secret key turns it back into a normal model here;
+ * `main.js eval --he-key` does the same in memory.
+ */
+import type * as tf from '@tensorflow/tfjs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { loadExperimentConfig } from '../config/load';
+import type { ExperimentConfig } from '../config/schema';
+import { readSecretKey, startSession, type HeSession } from '../he/keys';
+import { initBackend } from '../model/backend';
+import { buildModel, expectedParameterCount, modelId, setFlatWeights } from '../model/model';
+import { saveModel } from '../model/store';
+import { HttpError } from '../net/errors';
+import { configBeside, ENCRYPTED_MODEL_FILE } from '../outputs';
+import { Kind, type Message } from '../wire/codec';
+import { readMessage } from '../wire/receive';
+
+/** Where an encrypted round comes from, named in every refusal so the user knows which file is wrong. */
+export interface EncryptedSource {
+  dir: string;
+  keyFile: string;
+  config: ExperimentConfig;
+  configFile: string;
+}
+
+/**
+ * Real weights sit well inside ±1; decrypting under another secret key of the same parameters gives
+ * values spread over ±q/(2·scale) (hundreds), which SEAL cannot tell from a good decryption.
+ */
+const PLAUSIBLE_MEDIAN = 10;
+
+const encryptedFile = (dir: string) => join(dir, ENCRYPTED_MODEL_FILE);
+
+/** The folder's model.he, or why there is none to decrypt. */
+function requireEncrypted(dir: string): string {
+  const file = encryptedFile(dir);
+  if (existsSync(file)) return file;
+  const plain = existsSync(join(dir, 'model.json'));
+  if (plain) throw new Error(`${dir}: holds a plaintext model (model.json), not model.he; nothing to decrypt`);
+  throw new Error(`${dir}: no model.he or model.json here (decrypt expects a round folder like outputs/<experiment>/models/round-020)`);
+}
+
+/** The secret key, refused if it is missing or made for other HE parameters (readSecretKey names the file). */
+function secretKeyFor(source: EncryptedSource, file: string): Uint8Array {
+  if (!source.config.he.enabled) throw new Error(`${source.configFile}: he.enabled is false, so ${file} cannot be this experiment's model (pass its config with --config)`);
+  if (!existsSync(source.keyFile)) throw new Error(`${file} is encrypted (the clients hold the HE key) and there is no key at ${source.keyFile}: pass the clients' key with --he-key FILE`);
+  return readSecretKey(source.config.he, source.keyFile);
+}
+
+/** model.he checked against the experiment (kind, model id, size, HE parameters), each refusal naming the file. */
+function readEncryptedModel(file: string, source: EncryptedSource, he: HeSession, expectedModelId: number): Message {
+  let message: Message;
+  try {
+    message = readMessage(readFileSync(file), {
+      kinds: [Kind.EncryptedModel],
+      modelId: expectedModelId,
+      parameters: expectedParameterCount(source.config.model),
+      he: { id: he.id, chunks: he.chunks },
+    });
+  } catch (err) {
+    // readMessage speaks HTTP (it guards routes); here the same checks are about a file.
+    if (err instanceof HttpError) throw new Error(`${file}: not an encrypted model of the experiment in ${source.configFile}: ${err.message}`);
+    throw err;
+  }
+  const factor = Number(message.meta?.factor);
+  if (!(factor > 0 && Number.isFinite(factor))) throw new Error(`${file}: an encrypted model needs a positive meta.factor, got ${String(message.meta?.factor)}`);
+  return message;
+}
+
+/** Noise instead of weights means the key is the right kind but not the clients' one. */
+function checkPlausible(weights: Float64Array, file: string, keyFile: string): void {
+  const sorted = Float64Array.from(weights, Math.abs).sort();
+  const median = sorted[sorted.length >> 1];
+  if (!(median <= PLAUSIBLE_MEDIAN)) {
+    throw new Error(`${file} does not decrypt to weights with ${keyFile} (median |value| ${median.toPrecision(3)}): the key fits the HE parameters but is not the one the clients encrypted with (was keygen run again?)`);
+  }
+}
+
+/** The round's weights, decrypted and scaled back to the average; the HE threads are closed whatever happens. */
+async function decryptWeights(source: EncryptedSource, expectedModelId: number): Promise<{ weights: Float32Array; round: number }> {
+  const file = encryptedFile(source.dir);
+  const parameters = expectedParameterCount(source.config.model);
+  const he = await startSession(source.config.he, parameters, { secretKey: secretKeyFor(source, file) });
+  try {
+    const message = readEncryptedModel(file, source, he, expectedModelId);
+    // The aggregator stores the sum of updates pre-scaled by 1/selected samples; factor turns it into the average.
+    const weights = await he.pool.decrypt(message.ciphertexts!, parameters, Number(message.meta!.factor));
+    checkPlausible(weights, file, source.keyFile);
+    return { weights: Float32Array.from(weights), round: message.round };
+  } finally {
+    await he.pool.close();
+  }
+}
+
+/**
+ * The folder's encrypted model (its model.he, which the caller has seen exists) as a layers model;
+ * the caller disposes it. Needs the TensorFlow.js backend set up.
+ */
+export async function decryptedModel(source: EncryptedSource): Promise<{ model: tf.Sequential; round: number }> {
+  // Built as every node builds it: its layer shapes are the model id the file must carry.
+  const model = buildModel(source.config.model, source.config.data.seed);
+  try {
+    const { weights, round } = await decryptWeights(source, modelId(model));
+    setFlatWeights(model, weights);
+    return { model, round };
+  } catch (err) {
+    model.dispose();
+    throw err;
+  }
+}
+
+export interface DecryptOptions {
+  /** Where model.json and weights.bin go; default the round folder itself, so `eval` finds them. */
+  out?: string;
+  /** The experiment's config; default outputs/<experiment>/config.json beside the round. */
+  config?: string;
+}
+
+/** `main.js decrypt`: writes the decrypted model in TensorFlow.js's layers format and says where. */
+export async function decryptSaved(dir: string, keyFile: string, options: DecryptOptions = {}): Promise<string> {
+  requireEncrypted(dir); // before the config: an empty folder is the likelier mistake
+  const configFile = options.config ?? configBeside(dir);
+  const config = loadExperimentConfig(configFile);
+  await initBackend(config.model.architecture);
+  const out = options.out ?? dir;
+  const { model, round } = await decryptedModel({ dir, keyFile, config, configFile });
+  try {
+    await saveModel(model, out);
+  } finally {
+    model.dispose();
+  }
+  const evalHint = resolve(out) === resolve(dir) && !options.config ? `node main.js eval ${out}` : `node main.js eval ${out} --config ${configFile}`;
+  return `wrote ${join(out, 'model.json')} and ${join(out, 'weights.bin')}: round ${round}'s global model (${expectedParameterCount(config.model)} parameters) decrypted with ${keyFile}; score it with \`${evalHint}\``;
+}
