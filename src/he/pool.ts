@@ -2,6 +2,13 @@
  * HE work off the event loop: a few worker threads, each with its own SEAL instance (the wasm build
  * is single-threaded), so a node keeps answering /health and requests while it encrypts or decrypts.
  * A model's ciphertexts are split between the threads by ranges, so all cores work on one update.
+ *
+ * A thread that dies (an uncaught error, a wasm abort, process.exit, out of memory) fails the tasks it
+ * was given, and only those, with "the HE thread N died (why)", and is replaced by a fresh one started
+ * the same way, so later tasks work. A replaced thread has no encryptions of zero stocked (see prepare):
+ * encrypting makes them on the spot. A thread that dies MAX_DEATHS times within DEATH_WINDOW_MS (bad
+ * keys or memory making every start fail, say) is not replaced again: the pool gives up and fails
+ * every later task with the reason, rather than starting threads that die forever.
  */
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
@@ -10,40 +17,100 @@ import { Ckks, type HeParams, type KeyMaterial } from './ckks';
 import { pack, unpack, type Packed } from './packing';
 import type { Reply, Task } from './worker';
 
-type Pending = { resolve: (value: any) => void; reject: (err: Error) => void };
+/** The deaths of one thread within DEATH_WINDOW_MS after which it is not replaced (the last of them not). */
+export const MAX_DEATHS = 3;
+export const DEATH_WINDOW_MS = 60_000;
+
+export interface PoolOptions {
+  /** Test only: the threads honour the 'crash' op, so a test can kill one (see crashThreadForTest). */
+  testHooks?: boolean;
+}
+
+/** One worker thread and the ids of the tasks it was given and has not answered. */
+interface Thread {
+  readonly index: number;
+  readonly worker: Worker;
+  readonly tasks: Set<number>;
+  /** Died (or the pool closed): its events are no longer acted on. */
+  gone: boolean;
+}
+
+type Pending = { resolve: (value: any) => void; reject: (err: Error) => void; thread: Thread };
 type Payload<T> = T extends unknown ? Omit<T, 'id'> : never;
+type WorkerData = { params: HeParams; keys: KeyMaterial; testHooks: boolean };
 
 export class HePool {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
+  private readonly threads: Thread[];
+  /** When each thread slot's thread died, within the last DEATH_WINDOW_MS. */
+  private readonly deaths: number[][];
   private closed = false;
+  /** Set when a thread died too often to be replaced: every task then fails with it. */
+  private failure?: string;
 
   private constructor(
-    private readonly workers: Worker[],
+    private readonly script: string,
+    private readonly workerData: WorkerData,
+    threads: number,
     readonly perCiphertext: number,
     readonly params: HeParams,
     readonly id: string,
   ) {
-    for (const worker of workers) {
-      worker.on('message', (reply: Reply) => {
-        const waiting = this.pending.get(reply.id);
-        this.pending.delete(reply.id);
-        if (reply.error !== undefined) waiting?.reject(new Error(reply.error));
-        else waiting?.resolve(reply.result);
-      });
-      worker.on('error', (err) => this.failAll(err));
-      worker.unref();
-    }
+    this.threads = Array.from({ length: threads }, (_, index) => this.spawn(index));
+    this.deaths = this.threads.map(() => []);
   }
 
-  static async start(params: HeParams, keys: KeyMaterial = {}, threads = Math.min(availableParallelism(), 4)): Promise<HePool> {
+  static async start(params: HeParams, keys: KeyMaterial = {}, threads = Math.min(availableParallelism(), 4), options: PoolOptions = {}): Promise<HePool> {
     // Checks the parameters and keys here, where a mistake is reported, not in a thread.
     const probe = await Ckks.create(params, keys);
     const { perCiphertext, id } = probe;
     probe.dispose();
-    const script = join(__dirname, 'worker.js');
-    const workers = Array.from({ length: Math.max(1, threads) }, () => new Worker(script, { workerData: { params, keys } }));
-    return new HePool(workers, perCiphertext, params, id);
+    // A copy: replacement threads start from it, whatever the caller later does with its buffers.
+    const workerData: WorkerData = structuredClone({ params, keys, testHooks: options.testHooks === true });
+    return new HePool(join(__dirname, 'worker.js'), workerData, Math.max(1, threads), perCiphertext, params, id);
+  }
+
+  private spawn(index: number): Thread {
+    const worker = new Worker(this.script, { workerData: this.workerData });
+    const thread: Thread = { index, worker, tasks: new Set(), gone: false };
+    worker.on('message', (reply: Reply) => {
+      const waiting = this.take(reply.id);
+      if (reply.error !== undefined) waiting?.reject(new Error(reply.error));
+      else waiting?.resolve(reply.result);
+    });
+    // An uncaught error is followed by 'exit' (code 1); process.exit and terminate give 'exit' alone.
+    worker.on('error', (err) => this.died(thread, `uncaught error: ${err instanceof Error ? err.message : String(err)}`));
+    worker.on('exit', (code) => this.died(thread, `exit code ${code}`));
+    worker.unref();
+    return thread;
+  }
+
+  /** The task `id`, no longer waited for; its thread lets the process exit once it has none left. */
+  private take(id: number): Pending | undefined {
+    const waiting = this.pending.get(id);
+    if (!waiting) return undefined;
+    this.pending.delete(id);
+    waiting.thread.tasks.delete(id);
+    if (!waiting.thread.tasks.size) waiting.thread.worker.unref();
+    return waiting;
+  }
+
+  /** Fails the tasks `thread` held, and replaces it unless it died too often (see MAX_DEATHS). */
+  private died(thread: Thread, why: string): void {
+    if (thread.gone || this.closed) return;
+    thread.gone = true;
+    const now = Date.now();
+    const recent = [...this.deaths[thread.index].filter((t) => now - t < DEATH_WINDOW_MS), now];
+    this.deaths[thread.index] = recent;
+    const givingUp = recent.length >= MAX_DEATHS && this.failure === undefined;
+    if (givingUp) {
+      this.failure = `the HE pool gave up: its thread ${thread.index} died ${recent.length} times within ${DEATH_WINDOW_MS / 1000} s (last: ${why}), so it is not replaced again`;
+    }
+    const error = new Error(`the HE thread ${thread.index} died (${why})${givingUp ? `; ${this.failure}` : ''}`);
+    for (const id of [...thread.tasks]) this.take(id)?.reject(error);
+    // A pool that gave up (on this thread or another) starts no more threads.
+    if (this.failure === undefined) this.threads[thread.index] = this.spawn(thread.index);
   }
 
   chunksFor(parameters: number): number {
@@ -52,33 +119,39 @@ export class HePool {
 
   /** Chunk ranges [from, to) for each thread that gets work. */
   private ranges(chunks: number): [number, number][] {
-    const per = Math.ceil(chunks / this.workers.length);
+    const per = Math.ceil(chunks / this.threads.length);
     const out: [number, number][] = [];
     for (let from = 0; from < chunks; from += per) out.push([from, Math.min(chunks, from + per)]);
     return out;
   }
 
   /**
-   * `handOver`: the task's buffer is a copy made for it (values sliced, ciphertexts packed), so it
-   * moves to the thread instead of being copied again.
+   * Runs `task` on the thread now in slot `index`. `handOver`: the task's buffer is a copy made for it
+   * (values sliced, ciphertexts packed), so it moves to the thread instead of being copied again.
    */
-  private run<T>(worker: Worker, task: Payload<Task>, handOver = false): Promise<T> {
+  private run<T>(index: number, task: Payload<Task>, handOver = false): Promise<T> {
     if (this.closed) return Promise.reject(new Error('the HE pool is closed'));
+    if (this.failure !== undefined) return Promise.reject(new Error(this.failure));
+    const thread = this.threads[index];
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      worker.ref();
+      this.pending.set(id, { resolve, reject, thread });
+      thread.tasks.add(id);
+      thread.worker.ref();
       const moved = !handOver ? [] : 'values' in task ? [task.values.buffer as ArrayBuffer] : 'packed' in task ? [task.packed.packed] : [];
-      worker.postMessage({ ...task, id }, moved);
-    }).finally(() => {
-      if (![...this.pending.keys()].length) worker.unref();
+      try {
+        thread.worker.postMessage({ ...task, id }, moved);
+      } catch (err) {
+        this.take(id);
+        reject(err as Error);
+      }
     });
   }
 
   async encrypt(values: Float32Array | Float64Array, factor = 1): Promise<Uint8Array[]> {
     const parts = await Promise.all(
       this.ranges(this.chunksFor(values.length)).map(([from, to], i) =>
-        this.run<Packed>(this.workers[i], { op: 'encrypt', values: values.slice(from * this.perCiphertext, to * this.perCiphertext), factor }, true).then(unpack),
+        this.run<Packed>(i, { op: 'encrypt', values: values.slice(from * this.perCiphertext, to * this.perCiphertext), factor }, true).then(unpack),
       ),
     );
     return parts.flat();
@@ -86,10 +159,11 @@ export class HePool {
 
   /**
    * Makes ahead, in the threads, the encryptions of zero that encrypting `parameters` values will take
-   * (public key only; see Ckks.prepare). Resolves with how many each thread holds.
+   * (public key only; see Ckks.prepare). Resolves with how many each thread holds. A thread replaced
+   * after a death starts with none; encrypting does without.
    */
   async prepare(parameters: number): Promise<number[]> {
-    return Promise.all(this.ranges(this.chunksFor(parameters)).map(([from, to], i) => this.run<number>(this.workers[i], { op: 'prepare', count: to - from })));
+    return Promise.all(this.ranges(this.chunksFor(parameters)).map(([from, to], i) => this.run<number>(i, { op: 'prepare', count: to - from })));
   }
 
   async sum(lists: Uint8Array[][]): Promise<Uint8Array[]> {
@@ -97,7 +171,7 @@ export class HePool {
     const chunks = lists[0]?.length ?? 0;
     const parts = await Promise.all(
       this.ranges(chunks).map(([from, to], i) =>
-        this.run<Packed>(this.workers[i], { op: 'sum', lists: lists.length, packed: pack(lists.flatMap((l) => l.slice(from, to))) }, true).then(unpack),
+        this.run<Packed>(i, { op: 'sum', lists: lists.length, packed: pack(lists.flatMap((l) => l.slice(from, to))) }, true).then(unpack),
       ),
     );
     return parts.flat();
@@ -108,21 +182,28 @@ export class HePool {
     await Promise.all(
       this.ranges(chunks.length).map(async ([from, to], i) => {
         const count = Math.min(parameters, to * this.perCiphertext) - from * this.perCiphertext;
-        const part = await this.run<Float64Array>(this.workers[i], { op: 'decrypt', packed: pack(chunks.slice(from, to)), parameters: count, factor }, true);
+        const part = await this.run<Float64Array>(i, { op: 'decrypt', packed: pack(chunks.slice(from, to)), parameters: count, factor }, true);
         out.set(part, from * this.perCiphertext);
       }),
     );
     return out;
   }
 
-  private failAll(err: Error): void {
-    for (const waiting of this.pending.values()) waiting.reject(err);
-    this.pending.clear();
+  /**
+   * Test only, in a pool started with { testHooks: true }: the thread now in slot `index` dies as it
+   * reads this, by an uncaught error ('throw': the pool sees 'error', then 'exit') or by
+   * process.exit(code) ('exit': 'exit' alone). Rejects as the thread's other tasks do.
+   */
+  crashThreadForTest(index: number, how: 'throw' | 'exit', code = 7): Promise<never> {
+    if (!this.workerData.testHooks) return Promise.reject(new Error('crashThreadForTest needs a pool started with { testHooks: true }'));
+    return this.run<never>(index, { op: 'crash', how, code });
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    this.failAll(new Error('the HE pool was closed'));
-    await Promise.all(this.workers.map((w) => w.terminate()));
+    const error = new Error('the HE pool was closed');
+    for (const id of [...this.pending.keys()]) this.take(id)?.reject(error);
+    for (const thread of this.threads) thread.gone = true;
+    await Promise.all(this.threads.map((t) => t.worker.terminate()));
   }
 }

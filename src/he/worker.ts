@@ -8,12 +8,20 @@ export type Task =
   /** `lists` lists of the same length, one after the other in `packed`. */
   | { id: number; op: 'sum'; lists: number; packed: Packed }
   | { id: number; op: 'decrypt'; packed: Packed; parameters: number; factor: number }
-  | { id: number; op: 'prepare'; count: number };
+  | { id: number; op: 'prepare'; count: number }
+  /** Test only, honoured by threads of a pool started with { testHooks: true }: see HePool.crashThreadForTest. */
+  | { id: number; op: 'crash'; how: 'throw' | 'exit'; code: number };
 
 export type Reply = { id: number; result?: unknown; error?: string };
 
-const { params, keys } = workerData as { params: HeParams; keys: KeyMaterial };
+const { params, keys, testHooks } = workerData as { params: HeParams; keys: KeyMaterial; testHooks?: boolean };
 const ready = Ckks.create(params, keys);
+// A thread whose SEAL cannot start dies, whether or not tasks already wait on it (they are answered
+// with the reason first), rather than answer every later task with the same error: the pool replaces
+// it, and gives up on a thread that keeps dying.
+ready.catch((err) => process.nextTick(() => {
+  throw err;
+}));
 
 /** `count` lists of equal length from one flat list. */
 function regroup(flat: Uint8Array[], count: number): Uint8Array[][] {
@@ -26,7 +34,17 @@ function buffersOf(result: unknown): ArrayBuffer[] {
   return ArrayBuffer.isView(result) ? [result.buffer as ArrayBuffer] : [];
 }
 
-parentPort!.on('message', async (task: Task) => {
+/** Dies at once, outside any task's try, as a thread does on a bug or an abort. */
+function crash(task: Extract<Task, { op: 'crash' }>): void {
+  if (!testHooks) {
+    parentPort!.postMessage({ id: task.id, error: "the 'crash' op is honoured only in a pool started with { testHooks: true }" } satisfies Reply);
+    return;
+  }
+  if (task.how === 'exit') process.exit(task.code);
+  throw new Error('crashed on purpose (test hook)');
+}
+
+async function answer(task: Exclude<Task, { op: 'crash' }>): Promise<void> {
   try {
     const ckks = await ready;
     let result: unknown;
@@ -39,4 +57,6 @@ parentPort!.on('message', async (task: Task) => {
   } catch (err) {
     parentPort!.postMessage({ id: task.id, error: (err as Error)?.message ?? String(err) } satisfies Reply);
   }
-});
+}
+
+parentPort!.on('message', (task: Task) => (task.op === 'crash' ? crash(task) : void answer(task)));
