@@ -43,7 +43,7 @@ function experimentConfig(hiddenUnits: number): ExperimentConfig {
 const config = experimentConfig(32);
 
 const metrics = (round: number): RoundMetrics => ({
-  round, accuracy: 0, loss: 0, clients: 2, samples: 1000, round_ms: 0, selection_ms: 0, training_ms: 0,
+  round, accuracy: 0, loss: 0, clients: 2, samples: 1000, round_ms: 0, selection_ms: 0, training_ms: 0, waiting_ms: 0,
   aggregation_ms: 0, evaluation_ms: 0, bytes_up: 0, bytes_down: 0, retries: 0, missing: ['127.0.9.3:5000'],
 });
 

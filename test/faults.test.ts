@@ -15,13 +15,16 @@ import type { RoundMetrics } from '../src/outputs';
 import { get, Testbed, waitFor, type LaunchedAggregator } from './helpers/cluster';
 
 const ROUNDS = 10;
+/** Checkpoint names in round order (as numbers: round-1000 comes after round-999). */
+const byRound = (files: string[]) => [...files].sort((a, b) => Number(a.match(/\d+/)![0]) - Number(b.match(/\d+/)![0]));
 const EXPERIMENT = 'faults';
 
 describe('killed and restarted: a client, a switch, the aggregator', () => {
   const testbed = new Testbed({ nodes: 9, switches: 2, rounds: ROUNDS }, (config: Record<string, any>) => {
     config.experiment = EXPERIMENT;
     config.model = { architecture: 'mlp', hidden_units: 32 };
-    config.timeouts = { push_ms: 30_000, request_ms: 10_000, round_ms: 6000, heartbeat_ms: 300 };
+    // Deadlines far beyond the test's budget: every fault must be noticed by liveness, not waited out.
+    config.timeouts = { push_ms: 30_000, request_ms: 10_000, round_ms: 300_000, heartbeat_ms: 300 };
   });
   const [aggregator] = testbed.addresses('aggregator');
   const [switchA] = testbed.addresses('switch');
@@ -83,7 +86,7 @@ describe('killed and restarted: a client, a switch, the aggregator', () => {
     await first.exited;
     beforeCrash = metrics();
     // A checkpoint torn by the crash (here: half of one, under the round in flight's name) must be passed over.
-    const newest = readdirSync(checkpoints).filter((f) => f.endsWith('.ckpt')).sort().at(-1)!;
+    const newest = byRound(readdirSync(checkpoints).filter((f) => f.endsWith('.ckpt'))).at(-1)!;
     const torn = readFileSync(join(checkpoints, newest));
     writeFileSync(join(checkpoints, `round-${String(killedIn.aggregator).padStart(3, '0')}.ckpt`), torn.subarray(0, torn.length >> 1));
     second = testbed.launchAggregator(['--resume']);
@@ -109,6 +112,10 @@ describe('killed and restarted: a client, a switch, the aggregator', () => {
     const row = metrics()[killedIn.client - 1];
     assert.ok(row.missing.includes(victim), JSON.stringify(row));
     assert.ok(iterations(switchA).some((e) => e.round === killedIn.client && e.missing?.includes(victim)), 'the switch logs who was missing');
+    // Dropped from its switch's round as soon as the health check saw it go, not waited for.
+    assert.match(first.output, new RegExp(`round ${killedIn.client}: client ${victim.replace(/\./g, '\\.')} went down; the round goes on without it`));
+    assert.match(readFileSync(join(testbed.logs, `${switchA.replace(':', '-')}.log`), 'utf8'), new RegExp(`round ${killedIn.client}: ${victim.replace(/\./g, '\\.')} dropped \\(down\\)`));
+    assert.ok(row.round_ms < 60_000 && row.waiting_ms <= row.round_ms, JSON.stringify(row));
     assert.match(first.output, new RegExp(`worker ${victim.replace(/\./g, '\\.')} is back without a config; configured again \\(mounted\\)`));
     const rejoined = iterations(victim).filter((e) => e.round > killedIn.client);
     assert.ok(rejoined.length >= 2, `the restarted client took part in rounds ${rejoined.map((e) => e.round)}`);
@@ -127,7 +134,7 @@ describe('killed and restarted: a client, a switch, the aggregator', () => {
   });
 
   it("ends with the model the last checkpoint holds, and each kept checkpoint matches its round's saved model", async () => {
-    const kept = readdirSync(checkpoints).filter((f) => f.endsWith('.ckpt')).sort();
+    const kept = byRound(readdirSync(checkpoints).filter((f) => f.endsWith('.ckpt')));
     assert.deepEqual(kept, ['round-008.ckpt', 'round-009.ckpt', 'round-010.ckpt']);
     for (const file of kept) {
       const checkpoint = decodeCheckpoint(readFileSync(join(checkpoints, file)));

@@ -39,6 +39,9 @@ type Pending = { resolve: (value: any) => void; reject: (err: Error) => void; th
 type Payload<T> = T extends unknown ? Omit<T, 'id'> : never;
 type WorkerData = { params: HeParams; keys: KeyMaterial; testHooks: boolean };
 
+/** The pool itself cannot do the work (a thread died, it gave up, it was closed): not the input's fault. */
+export class HePoolFailure extends Error {}
+
 export class HePool {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
@@ -107,7 +110,7 @@ export class HePool {
     if (givingUp) {
       this.failure = `the HE pool gave up: its thread ${thread.index} died ${recent.length} times within ${DEATH_WINDOW_MS / 1000} s (last: ${why}), so it is not replaced again`;
     }
-    const error = new Error(`the HE thread ${thread.index} died (${why})${givingUp ? `; ${this.failure}` : ''}`);
+    const error = new HePoolFailure(`the HE thread ${thread.index} died (${why})${givingUp ? `; ${this.failure}` : ''}`);
     for (const id of [...thread.tasks]) this.take(id)?.reject(error);
     // A pool that gave up (on this thread or another) starts no more threads.
     if (this.failure === undefined) this.threads[thread.index] = this.spawn(thread.index);
@@ -130,8 +133,8 @@ export class HePool {
    * (values sliced, ciphertexts packed), so it moves to the thread instead of being copied again.
    */
   private run<T>(index: number, task: Payload<Task>, handOver = false): Promise<T> {
-    if (this.closed) return Promise.reject(new Error('the HE pool is closed'));
-    if (this.failure !== undefined) return Promise.reject(new Error(this.failure));
+    if (this.closed) return Promise.reject(new HePoolFailure('the HE pool is closed'));
+    if (this.failure !== undefined) return Promise.reject(new HePoolFailure(this.failure));
     const thread = this.threads[index];
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
@@ -201,7 +204,7 @@ export class HePool {
 
   async close(): Promise<void> {
     this.closed = true;
-    const error = new Error('the HE pool was closed');
+    const error = new HePoolFailure('the HE pool was closed');
     for (const id of [...this.pending.keys()]) this.take(id)?.reject(error);
     for (const thread of this.threads) thread.gone = true;
     await Promise.all(this.threads.map((t) => t.worker.terminate()));

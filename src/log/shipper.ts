@@ -18,8 +18,11 @@ const LOG_FLUSH_DELAY_MS = 2000;
 const SEND_TIMEOUT_MS = 10_000;
 /** A role being replaced waits this long at most for its last records to go. */
 const LAST_SEND_TIMEOUT_MS = 1000;
-/** 4xx answers that mean "not now" rather than "never": the batch is kept for the next try. */
-const RETRY_STATUSES = new Set([408, 429]);
+/**
+ * 4xx answers that mean "not now" rather than "never": the batch is kept for the next try. 404: an
+ * aggregator restarting (or its role being replaced) listens before its routes are mounted.
+ */
+const RETRY_STATUSES = new Set([404, 408, 429]);
 
 export type ShipperIdentity = Omit<LogBatch, 'boot' | 'entries'> & { aggregator: string };
 

@@ -12,6 +12,7 @@ import { UpdateBuffer } from '../strategy/update-buffer';
 import { encode, Kind, WIRE_CONTENT_TYPE } from '../wire/codec';
 import { attemptOf, readMessage } from '../wire/receive';
 import { startSession, type HeSession } from '../he/keys';
+import { HePoolFailure } from '../he/pool';
 import { Role } from './role';
 
 export const openRoundSchema = z
@@ -159,6 +160,11 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     try {
       sum = await he.pool.sum([...(before.ciphertexts ? [before.ciphertexts] : []), ...accepted.map((p) => p.ciphertexts)]);
     } catch (err) {
+      if (err instanceof HePoolFailure) {
+        // Not the updates' fault: each sender hears the switch cannot add now (a 5xx: it may send again).
+        const unavailable = new HttpError(503, 'HE unavailable', `the switch could not add the update: ${err.message}`);
+        return accepted.forEach((p) => p.reject(unavailable));
+      }
       if (accepted.length > 1) {
         // One of them does not parse: add them one by one, so that only it is refused.
         for (const pending of accepted) await this.addBatch(he, [pending]);

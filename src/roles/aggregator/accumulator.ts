@@ -4,6 +4,7 @@
  * encrypted (ciphertexts added in the HE threads; addition is exact, so order does not matter).
  */
 import type { HeSession } from '../../he/keys';
+import { HePoolFailure } from '../../he/pool';
 import { HttpError } from '../../net/errors';
 import type { RoundTotal } from '../../strategy/strategy';
 import { UpdateBuffer } from '../../strategy/update-buffer';
@@ -47,7 +48,7 @@ export class PlaintextAccumulator implements UpdateAccumulator {
     gate.commit(() => this.buffer.add(sender, { values: values!, weight, contributors, preScaled }));
   }
 
-  total(): RoundTotal {
+  total(_scale?: number): RoundTotal {
     const { sum, weight, contributors } = this.buffer.total();
     return { kind: 'plain', sum, weight, contributors };
   }
@@ -79,6 +80,7 @@ export class EncryptedAccumulator implements UpdateAccumulator {
     try {
       sum = await this.he.pool.sum(before ? [before, arrival.ciphertexts!] : [arrival.ciphertexts!]);
     } catch (err) {
+      if (err instanceof HePoolFailure) throw new HttpError(503, 'HE unavailable', `the aggregator could not add the update: ${err.message}`);
       throw new HttpError(400, 'bad ciphertext', `the update does not parse under this experiment's HE parameters: ${(err as Error).message}`);
     }
     gate.commit(() => {
