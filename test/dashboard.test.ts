@@ -4,13 +4,16 @@
  * to test-output/. Then the end of the run: the report, the central logs, and a --quiet run.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromiumPath, missingBrowser } from '../scripts/ensure-browser';
 import { get, MAIN, node, ROOT, Testbed, waitFor, type LaunchedAggregator } from './helpers/cluster';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const CHROMIUM = chromiumPath();
+/** `npm test` installs the browser where it can (scripts/ensure-browser.ts); elsewhere this file skips, saying why. */
+const NO_BROWSER = missingBrowser();
 export const SCREENSHOTS = join(ROOT, 'test-output');
 const ROUNDS = 6;
 /** As the machine notes advise: no sandbox as root, and no background calls out of this closed network. */
@@ -22,6 +25,7 @@ const drawnAtLeast = (n: number) => `Number(document.querySelector('#chart-accur
 const roundsDrawn = async (page: Page) => Number(await page.getAttribute('#chart-accuracy', 'data-rounds'));
 
 describe('the dashboard in Chromium during a real run', () => {
+  const skip = NO_BROWSER ?? false;
   const testbed = new Testbed({ nodes: 6, switches: 1, rounds: ROUNDS, experiment: 'dashboard' });
   const aggregator = testbed.addresses('aggregator')[0];
   let browser: Browser;
@@ -29,7 +33,7 @@ describe('the dashboard in Chromium during a real run', () => {
   let agg: LaunchedAggregator;
 
   before(async () => {
-    assert.ok(existsSync(CHROMIUM), `no browser at ${CHROMIUM}: apt-get install chromium (as .ci/run does), or set CHROMIUM_PATH`);
+    if (NO_BROWSER) return;
     mkdirSync(SCREENSHOTS, { recursive: true });
     const up = await testbed.up();
     assert.equal(up.code, 0, up.stdout + up.stderr);
@@ -42,11 +46,12 @@ describe('the dashboard in Chromium during a real run', () => {
     after(() => assert.deepEqual(outside, [], 'the page loads nothing from outside the aggregator'));
   });
   after(async () => {
+    if (NO_BROWSER) return;
     await browser?.close();
     await testbed.down();
   });
 
-  it('loads during the run; the round counter advances and the chart shows the rounds so far, without a reload', async () => {
+  it('loads during the run; the round counter advances and the chart shows the rounds so far, without a reload', { skip }, async () => {
     await waitFor(async () => (await get(aggregator, '/health').catch(() => undefined))?.body.role === 'aggregator', 60_000);
     await page.goto(`http://${aggregator}/`);
     await page.waitForFunction(drawnAtLeast(1), undefined, { timeout: 120_000 });
@@ -65,7 +70,7 @@ describe('the dashboard in Chromium during a real run', () => {
     await page.screenshot({ path: join(SCREENSHOTS, 'dashboard-during-run.png'), fullPage: true });
   });
 
-  it("shows the end: finished, every round drawn, each node's bytes and phase times", async () => {
+  it("shows the end: finished, every round drawn, each node's bytes and phase times", { skip }, async () => {
     await page.waitForFunction(`document.querySelector('#stage')?.textContent === 'finished'`, undefined, { timeout: 180_000 });
     await page.waitForFunction(drawnAtLeast(ROUNDS));
     assert.equal(await text(page, '#round'), String(ROUNDS));
@@ -79,7 +84,7 @@ describe('the dashboard in Chromium during a real run', () => {
     await page.screenshot({ path: join(SCREENSHOTS, 'dashboard-finished.png'), fullPage: true });
   });
 
-  it("writes report.html that opens offline, with the charts and settings, and a PNG of each chart", async () => {
+  it("writes report.html that opens offline, with the charts and settings, and a PNG of each chart", { skip }, async () => {
     await waitFor(async () => /report: /.test(agg.output), 30_000);
     const dir = join(testbed.outputs, 'dashboard');
     const report = await browser.newPage({ viewport: { width: 1100, height: 900 } });
@@ -97,7 +102,7 @@ describe('the dashboard in Chromium during a real run', () => {
     }
   });
 
-  it("gathers every worker's iteration log and records in the aggregator's logs/cluster", () => {
+  it("gathers every worker's iteration log and records in the aggregator's logs/cluster", { skip }, () => {
     for (const address of testbed.addresses().filter((a) => a !== aggregator)) {
       const file = join(testbed.logs, 'cluster', 'dashboard', `${address.replace(':', '-')}_dashboard.json`);
       const { iteration, role } = JSON.parse(readFileSync(file, 'utf8'));
@@ -109,7 +114,7 @@ describe('the dashboard in Chromium during a real run', () => {
     }
   });
 
-  it('runs quietly for scripts: --quiet prints the summary table and nothing else', async () => {
+  it('runs quietly for scripts: --quiet prints the summary table and nothing else', { skip }, async () => {
     const config = JSON.parse(readFileSync(testbed.configFile, 'utf8'));
     const file = join(testbed.dir, 'quiet.json');
     writeFileSync(file, JSON.stringify({ ...config, experiment: 'quiet', rounds: 2 }));
