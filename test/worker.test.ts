@@ -115,8 +115,35 @@ describe('POST /config', () => {
 
   it('applies configs one at a time, in order, when they race', async () => {
     const { app, roles } = worker();
-    await Promise.all(['r1', 'r2', 'r3', 'r4'].map((e) => request(app).post('/config').set(auth).send(ofType('client', e)).expect(201)));
-    assert.equal((await request(app).get('/c/status').set(auth).expect(200)).body.experiment, roles.role!.config.experiment);
+    // The order the configs reach the role host, whatever order the four requests are sent in, and
+    // the role each one mounted. Each role takes a while to stop (a real one ends its timers and
+    // requests), long enough for the next configs to arrive while it does.
+    const arrived: string[] = [];
+    const mounted: Role[] = [];
+    const apply = roles.apply.bind(roles);
+    roles.apply = async (config, options) => {
+      arrived.push(config.experiment);
+      const result = await apply(config, options);
+      const role = roles.role!;
+      const stop = role.stop.bind(role);
+      role.stop = async () => {
+        await new Promise((r) => setTimeout(r, 30));
+        await stop();
+      };
+      mounted.push(role);
+      return result;
+    };
+    const sent = ['r1', 'r2', 'r3', 'r4'];
+    const answers = await Promise.all(sent.map((e) => request(app).post('/config').set(auth).send(ofType('client', e)).expect(201)));
+    assert.deepEqual([...arrived].sort(), sent);
+    // In arrival order: the first mounted, each later one replacing the one before it.
+    const statusOf = new Map(answers.map((a) => [a.body.experiment, a.body.status]));
+    assert.deepEqual(arrived.map((e) => statusOf.get(e)), ['mounted', 'replaced', 'replaced', 'replaced']);
+    assert.deepEqual(mounted.map((r) => r.config.experiment), arrived);
+    // One at a time: every role but the last was stopped, and the last to arrive is the one that runs.
+    assert.deepEqual(mounted.map((r) => r.isStopped), [true, true, true, false]);
+    assert.equal(roles.role, mounted.at(-1));
+    assert.equal((await request(app).get('/c/status').set(auth).expect(200)).body.experiment, arrived.at(-1));
   });
 });
 
