@@ -57,6 +57,7 @@ export async function transfers(parameters = 101_770, repeats = 5): Promise<Tran
       let bytes = 0;
       const times: number[] = [];
       for (let r = 0; r <= repeats; r++) {
+        received = 0; // what this request's server side read, not the one before
         const [, ms] = await timed(async () => {
           const payload = body();
           bytes = Buffer.byteLength(payload);

@@ -16,7 +16,7 @@ import { heParams } from '../src/he/keys';
 import { HePool } from '../src/he/pool';
 import { expectedParameterCount } from '../src/model/model';
 import { startNode } from '../src/node/start';
-import { encode, Kind, WIRE_CONTENT_TYPE } from '../src/wire/codec';
+import { decode, encode, Kind, WIRE_CONTENT_TYPE } from '../src/wire/codec';
 import { log, median } from './common';
 import { updateOf } from './micro';
 
@@ -41,12 +41,13 @@ export async function switchThroughput(repeats = 3): Promise<SwitchThroughput> {
   if (sw.type !== 'switch') throw new Error('unreachable');
   const parameters = expectedParameterCount(sw.settings.model);
 
-  // The stand-in aggregator: it only notes when the switch's sum arrives.
+  // The stand-in aggregator: it notes when the switch's sum arrives, and how many updates it holds.
   let sumArrived: (() => void) | undefined;
+  let summed = 0;
   const aggregator = http.createServer(
     express()
       .use(express.raw({ type: WIRE_CONTENT_TYPE, limit: '1gb' }))
-      .post('/a/receive', (_req, res) => (res.json({ status: 'accepted' }), sumArrived?.())),
+      .post('/a/receive', (req, res) => ((summed = decode(req.body).contributors), res.json({ status: 'accepted' }), sumArrived?.())),
   );
   const [aggHost, aggPort] = sw.aggregator.split(':');
   await new Promise<void>((resolve) => aggregator.listen(Number(aggPort), aggHost, resolve));
@@ -76,11 +77,12 @@ export async function switchThroughput(repeats = 3): Promise<SwitchThroughput> {
         }),
       );
       await arrived;
+      if (summed !== bodies.length) throw new Error(`round ${r}: the switch's sum holds ${summed} updates, not the ${bodies.length} sent`);
       if (r > 1) times.push(performance.now() - start); // the first round starts the switch's HE threads
       log(`  switch: round ${r}, ${UPDATES} updates in ${((performance.now() - start) / 1000).toFixed(2)} s`);
     }
     const seconds = median(times) / 1000;
-    return { updates_per_round: UPDATES, parameters, senders: SENDERS, updates_per_s: UPDATES / seconds, mb_per_s: (UPDATES * bytes) / 1e6 / seconds };
+    return { updates_per_round: summed, parameters, senders: SENDERS, updates_per_s: UPDATES / seconds, mb_per_s: (UPDATES * bytes) / 1e6 / seconds };
   } finally {
     await pool.close();
     await node.close();

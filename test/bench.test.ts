@@ -26,7 +26,7 @@ describe('the benchmark suite, small', () => {
 
   it('runs a real switch through a round of 24 encrypted updates', async () => {
     const result = await switchThroughput(1);
-    assert.equal(result.updates_per_round, 24);
+    assert.equal(result.updates_per_round, 24, 'the sum that reached the aggregator holds every update');
     assert.ok(result.updates_per_s > 0);
   });
 });

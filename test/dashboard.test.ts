@@ -79,6 +79,8 @@ describe('the dashboard in Chromium during a real run', () => {
     await page.waitForFunction(drawnAtLeast(ROUNDS));
     assert.equal(await text(page, '#round'), String(ROUNDS));
     const rows = await page.locator('#nodes tr').evaluateAll((trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent ?? '')));
+    // Every node has its row (so the checks below run for each), the clients' phase times among them.
+    assert.deepEqual(rows.map(([, , role]) => role).sort(), ['aggregator', 'client', 'client', 'client', 'client', 'switch']);
     for (const [, address, role, round, sent, received, phases] of rows) {
       assert.equal(round, String(ROUNDS), `${address} shipped its last round`);
       assert.ok(Number(sent) > 0 && Number(received) > 0, `${address} shows its bytes`);
@@ -92,8 +94,12 @@ describe('the dashboard in Chromium during a real run', () => {
     await waitFor(async () => /report: /.test(agg.output), 30_000);
     const dir = join(testbed.outputs, 'dashboard');
     const report = await browser.newPage({ viewport: { width: 1100, height: 900 } });
-    await report.route(/^https?:/, (route) => route.abort()); // offline: only the file itself
+    // Offline: only the file itself. Anything it would fetch is aborted, and noted.
+    const fetched: string[] = [];
+    report.on('request', (r) => void (r.url().startsWith('file:') || fetched.push(r.url())));
+    await report.route(/^https?:/, (route) => route.abort());
     await report.goto(`file://${join(dir, 'report.html')}`);
+    assert.deepEqual(fetched, [], 'the report asks for nothing beyond its own file');
     assert.equal(await report.locator('svg').count(), 3);
     // The bytes grid has a cell (with its number) for every node and round, the last round's included.
     assert.equal(await report.locator('svg [aria-roledescription="text mark"]').count(), 6 * ROUNDS);

@@ -3,7 +3,7 @@
  * per-node numbers behind the charts, the report, and the dashboard's routes on a mounted aggregator.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -67,6 +67,7 @@ describe('the cluster log at the aggregator', () => {
     assert.throws(() => cluster.receive(batch({ role: 'switch' })), /not a switch of experiment exp/);
     assert.throws(() => cluster.receive(batch({ experiment: 'other' })), /these logs are for other/);
     assert.deepEqual(cluster.records(), []);
+    assert.deepEqual(readdirSync(logs, { recursive: true }), ['cluster', join('cluster', 'exp')], 'no file written');
   });
 
   it('reads its records back on resume, and drops an earlier run on a fresh start', () => {
@@ -216,6 +217,7 @@ describe('the report', () => {
     assert.doesNotMatch(page, /<script|src="http|href="http/, 'nothing to load, from anywhere');
     assert.match(page, /Final accuracy <b>83\.00%<\/b> after 3 rounds/);
     assert.match(page, /CKKS on, key held by the aggregator/);
+    assert.equal(pngs.length, 3, 'a PNG for each chart');
     for (const png of pngs) {
       assert.ok(existsSync(png));
       const bytes = readFileSync(png);
