@@ -16,6 +16,7 @@ import { heParams } from '../src/he/keys';
 import { decode, encode, Kind, WIRE_CONTENT_TYPE } from '../src/wire/codec';
 import { log, median, medians, timed } from './common';
 import { updateOf } from './micro';
+import { profile } from './profile';
 
 export interface TransferRow {
   format: 'JSON arrays (Flask original)' | 'binary float32 (ours)';
@@ -92,9 +93,9 @@ export async function paillierVersusCkks(parameters = 101_770, subset = 48, repe
   const keys = await Ckks.generateKeys(params);
   const ckks = await Ckks.create(params, { publicKey: keys.publicKey });
   const opener = await Ckks.create(params, { secretKey: keys.secretKey });
-  ckks.profile(update.subarray(0, ckks.perCiphertext));
-  const stages = await medians(repeats, () => ckks.profile(update));
-  const decrypt = await medians(repeats, () => opener.profile(update, 1));
+  profile(ckks, update.subarray(0, ckks.perCiphertext));
+  const stages = await medians(repeats, () => profile(ckks, update));
+  const decrypt = await medians(repeats, () => profile(opener, update, 1));
   const bytes = ckks.encrypt(update).reduce((n, c) => n + c.length, 0);
   ckks.dispose();
   opener.dispose();

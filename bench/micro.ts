@@ -8,6 +8,7 @@ import { Ckks } from '../src/he/ckks';
 import { heParams } from '../src/he/keys';
 import { HePool } from '../src/he/pool';
 import { log, medians, timed } from './common';
+import { profile, type Stage } from './profile';
 
 export interface MicroRow {
   mode: 'public key (aggregator)' | 'seeded (clients)';
@@ -15,7 +16,7 @@ export interface MicroRow {
   bytes_per_parameter: number;
   times_float32: number;
   /** One thread, ms per update, per stage. */
-  stages_ms: Record<'encrypt' | 'serialize' | 'deserialize' | 'sum' | 'decrypt', number>;
+  stages_ms: Record<Stage, number>;
   /** The two-thread pool: parameters per second. */
   pool_encrypt_params_per_s: number;
   /** Public key: encrypting once the encryptions of zero were made ahead (what a client does in a round). */
@@ -37,9 +38,9 @@ export async function micro(he: ExperimentConfig['he'] = heSchema.parse({ enable
     for (const parameters of sizes) {
       log(`  HE micro: ${mode}, ${parameters.toLocaleString('en')} parameters`);
       const update = updateOf(parameters);
-      for (let warm = 0; warm < 3; warm++) single.profile(update.subarray(0, single.perCiphertext * 4)); // SEAL and the JIT warmed up, not timed
-      const stages = await medians(repeats, () => single.profile(update));
-      stages.decrypt = (await medians(repeats, () => decryptor.profile(update.subarray(0, single.perCiphertext * 4), 1))).decrypt * (parameters / (single.perCiphertext * 4));
+      for (let warm = 0; warm < 3; warm++) profile(single, update.subarray(0, single.perCiphertext * 4)); // SEAL and the JIT warmed up, not timed
+      const stages = await medians(repeats, () => profile(single, update));
+      stages.decrypt = (await medians(repeats, () => profile(decryptor, update.subarray(0, single.perCiphertext * 4), 1))).decrypt * (parameters / (single.perCiphertext * 4));
       await pools.encrypt.encrypt(update.subarray(0, single.perCiphertext * 4));
       let bytes = 0;
       const pool = await medians(repeats, async () => {

@@ -15,6 +15,7 @@ import { renderSvg, svgToPng } from '../src/report/render';
 import { paillierVersusCkks, transfers } from './baselines';
 import { log, medians, ROOT } from './common';
 import { micro, updateOf } from './micro';
+import { profile, type Packing } from './profile';
 import { formatResults, scalingChart, type Results } from './results';
 import { switchThroughput } from './switch';
 import { combineRuns, testbedRun, type TestbedRun } from './testbed-runs';
@@ -26,15 +27,15 @@ import { combineRuns, testbedRun, type TestbedRun } from './testbed-runs';
 async function profileSteps(repeats: number): Promise<Results['profile']> {
   const update = updateOf(101_770);
   const defaults = heSchema.parse({ enabled: true });
-  const measure = async (label: string, bits: number[], compression: Compression, packing: 'slots' | 'coefficients') => {
+  const measure = async (label: string, bits: number[], compression: Compression, packing: Packing) => {
     log(`  profile: ${label}`);
     const params = heParams({ ...defaults, coeff_modulus_bits: bits });
     const keys = await Ckks.generateKeys(params);
     const ckks = await Ckks.create(params, { publicKey: keys.publicKey });
     const opener = await Ckks.create(params, { secretKey: keys.secretKey });
-    ckks.profile(update.subarray(0, ckks.perCiphertext), 6, compression, packing);
-    const stages = await medians(repeats, () => ckks.profile(update, 6, compression, packing));
-    stages.decrypt = (await medians(repeats, () => opener.profile(update, 1, compression, packing))).decrypt;
+    profile(ckks, update.subarray(0, ckks.perCiphertext), 6, compression, packing);
+    const stages = await medians(repeats, () => profile(ckks, update, 6, compression, packing));
+    stages.decrypt = (await medians(repeats, () => profile(opener, update, 1, compression, packing))).decrypt;
     ckks.dispose();
     opener.dispose();
     return { label, stages };

@@ -1,12 +1,18 @@
 /**
  * The benchmark suite's parts, run small so they cannot rot between `npm run bench` runs: the
- * baselines decode what they sent and Paillier's sums decrypt right; a real switch takes a round.
+ * baselines decode what they sent and Paillier's sums decrypt right; the stage profile's sums
+ * decrypt right in both packings; a real switch takes a round.
  * (Numbers are measured by `npm run bench`, never asserted here.)
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { paillierVersusCkks, transfers } from '../bench/baselines';
+import { updateOf } from '../bench/micro';
+import { profile } from '../bench/profile';
 import { switchThroughput } from '../bench/switch';
+import { heSchema } from '../src/config/schema';
+import { Ckks } from '../src/he/ckks';
+import { heParams } from '../src/he/keys';
 
 describe('the benchmark suite, small', () => {
   it('sends the same update as JSON and as our binary format, and reads every value back', async () => {
@@ -21,6 +27,23 @@ describe('the benchmark suite, small', () => {
     assert.equal(result.paillier_bytes_per_parameter, 512, 'a 2048-bit key makes 4096-bit ciphertexts');
     for (const stage of ['encrypt', 'sum12', 'decrypt'] as const) {
       assert.ok(result.paillier_ms[stage] > 0 && result.ckks_ms[stage] > 0, stage);
+    }
+  });
+
+  it('profiles every stage of an update, its sum decrypting right, in both packings the profile table compares', async () => {
+    const params = heParams(heSchema.parse({ enabled: true }));
+    const ckks = await Ckks.create(params, { secretKey: (await Ckks.generateKeys(params)).secretKey });
+    try {
+      const values = updateOf(3 * ckks.perCiphertext + 17); // an odd tail, in each packing
+      for (const [compression, packing] of [['zstd', 'slots'], ['none', 'slots'], ['none', 'coefficients']] as const) {
+        const decoded = new Float64Array(values.length).fill(Number.NaN);
+        const stages = profile(ckks, values, 3, compression, packing, decoded);
+        for (const [stage, ms] of Object.entries(stages)) assert.ok(ms > 0, `${packing}, ${compression}: ${stage} timed`);
+        const worst = values.reduce((m, v, i) => Math.max(m, Math.abs(decoded[i] - 3 * v)), 0);
+        assert.ok(worst < 1e-5, `${packing}, ${compression}: the sum of 3 copies is off by ${worst}`);
+      }
+    } finally {
+      ckks.dispose();
     }
   });
 

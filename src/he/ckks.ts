@@ -51,6 +51,22 @@ export function paramsId(params: HeParams): string {
   return createHash('sha256').update(JSON.stringify([params.poly_modulus_degree, params.coeff_modulus_bits, params.scale_bits, PACKING])).digest('hex').slice(0, 16);
 }
 
+/** What Ckks.internals() lends the benchmarks. What its steps return is the caller's to delete; the rest stays the Ckks's. */
+export interface CkksInternals {
+  seal: any;
+  encoder: any;
+  evaluator: any;
+  /** Undefined without a key to encrypt with. */
+  codec: CoefficientCodec | undefined;
+  scale: number;
+  /** A serializable encryption of a plaintext, as encrypt() makes it (seeded symmetric with the secret key). */
+  encrypt(plain: any): any;
+  /** Parses a ciphertext made under these parameters. */
+  load(bytes: Uint8Array): any;
+  /** The plaintext in a ciphertext, which is deleted; needs the secret key. */
+  decrypt(cipher: any): any;
+}
+
 export class Ckks {
   /** Values per ciphertext: one per coefficient. */
   readonly perCiphertext: number;
@@ -256,66 +272,20 @@ export class Ckks {
   }
 
   /**
-   * Times each stage of an update's life on one thread, for the benchmarks: encode+encrypt and
-   * serialize (a client), deserialize and the sum of `copies` (a switch), decrypt+decode (the key
-   * holder). `packing: 'slots'` measures CKKS's usual encoding, N/2 values to a ciphertext, which
-   * this project used before coefficient packing: kept here only to show the two side by side.
+   * The SEAL objects and the single steps behind encrypt, sum and decrypt, for bench/profile.ts to
+   * time each stage apart. The nodes never use it: they go through encrypt, sum and decrypt.
    */
-  profile(
-    values: Float32Array,
-    copies = 12,
-    compression: Compression = WIRE_COMPRESSION,
-    packing: 'coefficients' | 'slots' = 'coefficients',
-  ): Record<'encrypt' | 'serialize' | 'deserialize' | 'sum' | 'decrypt', number> {
-    if (!this.encryptor || !this.codec) throw new Error('profiling needs an HE key to encrypt with');
-    const ms = { encrypt: 0, serialize: 0, deserialize: 0, sum: 0, decrypt: 0 };
-    const clock = <T>(stage: keyof typeof ms, fn: () => T): T => {
-      const start = performance.now();
-      const result = fn();
-      ms[stage] += performance.now() - start;
-      return result;
+  internals(): CkksInternals {
+    return {
+      seal: this.seal,
+      encoder: this.encoder,
+      evaluator: this.evaluator,
+      codec: this.codec,
+      scale: this.scale,
+      encrypt: (plain) => this.encryptNow(plain),
+      load: (bytes) => this.load(bytes),
+      decrypt: (cipher) => this.decryptOne(cipher),
     };
-    const sealed = clock('encrypt', () => (packing === 'slots' ? this.sealSlots(values) : this.sealCoefficients(values)));
-    const sums = sealed.map((one) => {
-      const bytes = clock('serialize', () => one.saveArray(this.seal.ComprModeType[compression]));
-      one.delete();
-      const loaded = clock('deserialize', () => Array.from({ length: copies }, () => this.load(bytes)));
-      clock('sum', () => loaded.slice(1).forEach((next) => this.evaluator.add(loaded[0], next, loaded[0])));
-      loaded.slice(1).forEach((c) => c.delete());
-      return loaded[0];
-    });
-    if (this.decryptor && packing === 'slots') {
-      clock('decrypt', () => sums.forEach((sum) => {
-        const plain = this.decryptOne(sum.clone());
-        this.encoder.decode(plain);
-        plain.delete();
-      }));
-    } else if (this.decryptor) {
-      clock('decrypt', () => this.codec!.decode(sums.length, (c) => this.decryptOne(sums[c].clone()), new Float64Array(values.length), 1));
-    }
-    sums.forEach((c) => c.delete());
-    return ms;
-  }
-
-  private sealCoefficients(values: Float32Array): any[] {
-    const sealed: any[] = [];
-    this.codec!.encode(values, 1, (plain) => sealed.push(this.encryptNow(plain)));
-    return sealed;
-  }
-
-  private sealSlots(values: Float32Array): any[] {
-    const sealed: any[] = [];
-    const slots = this.encoder.slotCount;
-    const chunk = new Float64Array(slots);
-    for (let start = 0; start < values.length; start += slots) {
-      chunk.fill(0);
-      chunk.set(values.subarray(start, Math.min(start + slots, values.length)));
-      const plain = this.seal.PlainText();
-      this.encoder.encode(chunk, this.scale, plain);
-      sealed.push(this.encryptNow(plain));
-      plain.delete();
-    }
-    return sealed;
   }
 
   dispose(): void {
