@@ -81,6 +81,7 @@ describe('a 15-node testbed on loopback', () => {
     ];
     assert.deepEqual(answers.map((a) => a.status), [400, 413, 400, 404]);
     for (const a of answers) assert.equal(typeof a.body.reason, 'string');
+    assert.equal(before.status, 200, 'the client runs a config to compare with');
     assert.deepEqual(await get(client, '/config', testbed.token), before);
   });
 
@@ -188,6 +189,7 @@ describe('the command line', () => {
     });
     try {
       await waitFor(async () => existsSync(join(logs, 'rack2-node7.log')) && /listening on/.test(readFileSync(join(logs, 'rack2-node7.log'), 'utf8')));
+      assert.match(readFileSync(join(logs, 'rack2-node7.log'), 'utf8'), / debug /, '--debug writes debug lines');
     } finally {
       worker.kill('SIGTERM');
     }
@@ -207,7 +209,7 @@ describe('the command line', () => {
 
   it('testbed down stops every worker it started', async () => {
     const testbed = new Testbed({ nodes: 4, switches: 1 });
-    await testbed.up();
+    assert.equal((await testbed.up()).code, 0);
     const pids = readdirSync(join(testbed.state, 'pids')).map((f) => Number(readFileSync(join(testbed.state, 'pids', f), 'utf8')));
     assert.equal(pids.length, 3);
     const down = await testbed.down();

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join, sep } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { expectedParameterCount } from '../src/model/model';
 import type { RoundMetrics } from '../src/outputs';
@@ -102,6 +102,7 @@ describe('encrypted rounds with the key at the clients', () => {
     assert.match(output, /key held by the clients/);
     const accuracy = finalAccuracy(testbed, 'he-clients');
     const ratios = updateRatios(testbed, 'he-clients');
+    assert.ok(ratios.length >= testbed.addresses('client').length, `${ratios.length} update sizes logged`);
     assert.ok(ratios.every((r) => r > 1 && r <= 2.1), `update sizes ${ratios.map((r) => r.toFixed(2))}`);
     // The plaintext run above has the same settings and seed; the clients score on their shares of the same digits.
     assert.ok(plainAccuracy !== undefined, 'the plaintext run comes first in this file');
@@ -111,6 +112,7 @@ describe('encrypted rounds with the key at the clients', () => {
 
   it('the aggregator keeps only ciphertexts of the model', () => {
     const models = join(testbed.outputs, 'he-clients', 'models');
+    assert.deepEqual(readdirSync(models).sort(), Array.from({ length: ROUNDS }, (_, i) => `round-${String(i + 1).padStart(3, '0')}`));
     for (const round of readdirSync(models)) assert.deepEqual(readdirSync(join(models, round)), ['model.he']);
   });
 
@@ -119,7 +121,10 @@ describe('encrypted rounds with the key at the clients', () => {
     const raw = Buffer.from(key, 'base64');
     const needles = [key.slice(100, 164), raw.subarray(200, 264)];
     const clientIds = new Set(testbed.addresses('client').map((a) => a.replace(':', '-')));
-    const theirs = [...filesUnder(testbed.logs), ...filesUnder(testbed.outputs)].filter((f) => ![...clientIds].some((id) => f.includes(`${id}`) && f.startsWith(testbed.logs)));
+    // Only the clients' own files (directly in logs/) may hold it; the aggregator's copies of their records in logs/cluster/ may not.
+    const clientsOwn = (f: string) => dirname(f) === testbed.logs && [...clientIds].some((id) => basename(f).startsWith(`${id}`));
+    const theirs = [...filesUnder(testbed.logs), ...filesUnder(testbed.outputs)].filter((f) => !clientsOwn(f));
+    assert.ok(theirs.some((f) => f.includes(`${sep}cluster${sep}`)), 'the central log copies are among the files scanned');
     assert.ok(theirs.length >= 6, theirs.join('\n'));
     for (const file of theirs) {
       const bytes = readFileSync(file);

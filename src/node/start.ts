@@ -48,6 +48,7 @@ export async function startNode(options: NodeOptions): Promise<StartedNode> {
   };
   const running = await listen(createWorkerApp(context, options.token), context, options.host, options.port);
   logger.info(`listening on ${options.host}:${running.address.port}`);
+  logger.debug(`node ${nodeId}: logs in ${logsDir}, outputs in ${context.outputsDir}, requests time out after ${options.requestTimeoutMs ?? 'the default'} ms`);
   return { ...running, context, logger };
 }
 
