@@ -2,6 +2,7 @@
 import type { Settings } from '../src/config/schema';
 import type { ChartSpec } from '../src/report/charts';
 import type { PaillierComparison, TransferRow } from './baselines';
+import type { FaultResults } from './faults';
 import type { MicroRow } from './micro';
 import type { SwitchThroughput } from './switch';
 import type { TestbedRun } from './testbed-runs';
@@ -25,6 +26,8 @@ export interface Results {
   /** Plaintext and HE run alternately; pair_ratios is each pair's HE round over its plaintext round. */
   testbed: { plaintext: TestbedRun; encrypted: TestbedRun; pair_ratios: number[] };
   scaling: { clients: TestbedRun[]; model: TestbedRun[] };
+  /** Seconds a fault costs, against a normal round of the same run. */
+  faults: FaultResults;
 }
 
 const n = (value: number, digits = 0) => value.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits });
@@ -172,7 +175,51 @@ export function formatResults(r: Results): string {
     "the encryption (one update per client), the bytes and the processes sharing this machine's 2 cores; on a testbed each",
     'client has its own machine. With 3 clients, each trains on a third of the digits and the round waits for the slowest.',
     '',
+    ...faultSection(r.faults),
   ].join('\n');
+}
+
+function faultSection(f: FaultResults): string[] {
+  return [
+    '## 6. What a fault costs',
+    '',
+    `One run of the 15-node testbed (HE, key at the aggregator, default timeouts: rounds may wait 300 s, heartbeat ${n(f.heartbeat_s)} s), one fault`,
+    'injected mid-training in its own round, every killed process started again at once. A normal round took',
+    `${n(f.normal_round_s, 2)} s (median of the rounds with no fault in or just before them).`,
+    '',
+    '![seconds lost per fault](faults.png)',
+    '',
+    '| fault | round | round (s) | seconds lost | seconds lost the round after | updates missing | retries |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
+    ...f.rows.map((row) => `| ${row.fault} | ${row.round} | ${n(row.round_s, 2)} | ${n(row.lost_s, 2)} | ${n(row.next_lost_s, 2)} | ${row.missing} | ${row.retries} |`),
+    '',
+    'A dead client is seen at the next heartbeat (its port refuses) and dropped from its switch at once; a hung switch after',
+    'three missed heartbeats; a dead switch at the next heartbeat. A dead aggregator costs its restart (keys, model, data) and',
+    'the round in flight, run again. The round after a restart waits for the restarted worker to load and check in.',
+    '',
+  ];
+}
+
+/** Seconds lost per fault, in the faulted round and the one after it. */
+export function faultsChart(f: FaultResults): ChartSpec {
+  const values = f.rows.flatMap((row) => [
+    { fault: row.fault, when: 'the faulted round', 'seconds lost': row.lost_s },
+    { fault: row.fault, when: 'the round after', 'seconds lost': row.next_lost_s },
+  ]);
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: `Seconds lost per fault against a normal round (${n(f.normal_round_s, 2)} s)`,
+    width: 420,
+    height: 220,
+    data: { values },
+    mark: 'bar',
+    encoding: {
+      y: { field: 'fault', type: 'nominal', sort: null, title: null },
+      yOffset: { field: 'when', sort: ['the faulted round', 'the round after'] },
+      x: { field: 'seconds lost', type: 'quantitative' },
+      color: { field: 'when', type: 'nominal', sort: ['the faulted round', 'the round after'], title: null },
+    },
+  } as unknown as ChartSpec;
 }
 
 /** Round time and aggregator memory against clients, and round time against model size. */

@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: what a round costs, side by side with the usual ways of doing it. Writes
- * bench/RESULTS.md, bench/results.json and bench/scaling.png. Medians of repeated runs.
+ * bench/RESULTS.md, bench/results.json, bench/scaling.png and bench/faults.png. Medians of repeated runs.
  *   npm run bench -- [--quick]
  */
 import { execFileSync } from 'node:child_process';
@@ -16,8 +16,9 @@ import { paillierVersusCkks, transfers } from './baselines';
 import { log, medians, ROOT } from './common';
 import { micro, updateOf } from './micro';
 import { profile, type Packing } from './profile';
-import { formatResults, scalingChart, type Results } from './results';
+import { faultsChart, formatResults, scalingChart, type Results } from './results';
 import { switchThroughput } from './switch';
+import { faultCosts } from './faults';
 import { combineRuns, testbedRun, type TestbedRun } from './testbed-runs';
 
 /**
@@ -80,6 +81,8 @@ async function main(quick: boolean): Promise<void> {
   const byModel = quick ? [] : [
     await testbedRun({ name: 'he-6-clients-1m', clients: 6, switches: 1, rounds: 3, he: true, hiddenUnits: 1258, base: '127.0.3' }),
   ];
+  log('6. faults');
+  const faults = await faultCosts(quick);
   const sixClients = byClients.find((r) => r.clients === 6);
   if (sixClients) byModel.unshift(sixClients);
 
@@ -98,9 +101,11 @@ async function main(quick: boolean): Promise<void> {
     paillier,
     testbed: { plaintext, encrypted, pair_ratios: pairRatios },
     scaling: { clients: byClients, model: byModel },
+    faults,
   };
   const png = join(ROOT, 'bench', 'scaling.png');
   writeFileSync(png, svgToPng(await renderSvg(scalingChart(results))));
+  writeFileSync(join(ROOT, 'bench', 'faults.png'), svgToPng(await renderSvg(faultsChart(faults))));
   results.minutes = (Date.now() - started) / 60_000;
   const markdown = formatResults(results);
   writeFileSync(join(ROOT, 'bench', 'RESULTS.md'), markdown);

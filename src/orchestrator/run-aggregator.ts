@@ -54,6 +54,8 @@ export async function runAggregator(options: AggregatorOptions): Promise<Running
     deadlineMs: config.timeouts.push_ms,
     requestMs: config.timeouts.request_ms,
     onOutcome: (o) => print(formatOutcome(o)),
+    // The round may start while the push retries: it must not select clients behind a worker not there.
+    onUnreachable: (address, reason) => role.workerDown(address, `not answering the push yet (${reason})`),
   });
   print(summarize(outcomes));
   node.logger.info(`config push: ${summarize(outcomes)}`);
@@ -66,7 +68,8 @@ export async function runAggregator(options: AggregatorOptions): Promise<Running
   const without = goingOnWithout(outcomes);
   if (without.length) print(`going on without ${without.length} workers (the quorum holds):\n${without.map((w) => `  - ${w}`).join('\n')}`);
   for (const o of outcomes) {
-    if (o.result === 'configured') role.noteHealth(o.address, 'up', `configured (${o.detail})`);
+    if (o.result === 'configured' && role.health.get(o.address)?.state === 'down') role.workerUp(o.address, `configured (${o.detail})`);
+    else if (o.result === 'configured') role.noteHealth(o.address, 'up', `configured (${o.detail})`);
     else if (o.result === 'failed') role.workerFailed(o.address, o.detail);
     else role.workerDown(o.address, `${o.result} at the push: ${o.detail}`);
   }

@@ -6,7 +6,8 @@ import type { IterationEntry } from '../log/iteration-log';
 import type { NodeRecords } from '../log/cluster-log';
 import type { RoundMetrics } from '../outputs';
 
-export const PHASES = ['train', 'encrypt', 'send', 'aggregate', 'decrypt', 'evaluate'] as const;
+/** `wait`: time a round spent waiting for clients whose updates never came (apart from training). */
+export const PHASES = ['train', 'encrypt', 'send', 'wait', 'aggregate', 'decrypt', 'evaluate'] as const;
 export type Phase = (typeof PHASES)[number];
 
 export interface NodeRound {
@@ -35,6 +36,7 @@ function workerPhases(role: NodeRecords['role'], e: IterationEntry): NodeRound['
     set('decrypt', e.decrypt_ms);
   } else {
     set('aggregate', e.aggregate_ms, e.he_sum_ms);
+    set('wait', e.waiting_ms);
   }
   return phases;
 }
@@ -54,7 +56,7 @@ export function nodeRounds(aggregator: string, rows: readonly RoundMetrics[], wo
     // Updates come up to the aggregator; models go down from it.
     sent: r.bytes_down,
     received: r.bytes_up,
-    phases: { aggregate: r.aggregation_ms, evaluate: r.evaluation_ms },
+    phases: { ...(num(r.waiting_ms) !== undefined ? { wait: r.waiting_ms } : {}), aggregate: r.aggregation_ms, evaluate: r.evaluation_ms },
   }));
   for (const w of workers) {
     for (const e of lastPerRound(w.iteration)) {

@@ -92,7 +92,7 @@ function reportHtml(input: ReportInput, svgs: Record<ChartName, string>): string
     .map(
       (r) =>
         `<tr><td>${r.round}</td><td>${(r.accuracy * 100).toFixed(2)}%</td><td>${r.loss.toFixed(4)}</td><td>${r.clients}</td>` +
-        `<td>${(r.round_ms / 1000).toFixed(2)}</td><td>${(r.training_ms / 1000).toFixed(2)}</td><td>${(r.aggregation_ms / 1000).toFixed(2)}</td>` +
+        `<td>${(r.round_ms / 1000).toFixed(2)}</td><td>${(r.training_ms / 1000).toFixed(2)}</td><td>${((r.waiting_ms ?? 0) / 1000).toFixed(2)}</td><td>${(r.aggregation_ms / 1000).toFixed(2)}</td>` +
         `<td>${mb(r.bytes_up)}</td><td>${mb(r.bytes_down)}</td><td>${escape(r.missing.join(' ') || '—')}</td></tr>`,
     )
     .join('');
@@ -116,7 +116,7 @@ th{background:#f4f4f4}.settings th,.settings td{text-align:left}.chart{margin:1r
 <div class="chart">${svgs.bytes}</div>
 <div class="chart">${svgs.phases}</div>
 <h2>Rounds</h2>
-<table><tr><th>round</th><th>accuracy</th><th>loss</th><th>clients</th><th>round (s)</th><th>training (s)</th><th>aggregation (s)</th><th>up (MB)</th><th>down (MB)</th><th>missing</th></tr>${roundRows}</table>
+<table><tr><th>round</th><th>accuracy</th><th>loss</th><th>clients</th><th>round (s)</th><th>training (s)</th><th>waiting (s)</th><th>aggregation (s)</th><th>up (MB)</th><th>down (MB)</th><th>missing</th></tr>${roundRows}</table>
 </body></html>
 `;
 }

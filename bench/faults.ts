@@ -1,0 +1,173 @@
+/**
+ * 6. What a fault costs: one run of the 15-node testbed (HE, key at the aggregator, the default
+ * timeouts: round_ms 300 s, heartbeat 2 s), with one fault injected mid-training in its own round:
+ * a client killed, a switch hung (SIGSTOP until the round is over, then SIGCONT), a switch killed,
+ * the aggregator killed and started again with --resume. Each killed process is started again at
+ * once. Seconds lost = that round's time less the median normal round, and the same for the round
+ * after it (a restarted client loads its data before it can be selected again).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { formatConfig, testbedConfig } from '../src/config/testbed';
+import type { RoundMetrics } from '../src/outputs';
+import { down, isAlive, up } from '../scripts/testbed';
+import { log, median, ROOT } from './common';
+
+export type FaultKind = 'dead client' | 'hung switch' | 'dead switch' | 'dead aggregator + resume';
+
+export interface FaultRow {
+  fault: FaultKind;
+  round: number;
+  round_s: number;
+  /** The faulted round less a normal round. */
+  lost_s: number;
+  /** The round after it, less a normal round. */
+  next_lost_s: number;
+  /** How many of the selected clients' updates the faulted round went without. */
+  missing: number;
+  /** How many times the faulted round started again (too few updates to count). */
+  retries: number;
+}
+
+export interface FaultResults {
+  heartbeat_s: number;
+  normal_round_s: number;
+  rows: FaultRow[];
+}
+
+const EXPERIMENT = 'faults';
+const BASE = '127.0.4';
+
+class Run {
+  readonly dir = mkdtempSync(join(tmpdir(), 'fl-bench-faults-'));
+  readonly state = join(this.dir, 'state');
+  readonly logs = join(this.dir, 'logs');
+  readonly outputs = join(this.dir, 'outputs');
+  readonly file = join(this.dir, 'config.json');
+  readonly config: Record<string, any>;
+  private agg?: ChildProcess;
+  /** The wall-clock time each round line was printed, by round (the last aggregator's). */
+  readonly printedAt = new Map<number, number>();
+
+  constructor(rounds: number) {
+    this.config = testbedConfig({ base: BASE, nodes: 15, switches: 2, rounds, experiment: EXPERIMENT, he: true }) as Record<string, any>;
+    writeFileSync(this.file, formatConfig(this.config));
+  }
+
+  addresses(type: string): string[] {
+    return Object.entries(this.config.others as Record<string, { type: string }>).filter(([, e]) => e.type === type).map(([a]) => a);
+  }
+
+  pidOf(address: string): number {
+    return Number(readFileSync(join(this.state, 'pids', `${address.replace(':', '-')}.pid`), 'utf8'));
+  }
+
+  async up(): Promise<void> {
+    if ((await up({ config: this.file, state: this.state, timeout: 120_000, logs: this.logs, quiet: true })) !== 0) throw new Error('the faults testbed did not start');
+  }
+
+  startAggregator(resume = false): Promise<number | null> {
+    const token = join(this.state, 'token');
+    const args = [join(ROOT, 'main.js'), 'agg', '--config', this.file, '--token-file', token, '--logs', this.logs, '--outputs', this.outputs, '--log-level', 'error'];
+    this.agg = spawn(process.execPath, resume ? [...args, '--resume'] : args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    this.agg.stdout!.on('data', (d: Buffer) => {
+      for (const line of d.toString().split('\n')) {
+        const round = /^round\s+(\d+)\//.exec(line)?.[1];
+        if (round) this.printedAt.set(Number(round), Date.now());
+        if (round || /^worker /.test(line)) log(`    ${line}`);
+      }
+    });
+    return new Promise((done) => this.agg!.on('exit', done));
+  }
+
+  killAggregator(): void {
+    this.agg?.kill('SIGKILL');
+  }
+
+  /** Waits until round `round` is training (polled from /a/status). */
+  async training(round: number): Promise<void> {
+    const [aggregator] = this.addresses('aggregator');
+    const token = readFileSync(join(this.state, 'token'), 'utf8').trim();
+    for (const deadline = Date.now() + 300_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 50))) {
+      const status = await fetch(`http://${aggregator}/a/status`, { headers: { Authorization: `Bearer ${token}` } })
+        .then((r) => r.json() as Promise<{ round: number; stage: string }>)
+        .catch(() => undefined);
+      if (status && status.round === round && status.stage === 'training') return;
+      if (status && status.round > round) throw new Error(`round ${round} went by before a fault could be injected`);
+    }
+    throw new Error(`round ${round} never reached training`);
+  }
+
+  async roundDone(round: number): Promise<void> {
+    while (!this.printedAt.has(round)) await new Promise((r) => setTimeout(r, 50));
+  }
+
+  metrics(): RoundMetrics[] {
+    return JSON.parse(readFileSync(join(this.outputs, EXPERIMENT, 'metrics.json'), 'utf8')).rounds;
+  }
+
+  async down(): Promise<void> {
+    this.killAggregator();
+    await down({ state: this.state, timeout: 5000 });
+  }
+}
+
+export async function faultCosts(quick: boolean): Promise<FaultResults> {
+  // Two normal rounds between faults: one to recover in, one to measure a normal round by.
+  const plan: { round: number; fault: FaultKind }[] = [
+    { round: 3, fault: 'dead client' },
+    { round: 6, fault: 'hung switch' },
+    { round: 9, fault: 'dead switch' },
+    { round: 12, fault: 'dead aggregator + resume' },
+  ].slice(0, quick ? 2 : 4) as { round: number; fault: FaultKind }[];
+  const rounds = plan.at(-1)!.round + 2;
+  log(`  faults: 12 clients, 2 switches, HE, ${rounds} rounds; ${plan.map((p) => `${p.fault} in round ${p.round}`).join(', ')}`);
+  const run = new Run(rounds);
+  const [victim] = run.addresses('client');
+  const [switchA, switchB] = run.addresses('switch');
+  let resumedOn: { round: number; startedAt: number } | undefined;
+  await run.up();
+  try {
+    let exited = run.startAggregator();
+    for (const { round, fault } of plan) {
+      await run.training(round);
+      log(`  round ${round}: ${fault}`);
+      if (fault === 'dead client' || fault === 'dead switch') {
+        const pid = run.pidOf(fault === 'dead client' ? victim : switchB);
+        process.kill(pid, 'SIGKILL');
+        while (isAlive(pid)) await new Promise((r) => setTimeout(r, 20)); // a kill lands a moment later
+        await run.up(); // started again at once, as a supervisor would
+      } else if (fault === 'hung switch') {
+        process.kill(run.pidOf(switchA), 'SIGSTOP');
+        await run.roundDone(round);
+        process.kill(run.pidOf(switchA), 'SIGCONT');
+      } else {
+        const startedAt = run.printedAt.get(round - 1)!;
+        run.killAggregator();
+        await exited;
+        resumedOn = { round, startedAt };
+        exited = run.startAggregator(true);
+      }
+    }
+    const code = await exited;
+    if (code !== 0) throw new Error(`the faults run's aggregator exited with ${code}`);
+  } finally {
+    await run.down();
+  }
+  const rows = run.metrics();
+  const faulted = new Set(plan.flatMap((p) => [p.round, p.round + 1]));
+  const normal = median(rows.filter((r) => r.round > 1 && !faulted.has(r.round)).map((r) => r.round_ms)) / 1000;
+  const secondsOf = (round: number) => rows[round - 1].round_ms / 1000;
+  return {
+    heartbeat_s: 2,
+    normal_round_s: normal,
+    rows: plan.map(({ round, fault }) => {
+      // A resumed round runs again from its start: its cost runs from the previous round's end, through the restart.
+      const roundSeconds = fault === 'dead aggregator + resume' && resumedOn ? (run.printedAt.get(round)! - resumedOn.startedAt) / 1000 : secondsOf(round);
+      const r2 = (v: number) => Math.round(v * 100) / 100;
+      return { fault, round, round_s: r2(roundSeconds), lost_s: r2(roundSeconds - normal), next_lost_s: r2(secondsOf(round + 1) - normal), missing: rows[round - 1].missing.length, retries: rows[round - 1].retries };
+    }),
+  };
+}
