@@ -53,8 +53,8 @@ describe('the round executor', () => {
   let switchPort = 0;
   let clientPort = 0;
 
-  function executor(timers: Set<NodeJS.Timeout>) {
-    const sw = `127.0.0.1:${switchPort}`;
+  function executor(timers: Set<NodeJS.Timeout>, switchAddress?: string, overrides?: Partial<RoundWork>) {
+    const sw = switchAddress ?? `127.0.0.1:${switchPort}`;
     const clients = [`127.0.0.1:${clientPort}`];
     const machine = new RoundMachine({ rounds: 1, goal: 1, minFraction: 1, deadlineMs: 60_000, session: 's' }, { upstreamOf: new Map([[clients[0], sw]]), self: 'agg' });
     const context = nodeContext('executor');
@@ -69,13 +69,14 @@ describe('the round executor', () => {
       fail: (what) => assert.fail(what),
       describe: (addresses) => addresses.join(', '),
       moved: () => undefined,
+      ...overrides,
     };
     const io = {
       peers: context.peers,
       logger: context.logger,
       signal: new AbortController().signal,
       after: (ms: number, fn: () => void) => {
-        const timer = setTimeout(fn, ms);
+        const timer = setTimeout(fn, ms).unref();
         timers.add(timer);
         return timer;
       },
@@ -84,6 +85,8 @@ describe('the round executor', () => {
     };
     return { machine, run: new RoundExecutor(machine, io, work), clients, sw };
   }
+
+  const executorFor = (switchAddress?: string, work?: Partial<RoundWork>) => executor(new Set(), switchAddress, work);
 
   it("sends a client the model only once its switch answered the round's opening", async () => {
     const timers = new Set<NodeJS.Timeout>();
@@ -101,15 +104,16 @@ describe('the round executor', () => {
 
   it('keeps only the timer of the phase and attempt in force: a retried round leaves no stale deadline', () => {
     const timers = new Set<NodeJS.Timeout>();
-    const { run, machine, clients } = executor(timers);
+    const { run, machine, clients, sw } = executor(timers);
     run.dispatch({ type: 'start' });
     assert.equal(timers.size, 1, 'the selection deadline');
     run.dispatch({ type: 'checkin', client: clients[0] });
     assert.equal(timers.size, 1, 'the selection deadline is gone; the training one is set');
     const first = machine.state.attempt;
-    run.dispatch({ type: 'node-down', node: clients[0] }); // the only client: too few, the round starts again
+    run.dispatch({ type: 'node-down', node: sw }); // the only switch: nothing can arrive, the round starts again
     assert.equal(machine.state.stage, 'selection');
     assert.equal(timers.size, 1, "the first attempt's training deadline is gone");
+    run.dispatch({ type: 'node-up', node: sw });
     run.dispatch({ type: 'checkin', client: clients[0] });
     assert.notEqual(machine.state.attempt, first);
     assert.equal(timers.size, 1);
@@ -117,6 +121,35 @@ describe('the round executor', () => {
     run.dispatch({ type: 'deadline', phase: 'training', attempt: first });
     assert.equal(machine.state.stage, 'training');
     timers.forEach(clearTimeout);
+    answerOpening(); // the switch's held answer to this test's opening
+  });
+
+  it("stops waiting for a switch that cannot open its round, and tells its clients to stand by", async () => {
+    const timers = new Set<NodeJS.Timeout>();
+    const { run, machine, clients } = executorFor(`127.0.0.1:1`); // nothing listens on port 1
+    run.dispatch({ type: 'start' });
+    calls.length = 0;
+    run.dispatch({ type: 'checkin', client: clients[0] });
+    await waitFor(async () => machine.state.stage !== 'training');
+    assert.equal(machine.state.stage, 'selection', 'no update could come: the round starts again');
+    await waitFor(async () => calls.includes('client /c/standby'));
+    assert.ok(!calls.includes('client /c/round'), 'no model for a client whose switch has no round');
+    timers.forEach(clearTimeout);
+  });
+
+  it('ends the experiment, rather than leave a round half carried out, when a step throws', () => {
+    const failures: string[] = [];
+    const { run, machine, clients } = executorFor(undefined, {
+      modelFor: () => {
+        throw new Error('encoder broke');
+      },
+      fail: (what: string, err: unknown) => failures.push(`${what}: ${(err as Error).message}`),
+    });
+    run.dispatch({ type: 'start' });
+    assert.doesNotThrow(() => run.dispatch({ type: 'checkin', client: clients[0] }));
+    assert.deepEqual(failures, ['round 1: carrying out send-model failed: encoder broke']);
+    assert.equal(machine.state.stage, 'training');
+    answerOpening();
   });
 });
 

@@ -327,14 +327,28 @@ describe('aggregator round machine: a client lost mid-training', () => {
     assert.deepEqual(ofType(last, 'aggregate')[0].missing, ['c1']);
   });
 
-  it('stops waiting for a switch all of whose clients went down, and for a direct client that did', () => {
+  it('stops waiting for a direct client that went down at once, and for a switch when it says it has nothing', () => {
     const m = training();
     report(m, S2, 2);
     m.handle({ type: 'node-down', node: 'c1' });
     m.handle({ type: 'node-down', node: 'd1' });
-    const actions = m.handle({ type: 'node-down', node: 'c2' });
+    m.handle({ type: 'node-down', node: 'c2' });
+    assert.deepEqual([...m.state.awaiting], [S1], 'the switch may hold their updates already: it is asked, not assumed empty');
+    const actions = m.handle({ type: 'withheld', round: 1, attempt: m.state.attempt, from: S1, clients: [], reason: 'no client reported' });
     assert.equal(m.state.stage, 'selection', '2 of 5 arrived: below the quorum, the round starts again');
     assert.equal(ofType(actions, 'discard-round').length, 1);
+  });
+
+  it('keeps a waiting client that hung, parked, and puts it back when the same process answers; not one started anew', () => {
+    const m = machine({ goal: 5 });
+    m.handle({ type: 'start' });
+    checkInAll(m, ['c1', 'c2']);
+    m.handle({ type: 'node-down', node: 'c1' });
+    m.handle({ type: 'node-down', node: 'c2' });
+    assert.deepEqual(m.state.pool, []);
+    m.handle({ type: 'node-up', node: 'c1', resumed: true });
+    m.handle({ type: 'node-up', node: 'c2', resumed: false });
+    assert.deepEqual(m.state.pool, ['c1'], 'c2 restarted: it checks in once it has loaded its data');
   });
 
   it('counts a dropped client whose update made its switch\'s sum after all', () => {

@@ -104,6 +104,12 @@ function sgdFor(model: tf.LayersModel, learningRate: number): void {
 }
 
 /** Plain SGD over seeded shuffles; returns the mean loss of the last epoch. */
+/**
+ * Between batches the event loop gets a turn: a training client still answers its health checks
+ * (fit() otherwise runs a whole epoch without one, and a busy machine would see it as hung).
+ */
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 export async function train(model: tf.LayersModel, data: Dataset, options: TrainOptions): Promise<number> {
   sgdFor(model, options.learningRate);
   const random = seededRandom(options.seed);
@@ -111,7 +117,7 @@ export async function train(model: tf.LayersModel, data: Dataset, options: Train
   for (let epoch = 0; epoch < options.epochs; epoch++) {
     const order = shuffle(Array.from({ length: data.size }, (_, i) => i), random);
     const { x, y } = tensors(data, order);
-    const history = await model.fit(x, y, { epochs: 1, batchSize: options.batchSize, shuffle: false, verbose: 0 });
+    const history = await model.fit(x, y, { epochs: 1, batchSize: options.batchSize, shuffle: false, verbose: 0, callbacks: { onBatchEnd: yieldToEventLoop } });
     loss = history.history.loss[0] as number;
     tf.dispose([x, y]);
   }

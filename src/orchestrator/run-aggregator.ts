@@ -53,7 +53,11 @@ export async function runAggregator(options: AggregatorOptions): Promise<Running
   const outcomes = await pushConfigs(node.context.peers, workers, {
     deadlineMs: config.timeouts.push_ms,
     requestMs: config.timeouts.request_ms,
-    onOutcome: (o) => print(formatOutcome(o)),
+    onOutcome: (o) => {
+      print(formatOutcome(o));
+      // At once, not after the slowest push: a round may already be under way.
+      if (o.result !== 'configured') role.workerDown(o.address, `${o.result} at the push: ${o.detail}`);
+    },
     // The round may start while the push retries: it must not select clients behind a worker not there.
     onUnreachable: (address, reason) => role.workerDown(address, `not answering the push yet (${reason})`),
   });
@@ -70,8 +74,7 @@ export async function runAggregator(options: AggregatorOptions): Promise<Running
   for (const o of outcomes) {
     if (o.result === 'configured' && role.health.get(o.address)?.state === 'down') role.workerUp(o.address, `configured (${o.detail})`);
     else if (o.result === 'configured') role.noteHealth(o.address, 'up', `configured (${o.detail})`);
-    else if (o.result === 'failed') role.workerFailed(o.address, o.detail);
-    else role.workerDown(o.address, `${o.result} at the push: ${o.detail}`);
+    else if (o.result === 'failed') role.workerFailed(o.address, o.detail, false); // the quorum was checked above, and said
   }
   const watch = new WorkerWatch(node.context.peers, workers, {
     intervalMs: config.timeouts.heartbeat_ms,
@@ -88,13 +91,15 @@ export async function runAggregator(options: AggregatorOptions): Promise<Running
       print(line);
       role.workerFailed(address, reason);
     },
-    onUp: (address, how) => {
+    onUp: (address, how, resumed) => {
       const line = `worker ${address} is ${how}`;
       node.logger.info(line);
       print(line);
-      role.workerUp(address, how);
+      role.workerUp(address, how, resumed);
     },
   });
+  // The push reported these already: the watch takes it from there.
+  for (const o of outcomes) watch.seed(o.address, o.result === 'configured' ? 'up' : o.result === 'failed' ? 'failed' : 'down');
   watch.start();
   void role.finished.finally(() => watch.stop()).catch(() => undefined);
   const first = role.machine.state.round;

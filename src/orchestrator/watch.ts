@@ -15,7 +15,8 @@ export interface WatchOptions {
   intervalMs: number;
   requestMs: number;
   onDown: (address: string, reason: string) => void;
-  onUp: (address: string, how: string) => void;
+  /** `resumed`: the same process answers again (it had hung), not one started anew. */
+  onUp: (address: string, how: string, resumed: boolean) => void;
   /** Its role cannot work (GET /health says "failed"): the reason is the worker's own. */
   onFailed: (address: string, reason: string) => void;
 }
@@ -56,9 +57,10 @@ export class WorkerWatch {
     clearInterval(this.timer);
   }
 
-  /** What the watch knows of every worker now. */
-  states(): Map<string, WorkerHealth> {
-    return new Map(this.workers.map((w) => [w.config.address, w.state]));
+  /** What the config push found, so the first heartbeats do not report it again. */
+  seed(address: string, state: 'up' | 'down' | 'failed'): void {
+    const worker = this.workers.find((w) => w.config.address === address);
+    if (worker) worker.state = state;
   }
 
   private heartbeat(worker: Watched): void {
@@ -68,7 +70,10 @@ export class WorkerWatch {
       return;
     }
     worker.checking = true;
-    void this.check(worker).finally(() => (worker.checking = false));
+    // check() handles its own failures; what it reports is handled by callbacks that do not throw.
+    void this.check(worker)
+      .catch(() => undefined)
+      .finally(() => (worker.checking = false));
   }
 
   private missedOne(worker: Watched, reason: string): void {
@@ -87,7 +92,7 @@ export class WorkerWatch {
       worker.missed = 0;
       if (health.config === worker.fingerprint) {
         if (health.status === 'failed') return this.markFailed(worker, health.error ?? 'its role failed to start');
-        return this.markUp(worker, 'answering again');
+        return this.markUp(worker, 'answering again', true);
       }
       if (health.config === null) return await this.reconfigure(worker);
       this.markDown(worker, `it runs another config now (experiment ${health.experiment})`);
@@ -104,7 +109,7 @@ export class WorkerWatch {
     this.markDown(worker, 'restarted without its config');
     worker.state = 'configuring';
     const outcome = await pushConfig(this.peers, worker.config, { deadlineMs: this.options.requestMs, requestMs: this.options.requestMs });
-    if (outcome.result === 'configured') this.markUp(worker, `back without a config; configured again (${outcome.detail})`);
+    if (outcome.result === 'configured') this.markUp(worker, `back without a config; configured again (${outcome.detail})`, false);
     else if (outcome.result === 'failed') this.markFailed(worker, outcome.detail);
     else worker.state = 'down';
   }
@@ -121,9 +126,9 @@ export class WorkerWatch {
     this.options.onFailed(worker.config.address, reason);
   }
 
-  private markUp(worker: Watched, how: string): void {
+  private markUp(worker: Watched, how: string, resumed: boolean): void {
     if (worker.state === 'up') return;
     worker.state = 'up';
-    this.options.onUp(worker.config.address, how);
+    this.options.onUp(worker.config.address, how, resumed);
   }
 }

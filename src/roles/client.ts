@@ -97,9 +97,13 @@ export class ClientRole extends Role<ClientNodeConfig> {
     if (this.stage === 'waiting') void this.checkIn();
   }
 
-  /** POST /c/standby: not selected this round; stay checked in. */
+  /**
+   * POST /c/standby: not in this round (not selected, or selected behind a switch that could not open
+   * it). Checking in again costs nothing when still queued, and puts back one that was not.
+   */
   standBy(round: number): void {
     this.node.logger.info(`standing by in round ${round}`);
+    if (this.stage === 'waiting') void this.checkIn();
   }
 
   /** POST /c/evaluate (key_holder "clients"): the encrypted global model, scored on this client's test share. */

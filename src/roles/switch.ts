@@ -67,6 +67,9 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
   private openedAt = 0;
   /** When the last update that made the sum arrived: the time after it, until the forward, was spent waiting. */
   private lastUpdateAt = 0;
+  /** Clients whose encrypted update is queued or being summed, and drops that came for them meanwhile. */
+  private readonly adding = new Set<string>();
+  private readonly dropsPending = new Map<string, z.infer<typeof dropSchema>>();
 
   override start(): void {
     // A switch holds no key: its SEAL context can only parse and add.
@@ -105,7 +108,20 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
   drop(body: unknown): void {
     const parsed = dropSchema.safeParse(body);
     if (!parsed.success) throw badRequest('expected {"round", "attempt", "client"}', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
+    const { client } = parsed.data;
+    // Its encrypted update may be in the queue or in a sum right now: it counts if it makes it.
+    if (this.adding.has(client)) {
+      this.dropsPending.set(client, parsed.data);
+      return;
+    }
     this.run(this.machine.handle({ type: 'drop', ...parsed.data }), () => undefined);
+  }
+
+  /** An update being added when its sender was dropped did not make it: the drop applies now. */
+  private dropAfterAll(client: string): void {
+    const drop = this.dropsPending.get(client);
+    this.dropsPending.delete(client);
+    if (drop && !this.isStopped) this.run(this.machine.handle({ type: 'drop', ...drop }), () => undefined);
   }
 
   /** POST /s/receive: one client's update. */
@@ -128,10 +144,21 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
         this.lastUpdateAt = performance.now();
       });
     } else {
-      await new Promise<void>((resolve, reject) => {
-        this.waiting.push({ update: { round: message.round, attempt, from: message.sender }, ciphertexts: message.ciphertexts!, weight: message.weight, resolve, reject });
-        this.drain(he);
-      });
+      const sender = message.sender;
+      this.adding.add(sender);
+      try {
+        await new Promise<void>((resolve, reject) => {
+          this.waiting.push({ update: { round: message.round, attempt, from: sender }, ciphertexts: message.ciphertexts!, weight: message.weight, resolve, reject });
+          this.drain(he);
+        });
+        this.dropsPending.delete(sender);
+      } catch (err) {
+        this.adding.delete(sender);
+        this.dropAfterAll(sender);
+        throw err;
+      } finally {
+        this.adding.delete(sender);
+      }
     }
     return { round: message.round, received: this.machine.state.received.size };
   }
@@ -263,6 +290,11 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     const waitedMs = missing.length ? Math.max(0, Math.round(aggregateStart - this.lastUpdateAt)) : 0;
     await this.queue; // encrypted updates still being added belong to this sum
     if (this.he) await this.he;
+    if (this.machine.state.attempt !== attempt) {
+      // The aggregator opened another attempt while the last additions ran: this sum is not wanted.
+      this.node.logger.warn(`round ${round}: not forwarding ${attempt}; the aggregator has opened ${this.machine.state.attempt}`);
+      return;
+    }
     const { body: update, contributors, weight } = this.upstreamMessage(round, attempt, clients, waitedMs);
     const aggregateMs = performance.now() - aggregateStart;
     let outcome = 'accepted';

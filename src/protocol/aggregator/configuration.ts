@@ -3,8 +3,9 @@ import { enter } from './phases';
 import type { Action, RoundRules, RoundState, Topology } from './state';
 
 export function configureRound(state: RoundState, rules: RoundRules, topology: Topology): Action[] {
-  const actions = enter(state, 'training');
   const { round, attempt } = state;
+  // The deadline first: whatever happens to the sends below, the round cannot hang without one.
+  const actions = [...enter(state, 'training'), { type: 'start-timer' as const, phase: 'training' as const, attempt, ms: rules.deadlineMs }];
   state.expected = new Map();
   for (const client of state.selected) {
     const upstream = topology.upstreamOf.get(client)!;
@@ -18,9 +19,6 @@ export function configureRound(state: RoundState, rules: RoundRules, topology: T
       actions.push({ type: 'open-switch-round', round, attempt, switch: reporter, clients });
     }
   }
-  actions.push(
-    { type: 'send-model', round, attempt, clients: [...state.selected] },
-    { type: 'start-timer', phase: 'training', attempt, ms: rules.deadlineMs },
-  );
+  actions.push({ type: 'send-model', round, attempt, clients: [...state.selected] });
   return actions;
 }

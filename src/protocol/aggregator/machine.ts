@@ -40,7 +40,7 @@ export class RoundMachine {
       case 'node-down':
         return onDown(state, rules, topology, event.node);
       case 'node-up':
-        return onUp(state, rules, topology, event.node);
+        return onUp(state, rules, topology, event.node, event.resumed);
       case 'aggregated':
         return onAggregated(state, event.round);
       case 'evaluated':

@@ -72,8 +72,9 @@ export function onNodeDown(state: RoundState, rules: RoundRules, topology: Topol
     if (!state.awaiting.has(reporter)) return []; // its update is in already
     state.dropped.add(node);
     actions.push({ type: 'log', level: 'warn', message: `round ${state.round}: client ${node} went down; the round goes on without it` });
+    // A switch is still awaited: it may hold the update already, and forwards or says it has nothing.
     if (reporter !== node) actions.push({ type: 'drop-client', round: state.round, attempt: state.attempt, switch: reporter, client: node });
-    if (state.expected.get(reporter)!.every((client) => state.dropped.has(client))) state.awaiting.delete(reporter);
+    else state.awaiting.delete(node);
   }
   return [...actions, ...closeIfNoneAwaited(state, rules, topology)];
 }

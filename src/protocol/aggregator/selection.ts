@@ -23,6 +23,7 @@ export function onCheckin(state: RoundState, rules: RoundRules, topology: Topolo
   }
   // A client checks in when it is free: at start, and after each update it sent (or gave up on).
   state.down.delete(client); // it answered: it is up, whatever the last health check said
+  state.parked.delete(client);
   if (!state.pool.includes(client)) state.pool.push(client);
   return (state.stage === 'selection' && selectIfReady(state, rules, topology)) || [];
 }

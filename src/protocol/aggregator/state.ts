@@ -57,6 +57,8 @@ export interface RoundState {
   retries: number;
   /** Workers that stopped answering: their clients are not selected, and a round does not wait for them. */
   down: Set<string>;
+  /** Clients that were waiting to be selected when they went down: back in the pool if the same process answers again. */
+  parked: Set<string>;
 }
 
 type Opening = { round: number; attempt: string };
@@ -70,7 +72,8 @@ export type Event =
   /** A switch forwards nothing this round (no update, or too few to leave it under HE). */
   | ({ type: 'withheld'; from: string; clients: string[]; reason: string } & Opening)
   | { type: 'node-down'; node: string }
-  | { type: 'node-up'; node: string }
+  /** `resumed`: the same process answers again (it hung); otherwise it was started anew and checks in itself. */
+  | { type: 'node-up'; node: string; resumed?: boolean }
   | { type: 'aggregated'; round: number }
   | { type: 'evaluated'; round: number }
   | { type: 'checkpointed'; round: number };
@@ -109,6 +112,7 @@ export const initialState = (): RoundState => ({
   dropped: new Set(),
   retries: 0,
   down: new Set(),
+  parked: new Set(),
 });
 
 /** Clients that can take part now: neither they nor the switch they report through are down. */

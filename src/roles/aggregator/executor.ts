@@ -43,8 +43,8 @@ export interface ExecutorIo {
 export class RoundExecutor {
   /** The current phase's timers: leaving the phase cancels them. */
   private readonly phaseTimers = new Set<NodeJS.Timeout>();
-  /** Each switch's opening of the current attempt; its clients get the model once it is answered. */
-  private openings = new Map<string, Promise<void>>();
+  /** Each switch's opening of the current attempt: true once it took it. Its clients get the model, and drops go, after. */
+  private openings = new Map<string, Promise<boolean>>();
 
   constructor(
     private readonly machine: RoundMachine,
@@ -52,19 +52,35 @@ export class RoundExecutor {
     private readonly work: RoundWork,
   ) {}
 
-  /** Feeds an event to the machine and carries out what it decides; a refusal is thrown. */
+  /**
+   * Feeds an event to the machine and carries out what it decides; a refusal is thrown to the caller.
+   * Anything else that throws (a strategy, an encoder) ends the experiment with its reason: a round
+   * half carried out cannot go on, and the timer or request that brought the event cannot handle it.
+   */
   dispatch(event: Event, onAccept?: () => void): void {
     const before = { stage: this.machine.state.stage, round: this.machine.state.round };
-    const actions = this.machine.handle(event);
-    this.work.moved(before);
-    for (const action of actions) this.execute(action, onAccept);
+    let actions: Action[];
+    try {
+      actions = this.machine.handle(event);
+      this.work.moved(before);
+    } catch (err) {
+      return this.work.fail(`the round machine failed on ${event.type}`, err);
+    }
+    for (const action of actions) {
+      if (action.type === 'refuse') throw refused(action);
+      try {
+        this.execute(action, onAccept);
+      } catch (err) {
+        return this.work.fail(`round ${this.machine.state.round}: carrying out ${action.type} failed`, err);
+      }
+    }
   }
 
   private execute(action: Action, onAccept?: () => void): void {
     const { work, io } = this;
     switch (action.type) {
       case 'refuse':
-        throw refused(action);
+        return; // thrown by dispatch
       case 'accept-report':
         onAccept?.();
         return;
@@ -86,16 +102,21 @@ export class RoundExecutor {
         this.phaseTimers.clear();
         return;
       case 'open-switch-round':
-        this.openings.set(action.switch, this.post(action.switch, '/s/round', work.switchOpening(action.round, action.attempt, action.clients)));
+        this.openings.set(action.switch, this.open(action));
         return;
       case 'send-model':
         return this.sendModel(action.round, action.attempt, action.clients);
       case 'standby':
         for (const client of action.clients) void this.post(client, '/c/standby', { round: action.round });
         return;
-      case 'drop-client':
-        void this.post(action.switch, '/s/drop', { round: action.round, attempt: action.attempt, client: action.client });
+      case 'drop-client': {
+        // After the opening: a drop the switch got before its round would be refused, and the switch would wait.
+        const opened = this.openings.get(action.switch) ?? Promise.resolve(true);
+        void opened.then((ok) => {
+          if (ok) return this.post(action.switch, '/s/drop', { round: action.round, attempt: action.attempt, client: action.client });
+        });
         return;
+      }
       case 'discard-round':
         work.discard(action.round);
         return;
@@ -114,13 +135,35 @@ export class RoundExecutor {
     }
   }
 
-  /** Each client gets the model once its switch has answered the opening: an update must not reach a switch before its round. */
+  /**
+   * A switch's round opened. One that does not take it (unreachable, refusing) cannot report: the
+   * round stops waiting for it, as if it had said it has nothing, and its clients stand by.
+   */
+  private async open(action: Extract<Action, { type: 'open-switch-round' }>): Promise<boolean> {
+    const { round, attempt, clients } = action;
+    const failure = await this.post(action.switch, '/s/round', this.work.switchOpening(round, attempt, clients));
+    if (!failure) return true;
+    if (this.io.isStopped()) return false;
+    const reason = `its round could not be opened (${failure})`;
+    try {
+      this.dispatch({ type: 'withheld', round, attempt, from: action.switch, clients: [], reason });
+    } catch {
+      // refused: that opening of the round is over already
+    }
+    for (const client of clients) void this.post(client, '/c/standby', { round });
+    return false;
+  }
+
+  /** Each client gets the model once its switch took the round: an update must not reach a switch before its round. */
   private sendModel(round: number, attempt: string, clients: string[]): void {
     const message = this.work.modelFor(round, attempt, clients);
     const { upstreamOf } = this.machine.topology;
     for (const client of clients) {
-      const opened = this.openings.get(upstreamOf.get(client)!) ?? Promise.resolve();
-      void opened.then(() => this.post(client, '/c/round', message, { 'Content-Type': WIRE_CONTENT_TYPE }));
+      const opened = this.openings.get(upstreamOf.get(client)!) ?? Promise.resolve(true);
+      void opened.then((ok) => {
+        // A retried round has a new opening: this model is for one that is over.
+        if (ok && this.machine.state.attempt === attempt) return this.post(client, '/c/round', message, { 'Content-Type': WIRE_CONTENT_TYPE });
+      });
     }
   }
 
@@ -130,13 +173,15 @@ export class RoundExecutor {
     this.io.print?.(line);
   }
 
-  /** A call that may fail without stopping the round (the health checks decide who is down); never rejects. */
-  private async post(address: string, path: string, body: unknown, headers?: Record<string, string>): Promise<void> {
+  /** A call that may fail without stopping the round; never rejects. Resolves with why it failed, or undefined. */
+  private async post(address: string, path: string, body: unknown, headers?: Record<string, string>): Promise<string | undefined> {
     try {
       await this.io.peers.post(address, path, body, { headers, signal: this.io.signal });
+      return undefined;
     } catch (err) {
-      if (this.io.isStopped()) return;
-      this.io.logger.warn(`${path} to ${address} failed: ${describeFailure(err).reason}`);
+      const { reason } = describeFailure(err);
+      if (!this.io.isStopped()) this.io.logger.warn(`${path} to ${address} failed: ${reason}`);
+      return reason;
     }
   }
 }

@@ -147,7 +147,11 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
 
   override start(): void {
     void this.prepare()
-      .then(() => (this.machine.state.round > this.machine.rules.rounds ? this.finish() : this.executor.dispatch({ type: 'start' })))
+      .then(() => {
+        if (this.isStopped) return;
+        if (this.machine.state.round > this.machine.rules.rounds) this.finish();
+        else this.executor.dispatch({ type: 'start' });
+      })
       .catch((err) => this.fail('the aggregator failed to prepare', err));
   }
 
@@ -166,14 +170,15 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
     this.executor.dispatch({ type: 'node-down', node: address });
   }
 
-  workerUp(address: string, how?: string): void {
+  /** `resumed`: the same process answers again (it had hung); a client waiting then is selectable again at once. */
+  workerUp(address: string, how?: string, resumed = false): void {
     this.failed.delete(address);
     this.noteHealth(address, 'up', how);
-    this.executor.dispatch({ type: 'node-up', node: address });
+    this.executor.dispatch({ type: 'node-up', node: address, resumed });
   }
 
   /** Its role cannot work: the experiment goes on without it while the quorum holds, and stops when it does not. */
-  workerFailed(address: string, reason: string): void {
+  workerFailed(address: string, reason: string, announce = true): void {
     this.failed.set(address, reason);
     this.noteHealth(address, 'failed', reason);
     this.executor.dispatch({ type: 'node-down', node: address });
@@ -183,7 +188,12 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
     if (able.length < needed) {
       const why = [...this.failed].map(([worker, reason]) => `  - ${worker}: ${reason}`).join('\n');
       this.fail('the experiment cannot go on', new Error(`${able.length} clients can still take part, a round needs ${needed}; failed to start:\n${why}`));
+      return;
     }
+    if (!announce) return;
+    const line = `going on without ${address} (${able.length} clients can still take part, a round needs ${needed})`;
+    this.node.logger.warn(line);
+    this.node.print?.(line);
   }
 
   /** Clients neither failed themselves nor behind a failed switch. */
@@ -324,6 +334,7 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
       this.iterations.keepRounds(0);
     }
     const he = await this.startHe();
+    if (this.isStopped) return void (await he?.pool.close()); // stopped while the keys were made
     const backend = await initBackend(settings.model.architecture);
     const all = loadMnist();
     const test = subset(all, testIndices(all, settings.data));
