@@ -205,13 +205,13 @@ describe('accumulators', () => {
     it('sealed global model (key at the clients): averages through the strategy, survives a checkpoint', async () => {
       const fedavg = new FedAvg({ epochs: 1, batch_size: 1, learning_rate: 1, strategy: 'fedavg', server_momentum: 0 }, () => assert.fail('no plaintext evaluation'));
       const header = { round: 1, modelId: 7, sender: 'agg', parameters: 5000 };
-      const sealed = new SealedGlobal(new Float32Array(5000), fedavg, adder, async () => ({ results: [], failures: [] }), []);
+      const sealed = new SealedGlobal(new Float32Array(5000), fedavg, adder, async () => ({ results: [], failures: [] }), () => []);
       assert.equal(decode(sealed.message(header, {})).ciphertexts, undefined, 'round 1 goes down in plaintext');
       const ciphertexts = await keyed.pool.encrypt(new Float32Array(5000).fill(0.6), 1);
       await sealed.update(1, { kind: 'encrypted', ciphertexts, scale: 1 / 400, weight: 300, contributors: 3 }, [], []);
       const down = decode(sealed.message(header, { attempt: 'x' }));
       assert.equal(down.meta?.factor, 400 / 300);
-      const again = new SealedGlobal(new Float32Array(5000), fedavg, adder, async () => ({ results: [], failures: [] }), []);
+      const again = new SealedGlobal(new Float32Array(5000), fedavg, adder, async () => ({ results: [], failures: [] }), () => []);
       again.restore(sealed.snapshot(header));
       const restored = decode(again.message(header, {}));
       assert.equal(restored.meta?.factor, down.meta?.factor);

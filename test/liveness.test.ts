@@ -32,17 +32,22 @@ describe('a hung switch (SIGSTOP, then SIGCONT)', () => {
   before(async () => {
     assert.equal((await testbed.up()).code, 0);
     agg = testbed.launchAggregator();
+    const stage = (what: string) => (err: Error) => {
+      throw new Error(`${what}: ${err.message}\n${agg.output.slice(-6000)}`);
+    };
     await waitFor(async () => {
       const status = (await get(aggregator, '/a/status', testbed.token).catch(() => undefined))?.body;
       stoppedIn = status?.round ?? 0;
-      return status?.round >= 2 && status.stage === 'training';
-    }, 120_000);
+      // Training is the moment wanted; a short round may slip between two polls, and the next one then serves.
+      return status?.round >= 2 && ['training', 'selection'].includes(status.stage);
+    }, 120_000).catch(stage('round 2 never trained'));
     process.kill(testbed.pidOf(hung), 'SIGSTOP');
-    await waitFor(async () => new RegExp(`worker ${escape(hung)} is down`).test(agg.output), 30_000);
+    await waitFor(async () => new RegExp(`worker ${escape(hung)} is down`).test(agg.output), 30_000).catch(stage('never declared down'));
     // The experiment goes on without it for a round at least, then it wakes up.
-    await waitFor(async () => (await get(aggregator, '/a/status', testbed.token)).body.rounds_done >= stoppedIn, 60_000);
+    await waitFor(async () => (await get(aggregator, '/a/status', testbed.token)).body.rounds_done >= stoppedIn, 60_000).catch(stage(`round ${stoppedIn} never finished`));
     process.kill(testbed.pidOf(hung), 'SIGCONT');
-    exitCode = await agg.exited;
+    // Well inside the hook's budget, so a stall reports what the aggregator said.
+    exitCode = await Promise.race([agg.exited, new Promise<null>((_, reject) => setTimeout(() => reject(new Error(`stalled:\n${agg.output.slice(-6000)}`)), 150_000).unref())]);
   }, { timeout: 240_000 });
   after(() => {
     try {
@@ -127,6 +132,7 @@ describe('workers whose role cannot start', () => {
     assert.equal(await agg.exited, 1, agg.output);
     assert.match(agg.output, /the experiment cannot start/);
     assert.match(agg.output, new RegExp(`${clients.length - 4} of ${clients.length} clients can take part, but a round needs at least 4`));
-    for (const client of clients.slice(0, 4)) assert.match(agg.output, new RegExp(`client ${escape(client)} failed: .*cannot read`));
+    // One line for the four, as they failed alike.
+    assert.match(agg.output, new RegExp(`4 clients \\(${clients.slice(0, 4).map(escape).join(', ')}\\) failed: .*cannot read /nonexistent/he-secret\\.json`));
   });
 });

@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import type { Settings } from '../config/schema';
 import { writeFileAtomic } from '../log/atomic';
 import { Ckks, paramsId, type HeParams, type KeyMaterial } from './ckks';
@@ -40,7 +40,7 @@ export function readSecretKey(he: Settings['he'], file: string): Uint8Array {
   try {
     content = JSON.parse(readFileSync(file, 'utf8'));
   } catch (err) {
-    throw new Error(`this client needs the HE secret key (he.key_holder "clients"): cannot read ${file}: ${(err as Error).message}. Make one with \`node main.js keygen\` and start clients with --he-key FILE`);
+    throw new Error(`this client needs the HE secret key (he.key_holder "clients"): cannot read ${resolve(file)}: ${(err as Error).message}. Make one with \`node main.js keygen\` and start clients with --he-key FILE`);
   }
   const expected = paramsId(heParams(he));
   if (content.params_id !== expected) {

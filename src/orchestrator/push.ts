@@ -91,15 +91,21 @@ export function missingForExperiment(configs: NodeConfig[], outcomes: PushOutcom
   const goal = settings?.clients_per_round ?? clients.length;
   const needed = quorum(goal, settings?.min_report_fraction ?? 1);
   if (usable.length >= needed) return [];
-  return [
-    `${usable.length} of ${clients.length} clients can take part, but a round needs at least ${needed} (min_report_fraction of clients_per_round)`,
-    ...outcomes.filter((o) => o.result !== 'configured').map((o) => `${o.type} ${o.address} ${o.result}: ${o.detail}`),
-  ];
+  return [`${usable.length} of ${clients.length} clients can take part, but a round needs at least ${needed} (min_report_fraction of clients_per_round)`, ...goingOnWithout(outcomes)];
 }
 
-/** Workers the experiment goes on without (it still has its quorum), one line each. */
+/** The workers that did not take their config, one line per kind and reason (15 clients without a key file make one line). */
 export function goingOnWithout(outcomes: PushOutcome[]): string[] {
-  return outcomes.filter((o) => o.result !== 'configured').map((o) => `${o.type} ${o.address} ${o.result}: ${o.detail}`);
+  const groups = new Map<string, string[]>();
+  for (const o of outcomes.filter((o) => o.result !== 'configured').sort((a, b) => a.address.localeCompare(b.address, 'en', { numeric: true }))) {
+    const key = `${o.type}\u0000${o.result}\u0000${o.detail}`;
+    groups.set(key, [...(groups.get(key) ?? []), o.address]);
+  }
+  return [...groups].map(([key, addresses]) => {
+    const [type, result, detail] = key.split('\u0000');
+    const who = addresses.length === 1 ? `${type} ${addresses[0]}` : `${addresses.length} ${type === 'switch' ? 'switches' : 'clients'} (${addresses.join(', ')})`;
+    return `${who} ${result}: ${detail}`;
+  });
 }
 
 const MARK = { configured: 'ok ', refused: 'NO ', failed: 'NO ', unreachable: '?? ' } as const;

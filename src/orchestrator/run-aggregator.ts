@@ -70,7 +70,8 @@ export async function runAggregator(options: AggregatorOptions): Promise<Running
     throw new ExperimentNotReady(`the experiment cannot start:\n${missing.map((m) => `  - ${m}`).join('\n')}`);
   }
   const without = goingOnWithout(outcomes);
-  if (without.length) print(`going on without ${without.length} workers (the quorum holds):\n${without.map((w) => `  - ${w}`).join('\n')}`);
+  const absent = outcomes.filter((o) => o.result !== 'configured').length;
+  if (without.length) print(`going on without ${absent} workers (the quorum holds):\n${without.map((w) => `  - ${w}`).join('\n')}`);
   for (const o of outcomes) {
     if (o.result === 'configured' && role.health.get(o.address)?.state === 'down') role.workerUp(o.address, `configured (${o.detail})`);
     else if (o.result === 'configured') role.noteHealth(o.address, 'up', `configured (${o.detail})`);

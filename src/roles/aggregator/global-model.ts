@@ -93,7 +93,8 @@ export class SealedGlobal implements GlobalModel {
     private readonly strategy: Strategy,
     private readonly he: HeSession,
     private readonly askClients: FederatedEvaluation,
-    private readonly clients: readonly string[],
+    /** The clients that can score the model now (not down, not failed). */
+    private readonly clients: () => readonly string[],
   ) {}
 
   message(header: ModelHeader, meta: Record<string, unknown>): Buffer {
@@ -111,7 +112,7 @@ export class SealedGlobal implements GlobalModel {
   }
 
   async evaluate(round: number, header: ModelHeader): Promise<Evaluation> {
-    const clients = this.strategy.configureEvaluate(round, this.clients);
+    const clients = this.strategy.configureEvaluate(round, this.clients());
     const { results, failures } = await this.askClients(round, this.message(header, {}), clients);
     return this.strategy.aggregateEvaluate(round, results, failures);
   }

@@ -196,6 +196,12 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
     this.node.print?.(line);
   }
 
+  /** Clients that answer now (neither down nor failed): those asked to score a model only they can read. */
+  private clientsUp(): string[] {
+    const { down } = this.machine.state;
+    return Object.keys(this.config.clients).filter((client) => !down.has(client) && !this.failed.has(client));
+  }
+
   /** Clients neither failed themselves nor behind a failed switch. */
   private clientsAble(): string[] {
     const { upstreamOf } = this.machine.topology;
@@ -346,7 +352,7 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
     const initial = getFlatWeights(model);
     const sealed = he && settings.he.key_holder === 'clients';
     const global: GlobalModel = sealed
-      ? new SealedGlobal(initial, strategy, he, (round, message, clients) => this.askClients(round, message, clients), Object.keys(this.config.clients))
+      ? new SealedGlobal(initial, strategy, he, (round, message, clients) => this.askClients(round, message, clients), () => this.clientsUp())
       : new ReadableGlobal(initial, strategy, model, he);
     const accumulator = he ? new EncryptedAccumulator(he) : new PlaintextAccumulator(this.parameters);
     this.prepared = { model, modelId: modelId(model), backend, strategy, global, accumulator, he };
