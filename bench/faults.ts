@@ -23,8 +23,8 @@ export interface FaultRow {
   round_s: number;
   /** The faulted round less a normal round. */
   lost_s: number;
-  /** The round after it, less a normal round. */
-  next_lost_s: number;
+  /** The round after it, less a normal round (null when it was the last). */
+  next_lost_s: number | null;
   /** How many of the selected clients' updates the faulted round went without. */
   missing: number;
   /** How many times the faulted round started again (too few updates to count). */
@@ -86,18 +86,27 @@ class Run {
     this.agg?.kill('SIGKILL');
   }
 
-  /** Waits until round `round` is training (polled from /a/status). */
-  async training(round: number): Promise<void> {
+  private async status(): Promise<{ round: number; stage: string; down: string[] } | undefined> {
     const [aggregator] = this.addresses('aggregator');
     const token = readFileSync(join(this.state, 'token'), 'utf8').trim();
+    return fetch(`http://${aggregator}/a/status`, { headers: { Authorization: `Bearer ${token}` } })
+      .then((r) => r.json() as Promise<{ round: number; stage: string; down: string[] }>)
+      .catch(() => undefined);
+  }
+
+  /**
+   * Waits until every worker is up again and a round from `from` on is training; returns that round.
+   * Each fault then starts from a whole testbed, whatever the last one took to heal.
+   */
+  async nextTraining(from: number): Promise<number> {
+    let healed = false;
     for (const deadline = Date.now() + 300_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 50))) {
-      const status = await fetch(`http://${aggregator}/a/status`, { headers: { Authorization: `Bearer ${token}` } })
-        .then((r) => r.json() as Promise<{ round: number; stage: string }>)
-        .catch(() => undefined);
-      if (status && status.round === round && status.stage === 'training') return;
-      if (status && status.round > round) throw new Error(`round ${round} went by before a fault could be injected`);
+      const status = await this.status();
+      if (!status) continue;
+      healed ||= status.down.length === 0;
+      if (healed && status.round >= from && status.stage === 'training') return status.round;
     }
-    throw new Error(`round ${round} never reached training`);
+    throw new Error(`no round from ${from} on reached training with every worker up`);
   }
 
   async roundDone(round: number): Promise<void> {
@@ -116,14 +125,11 @@ class Run {
 
 export async function faultCosts(quick: boolean): Promise<FaultResults> {
   // Two normal rounds between faults: one to recover in, one to measure a normal round by.
-  const plan: { round: number; fault: FaultKind }[] = [
-    { round: 3, fault: 'dead client' },
-    { round: 6, fault: 'hung switch' },
-    { round: 9, fault: 'dead switch' },
-    { round: 12, fault: 'dead aggregator + resume' },
-  ].slice(0, quick ? 2 : 4) as { round: number; fault: FaultKind }[];
-  const rounds = plan.at(-1)!.round + 2;
-  log(`  faults: 12 clients, 2 switches, HE, ${rounds} rounds; ${plan.map((p) => `${p.fault} in round ${p.round}`).join(', ')}`);
+  const kinds: FaultKind[] = ['dead client', 'hung switch', 'dead switch', 'dead aggregator + resume'];
+  const plan = kinds.slice(0, quick ? 2 : 4).map((fault) => ({ fault, round: 0 }));
+  // Each fault in the first round from its slot on where every worker is up (a slot every 3 rounds, from round 3).
+  const rounds = 3 * plan.length + 6;
+  log(`  faults: 12 clients, 2 switches, HE, ${rounds} rounds; ${plan.map((p) => p.fault).join(', ')}`);
   const run = new Run(rounds);
   const [victim] = run.addresses('client');
   const [switchA, switchB] = run.addresses('switch');
@@ -131,8 +137,9 @@ export async function faultCosts(quick: boolean): Promise<FaultResults> {
   await run.up();
   try {
     let exited = run.startAggregator();
-    for (const { round, fault } of plan) {
-      await run.training(round);
+    for (const [i, step] of plan.entries()) {
+      const { fault } = step;
+      const round = (step.round = await run.nextTraining(Math.max(3 * (i + 1), (plan[i - 1]?.round ?? 0) + 3)));
       log(`  round ${round}: ${fault}`);
       if (fault === 'dead client' || fault === 'dead switch') {
         const pid = run.pidOf(fault === 'dead client' ? victim : switchB);
@@ -167,7 +174,7 @@ export async function faultCosts(quick: boolean): Promise<FaultResults> {
       // A resumed round runs again from its start: its cost runs from the previous round's end, through the restart.
       const roundSeconds = fault === 'dead aggregator + resume' && resumedOn ? (run.printedAt.get(round)! - resumedOn.startedAt) / 1000 : secondsOf(round);
       const r2 = (v: number) => Math.round(v * 100) / 100;
-      return { fault, round, round_s: r2(roundSeconds), lost_s: r2(roundSeconds - normal), next_lost_s: r2(secondsOf(round + 1) - normal), missing: rows[round - 1].missing.length, retries: rows[round - 1].retries };
+      return { fault, round, round_s: r2(roundSeconds), lost_s: r2(roundSeconds - normal), next_lost_s: rows[round] ? r2(secondsOf(round + 1) - normal) : null, missing: rows[round - 1].missing.length, retries: rows[round - 1].retries };
     }),
   };
 }

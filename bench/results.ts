@@ -191,7 +191,7 @@ function faultSection(f: FaultResults): string[] {
     '',
     '| fault | round | round (s) | seconds lost | seconds lost the round after | updates missing | retries |',
     '| --- | --- | --- | --- | --- | --- | --- |',
-    ...f.rows.map((row) => `| ${row.fault} | ${row.round} | ${n(row.round_s, 2)} | ${n(row.lost_s, 2)} | ${n(row.next_lost_s, 2)} | ${row.missing} | ${row.retries} |`),
+    ...f.rows.map((row) => `| ${row.fault} | ${row.round} | ${n(row.round_s, 2)} | ${n(row.lost_s, 2)} | ${row.next_lost_s === null ? '–' : n(row.next_lost_s, 2)} | ${row.missing} | ${row.retries} |`),
     '',
     'A dead client is seen at the next heartbeat (its port refuses) and dropped from its switch at once; a hung switch after',
     'three missed heartbeats; a dead switch at the next heartbeat. A dead aggregator costs its restart (keys, model, data) and',
@@ -204,7 +204,7 @@ function faultSection(f: FaultResults): string[] {
 export function faultsChart(f: FaultResults): ChartSpec {
   const values = f.rows.flatMap((row) => [
     { fault: row.fault, when: 'the faulted round', 'seconds lost': row.lost_s },
-    { fault: row.fault, when: 'the round after', 'seconds lost': row.next_lost_s },
+    { fault: row.fault, when: 'the round after', 'seconds lost': row.next_lost_s ?? 0 },
   ]);
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',

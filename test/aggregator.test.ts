@@ -9,7 +9,11 @@ import { after, before, describe, it } from 'node:test';
 import { aggregatorCheckpoint, aggregatorState, CheckpointError, decodeCheckpoint, encodeCheckpoint } from '../src/checkpoint';
 import { Ckks } from '../src/he/ckks';
 import { startSession, type HeSession } from '../src/he/keys';
+import { parseExperimentConfig, resolveNodeConfigs } from '../src/config/load';
+import type { AggregatorNodeConfig } from '../src/config/schema';
+import { testbedConfig } from '../src/config/testbed';
 import { RoundMachine } from '../src/protocol/aggregator/machine';
+import { AggregatorRole } from '../src/roles/aggregator';
 import { EncryptedAccumulator, PlaintextAccumulator, type Gate } from '../src/roles/aggregator/accumulator';
 import { RoundExecutor, type RoundWork } from '../src/roles/aggregator/executor';
 import { SealedGlobal } from '../src/roles/aggregator/global-model';
@@ -217,6 +221,23 @@ describe('accumulators', () => {
       assert.equal(restored.meta?.factor, down.meta?.factor);
       assert.deepEqual(restored.ciphertexts, down.ciphertexts);
     });
+  });
+});
+
+describe('the aggregator role', () => {
+  it('names each worker a round waits for with what it last said', async () => {
+    const raw = testbedConfig({ base: '127.0.9', nodes: 6, switches: 1 }) as Record<string, any>;
+    const nodes = [...resolveNodeConfigs(parseExperimentConfig(raw)).values()];
+    const role = new AggregatorRole(nodes.find((n): n is AggregatorNodeConfig => n.type === 'aggregator')!, nodeContext('agg'));
+    const [c1, c2, c3, c4] = Object.keys(role.config.clients);
+    const [sw] = role.config.switches;
+    role.noteHealth(c1, 'down', 'ECONNREFUSED');
+    role.noteHealth(c2, 'failed', 'cannot read /keys/he-secret.json');
+    role.noteHealth(c3, 'up', 'answering again');
+    assert.equal(role.describe([c1, c2, c3]), `${c1} (down: ECONNREFUSED), ${c2} (failed: cannot read /keys/he-secret.json), ${c3} (up, answering again; has not checked in)`);
+    role.noteHealth(sw, 'down', 'silent for 3 heartbeats (6.0 s)');
+    assert.equal(role.describe([c4]), `${c4} (its switch ${sw} is down: silent for 3 heartbeats (6.0 s))`);
+    await role.stop();
   });
 });
 

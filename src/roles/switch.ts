@@ -121,7 +121,12 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
   private dropAfterAll(client: string): void {
     const drop = this.dropsPending.get(client);
     this.dropsPending.delete(client);
-    if (drop && !this.isStopped) this.run(this.machine.handle({ type: 'drop', ...drop }), () => undefined);
+    if (!drop || this.isStopped) return;
+    try {
+      this.run(this.machine.handle({ type: 'drop', ...drop }), () => undefined);
+    } catch {
+      // refused: the round it was for is over, and nothing waits for the client any more
+    }
   }
 
   /** POST /s/receive: one client's update. */
