@@ -70,7 +70,7 @@ class Run {
 
   startAggregator(resume = false): Promise<number | null> {
     const token = join(this.state, 'token');
-    const args = [join(ROOT, 'main.js'), 'agg', '--config', this.file, '--token-file', token, '--logs', this.logs, '--outputs', this.outputs, '--log-level', 'error'];
+    const args = [join(ROOT, 'main.js'), 'agg', '--config', this.file, '--token-file', token, '--logs', this.logs, '--outputs', this.outputs, '--log-level', 'warn'];
     this.agg = spawn(process.execPath, resume ? [...args, '--resume'] : args, { stdio: ['ignore', 'pipe', 'inherit'] });
     this.agg.stdout!.on('data', (d: Buffer) => {
       for (const line of d.toString().split('\n')) {
@@ -95,16 +95,17 @@ class Run {
   }
 
   /**
-   * Waits until every worker is up again and a round from `from` on is training; returns that round.
+   * Waits until every worker is up again and a round selected after that, from `from` on, is training; returns that round.
    * Each fault then starts from a whole testbed, whatever the last one took to heal.
    */
   async nextTraining(from: number): Promise<number> {
-    let healed = false;
+    // The round in flight when the last worker came back was selected without it: the next one is whole.
+    let healedIn: number | undefined;
     for (const deadline = Date.now() + 300_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 50))) {
       const status = await this.status();
       if (!status) continue;
-      healed ||= status.down.length === 0;
-      if (healed && status.round >= from && status.stage === 'training') return status.round;
+      if (healedIn === undefined && status.down.length === 0) healedIn = status.round;
+      if (healedIn !== undefined && status.round > healedIn && status.round >= from && status.stage === 'training') return status.round;
     }
     throw new Error(`no round from ${from} on reached training with every worker up`);
   }
