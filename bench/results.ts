@@ -195,7 +195,8 @@ function faultSection(f: FaultResults): string[] {
     '',
     'A dead client is seen at the next heartbeat (its port refuses) and dropped from its switch at once; a hung switch after',
     'three missed heartbeats; a dead switch at the next heartbeat. A dead aggregator costs its restart (keys, model, data) and',
-    'the round in flight, run again. The round after a restart waits for the restarted worker to load and check in.',
+    'the round in flight, run again. The round after a restart waits for the restarted worker to load and check in; a',
+    'negative figure is a round that ran with fewer clients than a normal one (those of a switch not back yet).',
     '',
   ];
 }
@@ -214,7 +215,7 @@ export function faultsChart(f: FaultResults): ChartSpec {
     data: { values },
     mark: 'bar',
     encoding: {
-      y: { field: 'fault', type: 'nominal', sort: null, title: null },
+      y: { field: 'fault', type: 'nominal', sort: null, title: null, axis: { labelLimit: 300 } },
       yOffset: { field: 'when', sort: ['the faulted round', 'the round after'] },
       x: { field: 'seconds lost', type: 'quantitative' },
       color: { field: 'when', type: 'nominal', sort: ['the faulted round', 'the round after'], title: null },
