@@ -8,19 +8,24 @@ import type * as tf from '@tensorflow/tfjs';
 import { writeFileAtomic } from './log/atomic';
 import { saveModel } from './model/store';
 
-export interface RoundMetrics {
+/** How long a round and each of its stages took (the aggregator's round clock measures them). */
+export interface RoundTimings {
+  round_ms: number;
+  selection_ms: number;
+  /** Training and reporting, less the waiting below. */
+  training_ms: number;
+  /** Spent waiting for selected clients whose updates never came (down, hung, too late). */
+  waiting_ms: number;
+  aggregation_ms: number;
+  evaluation_ms: number;
+}
+
+export interface RoundMetrics extends RoundTimings {
   round: number;
   accuracy: number;
   loss: number;
   clients: number;
   samples: number;
-  round_ms: number;
-  selection_ms: number;
-  training_ms: number;
-  /** Of the round, the time spent waiting for selected clients whose updates never came. */
-  waiting_ms: number;
-  aggregation_ms: number;
-  evaluation_ms: number;
   bytes_up: number;
   bytes_down: number;
   retries: number;

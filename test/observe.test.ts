@@ -38,6 +38,26 @@ const batch = (over: Partial<LogBatch> = {}): LogBatch => ({
 });
 const tmp = () => mkdtempSync(join(tmpdir(), 'fl-observe-'));
 
+/** An aggregator's POST /a/logs on loopback that answers `answer` (settable) and records each batch's sequence numbers, with a shipper sending to it. */
+async function logsAggregator(status: number, reason: string) {
+  const state = { answer: status, requests: [] as number[][], warnings: [] as string[] };
+  const app = express().use(express.json()).post('/a/logs', (req, res) => {
+    state.requests.push((req.body as LogBatch).entries.map((e) => e.seq));
+    if (state.answer === 200) res.json({ status: 'written' });
+    else res.status(state.answer).json({ error: state.answer >= 500 ? 'internal error' : 'bad request', reason });
+  });
+  const server = http.createServer(app);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  after(() => (server.closeAllConnections(), server.close()));
+  const address = `127.0.0.1:${(server.address() as { port: number }).port}`;
+  const shipper = new LogShipper(
+    new Peers(TOKEN, new WireMeter()),
+    { node: 'n1', address: '127.0.9.1:5000', aggregator: address, experiment: 'exp', role: 'client' },
+    (message) => state.warnings.push(message),
+  );
+  return Object.assign(state, { shipper });
+}
+
 describe('the cluster log at the aggregator', () => {
   it("keeps each worker's iteration log and its warnings in logs/cluster/<experiment>/", () => {
     const logs = tmp();
@@ -107,23 +127,8 @@ describe("a worker's log shipper", () => {
   });
 
   it('drops a batch the aggregator refuses with a 4xx, warns once, and goes on with later batches', async () => {
-    const requests: number[][] = [];
-    let answer = 400;
-    const app = express().use(express.json()).post('/a/logs', (req, res) => {
-      requests.push((req.body as LogBatch).entries.map((e) => e.seq));
-      if (answer === 200) res.json({ status: 'written' });
-      else res.status(answer).json({ error: 'bad request', reason: 'entry 0 has no round' });
-    });
-    const server = http.createServer(app);
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    after(() => (server.closeAllConnections(), server.close()));
-    const address = `127.0.0.1:${(server.address() as { port: number }).port}`;
-    const warnings: string[] = [];
-    const shipper = new LogShipper(
-      new Peers(TOKEN, new WireMeter()),
-      { node: 'n1', address: '127.0.9.1:5000', aggregator: address, experiment: 'exp', role: 'client' },
-      (message) => warnings.push(message),
-    );
+    const aggregator = await logsAggregator(400, 'entry 0 has no round');
+    const { requests, warnings, shipper } = aggregator;
 
     shipper.iteration(entry(1));
     await shipper.flush();
@@ -135,7 +140,7 @@ describe("a worker's log shipper", () => {
     await shipper.flush();
     assert.equal(shipper.pending, 0);
     assert.equal(warnings.length, 1, 'warned once, not every round');
-    answer = 200;
+    aggregator.answer = 200;
     shipper.iteration(entry(3));
     await shipper.flush();
     assert.equal(shipper.pending, 0);
@@ -143,26 +148,12 @@ describe("a worker's log shipper", () => {
   });
 
   it('keeps retrying a batch while the aggregator answers 5xx', async () => {
-    const requests: number[][] = [];
-    let answer = 500;
-    const app = express().use(express.json()).post('/a/logs', (req, res) => {
-      requests.push((req.body as LogBatch).entries.map((e) => e.seq));
-      res.status(answer).json({ error: 'internal error', reason: 'see its log' });
-    });
-    const server = http.createServer(app);
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    after(() => (server.closeAllConnections(), server.close()));
-    const address = `127.0.0.1:${(server.address() as { port: number }).port}`;
-    const warnings: string[] = [];
-    const shipper = new LogShipper(
-      new Peers(TOKEN, new WireMeter()),
-      { node: 'n1', address: '127.0.9.1:5000', aggregator: address, experiment: 'exp', role: 'client' },
-      (message) => warnings.push(message),
-    );
+    const aggregator = await logsAggregator(500, 'see its log');
+    const { requests, warnings, shipper } = aggregator;
     shipper.iteration(entry(1));
     await shipper.flush();
     assert.equal(shipper.pending, 1);
-    answer = 200;
+    aggregator.answer = 200;
     shipper.iteration(entry(2));
     await shipper.flush();
     assert.equal(shipper.pending, 0);

@@ -2,18 +2,8 @@
  * When each stage of a round began, and how long the round waited for clients that never
  * reported: the time from the last update that made the sum (as its switch saw it) to the close.
  */
+import type { RoundTimings } from '../../outputs';
 import type { Stage } from '../../protocol/aggregator/state';
-
-export interface RoundTimings {
-  round_ms: number;
-  selection_ms: number;
-  /** Training and reporting, less the waiting below. */
-  training_ms: number;
-  /** Spent waiting for selected clients whose updates never came (down, hung, too late). */
-  waiting_ms: number;
-  aggregation_ms: number;
-  evaluation_ms: number;
-}
 
 export class RoundClock {
   private startedAt = 0;
