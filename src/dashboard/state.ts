@@ -7,7 +7,6 @@ import { roundView } from '../roles/aggregator/view';
 import { accuracyChart, bytesChart, phaseChart, type ChartName, type ChartSpec } from '../report/charts';
 import { nodeRounds, type NodeRound } from '../report/data';
 import { describeSettings } from '../report/report';
-import type { NodeRecords } from '../log/cluster-log';
 import type { RoundMetrics } from '../outputs';
 
 /** The rounds the per-node views cover: the last few show what a round costs now. */

@@ -20,19 +20,19 @@ import { ClusterLog, type WorkerRole } from '../../log/cluster-log';
 import { initBackend } from '../../model/backend';
 import { buildModel, evaluate, expectedParameterCount, getFlatWeights, modelId, setFlatWeights } from '../../model/model';
 import { badRequest, HttpError, refused } from '../../net/errors';
-import { describeFailure } from '../../net/peers';
 import { ExperimentOutputs, type RoundMetrics } from '../../outputs';
 import { RoundMachine } from '../../protocol/aggregator/machine';
 import { quorum, type Event, type Stage } from '../../protocol/aggregator/state';
-import { createStrategy, type EvaluateResult, type FitResult, type Strategy } from '../../strategy/strategy';
-import { Kind, WIRE_CONTENT_TYPE, type Message } from '../../wire/codec';
+import { createStrategy, type FitResult, type Strategy } from '../../strategy/strategy';
+import { Kind, type Message } from '../../wire/codec';
 import { attemptOf, readMessage } from '../../wire/receive';
 import { Role } from '../role';
 import { EncryptedAccumulator, PlaintextAccumulator, type UpdateAccumulator } from './accumulator';
 import { RoundExecutor, type RoundWork } from './executor';
 import { ReadableGlobal, SealedGlobal, type GlobalModel, type ModelHeader } from './global-model';
 import { RoundClock } from './round-clock';
-import { statusView } from './view';
+import { askToEvaluate } from './federated-evaluation';
+import { describeWorkers, statusView } from './view';
 
 export { CHECKPOINTS_DIR, KEY_PAIR_FILE, type CheckpointHeader } from '../../checkpoint';
 
@@ -215,20 +215,7 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
 
   /** Each worker with what it last said: for lines that name who a round waits for. */
   describe(addresses: string[]): string {
-    if (!addresses.length) return 'no one in particular';
-    const { upstreamOf, self } = this.machine.topology;
-    const { pool } = this.machine.state;
-    return addresses
-      .map((address) => {
-        const said = this.health.get(address);
-        const upstream = upstreamOf.get(address);
-        const behind = upstream && upstream !== self ? this.health.get(upstream) : undefined;
-        if (said && said.state !== 'up') return `${address} (${said.state}: ${said.reason ?? 'no reason given'})`;
-        if (behind && behind.state !== 'up') return `${address} (its switch ${upstream} is ${behind.state}: ${behind.reason ?? 'no reason given'})`;
-        if (pool.includes(address)) return `${address} (ready)`;
-        return `${address} (up${said?.reason ? `, ${said.reason}` : ''}; has not checked in)`;
-      })
-      .join(', ');
+    return describeWorkers(this, addresses);
   }
 
   // ---- HTTP ----
@@ -352,7 +339,7 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
     const initial = getFlatWeights(model);
     const sealed = he && settings.he.key_holder === 'clients';
     const global: GlobalModel = sealed
-      ? new SealedGlobal(initial, strategy, he, (round, message, clients) => this.askClients(round, message, clients), () => this.clientsUp())
+      ? new SealedGlobal(initial, strategy, he, (round, message, clients) => askToEvaluate(this.node, this.abort.signal, round, message, clients), () => this.clientsUp())
       : new ReadableGlobal(initial, strategy, model, he);
     const accumulator = he ? new EncryptedAccumulator(he) : new PlaintextAccumulator(this.parameters);
     this.prepared = { model, modelId: modelId(model), backend, strategy, global, accumulator, he };
@@ -424,28 +411,6 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
     const { accuracy, loss } = await this.prepared!.global.evaluate(round, this.header(round));
     this.round = { ...this.round, accuracy, loss };
     this.executor.dispatch({ type: 'evaluated', round });
-  }
-
-  /** Federated evaluation: clients decrypt the model and score it on their share of the held-out digits. */
-  private async askClients(round: number, message: Buffer, clients: string[]): Promise<{ results: EvaluateResult[]; failures: string[] }> {
-    const results: EvaluateResult[] = [];
-    const failures: string[] = [];
-    await Promise.all(
-      clients.map(async (client) => {
-        try {
-          const answer = await this.node.peers.post<Omit<EvaluateResult, 'client'>>(client, '/c/evaluate', message, {
-            headers: { 'Content-Type': WIRE_CONTENT_TYPE },
-            signal: this.abort.signal,
-          });
-          results.push({ client, accuracy: answer.accuracy, loss: answer.loss, samples: answer.samples });
-        } catch (err) {
-          this.node.logger.warn(`round ${round}: no evaluation from ${client}: ${describeFailure(err).reason}`);
-          failures.push(client);
-        }
-      }),
-    );
-    results.sort((a, b) => a.client.localeCompare(b.client)); // a fixed order: the same sums whatever the timing
-    return { results, failures };
   }
 
   async checkpoint(round: number): Promise<void> {

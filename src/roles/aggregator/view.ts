@@ -27,6 +27,25 @@ export function statusView(role: AggregatorRole) {
   };
 }
 
+/** Each worker with what it last said: for lines that name who a round waits for. */
+export function describeWorkers(role: AggregatorRole, addresses: string[]): string {
+  if (!addresses.length) return 'no one in particular';
+  const { upstreamOf, self } = role.machine.topology;
+  const { pool } = role.machine.state;
+  const why = (reason?: string) => reason ?? 'no reason given';
+  return addresses
+    .map((address) => {
+      const said = role.health.get(address);
+      const upstream = upstreamOf.get(address);
+      const behind = upstream && upstream !== self ? role.health.get(upstream) : undefined;
+      if (said && said.state !== 'up') return `${address} (${said.state}: ${why(said.reason)})`;
+      if (behind && behind.state !== 'up') return `${address} (its switch ${upstream} is ${behind.state}: ${why(behind.reason)})`;
+      if (pool.includes(address)) return `${address} (ready)`;
+      return `${address} (up${said?.reason ? `, ${said.reason}` : ''}; has not checked in)`;
+    })
+    .join(', ');
+}
+
 /** Where the experiment stands: for the page's header and the command line's progress bars. */
 export function roundView(role: AggregatorRole, records: readonly NodeRecords[] = role.cluster.records()) {
   const { stage, round, selected } = role.machine.state;
