@@ -22,7 +22,7 @@ th,td{padding:.2rem .4rem;border-bottom:1px solid #eee;text-align:left;white-spa
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 td.wrap{white-space:normal}
 .dot{display:inline-block;width:.7rem;height:.7rem;border-radius:50%;background:var(--unknown);vertical-align:middle}
-.dot.up{background:var(--up)}.dot.down{background:var(--down)}
+.dot.up{background:var(--up)}.dot.down,.dot.failed{background:var(--down)}
 .bar{height:.6rem;background:#e3e7ee;border-radius:.3rem;overflow:hidden;width:14rem;display:inline-block;vertical-align:middle}
 .bar>div{height:100%;background:var(--accent);width:0;transition:width .4s}
 .charts section{margin-bottom:1rem;overflow-x:auto}
