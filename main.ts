@@ -155,8 +155,8 @@ withCommonFlags(
     });
     closeOnSignals(node);
     progress.follow(role);
-    const summary = await finished;
-    progress.stop();
+    // The bars go before any last line, the summary or why the experiment stopped.
+    const summary = await finished.finally(() => progress.stop());
     console.log(formatSummary(summary.rounds, summary.outputs));
     if (flags.keepServing) return console.log(`still serving the dashboard at http://${role.config.address}/ (Ctrl-C to stop)`);
     await node.close();
