@@ -10,6 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseExperimentConfig } from '../src/config/load';
 import { formatConfig, testbedConfig } from '../src/config/testbed';
 import type { RoundMetrics } from '../src/outputs';
 import { down, isAlive, up } from '../scripts/testbed';
@@ -169,7 +170,7 @@ export async function faultCosts(quick: boolean): Promise<FaultResults> {
   const normal = median(rows.filter((r) => r.round > 1 && !faulted.has(r.round)).map((r) => r.round_ms)) / 1000;
   const secondsOf = (round: number) => rows[round - 1].round_ms / 1000;
   return {
-    heartbeat_s: 2,
+    heartbeat_s: parseExperimentConfig(run.config).timeouts.heartbeat_ms / 1000,
     normal_round_s: normal,
     rows: plan.map(({ round, fault }) => {
       // A resumed round runs again from its start: its cost runs from the previous round's end, through the restart.

@@ -55,10 +55,8 @@ function mount(config: NodeConfig, node: NodeContext, options: MountOptions): { 
 
 /** A role mounted but unable to work: the config push answers with why (and /health keeps saying it). */
 export class RoleFailed extends HttpError {
-  readonly role: NodeConfig['type'];
-  constructor(type: NodeConfig['type'], reason: string) {
+  constructor(reason: string) {
     super(422, 'role failed to start', reason);
-    this.role = type;
   }
 }
 
@@ -148,7 +146,7 @@ export class RoleHost {
     } finally {
       this.incoming = undefined;
     }
-    if (role.failure) throw new RoleFailed(config.type, role.failure);
+    if (role.failure) throw new RoleFailed(role.failure);
     this.node.logger.info(`${old ? 'replaced' : 'mounted'} role ${config.type} under ${prefix} for experiment ${config.experiment}`);
     return { status: old ? 'replaced' : 'mounted', ...result };
   }

@@ -15,7 +15,6 @@ import { loadModel } from '../model/store';
 import { configBeside, ENCRYPTED_MODEL_FILE } from '../outputs';
 import { decryptedModel } from './decrypt-saved';
 
-export { configBeside } from '../outputs';
 
 export interface EvaluateOptions {
   /** The experiment's config; default outputs/<experiment>/config.json beside the round. */

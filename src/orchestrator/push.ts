@@ -96,13 +96,13 @@ export function missingForExperiment(configs: NodeConfig[], outcomes: PushOutcom
 
 /** The workers that did not take their config, one line per kind and reason (15 clients without a key file make one line). */
 export function goingOnWithout(outcomes: PushOutcome[]): string[] {
-  const groups = new Map<string, string[]>();
+  const groups = new Map<string, { first: PushOutcome; addresses: string[] }>();
   for (const o of outcomes.filter((o) => o.result !== 'configured').sort((a, b) => a.address.localeCompare(b.address, 'en', { numeric: true }))) {
-    const key = `${o.type}\u0000${o.result}\u0000${o.detail}`;
-    groups.set(key, [...(groups.get(key) ?? []), o.address]);
+    const key = JSON.stringify([o.type, o.result, o.detail]);
+    const group = groups.get(key) ?? groups.set(key, { first: o, addresses: [] }).get(key)!;
+    group.addresses.push(o.address);
   }
-  return [...groups].map(([key, addresses]) => {
-    const [type, result, detail] = key.split('\u0000');
+  return [...groups.values()].map(({ first: { type, result, detail }, addresses }) => {
     const who = addresses.length === 1 ? `${type} ${addresses[0]}` : `${addresses.length} ${type === 'switch' ? 'switches' : 'clients'} (${addresses.join(', ')})`;
     return `${who} ${result}: ${detail}`;
   });

@@ -3,6 +3,7 @@
  * updates, forms the sample-weighted sum, and forwards one update and the total count upstream.
  */
 import { z } from 'zod';
+import { describeIssues } from '../config/load';
 import type { SwitchNodeConfig } from '../config/schema';
 import { expectedParameterCount } from '../model/model';
 import { badRequest, HttpError, refused } from '../net/errors';
@@ -88,7 +89,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
   /** POST /s/round: the aggregator opens a round. */
   open(body: unknown): void {
     const parsed = openRoundSchema.safeParse(body);
-    if (!parsed.success) throw badRequest('not a round opening', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
+    if (!parsed.success) throw badRequest('not a round opening', describeIssues(parsed.error.issues));
     const { round, attempt, clients, deadline_ms, parameters, model_id } = parsed.data;
     if (parameters !== this.maxParameters) throw badRequest(`this experiment's model has ${this.maxParameters} parameters, not ${parameters}`);
     // Forward a little before the aggregator's own deadline, so a late client does not sink the whole switch.
@@ -107,7 +108,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
   /** POST /s/drop: the aggregator saw a selected client go down; this round stops waiting for it. */
   drop(body: unknown): void {
     const parsed = dropSchema.safeParse(body);
-    if (!parsed.success) throw badRequest('expected {"round", "attempt", "client"}', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
+    if (!parsed.success) throw badRequest('expected {"round", "attempt", "client"}', describeIssues(parsed.error.issues));
     const { client } = parsed.data;
     // Its encrypted update may be in the queue or in a sum right now: it counts if it makes it.
     if (this.adding.has(client)) {
@@ -156,13 +157,12 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
           this.waiting.push({ update: { round: message.round, attempt, from: sender }, ciphertexts: message.ciphertexts!, weight: message.weight, resolve, reject });
           this.drain(he);
         });
-        this.dropsPending.delete(sender);
       } catch (err) {
-        this.adding.delete(sender);
         this.dropAfterAll(sender);
         throw err;
       } finally {
         this.adding.delete(sender);
+        this.dropsPending.delete(sender); // made it: a drop that came meanwhile is moot
       }
     }
     return { round: message.round, received: this.machine.state.received.size };

@@ -44,10 +44,6 @@ export class ReadableGlobal implements GlobalModel {
     private readonly he?: HeSession,
   ) {}
 
-  get parameters(): Float32Array {
-    return this.values;
-  }
-
   message(header: ModelHeader, meta: Record<string, unknown>): Buffer {
     return encode({ ...header, kind: Kind.Model, contributors: 0, weight: 0, meta, parameters: this.values });
   }
@@ -87,6 +83,11 @@ export class ReadableGlobal implements GlobalModel {
 export class SealedGlobal implements GlobalModel {
   /** Undefined until the first round: the initial model goes down in plaintext (it says nothing about anyone's data). */
   private sealed?: { ciphertexts: Uint8Array[]; factor: number };
+  /**
+   * The round's model message without instructions, encoded once: the clients' evaluation, the saved
+   * round and the checkpoint all take the same megabytes.
+   */
+  private bare?: { round: number; bytes: Buffer };
 
   constructor(
     private readonly initial: Float32Array,
@@ -109,26 +110,33 @@ export class SealedGlobal implements GlobalModel {
     const next = this.strategy.aggregateFit(round, current, total, results, failures);
     if (next.kind !== 'encrypted') throw new Error(`strategy ${this.strategy.name} returned a plaintext model, but only the clients can read it`);
     this.sealed = { ciphertexts: next.ciphertexts, factor: next.factor };
+    this.bare = undefined;
+  }
+
+  private bareMessage(header: ModelHeader): Buffer {
+    if (this.bare?.round !== header.round) this.bare = { round: header.round, bytes: this.message(header, {}) };
+    return this.bare.bytes;
   }
 
   async evaluate(round: number, header: ModelHeader): Promise<Evaluation> {
     const clients = this.strategy.configureEvaluate(round, this.clients());
-    const { results, failures } = await this.askClients(round, this.message(header, {}), clients);
+    const { results, failures } = await this.askClients(round, this.bareMessage(header), clients);
     return this.strategy.aggregateEvaluate(round, results, failures);
   }
 
   async saveRound(outputs: ExperimentOutputs, header: ModelHeader, metrics: RoundMetrics): Promise<void> {
     // Without the key the aggregator can only keep the ciphertexts; `main.js decrypt --he-key` opens them.
-    await outputs.saveRound(header.round, { encrypted: this.message(header, {}) }, metrics);
+    await outputs.saveRound(header.round, { encrypted: this.bareMessage(header) }, metrics);
   }
 
   snapshot(header: ModelHeader): AggregatorState['global'] {
-    return { encryptedMessage: this.message(header, {}) };
+    return { encryptedMessage: this.bareMessage(header) };
   }
 
   restore(global: AggregatorState['global']): void {
     if (!('encryptedMessage' in global)) throw new Error('the checkpoint holds a plaintext model, but only the clients may read this one');
     const message = decode(Buffer.from(global.encryptedMessage));
     this.sealed = { ciphertexts: message.ciphertexts!, factor: Number(message.meta?.factor) };
+    this.bare = undefined;
   }
 }

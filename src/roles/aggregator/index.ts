@@ -247,7 +247,6 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
     const parsed = checkinSchema.safeParse(body);
     if (!parsed.success) throw badRequest('expected {"client": "<address>", "samples": <count>}');
     const { client, samples } = parsed.data;
-    if (!this.machine.topology.upstreamOf.has(client)) throw new HttpError(403, 'forbidden', `${client} is not a client of this experiment`);
     // Before the event: the check-in that closes selection must count in the round's HE pre-scaling.
     this.samplesOf.set(client, samples);
     this.executor.dispatch({ type: 'checkin', client });
