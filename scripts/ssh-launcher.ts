@@ -28,6 +28,7 @@ interface Flags {
   dryRun?: boolean;
   parallel: number;
   heKey: string;
+  sshConfig?: string;
 }
 
 /** A step to run: the program, its arguments, and what goes on its stdin. */
@@ -45,9 +46,15 @@ export function keySteps(flags: Flags, targets: Target[]): Step[] {
   if (flags.hosts) return [];
   const config = loadExperimentConfig(flags.config);
   if (!config.he.enabled || config.he.key_holder !== 'clients') return [];
-  const remote = `cd ${quote(flags.dir)} && mkdir -p keys && (umask 077 && cat > ${REMOTE_KEY})`;
+  const remote = `cd ${quote(flags.dir)} && mkdir -p keys && ${writeAtomically(REMOTE_KEY)} && echo "HE secret key written to ${REMOTE_KEY}"`;
   return targets.filter((t) => t.role === 'client').map((target) => ({ target, argv: sshArgs(flags, target, remote), stdin: { file: flags.heKey } }));
 }
+
+/**
+ * Writes stdin to `file` in one rename, owner-only: two machines sharing a folder (NFS, or the
+ * emulated testbed's one disk) never read a half-written file.
+ */
+const writeAtomically = (file: string) => `(umask 077 && cat > ${file}.$$ && mv -f ${file}.$$ ${file})`;
 
 const quote = (arg: string) => (/^[A-Za-z0-9_./:=@%+,-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`);
 
@@ -68,20 +75,26 @@ export function targetsFrom(flags: Pick<Flags, 'config' | 'hosts'>, includeAggre
 
 function sshArgs(flags: Flags, target: Target, remote: string): string[] {
   const login = flags.user ? `${flags.user}@${target.host}` : target.host;
-  return ['ssh', '-o', 'BatchMode=yes', ...flags.sshOption.flatMap((o) => ['-o', o]), login, remote];
+  return ['ssh', ...sshFlags(flags), login, remote];
+}
+
+/** What ssh and scp both take: a config file of the testbed's (`-F`), batch mode, extra `-o` options. */
+function sshFlags(flags: Flags): string[] {
+  return [...(flags.sshConfig ? ['-F', flags.sshConfig] : []), '-o', 'BatchMode=yes', ...flags.sshOption.flatMap((o) => ['-o', o])];
 }
 
 export function planSteps(action: string, flags: Flags, targets: Target[]): Step[] {
   const dir = quote(flags.dir);
   return targets.map((target) => {
-    const pid = `.run/worker-${target.port}.pid`;
-    const out = `logs/worker-${target.port}.out`;
+    // Named by address too: machines that share a folder keep apart.
+    const pid = `.run/worker-${target.host}-${target.port}.pid`;
+    const out = `logs/worker-${target.host}-${target.port}.out`;
     switch (action) {
       case 'start': {
         const key = target.role === 'client' ? ` --he-key ${REMOTE_KEY}` : '';
         const worker = `node main.js --host ${target.host} --port ${target.port} --token-file .run/token --logs logs${key}`;
         const remote =
-          `cd ${dir} && mkdir -p logs .run && (umask 077 && cat > .run/token) && ` +
+          `cd ${dir} && mkdir -p logs .run && ${writeAtomically('.run/token')} && ` +
           `if [ -f ${pid} ] && kill -0 "$(cat ${pid})" 2>/dev/null; then echo "already running"; else ` +
           `setsid nohup ${worker} > ${out} 2>&1 < /dev/null & echo $! > ${pid}; echo "started pid $(cat ${pid})"; fi`;
         return { target, argv: sshArgs(flags, target, remote), stdin: 'TOKEN' };
@@ -99,7 +112,7 @@ export function planSteps(action: string, flags: Flags, targets: Target[]): Step
       case 'fetch-logs': {
         const login = flags.user ? `${flags.user}@${target.host}` : target.host;
         const local = join(flags.into, `${target.host}-${target.port}`);
-        return { target, argv: ['scp', '-r', '-p', '-o', 'BatchMode=yes', ...flags.sshOption.flatMap((o) => ['-o', o]), `${login}:${flags.dir}/logs/.`, local] };
+        return { target, argv: ['scp', '-r', '-p', ...sshFlags(flags), `${login}:${flags.dir}/logs/.`, local] };
       }
       default:
         throw new Error(`unknown action "${action}" (start, stop, status or fetch-logs)`);
@@ -158,6 +171,7 @@ const program = new Command()
   .option('--hosts <file>', 'read the hosts from this file instead (host[:port] per line)')
   .option('--user <user>', 'ssh user')
   .option('--dir <dir>', 'the project folder on every machine (where npm install ran)', 'fl-testbed')
+  .option('--ssh-config <file>', 'an ssh client config for ssh and scp (-F); `testbed up --emulate` writes one')
   .option('--ssh-option <opt>', 'extra ssh -o option (repeatable)', (v: string, all: string[]) => all.concat(v), [] as string[])
   .option('--token-file <file>', 'the cluster token to give the workers (or $FL_TOKEN)')
   .option('--into <dir>', 'fetch-logs: where the logs go, one folder per machine', 'logs/testbed')

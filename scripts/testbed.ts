@@ -3,6 +3,10 @@
  *   npm run testbed -- init [--nodes 15 --switches 2 --base 127.0.1] [--out config.local.json]
  *   npm run testbed -- up [--config config.local.json]     start the workers, wait until healthy
  *   npm run testbed -- status | down
+ * Or emulated (root): a network namespace per machine, shaped links, sshd; workers started over ssh.
+ *   npm run testbed -- up --emulate [--config config.json]
+ *   npm run testbed -- exec <node> -- <command …>          run a command on that machine
+ *   npm run testbed -- status --emulate | down --emulate
  * State (token, pid files, worker output) lives in --state (default .testbed/).
  */
 import { spawn } from 'node:child_process';
@@ -15,8 +19,11 @@ import { parseAddress } from '../src/config/address';
 import { formatConfig, testbedConfig } from '../src/config/testbed';
 import { nodeIdFor } from '../src/log/logger';
 import { writeSecretKey } from '../src/he/keys';
+import { downEmulated, execOn, statusEmulated, upEmulated } from '../src/emulate/testbed';
+import { EmulateError } from '../src/emulate/system';
 
-const MAIN = resolve(__dirname, '..', '..', 'main.js');
+const ROOT = resolve(__dirname, '..', '..');
+const MAIN = join(ROOT, 'main.js');
 
 interface StateFlags {
   state: string;
@@ -168,12 +175,12 @@ const run = <F>(action: (flags: F) => number | Promise<number>) => async (flags:
   try {
     process.exitCode = await action(flags);
   } catch (err) {
-    console.error(err instanceof ConfigError ? err.message : `testbed: ${(err as Error).message}`);
+    console.error(err instanceof ConfigError || err instanceof EmulateError ? err.message : `testbed: ${(err as Error).message}`);
     process.exitCode = err instanceof ConfigError ? 2 : 1;
   }
 };
 
-const program = new Command().name('testbed').description('start and stop a testbed of workers on loopback addresses');
+const program = new Command().name('testbed').description('start and stop a testbed of workers, on loopback addresses or emulated').enablePositionalOptions();
 const withState = (c: Command) => c.option('--state <dir>', 'where the token, pid files and worker output live', '.testbed');
 
 program
@@ -189,10 +196,24 @@ withState(program.command('up').description('start every worker of the config an
   .option('--config <file>', 'the experiment config', 'config.local.json')
   .option('--logs <dir>', 'where the workers write logs/ (default: <state>/logs)')
   .option('--timeout <ms>', 'how long to wait for the workers', int, 30_000)
-  .action(run(up));
+  .option('--emulate', 'a network namespace per machine with the config\'s own addresses, shaped links, sshd (needs root)')
+  .option('--dir <dir>', '--emulate: the project folder the workers run in over ssh', ROOT)
+  .option('--no-measure', '--emulate: skip measuring the rate each shaped link reaches')
+  .action(run((flags: StateFlags & { config: string; timeout: number; logs?: string; emulate?: boolean; dir: string; measure: boolean }) =>
+    flags.emulate ? upEmulated({ ...flags, makeToken: () => ensureToken(flags.state), print: console.log }) : up(flags),
+  ));
 withState(program.command('down').description('stop every worker this testbed started'))
   .option('--timeout <ms>', 'grace period before SIGKILL', int, 5000)
-  .action(run(down));
-withState(program.command('status').description('list the workers and whether they run')).action(run(status));
+  .option('--emulate', 'remove the emulated testbed: every process in its namespaces, and the namespaces')
+  .action(run((flags: StateFlags & { timeout: number; emulate?: boolean }) => (flags.emulate ? downEmulated(flags.state, console.log) : down(flags))));
+withState(program.command('status').description('list the workers and whether they run'))
+  .option('--emulate', 'the emulated testbed: each machine\'s processes and link counters')
+  .action(run((flags: StateFlags & { emulate?: boolean }) => (flags.emulate ? statusEmulated(flags.state, console.log) : status(flags))));
+withState(program.command('exec').description('run a command on one machine of the emulated testbed: exec <node> -- <command …>'))
+  .argument('<node>', 'the machine, by address or IP')
+  .argument('<command...>', 'the command and its arguments, after --')
+  .passThroughOptions()
+  // Options pass through to the command once the node is named; the `--` before it is only a separator.
+  .action((node: string, command: string[], flags: StateFlags) => run(() => execOn(flags.state, node, command[0] === '--' ? command.slice(1) : command))(flags));
 
 if (require.main === module) program.parseAsync();

@@ -28,6 +28,9 @@ export interface RoundMetrics extends RoundTimings {
   samples: number;
   bytes_up: number;
   bytes_down: number;
+  /** The kernel's count of the aggregator's link in the same window, where it has a link of its own. */
+  link_bytes_up?: number;
+  link_bytes_down?: number;
   retries: number;
   /** Selected clients whose updates are not in the round's sum (they died, or were too late). */
   missing: string[];

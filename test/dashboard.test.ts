@@ -8,11 +8,11 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { chromiumPath, missingBrowser } from '../scripts/ensure-browser';
+import { chromiumPath, missingBrowser } from '../scripts/ensure-system';
 import { get, MAIN, node, ROOT, Testbed, waitFor, type LaunchedAggregator } from './helpers/cluster';
 
 const CHROMIUM = chromiumPath();
-/** `npm test` installs the browser where it can (scripts/ensure-browser.ts); elsewhere this file skips, saying why. */
+/** `npm test` installs the browser where it can (scripts/ensure-system.ts); elsewhere this file skips, saying why. */
 const NO_BROWSER = missingBrowser();
 export const SCREENSHOTS = join(ROOT, 'test-output');
 const ROUNDS = 6;

@@ -25,6 +25,13 @@ describe('a hung switch (SIGSTOP, then SIGCONT)', () => {
   const [hung] = testbed.addresses('switch');
   const behind = testbed.addresses('client').filter((c) => (testbed.config.others[c] as { switch?: string }).switch === hung);
   const metrics = (): RoundMetrics[] => JSON.parse(readFileSync(join(testbed.outputs, 'hung', 'metrics.json'), 'utf8')).rounds;
+  const readLog = (worker: string) => {
+    try {
+      return readFileSync(join(testbed.logs, `${worker.replace(':', '-')}.log`), 'utf8');
+    } catch (err) {
+      return (err as Error).message;
+    }
+  };
   let agg: LaunchedAggregator;
   let stoppedIn = 0;
   let exitCode: number | null = null;
@@ -32,8 +39,14 @@ describe('a hung switch (SIGSTOP, then SIGCONT)', () => {
   before(async () => {
     assert.equal((await testbed.up()).code, 0);
     agg = testbed.launchAggregator();
-    const stage = (what: string) => (err: Error) => {
-      throw new Error(`${what}: ${err.message}\n${agg.output.slice(-6000)}`);
+    // What a stall needs to be understood: what the aggregator says it waits for, and what the hung switch and its clients logged.
+    const diagnose = async () => {
+      const status = await get(aggregator, '/a/status', testbed.token).then((r) => JSON.stringify(r.body), (err) => `no status: ${err.message}`);
+      const logs = [hung, ...behind].map((w) => `--- ${w}\n${readLog(w).slice(-3000)}`).join('\n');
+      return `${agg.output.slice(-6000)}\n/a/status ${status}\n${logs}`;
+    };
+    const stage = (what: string) => async (err: Error) => {
+      throw new Error(`${what}: ${err.message}\n${await diagnose()}`);
     };
     await waitFor(async () => {
       const status = (await get(aggregator, '/a/status', testbed.token).catch(() => undefined))?.body;
@@ -47,7 +60,8 @@ describe('a hung switch (SIGSTOP, then SIGCONT)', () => {
     await waitFor(async () => (await get(aggregator, '/a/status', testbed.token)).body.rounds_done >= stoppedIn, 60_000).catch(stage(`round ${stoppedIn} never finished`));
     process.kill(testbed.pidOf(hung), 'SIGCONT');
     // Well inside the hook's budget, so a stall reports what the aggregator said.
-    exitCode = await Promise.race([agg.exited, new Promise<null>((_, reject) => setTimeout(() => reject(new Error(`stalled:\n${agg.output.slice(-6000)}`)), 150_000).unref())]);
+    const stalled = new Promise<null>((_, reject) => setTimeout(() => void diagnose().then((d) => reject(new Error(`stalled:\n${d}`))), 150_000).unref());
+    exitCode = await Promise.race([agg.exited, stalled]);
   }, { timeout: 240_000 });
   after(() => {
     try {

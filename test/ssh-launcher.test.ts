@@ -54,7 +54,7 @@ describe('ssh launcher', () => {
     const dryRun = await script('ssh-launcher', ['start', '--dry-run', '--config', config, '--he-key', 'keys/k.json'], { env: tools.env });
     assert.equal(dryRun.code, 0, dryRun.stderr);
     const hostOf = (line: string) => /^ssh -o BatchMode=yes (?:\S+@)?(\S+) /.exec(line)?.[1];
-    const keyLines = dryRun.stdout.split('\n').filter((l) => l.includes('cat > keys/he-secret.json'));
+    const keyLines = dryRun.stdout.split('\n').filter((l) => l.includes('cat > keys/he-secret.json.$$ && mv -f keys/he-secret.json.$$ keys/he-secret.json'));
     const clientHosts = Object.entries(reference.others).filter(([, e]) => e.type === 'client').map(([a]) => a.split(':')[0]);
     assert.equal(clientHosts.length, 12);
     // Each client machine gets the key once, and no other machine does.

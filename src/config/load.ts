@@ -1,7 +1,7 @@
 /** Reading config.json: parse, validate, check the topology, and name every mistake. */
 import { readFileSync } from 'node:fs';
 import type { z } from 'zod';
-import { canonicalAddress } from './address';
+import { addressProblem, canonicalAddress } from './address';
 import { KNOWN_KEYS, experimentConfigSchema, nodeConfigSchema, type ExperimentConfig, type NodeConfig } from './schema';
 
 export class ConfigError extends Error {
@@ -131,10 +131,24 @@ function topologyProblems(config: ExperimentConfig): string[] {
   }
   if (clientCount === 0) problems.push('others: needs at least one entry of type "client"');
   problems.push(...encryptionProblems(config, switchClients, clientCount - [...switchClients.values()].reduce((a, b) => a + b, 0)));
+  problems.push(...linkProblems(config, seen));
   if (config.clients_per_round !== undefined && config.clients_per_round > clientCount) {
     problems.push(`clients_per_round: ${config.clients_per_round} is more than the ${clientCount} clients in others`);
   }
   return problems;
+}
+
+const ROLES = ['client', 'switch', 'aggregator'];
+
+/** `links` keys name a role or a node of `others`. */
+function linkProblems(config: ExperimentConfig, nodes: Map<string, string>): string[] {
+  return Object.keys(config.links ?? {})
+    .filter((key) => !ROLES.includes(key))
+    .flatMap((key) => {
+      const canonical = addressProblem(key) ? undefined : canonicalAddress(key);
+      if (canonical && nodes.has(canonical)) return [];
+      return [`links["${key}"]: expected a role (${ROLES.join(', ')}) or the address of a node in others`];
+    });
 }
 
 /** What homomorphic encryption asks of the topology and the strategy. */
@@ -158,7 +172,7 @@ function encryptionProblems(config: ExperimentConfig, switchClients: Map<string,
 
 /** The config each node receives, keyed by canonical address (the aggregator's own included). */
 export function resolveNodeConfigs(config: ExperimentConfig): Map<string, NodeConfig> {
-  const { experiment, others, ...settings } = config;
+  const { experiment, others, links: _links, ...settings } = config;
   const entries = Object.entries(others).map(([key, entry]) => ({ address: canonicalAddress(key), entry }));
   const aggregator = entries.find((e) => e.entry.type === 'aggregator')!.address;
   const upstreamOf = (entry: { switch?: string }) => (entry.switch ? canonicalAddress(entry.switch) : aggregator);

@@ -150,9 +150,26 @@ export const workerEntrySchema = z.discriminatedUnion('type', [clientEntry, swit
 });
 export type WorkerEntry = z.infer<typeof workerEntrySchema>;
 
+/**
+ * A link's shape on the emulated testbed (`testbed up --emulate`), the same both ways. The rate is
+ * shaped with tbf; delay and loss need the kernel's netem, which not every kernel has.
+ */
+export const linkSchema = z
+  .object({
+    rate_mbit: z.number().positive().max(100_000),
+    delay_ms: z.number().min(0).max(10_000).optional(),
+    loss_percent: z.number().min(0).max(100).optional(),
+  })
+  .strict();
+export type LinkShape = z.infer<typeof linkSchema>;
+
+/** Keyed by role ("client", "switch", "aggregator") or by one node's address; an address wins over its role. */
+export const linksSchema = z.record(z.string(), linkSchema);
+
 export const experimentConfigSchema = settingsSchema
   .extend({
     experiment: experimentName.default('experiment'),
+    links: linksSchema.optional(),
     others: z.record(address, workerEntrySchema),
   })
   .strict();
@@ -162,7 +179,7 @@ export type ExperimentConfig = z.infer<typeof experimentConfigSchema>;
 /** Every key config.json may use, for "did you mean" hints. */
 export const KNOWN_KEYS: readonly string[] = [
   ...new Set(
-    [experimentConfigSchema, modelSchema, trainingSchema, dataSchema, heSchema, timeoutsSchema]
+    [experimentConfigSchema, modelSchema, trainingSchema, dataSchema, heSchema, timeoutsSchema, linkSchema]
       .flatMap((schema) => Object.keys(schema.shape))
       .concat(['type', 'client_number', 'index', 'switch']),
   ),

@@ -10,6 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from './atomic';
 import { diffTotals, type WireMeter, type WireTotals } from '../net/wire-meter';
+import type { LinkCounter, LinkTotals } from '../net/link-counters';
 
 export interface IterationEntry {
   round: number;
@@ -27,15 +28,19 @@ export class IterationLog {
   /** Hears each finished round's entry (a worker ships it to the aggregator). */
   onEntry?: (entry: IterationEntry) => void;
   private since: WireTotals;
+  private linkSince?: LinkTotals;
 
   constructor(
     logsDir: string,
     nodeId: string,
     experiment: string,
     private readonly meter: WireMeter,
+    /** The kernel's counters of this node's interface, where it has one of its own. */
+    private readonly link?: LinkCounter,
   ) {
     this.file = join(logsDir, `${nodeId}_${experiment}.json`);
     this.since = meter.totals();
+    this.linkSince = link?.();
     this.entries = readEntries(this.file);
   }
 
@@ -65,6 +70,7 @@ export class IterationLog {
       byte_send: wire.sent,
       // The whole process, HE worker threads and their wasm heaps included: flat round after round or leaking.
       rss_bytes: process.memoryUsage().rss,
+      ...this.linkBytes(),
       ...extra,
     };
     this.entries.push(entry);
@@ -72,6 +78,15 @@ export class IterationLog {
     this.flush();
     this.onEntry?.(entry);
     return entry;
+  }
+
+  /** The same window as the node's own counts, by the kernel: `link_byte_received`, `link_byte_send`. */
+  private linkBytes(): Record<string, number> {
+    const now = this.link?.();
+    const since = this.linkSince;
+    this.linkSince = now;
+    if (!now || !since) return {};
+    return { link_byte_received: now.received - since.received, link_byte_send: now.sent - since.sent };
   }
 
   get rounds(): readonly IterationEntry[] {

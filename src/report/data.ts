@@ -16,6 +16,8 @@ export interface NodeRound {
   round: number;
   sent: number;
   received: number;
+  /** The kernel's count of the node's link in the same window (headers, health checks and all), where it has one. */
+  link?: { sent: number; received: number };
   /** Milliseconds per phase; a phase the node does not do is absent. */
   phases: Partial<Record<Phase, number>>;
 }
@@ -56,14 +58,43 @@ export function nodeRounds(aggregator: string, rows: readonly RoundMetrics[], wo
     // Updates come up to the aggregator; models go down from it.
     sent: r.bytes_down,
     received: r.bytes_up,
+    ...(r.link_bytes_up === undefined ? {} : { link: { sent: r.link_bytes_down!, received: r.link_bytes_up } }),
     phases: { ...(num(r.waiting_ms) !== undefined ? { wait: r.waiting_ms } : {}), aggregate: r.aggregation_ms, evaluate: r.evaluation_ms },
   }));
   for (const w of workers) {
     for (const e of lastPerRound(w.iteration)) {
-      out.push({ node: w.address, role: w.role, round: e.round, sent: e.byte_send, received: e.byte_received, phases: workerPhases(w.role, e) });
+      const link = num(e.link_byte_send) === undefined ? {} : { link: { sent: e.link_byte_send as number, received: e.link_byte_received as number } };
+      out.push({ node: w.address, role: w.role, round: e.round, sent: e.byte_send, received: e.byte_received, ...link, phases: workerPhases(w.role, e) });
     }
   }
   return out;
+}
+
+export interface NodeTotals {
+  node: string;
+  role: NodeRound['role'];
+  rounds: number;
+  sent: number;
+  received: number;
+  /** Summed over the rounds the kernel counted (all of them, or none). */
+  link?: { sent: number; received: number };
+}
+
+/** Each node's bytes over the whole experiment, its own count and (where it has a link of its own) the kernel's. */
+export function nodeTotals(rows: readonly NodeRound[]): NodeTotals[] {
+  const totals = new Map<string, NodeTotals>();
+  for (const row of rows) {
+    const t = totals.get(row.node) ?? { node: row.node, role: row.role, rounds: 0, sent: 0, received: 0, link: row.link && { sent: 0, received: 0 } };
+    totals.set(row.node, t);
+    t.rounds++;
+    t.sent += row.sent;
+    t.received += row.received;
+    if (t.link && row.link) {
+      t.link.sent += row.link.sent;
+      t.link.received += row.link.received;
+    } else t.link = undefined; // a round the kernel did not count: no total to compare
+  }
+  return [...totals.values()];
 }
 
 /** Each node's mean time per phase over the rounds given. */

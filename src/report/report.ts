@@ -10,7 +10,7 @@ import { writeFileAtomic } from '../log/atomic';
 import { ClusterLog, type NodeRecords, type WorkerRole } from '../log/cluster-log';
 import type { RoundMetrics } from '../outputs';
 import { experimentCharts, type ChartName } from './charts';
-import { nodeRounds } from './data';
+import { nodeRounds, nodeTotals, type NodeTotals } from './data';
 import { renderSvg, svgToPng } from './render';
 
 export interface ReportInput {
@@ -46,7 +46,8 @@ export function describeSettings(settings: Settings, workers: ReadonlyMap<string
 }
 
 export async function writeReport(dir: string, input: ReportInput): Promise<{ html: string; pngs: string[] }> {
-  const specs = experimentCharts(input.rows, nodeRounds(input.aggregator, input.rows, input.records));
+  const perNode = nodeRounds(input.aggregator, input.rows, input.records);
+  const specs = experimentCharts(input.rows, perNode);
   const svgs = {} as Record<ChartName, string>;
   const pngs: string[] = [];
   mkdirSync(join(dir, CHARTS_DIR), { recursive: true });
@@ -57,7 +58,7 @@ export async function writeReport(dir: string, input: ReportInput): Promise<{ ht
     pngs.push(png);
   }
   const html = join(dir, REPORT_FILE);
-  writeFileAtomic(html, reportHtml(input, svgs));
+  writeFileAtomic(html, reportHtml(input, svgs, nodeTotals(perNode)));
   return { html, pngs };
 }
 
@@ -82,7 +83,24 @@ export async function reportFromDisk(experimentDir: string, logsDir: string): Pr
 const escape = (text: string) => text.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 const mb = (bytes: number) => (bytes / 1e6).toFixed(2);
 
-function reportHtml(input: ReportInput, svgs: Record<ChartName, string>): string {
+/** What the network added to a node's own count: headers, acknowledgements, health checks, logs, ssh. */
+function added(own: number, link?: number): string {
+  if (link === undefined) return '<td>—</td><td>—</td>';
+  return `<td>${mb(link)}</td><td>${own ? `${(((link - own) / own) * 100).toFixed(1)}%` : '—'}</td>`;
+}
+
+function nodeTable(nodes: NodeTotals[]): string {
+  const rows = nodes
+    .map((n) => `<tr><td>${escape(n.node)}</td><td>${n.role}</td><td>${n.rounds}</td><td>${mb(n.sent)}</td>${added(n.sent, n.link?.sent)}<td>${mb(n.received)}</td>${added(n.received, n.link?.received)}</tr>`)
+    .join('');
+  const counted = nodes.some((n) => n.link);
+  const note = counted
+    ? "Each node's own count is the experiment's traffic (HTTP requests and answers); the link's is the kernel's count of the node's interface over the same rounds, with TCP/IP headers, acknowledgements, health checks and shipped logs."
+    : 'No node has a link of its own here (a loopback testbed shares one interface), so there is no kernel count to show beside its own.';
+  return `<p>${note}</p><table><tr><th>node</th><th>role</th><th>rounds</th><th>sent (MB)</th><th>on the link</th><th>added</th><th>received (MB)</th><th>on the link</th><th>added</th></tr>${rows}</table>`;
+}
+
+function reportHtml(input: ReportInput, svgs: Record<ChartName, string>, nodes: NodeTotals[]): string {
   const { rows } = input;
   const last = rows[rows.length - 1];
   const settings = describeSettings(input.settings, input.workers)
@@ -117,6 +135,8 @@ th{background:#f4f4f4}.settings th,.settings td{text-align:left}.chart{margin:1r
 <div class="chart">${svgs.phases}</div>
 <h2>Rounds</h2>
 <table><tr><th>round</th><th>accuracy</th><th>loss</th><th>clients</th><th>round (s)</th><th>training (s)</th><th>waiting (s)</th><th>aggregation (s)</th><th>up (MB)</th><th>down (MB)</th><th>missing</th></tr>${roundRows}</table>
+<h2>Nodes</h2>
+${nodeTable(nodes)}
 </body></html>
 `;
 }

@@ -4,6 +4,8 @@ import type { NodeConfig, RoleType } from '../config/schema';
 import type { Logger } from '../log/logger';
 import { IterationLog } from '../log/iteration-log';
 import { LogShipper } from '../log/shipper';
+import { parseAddress } from '../config/address';
+import { linkCounterFor } from '../net/link-counters';
 import { describeFailure } from '../net/peers';
 import type { Peers } from '../net/peers';
 import type { WireMeter } from '../net/wire-meter';
@@ -37,7 +39,7 @@ export abstract class Role<C extends NodeConfig = NodeConfig> {
     readonly config: C,
     protected readonly node: NodeContext,
   ) {
-    this.iterations = new IterationLog(node.logsDir, node.nodeId, config.experiment, node.meter);
+    this.iterations = new IterationLog(node.logsDir, node.nodeId, config.experiment, node.meter, linkCounterFor(parseAddress(config.address).host));
     if (config.type !== 'aggregator') {
       const { address, aggregator, experiment, type: role } = config;
       const shipper = new LogShipper(node.peers, { node: node.nodeId, address, aggregator, experiment, role }, (message) => node.logger.warn(message));

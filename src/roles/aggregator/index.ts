@@ -417,7 +417,8 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
     const timings = this.clock.timings(missing.length > 0);
     const retries = this.machine.state.retries;
     const entry = this.iterations.endRound({ ...timings, accuracy, loss, clients, samples, retries, missing })!;
-    const metrics: RoundMetrics = { round, accuracy, loss, clients, samples, ...timings, bytes_up: entry.byte_received, bytes_down: entry.byte_send, retries, missing };
+    const link = entry.link_byte_received === undefined ? {} : { link_bytes_up: entry.link_byte_received as number, link_bytes_down: entry.link_byte_send as number };
+    const metrics: RoundMetrics = { round, accuracy, loss, clients, samples, ...timings, bytes_up: entry.byte_received, bytes_down: entry.byte_send, ...link, retries, missing };
     const { global, strategy } = this.prepared!;
     await global.saveRound(this.outputs, this.header(round), metrics);
     const saved = aggregatorCheckpoint({

@@ -1,0 +1,168 @@
+/**
+ * The emulated lab testbed: `testbed up --emulate` builds a namespace per machine with shaped
+ * links, starts sshd in each, and starts the workers over real ssh from the aggregator's machine,
+ * as on the lab's own. `exec` runs a command on one machine; `down --emulate` removes everything.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { canonicalAddress } from '../config/address';
+import { loadExperimentConfig } from '../config/load';
+import { writeSecretKey } from '../he/keys';
+import { describeLink, needsNetem } from './links';
+import { assertIsolated, buildNetwork, machineCounters, pidsIn, removeNetwork, testbedNamespaces } from './network';
+import { planTestbed, testbedTag, type Machine, type TestbedPlan } from './plan';
+import { measureLink, type MeasuredRate } from './rate';
+import { sshFiles, startSshd, writeSshFiles } from './sshd';
+import { assertCanEmulate, EmulateError } from './system';
+
+const ROOT = resolve(__dirname, '..', '..', '..');
+const SCRIPTS = join(ROOT, 'dist', 'scripts');
+
+export interface EmulatedState {
+  config: string;
+  dir: string;
+  plan: TestbedPlan;
+  netem: boolean;
+  measured: Record<string, MeasuredRate>;
+}
+
+const stateFile = (state: string) => join(state, 'emulate.json');
+
+export function readEmulatedState(state: string): EmulatedState {
+  const file = stateFile(state);
+  if (!existsSync(file)) throw new EmulateError(`no emulated testbed in ${state} (start one with \`npm run testbed -- up --emulate\`)`);
+  return JSON.parse(readFileSync(file, 'utf8'));
+}
+
+export interface UpFlags {
+  config: string;
+  state: string;
+  /** The project folder the workers run in (main.js there), as `npm run ssh -- --dir` on the lab's machines. */
+  dir: string;
+  /** Makes the cluster token (once) in the state folder: only after the checks, so a refusal leaves nothing. */
+  makeToken: () => string;
+  timeout: number;
+  measure: boolean;
+  print: (line: string) => void;
+}
+
+export async function upEmulated(flags: UpFlags): Promise<number> {
+  assertCanEmulate();
+  const config = loadExperimentConfig(flags.config);
+  const plan = planTestbed(config, flags.state);
+  const left = testbedNamespaces(plan.tag);
+  if (left.length) throw new EmulateError(`${left.length} namespaces of this testbed exist already (${left[0]} …): \`npm run testbed -- down --emulate\` first`);
+  flags.makeToken();
+  try {
+    const { netem } = buildNetwork(plan);
+    assertIsolated(plan);
+    const ssh = writeSshFiles(plan, flags.state);
+    startSshd(plan, ssh);
+    flags.print(`testbed: ${plan.machines.length} machines in namespaces fl-${plan.tag}-*, one bridge, sshd on port 22 of each`);
+    const shaped = plan.machines.filter((m) => m.link);
+    if (!netem && shaped.some((m) => needsNetem(m.link))) {
+      flags.print('  this kernel has no netem: delay and loss in `links` are NOT applied; rates are (tbf)');
+    }
+    const state: EmulatedState = { config: resolve(flags.config), dir: resolve(flags.dir), plan, netem, measured: {} };
+    writeFileSync(stateFile(flags.state), JSON.stringify(state, null, 1));
+    if (flags.measure) {
+      for (const machine of shaped) state.measured[machine.host] = await measureLink(plan, machine);
+      writeFileSync(stateFile(flags.state), JSON.stringify(state, null, 1));
+    }
+    printLinks(state, flags.print);
+    const keyFile = await clientKey(config, flags.state);
+    const started = await startWorkers(state, flags, keyFile);
+    if (started !== 0) return started;
+    flags.print(`run the experiment on the aggregator's machine:\n  npm run testbed -- exec ${aggregatorOf(plan).host} -- node main.js agg --config ${flags.config} --token-file ${join(flags.state, 'token')}`);
+    return 0;
+  } catch (err) {
+    await removeNetwork(plan.tag, 1000);
+    throw err;
+  }
+}
+
+function printLinks(state: EmulatedState, print: (line: string) => void): void {
+  for (const machine of state.plan.machines) {
+    const measured = state.measured[machine.host];
+    const rate = measured ? `   measured ${measured.up_mbit.toFixed(1)} up, ${measured.down_mbit.toFixed(1)} down (Mbit/s of payload)` : '';
+    print(`  ${machine.host.padEnd(15)} ${machine.nodes.map((n) => n.role).join('+').padEnd(10)} ${describeLink(machine.link)}${rate}`);
+  }
+}
+
+/** With the key at the clients, the launcher hands it to them over ssh, as on the lab's machines. */
+async function clientKey(config: ReturnType<typeof loadExperimentConfig>, state: string): Promise<string | undefined> {
+  if (!config.he.enabled || config.he.key_holder !== 'clients') return undefined;
+  const file = join(state, 'he-secret.json');
+  if (!existsSync(file)) await writeSecretKey(config.he, file);
+  return resolve(file);
+}
+
+export const aggregatorOf = (plan: TestbedPlan): Machine => plan.machines.find((m) => m.nodes.some((n) => n.role === 'aggregator'))!;
+
+/** `npm run ssh -- start` from the aggregator's machine, then a wait there until every worker answers. */
+async function startWorkers(state: EmulatedState, flags: UpFlags, keyFile?: string): Promise<number> {
+  const aggregator = aggregatorOf(state.plan);
+  const launcher = [
+    join(SCRIPTS, 'ssh-launcher.js'), 'start',
+    '--config', state.config,
+    '--ssh-config', sshFiles(flags.state).clientConfig,
+    '--dir', state.dir,
+    '--token-file', resolve(flags.state, 'token'),
+    ...(keyFile ? ['--he-key', keyFile] : []),
+  ];
+  const start = await runIn(aggregator.ns, [process.execPath, ...launcher]);
+  flags.print(start.output.trimEnd());
+  if (start.code !== 0) return start.code;
+  const workers = state.plan.machines.flatMap((m) => m.nodes).filter((n) => n.role !== 'aggregator').map((n) => n.address);
+  const health = await runIn(aggregator.ns, [process.execPath, join(ROOT, 'dist', 'src', 'emulate', 'health-probe.js'), String(flags.timeout), ...workers]);
+  flags.print(health.code === 0 ? `testbed: ${workers.length} of ${workers.length} workers up` : health.output.trimEnd());
+  return health.code;
+}
+
+function runIn(ns: string, command: string[]): Promise<{ code: number; output: string }> {
+  return new Promise((resolvePromise) => {
+    const child = spawn('ip', ['netns', 'exec', ns, ...command], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d) => (output += d));
+    child.stderr.on('data', (d) => (output += d));
+    child.on('close', (code) => resolvePromise({ code: code ?? 1, output }));
+  });
+}
+
+/** Runs a command on one machine of the testbed (by address or IP), its output and exit code passed through. */
+export function execOn(state: string, node: string, command: string[]): number {
+  assertCanEmulate();
+  const { plan } = readEmulatedState(state);
+  const host = node.includes(':') ? canonicalAddress(node).split(':')[0] : node;
+  const machine = plan.machines.find((m) => m.host === host);
+  if (!machine) throw new EmulateError(`${node} is not a machine of this testbed (${plan.machines.map((m) => m.host).join(', ')})`);
+  if (!command.length) throw new EmulateError('exec: name a command after --, e.g. exec 10.10.1.15 -- node main.js agg');
+  const result = spawnSync('ip', ['netns', 'exec', machine.ns, ...command], { stdio: 'inherit' });
+  if (result.error) throw new EmulateError(`exec: ${result.error.message}`);
+  return result.status ?? 1;
+}
+
+export async function downEmulated(state: string, print: (line: string) => void): Promise<number> {
+  assertCanEmulate();
+  const tag = testbedTag(state);
+  const { namespaces, killed } = await removeNetwork(tag);
+  print(`testbed: removed ${namespaces} namespaces of fl-${tag}-*${killed ? ` (${killed} processes killed after the grace period)` : ''}`);
+  return 0;
+}
+
+export function statusEmulated(state: string, print: (line: string) => void): number {
+  assertCanEmulate();
+  const emulated = readEmulatedState(state);
+  const present = new Set(testbedNamespaces(emulated.plan.tag));
+  for (const machine of emulated.plan.machines) {
+    if (!present.has(machine.ns)) {
+      print(`  ${machine.host.padEnd(15)} namespace gone`);
+      continue;
+    }
+    const { rx_bytes, tx_bytes } = machineCounters(machine);
+    print(`  ${machine.host.padEnd(15)} ${String(pidsIn(machine.ns).length).padStart(2)} processes   ${describeLink(machine.link).padEnd(14)} rx ${rx_bytes} B  tx ${tx_bytes} B`);
+  }
+  print(`testbed: ${present.size} namespaces of fl-${emulated.plan.tag}-*`);
+  return 0;
+}

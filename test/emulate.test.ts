@@ -1,0 +1,214 @@
+/**
+ * The emulated lab testbed, for real: a namespace per machine, shaped links, Debian's sshd in each,
+ * workers started over ssh, the experiment run on the aggregator's machine. This process stays in
+ * the machine's own namespace and never sends a packet to a testbed address: everything that talks
+ * to the testbed (the launcher, the health checks, the aggregator, ssh) runs inside it.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { parseExperimentConfig, ConfigError } from '../src/config/load';
+import { testbedConfig } from '../src/config/testbed';
+import { planTestbed, testbedTag } from '../src/emulate/plan';
+import { missingForEmulation } from '../src/emulate/system';
+import { shapeCommands } from '../src/emulate/links';
+import { SSHD } from '../scripts/ensure-system';
+import { isAlive } from '../scripts/testbed';
+import { script } from './helpers/cluster';
+
+const ROOT = resolve(__dirname, '..', '..');
+const reference = JSON.parse(readFileSync(join(ROOT, 'config.json'), 'utf8'));
+const ip = (...args: string[]) => execFileSync('ip', args, { encoding: 'utf8' });
+
+describe('planning an emulated testbed (no system calls)', () => {
+  it('gives the reference config one namespace per machine in its own /24, and the bridge an address no machine has', () => {
+    const plan = planTestbed(parseExperimentConfig(reference), '/tmp/some-state');
+    assert.equal(plan.machines.length, 15);
+    assert.equal(plan.prefix, 24);
+    assert.equal(plan.probe, '10.10.1.254');
+    assert.equal(new Set(plan.machines.map((m) => m.ns)).size, 15);
+    assert.ok(plan.machines.every((m) => m.ns.startsWith(`fl-${testbedTag('/tmp/some-state')}-`)));
+    assert.deepEqual(plan.machines.find((m) => m.host === '10.10.1.15')!.nodes, [{ address: '10.10.1.15:5000', role: 'aggregator' }]);
+  });
+
+  it('shapes by role, an address winning over its role', () => {
+    const config = parseExperimentConfig({ ...reference, links: { client: { rate_mbit: 100 }, '10.10.1.3': { rate_mbit: 10, delay_ms: 5 }, aggregator: { rate_mbit: 1000 } } });
+    const link = (host: string) => planTestbed(config, '/tmp/s').machines.find((m) => m.host === host)!.link;
+    assert.deepEqual(link('10.10.1.1'), { rate_mbit: 100 });
+    assert.deepEqual(link('10.10.1.3'), { rate_mbit: 10, delay_ms: 5 });
+    assert.deepEqual(link('10.10.1.15'), { rate_mbit: 1000 });
+    assert.equal(link('10.10.1.13'), undefined, 'switches are not shaped here');
+    assert.deepEqual(shapeCommands('eth0', { rate_mbit: 10, delay_ms: 5 }, false).map((c) => c[7]), ['tbf'], 'no netem: the rate alone');
+    assert.deepEqual(shapeCommands('eth0', { rate_mbit: 10, delay_ms: 5 }, true).map((c) => c.includes('netem')), [false, true]);
+  });
+
+  it('names a links key that is neither a role nor a node, and refuses loopback addresses', () => {
+    assert.throws(() => parseExperimentConfig({ ...reference, links: { clients: { rate_mbit: 100 } } }), (err: ConfigError) => /links\["clients"\]: expected a role/.test(err.message));
+    assert.throws(() => parseExperimentConfig({ ...reference, links: { client: { rate_mbit: -1 } } }), /links\.client\.rate_mbit/);
+    const loopback = parseExperimentConfig(testbedConfig({ base: '127.0.9', nodes: 4, switches: 1 }));
+    assert.throws(() => planTestbed(loopback, '/tmp/s'), /127\.0\.9\.1 is a loopback address/);
+  });
+
+  it('says what is missing without root: the capabilities, by name', () => {
+    const none = 'CapEff:\t0000000000000000\n';
+    assert.match(missingForEmulation('linux', none, () => true).join(), /root, or CAP_NET_ADMIN and CAP_SYS_ADMIN/);
+    assert.deepEqual(missingForEmulation('linux', 'CapEff:\t000001ffffffffff\n', () => true), []);
+    assert.match(missingForEmulation('darwin').join(), /Linux network namespaces \(this is darwin\)/);
+    assert.match(missingForEmulation('linux', 'CapEff:\t000001ffffffffff\n', (p) => p !== 'tc').join(), /the "tc" command/);
+  });
+});
+
+const root = process.getuid?.() === 0 && missingForEmulation().length === 0;
+const why = !root ? 'needs root (network namespaces)' : !existsSync(SSHD) ? `needs ${SSHD} (npm test installs openssh-server as root)` : undefined;
+
+describe('the emulated testbed, end to end', { skip: why }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'fl-emulate-'));
+  const state = join(dir, 'state');
+  // The workers' project folder, as on a lab machine: main.js, and the logs/ the launcher makes.
+  const project = join(dir, 'project');
+  const configFile = join(dir, 'config.json');
+  const links = { client: { rate_mbit: 50 }, switch: { rate_mbit: 200 }, aggregator: { rate_mbit: 200 }, '10.77.1.4:5000': { rate_mbit: 20 } };
+  const config = {
+    ...(testbedConfig({ base: '10.77.1', nodes: 7, switches: 2, rounds: 2, experiment: 'emulated' }) as { others: Record<string, { type: string }> }),
+    model: { architecture: 'mlp', hidden_units: 32 },
+    // The key at the clients: the launcher hands it to each over ssh.
+    he: { enabled: true, key_holder: 'clients' },
+    timeouts: { push_ms: 30_000, request_ms: 30_000, round_ms: 120_000, heartbeat_ms: 1000 },
+    links,
+  };
+  const hosts = Object.keys(config.others).map((a) => a.split(':')[0]);
+  const aggregatorHost = '10.77.1.7';
+  const tag = testbedTag(state);
+  const ours = () => ip('netns', 'list').split('\n').map((l) => l.split(' ')[0]).filter((n) => n.startsWith(`fl-${tag}-`));
+  const testbed = (args: string[]) => script('testbed', args, { timeout: 180_000 });
+  const onAggregator = (command: string[]) => testbed(['exec', '--state', state, aggregatorHost, '--', ...command]);
+  let upOutput = '';
+  let agg = { code: 0, stdout: '', stderr: '' };
+
+  before(async () => {
+    mkdirSync(project);
+    symlinkSync(join(ROOT, 'main.js'), join(project, 'main.js'));
+    writeFileSync(configFile, JSON.stringify(config, null, 1));
+    const up = await testbed(['up', '--emulate', '--config', configFile, '--state', state, '--dir', project]);
+    upOutput = up.stdout + up.stderr;
+    assert.equal(up.code, 0, upOutput);
+    agg = await onAggregator([process.execPath, join(ROOT, 'main.js'), 'agg', '--config', configFile, '--token-file', join(state, 'token'), '--logs', join(project, 'logs'), '--outputs', join(dir, 'outputs')]);
+  }, { timeout: 400_000 });
+  after(async () => {
+    await testbed(['down', '--emulate', '--state', state]);
+  });
+
+  it('is sealed off: no testbed namespace has a default route or a link out, and this namespace has no testbed address or route', () => {
+    assert.equal(ours().length, hosts.length + 1, 'a namespace per machine and one for the bridge');
+    for (const ns of ours()) {
+      assert.equal(ip('-n', ns, '-4', 'route', 'show', 'default').trim(), '', `${ns} has a default route`);
+      assert.equal(ip('-n', ns, '-6', 'route', 'show', 'default').trim(), '', `${ns} has an IPv6 default route`);
+      for (const route of ip('-n', ns, '-4', 'route', 'show').trim().split('\n')) assert.match(route, /^10\.77\.1\.0\/24 dev (eth0|br0) /, `${ns}: ${route}`);
+      const links = (JSON.parse(ip('-n', ns, '-j', 'link', 'show')) as { ifname: string }[]).map((l) => l.ifname);
+      assert.ok(links.every((name) => /^(lo|eth0|br0|p\d+)$/.test(name)), `${ns} has ${links.join(', ')}`);
+    }
+    assert.ok(!/10\.77\.1\./.test(ip('-4', 'addr', 'show')), 'an address of the testbed in the machine\'s own namespace');
+    assert.ok(!/10\.77\.1\./.test(ip('-4', 'route', 'show', 'table', 'all')), 'a route to the testbed in the machine\'s own namespace');
+  });
+
+  it('runs sshd, the workers and the aggregator inside the machines\' namespaces', () => {
+    for (const host of hosts) {
+      const sshd = Number(readFileSync(join(state, 'ssh', `sshd-${host}.pid`), 'utf8'));
+      assert.equal(ip('netns', 'identify', String(sshd)).trim(), `fl-${tag}-${host}`, `sshd of ${host}`);
+    }
+    for (const address of Object.keys(config.others).filter((a) => a.split(':')[0] !== aggregatorHost)) {
+      const [host, port] = address.split(':');
+      const pid = Number(readFileSync(join(project, '.run', `worker-${host}-${port}.pid`), 'utf8'));
+      assert.equal(ip('netns', 'identify', String(pid)).trim(), `fl-${tag}-${host}`, `the worker at ${address}`);
+    }
+    // Four clients given the key, then six workers started.
+    assert.equal((upOutput.match(/ok\s+\S+\s+HE secret key written/g) ?? []).length, 4, upOutput);
+    assert.match(upOutput, /start: 10 of 10 succeeded/);
+    assert.match(upOutput, /testbed: 6 of 6 workers up/);
+    assert.equal(agg.code, 0, agg.stdout + agg.stderr);
+    assert.match(agg.stdout, /experiment emulated finished after 2 rounds/);
+  });
+
+  it('shapes each link both ways with tbf at its rate, and the measured rate is close to it', () => {
+    const state_ = JSON.parse(readFileSync(join(state, 'emulate.json'), 'utf8'));
+    const rateOf = (host: string) => (host === '10.77.1.4' ? 20 : host === aggregatorHost || host === '10.77.1.5' || host === '10.77.1.6' ? 200 : 50);
+    for (const host of hosts) {
+      const [qdisc] = JSON.parse(execFileSync('tc', ['-n', `fl-${tag}-${host}`, '-j', 'qdisc', 'show', 'dev', 'eth0'], { encoding: 'utf8' }));
+      assert.equal(qdisc.kind, 'tbf', `${host}'s link`);
+      assert.equal(qdisc.options.rate * 8, rateOf(host) * 1e6, `${host}'s rate`);
+      const measured = state_.measured[host];
+      for (const way of ['up_mbit', 'down_mbit']) {
+        assert.ok(measured[way] > 0.8 * rateOf(host) && measured[way] <= 1.02 * rateOf(host), `${host} ${way}: ${measured[way]} of ${rateOf(host)} Mbit/s`);
+      }
+    }
+    assert.match(upOutput, /10\.77\.1\.4\s+client\s+20 Mbit\/s\s+measured \d+\.\d up, \d+\.\d down/);
+  });
+
+  it('ssh status and fetch-logs run against the real sshd; the HE key went to the clients over ssh', async () => {
+    const launcher = (action: string, extra: string[] = []) =>
+      onAggregator([process.execPath, join(ROOT, 'dist', 'scripts', 'ssh-launcher.js'), action, '--config', configFile, '--ssh-config', join(state, 'ssh', 'ssh_config'), '--dir', project, ...extra]);
+    const status = await launcher('status');
+    assert.equal(status.code, 0, status.stdout + status.stderr);
+    assert.equal((status.stdout.match(/ok\s+\S+\s+running pid \d+/g) ?? []).length, 6, status.stdout);
+    const fetched = join(dir, 'fetched');
+    const fetch = await launcher('fetch-logs', ['--into', fetched]);
+    assert.equal(fetch.code, 0, fetch.stdout + fetch.stderr);
+    assert.ok(readdirSync(join(fetched, '10.77.1.1-5000')).includes('10.77.1.1-5000_emulated.json'), 'the client\'s round log, fetched with scp');
+    // Clients decrypted the global model with it: the key arrived whole.
+    assert.ok(existsSync(join(project, 'keys', 'he-secret.json')));
+    assert.deepEqual(readFileSync(join(project, 'keys', 'he-secret.json')), readFileSync(join(state, 'he-secret.json')));
+  });
+
+  it('logs bytes the kernel agrees with: never more than its count, and within a few percent of it', () => {
+    for (const address of Object.keys(config.others).filter((a) => a.split(':')[0] !== aggregatorHost)) {
+      const { iteration } = JSON.parse(readFileSync(join(project, 'logs', `${address.replace(':', '-')}_emulated.json`), 'utf8'));
+      const sum = (field: string) => iteration.reduce((n: number, e: Record<string, number>) => n + e[field], 0);
+      const own = { sent: sum('byte_send'), received: sum('byte_received') };
+      const link = { sent: sum('link_byte_send'), received: sum('link_byte_received') };
+      assert.ok(own.sent > 0 && own.received > 0, `${address} counted nothing`);
+      assert.ok(own.sent <= link.sent && own.received <= link.received, `${address}: its own ${JSON.stringify(own)} beyond the kernel's ${JSON.stringify(link)}`);
+      const total = (t: { sent: number; received: number }) => t.sent + t.received;
+      assert.ok(total(link) <= total(own) * 1.08, `${address}: the kernel counted ${total(link)} bytes, the node ${total(own)}`);
+    }
+    const report = readFileSync(join(dir, 'outputs', 'emulated', 'report.html'), 'utf8');
+    assert.match(report, /<h2>Nodes<\/h2>/);
+    assert.match(report, /<td>10\.77\.1\.1:5000<\/td><td>client<\/td><td>2<\/td><td>[\d.]+<\/td><td>[\d.]+<\/td><td>\d+\.\d%<\/td>/);
+  });
+
+  it('down removes every namespace and process, again without harm, and finds what a killed run left', async () => {
+    const workerPid = Number(readFileSync(join(project, '.run', 'worker-10.77.1.1-5000.pid'), 'utf8'));
+    const down = await testbed(['down', '--emulate', '--state', state]);
+    assert.equal(down.code, 0, down.stderr);
+    assert.match(down.stdout, new RegExp(`removed ${hosts.length + 1} namespaces`));
+    assert.deepEqual(ours(), []);
+    assert.ok(!isAlive(workerPid), 'a worker outlived down');
+    assert.match((await testbed(['down', '--emulate', '--state', state])).stdout, /removed 0 namespaces/);
+    ip('netns', 'add', `fl-${tag}-10.77.1.3`); // as a run killed half-way through up leaves it
+    assert.match((await testbed(['down', '--emulate', '--state', state])).stdout, /removed 1 namespaces/);
+    assert.deepEqual(ours(), []);
+  });
+});
+
+describe('--emulate without the privileges it needs', { skip: process.getuid?.() === 0 ? undefined : 'needs root to drop them' }, () => {
+  it('refuses, naming what is missing, and leaves nothing behind', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fl-noroot-'));
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(reference));
+    const before = ip('netns', 'list');
+    let output = '';
+    try {
+      execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', process.execPath, join(ROOT, 'dist', 'scripts', 'testbed.js'), 'up', '--emulate', '--config', join(dir, 'config.json'), '--state', join(dir, 'state')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], cwd: tmpdir() });
+      assert.fail('it ran');
+    } catch (err) {
+      const e = err as { status: number; stderr: string };
+      assert.equal(e.status, 1);
+      output = e.stderr;
+    }
+    assert.match(output, /--emulate needs root, or CAP_NET_ADMIN and CAP_SYS_ADMIN/);
+    assert.match(output, /Without --emulate the testbed runs on loopback/);
+    assert.equal(ip('netns', 'list'), before);
+  });
+});
+
