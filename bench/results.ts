@@ -3,6 +3,7 @@ import type { Settings } from '../src/config/schema';
 import type { ChartSpec } from '../src/report/charts';
 import type { PaillierComparison, TransferRow } from './baselines';
 import type { FaultResults } from './faults';
+import { formatLinks, type LinksResults } from './links';
 import type { MicroRow } from './micro';
 import type { SwitchThroughput } from './switch';
 import type { TestbedRun } from './testbed-runs';
@@ -28,6 +29,8 @@ export interface Results {
   scaling: { clients: TestbedRun[]; model: TestbedRun[] };
   /** Seconds a fault costs, against a normal round of the same run. */
   faults: FaultResults;
+  /** The links experiment on the emulated testbed (`npm run bench -- links`, root only). */
+  links?: LinksResults;
 }
 
 const n = (value: number, digits = 0) => value.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits });
@@ -50,6 +53,10 @@ export function targets(r: Results): { target: string; measured: string; met: bo
 }
 
 export function formatResults(r: Results): string {
+  return [...formatSections(r), ...formatLinks(r.links)].join('\n');
+}
+
+function formatSections(r: Results): string[] {
   const stageCols = ['encrypt', 'serialize', 'deserialize', 'sum', 'decrypt'] as const;
   const total = (stages: Stages) => stageCols.reduce((sum, s) => sum + stages[s], 0);
   const first = r.profile[0].stages;
@@ -176,7 +183,7 @@ export function formatResults(r: Results): string {
     'client has its own machine. With 3 clients, each trains on a third of the digits and the round waits for the slowest.',
     '',
     ...faultSection(r.faults),
-  ].join('\n');
+  ];
 }
 
 function faultSection(f: FaultResults): string[] {

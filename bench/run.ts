@@ -1,10 +1,12 @@
 /**
  * `npm run bench`: what a round costs, side by side with the usual ways of doing it. Writes
- * bench/RESULTS.md, bench/results.json, bench/scaling.png and bench/faults.png. Medians of repeated runs.
+ * bench/RESULTS.md, bench/results.json, bench/scaling.png, bench/faults.png and (as root, on the
+ * emulated testbed) bench/links.png. Medians of repeated runs.
  *   npm run bench -- [--quick]
+ *   npm run bench -- links      only section 7, the others kept from bench/results.json
  */
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
@@ -20,6 +22,7 @@ import { faultsChart, formatResults, scalingChart, type Results } from './result
 import { switchThroughput } from './switch';
 import { faultCosts } from './faults';
 import { combineRuns, testbedRun, type TestbedRun } from './testbed-runs';
+import { linkCosts, linksChart, type LinksResults } from './links';
 
 /**
  * The HE stages at each step of the profile-led changes, one thread, a 100k update, a switch adding 6:
@@ -83,6 +86,8 @@ async function main(quick: boolean): Promise<void> {
   ];
   log('6. faults');
   const faults = await faultCosts(quick);
+  log('7. links, on the emulated testbed');
+  const links = await linkCosts(quick ? 3 : 5, command);
   const sixClients = byClients.find((r) => r.clients === 6);
   if (sixClients) byModel.unshift(sixClients);
 
@@ -102,21 +107,40 @@ async function main(quick: boolean): Promise<void> {
     testbed: { plaintext, encrypted, pair_ratios: pairRatios },
     scaling: { clients: byClients, model: byModel },
     faults,
+    links,
   };
   const png = join(ROOT, 'bench', 'scaling.png');
   writeFileSync(png, svgToPng(await renderSvg(scalingChart(results))));
   writeFileSync(join(ROOT, 'bench', 'faults.png'), svgToPng(await renderSvg(faultsChart(faults))));
   results.minutes = (Date.now() - started) / 60_000;
+  await write(results);
+}
+
+async function write(results: Results): Promise<void> {
+  if (results.links?.rows.length) writeFileSync(join(ROOT, 'bench', 'links.png'), svgToPng(await renderSvg(linksChart(results.links) as never)));
   const markdown = formatResults(results);
   writeFileSync(join(ROOT, 'bench', 'RESULTS.md'), markdown);
   writeFileSync(join(ROOT, 'bench', 'results.json'), JSON.stringify(results, null, 2) + '\n');
   console.log(markdown);
 }
 
+/** Section 7 alone: the other sections stay as bench/results.json has them, with the command that made them. */
+async function linksOnly(quick: boolean): Promise<void> {
+  const results = JSON.parse(readFileSync(join(ROOT, 'bench', 'results.json'), 'utf8')) as Results;
+  log('7. links, on the emulated testbed');
+  const links: LinksResults = await linkCosts(quick ? 3 : 5, `npm run bench -- links${quick ? ' --quick' : ''}`);
+  if (links.skipped) throw new Error(`bench links: ${links.skipped}`);
+  await write({ ...results, links });
+}
+
 new Command()
   .name('bench')
+  .argument('[section]', '"links": only the links experiment on the emulated testbed (root)')
   .option('--quick', 'one repeat, small runs: a smoke test of the suite, not numbers to quote')
-  .action((flags: { quick?: boolean }) => main(Boolean(flags.quick)))
+  .action((section: string | undefined, flags: { quick?: boolean }) => {
+    if (section && section !== 'links') throw new Error(`unknown section "${section}" (the one section that runs alone is "links")`);
+    return section ? linksOnly(Boolean(flags.quick)) : main(Boolean(flags.quick));
+  })
   .parseAsync()
   .catch((err) => {
     console.error(err);

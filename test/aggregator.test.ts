@@ -40,6 +40,8 @@ describe('the round executor', () => {
   let clientServer: http.Server;
   const calls: string[] = [];
   let answerOpening: () => void = () => undefined;
+  /** What the client answers a model with: 200, or a refusal (a client still busy with an earlier round). */
+  let modelAnswer = 200;
   before(async () => {
     const listen = (server: http.Server) => new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
     switchServer = http.createServer((req, res) => {
@@ -49,7 +51,12 @@ describe('the round executor', () => {
       if (req.url === '/s/round') answerOpening = answer;
       else answer();
     });
-    clientServer = http.createServer((req, res) => (req.resume(), calls.push(`client ${req.url}`), res.end('{}')));
+    clientServer = http.createServer((req, res) => {
+      req.resume();
+      calls.push(`client ${req.url}`);
+      res.statusCode = req.url === '/c/round' ? modelAnswer : 200;
+      res.end(res.statusCode === 200 ? '{}' : '{"error": "busy", "reason": "still working on round 0"}');
+    });
     switchPort = await listen(switchServer);
     clientPort = await listen(clientServer);
   });
@@ -139,6 +146,42 @@ describe('the round executor', () => {
     await waitFor(async () => calls.includes('client /c/standby'));
     assert.ok(!calls.includes('client /c/round'), 'no model for a client whose switch has no round');
     timers.forEach(clearTimeout);
+  });
+
+  it('tells a client to stand by, not to train, when its switch took the opening only after the round moved on', async () => {
+    const timers = new Set<NodeJS.Timeout>();
+    const { run, machine, clients, sw } = executor(timers);
+    run.dispatch({ type: 'start' });
+    calls.length = 0;
+    run.dispatch({ type: 'checkin', client: clients[0] });
+    await waitFor(async () => calls.includes('switch /s/round'));
+    const first = machine.state.attempt;
+    run.dispatch({ type: 'node-down', node: sw }); // hung while it held the opening: the round starts again
+    assert.equal(machine.state.stage, 'selection');
+    answerOpening(); // it wakes up, and takes the opening of an attempt that is over
+    await waitFor(async () => calls.includes('client /c/standby'));
+    assert.ok(!calls.includes('client /c/round'), `a model for attempt ${first}, which is over`);
+    timers.forEach(clearTimeout);
+  });
+
+  it("drops a client that does not take the model from its switch's round, so the switch need not wait for it", async () => {
+    const timers = new Set<NodeJS.Timeout>();
+    const { run, machine, clients } = executor(timers);
+    modelAnswer = 409;
+    try {
+      run.dispatch({ type: 'start' });
+      calls.length = 0;
+      run.dispatch({ type: 'checkin', client: clients[0] });
+      await waitFor(async () => calls.includes('switch /s/round'));
+      answerOpening();
+      await waitFor(async () => calls.includes('switch /s/drop'));
+      assert.deepEqual(calls.slice(0, 4), ['switch /s/round', 'switch answered /s/round', 'client /c/round', 'switch /s/drop']);
+      assert.ok(machine.state.dropped.has(clients[0]));
+      assert.equal(machine.state.stage, 'training', 'the switch is still awaited: it says it has nothing, or forwards what it holds');
+    } finally {
+      modelAnswer = 200;
+      timers.forEach(clearTimeout);
+    }
   });
 
   it('ends the experiment, rather than leave a round half carried out, when a step throws', () => {

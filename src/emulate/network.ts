@@ -3,6 +3,7 @@
  * is ever made in the machine's own namespace: each veth is created with both ends already in
  * testbed namespaces, and no testbed namespace gets a route out.
  */
+import type { LinkShape } from '../config/schema';
 import { BRIDGE, MACHINE_IFACE, namespacePrefix, type Machine, type TestbedPlan } from './plan';
 import { needsNetem, shapeCommands } from './links';
 import { EmulateError, inNamespace, run } from './system';
@@ -47,10 +48,14 @@ function addMachine(plan: TestbedPlan, machine: Machine, netem: boolean): void {
   ip(['-n', plan.bridgeNs, 'link', 'set', machine.port, 'master', BRIDGE, 'up']);
   ip(['-n', machine.ns, 'addr', 'add', `${machine.host}/${plan.prefix}`, 'dev', MACHINE_IFACE]);
   ip(['-n', machine.ns, 'link', 'set', MACHINE_IFACE, 'up']);
-  if (!machine.link) return;
-  const withNetem = netem && needsNetem(machine.link);
-  for (const args of shapeCommands(MACHINE_IFACE, machine.link, withNetem)) run('tc', ['-n', machine.ns, ...args]);
-  for (const args of shapeCommands(machine.port, machine.link, withNetem)) run('tc', ['-n', plan.bridgeNs, ...args]);
+  if (machine.link) reshape(plan, machine, machine.link, netem);
+}
+
+/** Gives a machine's link this shape both ways: its own end (what it sends) and the bridge's (what it receives). */
+export function reshape(plan: TestbedPlan, machine: Machine, link: LinkShape, netem = false): void {
+  const withNetem = netem && needsNetem(link);
+  for (const args of shapeCommands(MACHINE_IFACE, link, withNetem)) run('tc', ['-n', machine.ns, ...args]);
+  for (const args of shapeCommands(machine.port, link, withNetem)) run('tc', ['-n', plan.bridgeNs, ...args]);
 }
 
 /** Every namespace whose name says it belongs to this testbed, whatever state a killed run left. */

@@ -1,7 +1,7 @@
 /** Routes each event to the phase that handles it. No IO here: the aggregator role carries out the actions. */
 import { onAggregated, onCheckpointed, onEvaluated } from './evaluation';
 import { onDown, onUp } from './liveness';
-import { onReport, onTrainingDeadline, onWithheld, reportRefusal } from './reporting';
+import { onReport, onTrainingDeadline, onUndelivered, onWithheld, reportRefusal } from './reporting';
 import { beginSelection, onCheckin, onSelectionDeadline } from './selection';
 import { initialState, type Action, type Event, type RoundRules, type RoundState, type Topology } from './state';
 
@@ -41,6 +41,8 @@ export class RoundMachine {
         return onDown(state, rules, topology, event.node);
       case 'node-up':
         return onUp(state, rules, topology, event.node, event.resumed);
+      case 'undelivered':
+        return onUndelivered(state, rules, topology, event);
       case 'aggregated':
         return onAggregated(state, event.round);
       case 'evaluated':

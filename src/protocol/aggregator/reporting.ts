@@ -62,20 +62,33 @@ export function onTrainingDeadline(state: RoundState, rules: RoundRules, topolog
  */
 export function onNodeDown(state: RoundState, rules: RoundRules, topology: Topology, node: string): Action[] {
   if (state.stage !== 'training') return [];
-  const actions: Action[] = [];
   if (state.awaiting.has(node) && !state.selected.includes(node)) {
     state.awaiting.delete(node); // a switch
     for (const client of state.expected.get(node)!) state.dropped.add(client);
-    actions.push({ type: 'log', level: 'warn', message: `round ${state.round}: ${node} went down; the round goes on without it` });
-  } else if (state.selected.includes(node) && !state.dropped.has(node)) {
-    const reporter = [...state.expected].find(([, clients]) => clients.includes(node))![0];
-    if (!state.awaiting.has(reporter)) return []; // its update is in already
-    state.dropped.add(node);
-    actions.push({ type: 'log', level: 'warn', message: `round ${state.round}: client ${node} went down; the round goes on without it` });
-    // A switch is still awaited: it may hold the update already, and forwards or says it has nothing.
-    if (reporter !== node) actions.push({ type: 'drop-client', round: state.round, attempt: state.attempt, switch: reporter, client: node });
-    else state.awaiting.delete(node);
+    const log: Action = { type: 'log', level: 'warn', message: `round ${state.round}: ${node} went down; the round goes on without it` };
+    return [log, ...closeIfNoneAwaited(state, rules, topology)];
   }
+  return dropClient(state, rules, topology, node, 'went down');
+}
+
+/**
+ * A selected client the model never reached will not report: the round stops waiting for it, as
+ * for one that went down. It is not down: it checks in again once free (a busy one when done).
+ */
+export function onUndelivered(state: RoundState, rules: RoundRules, topology: Topology, event: Extract<Event, { type: 'undelivered' }>): Action[] {
+  if (state.stage !== 'training' || event.round !== state.round || event.attempt !== state.attempt) return [];
+  return dropClient(state, rules, topology, event.client, `did not take the model (${event.reason})`);
+}
+
+function dropClient(state: RoundState, rules: RoundRules, topology: Topology, client: string, why: string): Action[] {
+  if (!state.selected.includes(client) || state.dropped.has(client)) return [];
+  const reporter = [...state.expected].find(([, clients]) => clients.includes(client))![0];
+  if (!state.awaiting.has(reporter)) return []; // its update is in already
+  state.dropped.add(client);
+  const actions: Action[] = [{ type: 'log', level: 'warn', message: `round ${state.round}: client ${client} ${why}; the round goes on without it` }];
+  // A switch is still awaited: it may hold the update already, and forwards or says it has nothing.
+  if (reporter !== client) actions.push({ type: 'drop-client', round: state.round, attempt: state.attempt, switch: reporter, client });
+  else state.awaiting.delete(client);
   return [...actions, ...closeIfNoneAwaited(state, rules, topology)];
 }
 

@@ -72,6 +72,8 @@ export type Event =
   /** A switch forwards nothing this round (no update, or too few to leave it under HE). */
   | ({ type: 'withheld'; from: string; clients: string[]; reason: string } & Opening)
   | { type: 'node-down'; node: string }
+  /** The model never reached a selected client (refused, or no answer): it cannot report this round. */
+  | ({ type: 'undelivered'; client: string; reason: string } & Opening)
   /** `resumed`: the same process answers again (it hung); otherwise it was started anew and checks in itself. */
   | { type: 'node-up'; node: string; resumed?: boolean }
   | { type: 'aggregated'; round: number }

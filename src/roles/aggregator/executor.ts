@@ -154,15 +154,22 @@ export class RoundExecutor {
     return false;
   }
 
-  /** Each client gets the model once its switch took the round: an update must not reach a switch before its round. */
+  /**
+   * Each client gets the model once its switch took the round: an update must not reach a switch
+   * before its round. A selected client must hear something, or it waits for a model for ever and
+   * never checks in again: the model; or, when the opening failed (`open` told it) or came too late
+   * for this attempt, a stand-by. A model it did not take drops it from the round.
+   */
   private sendModel(round: number, attempt: string, clients: string[]): void {
     const message = this.work.modelFor(round, attempt, clients);
     const { upstreamOf } = this.machine.topology;
     for (const client of clients) {
       const opened = this.openings.get(upstreamOf.get(client)!) ?? Promise.resolve(true);
-      void opened.then((ok) => {
-        // A retried round has a new opening: this model is for one that is over.
-        if (ok && this.machine.state.attempt === attempt) return this.post(client, '/c/round', message, { 'Content-Type': WIRE_CONTENT_TYPE });
+      void opened.then(async (ok) => {
+        if (!ok) return;
+        if (this.machine.state.attempt !== attempt) return void this.post(client, '/c/standby', { round });
+        const failure = await this.post(client, '/c/round', message, { 'Content-Type': WIRE_CONTENT_TYPE });
+        if (failure && !this.io.isStopped()) this.dispatch({ type: 'undelivered', round, attempt, client, reason: failure });
       });
     }
   }
