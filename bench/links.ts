@@ -70,10 +70,11 @@ async function topology(switches: number, rounds: number): Promise<LinkRow[]> {
   // Started with the HE config, so the clients get the key over ssh; plaintext configs are pushed later.
   writeFileSync(first, formatConfig(experimentConfig(switches, RATES[0], true, rounds, 'start')));
   log(`  links: ${CLIENTS} clients, ${switches} switches: starting the emulated testbed`);
-  const up = await upEmulated({ config: first, state, dir: project, makeToken: () => ensureToken(state), timeout: 120_000, measure: false, print: () => undefined });
-  if (up !== 0) throw new Error(`links: the emulated testbed with ${switches} switches did not start`);
+  const said: string[] = [];
   const rows: LinkRow[] = [];
   try {
+    const up = await upEmulated({ config: first, state, dir: project, makeToken: () => ensureToken(state), timeout: 120_000, measure: false, print: (line) => said.push(line) });
+    if (up !== 0) throw new Error(`links: the emulated testbed with ${switches} switches did not start:\n${said.join('\n')}`);
     const { plan } = readEmulatedState(state);
     const aggregator = aggregatorOf(plan);
     for (const rate of RATES) {

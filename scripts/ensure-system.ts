@@ -84,6 +84,8 @@ function main(): number {
   }
   console.log(`ensure-system: installing Debian's ${names} for ${missing.map((n) => n.for).join(' and ')} (apt-get install ${names})`);
   const { ok, why } = aptInstall(missing.map((n) => n.pkg));
+  // Debian's ssh service leaves the machine alone, at boot too; the testbed starts its sshds itself.
+  if (missing.some((n) => n.pkg === 'openssh-server') && existsSync('/etc/ssh')) writeFileSync('/etc/ssh/sshd_not_to_be_run', 'fl-testbed: sshd runs only in the emulated testbed\'s namespaces\n');
   const still = missing.filter((need) => !isExecutable(need.binary));
   if (ok && !still.length) return 0;
   // CI must run every test; elsewhere the rest of the suite is still worth running.

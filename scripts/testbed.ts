@@ -89,6 +89,11 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export async function up(flags: StateFlags & { config: string; timeout: number; logs?: string; quiet?: boolean }): Promise<number> {
   const config = loadExperimentConfig(flags.config);
   const workers = [...resolveNodeConfigs(config).values()].filter((n) => n.type !== 'aggregator');
+  // This testbed's health checks go out from this machine: to anything but loopback they would leave it.
+  const outside = workers.map((w) => parseAddress(w.address).host).filter((host) => !host.startsWith('127.') && host !== 'localhost');
+  if (outside.length) {
+    throw new Error(`${flags.config} names machines that are not loopback addresses (${outside[0]} …): the local testbed runs on 127.x; for the lab's addresses use --emulate (root), or the ssh launcher on the lab itself`);
+  }
   const p = paths(flags.state);
   const token = ensureToken(flags.state);
   mkdirSync(p.pids, { recursive: true });
@@ -193,14 +198,16 @@ program
   .option('--out <file>', 'write here instead of stdout')
   .action(run(init));
 withState(program.command('up').description('start every worker of the config and wait until each answers /health'))
-  .option('--config <file>', 'the experiment config', 'config.local.json')
+  .option('--config <file>', 'the experiment config (default: config.local.json; with --emulate, config.json)')
   .option('--logs <dir>', 'where the workers write logs/ (default: <state>/logs)')
   .option('--timeout <ms>', 'how long to wait for the workers', int, 30_000)
   .option('--emulate', 'a network namespace per machine with the config\'s own addresses, shaped links, sshd (needs root)')
   .option('--dir <dir>', '--emulate: the project folder the workers run in over ssh', ROOT)
   .option('--no-measure', '--emulate: skip measuring the rate each shaped link reaches')
-  .action(run((flags: StateFlags & { config: string; timeout: number; logs?: string; emulate?: boolean; dir: string; measure: boolean }) =>
-    flags.emulate ? upEmulated({ ...flags, makeToken: () => ensureToken(flags.state), print: console.log }) : up(flags),
+  .action(run((flags: StateFlags & { config?: string; timeout: number; logs?: string; emulate?: boolean; dir: string; measure: boolean }) =>
+    flags.emulate
+      ? upEmulated({ ...flags, config: flags.config ?? 'config.json', makeToken: () => ensureToken(flags.state), print: console.log })
+      : up({ ...flags, config: flags.config ?? 'config.local.json' }),
   ));
 withState(program.command('down').description('stop every worker this testbed started'))
   .option('--timeout <ms>', 'grace period before SIGKILL', int, 5000)

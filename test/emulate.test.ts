@@ -5,7 +5,7 @@
  * to the testbed (the launcher, the health checks, the aggregator, ssh) runs inside it.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -17,7 +17,7 @@ import { missingForEmulation } from '../src/emulate/system';
 import { shapeCommands } from '../src/emulate/links';
 import { SSHD } from '../scripts/ensure-system';
 import { isAlive } from '../scripts/testbed';
-import { script } from './helpers/cluster';
+import { script, waitFor } from './helpers/cluster';
 
 const ROOT = resolve(__dirname, '..', '..');
 const reference = JSON.parse(readFileSync(join(ROOT, 'config.json'), 'utf8'));
@@ -40,6 +40,9 @@ describe('planning an emulated testbed (no system calls)', () => {
     assert.deepEqual(link('10.10.1.1'), { rate_mbit: 100 });
     assert.deepEqual(link('10.10.1.3'), { rate_mbit: 10, delay_ms: 5 });
     assert.deepEqual(link('10.10.1.15'), { rate_mbit: 1000 });
+    // A bare IP names the machine, whatever port its node listens on.
+    const onAnotherPort = parseExperimentConfig({ ...reference, others: { ...reference.others, '10.10.1.16:6000': { type: 'client', client_number: 13, index: 12, switch: '10.10.1.13:5000' } }, links: { '10.10.1.16': { rate_mbit: 5 } } });
+    assert.deepEqual(planTestbed(onAnotherPort, '/tmp/s').machines.find((m) => m.host === '10.10.1.16')!.link, { rate_mbit: 5 });
     assert.equal(link('10.10.1.13'), undefined, 'switches are not shaped here');
     assert.deepEqual(shapeCommands('eth0', { rate_mbit: 10, delay_ms: 5 }, false).map((c) => c[7]), ['tbf'], 'no netem: the rate alone');
     assert.deepEqual(shapeCommands('eth0', { rate_mbit: 10, delay_ms: 5 }, true).map((c) => c.includes('netem')), [false, true]);
@@ -61,8 +64,10 @@ describe('planning an emulated testbed (no system calls)', () => {
   });
 });
 
-const root = process.getuid?.() === 0 && missingForEmulation().length === 0;
-const why = !root ? 'needs root (network namespaces)' : !existsSync(SSHD) ? `needs ${SSHD} (npm test installs openssh-server as root)` : undefined;
+const missing = missingForEmulation();
+const unmet = missing.length ? `needs ${missing.join('; ')}` : !existsSync(SSHD) ? `needs ${SSHD} (npm test installs openssh-server as root)` : undefined;
+// CI runs as root with openssh-server installed: there the end-to-end test must run, not skip.
+const why = process.env.CI ? undefined : unmet;
 
 describe('the emulated testbed, end to end', { skip: why }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'fl-emulate-'));
@@ -125,7 +130,8 @@ describe('the emulated testbed, end to end', { skip: why }, () => {
       assert.equal(ip('netns', 'identify', String(pid)).trim(), `fl-${tag}-${host}`, `the worker at ${address}`);
     }
     // Four clients given the key, then six workers started.
-    assert.equal((upOutput.match(/ok\s+\S+\s+HE secret key written/g) ?? []).length, 4, upOutput);
+    // (A remote shell may print a word of its own before: root's profile here has pyenv's.)
+    assert.equal((upOutput.match(/ok\s+\S+\s+.*HE secret key written/g) ?? []).length, 4, upOutput);
     assert.match(upOutput, /start: 10 of 10 succeeded/);
     assert.match(upOutput, /testbed: 6 of 6 workers up/);
     assert.equal(agg.code, 0, agg.stdout + agg.stderr);
@@ -141,7 +147,8 @@ describe('the emulated testbed, end to end', { skip: why }, () => {
       assert.equal(qdisc.options.rate * 8, rateOf(host) * 1e6, `${host}'s rate`);
       const measured = state_.measured[host];
       for (const way of ['up_mbit', 'down_mbit']) {
-        assert.ok(measured[way] > 0.8 * rateOf(host) && measured[way] <= 1.02 * rateOf(host), `${host} ${way}: ${measured[way]} of ${rateOf(host)} Mbit/s`);
+        // Below: a loaded machine; a little above: the bucket's burst at the start of half a second.
+        assert.ok(measured[way] > 0.8 * rateOf(host) && measured[way] <= 1.08 * rateOf(host), `${host} ${way}: ${measured[way]} of ${rateOf(host)} Mbit/s`);
       }
     }
     assert.match(upOutput, /10\.77\.1\.4\s+client\s+20 Mbit\/s\s+measured \d+\.\d up, \d+\.\d down/);
@@ -152,18 +159,27 @@ describe('the emulated testbed, end to end', { skip: why }, () => {
       onAggregator([process.execPath, join(ROOT, 'dist', 'scripts', 'ssh-launcher.js'), action, '--config', configFile, '--ssh-config', join(state, 'ssh', 'ssh_config'), '--dir', project, ...extra]);
     const status = await launcher('status');
     assert.equal(status.code, 0, status.stdout + status.stderr);
-    assert.equal((status.stdout.match(/ok\s+\S+\s+running pid \d+/g) ?? []).length, 6, status.stdout);
+    assert.equal((status.stdout.match(/ok\s+\S+\s+.*running pid \d+/g) ?? []).length, 6, status.stdout);
     const fetched = join(dir, 'fetched');
     const fetch = await launcher('fetch-logs', ['--into', fetched]);
     assert.equal(fetch.code, 0, fetch.stdout + fetch.stderr);
     assert.ok(readdirSync(join(fetched, '10.77.1.1-5000')).includes('10.77.1.1-5000_emulated.json'), 'the client\'s round log, fetched with scp');
+    // stop, on one machine (a hosts file): its worker ends, the others run on.
+    const hostsFile = join(dir, 'one-host');
+    writeFileSync(hostsFile, '10.77.1.2:5000\n');
+    const pidOf = (host: string) => Number(readFileSync(join(project, '.run', `worker-${host}-5000.pid`), 'utf8'));
+    const stopped = pidOf('10.77.1.2');
+    const stop = await onAggregator([process.execPath, join(ROOT, 'dist', 'scripts', 'ssh-launcher.js'), 'stop', '--hosts', hostsFile, '--ssh-config', join(state, 'ssh', 'ssh_config'), '--dir', project]);
+    assert.match(stop.stdout, /ok\s+10\.77\.1\.2:5000\s+.*stopped/, stop.stdout + stop.stderr);
+    await waitFor(async () => !isAlive(stopped), 10_000);
+    assert.ok(isAlive(pidOf('10.77.1.1')));
     // Clients decrypted the global model with it: the key arrived whole.
     assert.ok(existsSync(join(project, 'keys', 'he-secret.json')));
     assert.deepEqual(readFileSync(join(project, 'keys', 'he-secret.json')), readFileSync(join(state, 'he-secret.json')));
   });
 
   it('logs bytes the kernel agrees with: never more than its count, and within a few percent of it', () => {
-    for (const address of Object.keys(config.others).filter((a) => a.split(':')[0] !== aggregatorHost)) {
+    for (const address of Object.keys(config.others)) {
       const { iteration } = JSON.parse(readFileSync(join(project, 'logs', `${address.replace(':', '-')}_emulated.json`), 'utf8'));
       const sum = (field: string) => iteration.reduce((n: number, e: Record<string, number>) => n + e[field], 0);
       const own = { sent: sum('byte_send'), received: sum('byte_received') };
@@ -197,15 +213,9 @@ describe('--emulate without the privileges it needs', { skip: process.getuid?.()
     const dir = mkdtempSync(join(tmpdir(), 'fl-noroot-'));
     writeFileSync(join(dir, 'config.json'), JSON.stringify(reference));
     const before = ip('netns', 'list');
-    let output = '';
-    try {
-      execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', process.execPath, join(ROOT, 'dist', 'scripts', 'testbed.js'), 'up', '--emulate', '--config', join(dir, 'config.json'), '--state', join(dir, 'state')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], cwd: tmpdir() });
-      assert.fail('it ran');
-    } catch (err) {
-      const e = err as { status: number; stderr: string };
-      assert.equal(e.status, 1);
-      output = e.stderr;
-    }
+    const run = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', process.execPath, join(ROOT, 'dist', 'scripts', 'testbed.js'), 'up', '--emulate', '--config', join(dir, 'config.json'), '--state', join(dir, 'state')], { encoding: 'utf8', cwd: tmpdir() });
+    assert.equal(run.status, 1, `${run.stdout}${run.stderr}`);
+    const output = run.stderr;
     assert.match(output, /--emulate needs root, or CAP_NET_ADMIN and CAP_SYS_ADMIN/);
     assert.match(output, /Without --emulate the testbed runs on loopback/);
     assert.equal(ip('netns', 'list'), before);

@@ -145,8 +145,9 @@ function linkProblems(config: ExperimentConfig, nodes: Map<string, string>): str
   return Object.keys(config.links ?? {})
     .filter((key) => !ROLES.includes(key))
     .flatMap((key) => {
+      // By address, or a bare IP for every node on that machine.
       const canonical = addressProblem(key) ? undefined : canonicalAddress(key);
-      if (canonical && nodes.has(canonical)) return [];
+      if (canonical && (nodes.has(canonical) || (!key.includes(':') && [...nodes.keys()].some((n) => n.split(':')[0] === key)))) return [];
       return [`links["${key}"]: expected a role (${ROLES.join(', ')}) or the address of a node in others`];
     });
 }

@@ -70,10 +70,15 @@ function linkOf(config: ExperimentConfig, nodes: Machine['nodes']): LinkShape | 
   const links = config.links ?? {};
   for (const [key, shape] of Object.entries(links)) {
     if (['client', 'switch', 'aggregator'].includes(key)) continue;
-    if (nodes.some((n) => n.address === canonicalAddress(key))) return shape;
+    if (nodes.some((n) => namesNode(key, n.address))) return shape;
   }
   const byRole = nodes.map((n) => links[n.role]).filter((shape): shape is LinkShape => shape !== undefined);
   return byRole.sort((a, b) => b.rate_mbit - a.rate_mbit)[0];
+}
+
+/** A `links` key names a node by its address, or (a bare IP) every node on that machine. */
+export function namesNode(key: string, address: string): boolean {
+  return key.includes(':') ? canonicalAddress(key) === address : address.split(':')[0] === key;
 }
 
 function hostProblem(host: string): string | undefined {

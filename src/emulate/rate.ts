@@ -22,23 +22,39 @@ export async function measureLink(plan: TestbedPlan, machine: Machine, ms = 500)
   return { up_mbit: up, down_mbit: down };
 }
 
-/** Mbit/s from a source in `fromNs` to a sink listening at `to`. */
+/** Mbit/s from a source in `fromNs` to a sink listening at `to`; a probe that fails or stalls is an error naming the link. */
 async function stream(to: { ns: string; host: string }, fromNs: string, ms: number): Promise<number> {
-  const sink = spawn('ip', ['netns', 'exec', to.ns, process.execPath, PROBE, 'sink', to.host, String(PORT)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const probe = (ns: string, args: string[]) => spawn('ip', ['netns', 'exec', ns, process.execPath, PROBE, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const sink = probe(to.ns, ['sink', to.host, String(PORT)]);
+  let source: ReturnType<typeof probe> | undefined;
   let output = '';
   let errors = '';
   sink.stderr.on('data', (d) => (errors += d));
-  const done = new Promise<string>((resolve, reject) => {
-    sink.stdout.on('data', (d) => {
-      output += d;
-      if (output === 'listening\n') startSource();
+  const what = `measuring ${fromNs} -> ${to.ns}`;
+  try {
+    const result = await new Promise<string>((resolve, reject) => {
+      const stalled = setTimeout(() => reject(new EmulateError(`${what}: no result within ${ms + 10_000} ms ${errors.trim()}`)), ms + 10_000);
+      sink.on('error', reject);
+      sink.stdout.on('data', (d) => {
+        output += d;
+        if (output !== 'listening\n' || source) return;
+        source = probe(fromNs, ['source', to.host, String(PORT), String(ms)]);
+        source.stderr!.on('data', (e) => (errors += e));
+        source.on('close', (code) => code !== 0 && reject(new EmulateError(`${what}: the sending probe exited ${code}: ${errors.trim()}`)));
+      });
+      // 'close', not 'exit': the result line is read in full.
+      sink.on('close', (code) => {
+        clearTimeout(stalled);
+        if (code === 0) resolve(output);
+        else reject(new EmulateError(`${what}: the receiving probe exited ${code}: ${errors.trim()}`));
+      });
     });
-    sink.on('exit', (code) => (code === 0 ? resolve(output) : reject(new EmulateError(`rate probe in ${to.ns} exited ${code}: ${errors.trim()}`))));
-  });
-  const startSource = () => {
-    const source = spawn('ip', ['netns', 'exec', fromNs, process.execPath, PROBE, 'source', to.host, String(PORT), String(ms)], { stdio: 'ignore' });
-    source.on('exit', (code) => code !== 0 && sink.kill());
-  };
-  const { bytes, ms: took } = JSON.parse((await done).split('\n')[1]) as { bytes: number; ms: number };
-  return (bytes * 8) / (took / 1000) / 1e6;
+    const line = result.split('\n')[1];
+    if (!line) throw new EmulateError(`${what}: the receiving probe printed no result`);
+    const { bytes, ms: took } = JSON.parse(line) as { bytes: number; ms: number };
+    return (bytes * 8) / (took / 1000) / 1e6;
+  } finally {
+    sink.kill('SIGKILL');
+    source?.kill('SIGKILL');
+  }
 }

@@ -71,14 +71,20 @@ export async function upEmulated(flags: UpFlags): Promise<number> {
       writeFileSync(stateFile(flags.state), JSON.stringify(state, null, 1));
     }
     printLinks(state, flags.print);
-    const keyFile = await clientKey(config, flags.state);
+    const keyFile = await clientKey(config, flags.state, state.dir);
     const started = await startWorkers(state, flags, keyFile);
-    if (started !== 0) return started;
+    if (started !== 0) {
+      flags.print('the testbed stays up for a look (`npm run testbed -- status --emulate`); `npm run testbed -- down --emulate` removes it');
+      return started;
+    }
     flags.print(`run the experiment on the aggregator's machine:\n  npm run testbed -- exec ${aggregatorOf(plan).host} -- node main.js agg --config ${flags.config} --token-file ${join(flags.state, 'token')}`);
     return 0;
   } catch (err) {
-    await removeNetwork(plan.tag, 1000);
-    throw err;
+    const cleanup = await removeNetwork(plan.tag, 1000).then(
+      () => '',
+      (again: Error) => `\n(and removing what was built failed too: ${again.message}; \`npm run testbed -- down --emulate\` tries again)`,
+    );
+    throw new EmulateError(`${(err as Error).message}${cleanup}`);
   }
 }
 
@@ -90,9 +96,15 @@ function printLinks(state: EmulatedState, print: (line: string) => void): void {
   }
 }
 
-/** With the key at the clients, the launcher hands it to them over ssh, as on the lab's machines. */
-async function clientKey(config: ReturnType<typeof loadExperimentConfig>, state: string): Promise<string | undefined> {
+/**
+ * With the key at the clients, the launcher hands it to them over ssh, as on the lab's machines: the
+ * project folder's own key when it has one (`node main.js keygen`; never replaced by another, or the
+ * models it encrypted could not be read), else one made for the testbed.
+ */
+async function clientKey(config: ReturnType<typeof loadExperimentConfig>, state: string, dir: string): Promise<string | undefined> {
   if (!config.he.enabled || config.he.key_holder !== 'clients') return undefined;
+  const own = join(dir, 'keys', 'he-secret.json');
+  if (existsSync(own)) return own;
   const file = join(state, 'he-secret.json');
   if (!existsSync(file)) await writeSecretKey(config.he, file);
   return resolve(file);
@@ -123,6 +135,7 @@ async function startWorkers(state: EmulatedState, flags: UpFlags, keyFile?: stri
 function runIn(ns: string, command: string[]): Promise<{ code: number; output: string }> {
   return new Promise((resolvePromise) => {
     const child = spawn('ip', ['netns', 'exec', ns, ...command], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.on('error', (err) => resolvePromise({ code: 127, output: `${command[0]} in ${ns}: ${err.message}` }));
     let output = '';
     child.stdout.on('data', (d) => (output += d));
     child.stderr.on('data', (d) => (output += d));
@@ -161,7 +174,9 @@ export function statusEmulated(state: string, print: (line: string) => void): nu
       continue;
     }
     const { rx_bytes, tx_bytes } = machineCounters(machine);
-    print(`  ${machine.host.padEnd(15)} ${String(pidsIn(machine.ns).length).padStart(2)} processes   ${describeLink(machine.link).padEnd(14)} rx ${rx_bytes} B  tx ${tx_bytes} B`);
+    const measured = emulated.measured[machine.host];
+    const rate = measured ? ` (measured ${measured.up_mbit.toFixed(1)} up, ${measured.down_mbit.toFixed(1)} down)` : '';
+    print(`  ${machine.host.padEnd(15)} ${String(pidsIn(machine.ns).length).padStart(2)} processes   ${describeLink(machine.link)}${rate}   rx ${rx_bytes} B  tx ${tx_bytes} B`);
   }
   print(`testbed: ${present.size} namespaces of fl-${emulated.plan.tag}-*`);
   return 0;

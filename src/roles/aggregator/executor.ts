@@ -168,8 +168,14 @@ export class RoundExecutor {
       void opened.then(async (ok) => {
         if (!ok) return;
         if (this.machine.state.attempt !== attempt) return void this.post(client, '/c/standby', { round });
+        // A timeout may also mean it has the model but answered late: its update is then refused, and it checks in.
         const failure = await this.post(client, '/c/round', message, { 'Content-Type': WIRE_CONTENT_TYPE });
-        if (failure && !this.io.isStopped()) this.dispatch({ type: 'undelivered', round, attempt, client, reason: failure });
+        if (!failure || this.io.isStopped()) return;
+        try {
+          this.dispatch({ type: 'undelivered', round, attempt, client, reason: failure });
+        } catch {
+          // refused: that attempt is over already
+        }
       });
     }
   }
