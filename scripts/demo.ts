@@ -5,7 +5,7 @@
  *   npm run demo -- [--config FILE] [--rounds N]
  */
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { ConfigError, loadExperimentConfig } from '../src/config/load';
@@ -18,6 +18,7 @@ async function main(flags: { config: string; rounds?: number }): Promise<number>
   let configFile = resolve(flags.config);
   const config = loadExperimentConfig(configFile);
   if (flags.rounds) {
+    mkdirSync(STATE, { recursive: true }); // a fresh clone has no .testbed/ yet
     configFile = join(STATE, 'demo-config.json');
     writeFileSync(configFile, JSON.stringify({ ...config, rounds: flags.rounds }, null, 2));
   }
