@@ -1,0 +1,76 @@
+/**
+ * A table with a header row and a label column: every other column a numeric feature. Labels are
+ * class numbers (0, 1, …) or names (sorted, then numbered). Features are standardised with the
+ * mean and spread this file has, which the caller logs.
+ */
+import { readFileSync } from 'node:fs';
+import { DataFileError, type LabelledData } from './labelled';
+
+export interface Standardisation {
+  columns: string[];
+  mean: number[];
+  std: number[];
+}
+
+export function readCsv(file: string, labelColumn = 'label'): LabelledData & { standardisation: Standardisation } {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new DataFileError(`${file}: cannot read it: ${(err as Error).message}`);
+  }
+  const lines = text.split(/\r?\n/).filter((line) => line.trim() !== '');
+  if (lines.length < 2) throw new DataFileError(`${file}: needs a header row and at least one row of data`);
+  const header = lines[0].split(',').map((h) => h.trim());
+  const labelAt = header.indexOf(labelColumn);
+  if (labelAt < 0) throw new DataFileError(`${file}: no column "${labelColumn}" in the header (${header.join(', ')}); name the label column with data.label_column`);
+  const columns = header.filter((_, i) => i !== labelAt);
+  if (!columns.length) throw new DataFileError(`${file}: no feature columns beside "${labelColumn}"`);
+  const size = lines.length - 1;
+  const features = new Float32Array(size * columns.length);
+  const rawLabels: string[] = [];
+  for (let row = 0; row < size; row++) {
+    const cells = lines[row + 1].split(',').map((c) => c.trim());
+    const where = `${file}:${row + 2}`;
+    if (cells.length !== header.length) throw new DataFileError(`${where}: ${cells.length} cells, the header has ${header.length}`);
+    const label = cells[labelAt];
+    if (label === '') throw new DataFileError(`${where}: the label ("${labelColumn}") is missing`);
+    rawLabels.push(label);
+    let column = 0;
+    cells.forEach((cell, i) => {
+      if (i === labelAt) return;
+      const value = Number(cell);
+      if (cell === '' || !Number.isFinite(value)) throw new DataFileError(`${where}: column "${header[i]}" is "${cell}", not a number`);
+      features[row * columns.length + column++] = value;
+    });
+  }
+  const { labels, classNames } = numberLabels(rawLabels, file);
+  const standardisation = standardise(features, columns);
+  return { features, shape: [columns.length], labels, size, classNames, standardisation };
+}
+
+/** Whole numbers stay themselves (class 3 is label 3); names are sorted and numbered. */
+function numberLabels(raw: string[], file: string): { labels: Uint8Array; classNames: string[] } {
+  if (raw.every((l) => /^\d+$/.test(l))) {
+    const labels = Uint8Array.from(raw, Number);
+    if (raw.some((l) => Number(l) > 255)) throw new DataFileError(`${file}: class numbers go up to 255`);
+    return { labels, classNames: Array.from({ length: Math.max(...labels) + 1 }, (_, i) => String(i)) };
+  }
+  const classNames = [...new Set(raw)].sort();
+  if (classNames.length > 256) throw new DataFileError(`${file}: ${classNames.length} classes; at most 256`);
+  const index = new Map(classNames.map((name, i) => [name, i]));
+  return { labels: Uint8Array.from(raw, (l) => index.get(l)!), classNames };
+}
+
+/** In place: each column to mean 0 and standard deviation 1 (a constant column to 0). */
+function standardise(features: Float32Array, columns: string[]): Standardisation {
+  const width = columns.length;
+  const rows = features.length / width;
+  const mean = new Array<number>(width).fill(0);
+  const std = new Array<number>(width).fill(0);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < width; c++) mean[c] += features[r * width + c] / rows;
+  for (let r = 0; r < rows; r++) for (let c = 0; c < width; c++) std[c] += (features[r * width + c] - mean[c]) ** 2 / rows;
+  for (let c = 0; c < width; c++) std[c] = Math.sqrt(std[c]);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < width; c++) features[r * width + c] = std[c] ? (features[r * width + c] - mean[c]) / std[c] : 0;
+  return { columns, mean, std };
+}
