@@ -185,7 +185,7 @@ export function resolveNodeConfigs(config: ExperimentConfig): Map<string, NodeCo
     const base = { experiment, address, aggregator, settings };
     let node: NodeConfig;
     if (entry.type === 'client') {
-      node = { ...base, type: 'client', client_number: entry.client_number, index: entry.index, upstream: upstreamOf(entry) };
+      node = { ...base, type: 'client', client_number: entry.client_number, index: entry.index, upstream: upstreamOf(entry), ...(entry.data ? { data: entry.data } : {}) };
     } else if (entry.type === 'switch') {
       node = { ...base, type: 'switch', clients: clientsOf(address) };
     } else {

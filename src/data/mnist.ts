@@ -9,7 +9,7 @@ export const IMAGE_SIZE = 28 * 28;
 export const CLASSES = 10;
 
 export interface Dataset {
-  /** Row-major, IMAGE_SIZE floats per sample. */
+  /** Row-major, the same number of floats per sample (IMAGE_SIZE for the digits). */
   images: Float32Array;
   labels: Uint8Array;
   size: number;
@@ -37,10 +37,11 @@ export function loadMnist(): Dataset {
 
 /** The samples at `indices`, copied out in that order. */
 export function subset(data: Dataset, indices: readonly number[]): Dataset {
-  const images = new Float32Array(indices.length * IMAGE_SIZE);
+  const width = data.size ? data.images.length / data.size : IMAGE_SIZE;
+  const images = new Float32Array(indices.length * width);
   const labels = new Uint8Array(indices.length);
   indices.forEach((index, i) => {
-    images.set(data.images.subarray(index * IMAGE_SIZE, (index + 1) * IMAGE_SIZE), i * IMAGE_SIZE);
+    images.set(data.images.subarray(index * width, (index + 1) * width), i * width);
     labels[i] = data.labels[index];
   });
   return { images, labels, size: indices.length };

@@ -3,7 +3,7 @@
  * a held-out test set nobody trains on, and `client_number` slices of the rest.
  */
 import type { Settings } from '../config/schema';
-import { CLASSES, type Dataset } from './mnist';
+import type { Dataset } from './mnist';
 import { dirichlet, seededRandom, shuffle } from './random';
 
 export interface Split {
@@ -40,9 +40,9 @@ function equalSlices(train: readonly number[], clients: number): number[][] {
 }
 
 function byClass(train: readonly number[], labels: Uint8Array): number[][] {
-  const classes: number[][] = Array.from({ length: CLASSES }, () => []);
-  for (const index of train) classes[labels[index]].push(index);
-  return classes;
+  const classes: number[][] = [];
+  for (const index of train) (classes[labels[index]] ??= []).push(index);
+  return classes.filter(Boolean);
 }
 
 /** Label skew: each class is shared among clients in proportions drawn from Dirichlet(alpha). */

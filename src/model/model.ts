@@ -2,19 +2,37 @@
 import * as tf from '@tensorflow/tfjs';
 import { createHash } from 'node:crypto';
 import type { Settings } from '../config/schema';
-import { CLASSES, IMAGE_SIZE, type Dataset } from '../data/mnist';
+import type { Dataset } from '../data/mnist';
 import { seededRandom, shuffle } from '../data/random';
 
 export type ModelSettings = Settings['model'];
 
-export function buildModel(spec: ModelSettings, seed: number): tf.Sequential {
+/** What a model takes and tells apart: one sample's shape and the number of classes (`inputOf(settings.data)`). */
+export interface ModelInput {
+  shape: number[];
+  classes: number;
+}
+
+const DIGITS: ModelInput = { shape: [28, 28, 1], classes: 10 };
+const width = (input: ModelInput) => input.shape.reduce((a, b) => a * b, 1);
+
+/** The CNN's two 5x5 convolutions, each followed by 2x2 pooling: the side after them, or why the input is too small. */
+function convolvedSide(side: number): number {
+  return Math.floor((Math.floor((side - 4) / 2) - 4) / 2);
+}
+
+export function buildModel(spec: ModelSettings, seed: number, input: ModelInput = DIGITS): tf.Sequential {
   let next = seed;
   const init = () => tf.initializers.glorotUniform({ seed: next++ });
   const model = tf.sequential();
   if (spec.architecture === 'mlp') {
-    model.add(tf.layers.dense({ inputShape: [IMAGE_SIZE], units: spec.hidden_units, activation: 'relu', kernelInitializer: init() }));
+    model.add(tf.layers.dense({ inputShape: [width(input)], units: spec.hidden_units, activation: 'relu', kernelInitializer: init() }));
   } else {
-    model.add(tf.layers.reshape({ inputShape: [IMAGE_SIZE], targetShape: [28, 28, 1] }));
+    const [height, across, channels = 1] = input.shape;
+    if (input.shape.length < 2 || convolvedSide(Math.min(height, across)) < 1) {
+      throw new Error(`the CNN needs images of at least 16x16 (data.shape [height, width, channels]); data.shape is [${input.shape.join(', ')}]: use the MLP`);
+    }
+    model.add(tf.layers.reshape({ inputShape: [width(input)], targetShape: [height, across, channels] }));
     model.add(tf.layers.conv2d({ filters: 8, kernelSize: 5, activation: 'relu', kernelInitializer: init() }));
     model.add(tf.layers.maxPooling2d({ poolSize: 2 }));
     model.add(tf.layers.conv2d({ filters: 16, kernelSize: 5, activation: 'relu', kernelInitializer: init() }));
@@ -22,7 +40,7 @@ export function buildModel(spec: ModelSettings, seed: number): tf.Sequential {
     model.add(tf.layers.flatten());
     model.add(tf.layers.dense({ units: spec.hidden_units, activation: 'relu', kernelInitializer: init() }));
   }
-  model.add(tf.layers.dense({ units: CLASSES, activation: 'softmax', kernelInitializer: init() }));
+  model.add(tf.layers.dense({ units: input.classes, activation: 'softmax', kernelInitializer: init() }));
   return model;
 }
 
@@ -32,14 +50,16 @@ export function modelId(model: tf.LayersModel): number {
   return createHash('sha256').update(shapes).digest().readUInt32LE(0);
 }
 
-/** What buildModel(spec) holds, computed without building it. */
-export function expectedParameterCount(spec: ModelSettings): number {
+/** What buildModel(spec, seed, input) holds, computed without building it. */
+export function expectedParameterCount(spec: ModelSettings, input: ModelInput = DIGITS): number {
   const h = spec.hidden_units;
-  if (spec.architecture === 'mlp') return IMAGE_SIZE * h + h + h * CLASSES + CLASSES;
-  const conv1 = 5 * 5 * 1 * 8 + 8;
+  const classes = input.classes;
+  if (spec.architecture === 'mlp') return width(input) * h + h + h * classes + classes;
+  const [height, across, channels = 1] = input.shape;
+  const conv1 = 5 * 5 * channels * 8 + 8;
   const conv2 = 5 * 5 * 8 * 16 + 16;
-  const flat = 4 * 4 * 16; // 28 -> conv 24 -> pool 12 -> conv 8 -> pool 4
-  return conv1 + conv2 + flat * h + h + h * CLASSES + CLASSES;
+  const flat = convolvedSide(height) * convolvedSide(across) * 16; // 28 -> conv 24 -> pool 12 -> conv 8 -> pool 4
+  return conv1 + conv2 + flat * h + h + h * classes + classes;
 }
 
 export function parameterCount(model: tf.LayersModel): number {
@@ -71,16 +91,19 @@ export function setFlatWeights(model: tf.LayersModel, flat: Float32Array): void 
   tf.dispose(tensors);
 }
 
-function tensors(data: Dataset, order?: readonly number[]): { x: tf.Tensor2D; y: tf.Tensor2D } {
+/** How many classes a model tells apart: the width of its last layer. */
+const classesOf = (model: tf.LayersModel) => model.outputs[0].shape[1] as number;
+
+function tensors(data: Dataset, classes: number, order?: readonly number[]): { x: tf.Tensor2D; y: tf.Tensor2D } {
   return tf.tidy(() => {
-    let x = tf.tensor2d(data.images, [data.size, IMAGE_SIZE]);
+    let x = tf.tensor2d(data.images, [data.size, data.images.length / data.size]);
     let labels = tf.tensor1d(data.labels, 'int32');
     if (order) {
       const index = tf.tensor1d(order as number[], 'int32');
       x = tf.gather(x, index);
       labels = tf.gather(labels, index);
     }
-    return { x, y: tf.oneHot(labels, CLASSES) as tf.Tensor2D };
+    return { x, y: tf.oneHot(labels, classes) as tf.Tensor2D };
   });
 }
 
@@ -116,7 +139,7 @@ export async function train(model: tf.LayersModel, data: Dataset, options: Train
   let loss = NaN;
   for (let epoch = 0; epoch < options.epochs; epoch++) {
     const order = shuffle(Array.from({ length: data.size }, (_, i) => i), random);
-    const { x, y } = tensors(data, order);
+    const { x, y } = tensors(data, classesOf(model), order);
     const history = await model.fit(x, y, { epochs: 1, batchSize: options.batchSize, shuffle: false, verbose: 0, callbacks: { onBatchEnd: yieldToEventLoop } });
     loss = history.history.loss[0] as number;
     tf.dispose([x, y]);
@@ -131,7 +154,7 @@ export interface Evaluation {
 
 export function evaluate(model: tf.LayersModel, data: Dataset): Evaluation {
   return tf.tidy(() => {
-    const { x, y } = tensors(data);
+    const { x, y } = tensors(data, classesOf(model));
     const predicted = model.predict(x, { batchSize: 500 }) as tf.Tensor2D;
     const loss = tf.metrics.categoricalCrossentropy(y, predicted.clipByValue(1e-7, 1)).mean().dataSync()[0];
     const hits = tf.equal(predicted.argMax(1), y.argMax(1)).sum().dataSync()[0];

@@ -8,7 +8,7 @@ import type * as tf from '@tensorflow/tfjs';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadExperimentConfig } from '../config/load';
-import type { ExperimentConfig } from '../config/schema';
+import { inputOf, type ExperimentConfig } from '../config/schema';
 import { readSecretKey, startSession, type HeSession } from '../he/keys';
 import { initBackend } from '../model/backend';
 import { buildModel, expectedParameterCount, modelId, setFlatWeights } from '../model/model';
@@ -57,7 +57,7 @@ function readEncryptedModel(file: string, source: EncryptedSource, he: HeSession
     message = readMessage(readFileSync(file), {
       kinds: [Kind.EncryptedModel],
       modelId: expectedModelId,
-      parameters: expectedParameterCount(source.config.model),
+      parameters: expectedParameterCount(source.config.model, inputOf(source.config.data)),
       he: { id: he.id, chunks: he.chunks },
     });
   } catch (err) {
@@ -82,7 +82,7 @@ function checkPlausible(weights: Float64Array, file: string, keyFile: string): v
 /** The round's weights, decrypted and scaled back to the average; the HE threads are closed whatever happens. */
 async function decryptWeights(source: EncryptedSource, expectedModelId: number): Promise<{ weights: Float32Array; round: number }> {
   const file = encryptedFile(source.dir);
-  const parameters = expectedParameterCount(source.config.model);
+  const parameters = expectedParameterCount(source.config.model, inputOf(source.config.data));
   const he = await startSession(source.config.he, parameters, { secretKey: secretKeyFor(source, file) });
   try {
     const message = readEncryptedModel(file, source, he, expectedModelId);
@@ -101,7 +101,7 @@ async function decryptWeights(source: EncryptedSource, expectedModelId: number):
  */
 export async function decryptedModel(source: EncryptedSource): Promise<{ model: tf.Sequential; round: number }> {
   // Built as every node builds it: its layer shapes are the model id the file must carry.
-  const model = buildModel(source.config.model, source.config.data.seed);
+  const model = buildModel(source.config.model, source.config.data.seed, inputOf(source.config.data));
   try {
     const { weights, round } = await decryptWeights(source, modelId(model));
     setFlatWeights(model, weights);
@@ -133,5 +133,5 @@ export async function decryptSaved(dir: string, keyFile: string, options: Decryp
     model.dispose();
   }
   const evalHint = resolve(out) === resolve(dir) && !options.config ? `node main.js eval ${out}` : `node main.js eval ${out} --config ${configFile}`;
-  return `wrote ${join(out, 'model.json')} and ${join(out, 'weights.bin')}: round ${round}'s global model (${expectedParameterCount(config.model)} parameters) decrypted with ${keyFile}; score it with \`${evalHint}\``;
+  return `wrote ${join(out, 'model.json')} and ${join(out, 'weights.bin')}: round ${round}'s global model (${expectedParameterCount(config.model, inputOf(config.data))} parameters) decrypted with ${keyFile}; score it with \`${evalHint}\``;
 }

@@ -7,8 +7,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadExperimentConfig } from '../config/load';
 import type { ExperimentConfig } from '../config/schema';
-import { loadMnist, subset } from '../data/mnist';
-import { testIndices } from '../data/partition';
+import { heldOutData } from '../data/source';
 import { initBackend } from '../model/backend';
 import { evaluate, parameterCount } from '../model/model';
 import { loadModel } from '../model/store';
@@ -39,8 +38,7 @@ export async function evaluateSaved(modelDir: string, options: EvaluateOptions =
   const backend = await initBackend(config.model.architecture);
   const model = await modelIn(modelDir, config, configFile, options.heKey);
   try {
-    const data = loadMnist();
-    const test = subset(data, testIndices(data, config.data));
+    const { test } = heldOutData(config.data);
     const { accuracy, loss } = evaluate(model, test);
     return `${modelDir}: accuracy ${(accuracy * 100).toFixed(2)}%, loss ${loss.toFixed(4)} on ${test.size} held-out digits (seed ${config.data.seed}; ${parameterCount(model)} parameters; backend ${backend})`;
   } finally {

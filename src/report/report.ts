@@ -36,7 +36,7 @@ export function describeSettings(settings: Settings, workers: ReadonlyMap<string
   const split = data.split === 'dirichlet' ? `dirichlet (alpha ${data.alpha})` : data.split === 'classes' ? `${data.classes_per_client} classes per client` : 'iid';
   return [
     ['model', model.architecture === 'mlp' ? `MLP, ${model.hidden_units} hidden units` : 'CNN'],
-    ['data', `${data.dataset}, split ${split}, seed ${data.seed}`],
+    ['data', data.source === 'mnist' ? `${data.dataset} (the mnist package), split ${split}, seed ${data.seed}` : `${data.source} files (${data.path}${data.test ? `; held out: ${data.test.path}` : ''}), samples [${(data.shape ?? []).join(', ')}], ${data.classes} classes, ${data.path?.includes('{index}') ? 'a file per client' : `split ${split}, seed ${data.seed}`}`],
     ['strategy', training.strategy === 'fedavgm' ? `FedAvgM (server momentum ${training.server_momentum})` : 'FedAvg (weighted by samples)'],
     ['training', `${training.epochs} epoch(s), batch ${training.batch_size}, learning rate ${training.learning_rate}`],
     ['rounds', `${settings.rounds}, ${settings.clients_per_round ?? 'all'} clients per round`],

@@ -3,9 +3,9 @@
  * result and its sample count to its switch, then checks in for the next round.
  */
 import type * as tf from '@tensorflow/tfjs';
-import type { ClientNodeConfig } from '../config/schema';
-import { loadMnist, subset, type Dataset } from '../data/mnist';
-import { clientSlice, testSlice } from '../data/partition';
+import { inputOf, type ClientNodeConfig } from '../config/schema';
+import type { Dataset } from '../data/mnist';
+import { clientData } from '../data/source';
 import { DEFAULT_KEY_FILE, readSecretKey, startSession, type HeSession } from '../he/keys';
 import { initBackend } from '../model/backend';
 import { buildModel, evaluate, expectedParameterCount, getFlatWeights, modelId, setFlatWeights, train } from '../model/model';
@@ -41,7 +41,7 @@ interface RoundMeta extends ClientInstructions {
 }
 
 export class ClientRole extends Role<ClientNodeConfig> {
-  readonly parameters = expectedParameterCount(this.config.settings.model);
+  readonly parameters = expectedParameterCount(this.config.settings.model, inputOf(this.config.settings.data));
   readonly encrypted = this.config.settings.he.enabled;
   private prepared?: Prepared;
   private stage: Stage = 'preparing';
@@ -114,7 +114,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
     const factor = Number(message.meta?.factor);
     if (!(factor > 0)) throw new HttpError(400, 'bad message', 'an encrypted model needs a positive "factor"');
     const weights = await prepared.he.pool.decrypt(message.ciphertexts!, this.parameters, factor);
-    const evaluator = buildModel(this.config.settings.model, this.config.settings.data.seed);
+    const evaluator = buildModel(this.config.settings.model, this.config.settings.data.seed, inputOf(this.config.settings.data));
     try {
       setFlatWeights(evaluator, Float32Array.from(weights));
       return { round: message.round, ...evaluate(evaluator, prepared.test), samples: prepared.test.size };
@@ -168,11 +168,9 @@ export class ClientRole extends Role<ClientNodeConfig> {
   private async prepare(): Promise<void> {
     const { settings, client_number, index } = this.config;
     const backend = await initBackend(settings.model.architecture);
-    const all = loadMnist();
-    const data = subset(all, clientSlice(all, settings.data, client_number, index));
-    const test = subset(all, testSlice(all, settings.data, client_number, index));
+    const { train: data, test, from } = clientData(settings.data, this.config.data, client_number, index);
     const he = await this.startHe();
-    const model = buildModel(settings.model, settings.data.seed);
+    const model = buildModel(settings.model, settings.data.seed, inputOf(settings.data));
     if (this.isStopped) {
       model.dispose();
       await he?.pool.close();
@@ -180,7 +178,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
     }
     this.prepared = { model, data, test, modelId: modelId(model), backend, he };
     this.stage = 'waiting';
-    this.node.logger.info(`ready: slice ${index} of ${client_number} (${data.size} samples), backend ${backend}`);
+    this.node.logger.info(`ready: ${data.size} samples from ${from}, backend ${backend}`);
   }
 
   /** The aggregator made a new key pair (it started over): encrypt under its new public key. */

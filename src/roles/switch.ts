@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { describeIssues } from '../config/load';
-import type { SwitchNodeConfig } from '../config/schema';
+import { inputOf, type SwitchNodeConfig } from '../config/schema';
 import { expectedParameterCount } from '../model/model';
 import { badRequest, HttpError, refused } from '../net/errors';
 import { describeFailure } from '../net/peers';
@@ -50,7 +50,7 @@ interface PendingUpdate {
 
 export class SwitchRole extends Role<SwitchNodeConfig> {
   /** The experiment's model size, known from the settings. */
-  readonly maxParameters = expectedParameterCount(this.config.settings.model);
+  readonly maxParameters = expectedParameterCount(this.config.settings.model, inputOf(this.config.settings.data));
   readonly encrypted = this.config.settings.he.enabled;
   // Holding the key, the aggregator must never be handed one client's update alone.
   private readonly machine = new SwitchMachine(this.config.clients, this.encrypted && this.config.settings.he.key_holder === 'aggregator' ? 2 : 1);

@@ -11,9 +11,8 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { aggregatorCheckpoint, aggregatorState, CHECKPOINTS_DIR, CheckpointStore, KEY_PAIR_FILE, type Checkpoint } from '../../checkpoint';
 import { describeIssues } from '../../config/load';
-import type { AggregatorNodeConfig } from '../../config/schema';
-import { loadMnist, subset } from '../../data/mnist';
-import { testIndices } from '../../data/partition';
+import { inputOf, type AggregatorNodeConfig } from '../../config/schema';
+import { heldOutData } from '../../data/source';
 import { startKeyHolderSession, startSession, type HeSession } from '../../he/keys';
 import { logBatchSchema } from '../../log/central';
 import { ClusterLog, type WorkerRole } from '../../log/cluster-log';
@@ -69,7 +68,7 @@ export interface WorkerHealth {
 export type Change = 'stage' | 'round' | 'logs' | 'health';
 
 export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundWork {
-  readonly parameters = expectedParameterCount(this.config.settings.model);
+  readonly parameters = expectedParameterCount(this.config.settings.model, inputOf(this.config.settings.data));
   readonly encrypted = this.config.settings.he.enabled;
   readonly machine: RoundMachine;
   readonly outputs: ExperimentOutputs;
@@ -328,9 +327,9 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
     const he = await this.startHe();
     if (this.isStopped) return void (await he?.pool.close()); // stopped while the keys were made
     const backend = await initBackend(settings.model.architecture);
-    const all = loadMnist();
-    const test = subset(all, testIndices(all, settings.data));
-    const model = buildModel(settings.model, settings.data.seed);
+    const { test, from } = heldOutData(settings.data);
+    this.node.logger.info(`held-out set: ${test.size} samples from ${from}`);
+    const model = buildModel(settings.model, settings.data.seed, inputOf(settings.data));
     const strategy = createStrategy(settings.training, (parameters) => {
       setFlatWeights(model, parameters);
       return evaluate(model, test);

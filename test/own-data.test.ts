@@ -1,0 +1,105 @@
+/**
+ * Federated runs on a lab's own files, every format, on loopback: one file every client slices,
+ * files of each client's own, and a client whose file does not fit the model (named before round 1).
+ * The files are made from the shipped digits (test/helpers/data-files.ts): nothing is downloaded.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import type { RoundMetrics } from '../src/outputs';
+import { runExperiment, Testbed } from './helpers/cluster';
+import { someDigits, writeCifar, writeCsv, writeIdx, writePngFolder } from './helpers/data-files';
+
+const dir = mkdtempSync(join(tmpdir(), 'fl-own-data-'));
+const digits = someDigits(1200);
+const idx = writeIdx(join(dir, 'idx'), digits, true);
+const formats: Record<string, Record<string, unknown>> = {
+  idx: { source: 'idx', path: idx.images, labels_path: idx.labels, shape: [28, 28, 1], classes: 10 },
+  csv: { source: 'csv', path: writeCsv(join(dir, 'pooled.csv'), digits), shape: [49], classes: 10 },
+  cifar: { source: 'cifar', path: writeCifar(join(dir, 'batch.bin'), digits), shape: [32, 32, 3], classes: 10 },
+  png: { source: 'png', path: writePngFolder(join(dir, 'png'), digits), shape: [28, 28, 1], classes: 10 },
+};
+
+function experiment(name: string, data: Record<string, unknown>, edit?: (config: Record<string, any>) => void) {
+  return new Testbed({ nodes: 5, switches: 1, rounds: 2 }, (config: Record<string, any>) => {
+    config.experiment = name;
+    config.model = { architecture: 'mlp', hidden_units: 32 };
+    config.he = { enabled: false };
+    config.training = { ...config.training, learning_rate: 0.3 };
+    config.data = { ...config.data, test_size: 200, ...data };
+    edit?.(config);
+  });
+}
+
+const rows = (testbed: Testbed, name: string): RoundMetrics[] => JSON.parse(readFileSync(join(testbed.outputs, name, 'metrics.json'), 'utf8')).rounds;
+const clientLog = (testbed: Testbed, address: string) => readFileSync(join(testbed.logs, `${address.replace(':', '-')}.log`), 'utf8');
+
+describe('federated runs on files in each format (one file, sliced by every client)', () => {
+  const testbeds: Testbed[] = [];
+  after(() => Promise.all(testbeds.map((t) => t.down())));
+  for (const [format, data] of Object.entries(formats)) {
+    it(`${format}: learns, and each client says what it read`, { timeout: 180_000 }, async () => {
+      const testbed = experiment(`own-${format}`, data);
+      testbeds.push(testbed);
+      assert.equal((await testbed.up()).code, 0);
+      const run = await runExperiment(testbed);
+      assert.equal(run.code, 0, run.output);
+      const done = rows(testbed, `own-${format}`);
+      assert.equal(done.length, 2);
+      assert.ok(done[1].accuracy > 0.4, `${format}: accuracy ${done[1].accuracy} after 2 rounds (chance is 0.1)`);
+      const [client] = testbed.addresses('client');
+      assert.match(clientLog(testbed, client), new RegExp(`ready: \\d+ samples from ${format === 'cifar' ? 'CIFAR-10' : format.toUpperCase()} `));
+      if (format === 'csv') assert.match(clientLog(testbed, client), /each column standardised with this file's mean±std: p0 /);
+    });
+  }
+});
+
+describe('files of each client\'s own, and one that does not fit', () => {
+  const testbeds: Testbed[] = [];
+  after(() => Promise.all(testbeds.map((t) => t.down())));
+
+  it('each client trains on its own IDX files ({index} in the path); the aggregator scores on its own', { timeout: 180_000 }, async () => {
+    for (let i = 0; i < 3; i++) writeIdx(join(dir, `client-${i}`), someDigits(300 + i * 10));
+    const held = writeIdx(join(dir, 'held-out'), someDigits(200));
+    const testbed = experiment('own-files', {
+      source: 'idx',
+      path: join(dir, 'client-{index}', 'images-idx3-ubyte'),
+      labels_path: join(dir, 'client-{index}', 'labels-idx1-ubyte'),
+      test: { path: held.images, labels_path: held.labels },
+      shape: [28, 28, 1],
+      classes: 10,
+    });
+    testbeds.push(testbed);
+    assert.equal((await testbed.up()).code, 0);
+    const run = await runExperiment(testbed);
+    assert.equal(run.code, 0, run.output);
+    // 300, 310 and 320 digits: a tenth of each held out for federated evaluation, the rest trained on.
+    const samples = rows(testbed, 'own-files')[1].samples;
+    assert.equal(samples, 270 + 279 + 288);
+    const clients = testbed.addresses('client');
+    assert.match(clientLog(testbed, clients[2]), /ready: 288 samples from IDX .*client-2.* \(its own; 288 to train on, 32 held out\)/);
+  });
+
+  it('a client whose file has the wrong shape is named, with the file and why, and the experiment goes on without it', { timeout: 180_000 }, async () => {
+    const narrow = join(dir, 'narrow.csv');
+    const rowsOf = readFileSync(writeCsv(join(dir, 'wide.csv'), someDigits(300)), 'utf8').split('\n');
+    // 48 features: one column fewer than the model takes.
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(narrow, rowsOf.map((line) => line.split(',').slice(1).join(',')).join('\n'));
+    let odd = '';
+    const testbed = experiment('misfit', { ...formats.csv }, (config) => {
+      odd = Object.keys(config.others).find((a) => config.others[a].type === 'client')!;
+      config.others[odd].data = { path: narrow };
+    });
+    testbeds.push(testbed);
+    assert.equal((await testbed.up()).code, 0);
+    const run = await runExperiment(testbed);
+    assert.equal(run.code, 0, run.output);
+    // It fails while it prepares, before it can check in: the health checks name it, and why.
+    assert.match(run.output, new RegExp(`worker ${odd.replace(/\./g, '\\.')} failed: it could not prepare: .*narrow\\.csv: its samples have shape \\[48\\], but data\\.shape is \\[49\\]`));
+    assert.match(run.output, new RegExp(`going on without ${odd.replace(/\./g, '\\.')}`));
+    assert.ok(rows(testbed, 'misfit').every((r) => !r.missing.includes(odd)), 'it was never selected');
+  });
+});
