@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { aggregatorCheckpoint, aggregatorState, CheckpointError, decodeCheckpoint, encodeCheckpoint } from '../src/checkpoint';
 import { Ckks } from '../src/he/ckks';
+import type { HttpError } from '../src/net/errors';
 import { startSession, type HeSession } from '../src/he/keys';
 import { parseExperimentConfig, resolveNodeConfigs } from '../src/config/load';
 import type { AggregatorNodeConfig } from '../src/config/schema';
@@ -280,6 +281,23 @@ describe('the aggregator role', () => {
     assert.equal(role.describe([c1, c2, c3]), `${c1} (down: ECONNREFUSED), ${c2} (failed: cannot read /keys/he-secret.json), ${c3} (up, answering again; has not checked in)`);
     role.noteHealth(sw, 'down', 'silent for 3 heartbeats (6.0 s)');
     assert.equal(role.describe([c4]), `${c4} (its switch ${sw} is down: silent for 3 heartbeats (6.0 s))`);
+    await role.stop();
+  });
+
+  it('refuses a check-in whose data does not fit the model, and never selects that client; keeps each fit one\'s classes', async () => {
+    const raw = testbedConfig({ base: '127.0.9', nodes: 6, switches: 1 }) as Record<string, any>;
+    const nodes = [...resolveNodeConfigs(parseExperimentConfig(raw)).values()];
+    const role = new AggregatorRole(nodes.find((n): n is AggregatorNodeConfig => n.type === 'aggregator')!, nodeContext('agg'));
+    const [c1, c2, c3] = Object.keys(role.config.clients);
+    const histogram = [5, 5, 5, 5, 5, 5, 5, 5, 5, 5];
+    assert.throws(() => role.checkIn({ client: c1, samples: 50, shape: [32, 32, 3], histogram }), (err: HttpError) => err.status === 422 && err.message.includes('its samples have shape [32, 32, 3]; the model takes [28, 28, 1]'));
+    assert.throws(() => role.checkIn({ client: c2, samples: 50, shape: [28, 28, 1], histogram: [25, 25] }), (err: HttpError) => err.status === 422 && /counts 2 classes; the model tells 10 apart/.test(err.message));
+    assert.match(role.failed.get(c1) ?? '', /shape \[32, 32, 3\]/);
+    assert.ok(role.machine.state.down.has(c1) && !role.machine.state.pool.includes(c1), 'a misfit is out of the pool');
+    assert.equal(role.histograms.get(c3), undefined);
+    assert.equal(role.checkIn({ client: c3, samples: 50, shape: [28, 28, 1], histogram }).status, 'queued');
+    assert.deepEqual(role.histograms.get(c3), histogram);
+    assert.ok(!role.histograms.has(c1) && !role.histograms.has(c2), 'a misfit\'s classes are not kept');
     await role.stop();
   });
 });

@@ -4,7 +4,7 @@
  * The files are made from the shipped digits (test/helpers/data-files.ts): nothing is downloaded.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -52,6 +52,13 @@ describe('federated runs on files in each format (one file, sliced by every clie
       const [client] = testbed.addresses('client');
       assert.match(clientLog(testbed, client), new RegExp(`ready: \\d+ samples from ${format === 'cifar' ? 'CIFAR-10' : format.toUpperCase()} `));
       if (format === 'csv') assert.match(clientLog(testbed, client), /each column standardised with this file's mean±std: p0 /);
+      // Each client's classes, as it said at check-in, and the report's chart of them.
+      const histograms = JSON.parse(readFileSync(join(testbed.outputs, `own-${format}`, 'clients.json'), 'utf8')) as Record<string, number[]>;
+      assert.deepEqual(Object.keys(histograms).sort(), [...testbed.addresses('client')].sort());
+      const total = Object.values(histograms).reduce((n, h) => n + h.reduce((a, b) => a + b, 0), 0);
+      assert.equal(total, done[1].samples, 'the histograms count the samples the round trained on');
+      assert.ok(existsSync(join(testbed.outputs, `own-${format}`, 'charts', 'classes.png')));
+      assert.match(readFileSync(join(testbed.outputs, `own-${format}`, 'report.html'), 'utf8'), /Samples per class on each client/);
     });
   }
 });

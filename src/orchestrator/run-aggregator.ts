@@ -4,7 +4,7 @@ import { resolveNodeConfigs } from '../config/load';
 import { parseAddress } from '../config/address';
 import type { AggregatorNodeConfig, ExperimentConfig } from '../config/schema';
 import { startNode, type NodeOptions, type StartedNode } from '../node/start';
-import { writeReport } from '../report/report';
+import { CLIENTS_FILE, writeReport } from '../report/report';
 import type { AggregatorRole, ExperimentSummary } from '../roles/aggregator';
 import { formatOutcome, goingOnWithout, missingForExperiment, pushConfigs, summarize } from './push';
 import { findCheckpoint } from './resume';
@@ -121,6 +121,8 @@ async function reportOn(role: AggregatorRole, node: StartedNode, print: (line: s
     const workers = role.participants.filter((a) => a !== config.address);
     const late = last ? await cluster.settle(last.round, workers, LAST_LOGS_WAIT_MS) : [];
     if (late.length) node.logger.warn(`the report goes without round ${last!.round} of ${late.join(', ')}: their records did not arrive`);
+    const histograms = Object.fromEntries(role.histograms);
+    outputs.writeJson(CLIENTS_FILE, histograms);
     const { html, pngs } = await writeReport(outputs.dir, {
       experiment: config.experiment,
       aggregator: config.address,
@@ -128,6 +130,7 @@ async function reportOn(role: AggregatorRole, node: StartedNode, print: (line: s
       workers: role.workers,
       rows: outputs.rows,
       records: cluster.records(),
+      histograms,
     });
     print(`report: ${html} (charts as PNG: ${pngs.length} in ${outputs.dir}/charts)`);
     return html;

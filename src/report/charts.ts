@@ -98,3 +98,21 @@ export function phaseChart(rows: readonly NodeRound[], title = 'Time per phase (
 export function experimentCharts(rows: readonly RoundMetrics[], perNode: readonly NodeRound[]): Record<ChartName, ChartSpec> {
   return { accuracy: accuracyChart(rows), bytes: bytesChart(perNode), phases: phaseChart(perNode) };
 }
+
+/** Each client's samples by class, as it said at check-in: how skewed the split (or the lab's own data) is. */
+export function classesChart(histograms: Readonly<Record<string, readonly number[]>>): ChartSpec {
+  const clients = byAddress(Object.keys(histograms));
+  const values = clients.flatMap((client) => histograms[client].map((samples, label) => ({ client, class: String(label), samples })));
+  return {
+    ...base('Samples per class on each client', Math.max(120, clients.length * 20)),
+    data: { values },
+    mark: { type: 'bar', tooltip: true },
+    encoding: {
+      y: { field: 'client', type: 'nominal', title: null, sort: clients },
+      x: { field: 'samples', type: 'quantitative', title: 'samples', stack: 'zero' },
+      color: { field: 'class', type: 'nominal', title: 'class', sort: values.map((v) => v.class) },
+      order: { field: 'class', type: 'quantitative' },
+      tooltip: [{ field: 'client' }, { field: 'class' }, { field: 'samples' }],
+    },
+  };
+}

@@ -9,7 +9,7 @@ import type { Settings } from '../config/schema';
 import { writeFileAtomic } from '../log/atomic';
 import { ClusterLog, type NodeRecords, type WorkerRole } from '../log/cluster-log';
 import type { RoundMetrics } from '../outputs';
-import { experimentCharts, type ChartName } from './charts';
+import { classesChart, experimentCharts, type ChartName } from './charts';
 import { nodeRounds, nodeTotals, type NodeTotals } from './data';
 import { renderSvg, svgToPng } from './render';
 
@@ -22,7 +22,11 @@ export interface ReportInput {
   rows: readonly RoundMetrics[];
   /** The workers' iteration entries (the aggregator's cluster log). */
   records: readonly NodeRecords[];
+  /** Each client's samples per class, from its check-in (outputs/<experiment>/clients.json). */
+  histograms?: Readonly<Record<string, number[]>>;
 }
+
+export const CLIENTS_FILE = 'clients.json';
 
 export const REPORT_FILE = 'report.html';
 export const CHARTS_DIR = 'charts';
@@ -57,8 +61,15 @@ export async function writeReport(dir: string, input: ReportInput): Promise<{ ht
     writeFileAtomic(png, svgToPng(svgs[name]));
     pngs.push(png);
   }
+  let classes = '';
+  if (input.histograms && Object.keys(input.histograms).length) {
+    classes = await renderSvg(classesChart(input.histograms));
+    const png = join(dir, CHARTS_DIR, 'classes.png');
+    writeFileAtomic(png, svgToPng(classes));
+    pngs.push(png);
+  }
   const html = join(dir, REPORT_FILE);
-  writeFileAtomic(html, reportHtml(input, svgs, nodeTotals(perNode)));
+  writeFileAtomic(html, reportHtml(input, svgs, nodeTotals(perNode), classes));
   return { html, pngs };
 }
 
@@ -76,7 +87,8 @@ export async function reportFromDisk(experimentDir: string, logsDir: string): Pr
   const aggregator = others.find(([, e]) => e.type === 'aggregator')?.[0] ?? 'aggregator';
   const workers = new Map(others.filter(([, e]) => e.type !== 'aggregator').map(([a, e]) => [a, e.type as WorkerRole]));
   const records = new ClusterLog(logsDir, experiment, workers, true).records();
-  return writeReport(experimentDir, { experiment, aggregator, settings: config, workers, rows: rounds, records });
+  const histograms = existsSync(join(experimentDir, CLIENTS_FILE)) ? read(CLIENTS_FILE) : undefined;
+  return writeReport(experimentDir, { experiment, aggregator, settings: config, workers, rows: rounds, records, histograms });
 }
 
 
@@ -100,7 +112,7 @@ function nodeTable(nodes: NodeTotals[]): string {
   return `<p>${note}</p><table><tr><th>node</th><th>role</th><th>rounds</th><th>sent (MB)</th><th>on the link</th><th>added</th><th>received (MB)</th><th>on the link</th><th>added</th></tr>${rows}</table>`;
 }
 
-function reportHtml(input: ReportInput, svgs: Record<ChartName, string>, nodes: NodeTotals[]): string {
+function reportHtml(input: ReportInput, svgs: Record<ChartName, string>, nodes: NodeTotals[], classes: string): string {
   const { rows } = input;
   const last = rows[rows.length - 1];
   const settings = describeSettings(input.settings, input.workers)
@@ -133,6 +145,7 @@ th{background:#f4f4f4}.settings th,.settings td{text-align:left}.chart{margin:1r
 <div class="chart">${svgs.accuracy}</div>
 <div class="chart">${svgs.bytes}</div>
 <div class="chart">${svgs.phases}</div>
+${classes ? `<div class="chart">${classes}</div>` : ''}
 <h2>Rounds</h2>
 <table><tr><th>round</th><th>accuracy</th><th>loss</th><th>clients</th><th>round (s)</th><th>training (s)</th><th>waiting (s)</th><th>aggregation (s)</th><th>up (MB)</th><th>down (MB)</th><th>missing</th></tr>${roundRows}</table>
 <h2>Nodes</h2>

@@ -5,6 +5,7 @@
 import type * as tf from '@tensorflow/tfjs';
 import { inputOf, type ClientNodeConfig } from '../config/schema';
 import type { Dataset } from '../data/mnist';
+import { classHistogram } from '../data/formats/labelled';
 import { clientData } from '../data/source';
 import { DEFAULT_KEY_FILE, readSecretKey, startSession, type HeSession } from '../he/keys';
 import { initBackend } from '../model/backend';
@@ -262,9 +263,12 @@ export class ClientRole extends Role<ClientNodeConfig> {
 
   /** Tells the aggregator this client is ready for a round; retried until it answers. */
   private async checkIn(): Promise<void> {
-    const samples = this.prepared?.data.size ?? 0;
+    const data = this.prepared?.data;
+    const { shape, classes } = inputOf(this.config.settings.data);
+    // What it holds, so the aggregator can refuse a misfit before a round and chart the classes.
+    const holds = data ? { samples: data.size, shape, histogram: classHistogram(data.labels, classes) } : { samples: 0 };
     try {
-      await this.persist(() => this.node.peers.post(this.config.aggregator, '/a/checkin', { client: this.config.address, samples }, { signal: this.abort.signal }));
+      await this.persist(() => this.node.peers.post(this.config.aggregator, '/a/checkin', { client: this.config.address, ...holds }, { signal: this.abort.signal }));
     } catch (err) {
       this.node.logger.error(`the aggregator refused the check-in: ${describeFailure(err).reason}`);
     }

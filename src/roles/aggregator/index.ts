@@ -35,7 +35,15 @@ import { describeWorkers, statusView } from './view';
 
 export { CHECKPOINTS_DIR, KEY_PAIR_FILE, type CheckpointHeader } from '../../checkpoint';
 
-const checkinSchema = z.object({ client: z.string(), samples: z.number().int().min(0).default(0) }).strict();
+const checkinSchema = z
+  .object({
+    client: z.string(),
+    samples: z.number().int().min(0).default(0),
+    /** One sample's shape, and how many of its samples each class has: checked against the model, kept for the report. */
+    shape: z.array(z.number().int().positive()).max(3).optional(),
+    histogram: z.array(z.number().int().min(0)).max(256).optional(),
+  })
+  .strict();
 const withheldSchema = z
   .object({ round: z.number().int().positive(), attempt: z.string().min(1).max(200), switch: z.string(), clients: z.array(z.string()), reason: z.string().max(500) })
   .strict();
@@ -93,6 +101,8 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
   private done = false;
   /** Samples each client said it holds, from its check-in. */
   private readonly samplesOf = new Map<string, number>();
+  /** Each client's samples per class, as it said at check-in: the report's class chart. */
+  readonly histograms = new Map<string, number[]>();
   /** Encrypted updates are pre-scaled by samples × this (1 / the selected clients' samples). */
   private roundScale = 1;
   private round = { clients: 0, samples: 0, missing: [] as string[], accuracy: 0, loss: 0 };
@@ -245,7 +255,20 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
   checkIn(body: unknown): { status: string; round: number } {
     const parsed = checkinSchema.safeParse(body);
     if (!parsed.success) throw badRequest('expected {"client": "<address>", "samples": <count>}');
-    const { client, samples } = parsed.data;
+    const { client, samples, shape, histogram } = parsed.data;
+    const input = inputOf(this.config.settings.data);
+    const misfit =
+      shape && shape.join('x') !== input.shape.join('x')
+        ? `its samples have shape [${shape.join(', ')}]; the model takes [${input.shape.join(', ')}] (data.shape)`
+        : histogram && histogram.length !== input.classes
+          ? `it counts ${histogram.length} classes; the model tells ${input.classes} apart (data.classes)`
+          : undefined;
+    if (misfit) {
+      // Not selectable, ever: the experiment goes on without it while the quorum holds.
+      this.workerFailed(client, misfit);
+      throw new HttpError(422, 'data does not fit', `${client}: ${misfit}`);
+    }
+    if (histogram) this.histograms.set(client, histogram);
     // Before the event: the check-in that closes selection must count in the round's HE pre-scaling.
     this.samplesOf.set(client, samples);
     this.executor.dispatch({ type: 'checkin', client });
