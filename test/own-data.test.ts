@@ -9,7 +9,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { RoundMetrics } from '../src/outputs';
-import { runExperiment, Testbed } from './helpers/cluster';
+import { parseExperimentConfig } from '../src/config/load';
+import { inputOf } from '../src/config/schema';
+import { testbedConfig } from '../src/config/testbed';
+import { createModel } from '../src/model/model';
+import { saveModel } from '../src/model/store';
+import { MAIN, node, runExperiment, Testbed } from './helpers/cluster';
 import { someDigits, writeCifar, writeCsv, writeIdx, writePngFolder } from './helpers/data-files';
 
 const dir = mkdtempSync(join(tmpdir(), 'fl-own-data-'));
@@ -108,5 +113,51 @@ describe('files of each client\'s own, and one that does not fit', () => {
     assert.match(run.output, new RegExp(`worker ${odd.replace(/\./g, '\\.')} failed: it could not prepare: .*narrow\\.csv: its samples have shape \\[48\\], but data\\.shape is \\[49\\]`));
     assert.match(run.output, new RegExp(`going on without ${odd.replace(/\./g, '\\.')}`));
     assert.ok(rows(testbed, 'misfit').every((r) => !r.missing.includes(odd)), 'it was never selected');
+  });
+});
+
+describe('a model from a file', () => {
+  const testbeds: Testbed[] = [];
+  after(() => Promise.all(testbeds.map((t) => t.down())));
+
+  it('every node loads the same layers model (here a CNN saved by this project) and trains it, encrypted, on IDX files', { timeout: 240_000 }, async () => {
+    const folder = join(dir, 'my-model');
+    const tf = await import('@tensorflow/tfjs');
+    // A model of the lab's own: not one of the built-ins (two convolutions of 4 and 8 filters, no hidden dense layer).
+    const mine = tf.sequential({
+      layers: [
+        tf.layers.conv2d({ inputShape: [28, 28, 1], filters: 4, kernelSize: 3, activation: 'relu' }),
+        tf.layers.maxPooling2d({ poolSize: 2 }),
+        tf.layers.conv2d({ filters: 8, kernelSize: 3, activation: 'relu' }),
+        tf.layers.maxPooling2d({ poolSize: 2 }),
+        tf.layers.flatten(),
+        tf.layers.dense({ units: 10, activation: 'softmax' }),
+      ],
+    });
+    await saveModel(mine, folder);
+    const parameters = mine.countParams();
+    mine.dispose();
+    const testbed = experiment('own-model', formats.idx, (config) => {
+      config.model = { architecture: 'file', path: join(folder, 'model.json') };
+      config.he = { enabled: true, key_holder: 'aggregator' };
+    });
+    testbeds.push(testbed);
+    assert.equal((await testbed.up()).code, 0);
+    const run = await runExperiment(testbed);
+    assert.equal(run.code, 0, run.output);
+    assert.match(run.output, new RegExp(`running 2 rounds of fedavg on file \\(${parameters} parameters\\)`));
+    const done = rows(testbed, 'own-model');
+    assert.ok(done[1].accuracy > 0.3, `accuracy ${done[1].accuracy} after 2 rounds`);
+    // The saved rounds are the same model, and eval scores them.
+    const saved = join(testbed.outputs, 'own-model', 'models', 'round-002');
+    const evaluated = await node([MAIN, 'eval', saved]);
+    assert.equal(evaluated.code, 0, evaluated.stderr);
+    assert.match(evaluated.stdout, new RegExp(`accuracy ${(done[1].accuracy * 100).toFixed(2)}%`));
+  });
+
+  it('names a model file that does not fit the data', async () => {
+    const config = parseExperimentConfig({ ...testbedConfig({ base: '127.0.9', nodes: 4, switches: 1 }), model: { architecture: 'file', path: join(dir, 'my-model') }, data: formats.csv });
+    await assert.rejects(createModel(config.model, 1, inputOf(config.data)), /my-model: the model takes \[28, 28, 1\] and tells 10 classes apart; data.shape is \[49\]/);
+    assert.throws(() => parseExperimentConfig({ ...testbedConfig({ base: '127.0.9', nodes: 4, switches: 1 }), model: { architecture: 'file' } }), /model\.path: needed with architecture "file"/);
   });
 });

@@ -25,10 +25,17 @@ const experimentName = z
 
 export const modelSchema = z
   .object({
-    architecture: z.enum(['mlp', 'cnn']).default('mlp'),
+    /** A built-in, or `file`: a TensorFlow.js layers model (`model.json` + weights) at `path`, the same on every node. */
+    architecture: z.enum(['mlp', 'cnn', 'file']).default('mlp'),
     hidden_units: positiveInt.max(4096).default(128),
+    path: z.string().min(1).optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((model, ctx) => {
+    if (model.architecture === 'file' && !model.path) {
+      ctx.addIssue({ code: 'custom', path: ['path'], message: 'needed with architecture "file": the folder holding model.json and its weights (or model.json itself)' });
+    }
+  });
 
 export const trainingSchema = z
   .object({

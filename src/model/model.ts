@@ -1,6 +1,9 @@
 /** The model every node shares: built the same way everywhere, exchanged as one flat float32 vector. */
 import * as tf from '@tensorflow/tfjs';
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { loadModel } from './store';
 import type { Settings } from '../config/schema';
 import type { Dataset } from '../data/mnist';
 import { seededRandom, shuffle } from '../data/random';
@@ -21,7 +24,27 @@ function convolvedSide(side: number): number {
   return Math.floor((Math.floor((side - 4) / 2) - 4) / 2);
 }
 
+/**
+ * The experiment's model: a built-in, built from the seed, or (architecture "file") the layers
+ * model at `spec.path`, loaded with its own weights, which every node then starts from.
+ */
+export async function createModel(spec: ModelSettings, seed: number, input: ModelInput = DIGITS): Promise<tf.LayersModel> {
+  if (spec.architecture !== 'file') return buildModel(spec, seed, input);
+  const model = await loadModel(modelFolder(spec.path!));
+  const [, ...shape] = model.inputs[0].shape;
+  const fits = shape.reduce<number>((a, b) => a * (b ?? 1), 1) === width(input) && classesOf(model) === input.classes;
+  if (!fits) {
+    model.dispose();
+    throw new Error(`${spec.path}: the model takes [${shape.join(', ')}] and tells ${classesOf(model)} classes apart; data.shape is [${input.shape.join(', ')}] and data.classes ${input.classes}`);
+  }
+  return model;
+}
+
+/** `path` names the folder, or its model.json. */
+const modelFolder = (path: string) => (basename(path) === 'model.json' ? dirname(path) : path);
+
 export function buildModel(spec: ModelSettings, seed: number, input: ModelInput = DIGITS): tf.Sequential {
+  if (spec.architecture === 'file') throw new Error('a model from a file is loaded (createModel), not built');
   let next = seed;
   const init = () => tf.initializers.glorotUniform({ seed: next++ });
   const model = tf.sequential();
@@ -52,6 +75,7 @@ export function modelId(model: tf.LayersModel): number {
 
 /** What buildModel(spec, seed, input) holds, computed without building it. */
 export function expectedParameterCount(spec: ModelSettings, input: ModelInput = DIGITS): number {
+  if (spec.architecture === 'file') return fileParameterCount(modelFolder(spec.path!));
   const h = spec.hidden_units;
   const classes = input.classes;
   if (spec.architecture === 'mlp') return width(input) * h + h + h * classes + classes;
@@ -94,9 +118,26 @@ export function setFlatWeights(model: tf.LayersModel, flat: Float32Array): void 
 /** How many classes a model tells apart: the width of its last layer. */
 const classesOf = (model: tf.LayersModel) => model.outputs[0].shape[1] as number;
 
-function tensors(data: Dataset, classes: number, order?: readonly number[]): { x: tf.Tensor2D; y: tf.Tensor2D } {
+/** The parameters a saved model holds, read off its model.json (every node, the switch too, needs the count at start). */
+function fileParameterCount(dir: string): number {
+  const file = join(dir, 'model.json');
+  let manifest: { weightsManifest?: { weights: { shape: number[] }[] }[] };
+  try {
+    manifest = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new Error(`${file}: cannot read the model: ${(err as Error).message}`);
+  }
+  if (!Array.isArray(manifest.weightsManifest)) throw new Error(`${file}: not a TensorFlow.js layers model (no weightsManifest)`);
+  return manifest.weightsManifest.flatMap((group) => group.weights).reduce((n, w) => n + w.shape.reduce((a, b) => a * b, 1), 0);
+}
+
+function tensors(model: tf.LayersModel, data: Dataset, order?: readonly number[]): { x: tf.Tensor; y: tf.Tensor2D } {
+  const classes = classesOf(model);
+  // In the model's own input shape: the built-ins take flat rows, a model from a file may take images.
+  const [, ...shape] = model.inputs[0].shape;
   return tf.tidy(() => {
-    let x = tf.tensor2d(data.images, [data.size, data.images.length / data.size]);
+    let x: tf.Tensor = tf.tensor2d(data.images, [data.size, data.images.length / data.size]);
+    if (shape.length > 1) x = x.reshape([data.size, ...shape.map((d) => d ?? 1)]);
     let labels = tf.tensor1d(data.labels, 'int32');
     if (order) {
       const index = tf.tensor1d(order as number[], 'int32');
@@ -139,7 +180,7 @@ export async function train(model: tf.LayersModel, data: Dataset, options: Train
   let loss = NaN;
   for (let epoch = 0; epoch < options.epochs; epoch++) {
     const order = shuffle(Array.from({ length: data.size }, (_, i) => i), random);
-    const { x, y } = tensors(data, classesOf(model), order);
+    const { x, y } = tensors(model, data, order);
     const history = await model.fit(x, y, { epochs: 1, batchSize: options.batchSize, shuffle: false, verbose: 0, callbacks: { onBatchEnd: yieldToEventLoop } });
     loss = history.history.loss[0] as number;
     tf.dispose([x, y]);
@@ -154,7 +195,7 @@ export interface Evaluation {
 
 export function evaluate(model: tf.LayersModel, data: Dataset): Evaluation {
   return tf.tidy(() => {
-    const { x, y } = tensors(data, classesOf(model));
+    const { x, y } = tensors(model, data);
     const predicted = model.predict(x, { batchSize: 500 }) as tf.Tensor2D;
     const loss = tf.metrics.categoricalCrossentropy(y, predicted.clipByValue(1e-7, 1)).mean().dataSync()[0];
     const hits = tf.equal(predicted.argMax(1), y.argMax(1)).sum().dataSync()[0];

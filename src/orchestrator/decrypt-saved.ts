@@ -11,7 +11,7 @@ import { loadExperimentConfig } from '../config/load';
 import { inputOf, type ExperimentConfig } from '../config/schema';
 import { readSecretKey, startSession, type HeSession } from '../he/keys';
 import { initBackend } from '../model/backend';
-import { buildModel, expectedParameterCount, modelId, setFlatWeights } from '../model/model';
+import { createModel, expectedParameterCount, modelId, setFlatWeights } from '../model/model';
 import { saveModel } from '../model/store';
 import { HttpError } from '../net/errors';
 import { configBeside, ENCRYPTED_MODEL_FILE } from '../outputs';
@@ -99,9 +99,9 @@ async function decryptWeights(source: EncryptedSource, expectedModelId: number):
  * The folder's encrypted model (its model.he, which the caller has seen exists) as a layers model;
  * the caller disposes it. Needs the TensorFlow.js backend set up.
  */
-export async function decryptedModel(source: EncryptedSource): Promise<{ model: tf.Sequential; round: number }> {
+export async function decryptedModel(source: EncryptedSource): Promise<{ model: tf.LayersModel; round: number }> {
   // Built as every node builds it: its layer shapes are the model id the file must carry.
-  const model = buildModel(source.config.model, source.config.data.seed, inputOf(source.config.data));
+  const model = await createModel(source.config.model, source.config.data.seed, inputOf(source.config.data));
   try {
     const { weights, round } = await decryptWeights(source, modelId(model));
     setFlatWeights(model, weights);

@@ -9,7 +9,7 @@ import { classHistogram } from '../data/formats/labelled';
 import { clientData } from '../data/source';
 import { DEFAULT_KEY_FILE, readSecretKey, startSession, type HeSession } from '../he/keys';
 import { initBackend } from '../model/backend';
-import { buildModel, evaluate, expectedParameterCount, getFlatWeights, modelId, setFlatWeights, train } from '../model/model';
+import { createModel, evaluate, expectedParameterCount, getFlatWeights, modelId, setFlatWeights, train } from '../model/model';
 import { describeFailure } from '../net/peers';
 import { HttpError } from '../net/errors';
 import type { ClientInstructions } from '../strategy/strategy';
@@ -20,7 +20,7 @@ import { Role } from './role';
 type Stage = 'preparing' | 'waiting' | 'training' | 'reporting';
 
 interface Prepared {
-  model: tf.Sequential;
+  model: tf.LayersModel;
   data: Dataset;
   /** This client's share of the held-out digits, for federated evaluation. */
   test: Dataset;
@@ -115,7 +115,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
     const factor = Number(message.meta?.factor);
     if (!(factor > 0)) throw new HttpError(400, 'bad message', 'an encrypted model needs a positive "factor"');
     const weights = await prepared.he.pool.decrypt(message.ciphertexts!, this.parameters, factor);
-    const evaluator = buildModel(this.config.settings.model, this.config.settings.data.seed, inputOf(this.config.settings.data));
+    const evaluator = await createModel(this.config.settings.model, this.config.settings.data.seed, inputOf(this.config.settings.data));
     try {
       setFlatWeights(evaluator, Float32Array.from(weights));
       return { round: message.round, ...evaluate(evaluator, prepared.test), samples: prepared.test.size };
@@ -171,7 +171,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
     const backend = await initBackend(settings.model.architecture);
     const { train: data, test, from } = clientData(settings.data, this.config.data, client_number, index);
     const he = await this.startHe();
-    const model = buildModel(settings.model, settings.data.seed, inputOf(settings.data));
+    const model = await createModel(settings.model, settings.data.seed, inputOf(settings.data));
     if (this.isStopped) {
       model.dispose();
       await he?.pool.close();
@@ -266,7 +266,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
     const data = this.prepared?.data;
     const { shape, classes } = inputOf(this.config.settings.data);
     // What it holds, so the aggregator can refuse a misfit before a round and chart the classes.
-    const holds = data ? { samples: data.size, shape, histogram: classHistogram(data.labels, classes) } : { samples: 0 };
+    const holds = data ? { samples: data.size, shape, histogram: classHistogram(data.labels, classes), model: this.prepared!.modelId } : { samples: 0 };
     try {
       await this.persist(() => this.node.peers.post(this.config.aggregator, '/a/checkin', { client: this.config.address, ...holds }, { signal: this.abort.signal }));
     } catch (err) {

@@ -39,7 +39,7 @@ export class ReadableGlobal implements GlobalModel {
   constructor(
     private values: Float32Array,
     private readonly strategy: Strategy,
-    private readonly model: tf.Sequential,
+    private readonly model: tf.LayersModel,
     /** Set when updates arrive encrypted under the aggregator's key. */
     private readonly he?: HeSession,
   ) {}

@@ -17,7 +17,7 @@ import { startKeyHolderSession, startSession, type HeSession } from '../../he/ke
 import { logBatchSchema } from '../../log/central';
 import { ClusterLog, type WorkerRole } from '../../log/cluster-log';
 import { initBackend } from '../../model/backend';
-import { buildModel, evaluate, expectedParameterCount, getFlatWeights, modelId, setFlatWeights } from '../../model/model';
+import { createModel, evaluate, expectedParameterCount, getFlatWeights, modelId, setFlatWeights } from '../../model/model';
 import { badRequest, HttpError, refused } from '../../net/errors';
 import { ExperimentOutputs, type RoundMetrics } from '../../outputs';
 import { RoundMachine } from '../../protocol/aggregator/machine';
@@ -42,6 +42,8 @@ const checkinSchema = z
     /** One sample's shape, and how many of its samples each class has: checked against the model, kept for the report. */
     shape: z.array(z.number().int().positive()).max(3).optional(),
     histogram: z.array(z.number().int().min(0)).max(256).optional(),
+    /** Its model's id (layer shapes): every node must have loaded the same model. */
+    model: z.number().int().min(0).optional(),
   })
   .strict();
 const withheldSchema = z
@@ -50,7 +52,7 @@ const withheldSchema = z
 
 /** Set up once the role has started: the pieces that need the backend, the data and the keys. */
 interface Prepared {
-  model: tf.Sequential;
+  model: tf.LayersModel;
   modelId: number;
   backend: string;
   strategy: Strategy;
@@ -255,10 +257,13 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
   checkIn(body: unknown): { status: string; round: number } {
     const parsed = checkinSchema.safeParse(body);
     if (!parsed.success) throw badRequest('expected {"client": "<address>", "samples": <count>}');
-    const { client, samples, shape, histogram } = parsed.data;
+    const { client, samples, shape, histogram, model } = parsed.data;
     const input = inputOf(this.config.settings.data);
+    const own = this.prepared?.modelId;
     const misfit =
-      shape && shape.join('x') !== input.shape.join('x')
+      model !== undefined && own !== undefined && model !== own
+        ? `its model is another (id ${model}; the aggregator's is ${own}): every node must load the same model (model.path)`
+        : shape && shape.join('x') !== input.shape.join('x')
         ? `its samples have shape [${shape.join(', ')}]; the model takes [${input.shape.join(', ')}] (data.shape)`
         : histogram && histogram.length !== input.classes
           ? `it counts ${histogram.length} classes; the model tells ${input.classes} apart (data.classes)`
@@ -352,7 +357,7 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
     const backend = await initBackend(settings.model.architecture);
     const { test, from } = heldOutData(settings.data);
     this.node.logger.info(`held-out set: ${test.size} samples from ${from}`);
-    const model = buildModel(settings.model, settings.data.seed, inputOf(settings.data));
+    const model = await createModel(settings.model, settings.data.seed, inputOf(settings.data));
     const strategy = createStrategy(settings.training, (parameters) => {
       setFlatWeights(model, parameters);
       return evaluate(model, test);
