@@ -284,7 +284,7 @@ describe('the aggregator role', () => {
     await role.stop();
   });
 
-  it('refuses a check-in whose data does not fit the model, and never selects that client; keeps each fit one\'s classes', async () => {
+  it('refuses a check-in whose data does not fit the model and takes that client out of the pool; keeps each fit one\'s classes', async () => {
     const raw = testbedConfig({ base: '127.0.9', nodes: 6, switches: 1 }) as Record<string, any>;
     const nodes = [...resolveNodeConfigs(parseExperimentConfig(raw)).values()];
     const role = new AggregatorRole(nodes.find((n): n is AggregatorNodeConfig => n.type === 'aggregator')!, nodeContext('agg'));

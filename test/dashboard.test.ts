@@ -100,13 +100,13 @@ describe('the dashboard in Chromium during a real run', () => {
     await report.route(/^https?:/, (route) => route.abort());
     await report.goto(`file://${join(dir, 'report.html')}`);
     assert.deepEqual(fetched, [], 'the report asks for nothing beyond its own file');
-    assert.equal(await report.locator('svg').count(), 3);
+    assert.equal(await report.locator('svg').count(), 4, 'accuracy, bytes, phases, and the classes each client holds');
     // The bytes grid has a cell (with its number) for every node and round, the last round's included.
     assert.equal(await report.locator('svg [aria-roledescription="text mark"]').count(), 6 * ROUNDS);
     assert.match(await report.textContent('body') ?? '', new RegExp(`Final accuracy \\d+\\.\\d+% after ${ROUNDS} rounds`));
     assert.match(await report.textContent('.settings') ?? '', /CKKS on/);
     await report.screenshot({ path: join(SCREENSHOTS, 'report.png'), fullPage: true });
-    for (const chart of ['accuracy', 'bytes', 'phases']) {
+    for (const chart of ['accuracy', 'bytes', 'phases', 'classes']) {
       const png = readFileSync(join(dir, 'charts', `${chart}.png`));
       assert.equal(png.subarray(1, 4).toString(), 'PNG');
     }

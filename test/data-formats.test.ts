@@ -71,6 +71,18 @@ describe('CSV', () => {
     assert.deepEqual([...data.labels], [1, 0, 1]);
   });
 
+  it('numbers names by data.class_names when given, so a file missing a class numbers the rest alike; names one not listed', () => {
+    const file = join(dir, 'some-classes.csv');
+    writeFileSync(file, 'x,species\n1,virginica\n2,versicolor\n');
+    const names = ['setosa', 'versicolor', 'virginica'];
+    assert.deepEqual([...readCsv(file, 'species', names).labels], [2, 1], 'sorted as found it would be [1, 0]');
+    writeFileSync(file, 'x,species\n1,virginca\n');
+    rejects(() => readCsv(file, 'species', names), /class "virginca" is not one of data.class_names \(setosa, versicolor, virginica\)/);
+    const folder = writePngFolder(join(dir, 'png-some'), someDigits(3)); // digit-0, digit-1, digit-2
+    const all = Array.from({ length: 10 }, (_, d) => `digit-${9 - d}`); // a config may order them as it likes
+    assert.deepEqual([...new Set(readPngFolder(folder, all).labels)].sort(), [7, 8, 9]);
+  });
+
   it('names the file and line of a missing label, a cell that is not a number, a short row, a missing label column', () => {
     const file = join(dir, 'bad.csv');
     writeFileSync(file, 'a,b,label\n1,2,0\n3,4,\n');

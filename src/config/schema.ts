@@ -74,6 +74,8 @@ export const dataSchema = z
     /** One sample's shape and the number of classes: what the model is built for, checked on every node's data. */
     shape: z.array(positiveInt).min(1).max(3).optional(),
     classes: positiveInt.max(256).optional(),
+    /** Class names in label order (CSV labels that are names, PNG sub-folders): every client numbers its own files alike. */
+    class_names: z.array(z.string().min(1)).min(1).max(256).optional(),
     /** The aggregator's held-out set, when clients read files of their own (else held out of the shared file). */
     test: dataFilesSchema.optional(),
     split: z.enum(['iid', 'dirichlet', 'classes']).default('iid'),
@@ -84,7 +86,15 @@ export const dataSchema = z
   })
   .strict()
   .superRefine((data, ctx) => {
-    if (data.source === 'mnist') return;
+    if (data.source === 'mnist') {
+      for (const key of ['path', 'labels_path', 'shape', 'classes', 'class_names', 'test'] as const) {
+        if (data[key] !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: 'is for files of your own (data.source idx, cifar, csv or png); the mnist package\'s digits are [28, 28, 1] in 10 classes' });
+      }
+      return;
+    }
+    if (data.class_names && data.classes !== undefined && data.class_names.length !== data.classes) {
+      ctx.addIssue({ code: 'custom', path: ['class_names'], message: `names ${data.class_names.length} classes, data.classes says ${data.classes}` });
+    }
     const need = (key: 'path' | 'shape' | 'classes', example: string) =>
       data[key] === undefined && ctx.addIssue({ code: 'custom', path: [key], message: `needed with source "${data.source}" (${example})` });
     need('path', 'where the files are; {index} for the client\'s index, or others[addr].data.path per node');

@@ -9,7 +9,7 @@ import { inputOf, type DataFiles, type Settings } from '../config/schema';
 import { readCifarBatches } from './formats/cifar';
 import { readCsv } from './formats/csv';
 import { readIdxPair } from './formats/idx';
-import { DataFileError, type LabelledData } from './formats/labelled';
+import { DataFileError, maxLabel, type LabelledData } from './formats/labelled';
 import { readPngFolder } from './formats/png-folder';
 import { loadMnist, subset, type Dataset } from './mnist';
 import { clientSlice, holdOut, testIndices, testSlice } from './partition';
@@ -30,7 +30,7 @@ export function filesFor(settings: DataSettings, own: DataFiles | undefined, ind
 }
 
 /** Whether a node's files are its own (a path per node, or {index} in the path): it then trains on all of them. */
-export const ownFiles = (settings: DataSettings, own: DataFiles | undefined) => !!own?.path || !!settings.path?.includes('{index}');
+export const ownFiles = (settings: DataSettings, own: DataFiles | undefined) => settings.source !== 'mnist' && (!!own?.path || !!settings.path?.includes('{index}'));
 
 export function loadSource(settings: DataSettings, files: DataFiles): Loaded {
   if (settings.source === 'mnist') {
@@ -50,9 +50,9 @@ function readerFor(settings: DataSettings, path: string, labels: string): { data
     case 'cifar':
       return { data: readCifarBatches(batchFiles(path)), from: `CIFAR-10 batches ${path}` };
     case 'png':
-      return { data: readPngFolder(path), from: `PNG folder ${path}` };
+      return { data: readPngFolder(path, settings.class_names), from: `PNG folder ${path}` };
     case 'csv': {
-      const table = readCsv(path, settings.label_column);
+      const table = readCsv(path, settings.label_column, settings.class_names);
       const { columns, mean, std } = table.standardisation;
       const stated = columns.map((c, i) => `${c} ${mean[i].toPrecision(4)}±${std[i].toPrecision(4)}`);
       const shown = stated.length > 6 ? `${stated.slice(0, 6).join(', ')}, … (${stated.length} columns)` : stated.join(', ');
@@ -75,7 +75,7 @@ function checkFits(data: LabelledData, input: { shape: number[]; classes: number
   if (data.shape.join('x') !== input.shape.join('x')) {
     throw new DataFileError(`${path}: its samples have shape [${data.shape.join(', ')}], but data.shape is [${input.shape.join(', ')}] (what the model is built for)`);
   }
-  const top = Math.max(...data.labels);
+  const top = maxLabel(data.labels);
   if (top >= input.classes) throw new DataFileError(`${path}: has label ${top} (class "${data.classNames[top]}"), but data.classes is ${input.classes}`);
 }
 

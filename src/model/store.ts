@@ -33,11 +33,12 @@ export function fromDir(dir: string): tf.io.IOHandler {
   return {
     load: async () => {
       const manifest = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8'));
-      const [group] = manifest.weightsManifest;
-      const bytes = readFileSync(join(dir, group.paths[0]));
+      const groups = manifest.weightsManifest as { paths: string[]; weights: tf.io.WeightsManifestEntry[] }[];
+      // tensorflowjs_converter shards the weights (4 MB files, several groups): they are read in order, as one.
+      const bytes = Buffer.concat(groups.flatMap((group) => group.paths.map((path) => readFileSync(join(dir, path)))));
       return {
         modelTopology: manifest.modelTopology,
-        weightSpecs: group.weights,
+        weightSpecs: groups.flatMap((group) => group.weights),
         weightData: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength),
       };
     },

@@ -4,7 +4,7 @@
  * mean and spread this file has, which the caller logs.
  */
 import { readFileSync } from 'node:fs';
-import { DataFileError, type LabelledData } from './labelled';
+import { DataFileError, maxLabel, numberClasses, type LabelledData } from './labelled';
 
 export interface Standardisation {
   columns: string[];
@@ -12,7 +12,7 @@ export interface Standardisation {
   std: number[];
 }
 
-export function readCsv(file: string, labelColumn = 'label'): LabelledData & { standardisation: Standardisation } {
+export function readCsv(file: string, labelColumn = 'label', classNames?: readonly string[]): LabelledData & { standardisation: Standardisation } {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -44,22 +44,21 @@ export function readCsv(file: string, labelColumn = 'label'): LabelledData & { s
       features[row * columns.length + column++] = value;
     });
   }
-  const { labels, classNames } = numberLabels(rawLabels, file);
+  const { labels, names } = numberLabels(rawLabels, file, classNames);
   const standardisation = standardise(features, columns);
-  return { features, shape: [columns.length], labels, size, classNames, standardisation };
+  return { features, shape: [columns.length], labels, size, classNames: names, standardisation };
 }
 
-/** Whole numbers stay themselves (class 3 is label 3); names are sorted and numbered. */
-function numberLabels(raw: string[], file: string): { labels: Uint8Array; classNames: string[] } {
-  if (raw.every((l) => /^\d+$/.test(l))) {
-    const labels = Uint8Array.from(raw, Number);
+/** Whole numbers stay themselves (class 3 is label 3); names go through data.class_names, or are sorted and numbered. */
+function numberLabels(raw: string[], file: string, classNames?: readonly string[]): { labels: Uint8Array; names: string[] } {
+  if (!classNames && raw.every((l) => /^\d+$/.test(l))) {
     if (raw.some((l) => Number(l) > 255)) throw new DataFileError(`${file}: class numbers go up to 255`);
-    return { labels, classNames: Array.from({ length: Math.max(...labels) + 1 }, (_, i) => String(i)) };
+    const labels = Uint8Array.from(raw, Number);
+    return { labels, names: Array.from({ length: maxLabel(labels) + 1 }, (_, i) => String(i)) };
   }
-  const classNames = [...new Set(raw)].sort();
-  if (classNames.length > 256) throw new DataFileError(`${file}: ${classNames.length} classes; at most 256`);
-  const index = new Map(classNames.map((name, i) => [name, i]));
-  return { labels: Uint8Array.from(raw, (l) => index.get(l)!), classNames };
+  const { index, names } = numberClasses(raw, classNames, file);
+  if (names.length > 256) throw new DataFileError(`${file}: ${names.length} classes; at most 256`);
+  return { labels: Uint8Array.from(raw, (l) => index.get(l)!), names };
 }
 
 /** In place: each column to mean 0 and standard deviation 1 (a constant column to 0). */

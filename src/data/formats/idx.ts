@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
-import { DataFileError, type LabelledData } from './labelled';
+import { DataFileError, maxLabel, type LabelledData } from './labelled';
 
 const TYPES: Record<number, { bytes: number; read: (view: DataView, at: number) => number }> = {
   0x08: { bytes: 1, read: (v, at) => v.getUint8(at) },
@@ -74,6 +74,6 @@ export function readIdxPair(imagesFile: string, labelsFile: string): LabelledDat
   const features = Float32Array.from(images.values, (v) => v * scale);
   const out = Uint8Array.from(labels.values);
   if (labels.values.some((v) => v < 0 || v > 255 || !Number.isInteger(v))) throw new DataFileError(`${labelsFile}: labels must be whole numbers 0-255`);
-  const classes = Math.max(...out) + 1;
+  const classes = maxLabel(out) + 1;
   return { features, shape, labels: out, size, classNames: Array.from({ length: classes }, (_, i) => String(i)) };
 }

@@ -14,6 +14,25 @@ export class DataFileError extends Error {}
 
 export const sampleSize = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
+/** The largest label (a loop: spreading 200,000 labels into Math.max overflows the stack). */
+export function maxLabel(labels: Uint8Array): number {
+  let max = 0;
+  for (const label of labels) if (label > max) max = label;
+  return max;
+}
+
+/**
+ * Class names to numbers: by the config's `data.class_names` when it gives them (so every client
+ * numbers its own files alike, whatever classes each holds), else sorted as found.
+ */
+export function numberClasses(found: string[], classNames: readonly string[] | undefined, where: string): { index: Map<string, number>; names: string[] } {
+  const names = classNames ? [...classNames] : [...new Set(found)].sort();
+  const index = new Map(names.map((name, i) => [name, i]));
+  const unknown = found.find((name) => !index.has(name));
+  if (unknown !== undefined) throw new DataFileError(`${where}: class "${unknown}" is not one of data.class_names (${names.join(', ')})`);
+  return { index, names };
+}
+
 /** Samples of each class, by label. */
 export function classHistogram(labels: Uint8Array, classes: number): number[] {
   const counts = new Array<number>(classes).fill(0);

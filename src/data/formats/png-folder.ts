@@ -6,18 +6,20 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
-import { DataFileError, type LabelledData } from './labelled';
+import { DataFileError, numberClasses, type LabelledData } from './labelled';
 
-export function readPngFolder(dir: string): LabelledData {
-  let classNames: string[];
+export function readPngFolder(dir: string, knownClasses?: readonly string[]): LabelledData {
+  let folders: string[];
   try {
-    classNames = readdirSync(dir).filter((name) => statSync(join(dir, name)).isDirectory()).sort();
+    folders = readdirSync(dir).filter((name) => statSync(join(dir, name)).isDirectory()).sort();
   } catch (err) {
     throw new DataFileError(`${dir}: cannot read the folder: ${(err as Error).message}`);
   }
-  if (!classNames.length) throw new DataFileError(`${dir}: no sub-folders; put each class's PNG images in a sub-folder named after it`);
+  if (!folders.length) throw new DataFileError(`${dir}: no sub-folders; put each class's PNG images in a sub-folder named after it`);
+  const { index, names: classNames } = numberClasses(folders, knownClasses, dir);
   const images: { file: string; label: number; png: PNG }[] = [];
-  classNames.forEach((name, label) => {
+  folders.forEach((name) => {
+    const label = index.get(name)!;
     for (const entry of readdirSync(join(dir, name)).filter((f) => f.toLowerCase().endsWith('.png')).sort()) {
       const file = join(dir, name, entry);
       try {

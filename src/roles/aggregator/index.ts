@@ -35,6 +35,8 @@ import { describeWorkers, statusView } from './view';
 
 export { CHECKPOINTS_DIR, KEY_PAIR_FILE, type CheckpointHeader } from '../../checkpoint';
 
+const anotherModel = (theirs: number, own: number) => `its model is another (id ${theirs}; the aggregator's is ${own}): every node must load the same model (model.path)`;
+
 const checkinSchema = z
   .object({
     client: z.string(),
@@ -103,6 +105,8 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
   private done = false;
   /** Samples each client said it holds, from its check-in. */
   private readonly samplesOf = new Map<string, number>();
+  /** Each client's model id, as it said at check-in (checked once this node has its own). */
+  private readonly modelOf = new Map<string, number>();
   /** Each client's samples per class, as it said at check-in: the report's class chart. */
   readonly histograms = new Map<string, number[]>();
   /** Encrypted updates are pre-scaled by samples × this (1 / the selected clients' samples). */
@@ -260,9 +264,10 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
     const { client, samples, shape, histogram, model } = parsed.data;
     const input = inputOf(this.config.settings.data);
     const own = this.prepared?.modelId;
+    if (model !== undefined) this.modelOf.set(client, model);
     const misfit =
       model !== undefined && own !== undefined && model !== own
-        ? `its model is another (id ${model}; the aggregator's is ${own}): every node must load the same model (model.path)`
+        ? anotherModel(model, own)
         : shape && shape.join('x') !== input.shape.join('x')
         ? `its samples have shape [${shape.join(', ')}]; the model takes [${input.shape.join(', ')}] (data.shape)`
         : histogram && histogram.length !== input.classes
@@ -369,6 +374,8 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
       : new ReadableGlobal(initial, strategy, model, he);
     const accumulator = he ? new EncryptedAccumulator(he) : new PlaintextAccumulator(this.parameters);
     this.prepared = { model, modelId: modelId(model), backend, strategy, global, accumulator, he };
+    // Clients that checked in while this node prepared: their models are checked now.
+    for (const [client, id] of this.modelOf) if (id !== this.prepared.modelId) this.workerFailed(client, anotherModel(id, this.prepared.modelId));
     if (this.resumeFrom) this.restore(this.resumeFrom);
     const encryption = he ? `CKKS N=${settings.he.poly_modulus_degree}, ${he.chunks} ciphertexts per update, key held by the ${settings.he.key_holder}` : 'no encryption';
     const ready = `TensorFlow.js backend ${backend}; ${test.size} held-out test digits; strategy ${strategy.name}; ${encryption}`;
