@@ -26,7 +26,8 @@ const experimentName = z
 export const modelSchema = z
   .object({
     /** A built-in, or `file`: a TensorFlow.js layers model (`model.json` + weights) at `path`, the same on every node. */
-    architecture: z.enum(['mlp', 'cnn', 'file']).default('mlp'),
+    /** `tabular`: a small MLP for tables (two hidden layers, `hidden_units` and half of it). */
+    architecture: z.enum(['mlp', 'cnn', 'tabular', 'file']).default('mlp'),
     hidden_units: positiveInt.max(4096).default(128),
     path: z.string().min(1).optional(),
   })

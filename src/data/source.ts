@@ -49,8 +49,10 @@ function readerFor(settings: DataSettings, path: string, labels: string): { data
       return { data: readIdxPair(path, labels), from: `IDX ${path} + ${labels}` };
     case 'cifar':
       return { data: readCifarBatches(batchFiles(path)), from: `CIFAR-10 batches ${path}` };
-    case 'png':
-      return { data: readPngFolder(path, settings.class_names), from: `PNG folder ${path}` };
+    case 'png': {
+      const channels = settings.shape?.[2] === 3 ? 3 : settings.shape?.[2] === 1 ? 1 : undefined;
+      return { data: readPngFolder(path, settings.class_names, channels), from: `PNG folder ${path}` };
+    }
     case 'csv': {
       const table = readCsv(path, settings.label_column, settings.class_names);
       const { columns, mean, std } = table.standardisation;

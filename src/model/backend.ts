@@ -39,9 +39,9 @@ async function choose(kernels: string[], preferred = process.env.FL_BACKEND): Pr
 }
 
 /** Starts the fastest backend that can train `architecture`, once per process and architecture, and names it. */
-export function initBackend(model: 'mlp' | 'cnn' | 'file' = 'mlp'): Promise<string> {
+export function initBackend(model: 'mlp' | 'cnn' | 'tabular' | 'file' = 'mlp'): Promise<string> {
   // A model from a file may convolve: it gets what the CNN gets.
-  const architecture = model === 'mlp' ? 'mlp' : 'cnn';
+  const architecture = model === 'mlp' || model === 'tabular' ? 'mlp' : 'cnn';
   const kernels = architecture === 'cnn' ? CONV_TRAINING_KERNELS : [];
   if (architecture === 'cnn') registerConvGradient();
   let backend = chosen.get(architecture);

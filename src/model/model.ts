@@ -19,6 +19,9 @@ export interface ModelInput {
 const DIGITS: ModelInput = { shape: [28, 28, 1], classes: 10 };
 const width = (input: ModelInput) => input.shape.reduce((a, b) => a * b, 1);
 
+/** The small MLP for tables: a second hidden layer of half the first (at least 8). */
+const tabularSecond = (hidden: number) => Math.max(8, Math.floor(hidden / 2));
+
 /** The CNN's two 5x5 convolutions, each followed by 2x2 pooling: the side after them, or why the input is too small. */
 function convolvedSide(side: number): number {
   return Math.floor((Math.floor((side - 4) / 2) - 4) / 2);
@@ -50,6 +53,9 @@ export function buildModel(spec: ModelSettings, seed: number, input: ModelInput 
   const model = tf.sequential();
   if (spec.architecture === 'mlp') {
     model.add(tf.layers.dense({ inputShape: [width(input)], units: spec.hidden_units, activation: 'relu', kernelInitializer: init() }));
+  } else if (spec.architecture === 'tabular') {
+    model.add(tf.layers.dense({ inputShape: [width(input)], units: spec.hidden_units, activation: 'relu', kernelInitializer: init() }));
+    model.add(tf.layers.dense({ units: tabularSecond(spec.hidden_units), activation: 'relu', kernelInitializer: init() }));
   } else {
     const [height, across, channels = 1] = input.shape;
     if (input.shape.length < 2 || convolvedSide(Math.min(height, across)) < 1) {
@@ -79,6 +85,10 @@ export function expectedParameterCount(spec: ModelSettings, input: ModelInput = 
   const h = spec.hidden_units;
   const classes = input.classes;
   if (spec.architecture === 'mlp') return width(input) * h + h + h * classes + classes;
+  if (spec.architecture === 'tabular') {
+    const second = tabularSecond(h);
+    return width(input) * h + h + h * second + second + second * classes + classes;
+  }
   const [height, across, channels = 1] = input.shape;
   const conv1 = 5 * 5 * channels * 8 + 8;
   const conv2 = 5 * 5 * 8 * 16 + 16;

@@ -39,7 +39,7 @@ export function describeSettings(settings: Settings, workers: ReadonlyMap<string
   const count = (role: WorkerRole) => [...workers.values()].filter((r) => r === role).length;
   const split = data.split === 'dirichlet' ? `dirichlet (alpha ${data.alpha})` : data.split === 'classes' ? `${data.classes_per_client} classes per client` : 'iid';
   return [
-    ['model', model.architecture === 'mlp' ? `MLP, ${model.hidden_units} hidden units` : model.architecture === 'cnn' ? 'CNN' : `from ${model.path}`],
+    ['model', { mlp: `MLP, ${model.hidden_units} hidden units`, tabular: `tabular MLP, ${model.hidden_units} and ${Math.max(8, Math.floor(model.hidden_units / 2))} hidden units`, cnn: 'CNN', file: `from ${model.path}` }[model.architecture]],
     ['data', data.source === 'mnist' ? `${data.dataset} (the mnist package), split ${split}, seed ${data.seed}` : `${data.source} files (${data.path}${data.test ? `; held out: ${data.test.path}` : ''}), samples [${(data.shape ?? []).join(', ')}], ${data.classes} classes, ${data.path?.includes('{index}') ? 'a file per client' : `split ${split}, seed ${data.seed}`}`],
     ['strategy', training.strategy === 'fedavgm' ? `FedAvgM (server momentum ${training.server_momentum})` : 'FedAvg (weighted by samples)'],
     ['training', `${training.epochs} epoch(s), batch ${training.batch_size}, learning rate ${training.learning_rate}`],

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { PNG } from 'pngjs';
 import { DataFileError, numberClasses, type LabelledData } from './labelled';
 
-export function readPngFolder(dir: string, knownClasses?: readonly string[]): LabelledData {
+/** `channels`: what the model takes (data.shape), so a client whose colour images happen to be all grey still gives 3. */
+export function readPngFolder(dir: string, knownClasses?: readonly string[], channels?: 1 | 3): LabelledData {
   let folders: string[];
   try {
     folders = readdirSync(dir).filter((name) => statSync(join(dir, name)).isDirectory()).sort();
@@ -35,17 +36,16 @@ export function readPngFolder(dir: string, knownClasses?: readonly string[]): La
   if (odd) {
     throw new DataFileError(`${odd.file}: ${odd.png.width}x${odd.png.height}, but ${first.file} is ${first.png.width}x${first.png.height}; every image must have the same size`);
   }
-  const grey = images.every((i) => isGrey(i.png));
-  const channels = grey ? 1 : 3;
   const { width, height } = first.png;
-  const per = width * height * channels;
+  const depth = channels ?? (images.every((i) => isGrey(i.png)) ? 1 : 3);
+  const per = width * height * depth;
   const features = new Float32Array(images.length * per);
   images.forEach(({ png }, n) => {
     for (let p = 0; p < width * height; p++) {
-      for (let c = 0; c < channels; c++) features[n * per + p * channels + c] = png.data[p * 4 + c] / 255;
+      for (let c = 0; c < depth; c++) features[n * per + p * depth + c] = png.data[p * 4 + c] / 255;
     }
   });
-  return { features, shape: [height, width, channels], labels: Uint8Array.from(images, (i) => i.label), size: images.length, classNames };
+  return { features, shape: [height, width, depth], labels: Uint8Array.from(images, (i) => i.label), size: images.length, classNames };
 }
 
 /** pngjs decodes every PNG to RGBA: grey when red, green and blue agree everywhere. */
