@@ -20,7 +20,7 @@ const DIGITS: ModelInput = { shape: [28, 28, 1], classes: 10 };
 const width = (input: ModelInput) => input.shape.reduce((a, b) => a * b, 1);
 
 /** The small MLP for tables: a second hidden layer of half the first (at least 8). */
-const tabularSecond = (hidden: number) => Math.max(8, Math.floor(hidden / 2));
+export const tabularSecond = (hidden: number) => Math.max(8, Math.floor(hidden / 2));
 
 /** The CNN's two 5x5 convolutions, each followed by 2x2 pooling: the side after them, or why the input is too small. */
 function convolvedSide(side: number): number {

@@ -11,6 +11,7 @@ import { ClusterLog, type NodeRecords, type WorkerRole } from '../log/cluster-lo
 import type { RoundMetrics } from '../outputs';
 import { classesChart, experimentCharts, type ChartName } from './charts';
 import { nodeRounds, nodeTotals, type NodeTotals } from './data';
+import { tabularSecond } from '../model/model';
 import { renderSvg, svgToPng } from './render';
 
 export interface ReportInput {
@@ -39,7 +40,7 @@ export function describeSettings(settings: Settings, workers: ReadonlyMap<string
   const count = (role: WorkerRole) => [...workers.values()].filter((r) => r === role).length;
   const split = data.split === 'dirichlet' ? `dirichlet (alpha ${data.alpha})` : data.split === 'classes' ? `${data.classes_per_client} classes per client` : 'iid';
   return [
-    ['model', { mlp: `MLP, ${model.hidden_units} hidden units`, tabular: `tabular MLP, ${model.hidden_units} and ${Math.max(8, Math.floor(model.hidden_units / 2))} hidden units`, cnn: 'CNN', file: `from ${model.path}` }[model.architecture]],
+    ['model', { mlp: `MLP, ${model.hidden_units} hidden units`, tabular: `tabular MLP, ${model.hidden_units} and ${tabularSecond(model.hidden_units)} hidden units`, cnn: 'CNN', file: `from ${model.path}` }[model.architecture]],
     ['data', data.source === 'mnist' ? `${data.dataset} (the mnist package), split ${split}, seed ${data.seed}` : `${data.source} files (${data.path}${data.test ? `; held out: ${data.test.path}` : ''}), samples [${(data.shape ?? []).join(', ')}], ${data.classes} classes, ${data.path?.includes('{index}') ? 'a file per client' : `split ${split}, seed ${data.seed}`}`],
     ['strategy', training.strategy === 'fedavgm' ? `FedAvgM (server momentum ${training.server_momentum})` : 'FedAvg (weighted by samples)'],
     ['training', `${training.epochs} epoch(s), batch ${training.batch_size}, learning rate ${training.learning_rate}`],
