@@ -37,6 +37,11 @@ export function canonicalAddress(text: string, defaultPort = DEFAULT_PORT): stri
   return `${host}:${port}`;
 }
 
+/** A key that names a node by its address, or (a bare IP) every node on that machine: `links` keys. */
+export function namesNode(key: string, address: string): boolean {
+  return key.includes(':') ? canonicalAddress(key) === address : address.split(':')[0] === key;
+}
+
 export function baseUrl(address: string): string {
   return `http://${canonicalAddress(address)}`;
 }

@@ -1,8 +1,8 @@
 /** Reading config.json: parse, validate, check the topology, and name every mistake. */
 import { readFileSync } from 'node:fs';
 import type { z } from 'zod';
-import { addressProblem, canonicalAddress } from './address';
-import { KNOWN_KEYS, experimentConfigSchema, nodeConfigSchema, type ExperimentConfig, type NodeConfig } from './schema';
+import { addressProblem, canonicalAddress, namesNode } from './address';
+import { KNOWN_KEYS, ROLES, experimentConfigSchema, nodeConfigSchema, type ExperimentConfig, type NodeConfig } from './schema';
 
 export class ConfigError extends Error {
   constructor(
@@ -138,16 +138,12 @@ function topologyProblems(config: ExperimentConfig): string[] {
   return problems;
 }
 
-const ROLES = ['client', 'switch', 'aggregator'];
-
 /** `links` keys name a role or a node of `others`. */
 function linkProblems(config: ExperimentConfig, nodes: Map<string, string>): string[] {
   return Object.keys(config.links ?? {})
-    .filter((key) => !ROLES.includes(key))
+    .filter((key) => !(ROLES as readonly string[]).includes(key))
     .flatMap((key) => {
-      // By address, or a bare IP for every node on that machine.
-      const canonical = addressProblem(key) ? undefined : canonicalAddress(key);
-      if (canonical && (nodes.has(canonical) || (!key.includes(':') && [...nodes.keys()].some((n) => n.split(':')[0] === key)))) return [];
+      if (!addressProblem(key) && [...nodes.keys()].some((node) => namesNode(key, node))) return [];
       return [`links["${key}"]: expected a role (${ROLES.join(', ')}) or the address of a node in others`];
     });
 }

@@ -204,6 +204,9 @@ const clientEntry = z
     }
   });
 
+/** The roles a node may take (and a `links` key may name). */
+export const ROLES = ['client', 'switch', 'aggregator'] as const;
+
 const switchEntry = z.object({ type: z.literal('switch') }).strict();
 const aggregatorEntry = z.object({ type: z.literal('aggregator') }).strict();
 

@@ -4,7 +4,7 @@
  * testbed namespaces, and no testbed namespace gets a route out.
  */
 import type { LinkShape } from '../config/schema';
-import { BRIDGE, MACHINE_IFACE, namespacePrefix, type Machine, type TestbedPlan } from './plan';
+import { BRIDGE, inTestbedSubnet, MACHINE_IFACE, namespacePrefix, type Machine, type TestbedPlan } from './plan';
 import { needsNetem, shapeCommands } from './links';
 import { EmulateError, inNamespace, run } from './system';
 
@@ -130,7 +130,7 @@ export function isolationProblems(plan: TestbedPlan): string[] {
     const links = JSON.parse(ip(['-n', ns, '-j', 'link', 'show'])) as { ifname: string }[];
     for (const link of links) if (!own.has(link.ifname)) problems.push(`${ns} has a link ${link.ifname} that is not the testbed's`);
   }
-  const inSubnet = (address: string) => sameSubnet(address, plan.machines[0].host, plan.prefix);
+  const inSubnet = (address: string) => inTestbedSubnet(plan, address);
   const rootAddresses = JSON.parse(ip(['-4', '-j', 'addr', 'show'])) as { ifname: string; addr_info: { local: string }[] }[];
   for (const link of rootAddresses) {
     for (const { local } of link.addr_info) if (inSubnet(local)) problems.push(`the machine's own namespace has ${local} (on ${link.ifname}), an address of the testbed`);
@@ -140,13 +140,6 @@ export function isolationProblems(plan: TestbedPlan): string[] {
     if (route.dst !== 'default' && inSubnet(dst)) problems.push(`the machine's own namespace routes ${route.dst} (on ${route.dev})`);
   }
   return problems;
-}
-
-function sameSubnet(a: string, b: string, prefix: number): boolean {
-  const bits = (host: string) => host.split('.').reduce((n, octet) => n * 256 + Number(octet), 0);
-  const size = 2 ** (32 - prefix);
-  if (!/^\d+\.\d+\.\d+\.\d+$/.test(a)) return false;
-  return Math.floor(bits(a) / size) === Math.floor(bits(b) / size);
 }
 
 export function assertIsolated(plan: TestbedPlan): void {

@@ -5,9 +5,8 @@
  */
 import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
-import { parseAddress } from '../config/address';
-import type { ExperimentConfig, LinkShape } from '../config/schema';
-import { canonicalAddress } from '../config/address';
+import { canonicalAddress, namesNode, parseAddress } from '../config/address';
+import { ROLES, type ExperimentConfig, type LinkShape } from '../config/schema';
 
 export interface Machine {
   /** The machine's IP, as config.json names it. */
@@ -69,16 +68,11 @@ export function planTestbed(config: ExperimentConfig, stateDir: string): Testbed
 function linkOf(config: ExperimentConfig, nodes: Machine['nodes']): LinkShape | undefined {
   const links = config.links ?? {};
   for (const [key, shape] of Object.entries(links)) {
-    if (['client', 'switch', 'aggregator'].includes(key)) continue;
+    if ((ROLES as readonly string[]).includes(key)) continue;
     if (nodes.some((n) => namesNode(key, n.address))) return shape;
   }
   const byRole = nodes.map((n) => links[n.role]).filter((shape): shape is LinkShape => shape !== undefined);
   return byRole.sort((a, b) => b.rate_mbit - a.rate_mbit)[0];
-}
-
-/** A `links` key names a node by its address, or (a bare IP) every node on that machine. */
-export function namesNode(key: string, address: string): boolean {
-  return key.includes(':') ? canonicalAddress(key) === address : address.split(':')[0] === key;
 }
 
 function hostProblem(host: string): string | undefined {
@@ -90,6 +84,13 @@ function hostProblem(host: string): string | undefined {
 }
 
 const toInt = (host: string) => host.split('.').reduce((n, octet) => n * 256 + Number(octet), 0);
+
+/** Whether an IPv4 address lies in the testbed's subnet. */
+export function inTestbedSubnet(plan: TestbedPlan, address: string): boolean {
+  if (!/^\d+\.\d+\.\d+\.\d+$/.test(address)) return false;
+  const size = 2 ** (32 - plan.prefix);
+  return Math.floor(toInt(address) / size) === Math.floor(toInt(plan.machines[0].host) / size);
+}
 const toHost = (n: number) => [24, 16, 8, 0].map((shift) => Math.floor(n / 2 ** shift) % 256).join('.');
 
 /** The longest prefix every address shares, at most /24 (so a /24 of the reference config stays a /24). */

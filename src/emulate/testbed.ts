@@ -88,10 +88,12 @@ export async function upEmulated(flags: UpFlags): Promise<number> {
   }
 }
 
+const describeMeasured = (rate: MeasuredRate) => `measured ${rate.up_mbit.toFixed(1)} up, ${rate.down_mbit.toFixed(1)} down`;
+
 function printLinks(state: EmulatedState, print: (line: string) => void): void {
   for (const machine of state.plan.machines) {
     const measured = state.measured[machine.host];
-    const rate = measured ? `   measured ${measured.up_mbit.toFixed(1)} up, ${measured.down_mbit.toFixed(1)} down (Mbit/s of payload)` : '';
+    const rate = measured ? `   ${describeMeasured(measured)} (Mbit/s of payload)` : '';
     print(`  ${machine.host.padEnd(15)} ${machine.nodes.map((n) => n.role).join('+').padEnd(10)} ${describeLink(machine.link)}${rate}`);
   }
 }
@@ -127,7 +129,7 @@ async function startWorkers(state: EmulatedState, flags: UpFlags, keyFile?: stri
   flags.print(start.output.trimEnd());
   if (start.code !== 0) return start.code;
   const workers = state.plan.machines.flatMap((m) => m.nodes).filter((n) => n.role !== 'aggregator').map((n) => n.address);
-  const health = await runIn(aggregator.ns, [process.execPath, join(ROOT, 'dist', 'src', 'emulate', 'health-probe.js'), String(flags.timeout), ...workers]);
+  const health = await runIn(aggregator.ns, [process.execPath, join(__dirname, 'health-probe.js'), String(flags.timeout), ...workers]);
   flags.print(health.code === 0 ? `testbed: ${workers.length} of ${workers.length} workers up` : health.output.trimEnd());
   return health.code;
 }
@@ -175,7 +177,7 @@ export function statusEmulated(state: string, print: (line: string) => void): nu
     }
     const { rx_bytes, tx_bytes } = machineCounters(machine);
     const measured = emulated.measured[machine.host];
-    const rate = measured ? ` (measured ${measured.up_mbit.toFixed(1)} up, ${measured.down_mbit.toFixed(1)} down)` : '';
+    const rate = measured ? ` (${describeMeasured(measured)})` : '';
     print(`  ${machine.host.padEnd(15)} ${String(pidsIn(machine.ns).length).padStart(2)} processes   ${describeLink(machine.link)}${rate}   rx ${rx_bytes} B  tx ${tx_bytes} B`);
   }
   print(`testbed: ${present.size} namespaces of fl-${emulated.plan.tag}-*`);

@@ -25,6 +25,8 @@ interface Prepared {
   /** This client's share of the held-out digits, for federated evaluation. */
   test: Dataset;
   modelId: number;
+  /** Its training samples per class: told at every check-in. */
+  histogram: number[];
   backend: string;
   he?: HeSession;
 }
@@ -177,7 +179,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
       await he?.pool.close();
       return;
     }
-    this.prepared = { model, data, test, modelId: modelId(model), backend, he };
+    this.prepared = { model, data, test, modelId: modelId(model), histogram: classHistogram(data.labels, inputOf(settings.data).classes), backend, he };
     this.stage = 'waiting';
     this.node.logger.info(`ready: ${data.size} samples from ${from}, backend ${backend}`);
   }
@@ -263,10 +265,11 @@ export class ClientRole extends Role<ClientNodeConfig> {
 
   /** Tells the aggregator this client is ready for a round; retried until it answers. */
   private async checkIn(): Promise<void> {
-    const data = this.prepared?.data;
-    const { shape, classes } = inputOf(this.config.settings.data);
+    const prepared = this.prepared;
     // What it holds, so the aggregator can refuse a misfit before a round and chart the classes.
-    const holds = data ? { samples: data.size, shape, histogram: classHistogram(data.labels, classes), model: this.prepared!.modelId } : { samples: 0 };
+    const holds = prepared
+      ? { samples: prepared.data.size, shape: inputOf(this.config.settings.data).shape, histogram: prepared.histogram, model: prepared.modelId }
+      : { samples: 0 };
     try {
       await this.persist(() => this.node.peers.post(this.config.aggregator, '/a/checkin', { client: this.config.address, ...holds }, { signal: this.abort.signal }));
     } catch (err) {
