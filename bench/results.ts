@@ -4,6 +4,7 @@ import type { ChartSpec } from '../src/report/charts';
 import type { PaillierComparison, TransferRow } from './baselines';
 import type { FaultResults } from './faults';
 import { formatLinks, type LinksResults } from './links';
+import { formatQuantized, type QuantizedResults } from './quantized';
 import type { MicroRow } from './micro';
 import type { SwitchThroughput } from './switch';
 import type { TestbedRun } from './testbed-runs';
@@ -31,6 +32,8 @@ export interface Results {
   faults: FaultResults;
   /** The links experiment on the emulated testbed (`npm run bench -- links`, root only). */
   links?: LinksResults;
+  /** Quantized packing against float32, in plaintext and under HE (`npm run bench -- quantized`). */
+  quantized?: QuantizedResults;
 }
 
 const n = (value: number, digits = 0) => value.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits });
@@ -49,11 +52,29 @@ export function targets(r: Results): { target: string; measured: string; met: bo
     { target: 'client-side encryption at least 1M parameters/s', measured: `${n(encrypt)} parameters/s (public key, the slower mode)`, met: encrypt >= 1e6 },
     { target: 'binary plaintext at least 3x smaller on the wire than JSON', measured: `${x(sizes)} smaller`, met: sizes >= 3 },
     { target: 'HE aggregation at least 100x faster than Paillier, same update', measured: `${x(aggregation)} faster (sum of 12, one thread each)`, met: aggregation >= 100 },
+    ...quantizedTargets(r.quantized),
+  ];
+}
+
+/** Issue 15's: quantized HE smaller than float32, as accurate and as fast as unquantized HE. */
+function quantizedTargets(q: QuantizedResults | undefined): { target: string; measured: string; met: boolean }[] {
+  if (!q) return [];
+  const micro = (mode: string) => q.micro.find((m) => m.mode === mode)!;
+  const run = (mode: string) => q.runs.find((m) => m.mode === mode)!.run;
+  const points = (run('HE, key at the aggregator, 8 bits').final_accuracy - run('HE, key at the aggregator').final_accuracy) * 100;
+  const slower = run('HE, key at the aggregator, 8 bits').round_s / run('HE, key at the aggregator').round_s;
+  const publicKey = micro('HE, key at the aggregator, 8 bits').times_float32;
+  const seeded = micro('HE, key at the clients, 8 bits').times_float32;
+  return [
+    { target: 'quantized HE update at most 1.0x float32, key at the aggregator', measured: x(publicKey), met: publicKey <= 1 },
+    { target: 'quantized HE update at most 0.5x float32, key at the clients', measured: x(seeded), met: seeded <= 0.5 },
+    { target: `quantized HE final accuracy within 0.2 points of unquantized HE (${q.runs[0].run.rounds} demo rounds)`, measured: `${points >= 0 ? '+' : ''}${n(points, 2)} points`, met: Math.abs(points) <= 0.2 },
+    { target: 'quantized HE round no slower than unquantized HE', measured: `${x(slower)} the unquantized round`, met: slower <= 1 },
   ];
 }
 
 export function formatResults(r: Results): string {
-  return [...formatSections(r), ...formatLinks(r.links)].join('\n');
+  return [...formatSections(r), ...formatLinks(r.links), ...formatQuantized(r.quantized)].join('\n');
 }
 
 function formatSections(r: Results): string[] {

@@ -4,6 +4,7 @@
  * emulated testbed) bench/links.png. Medians of repeated runs.
  *   npm run bench -- [--quick]
  *   npm run bench -- links      only section 7, the others kept from bench/results.json
+ *   npm run bench -- quantized  only section 8, likewise
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -23,6 +24,7 @@ import { switchThroughput } from './switch';
 import { faultCosts } from './faults';
 import { combineRuns, testbedRun, type TestbedRun } from './testbed-runs';
 import { linkCosts, linksChart, type LinksResults } from './links';
+import { quantizedChart, quantizedComparison } from './quantized';
 
 /**
  * The HE stages at each step of the profile-led changes, one thread, a 100k update, a switch adding 6:
@@ -88,6 +90,8 @@ async function main(quick: boolean): Promise<void> {
   const faults = await faultCosts(quick);
   log('7. links, on the emulated testbed');
   const links = await linkCosts(quick ? 3 : 5, command);
+  log('8. quantized packing');
+  const quantized = await quantizedComparison(quick, command);
   const sixClients = byClients.find((r) => r.clients === 6);
   if (sixClients) byModel.unshift(sixClients);
 
@@ -108,6 +112,7 @@ async function main(quick: boolean): Promise<void> {
     scaling: { clients: byClients, model: byModel },
     faults,
     links,
+    quantized,
   };
   const png = join(ROOT, 'bench', 'scaling.png');
   writeFileSync(png, svgToPng(await renderSvg(scalingChart(results))));
@@ -118,6 +123,7 @@ async function main(quick: boolean): Promise<void> {
 
 async function write(results: Results): Promise<void> {
   if (results.links?.rows.length) writeFileSync(join(ROOT, 'bench', 'links.png'), svgToPng(await renderSvg(linksChart(results.links) as never)));
+  if (results.quantized) writeFileSync(join(ROOT, 'bench', 'quantized.png'), svgToPng(await renderSvg(quantizedChart(results.quantized))));
   const markdown = formatResults(results);
   writeFileSync(join(ROOT, 'bench', 'RESULTS.md'), markdown);
   writeFileSync(join(ROOT, 'bench', 'results.json'), JSON.stringify(results, null, 2) + '\n');
@@ -133,13 +139,22 @@ async function linksOnly(quick: boolean): Promise<void> {
   await write({ ...results, links });
 }
 
+/** Section 8 alone, the others as bench/results.json has them. */
+async function quantizedOnly(quick: boolean): Promise<void> {
+  const results = JSON.parse(readFileSync(join(ROOT, 'bench', 'results.json'), 'utf8')) as Results;
+  log('8. quantized packing');
+  await write({ ...results, quantized: await quantizedComparison(quick, `npm run bench -- quantized${quick ? ' --quick' : ''}`) });
+}
+
+const SECTIONS: Record<string, (quick: boolean) => Promise<void>> = { links: linksOnly, quantized: quantizedOnly };
+
 new Command()
   .name('bench')
-  .argument('[section]', '"links": only the links experiment on the emulated testbed (root)')
+  .argument('[section]', '"links": only the links experiment on the emulated testbed (root); "quantized": only the quantized packing comparison')
   .option('--quick', 'one repeat, small runs: a smoke test of the suite, not numbers to quote')
   .action((section: string | undefined, flags: { quick?: boolean }) => {
-    if (section && section !== 'links') throw new Error(`unknown section "${section}" (the one section that runs alone is "links")`);
-    return section ? linksOnly(Boolean(flags.quick)) : main(Boolean(flags.quick));
+    if (section && !SECTIONS[section]) throw new Error(`unknown section "${section}" (sections that run alone: ${Object.keys(SECTIONS).join(', ')})`);
+    return section ? SECTIONS[section](Boolean(flags.quick)) : main(Boolean(flags.quick));
   })
   .parseAsync()
   .catch((err) => {

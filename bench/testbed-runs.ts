@@ -22,6 +22,8 @@ export interface RunShape {
   he: boolean;
   hiddenUnits?: number;
   base?: string;
+  /** config.json's `he`, in place of the testbed's (HE on or off, as `he` says). */
+  heSettings?: Record<string, unknown>;
 }
 
 export interface TestbedRun {
@@ -41,6 +43,10 @@ export interface TestbedRun {
   phases_s: Partial<Record<Phase, number>>;
   aggregator_rss_mb_max: number;
   final_accuracy: number;
+  /** Median of what one client sent a round, bytes. */
+  update_bytes: number;
+  /** Values clipped by quantization, summed over a round's clients, mean over rounds; null unquantized. */
+  clipped_per_round: number | null;
   /** CPU seconds per steady round, summed over the processes of each role (Linux /proc; null elsewhere). */
   cpu_s_per_round: Record<'client' | 'switch' | 'aggregator', number> | null;
 }
@@ -72,6 +78,7 @@ export async function testbedRun(shape: RunShape): Promise<TestbedRun> {
   const dir = mkdtempSync(join(tmpdir(), 'fl-bench-'));
   const config = testbedConfig({ base: shape.base ?? '127.0.1', nodes, switches: shape.switches, rounds: shape.rounds, experiment: shape.name, he: shape.he }) as Record<string, any>;
   if (shape.hiddenUnits) config.model = { ...config.model, hidden_units: shape.hiddenUnits };
+  if (shape.heSettings) config.he = shape.heSettings;
   const file = join(dir, 'config.json');
   writeFileSync(file, formatConfig(config));
   const state = join(dir, 'state');
@@ -125,12 +132,15 @@ function readRun(shape: RunShape, config: Record<string, any>, logs: string, out
   }
   phases.aggregate = (phases.aggregate ?? 0) + median(steady.map((r) => r.aggregation_ms)) / 1000;
   const own = JSON.parse(readFileSync(join(logs, `${aggregator.replace(':', '-')}_${shape.name}.json`), 'utf8')).iteration as { rss_bytes: number }[];
+  const sent = workers.filter((w) => w.role === 'client').flatMap((w) => w.iteration as { round: number; update_bytes: number; clipped?: number }[]);
+  const clippedByRound = new Map<number, number>();
+  for (const entry of sent) if (entry.clipped !== undefined) clippedByRound.set(entry.round, (clippedByRound.get(entry.round) ?? 0) + entry.clipped);
   return {
     name: shape.name,
     clients: shape.clients,
     switches: shape.switches,
     parameters: expectedParameterCount({ architecture: 'mlp', hidden_units: shape.hiddenUnits ?? 128 }),
-    he: shape.he,
+    he: shape.heSettings ? shape.heSettings.enabled === true : shape.he,
     rounds: shape.rounds,
     runs: 1,
     round_s: median(steady.map((r) => r.round_ms)) / 1000,
@@ -139,6 +149,8 @@ function readRun(shape: RunShape, config: Record<string, any>, logs: string, out
     phases_s: phases,
     aggregator_rss_mb_max: Math.round(Math.max(...own.map((e) => e.rss_bytes)) / 1e6),
     final_accuracy: rows[rows.length - 1].accuracy,
+    update_bytes: median(sent.map((e) => e.update_bytes)),
+    clipped_per_round: clippedByRound.size ? [...clippedByRound.values()].reduce((a, b) => a + b, 0) / clippedByRound.size : null,
   };
 }
 

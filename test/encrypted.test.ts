@@ -6,7 +6,10 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, sep } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { parseExperimentConfig } from '../src/config/load';
+import { writeSecretKey } from '../src/he/keys';
 import { expectedParameterCount } from '../src/model/model';
+import { decryptSaved } from '../src/orchestrator/decrypt-saved';
 import type { RoundMetrics } from '../src/outputs';
 import { runExperiment, Testbed, waitFor } from './helpers/cluster';
 import { needlesInMemory } from './helpers/memory';
@@ -30,14 +33,14 @@ const finalAccuracy = (testbed: Testbed, experiment: string): number => {
   return rows[ROUNDS - 1].accuracy;
 };
 
-/** Every client's encrypted update size, read back from its iteration log, in multiples of float32. */
-function updateRatios(testbed: Testbed, experiment: string): number[] {
+/** Every client's rounds, read back from its iteration log. */
+function loggedRounds(testbed: Testbed, experiment: string): { update_bytes: number; clipped?: number }[] {
   const clients = testbed.addresses('client').map((a) => a.replace(':', '-'));
-  return clients.flatMap((id) => {
-    const { iteration } = JSON.parse(readFileSync(join(testbed.logs, `${id}_${experiment}.json`), 'utf8'));
-    return iteration.map((e: { update_bytes: number }) => e.update_bytes / (PARAMETERS * 4));
-  });
+  return clients.flatMap((id) => JSON.parse(readFileSync(join(testbed.logs, `${id}_${experiment}.json`), 'utf8')).iteration);
 }
+
+/** Every client's encrypted update size, in multiples of float32. */
+const updateRatios = (testbed: Testbed, experiment: string) => loggedRounds(testbed, experiment).map((e) => e.update_bytes / (PARAMETERS * 4));
 
 /** Pieces of the clients' secret key as its file holds it: base64, and the raw serialized bytes. */
 function keyNeedles(testbed: Testbed): Buffer[] {
@@ -71,13 +74,43 @@ describe('encrypted rounds with the key at the aggregator', () => {
     writeFileSync(testbed.configFile, JSON.stringify({ ...config, experiment: 'he-aggregator', he: { enabled: true, key_holder: 'aggregator' } }));
     const run = await runExperiment(testbed);
     assert.equal(run.code, 0, run.output);
-    assert.match(run.output, /CKKS N=4096, 25 ciphertexts per update, key held by the aggregator/);
+    assert.match(run.output, /CKKS N=4096, 25 ciphertexts per update \(a value to a coefficient\), key held by the aggregator/);
     const encrypted = finalAccuracy(testbed, 'he-aggregator');
     console.log(`# plaintext ${plain}, encrypted (aggregator key) ${encrypted}`);
     assert.ok(Math.abs(encrypted - plain) <= 0.005, `plaintext ${plain}, encrypted ${encrypted}`);
     const ratios = updateRatios(testbed, 'he-aggregator');
     assert.equal(ratios.length, 6 * ROUNDS);
     assert.ok(ratios.every((r) => r > 1 && r <= 4.1), `update sizes ${ratios.map((r) => r.toFixed(2))}`);
+  });
+
+  it('quantized plaintext: 8 bits a value on the wire (the switches read them), within 0.5 points of float32', async () => {
+    const config = JSON.parse(readFileSync(testbed.configFile, 'utf8'));
+    writeFileSync(testbed.configFile, JSON.stringify({ ...config, experiment: 'plain-quantized', he: { enabled: false, quantize: { bits: 8 } } }));
+    const run = await runExperiment(testbed);
+    assert.equal(run.code, 0, run.output);
+    const quantized = finalAccuracy(testbed, 'plain-quantized');
+    console.log(`# plaintext ${plain}, quantized plaintext ${quantized}`);
+    assert.ok(Math.abs(quantized - plain) <= 0.005, `plaintext ${plain}, quantized ${quantized}`);
+    const ratios = updateRatios(testbed, 'plain-quantized');
+    assert.equal(ratios.length, 6 * ROUNDS);
+    assert.ok(ratios.every((r) => r > 0.25 && r <= 0.26), `update sizes ${ratios.map((r) => r.toFixed(3))}`);
+  });
+
+  it('quantized packing: within 0.5 points of plaintext, each update smaller than float32, clipped values logged', async () => {
+    const config = JSON.parse(readFileSync(testbed.configFile, 'utf8'));
+    writeFileSync(testbed.configFile, JSON.stringify({ ...config, experiment: 'he-quantized', he: { enabled: true, key_holder: 'aggregator', quantize: { bits: 8 } } }));
+    const run = await runExperiment(testbed);
+    assert.equal(run.code, 0, run.output);
+    // 6 clients a round: 3 bits of headroom, 11-bit slots, 14 to a coefficient.
+    assert.match(run.output, /CKKS N=8192, 1 ciphertexts per update \(quantized to 8 bits \(±0.25\), 114688 values a ciphertext\)/);
+    const quantized = finalAccuracy(testbed, 'he-quantized');
+    console.log(`# plaintext ${plain}, quantized HE (aggregator key) ${quantized}`);
+    assert.ok(Math.abs(quantized - plain) <= 0.005, `plaintext ${plain}, quantized ${quantized}`);
+    const ratios = updateRatios(testbed, 'he-quantized');
+    assert.equal(ratios.length, 6 * ROUNDS);
+    assert.ok(ratios.every((r) => r > 0.9 && r <= 1.0), `update sizes ${ratios.map((r) => r.toFixed(3))}`);
+    const clipped = loggedRounds(testbed, 'he-quantized').map((e) => e.clipped);
+    assert.ok(clipped.length === 6 * ROUNDS && clipped.every((n) => Number.isInteger(n) && n! >= 0), `clipped counts ${clipped}`);
   });
 });
 
@@ -144,5 +177,25 @@ describe('encrypted rounds with the key at the clients', () => {
     }
     const [client] = testbed.addresses('client');
     assert.ok(needlesInMemory(testbed.pidOf(client), needles).found > 0, 'the scan did not find the key even in a client');
+  });
+
+  // Last: it replaces the clients' key with one for the quantized parameters.
+  it('quantized packing: learns within 1 point of plaintext, each update under half its float32 size, the saved round decrypts', async () => {
+    const config = { ...JSON.parse(readFileSync(testbed.configFile, 'utf8')), experiment: 'he-clients-quantized' };
+    config.he = { ...config.he, quantize: { bits: 8 } };
+    await writeSecretKey(parseExperimentConfig(config).he, join(testbed.state, 'he-secret.json'));
+    writeFileSync(testbed.configFile, JSON.stringify(config));
+    const run = await runExperiment(testbed);
+    assert.equal(run.code, 0, run.output);
+    assert.match(run.output, /1 ciphertexts per update \(quantized to 8 bits \(±1\)/);
+    const accuracy = finalAccuracy(testbed, 'he-clients-quantized');
+    console.log(`# plaintext ${plainAccuracy}, quantized HE (clients' key) ${accuracy}`);
+    assert.ok(Math.abs(accuracy - plainAccuracy!) <= 0.01, `plaintext ${plainAccuracy}, quantized ${accuracy}`);
+    const ratios = updateRatios(testbed, 'he-clients-quantized');
+    assert.ok(ratios.length >= testbed.addresses('client').length && ratios.every((r) => r > 0.45 && r <= 0.5), `update sizes ${ratios.map((r) => r.toFixed(3))}`);
+    const round = join(testbed.outputs, 'he-clients-quantized', 'models', `round-${String(ROUNDS).padStart(3, '0')}`);
+    const out = join(testbed.state, 'decrypted-quantized');
+    assert.match(await decryptSaved(round, join(testbed.state, 'he-secret.json'), { out }), /decrypted with/);
+    assert.ok(statSync(join(out, 'weights.bin')).size === PARAMETERS * 4);
   });
 });

@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import type { z } from 'zod';
 import { addressProblem, canonicalAddress, namesNode } from './address';
+import { DEFAULT_CHANGE_CLIP, DEFAULT_WEIGHT_CLIP, quantizesChange } from '../he/quantized';
 import { KNOWN_KEYS, ROLES, experimentConfigSchema, nodeConfigSchema, type ExperimentConfig, type NodeConfig } from './schema';
 
 export class ConfigError extends Error {
@@ -68,7 +69,19 @@ export function parseExperimentConfig(raw: unknown, source = 'config'): Experime
   if (!result.success) throw new ConfigError(source, describeIssues(result.error.issues));
   const problems = topologyProblems(result.data);
   if (problems.length) throw new ConfigError(source, problems);
-  return result.data;
+  return withQuantizeDefaults(result.data);
+}
+
+/**
+ * he.quantize's defaults, written into the config every node gets: the headroom of a sum (`clients`)
+ * is the most updates a round holds, and `clip` suits what clients quantize (see quantizesChange).
+ */
+function withQuantizeDefaults(config: ExperimentConfig): ExperimentConfig {
+  const quantize = config.he.quantize;
+  if (!quantize) return config;
+  const clients = quantize.clients ?? config.clients_per_round ?? Object.values(config.others).filter((entry) => entry.type === 'client').length;
+  const clip = quantize.clip ?? (quantizesChange(config.he) ? DEFAULT_CHANGE_CLIP : DEFAULT_WEIGHT_CLIP);
+  return { ...config, he: { ...config.he, quantize: { ...quantize, clients, clip } } };
 }
 
 export function loadExperimentConfig(file: string): ExperimentConfig {
@@ -134,6 +147,14 @@ function topologyProblems(config: ExperimentConfig): string[] {
   problems.push(...linkProblems(config, seen));
   if (config.clients_per_round !== undefined && config.clients_per_round > clientCount) {
     problems.push(`clients_per_round: ${config.clients_per_round} is more than the ${clientCount} clients in others`);
+  }
+  if (!config.he.enabled && config.he.quantize && config.he.quantize.bits > 16) {
+    problems.push(`he.quantize.bits: ${config.he.quantize.bits}; a plaintext update (he.enabled false) holds at most 16 bits a value`);
+  }
+  const headroom = config.he.quantize?.clients;
+  const perRound = config.clients_per_round ?? clientCount;
+  if (headroom !== undefined && headroom < perRound) {
+    problems.push(`he.quantize.clients: ${headroom} leaves headroom for fewer updates than a round holds (${perRound}); sums would carry into the next value`);
   }
   return problems;
 }

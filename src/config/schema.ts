@@ -115,25 +115,56 @@ export function inputOf(data: Pick<z.infer<typeof dataSchema>, 'shape' | 'classe
 /** Largest total coefficient modulus (bits) SEAL allows at 128-bit security, by polynomial degree. */
 export const MAX_MODULUS_BITS: Record<number, number> = { 4096: 109, 8192: 218, 16384: 438, 32768: 881 };
 
-export const heSchema = z
+/**
+ * Quantized packing (src/he/quantized.ts): each value clipped to ±clip and rounded to `bits`, several
+ * to a ciphertext coefficient, with headroom for the sum of `clients` updates.
+ */
+export const quantizeSchema = z
+  .object({
+    bits: z.number().int().min(2).max(24).default(8),
+    /**
+     * ±clip: one range for all, or one per weight tensor in the model's order. It bounds what a client
+     * quantizes: its change to the model it was sent (key at the aggregator; default 0.25) or its
+     * weights (key at the clients; default 1). See quantizesChange.
+     */
+    clip: z.union([z.number().positive(), z.array(z.number().positive()).min(1)]).optional(),
+    /** The most updates one sum holds; filled from clients_per_round (or the client count) when config.json is read. */
+    clients: positiveInt.optional(),
+  })
+  .strict();
+
+/** Quantized packing wants many bits a coefficient: three 60-bit data primes (and a special prime) at N = 8192. */
+export const QUANTIZED_HE_DEFAULTS = { poly_modulus_degree: 8192, coeff_modulus_bits: [60, 60, 60, 38] };
+const FLOAT_HE_DEFAULTS = { poly_modulus_degree: 4096, coeff_modulus_bits: [54] };
+
+const heObject = z
   .object({
     enabled: z.boolean().default(false),
     /** Who holds the secret key: the aggregator (it decrypts only sums), or the clients (nobody else can decrypt). */
     key_holder: z.enum(['aggregator', 'clients']).default('aggregator'),
+    /** Default 4096, or 8192 with quantize. */
     poly_modulus_degree: z
       .number()
       .int()
       .refine((n) => n in MAX_MODULUS_BITS, 'must be 4096, 8192, 16384 or 32768')
-      .default(4096),
+      .optional(),
     /**
-     * One prime: the protocol only adds, so nothing is ever key-switched and SEAL needs no special
-     * prime. Public-key encryption then works at one prime instead of two and skips the modulus
-     * switch after it: 1.7x faster, same ciphertext size (bench/RESULTS.md, "before and after").
+     * Default one prime: the protocol only adds, so nothing is ever key-switched and SEAL needs no
+     * special prime. Public-key encryption then works at one prime instead of two and skips the
+     * modulus switch after it: 1.7x faster, same ciphertext size (bench/RESULTS.md, "before and
+     * after"). Quantized packing defaults to QUANTIZED_HE_DEFAULTS.
      */
-    coeff_modulus_bits: z.array(z.number().int().min(20).max(60)).min(1).max(8).default([54]),
+    coeff_modulus_bits: z.array(z.number().int().min(20).max(60)).min(1).max(8).optional(),
     scale_bits: z.number().int().min(20).max(58).default(45),
+    quantize: quantizeSchema.optional(),
   })
-  .strict()
+  .strict();
+
+export const heSchema = heObject
+  .transform((he) => {
+    const defaults = he.quantize ? QUANTIZED_HE_DEFAULTS : FLOAT_HE_DEFAULTS;
+    return { ...he, poly_modulus_degree: he.poly_modulus_degree ?? defaults.poly_modulus_degree, coeff_modulus_bits: he.coeff_modulus_bits ?? defaults.coeff_modulus_bits };
+  })
   .superRefine((he, ctx) => {
     const total = he.coeff_modulus_bits.reduce((a, b) => a + b, 0);
     const max = MAX_MODULUS_BITS[he.poly_modulus_degree];
@@ -146,7 +177,7 @@ export const heSchema = z
     }
     // Values of up to 2^(prime - scale - 1) fit; weighted averages of weights need a few bits of that.
     const headroom = he.coeff_modulus_bits[0] - he.scale_bits;
-    if (headroom < 5) {
+    if (!he.quantize && headroom < 5) {
       ctx.addIssue({
         code: 'custom',
         path: ['scale_bits'],
@@ -245,7 +276,7 @@ export type ExperimentConfig = z.infer<typeof experimentConfigSchema>;
 /** Every key config.json may use, for "did you mean" hints. */
 export const KNOWN_KEYS: readonly string[] = [
   ...new Set(
-    [experimentConfigSchema, modelSchema, trainingSchema, dataSchema, heSchema, timeoutsSchema, linkSchema]
+    [experimentConfigSchema, modelSchema, trainingSchema, dataSchema, heObject, quantizeSchema, timeoutsSchema, linkSchema]
       .flatMap((schema) => Object.keys(schema.shape))
       .concat(['type', 'client_number', 'index', 'switch', 'data', 'path', 'labels_path']),
   ),

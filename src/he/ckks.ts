@@ -5,7 +5,8 @@
  * Every SEAL object lives in the wasm heap and is deleted as soon as it is used.
  */
 import { createHash } from 'node:crypto';
-import { CoefficientCodec } from './coefficients';
+import { CoefficientCodec, FloatLayout, type CoefficientLayout } from './coefficients';
+import { QuantizedLayout, type QuantizeSpec } from './quantized';
 
 // node-seal ships types for its ES build only; the UMD build is the one that loads under CommonJS.
 const SEAL = require('node-seal/throws_wasm_node_umd.js') as () => Promise<any>;
@@ -14,6 +15,10 @@ export interface HeParams {
   poly_modulus_degree: number;
   coeff_modulus_bits: number[];
   scale_bits: number;
+  /** Quantized packing (quantized.ts): several values to a coefficient. Absent: one float each. */
+  quantize?: QuantizeSpec;
+  /** The model's weight tensor sizes, in order: needed for a clip per tensor. */
+  tensor_sizes?: number[];
 }
 
 /** Key material a node may hold: none (switch, aggregator in clients mode), public, or secret. */
@@ -43,12 +48,14 @@ function wrap<T>(what: string, fn: () => T): T {
   }
 }
 
-/** How values sit in a plaintext; part of the parameters' id, as ciphertexts packed otherwise would decode to garbage. */
-const PACKING = 'coefficients';
-
-/** A short id of the parameters, carried with every ciphertext so one made under others is refused. */
+/**
+ * A short id of the parameters, carried with every ciphertext so one made under others is refused.
+ * How values sit in a plaintext is part of it, as ciphertexts packed otherwise would decode to garbage.
+ */
 export function paramsId(params: HeParams): string {
-  return createHash('sha256').update(JSON.stringify([params.poly_modulus_degree, params.coeff_modulus_bits, params.scale_bits, PACKING])).digest('hex').slice(0, 16);
+  const { bits, clip, clients } = params.quantize ?? {};
+  const packing = params.quantize ? ['quantized', bits, clients, clip] : ['coefficients'];
+  return createHash('sha256').update(JSON.stringify([params.poly_modulus_degree, params.coeff_modulus_bits, params.scale_bits, ...packing])).digest('hex').slice(0, 16);
 }
 
 /** What Ckks.internals() lends the benchmarks. What its steps return is the caller's to delete; the rest stays the Ckks's. */
@@ -68,7 +75,7 @@ export interface CkksInternals {
 }
 
 export class Ckks {
-  /** Values per ciphertext: one per coefficient. */
+  /** Values per ciphertext: one per coefficient, or several when quantized. */
   readonly perCiphertext: number;
   readonly id: string;
   private readonly scale: number;
@@ -86,8 +93,9 @@ export class Ckks {
     private readonly publicKey: any,
     private readonly codec: CoefficientCodec | undefined,
     readonly params: HeParams,
+    layout: CoefficientLayout,
   ) {
-    this.perCiphertext = params.poly_modulus_degree;
+    this.perCiphertext = params.poly_modulus_degree * layout.perCoefficient;
     this.scale = Math.pow(2, params.scale_bits);
     this.id = paramsId(params);
   }
@@ -104,6 +112,13 @@ export class Ckks {
       const described = `poly_modulus_degree ${params.poly_modulus_degree}, coeff_modulus_bits ${JSON.stringify(params.coeff_modulus_bits)}`;
       context.delete();
       throw new Error(`HE parameters rejected by SEAL (invalid, or below 128-bit security): ${described}`);
+    }
+    let layout: CoefficientLayout;
+    try {
+      layout = layoutFor(context, params);
+    } catch (err) {
+      context.delete();
+      throw err;
     }
     let secret: any;
     let publicKey: any;
@@ -125,28 +140,28 @@ export class Ckks {
     const decryptor = secret ? seal.Decryptor(context, secret) : undefined;
     const encoder = seal.CKKSEncoder(context);
     const evaluator = seal.Evaluator(context);
-    const codec = encryptor ? Ckks.codecFor(seal, context, encoder, evaluator, encryptor, params) : undefined;
-    return new Ckks(seal, context, encoder, evaluator, encryptor, decryptor, secret, publicKey, codec, params);
+    const codec = encryptor ? Ckks.codecFor(seal, context, encoder, evaluator, encryptor, params, layout) : undefined;
+    return new Ckks(seal, context, encoder, evaluator, encryptor, decryptor, secret, publicKey, codec, params, layout);
   }
 
   /** The coefficient codec, its headers taken from a plaintext and a ciphertext SEAL makes here. */
-  private static codecFor(seal: any, context: any, encoder: any, evaluator: any, encryptor: any, params: HeParams): CoefficientCodec {
+  private static codecFor(seal: any, context: any, encoder: any, evaluator: any, encryptor: any, params: HeParams, layout: CoefficientLayout): CoefficientCodec {
     const scale = Math.pow(2, params.scale_bits);
     const plain = seal.PlainText();
     encoder.encode(new Float64Array(encoder.slotCount), scale, plain);
     const cipher = encryptor.encrypt(plain);
-    // The data level's primes: with more than one, SEAL keeps the last for key switching.
-    const level = context.firstContextData;
-    const levelParms = level.parms;
     const none = seal.ComprModeType.none;
-    const codec = new CoefficientCodec({
-      seal, context, evaluator, scale,
-      moduli: levelParms.coeffModulus,
-      degree: params.poly_modulus_degree,
-      plain: plain.saveArray(none),
-      cipher: cipher.saveArray(none),
-    });
-    for (const object of [plain, cipher, levelParms, level]) object.delete();
+    const codec = new CoefficientCodec(
+      {
+        seal, context, evaluator,
+        moduli: dataModuli(context),
+        degree: params.poly_modulus_degree,
+        plain: plain.saveArray(none),
+        cipher: cipher.saveArray(none),
+      },
+      layout,
+    );
+    for (const object of [plain, cipher]) object.delete();
     return codec;
   }
 
@@ -198,9 +213,10 @@ export class Ckks {
 
   /**
    * values·factor, packed `perCiphertext` to a ciphertext. With the secret key at hand the ciphertexts
-   * are symmetric and seeded (half the bytes); otherwise public-key.
+   * are symmetric and seeded (half the bytes); otherwise public-key. Quantized, factor is the update's
+   * share of the round (at most 1). `first`: the index of values[0] in the model.
    */
-  encrypt(values: Float32Array | Float64Array, factor = 1): Uint8Array[] {
+  encrypt(values: Float32Array | Float64Array, factor = 1, first = 0): Uint8Array[] {
     if (!this.encryptor || !this.codec) throw new Error('this node holds no HE key to encrypt with');
     const out: Uint8Array[] = [];
     this.codec.encode(values, factor, (plain) => {
@@ -209,7 +225,7 @@ export class Ckks {
       const sealed = zero ?? this.encryptNow(plain);
       out.push(sealed.saveArray(this.seal.ComprModeType[WIRE_COMPRESSION]));
       sealed.delete();
-    });
+    }, first);
     return out;
   }
 
@@ -237,11 +253,11 @@ export class Ckks {
     return out;
   }
 
-  /** The first `parameters` values of the ciphertexts, times `factor`. */
-  decrypt(chunks: Uint8Array[], parameters: number, factor = 1): Float64Array {
+  /** The first `parameters` values of the ciphertexts, times `factor`; `first` as for encrypt. */
+  decrypt(chunks: Uint8Array[], parameters: number, factor = 1, first = 0): Float64Array {
     if (!this.decryptor || !this.codec) throw new Error('this node holds no HE secret key');
     const out = new Float64Array(parameters);
-    this.codec.decode(Math.min(chunks.length, this.chunksFor(parameters)), (c) => this.decryptOne(this.load(chunks[c])), out, factor);
+    this.codec.decode(Math.min(chunks.length, this.chunksFor(parameters)), (c) => this.decryptOne(this.load(chunks[c])), out, factor, first);
     return out;
   }
 
@@ -295,4 +311,19 @@ export class Ckks {
     this.encryptor = undefined;
     this.decryptor = undefined;
   }
+}
+
+/** The data level's primes: with more than one, SEAL keeps the last for key switching. */
+function dataModuli(context: any): bigint[] {
+  const level = context.firstContextData;
+  const parms = level.parms;
+  const moduli = Array.from(parms.coeffModulus as BigUint64Array);
+  parms.delete();
+  level.delete();
+  return moduli;
+}
+
+function layoutFor(context: any, params: HeParams): CoefficientLayout {
+  const moduli = dataModuli(context);
+  return params.quantize ? new QuantizedLayout(params.quantize, moduli, params.tensor_sizes) : new FloatLayout(moduli, Math.pow(2, params.scale_bits));
 }

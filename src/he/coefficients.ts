@@ -21,26 +21,120 @@ export interface CodecParts {
   context: any;
   evaluator: any;
   /** The coefficient moduli q_0..q_{k-1}, as SEAL chose them. */
-  moduli: BigUint64Array;
+  moduli: readonly bigint[];
   degree: number;
-  scale: number;
   /** An encoded plaintext (NTT form, at the scale) and a ciphertext, both saved uncompressed. */
   plain: Uint8Array;
   cipher: Uint8Array;
 }
 
+/** One chunk's coefficients modulo each prime: 64-bit words as 32-bit halves (SEAL's layout). */
+export class Residues {
+  /** The same words as 64-bit integers (the quantized layout works in BigInt). */
+  private wide?: BigUint64Array;
+
+  constructor(
+    readonly words: Uint32Array,
+    private readonly degree: number,
+  ) {}
+
+  private get asWide(): BigUint64Array {
+    return (this.wide ??= new BigUint64Array(this.words.buffer, this.words.byteOffset, this.words.length / 2));
+  }
+
+  setBig(prime: number, coefficient: number, value: bigint): void {
+    this.asWide[prime * this.degree + coefficient] = value;
+  }
+
+  getBig(prime: number, coefficient: number): bigint {
+    return this.asWide[prime * this.degree + coefficient];
+  }
+
+  set(prime: number, coefficient: number, lo: number, hi: number): void {
+    const at = 2 * (prime * this.degree + coefficient);
+    this.words[at] = lo;
+    this.words[at + 1] = hi;
+  }
+
+  get(prime: number, coefficient: number): [number, number] {
+    const at = 2 * (prime * this.degree + coefficient);
+    return [this.words[at], this.words[at + 1]];
+  }
+}
+
+/**
+ * How values sit in the coefficients: one value each (FloatLayout), or several (QuantizedLayout in
+ * quantized.ts). Both write and read values[start..end) of a chunk; `first` is the index of values[0]
+ * in the whole model.
+ */
+export interface CoefficientLayout {
+  readonly perCoefficient: number;
+  toResidues(values: Float32Array | Float64Array, start: number, end: number, factor: number, first: number, out: Residues): void;
+  fromResidues(residues: Residues, out: Float64Array, start: number, end: number, factor: number, first: number): void;
+}
+
+/** A value to a coefficient, times 2^scale_bits and rounded (CKKS's own encoding, without the embedding). */
+export class FloatLayout implements CoefficientLayout {
+  readonly perCoefficient = 1;
+  private readonly halves: { hi: number; lo: number; value: number }[];
+
+  constructor(
+    moduli: readonly bigint[],
+    private readonly scale: number,
+  ) {
+    this.halves = moduli.map((q) => ({ hi: Number(q >> 32n), lo: Number(q & 0xffffffffn), value: Number(q) }));
+  }
+
+  /** values·factor·scale, rounded, as residues modulo each prime (negative numbers wrap to q - |x|). */
+  toResidues(values: Float32Array | Float64Array, start: number, end: number, factor: number, _first: number, out: Residues): void {
+    const limit = this.halves[0].value / 2;
+    for (let i = start; i < end; i++) {
+      const scaled = Math.round(values[i] * factor * this.scale);
+      const size = Math.abs(scaled);
+      if (!(size < limit)) throw new Error(`value ${values[i] * factor} at ${i} does not fit the HE scale (2^${Math.log2(this.scale)}) in the first prime`);
+      if (scaled === 0) continue;
+      this.halves.forEach((q, j) => {
+        const residue = size < q.value ? size : size % q.value; // exact: both are integers below 2^53
+        const hi = Math.floor(residue / TWO_32);
+        const lo = residue - hi * TWO_32;
+        const [wordLo, wordHi] = scaled < 0 && residue !== 0 ? minus(q, lo, hi) : [lo, hi];
+        out.set(j, i - start, wordLo, wordHi);
+      });
+    }
+  }
+
+  /** Coefficients modulo the first prime, centred (x > q/2 means x - q), divided by the scale. */
+  fromResidues(residues: Residues, out: Float64Array, start: number, end: number, factor: number): void {
+    const q = this.halves[0];
+    const unit = factor / this.scale;
+    for (let i = start; i < end; i++) {
+      const [lo, hi] = residues.get(0, i - start);
+      const value = hi * TWO_32 + lo;
+      if (value < q.value / 2) out[i] = value * unit;
+      else {
+        const [negLo, negHi] = minus(q, lo, hi);
+        out[i] = -(negHi * TWO_32 + negLo) * unit;
+      }
+    }
+  }
+}
+
 export class CoefficientCodec {
   /** Uint32 words in one RNS polynomial: k residues of N coefficients, 64 bits each. */
   readonly words: number;
-  private readonly halves: { hi: number; lo: number; value: number }[];
+  /** Values in one chunk (one plaintext). */
+  readonly perChunk: number;
   private readonly plainHead: Uint8Array;
   private readonly cipherHead: Record<Direction, Uint8Array>;
   private readonly scratch: any;
 
-  constructor(private readonly parts: CodecParts) {
+  constructor(
+    private readonly parts: CodecParts,
+    private readonly layout: CoefficientLayout,
+  ) {
     const { seal, context, evaluator, moduli, degree, plain, cipher } = parts;
     this.words = 2 * degree * moduli.length;
-    this.halves = Array.from(moduli, (q) => ({ hi: Number(q >> 32n), lo: Number(q & 0xffffffffn), value: Number(q) }));
+    this.perChunk = degree * layout.perCoefficient;
     this.plainHead = headOf(plain, this.words * 4, 'plaintext');
     // The flag that says NTT form sits in the header: take both headers from SEAL rather than patch a byte.
     const ntt = seal.CipherText();
@@ -56,14 +150,14 @@ export class CoefficientCodec {
   }
 
   /**
-   * Calls `use` with each chunk of `values`·factor as a plaintext (NTT form, at the scale), in order;
-   * each plaintext is deleted once `use` returns.
+   * Calls `use` with each chunk of `values`·factor as a plaintext (NTT form), in order; each plaintext
+   * is deleted once `use` returns. `first`: the index of values[0] in the whole model.
    */
-  encode(values: Float32Array | Float64Array, factor: number, use: (plain: any, chunk: number) => void): void {
-    const chunks = Math.ceil(values.length / this.parts.degree);
+  encode(values: Float32Array | Float64Array, factor: number, use: (plain: any, chunk: number) => void, first = 0): void {
+    const chunks = Math.ceil(values.length / this.perChunk);
     for (let c = 0; c < chunks; c += 2) {
-      const second = c + 1 < chunks ? this.coefficientsOf(values, c + 1, factor) : undefined;
-      const transformed = this.transform('to-ntt', this.coefficientsOf(values, c, factor), second);
+      const second = c + 1 < chunks ? this.coefficientsOf(values, c + 1, factor, first) : undefined;
+      const transformed = this.transform('to-ntt', this.coefficientsOf(values, c, factor, first), second);
       transformed.forEach((words, k) => {
         const plain = this.plainOf(words);
         try {
@@ -79,7 +173,7 @@ export class CoefficientCodec {
    * Reads decrypted plaintexts back into values·factor: `plainOfChunk(c)` gives chunk c's plaintext
    * (the codec deletes it), and `out` receives its first out.length values.
    */
-  decode(chunks: number, plainOfChunk: (chunk: number) => any, out: Float64Array, factor: number): void {
+  decode(chunks: number, plainOfChunk: (chunk: number) => any, out: Float64Array, factor: number, first = 0): void {
     const wordsOf = (chunk: number) => {
       const plain = plainOfChunk(chunk);
       try {
@@ -90,7 +184,10 @@ export class CoefficientCodec {
     };
     for (let c = 0; c < chunks; c += 2) {
       const pair = this.transform('from-ntt', wordsOf(c), c + 1 < chunks ? wordsOf(c + 1) : undefined);
-      pair.forEach((words, k) => this.readValues(words, out, (c + k) * this.parts.degree, factor));
+      pair.forEach((words, k) => {
+        const start = (c + k) * this.perChunk;
+        this.layout.fromResidues(new Residues(words, this.parts.degree), out, start, Math.min(out.length, start + this.perChunk), factor, first);
+      });
     }
   }
 
@@ -98,47 +195,11 @@ export class CoefficientCodec {
     this.scratch.delete();
   }
 
-  /** Chunk c of values·factor·scale, rounded, as residues modulo each prime (negative numbers wrap to q - |x|). */
-  private coefficientsOf(values: Float32Array | Float64Array, chunk: number, factor: number): Uint32Array {
-    const { degree, scale } = this.parts;
+  private coefficientsOf(values: Float32Array | Float64Array, chunk: number, factor: number, first: number): Uint32Array {
     const words = new Uint32Array(this.words);
-    const start = chunk * degree;
-    const end = Math.min(values.length, start + degree);
-    const limit = this.halves[0].value / 2;
-    for (let i = start; i < end; i++) {
-      const scaled = Math.round(values[i] * factor * scale);
-      const size = Math.abs(scaled);
-      if (!(size < limit)) throw new Error(`value ${values[i] * factor} at ${i} does not fit the HE scale (2^${Math.log2(scale)}) in the first prime`);
-      if (scaled === 0) continue;
-      this.halves.forEach((q, j) => {
-        const residue = size < q.value ? size : size % q.value; // exact: both are integers below 2^53
-        const hi = Math.floor(residue / TWO_32);
-        const lo = residue - hi * TWO_32;
-        const [wordLo, wordHi] = scaled < 0 && residue !== 0 ? minus(q, lo, hi) : [lo, hi];
-        const at = 2 * (j * degree + i - start);
-        words[at] = wordLo;
-        words[at + 1] = wordHi;
-      });
-    }
+    const start = chunk * this.perChunk;
+    this.layout.toResidues(values, start, Math.min(values.length, start + this.perChunk), factor, first, new Residues(words, this.parts.degree));
     return words;
-  }
-
-  /** Coefficients modulo the first prime, centred (x > q/2 means x - q), divided by the scale. */
-  private readValues(words: Uint32Array, out: Float64Array, start: number, factor: number): void {
-    const { degree, scale } = this.parts;
-    const q = this.halves[0];
-    const end = Math.min(out.length, start + degree);
-    const unit = factor / scale;
-    for (let i = start; i < end; i++) {
-      const lo = words[2 * (i - start)];
-      const hi = words[2 * (i - start) + 1];
-      const value = hi * TWO_32 + lo;
-      if (value < q.value / 2) out[i] = value * unit;
-      else {
-        const [negLo, negHi] = minus(q, lo, hi);
-        out[i] = -(negHi * TWO_32 + negLo) * unit;
-      }
-    }
   }
 
   /**

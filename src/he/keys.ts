@@ -15,8 +15,13 @@ import { HePool } from './pool';
 
 export const DEFAULT_KEY_FILE = 'keys/he-secret.json';
 
-export function heParams(he: Settings['he']): HeParams {
-  return { poly_modulus_degree: he.poly_modulus_degree, coeff_modulus_bits: he.coeff_modulus_bits, scale_bits: he.scale_bits };
+/** The HE parameters of an experiment; `tensorSizes` (the model's, in order) when he.quantize.clip is per tensor. */
+export function heParams(he: Settings['he'], tensorSizes?: number[]): HeParams {
+  const params: HeParams = { poly_modulus_degree: he.poly_modulus_degree, coeff_modulus_bits: he.coeff_modulus_bits, scale_bits: he.scale_bits };
+  if (!he.quantize) return params;
+  const { bits, clip, clients } = he.quantize;
+  if (clients === undefined || clip === undefined) throw new Error('he.quantize.clients and .clip are filled in when config.json is read; these settings did not come from it');
+  return { ...params, quantize: { bits, clip, clients }, ...(tensorSizes ? { tensor_sizes: tensorSizes } : {}) };
 }
 
 interface KeyFile {
@@ -62,8 +67,8 @@ export interface HeSession {
 
 export const publicKeyId = (publicKey: Uint8Array) => createHash('sha256').update(publicKey).digest('hex').slice(0, 16);
 
-export async function startSession(he: Settings['he'], parameters: number, keys: KeyMaterial): Promise<HeSession> {
-  const pool = await HePool.start(heParams(he), keys);
+export async function startSession(he: Settings['he'], parameters: number, keys: KeyMaterial, tensorSizes?: number[]): Promise<HeSession> {
+  const pool = await HePool.start(heParams(he, tensorSizes), keys);
   const keyId = keys.publicKey && publicKeyId(keys.publicKey);
   return { pool, id: pool.id, chunks: pool.chunksFor(parameters), publicKey: keys.publicKey, keyId };
 }
@@ -79,7 +84,7 @@ interface KeyPairFile {
  * its checkpoints, so that a resumed aggregator can decrypt what clients encrypt with the public key
  * they already hold; `reuse` reads it back instead of making a new one.
  */
-export async function startKeyHolderSession(he: Settings['he'], parameters: number, file: string, reuse: boolean): Promise<HeSession> {
+export async function startKeyHolderSession(he: Settings['he'], parameters: number, file: string, reuse: boolean, tensorSizes?: number[]): Promise<HeSession> {
   const id = paramsId(heParams(he));
   let keys: Required<KeyMaterial>;
   if (reuse && existsSync(file)) {
@@ -91,5 +96,5 @@ export async function startKeyHolderSession(he: Settings['he'], parameters: numb
     const content: KeyPairFile = { params_id: id, public_key: Buffer.from(keys.publicKey).toString('base64'), secret_key: Buffer.from(keys.secretKey).toString('base64') };
     writeFileAtomic(file, JSON.stringify(content) + '\n', { durable: true, mode: 0o600 });
   }
-  return startSession(he, parameters, keys);
+  return startSession(he, parameters, keys, tensorSizes);
 }

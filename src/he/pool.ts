@@ -154,7 +154,7 @@ export class HePool {
   async encrypt(values: Float32Array | Float64Array, factor = 1): Promise<Uint8Array[]> {
     const parts = await Promise.all(
       this.ranges(this.chunksFor(values.length)).map(([from, to], i) =>
-        this.run<Packed>(i, { op: 'encrypt', values: values.slice(from * this.perCiphertext, to * this.perCiphertext), factor }, true).then(unpack),
+        this.run<Packed>(i, { op: 'encrypt', values: values.slice(from * this.perCiphertext, to * this.perCiphertext), factor, first: from * this.perCiphertext }, true).then(unpack),
       ),
     );
     return parts.flat();
@@ -185,7 +185,7 @@ export class HePool {
     await Promise.all(
       this.ranges(chunks.length).map(async ([from, to], i) => {
         const count = Math.min(parameters, to * this.perCiphertext) - from * this.perCiphertext;
-        const part = await this.run<Float64Array>(i, { op: 'decrypt', packed: pack(chunks.slice(from, to)), parameters: count, factor }, true);
+        const part = await this.run<Float64Array>(i, { op: 'decrypt', packed: pack(chunks.slice(from, to)), parameters: count, factor, first: from * this.perCiphertext }, true);
         out.set(part, from * this.perCiphertext);
       }),
     );

@@ -4,10 +4,11 @@ import { Ckks, type HeParams, type KeyMaterial } from './ckks';
 import { pack, unpack, type Packed } from './packing';
 
 export type Task =
-  | { id: number; op: 'encrypt'; values: Float32Array | Float64Array; factor: number }
+  /** `first`: the index of values[0] in the model (a quantized layout clips by tensor). */
+  | { id: number; op: 'encrypt'; values: Float32Array | Float64Array; factor: number; first: number }
   /** `lists` lists of the same length, one after the other in `packed`. */
   | { id: number; op: 'sum'; lists: number; packed: Packed }
-  | { id: number; op: 'decrypt'; packed: Packed; parameters: number; factor: number }
+  | { id: number; op: 'decrypt'; packed: Packed; parameters: number; factor: number; first: number }
   | { id: number; op: 'prepare'; count: number }
   /** Test only, honoured by threads of a pool started with { testHooks: true }: see HePool.crashThreadForTest. */
   | { id: number; op: 'crash'; how: 'throw' | 'exit'; code: number };
@@ -48,10 +49,10 @@ async function answer(task: Exclude<Task, { op: 'crash' }>): Promise<void> {
   try {
     const ckks = await ready;
     let result: unknown;
-    if (task.op === 'encrypt') result = pack(ckks.encrypt(task.values, task.factor));
+    if (task.op === 'encrypt') result = pack(ckks.encrypt(task.values, task.factor, task.first));
     else if (task.op === 'sum') result = pack(ckks.sum(regroup(unpack(task.packed), task.lists)));
     else if (task.op === 'prepare') result = ckks.prepare(task.count);
-    else result = ckks.decrypt(unpack(task.packed), task.parameters, task.factor);
+    else result = ckks.decrypt(unpack(task.packed), task.parameters, task.factor, task.first);
     // Handed over, not copied: a 100k-parameter update is 3 MB of ciphertexts the thread no longer needs.
     parentPort!.postMessage({ id: task.id, result } satisfies Reply, buffersOf(result));
   } catch (err) {

@@ -100,6 +100,11 @@ export function parameterCount(model: tf.LayersModel): number {
   return model.getWeights().reduce((n, w) => n + w.size, 0);
 }
 
+/** Each weight tensor's size, in the order of the flat vector (he.quantize.clip may name one range each). */
+export function tensorSizes(model: tf.LayersModel): number[] {
+  return model.getWeights().map((w) => w.size);
+}
+
 export function getFlatWeights(model: tf.LayersModel): Float32Array {
   const weights = model.getWeights();
   const flat = new Float32Array(weights.reduce((n, w) => n + w.size, 0));

@@ -11,7 +11,7 @@ import { loadExperimentConfig } from '../config/load';
 import { inputOf, type ExperimentConfig } from '../config/schema';
 import { readSecretKey, startSession, type HeSession } from '../he/keys';
 import { initBackend } from '../model/backend';
-import { createModel, expectedParameterCount, modelId, setFlatWeights } from '../model/model';
+import { createModel, expectedParameterCount, modelId, setFlatWeights, tensorSizes } from '../model/model';
 import { saveModel } from '../model/store';
 import { HttpError } from '../net/errors';
 import { configBeside, ENCRYPTED_MODEL_FILE } from '../outputs';
@@ -80,10 +80,11 @@ function checkPlausible(weights: Float64Array, file: string, keyFile: string): v
 }
 
 /** The round's weights, decrypted and scaled back to the average; the HE threads are closed whatever happens. */
-async function decryptWeights(source: EncryptedSource, expectedModelId: number): Promise<{ weights: Float32Array; round: number }> {
+async function decryptWeights(source: EncryptedSource, model: tf.LayersModel): Promise<{ weights: Float32Array; round: number }> {
   const file = encryptedFile(source.dir);
   const parameters = expectedParameterCount(source.config.model, inputOf(source.config.data));
-  const he = await startSession(source.config.he, parameters, { secretKey: secretKeyFor(source, file) });
+  const expectedModelId = modelId(model);
+  const he = await startSession(source.config.he, parameters, { secretKey: secretKeyFor(source, file) }, tensorSizes(model));
   try {
     const message = readEncryptedModel(file, source, he, expectedModelId);
     // The aggregator stores the sum of updates pre-scaled by 1/selected samples; factor turns it into the average.
@@ -103,7 +104,7 @@ export async function decryptedModel(source: EncryptedSource): Promise<{ model: 
   // Built as every node builds it: its layer shapes are the model id the file must carry.
   const model = await createModel(source.config.model, source.config.data.seed, inputOf(source.config.data));
   try {
-    const { weights, round } = await decryptWeights(source, modelId(model));
+    const { weights, round } = await decryptWeights(source, model);
     setFlatWeights(model, weights);
     return { model, round };
   } catch (err) {

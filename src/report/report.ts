@@ -6,6 +6,7 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Settings } from '../config/schema';
+import { quantizesChange } from '../he/quantized';
 import { writeFileAtomic } from '../log/atomic';
 import { ClusterLog, type NodeRecords, type WorkerRole } from '../log/cluster-log';
 import type { RoundMetrics } from '../outputs';
@@ -47,6 +48,7 @@ export function describeSettings(settings: Settings, workers: ReadonlyMap<string
     ['rounds', `${settings.rounds}, ${settings.clients_per_round ?? 'all'} clients per round`],
     ['topology', `${plural(count('client'), 'client')}, ${plural(count('switch'), 'switch', 'switches')}`],
     ['homomorphic encryption', he.enabled ? `CKKS on, key held by the ${he.key_holder}, N=${he.poly_modulus_degree}, modulus ${he.coeff_modulus_bits.join('+')} bits, scale 2^${he.scale_bits}` : 'off'],
+    ['updates', he.quantize ? `quantized to ${he.quantize.bits} bits, clipped at ±${he.quantize.clip} (the ${quantizesChange(he) ? 'change to the model sent' : 'weights'})${he.enabled ? `, packed for sums of up to ${he.quantize.clients}` : ''}` : 'float32'],
   ];
 }
 

@@ -8,8 +8,10 @@ import type { Dataset } from '../data/mnist';
 import { classHistogram } from '../data/formats/labelled';
 import { clientData } from '../data/source';
 import { DEFAULT_KEY_FILE, readSecretKey, startSession, type HeSession } from '../he/keys';
+import { countClipped, quantizesChange } from '../he/quantized';
+import { quantizedMeta } from '../wire/quantized';
 import { initBackend } from '../model/backend';
-import { createModel, evaluate, expectedParameterCount, getFlatWeights, modelId, setFlatWeights, train } from '../model/model';
+import { createModel, evaluate, expectedParameterCount, getFlatWeights, modelId, setFlatWeights, tensorSizes, train } from '../model/model';
 import { describeFailure } from '../net/peers';
 import { HttpError } from '../net/errors';
 import type { ClientInstructions } from '../strategy/strategy';
@@ -147,18 +149,18 @@ export class ClientRole extends Role<ClientNodeConfig> {
   }
 
   /** The key this client encrypts (and in "clients" mode decrypts) with. */
-  private async startHe(): Promise<HeSession | undefined> {
+  private async startHe(sizes: number[]): Promise<HeSession | undefined> {
     const he = this.config.settings.he;
     if (!he.enabled) return undefined;
     if (he.key_holder === 'clients') {
-      return startSession(he, this.parameters, { secretKey: this.secretKey! });
+      return startSession(he, this.parameters, { secretKey: this.secretKey! }, sizes);
     }
     // The aggregator makes its key pair as it starts: wait for it.
     const publicKey = await this.persist(() =>
       this.node.peers.get<ArrayBuffer>(this.config.aggregator, '/a/he/public-key', { responseType: 'arraybuffer', signal: this.abort.signal }),
     );
     if (!publicKey) return undefined;
-    const session = await startSession(he, this.parameters, { publicKey: new Uint8Array(publicKey) });
+    const session = await startSession(he, this.parameters, { publicKey: new Uint8Array(publicKey) }, sizes);
     this.stockZeros(session);
     return session;
   }
@@ -172,8 +174,11 @@ export class ClientRole extends Role<ClientNodeConfig> {
     const { settings, client_number, index } = this.config;
     const backend = await initBackend(settings.model.architecture);
     const { train: data, test, from } = clientData(settings.data, this.config.data, client_number, index);
-    const he = await this.startHe();
     const model = await createModel(settings.model, settings.data.seed, inputOf(settings.data));
+    const he = await this.startHe(tensorSizes(model)).catch((err) => {
+      model.dispose();
+      throw err;
+    });
     if (this.isStopped) {
       model.dispose();
       await he?.pool.close();
@@ -190,7 +195,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
     const current = prepared.he;
     if (!current || !keyId || current.keyId === keyId) return current;
     this.node.logger.warn(`the aggregator's public key changed (${current.keyId} -> ${keyId}); fetching the new one`);
-    const fresh = await this.startHe();
+    const fresh = await this.startHe(tensorSizes(prepared.model));
     if (fresh?.keyId !== keyId) {
       await fresh?.pool.close();
       throw new Error(`the aggregator sent a model for HE key ${keyId} but serves key ${fresh?.keyId}`);
@@ -201,7 +206,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
   }
 
   private async runRound(message: Message, meta: RoundMeta): Promise<void> {
-    const { model, data, modelId: id } = this.prepared!;
+    const { model, data } = this.prepared!;
     const round = message.round;
     this.iterations.beginRound(round);
     const he = await this.keyFor(meta.he_key);
@@ -223,17 +228,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
     this.stage = 'reporting';
     const encryptStart = performance.now();
     const weights = getFlatWeights(model);
-    const base = { round, modelId: id, contributors: 1, weight: data.size, sender: this.config.address };
-    const update = he
-      ? encode({
-          ...base,
-          kind: Kind.EncryptedUpdate,
-          meta: { he: he.id, attempt: meta.attempt },
-          parameters: new Float32Array(0),
-          ciphertexts: await he.pool.encrypt(weights, data.size * meta.weight_scale!),
-          count: weights.length,
-        })
-      : encode({ ...base, kind: Kind.Update, meta: { attempt: meta.attempt }, parameters: weights });
+    const { update, clipped } = await this.updateMessage(round, weights, global, meta, he);
     const encryptMs = performance.now() - encryptStart;
     const sendStart = performance.now();
     const path = this.config.upstream === this.config.aggregator ? '/a/receive' : '/s/receive';
@@ -256,11 +251,33 @@ export class ClientRole extends Role<ClientNodeConfig> {
       samples: data.size,
       loss: this.lastLoss,
       update_bytes: update.length,
+      ...(clipped !== undefined ? { clipped } : {}),
       outcome,
     });
     this.stage = 'waiting';
     this.stockZeros(he);
     await this.checkIn();
+  }
+
+  /**
+   * The round's update: the weights, or (he.quantize) their change to the model sent when the
+   * aggregator can add it back (quantizesChange), quantized; encrypted under HE. With how many values
+   * were clipped, when quantized.
+   */
+  private async updateMessage(round: number, weights: Float32Array, global: Float32Array, meta: RoundMeta, he: HeSession | undefined): Promise<{ update: Buffer; clipped?: number }> {
+    const { model, data, modelId: id } = this.prepared!;
+    const settings = this.config.settings.he;
+    const quantize = settings.quantize;
+    const sent = quantize && quantizesChange(settings) ? minus(weights, global) : weights;
+    const clipped = quantize ? countClipped(sent, { clip: quantize.clip! }, tensorSizes(model)) : undefined;
+    const base = { round, modelId: id, contributors: 1, weight: data.size, sender: this.config.address, count: weights.length };
+    if (he) {
+      const ciphertexts = await he.pool.encrypt(sent, data.size * meta.weight_scale!);
+      return { update: encode({ ...base, kind: Kind.EncryptedUpdate, meta: { he: he.id, attempt: meta.attempt }, parameters: new Float32Array(0), ciphertexts }), clipped };
+    }
+    if (!quantize) return { update: encode({ ...base, kind: Kind.Update, meta: { attempt: meta.attempt }, parameters: weights }) };
+    const quantized = quantizedMeta({ bits: quantize.bits, clip: quantize.clip! }, sent.length, tensorSizes(model));
+    return { update: encode({ ...base, kind: Kind.QuantizedUpdate, meta: { attempt: meta.attempt, quantized }, parameters: sent }), clipped };
   }
 
   /** Tells the aggregator this client is ready for a round; retried until it answers. */
@@ -282,4 +299,11 @@ export class ClientRole extends Role<ClientNodeConfig> {
     if (this.stage !== 'training') this.prepared?.model.dispose();
     await this.prepared?.he?.pool.close();
   }
+}
+
+/** a - b, element by element. */
+function minus(a: Float32Array, b: Float32Array): Float32Array {
+  const out = new Float32Array(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = a[i] - b[i];
+  return out;
 }

@@ -136,7 +136,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     if (!buffer) throw new HttpError(409, 'conflict', 'no round is open on this switch');
     const he = this.he && (await this.he);
     const message = readMessage(body, {
-      kinds: [he ? Kind.EncryptedUpdate : Kind.Update],
+      kinds: he ? [Kind.EncryptedUpdate] : [Kind.Update, Kind.QuantizedUpdate],
       modelId: this.modelId,
       parameters: buffer.size,
       he: he && { id: he.id, chunks: he.chunks },

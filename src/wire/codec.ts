@@ -15,9 +15,13 @@
  *   36      4     metadata length in bytes (u32)
  *   40      n     sender address (UTF-8), zero-padded to a multiple of 4
  *   ...     m     metadata: a small JSON object (round instructions), zero-padded to a multiple of 4
- *   ...           payload: float32 little-endian parameters for the plaintext kinds; for the
- *                 encrypted kinds a ciphertext list: u32 count, count u32 lengths, then the bytes
+ *   ...           payload: float32 little-endian parameters for the plaintext kinds; for a
+ *                 quantized update, signed 8- or 16-bit integers (meta.quantized says which and
+ *                 their units; see quantized.ts); for the encrypted kinds a ciphertext list:
+ *                 u32 count, count u32 lengths, then the bytes
  */
+import { bytesPerValue, dequantizeValues, quantizedMetaProblem, quantizeValues, type QuantizedMeta } from './quantized';
+
 
 export const MAGIC = 0x31574c46; // "FLW1" read as little-endian u32
 export const VERSION = 1;
@@ -37,6 +41,8 @@ export enum Kind {
   EncryptedSum = 5,
   /** The encrypted global model going down to the clients that hold the key. */
   EncryptedModel = 6,
+  /** One client's update quantized to 8 or 16 bits (plaintext); decoded to floats on arrival. */
+  QuantizedUpdate = 7,
 }
 
 export const ENCRYPTED_KINDS: ReadonlySet<Kind> = new Set([Kind.EncryptedUpdate, Kind.EncryptedSum, Kind.EncryptedModel]);
@@ -92,9 +98,7 @@ export function encode(message: Message): Buffer {
   const meta = message.meta ? Buffer.from(JSON.stringify(message.meta), 'utf8') : Buffer.alloc(0);
   const encrypted = ENCRYPTED_KINDS.has(message.kind);
   if (encrypted !== (message.ciphertexts !== undefined)) throw new WireError(`kind ${message.kind} ${encrypted ? 'needs' : 'takes no'} ciphertexts`);
-  const payload = encrypted
-    ? ciphertextPayload(message.ciphertexts!)
-    : Buffer.from(message.parameters.buffer, message.parameters.byteOffset, message.parameters.byteLength);
+  const payload = encrypted ? ciphertextPayload(message.ciphertexts!) : plainPayload(message);
   const payloadBytes = payload.length;
   const metaAt = HEADER_BYTES + pad4(sender.length);
   const start = metaAt + pad4(meta.length);
@@ -116,6 +120,15 @@ export function encode(message: Message): Buffer {
   return out;
 }
 
+function plainPayload(message: Message): Buffer {
+  if (message.kind === Kind.QuantizedUpdate) {
+    const problem = quantizedMetaProblem(message.meta?.quantized, message.parameters.length);
+    if (problem) throw new WireError(problem);
+  }
+  const values = message.kind === Kind.QuantizedUpdate ? quantizeValues(message.parameters, message.meta!.quantized as QuantizedMeta) : message.parameters;
+  return Buffer.from(values.buffer, values.byteOffset, values.byteLength);
+}
+
 /** Reads a message, checking every length against the bytes that arrived. */
 export function decode(body: Buffer): Message {
   if (!Buffer.isBuffer(body) || body.length < HEADER_BYTES) {
@@ -133,7 +146,6 @@ export function decode(body: Buffer): Message {
   const metaAt = HEADER_BYTES + pad4(senderLength);
   const start = metaAt + pad4(metaLength);
   const encrypted = ENCRYPTED_KINDS.has(kind);
-  if (!encrypted && payloadBytes !== count * 4) throw new WireError(`payload of ${payloadBytes} bytes cannot hold ${count} float32 parameters`);
   if (body.length !== start + payloadBytes) {
     throw new WireError(`the header announces ${start + payloadBytes} bytes, the body has ${body.length}`);
   }
@@ -148,9 +160,7 @@ export function decode(body: Buffer): Message {
     }
     if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) throw new WireError('the metadata block must be a JSON object');
   }
-  // Copy: the body's offset in Node's buffer pool need not be 4-byte aligned.
-  const parameters = new Float32Array(encrypted ? 0 : count);
-  if (!encrypted) Buffer.from(parameters.buffer).set(body.subarray(start, start + payloadBytes));
+  const parameters = encrypted ? new Float32Array(0) : readParameters(kind, meta, count, body.subarray(start, start + payloadBytes));
   return {
     kind,
     round: body.readUInt32LE(8),
@@ -163,6 +173,25 @@ export function decode(body: Buffer): Message {
     ...(encrypted ? { ciphertexts: readCiphertexts(body.subarray(start, start + payloadBytes)) } : {}),
     count,
   };
+}
+
+/** Float32 parameters, from float32 or (a quantized update) from its integers. */
+function readParameters(kind: Kind, meta: Record<string, unknown> | undefined, count: number, payload: Buffer): Float32Array {
+  if (kind !== Kind.QuantizedUpdate) {
+    if (payload.length !== count * 4) throw new WireError(`payload of ${payload.length} bytes cannot hold ${count} float32 parameters`);
+    // Copy: the body's offset in Node's buffer pool need not be 4-byte aligned.
+    const parameters = new Float32Array(count);
+    Buffer.from(parameters.buffer).set(payload);
+    return parameters;
+  }
+  const problem = quantizedMetaProblem(meta?.quantized, count);
+  if (problem) throw new WireError(problem);
+  const quantized = meta!.quantized as QuantizedMeta;
+  const width = bytesPerValue(quantized.bits);
+  if (payload.length !== count * width) throw new WireError(`payload of ${payload.length} bytes cannot hold ${count} ${quantized.bits}-bit values`);
+  const integers = width === 1 ? new Int8Array(count) : new Int16Array(count);
+  Buffer.from(integers.buffer).set(payload);
+  return dequantizeValues(integers, quantized);
 }
 
 /** The index of the first NaN or infinite parameter, or -1. */

@@ -42,6 +42,8 @@ export class ReadableGlobal implements GlobalModel {
     private readonly model: tf.LayersModel,
     /** Set when updates arrive encrypted under the aggregator's key. */
     private readonly he?: HeSession,
+    /** Clients send their change to the model they were sent, not their weights (he.quantize). */
+    private readonly sentAsChange = false,
   ) {}
 
   message(header: ModelHeader, meta: Record<string, unknown>): Buffer {
@@ -50,6 +52,8 @@ export class ReadableGlobal implements GlobalModel {
 
   async update(round: number, total: RoundTotal, results: FitResult[], failures: string[]): Promise<void> {
     const readable = total.kind === 'plain' ? total : await this.decrypt(total);
+    // Quantized, clients sent their change to this model (quantizesChange): it is added back, once per sample.
+    if (this.sentAsChange) for (let i = 0; i < readable.sum.length; i++) readable.sum[i] += this.values[i] * readable.weight;
     const next = this.strategy.aggregateFit(round, { kind: 'plain', values: this.values }, readable, results, failures);
     if (next.kind !== 'plain') throw new Error(`strategy ${this.strategy.name} returned an encrypted model for a readable one`);
     this.values = next.values;

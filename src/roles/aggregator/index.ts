@@ -14,10 +14,11 @@ import { describeIssues } from '../../config/load';
 import { inputOf, type AggregatorNodeConfig } from '../../config/schema';
 import { heldOutData } from '../../data/source';
 import { startKeyHolderSession, startSession, type HeSession } from '../../he/keys';
+import { quantizesChange } from '../../he/quantized';
 import { logBatchSchema } from '../../log/central';
 import { ClusterLog, type WorkerRole } from '../../log/cluster-log';
 import { initBackend } from '../../model/backend';
-import { createModel, evaluate, expectedParameterCount, getFlatWeights, modelId, setFlatWeights } from '../../model/model';
+import { createModel, evaluate, expectedParameterCount, getFlatWeights, modelId, setFlatWeights, tensorSizes } from '../../model/model';
 import { badRequest, HttpError, refused } from '../../net/errors';
 import { ExperimentOutputs, type RoundMetrics } from '../../outputs';
 import { RoundMachine } from '../../protocol/aggregator/machine';
@@ -299,12 +300,12 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
     if (!prepared) throw new HttpError(503, 'not ready', 'the aggregator is still preparing');
     const he = prepared.he;
     const message = readMessage(body, {
-      kinds: he ? [Kind.EncryptedSum, Kind.EncryptedUpdate] : [Kind.WeightedSum, Kind.Update],
+      kinds: he ? [Kind.EncryptedSum, Kind.EncryptedUpdate] : [Kind.WeightedSum, Kind.Update, Kind.QuantizedUpdate],
       modelId: prepared.modelId,
       parameters: this.parameters,
       he: he && { id: he.id, chunks: he.chunks },
     });
-    const direct = message.kind === Kind.Update || message.kind === Kind.EncryptedUpdate;
+    const direct = message.kind === Kind.Update || message.kind === Kind.QuantizedUpdate || message.kind === Kind.EncryptedUpdate;
     if (direct && this.machine.topology.upstreamOf.get(message.sender) !== this.config.address) {
       throw new HttpError(403, 'forbidden', `${message.sender} does not report to the aggregator directly`);
     }
@@ -341,12 +342,12 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
 
   // ---- preparing, and resuming ----
 
-  private async startHe(): Promise<HeSession | undefined> {
+  private async startHe(sizes: number[]): Promise<HeSession | undefined> {
     const he = this.config.settings.he;
     if (!he.enabled) return undefined;
     // Holding the key, the aggregator makes the pair (kept for a resume); otherwise it holds none and can only add.
     if (he.key_holder === 'clients') return startSession(he, this.parameters, {});
-    return startKeyHolderSession(he, this.parameters, join(this.checkpoints.dir, KEY_PAIR_FILE), this.resumeFrom !== undefined);
+    return startKeyHolderSession(he, this.parameters, join(this.checkpoints.dir, KEY_PAIR_FILE), this.resumeFrom !== undefined, sizes);
   }
 
   private async prepare(): Promise<void> {
@@ -357,12 +358,19 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
       this.outputs.clearRounds();
       this.iterations.keepRounds(0);
     }
-    const he = await this.startHe();
-    if (this.isStopped) return void (await he?.pool.close()); // stopped while the keys were made
     const backend = await initBackend(settings.model.architecture);
+    const model = await createModel(settings.model, settings.data.seed, inputOf(settings.data));
+    const he = await this.startHe(tensorSizes(model)).catch((err) => {
+      model.dispose();
+      throw err;
+    });
+    if (this.isStopped) {
+      // Stopped while the keys were made.
+      model.dispose();
+      return void (await he?.pool.close());
+    }
     const { test, from } = heldOutData(settings.data);
     this.node.logger.info(`held-out set: ${test.size} samples from ${from}`);
-    const model = await createModel(settings.model, settings.data.seed, inputOf(settings.data));
     const strategy = createStrategy(settings.training, (parameters) => {
       setFlatWeights(model, parameters);
       return evaluate(model, test);
@@ -371,13 +379,14 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
     const sealed = he && settings.he.key_holder === 'clients';
     const global: GlobalModel = sealed
       ? new SealedGlobal(initial, strategy, he, (round, message, clients) => askToEvaluate(this.node, this.abort.signal, round, message, clients), () => this.clientsUp())
-      : new ReadableGlobal(initial, strategy, model, he);
+      : new ReadableGlobal(initial, strategy, model, he, quantizesChange(settings.he));
     const accumulator = he ? new EncryptedAccumulator(he) : new PlaintextAccumulator(this.parameters);
     this.prepared = { model, modelId: modelId(model), backend, strategy, global, accumulator, he };
     // Clients that checked in while this node prepared: their models are checked now.
     for (const [client, id] of this.modelOf) if (id !== this.prepared.modelId) this.workerFailed(client, anotherModel(id, this.prepared.modelId));
     if (this.resumeFrom) this.restore(this.resumeFrom);
-    const encryption = he ? `CKKS N=${settings.he.poly_modulus_degree}, ${he.chunks} ciphertexts per update, key held by the ${settings.he.key_holder}` : 'no encryption';
+    const packing = settings.he.quantize ? `quantized to ${settings.he.quantize.bits} bits (±${settings.he.quantize.clip}), ${he?.pool.perCiphertext} values a ciphertext` : 'a value to a coefficient';
+    const encryption = he ? `CKKS N=${settings.he.poly_modulus_degree}, ${he.chunks} ciphertexts per update (${packing}), key held by the ${settings.he.key_holder}` : 'no encryption';
     const ready = `TensorFlow.js backend ${backend}; ${test.size} held-out test digits; strategy ${strategy.name}; ${encryption}`;
     this.node.logger.info(ready);
     this.node.print?.(ready);

@@ -1,0 +1,219 @@
+/**
+ * Quantized packing: several values to each plaintext coefficient, so an encrypted update can be
+ * smaller than the float32 one. BatchCrypt's idea (Zhang et al., USENIX ATC 2020, for Paillier)
+ * carried over to our RLWE ciphertexts.
+ *
+ * An update only has to survive a sum. Each value is clipped to ±clip, multiplied by its share of the
+ * round (the client's samples over the round's, at most 1 in all) and rounded, stochastically, to a
+ * signed integer of `width` bits; `slots` of them sit side by side in one coefficient, above a few
+ * low bits that take the encryption noise:
+ *
+ *   coefficient = Σ_s u_s · 2^(noiseBits + width·s)        (|u_s| < 2^(width-1))
+ *
+ * The unit is chosen so that the sum of the round's shares cannot leave ±2^(width-1): each share
+ * rounds by less than one unit, so `clients` of them add at most `clients` units to a range of
+ * 2^(width-1) - 1 - clients. With `bits` of precision per client and `clients` ≤ 2^h, width is
+ * bits + h. Decoding reads the slots back from the bottom, each centred, so signs borrow correctly.
+ *
+ * The coefficient is an integer modulo Q, the product of the data primes, written as its residue
+ * modulo each (SEAL's RNS form) and read back by the Chinese remainder theorem. With several
+ * 60-bit primes a coefficient holds over a hundred bits; that is where the gain comes from.
+ */
+import type { CoefficientLayout, Residues } from './coefficients';
+
+/** What the experiment settings say (he.quantize), with `clients` filled in when the config is read. */
+export interface QuantizeSpec {
+  /** Precision of one client's value, in bits. */
+  bits: number;
+  /** Values are clipped to ±clip: one range for every weight tensor, or one per tensor (model order). */
+  clip: number | number[];
+  /** The most updates one sum holds (clients_per_round): the headroom. */
+  clients: number;
+}
+
+/** Encryption noise in a coefficient stays below 2^BASE_NOISE_BITS per ciphertext (measured: 2^9.7 at one 54-bit prime, 2^6.3 with a special prime; see test/he.test.ts). */
+const BASE_NOISE_BITS = 12;
+
+export interface Geometry {
+  /** Bits of one slot: the precision plus the headroom for the sum. */
+  width: number;
+  /** Values per coefficient. */
+  slots: number;
+  /** Low bits left to the encryption noise of a sum of `clients` ciphertexts. */
+  noiseBits: number;
+}
+
+const bitLength = (x: bigint) => x.toString(2).length;
+
+/** How many values of a spec fit one coefficient modulo the product of `moduli`; throws when none does. */
+export function geometryOf(spec: QuantizeSpec, moduli: readonly bigint[]): Geometry {
+  const headroom = Math.ceil(Math.log2(Math.max(2, spec.clients)));
+  const width = spec.bits + headroom;
+  const noiseBits = BASE_NOISE_BITS + headroom;
+  const modulus = moduli.reduce((a, b) => a * b, 1n);
+  // The packed value and its noise stay below Q/2, so a centred read is exact.
+  const usable = bitLength(modulus) - 2;
+  const slots = Math.floor((usable - noiseBits) / width);
+  if (slots < 1) {
+    throw new Error(`he.quantize: ${spec.bits} bits for ${spec.clients} clients take ${width + noiseBits} bits a value, more than the ${usable} a coefficient holds under these primes`);
+  }
+  return { width, slots, noiseBits };
+}
+
+/** The clip of each weight tensor, by value index: segments [end, clip). */
+export function clipSegments(spec: Pick<QuantizeSpec, 'clip'>, sizes: readonly number[] | undefined): { end: number; clip: number }[] {
+  if (typeof spec.clip === 'number') return [{ end: Infinity, clip: spec.clip }];
+  if (!sizes || sizes.length !== spec.clip.length) {
+    throw new Error(`he.quantize.clip: ${spec.clip.length} ranges, but the model has ${sizes?.length ?? 'an unknown number of'} weight tensors (give one number, or one per tensor)`);
+  }
+  let end = 0;
+  return sizes.map((size, i) => ({ end: (end += size), clip: (spec.clip as number[])[i] }));
+}
+
+/** he.quantize.clip when the config gives none: a round's change (MNIST MLP: under 0.25 but for a handful of values in round 1), or weights. */
+export const DEFAULT_CHANGE_CLIP = 0.25;
+export const DEFAULT_WEIGHT_CLIP = 1;
+
+/**
+ * What a client quantizes. With the key at the aggregator, its change to the model it was sent: the
+ * aggregator knows that model and adds it back, and a change spans a far smaller range than the
+ * weights, so the same bits resolve it far finer. With the key at the clients the aggregator never
+ * sees the model, so nobody could add it back: the weights themselves are quantized.
+ */
+export function quantizesChange(he: { quantize?: unknown; key_holder: 'aggregator' | 'clients' }): boolean {
+  return he.quantize !== undefined && he.key_holder === 'aggregator';
+}
+
+/** How many of `values` lie outside their tensor's ±clip (and are clipped when encrypted). */
+export function countClipped(values: Float32Array, spec: Pick<QuantizeSpec, 'clip'>, sizes?: readonly number[]): number {
+  let clipped = 0;
+  let at = 0;
+  for (const { end, clip } of clipSegments(spec, sizes)) {
+    const stop = Math.min(end, values.length);
+    for (; at < stop; at++) if (Math.abs(values[at]) > clip) clipped++;
+  }
+  return clipped;
+}
+
+export class QuantizedLayout implements CoefficientLayout {
+  readonly perCoefficient: number;
+  readonly geometry: Geometry;
+  private readonly moduli: bigint[];
+  private readonly modulus: bigint;
+  /** CRT: x = Σ r_j · crt_j mod Q. */
+  private readonly crt: bigint[];
+  /** Made when first needed: a switch only adds, and needs no clip (nor the model's tensor sizes). */
+  private segmentsMade?: { end: number; clip: number; unit: number }[];
+  /** Slots combined in one double (exact below 2^53) before going to BigInt. */
+  private readonly group: number;
+
+  constructor(
+    private readonly spec: QuantizeSpec,
+    moduli: readonly bigint[],
+    private readonly sizes?: readonly number[],
+  ) {
+    this.geometry = geometryOf(spec, moduli);
+    this.perCoefficient = this.geometry.slots;
+    this.moduli = [...moduli];
+    this.modulus = moduli.reduce((a, b) => a * b, 1n);
+    this.crt = this.moduli.map((q) => {
+      const rest = this.modulus / q;
+      return rest * modInverse(rest % q, q);
+    });
+    this.group = Math.max(1, Math.floor(52 / this.geometry.width));
+  }
+
+  private get segments(): { end: number; clip: number; unit: number }[] {
+    const levels = 2 ** (this.geometry.width - 1) - 1 - this.spec.clients;
+    return (this.segmentsMade ??= clipSegments(this.spec, this.sizes).map(({ end, clip }) => ({ end, clip, unit: clip / levels })));
+  }
+
+  /**
+   * Coefficients start..end of values·factor (factor: this update's share, at most 1), as residues.
+   * `first` is the index of values[0] in the whole model (for its tensor's clip).
+   */
+  toResidues(values: Float32Array | Float64Array, start: number, end: number, factor: number, first: number, out: Residues): void {
+    if (!(factor > 0 && factor <= 1)) throw new Error(`a quantized encryption takes a share of the round (0 < factor <= 1), got ${factor}`);
+    const { slots, width, noiseBits } = this.geometry;
+    const shift = BigInt(noiseBits);
+    const groupShift = BigInt(width * this.group);
+    const groupScale = 2 ** width;
+    const segments = this.segments;
+    let segment = 0;
+    const quantize = (i: number): number => {
+      const index = first + i;
+      // Slots are written high to low within a coefficient, so the tensor may step back at a boundary.
+      while (index >= segments[segment].end) segment++;
+      while (segment > 0 && index < segments[segment - 1].end) segment--;
+      const { clip, unit } = segments[segment];
+      const x = Math.max(-clip, Math.min(clip, values[i]));
+      return Math.round((x * factor) / unit);
+    };
+    for (let c = 0; start + c * slots < end; c++) {
+      const from = start + c * slots;
+      const to = Math.min(end, from + slots);
+      let packed = 0n;
+      // Highest group first, each a signed double of `group` slots.
+      for (let g = Math.floor((to - from - 1) / this.group); g >= 0; g--) {
+        let part = 0;
+        for (let s = Math.min(to - from, (g + 1) * this.group) - 1; s >= g * this.group; s--) part = part * groupScale + quantize(from + s);
+        packed = (packed << groupShift) + BigInt(part);
+      }
+      if (packed === 0n) continue;
+      packed <<= shift;
+      this.moduli.forEach((q, j) => {
+        const residue = packed % q;
+        out.setBig(j, c, residue < 0n ? residue + q : residue);
+      });
+    }
+  }
+
+  /** Reads coefficients back into out[start..end) as values·factor. */
+  fromResidues(residues: Residues, out: Float64Array, start: number, end: number, factor: number, first: number): void {
+    const { slots, width, noiseBits } = this.geometry;
+    const half = this.modulus >> 1n;
+    const round = 1n << BigInt(noiseBits - 1);
+    const shift = BigInt(noiseBits);
+    const groupBits = width * this.group;
+    const groupScale = 2 ** width;
+    const segments = this.segments;
+    let segment = 0;
+    const unitOf = (index: number) => {
+      while (index >= segments[segment].end) segment++;
+      return segments[segment].unit * factor;
+    };
+    for (let c = 0; start + c * slots < end; c++) {
+      let x = 0n;
+      for (let j = 0; j < this.crt.length; j++) x += residues.getBig(j, c) * this.crt[j];
+      x %= this.modulus;
+      if (x > half) x -= this.modulus;
+      let packed = (x + round) >> shift; // the noise rounded away (>> floors, for negatives too)
+      const from = start + c * slots;
+      const to = Math.min(end, from + slots);
+      for (let g = 0; from + g * this.group < to; g++) {
+        // Centred group, then centred slots: a negative slot borrowed from the one above it.
+        let part = Number(BigInt.asIntN(groupBits, packed));
+        packed = (packed - BigInt(part)) >> BigInt(groupBits);
+        for (let s = g * this.group; s < Math.min(to - from, (g + 1) * this.group); s++) {
+          let slot = part % groupScale;
+          if (slot >= groupScale / 2) slot -= groupScale;
+          else if (slot < -groupScale / 2) slot += groupScale;
+          part = (part - slot) / groupScale;
+          out[from + s] = slot * unitOf(first + from + s);
+        }
+      }
+    }
+  }
+}
+
+function modInverse(a: bigint, m: bigint): bigint {
+  let [r0, r1] = [a % m, m];
+  let [s0, s1] = [1n, 0n];
+  while (r1 !== 0n) {
+    const q = r0 / r1;
+    [r0, r1] = [r1, r0 - q * r1];
+    [s0, s1] = [s1, s0 - q * s1];
+  }
+  if (r0 !== 1n) throw new Error('the HE primes are not coprime');
+  return ((s0 % m) + m) % m;
+}

@@ -1,0 +1,240 @@
+/** Quantized packing (src/he/quantized.ts): several values to a coefficient, sums that cannot carry. */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { parseExperimentConfig } from '../src/config/load';
+import { QUANTIZED_HE_DEFAULTS } from '../src/config/schema';
+import { Ckks, paramsId, type HeParams } from '../src/he/ckks';
+import { heParams } from '../src/he/keys';
+import { HePool } from '../src/he/pool';
+import { countClipped, geometryOf, type QuantizeSpec } from '../src/he/quantized';
+import { decode, encode, Kind } from '../src/wire/codec';
+import { quantizedMeta } from '../src/wire/quantized';
+
+const PARAMETERS = 101_770;
+const CLIENTS = 12;
+const MLP_TENSORS = [784 * 128, 128, 128 * 10, 10];
+
+const paramsFor = (quantize: QuantizeSpec, tensorSizes?: number[]): HeParams => ({ ...QUANTIZED_HE_DEFAULTS, scale_bits: 45, quantize, ...(tensorSizes ? { tensor_sizes: tensorSizes } : {}) });
+const spec: QuantizeSpec = { bits: 8, clip: 1, clients: CLIENTS };
+const params = paramsFor(spec);
+
+/** The largest unit a value of the sum is read in: clip over the levels the headroom leaves. */
+const SIXTY_BIT_PRIMES = [1n << 60n, 1n << 60n, 1n << 60n]; // their bit lengths are what geometryOf reads
+const unitOf = (clip: number, quantize = spec) => clip / (2 ** (geometryOf(quantize, SIXTY_BIT_PRIMES).width - 1) - 1 - quantize.clients);
+
+/** Client k's values: smooth, both signs, some beyond the clip; and its share of the round. */
+const updates = Array.from({ length: CLIENTS }, (_, k) => Float32Array.from({ length: PARAMETERS }, (_, i) => 1.2 * Math.sin(i * 0.37 + k)));
+const shares = updates.map((_, k) => (500 + 17 * k) / updates.reduce((n, _u, j) => n + 500 + 17 * j, 0));
+const clipped = (x: number, clip: number) => Math.max(-clip, Math.min(clip, x));
+
+/** The worst gap between a decrypted sum and Σ share·clip(value), per value index, in units of `unit(i)`. */
+function worstError(decrypted: Float64Array, unit: (i: number) => number, clipOf: (i: number) => number): number {
+  let worst = 0;
+  for (let i = 0; i < decrypted.length; i++) {
+    const expected = updates.reduce((s, u, k) => s + clipped(u[i], clipOf(i)) * shares[k], 0);
+    worst = Math.max(worst, Math.abs(decrypted[i] - expected) / unit(i));
+  }
+  return worst;
+}
+
+describe('quantized packing at its default parameters (N 8192, three 60-bit primes)', () => {
+  let keys: Awaited<ReturnType<typeof Ckks.generateKeys>>;
+  let publicPool: HePool;
+  let secretPool: HePool;
+  let bare: HePool;
+
+  before(async () => {
+    keys = await Ckks.generateKeys(params);
+    publicPool = await HePool.start(params, { publicKey: keys.publicKey });
+    secretPool = await HePool.start(params, { secretKey: keys.secretKey });
+    bare = await HePool.start(params, {});
+  });
+  after(() => Promise.all([publicPool, secretPool, bare].map((p) => p.close())));
+
+  it('8 bits for 12 clients: 12-bit slots, 13 to a coefficient, the MLP in one ciphertext', () => {
+    assert.deepEqual(geometryOf(spec, SIXTY_BIT_PRIMES), { width: 12, slots: 13, noiseBits: 16 });
+    assert.equal(publicPool.perCiphertext, 8192 * 13);
+    assert.equal(publicPool.chunksFor(PARAMETERS), 1);
+  });
+
+  for (const [mode, pool, limit] of [['public-key (aggregator holds the key)', () => publicPool, 1.0], ['seeded symmetric (clients hold the key)', () => secretPool, 0.5]] as const) {
+    it(`${mode}: a 12-client weighted sum is read within half a unit per client, at most ${limit}x float32 on the wire`, async () => {
+      const encrypted = await Promise.all(updates.map((u, k) => pool().encrypt(u, shares[k])));
+      const bytes = encrypted[0].reduce((n, c) => n + c.length, 0);
+      assert.ok(bytes / (PARAMETERS * 4) <= limit, `${(bytes / (PARAMETERS * 4)).toFixed(3)}x float32`);
+      const sum = await bare.sum(encrypted); // a switch: no key at all
+      const decrypted = await secretPool.decrypt(sum, PARAMETERS);
+      // Each client rounds to the nearest unit: 12 of them are off by at most 6 units. A carry between
+      // slots or noise in the value bits would be off by a whole slot's range.
+      const worst = worstError(decrypted, () => unitOf(1), () => 1);
+      assert.ok(worst <= CLIENTS / 2 + 1e-6, `worst error ${worst.toFixed(3)} units`);
+    });
+  }
+
+  it('the extremes of the range, in every slot and with alternating signs, add up without a carry', async () => {
+    for (const pattern of [(i: number) => (i % 2 ? 1 : -1), () => 1, () => -1, (i: number) => (i % 3 === 0 ? -1 : 1)]) {
+      const values = Float32Array.from({ length: 3000 }, (_, i) => pattern(i));
+      const equal = 1 / CLIENTS;
+      const sum = await bare.sum(await Promise.all(updates.map(() => publicPool.encrypt(values, equal))));
+      const decrypted = await secretPool.decrypt(sum, values.length);
+      for (let i = 0; i < values.length; i++) assert.ok(Math.abs(decrypted[i] - values[i]) <= (CLIENTS / 2) * unitOf(1) + 1e-9, `value ${i}: ${decrypted[i]} for ${values[i]}`);
+    }
+  });
+
+  it('the noise of 12 public-key encryptions stays far below the bits left for it', async () => {
+    // The same primes with one float to a coefficient, read at a scale of 1: what is left is the noise.
+    const float = { ...params, quantize: undefined, scale_bits: 0 };
+    const encryptor = await Ckks.create(float, { publicKey: keys.publicKey });
+    const opener = await Ckks.create(float, { secretKey: keys.secretKey });
+    try {
+      const zeros = Array.from({ length: CLIENTS }, () => encryptor.encrypt(new Float64Array(8192)));
+      const noise = opener.decrypt(opener.sum(zeros), 8192);
+      const largest = noise.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+      assert.ok(largest > 0, 'no noise at all: the measurement reads nothing');
+      const { noiseBits } = geometryOf(spec, SIXTY_BIT_PRIMES);
+      assert.ok(largest < 2 ** (noiseBits - 1) / 16, `noise ${largest} against ${2 ** (noiseBits - 1)} (rounded away below it)`);
+    } finally {
+      encryptor.dispose();
+      opener.dispose();
+    }
+  });
+
+  it('refuses a share above 1, which could carry into the next value', async () => {
+    await assert.rejects(publicPool.encrypt(updates[0], 1.5), /share of the round \(0 < factor <= 1\), got 1.5/);
+  });
+});
+
+describe('quantized packing with a clip per weight tensor', () => {
+  // A model of 3 ciphertexts, so the HE threads take ranges that start inside a tensor.
+  const sizes = [150_000, 7, 120_000, 33_000];
+  const clips = [0.1, 1, 0.5, 2];
+  const length = sizes.reduce((a, b) => a + b, 0);
+  const tensorOf = (i: number) => {
+    let end = 0;
+    return sizes.findIndex((size) => i < (end += size));
+  };
+  const values = Float32Array.from({ length }, (_, i) => 2.5 * Math.sin(i * 0.11));
+
+  it('reads each tensor in its own unit, and clips (and counts) what lies beyond its range', async () => {
+    const quantize = { bits: 8, clip: clips, clients: 2 };
+    const tensorParams = paramsFor(quantize, sizes);
+    const keys = await Ckks.generateKeys(tensorParams);
+    const encryptor = await HePool.start(tensorParams, { publicKey: keys.publicKey }, 2);
+    const opener = await HePool.start(tensorParams, { secretKey: keys.secretKey }, 2);
+    try {
+      assert.equal(encryptor.chunksFor(length), 3);
+      const sum = await opener.sum([await encryptor.encrypt(values, 0.5), await encryptor.encrypt(values, 0.5)]);
+      const decrypted = await opener.decrypt(sum, length);
+      for (let i = 0; i < length; i++) {
+        const clip = clips[tensorOf(i)];
+        const error = Math.abs(decrypted[i] - clipped(values[i], clip));
+        assert.ok(error <= unitOf(clip, quantize) + 1e-9, `value ${i} (tensor ${tensorOf(i)}): ${decrypted[i]} for ${values[i]}, clip ${clip}`);
+      }
+      const beyond = Array.from(values).filter((v, i) => Math.abs(v) > clips[tensorOf(i)]).length;
+      assert.ok(beyond > 1000);
+      assert.equal(countClipped(values, quantize, sizes), beyond);
+    } finally {
+      await Promise.all([encryptor.close(), opener.close()]);
+    }
+  });
+
+  it('a clip list that does not match the tensors is named', async () => {
+    const quantize = { bits: 8, clip: [0.1, 1], clients: 2 };
+    const keys = await Ckks.generateKeys(paramsFor(quantize, sizes));
+    const ckks = await Ckks.create(paramsFor(quantize, sizes), { publicKey: keys.publicKey });
+    try {
+      assert.throws(() => ckks.encrypt(values, 0.5), /he.quantize.clip: 2 ranges, but the model has 4 weight tensors/);
+    } finally {
+      ckks.dispose();
+    }
+  });
+});
+
+describe('quantized packing in the settings', () => {
+  const config = (he: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
+    parseExperimentConfig({
+      ...extra,
+      he: { enabled: true, ...he },
+      others: {
+        '127.0.0.1:5000': { type: 'aggregator' },
+        '127.0.0.2:5000': { type: 'switch' },
+        ...Object.fromEntries(Array.from({ length: 5 }, (_, i) => [`127.0.1.${i + 1}:5000`, { type: 'client', client_number: 5, index: i, switch: '127.0.0.2:5000' }])),
+      },
+    });
+
+  it('defaults: three 60-bit primes at N 8192, headroom for a round, clip by what clients send', () => {
+    const aggregatorKey = config({ quantize: {} }, { clients_per_round: 4 }).he;
+    assert.equal(aggregatorKey.poly_modulus_degree, 8192);
+    assert.deepEqual(aggregatorKey.coeff_modulus_bits, [60, 60, 60, 38]);
+    assert.deepEqual(aggregatorKey.quantize, { bits: 8, clients: 4, clip: 0.25 });
+    assert.deepEqual(config({ key_holder: 'clients', quantize: { bits: 10 } }).he.quantize, { bits: 10, clients: 5, clip: 1 });
+    assert.equal(config({}).he.poly_modulus_degree, 4096);
+  });
+
+  it('a headroom below the round is refused, naming the field', () => {
+    assert.throws(() => config({ quantize: { clients: 3 } }), /he.quantize.clients: 3 leaves headroom for fewer updates than a round holds \(5\)/);
+  });
+
+  it('bits that leave no room in a coefficient are named when the HE starts', async () => {
+    const he = config({ quantize: { bits: 24 } }, {}).he;
+    await assert.rejects(Ckks.create({ ...heParams(he), coeff_modulus_bits: [30] }), /he.quantize: 24 bits for 5 clients take 42 bits a value, more than the 28 a coefficient holds/);
+  });
+
+  it('the packing is part of the parameters id: ciphertexts packed otherwise are refused', () => {
+    const base = heParams(config({ quantize: {} }).he);
+    const ids = new Set([paramsId(base), paramsId({ ...base, quantize: { ...base.quantize!, bits: 7 } }), paramsId({ ...base, quantize: undefined })]);
+    assert.equal(ids.size, 3);
+  });
+});
+
+describe('quantized plaintext updates (he.quantize with HE off)', () => {
+  const values = Float32Array.from({ length: 5000 }, (_, i) => 0.4 * Math.sin(i * 0.7));
+  const base = { kind: Kind.QuantizedUpdate, round: 3, modelId: 7, contributors: 1, weight: 420, sender: '127.0.1.1:5000', parameters: values };
+
+  for (const bits of [8, 16]) {
+    it(`${bits} bits: ${bits / 8} byte(s) a value on the wire, read back within half a unit, clipped at ±clip`, () => {
+      const quantized = quantizedMeta({ bits, clip: [0.3, 0.25] }, values.length, [3000, 2000]);
+      const body = encode({ ...base, meta: { attempt: 'a', quantized } });
+      assert.ok(body.length >= values.length * (bits / 8) && body.length < values.length * (bits / 8) + 200, `${body.length} bytes for ${values.length} values`);
+      const back = decode(body);
+      assert.equal(back.kind, Kind.QuantizedUpdate);
+      for (let i = 0; i < values.length; i++) {
+        const clip = i < 3000 ? 0.3 : 0.25;
+        const unit = clip / (2 ** (bits - 1) - 1);
+        assert.ok(Math.abs(back.parameters[i] - Math.max(-clip, Math.min(clip, values[i]))) <= unit / 2 + 1e-7, `value ${i}: ${back.parameters[i]} for ${values[i]}`);
+      }
+    });
+  }
+
+  it('a quantized update whose meta or payload does not add up is refused, naming why', () => {
+    const quantized = quantizedMeta({ bits: 8, clip: 0.25 }, values.length);
+    assert.throws(() => encode({ ...base, meta: {} }), /needs meta.quantized.bits/);
+    assert.throws(() => encode({ ...base, meta: { quantized: { bits: 8, units: [[4000, 0.001]] } } }), /end at 4000, but the update has 5000 values/);
+    // What another sender might put on the wire: a good message with its meta changed, byte for byte.
+    const good = encode({ ...base, meta: { quantized } });
+    const metaAt = 40 + Math.ceil(Buffer.byteLength(base.sender) / 4) * 4;
+    const edited = (from: string, to: string) => {
+      const body = Buffer.from(good);
+      const meta = body.toString('utf8', metaAt, metaAt + body.readUInt32LE(36));
+      assert.ok(meta.includes(from) && from.length === to.length, meta);
+      body.write(meta.replace(from, to), metaAt, 'utf8');
+      return body;
+    };
+    assert.equal(decode(good).parameters.length, values.length);
+    assert.throws(() => decode(edited('"bits":8', '"bits":0')), /meta.quantized.bits between 2 and 16/);
+    assert.throws(() => decode(edited('[[5000,', '[[4000,')), /end at 4000, but the update has 5000 values/);
+    assert.throws(() => decode(edited('[[5000,0.0', '[[5000,-10')), /units positive/);
+    assert.throws(() => decode(edited('"bits":8', '"bits":9')), /payload of 5000 bytes cannot hold 5000 9-bit values/);
+  });
+
+  it('more than 16 bits with HE off is a config error', () => {
+    assert.throws(
+      () =>
+        parseExperimentConfig({
+          he: { enabled: false, quantize: { bits: 20 } },
+          others: { '127.0.0.1:5000': { type: 'aggregator' }, '127.0.1.1:5000': { type: 'client', client_number: 1, index: 0 } },
+        }),
+      /he.quantize.bits: 20; a plaintext update \(he.enabled false\) holds at most 16 bits a value/,
+    );
+  });
+});
