@@ -33,6 +33,8 @@ export interface FaultRow {
 }
 
 export interface FaultResults {
+  /** Set when the section ran alone (`npm run bench -- faults`). */
+  command?: string;
   heartbeat_s: number;
   normal_round_s: number;
   rows: FaultRow[];

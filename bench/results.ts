@@ -211,6 +211,7 @@ function faultSection(f: FaultResults): string[] {
   return [
     '## 6. What a fault costs',
     '',
+    ...(f.command ? [`Made by \`${f.command}\`.`, ''] : []),
     `One run of the 15-node testbed (HE, key at the aggregator, default timeouts: rounds may wait 300 s, heartbeat ${n(f.heartbeat_s)} s), one fault`,
     'injected mid-training in its own round, every killed process started again at once. A normal round took',
     `${n(f.normal_round_s, 2)} s (median of the rounds with no fault in or just before them).`,

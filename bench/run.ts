@@ -5,6 +5,7 @@
  *   npm run bench -- [--quick]
  *   npm run bench -- links      only section 7, the others kept from bench/results.json
  *   npm run bench -- quantized  only section 8, likewise
+ *   npm run bench -- faults     only section 6, likewise
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -146,11 +147,20 @@ async function quantizedOnly(quick: boolean): Promise<void> {
   await write({ ...results, quantized: await quantizedComparison(quick, `npm run bench -- quantized${quick ? ' --quick' : ''}`) });
 }
 
-const SECTIONS: Record<string, (quick: boolean) => Promise<void>> = { links: linksOnly, quantized: quantizedOnly };
+/** Section 6 alone, likewise. */
+async function faultsOnly(quick: boolean): Promise<void> {
+  const results = JSON.parse(readFileSync(join(ROOT, 'bench', 'results.json'), 'utf8')) as Results;
+  log('6. faults');
+  const faults = { ...(await faultCosts(quick)), command: `npm run bench -- faults${quick ? ' --quick' : ''}` };
+  writeFileSync(join(ROOT, 'bench', 'faults.png'), svgToPng(await renderSvg(faultsChart(faults))));
+  await write({ ...results, faults });
+}
+
+const SECTIONS: Record<string, (quick: boolean) => Promise<void>> = { links: linksOnly, quantized: quantizedOnly, faults: faultsOnly };
 
 new Command()
   .name('bench')
-  .argument('[section]', '"links": only the links experiment on the emulated testbed (root); "quantized": only the quantized packing comparison')
+  .argument('[section]', '"links": only the links experiment on the emulated testbed (root); "quantized": only the quantized packing comparison; "faults": only what each fault costs')
   .option('--quick', 'one repeat, small runs: a smoke test of the suite, not numbers to quote')
   .action((section: string | undefined, flags: { quick?: boolean }) => {
     if (section && !SECTIONS[section]) throw new Error(`unknown section "${section}" (sections that run alone: ${Object.keys(SECTIONS).join(', ')})`);

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import request from 'supertest';
 import { asFloat32, CheckpointError, CheckpointStore, decodeCheckpoint, encodeCheckpoint, float32Bytes } from '../src/checkpoint';
-import { parseExperimentConfig } from '../src/config/load';
+import { parseExperimentConfig, resolveNodeConfigs } from '../src/config/load';
+import { nodeConfigSchema } from '../src/config/schema';
 import { testbedConfig } from '../src/config/testbed';
 import { IterationLog } from '../src/log/iteration-log';
 import { WireMeter } from '../src/net/wire-meter';
@@ -102,6 +103,22 @@ describe('resuming', () => {
     const outputs = outputsWithCheckpoint(3);
     const more = config((c) => ((c.rounds = 10), (c.timeouts = { round_ms: 5000 })));
     assert.equal(findCheckpoint(more, outputs, print)!.round, 3);
+  });
+
+  it('takes the settings the aggregator saved after its node config went over the wire (keys in another order)', () => {
+    for (const he of [{ enabled: true }, { enabled: true, quantize: { bits: 8 } }]) {
+      const experiment = config((c) => (c.he = he));
+      const [aggregator] = [...resolveNodeConfigs(experiment).values()].filter((n) => n.type === 'aggregator');
+      const { settings } = nodeConfigSchema.parse(JSON.parse(JSON.stringify(aggregator))); // as POST /config takes it
+      // And whatever order a node writes them in (the checkpoint's JSON is not ours to order).
+      const reordered = { ...settings, he: Object.fromEntries(Object.entries(settings.he).reverse()) };
+      assert.notEqual(JSON.stringify(reordered.he), JSON.stringify(experiment.he));
+      for (const saved of [settings, reordered]) {
+        const outputs = temp();
+        new CheckpointStore(join(outputs, experiment.experiment, CHECKPOINTS_DIR)).save(2, { experiment: experiment.experiment, settings: saved, rows: [], strategy_state: [] }, { global: float32Bytes(weights(1)) });
+        assert.equal(findCheckpoint(experiment, outputs, print)!.round, 2);
+      }
+    }
   });
 
   it('refuses a config whose settings differ from the checkpoint, naming them', () => {

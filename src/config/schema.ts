@@ -163,7 +163,11 @@ const heObject = z
 export const heSchema = heObject
   .transform((he) => {
     const defaults = he.quantize ? QUANTIZED_HE_DEFAULTS : FLOAT_HE_DEFAULTS;
-    return { ...he, poly_modulus_degree: he.poly_modulus_degree ?? defaults.poly_modulus_degree, coeff_modulus_bits: he.coeff_modulus_bits ?? defaults.coeff_modulus_bits };
+    // The same key order on every parse (a node's config is parsed twice on its way).
+    const { enabled, key_holder, scale_bits, quantize } = he;
+    const poly_modulus_degree = he.poly_modulus_degree ?? defaults.poly_modulus_degree;
+    const coeff_modulus_bits = he.coeff_modulus_bits ?? defaults.coeff_modulus_bits;
+    return { enabled, key_holder, poly_modulus_degree, coeff_modulus_bits, scale_bits, ...(quantize ? { quantize } : {}) };
   })
   .superRefine((he, ctx) => {
     const total = he.coeff_modulus_bits.reduce((a, b) => a + b, 0);

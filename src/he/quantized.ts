@@ -4,8 +4,8 @@
  * carried over to our RLWE ciphertexts.
  *
  * An update only has to survive a sum. Each value is clipped to ±clip, multiplied by its share of the
- * round (the client's samples over the round's, at most 1 in all) and rounded, stochastically, to a
- * signed integer of `width` bits; `slots` of them sit side by side in one coefficient, above a few
+ * round (the client's samples over the round's, at most 1 in all) and rounded stochastically (down or
+ * up, with the odds that make it exact on average) to a signed integer of `width` bits; `slots` of them sit side by side in one coefficient, above a few
  * low bits that take the encryption noise:
  *
  *   coefficient = Σ_s u_s · 2^(noiseBits + width·s)        (|u_s| < 2^(width-1))
@@ -31,8 +31,12 @@ export interface QuantizeSpec {
   clients: number;
 }
 
-/** Encryption noise in a coefficient stays below 2^BASE_NOISE_BITS per ciphertext (measured: 2^9.7 at one 54-bit prime, 2^6.3 with a special prime; see test/he.test.ts). */
-const BASE_NOISE_BITS = 12;
+/**
+ * The encryption noise of one ciphertext stays below 2^(BASE_NOISE_BITS - 1) in a coefficient
+ * (measured: 2^9.7 at one 54-bit prime, 2^6.3 with a special prime; test/quantized.test.ts checks a
+ * sum), and the decoder rounds it away while it is below half of 2^noiseBits.
+ */
+const BASE_NOISE_BITS = 13;
 
 export interface Geometry {
   /** Bits of one slot: the precision plus the headroom for the sum. */
@@ -84,6 +88,13 @@ export function quantizesChange(he: { quantize?: unknown; key_holder: 'aggregato
   return he.quantize !== undefined && he.key_holder === 'aggregator';
 }
 
+/** he.quantize's clip, checked against the model's tensors (the config reader fills it in; a list must have one range per tensor). */
+export function clipsFor(quantize: { clip?: number | number[] }, sizes: readonly number[]): Pick<QuantizeSpec, 'clip'> {
+  if (quantize.clip === undefined) throw new Error('he.quantize.clip is filled in when config.json is read; these settings did not come from it');
+  clipSegments({ clip: quantize.clip }, sizes);
+  return { clip: quantize.clip };
+}
+
 /** How many of `values` lie outside their tensor's ±clip (and are clipped when encrypted). */
 export function countClipped(values: Float32Array, spec: Pick<QuantizeSpec, 'clip'>, sizes?: readonly number[]): number {
   let clipped = 0;
@@ -121,6 +132,8 @@ export class QuantizedLayout implements CoefficientLayout {
       return rest * modInverse(rest % q, q);
     });
     this.group = Math.max(1, Math.floor(52 / this.geometry.width));
+    // With the model's tensor sizes at hand, a clip list that does not fit them is an error now, not at the first update.
+    if (sizes) void this.segments;
   }
 
   private get segments(): { end: number; clip: number; unit: number }[] {
@@ -146,8 +159,9 @@ export class QuantizedLayout implements CoefficientLayout {
       while (index >= segments[segment].end) segment++;
       while (segment > 0 && index < segments[segment - 1].end) segment--;
       const { clip, unit } = segments[segment];
+      if (!Number.isFinite(values[i])) throw new Error(`value ${values[i]} at ${index} cannot be quantized`);
       const x = Math.max(-clip, Math.min(clip, values[i]));
-      return Math.round((x * factor) / unit);
+      return Math.floor((x * factor) / unit + Math.random()); // stochastic rounding: unbiased, so small changes every client makes survive
     };
     for (let c = 0; start + c * slots < end; c++) {
       const from = start + c * slots;
@@ -168,11 +182,17 @@ export class QuantizedLayout implements CoefficientLayout {
     }
   }
 
-  /** Reads coefficients back into out[start..end) as values·factor. */
+  /**
+   * Reads coefficients back into out[start..end) as values·factor. Under another secret key the low
+   * bits hold no small noise but anything: that is refused rather than read as values.
+   */
   fromResidues(residues: Residues, out: Float64Array, start: number, end: number, factor: number, first: number): void {
     const { slots, width, noiseBits } = this.geometry;
     const half = this.modulus >> 1n;
     const round = 1n << BigInt(noiseBits - 1);
+    const loud = 1n << BigInt(noiseBits - 2);
+    let strays = 0;
+    let coefficients = 0;
     const shift = BigInt(noiseBits);
     const groupBits = width * this.group;
     const groupScale = 2 ** width;
@@ -188,6 +208,9 @@ export class QuantizedLayout implements CoefficientLayout {
       x %= this.modulus;
       if (x > half) x -= this.modulus;
       let packed = (x + round) >> shift; // the noise rounded away (>> floors, for negatives too)
+      const noise = x - (packed << shift);
+      if (noise >= loud || noise <= -loud) strays++;
+      coefficients++;
       const from = start + c * slots;
       const to = Math.min(end, from + slots);
       for (let g = 0; from + g * this.group < to; g++) {
@@ -202,6 +225,10 @@ export class QuantizedLayout implements CoefficientLayout {
           out[from + s] = slot * unitOf(first + from + s);
         }
       }
+    }
+    // The right key leaves noise far below 2^(noiseBits - 2) everywhere; a wrong one, above it about half the time.
+    if (strays > coefficients / 8) {
+      throw new Error(`${strays} of ${coefficients} coefficients decrypt with noise in their low bits: these ciphertexts were not made under this secret key`);
     }
   }
 }

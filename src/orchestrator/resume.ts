@@ -1,6 +1,7 @@
 /** `agg --resume`: find the newest whole checkpoint of an experiment and check it fits the config. */
 import { join } from 'node:path';
 import { CHECKPOINTS_DIR, CheckpointStore, type Checkpoint, type CheckpointHeader } from '../checkpoint';
+import { configFingerprint } from '../config/fingerprint';
 import type { ExperimentConfig } from '../config/schema';
 
 export class ResumeError extends Error {}
@@ -20,7 +21,8 @@ export function findCheckpoint(config: ExperimentConfig, outputsDir: string, pri
   const header = checkpoint.header as unknown as CheckpointHeader;
   const { experiment, others, ...settings } = config;
   const changed = Object.keys({ ...settings, ...header.settings }).filter(
-    (key) => !CHANGEABLE.has(key) && JSON.stringify(settings[key as keyof typeof settings]) !== JSON.stringify(header.settings[key as keyof typeof settings]),
+    // Compared whatever their key order: settings that went through a node's config arrive reordered.
+    (key) => !CHANGEABLE.has(key) && configFingerprint(settings[key as keyof typeof settings] ?? null) !== configFingerprint(header.settings[key as keyof typeof settings] ?? null),
   );
   if (changed.length) {
     throw new ResumeError(`resume: ${checkpoint.file} was made with other settings (${changed.join(', ')} differ); resume with the config it was made with`);

@@ -8,7 +8,7 @@ import type { Dataset } from '../data/mnist';
 import { classHistogram } from '../data/formats/labelled';
 import { clientData } from '../data/source';
 import { DEFAULT_KEY_FILE, readSecretKey, startSession, type HeSession } from '../he/keys';
-import { countClipped, quantizesChange } from '../he/quantized';
+import { clipsFor, countClipped, quantizesChange } from '../he/quantized';
 import { quantizedMeta } from '../wire/quantized';
 import { initBackend } from '../model/backend';
 import { createModel, evaluate, expectedParameterCount, getFlatWeights, modelId, setFlatWeights, tensorSizes, train } from '../model/model';
@@ -175,10 +175,14 @@ export class ClientRole extends Role<ClientNodeConfig> {
     const backend = await initBackend(settings.model.architecture);
     const { train: data, test, from } = clientData(settings.data, this.config.data, client_number, index);
     const model = await createModel(settings.model, settings.data.seed, inputOf(settings.data));
-    const he = await this.startHe(tensorSizes(model)).catch((err) => {
-      model.dispose();
-      throw err;
-    });
+    // A clip list that does not fit the model is named now, where the push reports it, not at every round.
+    const he = await Promise.resolve()
+      .then(() => settings.he.quantize && clipsFor(settings.he.quantize, tensorSizes(model)))
+      .then(() => this.startHe(tensorSizes(model)))
+      .catch((err) => {
+        model.dispose();
+        throw err;
+      });
     if (this.isStopped) {
       model.dispose();
       await he?.pool.close();
@@ -269,14 +273,14 @@ export class ClientRole extends Role<ClientNodeConfig> {
     const settings = this.config.settings.he;
     const quantize = settings.quantize;
     const sent = quantize && quantizesChange(settings) ? minus(weights, global) : weights;
-    const clipped = quantize ? countClipped(sent, { clip: quantize.clip! }, tensorSizes(model)) : undefined;
+    const clipped = quantize ? countClipped(sent, clipsFor(quantize, tensorSizes(model)), tensorSizes(model)) : undefined;
     const base = { round, modelId: id, contributors: 1, weight: data.size, sender: this.config.address, count: weights.length };
     if (he) {
       const ciphertexts = await he.pool.encrypt(sent, data.size * meta.weight_scale!);
       return { update: encode({ ...base, kind: Kind.EncryptedUpdate, meta: { he: he.id, attempt: meta.attempt }, parameters: new Float32Array(0), ciphertexts }), clipped };
     }
     if (!quantize) return { update: encode({ ...base, kind: Kind.Update, meta: { attempt: meta.attempt }, parameters: weights }) };
-    const quantized = quantizedMeta({ bits: quantize.bits, clip: quantize.clip! }, sent.length, tensorSizes(model));
+    const quantized = quantizedMeta({ bits: quantize.bits, ...clipsFor(quantize, tensorSizes(model)) }, sent.length, tensorSizes(model));
     return { update: encode({ ...base, kind: Kind.QuantizedUpdate, meta: { attempt: meta.attempt, quantized }, parameters: sent }), clipped };
   }
 

@@ -136,7 +136,8 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     if (!buffer) throw new HttpError(409, 'conflict', 'no round is open on this switch');
     const he = this.he && (await this.he);
     const message = readMessage(body, {
-      kinds: he ? [Kind.EncryptedUpdate] : [Kind.Update, Kind.QuantizedUpdate],
+      // Quantized updates are changes to the model sent, full ones weights: the config says which to expect.
+      kinds: [he ? Kind.EncryptedUpdate : this.config.settings.he.quantize ? Kind.QuantizedUpdate : Kind.Update],
       modelId: this.modelId,
       parameters: buffer.size,
       he: he && { id: he.id, chunks: he.chunks },

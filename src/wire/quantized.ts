@@ -39,7 +39,11 @@ export function quantizeValues(values: Float32Array, meta: QuantizedMeta): Int8A
   const top = 2 ** (meta.bits - 1) - 1;
   let at = 0;
   for (const [end, unit] of meta.units) {
-    for (; at < end; at++) out[at] = Math.max(-top, Math.min(top, Math.round(values[at] / unit)));
+    // Stochastic rounding: unbiased, so a change smaller than a unit still counts on average.
+    for (; at < end; at++) {
+      if (!Number.isFinite(values[at])) throw new Error(`value ${values[at]} at ${at} cannot be quantized`);
+      out[at] = Math.max(-top, Math.min(top, Math.floor(values[at] / unit + Math.random())));
+    }
   }
   return out;
 }

@@ -300,7 +300,7 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
     if (!prepared) throw new HttpError(503, 'not ready', 'the aggregator is still preparing');
     const he = prepared.he;
     const message = readMessage(body, {
-      kinds: he ? [Kind.EncryptedSum, Kind.EncryptedUpdate] : [Kind.WeightedSum, Kind.Update, Kind.QuantizedUpdate],
+      kinds: he ? [Kind.EncryptedSum, Kind.EncryptedUpdate] : [Kind.WeightedSum, this.config.settings.he.quantize ? Kind.QuantizedUpdate : Kind.Update],
       modelId: prepared.modelId,
       parameters: this.parameters,
       he: he && { id: he.id, chunks: he.chunks },
@@ -359,6 +359,7 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
       this.iterations.keepRounds(0);
     }
     const backend = await initBackend(settings.model.architecture);
+    const { test, from } = heldOutData(settings.data);
     const model = await createModel(settings.model, settings.data.seed, inputOf(settings.data));
     const he = await this.startHe(tensorSizes(model)).catch((err) => {
       model.dispose();
@@ -369,7 +370,6 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
       model.dispose();
       return void (await he?.pool.close());
     }
-    const { test, from } = heldOutData(settings.data);
     this.node.logger.info(`held-out set: ${test.size} samples from ${from}`);
     const strategy = createStrategy(settings.training, (parameters) => {
       setFlatWeights(model, parameters);
