@@ -197,8 +197,9 @@ describe('quantized packing in the settings', () => {
     assert.throws(() => config({ quantize: { clients: 3 } }), /he.quantize.clients: 3 leaves headroom for fewer updates than a round holds \(5\)/);
   });
 
-  it('bits that leave no room in a coefficient are named when the HE starts', async () => {
-    const he = config({ quantize: { bits: 24 } }, {}).he;
+  it('bits that leave no room in a coefficient are named when config.json is read, and again if the HE starts with them', async () => {
+    assert.throws(() => config({ quantize: { bits: 24 }, coeff_modulus_bits: [30] }), /he.quantize: 24 bits for 5 clients take 43 bits a value, more than the 28 a coefficient holds/);
+    const he = config({ quantize: { bits: 24 } }).he; // fits three 60-bit primes
     await assert.rejects(Ckks.create({ ...heParams(he), coeff_modulus_bits: [30] }), /he.quantize: 24 bits for 5 clients take 43 bits a value, more than the 28 a coefficient holds/);
   });
 

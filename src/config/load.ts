@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import type { z } from 'zod';
 import { addressProblem, canonicalAddress, namesNode } from './address';
-import { DEFAULT_CHANGE_CLIP, DEFAULT_WEIGHT_CLIP, quantizesChange } from '../he/quantized';
+import { DEFAULT_CHANGE_CLIP, DEFAULT_WEIGHT_CLIP, geometryOf, quantizesChange } from '../he/quantized';
 import { KNOWN_KEYS, ROLES, experimentConfigSchema, nodeConfigSchema, type ExperimentConfig, type NodeConfig } from './schema';
 
 export class ConfigError extends Error {
@@ -156,7 +156,23 @@ function topologyProblems(config: ExperimentConfig): string[] {
   if (headroom !== undefined && headroom < perRound) {
     problems.push(`he.quantize.clients: ${headroom} leaves headroom for fewer updates than a round holds (${perRound}); sums would carry into the next value`);
   }
+  const packing = packingProblem(config, headroom ?? perRound);
+  if (packing) problems.push(packing);
   return problems;
+}
+
+/** Quantized values that do not fit a coefficient of the data primes, found before any node starts. */
+function packingProblem(config: ExperimentConfig, clients: number): string | undefined {
+  const { enabled, quantize, coeff_modulus_bits: bits } = config.he;
+  if (!enabled || !quantize) return undefined;
+  // With more than one prime SEAL keeps the last for key switching; a b-bit prime lies just below 2^b.
+  const data = bits.length > 1 ? bits.slice(0, -1) : bits;
+  try {
+    geometryOf({ ...quantize, clients }, data.map((b) => (1n << BigInt(b)) - 1n));
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
 }
 
 /** `links` keys name a role or a node of `others`. */

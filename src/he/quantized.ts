@@ -50,7 +50,7 @@ export interface Geometry {
 const bitLength = (x: bigint) => x.toString(2).length;
 
 /** How many values of a spec fit one coefficient modulo the product of `moduli`; throws when none does. */
-export function geometryOf(spec: QuantizeSpec, moduli: readonly bigint[]): Geometry {
+export function geometryOf(spec: Pick<QuantizeSpec, 'bits' | 'clients'>, moduli: readonly bigint[]): Geometry {
   const headroom = Math.ceil(Math.log2(Math.max(2, spec.clients)));
   const width = spec.bits + headroom;
   const noiseBits = BASE_NOISE_BITS + headroom;
