@@ -140,7 +140,9 @@ describe('HE keys for clients', () => {
     await writeSecretKey(settings, file);
     assert.equal(statSync(file).mode & 0o777, 0o600);
     assert.ok(readSecretKey(settings, file).length > 1000);
-    assert.throws(() => readSecretKey({ ...settings, scale_bits: 40 }, file), /holds a key for HE parameters .* this experiment uses/);
+    assert.throws(() => readSecretKey({ ...settings, coeff_modulus_bits: [50] }, file), /holds a key for HE parameters N=4096, coeff_modulus_bits \[54\]; this experiment uses N=4096, coeff_modulus_bits \[50\]/);
+    // The key fits any scale or packing of the same ring and primes.
+    assert.ok(readSecretKey({ ...settings, scale_bits: 40, quantize: { bits: 6, clip: 1, clients: 4 } }, file).length > 1000);
     assert.throws(() => readSecretKey(settings, '/nonexistent/key.json'), /needs the HE secret key .* --he-key/);
   });
 });

@@ -30,6 +30,9 @@ interface KeyFile {
   secret_key: string;
 }
 
+/** What a secret key depends on, readably: the ring and its primes. */
+const keyRing = (params: Partial<HeParams>) => `N=${params.poly_modulus_degree}, coeff_modulus_bits ${JSON.stringify(params.coeff_modulus_bits)}`;
+
 /** Makes a secret key for `he` and writes it, owner-only, to `file`. */
 export async function writeSecretKey(he: Settings['he'], file: string): Promise<string> {
   const params = heParams(he);
@@ -47,9 +50,12 @@ export function readSecretKey(he: Settings['he'], file: string): Uint8Array {
   } catch (err) {
     throw new Error(`this client needs the HE secret key (he.key_holder "clients"): cannot read ${resolve(file)}: ${(err as Error).message}. Make one with \`node main.js keygen\` and start clients with --he-key FILE`);
   }
-  const expected = paramsId(heParams(he));
-  if (content.params_id !== expected) {
-    throw new Error(`${file} holds a key for HE parameters ${content.params_id}; this experiment uses ${expected} (run keygen with this config)`);
+  // A SEAL key fits any scale and packing of the same ring and primes: changing clients_per_round or
+  // he.quantize must not orphan a key, nor the models it encrypted.
+  const held = keyRing(content.params ?? {});
+  const expected = keyRing(heParams(he));
+  if (held !== expected) {
+    throw new Error(`${file} holds a key for HE parameters ${held}; this experiment uses ${expected} (run keygen with this config)`);
   }
   return Buffer.from(content.secret_key, 'base64');
 }
