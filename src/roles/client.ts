@@ -8,7 +8,7 @@ import type { Dataset } from '../data/mnist';
 import { classHistogram } from '../data/formats/labelled';
 import { clientData } from '../data/source';
 import { DEFAULT_KEY_FILE, readSecretKey, startSession, type HeSession } from '../he/keys';
-import { clipsFor, countClipped, quantizesChange } from '../he/quantized';
+import { clipsFor, countClipped, quantizesChange, type QuantizeSpec } from '../he/quantized';
 import { quantizedMeta } from '../wire/quantized';
 import { initBackend } from '../model/backend';
 import { createModel, evaluate, expectedParameterCount, getFlatWeights, modelId, setFlatWeights, tensorSizes, train } from '../model/model';
@@ -31,6 +31,9 @@ interface Prepared {
   histogram: number[];
   backend: string;
   he?: HeSession;
+  /** The model's weight tensor sizes, and he.quantize's clip checked against them (when quantized). */
+  sizes: number[];
+  clip?: Pick<QuantizeSpec, 'clip'>;
 }
 
 /** What a model message carries besides the parameters. */
@@ -175,20 +178,19 @@ export class ClientRole extends Role<ClientNodeConfig> {
     const backend = await initBackend(settings.model.architecture);
     const { train: data, test, from } = clientData(settings.data, this.config.data, client_number, index);
     const model = await createModel(settings.model, settings.data.seed, inputOf(settings.data));
+    const sizes = tensorSizes(model);
     // A clip list that does not fit the model is named now, where the push reports it, not at every round.
-    const he = await Promise.resolve()
-      .then(() => settings.he.quantize && clipsFor(settings.he.quantize, tensorSizes(model)))
-      .then(() => this.startHe(tensorSizes(model)))
-      .catch((err) => {
-        model.dispose();
-        throw err;
-      });
+    const clipThenHe = async () => ({ clip: settings.he.quantize && clipsFor(settings.he.quantize, sizes), he: await this.startHe(sizes) });
+    const { clip, he } = await clipThenHe().catch((err) => {
+      model.dispose();
+      throw err;
+    });
     if (this.isStopped) {
       model.dispose();
       await he?.pool.close();
       return;
     }
-    this.prepared = { model, data, test, modelId: modelId(model), histogram: classHistogram(data.labels, inputOf(settings.data).classes), backend, he };
+    this.prepared = { model, data, test, modelId: modelId(model), histogram: classHistogram(data.labels, inputOf(settings.data).classes), backend, he, sizes, clip };
     this.stage = 'waiting';
     this.node.logger.info(`ready: ${data.size} samples from ${from}, backend ${backend}`);
   }
@@ -199,7 +201,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
     const current = prepared.he;
     if (!current || !keyId || current.keyId === keyId) return current;
     this.node.logger.warn(`the aggregator's public key changed (${current.keyId} -> ${keyId}); fetching the new one`);
-    const fresh = await this.startHe(tensorSizes(prepared.model));
+    const fresh = await this.startHe(prepared.sizes);
     if (fresh?.keyId !== keyId) {
       await fresh?.pool.close();
       throw new Error(`the aggregator sent a model for HE key ${keyId} but serves key ${fresh?.keyId}`);
@@ -269,18 +271,18 @@ export class ClientRole extends Role<ClientNodeConfig> {
    * were clipped, when quantized.
    */
   private async updateMessage(round: number, weights: Float32Array, global: Float32Array, meta: RoundMeta, he: HeSession | undefined): Promise<{ update: Buffer; clipped?: number }> {
-    const { model, data, modelId: id } = this.prepared!;
+    const { data, modelId: id, sizes, clip } = this.prepared!;
     const settings = this.config.settings.he;
     const quantize = settings.quantize;
     const sent = quantize && quantizesChange(settings) ? minus(weights, global) : weights;
-    const clipped = quantize ? countClipped(sent, clipsFor(quantize, tensorSizes(model)), tensorSizes(model)) : undefined;
+    const clipped = clip ? countClipped(sent, clip, sizes) : undefined;
     const base = { round, modelId: id, contributors: 1, weight: data.size, sender: this.config.address, count: weights.length };
     if (he) {
       const ciphertexts = await he.pool.encrypt(sent, data.size * meta.weight_scale!);
       return { update: encode({ ...base, kind: Kind.EncryptedUpdate, meta: { he: he.id, attempt: meta.attempt }, parameters: new Float32Array(0), ciphertexts }), clipped };
     }
-    if (!quantize) return { update: encode({ ...base, kind: Kind.Update, meta: { attempt: meta.attempt }, parameters: weights }) };
-    const quantized = quantizedMeta({ bits: quantize.bits, ...clipsFor(quantize, tensorSizes(model)) }, sent.length, tensorSizes(model));
+    if (!quantize || !clip) return { update: encode({ ...base, kind: Kind.Update, meta: { attempt: meta.attempt }, parameters: weights }) };
+    const quantized = quantizedMeta({ bits: quantize.bits, ...clip }, sent.length, sizes);
     return { update: encode({ ...base, kind: Kind.QuantizedUpdate, meta: { attempt: meta.attempt, quantized }, parameters: sent }), clipped };
   }
 
