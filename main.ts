@@ -101,8 +101,8 @@ function printTopology(file: string, config: ReturnType<typeof loadExperimentCon
       node.type === 'client'
         ? `slice ${node.index} of ${node.client_number}, reports to ${node.upstream}`
         : node.type === 'switch'
-          ? `${node.clients.length} clients`
-          : `${node.switches.length} switches, ${Object.keys(node.clients).length} clients`;
+          ? `${[node.clients.length && `${node.clients.length} clients`, ...Object.entries(node.switches).map(([sw, beneath]) => `switch ${sw} (${beneath.length} clients beneath)`)].filter(Boolean).join(', ')}, reports to ${node.upstream}`
+          : `${Object.keys(node.switches).length} switches, ${Object.keys(node.clients).length} clients`;
     console.log(`  ${node.address.padEnd(21)} ${node.type.padEnd(10)} ${detail}`);
   }
 }

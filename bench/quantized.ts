@@ -140,17 +140,17 @@ export function formatQuantized(q: QuantizedResults | undefined): string[] {
     '',
     `### The demo's run in each mode (${plain.run.rounds} rounds, 12 clients on 2 switches)`,
     '',
-    '| mode | final accuracy | against plaintext float32 | round (s) | update (KB) | at the aggregator per round (MB) | values clipped per round |',
-    '| --- | --- | --- | --- | --- | --- | --- |',
+    '| mode | final accuracy | against plaintext float32 | round (s) | update (KB) | at the aggregator per round (MB) | of which down (MB) | values clipped per round |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
     ...q.runs.map(({ mode, run }) => {
       const points = (run.final_accuracy - plain.run.final_accuracy) * 100;
       const clipped = run.clipped_per_round === null ? '–' : n(run.clipped_per_round, 1);
-      return `| ${mode} | ${n(run.final_accuracy * 100, 2)}% | ${points >= 0 ? '+' : ''}${n(points, 2)} | ${n(run.round_s, 2)} | ${n(run.update_bytes / 1e3, 0)} | ${n(run.bytes_per_round_at_aggregator / 1e6, 2)} | ${clipped} |`;
+      return `| ${mode} | ${n(run.final_accuracy * 100, 2)}% | ${points >= 0 ? '+' : ''}${n(points, 2)} | ${n(run.round_s, 2)} | ${n(run.update_bytes / 1e3, 0)} | ${n(run.bytes_per_round_at_aggregator / 1e6, 2)} | ${run.bytes_down_per_round_at_aggregator === undefined ? '–' : n(run.bytes_down_per_round_at_aggregator / 1e6, 2)} | ${clipped} |`;
     }),
     '',
     'Round time is the median of the steady rounds (all but the first). The update is what one client sends; the switches',
-    'forward sums (float32 in plaintext), and the model still goes down from the aggregator to every client, which is most',
-    'of the bytes at the aggregator. Clipped values are summed over the clients of a round, mean over rounds.',
+    'forward sums (float32 in plaintext) and relay the model down (section 9). Clipped values are summed over the clients',
+    'of a round, mean over rounds.',
     '',
   ];
 }

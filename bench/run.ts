@@ -6,6 +6,7 @@
  *   npm run bench -- links      only section 7, the others kept from bench/results.json
  *   npm run bench -- quantized  only section 8, likewise
  *   npm run bench -- faults     only section 6, likewise
+ *   npm run bench -- tree       only section 9, likewise
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -26,6 +27,7 @@ import { faultCosts } from './faults';
 import { combineRuns, testbedRun, type TestbedRun } from './testbed-runs';
 import { linkCosts, linksChart, type LinksResults } from './links';
 import { quantizedChart, quantizedComparison } from './quantized';
+import { treeChart, treeComparison } from './tree';
 
 /**
  * The HE stages at each step of the profile-led changes, one thread, a 100k update, a switch adding 6:
@@ -93,6 +95,8 @@ async function main(quick: boolean): Promise<void> {
   const links = await linkCosts(quick ? 3 : 5, command);
   log('8. quantized packing');
   const quantized = await quantizedComparison(quick, command);
+  log('9. the model relayed down; switches of switches');
+  const tree = await treeComparison(quick, command);
   const sixClients = byClients.find((r) => r.clients === 6);
   if (sixClients) byModel.unshift(sixClients);
 
@@ -114,6 +118,7 @@ async function main(quick: boolean): Promise<void> {
     faults,
     links,
     quantized,
+    tree,
   };
   const png = join(ROOT, 'bench', 'scaling.png');
   writeFileSync(png, svgToPng(await renderSvg(scalingChart(results))));
@@ -125,6 +130,7 @@ async function main(quick: boolean): Promise<void> {
 async function write(results: Results): Promise<void> {
   if (results.links?.rows.length) writeFileSync(join(ROOT, 'bench', 'links.png'), svgToPng(await renderSvg(linksChart(results.links) as never)));
   if (results.quantized) writeFileSync(join(ROOT, 'bench', 'quantized.png'), svgToPng(await renderSvg(quantizedChart(results.quantized))));
+  if (results.tree) writeFileSync(join(ROOT, 'bench', 'tree.png'), svgToPng(await renderSvg(treeChart(results.tree))));
   const markdown = formatResults(results);
   writeFileSync(join(ROOT, 'bench', 'RESULTS.md'), markdown);
   writeFileSync(join(ROOT, 'bench', 'results.json'), JSON.stringify(results, null, 2) + '\n');
@@ -156,11 +162,18 @@ async function faultsOnly(quick: boolean): Promise<void> {
   await write({ ...results, faults });
 }
 
-const SECTIONS: Record<string, (quick: boolean) => Promise<void>> = { links: linksOnly, quantized: quantizedOnly, faults: faultsOnly };
+/** Section 9 alone, likewise. */
+async function treeOnly(quick: boolean): Promise<void> {
+  const results = JSON.parse(readFileSync(join(ROOT, 'bench', 'results.json'), 'utf8')) as Results;
+  log('9. the model relayed down; switches of switches');
+  await write({ ...results, tree: await treeComparison(quick, `npm run bench -- tree${quick ? ' --quick' : ''}`) });
+}
+
+const SECTIONS: Record<string, (quick: boolean) => Promise<void>> = { links: linksOnly, quantized: quantizedOnly, faults: faultsOnly, tree: treeOnly };
 
 new Command()
   .name('bench')
-  .argument('[section]', '"links": only the links experiment on the emulated testbed (root); "quantized": only the quantized packing comparison; "faults": only what each fault costs')
+  .argument('[section]', '"links": only the links experiment on the emulated testbed (root); "quantized": only the quantized packing comparison; "faults": only what each fault costs; "tree": only the bytes at the aggregator flat and through switches of switches')
   .option('--quick', 'one repeat, small runs: a smoke test of the suite, not numbers to quote')
   .action((section: string | undefined, flags: { quick?: boolean }) => {
     if (section && !SECTIONS[section]) throw new Error(`unknown section "${section}" (sections that run alone: ${Object.keys(SECTIONS).join(', ')})`);

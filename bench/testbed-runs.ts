@@ -18,6 +18,8 @@ export interface RunShape {
   name: string;
   clients: number;
   switches: number;
+  /** Of the switches, how many are spines over the rest (see testbedConfig); none by default. */
+  spines?: number;
   rounds: number;
   he: boolean;
   hiddenUnits?: number;
@@ -39,6 +41,9 @@ export interface TestbedRun {
   /** Every steady round's time (all but round 1), of every run. */
   steady_round_s: number[];
   bytes_per_round_at_aggregator: number;
+  /** The same, split: what the aggregator sent (models, down the tree) and what it received (sums, up). */
+  bytes_down_per_round_at_aggregator: number;
+  bytes_up_per_round_at_aggregator: number;
   /** Median over steady rounds (and over the nodes doing it) of each phase, in seconds. */
   phases_s: Partial<Record<Phase, number>>;
   aggregator_rss_mb_max: number;
@@ -76,7 +81,7 @@ export async function testbedRun(shape: RunShape): Promise<TestbedRun> {
   const nodes = shape.clients + shape.switches + 1;
   log(`  testbed ${shape.name}: ${shape.clients} clients, ${shape.switches} switches, ${shape.rounds} rounds, HE ${shape.he ? 'on' : 'off'}`);
   const dir = mkdtempSync(join(tmpdir(), 'fl-bench-'));
-  const config = testbedConfig({ base: shape.base ?? '127.0.1', nodes, switches: shape.switches, rounds: shape.rounds, experiment: shape.name, he: shape.he }) as Record<string, any>;
+  const config = testbedConfig({ base: shape.base ?? '127.0.1', nodes, switches: shape.switches, spines: shape.spines, rounds: shape.rounds, experiment: shape.name, he: shape.he }) as Record<string, any>;
   if (shape.hiddenUnits) config.model = { ...config.model, hidden_units: shape.hiddenUnits };
   if (shape.heSettings) config.he = shape.heSettings;
   const file = join(dir, 'config.json');
@@ -146,6 +151,8 @@ function readRun(shape: RunShape, config: Record<string, any>, logs: string, out
     round_s: median(steady.map((r) => r.round_ms)) / 1000,
     steady_round_s: steady.map((r) => r.round_ms / 1000),
     bytes_per_round_at_aggregator: median(steady.map((r) => r.bytes_up + r.bytes_down)),
+    bytes_down_per_round_at_aggregator: median(steady.map((r) => r.bytes_down)),
+    bytes_up_per_round_at_aggregator: median(steady.map((r) => r.bytes_up)),
     phases_s: phases,
     aggregator_rss_mb_max: Math.round(Math.max(...own.map((e) => e.rss_bytes)) / 1e6),
     final_accuracy: rows[rows.length - 1].accuracy,
@@ -172,6 +179,8 @@ export function combineRuns(runs: TestbedRun[]): TestbedRun {
     round_s: median(steady),
     steady_round_s: steady,
     bytes_per_round_at_aggregator: median(runs.map((r) => r.bytes_per_round_at_aggregator)),
+    bytes_down_per_round_at_aggregator: median(runs.map((r) => r.bytes_down_per_round_at_aggregator)),
+    bytes_up_per_round_at_aggregator: median(runs.map((r) => r.bytes_up_per_round_at_aggregator)),
     phases_s: phases,
     aggregator_rss_mb_max: Math.max(...runs.map((r) => r.aggregator_rss_mb_max)),
     final_accuracy: median(runs.map((r) => r.final_accuracy)),

@@ -1,6 +1,6 @@
 /**
  * The local testbed: every worker of a config on its own loopback address, in the background.
- *   npm run testbed -- init [--nodes 15 --switches 2 --base 127.0.1] [--out config.local.json]
+ *   npm run testbed -- init [--nodes 15 --switches 2 --spines 0 --base 127.0.1] [--out config.local.json]
  *   npm run testbed -- up [--config config.local.json]     start the workers, wait until healthy
  *   npm run testbed -- status | down
  * Or emulated (root): a network namespace per machine, shaped links, sshd; workers started over ssh.
@@ -161,11 +161,12 @@ function status(flags: StateFlags): number {
   return 0;
 }
 
-function init(flags: { nodes: number; switches: number; base: string; port: number; out?: string }): number {
+function init(flags: { nodes: number; switches: number; spines: number; base: string; port: number; out?: string }): number {
   const text = formatConfig(testbedConfig(flags));
   if (flags.out) {
     writeFileSync(flags.out, text);
-    console.log(`wrote ${flags.out}: ${flags.nodes} nodes, ${flags.switches} switches, aggregator ${flags.base}.${flags.nodes}`);
+    const spines = flags.spines ? ` (${flags.spines} of them spines over the rest)` : '';
+    console.log(`wrote ${flags.out}: ${flags.nodes} nodes, ${flags.switches} switches${spines}, aggregator ${flags.base}.${flags.nodes}`);
   } else process.stdout.write(text);
   return 0;
 }
@@ -193,6 +194,7 @@ program
   .description('write a config for N nodes on <base>.1 … <base>.N, the last the aggregator')
   .option('--nodes <n>', 'machines, the aggregator included', int, 15)
   .option('--switches <n>', 'how many of them are switches', int, 2)
+  .option('--spines <n>', 'how many of the switches are spines, with the other (rack) switches reporting to them', int, 0)
   .option('--base <a.b.c>', 'the first three octets', '127.0.1')
   .option('--port <port>', 'port on every node', int, 5000)
   .option('--out <file>', 'write here instead of stdout')

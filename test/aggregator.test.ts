@@ -41,14 +41,16 @@ describe('the round executor', () => {
   let clientServer: http.Server;
   const calls: string[] = [];
   let answerOpening: () => void = () => undefined;
-  /** What the client answers a model with: 200, or a refusal (a client still busy with an earlier round). */
+  /** What the client answers a model with: 200, or a refusal (a client still busy with an earlier round); and the switch. */
   let modelAnswer = 200;
+  let switchModelAnswer = 200;
   before(async () => {
     const listen = (server: http.Server) => new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
     switchServer = http.createServer((req, res) => {
       req.resume();
       calls.push(`switch ${req.url}`);
       const answer = () => (calls.push(`switch answered ${req.url}`), res.end('{}'));
+      if (req.url === '/s/model') res.statusCode = switchModelAnswer;
       if (req.url === '/s/round') answerOpening = answer;
       else answer();
     });
@@ -65,6 +67,7 @@ describe('the round executor', () => {
   let switchPort = 0;
   let clientPort = 0;
 
+  /** `switchAddress` 'agg': the client reports to the aggregator itself. */
   function executor(timers: Set<NodeJS.Timeout>, switchAddress?: string, overrides?: Partial<RoundWork>) {
     const sw = switchAddress ?? `127.0.0.1:${switchPort}`;
     const clients = [`127.0.0.1:${clientPort}`];
@@ -100,7 +103,7 @@ describe('the round executor', () => {
 
   const executorFor = (switchAddress?: string, work?: Partial<RoundWork>) => executor(new Set(), switchAddress, work);
 
-  it("sends a client the model only once its switch answered the round's opening", async () => {
+  it("sends the switch the model to relay only once it answered the round's opening, and not to its client", async () => {
     const timers = new Set<NodeJS.Timeout>();
     const { run, clients } = executor(timers);
     run.dispatch({ type: 'start' });
@@ -109,8 +112,8 @@ describe('the round executor', () => {
     await new Promise((r) => setTimeout(r, 300)); // time enough for a model posted at once to arrive
     assert.deepEqual(calls, ['switch /s/round'], 'the model went down before the switch had its round');
     answerOpening();
-    await waitFor(async () => calls.includes('client /c/round'));
-    assert.deepEqual(calls, ['switch /s/round', 'switch answered /s/round', 'client /c/round']);
+    await waitFor(async () => calls.includes('switch answered /s/model'));
+    assert.deepEqual(calls, ['switch /s/round', 'switch answered /s/round', 'switch /s/model', 'switch answered /s/model']);
     timers.forEach(clearTimeout);
   });
 
@@ -165,20 +168,40 @@ describe('the round executor', () => {
     timers.forEach(clearTimeout);
   });
 
-  it("drops a client that does not take the model from its switch's round, so the switch need not wait for it", async () => {
+  it('stops waiting for a switch that does not take the model, and tells its clients to stand by', async () => {
     const timers = new Set<NodeJS.Timeout>();
-    const { run, machine, clients } = executor(timers);
-    modelAnswer = 409;
+    const { run, machine, clients, sw } = executor(timers);
+    switchModelAnswer = 503;
     try {
       run.dispatch({ type: 'start' });
       calls.length = 0;
       run.dispatch({ type: 'checkin', client: clients[0] });
       await waitFor(async () => calls.includes('switch /s/round'));
+      const first = machine.state.attempt;
       answerOpening();
-      await waitFor(async () => calls.includes('switch /s/drop'));
-      assert.deepEqual(calls.slice(0, 4), ['switch /s/round', 'switch answered /s/round', 'client /c/round', 'switch /s/drop']);
-      assert.ok(machine.state.dropped.has(clients[0]));
-      assert.equal(machine.state.stage, 'training', 'the switch is still awaited: it says it has nothing, or forwards what it holds');
+      await waitFor(async () => calls.includes('client /c/standby'));
+      assert.ok(!machine.state.awaiting.has(sw) || machine.state.attempt !== first, 'the round still waits for the switch');
+      assert.notEqual(machine.state.attempt, first, 'nothing could come: the round started again');
+      assert.ok(!calls.includes('client /c/round'));
+    } finally {
+      switchModelAnswer = 200;
+      timers.forEach(clearTimeout);
+    }
+  });
+
+  it('sends a direct client the model itself, and drops it from the round when it does not take it', async () => {
+    const timers = new Set<NodeJS.Timeout>();
+    const { run, machine, clients } = executor(timers, 'agg');
+    modelAnswer = 409;
+    try {
+      run.dispatch({ type: 'start' });
+      calls.length = 0;
+      const first = machine.state.attempt;
+      run.dispatch({ type: 'checkin', client: clients[0] });
+      await waitFor(async () => calls.includes('client /c/round'));
+      await waitFor(async () => machine.state.attempt !== first);
+      assert.ok(!calls.some((c) => c.startsWith('switch')), 'no switch is involved');
+      assert.equal(machine.state.stage, 'selection', 'its only client did not take the model: the round starts again');
     } finally {
       modelAnswer = 200;
       timers.forEach(clearTimeout);
@@ -274,7 +297,7 @@ describe('the aggregator role', () => {
     const nodes = [...resolveNodeConfigs(parseExperimentConfig(raw)).values()];
     const role = new AggregatorRole(nodes.find((n): n is AggregatorNodeConfig => n.type === 'aggregator')!, nodeContext('agg'));
     const [c1, c2, c3, c4] = Object.keys(role.config.clients);
-    const [sw] = role.config.switches;
+    const [sw] = Object.keys(role.config.switches);
     role.noteHealth(c1, 'down', 'ECONNREFUSED');
     role.noteHealth(c2, 'failed', 'cannot read /keys/he-secret.json');
     role.noteHealth(c3, 'up', 'answering again');

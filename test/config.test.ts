@@ -119,7 +119,9 @@ describe('topology resolution', () => {
     assert.equal(client?.type === 'client' && client.upstream, '127.0.0.3:5000');
     assert.deepEqual(sw?.type === 'switch' && sw.clients, ['127.0.0.1:5000', '127.0.0.2:5000']);
     assert.ok(agg?.type === 'aggregator');
-    assert.deepEqual(agg.switches, ['127.0.0.3:5000']);
+    assert.deepEqual(agg.switches, { '127.0.0.3:5000': '127.0.0.4:6000' });
+    assert.ok(sw?.type === 'switch');
+    assert.deepEqual([sw.upstream, sw.switches], ['127.0.0.4:6000', {}]);
     assert.deepEqual(agg.clients, { '127.0.0.1:5000': '127.0.0.3:5000', '127.0.0.2:5000': '127.0.0.3:5000' });
     for (const node of nodes.values()) assert.equal(node.aggregator, '127.0.0.4:6000');
   });
@@ -132,6 +134,63 @@ describe('topology resolution', () => {
     assert.equal(client?.type === 'client' && client.upstream, '127.0.0.4:6000');
     const agg = nodes.get('127.0.0.4:6000');
     assert.equal(agg?.type === 'aggregator' && agg.clients['127.0.0.1:5000'], '127.0.0.4:6000');
+  });
+});
+
+describe('switches of switches', () => {
+  /** Clients .1-.4 on rack switches .11 and .12, both under spine .20, under the aggregator .30. */
+  const tree = (extra: Record<string, unknown> = {}) => ({
+    he: { enabled: true, key_holder: 'aggregator' },
+    others: {
+      '127.0.0.1': { type: 'client', client_number: 4, index: 0, switch: '127.0.0.11' },
+      '127.0.0.2': { type: 'client', client_number: 4, index: 1, switch: '127.0.0.11' },
+      '127.0.0.3': { type: 'client', client_number: 4, index: 2, switch: '127.0.0.12' },
+      '127.0.0.4': { type: 'client', client_number: 4, index: 3, switch: '127.0.0.20' },
+      '127.0.0.11': { type: 'switch', switch: '127.0.0.20' },
+      '127.0.0.12': { type: 'switch', switch: '127.0.0.20' },
+      '127.0.0.20': { type: 'switch' },
+      '127.0.0.30': { type: 'aggregator' },
+      ...extra,
+    } as Record<string, unknown>,
+  });
+  const at = (n: number) => `127.0.0.${n}:5000`;
+
+  it('gives each switch its own clients, the switches below with every client beneath them, and where it reports', () => {
+    const nodes = resolveNodeConfigs(parseExperimentConfig(tree()));
+    const spine = nodes.get(at(20));
+    assert.ok(spine?.type === 'switch');
+    assert.deepEqual(spine.clients, [at(4)]);
+    assert.deepEqual(spine.switches, { [at(11)]: [at(1), at(2)], [at(12)]: [at(3)] });
+    assert.equal(spine.upstream, at(30));
+    const rack = nodes.get(at(12));
+    assert.ok(rack?.type === 'switch');
+    assert.deepEqual([rack.clients, rack.switches, rack.upstream], [[at(3)], {}, at(20)]);
+    const agg = nodes.get(at(30));
+    assert.ok(agg?.type === 'aggregator');
+    assert.deepEqual(agg.switches, { [at(11)]: at(20), [at(12)]: at(20), [at(20)]: at(30) });
+    // A rack with one client is allowed under HE with the key at the aggregator: only the spine's sum reaches it.
+  });
+
+  it('refuses a circle of switches, naming it, and switches with no client beneath them', () => {
+    const circle = tree({ '127.0.0.20': { type: 'switch', switch: '127.0.0.12' } });
+    assert.deepEqual(problemsOf(circle), ['others: switches report to each other in a circle and never reach the aggregator: 127.0.0.12 -> 127.0.0.20 -> 127.0.0.12']);
+    const self = tree({ '127.0.0.20': { type: 'switch', switch: '127.0.0.20' } });
+    assert.deepEqual(problemsOf(self), ['others["127.0.0.20"].switch: a switch cannot report to itself']);
+    const orphans = tree({ '127.0.0.13': { type: 'switch', switch: '127.0.0.20' }, '127.0.0.14': { type: 'switch', switch: '127.0.0.13' } });
+    assert.deepEqual(problemsOf(orphans), [
+      'others["127.0.0.13"]: switch has no clients beneath it (no client, nor a switch with clients, names it in "switch")',
+      'others["127.0.0.14"]: switch has no clients beneath it (no client, nor a switch with clients, names it in "switch")',
+    ]);
+    const dangling = tree({ '127.0.0.12': { type: 'switch', switch: '127.0.0.3' } });
+    assert.deepEqual(problemsOf(dangling), ['others["127.0.0.12"].switch: "127.0.0.3" is not an entry of type "switch" in others']);
+  });
+
+  it('counts the clients beneath a switch under the aggregator for the two-update rule, not those of a rack', () => {
+    const lone = tree({ '127.0.0.4': { type: 'client', client_number: 4, index: 3 }, '127.0.0.21': { type: 'switch' }, '127.0.0.12': { type: 'switch', switch: '127.0.0.21' } });
+    assert.deepEqual(problemsOf(lone), [
+      'he.key_holder: with "aggregator", every client must report through a switch (1 report to the aggregator directly, which could decrypt their updates)',
+      'he.key_holder: with "aggregator", switch 127.0.0.21:5000 needs at least 2 clients beneath it so the aggregator never decrypts a single update (it has 1)',
+    ]);
   });
 });
 

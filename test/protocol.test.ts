@@ -458,10 +458,104 @@ describe('switch round machine', () => {
   });
 
   it('withholds a lone update when it must forward at least two, and says so', () => {
-    const m = new SwitchMachine(members, 2);
+    const m = new SwitchMachine(members, {}, 2);
     open(m, 1, ['c1', 'c2']);
     update(m, 'c1', 1);
     const actions = m.handle({ type: 'drop', round: 1, attempt: m.state.attempt, client: 'c2' });
     assert.deepEqual(actions.at(-1), { type: 'withhold', round: 1, attempt: 's:1.0', from: ['c1'], missing: ['c2'], reason: 'only 1 update arrived, 2 needed to forward a sum' });
+  });
+});
+
+describe('round machines in a tree of switches', () => {
+  // r1 (c1, c2) and r2 (c3) are racks under spine sp, which also has c4 itself, under the aggregator.
+  const SP = 'sp:5000';
+  const R1 = 'r1:5000';
+  const R2 = 'r2:5000';
+  const tree = {
+    upstreamOf: new Map([['c1', R1], ['c2', R1], ['c3', R2], ['c4', SP]]),
+    switchUpstreamOf: new Map([[R1, SP], [R2, SP], [SP, AGG]]),
+    self: AGG,
+  };
+  const training = () => {
+    const m = new RoundMachine({ rounds: 2, goal: 4, minFraction: 0.5, deadlineMs: 1000 }, tree);
+    m.handle({ type: 'start' });
+    const actions = ['c1', 'c2', 'c3', 'c4'].flatMap((client) => m.handle({ type: 'checkin', client }));
+    return { m, actions };
+  };
+
+  it('the aggregator opens the round of the spine alone, with every client beneath it', () => {
+    const { m, actions } = training();
+    assert.deepEqual(ofType(actions, 'open-switch-round').map((a) => [a.switch, a.clients]), [[SP, ['c1', 'c2', 'c3', 'c4']]]);
+    assert.deepEqual([...m.state.awaiting], [SP]);
+  });
+
+  it('a rack going down takes its clients out: dropped at the spine, told to stand by; the spine is still awaited', () => {
+    const { m } = training();
+    const down = m.handle({ type: 'node-down', node: R1 });
+    assert.deepEqual(ofType(down, 'standby').map((a) => a.clients), [['c1', 'c2']]);
+    assert.deepEqual(ofType(down, 'drop-client').map((a) => [a.switch, a.client]), [[SP, 'c1'], [SP, 'c2']]);
+    assert.deepEqual([...m.state.awaiting], [SP]);
+    const last = m.handle({ type: 'report', round: 1, attempt: m.state.attempt, from: SP, clients: ['c3', 'c4'], weight: 200 });
+    assert.deepEqual(ofType(last, 'aggregate')[0].missing, ['c1', 'c2']);
+  });
+
+  it('a client beneath a switch that is down is not selected', () => {
+    const m = new RoundMachine({ rounds: 2, goal: 4, minFraction: 0.5, deadlineMs: 1000 }, tree);
+    m.handle({ type: 'start' });
+    m.handle({ type: 'node-down', node: R2 });
+    const actions = ['c1', 'c2', 'c3', 'c4'].flatMap((client) => m.handle({ type: 'checkin', client }));
+    assert.deepEqual(ofType(actions, 'open-switch-round')[0].clients, ['c1', 'c2', 'c4']);
+  });
+
+  describe('the spine switch', () => {
+    const spine = (minUpdates = 1) => {
+      const m = new SwitchMachine(['c4'], { [R1]: ['c1', 'c2'], [R2]: ['c3'] }, minUpdates);
+      const actions = m.handle({ type: 'open', round: 1, attempt: 's:1.0', clients: ['c1', 'c2', 'c3', 'c4'], deadlineMs: 500 });
+      return { m, actions };
+    };
+    const sum = (m: SwitchMachine, from: string, clients: string[]) => m.handle({ type: 'update', round: 1, attempt: 's:1.0', from, clients });
+
+    it('opens the round of each rack with its selected clients, and forwards once their sums and its own client are in', () => {
+      const { m, actions } = spine();
+      assert.deepEqual(actions.filter((a) => a.type === 'open-below').map((a) => a.type === 'open-below' && [a.switch, a.clients]), [[R1, ['c1', 'c2']], [R2, ['c3']]]);
+      assert.deepEqual(sum(m, R1, ['c1', 'c2']).map((a) => a.type), ['accept']);
+      m.handle({ type: 'update', round: 1, attempt: 's:1.0', from: 'c4' });
+      assert.deepEqual(sum(m, R2, ['c3']).at(-1), { type: 'forward', round: 1, attempt: 's:1.0', from: ['c1', 'c2', 'c3', 'c4'], missing: [] });
+    });
+
+    it('gives up the clients a rack left out of its sum, and all of those of a rack that sends nothing', () => {
+      const { m } = spine();
+      sum(m, R1, ['c2']);
+      m.handle({ type: 'update', round: 1, attempt: 's:1.0', from: 'c4' });
+      const last = m.handle({ type: 'withheld', round: 1, attempt: 's:1.0', from: R2, reason: 'no client reported' });
+      assert.deepEqual(last.at(-1), { type: 'forward', round: 1, attempt: 's:1.0', from: ['c2', 'c4'], missing: ['c1', 'c3'] });
+    });
+
+    it('passes a drop down to the rack holding the client, and counts a dropped client that made the rack\'s sum', () => {
+      const { m } = spine();
+      const dropped = m.handle({ type: 'drop', round: 1, attempt: 's:1.0', client: 'c1' });
+      assert.deepEqual(dropped.filter((a) => a.type === 'drop-below'), [{ type: 'drop-below', round: 1, attempt: 's:1.0', switch: R1, client: 'c1' }]);
+      sum(m, R1, ['c1', 'c2']);
+      sum(m, R2, ['c3']);
+      assert.deepEqual(m.handle({ type: 'update', round: 1, attempt: 's:1.0', from: 'c4' }).at(-1), { type: 'forward', round: 1, attempt: 's:1.0', from: ['c1', 'c2', 'c3', 'c4'], missing: [] });
+    });
+
+    it('refuses a sum naming clients not beneath that rack, a second sum, and a sum from a stranger', () => {
+      const { m } = spine();
+      assert.equal(sum(m, R2, ['c1'])[0].type === 'refuse' && (sum(m, R2, ['c1'])[0] as { status: number }).status, 400);
+      sum(m, R1, ['c1']);
+      const again = sum(m, R1, ['c2'])[0];
+      assert.ok(again.type === 'refuse' && again.status === 409, JSON.stringify(again));
+      const stranger = sum(m, 'x:5000', ['c1'])[0];
+      assert.ok(stranger.type === 'refuse' && stranger.status === 403, JSON.stringify(stranger));
+    });
+
+    it('counts updates, not sums, against the two it must forward', () => {
+      const { m } = spine(2);
+      sum(m, R2, ['c3']);
+      m.handle({ type: 'withheld', round: 1, attempt: 's:1.0', from: R1, reason: 'x' });
+      const last = m.handle({ type: 'drop', round: 1, attempt: 's:1.0', client: 'c4' });
+      assert.equal(last.at(-1)?.type, 'withhold');
+    });
   });
 });

@@ -81,6 +81,25 @@ describe('switch routes', () => {
     });
   }
 
+  it("refuses a model to relay that is not for its open round, and a sum from a switch that is not below it", async () => {
+    const { app, open, clients } = await switchNode();
+    const model = (over: Partial<Message> = {}) => encode({ kind: Kind.Model, round: 1, modelId: MODEL_ID, contributors: 0, weight: 0, sender: 'agg', meta: { attempt: ATTEMPT }, parameters: new Float32Array(PARAMS), ...over });
+    const relay = (body: Buffer) => request(app).post('/s/model').set(auth).set('Content-Type', WIRE_CONTENT_TYPE).send(body);
+    assert.match((await relay(model()).expect(409)).body.reason, /no round is open on this switch to relay a model in \(round 0, idle\)/);
+    await open(1).expect(200);
+    assert.match((await relay(model({ meta: { attempt: 's:1.1' } })).expect(409)).body.reason, /the model is for round 1 \(s:1\.1\); this switch has round 1 open as s:1\.0/);
+    assert.match((await relay(model({ kind: Kind.ModelReference, parameters: new Float32Array(0), count: PARAMS })).expect(400)).body.reason, /expected Model \(1\), got kind 8/);
+    const sum = encode({ kind: Kind.WeightedSum, round: 1, modelId: MODEL_ID, contributors: 1, weight: 100, sender: clients[0], meta: { attempt: ATTEMPT, clients: [clients[0]] }, parameters: new Float32Array(PARAMS) });
+    assert.match((await send(app, sum).expect(400)).body.reason, /not a switch below this one/);
+    const notice = await request(app).post('/s/withheld').set(auth).send({ round: 1, attempt: ATTEMPT, switch: clients[0], clients: [], reason: 'x' }).expect(403);
+    assert.match(notice.body.reason, /has no clients in round 1/);
+    await request(app).post('/s/withheld').set(auth).send({ round: 1 }).expect(400);
+    const evaluate = await request(app).post(`/s/evaluate?clients=${clients[0]}`).set(auth).set('Content-Type', WIRE_CONTENT_TYPE).send(model()).expect(409);
+    assert.match(evaluate.body.reason, /the aggregator scores the model itself/);
+    const after = await request(app).get('/s/status').set(auth).expect(200);
+    assert.deepEqual([after.body.round, after.body.received, after.body.stage], [1, 0, 'collecting']);
+  });
+
   it('refuses a second update from the same client', async () => {
     const { app, open, clients } = await switchNode();
     await open(1).expect(200);

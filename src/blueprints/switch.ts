@@ -19,5 +19,15 @@ export function switchBlueprint(role: SwitchRole): Router {
   router.post('/receive', ...wireBody(role.maxParameters, role.encrypted), async (req, res) => {
     res.json({ status: 'accepted', ...(await role.receive(req.body)) });
   });
+  router.post('/withheld', ...jsonBody, (req, res) => {
+    role.withheldBelow(req.body);
+    res.json({ status: 'noted' });
+  });
+  router.post('/model', ...wireBody(role.maxParameters, role.encrypted), async (req, res) => {
+    res.status(202).json({ status: 'relaying', ...(await role.relayModel(req.body)) });
+  });
+  router.post('/evaluate', ...wireBody(role.maxParameters, true), async (req, res) => {
+    res.json(await role.evaluate(req.body, req.query.clients));
+  });
   return router;
 }

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { z } from 'zod';
 import { addressProblem, canonicalAddress, namesNode } from './address';
 import { DEFAULT_CHANGE_CLIP, DEFAULT_WEIGHT_CLIP, geometryOf, quantizesChange } from '../he/quantized';
+import { clientsBeneath, reportingTree, type ReportingTree } from './tree';
 import { KNOWN_KEYS, ROLES, experimentConfigSchema, nodeConfigSchema, type ExperimentConfig, type NodeConfig } from './schema';
 
 export class ConfigError extends Error {
@@ -104,9 +105,7 @@ export function loadExperimentConfig(file: string): ExperimentConfig {
 function topologyProblems(config: ExperimentConfig): string[] {
   const problems: string[] = [];
   const seen = new Map<string, string>();
-  const switches = new Set<string>();
   const slices = new Map<string, string>();
-  const switchClients = new Map<string, number>();
   const aggregators: string[] = [];
   let clientCount = 0;
 
@@ -115,7 +114,6 @@ function topologyProblems(config: ExperimentConfig): string[] {
     const earlier = seen.get(canonical);
     if (earlier) problems.push(`others: "${earlier}" and "${key}" are the same node (${canonical})`);
     seen.set(canonical, key);
-    if (entry.type === 'switch') switches.add(canonical);
     if (entry.type === 'aggregator') aggregators.push(key);
   }
   if (aggregators.length !== 1) {
@@ -131,19 +129,11 @@ function topologyProblems(config: ExperimentConfig): string[] {
     const other = slices.get(slice);
     if (other) problems.push(`others["${key}"]: takes slice ${slice}, as does "${other}"; each client needs its own index`);
     slices.set(slice, key);
-    if (entry.switch !== undefined) {
-      const target = canonicalAddress(entry.switch);
-      if (!switches.has(target)) {
-        problems.push(`others["${key}"].switch: "${entry.switch}" is not an entry of type "switch" in others`);
-      }
-      switchClients.set(target, (switchClients.get(target) ?? 0) + 1);
-    }
   }
-  for (const sw of switches) {
-    if (!switchClients.has(sw)) problems.push(`others["${seen.get(sw)}"]: switch has no clients (no client names it in "switch")`);
-  }
+  const tree = reportingTree(config.others);
+  problems.push(...tree.problems);
   if (clientCount === 0) problems.push('others: needs at least one entry of type "client"');
-  problems.push(...encryptionProblems(config, switchClients, clientCount - [...switchClients.values()].reduce((a, b) => a + b, 0)));
+  if (!tree.problems.length) problems.push(...encryptionProblems(config, tree));
   problems.push(...linkProblems(config, seen));
   if (config.clients_per_round !== undefined && config.clients_per_round > clientCount) {
     problems.push(`clients_per_round: ${config.clients_per_round} is more than the ${clientCount} clients in others`);
@@ -186,16 +176,19 @@ function linkProblems(config: ExperimentConfig, nodes: Map<string, string>): str
 }
 
 /** What homomorphic encryption asks of the topology and the strategy. */
-function encryptionProblems(config: ExperimentConfig, switchClients: Map<string, number>, directClients: number): string[] {
+function encryptionProblems(config: ExperimentConfig, tree: ReportingTree): string[] {
   if (!config.he.enabled) return [];
   const problems: string[] = [];
   if (config.he.key_holder === 'aggregator') {
     // The aggregator holds the key, so it must only ever see sums of two or more updates.
+    const directClients = tree.clients.filter((c) => tree.upstreamOf.get(c) === tree.aggregator).length;
     if (directClients > 0) {
       problems.push(`he.key_holder: with "aggregator", every client must report through a switch (${directClients} report to the aggregator directly, which could decrypt their updates)`);
     }
-    for (const [sw, count] of switchClients) {
-      if (count < 2) problems.push(`he.key_holder: with "aggregator", switch ${sw} needs at least 2 clients so the aggregator never decrypts a single update (it has ${count})`);
+    // Only what reaches the aggregator matters: a switch below another hands its sum to a switch, which cannot decrypt.
+    for (const sw of tree.switches.filter((s) => tree.upstreamOf.get(s) === tree.aggregator)) {
+      const count = clientsBeneath(tree, sw).length;
+      if (count < 2) problems.push(`he.key_holder: with "aggregator", switch ${sw} needs at least 2 clients beneath it so the aggregator never decrypts a single update (it has ${count})`);
     }
   }
   if (config.he.key_holder === 'clients' && config.training.strategy !== 'fedavg') {
@@ -207,25 +200,23 @@ function encryptionProblems(config: ExperimentConfig, switchClients: Map<string,
 /** The config each node receives, keyed by canonical address (the aggregator's own included). */
 export function resolveNodeConfigs(config: ExperimentConfig): Map<string, NodeConfig> {
   const { experiment, others, links: _links, ...settings } = config;
-  const entries = Object.entries(others).map(([key, entry]) => ({ address: canonicalAddress(key), entry }));
-  const aggregator = entries.find((e) => e.entry.type === 'aggregator')!.address;
-  const upstreamOf = (entry: { switch?: string }) => (entry.switch ? canonicalAddress(entry.switch) : aggregator);
-  const clientsOf = (upstream: string) =>
-    entries.filter((e) => e.entry.type === 'client' && upstreamOf(e.entry) === upstream).map((e) => e.address);
+  const tree = reportingTree(others);
+  const { aggregator, upstreamOf } = tree;
+  const reportingTo = (upstream: string, nodes: string[]) => nodes.filter((n) => upstreamOf.get(n) === upstream);
 
   const nodes = new Map<string, NodeConfig>();
-  for (const { address, entry } of entries) {
+  for (const [key, entry] of Object.entries(others)) {
+    const address = canonicalAddress(key);
     const base = { experiment, address, aggregator, settings };
     let node: NodeConfig;
     if (entry.type === 'client') {
-      node = { ...base, type: 'client', client_number: entry.client_number, index: entry.index, upstream: upstreamOf(entry), ...(entry.data ? { data: entry.data } : {}) };
+      node = { ...base, type: 'client', client_number: entry.client_number, index: entry.index, upstream: upstreamOf.get(address)!, ...(entry.data ? { data: entry.data } : {}) };
     } else if (entry.type === 'switch') {
-      node = { ...base, type: 'switch', clients: clientsOf(address) };
+      const switches = Object.fromEntries(reportingTo(address, tree.switches).map((child) => [child, clientsBeneath(tree, child)]));
+      node = { ...base, type: 'switch', clients: reportingTo(address, tree.clients), switches, upstream: upstreamOf.get(address)! };
     } else {
-      const clients = Object.fromEntries(
-        entries.filter((e) => e.entry.type === 'client').map((e) => [e.address, upstreamOf(e.entry as { switch?: string })]),
-      );
-      const switches = entries.filter((e) => e.entry.type === 'switch').map((e) => e.address);
+      const clients = Object.fromEntries(tree.clients.map((c) => [c, upstreamOf.get(c)!]));
+      const switches = Object.fromEntries(tree.switches.map((s) => [s, upstreamOf.get(s)!]));
       node = { ...base, type: 'aggregator', switches, clients };
     }
     nodes.set(address, nodeConfigSchema.parse(node));

@@ -242,7 +242,13 @@ const clientEntry = z
 /** The roles a node may take (and a `links` key may name). */
 export const ROLES = ['client', 'switch', 'aggregator'] as const;
 
-const switchEntry = z.object({ type: z.literal('switch') }).strict();
+const switchEntry = z
+  .object({
+    type: z.literal('switch'),
+    /** The switch this one reports to (a rack switch under a spine); absent: straight to the aggregator. */
+    switch: address.optional(),
+  })
+  .strict();
 const aggregatorEntry = z.object({ type: z.literal('aggregator') }).strict();
 
 export const workerEntrySchema = z.discriminatedUnion('type', [clientEntry, switchEntry, aggregatorEntry], {
@@ -310,14 +316,25 @@ export const clientNodeSchema = z
   .refine((c) => c.index < c.client_number, { path: ['index'], message: 'must be below client_number' });
 
 export const switchNodeSchema = z
-  .object({ ...nodeBase, type: z.literal('switch'), clients: z.array(address).min(1) })
-  .strict();
+  .object({
+    ...nodeBase,
+    type: z.literal('switch'),
+    /** The clients that report to this switch itself. */
+    clients: z.array(address),
+    /** The switches that report to this one, each with every client beneath it. */
+    switches: z.record(address, z.array(address).min(1)).default({}),
+    /** Where the sum goes: the switch above, or the aggregator. */
+    upstream: address,
+  })
+  .strict()
+  .refine((s) => s.clients.length + Object.keys(s.switches).length > 0, { path: ['clients'], message: 'a switch needs a client or a switch beneath it' });
 
 export const aggregatorNodeSchema = z
   .object({
     ...nodeBase,
     type: z.literal('aggregator'),
-    switches: z.array(address),
+    /** Every switch, and where it reports: the switch above it, or this aggregator. */
+    switches: z.record(address, address),
     /** Every client, and where it reports: its switch, or this aggregator. */
     clients: z.record(address, address),
   })

@@ -1,6 +1,8 @@
 /**
  * A config.json for a testbed of N machines named `<base>.1` … `<base>.N`, the last one the
  * aggregator, the `switches` before it switches, the rest clients spread evenly over the switches.
+ * With `spines`, the last of those switches are spine switches, and the others (rack switches,
+ * which have the clients) are spread evenly over them.
  */
 import { DEFAULT_PORT } from './address';
 
@@ -8,6 +10,8 @@ export interface TestbedShape {
   base: string;
   nodes: number;
   switches: number;
+  /** Of the switches, how many are spines over the rest (0: every switch reports to the aggregator). */
+  spines?: number;
   port?: number;
   experiment?: string;
   rounds?: number;
@@ -21,16 +25,20 @@ export function testbedConfig(shape: TestbedShape): Record<string, unknown> {
   if (!/^\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(shape.base)) throw new Error(`--base: "${shape.base}" should be three octets, like 127.0.1`);
   if (shape.nodes > 254) throw new Error(`--nodes: at most 254 on one /24, got ${shape.nodes}`);
   if (clients < 1) throw new Error(`--nodes ${shape.nodes} with --switches ${shape.switches} leaves no client (needs nodes >= switches + 2)`);
+  const spines = shape.spines ?? 0;
+  const racks = shape.switches - spines;
+  if (spines && racks < 1) throw new Error(`--spines ${spines} with --switches ${shape.switches} leaves no rack switch for the clients (needs switches > spines)`);
   const at = (i: number) => `${shape.base}.${i}:${port}`;
   const switchAt = (s: number) => at(clients + 1 + s);
 
   const others: Record<string, unknown> = {};
   for (let c = 0; c < clients; c++) {
     const entry: Record<string, unknown> = { type: 'client', client_number: clients, index: c };
-    if (shape.switches > 0) entry.switch = switchAt(Math.floor((c * shape.switches) / clients));
+    if (racks > 0) entry.switch = switchAt(Math.floor((c * racks) / clients));
     others[at(c + 1)] = entry;
   }
-  for (let s = 0; s < shape.switches; s++) others[switchAt(s)] = { type: 'switch' };
+  for (let s = 0; s < racks; s++) others[switchAt(s)] = spines ? { type: 'switch', switch: switchAt(racks + Math.floor((s * spines) / racks)) } : { type: 'switch' };
+  for (let s = racks; s < shape.switches; s++) others[switchAt(s)] = { type: 'switch' };
   others[at(shape.nodes)] = { type: 'aggregator' };
 
   return {

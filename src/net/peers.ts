@@ -2,6 +2,7 @@
 import http from 'node:http';
 import axios, { AxiosError, type AxiosInstance, type AxiosRequestConfig } from 'axios';
 import { baseUrl } from '../config/address';
+import type { Logger } from '../log/logger';
 import type { WireMeter } from './wire-meter';
 
 export interface Health {
@@ -75,4 +76,27 @@ export function describeFailure(err: unknown): PeerFailure {
   }
   if (err instanceof AxiosError) return { kind: 'unreachable', reason: err.code ?? err.message };
   return { kind: 'unreachable', reason: (err as Error)?.message ?? String(err) };
+}
+
+/** What a call that may fail needs: where it goes from, where failures are said, and whether the caller is stopping. */
+export interface CallerIo {
+  peers: Peers;
+  logger: Logger;
+  signal: AbortSignal;
+  isStopped(): boolean;
+}
+
+/**
+ * A call that may fail without stopping what made it (a round goes on without that node); never
+ * rejects. Resolves with why it failed (logged, unless the caller is stopping), or undefined.
+ */
+export async function tryPost(io: CallerIo, address: string, path: string, body: unknown, headers?: Record<string, string>): Promise<string | undefined> {
+  try {
+    await io.peers.post(address, path, body, { headers, signal: io.signal });
+    return undefined;
+  } catch (err) {
+    const { reason } = describeFailure(err);
+    if (!io.isStopped()) io.logger.warn(`${path} to ${address} failed: ${reason}`);
+    return reason;
+  }
 }

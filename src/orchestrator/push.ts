@@ -86,7 +86,10 @@ export function missingForExperiment(configs: NodeConfig[], outcomes: PushOutcom
   const configured = new Set(outcomes.filter((o) => o.result === 'configured').map((o) => o.address));
   configured.add(aggregator);
   const clients = configs.filter((c) => c.type === 'client');
-  const usable = clients.filter((c) => configured.has(c.address) && configured.has(c.upstream));
+  // A client takes part when it, and every switch its updates pass through, took the config.
+  const upstreamOf = new Map(configs.flatMap((c) => (c.type === 'aggregator' ? [] : [[c.address, c.upstream] as const])));
+  const reaches = (node: string, seen = 0): boolean => node === aggregator || (configured.has(node) && seen < configs.length && reaches(upstreamOf.get(node) ?? '', seen + 1));
+  const usable = clients.filter((c) => reaches(c.address));
   const settings = configs[0]?.settings;
   const goal = settings?.clients_per_round ?? clients.length;
   const needed = quorum(goal, settings?.min_report_fraction ?? 1);

@@ -1,7 +1,9 @@
 /**
- * A switch's round, apart from IO: the aggregator opens it with the clients to expect, clients
- * report (or the aggregator drops one that went down), and the switch forwards one sum when no
- * one is left to wait for, or at its deadline. With too few updates it forwards nothing and says so.
+ * A switch's round, apart from IO: the switch above it (or the aggregator) opens it with the
+ * clients to expect; the switch opens the round of each switch below it that has some of them.
+ * Clients report, switches below send their sums (naming the clients in them) or say they have
+ * none, the aggregator drops a client that went down; the switch forwards one sum when no one is
+ * left to wait for, or at its deadline. With too few updates it forwards nothing and says so.
  */
 
 import { sessionOf } from './attempt';
@@ -11,16 +13,22 @@ export interface SwitchRoundState {
   round: number;
   /** The aggregator's name for this opening of the round; updates, drops and deadlines must carry the same. */
   attempt: string;
-  /** The clients still expected (those dropped by the aggregator are gone from here). */
+  /** The clients still expected (those dropped, or given up with the switch below them, are gone from here). */
   clients: string[];
+  /** Clients whose update is in the sum: their own, or in the sum of a switch below. */
   received: Set<string>;
+  /** Switches below that sent their sum or said they have none. */
+  heard: Set<string>;
 }
 
 export type SwitchEvent =
   | { type: 'open'; round: number; attempt: string; clients: string[]; deadlineMs: number }
-  | { type: 'update'; round: number; attempt: string; from: string }
-  /** The aggregator saw this client go down: the round stops waiting for it. */
-  | { type: 'drop'; round: number; attempt: string; client: string }
+  /** `clients`: those a switch below names in its sum; a client's own update leaves it out. */
+  | { type: 'update'; round: number; attempt: string; from: string; clients?: string[] }
+  /** The aggregator saw this client go down (or it did not take the model): the round stops waiting for it. */
+  | { type: 'drop'; round: number; attempt: string; client: string; why?: string }
+  /** A switch below has nothing to send: it said so, or its round or model did not reach it. */
+  | { type: 'withheld'; round: number; attempt: string; from: string; reason: string }
   | { type: 'deadline'; attempt: string };
 
 export type SwitchAction =
@@ -31,16 +39,21 @@ export type SwitchAction =
   | { type: 'forward'; round: number; attempt: string; from: string[]; missing: string[] }
   /** Nothing goes up this round; the aggregator is told why, so it need not wait for this switch. */
   | { type: 'withhold'; round: number; attempt: string; from: string[]; missing: string[]; reason: string }
+  | { type: 'open-below'; round: number; attempt: string; switch: string; clients: string[] }
+  /** The switch below holding this client's update is told to stop waiting for it. */
+  | { type: 'drop-below'; round: number; attempt: string; switch: string; client: string }
   | { type: 'log'; level: 'info' | 'warn'; message: string };
 
 export class SwitchMachine {
-  readonly state: SwitchRoundState = { stage: 'idle', round: 0, attempt: '', clients: [], received: new Set() };
+  readonly state: SwitchRoundState = { stage: 'idle', round: 0, attempt: '', clients: [], received: new Set(), heard: new Set() };
   /** The selected clients of the round, dropped or not (a drop arriving after the update changes nothing). */
   private selected: string[] = [];
 
   constructor(
-    /** Every client that reports through this switch. */
+    /** The clients that report to this switch itself. */
     private readonly members: readonly string[],
+    /** The switches below this one, each with every client beneath it. */
+    private readonly below: Readonly<Record<string, readonly string[]>> = {},
     /**
      * Fewer updates than this are never forwarded: when the aggregator holds the HE key, one update
      * alone would let it decrypt one client's weights.
@@ -53,17 +66,29 @@ export class SwitchMachine {
       case 'open':
         return this.open(event.round, event.attempt, event.clients, event.deadlineMs);
       case 'update':
-        return this.update(event.round, event.attempt, event.from);
+        return this.update(event.round, event.attempt, event.from, event.clients);
       case 'drop':
-        return this.drop(event.round, event.attempt, event.client);
+        return this.drop(event.round, event.attempt, event.client, event.why ?? 'down');
+      case 'withheld':
+        return this.withheld(event.round, event.attempt, event.from, event.reason);
       case 'deadline':
         return this.deadline(event.attempt);
     }
   }
 
+  /** The switch below through which a client reports; undefined for a client of this switch itself. */
+  switchOf(client: string): string | undefined {
+    return Object.keys(this.below).find((sw) => this.below[sw].includes(client));
+  }
+
+  /** The selected clients beneath a switch below. */
+  selectedBelow(sw: string): string[] {
+    return this.selected.filter((c) => this.below[sw]?.includes(c));
+  }
+
   private open(round: number, attempt: string, clients: string[], deadlineMs: number): SwitchAction[] {
-    const strangers = clients.filter((c) => !this.members.includes(c));
-    if (strangers.length) return [{ type: 'refuse', status: 400, reason: `not clients of this switch: ${strangers.join(', ')}` }];
+    const strangers = clients.filter((c) => !this.members.includes(c) && !this.switchOf(c));
+    if (strangers.length) return [{ type: 'refuse', status: 400, reason: `not clients of this switch, nor beneath it: ${strangers.join(', ')}` }];
     if (!clients.length) return [{ type: 'refuse', status: 400, reason: 'a round needs at least one client' }];
     const { state } = this;
     // The same round may be opened again (a retry), and an aggregator started again may begin anew.
@@ -74,21 +99,38 @@ export class SwitchMachine {
     if (state.stage === 'collecting' && state.round !== round) {
       actions.push({ type: 'log', level: 'warn', message: `round ${state.round} abandoned: the aggregator opened round ${round}` });
     }
-    Object.assign(state, { stage: 'collecting', round, attempt, clients: [...clients], received: new Set() });
+    Object.assign(state, { stage: 'collecting', round, attempt, clients: [...clients], received: new Set(), heard: new Set() });
     this.selected = [...clients];
     actions.push({ type: 'reset-buffer', round }, { type: 'start-timer', attempt, ms: deadlineMs });
+    for (const sw of Object.keys(this.below)) {
+      const beneath = this.selectedBelow(sw);
+      if (beneath.length) actions.push({ type: 'open-below', round, attempt, switch: sw, clients: beneath });
+    }
     return actions;
   }
 
   /** The refusal an update would get now, without taking it; undefined when it would be taken. */
-  refusalFor(round: number, attempt: string, from: string): Extract<SwitchAction, { type: 'refuse' }> | undefined {
+  refusalFor(round: number, attempt: string, from: string, named?: string[]): Extract<SwitchAction, { type: 'refuse' }> | undefined {
     const { state } = this;
-    if (!this.members.includes(from)) return { type: 'refuse', status: 403, reason: `${from} is not a client of this switch` };
+    if (this.below[from]) return this.sumRefusal(round, attempt, from, named ?? []);
+    if (!this.members.includes(from)) return { type: 'refuse', status: 403, reason: `${from} is not a client of this switch, nor a switch below it` };
     const openRefusal = this.notOpen(round, attempt);
     if (openRefusal) return openRefusal;
     if (!this.selected.includes(from)) return { type: 'refuse', status: 403, reason: `${from} was not selected for round ${round}` };
     if (!state.clients.includes(from)) return { type: 'refuse', status: 409, reason: `${from} was dropped from round ${round} (the aggregator saw it go down)` };
     if (state.received.has(from)) return { type: 'refuse', status: 409, reason: `${from} already sent its update for round ${round}` };
+    return undefined;
+  }
+
+  private sumRefusal(round: number, attempt: string, from: string, named: string[]): Extract<SwitchAction, { type: 'refuse' }> | undefined {
+    const openRefusal = this.notOpen(round, attempt);
+    if (openRefusal) return openRefusal;
+    const beneath = this.selectedBelow(from);
+    if (!beneath.length) return { type: 'refuse', status: 403, reason: `${from} has no clients in round ${round}` };
+    if (this.state.heard.has(from)) return { type: 'refuse', status: 409, reason: `${from} already reported for round ${round}` };
+    if (!named.length || named.some((c) => !beneath.includes(c)) || new Set(named).size !== named.length) {
+      return { type: 'refuse', status: 400, reason: `${from} can sum the updates of ${beneath.join(', ')} in round ${round}, not of [${named.join(', ')}]` };
+    }
     return undefined;
   }
 
@@ -103,26 +145,48 @@ export class SwitchMachine {
     return undefined;
   }
 
-  private update(round: number, attempt: string, from: string): SwitchAction[] {
-    const refusal = this.refusalFor(round, attempt, from);
+  private update(round: number, attempt: string, from: string, named?: string[]): SwitchAction[] {
+    const refusal = this.refusalFor(round, attempt, from, named);
     if (refusal) return [refusal];
-    this.state.received.add(from);
+    const { state } = this;
+    if (this.below[from]) {
+      // The clients beneath it that are not in its sum will not come; one dropped a moment ago that made it is in.
+      state.heard.add(from);
+      state.clients = [...state.clients.filter((c) => !this.below[from].includes(c)), ...named!];
+      for (const client of named!) state.received.add(client);
+    } else {
+      state.received.add(from);
+    }
     return [{ type: 'accept', round, from }, ...this.closeIfComplete()];
   }
 
-  private drop(round: number, attempt: string, client: string): SwitchAction[] {
+  private withheld(round: number, attempt: string, from: string, reason: string): SwitchAction[] {
+    const refusal = this.notOpen(round, attempt);
+    if (refusal) return [refusal];
+    if (!this.selectedBelow(from).length) return [{ type: 'refuse', status: 403, reason: `${from} has no clients in round ${round}` }];
+    const { state } = this;
+    if (state.heard.has(from)) return [];
+    state.heard.add(from);
+    state.clients = state.clients.filter((c) => !this.below[from].includes(c));
+    return [{ type: 'log', level: 'warn', message: `round ${round}: ${from} sends nothing (${reason})` }, ...this.closeIfComplete()];
+  }
+
+  private drop(round: number, attempt: string, client: string, why: string): SwitchAction[] {
     const refusal = this.notOpen(round, attempt);
     if (refusal) return [refusal];
     const { state } = this;
     if (!this.selected.includes(client)) return [{ type: 'refuse', status: 400, reason: `${client} is not in round ${round} here` }];
     if (state.received.has(client) || !state.clients.includes(client)) return []; // its update is in, or it was dropped already
     state.clients = state.clients.filter((c) => c !== client);
-    return [{ type: 'log', level: 'info', message: `round ${round}: ${client} dropped (down); not waiting for it` }, ...this.closeIfComplete()];
+    const actions: SwitchAction[] = [{ type: 'log', level: 'info', message: `round ${round}: ${client} dropped (${why}); not waiting for it` }];
+    const sw = this.switchOf(client);
+    if (sw && !state.heard.has(sw)) actions.push({ type: 'drop-below', round, attempt, switch: sw, client });
+    return [...actions, ...this.closeIfComplete()];
   }
 
   private closeIfComplete(): SwitchAction[] {
     const { state } = this;
-    return state.received.size === state.clients.length ? this.close() : [];
+    return state.clients.every((c) => state.received.has(c)) ? this.close() : [];
   }
 
   private deadline(attempt: string): SwitchAction[] {

@@ -46,6 +46,8 @@ interface RoundMeta extends ClientInstructions {
   attempt?: string;
   /** Which public key to encrypt under (key_holder "aggregator"). */
   he_key?: string;
+  /** Names a sealed model (key_holder "clients"); a model reference trains from the one kept under it. */
+  model_tag?: string;
 }
 
 export class ClientRole extends Role<ClientNodeConfig> {
@@ -55,6 +57,8 @@ export class ClientRole extends Role<ClientNodeConfig> {
   private stage: Stage = 'preparing';
   private round = 0;
   private lastLoss?: number;
+  /** The sealed model this client last scored, decrypted (key_holder "clients"): the next round trains from it. */
+  private kept?: { tag: string; weights: Float32Array };
 
   /** Read at start: without it (clients holding the key) this client cannot work, and the push says so. */
   private secretKey?: Uint8Array;
@@ -91,6 +95,13 @@ export class ClientRole extends Role<ClientNodeConfig> {
     if (this.stage === 'training' || this.stage === 'reporting') {
       throw new HttpError(409, 'busy', `this client is still working on round ${this.round}`);
     }
+    const tag = message.meta?.model_tag;
+    if (message.kind === Kind.ModelReference && tag !== this.kept?.tag) {
+      // It keeps no such model (started anew since it scored one): it checks in saying so, and is sent the model next time.
+      this.kept = undefined;
+      setImmediate(() => void this.checkIn());
+      throw new HttpError(409, 'conflict', `this client keeps no model ${String(tag)} to train from; it checks in again for the whole model`);
+    }
     this.round = message.round;
     this.stage = 'training';
     void this.runRound(message, message.meta as unknown as RoundMeta).catch((err) => {
@@ -121,10 +132,13 @@ export class ClientRole extends Role<ClientNodeConfig> {
     const message = readMessage(body, { kinds: [Kind.EncryptedModel], modelId: prepared.modelId, parameters: this.parameters, he: this.heExpectation(prepared.he) });
     const factor = Number(message.meta?.factor);
     if (!(factor > 0)) throw new HttpError(400, 'bad message', 'an encrypted model needs a positive "factor"');
-    const weights = await prepared.he.pool.decrypt(message.ciphertexts!, this.parameters, factor);
+    const weights = Float32Array.from(await prepared.he.pool.decrypt(message.ciphertexts!, this.parameters, factor));
+    const tag = message.meta?.model_tag;
+    // Kept: the next round's model is this one, and then only its instructions come down.
+    if (typeof tag === 'string') this.kept = { tag, weights };
     const evaluator = await createModel(this.config.settings.model, this.config.settings.data.seed, inputOf(this.config.settings.data));
     try {
-      setFlatWeights(evaluator, Float32Array.from(weights));
+      setFlatWeights(evaluator, weights);
       return { round: message.round, ...evaluate(evaluator, prepared.test), samples: prepared.test.size };
     } finally {
       evaluator.dispose();
@@ -139,7 +153,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
     const he = prepared.he;
     const encryptedModels = he && this.config.settings.he.key_holder === 'clients';
     const message = readMessage(body, {
-      kinds: encryptedModels ? [Kind.Model, Kind.EncryptedModel] : [Kind.Model],
+      kinds: encryptedModels ? [Kind.Model, Kind.EncryptedModel, Kind.ModelReference] : [Kind.Model],
       modelId: prepared.modelId,
       parameters: this.parameters,
       he: he && this.heExpectation(he),
@@ -217,7 +231,8 @@ export class ClientRole extends Role<ClientNodeConfig> {
     this.iterations.beginRound(round);
     const he = await this.keyFor(meta.he_key);
     const decryptStart = performance.now();
-    const global = message.ciphertexts ? Float32Array.from(await he!.pool.decrypt(message.ciphertexts, this.parameters, meta.factor)) : message.parameters;
+    const kept = message.kind === Kind.ModelReference ? this.kept!.weights : undefined;
+    const global = kept ?? (message.ciphertexts ? Float32Array.from(await he!.pool.decrypt(message.ciphertexts, this.parameters, meta.factor)) : message.parameters);
     // Only a model that came down encrypted (clients hold the key) has a decrypt phase.
     const decryptMs = message.ciphertexts ? performance.now() - decryptStart : undefined;
     const trainStart = performance.now();
@@ -291,7 +306,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
     const prepared = this.prepared;
     // What it holds, so the aggregator can refuse a misfit before a round and chart the classes.
     const holds = prepared
-      ? { samples: prepared.data.size, shape: inputOf(this.config.settings.data).shape, histogram: prepared.histogram, model: prepared.modelId }
+      ? { samples: prepared.data.size, shape: inputOf(this.config.settings.data).shape, histogram: prepared.histogram, model: prepared.modelId, ...(this.kept ? { keeps: this.kept.tag } : {}) }
       : { samples: 0 };
     try {
       await this.persist(() => this.node.peers.post(this.config.aggregator, '/a/checkin', { client: this.config.address, ...holds }, { signal: this.abort.signal }));

@@ -1,6 +1,9 @@
 /**
- * A switch: the aggregator opens a round with the clients to expect; the switch takes their
- * updates, forms the sample-weighted sum, and forwards one update and the total count upstream.
+ * A switch: the switch above it (or the aggregator) opens a round with the clients to expect, and
+ * sends the round's model once; the switch opens the rounds of the switches below it, relays the
+ * model down, takes the updates and the sums from below, forms the sample-weighted sum, and
+ * forwards one update and the total count upstream. With the key at the clients it also relays
+ * the encrypted model for evaluation, and the scores back up.
  */
 import { z } from 'zod';
 import { describeIssues } from '../config/load';
@@ -10,11 +13,13 @@ import { badRequest, HttpError, refused } from '../net/errors';
 import { describeFailure } from '../net/peers';
 import { SwitchMachine, type SwitchAction, type SwitchEvent } from '../protocol/switch';
 import { UpdateBuffer } from '../strategy/update-buffer';
-import { encode, Kind, WIRE_CONTENT_TYPE } from '../wire/codec';
+import { encode, Kind, WIRE_CONTENT_TYPE, type Message } from '../wire/codec';
 import { attemptOf, readMessage } from '../wire/receive';
 import { startSession, type HeSession } from '../he/keys';
 import { HePoolFailure } from '../he/pool';
+import { askToEvaluate, type Evaluations } from './federated-evaluation';
 import { Role } from './role';
+import { DownRelay } from './switch-relay';
 
 export const openRoundSchema = z
   .object({
@@ -31,6 +36,11 @@ export const dropSchema = z
   .object({ round: z.number().int().positive(), attempt: z.string().min(1).max(200), client: z.string().min(1) })
   .strict();
 
+/** A switch's notice upstream that it forwards nothing this round. */
+export const withheldSchema = z
+  .object({ round: z.number().int().positive(), attempt: z.string().min(1).max(200), switch: z.string(), clients: z.array(z.string()), reason: z.string().max(500) })
+  .strict();
+
 type UpdateEvent = Omit<Extract<SwitchEvent, { type: 'update' }>, 'type'>;
 
 /** Running sum of the round's encrypted updates: ciphertext addition is exact, so order does not matter. */
@@ -44,6 +54,7 @@ interface PendingUpdate {
   update: UpdateEvent;
   ciphertexts: Uint8Array[];
   weight: number;
+  contributors: number;
   resolve: () => void;
   reject: (err: unknown) => void;
 }
@@ -52,8 +63,24 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
   /** The experiment's model size, known from the settings. */
   readonly maxParameters = expectedParameterCount(this.config.settings.model, inputOf(this.config.settings.data));
   readonly encrypted = this.config.settings.he.enabled;
-  // Holding the key, the aggregator must never be handed one client's update alone.
-  private readonly machine = new SwitchMachine(this.config.clients, this.encrypted && this.config.settings.he.key_holder === 'aggregator' ? 2 : 1);
+  private readonly sealedModels = this.encrypted && this.config.settings.he.key_holder === 'clients';
+  private readonly toAggregator = this.config.upstream === this.config.aggregator;
+  // Holding the key, the aggregator must never be handed one client's update alone (a switch above can only add).
+  private readonly machine = new SwitchMachine(this.config.clients, this.config.switches, this.encrypted && !this.sealedModels && this.toAggregator ? 2 : 1);
+  /** Down the tree: the rounds of the switches below, and the model relayed. */
+  private readonly relay = new DownRelay(this.machine, {
+    peers: this.node.peers,
+    logger: this.node.logger,
+    signal: this.abort.signal,
+    isStopped: () => this.isStopped,
+    handle: (event) => {
+      try {
+        this.run(this.machine.handle(event), () => undefined);
+      } catch {
+        // refused: that opening of the round is over
+      }
+    },
+  });
   private buffer?: UpdateBuffer;
   private sum: EncryptedTotal = { weight: 0, contributors: 0 };
   /** Time spent adding ciphertexts this round (they are added as they arrive). */
@@ -65,6 +92,8 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
   private draining?: Promise<void>;
   private queue: Promise<unknown> = Promise.resolve();
   private modelId = 0;
+  /** This switch's deadline for the round: the switches below get it as theirs, and forward a little before. */
+  private deadlineMs = 0;
   private openedAt = 0;
   /** When the last update that made the sum arrived: the time after it, until the forward, was spent waiting. */
   private lastUpdateAt = 0;
@@ -81,20 +110,23 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
   }
 
   status() {
-    const { clients, aggregator, experiment } = this.config;
+    const { clients, switches, upstream, experiment } = this.config;
     const { stage, round, received } = this.machine.state;
-    return { role: 'switch', experiment, clients, upstream: aggregator, stage, round, received: received.size, rounds_done: this.iterations.rounds.length };
+    return { role: 'switch', experiment, clients, switches: Object.keys(switches), upstream, stage, round, received: received.size, rounds_done: this.iterations.rounds.length };
   }
 
-  /** POST /s/round: the aggregator opens a round. */
+  /** POST /s/round: the switch above, or the aggregator, opens a round. */
   open(body: unknown): void {
     const parsed = openRoundSchema.safeParse(body);
     if (!parsed.success) throw badRequest('not a round opening', describeIssues(parsed.error.issues));
     const { round, attempt, clients, deadline_ms, parameters, model_id } = parsed.data;
     if (parameters !== this.maxParameters) throw badRequest(`this experiment's model has ${this.maxParameters} parameters, not ${parameters}`);
-    // Forward a little before the aggregator's own deadline, so a late client does not sink the whole switch.
+    // Forward a little before the deadline above, so a late client does not sink the whole switch (each level a little earlier).
     const deadlineMs = Math.max(100, Math.round(deadline_ms * 0.9));
     this.run(this.machine.handle({ type: 'open', round, attempt, clients, deadlineMs }), () => {
+      // Before the machine's open-below actions, which read these.
+      this.relay.reset();
+      this.deadlineMs = deadlineMs;
       this.buffer = new UpdateBuffer(parameters);
       this.sum = { weight: 0, contributors: 0 };
       this.heSumMs = 0;
@@ -103,6 +135,55 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
       this.lastUpdateAt = this.openedAt;
       this.iterations.beginRound(round);
     });
+  }
+
+  /**
+   * POST /s/model: the round's model, once for every selected client beneath this switch. It is
+   * relayed after this answers: to this switch's own clients, and to each switch below once its
+   * round is open there. A client that does not take it drops out of this round here; a switch
+   * below that does not, with the clients beneath it, who stand by.
+   */
+  async relayModel(body: unknown): Promise<{ round: number; clients: number }> {
+    const { stage, round } = this.machine.state;
+    if (stage !== 'collecting') throw new HttpError(409, 'conflict', `no round is open on this switch to relay a model in (round ${round}, ${stage})`);
+    const he = this.he && (await this.he);
+    const message = readMessage(body, {
+      kinds: this.sealedModels ? [Kind.Model, Kind.EncryptedModel, Kind.ModelReference] : [Kind.Model],
+      modelId: this.modelId,
+      parameters: this.maxParameters,
+      he: he && { id: he.id, chunks: he.chunks },
+    });
+    const attempt = attemptOf(message);
+    const now = this.machine.state;
+    if (now.stage !== 'collecting' || message.round !== now.round || attempt !== now.attempt) {
+      throw new HttpError(409, 'conflict', `the model is for round ${message.round} (${attempt}); this switch has round ${now.round} ${now.stage === 'collecting' ? `open as ${now.attempt}` : now.stage}`);
+    }
+    this.relay.relay(body as Buffer, now.round, attempt);
+    return { round: now.round, clients: now.clients.length };
+  }
+
+  /** POST /s/withheld: a switch below forwards nothing this round. */
+  withheldBelow(body: unknown): void {
+    const parsed = withheldSchema.safeParse(body);
+    if (!parsed.success) throw badRequest('expected {"round", "attempt", "switch", "clients", "reason"}', describeIssues(parsed.error.issues));
+    const { round, attempt, switch: from, reason } = parsed.data;
+    this.run(this.machine.handle({ type: 'withheld', round, attempt, from, reason }), () => undefined);
+  }
+
+  /**
+   * POST /s/evaluate?clients=…: the encrypted global model (key at the clients), scored by the
+   * clients asked, all beneath this switch; asked of each once, through the switches below.
+   */
+  async evaluate(body: unknown, clientsParam: unknown): Promise<Evaluations> {
+    if (!this.sealedModels) throw new HttpError(409, 'conflict', 'in this experiment the aggregator scores the model itself');
+    if (!this.modelId) throw new HttpError(409, 'conflict', 'this switch has had no round yet, so it does not know the model');
+    const he = await this.he!;
+    const message = readMessage(body, { kinds: [Kind.EncryptedModel], modelId: this.modelId, parameters: this.maxParameters, he: { id: he.id, chunks: he.chunks } });
+    const clients = typeof clientsParam === 'string' && clientsParam ? [...new Set(clientsParam.split(','))] : [];
+    if (!clients.length) throw badRequest('name the clients to ask: ?clients=<address>,<address>');
+    const strangers = clients.filter((c) => !this.config.clients.includes(c) && !this.machine.switchOf(c));
+    if (strangers.length) throw badRequest(`not clients of this switch, nor beneath it: ${strangers.join(', ')}`);
+    return askToEvaluate(this.node, this.abort.signal, message.round, body as Buffer, clients, (c) => this.machine.switchOf(c) ?? c);
   }
 
   /** POST /s/drop: the aggregator saw a selected client go down; this round stops waiting for it. */
@@ -130,40 +211,47 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     }
   }
 
-  /** POST /s/receive: one client's update. */
+  /** POST /s/receive: one client's update, or the sum of a switch below. */
   async receive(body: unknown): Promise<{ round: number; received: number }> {
     const buffer = this.buffer;
     if (!buffer) throw new HttpError(409, 'conflict', 'no round is open on this switch');
     const he = this.he && (await this.he);
+    // Quantized updates are changes to the model sent, full ones weights: the config says which to expect.
+    const update = he ? Kind.EncryptedUpdate : this.config.settings.he.quantize ? Kind.QuantizedUpdate : Kind.Update;
     const message = readMessage(body, {
-      // Quantized updates are changes to the model sent, full ones weights: the config says which to expect.
-      kinds: [he ? Kind.EncryptedUpdate : this.config.settings.he.quantize ? Kind.QuantizedUpdate : Kind.Update],
+      kinds: [update, he ? Kind.EncryptedSum : Kind.WeightedSum],
       modelId: this.modelId,
       parameters: buffer.size,
       he: he && { id: he.id, chunks: he.chunks },
     });
-    if (message.contributors !== 1) throw badRequest(`a client update sums exactly 1 update, not ${message.contributors}`);
-    const attempt = attemptOf(message);
+    const fromBelow = message.kind !== update;
+    if (fromBelow && !this.config.switches[message.sender]) {
+      throw badRequest(`a sum from ${message.sender}, which is not a switch below this one: expected ${Kind[update]} (${update}) from a client`);
+    }
+    const clients = fromBelow ? namedClients(message) : [message.sender];
+    if (!fromBelow && message.contributors !== 1) throw badRequest(`a client update sums exactly 1 update, not ${message.contributors}`);
+    if (!fromBelow && this.config.switches[message.sender]) throw badRequest(`${message.sender} is a switch: it sends a sum, not a client update`);
+    const event = { round: message.round, attempt: attemptOf(message), from: message.sender, ...(fromBelow ? { clients } : {}) };
     if (!he) {
-      const actions = this.machine.handle({ type: 'update', round: message.round, attempt, from: message.sender });
-      this.run(actions, () => {
-        buffer.add(message.sender, { values: message.parameters, weight: message.weight, contributors: 1, preScaled: false });
+      this.run(this.machine.handle({ type: 'update', ...event }), () => {
+        buffer.add(message.sender, { values: message.parameters, weight: message.weight, contributors: clients.length, preScaled: fromBelow });
         this.lastUpdateAt = performance.now();
       });
     } else {
-      const sender = message.sender;
-      this.adding.add(sender);
+      for (const client of clients) this.adding.add(client);
       try {
         await new Promise<void>((resolve, reject) => {
-          this.waiting.push({ update: { round: message.round, attempt, from: sender }, ciphertexts: message.ciphertexts!, weight: message.weight, resolve, reject });
+          this.waiting.push({ update: event, ciphertexts: message.ciphertexts!, weight: message.weight, contributors: clients.length, resolve, reject });
           this.drain(he);
         });
       } catch (err) {
-        this.dropAfterAll(sender);
+        for (const client of clients) this.dropAfterAll(client);
         throw err;
       } finally {
-        this.adding.delete(sender);
-        this.dropsPending.delete(sender); // made it: a drop that came meanwhile is moot
+        for (const client of clients) {
+          this.adding.delete(client);
+          this.dropsPending.delete(client); // made it: a drop that came meanwhile is moot
+        }
       }
     }
     return { round: message.round, received: this.machine.state.received.size };
@@ -208,12 +296,13 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     }
     this.heSumMs += performance.now() - started;
     // The round may have closed or moved on while the sum ran: then the batch is judged again alone.
-    if (this.sum !== before || accepted.some((p) => this.machine.refusalFor(p.update.round, p.update.attempt, p.update.from))) {
+    if (this.sum !== before || accepted.some((p) => this.machine.refusalFor(p.update.round, p.update.attempt, p.update.from, p.update.clients))) {
       for (const pending of accepted) await this.addBatch(he, [pending]);
       return;
     }
     const weight = accepted.reduce((w, p) => w + p.weight, 0);
-    this.sum = { ciphertexts: sum, weight: before.weight + weight, contributors: before.contributors + accepted.length };
+    const contributors = accepted.reduce((n, p) => n + p.contributors, 0);
+    this.sum = { ciphertexts: sum, weight: before.weight + weight, contributors: before.contributors + contributors };
     this.lastUpdateAt = performance.now();
     for (const pending of accepted) {
       this.run(this.machine.handle({ type: 'update', ...pending.update }), () => undefined);
@@ -225,9 +314,9 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
   private withoutRefused(batch: PendingUpdate[]): PendingUpdate[] {
     const senders = new Set<string>();
     return batch.filter((pending) => {
-      const { round, attempt, from } = pending.update;
+      const { round, attempt, from, clients } = pending.update;
       const refusal =
-        this.machine.refusalFor(round, attempt, from) ??
+        this.machine.refusalFor(round, attempt, from, clients) ??
         (senders.has(from) ? { type: 'refuse' as const, status: 409, reason: `${from} already sent its update for round ${round}` } : undefined);
       senders.add(from);
       if (refusal) pending.reject(refused(refusal));
@@ -256,6 +345,17 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
         case 'withhold':
           this.withhold(action).catch((err) => this.node.logger.error(`round ${action.round}: the notice upstream failed: ${(err as Error).stack ?? err}`));
           break;
+        case 'open-below':
+          this.relay.open(action, { deadline_ms: this.deadlineMs, parameters: this.maxParameters, model_id: this.modelId });
+          break;
+        case 'drop-below': {
+          const { round, attempt, client } = action;
+          // After its opening: a drop a switch gets before its round is refused.
+          void this.relay.opened(action.switch).then((ok) => {
+            if (ok) void this.relay.tell(action.switch, '/s/drop', { round, attempt, client });
+          });
+          break;
+        }
         case 'log':
           this.node.logger[action.level](action.message);
           break;
@@ -284,9 +384,9 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     const { round, attempt, from, missing, reason } = action;
     let outcome = `withheld: ${reason}`;
     try {
-      await this.node.peers.post(this.config.aggregator, '/a/withheld', { round, attempt, switch: this.config.address, clients: from, reason }, { signal: this.abort.signal });
+      await this.node.peers.post(this.config.upstream, this.toAggregator ? '/a/withheld' : '/s/withheld', { round, attempt, switch: this.config.address, clients: from, reason }, { signal: this.abort.signal });
     } catch (err) {
-      outcome += `; the aggregator did not take the notice: ${describeFailure(err).reason}`;
+      outcome += `; ${this.config.upstream} did not take the notice: ${describeFailure(err).reason}`;
     }
     this.iterations.endRound({ clients_reported: 0, missing, outcome });
   }
@@ -297,21 +397,21 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     await this.queue; // encrypted updates still being added belong to this sum
     if (this.he) await this.he;
     if (this.machine.state.attempt !== attempt) {
-      // The aggregator opened another attempt while the last additions ran: this sum is not wanted.
-      this.node.logger.warn(`round ${round}: not forwarding ${attempt}; the aggregator has opened ${this.machine.state.attempt}`);
+      // Another attempt was opened while the last additions ran: this sum is not wanted.
+      this.node.logger.warn(`round ${round}: not forwarding ${attempt}; ${this.machine.state.attempt} has been opened since`);
       return;
     }
     const { body: update, contributors, weight } = this.upstreamMessage(round, attempt, clients, waitedMs);
     const aggregateMs = performance.now() - aggregateStart;
     let outcome = 'accepted';
     try {
-      await this.node.peers.post(this.config.aggregator, '/a/receive', update, {
+      await this.node.peers.post(this.config.upstream, this.toAggregator ? '/a/receive' : '/s/receive', update, {
         headers: { 'Content-Type': WIRE_CONTENT_TYPE },
         signal: this.abort.signal,
       });
     } catch (err) {
       outcome = describeFailure(err).reason;
-      this.node.logger.warn(`round ${round}: the aggregator did not take the sum: ${outcome}`);
+      this.node.logger.warn(`round ${round}: ${this.config.upstream} did not take the sum: ${outcome}`);
     }
     this.iterations.endRound({
       clients_reported: contributors,
@@ -331,4 +431,12 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     const he = await this.he?.catch(() => undefined);
     await he?.pool.close();
   }
+}
+
+/** The clients a sum from a switch below names (meta.clients), one for each update in it. */
+export function namedClients(message: Message): string[] {
+  const named = message.meta?.clients;
+  if (!(Array.isArray(named) && named.every((c) => typeof c === 'string'))) throw badRequest('a switch sum must name its clients in meta.clients');
+  if (named.length !== message.contributors) throw badRequest(`the sum claims ${message.contributors} updates but names ${named.length} clients`);
+  return named;
 }

@@ -17,7 +17,7 @@
  *   ...     m     metadata: a small JSON object (round instructions), zero-padded to a multiple of 4
  *   ...           payload: float32 little-endian parameters for the plaintext kinds; for a
  *                 quantized update, signed 8- or 16-bit integers (meta.quantized says which and
- *                 their units; see quantized.ts); for the encrypted kinds a ciphertext list:
+ *                 their units; see quantized.ts); none for a model reference; for the encrypted kinds a ciphertext list:
  *                 u32 count, count u32 lengths, then the bytes
  */
 import { bytesPerValue, dequantizeValues, quantizedMetaProblem, quantizeValues, type QuantizedMeta } from './quantized';
@@ -43,6 +43,11 @@ export enum Kind {
   EncryptedModel = 6,
   /** One client's update quantized to 8 or 16 bits (plaintext); decoded to floats on arrival. */
   QuantizedUpdate = 7,
+  /**
+   * The round's instructions without the model, for clients that hold it already: with the key at
+   * the clients, each evaluated the encrypted model (meta.model_tag names it) and trains from it.
+   */
+  ModelReference = 8,
 }
 
 export const ENCRYPTED_KINDS: ReadonlySet<Kind> = new Set([Kind.EncryptedUpdate, Kind.EncryptedSum, Kind.EncryptedModel]);
@@ -177,6 +182,10 @@ export function decode(body: Buffer): Message {
 
 /** Float32 parameters, from float32 or (a quantized update) from its integers. */
 function readParameters(kind: Kind, meta: Record<string, unknown> | undefined, count: number, payload: Buffer): Float32Array {
+  if (kind === Kind.ModelReference) {
+    if (payload.length) throw new WireError(`a model reference carries no parameters; it has ${payload.length} bytes of payload`);
+    return new Float32Array(0);
+  }
   if (kind !== Kind.QuantizedUpdate) {
     if (payload.length !== count * 4) throw new WireError(`payload of ${payload.length} bytes cannot hold ${count} float32 parameters`);
     // Copy: the body's offset in Node's buffer pool need not be 4-byte aligned.

@@ -4,7 +4,7 @@
  */
 import { enter, isCurrent } from './phases';
 import { beginSelection } from './selection';
-import { quorum, type Action, type Event, type RoundRules, type RoundState, type Topology } from './state';
+import { chainOf, quorum, reporterOf, type Action, type Event, type RoundRules, type RoundState, type Topology } from './state';
 
 type Report = Extract<Event, { type: 'report' | 'withheld' }>;
 
@@ -58,17 +58,25 @@ export function onTrainingDeadline(state: RoundState, rules: RoundRules, topolog
 
 /**
  * A worker that went down mid-round will not report: the round stops waiting for it at once. A
- * selected client down is dropped from its switch's round, so the switch forwards without it.
+ * selected client down is dropped from its switch's round, so the switch forwards without it. A
+ * switch down takes the clients beneath it out of the round; they stand by, since the model it
+ * relays may never have reached them (they check in again, and wait there until it is back).
  */
 export function onNodeDown(state: RoundState, rules: RoundRules, topology: Topology, node: string): Action[] {
   if (state.stage !== 'training') return [];
-  if (state.awaiting.has(node) && !state.selected.includes(node)) {
-    state.awaiting.delete(node); // a switch
+  if (state.selected.includes(node)) return dropClient(state, rules, topology, node, 'went down');
+  const beneath = state.selected.filter((c) => chainOf(topology, c).includes(node) && state.awaiting.has(reporterOf(topology, c)));
+  if (!beneath.length) return [];
+  const actions: Action[] = [
+    { type: 'log', level: 'warn', message: `round ${state.round}: ${node} went down; the round goes on without the clients beneath it (${beneath.join(', ')})` },
+    { type: 'standby', round: state.round, clients: beneath },
+  ];
+  if (state.awaiting.delete(node)) {
     for (const client of state.expected.get(node)!) state.dropped.add(client);
-    const log: Action = { type: 'log', level: 'warn', message: `round ${state.round}: ${node} went down; the round goes on without it` };
-    return [log, ...closeIfNoneAwaited(state, rules, topology)];
+    return [...actions, ...closeIfNoneAwaited(state, rules, topology)];
   }
-  return dropClient(state, rules, topology, node, 'went down');
+  // A switch further down: the switch above it stops waiting for these clients.
+  return [...actions, ...beneath.flatMap((client) => dropClient(state, rules, topology, client, `is beneath ${node}, which went down`))];
 }
 
 /**

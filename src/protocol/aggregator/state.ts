@@ -13,9 +13,23 @@ export type TimedStage = 'selection' | 'training';
 export interface Topology {
   /** Every client and where it reports: its switch, or the aggregator itself. */
   upstreamOf: Map<string, string>;
+  /** Switches that report to another switch, and which (one missing here reports to the aggregator). */
+  switchUpstreamOf?: Map<string, string>;
   /** This aggregator's own address (the upstream of direct clients). */
   self: string;
 }
+
+/** The switches a client's update passes through on its way here, nearest first (none for a direct client). */
+export function chainOf(topology: Topology, client: string): string[] {
+  const chain: string[] = [];
+  for (let at = topology.upstreamOf.get(client); at !== undefined && at !== topology.self && !chain.includes(at); at = topology.switchUpstreamOf?.get(at) ?? topology.self) {
+    chain.push(at);
+  }
+  return chain;
+}
+
+/** Who hands a client's update to the aggregator: the top switch of its chain, or the client itself. */
+export const reporterOf = (topology: Topology, client: string): string => chainOf(topology, client).at(-1) ?? client;
 
 export interface RoundRules {
   rounds: number;
@@ -117,12 +131,11 @@ export const initialState = (): RoundState => ({
   parked: new Set(),
 });
 
-/** Clients that can take part now: neither they nor the switch they report through are down. */
+/** Clients that can take part now: neither they nor any switch they report through are down. */
 export function reachable(state: RoundState, topology: Topology, clients: Iterable<string>): string[] {
-  return [...clients].filter((client) => {
-    const upstream = topology.upstreamOf.get(client);
-    return !state.down.has(client) && upstream !== undefined && (upstream === topology.self || !state.down.has(upstream));
-  });
+  return [...clients].filter(
+    (client) => topology.upstreamOf.has(client) && !state.down.has(client) && !chainOf(topology, client).some((sw) => state.down.has(sw)),
+  );
 }
 
 /** Reports needed for the round to count: the minimum share of the selected clients, at least one. */

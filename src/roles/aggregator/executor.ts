@@ -1,19 +1,22 @@
 /**
  * Carries out what the round machine decides: timers that belong to the phase that set them,
- * switch rounds opened before any of their clients gets the model, models and stand-by notices
- * sent, clients dropped from their switch's round, waiting named. The work itself (aggregating,
+ * switch rounds opened before the model goes down, the model sent once to each switch under the
+ * aggregator (which relays it) and to each direct client, stand-by notices, clients dropped from
+ * their switch's round, waiting named. The work itself (aggregating,
  * evaluating, checkpointing) is the role's, through `RoundWork`.
  */
-import type { Logger } from '../../log/logger';
 import { refused } from '../../net/errors';
-import { describeFailure, type Peers } from '../../net/peers';
+import { tryPost, type CallerIo } from '../../net/peers';
 import type { RoundMachine } from '../../protocol/aggregator/machine';
 import type { Action, Event, Stage } from '../../protocol/aggregator/state';
 import { WIRE_CONTENT_TYPE } from '../../wire/codec';
 
 export interface RoundWork {
-  /** The model message for the round's clients: the global model with its instructions. */
-  modelFor(round: number, attempt: string, clients: string[]): Buffer;
+  /**
+   * The model message for `recipients`, some of the round's `clients`: the global model with its
+   * instructions, or only the instructions when every recipient keeps that model already.
+   */
+  modelFor(round: number, attempt: string, clients: string[], recipients: string[]): Buffer;
   /** What a switch is told when its round opens. */
   switchOpening(round: number, attempt: string, clients: string[]): Record<string, unknown>;
   aggregate(round: number, from: string[], missing: string[]): Promise<void>;
@@ -29,14 +32,10 @@ export interface RoundWork {
   moved(before: { stage: Stage; round: number }): void;
 }
 
-export interface ExecutorIo {
-  peers: Peers;
-  logger: Logger;
-  signal: AbortSignal;
+export interface ExecutorIo extends CallerIo {
   /** A timer owned by the role (cleared when it stops), and cancelling one. */
   after(ms: number, fn: () => void): NodeJS.Timeout;
   cancel(timer: NodeJS.Timeout): void;
-  isStopped(): boolean;
   print?: (line: string) => void;
 }
 
@@ -107,8 +106,7 @@ export class RoundExecutor {
       case 'send-model':
         return this.sendModel(action.round, action.attempt, action.clients);
       case 'standby':
-        for (const client of action.clients) void this.post(client, '/c/standby', { round: action.round });
-        return;
+        return this.standby(action.round, action.clients);
       case 'drop-client': {
         // After the opening: a drop the switch got before its round would be refused, and the switch would wait.
         const opened = this.openings.get(action.switch) ?? Promise.resolve(true);
@@ -150,34 +148,42 @@ export class RoundExecutor {
     } catch {
       // refused: that opening of the round is over already
     }
-    for (const client of clients) void this.post(client, '/c/standby', { round });
+    this.standby(round, clients);
     return false;
   }
 
   /**
-   * Each client gets the model once its switch took the round: an update must not reach a switch
-   * before its round. A selected client must hear something, or it waits for a model for ever and
-   * never checks in again: the model; or, when the opening failed (`open` told it) or came too late
-   * for this attempt, a stand-by. A model it did not take drops it from the round.
+   * The model goes once to each switch under the aggregator, once it took the round (an update must
+   * not reach a switch before its round), and the switch relays it down; and to each direct client.
+   * A selected client must hear something, or it waits for a model for ever and never checks in
+   * again: the model; or, when the opening failed (`open` told it) or came too late for this
+   * attempt, a stand-by. A model a direct client did not take drops it from the round; a switch
+   * that did not take it sends nothing, and its clients stand by.
    */
   private sendModel(round: number, attempt: string, clients: string[]): void {
-    const message = this.work.modelFor(round, attempt, clients);
-    const { upstreamOf } = this.machine.topology;
-    for (const client of clients) {
-      const opened = this.openings.get(upstreamOf.get(client)!) ?? Promise.resolve(true);
+    for (const [reporter, group] of this.machine.state.expected) {
+      const direct = group.length === 1 && group[0] === reporter;
+      const opened = direct ? Promise.resolve(true) : (this.openings.get(reporter) ?? Promise.resolve(true));
+      const message = this.work.modelFor(round, attempt, clients, group); // now: an encoder that throws ends the experiment here
       void opened.then(async (ok) => {
         if (!ok) return;
-        if (this.machine.state.attempt !== attempt) return void this.post(client, '/c/standby', { round });
+        if (this.machine.state.attempt !== attempt) return this.standby(round, group);
         // A timeout may also mean it has the model but answered late: its update is then refused, and it checks in.
-        const failure = await this.post(client, '/c/round', message, { 'Content-Type': WIRE_CONTENT_TYPE });
+        const failure = await this.post(reporter, direct ? '/c/round' : '/s/model', message, { 'Content-Type': WIRE_CONTENT_TYPE });
         if (!failure || this.io.isStopped()) return;
+        if (!direct) this.standby(round, group);
         try {
-          this.dispatch({ type: 'undelivered', round, attempt, client, reason: failure });
+          if (direct) this.dispatch({ type: 'undelivered', round, attempt, client: reporter, reason: failure });
+          else this.dispatch({ type: 'withheld', round, attempt, from: reporter, clients: [], reason: `it did not take the model (${failure})` });
         } catch {
           // refused: that attempt is over already
         }
       });
     }
+  }
+
+  private standby(round: number, clients: string[]): void {
+    for (const client of clients) void this.post(client, '/c/standby', { round });
   }
 
   private sayWaiting(action: Extract<Action, { type: 'waiting' }>): void {
@@ -186,15 +192,7 @@ export class RoundExecutor {
     this.io.print?.(line);
   }
 
-  /** A call that may fail without stopping the round; never rejects. Resolves with why it failed, or undefined. */
-  private async post(address: string, path: string, body: unknown, headers?: Record<string, string>): Promise<string | undefined> {
-    try {
-      await this.io.peers.post(address, path, body, { headers, signal: this.io.signal });
-      return undefined;
-    } catch (err) {
-      const { reason } = describeFailure(err);
-      if (!this.io.isStopped()) this.io.logger.warn(`${path} to ${address} failed: ${reason}`);
-      return reason;
-    }
+  private post(address: string, path: string, body: unknown, headers?: Record<string, string>): Promise<string | undefined> {
+    return tryPost(this.io, address, path, body, headers);
   }
 }

@@ -6,6 +6,7 @@
  *   encrypted, and the clients score it (federated evaluation).
  */
 import type * as tf from '@tensorflow/tfjs';
+import { randomBytes } from 'node:crypto';
 import type { AggregatorState } from '../../checkpoint';
 import type { HeSession } from '../../he/keys';
 import { setFlatWeights, type Evaluation } from '../../model/model';
@@ -24,8 +25,10 @@ export interface ModelHeader {
 export type FederatedEvaluation = (round: number, message: Buffer, clients: string[]) => Promise<{ results: EvaluateResult[]; failures: string[] }>;
 
 export interface GlobalModel {
-  /** The model message a round's clients get, with `meta` (instructions) in it. */
-  message(header: ModelHeader, meta: Record<string, unknown>): Buffer;
+  /** The model message for `recipients` of a round, with `meta` (instructions) in it. */
+  message(header: ModelHeader, meta: Record<string, unknown>, recipients?: readonly string[]): Buffer;
+  /** A client said at check-in which model it keeps (none when started anew). */
+  keeps?(client: string, tag: string | undefined): void;
   /** The next global model from the round's total, through the strategy. */
   update(round: number, total: RoundTotal, results: FitResult[], failures: string[]): Promise<void>;
   evaluate(round: number, header: ModelHeader): Promise<Evaluation>;
@@ -85,8 +88,13 @@ export class ReadableGlobal implements GlobalModel {
 }
 
 export class SealedGlobal implements GlobalModel {
-  /** Undefined until the first round: the initial model goes down in plaintext (it says nothing about anyone's data). */
-  private sealed?: { ciphertexts: Uint8Array[]; factor: number };
+  /**
+   * Undefined until the first round: the initial model goes down in plaintext (it says nothing about
+   * anyone's data). `tag` names each sealed model: the clients that scored it keep it decrypted.
+   */
+  private sealed?: { ciphertexts: Uint8Array[]; factor: number; tag: string };
+  /** Clients that scored the current sealed model and keep it: they are sent a reference to it, not it again. */
+  private readonly holders = new Set<string>();
   /**
    * The round's model message without instructions, encoded once: the clients' evaluation, the saved
    * round and the checkpoint all take the same megabytes.
@@ -102,19 +110,32 @@ export class SealedGlobal implements GlobalModel {
     private readonly clients: () => readonly string[],
   ) {}
 
-  message(header: ModelHeader, meta: Record<string, unknown>): Buffer {
+  message(header: ModelHeader, meta: Record<string, unknown>, recipients: readonly string[] = []): Buffer {
     const base = { ...header, contributors: 0, weight: 0 };
     if (!this.sealed) return encode({ ...base, kind: Kind.Model, meta, parameters: this.initial });
-    const { ciphertexts, factor } = this.sealed;
-    return encode({ ...base, kind: Kind.EncryptedModel, meta: { ...meta, he: this.he.id, factor }, parameters: new Float32Array(0), ciphertexts, count: header.parameters });
+    const { ciphertexts, factor, tag } = this.sealed;
+    const none = new Float32Array(0);
+    if (recipients.length && recipients.every((c) => this.holders.has(c))) {
+      return encode({ ...base, kind: Kind.ModelReference, meta: { ...meta, model_tag: tag }, parameters: none, count: header.parameters });
+    }
+    return encode({ ...base, kind: Kind.EncryptedModel, meta: { ...meta, he: this.he.id, factor, model_tag: tag }, parameters: none, ciphertexts, count: header.parameters });
+  }
+
+  /**
+   * Only "none" counts: a client keeps the model it scored until it is started anew, and a check-in
+   * naming an older model was sent before that client scored this one (it checks in after its update).
+   */
+  keeps(client: string, tag: string | undefined): void {
+    if (tag === undefined) this.holders.delete(client);
   }
 
   async update(round: number, total: RoundTotal, results: FitResult[], failures: string[]): Promise<void> {
     const current = this.sealed ? { kind: 'encrypted' as const, ...this.sealed } : { kind: 'plain' as const, values: this.initial };
     const next = this.strategy.aggregateFit(round, current, total, results, failures);
     if (next.kind !== 'encrypted') throw new Error(`strategy ${this.strategy.name} returned a plaintext model, but only the clients can read it`);
-    this.sealed = { ciphertexts: next.ciphertexts, factor: next.factor };
+    this.sealed = { ciphertexts: next.ciphertexts, factor: next.factor, tag: newTag() };
     this.bare = undefined;
+    this.holders.clear();
   }
 
   private bareMessage(header: ModelHeader): Buffer {
@@ -125,6 +146,7 @@ export class SealedGlobal implements GlobalModel {
   async evaluate(round: number, header: ModelHeader): Promise<Evaluation> {
     const clients = this.strategy.configureEvaluate(round, this.clients());
     const { results, failures } = await this.askClients(round, this.bareMessage(header), clients);
+    for (const { client } of results) this.holders.add(client);
     return this.strategy.aggregateEvaluate(round, results, failures);
   }
 
@@ -140,7 +162,11 @@ export class SealedGlobal implements GlobalModel {
   restore(global: AggregatorState['global']): void {
     if (!('encryptedMessage' in global)) throw new Error('the checkpoint holds a plaintext model, but only the clients may read this one');
     const message = decode(Buffer.from(global.encryptedMessage));
-    this.sealed = { ciphertexts: message.ciphertexts!, factor: Number(message.meta?.factor) };
+    // A tag of its own: clients that scored this round's model before the restart are sent it again.
+    this.sealed = { ciphertexts: message.ciphertexts!, factor: Number(message.meta?.factor), tag: newTag() };
     this.bare = undefined;
+    this.holders.clear();
   }
 }
+
+const newTag = () => randomBytes(6).toString('hex');

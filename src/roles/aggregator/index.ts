@@ -22,7 +22,7 @@ import { createModel, evaluate, expectedParameterCount, getFlatWeights, modelId,
 import { badRequest, HttpError, refused } from '../../net/errors';
 import { ExperimentOutputs, type RoundMetrics } from '../../outputs';
 import { RoundMachine } from '../../protocol/aggregator/machine';
-import { quorum, type Event, type Stage } from '../../protocol/aggregator/state';
+import { chainOf, quorum, reachable, reporterOf, type Event, type Stage } from '../../protocol/aggregator/state';
 import { createStrategy, type FitResult, type Strategy } from '../../strategy/strategy';
 import { Kind, type Message } from '../../wire/codec';
 import { attemptOf, readMessage } from '../../wire/receive';
@@ -31,7 +31,8 @@ import { EncryptedAccumulator, PlaintextAccumulator, type UpdateAccumulator } fr
 import { RoundExecutor, type RoundWork } from './executor';
 import { ReadableGlobal, SealedGlobal, type GlobalModel, type ModelHeader } from './global-model';
 import { RoundClock } from './round-clock';
-import { askToEvaluate } from './federated-evaluation';
+import { askToEvaluate } from '../federated-evaluation';
+import { namedClients, withheldSchema } from '../switch';
 import { describeWorkers, statusView } from './view';
 
 export { CHECKPOINTS_DIR, KEY_PAIR_FILE, type CheckpointHeader } from '../../checkpoint';
@@ -47,10 +48,9 @@ const checkinSchema = z
     histogram: z.array(z.number().int().min(0)).max(256).optional(),
     /** Its model's id (layer shapes): every node must have loaded the same model. */
     model: z.number().int().min(0).optional(),
+    /** The sealed model it scored and keeps (key at the clients): it is then sent a reference, not the model again. */
+    keeps: z.string().max(100).optional(),
   })
-  .strict();
-const withheldSchema = z
-  .object({ round: z.number().int().positive(), attempt: z.string().min(1).max(200), switch: z.string(), clients: z.array(z.string()), reason: z.string().max(500) })
   .strict();
 
 /** Set up once the role has started: the pieces that need the backend, the data and the keys. */
@@ -123,6 +123,7 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
     super(config, node);
     const { settings, address } = this.config;
     const upstreamOf = new Map(Object.entries(this.config.clients));
+    const switchUpstreamOf = new Map(Object.entries(this.config.switches));
     const rules = {
       rounds: settings.rounds,
       goal: settings.clients_per_round ?? upstreamOf.size,
@@ -132,12 +133,12 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
       // The strategy chooses among the ready clients; it exists once the role has prepared.
       select: (round: number, ready: readonly string[], goal: number) => this.prepared!.strategy.selectClients(round, ready, goal),
     };
-    this.machine = new RoundMachine(rules, { upstreamOf, self: address }, (resumeFrom?.round ?? 0) + 1);
+    this.machine = new RoundMachine(rules, { upstreamOf, switchUpstreamOf, self: address }, (resumeFrom?.round ?? 0) + 1);
     this.executor = new RoundExecutor(this.machine, this.executorIo(), this);
     this.outputs = new ExperimentOutputs(this.node.outputsDir, this.config.experiment);
     this.checkpoints = new CheckpointStore(join(this.outputs.dir, CHECKPOINTS_DIR));
     this.workers = new Map([
-      ...this.config.switches.map((s) => [s, 'switch'] as const),
+      ...Object.keys(this.config.switches).map((s) => [s, 'switch'] as const),
       ...Object.keys(this.config.clients).map((c) => [c, 'client'] as const),
     ]);
     this.cluster = new ClusterLog(this.node.logsDir, this.config.experiment, this.workers, resumeFrom !== undefined);
@@ -212,16 +213,16 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
     this.node.print?.(line);
   }
 
-  /** Clients that answer now (neither down nor failed): those asked to score a model only they can read. */
+  /** Clients that answer now, through switches that do (none down or failed): those asked to score a model only they can read. */
   private clientsUp(): string[] {
-    const { down } = this.machine.state;
-    return Object.keys(this.config.clients).filter((client) => !down.has(client) && !this.failed.has(client));
+    const { state, topology } = this.machine;
+    return reachable(state, topology, Object.keys(this.config.clients)).filter((client) => !this.failed.has(client));
   }
 
-  /** Clients neither failed themselves nor behind a failed switch. */
+  /** Clients neither failed themselves nor beneath a failed switch. */
   private clientsAble(): string[] {
-    const { upstreamOf } = this.machine.topology;
-    return [...upstreamOf].filter(([client, upstream]) => !this.failed.has(client) && !this.failed.has(upstream)).map(([client]) => client);
+    const { topology } = this.machine;
+    return [...topology.upstreamOf.keys()].filter((client) => ![client, ...chainOf(topology, client)].some((node) => this.failed.has(node)));
   }
 
   noteHealth(address: string, state: WorkerHealth['state'], reason?: string): void {
@@ -262,7 +263,7 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
   checkIn(body: unknown): { status: string; round: number } {
     const parsed = checkinSchema.safeParse(body);
     if (!parsed.success) throw badRequest('expected {"client": "<address>", "samples": <count>}');
-    const { client, samples, shape, histogram, model } = parsed.data;
+    const { client, samples, shape, histogram, model, keeps } = parsed.data;
     const input = inputOf(this.config.settings.data);
     const own = this.prepared?.modelId;
     if (model !== undefined) this.modelOf.set(client, model);
@@ -280,6 +281,7 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
       throw new HttpError(422, 'data does not fit', `${client}: ${misfit}`);
     }
     if (histogram) this.histograms.set(client, histogram);
+    this.prepared?.global.keeps?.(client, keeps);
     // Before the event: the check-in that closes selection must count in the round's HE pre-scaling.
     this.samplesOf.set(client, samples);
     this.executor.dispatch({ type: 'checkin', client });
@@ -329,14 +331,8 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
 
   /** The report event for a message: a switch names the clients in its sum; a direct client is its own. */
   private reportOf(message: Message, direct: boolean): Extract<Event, { type: 'report' }> {
-    const named = message.meta?.clients;
-    if (!direct && !(Array.isArray(named) && named.every((c) => typeof c === 'string'))) {
-      throw badRequest('a switch sum must name its clients in meta.clients');
-    }
-    const clients = direct ? [message.sender] : (named as string[]);
-    if (clients.length !== message.contributors) {
-      throw badRequest(`the sum claims ${message.contributors} updates but names ${clients.length} clients`);
-    }
+    const clients = direct ? [message.sender] : namedClients(message);
+    if (direct && message.contributors !== 1) throw badRequest(`the sum claims ${message.contributors} updates but names 1 clients`);
     return { type: 'report', round: message.round, attempt: attemptOf(message), from: message.sender, clients, weight: message.weight };
   }
 
@@ -378,7 +374,7 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
     const initial = getFlatWeights(model);
     const sealed = he && settings.he.key_holder === 'clients';
     const global: GlobalModel = sealed
-      ? new SealedGlobal(initial, strategy, he, (round, message, clients) => askToEvaluate(this.node, this.abort.signal, round, message, clients), () => this.clientsUp())
+      ? new SealedGlobal(initial, strategy, he, (round, message, clients) => this.askToEvaluate(round, message, clients), () => this.clientsUp())
       : new ReadableGlobal(initial, strategy, model, he, quantizesChange(settings.he));
     const accumulator = he ? new EncryptedAccumulator(he) : new PlaintextAccumulator(this.parameters);
     this.prepared = { model, modelId: modelId(model), backend, strategy, global, accumulator, he };
@@ -390,6 +386,11 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
     const ready = `TensorFlow.js backend ${backend}; ${test.size} held-out test digits; strategy ${strategy.name}; ${encryption}`;
     this.node.logger.info(ready);
     this.node.print?.(ready);
+  }
+
+  /** The sealed model goes once to each switch under the aggregator, which asks the clients beneath it. */
+  private askToEvaluate(round: number, message: Buffer, clients: string[]) {
+    return askToEvaluate(this.node, this.abort.signal, round, message, clients, (client) => reporterOf(this.machine.topology, client));
   }
 
   /** Puts back what a checkpoint holds: the global model, the strategy's state, the rounds done. */
@@ -420,12 +421,12 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
     return { round, modelId: this.prepared!.modelId, sender: this.config.address, parameters: this.parameters };
   }
 
-  modelFor(round: number, attempt: string, clients: string[]): Buffer {
+  modelFor(round: number, attempt: string, clients: string[], recipients: string[]): Buffer {
     const { he, strategy, global } = this.prepared!;
     const samples = clients.reduce((n, c) => n + (this.samplesOf.get(c) ?? 0), 0) || 1;
     this.roundScale = 1 / samples;
     const encryption = he ? { weight_scale: this.roundScale, ...(he.keyId ? { he_key: he.keyId } : {}) } : {};
-    return global.message(this.header(round), { ...strategy.configureFit(round), attempt, ...encryption });
+    return global.message(this.header(round), { ...strategy.configureFit(round), attempt, ...encryption }, recipients);
   }
 
   switchOpening(round: number, attempt: string, clients: string[]): Record<string, unknown> {

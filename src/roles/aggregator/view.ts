@@ -1,5 +1,6 @@
 /** What the aggregator shows of itself: GET /a/status, and the round the dashboard and progress bars follow. */
 import type { NodeRecords } from '../../log/cluster-log';
+import { chainOf } from '../../protocol/aggregator/state';
 import type { AggregatorRole } from './index';
 
 export function statusView(role: AggregatorRole) {
@@ -30,16 +31,16 @@ export function statusView(role: AggregatorRole) {
 /** Each worker with what it last said: for lines that name who a round waits for. */
 export function describeWorkers(role: AggregatorRole, addresses: string[]): string {
   if (!addresses.length) return 'no one in particular';
-  const { upstreamOf, self } = role.machine.topology;
+  const { topology } = role.machine;
   const { pool } = role.machine.state;
   const why = (reason?: string) => reason ?? 'no reason given';
   return addresses
     .map((address) => {
       const said = role.health.get(address);
-      const upstream = upstreamOf.get(address);
-      const behind = upstream && upstream !== self ? role.health.get(upstream) : undefined;
+      const upstream = chainOf(topology, address).find((sw) => role.health.get(sw) && role.health.get(sw)!.state !== 'up');
+      const behind = upstream ? role.health.get(upstream) : undefined;
       if (said && said.state !== 'up') return `${address} (${said.state}: ${why(said.reason)})`;
-      if (behind && behind.state !== 'up') return `${address} (its switch ${upstream} is ${behind.state}: ${why(behind.reason)})`;
+      if (behind) return `${address} (its switch ${upstream} is ${behind.state}: ${why(behind.reason)})`;
       if (pool.includes(address)) return `${address} (ready)`;
       return `${address} (up${said?.reason ? `, ${said.reason}` : ''}; has not checked in)`;
     })

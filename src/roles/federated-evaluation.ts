@@ -1,0 +1,61 @@
+/**
+ * Federated evaluation's transport: the clients decrypt the model and score it on their share of the
+ * held-out digits. The model goes down the reporting tree: once to each switch on the way, which
+ * asks the clients beneath it (and the switches below) and answers for all of them.
+ */
+import { z } from 'zod';
+import { describeFailure } from '../net/peers';
+import type { EvaluateResult } from '../strategy/strategy';
+import { WIRE_CONTENT_TYPE } from '../wire/codec';
+import type { NodeContext } from './role';
+
+export interface Evaluations {
+  results: EvaluateResult[];
+  failures: string[];
+}
+
+const score = z.object({ accuracy: z.number().min(0).max(1), loss: z.number().finite().min(0), samples: z.number().int().min(0) });
+const evaluationsSchema = z.object({ results: z.array(score.extend({ client: z.string() })), failures: z.array(z.string()) });
+
+/** A switch's answer for the clients it was asked about: anyone else's is not its to give. */
+function fromSwitch(answer: unknown, asked: string[]): Evaluations {
+  const parsed = evaluationsSchema.safeParse(answer);
+  if (!parsed.success) throw new Error(`its answer is not {results, failures}: ${parsed.error.issues[0]?.message}`);
+  const results = parsed.data.results.filter((r, i, all) => asked.includes(r.client) && all.findIndex((o) => o.client === r.client) === i);
+  return { results, failures: asked.filter((c) => !results.some((r) => r.client === c)) };
+}
+
+/** The query a switch is asked with: the clients beneath it to ask. */
+export const evaluateQuery = (clients: string[]) => `clients=${encodeURIComponent(clients.join(','))}`;
+
+/**
+ * Every client's answer, in a fixed order (the same sums whatever the timing), and the clients that
+ * gave none. `hopOf` says where a client is asked: itself, or the switch it is beneath.
+ */
+export async function askToEvaluate(
+  node: Pick<NodeContext, 'peers' | 'logger'>,
+  signal: AbortSignal,
+  round: number,
+  message: Buffer,
+  clients: string[],
+  hopOf: (client: string) => string = (client) => client,
+): Promise<Evaluations> {
+  const groups = new Map<string, string[]>();
+  for (const client of clients) groups.set(hopOf(client), [...(groups.get(hopOf(client)) ?? []), client]);
+  const options = { headers: { 'Content-Type': WIRE_CONTENT_TYPE }, signal };
+  const answers = await Promise.all(
+    [...groups].map(async ([hop, asked]): Promise<Evaluations> => {
+      const viaSwitch = !(asked.length === 1 && asked[0] === hop);
+      try {
+        if (viaSwitch) return fromSwitch(await node.peers.post(hop, `/s/evaluate?${evaluateQuery(asked)}`, message, options), asked);
+        const answer = score.parse(await node.peers.post(hop, '/c/evaluate', message, options));
+        return { results: [{ client: hop, ...answer }], failures: [] };
+      } catch (err) {
+        node.logger.warn(`round ${round}: no evaluation from ${viaSwitch ? `the ${asked.length} clients beneath ${hop}` : hop}: ${describeFailure(err).reason}`);
+        return { results: [], failures: asked };
+      }
+    }),
+  );
+  const results = answers.flatMap((a) => a.results).sort((a, b) => a.client.localeCompare(b.client));
+  return { results, failures: answers.flatMap((a) => a.failures) };
+}
