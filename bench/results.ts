@@ -67,7 +67,7 @@ function treeTargets(t: TreeResults | undefined): { target: string; measured: st
     const down = t.runs.filter((r) => r.mode === mode).map((r) => r.run.bytes_down_per_round_at_aggregator);
     return {
       target: `aggregator's downlink per round falls with each level of switches (${mode})`,
-      measured: `${down.map((d) => `${mb(d)} MB`).join(' → ')} (${t.runs.filter((r) => r.mode === mode).map((r) => r.topology.split(' (')[0]).join(', ')})`,
+      measured: `${down.map((d) => `${mb(d)} MB`).join(' → ')} (${t.runs.filter((r) => r.mode === mode).map((r) => r.topology).join(', ')})`,
       met: down.every((d, i) => i === 0 || d < down[i - 1]),
     };
   });

@@ -23,8 +23,8 @@ export interface TreeResults {
 
 const TOPOLOGIES = [
   { topology: 'flat', switches: 0, spines: 0 },
-  { topology: 'one level (4 switches)', switches: 4, spines: 0 },
-  { topology: 'two levels (4 racks, 1 spine)', switches: 5, spines: 1 },
+  { topology: 'one level', switches: 4, spines: 0 },
+  { topology: 'two levels', switches: 5, spines: 1 },
 ];
 
 const MODES: { mode: string; he: Record<string, unknown>; flat: boolean }[] = [
