@@ -27,7 +27,7 @@ export function switchBlueprint(role: SwitchRole): Router {
     res.status(202).json({ status: 'relaying', ...(await role.relayModel(req.body)) });
   });
   router.post('/evaluate', ...wireBody(role.maxParameters, true), async (req, res) => {
-    res.json(await role.evaluate(req.body, req.query.clients));
+    res.json(await role.evaluate(req.body, req.query));
   });
   return router;
 }

@@ -6,3 +6,9 @@
 export const attemptId = (session: string, round: number, retry: number) => `${session}:${round}.${retry}`;
 
 export const sessionOf = (attempt: string) => attempt.slice(0, Math.max(0, attempt.lastIndexOf(':')));
+
+/** Which opening of its round an attempt is (0 the first); -1 for an id of another shape. */
+export const retryOf = (attempt: string) => {
+  const retry = Number(attempt.slice(attempt.lastIndexOf('.') + 1));
+  return Number.isInteger(retry) ? retry : -1;
+};

@@ -6,7 +6,7 @@
  * left to wait for, or at its deadline. With too few updates it forwards nothing and says so.
  */
 
-import { sessionOf } from './attempt';
+import { retryOf, sessionOf } from './attempt';
 
 export interface SwitchRoundState {
   stage: 'idle' | 'collecting' | 'forwarded';
@@ -48,18 +48,22 @@ export class SwitchMachine {
   readonly state: SwitchRoundState = { stage: 'idle', round: 0, attempt: '', clients: [], received: new Set(), heard: new Set() };
   /** The selected clients of the round, dropped or not (a drop arriving after the update changes nothing). */
   private selected: string[] = [];
+  /** The switches below this one, each with every client beneath it (a Map: addresses come from requests). */
+  private readonly below: ReadonlyMap<string, readonly string[]>;
 
   constructor(
     /** The clients that report to this switch itself. */
     private readonly members: readonly string[],
     /** The switches below this one, each with every client beneath it. */
-    private readonly below: Readonly<Record<string, readonly string[]>> = {},
+    below: Readonly<Record<string, readonly string[]>> = {},
     /**
      * Fewer updates than this are never forwarded: when the aggregator holds the HE key, one update
      * alone would let it decrypt one client's weights.
      */
     private readonly minUpdates = 1,
-  ) {}
+  ) {
+    this.below = new Map(Object.entries(below));
+  }
 
   handle(event: SwitchEvent): SwitchAction[] {
     switch (event.type) {
@@ -78,12 +82,22 @@ export class SwitchMachine {
 
   /** The switch below through which a client reports; undefined for a client of this switch itself. */
   switchOf(client: string): string | undefined {
-    return Object.keys(this.below).find((sw) => this.below[sw].includes(client));
+    return [...this.below].find(([, beneath]) => beneath.includes(client))?.[0];
   }
 
   /** The selected clients beneath a switch below. */
   selectedBelow(sw: string): string[] {
-    return this.selected.filter((c) => this.below[sw]?.includes(c));
+    return this.selected.filter((c) => this.below.get(sw)?.includes(c));
+  }
+
+  /** The selected clients that report to this switch itself. */
+  selectedHere(): string[] {
+    return this.selected.filter((c) => this.members.includes(c));
+  }
+
+  /** The switches below with selected clients beneath them. */
+  switchesInRound(): string[] {
+    return [...this.below.keys()].filter((sw) => this.selectedBelow(sw).length);
   }
 
   private open(round: number, attempt: string, clients: string[], deadlineMs: number): SwitchAction[] {
@@ -92,8 +106,12 @@ export class SwitchMachine {
     if (!clients.length) return [{ type: 'refuse', status: 400, reason: 'a round needs at least one client' }];
     const { state } = this;
     // The same round may be opened again (a retry), and an aggregator started again may begin anew.
-    if (round < state.round && sessionOf(attempt) === sessionOf(state.attempt)) {
-      return [{ type: 'refuse', status: 409, reason: `round ${round} is older than round ${state.round}` }];
+    if (sessionOf(attempt) === sessionOf(state.attempt)) {
+      if (round < state.round) return [{ type: 'refuse', status: 409, reason: `round ${round} is older than round ${state.round}` }];
+      // Two openings of a round sent down one after the other may arrive the other way round.
+      if (round === state.round && retryOf(attempt) < retryOf(state.attempt)) {
+        return [{ type: 'refuse', status: 409, reason: `${attempt} is an earlier opening of round ${round} than ${state.attempt}` }];
+      }
     }
     const actions: SwitchAction[] = [];
     if (state.stage === 'collecting' && state.round !== round) {
@@ -102,17 +120,14 @@ export class SwitchMachine {
     Object.assign(state, { stage: 'collecting', round, attempt, clients: [...clients], received: new Set(), heard: new Set() });
     this.selected = [...clients];
     actions.push({ type: 'reset-buffer', round }, { type: 'start-timer', attempt, ms: deadlineMs });
-    for (const sw of Object.keys(this.below)) {
-      const beneath = this.selectedBelow(sw);
-      if (beneath.length) actions.push({ type: 'open-below', round, attempt, switch: sw, clients: beneath });
-    }
+    for (const sw of this.switchesInRound()) actions.push({ type: 'open-below', round, attempt, switch: sw, clients: this.selectedBelow(sw) });
     return actions;
   }
 
   /** The refusal an update would get now, without taking it; undefined when it would be taken. */
   refusalFor(round: number, attempt: string, from: string, named?: string[]): Extract<SwitchAction, { type: 'refuse' }> | undefined {
     const { state } = this;
-    if (this.below[from]) return this.sumRefusal(round, attempt, from, named ?? []);
+    if (this.below.has(from)) return this.sumRefusal(round, attempt, from, named ?? []);
     if (!this.members.includes(from)) return { type: 'refuse', status: 403, reason: `${from} is not a client of this switch, nor a switch below it` };
     const openRefusal = this.notOpen(round, attempt);
     if (openRefusal) return openRefusal;
@@ -149,10 +164,11 @@ export class SwitchMachine {
     const refusal = this.refusalFor(round, attempt, from, named);
     if (refusal) return [refusal];
     const { state } = this;
-    if (this.below[from]) {
+    const beneath = this.below.get(from);
+    if (beneath) {
       // The clients beneath it that are not in its sum will not come; one dropped a moment ago that made it is in.
       state.heard.add(from);
-      state.clients = [...state.clients.filter((c) => !this.below[from].includes(c)), ...named!];
+      state.clients = [...state.clients.filter((c) => !beneath.includes(c)), ...named!];
       for (const client of named!) state.received.add(client);
     } else {
       state.received.add(from);
@@ -167,7 +183,7 @@ export class SwitchMachine {
     const { state } = this;
     if (state.heard.has(from)) return [];
     state.heard.add(from);
-    state.clients = state.clients.filter((c) => !this.below[from].includes(c));
+    state.clients = state.clients.filter((c) => !this.below.get(from)!.includes(c));
     return [{ type: 'log', level: 'warn', message: `round ${round}: ${from} sends nothing (${reason})` }, ...this.closeIfComplete()];
   }
 

@@ -96,7 +96,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
       throw new HttpError(409, 'busy', `this client is still working on round ${this.round}`);
     }
     const tag = message.meta?.model_tag;
-    if (message.kind === Kind.ModelReference && tag !== this.kept?.tag) {
+    if (message.kind === Kind.ModelReference && (typeof tag !== 'string' || tag !== this.kept?.tag)) {
       // It keeps no such model (started anew since it scored one): it checks in saying so, and is sent the model next time.
       this.kept = undefined;
       setImmediate(() => void this.checkIn());

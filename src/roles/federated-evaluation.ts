@@ -25,12 +25,18 @@ function fromSwitch(answer: unknown, asked: string[]): Evaluations {
   return { results, failures: asked.filter((c) => !results.some((r) => r.client === c)) };
 }
 
-/** The query a switch is asked with: the clients beneath it to ask. */
-export const evaluateQuery = (clients: string[]) => `clients=${encodeURIComponent(clients.join(','))}`;
+/**
+ * The share of its own wait a level gives the level below: a switch must answer, with the answers it
+ * has, before the one above gives up on it (and on every client beneath it).
+ */
+const BELOW_SHARE = 0.8;
+
+/** The query a switch is asked with: the clients beneath it to ask, and how long it has to answer. */
+export const evaluateQuery = (clients: string[], withinMs: number) => `clients=${encodeURIComponent(clients.join(','))}&within=${Math.floor(withinMs * BELOW_SHARE)}`;
 
 /**
  * Every client's answer, in a fixed order (the same sums whatever the timing), and the clients that
- * gave none. `hopOf` says where a client is asked: itself, or the switch it is beneath.
+ * gave none within `withinMs`. `hopOf` says where a client is asked: itself, or the switch it is beneath.
  */
 export async function askToEvaluate(
   node: Pick<NodeContext, 'peers' | 'logger'>,
@@ -38,16 +44,17 @@ export async function askToEvaluate(
   round: number,
   message: Buffer,
   clients: string[],
-  hopOf: (client: string) => string = (client) => client,
+  hopOf: (client: string) => string,
+  withinMs: number,
 ): Promise<Evaluations> {
   const groups = new Map<string, string[]>();
   for (const client of clients) groups.set(hopOf(client), [...(groups.get(hopOf(client)) ?? []), client]);
-  const options = { headers: { 'Content-Type': WIRE_CONTENT_TYPE }, signal };
+  const options = { headers: { 'Content-Type': WIRE_CONTENT_TYPE }, signal, timeout: withinMs };
   const answers = await Promise.all(
     [...groups].map(async ([hop, asked]): Promise<Evaluations> => {
       const viaSwitch = !(asked.length === 1 && asked[0] === hop);
       try {
-        if (viaSwitch) return fromSwitch(await node.peers.post(hop, `/s/evaluate?${evaluateQuery(asked)}`, message, options), asked);
+        if (viaSwitch) return fromSwitch(await node.peers.post(hop, `/s/evaluate?${evaluateQuery(asked, withinMs)}`, message, options), asked);
         const answer = score.parse(await node.peers.post(hop, '/c/evaluate', message, options));
         return { results: [{ client: hop, ...answer }], failures: [] };
       } catch (err) {

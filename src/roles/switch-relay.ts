@@ -12,6 +12,8 @@ import { WIRE_CONTENT_TYPE } from '../wire/codec';
 export interface RelayIo extends CallerIo {
   /** An event for the round machine; one it refuses (a round that is over) is ignored. */
   handle(event: SwitchEvent): void;
+  /** A client that did not take the model: dropped as the aggregator drops one (its update may be on its way). */
+  drop(round: number, attempt: string, client: string, why: string): void;
 }
 
 export class DownRelay {
@@ -32,7 +34,7 @@ export class DownRelay {
   open(action: Extract<SwitchAction, { type: 'open-below' }>, opening: Record<string, unknown>): void {
     const { round, attempt, clients, switch: sw } = action;
     const opened = this.tell(sw, '/s/round', { round, attempt, clients, ...opening }).then((failure) => {
-      if (failure) this.lostBelow(round, attempt, sw, `its round could not be opened (${failure})`);
+      if (failure) this.lostBelow(round, attempt, sw, clients, `its round could not be opened (${failure})`);
       return !failure;
     });
     this.openings.set(sw, opened);
@@ -43,30 +45,38 @@ export class DownRelay {
     return this.openings.get(sw) ?? Promise.resolve(false);
   }
 
-  /** Sends the model to every client still expected: to this switch's own, and through the switches below. */
+  /**
+   * Sends the model on: to this switch's own selected clients still expected, and to every switch
+   * below with selected clients, which does the same. A selected client must hear something, or it
+   * waits for a model for ever and never checks in again: one dropped already (down a moment ago,
+   * say) is told to stand by.
+   */
   relay(body: Buffer, round: number, attempt: string): void {
-    const expected = this.machine.state.clients;
-    const below = new Set(expected.map((c) => this.machine.switchOf(c)));
-    for (const client of expected.filter((c) => !this.machine.switchOf(c))) void this.toClient(body, round, attempt, client);
-    for (const sw of below) if (sw) void this.toSwitch(body, round, attempt, sw);
+    const { clients: expected, received } = this.machine.state;
+    for (const client of this.machine.selectedHere()) {
+      if (expected.includes(client)) void this.toClient(body, round, attempt, client);
+      else if (!received.has(client)) this.standBy(round, [client]);
+    }
+    // Who is beneath each switch in this attempt, fixed now: by the time an answer comes another attempt may be open.
+    for (const sw of this.machine.switchesInRound()) void this.toSwitch(body, round, attempt, sw, this.machine.selectedBelow(sw));
   }
 
   private async toClient(body: Buffer, round: number, attempt: string, client: string): Promise<void> {
     if (this.machine.state.attempt !== attempt) return this.standBy(round, [client]);
     const failure = await this.tell(client, '/c/round', body, { 'Content-Type': WIRE_CONTENT_TYPE });
-    if (failure && !this.io.isStopped()) this.io.handle({ type: 'drop', round, attempt, client, why: `did not take the model: ${failure}` });
+    if (failure && !this.io.isStopped()) this.io.drop(round, attempt, client, `did not take the model: ${failure}`);
   }
 
-  private async toSwitch(body: Buffer, round: number, attempt: string, sw: string): Promise<void> {
+  private async toSwitch(body: Buffer, round: number, attempt: string, sw: string, beneath: string[]): Promise<void> {
     if (!(await this.opened(sw))) return;
-    if (this.machine.state.attempt !== attempt) return this.standBy(round, this.machine.selectedBelow(sw));
+    if (this.machine.state.attempt !== attempt) return this.standBy(round, beneath);
     const failure = await this.tell(sw, '/s/model', body, { 'Content-Type': WIRE_CONTENT_TYPE });
-    if (failure) this.lostBelow(round, attempt, sw, `it did not take the model (${failure})`);
+    if (failure) this.lostBelow(round, attempt, sw, beneath, `it did not take the model (${failure})`);
   }
 
-  private lostBelow(round: number, attempt: string, sw: string, reason: string): void {
+  private lostBelow(round: number, attempt: string, sw: string, beneath: string[], reason: string): void {
     if (this.io.isStopped()) return;
-    this.standBy(round, this.machine.selectedBelow(sw));
+    this.standBy(round, beneath);
     this.io.handle({ type: 'withheld', round, attempt, from: sw, reason });
   }
 

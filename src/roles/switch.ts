@@ -41,7 +41,12 @@ export const withheldSchema = z
   .object({ round: z.number().int().positive(), attempt: z.string().min(1).max(200), switch: z.string(), clients: z.array(z.string()), reason: z.string().max(500) })
   .strict();
 
+/** How long a switch asked to evaluate without a `within` takes to answer. */
+const DEFAULT_EVALUATION_MS = 20_000;
+
 type UpdateEvent = Omit<Extract<SwitchEvent, { type: 'update' }>, 'type'>;
+/** A drop as the aggregator sends it, or as the relay makes it (with why). */
+type DropNotice = Omit<Extract<SwitchEvent, { type: 'drop' }>, 'type'>;
 
 /** Running sum of the round's encrypted updates: ciphertext addition is exact, so order does not matter. */
 interface EncryptedTotal {
@@ -73,13 +78,8 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     logger: this.node.logger,
     signal: this.abort.signal,
     isStopped: () => this.isStopped,
-    handle: (event) => {
-      try {
-        this.run(this.machine.handle(event), () => undefined);
-      } catch {
-        // refused: that opening of the round is over
-      }
-    },
+    handle: (event) => this.quietly(() => this.run(this.machine.handle(event), () => undefined)),
+    drop: (round, attempt, client, why) => this.quietly(() => this.dropClient({ round, attempt, client, why })),
   });
   private buffer?: UpdateBuffer;
   private sum: EncryptedTotal = { weight: 0, contributors: 0 };
@@ -94,12 +94,14 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
   private modelId = 0;
   /** This switch's deadline for the round: the switches below get it as theirs, and forward a little before. */
   private deadlineMs = 0;
+  /** The opening whose model went down already: each goes down once. */
+  private relayedAttempt = '';
   private openedAt = 0;
   /** When the last update that made the sum arrived: the time after it, until the forward, was spent waiting. */
   private lastUpdateAt = 0;
   /** Clients whose encrypted update is queued or being summed, and drops that came for them meanwhile. */
   private readonly adding = new Set<string>();
-  private readonly dropsPending = new Map<string, z.infer<typeof dropSchema>>();
+  private readonly dropsPending = new Map<string, DropNotice>();
 
   override start(): void {
     // A switch holds no key: its SEAL context can only parse and add.
@@ -158,6 +160,8 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     if (now.stage !== 'collecting' || message.round !== now.round || attempt !== now.attempt) {
       throw new HttpError(409, 'conflict', `the model is for round ${message.round} (${attempt}); this switch has round ${now.round} ${now.stage === 'collecting' ? `open as ${now.attempt}` : now.stage}`);
     }
+    if (this.relayedAttempt === attempt) throw new HttpError(409, 'conflict', `the model of ${attempt} was relayed already`);
+    this.relayedAttempt = attempt;
     this.relay.relay(body as Buffer, now.round, attempt);
     return { round: now.round, clients: now.clients.length };
   }
@@ -174,29 +178,44 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
    * POST /s/evaluate?clients=…: the encrypted global model (key at the clients), scored by the
    * clients asked, all beneath this switch; asked of each once, through the switches below.
    */
-  async evaluate(body: unknown, clientsParam: unknown): Promise<Evaluations> {
+  async evaluate(body: unknown, query: { clients?: unknown; within?: unknown }): Promise<Evaluations> {
     if (!this.sealedModels) throw new HttpError(409, 'conflict', 'in this experiment the aggregator scores the model itself');
     if (!this.modelId) throw new HttpError(409, 'conflict', 'this switch has had no round yet, so it does not know the model');
     const he = await this.he!;
     const message = readMessage(body, { kinds: [Kind.EncryptedModel], modelId: this.modelId, parameters: this.maxParameters, he: { id: he.id, chunks: he.chunks } });
-    const clients = typeof clientsParam === 'string' && clientsParam ? [...new Set(clientsParam.split(','))] : [];
+    const clients = typeof query.clients === 'string' && query.clients ? [...new Set(query.clients.split(','))] : [];
     if (!clients.length) throw badRequest('name the clients to ask: ?clients=<address>,<address>');
     const strangers = clients.filter((c) => !this.config.clients.includes(c) && !this.machine.switchOf(c));
     if (strangers.length) throw badRequest(`not clients of this switch, nor beneath it: ${strangers.join(', ')}`);
-    return askToEvaluate(this.node, this.abort.signal, message.round, body as Buffer, clients, (c) => this.machine.switchOf(c) ?? c);
+    const within = Number(query.within ?? DEFAULT_EVALUATION_MS);
+    if (!Number.isInteger(within) || within < 100 || within > 600_000) throw badRequest(`within: milliseconds to answer in, 100 to 600000; got ${String(query.within)}`);
+    return askToEvaluate(this.node, this.abort.signal, message.round, body as Buffer, clients, (c) => this.machine.switchOf(c) ?? c, within);
   }
 
   /** POST /s/drop: the aggregator saw a selected client go down; this round stops waiting for it. */
   drop(body: unknown): void {
     const parsed = dropSchema.safeParse(body);
     if (!parsed.success) throw badRequest('expected {"round", "attempt", "client"}', describeIssues(parsed.error.issues));
-    const { client } = parsed.data;
+    this.dropClient(parsed.data);
+  }
+
+  /** Drops a client from the round, from the aggregator or from the relay; a refusal is thrown. */
+  private dropClient(drop: DropNotice): void {
     // Its encrypted update may be in the queue or in a sum right now: it counts if it makes it.
-    if (this.adding.has(client)) {
-      this.dropsPending.set(client, parsed.data);
+    if (this.adding.has(drop.client)) {
+      this.dropsPending.set(drop.client, drop);
       return;
     }
-    this.run(this.machine.handle({ type: 'drop', ...parsed.data }), () => undefined);
+    this.run(this.machine.handle({ type: 'drop', ...drop }), () => undefined);
+  }
+
+  /** For events of the switch's own making: a refusal means the round they were for is over; anything else is a bug, logged. */
+  private quietly(step: () => void): void {
+    try {
+      step();
+    } catch (err) {
+      if (!(err instanceof HttpError)) this.node.logger.error(`the switch's round failed: ${(err as Error).stack ?? err}`);
+    }
   }
 
   /** An update being added when its sender was dropped did not make it: the drop applies now. */
@@ -225,12 +244,13 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
       he: he && { id: he.id, chunks: he.chunks },
     });
     const fromBelow = message.kind !== update;
-    if (fromBelow && !this.config.switches[message.sender]) {
+    if (fromBelow && !Object.hasOwn(this.config.switches, message.sender)) {
       throw badRequest(`a sum from ${message.sender}, which is not a switch below this one: expected ${Kind[update]} (${update}) from a client`);
     }
     const clients = fromBelow ? namedClients(message) : [message.sender];
     if (!fromBelow && message.contributors !== 1) throw badRequest(`a client update sums exactly 1 update, not ${message.contributors}`);
-    if (!fromBelow && this.config.switches[message.sender]) throw badRequest(`${message.sender} is a switch: it sends a sum, not a client update`);
+    if (!fromBelow && Object.hasOwn(this.config.switches, message.sender)) throw badRequest(`${message.sender} is a switch: it sends a sum, not a client update`);
+    if (!(message.weight > 0)) throw badRequest('an update needs a positive sample count');
     const event = { round: message.round, attempt: attemptOf(message), from: message.sender, ...(fromBelow ? { clients } : {}) };
     if (!he) {
       this.run(this.machine.handle({ type: 'update', ...event }), () => {

@@ -95,6 +95,8 @@ export class SealedGlobal implements GlobalModel {
   private sealed?: { ciphertexts: Uint8Array[]; factor: number; tag: string };
   /** Clients that scored the current sealed model and keep it: they are sent a reference to it, not it again. */
   private readonly holders = new Set<string>();
+  /** The last message made, by what it was made from. */
+  private lastMessage?: { key: string; bytes: Buffer };
   /**
    * The round's model message without instructions, encoded once: the clients' evaluation, the saved
    * round and the checkpoint all take the same megabytes.
@@ -111,13 +113,19 @@ export class SealedGlobal implements GlobalModel {
   ) {}
 
   message(header: ModelHeader, meta: Record<string, unknown>, recipients: readonly string[] = []): Buffer {
+    const reference = !!this.sealed && recipients.length > 0 && recipients.every((c) => this.holders.has(c));
+    // A round sends the same message to every switch (and direct client): encoded once, not megabytes per recipient.
+    const key = JSON.stringify([header, meta, reference, this.sealed?.tag]);
+    if (this.lastMessage?.key !== key) this.lastMessage = { key, bytes: this.encodeMessage(header, meta, reference) };
+    return this.lastMessage.bytes;
+  }
+
+  private encodeMessage(header: ModelHeader, meta: Record<string, unknown>, reference: boolean): Buffer {
     const base = { ...header, contributors: 0, weight: 0 };
     if (!this.sealed) return encode({ ...base, kind: Kind.Model, meta, parameters: this.initial });
     const { ciphertexts, factor, tag } = this.sealed;
     const none = new Float32Array(0);
-    if (recipients.length && recipients.every((c) => this.holders.has(c))) {
-      return encode({ ...base, kind: Kind.ModelReference, meta: { ...meta, model_tag: tag }, parameters: none, count: header.parameters });
-    }
+    if (reference) return encode({ ...base, kind: Kind.ModelReference, meta: { ...meta, model_tag: tag }, parameters: none, count: header.parameters });
     return encode({ ...base, kind: Kind.EncryptedModel, meta: { ...meta, he: this.he.id, factor, model_tag: tag }, parameters: none, ciphertexts, count: header.parameters });
   }
 
@@ -139,7 +147,7 @@ export class SealedGlobal implements GlobalModel {
   }
 
   private bareMessage(header: ModelHeader): Buffer {
-    if (this.bare?.round !== header.round) this.bare = { round: header.round, bytes: this.message(header, {}) };
+    if (this.bare?.round !== header.round) this.bare = { round: header.round, bytes: this.encodeMessage(header, {}, false) };
     return this.bare.bytes;
   }
 

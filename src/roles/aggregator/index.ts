@@ -390,7 +390,8 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
 
   /** The sealed model goes once to each switch under the aggregator, which asks the clients beneath it. */
   private askToEvaluate(round: number, message: Buffer, clients: string[]) {
-    return askToEvaluate(this.node, this.abort.signal, round, message, clients, (client) => reporterOf(this.machine.topology, client));
+    const within = this.config.settings.timeouts.request_ms;
+    return askToEvaluate(this.node, this.abort.signal, round, message, clients, (client) => reporterOf(this.machine.topology, client), within);
   }
 
   /** Puts back what a checkpoint holds: the global model, the strategy's state, the rounds done. */
