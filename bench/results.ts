@@ -4,7 +4,7 @@ import type { ChartSpec } from '../src/report/charts';
 import type { PaillierComparison, TransferRow } from './baselines';
 import type { FaultResults } from './faults';
 import { formatLinks, type LinksResults } from './links';
-import { formatQuantized, type QuantizedResults } from './quantized';
+import { formatQuantized, PER_LAYER_MODE, type QuantizedResults } from './quantized';
 import { formatTree, type TreeResults } from './tree';
 import type { MicroRow } from './micro';
 import type { SwitchThroughput } from './switch';
@@ -73,13 +73,18 @@ function treeTargets(t: TreeResults | undefined): { target: string; measured: st
   });
 }
 
-/** Issue 15's: quantized HE smaller than float32, as accurate and as fast as unquantized HE. */
+/**
+ * Issue 15's: quantized HE smaller than float32, as accurate and as fast as unquantized HE. Points
+ * are differences of two accuracies in percent, so 0.2 comes out a hair above 0.2: compared with slack.
+ */
 function quantizedTargets(q: QuantizedResults | undefined): { target: string; measured: string; met: boolean }[] {
   if (!q) return [];
   const micro = (mode: string) => q.micro.find((m) => m.mode === mode)!;
   const run = (mode: string) => q.runs.find((m) => m.mode === mode)!.run;
   const points = (run('HE, key at the aggregator, 8 bits').final_accuracy - run('HE, key at the aggregator').final_accuracy) * 100;
   const clientPoints = (run('HE, key at the clients, 8 bits').final_accuracy - run('HE, key at the clients').final_accuracy) * 100;
+  const perLayer = q.runs.find((m) => m.mode === PER_LAYER_MODE)?.run;
+  const perLayerPoints = perLayer && (perLayer.final_accuracy - run('HE, key at the clients').final_accuracy) * 100;
   const signed = (p: number) => `${p >= 0 ? '+' : ''}${n(p, 2)} points`;
   const slower = run('HE, key at the aggregator, 8 bits').round_s / run('HE, key at the aggregator').round_s;
   const publicKey = micro('HE, key at the aggregator, 8 bits').times_float32;
@@ -87,8 +92,11 @@ function quantizedTargets(q: QuantizedResults | undefined): { target: string; me
   return [
     { target: 'quantized HE update at most 1.0x float32, key at the aggregator', measured: x(publicKey), met: publicKey <= 1 },
     { target: 'quantized HE update at most 0.5x float32, key at the clients', measured: x(seeded), met: seeded <= 0.5 },
-    { target: `quantized HE final accuracy within 0.2 points of unquantized HE, key at the aggregator (${q.runs[0].run.rounds} demo rounds)`, measured: signed(points), met: Math.abs(points) <= 0.2 },
-    { target: `quantized HE final accuracy within 0.2 points of unquantized HE, key at the clients (${q.runs[0].run.rounds} demo rounds)`, measured: signed(clientPoints), met: Math.abs(clientPoints) <= 0.2 },
+    { target: `quantized HE final accuracy within 0.2 points of unquantized HE, key at the aggregator (${q.runs[0].run.rounds} demo rounds)`, measured: signed(points), met: Math.abs(points) <= 0.2 + 1e-9 },
+    { target: `quantized HE final accuracy within 0.2 points of unquantized HE, key at the clients (${q.runs[0].run.rounds} demo rounds)`, measured: signed(clientPoints), met: Math.abs(clientPoints) <= 0.2 + 1e-9 },
+    ...(perLayerPoints === undefined
+      ? []
+      : [{ target: `the same, the clip stated per layer (${PER_LAYER_MODE.split('clip per layer ')[1]})`, measured: signed(perLayerPoints), met: Math.abs(perLayerPoints) <= 0.2 + 1e-9 }]),
     { target: 'quantized HE round no slower than unquantized HE', measured: `${x(slower)} the unquantized round`, met: slower <= 1 },
   ];
 }
