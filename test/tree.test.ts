@@ -94,16 +94,21 @@ for (const keyHolder of ['aggregator', 'clients'] as const) {
     });
 
     it('goes on without the clients beneath the dead middle switch, and names them', () => {
-      const after = metrics().filter((m) => m.round > killedIn);
-      assert.ok(after.length >= 1, `no round after round ${killedIn}`);
+      // The kill lands in round `killedIn`, or a round later (a round is short); or between two rounds, and then no round misses them.
+      const hit = metrics().find((m) => m.round >= killedIn && cutOff.every((c) => m.missing.includes(c))) ?? metrics()[killedIn - 1];
+      assert.ok(hit.round <= killedIn + 1, `the clients beneath the dead switch were missed first in round ${hit.round}, killed in ${killedIn}`);
+      assert.ok(hit.round_ms < 60_000, JSON.stringify(hit));
+      const after = metrics().filter((m) => m.round > hit.round);
+      assert.ok(after.length >= 1, `no round after round ${hit.round}`);
       for (const row of after) {
-        // They are up, but nothing reaches them: not selected, so not missing either.
-        assert.deepEqual([row.clients, row.missing], [4, []], JSON.stringify(row));
+        // Until a health check sees the switch down they may be selected again, and missed at once (the spine
+        // cannot open its round below); from then on nothing reaches them: not selected, so not missing either.
+        assert.equal(row.clients, 4, JSON.stringify(row));
+        assert.ok(row.missing.length === 0 || [...row.missing].sort().join() === [...cutOff].sort().join(), JSON.stringify(row));
         assert.ok(row.round_ms < 60_000, `round ${row.round} waited ${row.round_ms} ms`);
       }
-      for (const client of cutOff) assert.deepEqual(iterations(client).filter((e) => e.round > killedIn), [], `${client} trained with no way to report`);
-      const hit = metrics()[killedIn - 1];
-      assert.ok(hit.round_ms < 60_000 && (hit.missing.length === 0 || cutOff.every((c) => hit.missing.includes(c))), JSON.stringify(hit));
+      assert.deepEqual(after.at(-1)!.missing, [], 'the aggregator never saw the switch go down');
+      for (const client of cutOff) assert.deepEqual(iterations(client).filter((e) => e.round > hit.round), [], `${client} trained with no way to report`);
     });
 
     it("sends the model down once a round, to the spine: the aggregator's downlink is about one model, not eight", () => {
