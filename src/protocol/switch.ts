@@ -115,7 +115,7 @@ export class SwitchMachine {
     }
     const actions: SwitchAction[] = [];
     if (state.stage === 'collecting' && state.round !== round) {
-      actions.push({ type: 'log', level: 'warn', message: `round ${state.round} abandoned: the aggregator opened round ${round}` });
+      actions.push({ type: 'log', level: 'warn', message: `round ${state.round} abandoned: round ${round} was opened` });
     }
     Object.assign(state, { stage: 'collecting', round, attempt, clients: [...clients], received: new Set(), heard: new Set() });
     this.selected = [...clients];
@@ -132,7 +132,7 @@ export class SwitchMachine {
     const openRefusal = this.notOpen(round, attempt);
     if (openRefusal) return openRefusal;
     if (!this.selected.includes(from)) return { type: 'refuse', status: 403, reason: `${from} was not selected for round ${round}` };
-    if (!state.clients.includes(from)) return { type: 'refuse', status: 409, reason: `${from} was dropped from round ${round} (the aggregator saw it go down)` };
+    if (!state.clients.includes(from)) return { type: 'refuse', status: 409, reason: `${from} was dropped from round ${round} (it went down, or did not take the model)` };
     if (state.received.has(from)) return { type: 'refuse', status: 409, reason: `${from} already sent its update for round ${round}` };
     return undefined;
   }
