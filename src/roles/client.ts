@@ -104,7 +104,9 @@ export class ClientRole extends Role<ClientNodeConfig> {
     }
     this.round = message.round;
     this.stage = 'training';
-    void this.runRound(message, message.meta as unknown as RoundMeta).catch((err) => {
+    // The kept model is taken now: a later evaluation may keep another while this round runs.
+    const kept = message.kind === Kind.ModelReference ? this.kept!.weights : undefined;
+    void this.runRound(message, message.meta as unknown as RoundMeta, kept).catch((err) => {
       this.node.logger.error(`round ${message.round} failed: ${(err as Error).stack ?? err}`);
       this.stage = 'waiting';
       if (!this.isStopped) void this.checkIn(); // free again: the next round can have it
@@ -225,13 +227,13 @@ export class ClientRole extends Role<ClientNodeConfig> {
     return fresh;
   }
 
-  private async runRound(message: Message, meta: RoundMeta): Promise<void> {
+  /** `kept`: the model this round trains from, when it came as a reference to the one this client scored. */
+  private async runRound(message: Message, meta: RoundMeta, kept?: Float32Array): Promise<void> {
     const { model, data } = this.prepared!;
     const round = message.round;
     this.iterations.beginRound(round);
     const he = await this.keyFor(meta.he_key);
     const decryptStart = performance.now();
-    const kept = message.kind === Kind.ModelReference ? this.kept!.weights : undefined;
     const global = kept ?? (message.ciphertexts ? Float32Array.from(await he!.pool.decrypt(message.ciphertexts, this.parameters, meta.factor)) : message.parameters);
     // Only a model that came down encrypted (clients hold the key) has a decrypt phase.
     const decryptMs = message.ciphertexts ? performance.now() - decryptStart : undefined;

@@ -164,7 +164,8 @@ export class RoundExecutor {
     for (const [reporter, group] of this.machine.state.expected) {
       const direct = group.length === 1 && group[0] === reporter;
       const opened = direct ? Promise.resolve(true) : (this.openings.get(reporter) ?? Promise.resolve(true));
-      const message = this.work.modelFor(round, attempt, clients, group); // now: an encoder that throws ends the experiment here
+      // Encoded now, not in the promise below: an encoder that throws ends the experiment (see dispatch).
+      const message = this.work.modelFor(round, attempt, clients, group);
       void opened.then(async (ok) => {
         if (!ok) return;
         if (this.machine.state.attempt !== attempt) return this.standby(round, group);
