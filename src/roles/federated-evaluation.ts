@@ -48,7 +48,10 @@ export async function askToEvaluate(
   withinMs: number,
 ): Promise<Evaluations> {
   const groups = new Map<string, string[]>();
-  for (const client of clients) groups.set(hopOf(client), [...(groups.get(hopOf(client)) ?? []), client]);
+  for (const client of clients) {
+    const hop = hopOf(client);
+    groups.set(hop, [...(groups.get(hop) ?? []), client]);
+  }
   const options = { headers: { 'Content-Type': WIRE_CONTENT_TYPE }, signal, timeout: withinMs };
   const answers = await Promise.all(
     [...groups].map(async ([hop, asked]): Promise<Evaluations> => {
