@@ -125,10 +125,11 @@ describe('killed and restarted: a client, a switch, the aggregator', () => {
   });
 
   it("goes on without the dead switch; its clients are not stranded; it is configured again", () => {
-    const row = metrics()[killedIn.switch - 1];
     const behindSwitch = clients.filter((c) => testbed.config.others[c] && (testbed.config.others[c] as { switch?: string }).switch === switchA);
-    // The round closed with the other switch's clients alone (or, short of the quorum, was run again).
-    assert.ok(row.clients === clients.length - behindSwitch.length || row.retries > 0, JSON.stringify(row));
+    // The round closed with the other switch's clients alone (or, short of the quorum, was run again). The kill may
+    // land after the switch forwarded, when the aggregator still says training: then it falls in the next round.
+    const rows = metrics().slice(killedIn.switch - 1, killedIn.switch + 1);
+    assert.ok(rows.some((row) => row.clients === clients.length - behindSwitch.length || row.retries > 0), JSON.stringify(rows));
     assert.match(first.output, new RegExp(`worker ${switchA.replace(/\./g, '\\.')} is down`));
     assert.match(first.output, new RegExp(`worker ${switchA.replace(/\./g, '\\.')} is back without a config; configured again`));
     for (const client of behindSwitch) {
