@@ -9,11 +9,14 @@
  *   node main.js decrypt <round-dir>         a round's model.he (clients held the key) to model.json + weights.bin
  *                    --he-key F [--out DIR]  … with the clients' secret key
  *   node main.js keygen [--config F]         the HE secret key, when clients hold it
+ *   node main.js certs [--config F]          the testbed's CA and a certificate per node (mutual TLS)
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { ConfigError, loadExperimentConfig, resolveNodeConfigs } from './src/config/load';
+import { ConfigError, loadExperimentConfig, resolveNodeConfigs, usesTls } from './src/config/load';
 import { DEFAULT_PORT } from './src/config/address';
 import { resolveToken } from './src/net/auth';
+import { DEFAULT_VALID_DAYS, makeTestbedCerts } from './src/net/certs';
+import { loadTlsFromDir, TlsSetupError } from './src/net/tls';
 import { DEFAULT_KEY_FILE, writeSecretKey } from './src/he/keys';
 import { closeOnSignals, startNode } from './src/node/start';
 import { ExperimentNotReady, runAggregator } from './src/orchestrator/run-aggregator';
@@ -80,7 +83,7 @@ function fail(err: unknown): never {
     console.error(err.message);
     process.exit(2);
   }
-  if (err instanceof ExperimentNotReady) {
+  if (err instanceof ExperimentNotReady || err instanceof TlsSetupError) {
     console.error(err.message);
     process.exit(1);
   }
@@ -117,10 +120,13 @@ withCommonFlags(
     .description('start a worker that waits for its config (the default)')
     .option('--host <host>', 'address to listen on', '0.0.0.0')
     .option('--port <port>', 'port to listen on', portNumber, DEFAULT_PORT)
-    .option('--he-key <file>', 'the HE secret key, for a client when clients hold it (made by `main.js keygen`)', DEFAULT_KEY_FILE),
-).action(async (flags: CommonFlags & { host: string; port: number; heKey: string }) => {
+    .option('--he-key <file>', 'the HE secret key, for a client when clients hold it (made by `main.js keygen`)', DEFAULT_KEY_FILE)
+    .option('--tls-dir <dir>', "mutual TLS: the folder with the testbed's ca.pem and this node's <host>-<port>.pem and -key.pem (made by `main.js certs`)"),
+).action(async (flags: CommonFlags & { host: string; port: number; heKey: string; tlsDir?: string }) => {
   try {
-    const node = await startNode({ host: flags.host, port: flags.port, heKeyFile: flags.heKey, ...common(flags) });
+    if (flags.tlsDir && flags.host === '0.0.0.0') throw new TlsSetupError('--tls-dir: name this node\'s address with --host, so its certificate can be found (and checked against it)');
+    const tls = flags.tlsDir ? loadTlsFromDir(flags.tlsDir, `${flags.host}:${flags.port}`) : undefined;
+    const node = await startNode({ host: flags.host, port: flags.port, heKeyFile: flags.heKey, tls, ...common(flags) });
     closeOnSignals(node);
   } catch (err) {
     fail(err);
@@ -190,6 +196,27 @@ program
       const config = loadExperimentConfig(flags.config);
       const id = await writeSecretKey(config.he, flags.out);
       console.log(`wrote ${flags.out} (HE parameters ${id}); copy it to the client machines only, and start their workers with --he-key`);
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+program
+  .command('certs')
+  .description("make the testbed's CA (once) and a certificate for every node of config.json, named by address, for mutual TLS")
+  .option('--config <file>', 'the experiment config (its node addresses)', 'config.json')
+  .option('--out <dir>', "where the files go (default: config.json's \"certs\", certs/ beside it)")
+  .option('--days <n>', 'how long the node certificates are valid', (v: string) => Number(v), DEFAULT_VALID_DAYS)
+  .action(async (flags: { config: string; out?: string; days: number }) => {
+    try {
+      const config = loadExperimentConfig(flags.config);
+      const made = await makeTestbedCerts(flags.out ?? config.certs, Object.keys(config.others), { days: flags.days });
+      console.log(`${made.newCa ? 'made the testbed CA' : 'signed with the existing CA'} ${made.ca} (ca-key.pem beside it: keep it here, hand it to no node)`);
+      for (const n of made.nodes) console.log(`  ${n.address.padEnd(21)} ${n.files.cert}, ${n.files.key}`);
+      const mode = usesTls(config) ? 'config.json runs with mutual TLS' : 'config.json runs plain HTTP ("tls" is false, or every node is on loopback): set "tls": true to use them';
+      console.log(`${made.nodes.length} node certificates, valid ${flags.days} days; ${mode}.`);
+      console.log(`start each worker with --tls-dir <folder holding ca.pem and its own two files>; the ssh launcher hands each machine its own.`);
+      console.log(`for the dashboard in a browser, trust ${made.ca} (or accept the warning once).`);
     } catch (err) {
       fail(err);
     }

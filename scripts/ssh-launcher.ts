@@ -2,14 +2,16 @@
  * Starting and stopping workers on a real testbed over ssh.
  *   npm run ssh -- start|stop|status|fetch-logs [--config config.json | --hosts FILE] [--dry-run]
  * Workers are started with setsid+nohup so they outlive the ssh session; the cluster token
- * travels on ssh's stdin into an owner-only file, never on a command line.
+ * travels on ssh's stdin into an owner-only file, never on a command line. So do the HE key (to
+ * clients only) and, under mutual TLS, each machine's own certificate and key and the testbed's CA.
  * --dry-run prints every command it would run and contacts nothing.
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
-import { ConfigError, loadExperimentConfig, resolveNodeConfigs } from '../src/config/load';
+import { ConfigError, loadExperimentConfig, resolveNodeConfigs, usesTls } from '../src/config/load';
+import { certFiles } from '../src/net/certs';
 import { parseAddress, type Address } from '../src/config/address';
 import { resolveToken } from '../src/net/auth';
 
@@ -29,6 +31,7 @@ interface Flags {
   parallel: number;
   heKey: string;
   sshConfig?: string;
+  certs?: string;
 }
 
 /** A step to run: the program, its arguments, and what goes on its stdin. */
@@ -40,6 +43,31 @@ export interface Step {
 }
 
 const REMOTE_KEY = 'keys/he-secret.json';
+/** Where a worker's TLS files go on its machine, named by address as `main.js certs` names them. */
+const REMOTE_TLS = 'tls';
+
+/** Mutual TLS (config.json's `tls`, on by default off loopback): the launcher starts workers with their certificates. */
+function tlsOn(flags: Flags): boolean {
+  return !flags.hosts && usesTls(loadExperimentConfig(flags.config));
+}
+
+/**
+ * Under mutual TLS each machine gets the CA and its own certificate and key, nothing of another
+ * machine's: three owner-only files, each over ssh's stdin.
+ */
+export function tlsSteps(flags: Flags, targets: Target[]): Step[] {
+  if (!tlsOn(flags)) return [];
+  const certs = flags.certs ?? loadExperimentConfig(flags.config).certs;
+  return targets.flatMap((target) => {
+    const local = certFiles(certs, `${target.host}:${target.port}`);
+    const remote = certFiles(REMOTE_TLS, `${target.host}:${target.port}`);
+    return (['ca', 'cert', 'key'] as const).map((part) => ({
+      target,
+      argv: sshArgs(flags, target, `cd ${quote(flags.dir)} && mkdir -p ${REMOTE_TLS} && ${writeAtomically(remote[part])} && echo "TLS ${part} written to ${remote[part]}"`),
+      stdin: { file: local[part] },
+    }));
+  });
+}
 
 /** With he.key_holder "clients", the secret key goes to the client machines, and only to them. */
 export function keySteps(flags: Flags, targets: Target[]): Step[] {
@@ -85,6 +113,7 @@ function sshFlags(flags: Flags): string[] {
 
 export function planSteps(action: string, flags: Flags, targets: Target[]): Step[] {
   const dir = quote(flags.dir);
+  const tls = action === 'start' && tlsOn(flags);
   return targets.map((target) => {
     // Named by address too: machines that share a folder keep apart.
     const pid = `.run/worker-${target.host}-${target.port}.pid`;
@@ -92,7 +121,8 @@ export function planSteps(action: string, flags: Flags, targets: Target[]): Step
     switch (action) {
       case 'start': {
         const key = target.role === 'client' ? ` --he-key ${REMOTE_KEY}` : '';
-        const worker = `node main.js --host ${target.host} --port ${target.port} --token-file .run/token --logs logs${key}`;
+        const certs = tls ? ` --tls-dir ${REMOTE_TLS}` : '';
+        const worker = `node main.js --host ${target.host} --port ${target.port} --token-file .run/token --logs logs${key}${certs}`;
         const remote =
           `cd ${dir} && mkdir -p logs .run && ${writeAtomically('.run/token')} && ` +
           `if [ -f ${pid} ] && kill -0 "$(cat ${pid})" 2>/dev/null; then echo "already running"; else ` +
@@ -141,7 +171,8 @@ function runStep(step: Step, token: string | undefined): Promise<{ code: number;
 
 async function main(action: string, flags: Flags): Promise<number> {
   const targets = targetsFrom(flags, action === 'fetch-logs');
-  const steps = [...(action === 'start' ? keySteps(flags, targets) : []), ...planSteps(action, flags, targets)];
+  const handOver = action === 'start' ? [...keySteps(flags, targets), ...tlsSteps(flags, targets)] : [];
+  const steps = [...handOver, ...planSteps(action, flags, targets)];
   if (flags.dryRun) {
     console.log(`# dry run: ${steps.length} ${action} commands, nothing is contacted`);
     for (const step of steps) console.log(describeStep(step));
@@ -150,15 +181,18 @@ async function main(action: string, flags: Flags): Promise<number> {
   const token = action === 'start' ? resolveToken({ tokenFile: flags.tokenFile }) : undefined;
   if (action === 'fetch-logs') for (const s of steps) mkdirSync(s.argv[s.argv.length - 1], { recursive: true });
   let failures = 0;
-  const queue = [...steps];
-  const workers = Array.from({ length: Math.max(1, flags.parallel) }, async () => {
-    for (let step = queue.shift(); step; step = queue.shift()) {
-      const { code, output } = await runStep(step, token);
-      if (code !== 0) failures++;
-      console.log(`  ${code === 0 ? 'ok' : 'FAILED'}  ${step.target.host}:${step.target.port}  ${output.split('\n').slice(-2).join(' | ')}`);
-    }
-  });
-  await Promise.all(workers);
+  // The keys and certificates are on every machine before any worker starts (a worker reads its certificate at start).
+  for (const batch of [handOver, steps.slice(handOver.length)]) {
+    const queue = [...batch];
+    const workers = Array.from({ length: Math.max(1, flags.parallel) }, async () => {
+      for (let step = queue.shift(); step; step = queue.shift()) {
+        const { code, output } = await runStep(step, token);
+        if (code !== 0) failures++;
+        console.log(`  ${code === 0 ? 'ok' : 'FAILED'}  ${step.target.host}:${step.target.port}  ${output.split('\n').slice(-2).join(' | ')}`);
+      }
+    });
+    await Promise.all(workers);
+  }
   console.log(`${action}: ${steps.length - failures} of ${steps.length} succeeded`);
   return failures ? 1 : 0;
 }
@@ -177,6 +211,7 @@ const program = new Command()
   .option('--into <dir>', 'fetch-logs: where the logs go, one folder per machine', 'logs/testbed')
   .option('--parallel <n>', 'machines handled at once', (v: string) => Number(v), 8)
   .option('--he-key <file>', 'start: the HE secret key to give the client machines when clients hold it', 'keys/he-secret.json')
+  .option('--certs <dir>', 'start: the certificates `main.js certs` made, for mutual TLS (default: config.json\'s "certs")')
   .option('--dry-run', 'print the commands, contact nothing')
   .action(async (action: string, flags: Flags) => {
     try {

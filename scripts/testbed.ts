@@ -14,7 +14,9 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command } from 'commander';
-import { ConfigError, loadExperimentConfig, resolveNodeConfigs } from '../src/config/load';
+import { ConfigError, loadExperimentConfig, resolveNodeConfigs, usesTls } from '../src/config/load';
+import { certFiles, ensureTestbedCerts, makeTestbedCerts } from '../src/net/certs';
+import { answersHealth } from '../src/net/health-check';
 import { parseAddress } from '../src/config/address';
 import { formatConfig, testbedConfig } from '../src/config/testbed';
 import { nodeIdFor } from '../src/log/logger';
@@ -75,14 +77,6 @@ function runningWorkers(state: string): Running[] {
     .map((f) => ({ id: f.slice(0, -4), pid: Number(readFileSync(join(dir, f), 'utf8')), pidFile: join(dir, f) }));
 }
 
-async function healthy(host: string, port: number): Promise<boolean> {
-  try {
-    const res = await fetch(`http://${host}:${port}/health`, { signal: AbortSignal.timeout(1000) });
-    return res.ok;
-  } catch {
-    return false;
-  }
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -104,6 +98,10 @@ export async function up(flags: StateFlags & { config: string; timeout: number; 
   const keyFile = join(flags.state, 'he-secret.json');
   if (clientsHoldKey && !existsSync(keyFile)) await writeSecretKey(config.he, keyFile);
   const alreadyUp = new Set(runningWorkers(flags.state).filter((w) => isAlive(w.pid)).map((w) => w.id));
+  // Under mutual TLS each worker serves with its own certificate; made here for nodes that have none.
+  const tls = usesTls(config);
+  if (tls && (await ensureTestbedCerts(config.certs, Object.keys(config.others)))) console.log(`testbed: made TLS certificates in ${config.certs}`);
+  const ca = tls ? readFileSync(join(config.certs, 'ca.pem')) : undefined;
 
   const started: { id: string; host: string; port: number }[] = [];
   for (const worker of workers) {
@@ -112,7 +110,8 @@ export async function up(flags: StateFlags & { config: string; timeout: number; 
     if (alreadyUp.has(id)) continue;
     const out = openSync(join(p.out, `${id}.out`), 'a');
     const keyArgs = clientsHoldKey && worker.type === 'client' ? ['--he-key', keyFile] : [];
-    const child = spawn(process.execPath, [MAIN, '--host', host, '--port', String(port), '--logs', logs, '--id', id, ...keyArgs], {
+    const tlsArgs = tls ? ['--tls-dir', config.certs] : [];
+    const child = spawn(process.execPath, [MAIN, '--host', host, '--port', String(port), '--logs', logs, '--id', id, ...keyArgs, ...tlsArgs], {
       detached: true,
       stdio: ['ignore', out, out],
       env: { ...process.env, FL_TOKEN: token },
@@ -126,7 +125,7 @@ export async function up(flags: StateFlags & { config: string; timeout: number; 
   const deadline = Date.now() + flags.timeout;
   let waiting = started;
   while (waiting.length && Date.now() < deadline) {
-    const answers = await Promise.all(waiting.map((w) => healthy(w.host, w.port)));
+    const answers = await Promise.all(waiting.map((w) => answersHealth(`${w.host}:${w.port}`, 1000, ca)));
     waiting = waiting.filter((_, i) => !answers[i]);
     if (waiting.length) await sleep(100);
   }
@@ -161,13 +160,20 @@ function status(flags: StateFlags): number {
   return 0;
 }
 
-function init(flags: { nodes: number; switches: number; spines: number; base: string; port: number; out?: string }): number {
-  const text = formatConfig(testbedConfig(flags));
-  if (flags.out) {
-    writeFileSync(flags.out, text);
-    const spines = flags.spines ? ` (${flags.spines} of them spines over the rest)` : '';
-    console.log(`wrote ${flags.out}: ${flags.nodes} nodes, ${flags.switches} switches${spines}, aggregator ${flags.base}.${flags.nodes}`);
-  } else process.stdout.write(text);
+async function init(flags: { nodes: number; switches: number; spines: number; base: string; port: number; out?: string; tls: boolean }): Promise<number> {
+  const config = testbedConfig(flags);
+  const text = formatConfig(config);
+  if (!flags.out) {
+    process.stdout.write(text);
+    return 0;
+  }
+  writeFileSync(flags.out, text);
+  const spines = flags.spines ? ` (${flags.spines} of them spines over the rest)` : '';
+  console.log(`wrote ${flags.out}: ${flags.nodes} nodes, ${flags.switches} switches${spines}, aggregator ${flags.base}.${flags.nodes}${flags.tls ? ', mutual TLS' : ', plain HTTP'}`);
+  if (flags.tls) {
+    const made = await makeTestbedCerts(loadExperimentConfig(flags.out).certs, Object.keys(config.others as object));
+    console.log(`  ${made.nodes.length} certificates from the CA ${made.ca} (${made.newCa ? 'made now' : 'kept'}), e.g. ${certFiles(made.dir, made.nodes[0].address).cert}`);
+  }
   return 0;
 }
 
@@ -198,6 +204,7 @@ program
   .option('--base <a.b.c>', 'the first three octets', '127.0.1')
   .option('--port <port>', 'port on every node', int, 5000)
   .option('--out <file>', 'write here instead of stdout')
+  .option('--no-tls', 'plain HTTP between the nodes (with --out, mutual TLS is on and the certificates are made beside the file)')
   .action(run(init));
 withState(program.command('up').description('start every worker of the config and wait until each answers /health'))
   .option('--config <file>', 'the experiment config (default: config.local.json; with --emulate, config.json)')

@@ -42,6 +42,6 @@ export function namesNode(key: string, address: string): boolean {
   return key.includes(':') ? canonicalAddress(key) === address : address.split(':')[0] === key;
 }
 
-export function baseUrl(address: string): string {
-  return `http://${canonicalAddress(address)}`;
+export function baseUrl(address: string, tls = false): string {
+  return `${tls ? 'https' : 'http'}://${canonicalAddress(address)}`;
 }

@@ -1,7 +1,8 @@
 /** Reading config.json: parse, validate, check the topology, and name every mistake. */
 import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import type { z } from 'zod';
-import { addressProblem, canonicalAddress, namesNode } from './address';
+import { addressProblem, canonicalAddress, namesNode, parseAddress } from './address';
 import { DEFAULT_CHANGE_CLIP, DEFAULT_WEIGHT_CLIP, geometryOf, quantizesChange } from '../he/quantized';
 import { clientsBeneath, reportingTree, type ReportingTree } from './tree';
 import { KNOWN_KEYS, ROLES, experimentConfigSchema, nodeConfigSchema, type ExperimentConfig, type NodeConfig } from './schema';
@@ -98,8 +99,17 @@ export function loadExperimentConfig(file: string): ExperimentConfig {
   } catch (err) {
     throw new ConfigError(file, [`not valid JSON: ${(err as Error).message}`]);
   }
-  return parseExperimentConfig(raw, file);
+  const config = parseExperimentConfig(raw, file);
+  return { ...config, certs: resolve(dirname(file), config.certs) };
 }
+
+const isLoopback = (address: string) => {
+  const { host } = parseAddress(address);
+  return host === 'localhost' || host.startsWith('127.');
+};
+
+/** Whether the experiment's nodes talk mutual TLS: as config.json says, and by default unless it stays on loopback. */
+export const usesTls = (config: ExperimentConfig): boolean => config.tls ?? !Object.keys(config.others).every(isLoopback);
 
 /** Mistakes no single entry shows: duplicates, dangling references, a missing aggregator. */
 function topologyProblems(config: ExperimentConfig): string[] {
@@ -199,7 +209,7 @@ function encryptionProblems(config: ExperimentConfig, tree: ReportingTree): stri
 
 /** The config each node receives, keyed by canonical address (the aggregator's own included). */
 export function resolveNodeConfigs(config: ExperimentConfig): Map<string, NodeConfig> {
-  const { experiment, others, links: _links, ...settings } = config;
+  const { experiment, others, links: _links, tls: _tls, certs: _certs, ...settings } = config;
   const tree = reportingTree(others);
   const { aggregator, upstreamOf } = tree;
   const reportingTo = (upstream: string, nodes: string[]) => nodes.filter((n) => upstreamOf.get(n) === upstream);

@@ -277,6 +277,10 @@ export const experimentConfigSchema = settingsSchema
   .extend({
     experiment: experimentName.default('experiment'),
     links: linksSchema.optional(),
+    /** Mutual TLS between nodes; absent: on, unless every node is on loopback. */
+    tls: z.boolean().optional(),
+    /** The folder `main.js certs` writes (relative to config.json's folder). */
+    certs: z.string().min(1).default('certs'),
     others: z.record(address, workerEntrySchema),
   })
   .strict();

@@ -1,16 +1,15 @@
 /**
  * Run inside a testbed namespace: waits until every address answers GET /health.
- *   health-probe <timeout-ms> <host:port> …     exit 0 when all answer; 1 naming those that did not
+ *   health-probe [--ca FILE] <timeout-ms> <host:port> …     exit 0 when all answer; 1 naming those that did not
+ * With --ca, over HTTPS, the workers' certificates checked against that CA.
  */
-async function answers(address: string): Promise<boolean> {
-  try {
-    return (await fetch(`http://${address}/health`, { signal: AbortSignal.timeout(1000) })).ok;
-  } catch {
-    return false;
-  }
-}
+import { readFileSync } from 'node:fs';
+import { answersHealth } from '../net/health-check';
 
-async function main([timeout, ...addresses]: string[]): Promise<number> {
+async function main(args: string[]): Promise<number> {
+  const ca = args[0] === '--ca' ? readFileSync(args[1]) : undefined;
+  const [timeout, ...addresses] = ca ? args.slice(2) : args;
+  const answers = (address: string) => answersHealth(address, 1000, ca);
   const deadline = Date.now() + Number(timeout);
   let waiting = addresses;
   while (waiting.length && Date.now() < deadline) {

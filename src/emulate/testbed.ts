@@ -7,7 +7,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { canonicalAddress } from '../config/address';
-import { loadExperimentConfig } from '../config/load';
+import { loadExperimentConfig, usesTls } from '../config/load';
+import { ensureTestbedCerts } from '../net/certs';
 import { writeSecretKey } from '../he/keys';
 import { describeLink, needsNetem } from './links';
 import { assertIsolated, buildNetwork, machineCounters, pidsIn, removeNetwork, testbedNamespaces } from './network';
@@ -25,6 +26,8 @@ export interface EmulatedState {
   plan: TestbedPlan;
   netem: boolean;
   measured: Record<string, MeasuredRate>;
+  /** Under mutual TLS, the folder of certificates the launcher hands out. */
+  certs?: string;
 }
 
 const stateFile = (state: string) => join(state, 'emulate.json');
@@ -72,6 +75,7 @@ export async function upEmulated(flags: UpFlags): Promise<number> {
     }
     printLinks(state, flags.print);
     const keyFile = await clientKey(config, flags.state, state.dir);
+    state.certs = await testbedCerts(config, flags.print);
     const started = await startWorkers(state, flags, keyFile);
     if (started !== 0) {
       flags.print('the testbed stays up for a look (`npm run testbed -- status --emulate`); `npm run testbed -- down --emulate` removes it');
@@ -112,6 +116,14 @@ async function clientKey(config: ReturnType<typeof loadExperimentConfig>, state:
   return resolve(file);
 }
 
+/** Under mutual TLS, config.json's certificates, made for the nodes that have none (as `main.js certs` would). */
+async function testbedCerts(config: ReturnType<typeof loadExperimentConfig>, print: (line: string) => void): Promise<string | undefined> {
+  if (!usesTls(config)) return undefined;
+  const made = await ensureTestbedCerts(config.certs, Object.keys(config.others));
+  if (made) print(`testbed: made TLS certificates for ${made} nodes in ${config.certs}`);
+  return config.certs;
+}
+
 export const aggregatorOf = (plan: TestbedPlan): Machine => plan.machines.find((m) => m.nodes.some((n) => n.role === 'aggregator'))!;
 
 /** `npm run ssh -- start` from the aggregator's machine, then a wait there until every worker answers. */
@@ -124,12 +136,14 @@ async function startWorkers(state: EmulatedState, flags: UpFlags, keyFile?: stri
     '--dir', state.dir,
     '--token-file', resolve(flags.state, 'token'),
     ...(keyFile ? ['--he-key', keyFile] : []),
+    ...(state.certs ? ['--certs', state.certs] : []),
   ];
   const start = await runIn(aggregator.ns, [process.execPath, ...launcher]);
   flags.print(start.output.trimEnd());
   if (start.code !== 0) return start.code;
   const workers = state.plan.machines.flatMap((m) => m.nodes).filter((n) => n.role !== 'aggregator').map((n) => n.address);
-  const health = await runIn(aggregator.ns, [process.execPath, join(__dirname, 'health-probe.js'), String(flags.timeout), ...workers]);
+  const ca = state.certs ? ['--ca', join(state.certs, 'ca.pem')] : [];
+  const health = await runIn(aggregator.ns, [process.execPath, join(__dirname, 'health-probe.js'), ...ca, String(flags.timeout), ...workers]);
   flags.print(health.code === 0 ? `testbed: ${workers.length} of ${workers.length} workers up` : health.output.trimEnd());
   return health.code;
 }

@@ -1,8 +1,10 @@
-/** Calls from this node to other nodes: bearer token on every request, bytes counted by the meter. */
+/** Calls from this node to other nodes: bearer token on every request, bytes counted by the meter; HTTPS with the node's certificate under mutual TLS. */
 import http from 'node:http';
+import https from 'node:https';
 import axios, { AxiosError, type AxiosInstance, type AxiosRequestConfig } from 'axios';
 import { baseUrl } from '../config/address';
 import type { Logger } from '../log/logger';
+import { clientOptions, type TlsMaterial } from './tls';
 import type { WireMeter } from './wire-meter';
 
 export interface Health {
@@ -23,11 +25,21 @@ export class Peers {
    */
   private readonly probes: AxiosInstance;
 
-  constructor(token: string, meter: WireMeter, timeoutMs = 30_000) {
-    this.probes = axios.create({ httpAgent: new http.Agent({ keepAlive: true }), headers: { Authorization: `Bearer ${token}` }, proxy: false });
+  private readonly tls: boolean;
+
+  constructor(token: string, meter: WireMeter, timeoutMs = 30_000, tls?: TlsMaterial) {
+    this.tls = Boolean(tls);
+    const tlsOptions = tls && clientOptions(tls);
+    this.probes = axios.create({
+      httpAgent: new http.Agent({ keepAlive: true }),
+      httpsAgent: tlsOptions && new https.Agent({ ...tlsOptions, keepAlive: true }),
+      headers: { Authorization: `Bearer ${token}` },
+      proxy: false,
+    });
     this.http = axios.create({
       timeout: timeoutMs,
       httpAgent: meter.agent(),
+      httpsAgent: tlsOptions && meter.agent(tlsOptions),
       headers: { Authorization: `Bearer ${token}` },
       maxBodyLength: Infinity,
       maxContentLength: Infinity,
@@ -38,24 +50,28 @@ export class Peers {
     });
   }
 
+  private url(address: string): string {
+    return baseUrl(address, this.tls);
+  }
+
   async post<T = unknown>(address: string, path: string, body: unknown, config: AxiosRequestConfig = {}): Promise<T> {
-    const res = await this.http.post<T>(baseUrl(address) + path, body, config);
+    const res = await this.http.post<T>(this.url(address) + path, body, config);
     return res.data;
   }
 
   async get<T = unknown>(address: string, path: string, config: AxiosRequestConfig = {}): Promise<T> {
-    const res = await this.http.get<T>(baseUrl(address) + path, config);
+    const res = await this.http.get<T>(this.url(address) + path, config);
     return res.data;
   }
 
   async health(address: string, timeoutMs: number): Promise<Health> {
-    const res = await this.probes.get<Health>(baseUrl(address) + '/health', { timeout: timeoutMs });
+    const res = await this.probes.get<Health>(this.url(address) + '/health', { timeout: timeoutMs });
     return res.data;
   }
 
   /** A request that is not the experiment's traffic (central logs): unmetered, on the probes' connections. */
   async outOfBand<T = unknown>(address: string, path: string, body: unknown, timeoutMs: number): Promise<T> {
-    const res = await this.probes.post<T>(baseUrl(address) + path, body, { timeout: timeoutMs });
+    const res = await this.probes.post<T>(this.url(address) + path, body, { timeout: timeoutMs });
     return res.data;
   }
 }
@@ -68,13 +84,35 @@ export interface PeerFailure {
   details?: unknown;
 }
 
+/** What a failed handshake means on a testbed, in words that name the fix. */
+const TLS_HINTS: Record<string, string> = {
+  ERR_TLS_CERT_ALTNAME_INVALID: 'its certificate names another address',
+  CERT_HAS_EXPIRED: 'its certificate has expired',
+  CERT_NOT_YET_VALID: 'its certificate is not valid yet (check the clocks)',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: "its certificate is not from this testbed's CA",
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: "its certificate is not from this testbed's CA",
+  DEPTH_ZERO_SELF_SIGNED_CERT: "its certificate is not from this testbed's CA",
+  SELF_SIGNED_CERT_IN_CHAIN: "its certificate is not from this testbed's CA",
+  CERT_SIGNATURE_FAILURE: "its certificate is not from this testbed's CA",
+};
+
+function tlsHint(err: AxiosError): string | undefined {
+  const code = err.code ?? '';
+  if (TLS_HINTS[code]) return `TLS refused (${code}): ${TLS_HINTS[code]}`;
+  // A plain-HTTP server answering a TLS hello.
+  if (code === 'EPROTO' && /wrong version number|packet length too long/i.test(err.message)) {
+    return 'EPROTO: it answers plain HTTP, not TLS (start it with --tls-dir, or set "tls": false in config.json)';
+  }
+  return undefined;
+}
+
 export function describeFailure(err: unknown): PeerFailure {
   if (err instanceof AxiosError && err.response) {
     const data = err.response.data as { reason?: string; error?: string; details?: unknown } | undefined;
     const reason = data?.reason ?? data?.error ?? `HTTP ${err.response.status}`;
     return { kind: 'refused', status: err.response.status, reason, details: data?.details };
   }
-  if (err instanceof AxiosError) return { kind: 'unreachable', reason: err.code ?? err.message };
+  if (err instanceof AxiosError) return { kind: 'unreachable', reason: tlsHint(err) ?? err.code ?? err.message };
   return { kind: 'unreachable', reason: (err as Error)?.message ?? String(err) };
 }
 

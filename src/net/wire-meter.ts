@@ -1,10 +1,13 @@
 /**
- * Bytes on the wire, counted at the socket (request line, headers and body, both ways),
- * for every connection a node accepts or opens. Rounds read it as differences of totals.
+ * Bytes on the wire, counted at the socket (request line, headers and body, both ways, and with
+ * TLS its handshakes and record overhead), for every connection a node accepts or opens. Rounds
+ * read it as differences of totals.
  */
 import http from 'node:http';
-import type { Socket } from 'node:net';
+import https from 'node:https';
+import net, { type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { ConnectionOptions } from 'node:tls';
 
 export interface WireTotals {
   received: number;
@@ -13,6 +16,8 @@ export interface WireTotals {
 
 export class WireMeter {
   private readonly open = new Set<Socket>();
+  /** Accepted TCP sockets by their remote end: a TLS socket counts plaintext, the TCP socket under it the wire. */
+  private readonly accepted = new Map<string, Socket>();
   private closedReceived = 0;
   private closedSent = 0;
 
@@ -28,7 +33,7 @@ export class WireMeter {
 
   /** Stops counting a connection, all of it (a monitor's health checks are not experiment traffic). */
   exclude(socket: Socket): void {
-    this.open.delete(socket);
+    this.open.delete(this.accepted.get(endpoint(socket)) ?? socket);
   }
 
   totals(): WireTotals {
@@ -41,13 +46,35 @@ export class WireMeter {
     return { received, sent };
   }
 
-  /** Counts what `server` accepts. */
-  attachServer(server: http.Server): void {
-    server.on('connection', (socket) => this.track(socket));
+  /** Counts what `server` accepts (for HTTPS too, 'connection' is the TCP socket). */
+  attachServer(server: http.Server | https.Server): void {
+    server.on('connection', (socket: Socket) => {
+      this.track(socket);
+      const key = endpoint(socket);
+      this.accepted.set(key, socket);
+      socket.once('close', () => this.accepted.get(key) === socket && this.accepted.delete(key));
+    });
   }
 
-  /** An agent whose connections are counted; keep-alive so rounds reuse sockets. */
-  agent(): http.Agent {
+  /** An agent whose connections are counted; keep-alive so rounds reuse sockets. With `tls`, HTTPS over a counted TCP socket. */
+  agent(tls?: ConnectionOptions): http.Agent {
+    return tls ? this.tlsAgent(tls) : this.plainAgent();
+  }
+
+  private tlsAgent(tls: ConnectionOptions): https.Agent {
+    const meter = this;
+    class MeteredTlsAgent extends https.Agent {
+      override createConnection(options: http.ClientRequestArgs & ConnectionOptions, callback?: (err: Error | null, stream: Duplex) => void) {
+        // TLS over a TCP socket we open, so the count is what crosses the wire, not the plaintext.
+        const tcp = net.connect({ host: options.host!, port: Number(options.port), localAddress: options.localAddress });
+        meter.track(tcp);
+        return super.createConnection({ ...options, socket: tcp } as http.ClientRequestArgs, callback);
+      }
+    }
+    return new MeteredTlsAgent({ ...tls, keepAlive: true, maxSockets: 16 });
+  }
+
+  private plainAgent(): http.Agent {
     const meter = this;
     class MeteredAgent extends http.Agent {
       override createConnection(
@@ -62,6 +89,8 @@ export class WireMeter {
     return new MeteredAgent({ keepAlive: true, maxSockets: 16 });
   }
 }
+
+const endpoint = (socket: Socket) => `${socket.remoteAddress}:${socket.remotePort}`;
 
 export function diffTotals(later: WireTotals, earlier: WireTotals): WireTotals {
   return { received: later.received - earlier.received, sent: later.sent - earlier.sent };

@@ -2,6 +2,7 @@
 import { resolve } from 'node:path';
 import { createLogger, nodeIdFor, type Logger } from '../log/logger';
 import { Peers } from '../net/peers';
+import type { TlsMaterial } from '../net/tls';
 import { WireMeter } from '../net/wire-meter';
 import type { NodeContext } from '../roles/role';
 import { createWorkerApp, listen, type RunningNode } from './worker';
@@ -18,6 +19,8 @@ export interface NodeOptions {
   requestTimeoutMs?: number;
   print?: (line: string) => void;
   heKeyFile?: string;
+  /** Mutual TLS: serve HTTPS and call peers with this certificate; absent, plain HTTP. */
+  tls?: TlsMaterial;
 }
 
 export interface StartedNode extends RunningNode {
@@ -40,17 +43,21 @@ export async function startNode(options: NodeOptions): Promise<StartedNode> {
     nodeId,
     logger,
     meter,
-    peers: new Peers(options.token, meter, options.requestTimeoutMs),
+    peers: new Peers(options.token, meter, options.requestTimeoutMs, options.tls),
     logsDir,
     outputsDir: resolve(options.outputsDir ?? 'outputs'),
     print: options.print,
     heKeyFile: options.heKeyFile,
+    tls: options.tls,
   };
   const running = await listen(createWorkerApp(context, options.token), context, options.host, options.port);
-  logger.info(`listening on ${options.host}:${running.address.port}`);
+  logger.info(`listening on ${options.host}:${running.address.port}, ${transportOf(options.tls)}`);
   logger.debug(`node ${nodeId}: logs in ${logsDir}, outputs in ${context.outputsDir}, requests time out after ${options.requestTimeoutMs ?? 'the default'} ms`);
   return { ...running, context, logger };
 }
+
+/** How this node talks to the others, as logs and the report name it. */
+export const transportOf = (tls?: TlsMaterial) => (tls ? `mutual TLS (certificate ${tls.files.cert})` : 'plain HTTP (no TLS)');
 
 /** Ends the process cleanly on SIGINT/SIGTERM: role stopped, server closed, logs flushed. */
 export function closeOnSignals(node: StartedNode): void {

@@ -1,11 +1,13 @@
 /** The program every testbed machine runs: an express server that takes its role at POST /config. */
 import express, { type Express } from 'express';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { describeIssues } from '../config/load';
 import { nodeConfigSchema, type NodeConfig } from '../config/schema';
 import { requireBearer } from '../net/auth';
 import { HttpError, jsonErrorHandler, requireContentType } from '../net/errors';
+import { clientCertProblem, serverOptions } from '../net/tls';
 import { ROLE_PREFIX, type NodeContext } from '../roles/role';
 import { RoleHost } from './role-host';
 
@@ -59,6 +61,13 @@ export function createWorkerApp(node: NodeContext, token: string): WorkerApp {
     res.status(404).json({ error: 'no dashboard here', reason: where });
   });
 
+  // Under mutual TLS everything past the dashboard and /health is for the testbed's nodes only.
+  if (node.tls) {
+    app.use((req, _res, next) => {
+      const problem = clientCertProblem(req);
+      next(problem ? new HttpError(403, 'forbidden', problem) : undefined);
+    });
+  }
   app.use(requireBearer(token));
 
   app.post('/config', requireContentType('application/json'), express.json({ limit: CONFIG_BODY_LIMIT }), async (req, res) => {
@@ -90,14 +99,16 @@ export function createWorkerApp(node: NodeContext, token: string): WorkerApp {
 }
 
 export interface RunningNode extends WorkerApp {
-  server: http.Server;
+  server: http.Server | https.Server;
   address: AddressInfo;
   close(): Promise<void>;
 }
 
 /** Listens on host:port; close() stops the role, then the server. */
 export async function listen(worker: WorkerApp, node: NodeContext, host: string, port: number): Promise<RunningNode> {
-  const server = http.createServer({ keepAliveTimeout: 65_000 }, worker.app);
+  const server = node.tls
+    ? https.createServer({ ...serverOptions(node.tls), keepAliveTimeout: 65_000 }, worker.app)
+    : http.createServer({ keepAliveTimeout: 65_000 }, worker.app);
   node.meter.attachServer(server);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

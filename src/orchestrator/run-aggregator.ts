@@ -1,9 +1,10 @@
 /** `main.js agg`: load config.json, become the aggregator, push every worker its config. */
 import { resolve } from 'node:path';
-import { resolveNodeConfigs } from '../config/load';
-import { parseAddress } from '../config/address';
+import { resolveNodeConfigs, usesTls } from '../config/load';
+import { baseUrl, parseAddress } from '../config/address';
 import type { AggregatorNodeConfig, ExperimentConfig } from '../config/schema';
-import { startNode, type NodeOptions, type StartedNode } from '../node/start';
+import { loadTlsFromDir } from '../net/tls';
+import { startNode, transportOf, type NodeOptions, type StartedNode } from '../node/start';
 import { CLIENTS_FILE, writeReport } from '../report/report';
 import type { AggregatorRole, ExperimentSummary } from '../roles/aggregator';
 import { formatOutcome, goingOnWithout, missingForExperiment, pushConfigs, summarize } from './push';
@@ -38,8 +39,10 @@ export async function runAggregator(options: AggregatorOptions): Promise<Running
   const bind = parseAddress(own.address);
   const resume = options.resume ? findCheckpoint(config, resolve(options.outputsDir ?? 'outputs'), print) : undefined;
 
+  const tls = usesTls(config) ? loadTlsFromDir(config.certs, own.address) : undefined;
   const node = await startNode({
     ...options,
+    tls,
     host: options.host ?? bind.host,
     port: options.port ?? bind.port,
     requestTimeoutMs: options.requestTimeoutMs ?? config.timeouts.request_ms,
@@ -49,6 +52,7 @@ export async function runAggregator(options: AggregatorOptions): Promise<Running
   const role = node.roles.role as AggregatorRole;
   role.outputs.writeJson('config.json', config);
 
+  print(`transport: ${transportOf(tls)}${tls ? '' : config.tls === false ? ', as config.json says ("tls": false)' : ', the default when every node is on loopback'}`);
   print(`experiment ${config.experiment}: pushing configs to ${workers.length} workers (deadline ${config.timeouts.push_ms / 1000} s)`);
   const outcomes = await pushConfigs(node.context.peers, workers, {
     deadlineMs: config.timeouts.push_ms,
@@ -104,7 +108,8 @@ export async function runAggregator(options: AggregatorOptions): Promise<Running
   watch.start();
   void role.finished.finally(() => watch.stop()).catch(() => undefined);
   const first = role.machine.state.round;
-  print(`dashboard: http://${own.address}/ (open in a browser; it updates as rounds finish)`);
+  const trust = tls ? `; the browser should trust the testbed's CA, ${tls.files.ca}` : '';
+  print(`dashboard: ${baseUrl(own.address, Boolean(tls))}/ (open in a browser; it updates as rounds finish${trust})`);
   print(`running ${first > 1 ? `rounds ${first} to ${config.rounds}` : `${config.rounds} rounds`} of ${config.training.strategy} on ${config.model.architecture} (${role.parameters} parameters)`);
   const finished = role.finished.then(async (summary) => ({ ...summary, report: await reportOn(role, node, print) }));
   return { node: { ...node, close: () => (watch.stop(), node.close()) }, role, finished };
@@ -126,6 +131,7 @@ async function reportOn(role: AggregatorRole, node: StartedNode, print: (line: s
     const { html, pngs } = await writeReport(outputs.dir, {
       experiment: config.experiment,
       aggregator: config.address,
+      transport: transportOf(node.context.tls),
       settings: config.settings,
       workers: role.workers,
       rows: outputs.rows,

@@ -5,6 +5,7 @@
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
+import { usesTls } from '../config/load';
 import type { Settings } from '../config/schema';
 import { quantizesChange } from '../he/quantized';
 import { writeFileAtomic } from '../log/atomic';
@@ -19,6 +20,8 @@ export interface ReportInput {
   experiment: string;
   aggregator: string;
   settings: Settings;
+  /** How the nodes talked: mutual TLS or plain HTTP. */
+  transport?: string;
   /** Every worker, by address, with its role. */
   workers: ReadonlyMap<string, WorkerRole>;
   rows: readonly RoundMetrics[];
@@ -36,7 +39,7 @@ export const CHARTS_DIR = 'charts';
 const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
 /** The settings a reader needs to know what was run, as label and value. */
-export function describeSettings(settings: Settings, workers: ReadonlyMap<string, WorkerRole>): [string, string][] {
+export function describeSettings(settings: Settings, workers: ReadonlyMap<string, WorkerRole>, transport?: string): [string, string][] {
   const { model, training, data, he } = settings;
   const count = (role: WorkerRole) => [...workers.values()].filter((r) => r === role).length;
   const split = data.split === 'dirichlet' ? `dirichlet (alpha ${data.alpha})` : data.split === 'classes' ? `${data.classes_per_client} classes per client` : 'iid';
@@ -48,6 +51,7 @@ export function describeSettings(settings: Settings, workers: ReadonlyMap<string
     ['rounds', `${settings.rounds}, ${settings.clients_per_round ?? 'all'} clients per round`],
     ['topology', `${plural(count('client'), 'client')}, ${plural(count('switch'), 'switch', 'switches')}`],
     ['homomorphic encryption', he.enabled ? `CKKS on, key held by the ${he.key_holder}, N=${he.poly_modulus_degree}, modulus ${he.coeff_modulus_bits.join('+')} bits, scale 2^${he.scale_bits}` : 'off'],
+    ...(transport ? [['transport', transport] as [string, string]] : []),
     ['updates', he.quantize ? `quantized to ${he.quantize.bits} bits, clipped at ±${he.quantize.clip} (the ${quantizesChange(he) ? 'change to the model sent' : 'weights'})${he.enabled ? `, packed for sums of up to ${he.quantize.clients}` : ''}` : 'float32'],
   ];
 }
@@ -91,7 +95,8 @@ export async function reportFromDisk(experimentDir: string, logsDir: string): Pr
   const workers = new Map(others.filter(([, e]) => e.type !== 'aggregator').map(([a, e]) => [a, e.type as WorkerRole]));
   const records = new ClusterLog(logsDir, experiment, workers, true).records();
   const histograms = existsSync(join(experimentDir, CLIENTS_FILE)) ? read(CLIENTS_FILE) : undefined;
-  return writeReport(experimentDir, { experiment, aggregator, settings: config, workers, rows: rounds, records, histograms });
+  const transport = usesTls(config) ? 'mutual TLS' : 'plain HTTP (no TLS)';
+  return writeReport(experimentDir, { experiment, aggregator, settings: config, transport, workers, rows: rounds, records, histograms });
 }
 
 
@@ -118,7 +123,7 @@ function nodeTable(nodes: NodeTotals[]): string {
 function reportHtml(input: ReportInput, svgs: Record<ChartName, string>, nodes: NodeTotals[], classes: string): string {
   const { rows } = input;
   const last = rows[rows.length - 1];
-  const settings = describeSettings(input.settings, input.workers)
+  const settings = describeSettings(input.settings, input.workers, input.transport)
     .map(([k, v]) => `<tr><th>${escape(k)}</th><td>${escape(v)}</td></tr>`)
     .join('');
   const roundRows = rows

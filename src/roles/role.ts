@@ -1,4 +1,5 @@
 /** What every role shares: its config, the node's tools, and a clean stop. */
+import type { TlsMaterial } from '../net/tls';
 import { setMaxListeners } from 'node:events';
 import type { NodeConfig, RoleType } from '../config/schema';
 import type { Logger } from '../log/logger';
@@ -24,6 +25,8 @@ export interface NodeContext {
   heKeyFile?: string;
   /** Progress lines for the person running the node (the aggregator prints each round). */
   print?: (line: string) => void;
+  /** This node's CA, certificate and key under mutual TLS; absent: plain HTTP. */
+  tls?: TlsMaterial;
 }
 
 export abstract class Role<C extends NodeConfig = NodeConfig> {
