@@ -1,6 +1,7 @@
 /**
  * Bytes on the wire, counted at the socket (request line, headers and body, both ways),
- * for every connection a node accepts or opens. Rounds read it as differences of totals.
+ * for every connection a node accepts or opens. Rounds read it as differences of totals;
+ * /metrics reads it per peer.
  */
 import http from 'node:http';
 import type { Socket } from 'node:net';
@@ -11,18 +12,28 @@ export interface WireTotals {
   sent: number;
 }
 
-export class WireMeter {
-  private readonly open = new Set<Socket>();
-  private closedReceived = 0;
-  private closedSent = 0;
+/**
+ * Who a connection is with: for one this node opened, the address it dialled (host:port, as in
+ * config.json); for one it accepted, the remote host alone (the remote port is ephemeral: with it,
+ * every new connection would be a peer of its own).
+ */
+export type PeerName = string;
 
-  track(socket: Socket): void {
+const plainHost = (address: string | undefined) => (address ?? 'unknown').replace(/^::ffff:/, '');
+
+export class WireMeter {
+  private readonly open = new Map<Socket, PeerName>();
+  private readonly closed = new Map<PeerName, WireTotals>();
+
+  track(socket: Socket, peer: PeerName = plainHost(socket.remoteAddress)): void {
     if (this.open.has(socket)) return;
-    this.open.add(socket);
+    this.open.set(socket, peer);
     socket.once('close', () => {
       if (!this.open.delete(socket)) return;
-      this.closedReceived += socket.bytesRead;
-      this.closedSent += socket.bytesWritten;
+      const sum = this.closed.get(peer) ?? { received: 0, sent: 0 };
+      sum.received += socket.bytesRead;
+      sum.sent += socket.bytesWritten;
+      this.closed.set(peer, sum);
     });
   }
 
@@ -32,13 +43,26 @@ export class WireMeter {
   }
 
   totals(): WireTotals {
-    let received = this.closedReceived;
-    let sent = this.closedSent;
-    for (const socket of this.open) {
-      received += socket.bytesRead;
-      sent += socket.bytesWritten;
+    let received = 0;
+    let sent = 0;
+    for (const sum of this.perPeer().values()) {
+      received += sum.received;
+      sent += sum.sent;
     }
     return { received, sent };
+  }
+
+  /** Everything counted so far, by peer: connections closed and open alike. */
+  perPeer(): Map<PeerName, WireTotals> {
+    const out = new Map<PeerName, WireTotals>();
+    for (const [peer, sum] of this.closed) out.set(peer, { ...sum });
+    for (const [socket, peer] of this.open) {
+      const sum = out.get(peer) ?? { received: 0, sent: 0 };
+      sum.received += socket.bytesRead;
+      sum.sent += socket.bytesWritten;
+      out.set(peer, sum);
+    }
+    return out;
   }
 
   /** Counts what `server` accepts. */
@@ -55,7 +79,7 @@ export class WireMeter {
         callback?: (err: Error | null, stream: Duplex) => void,
       ) {
         const socket = super.createConnection(options, callback);
-        if (socket) meter.track(socket as Socket);
+        if (socket) meter.track(socket as Socket, `${options.host ?? options.hostname}:${options.port}`);
         return socket;
       }
     }
