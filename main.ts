@@ -13,7 +13,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, loadExperimentConfig, resolveNodeConfigs } from './src/config/load';
 import { DEFAULT_PORT } from './src/config/address';
-import { resolveToken } from './src/net/auth';
+import { readScrapeToken, resolveToken } from './src/net/auth';
 import { DEFAULT_KEY_FILE, writeSecretKey } from './src/he/keys';
 import { closeOnSignals, startNode } from './src/node/start';
 import { ExperimentNotReady, runAggregator } from './src/orchestrator/run-aggregator';
@@ -48,6 +48,7 @@ interface AggFlags {
 interface CommonFlags {
   token?: string;
   tokenFile?: string;
+  metricsTokenFile?: string;
   id?: string;
   logs: string;
   outputs: string;
@@ -59,6 +60,7 @@ const withCommonFlags = (command: Command) =>
   command
     .option('--token-file <file>', 'file holding the cluster token (or set $FL_TOKEN)')
     .addOption(new Option('--token <token>', 'the cluster token itself (visible to ps; prefer --token-file)'))
+    .addOption(new Option('--metrics-token-file <file>', 'a token that may read GET /metrics and nothing else, for Prometheus').env('FL_METRICS_TOKEN_FILE'))
     .option('--id <id>', 'node id used in log file names (default: host-port)', nodeId)
     .option('--logs <dir>', 'where logs go', 'logs')
     .option('--outputs <dir>', 'where models and metrics go', 'outputs')
@@ -68,6 +70,7 @@ const withCommonFlags = (command: Command) =>
 function common(flags: CommonFlags) {
   return {
     token: resolveToken(flags),
+    scrapeToken: readScrapeToken(flags.metricsTokenFile),
     id: flags.id,
     logsDir: flags.logs,
     outputsDir: flags.outputs,
