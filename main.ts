@@ -14,7 +14,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, loadExperimentConfig, resolveNodeConfigs, usesTls } from './src/config/load';
 import { DEFAULT_PORT } from './src/config/address';
-import { resolveToken } from './src/net/auth';
+import { readScrapeToken, resolveToken } from './src/net/auth';
 import { DEFAULT_VALID_DAYS, makeTestbedCerts } from './src/net/certs';
 import { loadTlsFromDir, TlsSetupError } from './src/net/tls';
 import { DEFAULT_KEY_FILE, writeSecretKey } from './src/he/keys';
@@ -51,6 +51,7 @@ interface AggFlags {
 interface CommonFlags {
   token?: string;
   tokenFile?: string;
+  metricsTokenFile?: string;
   id?: string;
   logs: string;
   outputs: string;
@@ -62,6 +63,7 @@ const withCommonFlags = (command: Command) =>
   command
     .option('--token-file <file>', 'file holding the cluster token (or set $FL_TOKEN)')
     .addOption(new Option('--token <token>', 'the cluster token itself (visible to ps; prefer --token-file)'))
+    .addOption(new Option('--metrics-token-file <file>', 'a token that may read GET /metrics and nothing else, for Prometheus').env('FL_METRICS_TOKEN_FILE'))
     .option('--id <id>', 'node id used in log file names (default: host-port)', nodeId)
     .option('--logs <dir>', 'where logs go', 'logs')
     .option('--outputs <dir>', 'where models and metrics go', 'outputs')
@@ -71,6 +73,7 @@ const withCommonFlags = (command: Command) =>
 function common(flags: CommonFlags) {
   return {
     token: resolveToken(flags),
+    scrapeToken: readScrapeToken(flags.metricsTokenFile),
     id: flags.id,
     logsDir: flags.logs,
     outputsDir: flags.outputs,

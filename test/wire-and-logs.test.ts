@@ -67,6 +67,31 @@ describe('wire meter', () => {
     server.closeAllConnections();
     server.close();
   });
+
+  it('splits the same bytes by peer: the address dialled, or the remote host of a connection accepted', async () => {
+    const accepting = new WireMeter();
+    const servers = [http.createServer((req, res) => req.resume().on('end', () => res.end('ok'))), http.createServer((req, res) => req.resume().on('end', () => res.end('ok')))];
+    const ports: number[] = [];
+    for (const server of servers) {
+      accepting.attachServer(server);
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      ports.push((server.address() as net.AddressInfo).port);
+    }
+    const dialling = new WireMeter();
+    const peers = new Peers('a-token-of-some-length', dialling, 5000);
+    await peers.post(`127.0.0.1:${ports[0]}`, '/x', Buffer.alloc(1000), { headers: { 'Content-Type': 'application/octet-stream' } });
+    await peers.post(`127.0.0.1:${ports[1]}`, '/x', Buffer.alloc(3000), { headers: { 'Content-Type': 'application/octet-stream' } });
+    const byPeer = dialling.perPeer();
+    assert.deepEqual([...byPeer.keys()].sort(), ports.map((p) => `127.0.0.1:${p}`).sort());
+    const [first, second] = ports.map((p) => byPeer.get(`127.0.0.1:${p}`)!);
+    assert.ok(first.sent > 1000 && second.sent > 3000 && second.sent - first.sent >= 2000, JSON.stringify(byPeer));
+    assert.deepEqual(dialling.totals(), { sent: first.sent + second.sent, received: first.received + second.received });
+    // Both connections came from the same host: one peer, their sum.
+    assert.deepEqual(Object.fromEntries(accepting.perPeer()), { '127.0.0.1': { received: dialling.totals().sent, sent: dialling.totals().received } });
+    const whileOpen = accepting.perPeer().get('127.0.0.1');
+    await Promise.all(servers.map((server) => new Promise((r) => (server.close(r), server.closeAllConnections()))));
+    assert.deepEqual(accepting.perPeer().get('127.0.0.1'), whileOpen, 'kept once the connections close');
+  });
 });
 
 describe('iteration log', () => {

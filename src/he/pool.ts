@@ -116,6 +116,11 @@ export class HePool {
     if (this.failure === undefined) this.threads[thread.index] = this.spawn(thread.index);
   }
 
+  /** Tasks handed to the threads and not answered yet: how far behind HE work is (GET /metrics). */
+  get queued(): number {
+    return this.pending.size;
+  }
+
   chunksFor(parameters: number): number {
     return Math.ceil(parameters / this.perCiphertext);
   }

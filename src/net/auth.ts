@@ -15,20 +15,41 @@ export function tokensMatch(given: string, expected: string): boolean {
 }
 
 export function requireBearer(token: string): RequestHandler {
-  const expected = digest(token);
+  return requireAnyBearer([token], 'cluster token');
+}
+
+/** Lets through a request bearing any of `tokens`; `what` names them in the 401 (no token is ever echoed). */
+export function requireAnyBearer(tokens: readonly string[], what: string): RequestHandler {
+  const expected = tokens.map(digest);
   return (req, res, next) => {
     const header = req.get('authorization') ?? '';
     const match = /^Bearer (.+)$/.exec(header);
     if (!match) {
       res.set('WWW-Authenticate', 'Bearer');
-      return next(new HttpError(401, 'unauthorized', 'missing bearer token (Authorization: Bearer <cluster token>)'));
+      return next(new HttpError(401, 'unauthorized', `missing bearer token (Authorization: Bearer <${what}>)`));
     }
-    if (!timingSafeEqual(digest(match[1]), expected)) {
+    const given = digest(match[1]);
+    // Every token compared, so the time taken does not tell which one came close.
+    const matches = expected.filter((e) => timingSafeEqual(given, e)).length;
+    if (!matches) {
       res.set('WWW-Authenticate', 'Bearer error="invalid_token"');
-      return next(new HttpError(401, 'unauthorized', 'wrong cluster token'));
+      return next(new HttpError(401, 'unauthorized', `wrong ${what}`));
     }
     next();
   };
+}
+
+/** The scrape token from --metrics-token-file (or $FL_METRICS_TOKEN_FILE), if one is given. */
+export function readScrapeToken(file: string | undefined): string | undefined {
+  if (!file) return undefined;
+  let token: string;
+  try {
+    token = readFileSync(file, 'utf8').trim();
+  } catch (err) {
+    throw new Error(`--metrics-token-file: cannot read ${file}: ${(err as Error).message}`);
+  }
+  if (token.length < MIN_TOKEN_LENGTH) throw new Error(`--metrics-token-file ${file}: the scrape token must be at least ${MIN_TOKEN_LENGTH} characters`);
+  return token;
 }
 
 /** The token from --token, --token-file or $FL_TOKEN, in that order; throws a message naming the fix. */

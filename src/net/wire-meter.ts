@@ -1,7 +1,7 @@
 /**
  * Bytes on the wire, counted at the socket (request line, headers and body, both ways, and with
  * TLS its handshakes and record overhead), for every connection a node accepts or opens. Rounds
- * read it as differences of totals.
+ * read it as differences of totals; /metrics reads it per peer.
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -14,20 +14,30 @@ export interface WireTotals {
   sent: number;
 }
 
+/**
+ * Who a connection is with: for one this node opened, the address it dialled (host:port, as in
+ * config.json); for one it accepted, the remote host alone (the remote port is ephemeral: with it,
+ * every new connection would be a peer of its own).
+ */
+export type PeerName = string;
+
+const plainHost = (address: string | undefined) => (address ?? 'unknown').replace(/^::ffff:/, '');
+
 export class WireMeter {
-  private readonly open = new Set<Socket>();
+  private readonly open = new Map<Socket, PeerName>();
+  private readonly closed = new Map<PeerName, WireTotals>();
   /** Accepted TCP sockets by their remote end: a TLS socket counts plaintext, the TCP socket under it the wire. */
   private readonly accepted = new Map<string, Socket>();
-  private closedReceived = 0;
-  private closedSent = 0;
 
-  track(socket: Socket): void {
+  track(socket: Socket, peer: PeerName = plainHost(socket.remoteAddress)): void {
     if (this.open.has(socket)) return;
-    this.open.add(socket);
+    this.open.set(socket, peer);
     socket.once('close', () => {
       if (!this.open.delete(socket)) return;
-      this.closedReceived += socket.bytesRead;
-      this.closedSent += socket.bytesWritten;
+      const sum = this.closed.get(peer) ?? { received: 0, sent: 0 };
+      sum.received += socket.bytesRead;
+      sum.sent += socket.bytesWritten;
+      this.closed.set(peer, sum);
     });
   }
 
@@ -37,13 +47,26 @@ export class WireMeter {
   }
 
   totals(): WireTotals {
-    let received = this.closedReceived;
-    let sent = this.closedSent;
-    for (const socket of this.open) {
-      received += socket.bytesRead;
-      sent += socket.bytesWritten;
+    let received = 0;
+    let sent = 0;
+    for (const sum of this.perPeer().values()) {
+      received += sum.received;
+      sent += sum.sent;
     }
     return { received, sent };
+  }
+
+  /** Everything counted so far, by peer: connections closed and open alike. */
+  perPeer(): Map<PeerName, WireTotals> {
+    const out = new Map<PeerName, WireTotals>();
+    for (const [peer, sum] of this.closed) out.set(peer, { ...sum });
+    for (const [socket, peer] of this.open) {
+      const sum = out.get(peer) ?? { received: 0, sent: 0 };
+      sum.received += socket.bytesRead;
+      sum.sent += socket.bytesWritten;
+      out.set(peer, sum);
+    }
+    return out;
   }
 
   /** Counts what `server` accepts (for HTTPS too, 'connection' is the TCP socket). */
@@ -67,7 +90,7 @@ export class WireMeter {
       override createConnection(options: http.ClientRequestArgs & ConnectionOptions, callback?: (err: Error | null, stream: Duplex) => void) {
         // TLS over a TCP socket we open, so the count is what crosses the wire, not the plaintext.
         const tcp = net.connect({ host: options.host!, port: Number(options.port), localAddress: options.localAddress });
-        meter.track(tcp);
+        meter.track(tcp, `${options.host}:${options.port}`);
         return super.createConnection({ ...options, socket: tcp } as http.ClientRequestArgs, callback);
       }
     }
@@ -82,7 +105,7 @@ export class WireMeter {
         callback?: (err: Error | null, stream: Duplex) => void,
       ) {
         const socket = super.createConnection(options, callback);
-        if (socket) meter.track(socket as Socket);
+        if (socket) meter.track(socket as Socket, `${options.host ?? options.hostname}:${options.port}`);
         return socket;
       }
     }

@@ -1,6 +1,7 @@
 /** Bringing a node up: logger, byte meter, peers, server. Shared by workers and the aggregator. */
 import { resolve } from 'node:path';
 import { createLogger, nodeIdFor, type Logger } from '../log/logger';
+import { createNodeMetrics } from '../net/metrics';
 import { Peers } from '../net/peers';
 import type { TlsMaterial } from '../net/tls';
 import { WireMeter } from '../net/wire-meter';
@@ -11,6 +12,8 @@ export interface NodeOptions {
   host: string;
   port: number;
   token: string;
+  /** May read GET /metrics besides the cluster token, and nothing else (--metrics-token-file). */
+  scrapeToken?: string;
   id?: string;
   logsDir?: string;
   outputsDir?: string;
@@ -35,7 +38,7 @@ export async function startNode(options: NodeOptions): Promise<StartedNode> {
     nodeId,
     logsDir,
     level: options.logLevel,
-    secrets: [options.token],
+    secrets: [options.token, ...(options.scrapeToken ? [options.scrapeToken] : [])],
     console: options.console,
   });
   const meter = new WireMeter();
@@ -43,6 +46,7 @@ export async function startNode(options: NodeOptions): Promise<StartedNode> {
     nodeId,
     logger,
     meter,
+    metrics: createNodeMetrics({ meter, scrapeToken: options.scrapeToken }),
     peers: new Peers(options.token, meter, options.requestTimeoutMs, options.tls),
     logsDir,
     outputsDir: resolve(options.outputsDir ?? 'outputs'),

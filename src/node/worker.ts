@@ -5,7 +5,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { describeIssues } from '../config/load';
 import { nodeConfigSchema, type NodeConfig } from '../config/schema';
-import { requireBearer } from '../net/auth';
+import { requireAnyBearer, requireBearer } from '../net/auth';
 import { HttpError, jsonErrorHandler, requireContentType } from '../net/errors';
 import { clientCertProblem, serverOptions } from '../net/tls';
 import { ROLE_PREFIX, type NodeContext } from '../roles/role';
@@ -13,9 +13,9 @@ import { RoleHost } from './role-host';
 
 export const CONFIG_BODY_LIMIT = 1024 * 1024;
 
-/** Paths whose traffic is monitoring, not the experiment's: health checks, central logs, the dashboard. */
+/** Paths whose traffic is monitoring, not the experiment's: health checks, central logs, the dashboard, scrapes. */
 export const isMonitoring = (path: string): boolean =>
-  path === '/health' || path === '/a/logs' || path === '/' || path.startsWith('/dashboard/');
+  path === '/health' || path === '/a/logs' || path === '/' || path.startsWith('/dashboard/') || path === '/metrics';
 
 export interface WorkerApp {
   app: Express;
@@ -24,6 +24,7 @@ export interface WorkerApp {
 
 export function createWorkerApp(node: NodeContext, token: string): WorkerApp {
   const roles = new RoleHost(node);
+  node.metrics.readRoleFrom(() => roles.role);
   const startedAt = Date.now();
   const app = express();
   app.disable('x-powered-by');
@@ -53,6 +54,9 @@ export function createWorkerApp(node: NodeContext, token: string): WorkerApp {
       uptime_s: Math.round((Date.now() - startedAt) / 1000),
     });
   });
+
+  // Before the cluster token's gate: a scraper may hold only its own token, which opens nothing else.
+  app.get('/metrics', requireAnyBearer([token, ...node.metrics.scrapeTokens], 'cluster token or scrape token'), node.metrics.serve);
 
   app.use(roles.dispatchPublic);
   app.get('/', (_req, res) => {

@@ -71,6 +71,10 @@ export class ClientRole extends Role<ClientNodeConfig> {
       .catch((err) => !this.isStopped && this.markFailed(`it could not prepare: ${(err as Error)?.message ?? err}`));
   }
 
+  override heQueueDepth(): number {
+    return this.prepared?.he?.pool.queued ?? 0;
+  }
+
   status() {
     const { client_number, index, upstream, experiment } = this.config;
     return {

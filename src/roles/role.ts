@@ -9,6 +9,7 @@ import { parseAddress } from '../config/address';
 import { linkCounterFor } from '../net/link-counters';
 import { describeFailure } from '../net/peers';
 import type { Peers } from '../net/peers';
+import type { NodeMetrics, PeerState, RoleReadings } from '../net/metrics';
 import type { WireMeter } from '../net/wire-meter';
 
 export const ROLE_PREFIX: Record<RoleType, string> = { client: '/c', switch: '/s', aggregator: '/a' };
@@ -19,6 +20,8 @@ export interface NodeContext {
   logger: Logger;
   peers: Peers;
   meter: WireMeter;
+  /** What GET /metrics shows; each role counts its rounds in it. */
+  metrics: NodeMetrics;
   logsDir: string;
   outputsDir: string;
   /** Where a client finds the HE secret key when clients hold it (--he-key). */
@@ -29,7 +32,7 @@ export interface NodeContext {
   tls?: TlsMaterial;
 }
 
-export abstract class Role<C extends NodeConfig = NodeConfig> {
+export abstract class Role<C extends NodeConfig = NodeConfig> implements RoleReadings {
   readonly iterations: IterationLog;
   /** Workers send their records to the aggregator's central log; the aggregator keeps its own. */
   protected readonly shipper?: LogShipper;
@@ -46,10 +49,13 @@ export abstract class Role<C extends NodeConfig = NodeConfig> {
     if (config.type !== 'aggregator') {
       const { address, aggregator, experiment, type: role } = config;
       const shipper = new LogShipper(node.peers, { node: node.nodeId, address, aggregator, experiment, role }, (message) => node.logger.warn(message));
-      this.iterations.onEntry = (entry) => shipper.iteration(entry);
       node.logger.add(shipper.transport);
       this.shipper = shipper;
     }
+    this.iterations.onEntry = (entry) => {
+      node.metrics.roundEnded(config.type, entry);
+      this.shipper?.iteration(entry);
+    };
     // Every request in flight listens on this signal; a round has more than the default 10.
     setMaxListeners(0, this.abort.signal);
   }
@@ -81,6 +87,16 @@ export abstract class Role<C extends NodeConfig = NodeConfig> {
 
   /** Its config arrived again, unchanged: the aggregator may have restarted and forgotten this node. */
   reconnected(): void {}
+
+  /** HE tasks waiting on the role's pool, for /metrics; a role with a pool says. */
+  heQueueDepth(): number {
+    return 0;
+  }
+
+  /** The health of the peers the role checks, for /metrics; only the aggregator checks any. */
+  peerHealth(): ReadonlyMap<string, PeerState> {
+    return new Map();
+  }
 
   /** What GET /<prefix>/status shows. */
   abstract status(): Record<string, unknown>;

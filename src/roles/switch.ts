@@ -111,6 +111,10 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     this.he?.catch((err) => this.markFailed(`HE failed to start: ${(err as Error).message}`));
   }
 
+  override heQueueDepth(): number {
+    return this.session?.pool.queued ?? 0;
+  }
+
   status() {
     const { clients, switches, upstream, experiment } = this.config;
     const { stage, round, received } = this.machine.state;

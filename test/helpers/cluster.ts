@@ -93,8 +93,9 @@ export class Testbed {
     return launched;
   }
 
-  up(): Promise<Result> {
-    return script('testbed', ['up', '--config', this.configFile, '--state', this.state, '--logs', this.logs]);
+  /** `env` reaches the workers too: the launcher starts them with its own environment. */
+  up(env?: NodeJS.ProcessEnv): Promise<Result> {
+    return script('testbed', ['up', '--config', this.configFile, '--state', this.state, '--logs', this.logs], { env });
   }
 
   down(): Promise<Result> {

@@ -230,6 +230,14 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> implements RoundW
     this.changes.emit('change', 'health');
   }
 
+  override peerHealth(): ReadonlyMap<string, WorkerHealth['state']> {
+    return new Map([...this.health].map(([address, said]) => [address, said.state]));
+  }
+
+  override heQueueDepth(): number {
+    return this.prepared?.he?.pool.queued ?? 0;
+  }
+
   /** Each worker with what it last said: for lines that name who a round waits for. */
   describe(addresses: string[]): string {
     return describeWorkers(this, addresses);
