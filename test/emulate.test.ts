@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -129,13 +129,24 @@ describe('the emulated testbed, end to end', { skip: why }, () => {
       const pid = Number(readFileSync(join(project, '.run', `worker-${host}-${port}.pid`), 'utf8'));
       assert.equal(ip('netns', 'identify', String(pid)).trim(), `fl-${tag}-${host}`, `the worker at ${address}`);
     }
-    // Four clients given the key, then six workers started.
+    // Four clients given the key, six workers their CA, certificate and key (off loopback, mutual TLS is
+    // the default), then six workers started.
     // (A remote shell may print a word of its own before: root's profile here has pyenv's.)
     assert.equal((upOutput.match(/ok\s+\S+\s+.*HE secret key written/g) ?? []).length, 4, upOutput);
-    assert.match(upOutput, /start: 10 of 10 succeeded/);
+    for (const address of Object.keys(config.others).filter((a) => a.split(':')[0] !== aggregatorHost)) {
+      const id = address.replace(':', '-');
+      for (const [part, file] of [['ca', 'ca.pem'], ['cert', `${id}.pem`], ['key', `${id}-key.pem`]]) {
+        assert.match(upOutput, new RegExp(`ok\\s+${address.replace(/\./g, '\\.')}\\s+.*TLS ${part} written to tls/${file.replace(/\./g, '\\.')}`), `${address}: its ${part}`);
+      }
+      assert.equal(statSync(join(project, 'tls', `${id}-key.pem`)).mode & 0o777, 0o600, `${address}: its key owner-only`);
+      assert.deepEqual(readFileSync(join(project, 'tls', `${id}-key.pem`)), readFileSync(join(dir, 'certs', `${id}-key.pem`)));
+    }
+    assert.match(upOutput, /start: 28 of 28 succeeded/);
     assert.match(upOutput, /testbed: 6 of 6 workers up/);
     assert.equal(agg.code, 0, agg.stdout + agg.stderr);
     assert.match(agg.stdout, /experiment emulated finished after 2 rounds/);
+    assert.match(agg.stdout, /transport: mutual TLS/);
+    assert.match(agg.stdout, /dashboard: https:\/\/10\.77\.1\.7:5000\//);
   });
 
   it('shapes each link both ways with tbf at its rate, and the measured rate is close to it', () => {

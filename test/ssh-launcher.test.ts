@@ -29,12 +29,22 @@ describe('ssh launcher', () => {
     const dryRun = await script('ssh-launcher', ['start', '--dry-run', '--config', 'config.json', '--user', 'lab'], { env: tools.env });
     assert.equal(dryRun.code, 0, dryRun.stderr);
     const lines = dryRun.stdout.trim().split('\n').filter((l) => l.startsWith('ssh '));
-    assert.equal(lines.length, 14);
-    for (const host of referenceWorkers) assert.ok(lines.some((l) => l.includes(` lab@${host} `)), `no dry-run line for ${host}`);
-    for (const line of lines) {
-      assert.match(line, /setsid nohup node main\.js --host \S+ --port 5000 --token-file \.run\/token/);
+    // Off loopback mutual TLS is the default: each machine first gets the CA and its own certificate and key.
+    const starts = lines.filter((l) => l.includes('setsid nohup'));
+    assert.equal(starts.length, 14);
+    for (const host of referenceWorkers) assert.ok(starts.some((l) => l.includes(` lab@${host} `)), `no dry-run line for ${host}`);
+    for (const line of starts) {
+      assert.match(line, /setsid nohup node main\.js --host \S+ --port 5000 --token-file \.run\/token .*--tls-dir tls/);
       assert.match(line, /<<< "\$FL_TOKEN"$/);
     }
+    const handOvers = lines.filter((l) => l.includes('TLS '));
+    assert.equal(handOvers.length, 3 * 14);
+    for (const host of referenceWorkers) {
+      const own = handOvers.filter((l) => l.includes(` lab@${host} `));
+      assert.deepEqual(own.map((l) => / < (\S+)$/.exec(l)?.[1]?.split('/').pop()), ['ca.pem', `${host}-5000.pem`, `${host}-5000-key.pem`], `${host} gets its own files only`);
+      assert.ok(own.every((l) => l.includes('umask 077')), `${host}: owner-only`);
+    }
+    assert.ok(lines.indexOf(handOvers[handOvers.length - 1]) < lines.indexOf(starts[0]), 'every file is handed over before the first start');
     assert.ok(!dryRun.stdout.includes(TOKEN), 'the dry run shows no token');
     assert.ok(!tools.called(), 'the dry run ran ssh');
   });

@@ -72,3 +72,6 @@ export function clientCertProblem(req: IncomingMessage): string | undefined {
   if (!presented) return 'no client certificate: nodes call each other with the certificate `main.js certs` made for them';
   return `client certificate refused (${String(socket.authorizationError)}): it is not from this testbed's CA, or not valid now`;
 }
+
+/** How nodes talk, as the report and the dashboard name it. */
+export const transportName = (tls: boolean): string => (tls ? 'mutual TLS' : 'plain HTTP (no TLS)');

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { createLogger, nodeIdFor, type Logger } from '../log/logger';
 import { createNodeMetrics } from '../net/metrics';
 import { Peers } from '../net/peers';
-import type { TlsMaterial } from '../net/tls';
+import { transportName, type TlsMaterial } from '../net/tls';
 import { WireMeter } from '../net/wire-meter';
 import type { NodeContext } from '../roles/role';
 import { createWorkerApp, listen, type RunningNode } from './worker';
@@ -61,7 +61,7 @@ export async function startNode(options: NodeOptions): Promise<StartedNode> {
 }
 
 /** How this node talks to the others, as logs and the report name it. */
-export const transportOf = (tls?: TlsMaterial) => (tls ? `mutual TLS (certificate ${tls.files.cert})` : 'plain HTTP (no TLS)');
+export const transportOf = (tls?: TlsMaterial) => (tls ? `${transportName(true)} (certificate ${tls.files.cert})` : transportName(false));
 
 /** Ends the process cleanly on SIGINT/SIGTERM: role stopped, server closed, logs flushed. */
 export function closeOnSignals(node: StartedNode): void {

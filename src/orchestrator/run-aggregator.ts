@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { resolveNodeConfigs, usesTls } from '../config/load';
 import { baseUrl, parseAddress } from '../config/address';
 import type { AggregatorNodeConfig, ExperimentConfig } from '../config/schema';
-import { loadTlsFromDir } from '../net/tls';
+import { loadTlsFromDir, transportName } from '../net/tls';
 import { startNode, transportOf, type NodeOptions, type StartedNode } from '../node/start';
 import { CLIENTS_FILE, writeReport } from '../report/report';
 import type { AggregatorRole, ExperimentSummary } from '../roles/aggregator';
@@ -131,7 +131,7 @@ async function reportOn(role: AggregatorRole, node: StartedNode, print: (line: s
     const { html, pngs } = await writeReport(outputs.dir, {
       experiment: config.experiment,
       aggregator: config.address,
-      transport: transportOf(node.context.tls),
+      transport: transportName(Boolean(node.context.tls)),
       settings: config.settings,
       workers: role.workers,
       rows: outputs.rows,

@@ -6,6 +6,7 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { usesTls } from '../config/load';
+import { transportName } from '../net/tls';
 import type { Settings } from '../config/schema';
 import { quantizesChange } from '../he/quantized';
 import { writeFileAtomic } from '../log/atomic';
@@ -95,7 +96,7 @@ export async function reportFromDisk(experimentDir: string, logsDir: string): Pr
   const workers = new Map(others.filter(([, e]) => e.type !== 'aggregator').map(([a, e]) => [a, e.type as WorkerRole]));
   const records = new ClusterLog(logsDir, experiment, workers, true).records();
   const histograms = existsSync(join(experimentDir, CLIENTS_FILE)) ? read(CLIENTS_FILE) : undefined;
-  const transport = usesTls(config) ? 'mutual TLS' : 'plain HTTP (no TLS)';
+  const transport = transportName(usesTls(config));
   return writeReport(experimentDir, { experiment, aggregator, settings: config, transport, workers, rows: rounds, records, histograms });
 }
 

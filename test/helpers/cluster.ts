@@ -149,10 +149,10 @@ export async function waitFor(condition: () => Promise<boolean>, timeoutMs = 10_
 }
 
 /** Runs `main.js agg` for a testbed to the end of its experiment. */
-export function runExperiment(testbed: Testbed, timeoutMs = 15 * 60_000): Promise<{ code: number | null; output: string }> {
+export function runExperiment(testbed: Testbed, timeoutMs = 15 * 60_000, extra: string[] = []): Promise<{ code: number | null; output: string }> {
   const child = spawn(
     process.execPath,
-    [MAIN, 'agg', '--config', testbed.configFile, '--token-file', join(testbed.state, 'token'), '--logs', testbed.logs, '--outputs', testbed.outputs, '--log-level', 'warn'],
+    [MAIN, 'agg', '--config', testbed.configFile, '--token-file', join(testbed.state, 'token'), '--logs', testbed.logs, '--outputs', testbed.outputs, '--log-level', 'warn', ...extra],
     { cwd: testbed.dir, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let output = '';
