@@ -13,7 +13,7 @@
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, loadExperimentConfig, resolveNodeConfigs, usesTls } from './src/config/load';
-import { DEFAULT_PORT } from './src/config/address';
+import { baseUrl, DEFAULT_PORT } from './src/config/address';
 import { readScrapeToken, resolveToken } from './src/net/auth';
 import { DEFAULT_VALID_DAYS, makeTestbedCerts } from './src/net/certs';
 import { loadTlsFromDir, TlsSetupError } from './src/net/tls';
@@ -167,7 +167,7 @@ withCommonFlags(
     // The bars go before any last line, the summary or why the experiment stopped.
     const summary = await finished.finally(() => progress.stop());
     console.log(formatSummary(summary.rounds, summary.outputs));
-    if (flags.keepServing) return console.log(`still serving the dashboard at http://${role.config.address}/ (Ctrl-C to stop)`);
+    if (flags.keepServing) return console.log(`still serving the dashboard at ${baseUrl(role.config.address, Boolean(node.context.tls))}/ (Ctrl-C to stop)`);
     await node.close();
     process.exit(0);
   } catch (err) {

@@ -6,6 +6,7 @@ import type { FaultResults } from './faults';
 import { formatLinks, type LinksResults } from './links';
 import { formatQuantized, PER_LAYER_MODE, type QuantizedResults } from './quantized';
 import { formatTree, type TreeResults } from './tree';
+import { formatTls, type TlsResults } from './tls';
 import type { MicroRow } from './micro';
 import type { SwitchThroughput } from './switch';
 import type { TestbedRun } from './testbed-runs';
@@ -37,6 +38,7 @@ export interface Results {
   quantized?: QuantizedResults;
   /** Bytes at the aggregator with the model relayed down flat, one and two levels of switches (`npm run bench -- tree`). */
   tree?: TreeResults;
+  tls?: TlsResults;
 }
 
 const n = (value: number, digits = 0) => value.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits });
@@ -102,7 +104,7 @@ function quantizedTargets(q: QuantizedResults | undefined): { target: string; me
 }
 
 export function formatResults(r: Results): string {
-  return [...formatSections(r), ...formatLinks(r.links), ...formatQuantized(r.quantized), ...formatTree(r.tree)].join('\n');
+  return [...formatSections(r), ...formatLinks(r.links), ...formatQuantized(r.quantized), ...formatTree(r.tree), ...formatTls(r.tls)].join('\n');
 }
 
 function formatSections(r: Results): string[] {

@@ -7,6 +7,7 @@
  *   npm run bench -- quantized  only section 8, likewise
  *   npm run bench -- faults     only section 6, likewise
  *   npm run bench -- tree       only section 9, likewise
+ *   npm run bench -- tls        only section 10, likewise
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -28,6 +29,7 @@ import { combineRuns, testbedRun, type TestbedRun } from './testbed-runs';
 import { linkCosts, linksChart, type LinksResults } from './links';
 import { quantizedChart, quantizedComparison } from './quantized';
 import { treeChart, treeComparison } from './tree';
+import { tlsComparison } from './tls';
 
 /**
  * The HE stages at each step of the profile-led changes, one thread, a 100k update, a switch adding 6:
@@ -97,6 +99,8 @@ async function main(quick: boolean): Promise<void> {
   const quantized = await quantizedComparison(quick, command);
   log('9. the model relayed down; switches of switches');
   const tree = await treeComparison(quick, command);
+  log('10. what mutual TLS costs');
+  const tls = await tlsComparison(quick, command);
   const sixClients = byClients.find((r) => r.clients === 6);
   if (sixClients) byModel.unshift(sixClients);
 
@@ -119,6 +123,7 @@ async function main(quick: boolean): Promise<void> {
     links,
     quantized,
     tree,
+    tls,
   };
   const png = join(ROOT, 'bench', 'scaling.png');
   writeFileSync(png, svgToPng(await renderSvg(scalingChart(results))));
@@ -169,11 +174,18 @@ async function treeOnly(quick: boolean): Promise<void> {
   await write({ ...results, tree: await treeComparison(quick, `npm run bench -- tree${quick ? ' --quick' : ''}`) });
 }
 
-const SECTIONS: Record<string, (quick: boolean) => Promise<void>> = { links: linksOnly, quantized: quantizedOnly, faults: faultsOnly, tree: treeOnly };
+/** Section 10 alone, likewise. */
+async function tlsOnly(quick: boolean): Promise<void> {
+  const results = JSON.parse(readFileSync(join(ROOT, 'bench', 'results.json'), 'utf8')) as Results;
+  log('10. what mutual TLS costs');
+  await write({ ...results, tls: await tlsComparison(quick, `npm run bench -- tls${quick ? ' --quick' : ''}`) });
+}
+
+const SECTIONS: Record<string, (quick: boolean) => Promise<void>> = { links: linksOnly, quantized: quantizedOnly, faults: faultsOnly, tree: treeOnly, tls: tlsOnly };
 
 new Command()
   .name('bench')
-  .argument('[section]', '"links": only the links experiment on the emulated testbed (root); "quantized": only the quantized packing comparison; "faults": only what each fault costs; "tree": only the bytes at the aggregator flat and through switches of switches')
+  .argument('[section]', '"links": only the links experiment on the emulated testbed (root); "quantized": only the quantized packing comparison; "faults": only what each fault costs; "tree": only the bytes at the aggregator flat and through switches of switches; "tls": only what mutual TLS costs')
   .option('--quick', 'one repeat, small runs: a smoke test of the suite, not numbers to quote')
   .action((section: string | undefined, flags: { quick?: boolean }) => {
     if (section && !SECTIONS[section]) throw new Error(`unknown section "${section}" (sections that run alone: ${Object.keys(SECTIONS).join(', ')})`);

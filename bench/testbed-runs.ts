@@ -26,6 +26,8 @@ export interface RunShape {
   base?: string;
   /** config.json's `he`, in place of the testbed's (HE on or off, as `he` says). */
   heSettings?: Record<string, unknown>;
+  /** Mutual TLS between the nodes (on loopback the default is plain HTTP). */
+  tls?: boolean;
 }
 
 export interface TestbedRun {
@@ -84,6 +86,7 @@ export async function testbedRun(shape: RunShape): Promise<TestbedRun> {
   const config = testbedConfig({ base: shape.base ?? '127.0.1', nodes, switches: shape.switches, spines: shape.spines, rounds: shape.rounds, experiment: shape.name, he: shape.he }) as Record<string, any>;
   if (shape.hiddenUnits) config.model = { ...config.model, hidden_units: shape.hiddenUnits };
   if (shape.heSettings) config.he = shape.heSettings;
+  if (shape.tls !== undefined) config.tls = shape.tls;
   const file = join(dir, 'config.json');
   writeFileSync(file, formatConfig(config));
   const state = join(dir, 'state');

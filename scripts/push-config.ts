@@ -5,7 +5,8 @@
  */
 import { Command } from 'commander';
 import { canonicalAddress } from '../src/config/address';
-import { ConfigError, loadExperimentConfig, resolveNodeConfigs } from '../src/config/load';
+import { ConfigError, loadExperimentConfig, resolveNodeConfigs, usesTls } from '../src/config/load';
+import { loadTlsFromDir } from '../src/net/tls';
 import { resolveToken } from '../src/net/auth';
 import { Peers } from '../src/net/peers';
 import { WireMeter } from '../src/net/wire-meter';
@@ -31,7 +32,10 @@ async function main(flags: Flags): Promise<number> {
     only ? only.has(n.address) : flags.type ? n.type === flags.type : n.type !== 'aggregator',
   );
   if (!chosen.length) throw new Error('nothing to push: no entry matches --only/--type');
-  const outcomes = await pushConfigs(new Peers(token, new WireMeter()), chosen, {
+  // Under mutual TLS it calls the workers as the aggregator does, with the aggregator's certificate.
+  const aggregator = nodes.find((n) => n.type === 'aggregator')!.address;
+  const tls = usesTls(config) ? loadTlsFromDir(config.certs, aggregator) : undefined;
+  const outcomes = await pushConfigs(new Peers(token, new WireMeter(), undefined, tls), chosen, {
     deadlineMs: flags.deadline,
     onOutcome: (o) => console.log(formatOutcome(o)),
   });

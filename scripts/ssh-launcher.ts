@@ -7,7 +7,7 @@
  * --dry-run prints every command it would run and contacts nothing.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { ConfigError, loadExperimentConfig, resolveNodeConfigs, usesTls } from '../src/config/load';
@@ -60,6 +60,9 @@ export function tlsSteps(flags: Flags, targets: Target[]): Step[] {
   const certs = flags.certs ?? loadExperimentConfig(flags.config).certs;
   return targets.flatMap((target) => {
     const local = certFiles(certs, `${target.host}:${target.port}`);
+    for (const file of Object.values(local)) {
+      if (!flags.dryRun && !existsSync(file)) throw new Error(`mutual TLS: ${file} is missing; make the certificates first with \`node main.js certs --config ${flags.config}\``);
+    }
     const remote = certFiles(REMOTE_TLS, `${target.host}:${target.port}`);
     return (['ca', 'cert', 'key'] as const).map((part) => ({
       target,

@@ -161,7 +161,7 @@ function status(flags: StateFlags): number {
 }
 
 async function init(flags: { nodes: number; switches: number; spines: number; base: string; port: number; out?: string; tls: boolean }): Promise<number> {
-  const config = testbedConfig(flags);
+  const config: Record<string, unknown> = { ...testbedConfig(flags), ...(flags.tls && flags.out ? { tls: true } : {}) };
   const text = formatConfig(config);
   if (!flags.out) {
     process.stdout.write(text);

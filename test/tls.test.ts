@@ -125,7 +125,7 @@ describe('mutual TLS between running nodes', () => {
     });
     assert.equal(withoutToken, 401, 'mutual TLS does not replace the token');
     const bare = await call(undefined);
-    assert.equal(bare.ok, false, 'plain HTTP to a TLS node');
+    assert.equal(bare.ok === false && bare.kind, 'unreachable', 'plain HTTP to a TLS node gets no answer');
     const health = await new Promise<number>((resolve, reject) => {
       https.get(`https://${serverAddress}:${server.address.port}/health`, { ca: serverTls.ca, agent: false }, (res) => resolve(res.statusCode!)).on('error', reject);
     });
@@ -139,6 +139,25 @@ describe('mutual TLS between running nodes', () => {
     });
     assert.equal(noCert.status, 403, 'the token alone is not enough');
     assert.match(noCert.body, /no client certificate/);
+    // A session begun without a certificate (at /health), resumed on a new connection: still none.
+    const agent = new https.Agent({ ca: serverTls.ca, keepAlive: false, maxCachedSessions: 10 });
+    const statusOf = (path: string) =>
+      new Promise<number>((resolve, reject) => {
+        https.get(`https://${serverAddress}:${server.address.port}${path}`, { agent, headers: { Authorization: `Bearer ${TOKEN}` } }, (res) => (res.resume(), resolve(res.statusCode!))).on('error', reject);
+      });
+    assert.equal(await statusOf('/health'), 200);
+    assert.equal(await statusOf('/config'), 403, 'a resumed session without a certificate gets no further');
+    agent.destroy();
+  });
+
+  it('a TLS node calling a worker still on plain HTTP says so', async () => {
+    const plain = await startNode({ host: `${base}.9`, port: 0, token: TOKEN, logsDir: join(dir, 'logs'), console: false });
+    try {
+      const answer = await call(good, '/config', `${base}.9:${plain.address.port}`);
+      assert.match(answer.ok === false ? answer.reason : '', /answers plain HTTP, not TLS \(start it with --tls-dir/);
+    } finally {
+      await plain.close();
+    }
   });
 
   it('refuses a caller whose certificate is from another CA, or expired', async () => {

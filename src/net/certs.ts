@@ -8,7 +8,7 @@
  *   <host>-<port>.pem, …-key.pem    one node's certificate and key
  */
 import { generateKeyPair, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -103,7 +103,8 @@ export async function issueNodeCert(ca: Pem, address: string, validity: Validity
 /** Writes in one rename; keys owner-only. */
 function writeFile(file: string, text: string, secret: boolean): void {
   const temp = `${file}.${process.pid}.tmp`;
-  writeFileSync(temp, text, { mode: secret ? 0o600 : 0o644 });
+  rmSync(temp, { force: true }); // a leftover would keep its own mode
+  writeFileSync(temp, text, { mode: secret ? 0o600 : 0o644, flag: 'wx' });
   renameSync(temp, file);
 }
 

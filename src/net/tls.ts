@@ -67,8 +67,9 @@ export const clientOptions = (tls: TlsMaterial) => ({ ca: tls.ca, cert: tls.cert
 /** Why a request's caller is not a node of this testbed, or undefined when it is. */
 export function clientCertProblem(req: IncomingMessage): string | undefined {
   const socket = req.socket as TLSSocket;
-  if (socket.authorized) return undefined;
   const presented = typeof socket.getPeerCertificate === 'function' && Object.keys(socket.getPeerCertificate()).length > 0;
+  // A resumed TLS 1.3 session says `authorized` even when it began without a certificate: ask for one too.
+  if (socket.authorized && presented) return undefined;
   if (!presented) return 'no client certificate: nodes call each other with the certificate `main.js certs` made for them';
   return `client certificate refused (${String(socket.authorizationError)}): it is not from this testbed's CA, or not valid now`;
 }
