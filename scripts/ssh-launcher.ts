@@ -46,9 +46,12 @@ const REMOTE_KEY = 'keys/he-secret.json';
 /** Where a worker's TLS files go on its machine, named by address as `main.js certs` names them. */
 const REMOTE_TLS = 'tls';
 
-/** Mutual TLS (config.json's `tls`, on by default off loopback): the launcher starts workers with their certificates. */
+/**
+ * Mutual TLS (config.json's `tls`, on by default off loopback): the launcher starts workers with
+ * their certificates. A hosts file says nothing of TLS: there `--certs` turns it on.
+ */
 function tlsOn(flags: Flags): boolean {
-  return !flags.hosts && usesTls(loadExperimentConfig(flags.config));
+  return flags.hosts ? Boolean(flags.certs) : usesTls(loadExperimentConfig(flags.config));
 }
 
 /**
@@ -184,18 +187,26 @@ async function main(action: string, flags: Flags): Promise<number> {
   const token = action === 'start' ? resolveToken({ tokenFile: flags.tokenFile }) : undefined;
   if (action === 'fetch-logs') for (const s of steps) mkdirSync(s.argv[s.argv.length - 1], { recursive: true });
   let failures = 0;
-  // The keys and certificates are on every machine before any worker starts (a worker reads its certificate at start).
-  for (const batch of [handOver, steps.slice(handOver.length)]) {
+  const withoutFiles = new Set<Target>();
+  const runAll = async (batch: Step[]) => {
     const queue = [...batch];
     const workers = Array.from({ length: Math.max(1, flags.parallel) }, async () => {
       for (let step = queue.shift(); step; step = queue.shift()) {
         const { code, output } = await runStep(step, token);
         if (code !== 0) failures++;
+        if (code !== 0 && handOver.includes(step)) withoutFiles.add(step.target);
         console.log(`  ${code === 0 ? 'ok' : 'FAILED'}  ${step.target.host}:${step.target.port}  ${output.split('\n').slice(-2).join(' | ')}`);
       }
     });
     await Promise.all(workers);
-  }
+  };
+  // The keys and certificates are on every machine before any worker starts (a worker reads its
+  // certificate at start); a machine that did not get them all is not started.
+  await runAll(handOver);
+  const starts = steps.slice(handOver.length);
+  for (const target of withoutFiles) console.log(`  skipped ${target.host}:${target.port}: its key or certificates did not arrive`);
+  failures += starts.filter((s) => withoutFiles.has(s.target)).length;
+  await runAll(starts.filter((s) => !withoutFiles.has(s.target)));
   console.log(`${action}: ${steps.length - failures} of ${steps.length} succeeded`);
   return failures ? 1 : 0;
 }
@@ -214,7 +225,7 @@ const program = new Command()
   .option('--into <dir>', 'fetch-logs: where the logs go, one folder per machine', 'logs/testbed')
   .option('--parallel <n>', 'machines handled at once', (v: string) => Number(v), 8)
   .option('--he-key <file>', 'start: the HE secret key to give the client machines when clients hold it', 'keys/he-secret.json')
-  .option('--certs <dir>', 'start: the certificates `main.js certs` made, for mutual TLS (default: config.json\'s "certs")')
+  .option('--certs <dir>', 'start: the certificates `main.js certs` made, for mutual TLS (default: config.json\'s "certs"; with --hosts, TLS is on only with --certs)')
   .option('--dry-run', 'print the commands, contact nothing')
   .action(async (action: string, flags: Flags) => {
     try {

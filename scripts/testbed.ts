@@ -15,7 +15,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, 
 import { join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { ConfigError, loadExperimentConfig, resolveNodeConfigs, usesTls } from '../src/config/load';
-import { certFiles, ensureTestbedCerts, makeTestbedCerts } from '../src/net/certs';
+import { certFiles, copyNodeFiles, ensureTestbedCerts, makeTestbedCerts } from '../src/net/certs';
 import { answersHealth } from '../src/net/health-check';
 import { parseAddress } from '../src/config/address';
 import { formatConfig, testbedConfig } from '../src/config/testbed';
@@ -36,6 +36,7 @@ const paths = (state: string) => ({
   pids: join(state, 'pids'),
   out: join(state, 'out'),
   logs: join(state, 'logs'),
+  tls: join(state, 'tls'),
 });
 
 /** The testbed's cluster token, made once (owner-only) and reused by every node and the aggregator. */
@@ -110,7 +111,10 @@ export async function up(flags: StateFlags & { config: string; timeout: number; 
     if (alreadyUp.has(id)) continue;
     const out = openSync(join(p.out, `${id}.out`), 'a');
     const keyArgs = clientsHoldKey && worker.type === 'client' ? ['--he-key', keyFile] : [];
-    const tlsArgs = tls ? ['--tls-dir', config.certs] : [];
+    // Each worker gets its own files only, as on a lab machine (not the folder with the CA's key).
+    const tlsDir = resolve(p.tls, id);
+    if (tls) copyNodeFiles(config.certs, worker.address, tlsDir);
+    const tlsArgs = tls ? ['--tls-dir', tlsDir] : [];
     const child = spawn(process.execPath, [MAIN, '--host', host, '--port', String(port), '--logs', logs, '--id', id, ...keyArgs, ...tlsArgs], {
       detached: true,
       stdio: ['ignore', out, out],

@@ -86,8 +86,8 @@ describe("the demo's experiment on a 15-node loopback testbed", () => {
     const csv = readFileSync(join(dir, 'metrics.csv'), 'utf8').trim().split('\n');
     assert.equal(csv.length, config.rounds + 1);
     assert.match(csv[0], /^round,accuracy,loss,.*round_ms.*bytes_up,bytes_down/);
-    // As the aggregator loaded it: the certificates' folder is beside config.json.
-    assert.deepEqual(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')), { ...config, certs: join(testbed.dir, 'certs') });
+    // As the aggregator loaded it: the certificates' folder is beside config.json, and the transport as it ran.
+    assert.deepEqual(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')), { ...config, certs: join(testbed.dir, 'certs'), tls: false });
   });
 
   it('every node logs every round with the bytes it moved', () => {

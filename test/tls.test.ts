@@ -84,6 +84,11 @@ describe('main.js certs', () => {
     writeFileSync(certFiles(dir, `${base}.5:5000`).cert, expired.cert);
     writeFileSync(certFiles(dir, `${base}.5:5000`).key, expired.key);
     assert.match((await start(`${base}.5`)).stderr, /expired on/);
+
+    // Its own certificate, another node's key.
+    await makeTestbedCerts(dir, [`${base}.6:5000`]);
+    writeFileSync(certFiles(dir, `${base}.6:5000`).key, readFileSync(certFiles(dir, `${base}.1:5000`).key));
+    assert.match((await start(`${base}.6`)).stderr, /-key\.pem is not the key of .*6-5000\.pem/);
   });
 });
 
@@ -126,6 +131,7 @@ describe('mutual TLS between running nodes', () => {
     assert.equal(withoutToken, 401, 'mutual TLS does not replace the token');
     const bare = await call(undefined);
     assert.equal(bare.ok === false && bare.kind, 'unreachable', 'plain HTTP to a TLS node gets no answer');
+    assert.match(bare.ok === false ? bare.reason : '', /ECONNRESET: .*config\.json needs "tls": true/);
     const health = await new Promise<number>((resolve, reject) => {
       https.get(`https://${serverAddress}:${server.address.port}/health`, { ca: serverTls.ca, agent: false }, (res) => resolve(res.statusCode!)).on('error', reject);
     });
@@ -147,6 +153,16 @@ describe('mutual TLS between running nodes', () => {
       });
     assert.equal(await statusOf('/health'), 200);
     assert.equal(await statusOf('/config'), 403, 'a resumed session without a certificate gets no further');
+    // Prometheus holds no node's key: /metrics takes its token without a certificate.
+    const scraped = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      https.get(`https://${serverAddress}:${server.address.port}/metrics`, { agent, headers: { Authorization: `Bearer ${TOKEN}` } }, (res) => {
+        let body = '';
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode!, body }));
+      }).on('error', reject);
+    });
+    assert.equal(scraped.status, 200);
+    assert.match(scraped.body, /^process_resident_memory_bytes \d+/m);
     agent.destroy();
   });
 

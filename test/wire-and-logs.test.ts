@@ -9,7 +9,7 @@ import { tokensMatch } from '../src/net/auth';
 import { IterationLog } from '../src/log/iteration-log';
 import { createLogger } from '../src/log/logger';
 import { Peers } from '../src/net/peers';
-import { WireMeter } from '../src/net/wire-meter';
+import { MAX_NAMED_PEERS, WireMeter } from '../src/net/wire-meter';
 
 /** A raw TCP server that answers one HTTP request and remembers every byte it read and wrote. */
 async function rawServer(reply: string) {
@@ -95,6 +95,18 @@ describe('wire meter', () => {
     await Promise.all(servers.map((server) => new Promise((r) => (server.close(r), server.closeAllConnections()))));
     await Promise.all(closed);
     assert.deepEqual(accepting.perPeer().get('127.0.0.1'), whileOpen, 'kept once the connections close');
+  });
+});
+
+describe('wire meter peers', () => {
+  it(`names at most ${MAX_NAMED_PEERS} peers; the rest count as "other"`, () => {
+    const meter = new WireMeter();
+    for (let i = 0; i < MAX_NAMED_PEERS + 40; i++) meter.track(new net.Socket(), `peer-${i}`);
+    const peers = [...meter.perPeer().keys()];
+    assert.equal(peers.length, MAX_NAMED_PEERS + 1);
+    assert.ok(peers.includes('other') && peers.includes('peer-0') && !peers.includes(`peer-${MAX_NAMED_PEERS}`));
+    meter.track(new net.Socket(), 'peer-1');
+    assert.equal(meter.perPeer().size, MAX_NAMED_PEERS + 1, 'a peer named before keeps its name');
   });
 });
 

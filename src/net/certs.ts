@@ -152,3 +152,17 @@ export async function ensureTestbedCerts(dir: string, addresses: string[]): Prom
   if (missing.length) await makeTestbedCerts(dir, missing);
   return missing.length;
 }
+
+/**
+ * One node's files alone (the CA's certificate, its own certificate and key) copied to a folder of
+ * its own, as a machine of the lab would hold them: a worker pointed at the certs folder itself
+ * could read the CA's key.
+ */
+export function copyNodeFiles(dir: string, address: string, into: string): void {
+  mkdirSync(into, { recursive: true, mode: 0o700 });
+  const from = certFiles(dir, address);
+  const to = certFiles(into, address);
+  writeFile(to.ca, readFileSync(from.ca, 'utf8'), false);
+  writeFile(to.cert, readFileSync(from.cert, 'utf8'), false);
+  writeFile(to.key, readFileSync(from.key, 'utf8'), true);
+}

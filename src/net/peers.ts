@@ -1,6 +1,7 @@
 /** Calls from this node to other nodes: bearer token on every request, bytes counted by the meter; HTTPS with the node's certificate under mutual TLS. */
 import http from 'node:http';
 import https from 'node:https';
+import { isIP } from 'node:net';
 import axios, { AxiosError, type AxiosInstance, type AxiosRequestConfig } from 'axios';
 import { baseUrl } from '../config/address';
 import type { Logger } from '../log/logger';
@@ -27,19 +28,24 @@ export class Peers {
 
   private readonly tls: boolean;
 
-  constructor(token: string, meter: WireMeter, timeoutMs = 30_000, tls?: TlsMaterial) {
+  /**
+   * `localAddress`: the node's own IP, which its calls leave from, so the nodes it calls see (and
+   * count bytes for) its address rather than whatever the route picks (127.0.0.1 on a loopback testbed).
+   */
+  constructor(token: string, meter: WireMeter, timeoutMs = 30_000, tls?: TlsMaterial, localAddress?: string) {
     this.tls = Boolean(tls);
     const tlsOptions = tls && clientOptions(tls);
+    const from = localAddress && isIP(localAddress) && !/^(0\.0\.0\.0|::)$/.test(localAddress) ? { localAddress } : {};
     this.probes = axios.create({
-      httpAgent: new http.Agent({ keepAlive: true }),
-      httpsAgent: tlsOptions && new https.Agent({ ...tlsOptions, keepAlive: true }),
+      httpAgent: new http.Agent({ keepAlive: true, ...from }),
+      httpsAgent: tlsOptions && new https.Agent({ ...tlsOptions, keepAlive: true, ...from }),
       headers: { Authorization: `Bearer ${token}` },
       proxy: false,
     });
     this.http = axios.create({
       timeout: timeoutMs,
-      httpAgent: meter.agent(),
-      httpsAgent: tlsOptions && meter.agent(tlsOptions),
+      httpAgent: meter.agent(from),
+      httpsAgent: tlsOptions && meter.agent({ ...tlsOptions, ...from }),
       headers: { Authorization: `Bearer ${token}` },
       maxBodyLength: Infinity,
       maxContentLength: Infinity,
@@ -102,6 +108,10 @@ function tlsHint(err: AxiosError): string | undefined {
   // A plain-HTTP server answering a TLS hello.
   if (code === 'EPROTO' && /wrong version number|packet length too long/i.test(err.message)) {
     return 'EPROTO: it answers plain HTTP, not TLS (start it with --tls-dir, or set "tls": false in config.json)';
+  }
+  // A TLS server hangs up at once on plain HTTP; so does a node that crashed mid-request.
+  if (code === 'ECONNRESET' && err.config?.url?.startsWith('http://')) {
+    return 'ECONNRESET: it closed the connection (if it serves TLS, started with --tls-dir, config.json needs "tls": true)';
   }
   return undefined;
 }

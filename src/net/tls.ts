@@ -3,7 +3,7 @@
  * how its server and its calls use it. Each side checks the other's certificate against the CA;
  * the side that calls also checks that the certificate names the address it called.
  */
-import { X509Certificate } from 'node:crypto';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
@@ -44,6 +44,14 @@ export function loadTls(files: TlsFiles, address?: string, now = new Date()): Tl
   }
   if (!cert.verify(ca.publicKey)) throw new TlsSetupError(`TLS: ${files.cert} was not signed by the CA in ${files.ca}`);
   if (new Date(cert.validTo) < now) throw new TlsSetupError(`TLS: ${files.cert} expired on ${cert.validTo}; make new certificates with \`node main.js certs\``);
+  if (new Date(cert.validFrom) > now) throw new TlsSetupError(`TLS: ${files.cert} is valid only from ${cert.validFrom}: is this machine's clock behind?`);
+  let keyFits = false;
+  try {
+    keyFits = cert.checkPrivateKey(createPrivateKey(material.key));
+  } catch (err) {
+    throw new TlsSetupError(`TLS: ${files.key} is not a PEM private key: ${(err as Error).message}`);
+  }
+  if (!keyFits) throw new TlsSetupError(`TLS: ${files.key} is not the key of ${files.cert} (another node's key?)`);
   if (address) {
     const { host } = parseAddress(address);
     const named = isIP(host) ? cert.checkIP(host) : cert.checkHost(host);

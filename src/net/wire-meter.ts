@@ -23,14 +23,26 @@ export type PeerName = string;
 
 const plainHost = (address: string | undefined) => (address ?? 'unknown').replace(/^::ffff:/, '');
 
+/**
+ * Peers named one by one, at most: a stranger anyone can be (a port scan, a burst of refused
+ * callers) must not grow the node's memory and its metrics without end. The rest count as `other`.
+ */
+export const MAX_NAMED_PEERS = 256;
+
 export class WireMeter {
   private readonly open = new Map<Socket, PeerName>();
   private readonly closed = new Map<PeerName, WireTotals>();
   /** Accepted TCP sockets by their remote end: a TLS socket counts plaintext, the TCP socket under it the wire. */
   private readonly accepted = new Map<string, Socket>();
 
+  private readonly named = new Set<PeerName>();
+
   track(socket: Socket, peer: PeerName = plainHost(socket.remoteAddress)): void {
     if (this.open.has(socket)) return;
+    if (!this.named.has(peer)) {
+      if (this.named.size >= MAX_NAMED_PEERS) peer = 'other';
+      else this.named.add(peer);
+    }
     this.open.set(socket, peer);
     socket.once('close', () => {
       if (!this.open.delete(socket)) return;
@@ -79,12 +91,12 @@ export class WireMeter {
     });
   }
 
-  /** An agent whose connections are counted; keep-alive so rounds reuse sockets. With `tls`, HTTPS over a counted TCP socket. */
-  agent(tls?: ConnectionOptions): http.Agent {
-    return tls ? this.tlsAgent(tls) : this.plainAgent();
+  /** An agent whose connections are counted; keep-alive so rounds reuse sockets. With a certificate in `options`, HTTPS over a counted TCP socket. */
+  agent(options: https.AgentOptions & { localAddress?: string } = {}): http.Agent {
+    return options.cert ? this.tlsAgent(options) : this.plainAgent(options);
   }
 
-  private tlsAgent(tls: ConnectionOptions): https.Agent {
+  private tlsAgent(tls: https.AgentOptions): https.Agent {
     const meter = this;
     class MeteredTlsAgent extends https.Agent {
       override createConnection(options: http.ClientRequestArgs & ConnectionOptions, callback?: (err: Error | null, stream: Duplex) => void) {
@@ -97,7 +109,7 @@ export class WireMeter {
     return new MeteredTlsAgent({ ...tls, keepAlive: true, maxSockets: 16 });
   }
 
-  private plainAgent(): http.Agent {
+  private plainAgent(options: http.AgentOptions & { localAddress?: string }): http.Agent {
     const meter = this;
     class MeteredAgent extends http.Agent {
       override createConnection(
@@ -109,7 +121,7 @@ export class WireMeter {
         return socket;
       }
     }
-    return new MeteredAgent({ keepAlive: true, maxSockets: 16 });
+    return new MeteredAgent({ ...options, keepAlive: true, maxSockets: 16 });
   }
 }
 

@@ -47,7 +47,7 @@ export async function startNode(options: NodeOptions): Promise<StartedNode> {
     logger,
     meter,
     metrics: createNodeMetrics({ meter, scrapeToken: options.scrapeToken }),
-    peers: new Peers(options.token, meter, options.requestTimeoutMs, options.tls),
+    peers: new Peers(options.token, meter, options.requestTimeoutMs, options.tls, options.host),
     logsDir,
     outputsDir: resolve(options.outputsDir ?? 'outputs'),
     print: options.print,

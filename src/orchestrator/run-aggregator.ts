@@ -50,7 +50,8 @@ export async function runAggregator(options: AggregatorOptions): Promise<Running
   });
   await node.roles.apply(own, { resume });
   const role = node.roles.role as AggregatorRole;
-  role.outputs.writeJson('config.json', config);
+  // With the transport as it was, not as a default would guess it again (`main.js report` reads it).
+  role.outputs.writeJson('config.json', { ...config, tls: Boolean(tls) });
 
   print(`transport: ${transportOf(tls)}${tls ? '' : config.tls === false ? ', as config.json says ("tls": false)' : ', the default when every node is on loopback'}`);
   print(`experiment ${config.experiment}: pushing configs to ${workers.length} workers (deadline ${config.timeouts.push_ms / 1000} s)`);
