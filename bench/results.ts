@@ -7,6 +7,7 @@ import { formatLinks, type LinksResults } from './links';
 import { formatQuantized, PER_LAYER_MODE, type QuantizedResults } from './quantized';
 import { formatTree, type TreeResults } from './tree';
 import { formatTls, type TlsResults } from './tls';
+import { formatSeal, type SealResults } from './seal-versions';
 import type { MicroRow } from './micro';
 import type { SwitchThroughput } from './switch';
 import type { TestbedRun } from './testbed-runs';
@@ -39,6 +40,7 @@ export interface Results {
   /** Bytes at the aggregator with the model relayed down flat, one and two levels of switches (`npm run bench -- tree`). */
   tree?: TreeResults;
   tls?: TlsResults;
+  seal?: SealResults;
 }
 
 const n = (value: number, digits = 0) => value.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits });
@@ -104,7 +106,7 @@ function quantizedTargets(q: QuantizedResults | undefined): { target: string; me
 }
 
 export function formatResults(r: Results): string {
-  return [...formatSections(r), ...formatLinks(r.links), ...formatQuantized(r.quantized), ...formatTree(r.tree), ...formatTls(r.tls)].join('\n');
+  return [...formatSections(r), ...formatLinks(r.links), ...formatQuantized(r.quantized), ...formatTree(r.tree), ...formatTls(r.tls), ...formatSeal(r.seal)].join('\n');
 }
 
 function formatSections(r: Results): string[] {

@@ -8,6 +8,7 @@
  *   npm run bench -- faults     only section 6, likewise
  *   npm run bench -- tree       only section 9, likewise
  *   npm run bench -- tls        only section 10, likewise
+ *   npm run bench -- seal       only section 11 (node-seal 6 and 7; Node 24 from `npm install --no-save node@24`)
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -30,6 +31,7 @@ import { linkCosts, linksChart, type LinksResults } from './links';
 import { quantizedChart, quantizedComparison } from './quantized';
 import { treeChart, treeComparison } from './tree';
 import { tlsComparison } from './tls';
+import { sealVersions } from './seal-versions';
 
 /**
  * The HE stages at each step of the profile-led changes, one thread, a 100k update, a switch adding 6:
@@ -101,6 +103,8 @@ async function main(quick: boolean): Promise<void> {
   const tree = await treeComparison(quick, command);
   log('10. what mutual TLS costs');
   const tls = await tlsComparison(quick, command);
+  log('11. node-seal 6.0.3 and 7.0.0');
+  const seal = sealVersions(command);
   const sixClients = byClients.find((r) => r.clients === 6);
   if (sixClients) byModel.unshift(sixClients);
 
@@ -124,6 +128,7 @@ async function main(quick: boolean): Promise<void> {
     quantized,
     tree,
     tls,
+    seal,
   };
   const png = join(ROOT, 'bench', 'scaling.png');
   writeFileSync(png, svgToPng(await renderSvg(scalingChart(results))));
@@ -181,11 +186,18 @@ async function tlsOnly(quick: boolean): Promise<void> {
   await write({ ...results, tls: await tlsComparison(quick, `npm run bench -- tls${quick ? ' --quick' : ''}`) });
 }
 
-const SECTIONS: Record<string, (quick: boolean) => Promise<void>> = { links: linksOnly, quantized: quantizedOnly, faults: faultsOnly, tree: treeOnly, tls: tlsOnly };
+/** Section 11 alone, likewise. */
+async function sealOnly(): Promise<void> {
+  const results = JSON.parse(readFileSync(join(ROOT, 'bench', 'results.json'), 'utf8')) as Results;
+  log('11. node-seal 6.0.3 and 7.0.0');
+  await write({ ...results, seal: sealVersions('npm run bench -- seal') });
+}
+
+const SECTIONS: Record<string, (quick: boolean) => Promise<void>> = { links: linksOnly, quantized: quantizedOnly, faults: faultsOnly, tree: treeOnly, tls: tlsOnly, seal: sealOnly };
 
 new Command()
   .name('bench')
-  .argument('[section]', '"links": only the links experiment on the emulated testbed (root); "quantized": only the quantized packing comparison; "faults": only what each fault costs; "tree": only the bytes at the aggregator flat and through switches of switches; "tls": only what mutual TLS costs')
+  .argument('[section]', '"links": only the links experiment on the emulated testbed (root); "quantized": only the quantized packing comparison; "faults": only what each fault costs; "tree": only the bytes at the aggregator flat and through switches of switches; "tls": only what mutual TLS costs; "seal": only node-seal 6 against 7')
   .option('--quick', 'one repeat, small runs: a smoke test of the suite, not numbers to quote')
   .action((section: string | undefined, flags: { quick?: boolean }) => {
     if (section && !SECTIONS[section]) throw new Error(`unknown section "${section}" (sections that run alone: ${Object.keys(SECTIONS).join(', ')})`);

@@ -1,15 +1,20 @@
 /**
  * The dashboard in a real browser during a real run: Debian's Chromium, driven by playwright-core,
- * opens the aggregator's page while a 6-node encrypted experiment runs on loopback. Screenshots go
- * to test-output/. Then the end of the run: the report, the central logs, and a --quiet run.
+ * opens the aggregator's page while a 6-node encrypted experiment runs on loopback, under mutual
+ * TLS as on a lab's testbed: the browser holds no client certificate, and trusts the aggregator's.
+ * Screenshots go to test-output/. Then the end of the run: the report, the central logs, and a
+ * --quiet run.
  */
 import assert from 'node:assert/strict';
+import { createHash, X509Certificate } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { chromiumPath, missingBrowser } from '../scripts/ensure-system';
-import { get, MAIN, node, ROOT, Testbed, waitFor, type LaunchedAggregator } from './helpers/cluster';
+import { certFiles } from '../src/net/certs';
+import { MAIN, node, ROOT, Testbed, waitFor, type LaunchedAggregator } from './helpers/cluster';
 
 const CHROMIUM = chromiumPath();
 /** `npm test` installs the browser where it can (scripts/ensure-system.ts); elsewhere this file skips, saying why. */
@@ -26,8 +31,20 @@ const roundsDrawn = async (page: Page) => Number(await page.getAttribute('#chart
 
 describe('the dashboard in Chromium during a real run', () => {
   const skip = NO_BROWSER ?? false;
-  const testbed = new Testbed({ nodes: 6, switches: 1, rounds: ROUNDS, experiment: 'dashboard' });
+  const testbed = new Testbed({ nodes: 6, switches: 1, rounds: ROUNDS, experiment: 'dashboard' }, (config) => (config.tls = true));
   const aggregator = testbed.addresses('aggregator')[0];
+  const certs = join(testbed.dir, 'certs');
+  /** The aggregator's role from /health, over HTTPS with the testbed's CA and no client certificate. */
+  const roleOfAggregator = () =>
+    new Promise<string | undefined>((resolve) => {
+      https
+        .get(`https://${aggregator}/health`, { ca: readFileSync(join(certs, 'ca.pem')), agent: false }, (res) => {
+          let body = '';
+          res.on('data', (d) => (body += d));
+          res.on('end', () => resolve(JSON.parse(body).role));
+        })
+        .on('error', () => resolve(undefined));
+    });
   let browser: Browser;
   let page: Page;
   let agg: LaunchedAggregator;
@@ -40,11 +57,15 @@ describe('the dashboard in Chromium during a real run', () => {
     const up = await testbed.up();
     assert.equal(up.code, 0, up.stdout + up.stderr);
     agg = testbed.launchAggregator(['--keep-serving', '--log-level', 'warn']);
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS });
+    // The browser trusts the aggregator's key alone (as importing the testbed's CA would, for this one
+    // page): a certificate for another key would still be refused.
+    const spki = new X509Certificate(readFileSync(certFiles(certs, aggregator).cert)).publicKey.export({ type: 'spki', format: 'der' });
+    const pinned = `--ignore-certificate-errors-spki-list=${createHash('sha256').update(spki).digest('base64')}`;
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_FLAGS, pinned] });
     page = await browser.newPage({ viewport: { width: 1500, height: 1000 } });
     // Every request is noted for the last test, and one outside the aggregator's origin is aborted
     // here: this closed network has nothing to answer it, and the test must not send it anywhere.
-    const origin = `http://${aggregator}`;
+    const origin = `https://${aggregator}`;
     const outside = (url: URL) => url.origin !== origin;
     page.on('request', (r) => (outside(new URL(r.url())) ? requests.outside : requests.own).push(r.url()));
     await page.route(outside, (route) => route.abort('blockedbyclient'));
@@ -56,8 +77,8 @@ describe('the dashboard in Chromium during a real run', () => {
   });
 
   it('loads during the run; the round counter advances and the chart shows the rounds so far, without a reload', { skip }, async () => {
-    await waitFor(async () => (await get(aggregator, '/health').catch(() => undefined))?.body.role === 'aggregator', 60_000);
-    await page.goto(`http://${aggregator}/`);
+    await waitFor(async () => (await roleOfAggregator()) === 'aggregator', 60_000);
+    await page.goto(`https://${aggregator}/`);
     await page.waitForFunction(drawnAtLeast(1), undefined, { timeout: 120_000 });
     const firstRound = Number(await text(page, '#round'));
     const firstDrawn = await roundsDrawn(page);
