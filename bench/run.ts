@@ -8,7 +8,7 @@
  *   npm run bench -- faults     only section 6, likewise
  *   npm run bench -- tree       only section 9, likewise
  *   npm run bench -- tls        only section 10, likewise
- *   npm run bench -- seal       only section 11 (node-seal 6 and 7; Node 24 from `npm install --no-save node@24`)
+ *   npm run bench -- seal       only section 11 (node-seal 6 and 7; Node 24 from `npm install --prefix .node24 node@24`)
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';

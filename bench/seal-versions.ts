@@ -2,7 +2,8 @@
  * 11. node-seal 6.0.3 (what the project runs) against 7.0.0 (ESM only, needs Node 22+), the same
  * CKKS steps at the default parameters (N=4096, one 54-bit prime, scale 2^45) on 100k values:
  * 6.0.3 on this Node, 6.0.3 on Node 24, 7.0.0 on Node 24. Node 24 is the npm package `node`
- * (`npm install --no-save node@24`); without it the Node 24 rows are left out, saying why.
+ * in .node24/ (`npm install --prefix .node24 node@24`, as .ci/run does); without it the Node 24
+ * rows are left out, saying why.
  *   npm run bench -- seal      only this section, the others kept from bench/results.json
  * Each measurement runs in a process of its own: `node dist/bench/seal-versions.js probe 6|7`.
  */
@@ -17,7 +18,7 @@ const BITS = [54];
 const SCALE = 2 ** 45;
 const VALUES = 100_000;
 const REPEATS = 5;
-export const NODE_24 = join(ROOT, 'node_modules', 'node', 'bin', 'node');
+export const NODE_24 = join(ROOT, '.node24', 'node_modules', 'node', 'bin', 'node');
 
 export type SealStep = 'load' | 'keygen' | 'encode' | 'encrypt' | 'add' | 'save' | 'load_ciphertexts' | 'decrypt';
 
@@ -191,7 +192,7 @@ function measure(node: string, version: string): SealRow {
 
 export function sealVersions(command: string): SealResults {
   const rows = [measure(process.execPath, '6')];
-  if (!existsSync(NODE_24)) return { command, rows, skipped: `no Node 24 at ${NODE_24} (npm install --no-save node@24)` };
+  if (!existsSync(NODE_24)) return { command, rows, skipped: `no Node 24 at ${NODE_24} (npm install --prefix .node24 node@24)` };
   rows.push(measure(NODE_24, '6'), measure(NODE_24, '7'));
   return { command, rows };
 }

@@ -9,7 +9,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError, loadExperimentConfig, resolveNodeConfigs, usesTls } from '../src/config/load';
 import { certFiles } from '../src/net/certs';
 import { parseAddress, type Address } from '../src/config/address';
@@ -64,7 +64,7 @@ export function tlsSteps(flags: Flags, targets: Target[]): Step[] {
   return targets.flatMap((target) => {
     const local = certFiles(certs, `${target.host}:${target.port}`);
     for (const file of Object.values(local)) {
-      if (!flags.dryRun && !existsSync(file)) throw new Error(`mutual TLS: ${file} is missing; make the certificates first with \`node main.js certs --config ${flags.config}\``);
+      if (!flags.dryRun && !existsSync(file)) throw new Error(`mutual TLS: ${file} is missing; make the certificates first with \`node main.js certs --config <config.json>\`${flags.hosts ? ' and name their folder with --certs' : ''}`);
     }
     const remote = certFiles(REMOTE_TLS, `${target.host}:${target.port}`);
     return (['ca', 'cert', 'key'] as const).map((part) => ({
@@ -223,7 +223,11 @@ const program = new Command()
   .option('--ssh-option <opt>', 'extra ssh -o option (repeatable)', (v: string, all: string[]) => all.concat(v), [] as string[])
   .option('--token-file <file>', 'the cluster token to give the workers (or $FL_TOKEN)')
   .option('--into <dir>', 'fetch-logs: where the logs go, one folder per machine', 'logs/testbed')
-  .option('--parallel <n>', 'machines handled at once', (v: string) => Number(v), 8)
+  .option('--parallel <n>', 'machines handled at once', (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a whole number, 1 or more');
+    return n;
+  }, 8)
   .option('--he-key <file>', 'start: the HE secret key to give the client machines when clients hold it', 'keys/he-secret.json')
   .option('--certs <dir>', 'start: the certificates `main.js certs` made, for mutual TLS (default: config.json\'s "certs"; with --hosts, TLS is on only with --certs)')
   .option('--dry-run', 'print the commands, contact nothing')

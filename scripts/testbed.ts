@@ -152,6 +152,7 @@ export async function down(flags: StateFlags & { timeout: number }): Promise<num
   const stubborn = workers.filter((w) => isAlive(w.pid));
   for (const w of stubborn) process.kill(w.pid, 'SIGKILL');
   for (const w of workers) rmSync(w.pidFile, { force: true });
+  rmSync(paths(flags.state).tls, { recursive: true, force: true }); // the workers' copies of their keys
   console.log(`testbed: stopped ${workers.length} workers${stubborn.length ? ` (${stubborn.length} killed after ${flags.timeout} ms)` : ''}`);
   return 0;
 }

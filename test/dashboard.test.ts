@@ -41,7 +41,13 @@ describe('the dashboard in Chromium during a real run', () => {
         .get(`https://${aggregator}/health`, { ca: readFileSync(join(certs, 'ca.pem')), agent: false }, (res) => {
           let body = '';
           res.on('data', (d) => (body += d));
-          res.on('end', () => resolve(JSON.parse(body).role));
+          res.on('end', () => {
+            try {
+              resolve(res.statusCode === 200 ? JSON.parse(body).role : undefined);
+            } catch {
+              resolve(undefined);
+            }
+          });
         })
         .on('error', () => resolve(undefined));
     });

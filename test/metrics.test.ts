@@ -196,6 +196,10 @@ describe('GET /metrics during a real run on loopback', () => {
     assert.ok(valueOf(midRun.direct, 'fl_peer_sent_bytes_total', { peer: aggregator })! > 0, `${direct} sent to the aggregator`);
     assert.equal(valueOf(midRun.direct, 'fl_peer_sent_bytes_total', { peer: switchA }), undefined, 'the direct client never calls the switch');
     for (const peer of [underSwitch, victim, aggregator]) assert.ok(valueOf(midRun.switch, 'fl_peer_sent_bytes_total', { peer })! > 0, `the switch sent to ${peer}`);
+    // Calls leave from the caller's own address: what the switch took from its client is named by that client's IP.
+    const host = underSwitch.split(':')[0];
+    assert.ok(valueOf(midRun.switch, 'fl_peer_received_bytes_total', { peer: host })! > 0, `the switch received from ${host}`);
+    assert.equal(valueOf(midRun.switch, 'fl_peer_received_bytes_total', { peer: '127.0.0.1' }), undefined, 'nothing came from an address no node has');
   });
 
   it("counts a client's rounds and times its training", () => {

@@ -4,6 +4,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { makeTestbedCerts } from '../src/net/certs';
 import { script } from './helpers/cluster';
 
 const TOKEN = 'ssh-launcher-test-token-42';
@@ -90,6 +91,29 @@ describe('ssh launcher', () => {
     assert.match(argv, /127\.0\.0\.22 .*--port 6000/);
     assert.ok(!argv.includes(TOKEN), 'token on a command line');
     assert.equal(tools.stdin(), `${TOKEN}\n${TOKEN}\n`);
+  });
+
+  it('with --hosts and --certs: each machine gets its own files first; one whose key did not arrive is not started', async () => {
+    const tools = fakeTools();
+    // This stand-in ssh fails to write 127.0.0.22's key, as a full disk would.
+    const ssh = join(tools.env.PATH.split(':')[0], 'ssh');
+    writeFileSync(ssh, `#!/bin/sh\ncase "$*" in *127.0.0.22*"TLS key"*) cat > /dev/null; echo "No space left on device"; exit 1;; esac\n${readFileSync(ssh, 'utf8').split('\n').slice(1).join('\n')}`);
+    const dir = mkdtempSync(join(tmpdir(), 'hosts-certs-'));
+    const hosts = join(dir, 'hosts');
+    writeFileSync(hosts, '127.0.0.21\n127.0.0.22:6000\n');
+    await makeTestbedCerts(join(dir, 'certs'), ['127.0.0.21:5000', '127.0.0.22:6000']);
+    const res = await script('ssh-launcher', ['start', '--hosts', hosts, '--certs', join(dir, 'certs'), '--dir', '/opt/fl', '--parallel', '1'], { env: tools.env });
+    assert.equal(res.code, 1, res.stdout + res.stderr);
+    assert.match(res.stdout, /FAILED\s+127\.0\.0\.22:6000\s+No space left on device/);
+    assert.match(res.stdout, /skipped 127\.0\.0\.22:6000: its key or certificates did not arrive/);
+    assert.match(res.stdout, /start: 6 of 8 succeeded/, 'six files handed over (one failed), one start of two');
+    const starts = tools.argv().split('\n').filter((l) => l.includes('setsid nohup'));
+    assert.equal(starts.length, 1);
+    assert.match(starts[0], /127\.0\.0\.21 .*--port 5000 .*--tls-dir tls/);
+    const sent = tools.stdin();
+    assert.ok(sent.includes(readFileSync(join(dir, 'certs', '127.0.0.21-5000-key.pem'), 'utf8')), "21's key went to it");
+    assert.ok(sent.includes(readFileSync(join(dir, 'certs', '127.0.0.22-6000.pem'), 'utf8')), "22's certificate went to it");
+    assert.ok(!sent.includes(readFileSync(join(dir, 'certs', 'ca-key.pem'), 'utf8')), "the CA's key went nowhere");
   });
 
   it('refuses an unknown action and a broken config with a message', async () => {

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -281,6 +281,11 @@ describe('on the wire between a client and the aggregator', () => {
     try {
       const up = await testbed.up();
       assert.equal(up.code, 0, up.stdout + up.stderr);
+      if (tls) {
+        const client = testbed.addresses('client')[0].replace(':', '-');
+        // As on a lab machine: the CA's certificate and the node's own two files, not the CA's key.
+        assert.deepEqual(readdirSync(join(testbed.state, 'tls', client)).sort(), [`${client}-key.pem`, `${client}.pem`, 'ca.pem']);
+      }
       const run = await runExperiment(testbed, 5 * 60_000, ['--port', String(aggPort)]);
       assert.equal(run.code, 0, run.output);
       const model = readFileSync(join(testbed.outputs, tls ? 'wire-tls' : 'wire-plain', 'models', 'round-001', 'weights.bin'));

@@ -35,7 +35,9 @@ export class Peers {
   constructor(token: string, meter: WireMeter, timeoutMs = 30_000, tls?: TlsMaterial, localAddress?: string) {
     this.tls = Boolean(tls);
     const tlsOptions = tls && clientOptions(tls);
-    const from = localAddress && isIP(localAddress) && !/^(0\.0\.0\.0|::)$/.test(localAddress) ? { localAddress } : {};
+    // Only a specific IP (not 0.0.0.0, ::, a host name), and then only peers of its family: with a
+    // local address Node tries no other family, and an IPv6 answer would fail to bind.
+    const from = localAddress && isIP(localAddress) && !/^[0:.]+$/.test(localAddress) ? { localAddress, family: isIP(localAddress) } : {};
     this.probes = axios.create({
       httpAgent: new http.Agent({ keepAlive: true, ...from }),
       httpsAgent: tlsOptions && new https.Agent({ ...tlsOptions, keepAlive: true, ...from }),
@@ -109,8 +111,9 @@ function tlsHint(err: AxiosError): string | undefined {
   if (code === 'EPROTO' && /wrong version number|packet length too long/i.test(err.message)) {
     return 'EPROTO: it answers plain HTTP, not TLS (start it with --tls-dir, or set "tls": false in config.json)';
   }
-  // A TLS server hangs up at once on plain HTTP; so does a node that crashed mid-request.
-  if (code === 'ECONNRESET' && err.config?.url?.startsWith('http://')) {
+  // A TLS server hangs up at once on plain HTTP, on a fresh connection (a kept-alive one the peer
+  // closed while idle is another matter).
+  if (code === 'ECONNRESET' && err.config?.url?.startsWith('http://') && (err.request as { reusedSocket?: boolean } | undefined)?.reusedSocket === false) {
     return 'ECONNRESET: it closed the connection (if it serves TLS, started with --tls-dir, config.json needs "tls": true)';
   }
   return undefined;

@@ -27,7 +27,7 @@ const plainHost = (address: string | undefined) => (address ?? 'unknown').replac
  * Peers named one by one, at most: a stranger anyone can be (a port scan, a burst of refused
  * callers) must not grow the node's memory and its metrics without end. The rest count as `other`.
  */
-export const MAX_NAMED_PEERS = 256;
+export const MAX_NAMED_PEERS = 1024;
 
 export class WireMeter {
   private readonly open = new Map<Socket, PeerName>();
@@ -92,7 +92,7 @@ export class WireMeter {
   }
 
   /** An agent whose connections are counted; keep-alive so rounds reuse sockets. With a certificate in `options`, HTTPS over a counted TCP socket. */
-  agent(options: https.AgentOptions & { localAddress?: string } = {}): http.Agent {
+  agent(options: https.AgentOptions & { localAddress?: string; family?: number } = {}): http.Agent {
     return options.cert ? this.tlsAgent(options) : this.plainAgent(options);
   }
 
@@ -101,7 +101,7 @@ export class WireMeter {
     class MeteredTlsAgent extends https.Agent {
       override createConnection(options: http.ClientRequestArgs & ConnectionOptions, callback?: (err: Error | null, stream: Duplex) => void) {
         // TLS over a TCP socket we open, so the count is what crosses the wire, not the plaintext.
-        const tcp = net.connect({ host: options.host!, port: Number(options.port), localAddress: options.localAddress });
+        const tcp = net.connect({ host: options.host!, port: Number(options.port), localAddress: options.localAddress, family: options.family });
         meter.track(tcp, `${options.host}:${options.port}`);
         return super.createConnection({ ...options, socket: tcp } as http.ClientRequestArgs, callback);
       }
@@ -109,7 +109,7 @@ export class WireMeter {
     return new MeteredTlsAgent({ ...tls, keepAlive: true, maxSockets: 16 });
   }
 
-  private plainAgent(options: http.AgentOptions & { localAddress?: string }): http.Agent {
+  private plainAgent(options: http.AgentOptions & { localAddress?: string; family?: number }): http.Agent {
     const meter = this;
     class MeteredAgent extends http.Agent {
       override createConnection(
