@@ -1,5 +1,4 @@
 /** What every role shares: its config, the node's tools, and a clean stop. */
-import type { TlsMaterial } from '../net/tls';
 import { setMaxListeners } from 'node:events';
 import type { NodeConfig, RoleType } from '../config/schema';
 import type { Logger } from '../log/logger';
@@ -10,6 +9,7 @@ import { linkCounterFor } from '../net/link-counters';
 import { describeFailure } from '../net/peers';
 import type { Peers } from '../net/peers';
 import type { NodeMetrics, PeerState, RoleReadings } from '../net/metrics';
+import type { TlsMaterial } from '../net/tls';
 import type { WireMeter } from '../net/wire-meter';
 
 export const ROLE_PREFIX: Record<RoleType, string> = { client: '/c', switch: '/s', aggregator: '/a' };
