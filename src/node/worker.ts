@@ -65,7 +65,7 @@ export function createWorkerApp(node: NodeContext, token: string): WorkerApp {
     res.status(404).json({ error: 'no dashboard here', reason: where });
   });
 
-  // Under mutual TLS everything past the dashboard and /health is for the testbed's nodes only.
+  // Under mutual TLS everything past /health, /metrics and the dashboard is for the testbed's nodes only.
   if (node.tls) {
     app.use((req, _res, next) => {
       const problem = clientCertProblem(req);
