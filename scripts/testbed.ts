@@ -1,6 +1,6 @@
 /**
  * The local testbed: every worker of a config on its own loopback address, in the background.
- *   npm run testbed -- init [--nodes 15 --switches 2 --spines 0 --base 127.0.1] [--out config.local.json]
+ *   npm run testbed -- init [--nodes 15 --switches 2 --spines 0 --base 127.0.1] [--out config.local.json] [--no-tls]
  *   npm run testbed -- up [--config config.local.json]     start the workers, wait until healthy
  *   npm run testbed -- status | down
  * Or emulated (root): a network namespace per machine, shaped links, sshd; workers started over ssh.
@@ -77,7 +77,6 @@ function runningWorkers(state: string): Running[] {
     .filter((f) => f.endsWith('.pid'))
     .map((f) => ({ id: f.slice(0, -4), pid: Number(readFileSync(join(dir, f), 'utf8')), pidFile: join(dir, f) }));
 }
-
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
