@@ -1,4 +1,4 @@
-/** What every benchmark shares: medians, timing, progress lines on stderr. */
+/** What every benchmark shares: medians, timing, progress lines on stderr, numbers as the tables print them. */
 import { resolve } from 'node:path';
 
 export const ROOT = resolve(__dirname, '..', '..');
@@ -8,6 +8,9 @@ export const median = (values: number[]) => {
   return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 };
 export const log = (line: string) => process.stderr.write(`${line}\n`);
+/** A number as RESULTS.md prints it: thousands separated, `digits` after the point. */
+export const fixed = (value: number, digits = 0) => value.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+export const megabytes = (bytes: number, digits = 2) => fixed(bytes / 1e6, digits);
 
 export async function timed<T>(fn: () => Promise<T> | T): Promise<[T, number]> {
   const start = performance.now();

@@ -13,7 +13,7 @@ import { HePool } from '../src/he/pool';
 import { encode, Kind } from '../src/wire/codec';
 import { quantizedMeta } from '../src/wire/quantized';
 import type { ChartSpec } from '../src/report/charts';
-import { log, medians, timed } from './common';
+import { fixed as n, log, medians, timed } from './common';
 import { updateOf } from './micro';
 import { testbedRun, type TestbedRun } from './testbed-runs';
 
@@ -117,7 +117,6 @@ export async function quantizedComparison(quick: boolean, command: string): Prom
   return { command, micro, runs };
 }
 
-const n = (value: number, digits = 0) => value.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 const ms = (value: number | null) => (value === null ? '–' : n(value, 1));
 
 export function formatQuantized(q: QuantizedResults | undefined): string[] {

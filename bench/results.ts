@@ -9,6 +9,7 @@ import { formatTree, type TreeResults } from './tree';
 import { formatTls, type TlsResults } from './tls';
 import { formatSeal, type SealResults } from './seal-versions';
 import type { MicroRow } from './micro';
+import { fixed as n, megabytes } from './common';
 import type { SwitchThroughput } from './switch';
 import type { TestbedRun } from './testbed-runs';
 
@@ -43,9 +44,8 @@ export interface Results {
   seal?: SealResults;
 }
 
-const n = (value: number, digits = 0) => value.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 const x = (ratio: number) => `${n(ratio, ratio < 10 ? 2 : 0)}x`;
-const mb = (bytes: number) => n(bytes / 1e6, 1);
+const mb = (bytes: number) => megabytes(bytes, 1);
 
 /** The numbers the project promises, each with what this run measured. */
 export function targets(r: Results): { target: string; measured: string; met: boolean }[] {

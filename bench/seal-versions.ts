@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { ROOT } from './common';
+import { fixed, ROOT } from './common';
 
 const N = 4096;
 const BITS = [54];
@@ -206,7 +206,6 @@ export function sealVersions(command: string): SealResults {
   return { command, rows: setups.map(([node], i) => fastest(runs[i], node)), ...(skipped ? { skipped } : {}) };
 }
 
-const n = (value: number, digits = 1) => value.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
 export function formatSeal(r: SealResults | undefined): string[] {
   if (!r) return [];
@@ -220,7 +219,7 @@ export function formatSeal(r: SealResults | undefined): string[] {
     '',
     `| step | ${r.rows.map((row) => `node-seal ${row.seal} on Node ${row.node.replace(/^v/, "")}`).join(' | ')} |`,
     `| --- |${r.rows.map(() => ' --- |').join('')}`,
-    ...steps.map(([step, label]) => `| ${label} | ${r.rows.map((row) => n(row.ms[step])).join(' | ')} |`),
+    ...steps.map(([step, label]) => `| ${label} | ${r.rows.map((row) => fixed(row.ms[step], 1)).join(' | ')} |`),
     `| bytes of the ciphertexts | ${r.rows.map((row) => row.ciphertext_bytes.toLocaleString('en')).join(' | ')} |`,
     `| largest error | ${r.rows.map((row) => row.max_error.toExponential(1)).join(' | ')} |`,
     '',

@@ -4,6 +4,7 @@
  * record overhead are in them.
  *   npm run bench -- tls       only this section, the others kept from bench/results.json
  */
+import { fixed as n, megabytes as mb } from './common';
 import { testbedRun, type TestbedRun } from './testbed-runs';
 
 export interface TlsRun {
@@ -34,8 +35,6 @@ export async function tlsComparison(quick: boolean, command: string): Promise<Tl
   return { command, runs };
 }
 
-const n = (value: number, digits = 0) => value.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits });
-const mb = (bytes: number) => n(bytes / 1e6, 2);
 
 export function formatTls(t: TlsResults | undefined): string[] {
   if (!t) return [];

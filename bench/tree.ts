@@ -6,6 +6,7 @@
  *   npm run bench -- tree      only this section, the others kept from bench/results.json
  */
 import type { ChartSpec } from '../src/report/charts';
+import { fixed as n, megabytes as mb } from './common';
 import { testbedRun, type TestbedRun } from './testbed-runs';
 
 const CLIENTS = 12;
@@ -47,8 +48,6 @@ export async function treeComparison(quick: boolean, command: string): Promise<T
   return { command, runs };
 }
 
-const n = (value: number, digits = 0) => value.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits });
-const mb = (bytes: number) => n(bytes / 1e6, 2);
 
 export function formatTree(t: TreeResults | undefined): string[] {
   if (!t) return [];

@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError, loadExperimentConfig, resolveNodeConfigs, usesTls } from '../src/config/load';
+import type { ExperimentConfig } from '../src/config/schema';
 import { certFiles } from '../src/net/certs';
 import { parseAddress, type Address } from '../src/config/address';
 import { resolveToken } from '../src/net/auth';
@@ -47,20 +48,20 @@ const REMOTE_KEY = 'keys/he-secret.json';
 const REMOTE_TLS = 'tls';
 
 /**
- * Mutual TLS (config.json's `tls`, on by default off loopback): the launcher starts workers with
- * their certificates. A hosts file says nothing of TLS: there `--certs` turns it on.
+ * Under mutual TLS (config.json's `tls`, on by default off loopback), the certificates' folder; else
+ * undefined. A hosts file says nothing of TLS: there `--certs` turns it on.
  */
-function tlsOn(flags: Flags): boolean {
-  return flags.hosts ? Boolean(flags.certs) : usesTls(loadExperimentConfig(flags.config));
+function certsFolder(flags: Flags, config: ExperimentConfig | undefined): string | undefined {
+  if (!config) return flags.certs;
+  return usesTls(config) ? (flags.certs ?? config.certs) : undefined;
 }
 
 /**
  * Under mutual TLS each machine gets the CA and its own certificate and key, nothing of another
  * machine's: three owner-only files, each over ssh's stdin.
  */
-export function tlsSteps(flags: Flags, targets: Target[]): Step[] {
-  if (!tlsOn(flags)) return [];
-  const certs = flags.certs ?? loadExperimentConfig(flags.config).certs;
+export function tlsSteps(flags: Flags, targets: Target[], certs: string | undefined): Step[] {
+  if (!certs) return [];
   return targets.flatMap((target) => {
     const local = certFiles(certs, `${target.host}:${target.port}`);
     for (const file of Object.values(local)) {
@@ -76,9 +77,8 @@ export function tlsSteps(flags: Flags, targets: Target[]): Step[] {
 }
 
 /** With he.key_holder "clients", the secret key goes to the client machines, and only to them. */
-export function keySteps(flags: Flags, targets: Target[]): Step[] {
-  if (flags.hosts) return [];
-  const config = loadExperimentConfig(flags.config);
+export function keySteps(flags: Flags, targets: Target[], config: ExperimentConfig | undefined): Step[] {
+  if (!config) return [];
   if (!config.he.enabled || config.he.key_holder !== 'clients') return [];
   const remote = `cd ${quote(flags.dir)} && mkdir -p keys && ${writeAtomically(REMOTE_KEY)} && echo "HE secret key written to ${REMOTE_KEY}"`;
   return targets.filter((t) => t.role === 'client').map((target) => ({ target, argv: sshArgs(flags, target, remote), stdin: { file: flags.heKey } }));
@@ -93,15 +93,15 @@ const writeAtomically = (file: string) => `(umask 077 && cat > ${file}.$$ && mv 
 const quote = (arg: string) => (/^[A-Za-z0-9_./:=@%+,-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`);
 
 /** Workers from config.json (every entry but the aggregator), or one `host[:port]` per line of a hosts file. */
-export function targetsFrom(flags: Pick<Flags, 'config' | 'hosts'>, includeAggregator = false): Target[] {
-  if (flags.hosts) {
-    return readFileSync(flags.hosts, 'utf8')
+export function targetsFrom(flags: Pick<Flags, 'hosts'>, config: ExperimentConfig | undefined, includeAggregator = false): Target[] {
+  if (!config) {
+    return readFileSync(flags.hosts!, 'utf8')
       .split('\n')
       .map((line) => line.replace(/#.*/, '').trim())
       .filter(Boolean)
       .map((line) => ({ ...parseAddress(line), role: 'worker' }));
   }
-  const nodes = [...resolveNodeConfigs(loadExperimentConfig(flags.config)).values()];
+  const nodes = [...resolveNodeConfigs(config).values()];
   return nodes
     .filter((n) => includeAggregator || n.type !== 'aggregator')
     .map((n) => ({ ...parseAddress(n.address), role: n.type }));
@@ -117,9 +117,8 @@ function sshFlags(flags: Flags): string[] {
   return [...(flags.sshConfig ? ['-F', flags.sshConfig] : []), '-o', 'BatchMode=yes', ...flags.sshOption.flatMap((o) => ['-o', o])];
 }
 
-export function planSteps(action: string, flags: Flags, targets: Target[]): Step[] {
+export function planSteps(action: string, flags: Flags, targets: Target[], tls = false): Step[] {
   const dir = quote(flags.dir);
-  const tls = action === 'start' && tlsOn(flags);
   return targets.map((target) => {
     // Named by address too: machines that share a folder keep apart.
     const pid = `.run/worker-${target.host}-${target.port}.pid`;
@@ -176,9 +175,12 @@ function runStep(step: Step, token: string | undefined): Promise<{ code: number;
 }
 
 async function main(action: string, flags: Flags): Promise<number> {
-  const targets = targetsFrom(flags, action === 'fetch-logs');
-  const handOver = action === 'start' ? [...keySteps(flags, targets), ...tlsSteps(flags, targets)] : [];
-  const steps = [...handOver, ...planSteps(action, flags, targets)];
+  // Read once: every step below is planned from the same config.
+  const config = flags.hosts ? undefined : loadExperimentConfig(flags.config);
+  const targets = targetsFrom(flags, config, action === 'fetch-logs');
+  const certs = action === 'start' ? certsFolder(flags, config) : undefined;
+  const handOver = action === 'start' ? [...keySteps(flags, targets, config), ...tlsSteps(flags, targets, certs)] : [];
+  const steps = [...handOver, ...planSteps(action, flags, targets, Boolean(certs))];
   if (flags.dryRun) {
     console.log(`# dry run: ${steps.length} ${action} commands, nothing is contacted`);
     for (const step of steps) console.log(describeStep(step));

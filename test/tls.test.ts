@@ -12,7 +12,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { certFiles, issueNodeCert, makeCa, makeTestbedCerts, type Pem } from '../src/net/certs';
+import { certFiles, issueNodeCert, makeCa, makeTestbedCerts, serialNumber, type Pem } from '../src/net/certs';
 import { describeFailure, Peers } from '../src/net/peers';
 import type { TlsMaterial } from '../src/net/tls';
 import { WireMeter } from '../src/net/wire-meter';
@@ -33,6 +33,13 @@ function material(dir: string, name: string, ca: string, pem: Pem): TlsMaterial 
 }
 
 describe('main.js certs', () => {
+  it('gives certificates serials that are positive DER integers with no leading zero byte (OpenSSL refuses those)', () => {
+    for (let i = 0; i < 2000; i++) {
+      const serial = serialNumber();
+      assert.match(serial, /^[4-7][0-9a-f]{31}$/, serial);
+    }
+  });
+
   it('makes a CA and a certificate per node named by its address, keys owner-only, and keeps the CA when run again', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'fl-certs-'));
     const configFile = join(dir, 'config.json');

@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fchmodSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 /**
@@ -10,6 +10,8 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, options
   const temp = `${file}.${process.pid}.tmp`;
   const fd = openSync(temp, 'w', options.mode ?? 0o666);
   try {
+    // A temp file left by a crash keeps the mode it was made with: a key must not inherit a looser one.
+    if (options.mode !== undefined) fchmodSync(fd, options.mode);
     const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
     for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at, bytes.length - at);
     if (options.durable) fsyncSync(fd);

@@ -8,12 +8,13 @@
  *   <host>-<port>.pem, …-key.pem    one node's certificate and key
  */
 import { generateKeyPair, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import forge from 'node-forge';
 import { canonicalAddress, parseAddress } from '../config/address';
+import { writeFileAtomic } from '../log/atomic';
 
 const makeRsaKey = promisify(generateKeyPair);
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -53,11 +54,21 @@ interface Validity {
   days?: number;
 }
 
+/**
+ * 16 random bytes, so two CAs' serials never collide in a browser's store, with the first byte in
+ * 0x40..0x7f: positive, and a DER integer with no leading zero byte. (An odd count of hex digits
+ * starting "00" made an integer OpenSSL refuses as "illegal padding", one certificate in 32.)
+ */
+export function serialNumber(): string {
+  const bytes = randomBytes(16);
+  bytes[0] = (bytes[0] & 0x3f) | 0x40;
+  return bytes.toString('hex');
+}
+
 function newCertificate(publicKey: forge.pki.rsa.PublicKey, validity: Validity): forge.pki.Certificate {
   const cert = forge.pki.createCertificate();
   cert.publicKey = publicKey;
-  // Positive (leading 0 nibble) and random, so two CAs' serials never collide in a browser's store.
-  cert.serialNumber = '0' + randomBytes(15).toString('hex');
+  cert.serialNumber = serialNumber();
   const now = Date.now();
   cert.validity.notBefore = validity.notBefore ?? new Date(now - CLOCK_SKEW_MS);
   cert.validity.notAfter = validity.notAfter ?? new Date(now + (validity.days ?? DEFAULT_VALID_DAYS) * DAY_MS);
@@ -100,13 +111,8 @@ export async function issueNodeCert(ca: Pem, address: string, validity: Validity
   return { cert: forge.pki.certificateToPem(cert), key: keys.pem };
 }
 
-/** Writes in one rename; keys owner-only. */
-function writeFile(file: string, text: string, secret: boolean): void {
-  const temp = `${file}.${process.pid}.tmp`;
-  rmSync(temp, { force: true }); // a leftover would keep its own mode
-  writeFileSync(temp, text, { mode: secret ? 0o600 : 0o644, flag: 'wx' });
-  renameSync(temp, file);
-}
+/** Written in one rename; keys owner-only. */
+const writeFile = (file: string, text: string, secret: boolean) => writeFileAtomic(file, text, { mode: secret ? 0o600 : 0o644 });
 
 export interface MadeCerts {
   dir: string;

@@ -63,14 +63,14 @@ export function loadTls(files: TlsFiles, address?: string, now = new Date()): Tl
 /** A node's files from a certs folder (`main.js certs` names them by address). */
 export const loadTlsFromDir = (dir: string, address: string): TlsMaterial => loadTls(certFiles(dir, address), address);
 
+/** For calls: present our certificate, trust only the testbed's CA (Node checks the called address against the certificate). */
+export const clientOptions = (tls: TlsMaterial) => ({ ca: tls.ca, cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' as const });
+
 /**
  * The server asks every caller for a certificate but lets the handshake finish without one, so a
  * browser can open the dashboard; every other route is refused (see clientCertProblem).
  */
-export const serverOptions = (tls: TlsMaterial) => ({ ca: tls.ca, cert: tls.cert, key: tls.key, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' as const });
-
-/** For calls: present our certificate, trust only the testbed's CA (Node checks the called address against the certificate). */
-export const clientOptions = (tls: TlsMaterial) => ({ ca: tls.ca, cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' as const });
+export const serverOptions = (tls: TlsMaterial) => ({ ...clientOptions(tls), requestCert: true, rejectUnauthorized: false });
 
 /** Why a request's caller is not a node of this testbed, or undefined when it is. */
 export function clientCertProblem(req: IncomingMessage): string | undefined {
@@ -82,5 +82,8 @@ export function clientCertProblem(req: IncomingMessage): string | undefined {
   return `client certificate refused (${String(socket.authorizationError)}): it is not from this testbed's CA, or not valid now`;
 }
 
-/** How nodes talk, as the report and the dashboard name it. */
+/** How nodes talk, as the report names it. */
 export const transportName = (tls: boolean): string => (tls ? 'mutual TLS' : 'plain HTTP (no TLS)');
+
+/** How this node talks to the others, as its log and the aggregator's output say: with the certificate it shows. */
+export const transportOf = (tls?: TlsMaterial): string => (tls ? `${transportName(true)} (certificate ${tls.files.cert})` : transportName(false));

@@ -109,7 +109,7 @@ export class WireMeter {
     return new MeteredTlsAgent({ ...tls, keepAlive: true, maxSockets: 16 });
   }
 
-  private plainAgent(options: http.AgentOptions & { localAddress?: string; family?: number }): http.Agent {
+  private plainAgent(agentOptions: http.AgentOptions & { localAddress?: string; family?: number }): http.Agent {
     const meter = this;
     class MeteredAgent extends http.Agent {
       override createConnection(
@@ -121,7 +121,7 @@ export class WireMeter {
         return socket;
       }
     }
-    return new MeteredAgent({ ...options, keepAlive: true, maxSockets: 16 });
+    return new MeteredAgent({ ...agentOptions, keepAlive: true, maxSockets: 16 });
   }
 }
 

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { createLogger, nodeIdFor, type Logger } from '../log/logger';
 import { createNodeMetrics } from '../net/metrics';
 import { Peers } from '../net/peers';
-import { transportName, type TlsMaterial } from '../net/tls';
+import { transportOf, type TlsMaterial } from '../net/tls';
 import { WireMeter } from '../net/wire-meter';
 import type { NodeContext } from '../roles/role';
 import { createWorkerApp, listen, type RunningNode } from './worker';
@@ -59,9 +59,6 @@ export async function startNode(options: NodeOptions): Promise<StartedNode> {
   logger.debug(`node ${nodeId}: logs in ${logsDir}, outputs in ${context.outputsDir}, requests time out after ${options.requestTimeoutMs ?? 'the default'} ms`);
   return { ...running, context, logger };
 }
-
-/** How this node talks to the others, as logs and the report name it. */
-export const transportOf = (tls?: TlsMaterial) => (tls ? `${transportName(true)} (certificate ${tls.files.cert})` : transportName(false));
 
 /** Ends the process cleanly on SIGINT/SIGTERM: role stopped, server closed, logs flushed. */
 export function closeOnSignals(node: StartedNode): void {
