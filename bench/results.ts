@@ -30,7 +30,7 @@ export interface Results {
   transfers: TransferRow[];
   paillier: PaillierComparison;
   /** Plaintext and HE run alternately; pair_ratios is each pair's HE round over its plaintext round. */
-  testbed: { plaintext: TestbedRun; encrypted: TestbedRun; pair_ratios: number[] };
+  testbed: { plaintext: TestbedRun; encrypted: TestbedRun; pair_ratios: number[]; /** Set when made alone (`npm run bench -- e2e`). */ command?: string };
   scaling: { clients: TestbedRun[]; model: TestbedRun[] };
   /** Seconds a fault costs, against a normal round of the same run. */
   faults: FaultResults;
@@ -185,6 +185,7 @@ function formatSections(r: Results): string[] {
     '',
     '## 3. End to end: the 15-node loopback testbed (12 clients, 2 switches, MLP 101,770 parameters)',
     '',
+    ...(r.testbed.command ? [`Made by \`${r.testbed.command}\`.`, ''] : []),
     `Seconds per round, median over the steady rounds (round 1 starts keys and threads) of ${plaintext.runs} runs each, plaintext and HE`,
     "alternating (this machine's speed drifts between minutes), and over the nodes doing each phase.",
     "`send` is the transfer (until the switch took the update); `aggregate` is a switch's sum plus the aggregator's (which decrypts the total when it holds the key).",

@@ -3,7 +3,8 @@
  * bench/RESULTS.md, bench/results.json, bench/scaling.png, bench/faults.png and (as root, on the
  * emulated testbed) bench/links.png. Medians of repeated runs.
  *   npm run bench -- [--quick]
- *   npm run bench -- links      only section 7, the others kept from bench/results.json
+ *   npm run bench -- e2e        only section 3, the others kept from bench/results.json
+ *   npm run bench -- links      only section 7, likewise
  *   npm run bench -- quantized  only section 8, likewise
  *   npm run bench -- faults     only section 6, likewise
  *   npm run bench -- tree       only section 9, likewise
@@ -64,7 +65,6 @@ async function main(quick: boolean): Promise<void> {
   const command = `npm run bench${quick ? ' -- --quick' : ''}`;
   const started = Date.now();
   const repeats = quick ? 1 : 3;
-  const rounds = quick ? 3 : 10;
   log('1. HE micro-benchmarks');
   const microRows = await micro(heSchema.parse({ enabled: true }), repeats, quick ? [100_000] : [100_000, 1_000_000]);
   const profile = await profileSteps(repeats);
@@ -73,16 +73,8 @@ async function main(quick: boolean): Promise<void> {
   log('4. baselines');
   const transferRows = await transfers();
   const paillier = await paillierVersusCkks(101_770, quick ? 8 : 48, repeats);
-  log('3. end to end on the 15-node testbed');
-  // Plaintext and HE alternate: this machine's speed drifts between minutes, and pairs run side by side cancel the drift.
-  const runs: { plaintext: TestbedRun[]; he: TestbedRun[] } = { plaintext: [], he: [] };
-  for (let pair = 0; pair < (quick ? 1 : 3); pair++) {
-    runs.plaintext.push(await testbedRun({ name: 'plaintext', clients: 12, switches: 2, rounds, he: false }));
-    runs.he.push(await testbedRun({ name: 'he', clients: 12, switches: 2, rounds, he: true }));
-  }
-  const plaintext = combineRuns(runs.plaintext);
-  const encrypted = combineRuns(runs.he);
-  const pairRatios = runs.he.map((he, i) => Math.round((he.round_s / runs.plaintext[i].round_s) * 100) / 100);
+  const testbed = await endToEnd(quick);
+  const { encrypted } = testbed;
   log('5. scaling');
   const byClients = [];
   for (const [clients, switches] of (quick ? [[3, 1]] : [[3, 1], [6, 1], [24, 4]]) as [number, number][]) {
@@ -121,7 +113,7 @@ async function main(quick: boolean): Promise<void> {
     switch: switchRow,
     transfers: transferRows,
     paillier,
-    testbed: { plaintext, encrypted, pair_ratios: pairRatios },
+    testbed,
     scaling: { clients: byClients, model: byModel },
     faults,
     links,
@@ -137,6 +129,20 @@ async function main(quick: boolean): Promise<void> {
   await write(results);
 }
 
+/** Section 3: the 15-node testbed, plaintext and HE in pairs. */
+async function endToEnd(quick: boolean, command?: string): Promise<Results['testbed']> {
+  log('3. end to end on the 15-node testbed');
+  const rounds = quick ? 3 : 10;
+  // Plaintext and HE alternate: this machine's speed drifts between minutes, and pairs run side by side cancel the drift.
+  const runs: { plaintext: TestbedRun[]; he: TestbedRun[] } = { plaintext: [], he: [] };
+  for (let pair = 0; pair < (quick ? 1 : 3); pair++) {
+    runs.plaintext.push(await testbedRun({ name: 'plaintext', clients: 12, switches: 2, rounds, he: false }));
+    runs.he.push(await testbedRun({ name: 'he', clients: 12, switches: 2, rounds, he: true }));
+  }
+  const pairRatios = runs.he.map((he, i) => Math.round((he.round_s / runs.plaintext[i].round_s) * 100) / 100);
+  return { plaintext: combineRuns(runs.plaintext), encrypted: combineRuns(runs.he), pair_ratios: pairRatios, ...(command ? { command } : {}) };
+}
+
 async function write(results: Results): Promise<void> {
   if (results.links?.rows.length) writeFileSync(join(ROOT, 'bench', 'links.png'), svgToPng(await renderSvg(linksChart(results.links) as never)));
   if (results.quantized) writeFileSync(join(ROOT, 'bench', 'quantized.png'), svgToPng(await renderSvg(quantizedChart(results.quantized))));
@@ -145,6 +151,12 @@ async function write(results: Results): Promise<void> {
   writeFileSync(join(ROOT, 'bench', 'RESULTS.md'), markdown);
   writeFileSync(join(ROOT, 'bench', 'results.json'), JSON.stringify(results, null, 2) + '\n');
   console.log(markdown);
+}
+
+/** Section 3 alone, the others as bench/results.json has them. */
+async function endToEndOnly(quick: boolean): Promise<void> {
+  const results = JSON.parse(readFileSync(join(ROOT, 'bench', 'results.json'), 'utf8')) as Results;
+  await write({ ...results, testbed: await endToEnd(quick, `npm run bench -- e2e${quick ? ' --quick' : ''}`) });
 }
 
 /** Section 7 alone: the other sections stay as bench/results.json has them, with the command that made them. */
@@ -193,11 +205,11 @@ async function sealOnly(): Promise<void> {
   await write({ ...results, seal: sealVersions('npm run bench -- seal') });
 }
 
-const SECTIONS: Record<string, (quick: boolean) => Promise<void>> = { links: linksOnly, quantized: quantizedOnly, faults: faultsOnly, tree: treeOnly, tls: tlsOnly, seal: sealOnly };
+const SECTIONS: Record<string, (quick: boolean) => Promise<void>> = { e2e: endToEndOnly, links: linksOnly, quantized: quantizedOnly, faults: faultsOnly, tree: treeOnly, tls: tlsOnly, seal: sealOnly };
 
 new Command()
   .name('bench')
-  .argument('[section]', '"links": only the links experiment on the emulated testbed (root); "quantized": only the quantized packing comparison; "faults": only what each fault costs; "tree": only the bytes at the aggregator flat and through switches of switches; "tls": only what mutual TLS costs; "seal": only node-seal 6 against 7')
+  .argument('[section]', '"e2e": only the 15-node testbed end to end; "links": only the links experiment on the emulated testbed (root); "quantized": only the quantized packing comparison; "faults": only what each fault costs; "tree": only the bytes at the aggregator flat and through switches of switches; "tls": only what mutual TLS costs; "seal": only node-seal 6 against 7')
   .option('--quick', 'one repeat, small runs: a smoke test of the suite, not numbers to quote')
   .action((section: string | undefined, flags: { quick?: boolean }) => {
     if (section && !SECTIONS[section]) throw new Error(`unknown section "${section}" (sections that run alone: ${Object.keys(SECTIONS).join(', ')})`);
