@@ -12,7 +12,7 @@
  *   node main.js certs [--config F]          the testbed's CA and a certificate per node (mutual TLS)
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { ConfigError, loadExperimentConfig, resolveNodeConfigs, usesTls } from './src/config/load';
+import { ConfigError, loadExperimentConfig, resolveNodeConfigs, topologyOf, usesTls } from './src/config/load';
 import { baseUrl, DEFAULT_PORT } from './src/config/address';
 import { readScrapeToken, resolveToken } from './src/net/auth';
 import { DEFAULT_VALID_DAYS, makeTestbedCerts } from './src/net/certs';
@@ -100,15 +100,18 @@ function fail(err: unknown): never {
 }
 
 function printTopology(file: string, config: ReturnType<typeof loadExperimentConfig>): void {
-  const nodes = [...resolveNodeConfigs(config).values()];
+  const topology = topologyOf(config);
   console.log(`${file}: valid. experiment ${config.experiment}, ${config.rounds} rounds`);
-  for (const node of nodes) {
+  for (const node of resolveNodeConfigs(config).values()) {
+    const below = topology.childrenOf(node.address);
+    const clients = below.filter((n) => topology.isClient(n)).length;
+    const switches = below.filter((n) => topology.isSwitch(n)).map((sw) => `switch ${sw} (${topology.clientsBeneath(sw).length} clients beneath)`);
     const detail =
       node.type === 'client'
         ? `slice ${node.index} of ${node.client_number}, reports to ${node.upstream}`
         : node.type === 'switch'
-          ? `${[node.clients.length && `${node.clients.length} clients`, ...Object.entries(node.switches).map(([sw, beneath]) => `switch ${sw} (${beneath.length} clients beneath)`)].filter(Boolean).join(', ')}, reports to ${node.upstream}`
-          : `${Object.keys(node.switches).length} switches, ${Object.keys(node.clients).length} clients`;
+          ? `${[clients && `${clients} clients`, ...switches].filter(Boolean).join(', ')}, reports to ${node.upstream}`
+          : `${topology.switches.length} switches, ${topology.clients.length} clients`;
     console.log(`  ${node.address.padEnd(21)} ${node.type.padEnd(10)} ${detail}`);
   }
 }

@@ -12,6 +12,7 @@ import express from 'express';
 import * as paillier from 'paillier-bigint';
 import { heSchema } from '../src/config/schema';
 import { Ckks } from '../src/he/ckks';
+import { closeSeal, openSeal } from '../src/he/seal';
 import { heParams } from '../src/he/keys';
 import { decode, encode, Kind, WIRE_CONTENT_TYPE } from '../src/wire/codec';
 import { log, median, medians, timed } from './common';
@@ -91,14 +92,16 @@ export async function paillierVersusCkks(parameters = 101_770, subset = 48, repe
   log(`  baseline: CKKS on one thread, ${parameters.toLocaleString('en')} values`);
   const params = heParams(heSchema.parse({ enabled: true }));
   const keys = await Ckks.generateKeys(params);
-  const ckks = await Ckks.create(params, { publicKey: keys.publicKey });
-  const opener = await Ckks.create(params, { secretKey: keys.secretKey });
+  const ckks = await openSeal(params, { publicKey: keys.publicKey });
+  const opener = await openSeal(params, { secretKey: keys.secretKey });
   profile(ckks, update.subarray(0, ckks.perCiphertext));
   const stages = await medians(repeats, () => profile(ckks, update));
   const decrypt = await medians(repeats, () => profile(opener, update, 1));
-  const bytes = ckks.encrypt(update).reduce((n, c) => n + c.length, 0);
-  ckks.dispose();
-  opener.dispose();
+  const sealed = await Ckks.create(params, { publicKey: keys.publicKey });
+  const bytes = sealed.encrypt(update).reduce((n, c) => n + c.length, 0);
+  sealed.dispose();
+  closeSeal(ckks);
+  closeSeal(opener);
   return {
     parameters,
     subset,

@@ -5,6 +5,7 @@
  */
 import { heSchema, type ExperimentConfig } from '../src/config/schema';
 import { Ckks } from '../src/he/ckks';
+import { closeSeal, openSeal } from '../src/he/seal';
 import { heParams } from '../src/he/keys';
 import { HePool } from '../src/he/pool';
 import { log, medians, timed } from './common';
@@ -30,10 +31,10 @@ export const updateOf = (parameters: number) => Float32Array.from({ length: para
 export async function micro(he: ExperimentConfig['he'] = heSchema.parse({ enabled: true }), repeats = 3, sizes = [100_000, 1_000_000]): Promise<MicroRow[]> {
   const params = heParams(he);
   const keys = await Ckks.generateKeys(params);
-  const decryptor = await Ckks.create(params, { secretKey: keys.secretKey });
+  const decryptor = await openSeal(params, { secretKey: keys.secretKey });
   const rows: MicroRow[] = [];
   for (const [mode, material] of [['public key (aggregator)', { publicKey: keys.publicKey }], ['seeded (clients)', { secretKey: keys.secretKey }]] as const) {
-    const single = await Ckks.create(params, material);
+    const single = await openSeal(params, material);
     const pools = { encrypt: await HePool.start(params, material), sum: await HePool.start(params, {}), decrypt: await HePool.start(params, { secretKey: keys.secretKey }) };
     for (const parameters of sizes) {
       log(`  HE micro: ${mode}, ${parameters.toLocaleString('en')} parameters`);
@@ -71,9 +72,9 @@ export async function micro(he: ExperimentConfig['he'] = heSchema.parse({ enable
         pool_decrypt_params_per_s: rate(pool.decrypt),
       });
     }
-    single.dispose();
+    closeSeal(single);
     await Promise.all(Object.values(pools).map((p) => p.close()));
   }
-  decryptor.dispose();
+  closeSeal(decryptor);
   return rows;
 }

@@ -1,11 +1,12 @@
 /**
- * Each stage of an update's life timed apart on one thread, for the benchmarks: encode+encrypt and
+ * Each stage of an update's life timed apart on one thread, for the benchmarks, on SEAL's own objects
+ * (src/he/seal.ts, not the nodes' Ckks): encode+encrypt and
  * serialize (a client), deserialize and the sum of `copies` (a switch), decrypt+decode (the key
  * holder). `packing: 'slots'` measures CKKS's usual encoding, N/2 values to a ciphertext, which this
  * project used before coefficient packing: it lives here, out of the nodes' code, only to show the
  * two side by side (bench/RESULTS.md's profile table).
  */
-import { WIRE_COMPRESSION, type Ckks, type Compression } from '../src/he/ckks';
+import { decryptToPlain, encryptPlain, loadCiphertext, WIRE_COMPRESSION, type Compression, type SealKit } from '../src/he/seal';
 
 export type Stage = 'encrypt' | 'serialize' | 'deserialize' | 'sum' | 'decrypt';
 export type Packing = 'coefficients' | 'slots';
@@ -15,15 +16,18 @@ export type Packing = 'coefficients' | 'slots';
  * `decoded`, if given, receives the decrypted sum (copies times the values), for checking.
  */
 export function profile(
-  ckks: Ckks,
+  kit: SealKit,
   values: Float32Array,
   copies = 12,
   compression: Compression = WIRE_COMPRESSION,
   packing: Packing = 'coefficients',
   decoded?: Float64Array,
 ): Record<Stage, number> {
-  const { seal, encoder, evaluator, codec, scale, encrypt, load, decrypt } = ckks.internals();
-  if (!ckks.canEncrypt || !codec) throw new Error('profiling needs an HE key to encrypt with');
+  const { seal, encoder, evaluator, codec, scale } = kit;
+  const encrypt = (plain: any) => encryptPlain(kit, plain);
+  const load = (bytes: Uint8Array) => loadCiphertext(kit, bytes);
+  const decrypt = (cipher: any) => decryptToPlain(kit, cipher);
+  if (!kit.encryptor || !codec) throw new Error('profiling needs an HE key to encrypt with');
   const ms = { encrypt: 0, serialize: 0, deserialize: 0, sum: 0, decrypt: 0 };
   const clock = <T>(stage: Stage, fn: () => T): T => {
     const start = performance.now();
@@ -61,14 +65,14 @@ export function profile(
     loaded.slice(1).forEach((c) => c.delete());
     return loaded[0];
   });
-  if (ckks.canDecrypt && packing === 'slots') {
+  if (kit.decryptor && packing === 'slots') {
     clock('decrypt', () => sums.forEach((sum, c) => {
       const plain = decrypt(sum.clone());
       const slotValues: Float64Array = encoder.decode(plain);
       plain.delete();
       decoded?.set(slotValues.subarray(0, Math.min(slots, values.length - c * slots)), c * slots);
     }));
-  } else if (ckks.canDecrypt) {
+  } else if (kit.decryptor) {
     clock('decrypt', () => codec.decode(sums.length, (c) => decrypt(sums[c].clone()), decoded ?? new Float64Array(values.length), 1));
   }
   sums.forEach((c) => c.delete());

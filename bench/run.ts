@@ -17,7 +17,8 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { heSchema } from '../src/config/schema';
-import { Ckks, type Compression } from '../src/he/ckks';
+import { Ckks } from '../src/he/ckks';
+import { closeSeal, openSeal, type Compression } from '../src/he/seal';
 import { heParams } from '../src/he/keys';
 import { renderSvg, svgToPng } from '../src/report/render';
 import { paillierVersusCkks, transfers } from './baselines';
@@ -45,13 +46,13 @@ async function profileSteps(repeats: number): Promise<Results['profile']> {
     log(`  profile: ${label}`);
     const params = heParams({ ...defaults, coeff_modulus_bits: bits });
     const keys = await Ckks.generateKeys(params);
-    const ckks = await Ckks.create(params, { publicKey: keys.publicKey });
-    const opener = await Ckks.create(params, { secretKey: keys.secretKey });
+    const ckks = await openSeal(params, { publicKey: keys.publicKey });
+    const opener = await openSeal(params, { secretKey: keys.secretKey });
     profile(ckks, update.subarray(0, ckks.perCiphertext), 6, compression, packing);
     const stages = await medians(repeats, () => profile(ckks, update, 6, compression, packing));
     stages.decrypt = (await medians(repeats, () => profile(opener, update, 1, compression, packing))).decrypt;
-    ckks.dispose();
-    opener.dispose();
+    closeSeal(ckks);
+    closeSeal(opener);
     return { label, stages };
   };
   return [

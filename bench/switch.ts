@@ -63,11 +63,12 @@ export async function switchThroughput(repeats = 3): Promise<SwitchThroughput> {
     let bytes = 0;
     for (let r = 1; r <= repeats + 1; r++) {
       const attempt = `bench:${r}.0`;
-      const bodies = sw.clients.map((sender) =>
+      const clients = Object.keys(sw.tree);
+      const bodies = clients.map((sender) =>
         encode({ kind: Kind.EncryptedUpdate, round: r, modelId: MODEL_ID, contributors: 1, weight: 100, sender, meta: { he: pool.id, attempt }, parameters: new Float32Array(0), ciphertexts, count: parameters }),
       );
       bytes = bodies[0].length;
-      await client.post('/s/round', { round: r, attempt, clients: sw.clients, deadline_ms: 120_000, parameters, model_id: MODEL_ID });
+      await client.post('/s/round', { round: r, attempt, clients, deadline_ms: 120_000, parameters, model_id: MODEL_ID });
       const arrived = new Promise<void>((resolve) => (sumArrived = resolve));
       const start = performance.now();
       const queue = [...bodies];

@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic } from './log/atomic';
+import { writeFileAtomic } from './files/atomic';
 
 const MAGIC = 'FLCK';
 const VERSION = 1;

@@ -5,7 +5,7 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
-import { writeFileAtomic } from './log/atomic';
+import { writeFileAtomic } from './files/atomic';
 import { saveModel } from './model/store';
 
 /** How long a round and each of its stages took (the aggregator's round clock measures them). */

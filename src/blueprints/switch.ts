@@ -16,17 +16,17 @@ export function switchBlueprint(role: SwitchRole): Router {
     role.drop(req.body);
     res.json({ status: 'dropped' });
   });
-  router.post('/receive', ...wireBody(role.maxParameters, role.encrypted), async (req, res) => {
+  router.post('/receive', ...wireBody(role.parameters, role.encrypted), async (req, res) => {
     res.json({ status: 'accepted', ...(await role.receive(req.body)) });
   });
   router.post('/withheld', ...jsonBody, (req, res) => {
     role.withheldBelow(req.body);
     res.json({ status: 'noted' });
   });
-  router.post('/model', ...wireBody(role.maxParameters, role.encrypted), async (req, res) => {
+  router.post('/model', ...wireBody(role.parameters, role.encrypted), async (req, res) => {
     res.status(202).json({ status: 'relaying', ...(await role.relayModel(req.body)) });
   });
-  router.post('/evaluate', ...wireBody(role.maxParameters, true), async (req, res) => {
+  router.post('/evaluate', ...wireBody(role.parameters, true), async (req, res) => {
     res.json(await role.evaluate(req.body, req.query));
   });
   return router;

@@ -1,11 +1,13 @@
 /** Reading config.json: parse, validate, check the topology, and name every mistake. */
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import type { z } from 'zod';
 import { addressProblem, canonicalAddress, namesNode, parseAddress } from './address';
 import { DEFAULT_CHANGE_CLIP, DEFAULT_WEIGHT_CLIP, geometryOf, quantizesChange } from '../he/quantized';
-import { clientsBeneath, reportingTree, type ReportingTree } from './tree';
-import { KNOWN_KEYS, ROLES, experimentConfigSchema, nodeConfigSchema, type ExperimentConfig, type NodeConfig } from './schema';
+import { checkedTree, type TreeEntry } from '../topology/checks';
+import type { Topology } from '../topology/tree';
+import { describeIssues } from './issues';
+import { ROLES, experimentConfigSchema, type ExperimentConfig } from './schema';
+import { nodeConfigSchema, type NodeConfig } from './node-config';
 
 export class ConfigError extends Error {
   constructor(
@@ -15,54 +17,6 @@ export class ConfigError extends Error {
     super(`${source}: ${problems.length} problem${problems.length === 1 ? '' : 's'}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
     this.name = 'ConfigError';
   }
-}
-
-/** `others["10.10.1.3"].index` rather than `others,10.10.1.3,index`. */
-export function formatPath(path: readonly PropertyKey[]): string {
-  let out = '';
-  for (const key of path) {
-    if (typeof key === 'number') out += `[${key}]`;
-    else if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(String(key))) out += out ? `.${String(key)}` : String(key);
-    else out += `[${JSON.stringify(String(key))}]`;
-  }
-  return out || '(top level)';
-}
-
-export function describeIssues(issues: readonly z.core.$ZodIssue[]): string[] {
-  return issues.map((issue) => {
-    const where = formatPath(issue.path);
-    switch (issue.code) {
-      case 'unrecognized_keys':
-        return `${where}: unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map(withSuggestion).join(', ')}`;
-      case 'invalid_key':
-        return `${where}: bad address: ${issue.issues.map((inner) => inner.message).join('; ')}`;
-      default:
-        return `${where}: ${issue.message}`;
-    }
-  });
-}
-
-/** `"roudns" (did you mean "rounds"?)` for a key one or two typos away from a known one. */
-function withSuggestion(key: string): string {
-  let best: string | undefined;
-  let bestDistance = 3;
-  for (const known of KNOWN_KEYS) {
-    const d = editDistance(key.toLowerCase(), known);
-    if (d < bestDistance) [best, bestDistance] = [known, d];
-  }
-  return best ? `"${key}" (did you mean "${best}"?)` : `"${key}"`;
-}
-
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    previous = current;
-  }
-  return previous[b.length];
 }
 
 /** Validates parsed JSON as config.json; throws ConfigError listing every problem. */
@@ -140,10 +94,10 @@ function topologyProblems(config: ExperimentConfig): string[] {
     if (other) problems.push(`others["${key}"]: takes slice ${slice}, as does "${other}"; each client needs its own index`);
     slices.set(slice, key);
   }
-  const tree = reportingTree(config.others);
-  problems.push(...tree.problems);
+  const checked = reportingTree(config.others);
+  problems.push(...checked.problems);
   if (clientCount === 0) problems.push('others: needs at least one entry of type "client"');
-  if (!tree.problems.length) problems.push(...encryptionProblems(config, tree));
+  if (!checked.problems.length) problems.push(...encryptionProblems(config, checked.topology));
   problems.push(...linkProblems(config, seen));
   if (config.clients_per_round !== undefined && config.clients_per_round > clientCount) {
     problems.push(`clients_per_round: ${config.clients_per_round} is more than the ${clientCount} clients in others`);
@@ -186,18 +140,19 @@ function linkProblems(config: ExperimentConfig, nodes: Map<string, string>): str
 }
 
 /** What homomorphic encryption asks of the topology and the strategy. */
-function encryptionProblems(config: ExperimentConfig, tree: ReportingTree): string[] {
+function encryptionProblems(config: ExperimentConfig, topology: Topology): string[] {
   if (!config.he.enabled) return [];
   const problems: string[] = [];
   if (config.he.key_holder === 'aggregator') {
     // The aggregator holds the key, so it must only ever see sums of two or more updates.
-    const directClients = tree.clients.filter((c) => tree.upstreamOf.get(c) === tree.aggregator).length;
+    const beneath = topology.childrenOf(topology.root);
+    const directClients = beneath.filter((node) => topology.isClient(node)).length;
     if (directClients > 0) {
       problems.push(`he.key_holder: with "aggregator", every client must report through a switch (${directClients} report to the aggregator directly, which could decrypt their updates)`);
     }
     // Only what reaches the aggregator matters: a switch below another hands its sum to a switch, which cannot decrypt.
-    for (const sw of tree.switches.filter((s) => tree.upstreamOf.get(s) === tree.aggregator)) {
-      const count = clientsBeneath(tree, sw).length;
+    for (const sw of beneath.filter((node) => topology.isSwitch(node))) {
+      const count = topology.clientsBeneath(sw).length;
       if (count < 2) problems.push(`he.key_holder: with "aggregator", switch ${sw} needs at least 2 clients beneath it so the aggregator never decrypts a single update (it has ${count})`);
     }
   }
@@ -207,27 +162,36 @@ function encryptionProblems(config: ExperimentConfig, tree: ReportingTree): stri
   return problems;
 }
 
+/** config.json's `others` as the tree's entries: addresses canonical, and what each says of its switch. */
+function reportingTree(others: ExperimentConfig['others']) {
+  const entries: TreeEntry[] = Object.entries(others).map(([key, entry]) => ({
+    key,
+    address: canonicalAddress(key),
+    type: entry.type,
+    ...(entry.type !== 'aggregator' && entry.switch !== undefined ? { switch: { address: canonicalAddress(entry.switch), written: entry.switch } } : {}),
+  }));
+  return checkedTree(entries);
+}
+
+/** The experiment's reporting tree, from a config that passed its checks. */
+export const topologyOf = (config: ExperimentConfig): Topology => reportingTree(config.others).topology;
+
 /** The config each node receives, keyed by canonical address (the aggregator's own included). */
 export function resolveNodeConfigs(config: ExperimentConfig): Map<string, NodeConfig> {
   const { experiment, others, links: _links, tls: _tls, certs: _certs, ...settings } = config;
-  const tree = reportingTree(others);
-  const { aggregator, upstreamOf } = tree;
-  const reportingTo = (upstream: string, nodes: string[]) => nodes.filter((n) => upstreamOf.get(n) === upstream);
-
+  const topology = topologyOf(config);
+  const aggregator = topology.root;
   const nodes = new Map<string, NodeConfig>();
   for (const [key, entry] of Object.entries(others)) {
     const address = canonicalAddress(key);
     const base = { experiment, address, aggregator, settings };
     let node: NodeConfig;
     if (entry.type === 'client') {
-      node = { ...base, type: 'client', client_number: entry.client_number, index: entry.index, upstream: upstreamOf.get(address)!, ...(entry.data ? { data: entry.data } : {}) };
+      node = { ...base, type: 'client', client_number: entry.client_number, index: entry.index, upstream: topology.upstreamOf(address)!, ...(entry.data ? { data: entry.data } : {}) };
     } else if (entry.type === 'switch') {
-      const switches = Object.fromEntries(reportingTo(address, tree.switches).map((child) => [child, clientsBeneath(tree, child)]));
-      node = { ...base, type: 'switch', clients: reportingTo(address, tree.clients), switches, upstream: upstreamOf.get(address)! };
+      node = { ...base, type: 'switch', tree: topology.subtree(address), upstream: topology.upstreamOf(address)! };
     } else {
-      const clients = Object.fromEntries(tree.clients.map((c) => [c, upstreamOf.get(c)!]));
-      const switches = Object.fromEntries(tree.switches.map((s) => [s, upstreamOf.get(s)!]));
-      node = { ...base, type: 'aggregator', switches, clients };
+      node = { ...base, type: 'aggregator', tree: topology.toRecord() };
     }
     nodes.set(address, nodeConfigSchema.parse(node));
   }

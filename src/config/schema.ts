@@ -5,18 +5,18 @@
 import { z } from 'zod';
 import { addressProblem } from './address';
 
-const address = z.string().superRefine((text, ctx) => {
+export const address = z.string().superRefine((text, ctx) => {
   const problem = addressProblem(text);
   if (problem) ctx.addIssue({ code: 'custom', message: problem });
 });
 
-const positiveInt = z.number().int().positive();
+export const positiveInt = z.number().int().positive();
 
 /**
  * The experiment's name is joined into paths (logs/<id>_<experiment>.json, outputs/<experiment>/,
  * logs/cluster/<experiment>/): one plain file-name component, never "..", "/" or a hidden name.
  */
-const experimentName = z
+export const experimentName = z
   .string()
   .regex(
     /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/,
@@ -255,7 +255,6 @@ export const workerEntrySchema = z.discriminatedUnion('type', [clientEntry, swit
   error: (issue) =>
     issue.code === 'invalid_union' ? 'type must be "client", "switch" or "aggregator"' : undefined,
 });
-export type WorkerEntry = z.infer<typeof workerEntrySchema>;
 
 /**
  * A link's shape on the emulated testbed (`testbed up --emulate`), the same both ways. The rate is
@@ -295,62 +294,3 @@ export const KNOWN_KEYS: readonly string[] = [
       .concat(['type', 'client_number', 'index', 'switch', 'data', 'path', 'labels_path']),
   ),
 ];
-
-// --- what a worker receives at POST /config --------------------------------------
-
-const nodeBase = {
-  experiment: experimentName,
-  /** This node's own address as config.json names it. */
-  address,
-  aggregator: address,
-  settings: settingsSchema,
-};
-
-export const clientNodeSchema = z
-  .object({
-    ...nodeBase,
-    type: z.literal('client'),
-    client_number: positiveInt,
-    index: z.number().int().min(0),
-    /** Where updates go: the switch, or the aggregator when the client has no switch. */
-    upstream: address,
-    data: dataFilesSchema.optional(),
-  })
-  .strict()
-  .refine((c) => c.index < c.client_number, { path: ['index'], message: 'must be below client_number' });
-
-export const switchNodeSchema = z
-  .object({
-    ...nodeBase,
-    type: z.literal('switch'),
-    /** The clients that report to this switch itself. */
-    clients: z.array(address),
-    /** The switches that report to this one, each with every client beneath it. */
-    switches: z.record(address, z.array(address).min(1)).default({}),
-    /** Where the sum goes: the switch above, or the aggregator. */
-    upstream: address,
-  })
-  .strict()
-  .refine((s) => s.clients.length + Object.keys(s.switches).length > 0, { path: ['clients'], message: 'a switch needs a client or a switch beneath it' });
-
-export const aggregatorNodeSchema = z
-  .object({
-    ...nodeBase,
-    type: z.literal('aggregator'),
-    /** Every switch, and where it reports: the switch above it, or this aggregator. */
-    switches: z.record(address, address),
-    /** Every client, and where it reports: its switch, or this aggregator. */
-    clients: z.record(address, address),
-  })
-  .strict();
-
-export const nodeConfigSchema = z.discriminatedUnion('type', [clientNodeSchema, switchNodeSchema, aggregatorNodeSchema], {
-  error: (issue) =>
-    issue.code === 'invalid_union' ? 'type must be "client", "switch" or "aggregator"' : undefined,
-});
-
-export type ClientNodeConfig = z.infer<typeof clientNodeSchema>;
-export type SwitchNodeConfig = z.infer<typeof switchNodeSchema>;
-export type AggregatorNodeConfig = z.infer<typeof aggregatorNodeSchema>;
-export type NodeConfig = z.infer<typeof nodeConfigSchema>;
-export type RoleType = NodeConfig['type'];

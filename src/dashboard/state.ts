@@ -53,7 +53,7 @@ export function dashboardState(role: AggregatorRole): DashboardState {
   const nodes = roles.map(([address, type]) => ({
     address,
     role: type,
-    health: type === 'aggregator' ? { state: 'up' as const, since: '', reason: 'this process' } : (role.health.get(address) ?? null),
+    health: type === 'aggregator' ? { state: 'up' as const, since: '', reason: 'this process' } : (role.machine.members.healthOf(address) ?? null),
     last: lastOf.get(address) ?? null,
   }));
 

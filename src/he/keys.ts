@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Settings } from '../config/schema';
-import { writeFileAtomic } from '../log/atomic';
+import { writeFileAtomic } from '../files/atomic';
 import { Ckks, paramsId, type HeParams, type KeyMaterial } from './ckks';
 import { HePool } from './pool';
 

@@ -33,7 +33,7 @@ export interface QuantizeSpec {
 
 /**
  * The encryption noise of one ciphertext stays below 2^(BASE_NOISE_BITS - 1) in a coefficient
- * (measured: 2^9.7 at one 54-bit prime, 2^6.3 with a special prime; test/quantized.test.ts checks a
+ * (measured: 2^9.7 at one 54-bit prime, 2^6.3 with a special prime; test/unit/he/quantized.test.ts checks a
  * sum), and the decoder rounds it away while it is below half of 2^noiseBits.
  */
 const BASE_NOISE_BITS = 13;

@@ -6,7 +6,7 @@
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { HttpError } from '../net/errors';
-import { writeFileAtomic } from './atomic';
+import { writeFileAtomic } from '../files/atomic';
 import type { LogBatch } from './central';
 import type { IterationEntry } from './iteration-log';
 

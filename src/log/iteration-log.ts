@@ -8,7 +8,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic } from './atomic';
+import { writeFileAtomic } from '../files/atomic';
 import { diffTotals, type WireMeter, type WireTotals } from '../net/wire-meter';
 import type { LinkCounter, LinkTotals } from '../net/link-counters';
 

@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../log/atomic';
+import { writeFileAtomic } from '../files/atomic';
 
 const WEIGHTS_FILE = 'weights.bin';
 

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import forge from 'node-forge';
 import { canonicalAddress, parseAddress } from '../config/address';
-import { writeFileAtomic } from '../log/atomic';
+import { writeFileAtomic } from '../files/atomic';
 
 const makeRsaKey = promisify(generateKeyPair);
 const DAY_MS = 24 * 60 * 60 * 1000;

@@ -12,11 +12,11 @@ export class HttpError extends Error {
   }
 }
 
-const KIND_BY_STATUS: Record<number, string> = { 400: 'bad request', 403: 'forbidden', 404: 'not found', 409: 'conflict' };
+const KIND_BY_STATUS: Record<number, string> = { 400: 'bad request', 403: 'forbidden', 404: 'not found', 409: 'conflict', 503: 'not ready' };
 
-/** A protocol machine's refusal as an HTTP error. */
-export const refused = (refusal: { status: number; reason: string }) =>
-  new HttpError(refusal.status, KIND_BY_STATUS[refusal.status] ?? 'refused', refusal.reason);
+/** A protocol machine's refusal as an HTTP error; its kind named by the status unless it names one. */
+export const refused = (refusal: { status: number; reason: string; kind?: string }) =>
+  new HttpError(refusal.status, refusal.kind ?? KIND_BY_STATUS[refusal.status] ?? 'refused', refusal.reason);
 
 export const badRequest = (reason: string, details?: unknown) => new HttpError(400, 'bad request', reason, details);
 export const conflict = (reason: string) => new HttpError(409, 'conflict', reason);
@@ -58,10 +58,6 @@ export function jsonErrorHandler(onServerError: (err: unknown) => void): ErrorRe
     if (!res.headersSent) res.status(status).json(body);
   };
 }
-
-export const notFound: RequestHandler = (req, _res, next) => {
-  next(new HttpError(404, 'not found', `no route ${req.method} ${req.path} on this node`));
-};
 
 /** Refuses a body that is not the content type a route parses. */
 export function requireContentType(type: string): RequestHandler {

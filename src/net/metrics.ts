@@ -14,7 +14,7 @@
  */
 import type { RequestHandler } from 'express';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { RoleType } from '../config/schema';
+import type { RoleType } from '../config/node-config';
 import type { IterationEntry } from '../log/iteration-log';
 import type { WireMeter } from './wire-meter';
 

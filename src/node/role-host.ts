@@ -5,7 +5,7 @@
 import { Router, type RequestHandler } from 'express';
 import type { Checkpoint } from '../checkpoint';
 import { configFingerprint } from '../config/fingerprint';
-import type { NodeConfig } from '../config/schema';
+import type { NodeConfig } from '../config/node-config';
 import { aggregatorBlueprint } from '../blueprints/aggregator';
 import { clientBlueprint } from '../blueprints/client';
 import { dashboardBlueprint } from '../blueprints/dashboard';

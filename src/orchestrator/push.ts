@@ -1,7 +1,9 @@
 /** Pushing each worker its config: concurrent, retried until a deadline, every answer reported. */
-import type { NodeConfig } from '../config/schema';
+import type { Settings } from '../config/schema';
+import type { NodeConfig } from '../config/node-config';
 import { describeFailure, type Peers } from '../net/peers';
-import { quorum } from '../protocol/aggregator/state';
+import { quorum } from '../protocol/aggregator/phase';
+import type { Topology } from '../topology/tree';
 
 export interface PushOutcome {
   address: string;
@@ -82,19 +84,14 @@ export async function pushConfigs(peers: Peers, configs: NodeConfig[], options: 
  * of clients that took their config and whose switch did too. Each worker that did not is named
  * with what it answered.
  */
-export function missingForExperiment(configs: NodeConfig[], outcomes: PushOutcome[], aggregator: string): string[] {
+export function missingForExperiment(topology: Topology, settings: Settings, outcomes: PushOutcome[]): string[] {
   const configured = new Set(outcomes.filter((o) => o.result === 'configured').map((o) => o.address));
-  configured.add(aggregator);
-  const clients = configs.filter((c) => c.type === 'client');
   // A client takes part when it, and every switch its updates pass through, took the config.
-  const upstreamOf = new Map(configs.flatMap((c) => (c.type === 'aggregator' ? [] : [[c.address, c.upstream] as const])));
-  const reaches = (node: string, seen = 0): boolean => node === aggregator || (configured.has(node) && seen < configs.length && reaches(upstreamOf.get(node) ?? '', seen + 1));
-  const usable = clients.filter((c) => reaches(c.address));
-  const settings = configs[0]?.settings;
-  const goal = settings?.clients_per_round ?? clients.length;
-  const needed = quorum(goal, settings?.min_report_fraction ?? 1);
+  const usable = topology.clientsReaching(configured);
+  const clients = topology.clients.length;
+  const needed = quorum(settings.clients_per_round ?? clients, settings.min_report_fraction);
   if (usable.length >= needed) return [];
-  return [`${usable.length} of ${clients.length} clients can take part, but a round needs at least ${needed} (min_report_fraction of clients_per_round)`, ...goingOnWithout(outcomes)];
+  return [`${usable.length} of ${clients} clients can take part, but a round needs at least ${needed} (min_report_fraction of clients_per_round)`, ...goingOnWithout(outcomes)];
 }
 
 /** The workers that did not take their config, one line per kind and reason (15 clients without a key file make one line). */

@@ -2,7 +2,8 @@
 import { resolve } from 'node:path';
 import { resolveNodeConfigs, usesTls } from '../config/load';
 import { baseUrl, parseAddress } from '../config/address';
-import type { AggregatorNodeConfig, ExperimentConfig } from '../config/schema';
+import type { ExperimentConfig } from '../config/schema';
+import type { AggregatorNodeConfig } from '../config/node-config';
 import { loadTlsFromDir, transportName, transportOf } from '../net/tls';
 import { startNode, type NodeOptions, type StartedNode } from '../node/start';
 import { CLIENTS_FILE, writeReport } from '../report/report';
@@ -61,15 +62,15 @@ export async function runAggregator(options: AggregatorOptions): Promise<Running
     onOutcome: (o) => {
       print(formatOutcome(o));
       // At once, not after the slowest push: a round may already be under way.
-      if (o.result !== 'configured') role.workerDown(o.address, `${o.result} at the push: ${o.detail}`);
+      if (o.result !== 'configured') role.health.down(o.address, `${o.result} at the push: ${o.detail}`);
     },
     // The round may start while the push retries: it must not select clients behind a worker not there.
-    onUnreachable: (address, reason) => role.workerDown(address, `not answering the push yet (${reason})`),
+    onUnreachable: (address, reason) => role.health.down(address, `not answering the push yet (${reason})`),
   });
   print(summarize(outcomes));
   node.logger.info(`config push: ${summarize(outcomes)}`);
 
-  const missing = missingForExperiment(workers, outcomes, own.address);
+  const missing = missingForExperiment(role.topology, own.settings, outcomes);
   if (missing.length) {
     await node.close();
     throw new ExperimentNotReady(`the experiment cannot start:\n${missing.map((m) => `  - ${m}`).join('\n')}`);
@@ -78,9 +79,8 @@ export async function runAggregator(options: AggregatorOptions): Promise<Running
   const absent = outcomes.filter((o) => o.result !== 'configured').length;
   if (without.length) print(`going on without ${absent} workers (the quorum holds):\n${without.map((w) => `  - ${w}`).join('\n')}`);
   for (const o of outcomes) {
-    if (o.result === 'configured' && role.health.get(o.address)?.state === 'down') role.workerUp(o.address, `configured (${o.detail})`);
-    else if (o.result === 'configured') role.noteHealth(o.address, 'up', `configured (${o.detail})`);
-    else if (o.result === 'failed') role.workerFailed(o.address, o.detail, false); // the quorum was checked above, and said
+    if (o.result === 'configured') role.health.up(o.address, `configured (${o.detail})`);
+    else if (o.result === 'failed') role.health.failed(o.address, o.detail, false); // the quorum was checked above, and said
   }
   const watch = new WorkerWatch(node.context.peers, workers, {
     intervalMs: config.timeouts.heartbeat_ms,
@@ -89,26 +89,26 @@ export async function runAggregator(options: AggregatorOptions): Promise<Running
       const line = `worker ${address} is down (${reason})`;
       node.logger.warn(line);
       print(line);
-      role.workerDown(address, reason);
+      role.health.down(address, reason);
     },
     onFailed: (address, reason) => {
       const line = `worker ${address} failed: ${reason}`;
       node.logger.error(line);
       print(line);
-      role.workerFailed(address, reason);
+      role.health.failed(address, reason);
     },
     onUp: (address, how, resumed) => {
       const line = `worker ${address} is ${how}`;
       node.logger.info(line);
       print(line);
-      role.workerUp(address, how, resumed);
+      role.health.up(address, how, resumed);
     },
   });
   // The push reported these already: the watch takes it from there.
   for (const o of outcomes) watch.seed(o.address, o.result === 'configured' ? 'up' : o.result === 'failed' ? 'failed' : 'down');
   watch.start();
   void role.finished.finally(() => watch.stop()).catch(() => undefined);
-  const first = role.machine.state.round;
+  const first = role.machine.round;
   const trust = tls ? `; the browser should trust the testbed's CA, ${tls.files.ca}` : '';
   print(`dashboard: ${baseUrl(own.address, Boolean(tls))}/ (open in a browser; it updates as rounds finish${trust})`);
   print(`running ${first > 1 ? `rounds ${first} to ${config.rounds}` : `${config.rounds} rounds`} of ${config.training.strategy} on ${config.model.architecture} (${role.parameters} parameters)`);

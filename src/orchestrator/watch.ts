@@ -7,7 +7,7 @@
  * another config was re-configured on purpose (push-config): it is left alone, and counted down.
  */
 import { configFingerprint } from '../config/fingerprint';
-import type { NodeConfig } from '../config/schema';
+import type { NodeConfig } from '../config/node-config';
 import { describeFailure, type Peers } from '../net/peers';
 import { pushConfig } from './push';
 

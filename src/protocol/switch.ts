@@ -6,6 +6,7 @@
  * left to wait for, or at its deadline. With too few updates it forwards nothing and says so.
  */
 
+import type { Topology } from '../topology/tree';
 import { retryOf, sessionOf } from './attempt';
 
 export interface SwitchRoundState {
@@ -48,22 +49,16 @@ export class SwitchMachine {
   readonly state: SwitchRoundState = { stage: 'idle', round: 0, attempt: '', clients: [], received: new Set(), heard: new Set() };
   /** The selected clients of the round, dropped or not (a drop arriving after the update changes nothing). */
   private selected: string[] = [];
-  /** The switches below this one, each with every client beneath it (a Map: addresses come from requests). */
-  private readonly below: ReadonlyMap<string, readonly string[]>;
 
   constructor(
-    /** The clients that report to this switch itself. */
-    private readonly members: readonly string[],
-    /** The switches below this one, each with every client beneath it. */
-    below: Readonly<Record<string, readonly string[]>> = {},
+    /** The tree beneath this switch, rooted at it. */
+    private readonly topology: Topology,
     /**
      * Fewer updates than this are never forwarded: when the aggregator holds the HE key, one update
      * alone would let it decrypt one client's weights.
      */
     private readonly minUpdates = 1,
-  ) {
-    this.below = new Map(Object.entries(below));
-  }
+  ) {}
 
   handle(event: SwitchEvent): SwitchAction[] {
     switch (event.type) {
@@ -80,28 +75,28 @@ export class SwitchMachine {
     }
   }
 
-  /** The switch below through which a client reports; undefined for a client of this switch itself. */
-  switchOf(client: string): string | undefined {
-    return [...this.below].find(([, beneath]) => beneath.includes(client))?.[0];
+  private isBelow(node: string): boolean {
+    return this.topology.isSwitch(node) && this.topology.reportsToRoot(node);
   }
 
-  /** The selected clients beneath a switch below. */
+  /** The selected clients beneath a switch below (none for any other name). */
   selectedBelow(sw: string): string[] {
-    return this.selected.filter((c) => this.below.get(sw)?.includes(c));
+    if (!this.isBelow(sw)) return [];
+    return this.selected.filter((c) => this.topology.reporterOf(c) === sw);
   }
 
   /** The selected clients that report to this switch itself. */
   selectedHere(): string[] {
-    return this.selected.filter((c) => this.members.includes(c));
+    return this.selected.filter((c) => this.topology.reportsToRoot(c));
   }
 
   /** The switches below with selected clients beneath them. */
   switchesInRound(): string[] {
-    return [...this.below.keys()].filter((sw) => this.selectedBelow(sw).length);
+    return this.topology.childrenOf(this.topology.root).filter((sw) => this.isBelow(sw) && this.selectedBelow(sw).length);
   }
 
   private open(round: number, attempt: string, clients: string[], deadlineMs: number): SwitchAction[] {
-    const strangers = clients.filter((c) => !this.members.includes(c) && !this.switchOf(c));
+    const strangers = clients.filter((c) => !this.topology.isClient(c));
     if (strangers.length) return [{ type: 'refuse', status: 400, reason: `not clients of this switch, nor beneath it: ${strangers.join(', ')}` }];
     if (!clients.length) return [{ type: 'refuse', status: 400, reason: 'a round needs at least one client' }];
     const { state } = this;
@@ -127,8 +122,8 @@ export class SwitchMachine {
   /** The refusal an update would get now, without taking it; undefined when it would be taken. */
   refusalFor(round: number, attempt: string, from: string, named?: string[]): Extract<SwitchAction, { type: 'refuse' }> | undefined {
     const { state } = this;
-    if (this.below.has(from)) return this.sumRefusal(round, attempt, from, named ?? []);
-    if (!this.members.includes(from)) return { type: 'refuse', status: 403, reason: `${from} is not a client of this switch, nor a switch below it` };
+    if (this.isBelow(from)) return this.sumRefusal(round, attempt, from, named ?? []);
+    if (!this.topology.isClient(from) || !this.topology.reportsToRoot(from)) return { type: 'refuse', status: 403, reason: `${from} is not a client of this switch, nor a switch below it` };
     const openRefusal = this.notOpen(round, attempt);
     if (openRefusal) return openRefusal;
     if (!this.selected.includes(from)) return { type: 'refuse', status: 403, reason: `${from} was not selected for round ${round}` };
@@ -164,8 +159,8 @@ export class SwitchMachine {
     const refusal = this.refusalFor(round, attempt, from, named);
     if (refusal) return [refusal];
     const { state } = this;
-    const beneath = this.below.get(from);
-    if (beneath) {
+    if (this.isBelow(from)) {
+      const beneath = this.topology.clientsBeneath(from);
       // The clients beneath it that are not in its sum will not come; one dropped a moment ago that made it is in.
       state.heard.add(from);
       state.clients = [...state.clients.filter((c) => !beneath.includes(c)), ...named!];
@@ -183,7 +178,7 @@ export class SwitchMachine {
     const { state } = this;
     if (state.heard.has(from)) return [];
     state.heard.add(from);
-    state.clients = state.clients.filter((c) => !this.below.get(from)!.includes(c));
+    state.clients = state.clients.filter((c) => this.topology.reporterOf(c) !== from);
     return [{ type: 'log', level: 'warn', message: `round ${round}: ${from} sends nothing (${reason})` }, ...this.closeIfComplete()];
   }
 
@@ -195,8 +190,8 @@ export class SwitchMachine {
     if (state.received.has(client) || !state.clients.includes(client)) return []; // its update is in, or it was dropped already
     state.clients = state.clients.filter((c) => c !== client);
     const actions: SwitchAction[] = [{ type: 'log', level: 'info', message: `round ${round}: ${client} dropped (${why}); not waiting for it` }];
-    const sw = this.switchOf(client);
-    if (sw && !state.heard.has(sw)) actions.push({ type: 'drop-below', round, attempt, switch: sw, client });
+    const sw = this.topology.reporterOf(client);
+    if (sw !== client && !state.heard.has(sw)) actions.push({ type: 'drop-below', round, attempt, switch: sw, client });
     return [...actions, ...this.closeIfComplete()];
   }
 

@@ -9,7 +9,7 @@ import { usesTls } from '../config/load';
 import { transportName } from '../net/tls';
 import type { Settings } from '../config/schema';
 import { quantizesChange } from '../he/quantized';
-import { writeFileAtomic } from '../log/atomic';
+import { writeFileAtomic } from '../files/atomic';
 import { ClusterLog, type NodeRecords, type WorkerRole } from '../log/cluster-log';
 import type { RoundMetrics } from '../outputs';
 import { classesChart, experimentCharts, type ChartName } from './charts';

@@ -3,19 +3,16 @@
  * held-out digits. The model goes down the reporting tree: once to each switch on the way, which
  * asks the clients beneath it (and the switches below) and answers for all of them.
  */
-import { z } from 'zod';
 import { describeFailure } from '../net/peers';
 import type { EvaluateResult } from '../strategy/strategy';
 import { WIRE_CONTENT_TYPE } from '../wire/codec';
+import { evaluationQuery, evaluationsSchema, scoreSchema } from '../wire/control';
 import type { NodeContext } from './role';
 
 export interface Evaluations {
   results: EvaluateResult[];
   failures: string[];
 }
-
-const score = z.object({ accuracy: z.number().min(0).max(1), loss: z.number().finite().min(0), samples: z.number().int().min(0) });
-const evaluationsSchema = z.object({ results: z.array(score.extend({ client: z.string() })), failures: z.array(z.string()) });
 
 /** A switch's answer for the clients it was asked about: anyone else's is not its to give. */
 function fromSwitch(answer: unknown, asked: string[]): Evaluations {
@@ -30,9 +27,6 @@ function fromSwitch(answer: unknown, asked: string[]): Evaluations {
  * has, before the one above gives up on it (and on every client beneath it).
  */
 const BELOW_SHARE = 0.8;
-
-/** The query a switch is asked with: the clients beneath it to ask, and how long it has to answer. */
-export const evaluateQuery = (clients: string[], withinMs: number) => `clients=${encodeURIComponent(clients.join(','))}&within=${Math.floor(withinMs * BELOW_SHARE)}`;
 
 /**
  * Every client's answer, in a fixed order (the same sums whatever the timing), and the clients that
@@ -57,8 +51,8 @@ export async function askToEvaluate(
     [...groups].map(async ([hop, asked]): Promise<Evaluations> => {
       const viaSwitch = !(asked.length === 1 && asked[0] === hop);
       try {
-        if (viaSwitch) return fromSwitch(await node.peers.post(hop, `/s/evaluate?${evaluateQuery(asked, withinMs)}`, message, options), asked);
-        const answer = score.parse(await node.peers.post(hop, '/c/evaluate', message, options));
+        if (viaSwitch) return fromSwitch(await node.peers.post(hop, `/s/evaluate?${evaluationQuery(asked, withinMs * BELOW_SHARE)}`, message, options), asked);
+        const answer = scoreSchema.parse(await node.peers.post(hop, '/c/evaluate', message, options));
         return { results: [{ client: hop, ...answer }], failures: [] };
       } catch (err) {
         node.logger.warn(`round ${round}: no evaluation from ${viaSwitch ? `the ${asked.length} clients beneath ${hop}` : hop}: ${describeFailure(err).reason}`);

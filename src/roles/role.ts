@@ -1,6 +1,8 @@
 /** What every role shares: its config, the node's tools, and a clean stop. */
 import { setMaxListeners } from 'node:events';
-import type { NodeConfig, RoleType } from '../config/schema';
+import { inputOf } from '../config/schema';
+import { type NodeConfig, type RoleType } from '../config/node-config';
+import { expectedParameterCount } from '../model/model';
 import type { Logger } from '../log/logger';
 import { IterationLog } from '../log/iteration-log';
 import { LogShipper } from '../log/shipper';
@@ -33,6 +35,10 @@ export interface NodeContext {
 }
 
 export abstract class Role<C extends NodeConfig = NodeConfig> implements RoleReadings {
+  /** The experiment's model size, from its settings: every message carries this many parameters. */
+  readonly parameters: number;
+  /** Whether updates travel encrypted (CKKS). */
+  readonly encrypted: boolean;
   readonly iterations: IterationLog;
   /** Workers send their records to the aggregator's central log; the aggregator keeps its own. */
   protected readonly shipper?: LogShipper;
@@ -45,6 +51,8 @@ export abstract class Role<C extends NodeConfig = NodeConfig> implements RoleRea
     readonly config: C,
     protected readonly node: NodeContext,
   ) {
+    this.parameters = expectedParameterCount(config.settings.model, inputOf(config.settings.data));
+    this.encrypted = config.settings.he.enabled;
     this.iterations = new IterationLog(node.logsDir, node.nodeId, config.experiment, node.meter, linkCounterFor(parseAddress(config.address).host));
     if (config.type !== 'aggregator') {
       const { address, aggregator, experiment, type: role } = config;
@@ -153,9 +161,5 @@ export abstract class Role<C extends NodeConfig = NodeConfig> implements RoleRea
   protected cancel(timer: NodeJS.Timeout): void {
     clearTimeout(timer);
     this.timers.delete(timer);
-  }
-
-  protected get pendingTimers(): number {
-    return this.timers.size;
   }
 }

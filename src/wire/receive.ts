@@ -1,5 +1,5 @@
 /** Reading a wire message off a request: every check a role needs, each failure a 400 with a reason. */
-import { HttpError } from '../net/errors';
+import { badRequest, HttpError } from '../net/errors';
 import { decode, ENCRYPTED_KINDS, firstNonFinite, Kind, WireError, type Message } from './codec';
 
 export interface Expectation {
@@ -49,4 +49,21 @@ export function readMessage(body: unknown, expect: Expectation): Message {
 export function attemptOf(message: Message): string {
   const attempt = message.meta?.attempt;
   return typeof attempt === 'string' ? attempt : '';
+}
+
+/** The clients a switch's sum names (meta.clients), one for each update in it. */
+export function namedClients(message: Message): string[] {
+  const named = message.meta?.clients;
+  if (!(Array.isArray(named) && named.every((c) => typeof c === 'string'))) throw badRequest('a switch sum must name its clients in meta.clients');
+  if (named.length !== message.contributors) throw badRequest(`the sum claims ${message.contributors} updates but names ${named.length} clients`);
+  return named;
+}
+
+/**
+ * The kinds an experiment's updates travel as: one client's update, and a switch's sum of them.
+ * Quantized plaintext updates are changes to the model sent, not weights; a switch's sum is float32.
+ */
+export function updateKinds(he: { enabled: boolean; quantize?: unknown }): { update: Kind; sum: Kind } {
+  if (he.enabled) return { update: Kind.EncryptedUpdate, sum: Kind.EncryptedSum };
+  return { update: he.quantize ? Kind.QuantizedUpdate : Kind.Update, sum: Kind.WeightedSum };
 }

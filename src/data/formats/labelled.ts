@@ -12,8 +12,6 @@ export interface LabelledData {
 
 export class DataFileError extends Error {}
 
-export const sampleSize = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
-
 /** The largest label (a loop: spreading 200,000 labels into Math.max overflows the stack). */
 export function maxLabel(labels: Uint8Array): number {
   let max = 0;

@@ -1,59 +1,69 @@
-/** Selection: clients check in; once enough can report, the strategy picks the round's clients; the rest stand by. */
-import { attemptId } from '../attempt';
-import { configureRound } from './configuration';
-import { enter, isCurrent } from './phases';
-import { quorum, reachable, type Action, type RoundRules, type RoundState, type Topology } from './state';
-
-export function beginSelection(state: RoundState, rules: RoundRules, topology: Topology): Action[] {
-  const actions = enter(state, 'selection');
-  state.attempt = attemptId(rules.session ?? '', state.round, state.retries);
-  state.selected = [];
-  state.expected = new Map();
-  state.awaiting = new Set();
-  state.reported = new Map();
-  state.dropped = new Set();
-  return [...actions, ...(selectIfReady(state, rules, topology) ?? [deadline(state, rules)])];
-}
-
-const deadline = (state: RoundState, rules: RoundRules): Action => ({ type: 'start-timer', phase: 'selection', attempt: state.attempt, ms: rules.deadlineMs });
-
-export function onCheckin(state: RoundState, rules: RoundRules, topology: Topology, client: string): Action[] {
-  if (!topology.upstreamOf.has(client)) {
-    return [{ type: 'refuse', status: 403, reason: `${client} is not a client of this experiment` }];
-  }
-  // A client checks in when it is free: at start, and after each update it sent (or gave up on).
-  state.down.delete(client); // it answered: it is up, whatever the last health check said
-  state.parked.delete(client);
-  if (!state.pool.includes(client)) state.pool.push(client);
-  return (state.stage === 'selection' && selectIfReady(state, rules, topology)) || [];
-}
-
-export function onSelectionDeadline(state: RoundState, rules: RoundRules, topology: Topology, attempt: string): Action[] {
-  if (!isCurrent(state, 'selection', attempt)) return [];
-  const needed = quorum(rules.goal, rules.minFraction);
-  const ready = reachable(state, topology, state.pool);
-  if (ready.length >= needed) return closeSelection(state, rules, topology);
-  const missing = [...topology.upstreamOf.keys()].filter((client) => !ready.includes(client));
-  return [{ type: 'waiting', round: state.round, ready: ready.length, needed, missing }, deadline(state, rules)];
-}
-
 /**
- * Closes selection once the goal count is ready, or, with workers down, every client that can still
- * report (never fewer than the quorum: below it the round waits for workers to come back).
+ * Before the first round (Idle), clients may check in already. Selection: clients check in; once enough can report, the strategy picks the round's clients and
+ * training begins. At its deadline selection goes on with what is ready, if that is enough, or says
+ * who it is waiting for and waits on.
  */
-export function selectIfReady(state: RoundState, rules: RoundRules, topology: Topology): Action[] | undefined {
-  const attainable = Math.min(rules.goal, reachable(state, topology, topology.upstreamOf.keys()).length);
-  const needed = Math.max(attainable, quorum(rules.goal, rules.minFraction));
-  return reachable(state, topology, state.pool).length >= needed ? closeSelection(state, rules, topology) : undefined;
+import type { Action, Event } from './events';
+import { Phase, quorum, STAY, type Step } from './phase';
+
+export class Selection extends Phase {
+  readonly stage = 'selection';
+
+  override enter(): Step {
+    return this.selectIfReady() ?? { actions: [this.deadline()] };
+  }
+
+  handle(event: Event): Step {
+    switch (event.type) {
+      case 'checkin':
+      case 'node-up':
+      case 'node-down':
+        return this.selectIfReady() ?? STAY;
+      case 'deadline':
+        return event.phase === 'selection' && event.attempt === this.attempt ? this.atDeadline() : STAY;
+      default:
+        return STAY;
+    }
+  }
+
+  private deadline(): Action {
+    return { type: 'start-timer', phase: 'selection', attempt: this.attempt, ms: this.ctx.rules.deadlineMs };
+  }
+
+  /**
+   * Closes once the goal count is ready, or, with workers down, every client that can still report
+   * (never fewer than the quorum: below it the round waits for workers to come back).
+   */
+  private selectIfReady(): Step | undefined {
+    const { rules, members } = this.ctx;
+    const attainable = Math.min(rules.goal, members.canTakePart().length);
+    const needed = Math.max(attainable, quorum(rules.goal, rules.minFraction));
+    return members.ready().length >= needed ? this.close() : undefined;
+  }
+
+  private atDeadline(): Step {
+    const { rules, members, topology, round } = this.ctx;
+    const needed = quorum(rules.goal, rules.minFraction);
+    const ready = members.ready();
+    if (ready.length >= needed) return this.close();
+    const missing = topology.clients.filter((client) => !ready.includes(client));
+    return { actions: [{ type: 'waiting', round, ready: ready.length, needed, missing }, this.deadline()] };
+  }
+
+  private close(): Step {
+    const { rules, members, round } = this.ctx;
+    const ready = members.ready();
+    const chosen = this.ctx.select(round, ready, rules.goal);
+    // Whatever the strategy says, a round takes only ready clients, each once, at most the goal.
+    const selected = [...new Set(chosen)].filter((client) => ready.includes(client)).slice(0, rules.goal);
+    return { actions: [], next: { stage: 'training', selected: members.take(selected) } };
+  }
 }
 
-function closeSelection(state: RoundState, rules: RoundRules, topology: Topology): Action[] {
-  const ready = reachable(state, topology, state.pool);
-  const chosen = rules.select ? rules.select(state.round, ready, rules.goal) : ready.slice(0, rules.goal);
-  // Whatever the strategy says, a round takes only ready clients, each once, at most the goal.
-  state.selected = [...new Set(chosen)].filter((client) => ready.includes(client)).slice(0, rules.goal);
-  state.pool = state.pool.filter((client) => !state.selected.includes(client));
-  const actions = configureRound(state, rules, topology);
-  if (state.pool.length) actions.push({ type: 'standby', round: state.round, clients: [...state.pool] });
-  return actions;
+export class Idle extends Phase {
+  readonly stage = 'idle';
+
+  handle(event: Event): Step {
+    return event.type === 'start' ? { actions: [], next: { stage: 'selection', after: 'start' } } : STAY;
+  }
 }

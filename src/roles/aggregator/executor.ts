@@ -2,26 +2,28 @@
  * Carries out what the round machine decides: timers that belong to the phase that set them,
  * switch rounds opened before the model goes down, the model sent once to each switch under the
  * aggregator (which relays it) and to each direct client, stand-by notices, clients dropped from
- * their switch's round, waiting named. The work itself (aggregating,
- * evaluating, checkpointing) is the role's, through `RoundWork`.
+ * their switch's round, waiting named, and the round's tail run to its end. The work itself
+ * (encoding the model, the tail) is the role's, through `RoundWork`.
  */
 import { refused } from '../../net/errors';
 import { tryPost, type CallerIo } from '../../net/peers';
+import type { Action, Event, Stage } from '../../protocol/aggregator/events';
 import type { RoundMachine } from '../../protocol/aggregator/machine';
-import type { Action, Event, Stage } from '../../protocol/aggregator/state';
 import { WIRE_CONTENT_TYPE } from '../../wire/codec';
+
+type CloseRound = Extract<Action, { type: 'close-round' }>;
 
 export interface RoundWork {
   /**
-   * The model message for `recipients`, some of the round's `clients`: the global model with its
-   * instructions, or only the instructions when every recipient keeps that model already.
+   * The model message for `recipients`, some of the round's clients: the global model with its
+   * instructions (updates pre-scaled by samples / `samples`), or only the instructions when every
+   * recipient keeps that model already.
    */
-  modelFor(round: number, attempt: string, clients: string[], recipients: string[]): Buffer;
+  modelFor(round: number, attempt: string, samples: number, recipients: string[]): Buffer;
   /** What a switch is told when its round opens. */
   switchOpening(round: number, attempt: string, clients: string[]): Record<string, unknown>;
-  aggregate(round: number, from: string[], missing: string[]): Promise<void>;
-  evaluate(round: number): Promise<void>;
-  checkpoint(round: number): Promise<void>;
+  /** The round's tail (aggregate, evaluate, checkpoint); resolves true once done, false when it could not be. */
+  closeRound(close: CloseRound): Promise<boolean>;
   discard(round: number): void;
   finish(): void;
   /** An error the experiment cannot go on from. */
@@ -57,7 +59,7 @@ export class RoundExecutor {
    * half carried out cannot go on, and the timer or request that brought the event cannot handle it.
    */
   dispatch(event: Event, onAccept?: () => void): void {
-    const before = { stage: this.machine.state.stage, round: this.machine.state.round };
+    const before = { stage: this.machine.stage, round: this.machine.round };
     let actions: Action[];
     try {
       actions = this.machine.handle(event);
@@ -70,7 +72,7 @@ export class RoundExecutor {
       try {
         this.execute(action, onAccept);
       } catch (err) {
-        return this.work.fail(`round ${this.machine.state.round}: carrying out ${action.type} failed`, err);
+        return this.work.fail(`round ${this.machine.round}: carrying out ${action.type} failed`, err);
       }
     }
   }
@@ -104,7 +106,7 @@ export class RoundExecutor {
         this.openings.set(action.switch, this.open(action));
         return;
       case 'send-model':
-        return this.sendModel(action.round, action.attempt, action.clients);
+        return this.sendModel(action);
       case 'standby':
         return this.standby(action.round, action.clients);
       case 'drop-client': {
@@ -118,14 +120,10 @@ export class RoundExecutor {
       case 'discard-round':
         work.discard(action.round);
         return;
-      case 'aggregate':
-        work.aggregate(action.round, action.from, action.missing).catch((err) => work.fail(`aggregation of round ${action.round} failed`, err));
-        return;
-      case 'evaluate':
-        work.evaluate(action.round).catch((err) => work.fail(`evaluation of round ${action.round} failed`, err));
-        return;
-      case 'checkpoint':
-        work.checkpoint(action.round).catch((err) => work.fail(`checkpoint of round ${action.round} failed`, err));
+      case 'close-round':
+        void work.closeRound(action).then((closed) => {
+          if (closed) this.dispatch({ type: 'closed', round: action.round, attempt: action.attempt });
+        });
         return;
       case 'finish':
         work.finish();
@@ -160,15 +158,15 @@ export class RoundExecutor {
    * attempt, a stand-by. A model a direct client did not take drops it from the round; a switch
    * that did not take it sends nothing, and its clients stand by.
    */
-  private sendModel(round: number, attempt: string, clients: string[]): void {
-    for (const [reporter, group] of this.machine.state.expected) {
+  private sendModel({ round, attempt, to, samples }: Extract<Action, { type: 'send-model' }>): void {
+    for (const { reporter, clients: group } of to) {
       const direct = group.length === 1 && group[0] === reporter;
       const opened = direct ? Promise.resolve(true) : (this.openings.get(reporter) ?? Promise.resolve(true));
       // Encoded now, not in the promise below: an encoder that throws ends the experiment (see dispatch).
-      const message = this.work.modelFor(round, attempt, clients, group);
+      const message = this.work.modelFor(round, attempt, samples, group);
       void opened.then(async (ok) => {
         if (!ok) return;
-        if (this.machine.state.attempt !== attempt) return this.standby(round, group);
+        if (this.machine.attempt !== attempt) return this.standby(round, group);
         // A timeout may also mean it has the model but answered late: its update is then refused, and it checks in.
         const failure = await this.post(reporter, direct ? '/c/round' : '/s/model', message, { 'Content-Type': WIRE_CONTENT_TYPE });
         if (!failure || this.io.isStopped()) return;

@@ -1,67 +1,94 @@
-/** What the aggregator shows of itself: GET /a/status, and the round the dashboard and progress bars follow. */
-import type { NodeRecords } from '../../log/cluster-log';
-import { chainOf } from '../../protocol/aggregator/state';
-import type { AggregatorRole } from './index';
+/**
+ * What the aggregator shows of itself: GET /a/status, the round the dashboard and progress bars
+ * follow, the workers named in lines that say who a round waits for, and the console's round line.
+ */
+import type { AggregatorNodeConfig } from '../../config/node-config';
+import type { ClusterLog, NodeRecords } from '../../log/cluster-log';
+import type { ExperimentOutputs, RoundMetrics } from '../../outputs';
+import type { RoundMachine } from '../../protocol/aggregator/machine';
+import type { RoundStage } from './round-clock';
 
-export function statusView(role: AggregatorRole) {
-  const { switches, clients, experiment, settings } = role.config;
-  const { stage, round, pool, selected, reported, retries, attempt, down } = role.machine.state;
+/** What the views read off the aggregator role. */
+export interface Observed {
+  config: AggregatorNodeConfig;
+  machine: RoundMachine;
+  outputs: ExperimentOutputs;
+  cluster: ClusterLog;
+  stage: RoundStage;
+  isFinished: boolean;
+  backend: string | undefined;
+}
+
+export function statusView(role: Observed) {
+  const { config, machine, outputs } = role;
+  const { topology, members } = machine;
+  const health = [...members.healthy()];
   return {
     role: 'aggregator',
-    experiment,
-    stage,
-    round,
-    rounds: settings.rounds,
-    strategy: settings.training.strategy,
-    waiting_clients: pool.length,
-    selected: selected.length,
-    reports: reported.size,
-    retries,
-    attempt,
-    down: [...down],
-    failed: Object.fromEntries(role.failed),
-    switches,
-    clients: Object.keys(clients).length,
+    experiment: config.experiment,
+    stage: role.stage,
+    round: machine.round,
+    rounds: config.settings.rounds,
+    strategy: config.settings.training.strategy,
+    waiting_clients: members.waiting().length,
+    selected: machine.selected.length,
+    reports: machine.reports,
+    retries: machine.retries,
+    attempt: machine.attempt,
+    down: health.filter(([, said]) => said.state !== 'up').map(([address]) => address),
+    failed: Object.fromEntries(health.filter(([, said]) => said.state === 'failed').map(([address, said]) => [address, said.reason])),
+    switches: Object.fromEntries(topology.switches.map((sw) => [sw, topology.upstreamOf(sw)])),
+    clients: topology.clients.length,
     backend: role.backend ?? null,
-    last: role.outputs.rows.at(-1) ?? null,
-    rounds_done: role.outputs.rows.length,
+    last: outputs.rows.at(-1) ?? null,
+    rounds_done: outputs.rows.length,
   };
 }
 
 /** Each worker with what it last said: for lines that name who a round waits for. */
-export function describeWorkers(role: AggregatorRole, addresses: string[]): string {
+export function describeWorkers(machine: RoundMachine, addresses: string[]): string {
   if (!addresses.length) return 'no one in particular';
-  const { topology } = role.machine;
-  const { pool } = role.machine.state;
+  const { topology, members } = machine;
+  const waiting = members.waiting();
   const why = (reason?: string) => reason ?? 'no reason given';
   return addresses
     .map((address) => {
-      const said = role.health.get(address);
-      const upstream = chainOf(topology, address).find((sw) => role.health.get(sw) && role.health.get(sw)!.state !== 'up');
-      const behind = upstream ? role.health.get(upstream) : undefined;
+      const said = members.healthOf(address);
+      const upstream = topology.chainOf(address).find((sw) => members.healthOf(sw) && members.healthOf(sw)!.state !== 'up');
+      const behind = upstream ? members.healthOf(upstream) : undefined;
       if (said && said.state !== 'up') return `${address} (${said.state}: ${why(said.reason)})`;
       if (behind) return `${address} (its switch ${upstream} is ${behind.state}: ${why(behind.reason)})`;
-      if (pool.includes(address)) return `${address} (ready)`;
+      if (waiting.includes(address)) return `${address} (ready)`;
       return `${address} (up${said?.reason ? `, ${said.reason}` : ''}; has not checked in)`;
     })
     .join(', ');
 }
 
 /** Where the experiment stands: for the page's header and the command line's progress bars. */
-export function roundView(role: AggregatorRole, records: readonly NodeRecords[] = role.cluster.records()) {
-  const { stage, round, selected } = role.machine.state;
+export function roundView(role: Observed, records: readonly NodeRecords[] = role.cluster.records()) {
+  const { machine, config } = role;
   const rows = role.outputs.rows;
-  const selectedSet = new Set(selected);
+  const selected = new Set(machine.selected);
+  const round = machine.round;
   // A client's shipped entry for this round says whether its switch took the update.
-  const reported = records.filter((w) => selectedSet.has(w.address) && w.iteration.some((e) => e.round === round && e.outcome === 'accepted')).length;
+  const reported = records.filter((w) => selected.has(w.address) && w.iteration.some((e) => e.round === round && e.outcome === 'accepted')).length;
   return {
-    stage,
-    round: Math.min(round, role.config.settings.rounds),
-    rounds: role.config.settings.rounds,
+    stage: role.stage,
+    round: Math.min(round, config.settings.rounds),
+    rounds: config.settings.rounds,
     rounds_done: rows.length,
     finished: role.isFinished,
-    selected: selected.length,
+    selected: selected.size,
     reported,
     accuracy: rows[rows.length - 1]?.accuracy ?? null,
   };
+}
+
+/** The line the console prints for each round. */
+export function roundLine(m: RoundMetrics, rounds: number): string {
+  const waiting = m.waiting_ms ? `  (${(m.waiting_ms / 1000).toFixed(1)} s waiting for ${m.missing.length} missing)` : '';
+  return (
+    `round ${String(m.round).padStart(3)}/${rounds}  accuracy ${(m.accuracy * 100).toFixed(2)}%  loss ${m.loss.toFixed(4)}  ` +
+    `${m.clients} clients  ${(m.round_ms / 1000).toFixed(1)} s  up ${(m.bytes_up / 1e6).toFixed(1)} MB  down ${(m.bytes_down / 1e6).toFixed(1)} MB${waiting}`
+  );
 }

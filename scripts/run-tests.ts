@@ -1,0 +1,37 @@
+/**
+ * Runs the test files of the groups named, in that order, with Node's test runner (one process per
+ * file): `unit` (test/unit: one module at a time, in the test's own process) and `cluster`
+ * (test/cluster: real processes, browsers and namespaces). Node 20 takes folders and Node 24 glob
+ * patterns, so the files are listed here.
+ *   node dist/scripts/run-tests.js unit [cluster] [-- <node --test flags>]
+ */
+import { spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+export const TEST_GROUPS = ['unit', 'cluster'] as const;
+const TESTS = resolve(__dirname, '..', 'test');
+
+/** Every compiled test file under `dir`, in a stable order. */
+export function testFiles(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .filter((file) => file.endsWith('.test.js'))
+    .sort()
+    .map((file) => join(dir, file));
+}
+
+function main(args: string[]): number {
+  const split = args.indexOf('--');
+  const groups = split < 0 ? args : args.slice(0, split);
+  const flags = split < 0 ? [] : args.slice(split + 1);
+  const unknown = groups.filter((g) => !(TEST_GROUPS as readonly string[]).includes(g));
+  if (!groups.length || unknown.length) {
+    console.error(`usage: run-tests ${TEST_GROUPS.join('|')} [...] [-- node --test flags]${unknown.length ? `; unknown: ${unknown.join(', ')}` : ''}`);
+    return 2;
+  }
+  const files = groups.flatMap((group) => testFiles(join(TESTS, group)));
+  const run = spawnSync(process.execPath, ['--test', ...flags, ...files], { stdio: 'inherit' });
+  return run.status ?? 1;
+}
+
+if (require.main === module) process.exit(main(process.argv.slice(2)));

@@ -1,0 +1,181 @@
+/**
+ * The SEAL objects behind one set of CKKS parameters and the keys a node holds: the context, the
+ * encoder and evaluator, the encryptor and decryptor its keys allow, and the coefficient codec, with
+ * the single steps that use them. `Ckks` (ckks.ts) is the nodes' interface to these; the benchmarks
+ * that time each step apart (bench/profile.ts) use this module directly.
+ * Every SEAL object lives in the wasm heap: what `openSeal` makes, `closeSeal` deletes.
+ */
+import { CoefficientCodec, FloatLayout, type CoefficientLayout } from './coefficients';
+import { QuantizedLayout, type QuantizeSpec } from './quantized';
+
+// node-seal ships types for its ES build only; the UMD build is the one that loads under CommonJS.
+const SEAL = require('node-seal/throws_wasm_node_umd.js') as () => Promise<any>;
+
+export interface HeParams {
+  poly_modulus_degree: number;
+  coeff_modulus_bits: number[];
+  scale_bits: number;
+  /** Quantized packing (quantized.ts): several values to a coefficient. Absent: one float each. */
+  quantize?: QuantizeSpec;
+  /** The model's weight tensor sizes, in order: needed for a clip per tensor. */
+  tensor_sizes?: number[];
+}
+
+/** Key material a node may hold: none (switch, aggregator in clients mode), public, or secret. */
+export interface KeyMaterial {
+  publicKey?: Uint8Array;
+  secretKey?: Uint8Array;
+}
+
+/**
+ * Ciphertexts travel uncompressed. zstd saves 6% of the bytes (ciphertext coefficients are nearly
+ * random) but costs 3x the time to write and 5x to read, and a switch reads every update it adds:
+ * on a testbed the CPU runs out long before the network does (bench/RESULTS.md).
+ */
+export type Compression = 'none' | 'zstd';
+export const WIRE_COMPRESSION: Compression = 'none';
+
+export interface SealKit {
+  seal: any;
+  context: any;
+  encoder: any;
+  evaluator: any;
+  /** With a key to encrypt with (public, or the secret one). */
+  encryptor?: any;
+  /** With the secret key. */
+  decryptor?: any;
+  secret?: any;
+  publicKey?: any;
+  /** Packs values into plaintexts' coefficients; only with a key to encrypt with. */
+  codec?: CoefficientCodec;
+  params: HeParams;
+  /** Values per ciphertext: one per coefficient, or several when quantized. */
+  perCiphertext: number;
+  scale: number;
+}
+
+let sealInstance: Promise<any> | undefined;
+const loadSeal = () => (sealInstance ??= SEAL());
+
+/** SEAL throws plain numbers and strings from wasm: give them a readable message. */
+export function wrap<T>(what: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    const text = err instanceof Error ? err.message : String(err);
+    throw new Error(`${what}: ${text}`);
+  }
+}
+
+export async function openSeal(params: HeParams, keys: KeyMaterial = {}): Promise<SealKit> {
+  const seal = await loadSeal();
+  const parms = seal.EncryptionParameters(seal.SchemeType.ckks);
+  parms.setPolyModulusDegree(params.poly_modulus_degree);
+  parms.setCoeffModulus(seal.CoeffModulus.Create(params.poly_modulus_degree, Int32Array.from(params.coeff_modulus_bits)));
+  const context = seal.Context(parms, true, seal.SecurityLevel.tc128);
+  parms.delete();
+  if (!context.parametersSet()) {
+    // node-seal 6 does not expose SEAL's reason; these are the settings it checks.
+    const described = `poly_modulus_degree ${params.poly_modulus_degree}, coeff_modulus_bits ${JSON.stringify(params.coeff_modulus_bits)}`;
+    context.delete();
+    throw new Error(`HE parameters rejected by SEAL (invalid, or below 128-bit security): ${described}`);
+  }
+  let layout: CoefficientLayout;
+  try {
+    layout = layoutFor(context, params);
+  } catch (err) {
+    context.delete();
+    throw err;
+  }
+  let secret: any;
+  let publicKey: any;
+  if (keys.secretKey) {
+    secret = seal.SecretKey();
+    wrap('the HE secret key does not fit these parameters', () => secret.loadArray(context, keys.secretKey));
+  }
+  if (keys.publicKey) {
+    publicKey = seal.PublicKey();
+    wrap('the HE public key does not fit these parameters', () => publicKey.loadArray(context, keys.publicKey));
+  }
+  // SEAL's Encryptor wants a public key even for symmetric encryption: derive it from the secret.
+  if (secret && !publicKey) {
+    const generator = seal.KeyGenerator(context, secret);
+    publicKey = generator.createPublicKey();
+    generator.delete();
+  }
+  const encryptor = publicKey ? seal.Encryptor(context, publicKey, secret) : undefined;
+  const decryptor = secret ? seal.Decryptor(context, secret) : undefined;
+  const encoder = seal.CKKSEncoder(context);
+  const evaluator = seal.Evaluator(context);
+  const scale = Math.pow(2, params.scale_bits);
+  const kit: SealKit = { seal, context, encoder, evaluator, encryptor, decryptor, secret, publicKey, params, scale, perCiphertext: params.poly_modulus_degree * layout.perCoefficient };
+  if (encryptor) kit.codec = codecFor(kit, layout);
+  return kit;
+}
+
+/** The coefficient codec, its headers taken from a plaintext and a ciphertext SEAL makes here. */
+function codecFor({ seal, context, encoder, evaluator, encryptor, params, scale }: SealKit, layout: CoefficientLayout): CoefficientCodec {
+  const plain = seal.PlainText();
+  encoder.encode(new Float64Array(encoder.slotCount), scale, plain);
+  const cipher = encryptor.encrypt(plain);
+  const none = seal.ComprModeType.none;
+  const codec = new CoefficientCodec(
+    { seal, context, evaluator, moduli: dataModuli(context), degree: params.poly_modulus_degree, plain: plain.saveArray(none), cipher: cipher.saveArray(none) },
+    layout,
+  );
+  for (const object of [plain, cipher]) object.delete();
+  return codec;
+}
+
+/** A serializable encryption of `plain`: seeded symmetric with the secret key (half the bytes), public-key otherwise. */
+export function encryptPlain(kit: SealKit, plain: any): any {
+  return kit.secret ? kit.encryptor.encryptSymmetricSerializable(plain) : kit.encryptor.encryptSerializable(plain);
+}
+
+/** Parses a ciphertext made under these parameters; SEAL checks its header and parameter hash. */
+export function loadCiphertext(kit: SealKit, bytes: Uint8Array): any {
+  const cipher = kit.seal.CipherText();
+  try {
+    wrap('not a ciphertext under these HE parameters', () => cipher.loadArray(kit.context, bytes));
+  } catch (err) {
+    cipher.delete();
+    throw err;
+  }
+  return cipher;
+}
+
+/** The plaintext in `cipher`, which is deleted; needs the secret key. */
+export function decryptToPlain(kit: SealKit, cipher: any): any {
+  const plain = kit.seal.PlainText();
+  try {
+    wrap('decrypting', () => kit.decryptor.decrypt(cipher, plain));
+    return plain;
+  } catch (err) {
+    plain.delete();
+    throw err;
+  } finally {
+    cipher.delete();
+  }
+}
+
+export function closeSeal(kit: SealKit): void {
+  kit.codec?.dispose();
+  for (const object of [kit.encryptor, kit.decryptor, kit.secret, kit.publicKey, kit.evaluator, kit.encoder, kit.context]) object?.delete();
+  kit.encryptor = undefined;
+  kit.decryptor = undefined;
+}
+
+/** The data level's primes: with more than one, SEAL keeps the last for key switching. */
+function dataModuli(context: any): bigint[] {
+  const level = context.firstContextData;
+  const parms = level.parms;
+  const moduli = Array.from(parms.coeffModulus as BigUint64Array);
+  parms.delete();
+  level.delete();
+  return moduli;
+}
+
+function layoutFor(context: any, params: HeParams): CoefficientLayout {
+  const moduli = dataModuli(context);
+  return params.quantize ? new QuantizedLayout(params.quantize, moduli, params.tensor_sizes) : new FloatLayout(moduli, Math.pow(2, params.scale_bits));
+}

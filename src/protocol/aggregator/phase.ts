@@ -1,0 +1,110 @@
+/**
+ * What the aggregator's phases share, and which phase may follow which. Each phase is a type of its
+ * own with its own state (selection.ts, training.ts, closing.ts); it handles the events that
+ * concern it and says which phase comes next. The machine (machine.ts) is the one place that builds
+ * the next phase, after checking the move against TRANSITIONS.
+ */
+import type { Topology } from '../../topology/tree';
+import type { Action, Event, Opening, Refusal, Reported, Stage } from './events';
+import type { Membership } from './membership';
+
+export interface RoundRules {
+  rounds: number;
+  /** How many clients a round wants. */
+  goal: number;
+  /** The share of selected clients whose updates must arrive for a round to count. */
+  minFraction: number;
+  /** How long selection and training may each take before the round goes on without the rest. */
+  deadlineMs: number;
+  /** Names this run of the aggregator (a restart gets a new one); part of every attempt id. */
+  session: string;
+}
+
+/** What every phase reads. */
+export interface RoundContext {
+  readonly rules: RoundRules;
+  readonly topology: Topology;
+  readonly members: Membership;
+  /**
+   * Which of the ready clients (in check-in order) make the round, at most `goal`: the strategy's
+   * choice. The round takes only ready clients, each once, whatever it returns.
+   */
+  readonly select: (round: number, ready: readonly string[], goal: number) => string[];
+  round: number;
+  /** How many times this round was started again after too few updates came in. */
+  retries: number;
+}
+
+/** The phase that comes next, described; the machine builds it. */
+export type Next =
+  /** `after`: the experiment starts, the round starts again (too few updates), or the next round begins. */
+  | { stage: 'selection'; after: 'start' | 'retry' | 'round' }
+  /** The selected clients, with the samples each said it holds. */
+  | { stage: 'training'; selected: ReadonlyMap<string, number> }
+  | { stage: 'closing'; selected: readonly string[]; results: Reported[]; missing: string[]; samples: number }
+  | { stage: 'done' };
+
+export interface Step {
+  actions: Action[];
+  next?: Next;
+}
+
+export const STAY: Step = { actions: [] };
+
+/** Which phase may follow which. */
+export const TRANSITIONS: Readonly<Record<Stage, readonly Stage[]>> = {
+  idle: ['selection'],
+  selection: ['training'],
+  training: ['closing', 'selection'], // back to selection: too few updates, the round starts again
+  closing: ['selection', 'done'],
+  done: [],
+};
+
+export function checkTransition(from: Stage, to: Stage): void {
+  if (!TRANSITIONS[from].includes(to)) throw new Error(`round machine: no transition from ${from} to ${to}`);
+}
+
+export abstract class Phase {
+  abstract readonly stage: Stage;
+
+  constructor(
+    protected readonly ctx: RoundContext,
+    /** The opening of the round this phase belongs to ('' before the first). */
+    readonly attempt: string,
+  ) {}
+
+  /** What entering this phase does; it may hand over to the next at once. */
+  enter(): Step {
+    return STAY;
+  }
+
+  abstract handle(event: Event): Step;
+
+  /** The clients of the round in hand (none before selection closes). */
+  get selected(): readonly string[] {
+    return [];
+  }
+
+  /** Who reported so far: switches and direct clients. */
+  get reports(): number {
+    return 0;
+  }
+
+  /** Who the round still waits for. */
+  get awaiting(): readonly string[] {
+    return [];
+  }
+
+  /** The refusal a report or a withheld notice gets now; only training takes any. */
+  reportRefusal(event: Opening): Refusal | undefined {
+    return notOpen(event, this.ctx.round, this.stage);
+  }
+}
+
+export function notOpen(event: Opening, round: number, stage: Stage): Refusal {
+  const when = event.round < round || stage !== 'training' ? 'is over or not open' : 'has not started';
+  return { type: 'refuse', status: 409, reason: `round ${event.round} ${when} (the aggregator is in round ${round}, ${stage})` };
+}
+
+/** Reports needed for the round to count: the minimum share of the selected clients, at least one. */
+export const quorum = (selected: number, minFraction: number) => Math.max(1, Math.ceil(selected * minFraction - 1e-9));

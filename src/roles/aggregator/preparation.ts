@@ -1,0 +1,90 @@
+/**
+ * What the aggregator sets up before its first round: the TensorFlow.js backend, the held-out data,
+ * the model, the HE session of its key mode, the strategy, the global model and the round's
+ * accumulator. Resuming, it puts back what its checkpoint holds.
+ */
+import type * as tf from '@tensorflow/tfjs';
+import { join } from 'node:path';
+import { EncryptedAccumulator, PlaintextAccumulator, type Accumulator } from '../../aggregation/accumulator';
+import { aggregatorState, KEY_PAIR_FILE, type Checkpoint } from '../../checkpoint';
+import { inputOf, type Settings } from '../../config/schema';
+import { heldOutData } from '../../data/source';
+import { startKeyHolderSession, startSession, type HeSession } from '../../he/keys';
+import { quantizesChange } from '../../he/quantized';
+import { initBackend } from '../../model/backend';
+import { createModel, evaluate, getFlatWeights, modelId, setFlatWeights, tensorSizes } from '../../model/model';
+import { createStrategy, type Strategy } from '../../strategy/strategy';
+import { ReadableGlobal, SealedGlobal, type FederatedEvaluation, type GlobalModel } from './global-model';
+
+export interface Prepared {
+  model: tf.LayersModel;
+  modelId: number;
+  backend: string;
+  strategy: Strategy;
+  global: GlobalModel;
+  accumulator: Accumulator;
+  he?: HeSession;
+  /** The line that says what was prepared (the console prints it). */
+  summary: string;
+}
+
+export interface PrepareOptions {
+  settings: Settings;
+  parameters: number;
+  /** Where the key pair is kept when the aggregator holds the key; kept, not made again, when resuming. */
+  checkpointsDir: string;
+  resuming: boolean;
+  isStopped: () => boolean;
+  /** Key at the clients: asks them to score the sealed model, and who can now. */
+  askToEvaluate: FederatedEvaluation;
+  clientsUp: () => readonly string[];
+  log: (line: string) => void;
+}
+
+/** Everything set up, or undefined when the role stopped meanwhile (what was made is released). */
+export async function prepare(options: PrepareOptions): Promise<Prepared | undefined> {
+  const { settings, parameters } = options;
+  const backend = await initBackend(settings.model.architecture);
+  const { test, from } = heldOutData(settings.data);
+  const model = await createModel(settings.model, settings.data.seed, inputOf(settings.data));
+  const he = await startHe(options, tensorSizes(model)).catch((err) => {
+    model.dispose();
+    throw err;
+  });
+  if (options.isStopped()) {
+    model.dispose();
+    await he?.pool.close();
+    return undefined;
+  }
+  options.log(`held-out set: ${test.size} samples from ${from}`);
+  const strategy = createStrategy(settings.training, (values) => {
+    setFlatWeights(model, values);
+    return evaluate(model, test);
+  });
+  const initial = getFlatWeights(model);
+  const global: GlobalModel =
+    he && settings.he.key_holder === 'clients'
+      ? new SealedGlobal(initial, strategy, he, options.askToEvaluate, options.clientsUp)
+      : new ReadableGlobal(initial, strategy, model, he, quantizesChange(settings.he));
+  const accumulator = he ? new EncryptedAccumulator(he, 'aggregator', false) : new PlaintextAccumulator(parameters);
+  const packing = settings.he.quantize ? `quantized to ${settings.he.quantize.bits} bits (±${settings.he.quantize.clip}), ${he?.pool.perCiphertext} values a ciphertext` : 'a value to a coefficient';
+  const encryption = he ? `CKKS N=${settings.he.poly_modulus_degree}, ${he.chunks} ciphertexts per update (${packing}), key held by the ${settings.he.key_holder}` : 'no encryption';
+  const summary = `TensorFlow.js backend ${backend}; ${test.size} held-out test digits; strategy ${strategy.name}; ${encryption}`;
+  return { model, modelId: modelId(model), backend, strategy, global, accumulator, he, summary };
+}
+
+/** Holding the key, the aggregator makes the pair (kept for a resume); otherwise it holds none and can only add. */
+async function startHe({ settings, parameters, checkpointsDir, resuming }: PrepareOptions, sizes: number[]): Promise<HeSession | undefined> {
+  const he = settings.he;
+  if (!he.enabled) return undefined;
+  if (he.key_holder === 'clients') return startSession(he, parameters, {});
+  return startKeyHolderSession(he, parameters, join(checkpointsDir, KEY_PAIR_FILE), resuming, sizes);
+}
+
+/** Puts back what a checkpoint holds into the global model and the strategy; the rows of the rounds done are returned. */
+export function restore(prepared: Prepared, checkpoint: Checkpoint): unknown[] {
+  const { header, global, strategy } = aggregatorState(checkpoint);
+  prepared.global.restore(global);
+  prepared.strategy.restore(strategy);
+  return header.rows;
+}

@@ -1,0 +1,108 @@
+/**
+ * A round's tail, in order, as one sequence: the accumulator's total becomes the next global model
+ * through the strategy (aggregation), the model is scored (evaluation), the round's model, metrics
+ * and checkpoint are written (checkpoint). It belongs to the attempt it closes: it stops with the
+ * role, and the round counts as closed only once all three are done.
+ */
+import { aggregatorCheckpoint, type CheckpointStore } from '../../checkpoint';
+import type { AggregatorNodeConfig } from '../../config/node-config';
+import type { IterationLog } from '../../log/iteration-log';
+import type { ExperimentOutputs, RoundMetrics } from '../../outputs';
+import type { Action } from '../../protocol/aggregator/events';
+import type { RoundTotal } from '../../strategy/strategy';
+import type { ModelHeader } from './global-model';
+import type { Prepared } from './preparation';
+import type { RoundClock, TailStep } from './round-clock';
+import { roundLine } from './view';
+
+export type CloseRound = Extract<Action, { type: 'close-round' }>;
+
+export interface TailIo {
+  config: AggregatorNodeConfig;
+  /** Set once the role has prepared: rounds close only after. */
+  prepared(): Prepared;
+  clock: RoundClock;
+  iterations: IterationLog;
+  outputs: ExperimentOutputs;
+  checkpoints: CheckpointStore;
+  header(round: number): ModelHeader;
+  /** How many times the round was started again. */
+  retries(): number;
+  /** The tail moved to `step`, or wrote a round. */
+  changed(what: 'stage' | 'round'): void;
+  print?: (line: string) => void;
+  isStopped(): boolean;
+}
+
+/** A step of the tail that failed: the experiment cannot go on from it. */
+export class TailFailure extends Error {
+  constructor(
+    readonly what: string,
+    readonly error: unknown,
+  ) {
+    super(`${what}: ${(error as Error)?.message ?? error}`);
+  }
+}
+
+export class RoundTail {
+  /** The workers whose updates are in the latest aggregated round: switches, and clients in their sums. */
+  participants: string[] = [];
+
+  constructor(private readonly io: TailIo) {}
+
+  /** Runs the tail; false when the role stopped before its end. A step that fails throws a TailFailure. */
+  async run(close: CloseRound): Promise<boolean> {
+    const { round } = close;
+    const aggregated = await this.step('aggregation', round, () => this.aggregate(close));
+    if (this.io.isStopped()) return false;
+    const scored = await this.step('evaluation', round, () => this.io.prepared().global.evaluate(round, this.io.header(round)));
+    if (this.io.isStopped()) return false;
+    await this.step('checkpoint', round, () => this.checkpoint(round, { ...aggregated, ...scored }));
+    return !this.io.isStopped();
+  }
+
+  private async step<T>(step: TailStep, round: number, work: () => Promise<T>): Promise<T> {
+    this.io.clock.enter(step);
+    this.io.changed('stage');
+    try {
+      return await work();
+    } catch (err) {
+      throw new TailFailure(`${step} of round ${round} failed`, err);
+    }
+  }
+
+  private async aggregate({ round, results, missing, samples }: CloseRound) {
+    const { accumulator, global } = this.io.prepared();
+    const total = accumulator.total();
+    if (!total) throw new Error('no update arrived this round');
+    // Encrypted updates came pre-scaled by samples / the selected clients' samples.
+    const roundTotal: RoundTotal = total.kind === 'encrypted' ? { ...total, scale: 1 / samples } : total;
+    const from = results.map((r) => r.from);
+    this.participants = [...from, ...results.flatMap((r) => r.clients).filter((c) => !from.includes(c))];
+    await global.update(round, roundTotal, results, missing);
+    accumulator.reset();
+    return { clients: total.contributors, samples: total.weight, missing };
+  }
+
+  private async checkpoint(round: number, done: { clients: number; samples: number; missing: string[]; accuracy: number; loss: number }): Promise<void> {
+    const { config, outputs, iterations, checkpoints } = this.io;
+    const prepared = this.io.prepared();
+    const { accuracy, loss, clients, samples, missing } = done;
+    const timings = this.io.clock.timings(missing.length > 0);
+    const retries = this.io.retries();
+    const entry = iterations.endRound({ ...timings, accuracy, loss, clients, samples, retries, missing })!;
+    const link = entry.link_byte_received === undefined ? {} : { link_bytes_up: entry.link_byte_received as number, link_bytes_down: entry.link_byte_send as number };
+    const metrics: RoundMetrics = { round, accuracy, loss, clients, samples, ...timings, bytes_up: entry.byte_received, bytes_down: entry.byte_send, ...link, retries, missing };
+    const header = this.io.header(round);
+    await prepared.global.saveRound(outputs, header, metrics);
+    const saved = aggregatorCheckpoint({
+      header: { experiment: config.experiment, settings: config.settings, rows: outputs.rows, saved_at: new Date().toISOString() },
+      global: prepared.global.snapshot(header),
+      strategy: prepared.strategy.snapshot(),
+    });
+    // The round is finished once this is on disk: a resumed aggregator goes on from here.
+    checkpoints.save(round, saved.header, saved.blobs);
+    this.io.print?.(roundLine(metrics, config.settings.rounds));
+    this.io.changed('round');
+  }
+}

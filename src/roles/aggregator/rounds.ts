@@ -1,0 +1,117 @@
+/**
+ * The aggregator's work in each round the machine runs (RoundWork, as the executor calls it): the
+ * model message each reporter is sent, what a switch is told as its round opens, the round's tail,
+ * and where the round is (the clock), as the machine moves.
+ */
+import type { EventEmitter } from 'node:events';
+import type { CheckpointStore } from '../../checkpoint';
+import type { AggregatorNodeConfig } from '../../config/node-config';
+import type { IterationLog } from '../../log/iteration-log';
+import type { ExperimentOutputs } from '../../outputs';
+import type { Stage } from '../../protocol/aggregator/events';
+import type { RoundMachine } from '../../protocol/aggregator/machine';
+import type { RoundWork } from './executor';
+import type { ModelHeader } from './global-model';
+import type { Prepared } from './preparation';
+import { RoundClock, type RoundStage } from './round-clock';
+import { RoundTail, TailFailure, type CloseRound } from './round-tail';
+import { describeWorkers } from './view';
+
+export interface RoundsIo {
+  config: AggregatorNodeConfig;
+  parameters: number;
+  machine: RoundMachine;
+  /** Set once the role has prepared: rounds run only after. */
+  prepared(): Prepared;
+  iterations: IterationLog;
+  outputs: ExperimentOutputs;
+  checkpoints: CheckpointStore;
+  changes: EventEmitter<{ change: ['stage' | 'round' | 'logs' | 'health'] }>;
+  print?: (line: string) => void;
+  isStopped(): boolean;
+  finish(): void;
+  fail(what: string, err: unknown): void;
+}
+
+export class Rounds implements RoundWork {
+  private readonly clock = new RoundClock();
+  private readonly tail: RoundTail;
+
+  constructor(private readonly io: RoundsIo) {
+    this.tail = new RoundTail({
+      ...io,
+      clock: this.clock,
+      header: (round) => this.header(round),
+      retries: () => io.machine.retries,
+      changed: (what) => io.changes.emit('change', what),
+    });
+  }
+
+  /** Where the round is, as the dashboard and /a/status show it. */
+  get stage(): RoundStage {
+    return this.clock.stage;
+  }
+
+  /** The workers whose updates are in the latest aggregated round: switches, and clients in their sums. */
+  get participants(): string[] {
+    return this.tail.participants;
+  }
+
+  /** An update made the sum; its switch had waited `waitedMs` after its last update before forwarding. */
+  reported(waitedMs: number): void {
+    this.clock.reported(waitedMs);
+  }
+
+  moved(before: { stage: Stage; round: number }): void {
+    const { stage, round } = this.io.machine;
+    if (stage === before.stage && round === before.round) return;
+    const newRound = round !== before.round || before.stage === 'idle';
+    if (newRound) this.io.iterations.beginRound(round);
+    if (newRound && stage !== 'selection') this.clock.enter('selection', true); // selection closed at once
+    // Closing is entered step by step by the round's tail.
+    if (stage !== 'closing') this.clock.enter(stage, newRound && stage === 'selection');
+    this.io.changes.emit('change', 'stage');
+  }
+
+  private header(round: number): ModelHeader {
+    return { round, modelId: this.io.prepared().modelId, sender: this.io.config.address, parameters: this.io.parameters };
+  }
+
+  modelFor(round: number, attempt: string, samples: number, recipients: string[]): Buffer {
+    const { he, strategy, global } = this.io.prepared();
+    // Encrypted updates come pre-scaled by the client's samples over the round's: the aggregator cannot scale ciphertexts.
+    const encryption = he ? { weight_scale: 1 / samples, ...(he.keyId ? { he_key: he.keyId } : {}) } : {};
+    return global.message(this.header(round), { ...strategy.configureFit(round), attempt, ...encryption }, recipients);
+  }
+
+  switchOpening(round: number, attempt: string, clients: string[]): Record<string, unknown> {
+    const deadline_ms = this.io.machine.rules.deadlineMs;
+    return { round, attempt, clients, deadline_ms, parameters: this.io.parameters, model_id: this.io.prepared().modelId };
+  }
+
+  async closeRound(close: CloseRound): Promise<boolean> {
+    try {
+      return await this.tail.run(close);
+    } catch (err) {
+      const failure = err instanceof TailFailure ? err : new TailFailure(`closing round ${close.round} failed`, err);
+      if (!this.io.isStopped()) this.io.fail(failure.what, failure.error);
+      return false;
+    }
+  }
+
+  discard(): void {
+    this.io.prepared().accumulator.reset();
+  }
+
+  finish(): void {
+    this.io.finish();
+  }
+
+  fail(what: string, err: unknown): void {
+    this.io.fail(what, err);
+  }
+
+  describe(addresses: string[]): string {
+    return describeWorkers(this.io.machine, addresses);
+  }
+}

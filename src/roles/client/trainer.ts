@@ -1,0 +1,88 @@
+/**
+ * A client's learning: its slice of the data and its share of the held-out data, the model, training
+ * the global model it is sent, and (with the key at the clients) scoring the sealed global model,
+ * which it then keeps to train from when the next round sends only a reference to it.
+ */
+import type * as tf from '@tensorflow/tfjs';
+import { inputOf } from '../../config/schema';
+import { type ClientNodeConfig } from '../../config/node-config';
+import { classHistogram } from '../../data/formats/labelled';
+import type { Dataset } from '../../data/mnist';
+import { clientData } from '../../data/source';
+import { initBackend } from '../../model/backend';
+import { createModel, evaluate, getFlatWeights, modelId, setFlatWeights, tensorSizes, train, type Evaluation } from '../../model/model';
+import type { ClientInstructions } from '../../strategy/strategy';
+
+export class Trainer {
+  /** Its training samples per class: told at every check-in. */
+  readonly histogram: number[];
+  readonly modelId: number;
+  /** The model's weight tensor sizes, in order. */
+  readonly sizes: number[];
+  /** The sealed model this client last scored, decrypted: a model reference trains from it. */
+  private kept?: { tag: string; weights: Float32Array };
+
+  private constructor(
+    private readonly config: ClientNodeConfig,
+    private readonly model: tf.LayersModel,
+    readonly data: Dataset,
+    /** This client's share of the held-out digits, for federated evaluation. */
+    readonly test: Dataset,
+    readonly backend: string,
+    /** Where its data came from, for the log. */
+    readonly from: string,
+  ) {
+    this.histogram = classHistogram(data.labels, inputOf(config.settings.data).classes);
+    this.modelId = modelId(model);
+    this.sizes = tensorSizes(model);
+  }
+
+  static async load(config: ClientNodeConfig): Promise<Trainer> {
+    const { settings, client_number, index } = config;
+    const backend = await initBackend(settings.model.architecture);
+    const { train: data, test, from } = clientData(settings.data, config.data, client_number, index);
+    const model = await createModel(settings.model, settings.data.seed, inputOf(settings.data));
+    return new Trainer(config, model, data, test, backend, from);
+  }
+
+  /** The tag of the model it keeps, if any (said at check-in). */
+  get keeps(): string | undefined {
+    return this.kept?.tag;
+  }
+
+  /** The kept model's weights, when `tag` names it. */
+  keptModel(tag: unknown): Float32Array | undefined {
+    return typeof tag === 'string' && tag === this.kept?.tag ? this.kept.weights : undefined;
+  }
+
+  forget(): void {
+    this.kept = undefined;
+  }
+
+  /** Trains `global` for a round; its loss, and the trained weights. */
+  async train(global: Float32Array, round: number, instructions: ClientInstructions): Promise<{ loss: number; weights: Float32Array }> {
+    setFlatWeights(this.model, global);
+    const loss = await train(this.model, this.data, {
+      ...instructions,
+      seed: this.config.settings.data.seed * 7919 + round * 131 + this.config.index,
+    });
+    return { loss, weights: getFlatWeights(this.model) };
+  }
+
+  /** A sealed model's weights, decrypted, scored on this client's test share; kept under `tag`. */
+  async score(weights: Float32Array, tag: unknown): Promise<Evaluation> {
+    if (typeof tag === 'string') this.kept = { tag, weights };
+    const { settings } = this.config;
+    const evaluator = await createModel(settings.model, settings.data.seed, inputOf(settings.data));
+    try {
+      setFlatWeights(evaluator, weights);
+      return evaluate(evaluator, this.test);
+    } finally {
+      evaluator.dispose();
+    }
+  }
+
+  dispose(): void {
+    this.model.dispose();
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * A switch's one message upstream each round: the weighted sum of what it took (plain or
+ * encrypted), naming the clients in it; or, with too few updates, a notice that it forwards nothing,
+ * so the level above stops waiting for it at once. Each ends the switch's round in its iteration log.
+ */
+import type { Total } from '../../aggregation/accumulator';
+import type { SwitchNodeConfig } from '../../config/node-config';
+import type { IterationLog } from '../../log/iteration-log';
+import type { Logger } from '../../log/logger';
+import { describeFailure, type Peers } from '../../net/peers';
+import { upstreamRoute } from '../../topology/tree';
+import { encode, Kind, WIRE_CONTENT_TYPE } from '../../wire/codec';
+
+export interface UpstreamIo {
+  config: SwitchNodeConfig;
+  peers: Peers;
+  logger: Logger;
+  signal: AbortSignal;
+  iterations: IterationLog;
+}
+
+/** What the round took, and what it cost this switch. */
+export interface Forwarded {
+  round: number;
+  attempt: string;
+  modelId: number;
+  parameters: number;
+  /** The clients whose updates are in the sum, and the selected ones that are not. */
+  clients: string[];
+  missing: string[];
+  total: Total;
+  /** The HE parameters' id, for an encrypted sum. */
+  he?: string;
+  /** Spent after the last update that made the sum, waiting for the missing; adding ciphertexts; since the round opened. */
+  waitedMs: number;
+  heSumMs?: number;
+  collectMs: number;
+  aggregateStart: number;
+}
+
+export class Upstream {
+  constructor(private readonly io: UpstreamIo) {}
+
+  async forward(sum: Forwarded): Promise<void> {
+    const { config, peers, signal, logger, iterations } = this.io;
+    const update = this.message(sum);
+    const aggregateMs = performance.now() - sum.aggregateStart;
+    let outcome = 'accepted';
+    try {
+      await peers.post(config.upstream, upstreamRoute(config, 'receive'), update, { headers: { 'Content-Type': WIRE_CONTENT_TYPE }, signal });
+    } catch (err) {
+      outcome = describeFailure(err).reason;
+      logger.warn(`round ${sum.round}: ${config.upstream} did not take the sum: ${outcome}`);
+    }
+    iterations.endRound({
+      clients_reported: sum.total.contributors,
+      missing: sum.missing,
+      samples: sum.total.weight,
+      aggregate_ms: Math.round(aggregateMs),
+      ...(sum.heSumMs !== undefined ? { he_sum_ms: Math.round(sum.heSumMs) } : {}),
+      collect_ms: Math.round(sum.collectMs),
+      waiting_ms: sum.waitedMs,
+      update_bytes: update.length,
+      outcome,
+    });
+  }
+
+  /** Nothing goes up: the level above hears why. */
+  async withhold(notice: { round: number; attempt: string; from: string[]; missing: string[]; reason: string }): Promise<void> {
+    const { config, peers, signal, iterations } = this.io;
+    const { round, attempt, from, missing, reason } = notice;
+    let outcome = `withheld: ${reason}`;
+    try {
+      await peers.post(config.upstream, upstreamRoute(config, 'withheld'), { round, attempt, switch: config.address, clients: from, reason }, { signal });
+    } catch (err) {
+      outcome += `; ${config.upstream} did not take the notice: ${describeFailure(err).reason}`;
+    }
+    iterations.endRound({ clients_reported: 0, missing, outcome });
+  }
+
+  /**
+   * The weighted sum as a wire message: which clients are in it (the aggregator checks them and names
+   * the missing ones), and how long this switch waited after the last of them for ones that never came.
+   */
+  private message({ round, attempt, modelId, parameters, clients, total, he, waitedMs }: Forwarded): Buffer {
+    const base = { round, modelId, sender: this.io.config.address, contributors: total.contributors, weight: total.weight };
+    const meta = { attempt, clients, waited_ms: waitedMs };
+    if (total.kind === 'encrypted') {
+      return encode({ ...base, kind: Kind.EncryptedSum, meta: { ...meta, he }, parameters: new Float32Array(0), ciphertexts: total.ciphertexts, count: parameters });
+    }
+    return encode({ ...base, kind: Kind.WeightedSum, meta, parameters: Float32Array.from(total.sum) });
+  }
+}

@@ -1,0 +1,76 @@
+/** main.js and the launcher as a user types them: config mistakes named, flags checked, workers started and stopped. */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { isAlive } from '../../scripts/testbed';
+import { MAIN, node, Testbed, waitFor } from '../helpers/cluster';
+
+describe('the command line', () => {
+  it('names every mistake in a config file and exits 2', async () => {
+    const testbed = new Testbed({ nodes: 4, switches: 1 }, (c) => {
+      c.rounds = 'many';
+      (c.training as Record<string, unknown>).epoch = 2;
+    });
+    const res = await node(['main.js', 'agg', '--config', testbed.configFile], { env: { FL_TOKEN: '' } });
+    assert.equal(res.code, 2);
+    assert.match(res.stderr, /2 problems/);
+    assert.match(res.stderr, /rounds: .*expected number/);
+    assert.match(res.stderr, /training: unknown key "epoch" \(did you mean "epochs"\?\)/);
+  });
+
+  it('agg --check validates and prints the topology without starting anything', async () => {
+    const res = await node(['main.js', 'agg', '--check', '--config', 'config.json']);
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stdout, /valid\. experiment mnist-mlp, 20 rounds/);
+    assert.equal(res.stdout.match(/ client /g)?.length, 12);
+  });
+
+  it('refuses worker flags it cannot use, naming the flag', async () => {
+    const badId = await node(['main.js', '--id', '../elsewhere', '--port', '0'], { env: { FL_TOKEN: 'x'.repeat(32) } });
+    assert.notEqual(badId.code, 0);
+    assert.match(badId.stderr, /option '--id <id>' argument '\.\.\/elsewhere' is invalid/);
+    const badLevel = await node(['main.js', '--log-level', 'loud', '--port', '0'], { env: { FL_TOKEN: 'x'.repeat(32) } });
+    assert.notEqual(badLevel.code, 0);
+    assert.match(badLevel.stderr, /'loud' is invalid\. Allowed choices are error, warn, info, debug/);
+  });
+
+  it('a worker started with --id, --logs and --debug writes its log under that name, there', async () => {
+    const logs = mkdtempSync(join(tmpdir(), 'fl-flags-'));
+    const worker = spawn(process.execPath, [MAIN, '--id', 'rack2-node7', '--host', '127.0.0.1', '--port', '0', '--logs', logs, '--debug'], {
+      env: { ...process.env, FL_TOKEN: 'x'.repeat(32) },
+      stdio: 'ignore',
+    });
+    try {
+      await waitFor(async () => existsSync(join(logs, 'rack2-node7.log')) && /listening on/.test(readFileSync(join(logs, 'rack2-node7.log'), 'utf8')));
+      assert.match(readFileSync(join(logs, 'rack2-node7.log'), 'utf8'), / debug /, '--debug writes debug lines');
+    } finally {
+      worker.kill('SIGTERM');
+    }
+  });
+
+  it('refuses to start a worker without a cluster token', async () => {
+    const res = await node(['main.js', '--host', '127.0.0.1', '--port', '0'], { env: { FL_TOKEN: '' } });
+    assert.equal(res.code, 1);
+    assert.match(res.stderr, /no cluster token: pass --token-file FILE or set \$FL_TOKEN/);
+  });
+
+  it('refuses a port that is not one', async () => {
+    const res = await node(['main.js', '--port', 'http'], { env: { FL_TOKEN: 'x'.repeat(20) } });
+    assert.notEqual(res.code, 0);
+    assert.match(res.stderr, /--port.*expected a port number/);
+  });
+
+  it('testbed down stops every worker it started', async () => {
+    const testbed = new Testbed({ nodes: 4, switches: 1 });
+    assert.equal((await testbed.up()).code, 0);
+    const pids = readdirSync(join(testbed.state, 'pids')).map((f) => Number(readFileSync(join(testbed.state, 'pids', f), 'utf8')));
+    assert.equal(pids.length, 3);
+    const down = await testbed.down();
+    assert.match(down.stdout, /stopped 3 workers/);
+    for (const pid of pids) assert.equal(isAlive(pid), false, `worker ${pid} still runs`);
+    assert.deepEqual(readdirSync(join(testbed.state, 'pids')), []);
+  });
+});

@@ -1,0 +1,129 @@
+/** The ssh launcher, with a stand-in `ssh`/`scp` on PATH that records what it is asked to do. */
+import assert from 'node:assert/strict';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { makeTestbedCerts } from '../../src/net/certs';
+import { ROOT, script } from '../helpers/cluster';
+
+const TOKEN = 'ssh-launcher-test-token-42';
+
+function fakeTools() {
+  const dir = mkdtempSync(join(tmpdir(), 'fake-ssh-'));
+  const record = join(dir, 'calls');
+  for (const tool of ['ssh', 'scp']) {
+    const file = join(dir, tool);
+    writeFileSync(file, `#!/bin/sh\necho "${tool} $*" >> "${record}.argv"\ncat >> "${record}.stdin"\necho "started pid 4242"\n`);
+    chmodSync(file, 0o755);
+  }
+  const env = { PATH: `${dir}:${process.env.PATH}`, FL_TOKEN: TOKEN };
+  return { env, argv: () => readFileSync(`${record}.argv`, 'utf8'), stdin: () => readFileSync(`${record}.stdin`, 'utf8'), called: () => existsSync(`${record}.argv`) };
+}
+
+const reference = JSON.parse(readFileSync(join(ROOT, 'config.json'), 'utf8')) as { others: Record<string, { type: string }> };
+const referenceWorkers = Object.entries(reference.others).filter(([, e]) => e.type !== 'aggregator').map(([a]) => a.split(':')[0]);
+
+describe('ssh launcher', () => {
+  it('--dry-run prints a start command per worker of config.json and runs nothing', async () => {
+    const tools = fakeTools();
+    const dryRun = await script('ssh-launcher', ['start', '--dry-run', '--config', 'config.json', '--user', 'lab'], { env: tools.env });
+    assert.equal(dryRun.code, 0, dryRun.stderr);
+    const lines = dryRun.stdout.trim().split('\n').filter((l) => l.startsWith('ssh '));
+    // Off loopback mutual TLS is the default: each machine first gets the CA and its own certificate and key.
+    const starts = lines.filter((l) => l.includes('setsid nohup'));
+    assert.equal(starts.length, 14);
+    for (const host of referenceWorkers) assert.ok(starts.some((l) => l.includes(` lab@${host} `)), `no dry-run line for ${host}`);
+    for (const line of starts) {
+      assert.match(line, /setsid nohup node main\.js --host \S+ --port 5000 --token-file \.run\/token .*--tls-dir tls/);
+      assert.match(line, /<<< "\$FL_TOKEN"$/);
+    }
+    const handOvers = lines.filter((l) => l.includes('TLS '));
+    assert.equal(handOvers.length, 3 * 14);
+    for (const host of referenceWorkers) {
+      const own = handOvers.filter((l) => l.includes(` lab@${host} `));
+      assert.deepEqual(own.map((l) => / < (\S+)$/.exec(l)?.[1]?.split('/').pop()), ['ca.pem', `${host}-5000.pem`, `${host}-5000-key.pem`], `${host} gets its own files only`);
+      assert.ok(own.every((l) => l.includes('umask 077')), `${host}: owner-only`);
+    }
+    assert.ok(lines.indexOf(handOvers[handOvers.length - 1]) < lines.indexOf(starts[0]), 'every file is handed over before the first start');
+    assert.ok(!dryRun.stdout.includes(TOKEN), 'the dry run shows no token');
+    assert.ok(!tools.called(), 'the dry run ran ssh');
+  });
+
+  it('--dry-run fetch-logs covers the aggregator machine too', async () => {
+    const tools = fakeTools();
+    const dryRun = await script('ssh-launcher', ['fetch-logs', '--dry-run', '--config', 'config.json', '--into', '/tmp/x'], { env: tools.env });
+    assert.equal(dryRun.stdout.split('\n').filter((l) => l.startsWith('scp ')).length, 15);
+    assert.ok(!tools.called());
+  });
+
+  it('--dry-run with clients holding the HE key: the key goes to client machines only, on stdin', async () => {
+    const tools = fakeTools();
+    const dir = mkdtempSync(join(tmpdir(), 'clients-key-'));
+    const config = join(dir, 'config.json');
+    writeFileSync(config, JSON.stringify({ ...reference, he: { enabled: true, key_holder: 'clients' } }));
+    const dryRun = await script('ssh-launcher', ['start', '--dry-run', '--config', config, '--he-key', 'keys/k.json'], { env: tools.env });
+    assert.equal(dryRun.code, 0, dryRun.stderr);
+    const hostOf = (line: string) => /^ssh -o BatchMode=yes (?:\S+@)?(\S+) /.exec(line)?.[1];
+    const keyLines = dryRun.stdout.split('\n').filter((l) => l.includes('cat > keys/he-secret.json.$$ && mv -f keys/he-secret.json.$$ keys/he-secret.json'));
+    const clientHosts = Object.entries(reference.others).filter(([, e]) => e.type === 'client').map(([a]) => a.split(':')[0]);
+    assert.equal(clientHosts.length, 12);
+    // Each client machine gets the key once, and no other machine does.
+    assert.deepEqual(keyLines.map(hostOf).sort(), [...clientHosts].sort());
+    for (const line of keyLines) {
+      assert.match(line, /umask 077/);
+      assert.match(line, /< keys\/k\.json$/);
+    }
+    const starts = dryRun.stdout.split('\n').filter((l) => l.includes('setsid nohup'));
+    assert.deepEqual(starts.filter((l) => l.includes('--he-key')).map(hostOf).sort(), [...clientHosts].sort(), 'only clients are started with the key');
+    assert.ok(!tools.called(), 'the dry run ran ssh');
+  });
+
+  it('start hands the token over on stdin, never on a command line', async () => {
+    const tools = fakeTools();
+    const hosts = join(mkdtempSync(join(tmpdir(), 'hosts-')), 'hosts');
+    writeFileSync(hosts, '# lab machines\n127.0.0.21\n127.0.0.22:6000\n');
+    const res = await script('ssh-launcher', ['start', '--hosts', hosts, '--dir', '/opt/fl'], { env: tools.env });
+    assert.equal(res.code, 0, res.stdout + res.stderr);
+    assert.match(res.stdout, /start: 2 of 2 succeeded/);
+    const argv = tools.argv();
+    assert.match(argv, /ssh -o BatchMode=yes 127\.0\.0\.21 cd \/opt\/fl .*--port 5000/);
+    assert.match(argv, /127\.0\.0\.22 .*--port 6000/);
+    assert.ok(!argv.includes(TOKEN), 'token on a command line');
+    assert.equal(tools.stdin(), `${TOKEN}\n${TOKEN}\n`);
+  });
+
+  it('with --hosts and --certs: each machine gets its own files first; one whose key did not arrive is not started', async () => {
+    const tools = fakeTools();
+    // This stand-in ssh fails to write 127.0.0.22's key, as a full disk would.
+    const ssh = join(tools.env.PATH.split(':')[0], 'ssh');
+    writeFileSync(ssh, `#!/bin/sh\ncase "$*" in *127.0.0.22*"TLS key"*) cat > /dev/null; echo "No space left on device"; exit 1;; esac\n${readFileSync(ssh, 'utf8').split('\n').slice(1).join('\n')}`);
+    const dir = mkdtempSync(join(tmpdir(), 'hosts-certs-'));
+    const hosts = join(dir, 'hosts');
+    writeFileSync(hosts, '127.0.0.21\n127.0.0.22:6000\n');
+    await makeTestbedCerts(join(dir, 'certs'), ['127.0.0.21:5000', '127.0.0.22:6000']);
+    const res = await script('ssh-launcher', ['start', '--hosts', hosts, '--certs', join(dir, 'certs'), '--dir', '/opt/fl', '--parallel', '1'], { env: tools.env });
+    assert.equal(res.code, 1, res.stdout + res.stderr);
+    assert.match(res.stdout, /FAILED\s+127\.0\.0\.22:6000\s+No space left on device/);
+    assert.match(res.stdout, /skipped 127\.0\.0\.22:6000: its key or certificates did not arrive/);
+    assert.match(res.stdout, /start: 6 of 8 succeeded/, 'six files handed over (one failed), one start of two');
+    const starts = tools.argv().split('\n').filter((l) => l.includes('setsid nohup'));
+    assert.equal(starts.length, 1);
+    assert.match(starts[0], /127\.0\.0\.21 .*--port 5000 .*--tls-dir tls/);
+    const sent = tools.stdin();
+    assert.ok(sent.includes(readFileSync(join(dir, 'certs', '127.0.0.21-5000-key.pem'), 'utf8')), "21's key went to it");
+    assert.ok(sent.includes(readFileSync(join(dir, 'certs', '127.0.0.22-6000.pem'), 'utf8')), "22's certificate went to it");
+    assert.ok(!sent.includes(readFileSync(join(dir, 'certs', 'ca-key.pem'), 'utf8')), "the CA's key went nowhere");
+  });
+
+  it('refuses an unknown action and a broken config with a message', async () => {
+    const tools = fakeTools();
+    const bad = await script('ssh-launcher', ['reboot', '--dry-run'], { env: tools.env });
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /unknown action "reboot"/);
+    const missing = await script('ssh-launcher', ['start', '--dry-run', '--config', '/nonexistent.json'], { env: tools.env });
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /cannot read the file/);
+    assert.ok(!tools.called());
+  });
+});

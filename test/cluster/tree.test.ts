@@ -1,0 +1,148 @@
+/**
+ * Switches of switches with real processes on loopback, in both key modes: eight clients on four
+ * rack switches, two middle switches over two racks each, one spine over both, then the
+ * aggregator. The model goes down the same tree; a middle switch is killed (SIGKILL) mid-run and
+ * the experiment goes on with the clients it still reaches. The round timeouts are long (300 s): a
+ * test that passes did not wait for a deadline.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ENCRYPTED_MODEL_FILE, type RoundMetrics } from '../../src/outputs';
+import { decode, encode, Kind, WIRE_CONTENT_TYPE } from '../../src/wire/codec';
+import { get, Testbed, waitFor, type LaunchedAggregator } from '../helpers/cluster';
+
+const ROUNDS = 6;
+const HIDDEN = 16;
+/** The MLP's parameters with 16 hidden units: 784·16 + 16 + 16·10 + 10. */
+const PARAMETERS = 784 * HIDDEN + HIDDEN + HIDDEN * 10 + 10;
+
+interface Entry {
+  round: number;
+  outcome?: string;
+  clients_reported?: number;
+  missing?: string[];
+  update_bytes?: number;
+  he_sum_ms?: number;
+  byte_send?: number;
+  decrypt_ms?: number;
+}
+
+for (const keyHolder of ['aggregator', 'clients'] as const) {
+  describe(`a tree of switches three deep, the key at the ${keyHolder}`, () => {
+    const experiment = `tree-${keyHolder}`;
+    // 8 clients (.1-.8), racks .9-.12, middle switches .13 and .14, spine .15, aggregator .16.
+    const testbed = new Testbed({ nodes: 16, switches: 7, rounds: ROUNDS }, (config: Record<string, any>) => {
+      config.experiment = experiment;
+      config.model = { architecture: 'mlp', hidden_units: HIDDEN };
+      config.he = { enabled: true, key_holder: keyHolder };
+      // A killed switch refuses connections: it is down at the next heartbeat, however long that is.
+      config.timeouts = { push_ms: 30_000, request_ms: 10_000, round_ms: 300_000, heartbeat_ms: 1000 };
+      const base = Object.keys(config.others)[0].replace(/\.\d+:\d+$/, '');
+      const node = (n: number) => `${base}.${n}:5000`;
+      for (let c = 1; c <= 8; c++) config.others[node(c)].switch = node(9 + Math.floor((c - 1) / 2));
+      for (let r = 9; r <= 12; r++) config.others[node(r)] = { type: 'switch', switch: node(r <= 10 ? 13 : 14) };
+      config.others[node(13)] = { type: 'switch', switch: node(15) };
+      config.others[node(14)] = { type: 'switch', switch: node(15) };
+      config.others[node(15)] = { type: 'switch' };
+    });
+    const node = (n: number) => `${testbed.base}.${n}:5000`;
+    const clients = testbed.addresses('client');
+    const [aggregator] = testbed.addresses('aggregator');
+    const middle = node(14);
+    const spine = node(15);
+    const cutOff = clients.slice(4); // beneath racks .11 and .12, under the middle switch .14
+    const metrics = (): RoundMetrics[] => JSON.parse(readFileSync(join(testbed.outputs, experiment, 'metrics.json'), 'utf8')).rounds;
+    const iterations = (address: string): Entry[] => JSON.parse(readFileSync(join(testbed.logs, `${address.replace(':', '-')}_${experiment}.json`), 'utf8')).iteration;
+    let agg: LaunchedAggregator;
+    let exitCode: number | null = null;
+    let killedIn = 0;
+
+    before(async () => {
+      assert.equal((await testbed.up()).code, 0); // with the key at the clients, it makes theirs
+      agg = testbed.launchAggregator();
+      await waitFor(async () => {
+        const status = (await get(aggregator, '/a/status', testbed.token).catch(() => undefined))?.body;
+        killedIn = status?.round ?? 0;
+        return status?.rounds_done >= 2 && status.stage === 'training';
+      }, 180_000).catch((err) => assert.fail(`round 3 never trained: ${err.message}\n${agg.output}`));
+      testbed.kill(middle);
+      exitCode = await agg.exited;
+    }, { timeout: 400_000 });
+    after(() => testbed.down());
+
+    it('runs every round, the middle switch killed in one of them', () => {
+      assert.equal(exitCode, 0, agg.output);
+      assert.deepEqual(metrics().map((m) => m.round), Array.from({ length: ROUNDS }, (_, i) => i + 1));
+      assert.match(agg.output, new RegExp(`worker ${middle.replace(/\./g, '\\.')} is down`));
+    });
+
+    it('sums every client through the tree before the kill: each level forwards one sum naming the clients beneath it', () => {
+      const before = metrics().filter((m) => m.round < killedIn);
+      // A client that stalls long enough on a loaded machine is taken for down and missed: every one is in the sum or named.
+      for (const row of before) assert.equal(row.clients + row.missing.length, 8, JSON.stringify(row));
+      const whole = before.find((m) => m.clients === 8);
+      assert.ok(whole, `no round before the kill had all 8 clients: ${JSON.stringify(before)}`);
+      const entry = (address: string) => iterations(address).find((e) => e.round === whole.round)!;
+      assert.deepEqual([node(9), node(13), spine].map((sw) => entry(sw).clients_reported), [2, 4, 8]);
+      for (const sw of [node(9), node(13), spine]) {
+        // Blind at every level: each adds ciphertexts, and what it forwards is as big as one client's encrypted update, not a model in plaintext.
+        assert.ok(entry(sw).he_sum_ms !== undefined, `${sw} added no ciphertexts`);
+        assert.ok(entry(sw).update_bytes! > 4 * PARAMETERS, `${sw} forwarded ${entry(sw).update_bytes} bytes`);
+      }
+    });
+
+    it('goes on without the clients beneath the dead middle switch, and names them', () => {
+      // The kill lands in round `killedIn`, or a round later (a round is short); or between two rounds, and then no round misses them.
+      const hit = metrics().find((m) => m.round >= killedIn && cutOff.every((c) => m.missing.includes(c))) ?? metrics()[killedIn - 1];
+      assert.ok(hit.round <= killedIn + 1, `the clients beneath the dead switch were missed first in round ${hit.round}, killed in ${killedIn}`);
+      assert.ok(hit.round_ms < 60_000, JSON.stringify(hit));
+      const after = metrics().filter((m) => m.round > hit.round);
+      assert.ok(after.length >= 1, `no round after round ${hit.round}`);
+      for (const row of after) {
+        // Until a health check sees the switch down they may be selected again, and missed at once (the spine
+        // cannot open its round below); from then on nothing reaches them: not selected, so not missing either.
+        assert.equal(row.clients, 4, JSON.stringify(row));
+        assert.ok(row.missing.length === 0 || [...row.missing].sort().join() === [...cutOff].sort().join(), JSON.stringify(row));
+        assert.ok(row.round_ms < 60_000, `round ${row.round} waited ${row.round_ms} ms`);
+      }
+      assert.deepEqual(after.at(-1)!.missing, [], 'the aggregator never saw the switch go down');
+      for (const client of cutOff) assert.deepEqual(iterations(client).filter((e) => e.round > hit.round), [], `${client} trained with no way to report`);
+    });
+
+    it("sends the model down once a round, to the spine: the aggregator's downlink is about one model, not eight", () => {
+      const spineUpdate = iterations(spine).find((e) => e.round === 1)!.update_bytes!;
+      // Key at the aggregator: the model is float32. Key at the clients: the sealed model (as big as the spine's sum)
+      // goes down once for evaluation, and training takes a reference to it.
+      const model = keyHolder === 'aggregator' ? 4 * PARAMETERS : spineUpdate;
+      // Around the kill a round may send the whole sealed model for training too: clients beneath the dead switch
+      // could not score the last one, and while the aggregator has not seen it go down they may be selected.
+      for (const row of metrics().filter((m) => m.round >= 2)) {
+        assert.ok(row.bytes_down < 2 * model + 64_000, `round ${row.round}: ${row.bytes_down} bytes down, one model is ${model}`);
+      }
+      const last = metrics().at(-1)!;
+      assert.ok(last.bytes_down < 1.5 * model + 64_000, `the last round: ${last.bytes_down} bytes down, one model is ${model}`);
+      if (keyHolder === 'clients') {
+        // A model that came down encrypted is decrypted (decrypt_ms); one kept from scoring it is not.
+        const kept = clients.slice(0, 4).flatMap((c) => iterations(c).filter((e) => e.round >= 2 && e.outcome === 'accepted' && e.decrypt_ms === undefined));
+        // Rounds around the kill may send the whole model (see above); the others, and the last, send a reference.
+        assert.ok(kept.length >= 4 * (ROUNDS - 4), `clients trained ${kept.length} times from the model they kept`);
+        for (const client of clients.slice(0, 4)) assert.equal(iterations(client).at(-1)!.decrypt_ms, undefined, `${client} decrypted the model of the last round`);
+      }
+    });
+
+    if (keyHolder === 'clients') {
+      it('a client told to train from a model it does not keep refuses, and checks in for the whole model', async () => {
+        const saved = decode(readFileSync(join(testbed.outputs, experiment, 'models', `round-${String(ROUNDS).padStart(3, '0')}`, ENCRYPTED_MODEL_FILE)));
+        const instructions = { epochs: 1, batchSize: 32, learningRate: 0.5, weight_scale: 0.001, attempt: 'x:1.0', model_tag: 'not-kept' };
+        const reference = encode({ kind: Kind.ModelReference, round: ROUNDS + 1, modelId: saved.modelId, contributors: 0, weight: 0, sender: aggregator, meta: instructions, parameters: new Float32Array(0), count: PARAMETERS });
+        const res = await fetch(`http://${clients[0]}/c/round`, { method: 'POST', body: reference, headers: { Authorization: `Bearer ${testbed.token}`, 'Content-Type': WIRE_CONTENT_TYPE } });
+        assert.equal(res.status, 409);
+        assert.match(((await res.json()) as { reason: string }).reason, /keeps no model not-kept to train from; it checks in again for the whole model/);
+        const status = await get(clients[0], '/c/status', testbed.token);
+        assert.equal(status.body.stage, 'waiting', 'it did not start training');
+      });
+    }
+  });
+}

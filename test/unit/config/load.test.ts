@@ -1,0 +1,195 @@
+/** Reading config.json: every mistake named, and the config each node receives. */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { describeIssues } from '../../../src/config/issues';
+import { ConfigError, parseExperimentConfig, resolveNodeConfigs } from '../../../src/config/load';
+import { nodeConfigSchema } from '../../../src/config/node-config';
+import { formatConfig, testbedConfig } from '../../../src/config/testbed';
+import { ROOT } from '../../helpers/cluster';
+
+const minimal = () => ({
+  others: {
+    '127.0.0.1': { type: 'client', client_number: 2, index: 0, switch: '127.0.0.3' },
+    '127.0.0.2': { type: 'client', client_number: 2, index: 1, switch: '127.0.0.3:5000' },
+    '127.0.0.3': { type: 'switch' },
+    '127.0.0.4:6000': { type: 'aggregator' },
+  } as Record<string, unknown>,
+} as Record<string, any>);
+
+function problemsOf(config: unknown): string[] {
+  try {
+    parseExperimentConfig(config);
+  } catch (err) {
+    assert.ok(err instanceof ConfigError);
+    return err.problems;
+  }
+  assert.fail('expected the config to be refused');
+}
+
+describe('config.json validation', () => {
+  it('accepts a small topology and fills the defaults', () => {
+    const config = parseExperimentConfig(minimal());
+    assert.equal(config.rounds, 20);
+    assert.equal(config.model.architecture, 'mlp');
+    assert.equal(config.timeouts.push_ms, 30_000);
+  });
+
+  const cases: { name: string; edit: (c: Record<string, any>) => void; expect: RegExp }[] = [
+    { name: 'a wrong type', edit: (c) => (c.rounds = 'ten'), expect: /^rounds: .*expected number/ },
+    { name: 'a misspelt key, with a hint', edit: (c) => (c.roudns = 3), expect: /unknown key "roudns" \(did you mean "rounds"\?\)/ },
+    { name: 'a misspelt nested key', edit: (c) => (c.training = { learning_rat: 0.1 }), expect: /^training: unknown key "learning_rat" \(did you mean "learning_rate"\?\)/ },
+    { name: 'an unknown role', edit: (c) => (c.others['127.0.0.9'] = { type: 'router' }), expect: /^others\["127.0.0.9"\].type: type must be "client", "switch" or "aggregator"/ },
+    { name: 'a bad address key', edit: (c) => (c.others['10.0.0.300'] = { type: 'switch' }), expect: /^others\["10.0.0.300"\]: bad address: .*octet above 255/ },
+    { name: 'index out of its slices', edit: (c) => (c.others['127.0.0.2'].index = 2), expect: /^others\["127.0.0.2"\].index: must be below client_number \(2\)/ },
+    { name: 'a missing client_number', edit: (c) => delete c.others['127.0.0.2'].client_number, expect: /^others\["127.0.0.2"\].client_number: .*expected number/ },
+    { name: 'two clients on one slice', edit: (c) => (c.others['127.0.0.2'].index = 0), expect: /takes slice 0 of 2, as does "127.0.0.1"/ },
+    { name: 'a switch that is not in others', edit: (c) => (c.others['127.0.0.2'].switch = '127.0.0.8'), expect: /^others\["127.0.0.2"\].switch: "127.0.0.8" is not an entry of type "switch"/ },
+    { name: 'no aggregator', edit: (c) => delete c.others['127.0.0.4:6000'], expect: /exactly one entry of type "aggregator".*found 0/ },
+    { name: 'two aggregators', edit: (c) => (c.others['127.0.0.5'] = { type: 'aggregator' }), expect: /exactly one entry of type "aggregator".*found 2/ },
+    { name: 'one node named twice', edit: (c) => (c.others['127.0.0.3:5000'] = { type: 'switch' }), expect: /"127.0.0.3" and "127.0.0.3:5000" are the same node/ },
+    { name: 'a switch without clients', edit: (c) => (c.others['127.0.0.6'] = { type: 'switch' }), expect: /^others\["127.0.0.6"\]: switch has no clients/ },
+    { name: 'a goal above the client count', edit: (c) => (c.clients_per_round = 3), expect: /^clients_per_round: 3 is more than the 2 clients/ },
+    { name: 'a fraction above 1', edit: (c) => (c.min_report_fraction = 1.5), expect: /^min_report_fraction: / },
+    { name: 'an experiment name that is no folder name', edit: (c) => (c.experiment = '../etc'), expect: /^experiment: the experiment name must be 1-64 letters, digits, "\.", "_" or "-"/ },
+    { name: 'an experiment name with a slash', edit: (c) => (c.experiment = 'a/b'), expect: /^experiment: the experiment name must be/ },
+    { name: 'a hidden experiment name', edit: (c) => (c.experiment = '.hidden'), expect: /^experiment: the experiment name must be/ },
+    { name: 'others missing', edit: (c) => delete c.others, expect: /^others: .*expected record/ },
+    { name: 'an insecure HE modulus', edit: (c) => (c.he = { enabled: true, coeff_modulus_bits: [60, 60] }), expect: /^he.coeff_modulus_bits: 120 bits in all is insecure at poly_modulus_degree 4096: .* at most 109/ },
+    { name: 'an HE scale too close to its prime', edit: (c) => (c.he = { enabled: true, scale_bits: 52 }), expect: /^he.scale_bits: scale 2\^52 leaves 2 bits .* Use scale_bits <= 49/ },
+    { name: 'an unusable polynomial degree', edit: (c) => (c.he = { enabled: true, poly_modulus_degree: 3000 }), expect: /^he.poly_modulus_degree: must be 4096, 8192/ },
+    { name: 'a key-holding aggregator that would see one client alone', edit: (c) => ((c.he = { enabled: true }), delete c.others['127.0.0.1'].switch), expect: /every client must report through a switch/ },
+    { name: 'FedAvgM when only clients can decrypt', edit: (c) => ((c.he = { enabled: true, key_holder: 'clients' }), (c.training = { strategy: 'fedavgm' })), expect: /^training.strategy: "fedavgm" needs the model in plaintext/ },
+  ];
+  for (const { name, edit, expect } of cases) {
+    it(`names ${name}`, () => {
+      const config = minimal();
+      edit(config);
+      const problems = problemsOf(config);
+      assert.ok(problems.some((p) => expect.test(p)), `no problem matched ${expect}:\n${problems.join('\n')}`);
+    });
+  }
+
+  it('lists every mistake at once, not just the first', () => {
+    const config = minimal();
+    config.rounds = -1;
+    config.he = { enabled: 'yes' };
+    config.others['127.0.0.1'].index = 'first';
+    assert.equal(problemsOf(config).length, 3);
+  });
+});
+
+describe('a node config (what POST /config takes)', () => {
+  const node = () => ({ ...resolveNodeConfigs(parseExperimentConfig(minimal())).get('127.0.0.1:5000')! }) as Record<string, unknown>;
+  const problems = (config: unknown): string[] => {
+    const parsed = nodeConfigSchema.safeParse(config);
+    return parsed.success ? [] : describeIssues(parsed.error.issues);
+  };
+
+  it('takes a folder-safe experiment name', () => {
+    for (const name of ['exp', 'mnist-mlp_v1.2', 'A', 'x'.repeat(64)]) assert.deepEqual(problems({ ...node(), experiment: name }), [], name);
+  });
+
+  // The name is joined into logs/<id>_<experiment>.json and, at an aggregator, outputs/<experiment>/ and logs/cluster/<experiment>/.
+  for (const name of ['../../etc', '..', 'a/b', 'a\\b', '.hidden', '-flag', 'x'.repeat(65), '', 'with space', 'nul\0']) {
+    it(`refuses the experiment name ${JSON.stringify(name)}, naming the field and the characters allowed`, () => {
+      const found = problems({ ...node(), experiment: name });
+      assert.ok(found.some((p) => /^experiment: the experiment name must be 1-64 letters, digits, "\.", "_" or "-", starting with a letter or digit/.test(p)), found.join('\n'));
+    });
+  }
+});
+
+describe('topology resolution', () => {
+  it('gives each node the config it needs', () => {
+    const nodes = resolveNodeConfigs(parseExperimentConfig(minimal()));
+    const client = nodes.get('127.0.0.2:5000');
+    const sw = nodes.get('127.0.0.3:5000');
+    const agg = nodes.get('127.0.0.4:6000');
+    assert.equal(client?.type === 'client' && client.upstream, '127.0.0.3:5000');
+    assert.ok(sw?.type === 'switch');
+    assert.deepEqual([sw.upstream, sw.tree], ['127.0.0.4:6000', { '127.0.0.1:5000': '127.0.0.3:5000', '127.0.0.2:5000': '127.0.0.3:5000' }]);
+    assert.ok(agg?.type === 'aggregator');
+    assert.deepEqual(agg.tree, { '127.0.0.1:5000': '127.0.0.3:5000', '127.0.0.2:5000': '127.0.0.3:5000', '127.0.0.3:5000': '127.0.0.4:6000' });
+    for (const node of nodes.values()) assert.equal(node.aggregator, '127.0.0.4:6000');
+  });
+
+  it('sends a client without a switch straight to the aggregator', () => {
+    const config = minimal();
+    delete config.others['127.0.0.1'].switch;
+    const nodes = resolveNodeConfigs(parseExperimentConfig(config));
+    const client = nodes.get('127.0.0.1:5000');
+    assert.equal(client?.type === 'client' && client.upstream, '127.0.0.4:6000');
+    const agg = nodes.get('127.0.0.4:6000');
+    assert.equal(agg?.type === 'aggregator' && agg.tree['127.0.0.1:5000'], '127.0.0.4:6000');
+  });
+});
+
+describe('switches of switches', () => {
+  /** Clients .1-.4 on rack switches .11 and .12, both under spine .20, under the aggregator .30. */
+  const tree = (extra: Record<string, unknown> = {}) => ({
+    he: { enabled: true, key_holder: 'aggregator' },
+    others: {
+      '127.0.0.1': { type: 'client', client_number: 4, index: 0, switch: '127.0.0.11' },
+      '127.0.0.2': { type: 'client', client_number: 4, index: 1, switch: '127.0.0.11' },
+      '127.0.0.3': { type: 'client', client_number: 4, index: 2, switch: '127.0.0.12' },
+      '127.0.0.4': { type: 'client', client_number: 4, index: 3, switch: '127.0.0.20' },
+      '127.0.0.11': { type: 'switch', switch: '127.0.0.20' },
+      '127.0.0.12': { type: 'switch', switch: '127.0.0.20' },
+      '127.0.0.20': { type: 'switch' },
+      '127.0.0.30': { type: 'aggregator' },
+      ...extra,
+    } as Record<string, unknown>,
+  });
+  const at = (n: number) => `127.0.0.${n}:5000`;
+
+  it('gives each switch the tree beneath it (its clients, the switches below and theirs) and where it reports; the aggregator the whole tree', () => {
+    const nodes = resolveNodeConfigs(parseExperimentConfig(tree()));
+    const spine = nodes.get(at(20));
+    assert.ok(spine?.type === 'switch');
+    assert.deepEqual(spine.tree, { [at(1)]: at(11), [at(2)]: at(11), [at(3)]: at(12), [at(4)]: at(20), [at(11)]: at(20), [at(12)]: at(20) });
+    assert.equal(spine.upstream, at(30));
+    const rack = nodes.get(at(12));
+    assert.ok(rack?.type === 'switch');
+    assert.deepEqual([rack.tree, rack.upstream], [{ [at(3)]: at(12) }, at(20)]);
+    const agg = nodes.get(at(30));
+    assert.ok(agg?.type === 'aggregator');
+    assert.deepEqual(agg.tree, { ...spine.tree, [at(20)]: at(30) });
+    // A rack with one client is allowed under HE with the key at the aggregator: only the spine's sum reaches it.
+  });
+
+  it('refuses a circle of switches, naming it, and switches with no client beneath them', () => {
+    const circle = tree({ '127.0.0.20': { type: 'switch', switch: '127.0.0.12' } });
+    assert.deepEqual(problemsOf(circle), ['others: switches report to each other in a circle and never reach the aggregator: 127.0.0.12 -> 127.0.0.20 -> 127.0.0.12']);
+    const self = tree({ '127.0.0.20': { type: 'switch', switch: '127.0.0.20' } });
+    assert.deepEqual(problemsOf(self), ['others["127.0.0.20"].switch: a switch cannot report to itself']);
+    const orphans = tree({ '127.0.0.13': { type: 'switch', switch: '127.0.0.20' }, '127.0.0.14': { type: 'switch', switch: '127.0.0.13' } });
+    assert.deepEqual(problemsOf(orphans), [
+      'others["127.0.0.13"]: switch has no clients beneath it (no client, nor a switch with clients, names it in "switch")',
+      'others["127.0.0.14"]: switch has no clients beneath it (no client, nor a switch with clients, names it in "switch")',
+    ]);
+    const dangling = tree({ '127.0.0.12': { type: 'switch', switch: '127.0.0.3' } });
+    assert.deepEqual(problemsOf(dangling), ['others["127.0.0.12"].switch: "127.0.0.3" is not an entry of type "switch" in others']);
+  });
+
+  it('counts the clients beneath a switch under the aggregator for the two-update rule, not those of a rack', () => {
+    const lone = tree({ '127.0.0.4': { type: 'client', client_number: 4, index: 3 }, '127.0.0.21': { type: 'switch' }, '127.0.0.12': { type: 'switch', switch: '127.0.0.21' } });
+    assert.deepEqual(problemsOf(lone), [
+      'he.key_holder: with "aggregator", every client must report through a switch (1 report to the aggregator directly, which could decrypt their updates)',
+      'he.key_holder: with "aggregator", switch 127.0.0.21:5000 needs at least 2 clients beneath it so the aggregator never decrypts a single update (it has 1)',
+    ]);
+  });
+});
+
+describe('example configs', () => {
+  for (const [file, base] of [['config.json', '10.10.1'], ['config.local.json', '127.0.1']]) {
+    it(`${file} is the 15-node reference testbed on ${base}.x and is valid`, () => {
+      const text = readFileSync(join(ROOT, file), 'utf8');
+      assert.equal(text, formatConfig(testbedConfig({ base, nodes: 15, switches: 2 })));
+      const nodes = [...resolveNodeConfigs(parseExperimentConfig(JSON.parse(text))).values()];
+      assert.equal(nodes.filter((n) => n.type === 'client').length, 12);
+      assert.equal(nodes.filter((n) => n.type === 'switch').length, 2);
+      assert.equal(nodes.find((n) => n.type === 'aggregator')?.address, `${base}.15:5000`);
+    });
+  }
+});

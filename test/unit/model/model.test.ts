@@ -1,0 +1,95 @@
+/** The models on TensorFlow.js (wasm): parameter counts, seeds, training, saving, and the CNN's gradient. */
+import * as tf from '@tensorflow/tfjs';
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { loadMnist, subset } from '../../../src/data/mnist';
+import { holdOut } from '../../../src/data/partition';
+import { initBackend } from '../../../src/model/backend';
+import { buildModel, evaluate, expectedParameterCount, getFlatWeights, parameterCount, setFlatWeights, train } from '../../../src/model/model';
+import { loadModel, saveModel } from '../../../src/model/store';
+
+describe('model', () => {
+  it('has the parameter count the settings promise, for both architectures', async () => {
+    await initBackend();
+    for (const spec of [{ architecture: 'mlp' as const, hidden_units: 128 }, { architecture: 'cnn' as const, hidden_units: 32 }]) {
+      const model = buildModel(spec, 1);
+      assert.equal(parameterCount(model), expectedParameterCount(spec));
+      model.dispose();
+    }
+    assert.equal(expectedParameterCount({ architecture: 'mlp', hidden_units: 128 }), 101_770);
+  });
+
+  it('is built identically from the same seed, and flat weights round-trip', async () => {
+    await initBackend();
+    const a = buildModel({ architecture: 'mlp', hidden_units: 16 }, 5);
+    const b = buildModel({ architecture: 'mlp', hidden_units: 16 }, 5);
+    assert.deepEqual(getFlatWeights(a), getFlatWeights(b));
+    const flat = getFlatWeights(a).map((_, i) => i * 1e-4);
+    setFlatWeights(b, flat);
+    assert.deepEqual(getFlatWeights(b), flat);
+    assert.throws(() => setFlatWeights(b, new Float32Array(3)), /parameters, got 3/);
+  });
+
+  it('learns digits, and a saved model loads back with the same accuracy', async () => {
+    await initBackend();
+    const data = loadMnist();
+    const split = holdOut(data.size, 1000, 3);
+    const model = buildModel({ architecture: 'mlp', hidden_units: 64 }, 3);
+    const test = subset(data, split.test);
+    const before = evaluate(model, test).accuracy;
+    await train(model, subset(data, split.train.slice(0, 3000)), { epochs: 1, batchSize: 32, learningRate: 0.1, seed: 3 });
+    const after = evaluate(model, test);
+    assert.ok(before < 0.3 && after.accuracy > 0.7, `accuracy ${before} -> ${after.accuracy}`);
+    const dir = join(mkdtempSync(join(tmpdir(), 'model-')), 'm');
+    await saveModel(model, dir);
+    assert.deepEqual(evaluate(await loadModel(dir), test), after);
+  });
+
+  it('keeps no tensors behind from round to round', async () => {
+    await initBackend();
+    const data = subset(loadMnist(), Array.from({ length: 200 }, (_, i) => i * 31));
+    const model = buildModel({ architecture: 'mlp', hidden_units: 16 }, 1);
+    const counts: number[] = [];
+    for (let round = 0; round < 4; round++) {
+      setFlatWeights(model, getFlatWeights(model));
+      await train(model, data, { epochs: 1, batchSize: 32, learningRate: 0.1 + round / 100, seed: round });
+      evaluate(model, data);
+      counts.push(tf.memory().numTensors);
+    }
+    assert.deepEqual(counts, [counts[0], counts[0], counts[0], counts[0]]);
+    model.dispose();
+  });
+});
+
+describe('CNN on the wasm backend', () => {
+  it('the composed Conv2D gradient matches the cpu backend\'s kernel, for valid and same padding and strides', async () => {
+    for (const [pad, stride] of [['valid', 1], ['same', 1], ['valid', 2], ['same', 2]] as const) {
+      const loss = (x: tf.Tensor, w: tf.Tensor) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, stride, pad).square().sum();
+      await tf.setBackend('cpu');
+      const x = tf.randomNormal([2, 11, 11, 3], 0, 1, 'float32', 1);
+      const w = tf.randomNormal([5, 5, 3, 4], 0, 1, 'float32', 2);
+      const reference = await Promise.all(tf.grads(loss)([x, w]).map((g) => g.data() as Promise<Float32Array>));
+      const xs = [await x.data(), await w.data()];
+      assert.equal(await initBackend('cnn'), 'wasm');
+      const composed = await Promise.all(tf.grads(loss)([tf.tensor(xs[0], x.shape), tf.tensor(xs[1], w.shape)]).map((g) => g.data() as Promise<Float32Array>));
+      for (const k of [0, 1]) {
+        const worst = reference[k].reduce((m, v, i) => Math.max(m, Math.abs(v - composed[k][i]) / (1 + Math.abs(v))), 0);
+        assert.ok(worst < 1e-4, `${pad} stride ${stride}: ${k ? 'filter' : 'input'} gradient off by ${worst}`);
+      }
+    }
+  });
+
+  it('trains a CNN on wasm', async () => {
+    assert.equal(await initBackend('cnn'), 'wasm');
+    const data = loadMnist();
+    const split = holdOut(data.size, 500, 9);
+    const model = buildModel({ architecture: 'cnn', hidden_units: 32 }, 9);
+    const test = subset(data, split.test);
+    await train(model, subset(data, split.train.slice(0, 1500)), { epochs: 1, batchSize: 32, learningRate: 0.1, seed: 9 });
+    assert.ok(evaluate(model, test).accuracy > 0.6);
+    model.dispose();
+  });
+});

@@ -1,0 +1,232 @@
+/** The worker's HTTP surface in this process: /health, POST /config mounting and replacing roles, refusals that change nothing, monitoring left out of byte counts. */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import request from 'supertest';
+import { configFingerprint } from '../../../src/config/fingerprint';
+import { parseExperimentConfig, resolveNodeConfigs } from '../../../src/config/load';
+import { type NodeConfig } from '../../../src/config/node-config';
+import { testbedConfig } from '../../../src/config/testbed';
+import { CONFIG_BODY_LIMIT, createWorkerApp } from '../../../src/node/worker';
+import { Role } from '../../../src/roles/role';
+import { nodeContext, TOKEN } from '../../helpers/node-context';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+const auth = { Authorization: `Bearer ${TOKEN}` };
+
+function configs(experiment = 'exp-a'): NodeConfig[] {
+  const raw = testbedConfig({ base: '127.0.0', nodes: 5, switches: 1, experiment, he: false });
+  return [...resolveNodeConfigs(parseExperimentConfig(raw)).values()];
+}
+
+const ofType = (type: NodeConfig['type'], experiment?: string) => configs(experiment).find((c) => c.type === type)!;
+
+async function waitUntil(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((r) => setTimeout(r, 5));
+}
+
+function worker() {
+  return createWorkerApp(nodeContext(), TOKEN);
+}
+
+describe('worker before it has a config', () => {
+  it('answers /health without the token, and shows no role', async () => {
+    const res = await request(worker().app).get('/health').expect(200);
+    assert.equal(res.body.status, 'ok');
+    assert.equal(res.body.role, null);
+  });
+
+  it('answers role routes with a JSON 404 that says why', async () => {
+    const res = await request(worker().app).get('/c/status').set(auth).expect(404);
+    assert.match(res.body.reason, /no role yet/);
+  });
+});
+
+describe('POST /config', () => {
+  for (const type of ['client', 'switch', 'aggregator'] as const) {
+    it(`mounts the ${type} blueprint under its prefix, and only that one`, async () => {
+      const { app } = worker();
+      const config = ofType(type);
+      const res = await request(app).post('/config').set(auth).send(config).expect(201);
+      assert.deepEqual(res.body, { status: 'mounted', role: type, prefix: `/${type[0]}`, experiment: 'exp-a' });
+      const status = await request(app).get(`/${type[0]}/status`).set(auth).expect(200);
+      assert.equal(status.body.role, type);
+      for (const other of ['c', 's', 'a'].filter((p) => p !== type[0])) {
+        const miss = await request(app).get(`/${other}/status`).set(auth).expect(404);
+        assert.match(miss.body.reason, new RegExp(`this node is a ${type}`));
+      }
+      const health = await request(app).get('/health').expect(200);
+      assert.equal(health.body.role, type);
+      assert.deepEqual((await request(app).get('/config').set(auth).expect(200)).body, config);
+    });
+  }
+
+  it('replaces the role with the next config: old one stopped, new one alone answers', async () => {
+    const { app, roles } = worker();
+    await request(app).post('/config').set(auth).send(ofType('client', 'exp-a')).expect(201);
+    const first = roles.role!;
+    const res = await request(app).post('/config').set(auth).send(ofType('switch', 'exp-b')).expect(201);
+    assert.equal(res.body.status, 'replaced');
+    assert.ok(first.isStopped, 'the old role was stopped');
+    assert.notEqual(roles.role, first);
+    await request(app).get('/c/status').set(auth).expect(404);
+    const status = await request(app).get('/s/status').set(auth).expect(200);
+    assert.equal(status.body.experiment, 'exp-b');
+  });
+
+  it('replaces a role of the same type without leaving the old router answering', async () => {
+    const { app, roles } = worker();
+    await request(app).post('/config').set(auth).send(ofType('client', 'exp-a')).expect(201);
+    const first = roles.role!;
+    await request(app).post('/config').set(auth).send(ofType('client', 'exp-b')).expect(201);
+    assert.ok(first.isStopped);
+    const status = await request(app).get('/c/status').set(auth).expect(200);
+    assert.equal(status.body.experiment, 'exp-b');
+  });
+
+  it('keeps the role when the same config arrives again', async () => {
+    const { app, roles } = worker();
+    await request(app).post('/config').set(auth).send(ofType('client')).expect(201);
+    const first = roles.role!;
+    const res = await request(app).post('/config').set(auth).send(ofType('client')).expect(200);
+    assert.equal(res.body.status, 'unchanged');
+    assert.equal(roles.role, first);
+    assert.ok(!first.isStopped);
+  });
+
+  it('shows the incoming config on /health while the old role stops, never none', async () => {
+    // An aggregator's health check that saw "no config" mid-replacement would push the old config back.
+    const { app, roles } = worker();
+    await request(app).post('/config').set(auth).send(ofType('client', 'exp-a')).expect(201);
+    let releaseStop!: () => void;
+    const old = roles.role!;
+    const stop = old.stop.bind(old);
+    old.stop = async () => {
+      await new Promise<void>((resolve) => (releaseStop = resolve));
+      await stop();
+    };
+    const next = ofType('switch', 'exp-b');
+    const replacing = request(app).post('/config').set(auth).send(next).expect(201).then();
+    await waitUntil(() => releaseStop !== undefined);
+    const during = await request(app).get('/health').expect(200);
+    releaseStop();
+    await replacing;
+    assert.equal(during.body.config, configFingerprint(next));
+    assert.equal((await request(app).get('/health').expect(200)).body.config, configFingerprint(next));
+  });
+
+  it('applies configs one at a time, in order, when they race', async () => {
+    const { app, roles } = worker();
+    // The order the configs reach the role host, whatever order the four requests are sent in, and
+    // the role each one mounted. Each role takes a while to stop (a real one ends its timers and
+    // requests), long enough for the next configs to arrive while it does.
+    const arrived: string[] = [];
+    const mounted: Role[] = [];
+    const apply = roles.apply.bind(roles);
+    roles.apply = async (config, options) => {
+      arrived.push(config.experiment);
+      const result = await apply(config, options);
+      const role = roles.role!;
+      const stop = role.stop.bind(role);
+      role.stop = async () => {
+        await new Promise((r) => setTimeout(r, 30));
+        await stop();
+      };
+      mounted.push(role);
+      return result;
+    };
+    const sent = ['r1', 'r2', 'r3', 'r4'];
+    const answers = await Promise.all(sent.map((e) => request(app).post('/config').set(auth).send(ofType('client', e)).expect(201)));
+    assert.deepEqual([...arrived].sort(), sent);
+    // In arrival order: the first mounted, each later one replacing the one before it.
+    const statusOf = new Map(answers.map((a) => [a.body.experiment, a.body.status]));
+    assert.deepEqual(arrived.map((e) => statusOf.get(e)), ['mounted', 'replaced', 'replaced', 'replaced']);
+    assert.deepEqual(mounted.map((r) => r.config.experiment), arrived);
+    // One at a time: every role but the last was stopped, and the last to arrive is the one that runs.
+    assert.deepEqual(mounted.map((r) => r.isStopped), [true, true, true, false]);
+    assert.equal(roles.role, mounted.at(-1));
+    assert.equal((await request(app).get('/c/status').set(auth).expect(200)).body.experiment, arrived.at(-1));
+  });
+});
+
+describe('refusals leave the node as it was', () => {
+  const mounted = ofType('client');
+  const cases: { name: string; send: (r: request.Agent | ReturnType<typeof request>) => request.Test; status: number; reason: RegExp }[] = [
+    { name: 'no token', send: (r) => r.post('/config').send(ofType('switch')), status: 401, reason: /missing bearer token/ },
+    { name: 'a wrong token', send: (r) => r.post('/config').set({ Authorization: 'Bearer not-the-token-at-all' }).send(ofType('switch')), status: 401, reason: /wrong cluster token/ },
+    { name: 'another auth scheme', send: (r) => r.post('/config').set({ Authorization: `Basic ${TOKEN}` }).send(ofType('switch')), status: 401, reason: /missing bearer/ },
+    { name: 'a wrong token on a role route', send: (r) => r.get('/c/status').set({ Authorization: 'Bearer nope' }), status: 401, reason: /wrong cluster token/ },
+    { name: 'malformed JSON', send: (r) => r.post('/config').set(auth).set('Content-Type', 'application/json').send('{"type": "client",'), status: 400, reason: /not valid JSON/ },
+    { name: 'a body that is not JSON', send: (r) => r.post('/config').set(auth).set('Content-Type', 'text/plain').send('type=client'), status: 415, reason: /expected Content-Type application\/json/ },
+    { name: 'a JSON string instead of an object', send: (r) => r.post('/config').set(auth).set('Content-Type', 'application/json').send('"client"'), status: 400, reason: /not valid JSON|failed validation/ },
+    { name: 'an unknown role', send: (r) => r.post('/config').set(auth).send({ ...ofType('switch'), type: 'router' }), status: 400, reason: /failed validation/ },
+    { name: 'a wrong type for a field', send: (r) => r.post('/config').set(auth).send({ ...ofType('client'), index: 'zero' }), status: 400, reason: /failed validation/ },
+    { name: 'an experiment name that leaves the logs folder', send: (r) => r.post('/config').set(auth).send({ ...ofType('switch'), experiment: '../../etc' }), status: 400, reason: /failed validation/ },
+    { name: 'an oversized body', send: (r) => r.post('/config').set(auth).send({ ...ofType('switch'), pad: 'x'.repeat(CONFIG_BODY_LIMIT) }), status: 413, reason: /takes at most/ },
+  ];
+  for (const { name, send, status, reason } of cases) {
+    it(`${name}: ${status} with a JSON reason`, async () => {
+      const { app, roles } = worker();
+      await request(app).post('/config').set(auth).send(mounted).expect(201);
+      const role = roles.role!;
+      const res = await send(request(app)).expect(status).expect('Content-Type', /json/);
+      assert.match(res.body.reason, reason);
+      assert.equal(roles.role, role, 'the mounted role is the same');
+      assert.ok(!role.isStopped);
+      assert.deepEqual((await request(app).get('/config').set(auth).expect(200)).body, mounted);
+    });
+  }
+
+  it('names the fields that failed validation', async () => {
+    const res = await request(worker().app).post('/config').set(auth).send({ ...ofType('client'), index: -1, settings: { rounds: 0 } }).expect(400);
+    assert.ok(res.body.details.some((d: string) => /^index: /.test(d)), res.body.details);
+    assert.ok(res.body.details.some((d: string) => /^settings.rounds: /.test(d)), res.body.details);
+  });
+
+  it('never sends the token back, and never writes it to its log', async () => {
+    const context = nodeContextWithLog();
+    const { app } = createWorkerApp(context.node, TOKEN);
+    await request(app).post('/config').set(auth).send(ofType('client')).expect(201);
+    const res = await request(app).get('/config').set(auth);
+    assert.ok(!JSON.stringify(res.body).includes(TOKEN));
+    await context.flush();
+    assert.ok(context.text().length > 0);
+    assert.ok(!context.text().includes(TOKEN));
+  });
+});
+
+function nodeContextWithLog() {
+  const node = nodeContext('logged');
+  return {
+    node,
+    flush: () => new Promise((r) => node.logger.on('finish', r).end()),
+    text: () => readFileSync(join(node.logsDir, 'logged.log'), 'utf8'),
+  };
+}
+
+describe('byte counts', () => {
+  it("health checks on a connection of their own are left out of a node's byte counts", async () => {
+    const context = nodeContext('metered');
+    const { app } = createWorkerApp(context, TOKEN);
+    const server = http.createServer(app);
+    context.meter.attachServer(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const base = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const agent = new http.Agent({ keepAlive: true });
+    const get = (path: string, headers: Record<string, string> = {}) =>
+      new Promise<void>((resolve, reject) => http.get(`http://${base}${path}`, { agent, headers }, (res) => res.resume().on('end', resolve)).on('error', reject));
+    try {
+      for (let i = 0; i < 5; i++) await get('/health');
+      assert.deepEqual(context.meter.totals(), { received: 0, sent: 0 });
+      await request(`http://${base}`).get('/config').set({ Authorization: `Bearer ${TOKEN}` }); // experiment traffic counts
+      assert.ok(context.meter.totals().received > 0);
+    } finally {
+      agent.destroy();
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+});
+

@@ -1,0 +1,424 @@
+/** The aggregator's round machine, driven by events alone: no sockets, no timers. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Action, Event } from '../../../src/protocol/aggregator/events';
+import { RoundMachine } from '../../../src/protocol/aggregator/machine';
+import { checkTransition, TRANSITIONS, type RoundRules } from '../../../src/protocol/aggregator/phase';
+import { Topology } from '../../../src/topology/tree';
+
+const AGG = 'agg:5000';
+const S1 = 's1:5000';
+const S2 = 's2:5000';
+// c1..c4 report through s1 and s2; d1 reports to the aggregator directly.
+const topology = new Topology(AGG, { c1: S1, c2: S1, c3: S2, c4: S2, d1: AGG, [S1]: AGG, [S2]: AGG });
+const firstComeFirstServed = (_round: number, ready: readonly string[], goal: number) => ready.slice(0, goal);
+
+function machine(overrides: Partial<RoundRules> = {}, select = firstComeFirstServed, tree = topology) {
+  return new RoundMachine({ rounds: 2, goal: 5, minFraction: 0.5, deadlineMs: 1000, session: 's', ...overrides }, tree, select);
+}
+/** The deadline the machine's current phase and attempt set. */
+const deadline = (m: RoundMachine, phase: 'selection' | 'training', attempt = m.attempt) => ({ type: 'deadline' as const, phase, attempt });
+const ofType = <T extends Action['type']>(actions: Action[], type: T) => actions.filter((a): a is Extract<Action, { type: T }> => a.type === type);
+const checkIn = (client: string): Event => ({ type: 'checkin', client, samples: 100 });
+const checkInAll = (m: RoundMachine, clients = ['c1', 'c2', 'c3', 'c4', 'd1']) => clients.flatMap((client) => m.handle(checkIn(client)));
+const wentDown = (node: string): Event => ({ type: 'node-down', node, reason: 'test' });
+/** The clients the model went to (through their switches), in selection order. */
+const sentTo = (actions: Action[]) => ofType(actions, 'send-model')[0]?.to.flatMap((t) => t.clients);
+/** A report of the first `contributors` clients `from` has in the round (a stranger claims made-up ones). */
+const report = (m: RoundMachine, from: string, contributors: number, round = m.round, attempt = m.attempt) => {
+  const expected = m.selected.filter((c) => m.topology.reporterOf(c) === from);
+  const clients = Array.from({ length: contributors }, (_, i) => expected[i] ?? `${from}/c${i}`);
+  return m.handle({ type: 'report', round, attempt, from, clients, weight: contributors * 100 });
+};
+/** The round's tail, done. */
+const closed = (m: RoundMachine) => m.handle({ type: 'closed', round: m.round, attempt: m.attempt });
+
+describe('aggregator round machine', () => {
+  it('selects once the goal count has checked in, opens each switch with its clients, sends the model', () => {
+    const m = machine();
+    assert.deepEqual(m.handle({ type: 'start' }).map((a) => a.type), ['cancel-timers', 'start-timer']);
+    const actions = checkInAll(m);
+    assert.equal(m.stage, 'training');
+    assert.deepEqual(ofType(actions, 'open-switch-round').map((a) => [a.switch, a.clients]), [[S1, ['c1', 'c2']], [S2, ['c3', 'c4']]]);
+    assert.deepEqual(sentTo(actions), ['c1', 'c2', 'c3', 'c4', 'd1']);
+    assert.deepEqual(ofType(actions, 'send-model')[0].to.map((t) => t.reporter).sort(), ['d1', S1, S2].sort());
+  });
+
+  it('takes clients that checked in before the start', () => {
+    const m = machine();
+    checkInAll(m);
+    assert.equal(m.stage, 'idle');
+    const actions = m.handle({ type: 'start' });
+    assert.equal(m.stage, 'training');
+    assert.equal(sentTo(actions).length, 5);
+  });
+
+  it('first come first served: extra clients are told to stand by and go first next round', () => {
+    const m = machine({ goal: 2 });
+    m.handle({ type: 'start' });
+    const actions = [...checkInAll(m, ['c3', 'c1']), ...checkInAll(m, ['c2', 'c4'])];
+    assert.deepEqual(sentTo(actions), ['c3', 'c1']);
+    assert.deepEqual(m.members.waiting(), ['c2', 'c4']);
+    assert.deepEqual(ofType(actions, 'standby'), []); // those who arrive after selection simply wait
+    const late = machine({ goal: 2 });
+    checkInAll(late, ['c3', 'c1', 'c2']);
+    const started = late.handle({ type: 'start' });
+    assert.deepEqual(ofType(started, 'standby')[0].clients, ['c2']);
+  });
+
+  it('closes the round once every switch and direct client has reported, in one sequence, and starts the next round once it is closed', () => {
+    const m = machine();
+    m.handle({ type: 'start' });
+    checkInAll(m);
+    assert.deepEqual(report(m, S1, 2).map((a) => a.type), ['accept-report']);
+    report(m, 'd1', 1);
+    const last = report(m, S2, 2);
+    const [close] = ofType(last, 'close-round');
+    assert.deepEqual({ ...close, results: close.results.map((r) => r.from) }, { type: 'close-round', round: 1, attempt: m.attempt, results: [S1, 'd1', S2], missing: [], samples: 500 });
+    assert.equal(m.stage, 'closing');
+    assert.deepEqual(m.handle({ type: 'closed', round: 1, attempt: 'another' }), [], 'a close of another attempt is dropped');
+    assert.equal(m.stage, 'closing');
+    closed(m);
+    assert.equal(m.round, 2);
+    assert.equal(m.stage, 'selection');
+  });
+
+  it('finishes after the last round', () => {
+    const m = machine({ rounds: 1 });
+    m.handle({ type: 'start' });
+    checkInAll(m);
+    for (const from of [S1, S2, 'd1']) report(m, from, from === 'd1' ? 1 : 2);
+    assert.deepEqual(closed(m), [{ type: 'cancel-timers' }, { type: 'finish' }]);
+    assert.equal(m.stage, 'done');
+  });
+
+  it('pre-scales updates by the samples the selected clients said they hold at check-in', () => {
+    const m = machine({ goal: 2 });
+    m.handle({ type: 'start' });
+    m.handle({ type: 'checkin', client: 'c1', samples: 300 });
+    const actions = m.handle({ type: 'checkin', client: 'd1', samples: 120 });
+    assert.equal(ofType(actions, 'send-model')[0].samples, 420);
+    report(m, S1, 1);
+    assert.equal(ofType(report(m, 'd1', 1), 'close-round')[0].samples, 420);
+  });
+
+  // The last field: how many reports the act itself got accepted before the refused one.
+  const refusals: [string, (m: RoundMachine) => Action[], number, RegExp, number?][] = [
+    ['a report for a finished round', (m) => report(m, S1, 2, 0), 409, /round 0 is over/],
+    ['a report for a future round', (m) => report(m, S1, 2, 7), 409, /round 7 has not started/],
+    ['a second report from the same switch', (m) => (report(m, S1, 2), report(m, S1, 2)), 409, /already reported/, 1],
+    ['a report from a node with no clients in the round', (m) => report(m, 'stranger:1', 1), 403, /has no clients in round 1/],
+    ['a switch claiming more updates than it has clients', (m) => report(m, S1, 3), 400, /can sum the updates of c1, c2 in round 1, not of \[c1, c2, s1:5000\/c2\]/],
+    ['a switch naming a client of another switch', (m) => m.handle({ type: 'report', round: 1, attempt: m.attempt, from: S1, clients: ['c1', 'c3'], weight: 200 }), 400, /not of \[c1, c3\]/],
+    ['a switch naming one client twice', (m) => m.handle({ type: 'report', round: 1, attempt: m.attempt, from: S1, clients: ['c1', 'c1'], weight: 200 }), 400, /not of \[c1, c1\]/],
+    ['a report for an earlier opening of the round', (m) => report(m, S1, 2, 1, ':1.7'), 409, /earlier opening of round 1/],
+    ['a check-in from a node that is not a client', (m) => m.handle(checkIn('nobody')), 403, /not a client/],
+  ];
+  for (const [name, act, status, reason, accepted = 0] of refusals) {
+    it(`refuses ${name}, and the round goes on as before`, () => {
+      const m = machine();
+      m.handle({ type: 'start' });
+      checkInAll(m);
+      const refusal = ofType(act(m), 'refuse').at(-1)!;
+      assert.equal(refusal.status, status);
+      assert.match(refusal.reason, reason);
+      assert.equal(m.stage, 'training');
+      assert.equal(m.reports, accepted, 'a refused report was recorded');
+    });
+  }
+
+  it('at the report deadline, closes the round with who reported when enough did', () => {
+    const m = machine();
+    m.handle({ type: 'start' });
+    checkInAll(m);
+    report(m, S1, 2);
+    report(m, S2, 1);
+    const actions = m.handle(deadline(m, 'training'));
+    assert.deepEqual(ofType(actions, 'close-round')[0].missing, ['c4', 'd1']);
+    assert.match(ofType(actions, 'log')[0].message, /no update from c4, d1/);
+  });
+
+  it('starts the round again when too few updates arrived, instead of averaging over too few', () => {
+    const m = machine({ minFraction: 0.8 });
+    m.handle({ type: 'start' });
+    checkInAll(m);
+    report(m, S1, 2);
+    const actions = m.handle(deadline(m, 'training'));
+    assert.deepEqual(ofType(actions, 'close-round'), []);
+    assert.equal(ofType(actions, 'discard-round').length, 1);
+    assert.equal(m.round, 1);
+    assert.equal(m.retries, 1);
+    assert.equal(m.stage, 'selection');
+    assert.equal(report(m, S2, 2)[0].type, 'refuse');
+  });
+
+  it('ignores a deadline of a round that already closed', () => {
+    const m = machine();
+    m.handle({ type: 'start' });
+    checkInAll(m);
+    for (const from of [S1, S2, 'd1']) report(m, from, from === 'd1' ? 1 : 2);
+    assert.deepEqual(m.handle(deadline(m, 'training')), []);
+    assert.equal(m.stage, 'closing');
+  });
+
+  it('at the selection deadline, goes on with enough clients and keeps waiting with too few', () => {
+    const m = machine({ minFraction: 0.6 });
+    m.handle({ type: 'start' });
+    checkInAll(m, ['c1', 'c2']);
+    const waiting = m.handle(deadline(m, 'selection'));
+    assert.equal(m.stage, 'selection');
+    assert.ok(ofType(waiting, 'start-timer').length === 1);
+    checkInAll(m, ['c3']);
+    const go = m.handle(deadline(m, 'selection'));
+    assert.deepEqual(sentTo(go), ['c1', 'c2', 'c3']);
+  });
+});
+
+describe('aggregator round machine with workers going down', () => {
+  const started = (overrides: Partial<RoundMachine['rules']> = {}) => {
+    const m = machine(overrides);
+    m.handle({ type: 'start' });
+    return m;
+  };
+
+  it('does not wait in selection for a client that is down', () => {
+    const m = started();
+    checkInAll(m, ['c1', 'c2', 'c3']);
+    m.handle(wentDown('c4'));
+    assert.equal(m.stage, 'selection'); // d1 is up and may still check in
+    const actions = checkInAll(m, ['d1']);
+    assert.deepEqual(sentTo(actions), ['c1', 'c2', 'c3', 'd1']);
+  });
+
+  it("selects no client behind a switch that is down, and keeps them for when it is back", () => {
+    const m = started();
+    m.handle(wentDown(S2));
+    const actions = checkInAll(m);
+    assert.deepEqual(sentTo(actions), ['c1', 'c2', 'd1']);
+    assert.deepEqual(ofType(actions, 'open-switch-round').map((a) => a.switch), [S1]);
+    assert.deepEqual(m.members.waiting(), ['c3', 'c4']);
+  });
+
+  it('goes on as soon as a switch that was down is back and its clients are waiting', () => {
+    const m = started({ goal: 3 });
+    m.handle(wentDown(S2));
+    checkInAll(m, ['c3', 'c4', 'c1']);
+    assert.equal(m.stage, 'selection'); // only c1 can report; c2 and d1 could, so it waits for them
+    const back = m.handle({ type: 'node-up', node: S2 });
+    assert.deepEqual(sentTo(back), ['c3', 'c4', 'c1']);
+  });
+
+  it('waits, rather than run a round below the quorum, when too many workers are down', () => {
+    const m = started({ minFraction: 0.8 });
+    m.handle(wentDown(S1));
+    m.handle(wentDown(S2));
+    checkInAll(m, ['d1']);
+    assert.equal(m.stage, 'selection');
+    assert.deepEqual(ofType(m.handle(deadline(m, 'selection')), 'start-timer').length, 1);
+  });
+
+  it('stops waiting for a switch that goes down mid-round, and aggregates what arrived', () => {
+    const m = started();
+    checkInAll(m);
+    report(m, S1, 2);
+    report(m, 'd1', 1);
+    const actions = m.handle(wentDown(S2));
+    assert.equal(m.stage, 'closing');
+    assert.deepEqual(ofType(actions, 'close-round')[0].missing, ['c3', 'c4']);
+    assert.deepEqual(m.handle(wentDown(S1)), []); // already reported: changes nothing
+  });
+
+  it('starts the round again, under a new attempt, when a switch going down leaves too few updates', () => {
+    const m = started({ minFraction: 0.8 });
+    checkInAll(m);
+    const first = m.attempt;
+    report(m, S1, 2);
+    report(m, 'd1', 1);
+    const actions = m.handle(wentDown(S2)); // 3 of 5 in; 4 needed
+    assert.equal(ofType(actions, 'discard-round').length, 1);
+    assert.equal(m.retries, 1);
+    checkInAll(m);
+    assert.equal(m.stage, 'selection'); // 3 can report while the switch is down: below the quorum
+    m.handle({ type: 'node-up', node: S2 });
+    assert.equal(m.stage, 'training');
+    assert.notEqual(m.attempt, first);
+    const stale = ofType(report(m, S1, 2, 1, first), 'refuse')[0];
+    assert.match(stale.reason, /earlier opening of round 1/);
+  });
+
+  it('a client that checks in is up again, whatever the health checks said', () => {
+    const m = started({ goal: 1 });
+    m.handle(wentDown('c1'));
+    const actions = checkInAll(m, ['c1']);
+    assert.deepEqual(sentTo(actions), ['c1']);
+    assert.equal(m.members.isDown('c1'), false);
+  });
+
+  it('names every opening of a round uniquely, across retries and aggregator restarts', () => {
+    const a = machine({ goal: 1, minFraction: 1, deadlineMs: 1, session: 'a' });
+    const b = machine({ goal: 1, minFraction: 1, deadlineMs: 1, session: 'b' });
+    const attempts = new Set<string>();
+    for (const m of [a, b]) {
+      m.handle({ type: 'start' });
+      checkInAll(m, ['d1']);
+      attempts.add(m.attempt);
+      m.handle(deadline(m, 'training')); // nothing arrived: retried
+      checkInAll(m, ['d1']);
+      attempts.add(m.attempt);
+    }
+    assert.equal(attempts.size, 4);
+  });
+});
+
+describe('aggregator round machine: phases own their deadlines', () => {
+  it('a deadline of an earlier attempt of the round is dropped, in either phase', () => {
+    const m = machine({ minFraction: 0.8 });
+    m.handle({ type: 'start' });
+    const selectionOfFirst = deadline(m, 'selection');
+    checkInAll(m);
+    const first = m.attempt;
+    report(m, S1, 2);
+    m.handle(deadline(m, 'training')); // 2 of 5: the round starts again
+    assert.equal(m.stage, 'selection');
+    checkInAll(m);
+    assert.equal(m.stage, 'training');
+    assert.notEqual(m.attempt, first);
+    assert.deepEqual(m.handle(deadline(m, 'training', first)), [], 'the first attempt closed the retry');
+    assert.deepEqual(m.handle(selectionOfFirst), []);
+    assert.equal(m.stage, 'training');
+    assert.equal(ofType(m.handle(deadline(m, 'training')), 'discard-round').length, 1, "the retry's own deadline still acts");
+  });
+
+  it('every stage change cancels the timers of the stage it leaves, before new ones are set', () => {
+    const m = machine();
+    const opened = m.handle({ type: 'start' });
+    assert.deepEqual(opened.map((a) => a.type), ['cancel-timers', 'start-timer']);
+    const selected = checkInAll(m).map((a) => a.type);
+    assert.equal(selected[0], 'cancel-timers');
+    assert.ok(selected.indexOf('start-timer') > selected.indexOf('cancel-timers'));
+    const closing = [report(m, S1, 2), report(m, S2, 2), report(m, 'd1', 1)].flat().map((a) => a.type);
+    assert.ok(closing.indexOf('cancel-timers') < closing.indexOf('close-round'));
+  });
+
+  it('declares its transitions in one place and refuses any other', () => {
+    assert.throws(() => checkTransition('closing', 'training'), /no transition from closing to training/);
+    assert.ok(TRANSITIONS.training.includes('selection')); // a retry
+  });
+
+  it('lets the strategy choose among the ready clients, never beyond them or the goal', () => {
+    const m = machine({ goal: 2 }, (_round, ready) => [...ready].reverse().concat('nobody'));
+    m.handle({ type: 'start' });
+    const actions = checkInAll(m, ['c1', 'c3']);
+    assert.deepEqual(sentTo(actions), ['c3', 'c1']);
+  });
+
+  it('names the clients it is still waiting for at the selection deadline', () => {
+    const m = machine();
+    m.handle({ type: 'start' });
+    checkInAll(m, ['c1', 'c2']);
+    const [waiting] = ofType(m.handle(deadline(m, 'selection')), 'waiting');
+    assert.deepEqual([waiting.ready, waiting.needed, waiting.missing], [2, 3, ['c3', 'c4', 'd1']]);
+  });
+});
+
+describe('aggregator round machine: a client lost mid-training', () => {
+  const training = () => {
+    const m = machine();
+    m.handle({ type: 'start' });
+    checkInAll(m);
+    return m;
+  };
+
+  it('drops a selected client that goes down from its switch at once; the round closes when the rest are in', () => {
+    const m = training();
+    report(m, S2, 2);
+    report(m, 'd1', 1);
+    const down = m.handle(wentDown('c1'));
+    assert.deepEqual(ofType(down, 'drop-client').map((a) => [a.switch, a.client, a.attempt]), [[S1, 'c1', m.attempt]]);
+    assert.equal(m.stage, 'training', 'c2 is still on its way through s1');
+    const last = m.handle({ type: 'report', round: 1, attempt: m.attempt, from: S1, clients: ['c2'], weight: 100 });
+    assert.deepEqual(ofType(last, 'close-round')[0].missing, ['c1']);
+  });
+
+  it('stops waiting for a direct client that went down at once, and for a switch when it says it has nothing', () => {
+    const m = training();
+    report(m, S2, 2);
+    m.handle(wentDown('c1'));
+    m.handle(wentDown('d1'));
+    m.handle(wentDown('c2'));
+    assert.deepEqual([...m.awaiting], [S1], 'the switch may hold their updates already: it is asked, not assumed empty');
+    const actions = m.handle({ type: 'withheld', round: 1, attempt: m.attempt, from: S1, clients: [], reason: 'no client reported' });
+    assert.equal(m.stage, 'selection', '2 of 5 arrived: below the quorum, the round starts again');
+    assert.equal(ofType(actions, 'discard-round').length, 1);
+  });
+
+  it('keeps a waiting client that hung, parked, and puts it back when the same process answers; not one started anew', () => {
+    const m = machine({ goal: 5 });
+    m.handle({ type: 'start' });
+    checkInAll(m, ['c1', 'c2']);
+    m.handle(wentDown('c1'));
+    m.handle(wentDown('c2'));
+    assert.deepEqual(m.members.waiting(), []);
+    m.handle({ type: 'node-up', node: 'c1', resumed: true });
+    m.handle({ type: 'node-up', node: 'c2', resumed: false });
+    assert.deepEqual(m.members.waiting(), ['c1'], 'c2 restarted: it checks in once it has loaded its data');
+  });
+
+  it('counts a dropped client whose update made its switch\'s sum after all', () => {
+    const m = training();
+    m.handle(wentDown('c1'));
+    report(m, S1, 2);
+    report(m, S2, 2);
+    const last = report(m, 'd1', 1);
+    assert.deepEqual(ofType(last, 'close-round')[0].missing, []);
+  });
+
+  it('stops waiting for a switch that says it forwards nothing', () => {
+    const m = training();
+    report(m, S1, 2);
+    report(m, 'd1', 1);
+    const refusedNotice = m.handle({ type: 'withheld', round: 1, attempt: 'old', from: S2, clients: [], reason: 'x' });
+    assert.equal(ofType(refusedNotice, 'refuse')[0].status, 409);
+    const actions = m.handle({ type: 'withheld', round: 1, attempt: m.attempt, from: S2, clients: ['c3'], reason: 'only 1 update arrived' });
+    assert.deepEqual(ofType(actions, 'close-round')[0].missing, ['c3', 'c4']);
+  });
+});
+
+describe('the aggregator round machine in a tree of switches', () => {
+  // r1 (c1, c2) and r2 (c3) are racks under spine sp, which also has c4 itself, under the aggregator.
+  const SP = 'sp:5000';
+  const R1 = 'r1:5000';
+  const R2 = 'r2:5000';
+  const tree = new Topology(AGG, { c1: R1, c2: R1, c3: R2, c4: SP, [R1]: SP, [R2]: SP, [SP]: AGG });
+  const training = () => {
+    const m = machine({ goal: 4 }, firstComeFirstServed, tree);
+    m.handle({ type: 'start' });
+    const actions = ['c1', 'c2', 'c3', 'c4'].flatMap((client) => m.handle(checkIn(client)));
+    return { m, actions };
+  };
+
+  it('the aggregator opens the round of the spine alone, with every client beneath it', () => {
+    const { m, actions } = training();
+    assert.deepEqual(ofType(actions, 'open-switch-round').map((a) => [a.switch, a.clients]), [[SP, ['c1', 'c2', 'c3', 'c4']]]);
+    assert.deepEqual([...m.awaiting], [SP]);
+  });
+
+  it('a rack going down takes its clients out: dropped at the spine, told to stand by; the spine is still awaited', () => {
+    const { m } = training();
+    const down = m.handle(wentDown(R1));
+    assert.deepEqual(ofType(down, 'standby').map((a) => a.clients), [['c1', 'c2']]);
+    assert.deepEqual(ofType(down, 'drop-client').map((a) => [a.switch, a.client]), [[SP, 'c1'], [SP, 'c2']]);
+    assert.deepEqual([...m.awaiting], [SP]);
+    const last = m.handle({ type: 'report', round: 1, attempt: m.attempt, from: SP, clients: ['c3', 'c4'], weight: 200 });
+    assert.deepEqual(ofType(last, 'close-round')[0].missing, ['c1', 'c2']);
+  });
+
+  it('a client beneath a switch that is down is not selected', () => {
+    const m = machine({ goal: 4 }, firstComeFirstServed, tree);
+    m.handle({ type: 'start' });
+    m.handle(wentDown(R2));
+    const actions = ['c1', 'c2', 'c3', 'c4'].flatMap((client) => m.handle(checkIn(client)));
+    assert.deepEqual(ofType(actions, 'open-switch-round')[0].clients, ['c1', 'c2', 'c4']);
+  });
+
+});

@@ -1,0 +1,40 @@
+/** The report: one offline HTML file, and a PNG of each chart. */
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { parseExperimentConfig } from '../../../src/config/load';
+import { testbedConfig } from '../../../src/config/testbed';
+import type { RoundMetrics } from '../../../src/outputs';
+import { writeReport } from '../../../src/report/report';
+
+const WORKERS = new Map<string, 'client' | 'switch'>([['127.0.9.1:5000', 'client'], ['127.0.9.3:5000', 'switch']]);
+const tmp = () => mkdtempSync(join(tmpdir(), 'fl-observe-'));
+
+const rows: RoundMetrics[] = [1, 2, 3].map((round) => ({
+  round, accuracy: 0.8 + round / 100, loss: 1 / round, clients: 2, samples: 200, round_ms: 1000, selection_ms: 10, training_ms: 700, waiting_ms: 100,
+  aggregation_ms: 40 + round, evaluation_ms: 30, bytes_up: 5e6, bytes_down: 4e6, retries: 0, missing: [],
+}));
+
+describe('the report', () => {
+  it('writes one offline HTML file with the charts inline, and a PNG of each chart', async () => {
+    const dir = tmp();
+    const settings = parseExperimentConfig(testbedConfig({ base: '127.0.9', nodes: 4, switches: 1 }));
+    const { html, pngs } = await writeReport(dir, {
+      experiment: 'exp', aggregator: '127.0.9.4:5000', settings, workers: WORKERS, rows, records: [],
+    });
+    const page = readFileSync(html, 'utf8');
+    assert.equal((page.match(/<svg/g) ?? []).length, 3);
+    assert.doesNotMatch(page, /<script|src="http|href="http/, 'nothing to load, from anywhere');
+    assert.match(page, /Final accuracy <b>83\.00%<\/b> after 3 rounds/);
+    assert.match(page, /CKKS on, key held by the aggregator/);
+    assert.equal(pngs.length, 3, 'a PNG for each chart');
+    for (const png of pngs) {
+      assert.ok(existsSync(png));
+      const bytes = readFileSync(png);
+      assert.deepEqual([...bytes.subarray(1, 4)], [0x50, 0x4e, 0x47], `${png} is a PNG`);
+      assert.ok(bytes.readUInt32BE(16) >= 800, `${png} is at least 800 px wide`);
+    }
+  });
+});

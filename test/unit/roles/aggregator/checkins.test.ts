@@ -1,0 +1,43 @@
+/** Check-ins as the aggregator role takes them, no sockets: one that does not fit, a stranger's. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { HttpError } from '../../../../src/net/errors';
+import { parseExperimentConfig, resolveNodeConfigs } from '../../../../src/config/load';
+import type { AggregatorNodeConfig } from '../../../../src/config/node-config';
+import { testbedConfig } from '../../../../src/config/testbed';
+import { AggregatorRole } from '../../../../src/roles/aggregator';
+import { nodeContext } from '../../../helpers/node-context';
+
+const aggregatorConfig = () => {
+  const raw = testbedConfig({ base: '127.0.9', nodes: 6, switches: 1 }) as Record<string, any>;
+  return [...resolveNodeConfigs(parseExperimentConfig(raw)).values()].find((n): n is AggregatorNodeConfig => n.type === 'aggregator')!;
+};
+
+describe('check-ins at the aggregator', () => {
+  it('refuses a check-in whose data does not fit the model and takes that client out of the pool; keeps each fit one\'s classes', async () => {
+    const role = new AggregatorRole(aggregatorConfig(), nodeContext('agg'));
+    const [c1, c2, c3] = role.topology.clients;
+    const histogram = [5, 5, 5, 5, 5, 5, 5, 5, 5, 5];
+    assert.throws(() => role.checkIn({ client: c1, samples: 50, shape: [32, 32, 3], histogram }), (err: HttpError) => err.status === 422 && err.message.includes('its samples have shape [32, 32, 3]; the model takes [28, 28, 1]'));
+    assert.throws(() => role.checkIn({ client: c2, samples: 50, shape: [28, 28, 1], histogram: [25, 25] }), (err: HttpError) => err.status === 422 && /counts 2 classes; the model tells 10 apart/.test(err.message));
+    const { members } = role.machine;
+    assert.equal(members.healthOf(c1)?.state, 'failed');
+    assert.match(members.healthOf(c1)?.reason ?? '', /shape \[32, 32, 3\]/);
+    assert.ok(members.isDown(c1) && !members.waiting().includes(c1), 'a misfit is out of the pool');
+    assert.equal(role.histograms.get(c3), undefined);
+    assert.equal(role.checkIn({ client: c3, samples: 50, shape: [28, 28, 1], histogram }).status, 'queued');
+    assert.deepEqual(role.histograms.get(c3), histogram);
+    assert.ok(!role.histograms.has(c1) && !role.histograms.has(c2), 'a misfit\'s classes are not kept');
+    await role.stop();
+  });
+
+  it("refuses a check-in from a name that is not a client of the experiment, and keeps nothing for it", async () => {
+    const role = new AggregatorRole(aggregatorConfig(), nodeContext('agg'));
+    const stranger = '127.0.9.200:5000';
+    assert.throws(() => role.checkIn({ client: stranger, samples: 50, shape: [32, 32, 3], histogram: [1, 2], model: 7 }), (err: HttpError) => err.status === 403 && /not a client of this experiment/.test(err.message));
+    assert.equal(role.histograms.has(stranger), false);
+    assert.equal(role.machine.members.healthOf(stranger), undefined, 'no health record for a made-up name');
+    assert.deepEqual(role.machine.members.waiting(), []);
+    await role.stop();
+  });
+});

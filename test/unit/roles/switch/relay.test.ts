@@ -1,0 +1,125 @@
+/**
+ * The relay down the tree on its own, with real sockets: a switch's round machine, a relay, and
+ * loopback servers playing its clients and the switch below. Every selected client must hear
+ * something, the model or a stand-by, and a stand-by must go to the clients of the attempt it is for.
+ */
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { SwitchMachine, type SwitchAction, type SwitchEvent } from '../../../../src/protocol/switch';
+import { DownRelay } from '../../../../src/roles/switch/relay';
+import { Topology } from '../../../../src/topology/tree';
+import { waitFor } from '../../../helpers/cluster';
+import { nodeContext } from '../../../helpers/node-context';
+
+/** A loopback node that records what it was sent, and answers with `status` (or holds its answer while `hold` is set). */
+class FakeNode {
+  readonly calls: { path: string; body: string }[] = [];
+  status = 200;
+  hold = false;
+  private held: (() => void)[] = [];
+  private readonly server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => (body += d));
+    req.on('end', () => {
+      this.calls.push({ path: req.url!, body });
+      const answer = () => ((res.statusCode = this.status), res.end(this.status === 200 ? '{}' : '{"error": "no", "reason": "refused in the test"}'));
+      if (this.hold) this.held.push(answer);
+      else answer();
+    });
+  });
+  address = '';
+  async listen(): Promise<void> {
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    this.address = `127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+  release(): void {
+    this.hold = false;
+    this.held.splice(0).forEach((answer) => answer());
+  }
+  paths = () => this.calls.map((c) => c.path);
+  close = () => this.server.close();
+}
+
+describe('the relay down the tree', () => {
+  const [c1, c2, c3, below] = [new FakeNode(), new FakeNode(), new FakeNode(), new FakeNode()];
+  before(() => Promise.all([c1, c2, c3, below].map((n) => n.listen())));
+  after(() => [c1, c2, c3, below].forEach((n) => n.close()));
+  const reset = () => [c1, c2, c3, below].forEach((n) => ((n.calls.length = 0), (n.status = 200), n.release()));
+
+  /** c1 reports to this switch; c2 and c3 through the switch below. Events the relay raises go back into the machine. */
+  function relaySwitch() {
+    const SW = 'sw:5000';
+    const machine = new SwitchMachine(new Topology(SW, { [c1.address]: SW, [c2.address]: below.address, [c3.address]: below.address, [below.address]: SW }));
+    const events: SwitchEvent[] = [];
+    const context = nodeContext('relay');
+    const handle = (event: SwitchEvent) => (events.push(event), carryOut(machine.handle(event)));
+    const relay: DownRelay = new DownRelay(machine, {
+      peers: context.peers,
+      logger: context.logger,
+      signal: new AbortController().signal,
+      isStopped: () => false,
+      handle,
+      drop: (round, attempt, client, why) => handle({ type: 'drop', round, attempt, client, why }),
+    });
+    const carryOut = (actions: SwitchAction[]) => {
+      for (const action of actions) if (action.type === 'open-below') relay.open(action, { deadline_ms: 1000, parameters: 1, model_id: 1 });
+    };
+    const open = (attempt: string, clients: string[]) => carryOut(machine.handle({ type: 'open', round: 1, attempt, clients, deadlineMs: 60_000 }));
+    return { machine, relay, events, open };
+  }
+  const model = Buffer.from('model bytes');
+
+  it('sends the model to its own clients, and to the switch below only once that took its opening', async () => {
+    reset();
+    below.hold = true;
+    const { relay, open } = relaySwitch();
+    open('s:1.0', [c1.address, c2.address]);
+    relay.relay(model, 1, 's:1.0');
+    await waitFor(async () => c1.paths().includes('/c/round') && below.paths().includes('/s/round'));
+    await new Promise((r) => setTimeout(r, 200)); // time for a model sent too early to arrive
+    assert.deepEqual(below.paths(), ['/s/round'], 'the model went below before its round was open there');
+    assert.deepEqual(JSON.parse(below.calls[0].body).clients, [c2.address]);
+    below.release();
+    await waitFor(async () => below.paths().includes('/s/model'));
+    assert.deepEqual([c2.paths(), c3.paths()], [[], []], 'the switch below relays to its own clients, not this one');
+  });
+
+  it('tells a selected client dropped before the model came to stand by, so that it checks in again', async () => {
+    reset();
+    const { machine, relay, open } = relaySwitch();
+    open('s:1.0', [c1.address, c2.address]);
+    machine.handle({ type: 'drop', round: 1, attempt: 's:1.0', client: c1.address });
+    relay.relay(model, 1, 's:1.0');
+    await waitFor(async () => c1.calls.length > 0 && below.paths().includes('/s/model'));
+    assert.deepEqual(c1.paths(), ['/c/standby']);
+  });
+
+  it('drops a client that does not take the model, and gives up the switch below that does not, telling its clients to stand by', async () => {
+    reset();
+    c1.status = 409;
+    below.status = 503;
+    const { machine, relay, events, open } = relaySwitch();
+    open('s:1.0', [c1.address, c2.address, c3.address]);
+    relay.relay(model, 1, 's:1.0');
+    await waitFor(async () => machine.state.stage === 'forwarded');
+    assert.deepEqual(events.map((e) => e.type).sort(), ['drop', 'withheld']);
+    await waitFor(async () => c2.paths().includes('/c/standby') && c3.paths().includes('/c/standby'));
+  });
+
+  it("stands by the clients of the attempt a late answer is for, not those of the attempt open now", async () => {
+    reset();
+    below.hold = true;
+    const { relay, open } = relaySwitch();
+    open('s:1.0', [c1.address, c2.address]);
+    relay.relay(model, 1, 's:1.0');
+    await waitFor(async () => below.calls.length === 1);
+    open('s:1.1', [c1.address, c3.address]); // the round opened again, c3 beneath the switch below this time
+    below.release(); // the first opening's answer comes now: its model is not wanted any more
+    await waitFor(async () => c2.paths().includes('/c/standby'));
+    await new Promise((r) => setTimeout(r, 200));
+    assert.ok(!below.paths().includes('/s/model'), 'the first attempt sent its model below');
+    assert.deepEqual(c3.paths(), [], 'c3 is in the attempt open now: no stand-by for it');
+  });
+});
