@@ -91,6 +91,8 @@ interface Pending {
 
 export class EncryptedAccumulator implements Accumulator {
   private sum?: Uint8Array[];
+  /** Why the sum cannot be used (see remake); reading it then throws. */
+  private broken?: string;
   private weight = 0;
   private contributors = 0;
   addMs = 0;
@@ -102,9 +104,9 @@ export class EncryptedAccumulator implements Accumulator {
     /** Whose sum this is, for the refusals it names ("the switch could not add…"). */
     private readonly holder: 'switch' | 'aggregator',
     /**
-     * Whether updates that arrive together are added in one sum. The aggregator adds one at a time:
-     * taking one report may close its round while another passes the round's check (a switch given
-     * up on may still send its sum), and a batch's sum could not leave that one out.
+     * Whether the updates that wait while a sum runs are added in one sum: a switch's main cost is
+     * reading and writing the running sum. The aggregator adds one at a time: it gets a sum a
+     * switch, few to batch.
      */
     private readonly batches: boolean,
   ) {}
@@ -121,11 +123,13 @@ export class EncryptedAccumulator implements Accumulator {
   }
 
   total(): Total | undefined {
+    if (this.broken) throw new Error(this.broken);
     return this.sum && { kind: 'encrypted', ciphertexts: this.sum, weight: this.weight, contributors: this.contributors };
   }
 
   reset(): void {
     this.sum = undefined;
+    this.broken = undefined;
     this.weight = 0;
     this.contributors = 0;
     this.addMs = 0;
@@ -163,6 +167,7 @@ export class EncryptedAccumulator implements Accumulator {
     // The round may have closed or moved on while the sum ran: then each is judged again alone.
     if (this.sum !== before || accepted.some((p) => refusalOf(p.gate))) return this.oneByOne(accepted);
     let stored = false;
+    const taken: Pending[] = [];
     for (const pending of accepted) {
       try {
         pending.gate.commit(() => {
@@ -171,10 +176,26 @@ export class EncryptedAccumulator implements Accumulator {
           this.weight += pending.arrival.weight;
           this.contributors += pending.arrival.contributors;
         });
-        pending.resolve();
+        taken.push(pending);
       } catch (err) {
         pending.reject(err);
       }
+    }
+    // Taking one may close the round for the rest (a sum from below may name clients dropped here
+    // meanwhile, whose absence the others' updates complete). The stored sum then holds updates the
+    // round refused: it is made again from those it took before anything reads it (a forward waits).
+    if (stored && taken.length < accepted.length) await this.remake(before, taken);
+    taken.forEach((p) => p.resolve());
+  }
+
+  private async remake(before: Uint8Array[] | undefined, taken: Pending[]): Promise<void> {
+    const started = performance.now();
+    try {
+      this.sum = await this.he.pool.sum([...(before ? [before] : []), ...taken.map((p) => p.arrival.ciphertexts!)]);
+    } catch (err) {
+      this.broken = `the sum holds an update the round refused, and could not be made again without it: ${(err as Error).message}`;
+    } finally {
+      this.addMs += performance.now() - started;
     }
   }
 

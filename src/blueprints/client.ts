@@ -1,11 +1,7 @@
 /** Routes of the client role, mounted under /c. */
 import { Router } from 'express';
-import { z } from 'zod';
-import { badRequest } from '../net/errors';
 import type { ClientRole } from '../roles/client';
 import { jsonBody, wireBody } from './wire';
-
-const standbySchema = z.object({ round: z.number().int().positive() }).strict();
 
 export function clientBlueprint(role: ClientRole): Router {
   const router = Router();
@@ -19,9 +15,7 @@ export function clientBlueprint(role: ClientRole): Router {
     res.json(await role.evaluateModel(req.body));
   });
   router.post('/standby', ...jsonBody, (req, res) => {
-    const parsed = standbySchema.safeParse(req.body);
-    if (!parsed.success) throw badRequest('expected {"round": <number>}');
-    role.standBy(parsed.data.round);
+    role.standBy(req.body);
     res.json({ status: 'standing by' });
   });
   return router;

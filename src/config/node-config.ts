@@ -32,11 +32,11 @@ export const clientNodeSchema = z
 /** Every node beneath a switch (all workers, for the aggregator) and the node it reports to. */
 const tree = z.record(address, address);
 
-/** A node config's tree must be one, rooted at the node: every node in it reaches it (and a switch has one beneath it). */
+/** A node config's tree must be one, rooted at the node: every node in it reaches the node, and it has a client. */
 function rootedTree(config: { type: string; address: string; tree: Record<string, string> }, ctx: z.RefinementCtx): void {
   const topology = new Topology(config.address, config.tree);
   if (config.type === 'switch' && !topology.childrenOf(config.address).length) {
-    ctx.addIssue({ code: 'custom', path: ['tree'], message: 'a switch needs a client or a switch beneath it' });
+    return void ctx.addIssue({ code: 'custom', path: ['tree'], message: 'a switch needs a client or a switch beneath it' });
   }
   const problem = shippedTreeProblem(topology);
   if (problem) ctx.addIssue({ code: 'custom', path: ['tree'], message: `not a tree beneath ${config.address}: ${problem}` });

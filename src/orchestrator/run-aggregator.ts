@@ -79,7 +79,7 @@ export async function runAggregator(options: AggregatorOptions): Promise<Running
   const absent = outcomes.filter((o) => o.result !== 'configured').length;
   if (without.length) print(`going on without ${absent} workers (the quorum holds):\n${without.map((w) => `  - ${w}`).join('\n')}`);
   for (const o of outcomes) {
-    if (o.result === 'configured') role.health.up(o.address, `configured (${o.detail})`);
+    if (o.result === 'configured') role.health.configured(o.address, o.detail);
     else if (o.result === 'failed') role.health.failed(o.address, o.detail, false); // the quorum was checked above, and said
   }
   const watch = new WorkerWatch(node.context.peers, workers, {

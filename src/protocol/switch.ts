@@ -34,7 +34,8 @@ export type SwitchEvent =
 
 export type SwitchAction =
   | { type: 'start-timer'; attempt: string; ms: number }
-  | { type: 'reset-buffer'; round: number }
+  /** A new opening of a round: what was summed for the last one is void. */
+  | { type: 'opened'; round: number }
   | { type: 'accept'; round: number; from: string }
   | { type: 'refuse'; status: number; reason: string }
   | { type: 'forward'; round: number; attempt: string; from: string[]; missing: string[] }
@@ -75,13 +76,9 @@ export class SwitchMachine {
     }
   }
 
-  private isBelow(node: string): boolean {
-    return this.topology.isSwitch(node) && this.topology.reportsToRoot(node);
-  }
-
   /** The selected clients beneath a switch below (none for any other name). */
   selectedBelow(sw: string): string[] {
-    if (!this.isBelow(sw)) return [];
+    if (!this.topology.isSwitchBelowRoot(sw)) return [];
     return this.selected.filter((c) => this.topology.reporterOf(c) === sw);
   }
 
@@ -92,7 +89,7 @@ export class SwitchMachine {
 
   /** The switches below with selected clients beneath them. */
   switchesInRound(): string[] {
-    return this.topology.childrenOf(this.topology.root).filter((sw) => this.isBelow(sw) && this.selectedBelow(sw).length);
+    return this.topology.childrenOf(this.topology.root).filter((sw) => this.topology.isSwitchBelowRoot(sw) && this.selectedBelow(sw).length);
   }
 
   private open(round: number, attempt: string, clients: string[], deadlineMs: number): SwitchAction[] {
@@ -114,7 +111,7 @@ export class SwitchMachine {
     }
     Object.assign(state, { stage: 'collecting', round, attempt, clients: [...clients], received: new Set(), heard: new Set() });
     this.selected = [...clients];
-    actions.push({ type: 'reset-buffer', round }, { type: 'start-timer', attempt, ms: deadlineMs });
+    actions.push({ type: 'opened', round }, { type: 'start-timer', attempt, ms: deadlineMs });
     for (const sw of this.switchesInRound()) actions.push({ type: 'open-below', round, attempt, switch: sw, clients: this.selectedBelow(sw) });
     return actions;
   }
@@ -122,7 +119,7 @@ export class SwitchMachine {
   /** The refusal an update would get now, without taking it; undefined when it would be taken. */
   refusalFor(round: number, attempt: string, from: string, named?: string[]): Extract<SwitchAction, { type: 'refuse' }> | undefined {
     const { state } = this;
-    if (this.isBelow(from)) return this.sumRefusal(round, attempt, from, named ?? []);
+    if (this.topology.isSwitchBelowRoot(from)) return this.sumRefusal(round, attempt, from, named ?? []);
     if (!this.topology.isClient(from) || !this.topology.reportsToRoot(from)) return { type: 'refuse', status: 403, reason: `${from} is not a client of this switch, nor a switch below it` };
     const openRefusal = this.notOpen(round, attempt);
     if (openRefusal) return openRefusal;
@@ -159,7 +156,7 @@ export class SwitchMachine {
     const refusal = this.refusalFor(round, attempt, from, named);
     if (refusal) return [refusal];
     const { state } = this;
-    if (this.isBelow(from)) {
+    if (this.topology.isSwitchBelowRoot(from)) {
       const beneath = this.topology.clientsBeneath(from);
       // The clients beneath it that are not in its sum will not come; one dropped a moment ago that made it is in.
       state.heard.add(from);

@@ -55,6 +55,8 @@ export function checkedTree(entries: readonly TreeEntry[]): CheckedTree {
 
 /** Why a shipped tree (a node config's `tree`) is not one, or undefined: every node must reach the root. */
 export function shippedTreeProblem(topology: Topology): string | undefined {
+  if (topology.has(topology.root)) return `${topology.root} is the root: it reports to no one in its own tree`;
+  if (!topology.clients.length) return 'no client in it';
   const cycle = topology.cycles()[0];
   if (cycle) return `switches report to each other in a circle: ${cycle.join(' -> ')}`;
   for (const node of [...topology.switches, ...topology.clients]) {

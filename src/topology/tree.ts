@@ -50,6 +50,11 @@ export class Topology {
     return this.upstream.get(node) === this.root;
   }
 
+  /** A switch that reports to the root itself. */
+  isSwitchBelowRoot(node: string): boolean {
+    return this.isSwitch(node) && this.reportsToRoot(node);
+  }
+
   /** Where a node reports: a switch, or the root. */
   upstreamOf(node: string): string | undefined {
     return this.upstream.get(node);

@@ -44,9 +44,26 @@ export class Closing extends Phase {
   }
 }
 
-/** The last round is closed. */
+/** The last round is closed; what it selected and who reported stay in view. */
 export class Done extends Phase {
   readonly stage = 'done';
+
+  constructor(
+    ctx: RoundContext,
+    attempt: string,
+    private readonly clients: readonly string[],
+    private readonly reported: number,
+  ) {
+    super(ctx, attempt);
+  }
+
+  override get selected(): readonly string[] {
+    return this.clients;
+  }
+
+  override get reports(): number {
+    return this.reported;
+  }
 
   override enter(): Step {
     return { actions: [{ type: 'finish' }] };

@@ -66,9 +66,10 @@ export class RoundMachine {
     return this.phase.awaiting;
   }
 
-  /** The refusal a report would get now, without handling it (to check before slow validation). */
-  refusalFor(event: Extract<Event, { type: 'report' }>): Refusal | undefined {
-    return this.phase.reportRefusal(event);
+  /** The refusal a check-in or a report would get now, without handling it (to check before storing or slow work). */
+  refusalFor(event: Extract<Event, { type: 'checkin' | 'report' }>): Refusal | undefined {
+    if (event.type === 'report') return this.phase.reportRefusal(event);
+    return this.topology.isClient(event.client) ? undefined : { type: 'refuse', status: 403, reason: `${event.client} is not a client of this experiment` };
   }
 
   handle(event: Event): Action[] {
@@ -84,10 +85,12 @@ export class RoundMachine {
   /** What every phase hears the same way: who is free, who went down, who came back; [] to stop here. */
   private membership(event: Event): Action[] | undefined {
     switch (event.type) {
-      case 'checkin':
-        if (!this.topology.isClient(event.client)) return [{ type: 'refuse', status: 403, reason: `${event.client} is not a client of this experiment` }];
+      case 'checkin': {
+        const refusal = this.refusalFor(event);
+        if (refusal) return [refusal];
         this.members.checkIn(event.client, event.samples);
         return undefined;
+      }
       case 'node-down':
         return this.members.down(event.node, event.reason, event.failed) ? undefined : [];
       case 'node-up':
@@ -123,7 +126,7 @@ export class RoundMachine {
       case 'closing':
         return new Closing(ctx, this.phase.attempt, next.selected, next.results, next.missing, next.samples);
       case 'done':
-        return new Done(ctx, this.phase.attempt);
+        return new Done(ctx, this.phase.attempt, this.phase.selected, this.phase.reports);
     }
   }
 }

@@ -30,8 +30,8 @@ export class Membership {
     return this.health.get(node);
   }
 
-  /** Every worker the health checks have said something of, with what they said last. */
-  healthy(): ReadonlyMap<string, Health> {
+  /** Every worker something was said of (up, down or failed), with what was said last. */
+  records(): ReadonlyMap<string, Health> {
     return this.health;
   }
 
@@ -95,7 +95,7 @@ export class Membership {
   }
 
   /** Clients neither failed themselves nor beneath a failed switch: those that may still take part. */
-  able(): string[] {
+  notFailed(): string[] {
     return this.topology.reachable(this.topology.clients, (node) => this.health.get(node)?.state === 'failed');
   }
 

@@ -1,7 +1,7 @@
 /**
- * Before the first round (Idle), clients may check in already. Selection: clients check in; once enough can report, the strategy picks the round's clients and
+ * Selection: clients check in; once enough can report, the strategy picks the round's clients and
  * training begins. At its deadline selection goes on with what is ready, if that is enough, or says
- * who it is waiting for and waits on.
+ * who it is waiting for and waits on. Before the first round (Idle, below) clients check in already.
  */
 import type { Action, Event } from './events';
 import { Phase, quorum, STAY, type Step } from './phase';

@@ -24,7 +24,8 @@ export interface RoundWork {
   switchOpening(round: number, attempt: string, clients: string[]): Record<string, unknown>;
   /** The round's tail (aggregate, evaluate, checkpoint); resolves true once done, false when it could not be. */
   closeRound(close: CloseRound): Promise<boolean>;
-  discard(round: number): void;
+  /** The round starts again: what was added up for it is void. */
+  discard(): void;
   finish(): void;
   /** An error the experiment cannot go on from. */
   fail(what: string, err: unknown): void;
@@ -118,7 +119,7 @@ export class RoundExecutor {
         return;
       }
       case 'discard-round':
-        work.discard(action.round);
+        work.discard();
         return;
       case 'close-round':
         void work.closeRound(action).then((closed) => {

@@ -35,16 +35,25 @@ export class WorkerHealthReports {
     this.io.changed();
   }
 
+  /**
+   * The push configured it: up, unless its role failed since (a check-in that did not fit, while
+   * other pushes went on). The push is older news than that.
+   */
+  configured(address: string, detail: string): void {
+    if (this.io.machine.members.healthOf(address)?.state === 'failed') return;
+    this.up(address, `configured (${detail})`);
+  }
+
   /** Its role cannot work: the experiment goes on without it while the quorum holds, and stops when it does not. */
   failed(address: string, reason: string, announce = true): void {
     const { machine, logger, print } = this.io;
     this.io.dispatch({ type: 'node-down', node: address, reason, failed: true });
     this.io.changed();
     const { goal, minFraction } = machine.rules;
-    const able = machine.members.able();
+    const able = machine.members.notFailed();
     const needed = quorum(goal, minFraction);
     if (able.length < needed) {
-      const failed = [...machine.members.healthy()].filter(([, said]) => said.state === 'failed');
+      const failed = [...machine.members.records()].filter(([, said]) => said.state === 'failed');
       const why = failed.map(([worker, said]) => `  - ${worker}: ${said.reason}`).join('\n');
       this.io.fail('the experiment cannot go on', new Error(`${able.length} clients can still take part, a round needs ${needed}; failed to start:\n${why}`));
       return;
@@ -57,6 +66,6 @@ export class WorkerHealthReports {
 
   /** Each worker's health as last seen, for /metrics. */
   states(): ReadonlyMap<string, HealthState> {
-    return new Map([...this.io.machine.members.healthy()].map(([address, said]) => [address, said.state]));
+    return new Map([...this.io.machine.members.records()].map(([address, said]) => [address, said.state]));
   }
 }

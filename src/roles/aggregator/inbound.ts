@@ -19,7 +19,7 @@ export interface Inbound {
 export function readInbound(body: unknown, expect: Expectation & { update: Expectation['kinds'][number] }, topology: Topology): Inbound {
   const message = readMessage(body, expect);
   const direct = message.kind === expect.update;
-  if (direct && !topology.reportsToRoot(message.sender)) {
+  if (direct && !(topology.isClient(message.sender) && topology.reportsToRoot(message.sender))) {
     throw new HttpError(403, 'forbidden', `${message.sender} does not report to the aggregator directly`);
   }
   if (!(message.weight > 0)) throw badRequest('an update needs a positive sample count');

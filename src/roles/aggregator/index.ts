@@ -18,7 +18,7 @@ import type { HealthState } from '../../protocol/aggregator/membership';
 import { RoundMachine } from '../../protocol/aggregator/machine';
 import { Topology } from '../../topology/tree';
 import { updateKinds } from '../../wire/receive';
-import { readControl, withheldSchema } from '../../wire/control';
+import { checkinSchema, readControl, withheldSchema } from '../../wire/control';
 import { askToEvaluate } from '../federated-evaluation';
 import { Role, type NodeContext } from '../role';
 import { CheckIns } from './checkins';
@@ -28,7 +28,7 @@ import { readInbound } from './inbound';
 import { prepare, restore, type Prepared } from './preparation';
 import type { RoundStage } from './round-clock';
 import { Rounds } from './rounds';
-import { roundView, statusView } from './view';
+import { roundView, statusView, type Change } from './view';
 
 export { CHECKPOINTS_DIR, KEY_PAIR_FILE, type CheckpointHeader } from '../../checkpoint';
 export type { Health as WorkerHealth } from '../../protocol/aggregator/membership';
@@ -39,8 +39,7 @@ export interface ExperimentSummary {
   outputs: string;
 }
 
-/** What changed, for whoever shows the experiment live (dashboard, progress bars). */
-export type Change = 'stage' | 'round' | 'logs' | 'health';
+export type { Change } from './view';
 
 export class AggregatorRole extends Role<AggregatorNodeConfig> {
   readonly topology = new Topology(this.config.address, this.config.tree);
@@ -102,7 +101,7 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
     });
     const io = { peers: node.peers, logger: node.logger, signal: this.abort.signal, print: node.print, isStopped };
     this.executor = new RoundExecutor(this.machine, { ...io, after: (ms, fn) => this.after(ms, fn), cancel: (timer) => this.cancel(timer) }, this.rounds);
-    this.checkins = new CheckIns(settings, this.topology);
+    this.checkins = new CheckIns(settings);
     this.workers = new Map([...this.topology.switches.map((s) => [s, 'switch'] as const), ...this.topology.clients.map((c) => [c, 'client'] as const)]);
     this.cluster = new ClusterLog(node.logsDir, this.config.experiment, this.workers, resumeFrom !== undefined);
     this.health = new WorkerHealthReports({
@@ -193,7 +192,12 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
 
   /** POST /a/checkin: a client is ready for a round. */
   checkIn(body: unknown): { status: string; round: number } {
-    const { client, samples, keeps, misfit } = this.checkins.read(body, this.prepared?.modelId);
+    const checkin = readControl(checkinSchema, body, 'expected {"client": "<address>", "samples": <count>}');
+    const { client, samples, keeps } = checkin;
+    // Nothing is kept for a name that is not the experiment's.
+    const stranger = this.machine.refusalFor({ type: 'checkin', client, samples });
+    if (stranger) throw refused(stranger);
+    const misfit = this.checkins.misfitOf(checkin, this.prepared?.modelId);
     if (misfit) {
       // Not selectable, ever: the experiment goes on without it while the quorum holds.
       this.health.failed(client, misfit);

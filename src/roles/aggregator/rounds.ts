@@ -15,7 +15,7 @@ import type { ModelHeader } from './global-model';
 import type { Prepared } from './preparation';
 import { RoundClock, type RoundStage } from './round-clock';
 import { RoundTail, TailFailure, type CloseRound } from './round-tail';
-import { describeWorkers } from './view';
+import { describeWorkers, type Change } from './view';
 
 export interface RoundsIo {
   config: AggregatorNodeConfig;
@@ -26,7 +26,7 @@ export interface RoundsIo {
   iterations: IterationLog;
   outputs: ExperimentOutputs;
   checkpoints: CheckpointStore;
-  changes: EventEmitter<{ change: ['stage' | 'round' | 'logs' | 'health'] }>;
+  changes: EventEmitter<{ change: [Change] }>;
   print?: (line: string) => void;
   isStopped(): boolean;
   finish(): void;
@@ -68,8 +68,9 @@ export class Rounds implements RoundWork {
     const newRound = round !== before.round || before.stage === 'idle';
     if (newRound) this.io.iterations.beginRound(round);
     if (newRound && stage !== 'selection') this.clock.enter('selection', true); // selection closed at once
-    // Closing is entered step by step by the round's tail.
-    if (stage !== 'closing') this.clock.enter(stage, newRound && stage === 'selection');
+    // Closing is entered, and shown, step by step by the round's tail.
+    if (stage === 'closing') return;
+    this.clock.enter(stage, newRound && stage === 'selection');
     this.io.changes.emit('change', 'stage');
   }
 

@@ -8,6 +8,9 @@ import type { ExperimentOutputs, RoundMetrics } from '../../outputs';
 import type { RoundMachine } from '../../protocol/aggregator/machine';
 import type { RoundStage } from './round-clock';
 
+/** What changed, for whoever shows the experiment live (dashboard, progress bars). */
+export type Change = 'stage' | 'round' | 'logs' | 'health';
+
 /** What the views read off the aggregator role. */
 export interface Observed {
   config: AggregatorNodeConfig;
@@ -22,7 +25,7 @@ export interface Observed {
 export function statusView(role: Observed) {
   const { config, machine, outputs } = role;
   const { topology, members } = machine;
-  const health = [...members.healthy()];
+  const health = [...members.records()];
   return {
     role: 'aggregator',
     experiment: config.experiment,

@@ -12,6 +12,7 @@ import { describeFailure } from '../../net/peers';
 import { ClientMachine, type ClientAction } from '../../protocol/client';
 import { upstreamRoute } from '../../topology/tree';
 import { Kind, WIRE_CONTENT_TYPE, type Message } from '../../wire/codec';
+import { readControl, standbySchema } from '../../wire/control';
 import { readMessage } from '../../wire/receive';
 import type { ClientInstructions } from '../../strategy/strategy';
 import { Role } from '../role';
@@ -84,11 +85,12 @@ export class ClientRole extends Role<ClientNodeConfig> {
     // A reference trains from the model this client kept when it scored it; taken now, as a later evaluation may keep another.
     const kept = message.kind === Kind.ModelReference ? trainer.keptModel(meta.model_tag) : undefined;
     const missing = message.kind === Kind.ModelReference && !kept ? String(meta.model_tag) : undefined;
-    this.act(this.machine.handle({ type: 'model', round: message.round, missing }));
-    void this.runRound(message, meta, kept).catch((err) => {
-      this.node.logger.error(`round ${message.round} failed: ${(err as Error).stack ?? err}`);
-      if (!this.isStopped) this.act(this.machine.handle({ type: 'round-over' })); // free again: the next round can have it
-    });
+    this.act(this.machine.handle({ type: 'model', round: message.round, missing }), () =>
+      this.runRound(message, meta, kept).catch((err) => {
+        this.node.logger.error(`round ${message.round} failed: ${(err as Error).stack ?? err}`);
+        if (!this.isStopped) this.act(this.machine.handle({ type: 'round-over' })); // free again: the next round can have it
+      }),
+    );
     return { round: message.round, samples: trainer.data.size };
   }
 
@@ -97,7 +99,8 @@ export class ClientRole extends Role<ClientNodeConfig> {
   }
 
   /** POST /c/standby: not in this round (not selected, or selected behind a switch that could not open it). */
-  standBy(round: number): void {
+  standBy(body: unknown): void {
+    const { round } = readControl(standbySchema, body, 'expected {"round": <number>}');
     this.node.logger.info(`standing by in round ${round}`);
     this.act(this.machine.handle({ type: 'standby' }));
   }
@@ -197,13 +200,20 @@ export class ClientRole extends Role<ClientNodeConfig> {
     }
   }
 
-  /** Carries out the stage machine's actions: a refusal is thrown; training is started by the caller, which holds the model. */
-  private act(actions: ClientAction[]): void {
+  /**
+   * Carries out the stage machine's actions: `train` starts the round (its model is the caller's);
+   * a refusal is thrown, after what comes with it, and a check-in that comes with one goes after the
+   * answer, so the refusal reaches its sender first.
+   */
+  private act(actions: ClientAction[], train?: () => Promise<void>): void {
+    const refusal = actions.find((a) => a.type === 'refuse');
     for (const action of actions) {
-      if (action.type === 'refuse') throw refused(action);
+      if (action.type === 'train') void train?.();
       if (action.type === 'forget-kept') this.trainer?.forget();
-      if (action.type === 'check-in') void this.checkIn();
+      if (action.type === 'check-in' && refusal) setImmediate(() => void this.checkIn());
+      else if (action.type === 'check-in') void this.checkIn();
     }
+    if (refusal) throw refused(refusal);
   }
 
   /** Tells the aggregator this client is ready for a round; retried until it answers. */

@@ -17,6 +17,7 @@ import { dropSchema, openRoundSchema, readControl, readEvaluationQuery, withheld
 import { attemptOf, namedClients, readMessage, updateKinds } from '../../wire/receive';
 import { askToEvaluate, type Evaluations } from '../federated-evaluation';
 import { Role } from '../role';
+import { PendingDrops } from './pending-drops';
 import { DownRelay } from './relay';
 import { Upstream } from './upstream';
 
@@ -51,8 +52,8 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
   private openedAt = 0;
   /** When the last update that made the sum arrived: the time after it, until the forward, was spent waiting. */
   private lastUpdateAt = 0;
-  /** Clients whose update is being added, with a drop that came for them meanwhile: it applies only if the update does not make it. */
-  private readonly adding = new Map<string, DropNotice | undefined>();
+  /** Drops that came for clients whose update is being added: they apply only if it does not make it. */
+  private readonly pendingDrops = new PendingDrops<DropNotice>();
 
   override start(): void {
     if (!this.encrypted) return;
@@ -147,8 +148,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
   /** Drops a client from the round, from the aggregator or from the relay; a refusal is thrown. */
   private dropClient(drop: DropNotice): void {
     // Its update may be being added right now: it counts if it makes it.
-    if (this.adding.has(drop.client)) this.adding.set(drop.client, drop);
-    else this.run(this.machine.handle({ type: 'drop', ...drop }));
+    if (!this.pendingDrops.park(drop.client, drop)) this.run(this.machine.handle({ type: 'drop', ...drop }));
   }
 
   /** For events of the switch's own making: a refusal means the round they were for is over; anything else is a bug, logged. */
@@ -168,7 +168,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     const message = readMessage(body, { kinds: [update, sum], modelId: this.modelId, parameters: this.parameters, he: he && { id: he.id, chunks: he.chunks } });
     const { round, sender, weight } = message;
     const fromBelow = message.kind === sum;
-    const isBelow = this.topology.isSwitch(sender) && this.topology.reportsToRoot(sender);
+    const isBelow = this.topology.isSwitchBelowRoot(sender);
     if (fromBelow && !isBelow) throw badRequest(`a sum from ${sender}, which is not a switch below this one: expected ${Kind[update]} (${update}) from a client`);
     const clients = fromBelow ? namedClients(message) : [sender];
     if (!fromBelow && message.contributors !== 1) throw badRequest(`a client update sums exactly 1 update, not ${message.contributors}`);
@@ -176,7 +176,8 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     if (!(weight > 0)) throw badRequest('an update needs a positive sample count');
     const event = { type: 'update' as const, round, attempt: attemptOf(message), from: sender, ...(fromBelow ? { clients } : {}) };
     const arrival = { round, sender, weight, contributors: clients.length, preScaled: fromBelow, values: message.parameters, ciphertexts: message.ciphertexts };
-    for (const client of clients) this.adding.set(client, undefined);
+    this.pendingDrops.begin(clients);
+    let made = false;
     try {
       await this.accumulator!.add(arrival, {
         check: () => {
@@ -185,20 +186,12 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
         },
         commit: (store) => this.run(this.machine.handle(event), () => (store(), (this.lastUpdateAt = performance.now()))),
       });
-    } catch (err) {
-      // It did not make it: a drop that came meanwhile applies now.
-      for (const client of clients) this.dropAfterAll(client);
-      throw err;
+      made = true;
     } finally {
-      for (const client of clients) this.adding.delete(client);
+      // A drop that came meanwhile applies now if the update did not make it.
+      for (const drop of this.pendingDrops.end(clients, made)) if (!this.isStopped) this.quietly(() => this.run(this.machine.handle({ type: 'drop', ...drop })));
     }
     return { round, received: this.machine.state.received.size };
-  }
-
-  private dropAfterAll(client: string): void {
-    const drop = this.adding.get(client);
-    this.adding.delete(client);
-    if (drop && !this.isStopped) this.quietly(() => this.run(this.machine.handle({ type: 'drop', ...drop })));
   }
 
   /** Carries out the machine's actions; `onAccept` stores what was accepted (or opened) before a forward reads it. */
@@ -207,7 +200,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
       switch (action.type) {
         case 'refuse':
           throw refused(action);
-        case 'reset-buffer':
+        case 'opened':
         case 'accept':
           onAccept();
           break;

@@ -77,5 +77,28 @@ describe('accumulators', () => {
       const sum = await sessions.keyed.pool.decrypt((total as { ciphertexts: Uint8Array[] }).ciphertexts, 5000);
       assert.ok(Math.abs(sum[0] - 0.4) < 1e-6, `a and c only: decrypted ${sum[0]}`);
     });
+
+    it('batched: when taking one closes the round and the next is refused, the sum is made again from those taken', async () => {
+      const acc = new EncryptedAccumulator(sessions.adder, 'switch', true);
+      const arrival = async (sender: string, value: number, weight = 10) => ({ round: 1, sender, weight, contributors: 1, preScaled: true, ciphertexts: await sessions.keyed.pool.encrypt(values(value), 0.1) });
+      const [c2, c1, s2] = await Promise.all([arrival('c2', 1), arrival('c1', 10, 20), arrival('s2', 100, 40)]);
+      let closed = false;
+      /** c1 completes the round (its switch dropped the client s2 names): s2, taken after it, is refused. */
+      const round = (sender: string): Gate => ({
+        check: () => undefined,
+        commit: (store) => {
+          if (closed) throw Object.assign(new Error('round 1 is not open here (forwarded)'), { status: 409 });
+          store();
+          if (sender === 'c1') closed = true;
+        },
+      });
+      const added = [acc.add(c2, round('c2')), acc.add(c1, round('c1')), acc.add(s2, round('s2'))]; // c2 alone, then c1 and s2 in one batch
+      const outcomes = await Promise.allSettled(added);
+      assert.deepEqual(outcomes.map((o) => o.status), ['fulfilled', 'fulfilled', 'rejected']);
+      const total = acc.total()!;
+      assert.deepEqual([total.weight, total.contributors], [30, 2]);
+      const sum = await sessions.keyed.pool.decrypt((total as { ciphertexts: Uint8Array[] }).ciphertexts, 5000);
+      assert.ok(Math.abs(sum[0] - 1.1) < 1e-6, `c2 and c1 only, not s2's 10: decrypted ${sum[0]}`);
+    });
   });
 });

@@ -98,6 +98,26 @@ describe('a node config (what POST /config takes)', () => {
       assert.ok(found.some((p) => /^experiment: the experiment name must be 1-64 letters, digits, "\.", "_" or "-", starting with a letter or digit/.test(p)), found.join('\n'));
     });
   }
+
+  it("refuses a tree that is not one beneath the node it is sent to, naming why", () => {
+    const nodes = resolveNodeConfigs(parseExperimentConfig(minimal()));
+    const [c1, c2, sw, agg] = ['127.0.0.1:5000', '127.0.0.2:5000', '127.0.0.3:5000', '127.0.0.4:6000'];
+    const aggregator = nodes.get(agg)!;
+    const swConfig = nodes.get(sw)!;
+    assert.deepEqual([problems(aggregator), problems(swConfig)], [[], []]);
+    const cases: [Record<string, unknown>, Record<string, string>, RegExp][] = [
+      [aggregator, { [c1]: sw, [sw]: agg, [agg]: sw }, /127\.0\.0\.4:6000 is the root: it reports to no one in its own tree/],
+      [aggregator, { [c1]: sw, [sw]: c2, [c2]: sw }, /switches report to each other in a circle/],
+      [aggregator, { [c1]: '127.0.0.9:5000' }, /127\.0\.0\.1:5000 reports to 127\.0\.0\.9:5000, which is neither 127\.0\.0\.4:6000 nor beneath it/],
+      [aggregator, {}, /no client in it/],
+      [swConfig, {}, /a switch needs a client or a switch beneath it/],
+      [swConfig, { [sw]: c1, [c1]: sw }, /is the root/],
+    ];
+    for (const [config, tree, reason] of cases) {
+      const found = problems({ ...config, tree });
+      assert.ok(found.some((p) => p.startsWith('tree: ') && reason.test(p)), `${JSON.stringify(tree)}: ${found.join('; ')}`);
+    }
+  });
 });
 
 describe('topology resolution', () => {

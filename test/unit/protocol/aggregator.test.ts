@@ -90,6 +90,7 @@ describe('aggregator round machine', () => {
     for (const from of [S1, S2, 'd1']) report(m, from, from === 'd1' ? 1 : 2);
     assert.deepEqual(closed(m), [{ type: 'cancel-timers' }, { type: 'finish' }]);
     assert.equal(m.stage, 'done');
+    assert.deepEqual([m.selected.length, m.reports], [5, 3], 'the last round stays in view');
   });
 
   it('pre-scales updates by the samples the selected clients said they hold at check-in', () => {

@@ -65,7 +65,7 @@ describe('switch round machine', () => {
     update(m, 'c1', 1);
     m.handle({ type: 'deadline', attempt: m.state.attempt });
     const again = open(m, 1, ['c2'], 's:1.1');
-    assert.ok(again.some((a) => a.type === 'reset-buffer'));
+    assert.ok(again.some((a) => a.type === 'opened'));
     assert.equal(m.state.received.size, 0);
     assert.equal(update(m, 'c2', 1).at(-1)?.type, 'forward');
   });

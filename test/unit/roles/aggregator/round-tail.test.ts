@@ -1,0 +1,90 @@
+/** A round's tail on its own, the global model faked: aggregate, evaluate, checkpoint, in that order, once. */
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { PlaintextAccumulator } from '../../../../src/aggregation/accumulator';
+import { CheckpointStore } from '../../../../src/checkpoint';
+import { parseExperimentConfig, resolveNodeConfigs } from '../../../../src/config/load';
+import type { AggregatorNodeConfig } from '../../../../src/config/node-config';
+import { testbedConfig } from '../../../../src/config/testbed';
+import { IterationLog } from '../../../../src/log/iteration-log';
+import { WireMeter } from '../../../../src/net/wire-meter';
+import { ExperimentOutputs } from '../../../../src/outputs';
+import type { GlobalModel } from '../../../../src/roles/aggregator/global-model';
+import type { Prepared } from '../../../../src/roles/aggregator/preparation';
+import { RoundClock } from '../../../../src/roles/aggregator/round-clock';
+import { RoundTail, TailFailure, type CloseRound } from '../../../../src/roles/aggregator/round-tail';
+
+const config = [...resolveNodeConfigs(parseExperimentConfig(testbedConfig({ base: '127.0.9', nodes: 6, switches: 1, rounds: 3 }))).values()].find(
+  (n): n is AggregatorNodeConfig => n.type === 'aggregator',
+)!;
+const close: CloseRound = { type: 'close-round', round: 1, attempt: 's:1.0', results: [{ from: 's1', clients: ['c1', 'c2'], weight: 10 }], missing: ['c3'], samples: 15 };
+
+/** A tail whose global model records what it is asked; `fail` makes one of its steps throw; `stopAt` stops the role there. */
+async function tail(options: { fail?: 'update' | 'evaluate'; stopAt?: 'update' } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'fl-tail-'));
+  const calls: string[] = [];
+  const lines: string[] = [];
+  let stopped = false;
+  const step = (name: string) => {
+    calls.push(name);
+    if (options.fail === name) throw new Error(`${name} broke`);
+    if (options.stopAt === name) stopped = true;
+  };
+  const global = {
+    update: async () => step('update'),
+    evaluate: async () => (step('evaluate'), { accuracy: 0.9, loss: 0.25 }),
+    saveRound: async (outputs: ExperimentOutputs, header: { round: number }, metrics: never) => (step('save'), outputs.saveRound(header.round, { encrypted: Buffer.from('sealed') }, metrics)),
+    snapshot: () => ({ plain: Float32Array.from([1, 2, 3]) }),
+  } as unknown as GlobalModel;
+  const accumulator = new PlaintextAccumulator(3);
+  await accumulator.add({ round: 1, sender: 's1', values: Float32Array.from([10, 20, 30]), weight: 10, contributors: 2, preScaled: true }, { check: () => undefined, commit: (store) => store() });
+  const prepared = { global, accumulator, strategy: { snapshot: () => ({}) } } as unknown as Prepared;
+  const outputs = new ExperimentOutputs(dir, config.experiment);
+  const checkpoints = new CheckpointStore(join(dir, 'checkpoints'));
+  const iterations = new IterationLog(join(dir, 'logs'), 'agg', config.experiment, new WireMeter());
+  iterations.beginRound(1);
+  const run = new RoundTail({
+    config,
+    prepared: () => prepared,
+    clock: new RoundClock(),
+    iterations,
+    outputs,
+    checkpoints,
+    header: (round) => ({ round, modelId: 7, sender: config.address, parameters: 3 }),
+    retries: () => 0,
+    changed: (what) => calls.push(`changed ${what}`),
+    print: (line) => lines.push(line),
+    isStopped: () => stopped,
+  });
+  return { run, calls, lines, checkpoints, outputs, accumulator };
+}
+
+describe("a round's tail", () => {
+  it('aggregates, evaluates, then saves and checkpoints the round, each step shown as it begins, and prints the round', async () => {
+    const { run, calls, lines, checkpoints, outputs, accumulator } = await tail();
+    assert.equal(await run.run(close), true);
+    assert.deepEqual(calls, ['changed stage', 'update', 'changed stage', 'evaluate', 'changed stage', 'save', 'changed round']);
+    assert.equal(checkpoints.files().length, 1);
+    assert.deepEqual([outputs.rows[0].clients, outputs.rows[0].samples, outputs.rows[0].missing], [2, 10, ['c3']]);
+    assert.match(lines[0], /^round {3}1\/3 {2}accuracy 90\.00% {2}loss 0\.2500 {2}2 clients/);
+    assert.deepEqual(run.participants, ['s1', 'c1', 'c2']);
+    assert.equal(accumulator.total(), undefined, 'the next round adds from nothing');
+  });
+
+  it('names the step that failed, and saves nothing after it', async () => {
+    const { run, calls, checkpoints } = await tail({ fail: 'evaluate' });
+    await assert.rejects(run.run(close), (err) => err instanceof TailFailure && err.what === 'evaluation of round 1 failed' && /evaluate broke/.test(err.message));
+    assert.deepEqual(calls.filter((c) => !c.startsWith('changed')), ['update', 'evaluate']);
+    assert.equal(checkpoints.files().length, 0);
+  });
+
+  it('stops between steps when the role stops, closing nothing', async () => {
+    const { run, calls, checkpoints } = await tail({ stopAt: 'update' });
+    assert.equal(await run.run(close), false);
+    assert.deepEqual(calls.filter((c) => !c.startsWith('changed')), ['update']);
+    assert.equal(checkpoints.files().length, 0);
+  });
+});
