@@ -28,7 +28,7 @@ import { readInbound } from './inbound';
 import { prepare, restore, type Prepared } from './preparation';
 import type { RoundStage } from './round-clock';
 import { Rounds } from './rounds';
-import { roundView, statusView, type Change } from './view';
+import { statusView, type Change } from './view';
 
 export { CHECKPOINTS_DIR, KEY_PAIR_FILE, type CheckpointHeader } from '../../checkpoint';
 export type { Health as WorkerHealth } from '../../protocol/aggregator/membership';
@@ -174,11 +174,6 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
 
   status() {
     return statusView(this);
-  }
-
-  /** Where the experiment stands (progress bars, the dashboard's header). */
-  progress() {
-    return roundView(this);
   }
 
   /** GET /a/he/public-key: what clients encrypt with when the aggregator holds the key. */
