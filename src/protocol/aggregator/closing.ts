@@ -5,16 +5,13 @@
 import type { Event, Reported } from './events';
 import { Phase, STAY, type RoundContext, type Step } from './phase';
 
-export class Closing extends Phase {
-  readonly stage = 'closing';
-
+/** A phase after training: the round's clients, and how many reported, stay in view. */
+abstract class AfterTraining extends Phase {
   constructor(
     ctx: RoundContext,
     attempt: string,
     private readonly clients: readonly string[],
-    private readonly results: Reported[],
-    private readonly missing: string[],
-    private readonly samples: number,
+    private readonly reported: number,
   ) {
     super(ctx, attempt);
   }
@@ -24,7 +21,22 @@ export class Closing extends Phase {
   }
 
   override get reports(): number {
-    return this.results.length;
+    return this.reported;
+  }
+}
+
+export class Closing extends AfterTraining {
+  readonly stage = 'closing';
+
+  constructor(
+    ctx: RoundContext,
+    attempt: string,
+    clients: readonly string[],
+    private readonly results: Reported[],
+    private readonly missing: string[],
+    private readonly samples: number,
+  ) {
+    super(ctx, attempt, clients, results.length);
   }
 
   override enter(): Step {
@@ -44,26 +56,9 @@ export class Closing extends Phase {
   }
 }
 
-/** The last round is closed; what it selected and who reported stay in view. */
-export class Done extends Phase {
+/** The last round is closed. */
+export class Done extends AfterTraining {
   readonly stage = 'done';
-
-  constructor(
-    ctx: RoundContext,
-    attempt: string,
-    private readonly clients: readonly string[],
-    private readonly reported: number,
-  ) {
-    super(ctx, attempt);
-  }
-
-  override get selected(): readonly string[] {
-    return this.clients;
-  }
-
-  override get reports(): number {
-    return this.reported;
-  }
 
   override enter(): Step {
     return { actions: [{ type: 'finish' }] };
@@ -73,4 +68,3 @@ export class Done extends Phase {
     return STAY;
   }
 }
-
