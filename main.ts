@@ -14,11 +14,12 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, loadExperimentConfig, resolveNodeConfigs, topologyOf, usesTls } from './src/config/load';
 import { baseUrl, DEFAULT_PORT } from './src/config/address';
-import { readScrapeToken, resolveToken } from './src/net/auth';
+import { readScrapeToken, resolveCredentials } from './src/net/auth';
 import { DEFAULT_VALID_DAYS, makeTestbedCerts } from './src/net/certs';
 import { loadTlsFromDir, TlsSetupError } from './src/net/tls';
 import { DEFAULT_KEY_FILE, writeSecretKey } from './src/he/keys';
 import { closeOnSignals, startNode } from './src/node/start';
+import { readLaunchFailures } from './src/orchestrator/launch-report';
 import { ExperimentNotReady, runAggregator } from './src/orchestrator/run-aggregator';
 import { ResumeError } from './src/orchestrator/resume';
 import { evaluateSaved } from './src/orchestrator/evaluate-saved';
@@ -61,7 +62,7 @@ interface CommonFlags {
 
 const withCommonFlags = (command: Command) =>
   command
-    .option('--token-file <file>', 'file holding the cluster token (or set $FL_TOKEN)')
+    .option('--token-file <file>', "this node's token book (a launcher makes one per node) or the cluster token (or set $FL_TOKEN)")
     .addOption(new Option('--token <token>', 'the cluster token itself (visible to ps; prefer --token-file)'))
     .addOption(new Option('--metrics-token-file <file>', 'a token that may read GET /metrics and nothing else, for Prometheus').env('FL_METRICS_TOKEN_FILE'))
     .option('--id <id>', 'node id used in log file names (default: host-port)', nodeId)
@@ -72,7 +73,7 @@ const withCommonFlags = (command: Command) =>
 
 function common(flags: CommonFlags) {
   return {
-    token: resolveToken(flags),
+    credentials: resolveCredentials(flags),
     scrapeToken: readScrapeToken(flags.metricsTokenFile),
     id: flags.id,
     logsDir: flags.logs,
@@ -161,6 +162,7 @@ withCommonFlags(
       host: flags.host,
       port: flags.port,
       resume: flags.resume,
+      launchFailures: readLaunchFailures(flags.tokenFile),
       ...common(flags),
       print: progress.print,
       console: mode === 'lines', // log lines would tear the bars; the log file has them all
@@ -246,7 +248,7 @@ program
   .command('decrypt')
   .description("turn a round's encrypted global model (model.he, kept when clients hold the HE key) into model.json + weights.bin")
   .argument('<round-dir>', 'a folder holding model.he, like outputs/<experiment>/models/round-020')
-  .requiredOption('--he-key <file>', "the clients' HE secret key (made by `main.js keygen`)")
+  .option('--he-key <file>', "the clients' HE secret key (what `main.js keygen` and `testbed up` make)", DEFAULT_KEY_FILE)
   .option('--out <dir>', 'where to write model.json and weights.bin (default: the round folder itself)')
   .option('--config <file>', "the experiment's config (default: outputs/<experiment>/config.json)")
   .action(async (roundDir: string, flags: { heKey: string; out?: string; config?: string }) => {

@@ -7,7 +7,7 @@ import { Command } from 'commander';
 import { canonicalAddress } from '../src/config/address';
 import { ConfigError, loadExperimentConfig, resolveNodeConfigs, usesTls } from '../src/config/load';
 import { loadTlsFromDir } from '../src/net/tls';
-import { resolveToken } from '../src/net/auth';
+import { resolveCredentials } from '../src/net/auth';
 import { Peers } from '../src/net/peers';
 import { WireMeter } from '../src/net/wire-meter';
 import { formatOutcome, pushConfigs, summarize } from '../src/orchestrator/push';
@@ -21,7 +21,7 @@ interface Flags {
 }
 
 async function main(flags: Flags): Promise<number> {
-  const token = resolveToken({ tokenFile: flags.tokenFile });
+  const credentials = resolveCredentials({ tokenFile: flags.tokenFile });
   const config = loadExperimentConfig(flags.config);
   const nodes = [...resolveNodeConfigs(config).values()];
   const only = flags.only ? new Set(flags.only.split(',').map((a) => canonicalAddress(a.trim()))) : undefined;
@@ -32,10 +32,12 @@ async function main(flags: Flags): Promise<number> {
     only ? only.has(n.address) : flags.type ? n.type === flags.type : n.type !== 'aggregator',
   );
   if (!chosen.length) throw new Error('nothing to push: no entry matches --only/--type');
-  // Under mutual TLS it calls the workers as the aggregator does, with the aggregator's certificate.
+  // It calls the workers as the aggregator does: with its token (derived from the cluster token) and, under mutual TLS, its certificate.
   const aggregator = nodes.find((n) => n.type === 'aggregator')!.address;
+  if (!credentials.holdsSecret) throw new Error('--token-file: push-config acts as the aggregator, and needs the cluster token (not a token book)');
+  credentials.bind(aggregator);
   const tls = usesTls(config) ? loadTlsFromDir(config.certs, aggregator) : undefined;
-  const outcomes = await pushConfigs(new Peers(token, new WireMeter(), undefined, tls), chosen, {
+  const outcomes = await pushConfigs(new Peers(credentials, new WireMeter(), undefined, tls), chosen, {
     deadlineMs: flags.deadline,
     onOutcome: (o) => console.log(formatOutcome(o)),
   });

@@ -1,9 +1,11 @@
 /**
  * Starting and stopping workers on a real testbed over ssh.
  *   npm run ssh -- start|stop|status|fetch-logs [--config config.json | --hosts FILE] [--dry-run]
- * Workers are started with setsid+nohup so they outlive the ssh session; the cluster token
+ * Workers are started with setsid+nohup so they outlive the ssh session. Each worker's token book
+ * (its own token and the others' digests, made from the cluster token: it can act only as itself)
  * travels on ssh's stdin into an owner-only file, never on a command line. So do the HE key (to
  * clients only) and, under mutual TLS, each machine's own certificate and key and the testbed's CA.
+ * With a hosts file there is no config to make books from: the workers get the cluster token itself.
  * --dry-run prints every command it would run and contacts nothing.
  */
 import { spawn } from 'node:child_process';
@@ -14,7 +16,9 @@ import { ConfigError, loadExperimentConfig, resolveNodeConfigs, usesTls } from '
 import type { ExperimentConfig } from '../src/config/schema';
 import { certFiles } from '../src/net/certs';
 import { parseAddress, type Address } from '../src/config/address';
-import { resolveToken } from '../src/net/auth';
+import { resolveCredentials } from '../src/net/auth';
+import { tokenBook } from '../src/net/identity';
+import { launchReportFile, writeLaunchReport, type LaunchFailures } from '../src/orchestrator/launch-report';
 
 export interface Target extends Address {
   role: string;
@@ -39,13 +43,17 @@ interface Flags {
 export interface Step {
   target: Target;
   argv: string[];
-  /** What goes on stdin: the cluster token, or a file's content (the HE key). */
+  /** What goes on stdin: the worker's token book (the cluster token itself with a hosts file), or a file's content (the HE key). */
   stdin?: 'TOKEN' | { file: string };
 }
 
 const REMOTE_KEY = 'keys/he-secret.json';
-/** Where a worker's TLS files go on its machine, named by address as `main.js certs` names them. */
-const REMOTE_TLS = 'tls';
+/**
+ * Where a worker's TLS files go on its machine: a folder of its own, named by its address, as the
+ * local testbed gives each worker (machines may share a project folder, as the emulated ones do: each
+ * worker is started with its own folder, and down removes them one by one).
+ */
+const remoteTls = (target: Target) => `tls/${target.host}-${target.port}`;
 
 /**
  * Under mutual TLS (config.json's `tls`, on by default off loopback), the certificates' folder; else
@@ -67,10 +75,10 @@ export function tlsSteps(flags: Flags, targets: Target[], certs: string | undefi
     for (const file of Object.values(local)) {
       if (!flags.dryRun && !existsSync(file)) throw new Error(`mutual TLS: ${file} is missing; make the certificates first with \`node main.js certs --config <config.json>\`${flags.hosts ? ' and name their folder with --certs' : ''}`);
     }
-    const remote = certFiles(REMOTE_TLS, `${target.host}:${target.port}`);
+    const remote = certFiles(remoteTls(target), `${target.host}:${target.port}`);
     return (['ca', 'cert', 'key'] as const).map((part) => ({
       target,
-      argv: sshArgs(flags, target, `cd ${quote(flags.dir)} && mkdir -p ${REMOTE_TLS} && ${writeAtomically(remote[part])} && echo "TLS ${part} written to ${remote[part]}"`),
+      argv: sshArgs(flags, target, `cd ${quote(flags.dir)} && (umask 077 && mkdir -p ${remoteTls(target)}) && ${writeAtomically(remote[part])} && echo "TLS ${part} written to ${remote[part]}"`),
       stdin: { file: local[part] },
     }));
   });
@@ -126,12 +134,19 @@ export function planSteps(action: string, flags: Flags, targets: Target[], tls =
     switch (action) {
       case 'start': {
         const key = target.role === 'client' ? ` --he-key ${REMOTE_KEY}` : '';
-        const certs = tls ? ` --tls-dir ${REMOTE_TLS}` : '';
-        const worker = `node main.js --host ${target.host} --port ${target.port} --token-file .run/token --logs logs${key}${certs}`;
+        const certs = tls ? ` --tls-dir ${remoteTls(target)}` : '';
+        // Named by address too: machines that share a folder must not read each other's books.
+        const tokenFile = `.run/token-${target.host}-${target.port}`;
+        const worker = `node main.js --host ${target.host} --port ${target.port} --token-file ${tokenFile} --logs logs${key}${certs}`;
+        // Started, then watched until it listens (or for 10 s): one that exits at once (a certificate
+        // of another machine, a key missing) is a failure, in the worker's own words (its last lines).
+        const watch =
+          `for i in $(seq 100); do grep -q "listening on" ${out} && break; kill -0 "$(cat ${pid})" 2>/dev/null || break; sleep 0.1; done; ` +
+          `if kill -0 "$(cat ${pid})" 2>/dev/null; then echo "started pid $(cat ${pid})"; else echo "the worker exited at start: $(tail -n 3 ${out} | tr '\\n' ' ')"; rm -f ${pid}; exit 1; fi`;
         const remote =
-          `cd ${dir} && mkdir -p logs .run && ${writeAtomically('.run/token')} && ` +
+          `cd ${dir} && mkdir -p logs .run && ${writeAtomically(tokenFile)} && ` +
           `if [ -f ${pid} ] && kill -0 "$(cat ${pid})" 2>/dev/null; then echo "already running"; else ` +
-          `setsid nohup ${worker} > ${out} 2>&1 < /dev/null & echo $! > ${pid}; echo "started pid $(cat ${pid})"; fi`;
+          `setsid nohup ${worker} > ${out} 2>&1 < /dev/null & echo $! > ${pid}; ${watch}; fi`;
         return { target, argv: sshArgs(flags, target, remote), stdin: 'TOKEN' };
       }
       case 'stop':
@@ -155,13 +170,21 @@ export function planSteps(action: string, flags: Flags, targets: Target[], tls =
   });
 }
 
-export function describeStep(step: Step): string {
+export function describeStep(step: Step, config?: ExperimentConfig): string {
   const line = step.argv.map(quote).join(' ');
-  if (step.stdin === 'TOKEN') return `${line} <<< "$FL_TOKEN"`;
+  if (step.stdin === 'TOKEN') return `${line} <<< ${config ? `"<the token book of ${step.target.host}:${step.target.port}>"` : '"$FL_TOKEN"'}`;
   return step.stdin ? `${line} < ${quote(step.stdin.file)}` : line;
 }
 
-function runStep(step: Step, token: string | undefined): Promise<{ code: number; output: string }> {
+/** What a worker's token file holds: its token book, made from the cluster token and config.json's nodes; the cluster token itself without a config. */
+function tokenFor(target: Target, secret: string, config: ExperimentConfig | undefined): string {
+  if (!config) return secret;
+  const nodes = [...resolveNodeConfigs(config).values()];
+  const aggregator = nodes.find((n) => n.type === 'aggregator')!.address;
+  return JSON.stringify(tokenBook(secret, `${target.host}:${target.port}`, nodes.map((n) => n.address), aggregator));
+}
+
+function runStep(step: Step, token: (target: Target) => string | undefined): Promise<{ code: number; output: string }> {
   return new Promise((resolve) => {
     const child = spawn(step.argv[0], step.argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
     let output = '';
@@ -169,7 +192,7 @@ function runStep(step: Step, token: string | undefined): Promise<{ code: number;
     child.stderr.on('data', (d) => (output += d));
     child.on('error', (err) => resolve({ code: 127, output: err.message }));
     child.on('close', (code) => resolve({ code: code ?? 1, output: output.trim() }));
-    const input = step.stdin === 'TOKEN' ? token + '\n' : step.stdin ? readFileSync(step.stdin.file) : undefined;
+    const input = step.stdin === 'TOKEN' ? token(step.target) + '\n' : step.stdin ? readFileSync(step.stdin.file) : undefined;
     child.stdin.end(input);
   });
 }
@@ -183,21 +206,27 @@ async function main(action: string, flags: Flags): Promise<number> {
   const steps = [...handOver, ...planSteps(action, flags, targets, Boolean(certs))];
   if (flags.dryRun) {
     console.log(`# dry run: ${steps.length} ${action} commands, nothing is contacted`);
-    for (const step of steps) console.log(describeStep(step));
+    for (const step of steps) console.log(describeStep(step, config));
     return 0;
   }
-  const token = action === 'start' ? resolveToken({ tokenFile: flags.tokenFile }) : undefined;
+  const secret = action === 'start' ? resolveCredentials({ tokenFile: flags.tokenFile }).operatorToken() : undefined;
+  if (action === 'start' && secret === undefined) throw new Error('--token-file: the launcher makes each worker its token book from the cluster token, not from a token book');
+  const token = (target: Target) => secret && tokenFor(target, secret, config);
   if (action === 'fetch-logs') for (const s of steps) mkdirSync(s.argv[s.argv.length - 1], { recursive: true });
   let failures = 0;
   const withoutFiles = new Set<Target>();
+  /** What each worker that did not start said, by address: the aggregator names it with this. */
+  const notStarted: LaunchFailures = {};
   const runAll = async (batch: Step[]) => {
     const queue = [...batch];
     const workers = Array.from({ length: Math.max(1, flags.parallel) }, async () => {
       for (let step = queue.shift(); step; step = queue.shift()) {
         const { code, output } = await runStep(step, token);
+        const said = output.split('\n').slice(-2).join(' | ');
         if (code !== 0) failures++;
         if (code !== 0 && handOver.includes(step)) withoutFiles.add(step.target);
-        console.log(`  ${code === 0 ? 'ok' : 'FAILED'}  ${step.target.host}:${step.target.port}  ${output.split('\n').slice(-2).join(' | ')}`);
+        else if (code !== 0 && action === 'start') notStarted[`${step.target.host}:${step.target.port}`] = said;
+        console.log(`  ${code === 0 ? 'ok' : 'FAILED'}  ${step.target.host}:${step.target.port}  ${said}`);
       }
     });
     await Promise.all(workers);
@@ -206,9 +235,13 @@ async function main(action: string, flags: Flags): Promise<number> {
   // certificate at start); a machine that did not get them all is not started.
   await runAll(handOver);
   const starts = steps.slice(handOver.length);
-  for (const target of withoutFiles) console.log(`  skipped ${target.host}:${target.port}: its key or certificates did not arrive`);
+  for (const target of withoutFiles) {
+    console.log(`  skipped ${target.host}:${target.port}: its key or certificates did not arrive`);
+    notStarted[`${target.host}:${target.port}`] = 'not started: its key or certificates did not arrive';
+  }
   failures += starts.filter((s) => withoutFiles.has(s.target)).length;
   await runAll(starts.filter((s) => !withoutFiles.has(s.target)));
+  if (action === 'start') writeLaunchReport(launchReportFile(flags.tokenFile), notStarted);
   console.log(`${action}: ${steps.length - failures} of ${steps.length} succeeded`);
   return failures ? 1 : 0;
 }
@@ -223,7 +256,7 @@ const program = new Command()
   .option('--dir <dir>', 'the project folder on every machine (where npm install ran)', 'fl-testbed')
   .option('--ssh-config <file>', 'an ssh client config for ssh and scp (-F); `testbed up --emulate` writes one')
   .option('--ssh-option <opt>', 'extra ssh -o option (repeatable)', (v: string, all: string[]) => all.concat(v), [] as string[])
-  .option('--token-file <file>', 'the cluster token to give the workers (or $FL_TOKEN)')
+  .option('--token-file <file>', 'the cluster token, from which each worker gets its token book (or $FL_TOKEN)')
   .option('--into <dir>', 'fetch-logs: where the logs go, one folder per machine', 'logs/testbed')
   .option('--parallel <n>', 'machines handled at once', (v: string) => {
     const n = Number(v);

@@ -20,7 +20,10 @@ import { answersHealth } from '../src/net/health-check';
 import { parseAddress } from '../src/config/address';
 import { formatConfig, testbedConfig } from '../src/config/testbed';
 import { nodeIdFor } from '../src/log/logger';
-import { writeSecretKey } from '../src/he/keys';
+import { DEFAULT_KEY_FILE, ensureClientKey } from '../src/he/keys';
+import { launchReportFile, writeLaunchReport, type LaunchFailures } from '../src/orchestrator/launch-report';
+import { writeFileAtomic } from '../src/files/atomic';
+import { tokenBook } from '../src/net/identity';
 import { downEmulated, execOn, statusEmulated, upEmulated } from '../src/emulate/testbed';
 import { EmulateError } from '../src/emulate/system';
 
@@ -37,9 +40,13 @@ const paths = (state: string) => ({
   out: join(state, 'out'),
   logs: join(state, 'logs'),
   tls: join(state, 'tls'),
+  tokens: join(state, 'tokens'),
 });
 
-/** The testbed's cluster token, made once (owner-only) and reused by every node and the aggregator. */
+/**
+ * The testbed's cluster token, made once (owner-only) and kept by the operator: the aggregator runs
+ * with it, and each worker gets a token book of its own made from it (writeTokenBook).
+ */
 export function ensureToken(state: string): string {
   const file = paths(state).token;
   if (existsSync(file)) return readFileSync(file, 'utf8').trim();
@@ -47,6 +54,15 @@ export function ensureToken(state: string): string {
   const token = randomBytes(24).toString('hex');
   writeFileSync(file, token + '\n', { mode: 0o600 });
   return token;
+}
+
+/** A worker's token book (its own token, the others' digests), owner-only in the state folder; its path. */
+function writeTokenBook(state: string, secret: string, worker: string, nodes: string[], aggregator: string): string {
+  const dir = paths(state).tokens;
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const file = join(dir, `${worker.replace(':', '-')}.json`);
+  writeFileAtomic(file, JSON.stringify(tokenBook(secret, worker, nodes, aggregator)) + '\n', { mode: 0o600 });
+  return file;
 }
 
 /** Whether a worker still runs; a zombie (killed, not reaped yet) does not. */
@@ -80,9 +96,12 @@ function runningWorkers(state: string): Running[] {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function up(flags: StateFlags & { config: string; timeout: number; logs?: string; quiet?: boolean }): Promise<number> {
+export async function up(flags: StateFlags & { config: string; timeout: number; logs?: string; quiet?: boolean; heKey?: string }): Promise<number> {
   const config = loadExperimentConfig(flags.config);
-  const workers = [...resolveNodeConfigs(config).values()].filter((n) => n.type !== 'aggregator');
+  const nodeConfigs = [...resolveNodeConfigs(config).values()];
+  const workers = nodeConfigs.filter((n) => n.type !== 'aggregator');
+  const nodes = nodeConfigs.map((n) => n.address);
+  const aggregator = nodeConfigs.find((n) => n.type === 'aggregator')!.address;
   // This testbed's health checks go out from this machine: to anything but loopback they would leave it.
   const outside = workers.map((w) => parseAddress(w.address).host).filter((host) => !host.startsWith('127.') && host !== 'localhost');
   if (outside.length) {
@@ -94,49 +113,59 @@ export async function up(flags: StateFlags & { config: string; timeout: number; 
   mkdirSync(p.out, { recursive: true });
   const logs = resolve(flags.logs ?? p.logs);
   // Clients holding the HE key get it from the launcher; switches and the aggregator never do.
+  // The key keygen makes, and decrypt reads: one file, so the models it encrypts can be opened with it.
   const clientsHoldKey = config.he.enabled && config.he.key_holder === 'clients';
-  const keyFile = join(flags.state, 'he-secret.json');
-  if (clientsHoldKey && !existsSync(keyFile)) await writeSecretKey(config.he, keyFile);
+  const key = clientsHoldKey ? await ensureClientKey(config.he, flags.heKey ?? DEFAULT_KEY_FILE) : undefined;
+  if (key?.made) console.log(`testbed: made the clients' HE key ${key.file} (decrypt saved rounds with it)`);
+  const keyFile = key?.file;
   const alreadyUp = new Set(runningWorkers(flags.state).filter((w) => isAlive(w.pid)).map((w) => w.id));
   // Under mutual TLS each worker serves with its own certificate; made here for nodes that have none.
   const tls = usesTls(config);
   if (tls && (await ensureTestbedCerts(config.certs, Object.keys(config.others)))) console.log(`testbed: made TLS certificates in ${config.certs}`);
   const ca = tls ? readFileSync(join(config.certs, 'ca.pem')) : undefined;
 
-  const started: { id: string; host: string; port: number }[] = [];
+  const started: { id: string; host: string; port: number; pid: number }[] = [];
   for (const worker of workers) {
     const { host, port } = parseAddress(worker.address);
     const id = nodeIdFor(host, port);
     if (alreadyUp.has(id)) continue;
     const out = openSync(join(p.out, `${id}.out`), 'a');
-    const keyArgs = clientsHoldKey && worker.type === 'client' ? ['--he-key', keyFile] : [];
+    const keyArgs = keyFile && worker.type === 'client' ? ['--he-key', keyFile] : [];
     // Each worker gets its own files only, as on a lab machine (not the folder with the CA's key).
     const tlsDir = resolve(p.tls, id);
     if (tls) copyNodeFiles(config.certs, worker.address, tlsDir);
     const tlsArgs = tls ? ['--tls-dir', tlsDir] : [];
-    const child = spawn(process.execPath, [MAIN, '--host', host, '--port', String(port), '--logs', logs, '--id', id, ...keyArgs, ...tlsArgs], {
+    // Its own token and the others' digests, not the cluster token: it can act only as itself.
+    const book = writeTokenBook(flags.state, token, worker.address, nodes, aggregator);
+    const child = spawn(process.execPath, [MAIN, '--host', host, '--port', String(port), '--logs', logs, '--id', id, '--token-file', book, ...keyArgs, ...tlsArgs], {
       detached: true,
       stdio: ['ignore', out, out],
-      env: { ...process.env, FL_TOKEN: token },
     });
     closeSync(out);
     writeFileSync(join(p.pids, `${id}.pid`), String(child.pid));
     child.unref();
-    started.push({ id, host, port });
+    started.push({ id, host, port, pid: child.pid! });
   }
 
+  // Until each answers /health, or exits (a certificate of another machine, a key missing): no use waiting for that one.
   const deadline = Date.now() + flags.timeout;
   let waiting = started;
   while (waiting.length && Date.now() < deadline) {
     const answers = await Promise.all(waiting.map((w) => answersHealth(`${w.host}:${w.port}`, 1000, ca)));
-    waiting = waiting.filter((_, i) => !answers[i]);
-    if (waiting.length) await sleep(100);
+    waiting = waiting.filter((w, i) => !answers[i]);
+    if (waiting.every((w) => !isAlive(w.pid))) break;
+    await sleep(100);
   }
   console.log(`testbed: ${workers.length - waiting.length} of ${workers.length} workers up (${alreadyUp.size} were already running)`);
+  const failures: LaunchFailures = {};
   for (const w of waiting) {
-    const tail = readFileSync(join(p.out, `${w.id}.out`), 'utf8').trim().split('\n').slice(-3).join('\n      ');
-    console.log(`  not answering: ${w.host}:${w.port}\n      ${tail}`);
+    const tail = readFileSync(join(p.out, `${w.id}.out`), 'utf8').trim().split('\n').slice(-3);
+    const how = isAlive(w.pid) ? 'not answering' : 'exited at start';
+    console.log(`  ${how}: ${w.host}:${w.port}\n      ${tail.join('\n      ')}`);
+    failures[`${w.host}:${w.port}`] = `${how}: ${tail.join(' ').trim() || 'it said nothing'}`;
   }
+  // Beside the token the aggregator is started with: it names these workers in the launcher's words.
+  writeLaunchReport(launchReportFile(p.token), failures);
   if (!waiting.length && !flags.quiet) {
     console.log(`start the aggregator with:\n  node main.js agg --config ${flags.config} --token-file ${p.token} --logs ${logs}`);
   }
@@ -152,6 +181,7 @@ export async function down(flags: StateFlags & { timeout: number }): Promise<num
   for (const w of stubborn) process.kill(w.pid, 'SIGKILL');
   for (const w of workers) rmSync(w.pidFile, { force: true });
   rmSync(paths(flags.state).tls, { recursive: true, force: true }); // the workers' copies of their keys
+  rmSync(paths(flags.state).tokens, { recursive: true, force: true }); // and their token books
   console.log(`testbed: stopped ${workers.length} workers${stubborn.length ? ` (${stubborn.length} killed after ${flags.timeout} ms)` : ''}`);
   return 0;
 }
@@ -214,6 +244,7 @@ withState(program.command('up').description('start every worker of the config an
   .option('--config <file>', 'the experiment config (default: config.local.json; with --emulate, config.json)')
   .option('--logs <dir>', 'where the workers write logs/ (default: <state>/logs)')
   .option('--timeout <ms>', 'how long to wait for the workers', int, 30_000)
+  .option('--he-key <file>', `with the key at the clients, the key they are handed (made there if missing; what keygen writes and decrypt reads)`, DEFAULT_KEY_FILE)
   .option('--emulate', 'a network namespace per machine with the config\'s own addresses, shaped links, sshd (needs root)')
   .option('--dir <dir>', '--emulate: the project folder the workers run in over ssh', ROOT)
   .option('--no-measure', '--emulate: skip measuring the rate each shaped link reaches')

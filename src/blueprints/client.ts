@@ -1,20 +1,27 @@
-/** Routes of the client role, mounted under /c. */
+/** Routes of the client role, mounted under /c; each says whom it takes calls from. */
 import { Router } from 'express';
+import { only } from '../net/callers';
 import type { ClientRole } from '../roles/client';
 import { jsonBody, wireBody } from './wire';
 
 export function clientBlueprint(role: ClientRole): Router {
+  const { upstream, aggregator, above } = role.config;
+  // Who is training when is the operator's to read (and its aggregator's): a node that knew could spoil selectively.
+  const readers = only((node) => node === aggregator, 'its aggregator or the operator', true);
+  const fromUpstream = only((node) => node === upstream, `its upstream ${upstream}`);
+  // A stand-by comes from the aggregator, or from a switch above that lost the way down to this client.
+  const fromAbove = only((node) => node === aggregator || above.includes(node), 'its aggregator or a switch above it');
   const router = Router();
-  router.get('/status', (_req, res) => {
+  router.get('/status', readers, (_req, res) => {
     res.json(role.status());
   });
-  router.post('/round', ...wireBody(role.parameters, role.encrypted), (req, res) => {
+  router.post('/round', fromUpstream, ...wireBody(role.parameters, role.encrypted), (req, res) => {
     res.status(202).json({ status: 'training', ...role.receiveModel(req.body) });
   });
-  router.post('/evaluate', ...wireBody(role.parameters, true), async (req, res) => {
+  router.post('/evaluate', fromUpstream, ...wireBody(role.parameters, true), async (req, res) => {
     res.json(await role.evaluateModel(req.body));
   });
-  router.post('/standby', ...jsonBody, (req, res) => {
+  router.post('/standby', fromAbove, ...jsonBody, (req, res) => {
     role.standBy(req.body);
     res.json({ status: 'standing by' });
   });

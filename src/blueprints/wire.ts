@@ -5,7 +5,7 @@ import { HEADER_BYTES, WIRE_CONTENT_TYPE } from '../wire/codec';
 
 export const CONTROL_BODY_LIMIT = 64 * 1024;
 
-export const jsonBody: RequestHandler[] = [requireContentType('application/json'), express.json({ limit: CONTROL_BODY_LIMIT })];
+export const jsonBody: RequestHandler[] = [requireContentType('application/json'), express.json({ limit: CONTROL_BODY_LIMIT, inflate: false })];
 
 /** Bytes per parameter a ciphertext may take on the wire (public-key, N=32768: about 2x the 4096 figure). */
 const MAX_CIPHER_BYTES_PER_PARAMETER = 80;
@@ -13,5 +13,5 @@ const MAX_CIPHER_BYTES_PER_PARAMETER = 80;
 /** Room for a message of `parameters` values (float32, or encrypted) plus header, sender and instructions. */
 export function wireBody(parameters: number, encrypted = false): RequestHandler[] {
   const limit = HEADER_BYTES + 64 * 1024 + parameters * (encrypted ? MAX_CIPHER_BYTES_PER_PARAMETER : 4);
-  return [requireContentType(WIRE_CONTENT_TYPE), express.raw({ type: WIRE_CONTENT_TYPE, limit })];
+  return [requireContentType(WIRE_CONTENT_TYPE), express.raw({ type: WIRE_CONTENT_TYPE, limit, inflate: false })];
 }

@@ -187,7 +187,8 @@ export function resolveNodeConfigs(config: ExperimentConfig): Map<string, NodeCo
     const base = { experiment, address, aggregator, settings };
     let node: NodeConfig;
     if (entry.type === 'client') {
-      node = { ...base, type: 'client', client_number: entry.client_number, index: entry.index, upstream: topology.upstreamOf(address)!, ...(entry.data ? { data: entry.data } : {}) };
+      const above = topology.chainOf(address);
+      node = { ...base, type: 'client', client_number: entry.client_number, index: entry.index, upstream: topology.upstreamOf(address)!, above, ...(entry.data ? { data: entry.data } : {}) };
     } else if (entry.type === 'switch') {
       node = { ...base, type: 'switch', tree: topology.subtree(address), upstream: topology.upstreamOf(address)! };
     } else {

@@ -24,6 +24,8 @@ export const clientNodeSchema = z
     index: z.number().int().min(0),
     /** Where updates go: the switch, or the aggregator when the client has no switch. */
     upstream: address,
+    /** The switches between this client and the aggregator, nearest first (stand-bys may come from any of them). */
+    above: z.array(address).default([]),
     data: dataFilesSchema.optional(),
   })
   .strict()

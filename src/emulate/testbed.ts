@@ -4,12 +4,12 @@
  * as on the lab's own. `exec` runs a command on one machine; `down --emulate` removes everything.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { canonicalAddress } from '../config/address';
+import { canonicalAddress, parseAddress } from '../config/address';
 import { loadExperimentConfig, usesTls } from '../config/load';
 import { ensureTestbedCerts } from '../net/certs';
-import { writeSecretKey } from '../he/keys';
+import { DEFAULT_KEY_FILE, ensureClientKey } from '../he/keys';
 import { describeLink, needsNetem } from './links';
 import { assertIsolated, buildNetwork, machineCounters, pidsIn, removeNetwork, testbedNamespaces } from './network';
 import { planTestbed, testbedTag, type Machine, type TestbedPlan } from './plan';
@@ -74,7 +74,7 @@ export async function upEmulated(flags: UpFlags): Promise<number> {
       writeFileSync(stateFile(flags.state), JSON.stringify(state, null, 1));
     }
     printLinks(state, flags.print);
-    const keyFile = await clientKey(config, flags.state, state.dir);
+    const keyFile = await clientKey(config, state.dir, flags.print);
     state.certs = await testbedCerts(config, flags.print);
     const started = await startWorkers(state, flags, keyFile);
     if (started !== 0) {
@@ -104,16 +104,14 @@ function printLinks(state: EmulatedState, print: (line: string) => void): void {
 
 /**
  * With the key at the clients, the launcher hands it to them over ssh, as on the lab's machines: the
- * project folder's own key when it has one (`node main.js keygen`; never replaced by another, or the
- * models it encrypted could not be read), else one made for the testbed.
+ * project folder's own key (`node main.js keygen`'s; never replaced by another, or the models it
+ * encrypted could not be read), made there when there is none.
  */
-async function clientKey(config: ReturnType<typeof loadExperimentConfig>, state: string, dir: string): Promise<string | undefined> {
+async function clientKey(config: ReturnType<typeof loadExperimentConfig>, dir: string, print: (line: string) => void): Promise<string | undefined> {
   if (!config.he.enabled || config.he.key_holder !== 'clients') return undefined;
-  const own = join(dir, 'keys', 'he-secret.json');
-  if (existsSync(own)) return own;
-  const file = join(state, 'he-secret.json');
-  if (!existsSync(file)) await writeSecretKey(config.he, file);
-  return resolve(file);
+  const { file, made } = await ensureClientKey(config.he, join(dir, DEFAULT_KEY_FILE));
+  if (made) print(`testbed: made the clients' HE key ${file} (decrypt saved rounds with it)`);
+  return file;
 }
 
 /** Under mutual TLS, config.json's certificates, made for the nodes that have none (as `main.js certs` would). */
@@ -177,7 +175,29 @@ export async function downEmulated(state: string, print: (line: string) => void)
   const tag = testbedTag(state);
   const { namespaces, killed } = await removeNetwork(tag);
   print(`testbed: removed ${namespaces} namespaces of fl-${tag}-*${killed ? ` (${killed} processes killed after the grace period)` : ''}`);
+  if (existsSync(stateFile(state))) print(removeHandedOver(readEmulatedState(state)));
   return 0;
+}
+
+/**
+ * What the launcher handed the machines in their shared project folder, removed: each worker's TLS
+ * folder (its certificate and key) and its token book, and tls/ itself once empty. Nothing secret of
+ * the testbed outlives it there, and nothing else there is touched.
+ */
+function removeHandedOver({ dir, plan }: EmulatedState): string {
+  const workers = plan.machines.flatMap((m) => m.nodes.filter((n) => n.role !== 'aggregator').map((n) => `${m.host}-${parseAddress(n.address).port}`));
+  let books = 0;
+  let folders = 0;
+  for (const id of workers) {
+    const book = join(dir, '.run', `token-${id}`);
+    const tls = join(dir, 'tls', id);
+    if (existsSync(book)) books++;
+    if (existsSync(tls)) folders++;
+    rmSync(book, { force: true });
+    rmSync(tls, { recursive: true, force: true });
+  }
+  if (existsSync(join(dir, 'tls')) && !readdirSync(join(dir, 'tls')).length) rmSync(join(dir, 'tls'), { recursive: true });
+  return `testbed: removed the machines' copies in ${dir}: ${books} token books, ${folders} TLS folders (their certificates and keys)`;
 }
 
 export function statusEmulated(state: string, print: (line: string) => void): number {

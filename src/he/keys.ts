@@ -43,6 +43,19 @@ export async function writeSecretKey(he: Settings['he'], file: string): Promise<
   return content.params_id;
 }
 
+/**
+ * The clients' key a launcher hands them: `file` (keygen's, by default) when it is there, made there
+ * when it is not. One file, so the key that encrypted a run's models is the one `decrypt` reads.
+ */
+export async function ensureClientKey(he: Settings['he'], file = DEFAULT_KEY_FILE): Promise<{ file: string; made: boolean }> {
+  if (existsSync(file)) {
+    readSecretKey(he, file); // it must fit this experiment: refused now, naming the file, rather than by every client
+    return { file: resolve(file), made: false };
+  }
+  await writeSecretKey(he, file);
+  return { file: resolve(file), made: true };
+}
+
 export function readSecretKey(he: Settings['he'], file: string): Uint8Array {
   let content: KeyFile;
   try {

@@ -132,17 +132,45 @@ export function encryptPlain(kit: SealKit, plain: any): any {
   return kit.secret ? kit.encryptor.encryptSymmetricSerializable(plain) : kit.encryptor.encryptSerializable(plain);
 }
 
-/** Parses a ciphertext made under these parameters; SEAL checks its header and parameter hash. */
+/**
+ * A ciphertext as the wire carries it, made as every node here makes them: serialized uncompressed
+ * (WIRE_COMPRESSION), two polynomials, in NTT form, at the first level of the chain, at the
+ * experiment's scale. SEAL checks only that it fits the parameters, and would take a compressed one,
+ * one of up to 16 polynomials, one at a lower level, or at another scale: added to a round's sum, the
+ * first two would make it several times the size its switch may send on, and the others make every
+ * ciphertext added after them fail (scale, NTT or level mismatch), so that one bad update would have
+ * every honest one after it refused.
+ */
 export function loadCiphertext(kit: SealKit, bytes: Uint8Array): any {
+  // SEAL's header: magic 0xA15E, header size, version, then the compression mode at byte 5.
+  if (bytes.length < 16 || bytes[0] !== 0x5e || bytes[1] !== 0xa1) throw new Error('not a SEAL serialization');
+  if (bytes[5] !== COMPRESSION_MODES[WIRE_COMPRESSION]) throw new Error(`a ciphertext serialized with compression mode ${bytes[5]}; the wire carries them uncompressed`);
   const cipher = kit.seal.CipherText();
   try {
     wrap('not a ciphertext under these HE parameters', () => cipher.loadArray(kit.context, bytes));
+    if (cipher.size !== 2) throw new Error(`a ciphertext of ${cipher.size} polynomials; the wire carries ciphertexts of 2`);
+    if (!cipher.isNttForm) throw new Error('a ciphertext not in NTT form; the wire carries them in NTT form');
+    if (cipher.scale !== kit.scale) throw new Error(`a ciphertext at scale ${cipher.scale}; this experiment's is 2^${kit.params.scale_bits}`);
+    if (!atFirstLevel(kit, cipher)) throw new Error('a ciphertext at another level of the modulus chain; the wire carries them at the first');
   } catch (err) {
     cipher.delete();
     throw err;
   }
   return cipher;
 }
+
+function atFirstLevel(kit: SealKit, cipher: any): boolean {
+  const [own, first] = [cipher.parmsId, kit.context.firstParmsId];
+  try {
+    return own.values.every((value: bigint, i: number) => value === first.values[i]);
+  } finally {
+    own.delete();
+    first.delete();
+  }
+}
+
+/** SEAL's codes for its serialization's compression modes. */
+const COMPRESSION_MODES: Record<Compression, number> = { none: 0, zstd: 2 };
 
 /** The plaintext in `cipher`, which is deleted; needs the secret key. */
 export function decryptToPlain(kit: SealKit, cipher: any): any {

@@ -12,6 +12,8 @@ import { z } from 'zod';
 export const bootIdPattern = /^[A-Za-z0-9-]{1,64}$/;
 const nodeIdPattern = /^[A-Za-z0-9._-]{1,100}$/;
 
+const ENTRY_FIELDS = 64;
+
 const iterationEntry = z
   .object({
     round: z.number().int().min(1),
@@ -20,7 +22,9 @@ const iterationEntry = z
     byte_received: z.number().min(0),
     byte_send: z.number().min(0),
   })
-  .catchall(z.union([z.string().max(2000), z.number(), z.boolean(), z.null(), z.array(z.string().max(200)).max(1000)]));
+  .catchall(z.union([z.string().max(2000), z.number(), z.boolean(), z.null(), z.array(z.string().max(200)).max(1000)]))
+  // A worker's own entries have a few dozen fields; the bytes a worker may keep at the aggregator are capped apart (cluster-log.ts).
+  .refine((entry) => Object.keys(entry).length <= ENTRY_FIELDS, { message: `an iteration entry has at most ${ENTRY_FIELDS} fields` });
 
 const shippedEntry = z.discriminatedUnion('kind', [
   z.object({ seq: z.number().int().min(0), kind: z.literal('iteration'), entry: iterationEntry }).strict(),

@@ -9,13 +9,14 @@ export interface LoggerOptions {
   nodeId: string;
   logsDir: string;
   level?: string;
-  /** Strings that must never reach a log (the cluster token). */
-  secrets?: string[];
+  /** Strings that must never reach a log (tokens), or what says them when they change (a node's own token, once it knows its address). */
+  secrets?: string[] | (() => string[]);
   console?: boolean;
 }
 
-const redact = (secrets: string[]) =>
+const redact = (secretsNow: () => string[]) =>
   winston.format((info) => {
+    const secrets = secretsNow().filter(Boolean);
     if (!secrets.length) return info;
     const scrub = (text: string) => secrets.reduce((out, secret) => out.split(secret).join('[redacted]'), text);
     for (const key of Object.keys(info)) {
@@ -33,7 +34,8 @@ const line = winston.format.printf(({ timestamp, level, message, nodeId, ...rest
 
 export function createLogger(options: LoggerOptions): Logger {
   mkdirSync(options.logsDir, { recursive: true });
-  const secrets = (options.secrets ?? []).filter(Boolean);
+  const given = options.secrets ?? [];
+  const secrets = typeof given === 'function' ? given : () => given;
   const transports: winston.transport[] = [
     new winston.transports.File({ filename: join(options.logsDir, `${options.nodeId}.log`) }),
   ];

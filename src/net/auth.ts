@@ -1,8 +1,9 @@
-/** The cluster's shared secret: every request between nodes carries `Authorization: Bearer <token>`. */
+/** Bearer tokens: reading the node's (a token book or the cluster token), the scrape token, comparing them. */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { RequestHandler } from 'express';
 import { HttpError } from './errors';
+import { Credentials } from './identity';
 
 export const MIN_TOKEN_LENGTH = 16;
 export const TOKEN_ENV = 'FL_TOKEN';
@@ -12,10 +13,6 @@ const digest = (text: string) => createHash('sha256').update(text, 'utf8').diges
 /** Equal-length digests make the comparison constant-time whatever the lengths of the inputs. */
 export function tokensMatch(given: string, expected: string): boolean {
   return timingSafeEqual(digest(given), digest(expected));
-}
-
-export function requireBearer(token: string): RequestHandler {
-  return requireAnyBearer([token], 'cluster token');
 }
 
 /** Lets through a request bearing any of `tokens`; `what` names them in the 401 (no token is ever echoed). */
@@ -52,27 +49,31 @@ export function readScrapeToken(file: string | undefined): string | undefined {
   return token;
 }
 
-/** The token from --token, --token-file or $FL_TOKEN, in that order; throws a message naming the fix. */
-export function resolveToken(options: { token?: string; tokenFile?: string }, env = process.env): string {
-  let token = options.token;
+/**
+ * What this node proves itself with, from --token, --token-file or $FL_TOKEN, in that order: a token
+ * book from a launcher, or the cluster token itself. Throws a message naming the fix.
+ */
+export function resolveCredentials(options: { token?: string; tokenFile?: string }, env = process.env): Credentials {
+  let text = options.token;
   let from = '--token';
-  if (!token && options.tokenFile) {
+  if (!text && options.tokenFile) {
     try {
-      token = readFileSync(options.tokenFile, 'utf8').trim();
+      text = readFileSync(options.tokenFile, 'utf8');
     } catch (err) {
       throw new Error(`--token-file: cannot read ${options.tokenFile}: ${(err as Error).message}`);
     }
     from = `--token-file ${options.tokenFile}`;
   }
-  if (!token && env[TOKEN_ENV]) {
-    token = env[TOKEN_ENV]!.trim();
+  if (!text && env[TOKEN_ENV]) {
+    text = env[TOKEN_ENV];
     from = `$${TOKEN_ENV}`;
   }
-  if (!token) {
-    throw new Error(`no cluster token: pass --token-file FILE or set $${TOKEN_ENV} (the same secret on every node)`);
+  if (!text?.trim()) {
+    throw new Error(`no token: pass --token-file FILE or set $${TOKEN_ENV} (the token book a launcher made for this node, or the cluster token)`);
   }
-  if (token.length < MIN_TOKEN_LENGTH) {
+  const credentials = Credentials.parse(text, from);
+  if (credentials.holdsSecret && credentials.operatorToken()!.length < MIN_TOKEN_LENGTH) {
     throw new Error(`${from}: the cluster token must be at least ${MIN_TOKEN_LENGTH} characters`);
   }
-  return token;
+  return credentials;
 }

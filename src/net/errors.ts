@@ -41,7 +41,8 @@ function fromBodyParser(err: BodyParserError): HttpError | undefined {
     case 'request.aborted':
       return new HttpError(400, 'aborted', 'the request was aborted before its body arrived');
     default:
-      return undefined;
+      // Any other refusal of the body the parser made (a client error it names), rather than a 500.
+      return typeof err.status === 'number' && err.status >= 400 && err.status < 500 ? new HttpError(err.status, 'bad request', `the body could not be read: ${err.message}`) : undefined;
   }
 }
 
@@ -59,11 +60,14 @@ export function jsonErrorHandler(onServerError: (err: unknown) => void): ErrorRe
   };
 }
 
-/** Refuses a body that is not the content type a route parses. */
+/** Refuses a body that is not the content type a route parses, or that comes compressed (nodes send bodies as they are). */
 export function requireContentType(type: string): RequestHandler {
   return (req, _res, next) => {
+    const encoding = req.get('content-encoding');
     if (!req.is(type)) {
       next(new HttpError(415, 'unsupported media type', `expected Content-Type ${type}, got ${req.get('content-type') ?? 'none'}`));
+    } else if (encoding && encoding.toLowerCase() !== 'identity') {
+      next(new HttpError(415, 'unsupported encoding', `Content-Encoding ${encoding.slice(0, 50)}: nodes send bodies as they are`));
     } else next();
   };
 }

@@ -1,10 +1,11 @@
-/** Calls from this node to other nodes: bearer token on every request, bytes counted by the meter; HTTPS with the node's certificate under mutual TLS. */
+/** Calls from this node to other nodes: its name and token on every request, bytes counted by the meter; HTTPS with the node's certificate under mutual TLS. */
 import http from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
 import axios, { AxiosError, type AxiosInstance, type AxiosRequestConfig } from 'axios';
 import { baseUrl } from '../config/address';
 import type { Logger } from '../log/logger';
+import { CONFIG_PROOF_HEADER, type Credentials } from './identity';
 import { clientOptions, type TlsMaterial } from './tls';
 import type { WireMeter } from './wire-meter';
 
@@ -17,6 +18,11 @@ export interface Health {
   /** With status "failed": why its role cannot work. */
   error?: string;
 }
+
+/** The largest answer a node reads from another (a public key, a switch's scores of its clients). */
+const MAX_ANSWER = 32 * 1024 * 1024;
+/** The largest answer to a health check or a central-log batch. */
+const MAX_PROBE_ANSWER = 1024 * 1024;
 
 export class Peers {
   private readonly http: AxiosInstance;
@@ -32,34 +38,51 @@ export class Peers {
    * `localAddress`: the node's own IP, which its calls leave from, so the nodes it calls see (and
    * count bytes for) its address rather than whatever the route picks (127.0.0.1 on a loopback testbed).
    */
-  constructor(token: string, meter: WireMeter, timeoutMs = 30_000, tls?: TlsMaterial, localAddress?: string) {
+  constructor(private readonly credentials: Credentials, meter: WireMeter, timeoutMs = 30_000, tls?: TlsMaterial, localAddress?: string) {
     this.tls = Boolean(tls);
     const tlsOptions = tls && clientOptions(tls);
     // Only a specific IP (not 0.0.0.0, ::, a host name), and then only peers of its family: with a
     // local address Node tries no other family, and an IPv6 answer would fail to bind.
     const from = localAddress && isIP(localAddress) && !/^[0:.]+$/.test(localAddress) ? { localAddress, family: isIP(localAddress) } : {};
+    // What a node answers another is JSON, a public key at most: an answer beyond these is cut off, not buffered.
     this.probes = axios.create({
+      timeout: timeoutMs,
       httpAgent: new http.Agent({ keepAlive: true, ...from }),
       httpsAgent: tlsOptions && new https.Agent({ ...tlsOptions, keepAlive: true, ...from }),
-      headers: { Authorization: `Bearer ${token}` },
+      maxContentLength: MAX_PROBE_ANSWER,
       proxy: false,
     });
     this.http = axios.create({
       timeout: timeoutMs,
       httpAgent: meter.agent(from),
       httpsAgent: tlsOptions && meter.agent({ ...tlsOptions, ...from }),
-      headers: { Authorization: `Bearer ${token}` },
       maxBodyLength: Infinity,
-      maxContentLength: Infinity,
+      maxContentLength: MAX_ANSWER,
       proxy: false,
       // No redirects between nodes: axios then uses Node's http directly instead of follow-redirects,
       // which holds on to every request body until the answer (3 MB per encrypted update).
       maxRedirects: 0,
     });
+    for (const instance of [this.http, this.probes]) {
+      instance.interceptors.request.use((config) => {
+        // Who this node is, on every call but the open /health: known once its config named it.
+        if (!config.url?.endsWith('/health')) for (const [name, value] of Object.entries(credentials.headers())) config.headers.set(name, value);
+        // axios's timeout ends once the answer's headers are in: a peer that trickles its answer is cut off at the same time.
+        const wall = AbortSignal.timeout(config.timeout || timeoutMs);
+        config.signal = config.signal ? AbortSignal.any([config.signal as AbortSignal, wall]) : wall;
+        return config;
+      });
+    }
   }
 
   private url(address: string): string {
     return baseUrl(address, this.tls);
+  }
+
+  /** What a config push to `worker` carries besides the caller's identity: the config proof, when this node holds it. */
+  configProofHeaders(worker: string): Record<string, string> {
+    const proof = this.credentials.configProofFor(worker);
+    return proof ? { [CONFIG_PROOF_HEADER]: proof } : {};
   }
 
   async post<T = unknown>(address: string, path: string, body: unknown, config: AxiosRequestConfig = {}): Promise<T> {
@@ -88,6 +111,8 @@ export interface PeerFailure {
   /** `refused`: the node answered with an error; `unreachable`: no answer at all. */
   kind: 'refused' | 'unreachable';
   status?: number;
+  /** The answer's error, in short (`unusable model`, `forbidden`, …). */
+  error?: string;
   reason: string;
   details?: unknown;
 }
@@ -123,8 +148,10 @@ export function describeFailure(err: unknown): PeerFailure {
   if (err instanceof AxiosError && err.response) {
     const data = err.response.data as { reason?: string; error?: string; details?: unknown } | undefined;
     const reason = data?.reason ?? data?.error ?? `HTTP ${err.response.status}`;
-    return { kind: 'refused', status: err.response.status, reason, details: data?.details };
+    return { kind: 'refused', status: err.response.status, error: typeof data?.error === 'string' ? data.error : undefined, reason, details: data?.details };
   }
+  if (err instanceof AxiosError && err.code === 'ERR_CANCELED') return { kind: 'unreachable', reason: 'no whole answer in time (or this node is stopping)' };
+  if (err instanceof AxiosError && /maxContentLength/.test(err.message)) return { kind: 'unreachable', reason: `its answer is larger than this node reads (${err.message})` };
   if (err instanceof AxiosError) return { kind: 'unreachable', reason: tlsHint(err) ?? err.code ?? err.message };
   return { kind: 'unreachable', reason: (err as Error)?.message ?? String(err) };
 }

@@ -24,8 +24,16 @@ interface Mounted {
   fingerprint: string;
 }
 
+/**
+ * How long a config push waits for the role to prepare (data, model, keys), so that one that cannot
+ * is reported failed with its reason, not configured; one slower than this answers while it prepares.
+ */
+const PREPARE_WAIT_MS = 15_000;
+
 export interface ApplyResult {
   status: 'mounted' | 'replaced' | 'unchanged';
+  /** Still preparing when the push was answered (slower than PREPARE_WAIT_MS); a failure after shows at /health. */
+  preparing?: true;
   role: NodeConfig['type'];
   prefix: string;
   experiment: string;
@@ -114,6 +122,8 @@ export class RoleHost {
   }
 
   async unmount(): Promise<void> {
+    // A push may be waiting for this role to prepare: stopped now, it need not wait for that.
+    void this.mounted?.role.stop();
     await this.queue;
     const old = this.mounted;
     this.mounted = undefined;
@@ -127,8 +137,9 @@ export class RoleHost {
     // The same config again (an aggregator re-pushing after a restart) must not reset a role mid-round;
     // the role only hears that its aggregator may be new.
     if (this.mounted?.fingerprint === fingerprint && !this.mounted.role.failure) {
-      this.mounted.role.reconnected();
-      return { status: 'unchanged', ...result };
+      const { role } = this.mounted;
+      role.reconnected();
+      return { status: 'unchanged', ...(await this.prepared(role)), ...result };
     }
 
     const old = this.mounted;
@@ -146,8 +157,15 @@ export class RoleHost {
     } finally {
       this.incoming = undefined;
     }
-    if (role.failure) throw new RoleFailed(role.failure);
+    const preparing = await this.prepared(role);
     this.node.logger.info(`${old ? 'replaced' : 'mounted'} role ${config.type} under ${prefix} for experiment ${config.experiment}`);
-    return { status: old ? 'replaced' : 'mounted', ...result };
+    return { status: old ? 'replaced' : 'mounted', ...preparing, ...result };
+  }
+
+  /** Waits for the role to prepare, a while: a failure is thrown (the push reports it), a role still preparing says so. */
+  private async prepared(role: Role): Promise<{ preparing?: true }> {
+    const settled = await role.settled(PREPARE_WAIT_MS);
+    if (role.failure) throw new RoleFailed(role.failure);
+    return settled ? {} : { preparing: true };
   }
 }

@@ -2,6 +2,7 @@
 import { resolve } from 'node:path';
 import { createLogger, nodeIdFor, type Logger } from '../log/logger';
 import { createNodeMetrics } from '../net/metrics';
+import type { Credentials } from '../net/identity';
 import { Peers } from '../net/peers';
 import { transportOf, type TlsMaterial } from '../net/tls';
 import { WireMeter } from '../net/wire-meter';
@@ -11,7 +12,8 @@ import { createWorkerApp, listen, type RunningNode } from './worker';
 export interface NodeOptions {
   host: string;
   port: number;
-  token: string;
+  /** This node's token book, or the cluster token (see net/identity.ts). */
+  credentials: Credentials;
   /** May read GET /metrics besides the cluster token, and nothing else (--metrics-token-file). */
   scrapeToken?: string;
   id?: string;
@@ -38,24 +40,28 @@ export async function startNode(options: NodeOptions): Promise<StartedNode> {
     nodeId,
     logsDir,
     level: options.logLevel,
-    secrets: [options.token, ...(options.scrapeToken ? [options.scrapeToken] : [])],
+    secrets: () => [...options.credentials.secrets(), ...(options.scrapeToken ? [options.scrapeToken] : [])],
     console: options.console,
   });
   const meter = new WireMeter();
   const context: NodeContext = {
     nodeId,
+    credentials: options.credentials,
     logger,
     meter,
     metrics: createNodeMetrics({ meter, scrapeToken: options.scrapeToken }),
-    peers: new Peers(options.token, meter, options.requestTimeoutMs, options.tls, options.host),
+    peers: new Peers(options.credentials, meter, options.requestTimeoutMs, options.tls, options.host),
     logsDir,
     outputsDir: resolve(options.outputsDir ?? 'outputs'),
     print: options.print,
     heKeyFile: options.heKeyFile,
     tls: options.tls,
   };
-  const running = await listen(createWorkerApp(context, options.token), context, options.host, options.port);
+  const running = await listen(createWorkerApp(context), context, options.host, options.port);
   logger.info(`listening on ${options.host}:${running.address.port}, ${transportOf(options.tls)}`);
+  if (options.credentials.holdsSecret) {
+    logger.warn('this node holds the cluster token itself: its callers are checked, but it could act as any node (the launchers give each worker a token book of its own)');
+  }
   logger.debug(`node ${nodeId}: logs in ${logsDir}, outputs in ${context.outputsDir}, requests time out after ${options.requestTimeoutMs ?? 'the default'} ms`);
   return { ...running, context, logger };
 }

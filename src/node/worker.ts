@@ -1,11 +1,13 @@
 /** The program every testbed machine runs: an express server that takes its role at POST /config. */
-import express, { type Express } from 'express';
+import express, { type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { describeIssues } from '../config/issues';
 import { nodeConfigSchema, type NodeConfig } from '../config/node-config';
-import { requireAnyBearer, requireBearer } from '../net/auth';
+import { tokensMatch } from '../net/auth';
+import { callerName, CONFIG_PROOF_HEADER } from '../net/identity';
+import { callerOf, identifyCallers, only, refusalLogger } from '../net/callers';
 import { HttpError, jsonErrorHandler, requireContentType } from '../net/errors';
 import { clientCertProblem, serverOptions } from '../net/tls';
 import { ROLE_PREFIX, type NodeContext } from '../roles/role';
@@ -22,7 +24,7 @@ export interface WorkerApp {
   roles: RoleHost;
 }
 
-export function createWorkerApp(node: NodeContext, token: string): WorkerApp {
+export function createWorkerApp(node: NodeContext): WorkerApp {
   const roles = new RoleHost(node);
   node.metrics.readRoleFrom(() => roles.role);
   const startedAt = Date.now();
@@ -55,8 +57,15 @@ export function createWorkerApp(node: NodeContext, token: string): WorkerApp {
     });
   });
 
-  // Before the cluster token's gate: a scraper may hold only its own token, which opens nothing else.
-  app.get('/metrics', requireAnyBearer([token, ...node.metrics.scrapeTokens], 'cluster token or scrape token'), node.metrics.serve);
+  const identify = identifyCallers(node.credentials, Boolean(node.tls));
+  // Before the callers' gate: a scraper may hold only its own token, which opens nothing else; the
+  // operator may read them too. Not the other nodes: what a node is doing is not theirs to watch.
+  const scraper: RequestHandler = (req, res, next) => {
+    const bearer = /^Bearer (.+)$/.exec(req.get('authorization') ?? '')?.[1];
+    if (bearer && node.metrics.scrapeTokens.some((token) => tokensMatch(bearer, token))) return next();
+    identify(req, res, (err?: unknown) => (err ? next(err) : only(() => false, 'the operator or a scraper', true)(req, res, next)));
+  };
+  app.get('/metrics', scraper, node.metrics.serve);
 
   app.use(roles.dispatchPublic);
   app.get('/', (_req, res) => {
@@ -72,18 +81,28 @@ export function createWorkerApp(node: NodeContext, token: string): WorkerApp {
       next(problem ? new HttpError(403, 'forbidden', problem) : undefined);
     });
   }
-  app.use(requireBearer(token));
+  app.use(identify);
 
   app.post('/config', requireContentType('application/json'), express.json({ limit: CONFIG_BODY_LIMIT }), async (req, res) => {
     const parsed = nodeConfigSchema.safeParse(req.body);
     if (!parsed.success) {
       throw new HttpError(400, 'invalid config', 'the config failed validation; nothing was changed', describeIssues(parsed.error.issues));
     }
-    const result = await roles.apply(parsed.data);
+    const config = parsed.data;
+    if (!node.credentials.mayConfigure(callerOf(res), config, roles.role?.config.aggregator, req.get(CONFIG_PROOF_HEADER))) {
+      throw new HttpError(403, 'forbidden', `only this node's aggregator pushes its config; the call comes from ${callerName(callerOf(res))}`);
+    }
+    try {
+      node.credentials.bind(config.address);
+    } catch (err) {
+      throw new HttpError(403, 'forbidden', (err as Error).message);
+    }
+    const result = await roles.apply(config);
     res.status(result.status === 'unchanged' ? 200 : 201).json(result);
   });
 
-  app.get('/config', (_req, res) => {
+  // What a node runs is for the operator and its aggregator to read.
+  app.get('/config', only((caller) => caller === roles.role?.config.aggregator, 'its aggregator or the operator', true), (_req, res) => {
     const role = roles.role;
     if (!role) throw new HttpError(404, 'no config', 'this node has not been configured yet');
     res.json(role.config satisfies NodeConfig);
@@ -98,6 +117,11 @@ export function createWorkerApp(node: NodeContext, token: string): WorkerApp {
       : 'this node has no role yet (POST /config first)';
     next(new HttpError(404, 'not found', `no route ${req.method} ${req.path}: ${hint}`));
   });
+  const logRefusal = refusalLogger(node.logger);
+  app.use(((err, req, res, next) => {
+    if (err instanceof HttpError) logRefusal(req, res, err);
+    next(err);
+  }) as ErrorRequestHandler);
   app.use(jsonErrorHandler((err) => node.logger.error(`request failed: ${(err as Error)?.stack ?? String(err)}`)));
   return { app, roles };
 }

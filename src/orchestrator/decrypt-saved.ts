@@ -5,11 +5,11 @@
  * `main.js eval --he-key` does the same in memory.
  */
 import type * as tf from '@tensorflow/tfjs';
-import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { loadExperimentConfig } from '../config/load';
 import { inputOf, type ExperimentConfig } from '../config/schema';
-import { readSecretKey, startSession, type HeSession } from '../he/keys';
+import { DEFAULT_KEY_FILE, readSecretKey, startSession, type HeSession } from '../he/keys';
 import { initBackend } from '../model/backend';
 import { createModel, expectedParameterCount, modelId, setFlatWeights, tensorSizes } from '../model/model';
 import { saveModel } from '../model/store';
@@ -70,30 +70,53 @@ function readEncryptedModel(file: string, source: EncryptedSource, he: HeSession
   return message;
 }
 
-/** Noise instead of weights means the key is the right kind but not the clients' one. */
-function checkPlausible(weights: Float64Array, file: string, keyFile: string): void {
+/** Noise instead of weights (or a refusal to decode) means the key is the right kind but not the clients' one. */
+function isPlausible(weights: Float64Array): boolean {
   const sorted = Float64Array.from(weights, Math.abs).sort();
-  const median = sorted[sorted.length >> 1];
-  if (!(median <= PLAUSIBLE_MEDIAN)) {
-    throw new Error(`${file} does not decrypt to weights with ${keyFile} (median |value| ${median.toPrecision(3)}): the key fits the HE parameters but is not the one the clients encrypted with (was keygen run again?)`);
-  }
+  return sorted[sorted.length >> 1] <= PLAUSIBLE_MEDIAN;
 }
 
-/** The round's weights, decrypted and scaled back to the average; the HE threads are closed whatever happens. */
-async function decryptWeights(source: EncryptedSource, model: tf.LayersModel): Promise<{ weights: Float32Array; round: number }> {
+/** The model's weights with one key file, or undefined when that key does not open it. */
+async function decryptWith(source: EncryptedSource, model: tf.LayersModel, keyFile: string): Promise<{ weights: Float32Array; round: number } | undefined> {
   const file = encryptedFile(source.dir);
   const parameters = expectedParameterCount(source.config.model, inputOf(source.config.data));
-  const expectedModelId = modelId(model);
-  const he = await startSession(source.config.he, parameters, { secretKey: secretKeyFor(source, file) }, tensorSizes(model));
+  const he = await startSession(source.config.he, parameters, { secretKey: secretKeyFor({ ...source, keyFile }, file) }, tensorSizes(model));
   try {
-    const message = readEncryptedModel(file, source, he, expectedModelId);
+    const message = readEncryptedModel(file, source, he, modelId(model));
     // The aggregator stores the sum of updates pre-scaled by 1/selected samples; factor turns it into the average.
-    const weights = await he.pool.decrypt(message.ciphertexts!, parameters, Number(message.meta!.factor));
-    checkPlausible(weights, file, source.keyFile);
-    return { weights: Float32Array.from(weights), round: message.round };
+    const weights = await he.pool.decrypt(message.ciphertexts!, parameters, Number(message.meta!.factor)).catch(() => undefined);
+    return weights && isPlausible(weights) ? { weights: Float32Array.from(weights), round: message.round } : undefined;
   } finally {
     await he.pool.close();
   }
+}
+
+/** Other key files a user may hold: beside the one given, and in the project's keys/. */
+function otherKeyFiles(keyFile: string, he: ExperimentConfig['he']): string[] {
+  const folders = [...new Set([dirname(resolve(keyFile)), resolve(dirname(DEFAULT_KEY_FILE))])];
+  const files = folders.flatMap((folder) => (existsSync(folder) ? readdirSync(folder).filter((f) => f.endsWith('.json')).map((f) => join(folder, f)) : []));
+  return files.filter((file) => resolve(file) !== resolve(keyFile) && fitsRing(he, file));
+}
+
+const fitsRing = (he: ExperimentConfig['he'], file: string) => {
+  try {
+    readSecretKey(he, file);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** The round's weights, decrypted and scaled back to the average; a key that does not open it is refused, naming one that does. */
+async function decryptWeights(source: EncryptedSource, model: tf.LayersModel): Promise<{ weights: Float32Array; round: number }> {
+  const opened = await decryptWith(source, model, source.keyFile);
+  if (opened) return opened;
+  const others = otherKeyFiles(source.keyFile, source.config.he);
+  let opener: string | undefined;
+  for (const other of others) if (!opener && (await decryptWith(source, model, other))) opener = other;
+  const file = encryptedFile(source.dir);
+  const hint = opener ? `; ${opener} opens it (--he-key ${opener})` : others.length ? `; nor do the other key files here (${others.join(', ')})` : '; no other key file of these HE parameters is here';
+  throw new Error(`${file} does not decrypt to weights with ${source.keyFile}: the key fits the HE parameters but is not the one the clients encrypted with (was keygen run again?)${hint}`);
 }
 
 /**

@@ -41,10 +41,13 @@ export async function pushConfig(peers: Peers, config: NodeConfig, options: Push
     const elapsed = () => Date.now() - started;
     try {
       const remaining = Math.max(1, options.deadlineMs - elapsed());
-      const answer = await peers.post<{ status: string }>(config.address, '/config', config, {
-        timeout: Math.min(options.requestMs ?? 10_000, remaining),
+      // A worker answers once its role has prepared (or failed to), or says it is still preparing.
+      const answer = await peers.post<{ status: string; preparing?: boolean }>(config.address, '/config', config, {
+        timeout: Math.min(options.requestMs ?? 30_000, remaining),
+        headers: peers.configProofHeaders(config.address),
       });
-      return { address: config.address, type: config.type, result: 'configured', detail: answer.status, attempts, ms: elapsed() };
+      const detail = answer.preparing ? `${answer.status}; still preparing` : answer.status;
+      return { address: config.address, type: config.type, result: 'configured', detail, attempts, ms: elapsed() };
     } catch (err) {
       const failure = describeFailure(err);
       const final = failure.kind === 'refused' && failure.status! < 500;

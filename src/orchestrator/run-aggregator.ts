@@ -3,7 +3,8 @@ import { resolve } from 'node:path';
 import { resolveNodeConfigs, usesTls } from '../config/load';
 import { baseUrl, parseAddress } from '../config/address';
 import type { ExperimentConfig } from '../config/schema';
-import type { AggregatorNodeConfig } from '../config/node-config';
+import type { AggregatorNodeConfig, NodeConfig } from '../config/node-config';
+import { Credentials, tokenBook } from '../net/identity';
 import { loadTlsFromDir, transportName, transportOf } from '../net/tls';
 import { startNode, type NodeOptions, type StartedNode } from '../node/start';
 import { CLIENTS_FILE, writeReport } from '../report/report';
@@ -20,6 +21,8 @@ export interface AggregatorOptions extends Omit<NodeOptions, 'host' | 'port'> {
   print?: (line: string) => void;
   /** Go on from the experiment's newest checkpoint. */
   resume?: boolean;
+  /** Workers a launcher could not start, in their words (launch-report.ts): an unreachable one is named with them. */
+  launchFailures?: ReadonlyMap<string, string>;
 }
 
 export class ExperimentNotReady extends Error {}
@@ -43,6 +46,7 @@ export async function runAggregator(options: AggregatorOptions): Promise<Running
   const tls = usesTls(config) ? loadTlsFromDir(config.certs, own.address) : undefined;
   const node = await startNode({
     ...options,
+    credentials: aggregatorCredentials(options.credentials, own, workers),
     tls,
     host: options.host ?? bind.host,
     port: options.port ?? bind.port,
@@ -60,6 +64,8 @@ export async function runAggregator(options: AggregatorOptions): Promise<Running
     deadlineMs: config.timeouts.push_ms,
     requestMs: config.timeouts.request_ms,
     onOutcome: (o) => {
+      const said = o.result === 'unreachable' ? options.launchFailures?.get(o.address) : undefined;
+      if (said) o.detail += `; the launcher saw it ${said}`;
       print(formatOutcome(o));
       // At once, not after the slowest push: a round may already be under way.
       if (o.result !== 'configured') role.health.down(o.address, `${o.result} at the push: ${o.detail}`);
@@ -108,12 +114,26 @@ export async function runAggregator(options: AggregatorOptions): Promise<Running
   for (const o of outcomes) watch.seed(o.address, o.result === 'configured' ? 'up' : o.result === 'failed' ? 'failed' : 'down');
   watch.start();
   void role.finished.finally(() => watch.stop()).catch(() => undefined);
-  const first = role.machine.round;
+  const first = (resume?.round ?? 0) + 1;
   const trust = tls ? `; the browser should trust the testbed's CA, ${tls.files.ca}` : '';
   print(`dashboard: ${baseUrl(own.address, Boolean(tls))}/ (open in a browser; it updates as rounds finish${trust})`);
-  print(`running ${first > 1 ? `rounds ${first} to ${config.rounds}` : `${config.rounds} rounds`} of ${config.training.strategy} on ${config.model.architecture} (${role.parameters} parameters)`);
+  // Rounds run while the push waits for slow workers: a short experiment may be over by now.
+  if (!role.isFinished) print(`running ${first > 1 ? `rounds ${first} to ${config.rounds}` : `${config.rounds} rounds`} of ${config.training.strategy} on ${config.model.architecture} (${role.parameters} parameters)`);
   const finished = role.finished.then(async (summary) => ({ ...summary, report: await reportOn(role, node, print) }));
   return { node: { ...node, close: () => (watch.stop(), node.close()) }, role, finished };
+}
+
+/**
+ * The aggregator's own token and the workers' digests. Given the cluster token, it makes itself the
+ * book a launcher would and keeps no more than that: it knows every node of config.json, and no one else.
+ */
+function aggregatorCredentials(credentials: Credentials, own: AggregatorNodeConfig, workers: NodeConfig[]): Credentials {
+  const secret = credentials.operatorToken();
+  if (secret === undefined) {
+    credentials.bind(own.address);
+    return credentials;
+  }
+  return Credentials.fromBook(tokenBook(secret, own.address, [own.address, ...workers.map((w) => w.address)], own.address));
 }
 
 /** How long the report waits for the workers' records of the last round. */

@@ -2,25 +2,34 @@
  * A client's stage, apart from IO. It prepares (data, model, keys), then waits for a model; a model
  * starts its round: training, then reporting the update upstream. Once the update is sent (taken or
  * not) or the round failed, it is free again and checks in. While it waits, a stand-by (not in this
- * round) or a config pushed again (the aggregator may be new) makes it check in again, which costs
- * nothing when it is still queued and puts it back when it was not.
+ * opening of the round) or a config pushed again (the aggregator may be new) makes it check in again,
+ * which costs nothing when it is still queued and puts it back when it was not.
+ *
+ * Every model and stand-by names the opening of the round it is for (its attempt). The client keeps
+ * the latest opening it heard of, from the aggregator's answer to its check-in and from the models it
+ * took, and whether that opening is still one it can be in: a message for an earlier opening, or for
+ * one whose selection closed before its check-in, is stale and refused (a stand-by for attempt n must
+ * not pull a client out of attempt n+1), and a model it took once is not trained twice.
  */
+import { isEarlier } from '../wire/attempt';
 
 export type ClientStage = 'preparing' | 'waiting' | 'training' | 'reporting';
 
 export type ClientEvent =
   | { type: 'prepared' }
-  /** A model for `round`; `missing`: it came as a reference to a model this client does not keep. */
-  | { type: 'model'; round: number; missing?: string }
+  /** A model for a round's opening; `missing`: it came as a reference to a model this client does not keep. */
+  | { type: 'model'; round: number; attempt: string; missing?: string }
   | { type: 'trained' }
   /** The update went upstream (taken or not), or the round failed: free again. */
   | { type: 'round-over' }
-  | { type: 'standby' }
+  | { type: 'standby'; attempt: string }
+  /** The aggregator took its check-in while at `attempt`; `open`: still selecting for it (else the check-in is for a later one). */
+  | { type: 'checked-in'; attempt: string; open: boolean }
   | { type: 'reconnected' };
 
 export type ClientAction =
   | { type: 'refuse'; status: number; reason: string; kind?: string }
-  | { type: 'train'; round: number }
+  | { type: 'train'; round: number; attempt: string }
   /** The model it kept (the sealed one it scored) is not the one named: it keeps none now. */
   | { type: 'forget-kept' }
   | { type: 'check-in' };
@@ -28,6 +37,12 @@ export type ClientAction =
 export class ClientMachine {
   private current: ClientStage = 'preparing';
   private latest = 0;
+  /** The latest opening of a round this client heard of. */
+  private heard = '';
+  /** Whether that opening is over for this client: a message for it is stale. */
+  private over = false;
+  /** The opening whose model it took last. */
+  private took = '';
 
   get stage(): ClientStage {
     return this.current;
@@ -36,6 +51,11 @@ export class ClientMachine {
   /** The round it last took a model for. */
   get round(): number {
     return this.latest;
+  }
+
+  /** The latest opening of a round it heard of. */
+  get attempt(): string {
+    return this.heard;
   }
 
   handle(event: ClientEvent): ClientAction[] {
@@ -50,15 +70,23 @@ export class ClientMachine {
       case 'round-over':
         return this.free();
       case 'standby':
+        return this.standby(event.attempt);
+      case 'checked-in':
+        if (!this.isStale(event.attempt)) [this.heard, this.over] = [event.attempt, !event.open];
+        return [];
       case 'reconnected':
+        // The aggregator may have started again: its openings are not ordered with the last one's.
+        [this.heard, this.over] = ['', false];
         return this.current === 'waiting' ? [{ type: 'check-in' }] : [];
     }
   }
 
-  /** The refusal a model gets now (still preparing, or busy with a round), or undefined. */
+  /** The refusal a model gets now (still preparing, busy with a round, stale, taken already), or undefined. */
   refusalFor(event: Extract<ClientEvent, { type: 'model' }>): Extract<ClientAction, { type: 'refuse' }> | undefined {
     if (this.current === 'preparing') return { type: 'refuse', status: 503, reason: 'this client is still loading its data; try again shortly' };
+    if (event.attempt === this.took) return { type: 'refuse', status: 409, kind: 'taken', reason: `this client took the model of ${event.attempt} already` };
     if (this.current !== 'waiting') return { type: 'refuse', status: 409, kind: 'busy', reason: `this client is still working on round ${this.latest}` };
+    if (this.isStale(event.attempt)) return this.stale('model', event.attempt);
     if (event.missing !== undefined) return { type: 'refuse', status: 409, reason: `this client keeps no model ${event.missing} to train from; it checks in again for the whole model` };
     return undefined;
   }
@@ -66,11 +94,29 @@ export class ClientMachine {
   private model(event: Extract<ClientEvent, { type: 'model' }>): ClientAction[] {
     const refusal = this.refusalFor(event);
     // Started anew since it scored that model: it checks in saying it keeps none, and is sent the whole model next time.
-    if (refusal && event.missing !== undefined && this.current === 'waiting') return [{ type: 'forget-kept' }, { type: 'check-in' }, refusal];
+    if (refusal && event.missing !== undefined && this.current === 'waiting' && !refusal.kind) return [{ type: 'forget-kept' }, { type: 'check-in' }, refusal];
     if (refusal) return [refusal];
     this.current = 'training';
     this.latest = event.round;
-    return [{ type: 'train', round: event.round }];
+    [this.took, this.heard, this.over] = [event.attempt, event.attempt, false];
+    return [{ type: 'train', round: event.round, attempt: event.attempt }];
+  }
+
+  /** Not in this opening: check in again, unless the notice is older than what it heard since, or it is in the round already. */
+  private standby(attempt: string): ClientAction[] {
+    if (this.isStale(attempt)) return [this.stale('stand-by', attempt)];
+    [this.heard, this.over] = [attempt, false];
+    return this.current === 'waiting' ? [{ type: 'check-in' }] : [];
+  }
+
+  /** An opening before the latest it heard of, or that one once it is over for this client. */
+  private isStale(attempt: string): boolean {
+    return isEarlier(attempt, this.heard) || (attempt === this.heard && this.over);
+  }
+
+  private stale(what: string, attempt: string): Extract<ClientAction, { type: 'refuse' }> {
+    const since = attempt === this.heard ? `${attempt} was over for it when it checked in` : `it has heard of ${this.heard} since`;
+    return { type: 'refuse', status: 409, kind: 'stale', reason: `the ${what} is for ${attempt}, but ${since}` };
   }
 
   private free(): ClientAction[] {

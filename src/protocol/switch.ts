@@ -7,7 +7,8 @@
  */
 
 import type { Topology } from '../topology/tree';
-import { retryOf, sessionOf } from './attempt';
+import { retryOf, sessionOf } from '../wire/attempt';
+import { weightRefusal, type Weights } from './weights';
 
 export interface SwitchRoundState {
   stage: 'idle' | 'collecting' | 'forwarded';
@@ -23,9 +24,10 @@ export interface SwitchRoundState {
 }
 
 export type SwitchEvent =
-  | { type: 'open'; round: number; attempt: string; clients: string[]; deadlineMs: number }
-  /** `clients`: those a switch below names in its sum; a client's own update leaves it out. */
-  | { type: 'update'; round: number; attempt: string; from: string; clients?: string[] }
+  /** `weights`: each client's weight, as the aggregator assigned it; updates and sums must weigh the same. */
+  | { type: 'open'; round: number; attempt: string; clients: string[]; weights: Weights; deadlineMs: number }
+  /** `clients`: those a switch below names in its sum; a client's own update leaves it out. `weight`: what it says it weighs. */
+  | { type: 'update'; round: number; attempt: string; from: string; weight: number; clients?: string[] }
   /** The aggregator saw this client go down (or it did not take the model): the round stops waiting for it. */
   | { type: 'drop'; round: number; attempt: string; client: string; why?: string }
   /** A switch below has nothing to send: it said so, or its round or model did not reach it. */
@@ -41,15 +43,24 @@ export type SwitchAction =
   | { type: 'forward'; round: number; attempt: string; from: string[]; missing: string[] }
   /** Nothing goes up this round; the aggregator is told why, so it need not wait for this switch. */
   | { type: 'withhold'; round: number; attempt: string; from: string[]; missing: string[]; reason: string }
-  | { type: 'open-below'; round: number; attempt: string; switch: string; clients: string[] }
+  | { type: 'open-below'; round: number; attempt: string; switch: string; clients: string[]; weights: Weights }
   /** The switch below holding this client's update is told to stop waiting for it. */
   | { type: 'drop-below'; round: number; attempt: string; switch: string; client: string }
   | { type: 'log'; level: 'info' | 'warn'; message: string };
+
+/**
+ * The fewest updates a switch forwards: holding the HE key, the aggregator must never be handed one
+ * client's update alone (a switch above it can only add), so a switch under it forwards two or none.
+ */
+export const leastToForward = (he: { enabled: boolean; key_holder: string }, reportsToAggregator: boolean): number =>
+  he.enabled && he.key_holder === 'aggregator' && reportsToAggregator ? 2 : 1;
 
 export class SwitchMachine {
   readonly state: SwitchRoundState = { stage: 'idle', round: 0, attempt: '', clients: [], received: new Set(), heard: new Set() };
   /** The selected clients of the round, dropped or not (a drop arriving after the update changes nothing). */
   private selected: string[] = [];
+  /** Their weights, as the aggregator assigned them. */
+  private weights: Weights = {};
 
   constructor(
     /** The tree beneath this switch, rooted at it. */
@@ -64,9 +75,9 @@ export class SwitchMachine {
   handle(event: SwitchEvent): SwitchAction[] {
     switch (event.type) {
       case 'open':
-        return this.open(event.round, event.attempt, event.clients, event.deadlineMs);
+        return this.open(event);
       case 'update':
-        return this.update(event.round, event.attempt, event.from, event.clients);
+        return this.update(event);
       case 'drop':
         return this.drop(event.round, event.attempt, event.client, event.why ?? 'down');
       case 'withheld':
@@ -92,11 +103,16 @@ export class SwitchMachine {
     return this.topology.childrenOf(this.topology.root).filter((sw) => this.topology.isSwitchBelowRoot(sw) && this.selectedBelow(sw).length);
   }
 
-  private open(round: number, attempt: string, clients: string[], deadlineMs: number): SwitchAction[] {
+  private open({ round, attempt, clients, weights, deadlineMs }: Extract<SwitchEvent, { type: 'open' }>): SwitchAction[] {
     const strangers = clients.filter((c) => !this.topology.isClient(c));
     if (strangers.length) return [{ type: 'refuse', status: 400, reason: `not clients of this switch, nor beneath it: ${strangers.join(', ')}` }];
     if (!clients.length) return [{ type: 'refuse', status: 400, reason: 'a round needs at least one client' }];
     const { state } = this;
+    // The same opening again (a resend after a timeout that had reached it) changes nothing: one sum goes up.
+    if (attempt === state.attempt && state.stage !== 'idle') {
+      const same = clients.length === this.selected.length && clients.every((c) => this.selected.includes(c) && weights[c] === this.weights[c]);
+      return same ? [] : [{ type: 'refuse', status: 409, reason: `${attempt} is open here already, with other clients or weights` }];
+    }
     // The same round may be opened again (a retry), and an aggregator started again may begin anew.
     if (sessionOf(attempt) === sessionOf(state.attempt)) {
       if (round < state.round) return [{ type: 'refuse', status: 409, reason: `round ${round} is older than round ${state.round}` }];
@@ -111,22 +127,35 @@ export class SwitchMachine {
     }
     Object.assign(state, { stage: 'collecting', round, attempt, clients: [...clients], received: new Set(), heard: new Set() });
     this.selected = [...clients];
+    this.weights = Object.fromEntries(clients.map((c) => [c, weights[c]]));
     actions.push({ type: 'opened', round }, { type: 'start-timer', attempt, ms: deadlineMs });
-    for (const sw of this.switchesInRound()) actions.push({ type: 'open-below', round, attempt, switch: sw, clients: this.selectedBelow(sw) });
+    for (const sw of this.switchesInRound()) {
+      const below = this.selectedBelow(sw);
+      actions.push({ type: 'open-below', round, attempt, switch: sw, clients: below, weights: this.weightsOf(below) });
+    }
     return actions;
   }
 
+  /** The weights the aggregator assigned `clients`. */
+  weightsOf(clients: readonly string[]): Weights {
+    return Object.fromEntries(clients.map((c) => [c, this.weights[c]]));
+  }
+
   /** The refusal an update would get now, without taking it; undefined when it would be taken. */
-  refusalFor(round: number, attempt: string, from: string, named?: string[]): Extract<SwitchAction, { type: 'refuse' }> | undefined {
+  refusalFor(update: Omit<Extract<SwitchEvent, { type: 'update' }>, 'type'>): Extract<SwitchAction, { type: 'refuse' }> | undefined {
+    const { round, attempt, from, weight } = update;
     const { state } = this;
-    if (this.topology.isSwitchBelowRoot(from)) return this.sumRefusal(round, attempt, from, named ?? []);
+    if (this.topology.isSwitchBelowRoot(from)) {
+      const named = update.clients ?? [];
+      return this.sumRefusal(round, attempt, from, named) ?? weightRefusal(from, weight, this.weightsOf(named), 'sum');
+    }
     if (!this.topology.isClient(from) || !this.topology.reportsToRoot(from)) return { type: 'refuse', status: 403, reason: `${from} is not a client of this switch, nor a switch below it` };
     const openRefusal = this.notOpen(round, attempt);
     if (openRefusal) return openRefusal;
     if (!this.selected.includes(from)) return { type: 'refuse', status: 403, reason: `${from} was not selected for round ${round}` };
     if (!state.clients.includes(from)) return { type: 'refuse', status: 409, reason: `${from} was dropped from round ${round} (it went down, or did not take the model)` };
     if (state.received.has(from)) return { type: 'refuse', status: 409, reason: `${from} already sent its update for round ${round}` };
-    return undefined;
+    return weightRefusal(from, weight, this.weightsOf([from]));
   }
 
   private sumRefusal(round: number, attempt: string, from: string, named: string[]): Extract<SwitchAction, { type: 'refuse' }> | undefined {
@@ -147,13 +176,14 @@ export class SwitchMachine {
       return { type: 'refuse', status: 409, reason: `round ${round} is not open here (this switch is in round ${state.round}, ${state.stage})` };
     }
     if (attempt !== state.attempt) {
-      return { type: 'refuse', status: 409, reason: `the message belongs to an earlier opening of round ${round} (${attempt}, now ${state.attempt})` };
+      return { type: 'refuse', status: 409, reason: `the message belongs to another opening of round ${round} (${attempt}, now ${state.attempt})` };
     }
     return undefined;
   }
 
-  private update(round: number, attempt: string, from: string, named?: string[]): SwitchAction[] {
-    const refusal = this.refusalFor(round, attempt, from, named);
+  private update(event: Extract<SwitchEvent, { type: 'update' }>): SwitchAction[] {
+    const { round, from, clients: named } = event;
+    const refusal = this.refusalFor(event);
     if (refusal) return [refusal];
     const { state } = this;
     if (this.topology.isSwitchBelowRoot(from)) {

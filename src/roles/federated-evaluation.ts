@@ -6,20 +6,24 @@
 import { describeFailure } from '../net/peers';
 import type { EvaluateResult } from '../strategy/strategy';
 import { WIRE_CONTENT_TYPE } from '../wire/codec';
-import { evaluationQuery, evaluationsSchema, scoreSchema } from '../wire/control';
+import { evaluationQuery, evaluationsSchema, scoreSchema, UNUSABLE_MODEL } from '../wire/control';
 import type { NodeContext } from './role';
 
 export interface Evaluations {
   results: EvaluateResult[];
   failures: string[];
+  /** Clients that said the model is unusable (it decrypts to values no round could make): the round's sum went wrong. */
+  unusable: { client: string; reason: string }[];
 }
 
-/** A switch's answer for the clients it was asked about: anyone else's is not its to give. */
+/** A switch's answer for the clients it was asked about: anyone else's is not its to give, nor twice. */
 function fromSwitch(answer: unknown, asked: string[]): Evaluations {
   const parsed = evaluationsSchema.safeParse(answer);
-  if (!parsed.success) throw new Error(`its answer is not {results, failures}: ${parsed.error.issues[0]?.message}`);
-  const results = parsed.data.results.filter((r, i, all) => asked.includes(r.client) && all.findIndex((o) => o.client === r.client) === i);
-  return { results, failures: asked.filter((c) => !results.some((r) => r.client === c)) };
+  if (!parsed.success) throw new Error(`its answer is not {results, failures, unusable}: ${parsed.error.issues[0]?.message}`);
+  const once = <T extends { client: string }>(list: T[]) => list.filter((r, i, all) => asked.includes(r.client) && all.findIndex((o) => o.client === r.client) === i);
+  const results = once(parsed.data.results);
+  const unusable = once(parsed.data.unusable).filter((u) => !results.some((r) => r.client === u.client));
+  return { results, unusable, failures: asked.filter((c) => !results.some((r) => r.client === c)) };
 }
 
 /**
@@ -53,13 +57,16 @@ export async function askToEvaluate(
       try {
         if (viaSwitch) return fromSwitch(await node.peers.post(hop, `/s/evaluate?${evaluationQuery(asked, withinMs * BELOW_SHARE)}`, message, options), asked);
         const answer = scoreSchema.parse(await node.peers.post(hop, '/c/evaluate', message, options));
-        return { results: [{ client: hop, ...answer }], failures: [] };
+        return { results: [{ client: hop, ...answer }], failures: [], unusable: [] };
       } catch (err) {
-        node.logger.warn(`round ${round}: no evaluation from ${viaSwitch ? `the ${asked.length} clients beneath ${hop}` : hop}: ${describeFailure(err).reason}`);
-        return { results: [], failures: asked };
+        const failure = describeFailure(err);
+        if (!viaSwitch && failure.status === 422 && failure.error === UNUSABLE_MODEL) return { results: [], failures: asked, unusable: [{ client: hop, reason: failure.reason }] };
+        node.logger.warn(`round ${round}: no evaluation from ${viaSwitch ? `the ${asked.length} clients beneath ${hop}` : hop}: ${failure.reason}`);
+        return { results: [], failures: asked, unusable: [] };
       }
     }),
   );
   const results = answers.flatMap((a) => a.results).sort((a, b) => a.client.localeCompare(b.client));
-  return { results, failures: answers.flatMap((a) => a.failures) };
+  const unusable = answers.flatMap((a) => a.unusable).sort((a, b) => a.client.localeCompare(b.client));
+  return { results, failures: answers.flatMap((a) => a.failures), unusable };
 }

@@ -9,6 +9,7 @@ import { LogShipper } from '../log/shipper';
 import { parseAddress } from '../config/address';
 import { linkCounterFor } from '../net/link-counters';
 import { describeFailure } from '../net/peers';
+import type { Credentials } from '../net/identity';
 import type { Peers } from '../net/peers';
 import type { NodeMetrics, PeerState, RoleReadings } from '../net/metrics';
 import type { TlsMaterial } from '../net/tls';
@@ -19,6 +20,8 @@ export const ROLE_PREFIX: Record<RoleType, string> = { client: '/c', switch: '/s
 /** What a node gives the role it mounts. */
 export interface NodeContext {
   nodeId: string;
+  /** Who this node is, and how it knows its callers. */
+  credentials: Credentials;
   logger: Logger;
   peers: Peers;
   meter: WireMeter;
@@ -45,7 +48,10 @@ export abstract class Role<C extends NodeConfig = NodeConfig> implements RoleRea
   protected readonly abort = new AbortController();
   private readonly timers = new Set<NodeJS.Timeout>();
   private stopped = false;
+  private stopping?: Promise<void>;
   private failureReason?: string;
+  /** The preparation `start` began (data, model, keys): settled once the role can work, or has failed. */
+  private preparing: Promise<unknown> = Promise.resolve();
 
   constructor(
     readonly config: C,
@@ -83,6 +89,24 @@ export abstract class Role<C extends NodeConfig = NodeConfig> implements RoleRea
    */
   start(): void {}
 
+  /** The slower preparation `start` began: the push waits for it a while, so it hears a failure from it. */
+  protected preparingWith(work: Promise<unknown>): void {
+    this.preparing = work.catch(() => undefined);
+  }
+
+  /** Whether the role's preparation settled (it can work, or `failure` says why not) within `ms`; not when it is stopped meanwhile. */
+  async settled(ms: number): Promise<boolean> {
+    if (this.stopped) return false;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+    const stopped = new Promise<false>((resolve) => this.abort.signal.addEventListener('abort', () => resolve(false), { once: true }));
+    try {
+      return await Promise.race([this.preparing.then(() => true as const), late, stopped]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** Why the role cannot work, once it knows: GET /health shows it, and the aggregator prints it. */
   get failure(): string | undefined {
     return this.failureReason;
@@ -109,9 +133,13 @@ export abstract class Role<C extends NodeConfig = NodeConfig> implements RoleRea
   /** What GET /<prefix>/status shows. */
   abstract status(): Record<string, unknown>;
 
-  /** Ends everything the role started: timers, requests in flight. */
-  async stop(): Promise<void> {
-    if (this.stopped) return;
+  /** Ends everything the role started: timers, requests in flight. Stopping twice stops once. */
+  stop(): Promise<void> {
+    return (this.stopping ??= this.close());
+  }
+
+  /** What stopping does; a role that holds more (a model, HE threads) releases it here too, after this. */
+  protected async close(): Promise<void> {
     this.stopped = true;
     this.abort.abort();
     for (const timer of this.timers) clearTimeout(timer);

@@ -88,6 +88,12 @@ export class Topology {
     return this.clients.filter((client) => this.chainOf(client).includes(node));
   }
 
+  /** The switch deepest in the tree that each of `nodes` is, or reports through; undefined when none is. */
+  switchOver(nodes: readonly string[]): string | undefined {
+    const holdsAll = (sw: string) => nodes.every((node) => node === sw || this.chainOf(node).includes(sw));
+    return this.switches.filter(holdsAll).sort((a, b) => this.chainOf(b).length - this.chainOf(a).length)[0];
+  }
+
   /** The clients of `clients` that can take part now: neither they nor a switch they report through is down. */
   reachable(clients: Iterable<string>, isDown: (node: string) => boolean): string[] {
     return [...clients].filter((client) => this.isClient(client) && !isDown(client) && !this.chainOf(client).some(isDown));

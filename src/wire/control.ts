@@ -3,38 +3,74 @@
  * updates travel in the binary codec (codec.ts); everything else that steers a round is here:
  *   a switch's round opened (POST /s/round), a client dropped from it (/s/drop), a switch that
  *   forwards nothing (/a/withheld, /s/withheld), a client ready for a round (/a/checkin), a client
- *   not in this round (/c/standby), and a sealed model's scores (/c/evaluate, /s/evaluate).
+ *   not in this round (/c/standby), a client that cannot use the model it took (/a/declined), and
+ *   a sealed model's scores (/c/evaluate, /s/evaluate).
  */
 import { z } from 'zod';
 import { describeIssues } from '../config/issues';
 import { badRequest } from '../net/errors';
+import { ATTEMPT_PATTERN, attemptProblem } from './attempt';
 
 const round = z.number().int().positive();
-const attempt = z.string().min(1).max(200);
+/** One opening of a round (attempt.ts): `<session>:<round>.<retry>`, of the message's own round. */
+const attempt = z.string().regex(ATTEMPT_PATTERN, 'an attempt is <session>:<round>.<retry>');
+/** A node's address as the config names it. */
+const address = z.string().min(1).max(300);
+/** Samples a client trains on: its weight in the round's average. */
+const samples = z.number().int().positive().max(1e9);
+
+/** A message's attempt must be an opening of the round it names. */
+const ofItsRound = (message: { round: number; attempt: string }, ctx: z.RefinementCtx) => {
+  const problem = attemptProblem(message.round, message.attempt);
+  if (problem) ctx.addIssue({ code: 'custom', path: ['attempt'], message: problem });
+};
 
 /** POST /s/round: the switch above, or the aggregator, opens a switch's round. */
 export const openRoundSchema = z
   .object({
     round,
     attempt,
-    clients: z.array(z.string()).min(1),
+    clients: z.array(address).min(1).max(100_000),
+    /** Each client's weight in the round, as the aggregator assigned it from the client's check-in: its update must carry the same. */
+    weights: z.record(address, samples),
     deadline_ms: z.number().int().positive(),
     parameters: z.number().int().positive(),
     model_id: z.number().int().min(0),
   })
-  .strict();
+  .strict()
+  .superRefine(ofItsRound)
+  .superRefine((opening, ctx) => {
+    const unweighed = opening.clients.filter((c) => opening.weights[c] === undefined);
+    if (unweighed.length) ctx.addIssue({ code: 'custom', path: ['weights'], message: `no weight for ${unweighed.slice(0, 3).join(', ')}${unweighed.length > 3 ? ' …' : ''}` });
+    const strangers = Object.keys(opening.weights).filter((c) => !opening.clients.includes(c));
+    if (strangers.length) ctx.addIssue({ code: 'custom', path: ['weights'], message: `weights for clients not in the round: ${strangers.slice(0, 3).join(', ')}` });
+  });
 
 /** POST /s/drop: the round stops waiting for this client. */
-export const dropSchema = z.object({ round, attempt, client: z.string().min(1) }).strict();
+export const dropSchema = z.object({ round, attempt, client: address }).strict().superRefine(ofItsRound);
+
+/**
+ * Why, as another node says it: shown in the aggregator's output and logs, so on one line (a node
+ * cannot write lines of its own into them).
+ */
+const said = (max: number) =>
+  z
+    .string()
+    .max(max)
+    .transform((text) => text.replace(/[\u0000-\u001f\u007f]/g, ' '));
 
 /** POST /a/withheld, /s/withheld: a switch's notice upstream that it forwards nothing this round. */
-export const withheldSchema = z.object({ round, attempt, switch: z.string(), clients: z.array(z.string()), reason: z.string().max(500) }).strict();
+export const withheldSchema = z.object({ round, attempt, switch: address, clients: z.array(address).max(100_000), reason: said(500) }).strict().superRefine(ofItsRound);
+
+/** POST /a/declined: a client that took a round's model and cannot use it (it says so at once, rather than let the round wait for it). */
+export const declinedSchema = z.object({ round, attempt, client: address, reason: said(500) }).strict().superRefine(ofItsRound);
 
 /** POST /a/checkin: a client is ready for a round, and says what it holds. */
 export const checkinSchema = z
   .object({
-    client: z.string(),
-    samples: z.number().int().min(0).default(0),
+    client: address,
+    /** Its weight in a round that selects it. */
+    samples,
     /** One sample's shape, and how many of its samples each class has: checked against the model, kept for the report. */
     shape: z.array(z.number().int().positive()).max(3).optional(),
     histogram: z.array(z.number().int().min(0)).max(256).optional(),
@@ -46,14 +82,41 @@ export const checkinSchema = z
   .strict();
 export type Checkin = z.infer<typeof checkinSchema>;
 
-/** POST /c/standby: not in this round. */
-export const standbySchema = z.object({ round }).strict();
+/**
+ * A round's model carries the instructions in its meta: how to train, which opening of the round it
+ * is, and what encryption needs (a share's scale, the model's factor).
+ */
+export const roundMetaSchema = z
+  .object({
+    epochs: z.number().int().min(1).max(1000),
+    batchSize: z.number().int().min(1).max(1 << 20),
+    learningRate: z.number().positive().max(1000),
+    attempt,
+    /** 1 / the round's selected samples: a client's share is its weight (its samples) times this, at most 1. */
+    weight_scale: z.number().positive().max(1).optional(),
+    /** An encrypted model decrypts to the average once multiplied by this. */
+    factor: z.number().positive().finite().optional(),
+    he_key: z.string().max(100).optional(),
+    model_tag: z.string().max(100).optional(),
+  })
+  .loose();
+export type RoundMeta = z.infer<typeof roundMetaSchema>;
+
+/** POST /c/standby: not in this opening of the round (not selected, or the model could not reach it): check in again. */
+export const standbySchema = z.object({ round, attempt }).strict().superRefine(ofItsRound);
 
 /** A client's score of the sealed model on its share of the held-out digits (POST /c/evaluate's answer). */
 export const scoreSchema = z.object({ accuracy: z.number().min(0).max(1), loss: z.number().finite().min(0), samples: z.number().int().min(0) });
 
-/** A switch's answer to POST /s/evaluate: the scores of the clients beneath it, and who gave none. */
-export const evaluationsSchema = z.object({ results: z.array(scoreSchema.extend({ client: z.string() })), failures: z.array(z.string()) });
+/** The error of a client's 422 for a sealed model it cannot use (it does not decrypt to one the clients could have made). */
+export const UNUSABLE_MODEL = 'unusable model';
+
+/** A switch's answer to POST /s/evaluate: the scores of the clients beneath it, who gave none, and who said the model is unusable (and why). */
+export const evaluationsSchema = z.object({
+  results: z.array(scoreSchema.extend({ client: address })).max(100_000),
+  failures: z.array(address).max(100_000),
+  unusable: z.array(z.object({ client: address, reason: said(1000) })).max(100_000).default([]),
+});
 
 /** How long a switch asked to evaluate without a `within` takes to answer. */
 const DEFAULT_EVALUATION_MS = 20_000;
@@ -70,9 +133,11 @@ export function readEvaluationQuery(query: { clients?: unknown; within?: unknown
   return { clients, withinMs };
 }
 
-/** A control message read with its schema; a 400 naming what was `expected`, and each problem, otherwise. */
+/** A control message read with its schema; a 400 naming what was `expected` and the first problem (each in its details), otherwise. */
 export function readControl<S extends z.ZodType>(schema: S, body: unknown, expected: string): z.infer<S> {
   const parsed = schema.safeParse(body);
-  if (!parsed.success) throw badRequest(expected, describeIssues(parsed.error.issues));
-  return parsed.data;
+  if (parsed.success) return parsed.data;
+  const problems = describeIssues(parsed.error.issues);
+  const more = problems.length > 1 ? ` (and ${problems.length - 1} more)` : '';
+  throw badRequest(`${expected}: ${problems[0]}${more}`, problems);
 }

@@ -1,5 +1,8 @@
 /** Reading a wire message off a request: every check a role needs, each failure a 400 with a reason. */
+import type { Settings } from '../config/schema';
+import { firstBeyond, valueLimits, widestClip } from '../he/bounds';
 import { badRequest, HttpError } from '../net/errors';
+import { attemptProblem } from './attempt';
 import { decode, ENCRYPTED_KINDS, firstNonFinite, Kind, WireError, type Message } from './codec';
 
 export interface Expectation {
@@ -8,6 +11,25 @@ export interface Expectation {
   parameters: number;
   /** For the encrypted kinds: the HE parameter id and how many ciphertexts pack the model. */
   he?: { id: string; chunks: number };
+  /** How large a plaintext value may be (he/bounds.ts); without it, only finite. */
+  limits?: PlainLimits;
+}
+
+/** The largest |value| of a plaintext model or update, of a quantized one (its clip), and why. */
+export interface PlainLimits {
+  model: number;
+  quantized?: number;
+  /** he.quantize.bits, which a quantized update must be quantized to. */
+  quantizedBits?: number;
+  why: string;
+}
+
+/** An experiment's limits on plaintext values (see he/bounds.ts). */
+export function plainLimits(he: Settings['he']): PlainLimits {
+  const { model, why } = valueLimits(he);
+  const clip = he.quantize?.clip;
+  const quantized = clip !== undefined ? { quantized: widestClip(clip), quantizedBits: he.quantize!.bits } : {};
+  return { model, why, ...quantized };
 }
 
 export function readMessage(body: unknown, expect: Expectation): Message {
@@ -42,13 +64,33 @@ export function readMessage(body: unknown, expect: Expectation): Message {
   }
   const bad = firstNonFinite(message.parameters);
   if (bad >= 0) throw new HttpError(400, 'bad values', `parameter ${bad} is ${message.parameters[bad]}; updates must be finite`);
+  if (expect.limits) checkRange(message, expect.limits);
   return message;
 }
 
-/** The opening of a round a message belongs to (see RoundState.attempt); '' when it names none. */
+/** Refuses a value beyond the experiment's limit (a switch's sum weighs its samples: its values are that many times larger). */
+function checkRange(message: Message, limits: PlainLimits): void {
+  const quantized = message.kind === Kind.QuantizedUpdate;
+  if (quantized && message.meta) {
+    // A quantized value is at most its top integer times its unit: units beyond the clip are what to refuse.
+    const bits = (message.meta.quantized as { bits?: unknown } | undefined)?.bits;
+    if (bits !== limits.quantizedBits && limits.quantizedBits !== undefined) throw new HttpError(400, 'bad values', `the update is quantized to ${String(bits)} bits; this experiment quantizes to ${limits.quantizedBits}`);
+  }
+  const limit = (quantized ? (limits.quantized ?? limits.model) : limits.model) * (message.kind === Kind.WeightedSum ? Math.max(1, message.weight) : 1);
+  const beyond = firstBeyond(message.parameters, limit * (1 + 1e-6));
+  if (beyond >= 0) {
+    const what = message.kind === Kind.WeightedSum ? `a sum of ${message.weight} samples stays within ±${limit} (±${limit / Math.max(1, message.weight)} a sample)` : `values stay within ±${limit}`;
+    throw new HttpError(400, 'bad values', `parameter ${beyond} is ${message.parameters[beyond]}; in this experiment ${what} (${limits.why})`);
+  }
+}
+
+/** The opening of its round a model or an update belongs to (meta.attempt); a 400 when it names none, or another round's. */
 export function attemptOf(message: Message): string {
   const attempt = message.meta?.attempt;
-  return typeof attempt === 'string' ? attempt : '';
+  if (typeof attempt !== 'string') throw badRequest(`the message names no attempt (meta.attempt) for its round ${message.round}`);
+  const problem = attemptProblem(message.round, attempt);
+  if (problem) throw badRequest(problem);
+  return attempt;
 }
 
 /** The clients a switch's sum names (meta.clients), one for each update in it. */

@@ -54,7 +54,7 @@ describe('the command line', () => {
   it('refuses to start a worker without a cluster token', async () => {
     const res = await node(['main.js', '--host', '127.0.0.1', '--port', '0'], { env: { FL_TOKEN: '' } });
     assert.equal(res.code, 1);
-    assert.match(res.stderr, /no cluster token: pass --token-file FILE or set \$FL_TOKEN/);
+    assert.match(res.stderr, /no token: pass --token-file FILE or set \$FL_TOKEN/);
   });
 
   it('refuses a port that is not one', async () => {

@@ -160,7 +160,7 @@ describe('decrypting a round saved encrypted (clients hold the HE key)', () => {
     await writeSecretKey(config.he, again);
     const result = await cli('decrypt', roundDir(4), '--he-key', again);
     assert.equal(result.code, 1);
-    assert.match(result.stderr, new RegExp(`model\\.he does not decrypt to weights with ${again}`));
+    assert.match(result.stderr, new RegExp(`model\\.he does not decrypt to weights with ${again}: .*; ${keyFile} opens it \\(--he-key ${keyFile}\\)`));
     assert.deepEqual(readdirSync(roundDir(4)), ['model.he']);
   });
 

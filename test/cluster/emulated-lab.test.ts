@@ -92,11 +92,15 @@ describe('the emulated testbed, end to end', { skip: why }, () => {
     for (const address of Object.keys(config.others).filter((a) => a.split(':')[0] !== aggregatorHost)) {
       const id = address.replace(':', '-');
       for (const [part, file] of [['ca', 'ca.pem'], ['cert', `${id}.pem`], ['key', `${id}-key.pem`]]) {
-        assert.match(upOutput, new RegExp(`ok\\s+${address.replace(/\./g, '\\.')}\\s+.*TLS ${part} written to tls/${file.replace(/\./g, '\\.')}`), `${address}: its ${part}`);
+        assert.match(upOutput, new RegExp(`ok\\s+${address.replace(/\./g, '\\.')}\\s+.*TLS ${part} written to tls/${id}/${file.replace(/\./g, '\\.')}`), `${address}: its ${part}`);
       }
-      assert.equal(statSync(join(project, 'tls', `${id}-key.pem`)).mode & 0o777, 0o600, `${address}: its key owner-only`);
-      assert.deepEqual(readFileSync(join(project, 'tls', `${id}-key.pem`)), readFileSync(join(dir, 'certs', `${id}-key.pem`)));
+      // Each machine's files in a folder of its own, though the machines share the project folder.
+      assert.deepEqual(readdirSync(join(project, 'tls', id)).sort(), [`${id}-key.pem`, `${id}.pem`, 'ca.pem'], `${address}: its own files only`);
+      assert.equal(statSync(join(project, 'tls', id)).mode & 0o777, 0o700, `${address}: its folder owner-only`);
+      assert.equal(statSync(join(project, 'tls', id, `${id}-key.pem`)).mode & 0o777, 0o600, `${address}: its key owner-only`);
+      assert.deepEqual(readFileSync(join(project, 'tls', id, `${id}-key.pem`)), readFileSync(join(dir, 'certs', `${id}-key.pem`)));
     }
+    assert.match(readFileSync(join(ROOT, '.gitignore'), 'utf8'), /^tls\/$/m, 'a key handed over in a project folder is never committed');
     assert.match(upOutput, /start: 28 of 28 succeeded/);
     assert.match(upOutput, /testbed: 6 of 6 workers up/);
     assert.equal(agg.code, 0, agg.stdout + agg.stderr);
@@ -140,9 +144,9 @@ describe('the emulated testbed, end to end', { skip: why }, () => {
     assert.match(stop.stdout, /ok\s+10\.77\.1\.2:5000\s+.*stopped/, stop.stdout + stop.stderr);
     await waitFor(async () => !isAlive(stopped), 10_000);
     assert.ok(isAlive(pidOf('10.77.1.1')));
-    // Clients decrypted the global model with it: the key arrived whole.
+    // Clients decrypted the global model with it: the project's key, made by up (as keygen would) and handed to each client.
+    assert.match(upOutput, new RegExp(`testbed: made the clients' HE key ${join(project, 'keys', 'he-secret.json').replace(/\./g, '\\.')}`));
     assert.ok(existsSync(join(project, 'keys', 'he-secret.json')));
-    assert.deepEqual(readFileSync(join(project, 'keys', 'he-secret.json')), readFileSync(join(state, 'he-secret.json')));
   });
 
   it('logs bytes the kernel agrees with: never more than its count, and within a few percent of it', () => {
@@ -166,6 +170,9 @@ describe('the emulated testbed, end to end', { skip: why }, () => {
     const down = await testbed(['down', '--emulate', '--state', state]);
     assert.equal(down.code, 0, down.stderr);
     assert.match(down.stdout, new RegExp(`removed ${hosts.length + 1} namespaces`));
+    assert.match(down.stdout, /removed the machines' copies in .*: 6 token books, 6 TLS folders \(their certificates and keys\)/);
+    assert.ok(!existsSync(join(project, 'tls')), 'the machines\' keys outlived down');
+    assert.deepEqual(readdirSync(join(project, '.run')).filter((f) => f.startsWith('token-')), [], 'their token books outlived down');
     assert.deepEqual(ours(), []);
     assert.ok(!isAlive(workerPid), 'a worker outlived down');
     assert.match((await testbed(['down', '--emulate', '--state', state])).stdout, /removed 0 namespaces/);

@@ -44,7 +44,7 @@ const updateRatios = (testbed: Testbed, experiment: string) => loggedRounds(test
 
 /** Pieces of the clients' secret key as its file holds it: base64, and the raw serialized bytes. */
 function keyNeedles(testbed: Testbed): Buffer[] {
-  const key = JSON.parse(readFileSync(join(testbed.state, 'he-secret.json'), 'utf8')).secret_key as string;
+  const key = JSON.parse(readFileSync(testbed.keyFile, 'utf8')).secret_key as string;
   const raw = Buffer.from(key, 'base64');
   return [Buffer.from(key.slice(100, 164)), Buffer.from(key.slice(-164, -100)), raw.subarray(200, 264), raw.subarray(raw.length - 264, raw.length - 200)];
 }
@@ -150,7 +150,7 @@ describe('encrypted rounds with the key at the clients', () => {
   });
 
   it('no file a switch or the aggregator wrote holds the secret key', () => {
-    const key = JSON.parse(readFileSync(join(testbed.state, 'he-secret.json'), 'utf8')).secret_key as string;
+    const key = JSON.parse(readFileSync(testbed.keyFile, 'utf8')).secret_key as string;
     const raw = Buffer.from(key, 'base64');
     const needles = [key.slice(100, 164), raw.subarray(200, 264)];
     const clientIds = new Set(testbed.addresses('client').map((a) => a.replace(':', '-')));
@@ -164,7 +164,7 @@ describe('encrypted rounds with the key at the clients', () => {
       for (const needle of needles) assert.ok(!bytes.includes(needle), `${file} holds key material`);
     }
     assert.ok(!output.includes(key.slice(100, 164)));
-    assert.equal(statSync(join(testbed.state, 'he-secret.json')).mode & 0o777, 0o600);
+    assert.equal(statSync(testbed.keyFile).mode & 0o777, 0o600);
   });
 
   it("no switch's or the aggregator's memory holds the secret key; a client's does (the scan works)", () => {
@@ -183,7 +183,7 @@ describe('encrypted rounds with the key at the clients', () => {
   it('quantized packing: learns within 1 point of plaintext, each update under half its float32 size, the saved round decrypts', async () => {
     const config = { ...JSON.parse(readFileSync(testbed.configFile, 'utf8')), experiment: 'he-clients-quantized' };
     config.he = { ...config.he, quantize: { bits: 8 } };
-    await writeSecretKey(parseExperimentConfig(config).he, join(testbed.state, 'he-secret.json'));
+    await writeSecretKey(parseExperimentConfig(config).he, testbed.keyFile);
     writeFileSync(testbed.configFile, JSON.stringify(config));
     const run = await runExperiment(testbed);
     assert.equal(run.code, 0, run.output);
@@ -195,7 +195,7 @@ describe('encrypted rounds with the key at the clients', () => {
     assert.ok(ratios.length >= testbed.addresses('client').length && ratios.every((r) => r > 0.45 && r <= 0.5), `update sizes ${ratios.map((r) => r.toFixed(3))}`);
     const round = join(testbed.outputs, 'he-clients-quantized', 'models', `round-${String(ROUNDS).padStart(3, '0')}`);
     const out = join(testbed.state, 'decrypted-quantized');
-    assert.match(await decryptSaved(round, join(testbed.state, 'he-secret.json'), { out }), /decrypted with/);
+    assert.match(await decryptSaved(round, testbed.keyFile, { out }), /decrypted with/);
     assert.ok(statSync(join(out, 'weights.bin')).size === PARAMETERS * 4);
   });
 });

@@ -66,12 +66,23 @@ describe('a 15-node testbed on loopback', () => {
     assert.equal((await get(client, '/c/status', 'x'.repeat(48))).status, 401);
     const push = await post(client, '/config', JSON.stringify({ type: 'switch' }), { 'Content-Type': 'application/json' });
     assert.equal(push.status, 401);
+    // The cluster token is the operator's: it reads, and names no node, so it pushes no config.
+    const [aggregator] = testbed.addresses('aggregator');
+    const config = (await get(client, '/config', testbed.token)).body;
+    const byOperator = await post(client, '/config', JSON.stringify(config), { 'Content-Type': 'application/json', Authorization: `Bearer ${testbed.token}` });
+    assert.equal(byOperator.status, 403);
+    assert.match(byOperator.body.reason, /only this node's aggregator pushes its config; the call comes from the operator/);
+    // A node naming itself with another's token: the token proves who calls, not the header.
+    const forged = await post(client, '/config', JSON.stringify(config), { 'Content-Type': 'application/json', ...testbed.as(client), 'x-fl-node': aggregator });
+    assert.equal(forged.status, 401);
+    assert.match(forged.body.reason, new RegExp(`the token is not ${aggregator.replace(/\./g, '\\.')}'s`));
     assert.equal((await get(client, '/health')).body.role, 'client');
   });
 
   it('bad bodies get a 4xx with a reason; the process keeps running and keeps its role', async () => {
     const [client] = testbed.addresses('client');
-    const headers = { 'Content-Type': 'application/json', Authorization: `Bearer ${testbed.token}` };
+    const [aggregator] = testbed.addresses('aggregator');
+    const headers = { 'Content-Type': 'application/json', ...testbed.as(aggregator) };
     const before = await get(client, '/config', testbed.token);
     const answers = [
       await post(client, '/config', '{"type": ', headers),
@@ -141,7 +152,7 @@ describe('the aggregator with workers missing', () => {
       const agg = await testbed.startAggregator();
       assert.equal(agg.exitCode ?? (await new Promise((r) => agg.child.on('exit', r))), 1, agg.output);
       assert.match(agg.output, new RegExp(`\\?\\?\\s+${sw.replace(/\./g, '\\.')}\\s+switch\\s+unreachable: ECONNREFUSED`));
-      assert.match(agg.output, new RegExp(`NO\\s+${strangerAddress.replace(/\./g, '\\.')}\\s+client\\s+refused: 401: wrong cluster token`));
+      assert.match(agg.output, new RegExp(`NO\\s+${strangerAddress.replace(/\./g, '\\.')}\\s+client\\s+refused: 401: the token is not ${testbed.addresses('aggregator')[0].replace(/\./g, '\\.')}'s here`));
       assert.match(agg.output, /the experiment cannot start/);
       assert.match(agg.output, new RegExp(`switch ${sw.replace(/\./g, '\\.')} unreachable: ECONNREFUSED`));
       assert.match(agg.output, /\d+ of \d+ clients can take part, but a round needs at least \d+/);

@@ -113,9 +113,11 @@ describe('files of each client\'s own, and one that does not fit', () => {
     assert.equal((await testbed.up()).code, 0);
     const run = await runExperiment(testbed);
     assert.equal(run.code, 0, run.output);
-    // It fails while it prepares, before it can check in: the health checks name it, and why.
-    assert.match(run.output, new RegExp(`worker ${odd.replace(/\./g, '\\.')} failed: it could not prepare: .*narrow\\.csv: its samples have shape \\[48\\], but data\\.shape is \\[49\\]`));
-    assert.match(run.output, new RegExp(`going on without ${odd.replace(/\./g, '\\.')}`));
+    // It fails while it prepares, before it can check in: the push waits for that, and names it, and why, never "configured".
+    const escaped = odd.replace(/\./g, '\\.');
+    assert.match(run.output, new RegExp(`NO\\s+${escaped}\\s+client\\s+failed to start: it could not prepare: .*narrow\\.csv: its samples have shape \\[48\\], but data\\.shape is \\[49\\]`));
+    assert.doesNotMatch(run.output, new RegExp(`ok\\s+${escaped}\\s+client\\s+configured`));
+    assert.match(run.output, new RegExp(`- client ${escaped} failed: it could not prepare`));
     // Two clients in every round: the misfit in none.
     assert.deepEqual(rows(testbed, 'misfit').map((r) => r.clients), [2, 2]);
   });

@@ -1,11 +1,13 @@
 /** The ssh launcher, with a stand-in `ssh`/`scp` on PATH that records what it is asked to do. */
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { makeTestbedCerts } from '../../src/net/certs';
-import { ROOT, script } from '../helpers/cluster';
+import { testbedConfig } from '../../src/config/testbed';
+import { certFiles, makeTestbedCerts } from '../../src/net/certs';
+import { nodeToken, type TokenBook } from '../../src/net/identity';
+import { freeSubnet, node, ROOT, script } from '../helpers/cluster';
 
 const TOKEN = 'ssh-launcher-test-token-42';
 
@@ -35,8 +37,9 @@ describe('ssh launcher', () => {
     assert.equal(starts.length, 14);
     for (const host of referenceWorkers) assert.ok(starts.some((l) => l.includes(` lab@${host} `)), `no dry-run line for ${host}`);
     for (const line of starts) {
-      assert.match(line, /setsid nohup node main\.js --host \S+ --port 5000 --token-file \.run\/token .*--tls-dir tls/);
-      assert.match(line, /<<< "\$FL_TOKEN"$/);
+      const [, host] = /--host (\S+) /.exec(line)!;
+      assert.match(line, new RegExp(`setsid nohup node main\\.js --host \\S+ --port 5000 --token-file \\.run/token-${host.replace(/\./g, '\\.')}-5000 .*--tls-dir tls`));
+      assert.ok(line.endsWith(`<<< "<the token book of ${host}:5000>"`), line);
     }
     const handOvers = lines.filter((l) => l.includes('TLS '));
     assert.equal(handOvers.length, 3 * 14);
@@ -93,6 +96,29 @@ describe('ssh launcher', () => {
     assert.equal(tools.stdin(), `${TOKEN}\n${TOKEN}\n`);
   });
 
+  it('start with config.json hands each worker its own token book on stdin, never the cluster token', async () => {
+    const tools = fakeTools();
+    const dir = mkdtempSync(join(tmpdir(), 'books-'));
+    const config = join(dir, 'config.json');
+    writeFileSync(config, JSON.stringify({ ...reference, tls: false }));
+    const res = await script('ssh-launcher', ['start', '--config', config, '--dir', '/opt/fl', '--parallel', '1'], { env: tools.env });
+    assert.equal(res.code, 0, res.stdout + res.stderr);
+    assert.ok(!tools.argv().includes(TOKEN), 'token on a command line');
+    const books = tools.stdin().trim().split('\n').map((line) => JSON.parse(line) as TokenBook);
+    // (dash's echo turns the \n of the start command's `tr` into a line break: calls are the lines that begin with ssh.)
+    const calls = tools.argv().split('\n').filter((line) => line.startsWith('ssh '));
+    assert.equal(books.length, 14);
+    books.forEach((book, i) => {
+      const [, host] = /--host (\S+) /.exec(calls[i])!;
+      assert.equal(book.node, `${host}:5000`, 'the book of the machine it went to');
+      assert.equal(book.token, nodeToken(TOKEN, book.node));
+      assert.equal(Object.keys(book.peers).length, 15, 'every node of config.json, known by digest');
+      assert.ok(!JSON.stringify(book).includes(TOKEN), 'the cluster token is in a book');
+      const others = Object.keys(book.peers).filter((peer) => peer !== book.node);
+      assert.ok(others.every((peer) => !JSON.stringify(book).includes(nodeToken(TOKEN, peer))), "another node's token is in a book");
+    });
+  });
+
   it('with --hosts and --certs: each machine gets its own files first; one whose key did not arrive is not started', async () => {
     const tools = fakeTools();
     // This stand-in ssh fails to write 127.0.0.22's key, as a full disk would.
@@ -125,5 +151,44 @@ describe('ssh launcher', () => {
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /cannot read the file/);
     assert.ok(!tools.called());
+  });
+});
+
+describe('ssh launcher: a worker that exits at start', () => {
+  it('is named in its own words by the launcher, and by the aggregator, which cannot reach it', { timeout: 120_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fl-launch-'));
+    // The machines' project folder (one, as the emulated machines share theirs); an ssh that runs the command here.
+    const project = join(dir, 'project');
+    mkdirSync(project);
+    symlinkSync(join(ROOT, 'main.js'), join(project, 'main.js'));
+    const bin = join(dir, 'bin');
+    mkdirSync(bin);
+    writeFileSync(join(bin, 'ssh'), '#!/bin/bash\nexec bash -c "${@: -1}"\n', { mode: 0o755 });
+    const base = freeSubnet();
+    const config = testbedConfig({ base, nodes: 4, switches: 1, rounds: 1, he: false }) as Record<string, any>;
+    Object.assign(config, { tls: true, model: { architecture: 'mlp', hidden_units: 8 }, timeouts: { push_ms: 4000, request_ms: 5000, round_ms: 60_000 } });
+    const configFile = join(dir, 'config.json');
+    writeFileSync(configFile, JSON.stringify(config));
+    const [broken, other] = Object.keys(config.others).filter((a) => config.others[a].type === 'client');
+    await makeTestbedCerts(join(dir, 'certs'), Object.keys(config.others));
+    // Its certificate and key swapped for another machine's, as a copy to the wrong machine would leave them.
+    for (const part of ['cert', 'key'] as const) copyFileSync(certFiles(join(dir, 'certs'), other)[part], certFiles(join(dir, 'certs'), broken)[part]);
+    const tokenFile = join(dir, 'token');
+    writeFileSync(tokenFile, 'launch-test-cluster-token-0123456789\n', { mode: 0o600 });
+    const env = { PATH: `${bin}:${process.env.PATH}` };
+    try {
+      const start = await script('ssh-launcher', ['start', '--config', configFile, '--dir', project, '--token-file', tokenFile], { env });
+      assert.equal(start.code, 1, start.stdout + start.stderr);
+      const escaped = broken.replace(/\./g, '\\.');
+      assert.match(start.stdout, new RegExp(`FAILED\\s+${escaped}\\s+the worker exited at start: .*certificate`), start.stdout);
+      assert.equal((start.stdout.match(/ok\s+\S+\s+.*started pid \d+/g) ?? []).length, 2, 'the other two started');
+      const report = JSON.parse(readFileSync(join(dir, 'launch.json'), 'utf8'));
+      assert.deepEqual(Object.keys(report.failures), [broken]);
+      const agg = await node([join(ROOT, 'main.js'), 'agg', '--config', configFile, '--token-file', tokenFile, '--logs', join(dir, 'logs'), '--outputs', join(dir, 'outputs')], { cwd: dir, timeout: 90_000 });
+      assert.equal(agg.code, 0, agg.stdout + agg.stderr);
+      assert.match(agg.stdout, new RegExp(`\\?\\?\\s+${escaped}\\s+client\\s+unreachable: ECONNREFUSED.*; the launcher saw it the worker exited at start: .*certificate`));
+    } finally {
+      await script('ssh-launcher', ['stop', '--config', configFile, '--dir', project], { env });
+    }
   });
 });

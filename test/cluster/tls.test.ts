@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { certFiles, issueNodeCert, makeCa, makeTestbedCerts, serialNumber, type Pem } from '../../src/net/certs';
+import { Credentials, nodeToken } from '../../src/net/identity';
 import { describeFailure, Peers } from '../../src/net/peers';
 import type { TlsMaterial } from '../../src/net/tls';
 import { WireMeter } from '../../src/net/wire-meter';
@@ -110,8 +111,8 @@ describe('mutual TLS between running nodes', () => {
   let good: TlsMaterial;
 
   /** A node with `tls` calling the server; what it gets back, or why it failed. */
-  async function call(tls: TlsMaterial | undefined, path = '/config', address = `${serverAddress}:${server.address.port}`) {
-    const peers = new Peers(TOKEN, new WireMeter(), 5000, tls);
+  async function call(tls: TlsMaterial | undefined, path = '/config', address = `${serverAddress}:${server.address.port}`, as = `${base}.2:5000`) {
+    const peers = new Peers(Credentials.fromSecret(TOKEN, as), new WireMeter(), 5000, tls);
     try {
       return { ok: true as const, body: await peers.get(address, path) };
     } catch (err) {
@@ -124,14 +125,16 @@ describe('mutual TLS between running nodes', () => {
     caPem = ca.cert;
     serverTls = material(dir, 'server', caPem, await issueNodeCert(ca, `${serverAddress}:5000`));
     good = material(dir, 'good', caPem, await issueNodeCert(ca, `${base}.2:5000`));
-    server = await startNode({ host: serverAddress, port: 0, token: TOKEN, logsDir: join(dir, 'logs'), console: false, tls: serverTls });
+    server = await startNode({ host: serverAddress, port: 0, credentials: Credentials.fromSecret(TOKEN), logsDir: join(dir, 'logs'), console: false, tls: serverTls });
   });
   after(() => server.close());
 
   it('a node of the testbed gets through (the token still required); no client certificate opens only /health', async () => {
     const answered = await call(good);
     assert.equal(answered.ok, false);
-    assert.equal(answered.ok === false && answered.status, 404, 'past TLS and the token: the node just has no config yet');
+    // Past TLS and the token, known as itself: only GET /config is not a client's to read.
+    assert.equal(answered.ok === false && answered.status, 403);
+    assert.match(answered.ok === false ? answered.reason : '', new RegExp(`GET /config takes calls from its aggregator or the operator, not from ${base.replace(/\./g, '\\.')}\\.2:5000`));
     const withoutToken = await new Promise<number>((resolve, reject) => {
       https.get(`https://${serverAddress}:${server.address.port}/config`, { ca: good.ca, cert: good.cert, key: good.key, agent: false }, (res) => resolve(res.statusCode!)).on('error', reject);
     });
@@ -155,11 +158,16 @@ describe('mutual TLS between running nodes', () => {
     // A session begun without a certificate (at /health), resumed on a new connection: still none.
     const agent = new https.Agent({ ca: serverTls.ca, keepAlive: false, maxCachedSessions: 10 });
     const statusOf = (path: string) =>
-      new Promise<number>((resolve, reject) => {
-        https.get(`https://${serverAddress}:${server.address.port}${path}`, { agent, headers: { Authorization: `Bearer ${TOKEN}` } }, (res) => (res.resume(), resolve(res.statusCode!))).on('error', reject);
+      new Promise<{ status: number; resumed: boolean }>((resolve, reject) => {
+        https
+          .get(`https://${serverAddress}:${server.address.port}${path}`, { agent, headers: { Authorization: `Bearer ${TOKEN}` } }, (res) => {
+            res.resume();
+            resolve({ status: res.statusCode!, resumed: (res.socket as import('node:tls').TLSSocket).isSessionReused() });
+          })
+          .on('error', reject);
       });
-    assert.equal(await statusOf('/health'), 200);
-    assert.equal(await statusOf('/config'), 403, 'a resumed session without a certificate gets no further');
+    assert.deepEqual(await statusOf('/health'), { status: 200, resumed: false });
+    assert.deepEqual(await statusOf('/config'), { status: 403, resumed: true }, 'a resumed session without a certificate gets no further');
     // Prometheus holds no node's key: /metrics takes its token without a certificate.
     const scraped = await new Promise<{ status: number; body: string }>((resolve, reject) => {
       https.get(`https://${serverAddress}:${server.address.port}/metrics`, { agent, headers: { Authorization: `Bearer ${TOKEN}` } }, (res) => {
@@ -174,7 +182,7 @@ describe('mutual TLS between running nodes', () => {
   });
 
   it('a TLS node calling a worker still on plain HTTP says so', async () => {
-    const plain = await startNode({ host: `${base}.9`, port: 0, token: TOKEN, logsDir: join(dir, 'logs'), console: false });
+    const plain = await startNode({ host: `${base}.9`, port: 0, credentials: Credentials.fromSecret(TOKEN), logsDir: join(dir, 'logs'), console: false });
     try {
       const answer = await call(good, '/config', `${base}.9:${plain.address.port}`);
       assert.match(answer.ok === false ? answer.reason : '', /answers plain HTTP, not TLS \(start it with --tls-dir/);
@@ -199,7 +207,7 @@ describe('mutual TLS between running nodes', () => {
 
   it('a caller refuses a node whose certificate names another address, is from another CA, or expired', async () => {
     // A node at base.7 serving the certificate of base.8: whoever answers there is not the node called.
-    const misnamed = await startNode({ host: `${base}.7`, port: 0, token: TOKEN, logsDir: join(dir, 'logs'), console: false, tls: material(dir, 'misnamed', caPem, await issueNodeCert(ca, `${base}.8:5000`)) });
+    const misnamed = await startNode({ host: `${base}.7`, port: 0, credentials: Credentials.fromSecret(TOKEN), logsDir: join(dir, 'logs'), console: false, tls: material(dir, 'misnamed', caPem, await issueNodeCert(ca, `${base}.8:5000`)) });
     try {
       const elsewhere = await call(good, '/config', `${base}.7:${misnamed.address.port}`);
       assert.equal(elsewhere.ok, false);
@@ -216,7 +224,7 @@ describe('mutual TLS between running nodes', () => {
     const expiredServer = await startNode({
       host: `${base}.6`,
       port: 0,
-      token: TOKEN,
+      credentials: Credentials.fromSecret(TOKEN),
       logsDir: join(dir, 'logs'),
       console: false,
       tls: material(dir, 'expired-server', caPem, await issueNodeCert(ca, `${base}.6:5000`, { notBefore: new Date(Date.now() - 10 * DAY_MS), notAfter: new Date(Date.now() - DAY_MS) })),
@@ -296,7 +304,8 @@ describe('on the wire between a client and the aggregator', () => {
       const run = await runExperiment(testbed, 5 * 60_000, ['--port', String(aggPort)]);
       assert.equal(run.code, 0, run.output);
       const model = readFileSync(join(testbed.outputs, tls ? 'wire-tls' : 'wire-plain', 'models', 'round-001', 'weights.bin'));
-      return { recorded: proxy.recorded(), model, token: testbed.token, output: run.output, report: readFileSync(join(testbed.outputs, tls ? 'wire-tls' : 'wire-plain', 'report.html'), 'utf8') };
+      // The client's own token: what it proves itself with on every call to the aggregator.
+      return { recorded: proxy.recorded(), model, token: nodeToken(testbed.token, testbed.addresses('client')[0]), output: run.output, report: readFileSync(join(testbed.outputs, tls ? 'wire-tls' : 'wire-plain', 'report.html'), 'utf8') };
     } finally {
       await proxy.close();
       await testbed.down();
@@ -306,7 +315,7 @@ describe('on the wire between a client and the aggregator', () => {
   /** Windows of the update (the dense layers' weights, far from the zero-initialised biases) to look for. */
   const windowsOf = (model: Buffer) => [0.25, 0.5, 0.75].map((at) => model.subarray(Math.floor((model.length * at) / 4) * 4, Math.floor((model.length * at) / 4) * 4 + 64));
 
-  it('without TLS the recording holds the token and the plaintext update: the test can see them', { timeout: 300_000 }, async () => {
+  it('without TLS the recording holds the client\'s token and the plaintext update: the test can see them', { timeout: 300_000 }, async () => {
     const { recorded, model, token, output, report } = await record(false);
     assert.ok(recorded.length > model.length, `recorded ${recorded.length} bytes, the update alone is ${model.length}`);
     assert.ok(recorded.includes(Buffer.from(token)), 'the token in clear');

@@ -87,16 +87,20 @@ for (const keyHolder of ['aggregator', 'clients'] as const) {
       const entry = (address: string) => iterations(address).find((e) => e.round === whole.round)!;
       assert.deepEqual([node(9), node(13), spine].map((sw) => entry(sw).clients_reported), [2, 4, 8]);
       for (const sw of [node(9), node(13), spine]) {
-        // Blind at every level: each adds ciphertexts, and what it forwards is as big as one client's encrypted update, not a model in plaintext.
+        // Blind at every level: each adds ciphertexts, and what it forwards is ciphertexts, not a model in plaintext:
+        // a value to a coefficient of two 64-bit polynomials is 16 bytes, four times its float32 (a plaintext sum is 4 a value).
         assert.ok(entry(sw).he_sum_ms !== undefined, `${sw} added no ciphertexts`);
-        assert.ok(entry(sw).update_bytes! > 4 * PARAMETERS, `${sw} forwarded ${entry(sw).update_bytes} bytes`);
+        assert.ok(entry(sw).update_bytes! > 3 * 4 * PARAMETERS, `${sw} forwarded ${entry(sw).update_bytes} bytes; a plaintext sum is about ${4 * PARAMETERS}`);
       }
     });
 
     it('goes on without the clients beneath the dead middle switch, and names them', () => {
-      // The kill lands in round `killedIn`, or a round later (a round is short); or between two rounds, and then no round misses them.
-      const hit = metrics().find((m) => m.round >= killedIn && cutOff.every((c) => m.missing.includes(c))) ?? metrics()[killedIn - 1];
-      assert.ok(hit.round <= killedIn + 1, `the clients beneath the dead switch were missed first in round ${hit.round}, killed in ${killedIn}`);
+      // The kill lands in round `killedIn`, or a round later (a round is short), and that round misses them; or it lands
+      // between two rounds, and the next leaves them out without missing them (they were not selected: neither in nor missing).
+      const without = (m: RoundMetrics) => cutOff.every((c) => m.missing.includes(c)) || m.clients + m.missing.length === 8 - cutOff.length;
+      const hit = metrics().find((m) => m.round >= killedIn && without(m));
+      assert.ok(hit, `no round from ${killedIn} on went without the clients beneath the dead switch: ${JSON.stringify(metrics())}`);
+      assert.ok(hit.round <= killedIn + 1, `the clients beneath the dead switch were left out first in round ${hit.round}, killed in ${killedIn}`);
       assert.ok(hit.round_ms < 60_000, JSON.stringify(hit));
       const after = metrics().filter((m) => m.round > hit.round);
       assert.ok(after.length >= 1, `no round after round ${hit.round}`);
@@ -135,9 +139,12 @@ for (const keyHolder of ['aggregator', 'clients'] as const) {
     if (keyHolder === 'clients') {
       it('a client told to train from a model it does not keep refuses, and checks in for the whole model', async () => {
         const saved = decode(readFileSync(join(testbed.outputs, experiment, 'models', `round-${String(ROUNDS).padStart(3, '0')}`, ENCRYPTED_MODEL_FILE)));
-        const instructions = { epochs: 1, batchSize: 32, learningRate: 0.5, weight_scale: 0.001, attempt: 'x:1.0', model_tag: 'not-kept' };
+        const samples = (await get(clients[0], '/c/status', testbed.token)).body.samples;
+        const instructions = { epochs: 1, batchSize: 32, learningRate: 0.5, weight_scale: 1 / samples, attempt: `x:${ROUNDS + 1}.0`, model_tag: 'not-kept' };
         const reference = encode({ kind: Kind.ModelReference, round: ROUNDS + 1, modelId: saved.modelId, contributors: 0, weight: 0, sender: aggregator, meta: instructions, parameters: new Float32Array(0), count: PARAMETERS });
-        const res = await fetch(`http://${clients[0]}/c/round`, { method: 'POST', body: reference, headers: { Authorization: `Bearer ${testbed.token}`, 'Content-Type': WIRE_CONTENT_TYPE } });
+        // Sent as the client's upstream: only it opens the client's round.
+        const { upstream } = (await get(clients[0], '/c/status', testbed.token)).body;
+        const res = await fetch(`http://${clients[0]}/c/round`, { method: 'POST', body: reference, headers: { ...testbed.as(upstream), 'Content-Type': WIRE_CONTENT_TYPE } });
         assert.equal(res.status, 409);
         assert.match(((await res.json()) as { reason: string }).reason, /keeps no model not-kept to train from; it checks in again for the whole model/);
         const status = await get(clients[0], '/c/status', testbed.token);

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { formatConfig, testbedConfig, type TestbedShape } from '../../src/config/testbed';
+import { Credentials } from '../../src/net/identity';
 
 export const ROOT = resolve(__dirname, '..', '..', '..');
 export const MAIN = join(ROOT, 'main.js');
@@ -49,6 +50,8 @@ export class Testbed {
   readonly base: string;
   readonly config: { others: Record<string, { type: string }> } & Record<string, unknown>;
   private aggregators: ChildProcess[] = [];
+  /** Workers started in place of the launcher's (replaceWorker); down stops them too. */
+  private replaced: ChildProcess[] = [];
 
   constructor(shape: Partial<TestbedShape> & { nodes: number; switches: number }, edit?: (config: Record<string, unknown>) => void) {
     this.base = shape.base ?? freeSubnet();
@@ -62,6 +65,16 @@ export class Testbed {
     return readFileSync(join(this.state, 'token'), 'utf8').trim();
   }
 
+  /** The headers of a call made as the node at `address`, with the token its book holds. */
+  as(address: string): Record<string, string> {
+    return Credentials.fromSecret(this.token, address).headers();
+  }
+
+  /** The token book the launcher wrote for the worker at `address`. */
+  tokenFile(address: string): string {
+    return join(this.state, 'tokens', `${address.replace(':', '-')}.json`);
+  }
+
   addresses(type?: string): string[] {
     return Object.entries(this.config.others)
       .filter(([, entry]) => !type || entry.type === type)
@@ -72,6 +85,30 @@ export class Testbed {
   pidOf(address: string): number {
     const id = address.replace(':', '-');
     return Number(readFileSync(join(this.state, 'pids', `${id}.pid`), 'utf8'));
+  }
+
+  /**
+   * The worker at `address` replaced by another program run with the launcher's arguments for it
+   * (its token book, its key, its TLS folder): `program` and its own arguments go first. Resolves
+   * once the new process answers /health.
+   */
+  async replaceWorker(address: string, program: string[]): Promise<ChildProcess> {
+    this.kill(address);
+    const [host, port] = address.split(':');
+    const id = address.replace(':', '-');
+    const isClient = this.config.others[address].type === 'client';
+    const he = this.config.he as { enabled?: boolean; key_holder?: string } | undefined;
+    const key = isClient && he?.enabled && he.key_holder === 'clients' ? ['--he-key', this.keyFile] : [];
+    const tls = this.config.tls === true ? ['--tls-dir', join(this.state, 'tls', id)] : [];
+    const args = [...program, '--host', host, '--port', port, '--logs', this.logs, '--id', id, '--token-file', this.tokenFile(address), ...key, ...tls];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.replaced.push(child);
+    let output = '';
+    child.stdout!.on('data', (d) => (output += d));
+    child.stderr!.on('data', (d) => (output += d));
+    await waitFor(async () => (await fetch(`http://${address}/health`).then((r) => r.ok, () => false)) || child.exitCode !== null, 30_000);
+    if (child.exitCode !== null) throw new Error(`the replacement of ${address} exited: ${output}`);
+    return child;
   }
 
   /** Kills a worker outright, as a crash or a pulled plug would: no handler runs. */
@@ -93,14 +130,22 @@ export class Testbed {
     return launched;
   }
 
-  /** `env` reaches the workers too: the launcher starts them with its own environment. */
+  /**
+   * `env` reaches the workers too: the launcher starts them with its own environment. Run in the
+   * testbed's folder, as a user runs it in a project: the clients' key, when they hold one, is its keys/he-secret.json.
+   */
   up(env?: NodeJS.ProcessEnv): Promise<Result> {
-    return script('testbed', ['up', '--config', this.configFile, '--state', this.state, '--logs', this.logs], { env });
+    return script('testbed', ['up', '--config', this.configFile, '--state', this.state, '--logs', this.logs], { env, cwd: this.dir });
+  }
+
+  /** The clients' HE key `up` handed them. */
+  get keyFile(): string {
+    return join(this.dir, 'keys', 'he-secret.json');
   }
 
   down(): Promise<Result> {
-    for (const child of this.aggregators) child.kill('SIGTERM');
-    return script('testbed', ['down', '--state', this.state]);
+    for (const child of [...this.aggregators, ...this.replaced]) child.kill('SIGTERM');
+    return script('testbed', ['down', '--state', this.state], { cwd: this.dir });
   }
 
   /** Starts `main.js agg`, resolving once the push summary is printed (or it exits); `output` stays live. */
@@ -130,8 +175,10 @@ export interface LaunchedAggregator {
   exited: Promise<number | null>;
 }
 
-export async function get(address: string, path: string, token?: string): Promise<{ status: number; body: any }> {
-  const res = await fetch(`http://${address}${path}`, { headers: token ? { Authorization: `Bearer ${token}` } : {} });
+/** `auth`: a bearer token (the cluster token: the operator), or the headers of a node's call (`testbed.as(address)`). */
+export async function get(address: string, path: string, auth?: string | Record<string, string>): Promise<{ status: number; body: any }> {
+  const headers = typeof auth === 'string' ? { Authorization: `Bearer ${auth}` } : (auth ?? {});
+  const res = await fetch(`http://${address}${path}`, { headers });
   return { status: res.status, body: await res.json() };
 }
 

@@ -7,12 +7,13 @@
  * the one place that moves from one phase to the next.
  */
 import type { Topology } from '../../topology/tree';
-import { attemptId } from '../attempt';
+import { attemptId } from '../../wire/attempt';
 import { Closing, Done } from './closing';
 import type { Action, Event, Refusal, Stage } from './events';
 import { Membership } from './membership';
 import { checkTransition, type Next, type Phase, type RoundContext, type RoundRules, type Step } from './phase';
 import { Idle, Selection } from './selection';
+import { SuspectSearch } from './suspects';
 import { Training } from './training';
 
 export class RoundMachine {
@@ -29,7 +30,7 @@ export class RoundMachine {
     firstRound = 1,
   ) {
     this.members = new Membership(topology);
-    this.ctx = { rules, topology, members: this.members, select, round: firstRound, retries: 0 };
+    this.ctx = { rules, topology, members: this.members, suspects: new SuspectSearch(topology), select, round: firstRound, retries: 0 };
     this.phase = new Idle(this.ctx, '');
   }
 
@@ -69,14 +70,18 @@ export class RoundMachine {
   /** The refusal a check-in or a report would get now, without handling it (to check before storing or slow work). */
   refusalFor(event: Extract<Event, { type: 'checkin' | 'report' }>): Refusal | undefined {
     if (event.type === 'report') return this.phase.reportRefusal(event);
-    return this.topology.isClient(event.client) ? undefined : { type: 'refuse', status: 403, reason: `${event.client} is not a client of this experiment` };
+    if (!this.topology.isClient(event.client)) return { type: 'refuse', status: 403, reason: `${event.client} is not a client of this experiment` };
+    // Failed: its role cannot work (the health checks bring it back once it runs anew), or it was left out for good.
+    const health = this.members.healthOf(event.client);
+    if (health?.state === 'failed') return { type: 'refuse', status: 403, reason: `${event.client} is out of the experiment: ${health.reason}` };
+    return undefined;
   }
 
   handle(event: Event): Action[] {
     const early = this.membership(event);
     if (early !== undefined) return early;
     // A report or a notice the phase in force does not take is refused here, once, changing nothing.
-    const refusal = (event.type === 'report' || event.type === 'withheld') && this.phase.reportRefusal(event);
+    const refusal = (event.type === 'report' || event.type === 'withheld' || event.type === 'declined') && this.phase.reportRefusal(event);
     if (refusal) return [refusal];
     const step = this.phase.handle(event);
     return [...step.actions, ...this.advance(step.next)];

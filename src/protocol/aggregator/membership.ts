@@ -20,6 +20,8 @@ export class Membership {
   private readonly pool = new Map<string, number>();
   /** Clients that were waiting when they went down: back in the pool if the same process answers again. */
   private readonly parked = new Map<string, number>();
+  /** Nodes left out for spoiling sums: out for the rest of the experiment, whatever they answer (a restart is theirs to fake). */
+  private readonly leftOut = new Set<string>();
 
   constructor(
     private readonly topology: Topology,
@@ -62,14 +64,25 @@ export class Membership {
     return wasUp;
   }
 
-  /** It answers again; `resumed`: the same process (it had hung). True when it was down until now. */
+  /**
+   * It answers again; `resumed`: the same process (it had hung). True when it was down until now. A
+   * failed one (its role cannot work) answering again is still that process: only one started anew
+   * is up again. One left out for spoiling sums is never up again.
+   */
   up(node: string, reason?: string, resumed = false): boolean {
+    if (this.leftOut.has(node) || (resumed && this.health.get(node)?.state === 'failed')) return false;
     const wasDown = this.isDown(node);
     this.note(node, 'up', reason);
     const samples = this.parked.get(node);
     this.parked.delete(node);
     if (wasDown && resumed && samples !== undefined && !this.pool.has(node)) this.pool.set(node, samples);
     return wasDown;
+  }
+
+  /** Found to spoil the round's sums: failed with why, for the rest of the experiment. */
+  leaveOut(node: string, reason: string): void {
+    this.down(node, reason, true);
+    this.leftOut.add(node);
   }
 
   /** The clients waiting to be selected, in check-in order. */

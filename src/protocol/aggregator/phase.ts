@@ -7,6 +7,7 @@
 import type { Topology } from '../../topology/tree';
 import type { Action, Event, Opening, Refusal, Reported, Stage } from './events';
 import type { Membership } from './membership';
+import type { BenchRoom, SuspectSearch } from './suspects';
 
 export interface RoundRules {
   rounds: number;
@@ -18,6 +19,8 @@ export interface RoundRules {
   deadlineMs: number;
   /** Names this run of the aggregator (a restart gets a new one); part of every attempt id. */
   session: string;
+  /** The fewest updates a switch under the aggregator forwards (protocol/switch.ts); 1 when absent. */
+  leastPerSwitch?: number;
 }
 
 /** What every phase reads. */
@@ -25,6 +28,8 @@ export interface RoundContext {
   readonly rules: RoundRules;
   readonly topology: Topology;
   readonly members: Membership;
+  /** Who spoils the sums, when some cannot be read; its bench sits the next opening out. */
+  readonly suspects: SuspectSearch;
   /**
    * Which of the ready clients (in check-in order) make the round, at most `goal`: the strategy's
    * choice. The round takes only ready clients, each once, whatever it returns.
@@ -108,3 +113,31 @@ export function notOpen(event: Opening, round: number, stage: Stage): Refusal {
 
 /** Reports needed for the round to count: the minimum share of the selected clients, at least one. */
 export const quorum = (selected: number, minFraction: number) => Math.max(1, Math.ceil(selected * minFraction - 1e-9));
+
+/**
+ * How many times one round may be opened again before the experiment gives up on it, saying why:
+ * enough for the suspect search to halve the clients down to one, twice over, and some failures more.
+ */
+export const retryLimit = (clients: number) => 8 + 2 * Math.ceil(Math.log2(Math.max(2, clients)));
+
+/** The round opens again, or, opened too often already, the experiment ends with why. */
+export function retryOrGiveUp(ctx: RoundContext, why: string): Step {
+  const limit = retryLimit(ctx.topology.clients.length);
+  if (ctx.retries + 1 >= limit) {
+    return { actions: [{ type: 'give-up', reason: `round ${ctx.round} was opened ${ctx.retries + 1} times and never closed (the last: ${why})` }] };
+  }
+  return { actions: [{ type: 'discard-round', round: ctx.round }], next: { stage: 'selection', after: 'retry' } };
+}
+
+/** The clients that can be in the next opening, how many may sit it out with the quorum kept, and which benches leave every switch able to forward. */
+export function benchRoom(ctx: RoundContext): BenchRoom {
+  const { members, rules, topology } = ctx;
+  const pool = members.canTakePart();
+  const least = rules.leastPerSwitch ?? 1;
+  const viable = (bench: readonly string[]) =>
+    topology.switches.filter((sw) => topology.reportsToRoot(sw)).every((sw) => {
+      const left = topology.clientsBeneath(sw).filter((c) => pool.includes(c) && !bench.includes(c)).length;
+      return left === 0 || left >= least;
+    });
+  return { pool, room: Math.max(0, pool.length - quorum(rules.goal, rules.minFraction)), viable };
+}

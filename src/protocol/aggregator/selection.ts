@@ -36,15 +36,25 @@ export class Selection extends Phase {
    */
   private selectIfReady(): Step | undefined {
     const { rules, members } = this.ctx;
-    const attainable = Math.min(rules.goal, members.canTakePart().length);
+    const attainable = Math.min(rules.goal, this.unbenched(members.canTakePart()).length);
     const needed = Math.max(attainable, quorum(rules.goal, rules.minFraction));
-    return members.ready().length >= needed ? this.close() : undefined;
+    return this.ready().length >= needed ? this.close() : undefined;
+  }
+
+  /** The waiting clients that can take part now, but for those the suspect search benched for this opening. */
+  private ready(): string[] {
+    return this.unbenched(this.ctx.members.ready());
+  }
+
+  private unbenched(clients: string[]): string[] {
+    const benched = this.ctx.suspects.benched;
+    return clients.filter((client) => !benched.includes(client));
   }
 
   private atDeadline(): Step {
-    const { rules, members, topology, round } = this.ctx;
+    const { rules, topology, round } = this.ctx;
     const needed = quorum(rules.goal, rules.minFraction);
-    const ready = members.ready();
+    const ready = this.ready();
     if (ready.length >= needed) return this.close();
     const missing = topology.clients.filter((client) => !ready.includes(client));
     return { actions: [{ type: 'waiting', round, ready: ready.length, needed, missing }, this.deadline()] };
@@ -52,7 +62,7 @@ export class Selection extends Phase {
 
   private close(): Step {
     const { rules, members, round } = this.ctx;
-    const ready = members.ready();
+    const ready = this.ready();
     const chosen = this.ctx.select(round, ready, rules.goal);
     // Whatever the strategy says, a round takes only ready clients, each once, at most the goal.
     const selected = [...new Set(chosen)].filter((client) => ready.includes(client)).slice(0, rules.goal);

@@ -4,10 +4,11 @@
  * closes when no one is left to wait for (all in, down, or withheld) or at its deadline: with enough
  * updates it goes on to closing, with too few it starts again.
  */
+import { weightRefusal, type Weights } from '../weights';
 import type { Action, Event, Refusal, Reported } from './events';
-import { Phase, quorum, STAY, type RoundContext, type Step } from './phase';
+import { Phase, quorum, retryOrGiveUp, STAY, type RoundContext, type Step } from './phase';
 
-type Report = Extract<Event, { type: 'report' | 'withheld' }>;
+type Report = Extract<Event, { type: 'report' | 'withheld' | 'declined' }>;
 
 export class Training extends Phase {
   readonly stage = 'training';
@@ -19,12 +20,15 @@ export class Training extends Phase {
   /** Selected clients the round stopped waiting for (down, or withheld by their switch). */
   private readonly dropped = new Set<string>();
   private readonly clients: string[];
+  /** Each selected client's weight, from its check-in: the aggregator's, not what an update claims. */
+  private readonly weights: ReadonlyMap<string, number>;
   /** The selected clients' samples: updates are pre-scaled by theirs over this. */
   private readonly samples: number;
 
   constructor(ctx: RoundContext, attempt: string, selected: ReadonlyMap<string, number>) {
     super(ctx, attempt);
     this.clients = [...selected.keys()];
+    this.weights = selected;
     this.samples = [...selected.values()].reduce((n, s) => n + s, 0) || 1;
     for (const client of this.clients) {
       const reporter = ctx.topology.reporterOf(client); // a direct client reports for itself
@@ -52,13 +56,17 @@ export class Training extends Phase {
     const actions: Action[] = [{ type: 'start-timer', phase: 'training', attempt, ms: rules.deadlineMs }];
     for (const [reporter, clients] of this.expected) {
       // a switch opens the round of the switches below it
-      if (topology.isSwitch(reporter)) actions.push({ type: 'open-switch-round', round, attempt, switch: reporter, clients });
+      if (topology.isSwitch(reporter)) actions.push({ type: 'open-switch-round', round, attempt, switch: reporter, clients, weights: this.weightsOf(clients) });
     }
-    const to = [...this.expected].map(([reporter, clients]) => ({ reporter, clients }));
+    const to = [...this.expected].map(([reporter, clients]) => ({ reporter, clients, weights: this.weightsOf(clients) }));
     actions.push({ type: 'send-model', round, attempt, to, samples: this.samples });
     const others = members.waiting();
-    if (others.length) actions.push({ type: 'standby', round, clients: others });
+    if (others.length) actions.push({ type: 'standby', round, attempt, clients: others });
     return { actions };
+  }
+
+  private weightsOf(clients: readonly string[]): Weights {
+    return Object.fromEntries(clients.map((client) => [client, this.weights.get(client)!]));
   }
 
   handle(event: Event): Step {
@@ -70,6 +78,8 @@ export class Training extends Phase {
       case 'undelivered':
         if (event.round !== this.ctx.round || event.attempt !== this.attempt) return STAY;
         return this.dropClient(event.client, `did not take the model (${event.reason})`);
+      case 'declined':
+        return this.dropClient(event.client, `cannot use the model: ${event.reason}`);
       case 'node-down':
         return this.onNodeDown(event.node);
       case 'deadline':
@@ -83,7 +93,11 @@ export class Training extends Phase {
     const round = this.ctx.round;
     if (event.round !== round) return super.reportRefusal(event);
     if (event.attempt !== this.attempt) {
-      return { type: 'refuse', status: 409, reason: `the update belongs to an earlier opening of round ${event.round} (${event.attempt}, now ${this.attempt})` };
+      return { type: 'refuse', status: 409, reason: `the message belongs to another opening of round ${event.round} (${event.attempt}, now ${this.attempt})` };
+    }
+    if (event.type === 'declined') {
+      if (!this.clients.includes(event.client)) return { type: 'refuse', status: 403, reason: `${event.client} is not in round ${event.round}` };
+      return undefined;
     }
     const clients = this.expected.get(event.from);
     if (!clients) return { type: 'refuse', status: 403, reason: `${event.from} has no clients in round ${event.round}` };
@@ -94,6 +108,7 @@ export class Training extends Phase {
       const reason = `${event.from} can sum the updates of ${clients.join(', ')} in round ${event.round}, not of [${event.clients.join(', ')}]`;
       return { type: 'refuse', status: 400, reason };
     }
+    if (event.type === 'report') return weightRefusal(event.from, event.weight, this.weightsOf(event.clients), this.ctx.topology.isClient(event.from) ? 'update' : 'sum');
     return undefined;
   }
 
@@ -126,7 +141,7 @@ export class Training extends Phase {
     if (!beneath.length) return STAY;
     const actions: Action[] = [
       { type: 'log', level: 'warn', message: `round ${round}: ${node} went down; the round goes on without the clients beneath it (${beneath.join(', ')})` },
-      { type: 'standby', round, clients: beneath },
+      { type: 'standby', round, attempt: this.attempt, clients: beneath },
     ];
     if (this.waitingFor.delete(node)) {
       for (const client of this.expected.get(node)!) this.dropped.add(client);
@@ -171,6 +186,8 @@ export class Training extends Phase {
       return { actions: [], next: { stage: 'closing', selected: this.clients, results, missing, samples: this.samples } };
     }
     const message = `round ${round}: ${included.size} of ${this.clients.length} updates arrived, ${needed} needed; the round starts again`;
-    return { actions: [{ type: 'log', level: 'warn', message }, { type: 'discard-round', round }], next: { stage: 'selection', after: 'retry' } };
+    this.ctx.suspects.stalled();
+    const retry = retryOrGiveUp(this.ctx, `${included.size} of ${this.clients.length} updates arrived, ${needed} needed`);
+    return { actions: [{ type: 'log', level: 'warn', message }, ...retry.actions], next: retry.next };
   }
 }

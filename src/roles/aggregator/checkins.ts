@@ -9,9 +9,14 @@ import type { Checkin } from '../../wire/control';
 
 const anotherModel = (theirs: number, own: number) => `its model is another (id ${theirs}; the aggregator's is ${own}): every node must load the same model (model.path)`;
 
+/** What a client says of its data and model at check-in: the same every time, in one experiment. */
+const claimsOf = ({ samples, shape, histogram, model }: Checkin) => JSON.stringify({ samples, shape, histogram, model });
+
 export class CheckIns {
   /** Each client's samples per class, as it said at check-in: the report's class chart. */
   readonly histograms = new Map<string, number[]>();
+  /** What each client said at its first check-in (its data and model do not change during an experiment). */
+  private readonly first = new Map<string, string>();
   /** Each client's model id, as it said at check-in (checked once this node has its own). */
   private readonly modelOf = new Map<string, number>();
   private readonly input: ReturnType<typeof inputOf>;
@@ -35,6 +40,30 @@ export class CheckIns {
             : undefined;
     if (!misfit && histogram) this.histograms.set(client, histogram);
     return misfit;
+  }
+
+  /**
+   * Why a check-in contradicts the client's first accepted one (its samples, its data's shape or
+   * classes, its model), or undefined: a client's weight is what it said first, for the whole
+   * experiment. A restart does not clear it: a client can say it restarted, and a client whose data
+   * changes while the experiment runs is a new experiment's.
+   */
+  contradiction(checkin: Checkin): string | undefined {
+    const first = this.first.get(checkin.client);
+    const claims = claimsOf(checkin);
+    if (first === undefined || first === claims) return undefined;
+    return `${checkin.client} checked in first with ${first}, now with ${claims}: its data and model do not change while it runs`;
+  }
+
+  /** The samples a client said it holds at its first check-in taken. */
+  samplesOf(client: string): number | undefined {
+    const first = this.first.get(client);
+    return first === undefined ? undefined : (JSON.parse(first) as { samples: number }).samples;
+  }
+
+  /** A check-in taken: the first of the client's is what it holds from now on. */
+  accepted(checkin: Checkin): void {
+    if (!this.first.has(checkin.client)) this.first.set(checkin.client, claimsOf(checkin));
   }
 
   /** The clients that checked in with another model while this node was loading its own. */

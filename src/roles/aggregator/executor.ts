@@ -9,9 +9,10 @@ import { refused } from '../../net/errors';
 import { tryPost, type CallerIo } from '../../net/peers';
 import type { Action, Event, Stage } from '../../protocol/aggregator/events';
 import type { RoundMachine } from '../../protocol/aggregator/machine';
+import type { Weights } from '../../protocol/weights';
 import { WIRE_CONTENT_TYPE } from '../../wire/codec';
 
-type CloseRound = Extract<Action, { type: 'close-round' }>;
+import type { CloseRound, TailOutcome } from './round-tail';
 
 export interface RoundWork {
   /**
@@ -19,13 +20,15 @@ export interface RoundWork {
    * instructions (updates pre-scaled by samples / `samples`), or only the instructions when every
    * recipient keeps that model already.
    */
-  modelFor(round: number, attempt: string, samples: number, recipients: string[]): Buffer;
-  /** What a switch is told when its round opens. */
-  switchOpening(round: number, attempt: string, clients: string[]): Record<string, unknown>;
-  /** The round's tail (aggregate, evaluate, checkpoint); resolves true once done, false when it could not be. */
-  closeRound(close: CloseRound): Promise<boolean>;
+  modelFor(round: number, attempt: string, samples: number, weights: Weights): Buffer;
+  /** What a switch is told when its round opens: its clients, and the weight of each. */
+  switchOpening(round: number, attempt: string, weights: Weights): Record<string, unknown>;
+  /** The round's tail (aggregate, evaluate, checkpoint): closed, stopped, or why the round's sum cannot be read. */
+  closeRound(close: CloseRound): Promise<TailOutcome>;
   /** The round starts again: what was added up for it is void. */
   discard(): void;
+  /** A node found to spoil the round's sums was left out: the experiment goes on without it while the quorum holds. */
+  leaveOut(node: string, reason: string): void;
   finish(): void;
   /** An error the experiment cannot go on from. */
   fail(what: string, err: unknown): void;
@@ -88,6 +91,8 @@ export class RoundExecutor {
         return;
       case 'log':
         io.logger[action.level](action.message);
+        // A round going on without someone is news where the user looks, not only in the log.
+        if (action.level === 'warn') io.print?.(action.message);
         return;
       case 'waiting':
         return this.sayWaiting(action);
@@ -109,7 +114,7 @@ export class RoundExecutor {
       case 'send-model':
         return this.sendModel(action);
       case 'standby':
-        return this.standby(action.round, action.clients);
+        return this.standby(action.round, action.attempt, action.clients);
       case 'drop-client': {
         // After the opening: a drop the switch got before its round would be refused, and the switch would wait.
         const opened = this.openings.get(action.switch) ?? Promise.resolve(true);
@@ -121,9 +126,19 @@ export class RoundExecutor {
       case 'discard-round':
         work.discard();
         return;
+      case 'leave-out':
+        work.leaveOut(action.node, action.reason);
+        return;
+      case 'give-up':
+        work.fail('the experiment cannot go on', new Error(action.reason));
+        return;
       case 'close-round':
-        void work.closeRound(action).then((closed) => {
-          if (closed) this.dispatch({ type: 'closed', round: action.round, attempt: action.attempt });
+        void work.closeRound(action).then((outcome) => {
+          const { round, attempt } = action;
+          if (outcome === 'closed') this.dispatch({ type: 'closed', round, attempt });
+          else if (outcome === 'stopped') return;
+          else if ('unreadable' in outcome) this.dispatch({ type: 'unreadable', round, attempt, reason: outcome.unreadable });
+          else this.dispatch({ type: 'unscored', round, attempt, reason: outcome.unscored });
         });
         return;
       case 'finish':
@@ -137,8 +152,8 @@ export class RoundExecutor {
    * round stops waiting for it, as if it had said it has nothing, and its clients stand by.
    */
   private async open(action: Extract<Action, { type: 'open-switch-round' }>): Promise<boolean> {
-    const { round, attempt, clients } = action;
-    const failure = await this.post(action.switch, '/s/round', this.work.switchOpening(round, attempt, clients));
+    const { round, attempt, clients, weights } = action;
+    const failure = await this.post(action.switch, '/s/round', this.work.switchOpening(round, attempt, weights));
     if (!failure) return true;
     if (this.io.isStopped()) return false;
     const reason = `its round could not be opened (${failure})`;
@@ -147,7 +162,7 @@ export class RoundExecutor {
     } catch {
       // refused: that opening of the round is over already
     }
-    this.standby(round, clients);
+    this.standby(round, attempt, clients);
     return false;
   }
 
@@ -155,23 +170,23 @@ export class RoundExecutor {
    * The model goes once to each switch under the aggregator, once it took the round (an update must
    * not reach a switch before its round), and the switch relays it down; and to each direct client.
    * A selected client must hear something, or it waits for a model for ever and never checks in
-   * again: the model; or, when the opening failed (`open` told it) or came too late for this
-   * attempt, a stand-by. A model a direct client did not take drops it from the round; a switch
-   * that did not take it sends nothing, and its clients stand by.
+   * again: the model; or, when the opening failed (`open` told it), came too late for this attempt,
+   * or the model did not reach it, a stand-by. A model a direct client did not take drops it from
+   * the round; a switch that did not take it sends nothing, and its clients stand by.
    */
   private sendModel({ round, attempt, to, samples }: Extract<Action, { type: 'send-model' }>): void {
-    for (const { reporter, clients: group } of to) {
+    for (const { reporter, clients: group, weights } of to) {
       const direct = group.length === 1 && group[0] === reporter;
       const opened = direct ? Promise.resolve(true) : (this.openings.get(reporter) ?? Promise.resolve(true));
       // Encoded now, not in the promise below: an encoder that throws ends the experiment (see dispatch).
-      const message = this.work.modelFor(round, attempt, samples, group);
+      const message = this.work.modelFor(round, attempt, samples, weights);
       void opened.then(async (ok) => {
         if (!ok) return;
-        if (this.machine.attempt !== attempt) return this.standby(round, group);
-        // A timeout may also mean it has the model but answered late: its update is then refused, and it checks in.
+        if (this.machine.attempt !== attempt) return this.standby(round, attempt, group);
+        // A timeout may also mean it has the model but answered late: it trains, and the stand-by finds it busy.
         const failure = await this.post(reporter, direct ? '/c/round' : '/s/model', message, { 'Content-Type': WIRE_CONTENT_TYPE });
         if (!failure || this.io.isStopped()) return;
-        if (!direct) this.standby(round, group);
+        this.standby(round, attempt, group);
         try {
           if (direct) this.dispatch({ type: 'undelivered', round, attempt, client: reporter, reason: failure });
           else this.dispatch({ type: 'withheld', round, attempt, from: reporter, clients: [], reason: `it did not take the model (${failure})` });
@@ -182,8 +197,8 @@ export class RoundExecutor {
     }
   }
 
-  private standby(round: number, clients: string[]): void {
-    for (const client of clients) void this.post(client, '/c/standby', { round });
+  private standby(round: number, attempt: string, clients: string[]): void {
+    for (const client of clients) void this.post(client, '/c/standby', { round, attempt });
   }
 
   private sayWaiting(action: Extract<Action, { type: 'waiting' }>): void {

@@ -8,7 +8,9 @@
 import type * as tf from '@tensorflow/tfjs';
 import { randomBytes } from 'node:crypto';
 import type { AggregatorState } from '../../checkpoint';
+import { corruption, type ValueLimits } from '../../he/bounds';
 import type { HeSession } from '../../he/keys';
+import { HePoolFailure } from '../../he/pool';
 import { setFlatWeights, type Evaluation } from '../../model/model';
 import type { ExperimentOutputs, RoundMetrics } from '../../outputs';
 import type { EvaluateResult, FitResult, RoundTotal, Strategy } from '../../strategy/strategy';
@@ -21,8 +23,24 @@ export interface ModelHeader {
   parameters: number;
 }
 
-/** Asks the clients to score an encrypted model: their answers, and who gave none. */
-export type FederatedEvaluation = (round: number, message: Buffer, clients: string[]) => Promise<{ results: EvaluateResult[]; failures: string[] }>;
+/** Asks the clients to score an encrypted model: their answers, who gave none, and who said it is unusable. */
+export type FederatedEvaluation = (
+  round: number,
+  message: Buffer,
+  clients: string[],
+) => Promise<{ results: EvaluateResult[]; failures: string[]; unusable: { client: string; reason: string }[] }>;
+
+/**
+ * The round's sum cannot be read (it does not decrypt, or to values no client of the round could
+ * have sent): an update in it was corrupt. The round is run again; the model stays as it was.
+ */
+export class UnreadableSum extends Error {}
+
+/**
+ * No client could score the round's new model (every one asked failed or timed out): whether its sum
+ * was sound is not known, and nobody is suspected. The round is run again; the model stays as it was.
+ */
+export class UnscoredModel extends Error {}
 
 export interface GlobalModel {
   /** The model message for `recipients` of a round, with `meta` (instructions) in it. */
@@ -43,6 +61,8 @@ export class ReadableGlobal implements GlobalModel {
     private values: Float32Array,
     private readonly strategy: Strategy,
     private readonly model: tf.LayersModel,
+    /** How far the round's average can honestly reach: beyond it, the sum is corrupt. */
+    private readonly limits: ValueLimits,
     /** Set when updates arrive encrypted under the aggregator's key. */
     private readonly he?: HeSession,
     /** Clients send their change to the model they were sent, not their weights (he.quantize). */
@@ -55,6 +75,8 @@ export class ReadableGlobal implements GlobalModel {
 
   async update(round: number, total: RoundTotal, results: FitResult[], failures: string[]): Promise<void> {
     const readable = total.kind === 'plain' ? total : await this.decrypt(total);
+    const corrupt = corruption(readable.sum, { ...this.limits, limit: this.limits.average }, readable.weight);
+    if (corrupt) throw new UnreadableSum(corrupt);
     // Quantized, clients sent their change to this model (quantizesChange): it is added back, once per sample.
     if (this.sentAsChange) for (let i = 0; i < readable.sum.length; i++) readable.sum[i] += this.values[i] * readable.weight;
     const next = this.strategy.aggregateFit(round, { kind: 'plain', values: this.values }, readable, results, failures);
@@ -62,10 +84,15 @@ export class ReadableGlobal implements GlobalModel {
     this.values = next.values;
   }
 
-  /** Only the sum over every switch is decrypted; scaled back from `scale` per sample to samples. */
+  /** Only the sum over every switch is decrypted; scaled back from `scale` per sample to samples. One that does not decrypt is corrupt. */
   private async decrypt(total: Extract<RoundTotal, { kind: 'encrypted' }>): Promise<Extract<RoundTotal, { kind: 'plain' }>> {
-    const sum = await this.he!.pool.decrypt(total.ciphertexts, this.values.length, 1 / total.scale);
-    return { kind: 'plain', sum, weight: total.weight, contributors: total.contributors };
+    try {
+      const sum = await this.he!.pool.decrypt(total.ciphertexts, this.values.length, 1 / total.scale);
+      return { kind: 'plain', sum, weight: total.weight, contributors: total.contributors };
+    } catch (err) {
+      if (err instanceof HePoolFailure) throw err;
+      throw new UnreadableSum(`it does not decrypt: ${(err as Error).message}`);
+    }
   }
 
   async evaluate(round: number): Promise<Evaluation> {
@@ -94,7 +121,9 @@ export class SealedGlobal implements GlobalModel {
    */
   private sealed?: { ciphertexts: Uint8Array[]; factor: number; tag: string };
   /** Clients that scored the current sealed model and keep it: they are sent a reference to it, not it again. */
-  private readonly holders = new Set<string>();
+  private holders = new Set<string>();
+  /** The model before this round's, until the clients have scored the new one: put back when they cannot use it. */
+  private previous?: { sealed?: SealedGlobal['sealed']; holders: Set<string> };
   /** The last message made, by what it was made from. */
   private lastMessage?: { key: string; bytes: Buffer };
   /**
@@ -110,6 +139,8 @@ export class SealedGlobal implements GlobalModel {
     private readonly askClients: FederatedEvaluation,
     /** The clients that can score the model now (not down, not failed). */
     private readonly clients: () => readonly string[],
+    /** The most held-out samples a client's score may count (it says how many it scored; it may lie). */
+    private readonly scoreCap: (client: string) => number = () => Infinity,
   ) {}
 
   message(header: ModelHeader, meta: Record<string, unknown>, recipients: readonly string[] = []): Buffer {
@@ -141,9 +172,10 @@ export class SealedGlobal implements GlobalModel {
     const current = this.sealed ? { kind: 'encrypted' as const, ...this.sealed } : { kind: 'plain' as const, values: this.initial };
     const next = this.strategy.aggregateFit(round, current, total, results, failures);
     if (next.kind !== 'encrypted') throw new Error(`strategy ${this.strategy.name} returned a plaintext model, but only the clients can read it`);
+    this.previous = { sealed: this.sealed, holders: this.holders };
     this.sealed = { ciphertexts: next.ciphertexts, factor: next.factor, tag: newTag() };
     this.bare = undefined;
-    this.holders.clear();
+    this.holders = new Set();
   }
 
   private bareMessage(header: ModelHeader): Buffer {
@@ -151,11 +183,35 @@ export class SealedGlobal implements GlobalModel {
     return this.bare.bytes;
   }
 
+  /**
+   * The clients score the new model; when more of them say it is unusable than score it, the round's
+   * sum was corrupt (one client saying so alone is not enough: it may lie), and when none could score
+   * it the round is no better known (UnscoredModel: no evidence against anyone): either way the model
+   * before it is put back, and the round runs again. Those that scored it keep it now, not the one put back.
+   */
   async evaluate(round: number, header: ModelHeader): Promise<Evaluation> {
     const clients = this.strategy.configureEvaluate(round, this.clients());
-    const { results, failures } = await this.askClients(round, this.bareMessage(header), clients);
+    const { results, failures, unusable } = await this.askClients(round, this.bareMessage(header), clients);
+    if (unusable.length > results.length) {
+      this.putBack(results);
+      throw new UnreadableSum(`${unusable.length} of ${clients.length} clients cannot use the model it makes (${unusable[0].client}: ${unusable[0].reason})`);
+    }
+    if (!results.length) {
+      this.putBack(results);
+      throw new UnscoredModel(`no client could score the new model (${failures.length} asked gave no score${failures.length ? `; ${failures[0]}` : ''})`);
+    }
+    this.previous = undefined;
     for (const { client } of results) this.holders.add(client);
-    return this.strategy.aggregateEvaluate(round, results, failures);
+    const capped = results.map((r) => ({ ...r, samples: Math.min(r.samples, this.scoreCap(r.client)) }));
+    return this.strategy.aggregateEvaluate(round, capped, failures);
+  }
+
+  /** The model before the round's is the global model again; those that scored the round's keep that one. */
+  private putBack(results: readonly EvaluateResult[]): void {
+    if (this.previous) [this.sealed, this.holders] = [this.previous.sealed, this.previous.holders];
+    for (const { client } of results) this.holders.delete(client);
+    this.previous = undefined;
+    this.bare = undefined;
   }
 
   async saveRound(outputs: ExperimentOutputs, header: ModelHeader, metrics: RoundMetrics): Promise<void> {

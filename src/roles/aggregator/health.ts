@@ -46,8 +46,17 @@ export class WorkerHealthReports {
 
   /** Its role cannot work: the experiment goes on without it while the quorum holds, and stops when it does not. */
   failed(address: string, reason: string, announce = true): void {
-    const { machine, logger, print } = this.io;
     this.io.dispatch({ type: 'node-down', node: address, reason, failed: true });
+    this.goingOnWithout(address, announce);
+  }
+
+  /** The round machine left it out (it spoiled the sums): as for one whose role failed. */
+  leftOut(address: string): void {
+    this.goingOnWithout(address, true);
+  }
+
+  private goingOnWithout(address: string, announce: boolean): void {
+    const { machine, logger, print } = this.io;
     this.io.changed();
     const { goal, minFraction } = machine.rules;
     const able = machine.members.notFailed();
@@ -55,7 +64,7 @@ export class WorkerHealthReports {
     if (able.length < needed) {
       const failed = [...machine.members.records()].filter(([, said]) => said.state === 'failed');
       const why = failed.map(([worker, said]) => `  - ${worker}: ${said.reason}`).join('\n');
-      this.io.fail('the experiment cannot go on', new Error(`${able.length} clients can still take part, a round needs ${needed}; failed to start:\n${why}`));
+      this.io.fail('the experiment cannot go on', new Error(`${able.length} clients can still take part, a round needs ${needed}; out of the experiment:\n${why}`));
       return;
     }
     if (!announce) return;

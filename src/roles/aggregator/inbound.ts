@@ -4,7 +4,9 @@
  * here; whether the round takes it is the machine's to say.
  */
 import type { Arrival } from '../../aggregation/accumulator';
+import { actingAsItself } from '../../net/callers';
 import { badRequest, HttpError } from '../../net/errors';
+import type { Caller } from '../../net/identity';
 import type { Event } from '../../protocol/aggregator/events';
 import type { Topology } from '../../topology/tree';
 import { attemptOf, namedClients, readMessage, type Expectation } from '../../wire/receive';
@@ -16,12 +18,15 @@ export interface Inbound {
   waitedMs: number;
 }
 
-export function readInbound(body: unknown, expect: Expectation & { update: Expectation['kinds'][number] }, topology: Topology): Inbound {
+export function readInbound(body: unknown, expect: Expectation & { update: Expectation['kinds'][number] }, topology: Topology, caller: Caller): Inbound {
   const message = readMessage(body, expect);
+  actingAsItself(caller, "the message's sender", message.sender);
   const direct = message.kind === expect.update;
   if (direct && !(topology.isClient(message.sender) && topology.reportsToRoot(message.sender))) {
     throw new HttpError(403, 'forbidden', `${message.sender} does not report to the aggregator directly`);
   }
+  // A sum is a switch's: a client sending one would escape the checks on one update (its quantized clip).
+  if (!direct && !topology.isSwitchBelowRoot(message.sender)) throw new HttpError(403, 'forbidden', `${message.sender} is no switch under the aggregator: it sends its own update, not a sum`);
   if (!(message.weight > 0)) throw badRequest('an update needs a positive sample count');
   if (direct && message.contributors !== 1) throw badRequest(`the sum claims ${message.contributors} updates but names 1 clients`);
   const clients = direct ? [message.sender] : namedClients(message);
@@ -29,6 +34,7 @@ export function readInbound(body: unknown, expect: Expectation & { update: Expec
   return {
     report: { type: 'report', round, attempt: attemptOf(message), from: sender, clients, weight },
     arrival: { round, sender, weight, contributors, preScaled: !direct, values: message.parameters, ciphertexts: message.ciphertexts },
-    waitedMs: Number(message.meta?.waited_ms) || 0,
+    // A switch's own account of its wait, for the round's timings: a number of milliseconds, within a day.
+    waitedMs: Math.min(Math.max(0, Number(message.meta?.waited_ms) || 0), 86_400_000),
   };
 }

@@ -1,7 +1,7 @@
 /**
  * The aggregator role, as wiring: HTTP calls and health reports become round-machine events, which
- * `RoundExecutor` carries out; check-ins are read by `CheckIns`, updates by `readInbound` into the
- * round's accumulator; `prepare` sets up the model, keys and strategy; `RoundTail` closes each round
+ * `RoundExecutor` carries out; `Notices` reads check-ins (judged by `CheckIns`), declines and
+ * withheld notices, `readInbound` the updates that go into the round's accumulator; `prepare` sets up the model, keys and strategy; `RoundTail` closes each round
  * (aggregate, evaluate, checkpoint); `RoundClock` says where the round is and what each stage took.
  */
 import { EventEmitter } from 'node:events';
@@ -12,19 +12,22 @@ import { describeIssues } from '../../config/issues';
 import type { AggregatorNodeConfig } from '../../config/node-config';
 import { logBatchSchema } from '../../log/central';
 import { ClusterLog, type WorkerRole } from '../../log/cluster-log';
+import { actingAsItself } from '../../net/callers';
 import { HttpError, refused } from '../../net/errors';
+import type { Caller } from '../../net/identity';
 import { ExperimentOutputs, type RoundMetrics } from '../../outputs';
 import type { HealthState } from '../../protocol/aggregator/membership';
 import { RoundMachine } from '../../protocol/aggregator/machine';
+import { leastToForward } from '../../protocol/switch';
 import { Topology } from '../../topology/tree';
-import { updateKinds } from '../../wire/receive';
-import { checkinSchema, readControl, withheldSchema } from '../../wire/control';
+import { plainLimits, updateKinds } from '../../wire/receive';
 import { askToEvaluate } from '../federated-evaluation';
 import { Role, type NodeContext } from '../role';
 import { CheckIns } from './checkins';
 import { WorkerHealthReports } from './health';
 import { RoundExecutor } from './executor';
 import { readInbound } from './inbound';
+import { Notices } from './notices';
 import { prepare, restore, type Prepared } from './preparation';
 import type { RoundStage } from './round-clock';
 import { Rounds } from './rounds';
@@ -53,6 +56,8 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
   /** Every worker's records, shipped here as rounds finish. */
   readonly cluster: ClusterLog;
   readonly checkins: CheckIns;
+  /** POST /a/checkin, /a/declined, /a/withheld. */
+  readonly notices: Notices;
   /** What the push and the health checks say of the workers. */
   readonly health: WorkerHealthReports;
   readonly changes = new EventEmitter<{ change: [Change] }>();
@@ -78,6 +83,7 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
       minFraction: settings.min_report_fraction,
       deadlineMs: settings.timeouts.round_ms,
       session: randomBytes(4).toString('hex'),
+      leastPerSwitch: leastToForward(settings.he, true),
     };
     // The strategy chooses among the ready clients; it exists once the role has prepared.
     const select = (round: number, ready: readonly string[], goal: number) => this.prepared!.strategy.selectClients(round, ready, goal);
@@ -98,6 +104,7 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
       isStopped,
       finish: () => this.finish(),
       fail: (what, err) => this.fail(what, err),
+      leaveOut: (node) => this.health.leftOut(node),
     });
     const io = { peers: node.peers, logger: node.logger, signal: this.abort.signal, print: node.print, isStopped };
     this.executor = new RoundExecutor(this.machine, { ...io, after: (ms, fn) => this.after(ms, fn), cancel: (timer) => this.cancel(timer) }, this.rounds);
@@ -112,6 +119,7 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
       logger: node.logger,
       print: node.print,
     });
+    this.notices = new Notices({ machine: this.machine, dispatch: (event) => this.executor.dispatch(event), checkins: this.checkins, health: this.health, prepared: () => this.prepared });
     this.changes.setMaxListeners(0); // one per dashboard page open
     this.finished = new Promise((resolve, reject) => {
       this.resolveFinished = resolve;
@@ -164,9 +172,10 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
   // ---- HTTP ----
 
   /** POST /a/logs: a worker's iteration entries, warnings and errors (central logging). */
-  receiveLogs(body: unknown): { taken: number; duplicates: number } {
+  receiveLogs(body: unknown, caller: Caller): { taken: number; duplicates: number } {
     const parsed = logBatchSchema.safeParse(body);
     if (!parsed.success) throw new HttpError(400, 'invalid log batch', 'the batch failed validation; nothing was written', describeIssues(parsed.error.issues));
+    actingAsItself(caller, 'the batch\'s address', parsed.data.address);
     const outcome = this.cluster.receive(parsed.data);
     if (outcome.taken) this.changes.emit('change', 'logs');
     return outcome;
@@ -185,38 +194,14 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
     return Buffer.from(key);
   }
 
-  /** POST /a/checkin: a client is ready for a round. */
-  checkIn(body: unknown): { status: string; round: number } {
-    const checkin = readControl(checkinSchema, body, 'expected {"client": "<address>", "samples": <count>}');
-    const { client, samples, keeps } = checkin;
-    // Nothing is kept for a name that is not the experiment's.
-    const stranger = this.machine.refusalFor({ type: 'checkin', client, samples });
-    if (stranger) throw refused(stranger);
-    const misfit = this.checkins.misfitOf(checkin, this.prepared?.modelId);
-    if (misfit) {
-      // Not selectable, ever: the experiment goes on without it while the quorum holds.
-      this.health.failed(client, misfit);
-      throw new HttpError(422, 'data does not fit', `${client}: ${misfit}`);
-    }
-    this.prepared?.global.keeps?.(client, keeps);
-    this.executor.dispatch({ type: 'checkin', client, samples });
-    return { status: 'queued', round: this.machine.round };
-  }
-
-  /** POST /a/withheld: a switch forwards nothing this round; the round stops waiting for it. */
-  withheld(body: unknown): void {
-    const { switch: from, ...notice } = readControl(withheldSchema, body, 'expected {"round", "attempt", "switch", "clients", "reason"}');
-    this.executor.dispatch({ type: 'withheld', from, ...notice });
-  }
-
   /** POST /a/receive: a switch's weighted sum, or a direct client's update. */
-  async receive(body: unknown): Promise<{ round: number }> {
+  async receive(body: unknown, caller: Caller): Promise<{ round: number }> {
     const prepared = this.prepared;
     if (!prepared) throw new HttpError(503, 'not ready', 'the aggregator is still preparing');
     const { update, sum } = updateKinds(this.config.settings.he);
     const he = prepared.he && { id: prepared.he.id, chunks: prepared.he.chunks };
-    const expect = { kinds: [sum, update], update, modelId: prepared.modelId, parameters: this.parameters, he };
-    const { report, arrival, waitedMs } = readInbound(body, expect, this.topology);
+    const expect = { kinds: [sum, update], update, modelId: prepared.modelId, parameters: this.parameters, he, limits: plainLimits(this.config.settings.he) };
+    const { report, arrival, waitedMs } = readInbound(body, expect, this.topology, caller);
     await prepared.accumulator.add(arrival, {
       check: () => {
         const refusal = this.machine.refusalFor(report);
@@ -248,6 +233,8 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
       isStopped: () => this.isStopped,
       askToEvaluate: (round, message, clients) => this.askToEvaluate(round, message, clients),
       clientsUp: () => this.machine.members.canTakePart(),
+      // Its share of the shared held-out digits, or a tenth of its own data: never more than it trains on, or its share.
+      scoreCap: (client) => Math.max(this.checkins.samplesOf(client) ?? 0, Math.ceil(this.config.settings.data.test_size / this.topology.clients.length) + 1),
       log: (line) => this.node.logger.info(line),
     });
     if (!prepared) return;
@@ -286,8 +273,8 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
     this.rejectFinished(new Error(`${what}: ${(err as Error)?.message ?? err}`));
   }
 
-  override async stop(): Promise<void> {
-    await super.stop();
+  protected override async close(): Promise<void> {
+    await super.close();
     this.prepared?.model.dispose();
     await this.prepared?.he?.pool.close();
   }

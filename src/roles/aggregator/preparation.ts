@@ -9,6 +9,7 @@ import { EncryptedAccumulator, PlaintextAccumulator, type Accumulator } from '..
 import { aggregatorState, KEY_PAIR_FILE, type Checkpoint } from '../../checkpoint';
 import { inputOf, type Settings } from '../../config/schema';
 import { heldOutData } from '../../data/source';
+import { valueLimits } from '../../he/bounds';
 import { startKeyHolderSession, startSession, type HeSession } from '../../he/keys';
 import { quantizesChange } from '../../he/quantized';
 import { initBackend } from '../../model/backend';
@@ -38,6 +39,8 @@ export interface PrepareOptions {
   /** Key at the clients: asks them to score the sealed model, and who can now. */
   askToEvaluate: FederatedEvaluation;
   clientsUp: () => readonly string[];
+  /** The most held-out samples a client's score may count. */
+  scoreCap: (client: string) => number;
   log: (line: string) => void;
 }
 
@@ -64,8 +67,8 @@ export async function prepare(options: PrepareOptions): Promise<Prepared | undef
   const initial = getFlatWeights(model);
   const global: GlobalModel =
     he && settings.he.key_holder === 'clients'
-      ? new SealedGlobal(initial, strategy, he, options.askToEvaluate, options.clientsUp)
-      : new ReadableGlobal(initial, strategy, model, he, quantizesChange(settings.he));
+      ? new SealedGlobal(initial, strategy, he, options.askToEvaluate, options.clientsUp, options.scoreCap)
+      : new ReadableGlobal(initial, strategy, model, valueLimits(settings.he), he, quantizesChange(settings.he));
   const accumulator = he ? new EncryptedAccumulator(he, 'aggregator', false) : new PlaintextAccumulator(parameters);
   const packing = settings.he.quantize ? `quantized to ${settings.he.quantize.bits} bits (±${settings.he.quantize.clip}), ${he?.pool.perCiphertext} values a ciphertext` : 'a value to a coefficient';
   const encryption = he ? `CKKS N=${settings.he.poly_modulus_degree}, ${he.chunks} ciphertexts per update (${packing}), key held by the ${settings.he.key_holder}` : 'no encryption';

@@ -10,12 +10,15 @@ import type { IterationLog } from '../../log/iteration-log';
 import type { ExperimentOutputs, RoundMetrics } from '../../outputs';
 import type { Action } from '../../protocol/aggregator/events';
 import type { RoundTotal } from '../../strategy/strategy';
-import type { ModelHeader } from './global-model';
+import { UnreadableSum, UnscoredModel, type ModelHeader } from './global-model';
 import type { Prepared } from './preparation';
 import type { RoundClock, TailStep } from './round-clock';
 import { roundLine } from './view';
 
 export type CloseRound = Extract<Action, { type: 'close-round' }>;
+
+/** How a round's tail ended. */
+export type TailOutcome = 'closed' | 'stopped' | { unreadable: string } | { unscored: string };
 
 export interface TailIo {
   config: AggregatorNodeConfig;
@@ -50,15 +53,25 @@ export class RoundTail {
 
   constructor(private readonly io: TailIo) {}
 
-  /** Runs the tail; false when the role stopped before its end. A step that fails throws a TailFailure. */
-  async run(close: CloseRound): Promise<boolean> {
+  /**
+   * Runs the tail: `closed`, or `stopped` when the role stopped before its end, or why the round's
+   * sum cannot be read (nothing was kept of it: the round runs again). A step that fails otherwise
+   * throws a TailFailure.
+   */
+  async run(close: CloseRound): Promise<TailOutcome> {
     const { round } = close;
-    const aggregated = await this.step('aggregation', round, () => this.aggregate(close));
-    if (this.io.isStopped()) return false;
-    const scored = await this.step('evaluation', round, () => this.io.prepared().global.evaluate(round, this.io.header(round)));
-    if (this.io.isStopped()) return false;
-    await this.step('checkpoint', round, () => this.checkpoint(round, { ...aggregated, ...scored }));
-    return !this.io.isStopped();
+    try {
+      const aggregated = await this.step('aggregation', round, () => this.aggregate(close));
+      if (this.io.isStopped()) return 'stopped';
+      const scored = await this.step('evaluation', round, () => this.io.prepared().global.evaluate(round, this.io.header(round)));
+      if (this.io.isStopped()) return 'stopped';
+      await this.step('checkpoint', round, () => this.checkpoint(round, { ...aggregated, ...scored }));
+    } catch (err) {
+      if (err instanceof UnreadableSum) return { unreadable: err.message };
+      if (err instanceof UnscoredModel) return { unscored: err.message };
+      throw err;
+    }
+    return this.io.isStopped() ? 'stopped' : 'closed';
   }
 
   private async step<T>(step: TailStep, round: number, work: () => Promise<T>): Promise<T> {
@@ -67,6 +80,7 @@ export class RoundTail {
     try {
       return await work();
     } catch (err) {
+      if (err instanceof UnreadableSum || err instanceof UnscoredModel) throw err;
       throw new TailFailure(`${step} of round ${round} failed`, err);
     }
   }

@@ -10,11 +10,12 @@ import type { IterationLog } from '../../log/iteration-log';
 import type { ExperimentOutputs } from '../../outputs';
 import type { Stage } from '../../protocol/aggregator/events';
 import type { RoundMachine } from '../../protocol/aggregator/machine';
+import type { Weights } from '../../protocol/weights';
 import type { RoundWork } from './executor';
 import type { ModelHeader } from './global-model';
 import type { Prepared } from './preparation';
 import { RoundClock, type RoundStage } from './round-clock';
-import { RoundTail, TailFailure, type CloseRound } from './round-tail';
+import { RoundTail, TailFailure, type CloseRound, type TailOutcome } from './round-tail';
 import { describeWorkers, type Change } from './view';
 
 export interface RoundsIo {
@@ -31,6 +32,8 @@ export interface RoundsIo {
   isStopped(): boolean;
   finish(): void;
   fail(what: string, err: unknown): void;
+  /** A node found to spoil sums: its role counts as failed. */
+  leaveOut(node: string, reason: string): void;
 }
 
 export class Rounds implements RoundWork {
@@ -78,30 +81,38 @@ export class Rounds implements RoundWork {
     return { round, modelId: this.io.prepared().modelId, sender: this.io.config.address, parameters: this.io.parameters };
   }
 
-  modelFor(round: number, attempt: string, samples: number, recipients: string[]): Buffer {
+  /**
+   * Encrypted updates come pre-scaled by the client's weight over the round's (weight_scale): the
+   * aggregator cannot scale ciphertexts, and the shares add up to 1. A client's weight is what it
+   * said first at check-in, which it knows: the model names no other client, nor who is in the round.
+   */
+  modelFor(round: number, attempt: string, samples: number, weights: Weights): Buffer {
     const { he, strategy, global } = this.io.prepared();
-    // Encrypted updates come pre-scaled by the client's samples over the round's: the aggregator cannot scale ciphertexts.
     const encryption = he ? { weight_scale: 1 / samples, ...(he.keyId ? { he_key: he.keyId } : {}) } : {};
-    return global.message(this.header(round), { ...strategy.configureFit(round), attempt, ...encryption }, recipients);
+    return global.message(this.header(round), { ...strategy.configureFit(round), attempt, ...encryption }, Object.keys(weights));
   }
 
-  switchOpening(round: number, attempt: string, clients: string[]): Record<string, unknown> {
+  switchOpening(round: number, attempt: string, weights: Weights): Record<string, unknown> {
     const deadline_ms = this.io.machine.rules.deadlineMs;
-    return { round, attempt, clients, deadline_ms, parameters: this.io.parameters, model_id: this.io.prepared().modelId };
+    return { round, attempt, clients: Object.keys(weights), weights, deadline_ms, parameters: this.io.parameters, model_id: this.io.prepared().modelId };
   }
 
-  async closeRound(close: CloseRound): Promise<boolean> {
+  async closeRound(close: CloseRound): Promise<TailOutcome> {
     try {
       return await this.tail.run(close);
     } catch (err) {
       const failure = err instanceof TailFailure ? err : new TailFailure(`closing round ${close.round} failed`, err);
       if (!this.io.isStopped()) this.io.fail(failure.what, failure.error);
-      return false;
+      return 'stopped';
     }
   }
 
   discard(): void {
     this.io.prepared().accumulator.reset();
+  }
+
+  leaveOut(node: string, reason: string): void {
+    this.io.leaveOut(node, reason);
   }
 
   finish(): void {

@@ -7,32 +7,19 @@
 import { inputOf } from '../../config/schema';
 import { type ClientNodeConfig } from '../../config/node-config';
 import type { HeSession } from '../../he/keys';
-import { HttpError, refused } from '../../net/errors';
+import { corruption, firstBeyond, valueLimits } from '../../he/bounds';
+import { HePoolFailure } from '../../he/pool';
+import { badRequest, HttpError, refused } from '../../net/errors';
 import { describeFailure } from '../../net/peers';
 import { ClientMachine, type ClientAction } from '../../protocol/client';
 import { upstreamRoute } from '../../topology/tree';
 import { Kind, WIRE_CONTENT_TYPE, type Message } from '../../wire/codec';
-import { readControl, standbySchema } from '../../wire/control';
-import { readMessage } from '../../wire/receive';
-import type { ClientInstructions } from '../../strategy/strategy';
+import { readControl, roundMetaSchema, standbySchema, UNUSABLE_MODEL, type RoundMeta } from '../../wire/control';
+import { attemptOf, plainLimits, readMessage } from '../../wire/receive';
 import { Role } from '../role';
 import { KeyHolder } from './key-holder';
 import { Trainer } from './trainer';
 import { UpdateEncoder } from './update-encoder';
-
-/** What a model message carries besides the parameters. */
-interface RoundMeta extends ClientInstructions {
-  /** Encrypted updates are pre-scaled by samples × weight_scale (1 / the round's selected samples). */
-  weight_scale?: number;
-  /** An encrypted global model decrypts to the average once multiplied by this. */
-  factor?: number;
-  /** Which opening of the round this is; the update carries it back. */
-  attempt?: string;
-  /** Which public key to encrypt under (key_holder "aggregator"). */
-  he_key?: string;
-  /** Names a sealed model (key_holder "clients"); a model reference trains from the one kept under it. */
-  model_tag?: string;
-}
 
 export class ClientRole extends Role<ClientNodeConfig> {
   private readonly machine = new ClientMachine();
@@ -48,12 +35,17 @@ export class ClientRole extends Role<ClientNodeConfig> {
   private trainer?: Trainer;
   private encoder?: UpdateEncoder;
   private lastLoss?: number;
+  /** How large a model's values may be (he/bounds.ts): as the wire reads them, and as a decrypted model is judged. */
+  private readonly limits = plainLimits(this.config.settings.he);
+  private readonly bounds = valueLimits(this.config.settings.he);
 
   override start(): void {
     this.keys.readSecretKey();
-    void this.prepare()
-      .then(() => this.act(this.machine.handle({ type: 'prepared' })))
-      .catch((err) => !this.isStopped && this.markFailed(`it could not prepare: ${(err as Error)?.message ?? err}`));
+    this.preparingWith(
+      this.prepare()
+        .then(() => this.act(this.machine.handle({ type: 'prepared' })))
+        .catch((err) => !this.isStopped && this.markFailed(`it could not prepare: ${(err as Error)?.message ?? err}`)),
+    );
   }
 
   override heQueueDepth(): number {
@@ -77,58 +69,67 @@ export class ClientRole extends Role<ClientNodeConfig> {
   }
 
   /** POST /c/round: the global model for a round. Answers at once; training runs after. */
-  receiveModel(body: Buffer): { round: number; samples: number } {
+  receiveModel(body: Buffer): { round: number; weight: number } {
     const trainer = this.trainer;
-    if (!trainer) throw refused(this.machine.refusalFor({ type: 'model', round: 0 })!);
-    const message = this.decodeModel(body, trainer);
-    const meta = message.meta as unknown as RoundMeta;
+    if (!trainer) throw refused(this.machine.refusalFor({ type: 'model', round: 0, attempt: '' })!);
+    const { message, meta } = this.decodeModel(body, trainer);
+    const { round } = message;
     // A reference trains from the model this client kept when it scored it; taken now, as a later evaluation may keep another.
     const kept = message.kind === Kind.ModelReference ? trainer.keptModel(meta.model_tag) : undefined;
     const missing = message.kind === Kind.ModelReference && !kept ? String(meta.model_tag) : undefined;
-    this.act(this.machine.handle({ type: 'model', round: message.round, missing }), () =>
+    this.act(this.machine.handle({ type: 'model', round, attempt: meta.attempt, missing }), () =>
       this.runRound(message, meta, kept).catch((err) => {
-        this.node.logger.error(`round ${message.round} failed: ${(err as Error).stack ?? err}`);
-        if (!this.isStopped) this.act(this.machine.handle({ type: 'round-over' })); // free again: the next round can have it
+        const reason = (err as Error)?.message ?? String(err);
+        this.node.logger.error(`round ${round} failed: ${(err as Error).stack ?? err}`);
+        if (this.isStopped) return;
+        // At once, not at the round's deadline: the aggregator drops it, and its switch stops waiting for it.
+        void this.decline(round, meta.attempt, reason);
+        this.act(this.machine.handle({ type: 'round-over' })); // free again: the next round can have it
       }),
     );
-    return { round: message.round, samples: trainer.data.size };
+    return { round, weight: trainer.data.size };
   }
 
   override reconnected(): void {
     this.act(this.machine.handle({ type: 'reconnected' }));
   }
 
-  /** POST /c/standby: not in this round (not selected, or selected behind a switch that could not open it). */
+  /** POST /c/standby: not in this opening of the round (not selected, behind a switch that could not open it, the model did not reach it). */
   standBy(body: unknown): void {
-    const { round } = readControl(standbySchema, body, 'expected {"round": <number>}');
-    this.node.logger.info(`standing by in round ${round}`);
-    this.act(this.machine.handle({ type: 'standby' }));
+    const { round, attempt } = readControl(standbySchema, body, 'expected {"round": <number>, "attempt": "<session>:<round>.<retry>"}');
+    this.node.logger.info(`standing by in round ${round} (${attempt})`);
+    this.act(this.machine.handle({ type: 'standby', attempt }));
   }
 
   /** POST /c/evaluate (key_holder "clients"): the encrypted global model, scored on this client's test share. */
   async evaluateModel(body: Buffer): Promise<{ round: number; accuracy: number; loss: number; samples: number }> {
     const he = this.keys.session;
     const trainer = this.trainer;
-    if (!he || !trainer) throw new HttpError(409, 'conflict', 'this client holds no HE key to evaluate an encrypted model with');
+    if (!he || !trainer || this.config.settings.he.key_holder !== 'clients') throw new HttpError(409, 'conflict', 'this client holds no HE secret key to evaluate an encrypted model with');
     const message = readMessage(body, { kinds: [Kind.EncryptedModel], modelId: trainer.modelId, parameters: this.parameters, he: expectation(he) });
     const factor = Number(message.meta?.factor);
-    if (!(factor > 0)) throw new HttpError(400, 'bad message', 'an encrypted model needs a positive "factor"');
-    const weights = Float32Array.from(await he.pool.decrypt(message.ciphertexts!, this.parameters, factor));
+    if (!(factor > 0 && Number.isFinite(factor))) throw new HttpError(400, 'bad message', 'an encrypted model needs a positive "factor"');
+    // A model that does not decrypt to one the clients could have made is the round's sum gone wrong: said as such (422).
+    const weights = await this.decryptModel(he, message.ciphertexts!, factor);
     // Kept: the next round's model is this one, and then only its instructions come down.
     const score = await trainer.score(weights, message.meta?.model_tag);
     return { round: message.round, ...score, samples: trainer.test.size };
   }
 
-  private decodeModel(body: Buffer, trainer: Trainer): Message {
+  /** A round's model and its instructions, every value checked: a model this client could not use is refused now, not after training. */
+  private decodeModel(body: Buffer, trainer: Trainer): { message: Message; meta: RoundMeta } {
     const he = this.keys.session;
     const sealed = he && this.config.settings.he.key_holder === 'clients';
     const kinds = sealed ? [Kind.Model, Kind.EncryptedModel, Kind.ModelReference] : [Kind.Model];
-    const message = readMessage(body, { kinds, modelId: trainer.modelId, parameters: this.parameters, he: he && expectation(he) });
-    const meta = message.meta ?? {};
-    for (const key of ['epochs', 'batchSize', 'learningRate', ...(he ? ['weight_scale'] : []), ...(message.ciphertexts ? ['factor'] : [])]) {
-      if (typeof meta[key] !== 'number' || !(Number(meta[key]) > 0)) throw new HttpError(400, 'bad message', `instructions lack a positive "${key}"`);
-    }
-    return message;
+    const message = readMessage(body, { kinds, modelId: trainer.modelId, parameters: this.parameters, he: he && expectation(he), limits: this.limits });
+    const meta = readControl(roundMetaSchema, message.meta ?? {}, "the model's instructions (meta) are not a round's");
+    attemptOf(message); // the attempt is the round's
+    // Its weight is its samples, as it said at check-in; its share of the round at most 1 (a packed update holds no more).
+    const weight = trainer.data.size;
+    if (he && meta.weight_scale === undefined) throw badRequest('an encrypted round needs "weight_scale" (1 / the round\'s samples)');
+    if (he && weight * meta.weight_scale! > 1 + 1e-9) throw badRequest(`its ${weight} samples times weight_scale ${meta.weight_scale} is a share of ${weight * meta.weight_scale!}; a share is at most 1`);
+    if (message.ciphertexts && meta.factor === undefined) throw badRequest('an encrypted model needs its "factor"');
+    return { message, meta };
   }
 
   private async prepare(): Promise<void> {
@@ -156,7 +157,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
     this.iterations.beginRound(round);
     const he = await this.keys.keyFor(meta.he_key);
     const decryptStart = performance.now();
-    const global = kept ?? (message.ciphertexts ? Float32Array.from(await he!.pool.decrypt(message.ciphertexts, this.parameters, meta.factor)) : message.parameters);
+    const global = kept ?? (message.ciphertexts ? await this.decryptModel(he!, message.ciphertexts, meta.factor!) : message.parameters);
     // Only a model that came down encrypted (clients hold the key) has a decrypt phase.
     const decryptMs = message.ciphertexts ? performance.now() - decryptStart : undefined;
     const trainStart = performance.now();
@@ -164,6 +165,9 @@ export class ClientRole extends Role<ClientNodeConfig> {
     this.lastLoss = loss;
     const trainMs = performance.now() - trainStart;
     if (this.isStopped) return;
+    // Quantized, what is beyond the clip is clipped when it is packed; otherwise the encoder would refuse it.
+    const beyond = firstBeyond(weights, this.config.settings.he.quantize ? Infinity : this.limits.model);
+    if (beyond >= 0) throw new Error(`training took weight ${beyond} to ${weights[beyond]}, beyond the ±${this.limits.model} an update may hold (${this.limits.why})`);
 
     this.act(this.machine.handle({ type: 'trained' }));
     const encryptStart = performance.now();
@@ -171,7 +175,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
     const { update, clipped } = await this.encoder!.encode(source, he);
     const encryptMs = performance.now() - encryptStart;
     const sendStart = performance.now();
-    const outcome = await this.send(round, update);
+    const outcome = await this.send(round, meta.attempt, update);
     this.iterations.endRound({
       ...(he ? { encrypt_ms: Math.round(encryptMs) } : {}),
       ...(decryptMs !== undefined ? { decrypt_ms: Math.round(decryptMs) } : {}),
@@ -187,8 +191,12 @@ export class ClientRole extends Role<ClientNodeConfig> {
     this.act(this.machine.handle({ type: 'round-over' }));
   }
 
-  /** The update, upstream; what became of it, for the iteration log. */
-  private async send(round: number, update: Buffer): Promise<string> {
+  /**
+   * The update, upstream; what became of it, for the iteration log. One refused for what it is (a
+   * 4xx but a conflict: too late, or sent already) will not be taken however long its switch waits:
+   * the aggregator hears it at once, and drops this client from the round.
+   */
+  private async send(round: number, attempt: string, update: Buffer): Promise<string> {
     const { upstream } = this.config;
     try {
       await this.node.peers.post(upstream, upstreamRoute(this.config, 'receive'), update, { headers: { 'Content-Type': WIRE_CONTENT_TYPE }, signal: this.abort.signal });
@@ -196,6 +204,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
     } catch (err) {
       const failure = describeFailure(err);
       this.node.logger.warn(`round ${round}: update not taken by ${upstream}: ${failure.reason}`);
+      if (failure.kind === 'refused' && failure.status! < 500 && failure.status !== 409) void this.decline(round, attempt, `its update was refused: ${failure.reason}`);
       return `${failure.kind}: ${failure.reason}`;
     }
   }
@@ -216,25 +225,57 @@ export class ClientRole extends Role<ClientNodeConfig> {
     if (refusal) throw refused(refusal);
   }
 
-  /** Tells the aggregator this client is ready for a round; retried until it answers. */
+  /**
+   * Tells the aggregator this client is ready for a round, with what it holds (so a misfit is refused
+   * before a round, and its classes charted); retried until it answers. The answer names the opening
+   * the aggregator was at: notices for earlier ones are stale from then on.
+   */
   private async checkIn(): Promise<void> {
-    const trainer = this.trainer;
-    // What it holds, so the aggregator can refuse a misfit before a round and chart the classes.
-    const holds = trainer
-      ? { samples: trainer.data.size, shape: inputOf(this.config.settings.data).shape, histogram: trainer.histogram, model: trainer.modelId, ...(trainer.keeps ? { keeps: trainer.keeps } : {}) }
-      : { samples: 0 };
+    const trainer = this.trainer!;
+    const holds = { samples: trainer.data.size, shape: inputOf(this.config.settings.data).shape, histogram: trainer.histogram, model: trainer.modelId, ...(trainer.keeps ? { keeps: trainer.keeps } : {}) };
     try {
-      await this.persist(() => this.node.peers.post(this.config.aggregator, '/a/checkin', { client: this.config.address, ...holds }, { signal: this.abort.signal }));
+      const answer = await this.persist(() => this.node.peers.post<CheckinAnswer>(this.config.aggregator, '/a/checkin', { client: this.config.address, ...holds }, { signal: this.abort.signal }));
+      if (typeof answer?.attempt === 'string' && answer.attempt) this.machine.handle({ type: 'checked-in', attempt: answer.attempt, open: answer.open === true });
     } catch (err) {
       this.node.logger.error(`the aggregator refused the check-in: ${describeFailure(err).reason}`);
     }
   }
 
-  override async stop(): Promise<void> {
-    await super.stop();
+  /** Tells the aggregator, at once, that this client took the round's model and cannot use it (the round need not wait for it). */
+  private async decline(round: number, attempt: string, reason: string): Promise<void> {
+    const notice = { round, attempt, client: this.config.address, reason: reason.slice(0, 500) };
+    try {
+      await this.node.peers.post(this.config.aggregator, '/a/declined', notice, { signal: this.abort.signal });
+    } catch (err) {
+      this.node.logger.warn(`round ${round}: the aggregator did not take the notice that this client cannot use the model: ${describeFailure(err).reason}`);
+    }
+  }
+
+  /** A sealed model decrypted; one beyond what the clients could have made is refused as unusable, naming the first value. */
+  private async decryptModel(he: HeSession, ciphertexts: Uint8Array[], factor: number): Promise<Float32Array> {
+    let values: Float64Array;
+    try {
+      values = await he.pool.decrypt(ciphertexts, this.parameters, factor);
+    } catch (err) {
+      if (err instanceof HePoolFailure) throw err;
+      throw new HttpError(422, UNUSABLE_MODEL, `the model does not decrypt: ${(err as Error).message}`);
+    }
+    const corrupt = corruption(values, { ...this.bounds, limit: this.bounds.model });
+    if (corrupt) throw new HttpError(422, UNUSABLE_MODEL, `the model cannot be the clients' average: ${corrupt}`);
+    return Float32Array.from(values);
+  }
+
+  protected override async close(): Promise<void> {
+    await super.close();
     if (this.machine.stage !== 'training') this.trainer?.dispose();
     await this.keys.close();
   }
 }
 
 const expectation = (he: HeSession) => ({ id: he.id, chunks: he.chunks });
+
+/** What the aggregator answers a check-in. */
+interface CheckinAnswer {
+  attempt?: unknown;
+  open?: unknown;
+}

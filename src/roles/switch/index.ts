@@ -9,12 +9,14 @@
 import { EncryptedAccumulator, PlaintextAccumulator, type Accumulator } from '../../aggregation/accumulator';
 import type { SwitchNodeConfig } from '../../config/node-config';
 import { startSession, type HeSession } from '../../he/keys';
+import { actingAsItself } from '../../net/callers';
 import { badRequest, HttpError, refused } from '../../net/errors';
-import { SwitchMachine, type SwitchAction, type SwitchEvent } from '../../protocol/switch';
+import type { Caller } from '../../net/identity';
+import { leastToForward, SwitchMachine, type SwitchAction, type SwitchEvent } from '../../protocol/switch';
 import { Topology } from '../../topology/tree';
 import { Kind } from '../../wire/codec';
 import { dropSchema, openRoundSchema, readControl, readEvaluationQuery, withheldSchema } from '../../wire/control';
-import { attemptOf, namedClients, readMessage, updateKinds } from '../../wire/receive';
+import { attemptOf, namedClients, plainLimits, readMessage, updateKinds } from '../../wire/receive';
 import { askToEvaluate, type Evaluations } from '../federated-evaluation';
 import { Role } from '../role';
 import { PendingDrops } from './pending-drops';
@@ -28,8 +30,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
   /** The tree beneath this switch. */
   readonly topology = new Topology(this.config.address, this.config.tree);
   private readonly sealedModels = this.encrypted && this.config.settings.he.key_holder === 'clients';
-  // Holding the key, the aggregator must never be handed one client's update alone (a switch above can only add).
-  private readonly machine = new SwitchMachine(this.topology, this.encrypted && !this.sealedModels && this.config.upstream === this.config.aggregator ? 2 : 1);
+  private readonly machine = new SwitchMachine(this.topology, leastToForward(this.config.settings.he, this.config.upstream === this.config.aggregator));
   /** Down the tree: the rounds of the switches below, and the model relayed. */
   private readonly relay = new DownRelay(this.machine, {
     peers: this.node.peers,
@@ -54,6 +55,8 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
   private lastUpdateAt = 0;
   /** Drops that came for clients whose update is being added: they apply only if it does not make it. */
   private readonly pendingDrops = new PendingDrops<DropNotice>();
+  /** How large an update's values may be (he/bounds.ts). */
+  private readonly limits = plainLimits(this.config.settings.he);
 
   override start(): void {
     if (!this.encrypted) return;
@@ -61,7 +64,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
       this.accumulator = new EncryptedAccumulator(session, 'switch', true);
       return (this.session = session);
     });
-    this.he.catch((err) => this.markFailed(`HE failed to start: ${(err as Error).message}`));
+    this.preparingWith(this.he.catch((err) => this.markFailed(`HE failed to start: ${(err as Error).message}`)));
   }
 
   override heQueueDepth(): number {
@@ -79,11 +82,10 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
 
   /** POST /s/round: the switch above, or the aggregator, opens a round. */
   open(body: unknown): void {
-    const { round, attempt, clients, deadline_ms, parameters, model_id } = readControl(openRoundSchema, body, 'not a round opening');
+    const { round, attempt, clients, weights, deadline_ms, parameters, model_id } = readControl(openRoundSchema, body, 'not a round opening');
     if (parameters !== this.parameters) throw badRequest(`this experiment's model has ${this.parameters} parameters, not ${parameters}`);
-    // Forward a little before the deadline above, so a late client does not sink the whole switch (each level a little earlier).
-    const deadlineMs = Math.max(100, Math.round(deadline_ms * 0.9));
-    this.run(this.machine.handle({ type: 'open', round, attempt, clients, deadlineMs }), () => {
+    const deadlineMs = this.upstream.deadlineWithin(deadline_ms);
+    this.run(this.machine.handle({ type: 'open', round, attempt, clients, weights, deadlineMs }), () => {
       // Before the machine's open-below actions, which read these.
       this.relay.reset();
       this.deadlineMs = deadlineMs;
@@ -119,8 +121,9 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
   }
 
   /** POST /s/withheld: a switch below forwards nothing this round. */
-  withheldBelow(body: unknown): void {
+  withheldBelow(body: unknown, caller: Caller): void {
     const { round, attempt, switch: from, reason } = readControl(withheldSchema, body, 'expected {"round", "attempt", "switch", "clients", "reason"}');
+    actingAsItself(caller, 'switch', from);
     this.run(this.machine.handle({ type: 'withheld', round, attempt, from, reason }));
   }
 
@@ -161,12 +164,13 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
   }
 
   /** POST /s/receive: one client's update, or the sum of a switch below. */
-  async receive(body: unknown): Promise<{ round: number; received: number }> {
+  async receive(body: unknown, caller: Caller): Promise<{ round: number; received: number }> {
     if (this.machine.state.stage === 'idle') throw new HttpError(409, 'conflict', 'no round is open on this switch');
     const he = this.he && (await this.he);
     const { update, sum } = updateKinds(this.config.settings.he);
-    const message = readMessage(body, { kinds: [update, sum], modelId: this.modelId, parameters: this.parameters, he: he && { id: he.id, chunks: he.chunks } });
+    const message = readMessage(body, { kinds: [update, sum], modelId: this.modelId, parameters: this.parameters, he: he && { id: he.id, chunks: he.chunks }, limits: this.limits });
     const { round, sender, weight } = message;
+    actingAsItself(caller, "the message's sender", sender);
     const fromBelow = message.kind === sum;
     const isBelow = this.topology.isSwitchBelowRoot(sender);
     if (fromBelow && !isBelow) throw badRequest(`a sum from ${sender}, which is not a switch below this one: expected ${Kind[update]} (${update}) from a client`);
@@ -174,14 +178,14 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     if (!fromBelow && message.contributors !== 1) throw badRequest(`a client update sums exactly 1 update, not ${message.contributors}`);
     if (!fromBelow && isBelow) throw badRequest(`${sender} is a switch: it sends a sum, not a client update`);
     if (!(weight > 0)) throw badRequest('an update needs a positive sample count');
-    const event = { type: 'update' as const, round, attempt: attemptOf(message), from: sender, ...(fromBelow ? { clients } : {}) };
+    const event = { type: 'update' as const, round, attempt: attemptOf(message), from: sender, weight, ...(fromBelow ? { clients } : {}) };
     const arrival = { round, sender, weight, contributors: clients.length, preScaled: fromBelow, values: message.parameters, ciphertexts: message.ciphertexts };
     this.pendingDrops.begin(clients);
     let made = false;
     try {
       await this.accumulator!.add(arrival, {
         check: () => {
-          const refusal = this.machine.refusalFor(event.round, event.attempt, event.from, event.clients);
+          const refusal = this.machine.refusalFor(event);
           if (refusal) throw refused(refusal);
         },
         commit: (store) => this.run(this.machine.handle(event), () => (store(), (this.lastUpdateAt = performance.now()))),
@@ -257,8 +261,8 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     });
   }
 
-  override async stop(): Promise<void> {
-    await super.stop();
+  protected override async close(): Promise<void> {
+    await super.close();
     const he = await this.he?.catch(() => undefined);
     await he?.pool.close();
   }

@@ -32,8 +32,8 @@ export class DownRelay {
 
   /** Opens the round of a switch below; one that does not take it sends nothing, and its clients stand by. */
   open(action: Extract<SwitchAction, { type: 'open-below' }>, opening: Record<string, unknown>): void {
-    const { round, attempt, clients, switch: sw } = action;
-    const opened = this.tell(sw, '/s/round', { round, attempt, clients, ...opening }).then((failure) => {
+    const { round, attempt, clients, weights, switch: sw } = action;
+    const opened = this.tell(sw, '/s/round', { round, attempt, clients, weights, ...opening }).then((failure) => {
       if (failure) this.lostBelow(round, attempt, sw, clients, `its round could not be opened (${failure})`);
       return !failure;
     });
@@ -55,33 +55,40 @@ export class DownRelay {
     const { clients: expected, received } = this.machine.state;
     for (const client of this.machine.selectedHere()) {
       if (expected.includes(client)) void this.toClient(body, round, attempt, client);
-      else if (!received.has(client)) this.standBy(round, [client]);
+      else if (!received.has(client)) this.standBy(round, attempt, [client]);
     }
     // Who is beneath each switch in this attempt, fixed now: by the time an answer comes another attempt may be open.
     for (const sw of this.machine.switchesInRound()) void this.toSwitch(body, round, attempt, sw, this.machine.selectedBelow(sw));
   }
 
+  /**
+   * A client that did not take the model (refused it, timed out, stopped meanwhile) is dropped, and
+   * told to stand by: it checks in again, rather than wait for a model that is not coming. One that
+   * had taken it after all is training, and the stand-by changes nothing there.
+   */
   private async toClient(body: Buffer, round: number, attempt: string, client: string): Promise<void> {
-    if (this.machine.state.attempt !== attempt) return this.standBy(round, [client]);
+    if (this.machine.state.attempt !== attempt) return this.standBy(round, attempt, [client]);
     const failure = await this.tell(client, '/c/round', body, { 'Content-Type': WIRE_CONTENT_TYPE });
-    if (failure && !this.io.isStopped()) this.io.drop(round, attempt, client, `did not take the model: ${failure}`);
+    if (!failure || this.io.isStopped()) return;
+    this.io.drop(round, attempt, client, `did not take the model: ${failure}`);
+    this.standBy(round, attempt, [client]);
   }
 
   private async toSwitch(body: Buffer, round: number, attempt: string, sw: string, beneath: string[]): Promise<void> {
     if (!(await this.opened(sw))) return;
-    if (this.machine.state.attempt !== attempt) return this.standBy(round, beneath);
+    if (this.machine.state.attempt !== attempt) return this.standBy(round, attempt, beneath);
     const failure = await this.tell(sw, '/s/model', body, { 'Content-Type': WIRE_CONTENT_TYPE });
     if (failure) this.lostBelow(round, attempt, sw, beneath, `it did not take the model (${failure})`);
   }
 
   private lostBelow(round: number, attempt: string, sw: string, beneath: string[], reason: string): void {
     if (this.io.isStopped()) return;
-    this.standBy(round, beneath);
+    this.standBy(round, attempt, beneath);
     this.io.handle({ type: 'withheld', round, attempt, from: sw, reason });
   }
 
-  standBy(round: number, clients: string[]): void {
-    for (const client of clients) void this.tell(client, '/c/standby', { round });
+  standBy(round: number, attempt: string, clients: string[]): void {
+    for (const client of clients) void this.tell(client, '/c/standby', { round, attempt });
   }
 
   /** A call down the tree that may fail without stopping the round; resolves with why it failed, or undefined. */

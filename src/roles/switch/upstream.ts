@@ -38,19 +38,43 @@ export interface Forwarded {
   aggregateStart: number;
 }
 
+/** The least a switch leaves between its deadline and the one above it: opening, upload and the sum above take time. */
+const MIN_MARGIN_MS = 50;
+
 export class Upstream {
+  /** How long the last sum took to go up (the upload, and the level above taking it). */
+  private lastUploadMs = 0;
+
   constructor(private readonly io: UpstreamIo) {}
+
+  /**
+   * This switch's deadline within the one the level above gave it: early enough that its sum is
+   * up, and added there, before the level above stops waiting. A tenth of the time, or twice what
+   * the last upload took when that is more, but never more than half (one slow upload must not leave
+   * the clients no time to train); each level below takes its own margin off again.
+   */
+  deadlineWithin(aboveMs: number): number {
+    const margin = Math.max(MIN_MARGIN_MS, Math.ceil(aboveMs / 10), Math.min(2 * this.lastUploadMs, Math.floor(aboveMs / 2)));
+    return Math.max(1, aboveMs - margin);
+  }
 
   async forward(sum: Forwarded): Promise<void> {
     const { config, peers, signal, logger, iterations } = this.io;
     const update = this.message(sum);
     const aggregateMs = performance.now() - sum.aggregateStart;
     let outcome = 'accepted';
+    const uploadStart = performance.now();
     try {
       await peers.post(config.upstream, upstreamRoute(config, 'receive'), update, { headers: { 'Content-Type': WIRE_CONTENT_TYPE }, signal });
+      this.lastUploadMs = performance.now() - uploadStart;
     } catch (err) {
-      outcome = describeFailure(err).reason;
+      const failure = describeFailure(err);
+      outcome = failure.reason;
       logger.warn(`round ${sum.round}: ${config.upstream} did not take the sum: ${outcome}`);
+      // Refused for what it is (not as late): it will not be taken however long the level above waits; it hears so.
+      if (failure.kind === 'refused' && failure.status! < 500 && failure.status !== 409) {
+        await this.notify({ round: sum.round, attempt: sum.attempt, from: sum.clients, reason: `its sum was refused: ${outcome}` }).catch(() => undefined);
+      }
     }
     iterations.endRound({
       clients_reported: sum.total.contributors,
@@ -67,15 +91,20 @@ export class Upstream {
 
   /** Nothing goes up: the level above hears why. */
   async withhold(notice: { round: number; attempt: string; from: string[]; missing: string[]; reason: string }): Promise<void> {
-    const { config, peers, signal, iterations } = this.io;
-    const { round, attempt, from, missing, reason } = notice;
-    let outcome = `withheld: ${reason}`;
+    const { config, iterations } = this.io;
+    let outcome = `withheld: ${notice.reason}`;
     try {
-      await peers.post(config.upstream, upstreamRoute(config, 'withheld'), { round, attempt, switch: config.address, clients: from, reason }, { signal });
+      await this.notify(notice);
     } catch (err) {
       outcome += `; ${config.upstream} did not take the notice: ${describeFailure(err).reason}`;
     }
-    iterations.endRound({ clients_reported: 0, missing, outcome });
+    iterations.endRound({ clients_reported: 0, missing: notice.missing, outcome });
+  }
+
+  /** Tells the level above this switch forwards nothing this round, and why. */
+  private notify({ round, attempt, from, reason }: { round: number; attempt: string; from: string[]; reason: string }): Promise<unknown> {
+    const { config, peers, signal } = this.io;
+    return peers.post(config.upstream, upstreamRoute(config, 'withheld'), { round, attempt, switch: config.address, clients: from, reason: reason.slice(0, 500) }, { signal });
   }
 
   /**

@@ -10,18 +10,20 @@ import { testbedConfig } from '../../../src/config/testbed';
 import { createWorkerApp } from '../../../src/node/worker';
 import type { AggregatorRole } from '../../../src/roles/aggregator';
 import { freeSubnet, waitFor } from '../../helpers/cluster';
-import { nodeContext, TOKEN } from '../../helpers/node-context';
+import { as, configPush, nodeContext, TOKEN } from '../../helpers/node-context';
 
-const auth = { Authorization: `Bearer ${TOKEN}` };
+/** The headers of the aggregator pushing `config`: only it may. */
+const fromAggregator = (config: NodeConfig | undefined) => as(config!.aggregator);
 
 describe('the dashboard routes', () => {
   const configs = (): NodeConfig[] => [...resolveNodeConfigs(parseExperimentConfig(testbedConfig({ base: freeSubnet(), nodes: 4, switches: 1, he: false }))).values()];
 
   it('serves the page, its state and its chart libraries at the aggregator, without the token', async () => {
     const nodes = configs();
-    const { app, roles } = createWorkerApp(nodeContext('agg'), TOKEN);
+    const { app, roles } = createWorkerApp(nodeContext('agg'));
     after(() => roles.unmount());
-    await request(app).post('/config').set(auth).send(nodes.find((n) => n.type === 'aggregator')).expect(201);
+    const aggregator = nodes.find((n) => n.type === 'aggregator');
+    await request(app).post('/config').set(configPush(aggregator)).send(aggregator).expect(201);
     const page = await request(app).get('/').expect(200);
     assert.match(page.headers['content-type'], /text\/html/);
     assert.doesNotMatch(page.text, /src="http|href="http/, 'every asset comes from the aggregator');
@@ -36,8 +38,9 @@ describe('the dashboard routes', () => {
   });
 
   it('caps the open event streams: one more gets a JSON 503, and a closed stream frees its slot and its listener', async () => {
-    const { app, roles } = createWorkerApp(nodeContext('agg-events'), TOKEN);
-    await request(app).post('/config').set(auth).send(configs().find((n) => n.type === 'aggregator')).expect(201);
+    const { app, roles } = createWorkerApp(nodeContext('agg-events'));
+    const aggregator = configs().find((n) => n.type === 'aggregator');
+    await request(app).post('/config').set(configPush(aggregator)).send(aggregator).expect(201);
     const changes = (roles.role as AggregatorRole).changes;
     const server = http.createServer(app);
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -79,10 +82,10 @@ describe('the dashboard routes', () => {
 
   it('answers GET / on a worker with a JSON 404 that points at the aggregator', async () => {
     const nodes = configs();
-    const { app, roles } = createWorkerApp(nodeContext('client'), TOKEN);
+    const { app, roles } = createWorkerApp(nodeContext('client'));
     after(() => roles.unmount());
     const client = nodes.find((n) => n.type === 'client')!;
-    await request(app).post('/config').set(auth).send(client).expect(201);
+    await request(app).post('/config').set(configPush(client)).send(client).expect(201);
     const res = await request(app).get('/').expect(404);
     assert.match(res.body.reason, new RegExp(`the aggregator at ${client.aggregator.replace(/\./g, '\\.')} serves the dashboard`));
   });

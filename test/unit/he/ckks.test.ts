@@ -5,6 +5,7 @@ import { heSchema } from '../../../src/config/schema';
 import { Ckks } from '../../../src/he/ckks';
 import { heParams } from '../../../src/he/keys';
 import { HePool } from '../../../src/he/pool';
+import { closeSeal, openSeal } from '../../../src/he/seal';
 import { poolsFor } from '../../helpers/he';
 
 const settings = heSchema.parse({ enabled: true });
@@ -99,9 +100,57 @@ describe('CKKS at the default parameters', () => {
     try {
       const foreign = await other.encrypt(updates[0].subarray(0, 100));
       await assert.rejects(pools.bare.sum([foreign]), /not a ciphertext under these HE parameters/);
-      await assert.rejects(pools.bare.sum([[Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8])]]), /not a ciphertext/);
+      await assert.rejects(pools.bare.sum([[Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8])]]), /not a SEAL serialization/);
     } finally {
       await other.close();
+    }
+  });
+
+  it('refuses a ciphertext SEAL would take but the wire does not: compressed, of more than two polynomials, at another scale, level or form', async () => {
+    const kit = await openSeal(params, {});
+    try {
+      const [honest] = await pools.publicPool.encrypt(updates[0].subarray(0, 100));
+      const reserialized = (change: (cipher: any) => void, mode: 'none' | 'zstd') => {
+        const cipher = kit.seal.CipherText();
+        cipher.loadArray(kit.context, honest);
+        change(cipher);
+        const bytes: Uint8Array = cipher.saveArray(kit.seal.ComprModeType[mode]);
+        cipher.delete();
+        return bytes;
+      };
+      const compressed = reserialized(() => undefined, 'zstd');
+      await assert.rejects(pools.bare.sum([[honest], [compressed]]), /serialized with compression mode 2; the wire carries them uncompressed/);
+      const inflated = reserialized((cipher) => cipher.resize(16), 'none');
+      await assert.rejects(pools.bare.sum([[honest], [inflated]]), /a ciphertext of 16 polynomials; the wire carries ciphertexts of 2/);
+      // SEAL takes these too, and each, added first, would make every honest ciphertext after it fail: it is the one refused.
+      const rescaled = reserialized((cipher) => cipher.setScale(2 ** 44), 'none');
+      await assert.rejects(pools.bare.sum([[rescaled], [honest]]), /a ciphertext at scale 17592186044416; this experiment's is 2\^\d+/);
+      const notNtt = reserialized((cipher) => kit.evaluator.cipherTransformFromNtt(cipher, cipher), 'none');
+      await assert.rejects(pools.bare.sum([[notNtt], [honest]]), /a ciphertext not in NTT form/);
+
+      assert.equal((await pools.bare.sum([[honest], [reserialized(() => undefined, 'none')]])).length, 1, 'the same ciphertext saved as the wire saves it is taken');
+    } finally {
+      closeSeal(kit);
+    }
+  });
+
+  it('refuses a ciphertext switched down the modulus chain (with three primes or more there is a level below the first)', async () => {
+    const deep = { poly_modulus_degree: 8192, coeff_modulus_bits: [50, 50, 50], scale_bits: 40 };
+    const keys = await Ckks.generateKeys(deep);
+    const [client, bare, kit] = [await Ckks.create(deep, { publicKey: keys.publicKey }), await Ckks.create(deep, {}), await openSeal(deep, {})];
+    try {
+      const honest = client.encrypt(new Float32Array(100).fill(0.25), 0.5);
+      const cipher = kit.seal.CipherText();
+      cipher.loadArray(kit.context, honest[0]);
+      kit.evaluator.cipherModSwitchToNext(cipher, cipher);
+      const lower: Uint8Array = cipher.saveArray(kit.seal.ComprModeType.none);
+      cipher.delete();
+      assert.throws(() => bare.sum([[lower], honest]), /a ciphertext at another level of the modulus chain/);
+      assert.equal(bare.sum([honest, honest]).length, 1, 'honest ones add');
+    } finally {
+      client.dispose();
+      bare.dispose();
+      closeSeal(kit);
     }
   });
 

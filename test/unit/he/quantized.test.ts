@@ -102,6 +102,18 @@ describe('quantized packing at its default parameters (N 8192, three 60-bit prim
     await assert.rejects(pools.publicPool.encrypt(broken, 0.5), /value NaN at 5000 cannot be quantized/);
   });
 
+  it('needs the shares of a round to add up to at most 1 (the aggregator assigns them so): every client at the clip sums to the clip; shares of 0.5 and 1 wrap', async () => {
+    const atClip = new Float32Array(PARAMETERS).fill(1);
+    const read = async (roundShares: number[]) => pools.secretPool.decrypt(await pools.bare.sum(await Promise.all(roundShares.map((share) => pools.publicPool.encrypt(atClip, share)))), PARAMETERS);
+    // The worst a round can be: all 12 at +clip, shares adding up to 1.
+    const twelfths = Array.from({ length: CLIENTS }, () => 1 / CLIENTS);
+    const full = await read(twelfths);
+    assert.ok(full.every((v) => Math.abs(v - 1) <= CLIENTS * unitOf(1)), `a slot read ${full.find((v) => Math.abs(v - 1) > CLIENTS * unitOf(1))}`);
+    // Two shares each allowed alone, 1.5 in all: the slot overflows into its neighbour, and reads as another number.
+    const over = await read([0.5, 1]);
+    assert.ok(over.some((v) => Math.abs(v - 1.5) > 0.5), 'a sum of shares over 1 read back right: the slots have more room than the layout says');
+  });
+
   it('ciphertexts made under another key are refused, not read as values', async () => {
     const otherKeys = await Ckks.generateKeys(params);
     const stranger = await HePool.start(params, { secretKey: otherKeys.secretKey });

@@ -8,6 +8,7 @@ import { IterationLog } from '../../../src/log/iteration-log';
 import { Peers } from '../../../src/net/peers';
 import { WireMeter } from '../../../src/net/wire-meter';
 import { rawServer } from '../../helpers/raw-server';
+import { Credentials } from '../../../src/net/identity';
 
 describe('iteration log', () => {
   it('writes the original shape after every round, bytes from the meter', async () => {
@@ -16,7 +17,7 @@ describe('iteration log', () => {
     const server = await rawServer('{}');
     const log = new IterationLog(dir, 'node-1', 'exp', meter);
     log.beginRound(1);
-    await new Peers('a-token-of-some-length', meter, 5000).post(`127.0.0.1:${server.port}`, '/', { a: 1 });
+    await new Peers(Credentials.fromSecret('a-token-of-some-length'), meter, 5000).post(`127.0.0.1:${server.port}`, '/', { a: 1 });
     await new Promise((r) => setTimeout(r, 50));
     log.endRound({ accuracy: 0.9 });
     const written = JSON.parse(readFileSync(log.file, 'utf8'));

@@ -7,7 +7,8 @@ import type { LogBatch } from '../../../src/log/central';
 import { LogShipper } from '../../../src/log/shipper';
 import { Peers } from '../../../src/net/peers';
 import { WireMeter } from '../../../src/net/wire-meter';
-import { TOKEN } from '../../helpers/node-context';
+import { as, TOKEN } from '../../helpers/node-context';
+import { Credentials } from '../../../src/net/identity';
 
 const entry = (round: number, extra: Record<string, unknown> = {}) => ({
   round, start_time: 't0', end_time: 't1', byte_received: 1000 * round, byte_send: 2000 * round, ...extra,
@@ -26,7 +27,7 @@ async function logsAggregator(status: number, reason: string) {
   after(() => (server.closeAllConnections(), server.close()));
   const address = `127.0.0.1:${(server.address() as { port: number }).port}`;
   const shipper = new LogShipper(
-    new Peers(TOKEN, new WireMeter()),
+    new Peers(Credentials.fromSecret(TOKEN, '127.0.9.1:5000'), new WireMeter()),
     { node: 'n1', address: '127.0.9.1:5000', aggregator: address, experiment: 'exp', role: 'client' },
     (message) => state.warnings.push(message),
   );
@@ -38,7 +39,7 @@ describe("a worker's log shipper", () => {
     const received: LogBatch[] = [];
     let answer = 503;
     const app = express().use(express.json()).post('/a/logs', (req, res) => {
-      if (req.headers.authorization !== `Bearer ${TOKEN}`) return void res.sendStatus(401);
+      if (req.headers.authorization !== as('127.0.9.1:5000').Authorization) return void res.sendStatus(401);
       if (answer === 200) received.push(req.body);
       res.status(answer).json({});
     });
@@ -47,7 +48,7 @@ describe("a worker's log shipper", () => {
     after(() => server.close());
     const address = `127.0.0.1:${(server.address() as { port: number }).port}`;
     const meter = new WireMeter();
-    const shipper = new LogShipper(new Peers(TOKEN, meter), { node: 'n1', address: '127.0.9.1:5000', aggregator: address, experiment: 'exp', role: 'client' });
+    const shipper = new LogShipper(new Peers(Credentials.fromSecret(TOKEN, '127.0.9.1:5000'), meter), { node: 'n1', address: '127.0.9.1:5000', aggregator: address, experiment: 'exp', role: 'client' });
 
     shipper.iteration(entry(1));
     await shipper.flush();

@@ -21,7 +21,7 @@ describe('GET /metrics on a node', () => {
   context.metrics = createNodeMetrics({ meter: context.meter, scrapeToken: SCRAPE_TOKEN });
 
   before(async () => {
-    const running = await listen(createWorkerApp(context, TOKEN), context, '127.0.0.1', 0);
+    const running = await listen(createWorkerApp(context), context, '127.0.0.1', 0);
     address = `127.0.0.1:${running.address.port}`;
     close = running.close;
   });

@@ -6,13 +6,14 @@ import { describe, it } from 'node:test';
 import { Peers } from '../../../src/net/peers';
 import { MAX_NAMED_PEERS, WireMeter } from '../../../src/net/wire-meter';
 import { rawServer } from '../../helpers/raw-server';
+import { Credentials } from '../../../src/net/identity';
 
 
 describe('wire meter', () => {
   it('counts exactly the bytes a peer sees on the socket, headers included', async () => {
     const server = await rawServer('{"ok":true}');
     const meter = new WireMeter();
-    const peers = new Peers('a-token-of-some-length', meter, 5000);
+    const peers = new Peers(Credentials.fromSecret('a-token-of-some-length'), meter, 5000);
     const body = { payload: 'x'.repeat(10_000) };
     await peers.post(`127.0.0.1:${server.port}`, '/s/receive', body);
     await new Promise((r) => setTimeout(r, 50));
@@ -33,7 +34,7 @@ describe('wire meter', () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const port = (server.address() as net.AddressInfo).port;
     const client = new WireMeter();
-    const peers = new Peers('a-token-of-some-length', client, 5000);
+    const peers = new Peers(Credentials.fromSecret('a-token-of-some-length'), client, 5000);
     for (let i = 0; i < 3; i++) await peers.post(`127.0.0.1:${port}`, '/x', Buffer.alloc(1000), { headers: { 'Content-Type': 'application/octet-stream' } });
     assert.equal(meter.totals().received, client.totals().sent);
     assert.equal(meter.totals().sent, client.totals().received);
@@ -54,7 +55,7 @@ describe('wire meter', () => {
       ports.push((server.address() as net.AddressInfo).port);
     }
     const dialling = new WireMeter();
-    const peers = new Peers('a-token-of-some-length', dialling, 5000);
+    const peers = new Peers(Credentials.fromSecret('a-token-of-some-length'), dialling, 5000);
     await peers.post(`127.0.0.1:${ports[0]}`, '/x', Buffer.alloc(1000), { headers: { 'Content-Type': 'application/octet-stream' } });
     await peers.post(`127.0.0.1:${ports[1]}`, '/x', Buffer.alloc(3000), { headers: { 'Content-Type': 'application/octet-stream' } });
     const byPeer = dialling.perPeer();

@@ -10,11 +10,12 @@ import { type NodeConfig } from '../../../src/config/node-config';
 import { testbedConfig } from '../../../src/config/testbed';
 import { CONFIG_BODY_LIMIT, createWorkerApp } from '../../../src/node/worker';
 import { Role } from '../../../src/roles/role';
-import { nodeContext, TOKEN } from '../../helpers/node-context';
+import { as, configPush, nodeContext, operator, TOKEN } from '../../helpers/node-context';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-const auth = { Authorization: `Bearer ${TOKEN}` };
+/** The operator reads; the aggregator pushes configs. */
+const auth = operator();
 
 function configs(experiment = 'exp-a'): NodeConfig[] {
   const raw = testbedConfig({ base: '127.0.0', nodes: 5, switches: 1, experiment, he: false });
@@ -22,13 +23,14 @@ function configs(experiment = 'exp-a'): NodeConfig[] {
 }
 
 const ofType = (type: NodeConfig['type'], experiment?: string) => configs(experiment).find((c) => c.type === type)!;
+const fromAggregator = as(ofType('aggregator').address);
 
 async function waitUntil(condition: () => boolean): Promise<void> {
   while (!condition()) await new Promise((r) => setTimeout(r, 5));
 }
 
 function worker() {
-  return createWorkerApp(nodeContext(), TOKEN);
+  return createWorkerApp(nodeContext());
 }
 
 describe('worker before it has a config', () => {
@@ -49,7 +51,7 @@ describe('POST /config', () => {
     it(`mounts the ${type} blueprint under its prefix, and only that one`, async () => {
       const { app } = worker();
       const config = ofType(type);
-      const res = await request(app).post('/config').set(auth).send(config).expect(201);
+      const res = await request(app).post('/config').set(configPush(config)).send(config).expect(201);
       assert.deepEqual(res.body, { status: 'mounted', role: type, prefix: `/${type[0]}`, experiment: 'exp-a' });
       const status = await request(app).get(`/${type[0]}/status`).set(auth).expect(200);
       assert.equal(status.body.role, type);
@@ -65,9 +67,9 @@ describe('POST /config', () => {
 
   it('replaces the role with the next config: old one stopped, new one alone answers', async () => {
     const { app, roles } = worker();
-    await request(app).post('/config').set(auth).send(ofType('client', 'exp-a')).expect(201);
+    await request(app).post('/config').set(configPush(ofType('client', 'exp-a'))).send(ofType('client', 'exp-a')).expect(201);
     const first = roles.role!;
-    const res = await request(app).post('/config').set(auth).send(ofType('switch', 'exp-b')).expect(201);
+    const res = await request(app).post('/config').set(configPush(ofType('switch', 'exp-b'))).send(ofType('switch', 'exp-b')).expect(201);
     assert.equal(res.body.status, 'replaced');
     assert.ok(first.isStopped, 'the old role was stopped');
     assert.notEqual(roles.role, first);
@@ -78,9 +80,9 @@ describe('POST /config', () => {
 
   it('replaces a role of the same type without leaving the old router answering', async () => {
     const { app, roles } = worker();
-    await request(app).post('/config').set(auth).send(ofType('client', 'exp-a')).expect(201);
+    await request(app).post('/config').set(configPush(ofType('client', 'exp-a'))).send(ofType('client', 'exp-a')).expect(201);
     const first = roles.role!;
-    await request(app).post('/config').set(auth).send(ofType('client', 'exp-b')).expect(201);
+    await request(app).post('/config').set(configPush(ofType('client', 'exp-b'))).send(ofType('client', 'exp-b')).expect(201);
     assert.ok(first.isStopped);
     const status = await request(app).get('/c/status').set(auth).expect(200);
     assert.equal(status.body.experiment, 'exp-b');
@@ -88,9 +90,9 @@ describe('POST /config', () => {
 
   it('keeps the role when the same config arrives again', async () => {
     const { app, roles } = worker();
-    await request(app).post('/config').set(auth).send(ofType('client')).expect(201);
+    await request(app).post('/config').set(configPush(ofType('client'))).send(ofType('client')).expect(201);
     const first = roles.role!;
-    const res = await request(app).post('/config').set(auth).send(ofType('client')).expect(200);
+    const res = await request(app).post('/config').set(configPush(ofType('client'))).send(ofType('client')).expect(200);
     assert.equal(res.body.status, 'unchanged');
     assert.equal(roles.role, first);
     assert.ok(!first.isStopped);
@@ -99,7 +101,7 @@ describe('POST /config', () => {
   it('shows the incoming config on /health while the old role stops, never none', async () => {
     // An aggregator's health check that saw "no config" mid-replacement would push the old config back.
     const { app, roles } = worker();
-    await request(app).post('/config').set(auth).send(ofType('client', 'exp-a')).expect(201);
+    await request(app).post('/config').set(configPush(ofType('client', 'exp-a'))).send(ofType('client', 'exp-a')).expect(201);
     let releaseStop!: () => void;
     const old = roles.role!;
     const stop = old.stop.bind(old);
@@ -108,7 +110,7 @@ describe('POST /config', () => {
       await stop();
     };
     const next = ofType('switch', 'exp-b');
-    const replacing = request(app).post('/config').set(auth).send(next).expect(201).then();
+    const replacing = request(app).post('/config').set(configPush(next)).send(next).expect(201).then();
     await waitUntil(() => releaseStop !== undefined);
     const during = await request(app).get('/health').expect(200);
     releaseStop();
@@ -138,7 +140,7 @@ describe('POST /config', () => {
       return result;
     };
     const sent = ['r1', 'r2', 'r3', 'r4'];
-    const answers = await Promise.all(sent.map((e) => request(app).post('/config').set(auth).send(ofType('client', e)).expect(201)));
+    const answers = await Promise.all(sent.map((e) => request(app).post('/config').set(configPush(ofType('client', e))).send(ofType('client', e)).expect(201)));
     assert.deepEqual([...arrived].sort(), sent);
     // In arrival order: the first mounted, each later one replacing the one before it.
     const statusOf = new Map(answers.map((a) => [a.body.experiment, a.body.status]));
@@ -155,21 +157,27 @@ describe('refusals leave the node as it was', () => {
   const mounted = ofType('client');
   const cases: { name: string; send: (r: request.Agent | ReturnType<typeof request>) => request.Test; status: number; reason: RegExp }[] = [
     { name: 'no token', send: (r) => r.post('/config').send(ofType('switch')), status: 401, reason: /missing bearer token/ },
-    { name: 'a wrong token', send: (r) => r.post('/config').set({ Authorization: 'Bearer not-the-token-at-all' }).send(ofType('switch')), status: 401, reason: /wrong cluster token/ },
+    { name: 'a wrong token', send: (r) => r.post('/config').set({ Authorization: 'Bearer not-the-token-at-all' }).send(ofType('switch')), status: 401, reason: /the token alone is no operator's/ },
     { name: 'another auth scheme', send: (r) => r.post('/config').set({ Authorization: `Basic ${TOKEN}` }).send(ofType('switch')), status: 401, reason: /missing bearer/ },
-    { name: 'a wrong token on a role route', send: (r) => r.get('/c/status').set({ Authorization: 'Bearer nope' }), status: 401, reason: /wrong cluster token/ },
-    { name: 'malformed JSON', send: (r) => r.post('/config').set(auth).set('Content-Type', 'application/json').send('{"type": "client",'), status: 400, reason: /not valid JSON/ },
-    { name: 'a body that is not JSON', send: (r) => r.post('/config').set(auth).set('Content-Type', 'text/plain').send('type=client'), status: 415, reason: /expected Content-Type application\/json/ },
-    { name: 'a JSON string instead of an object', send: (r) => r.post('/config').set(auth).set('Content-Type', 'application/json').send('"client"'), status: 400, reason: /not valid JSON|failed validation/ },
-    { name: 'an unknown role', send: (r) => r.post('/config').set(auth).send({ ...ofType('switch'), type: 'router' }), status: 400, reason: /failed validation/ },
-    { name: 'a wrong type for a field', send: (r) => r.post('/config').set(auth).send({ ...ofType('client'), index: 'zero' }), status: 400, reason: /failed validation/ },
-    { name: 'an experiment name that leaves the logs folder', send: (r) => r.post('/config').set(auth).send({ ...ofType('switch'), experiment: '../../etc' }), status: 400, reason: /failed validation/ },
-    { name: 'an oversized body', send: (r) => r.post('/config').set(auth).send({ ...ofType('switch'), pad: 'x'.repeat(CONFIG_BODY_LIMIT) }), status: 413, reason: /takes at most/ },
+    { name: 'a wrong token on a role route', send: (r) => r.get('/c/status').set({ Authorization: 'Bearer nope' }), status: 401, reason: /the token alone is no operator's/ },
+    // Identity: a node proves who it is with its own token, and acts only as itself.
+    { name: "the aggregator's name with a client's token", send: (r) => r.post('/config').set({ ...as(mounted.address), 'x-fl-node': mounted.aggregator }).send(ofType('switch')), status: 401, reason: new RegExp(`the token is not ${mounted.aggregator}'s`) },
+    { name: 'a config pushed by a client of the experiment', send: (r) => r.post('/config').set(as(mounted.address)).send(ofType('switch')), status: 403, reason: /only this node's aggregator pushes its config; the call comes from 127\.0\.0\.1:5000/ },
+    { name: 'a config naming the caller its aggregator', send: (r) => r.post('/config').set(as('127.0.0.2:5000')).send({ ...ofType('switch'), aggregator: '127.0.0.2:5000' }), status: 403, reason: /only this node's aggregator pushes its config/ },
+    { name: 'a config pushed by the operator', send: (r) => r.post('/config').set(auth).send(ofType('switch')), status: 403, reason: /the call comes from the operator/ },
+    { name: 'a name that is no address', send: (r) => r.get('/c/status').set({ ...as(mounted.address), 'x-fl-node': 'not an address' }), status: 401, reason: /is not an address/ },
+    { name: 'malformed JSON', send: (r) => r.post('/config').set(fromAggregator).set('Content-Type', 'application/json').send('{"type": "client",'), status: 400, reason: /not valid JSON/ },
+    { name: 'a body that is not JSON', send: (r) => r.post('/config').set(fromAggregator).set('Content-Type', 'text/plain').send('type=client'), status: 415, reason: /expected Content-Type application\/json/ },
+    { name: 'a JSON string instead of an object', send: (r) => r.post('/config').set(fromAggregator).set('Content-Type', 'application/json').send('"client"'), status: 400, reason: /not valid JSON|failed validation/ },
+    { name: 'an unknown role', send: (r) => r.post('/config').set(configPush({ ...ofType('switch'), type: 'router' })).send({ ...ofType('switch'), type: 'router' }), status: 400, reason: /failed validation/ },
+    { name: 'a wrong type for a field', send: (r) => r.post('/config').set(configPush({ ...ofType('client'), index: 'zero' })).send({ ...ofType('client'), index: 'zero' }), status: 400, reason: /failed validation/ },
+    { name: 'an experiment name that leaves the logs folder', send: (r) => r.post('/config').set(configPush({ ...ofType('switch'), experiment: '../../etc' })).send({ ...ofType('switch'), experiment: '../../etc' }), status: 400, reason: /failed validation/ },
+    { name: 'an oversized body', send: (r) => r.post('/config').set(configPush({ ...ofType('switch'), pad: 'x'.repeat(CONFIG_BODY_LIMIT) })).send({ ...ofType('switch'), pad: 'x'.repeat(CONFIG_BODY_LIMIT) }), status: 413, reason: /takes at most/ },
   ];
   for (const { name, send, status, reason } of cases) {
     it(`${name}: ${status} with a JSON reason`, async () => {
       const { app, roles } = worker();
-      await request(app).post('/config').set(auth).send(mounted).expect(201);
+      await request(app).post('/config').set(configPush(mounted)).send(mounted).expect(201);
       const role = roles.role!;
       const res = await send(request(app)).expect(status).expect('Content-Type', /json/);
       assert.match(res.body.reason, reason);
@@ -179,16 +187,30 @@ describe('refusals leave the node as it was', () => {
     });
   }
 
+  it("takes a first config, when it holds the cluster token and no book, only with the config proof of the operator's aggregator", async () => {
+    const config = ofType('switch');
+    const intruder = '127.0.0.2:5000';
+    const { app, roles } = worker();
+    const hijack = { ...config, aggregator: intruder };
+    // Another node of the testbed, naming itself the aggregator: its token is its own, but it cannot make the proof.
+    const bare = await request(app).post('/config').set(as(intruder)).send(hijack).expect(403);
+    assert.match(bare.body.reason, /only this node's aggregator pushes its config; the call comes from 127\.0\.0\.2:5000/);
+    const otherProof = { ...as(intruder), 'x-fl-config-proof': configPush({ ...config, address: intruder })['x-fl-config-proof'] };
+    await request(app).post('/config').set(otherProof).send(hijack).expect(403);
+    assert.equal(roles.role, undefined, 'nothing mounted');
+    await request(app).post('/config').set(configPush(config)).send(config).expect(201);
+  });
+
   it('names the fields that failed validation', async () => {
-    const res = await request(worker().app).post('/config').set(auth).send({ ...ofType('client'), index: -1, settings: { rounds: 0 } }).expect(400);
+    const res = await request(worker().app).post('/config').set(configPush({ ...ofType('client'), index: -1, settings: { rounds: 0 } })).send({ ...ofType('client'), index: -1, settings: { rounds: 0 } }).expect(400);
     assert.ok(res.body.details.some((d: string) => /^index: /.test(d)), res.body.details);
     assert.ok(res.body.details.some((d: string) => /^settings.rounds: /.test(d)), res.body.details);
   });
 
   it('never sends the token back, and never writes it to its log', async () => {
     const context = nodeContextWithLog();
-    const { app } = createWorkerApp(context.node, TOKEN);
-    await request(app).post('/config').set(auth).send(ofType('client')).expect(201);
+    const { app } = createWorkerApp(context.node);
+    await request(app).post('/config').set(configPush(ofType('client'))).send(ofType('client')).expect(201);
     const res = await request(app).get('/config').set(auth);
     assert.ok(!JSON.stringify(res.body).includes(TOKEN));
     await context.flush();
@@ -209,7 +231,7 @@ function nodeContextWithLog() {
 describe('byte counts', () => {
   it("health checks on a connection of their own are left out of a node's byte counts", async () => {
     const context = nodeContext('metered');
-    const { app } = createWorkerApp(context, TOKEN);
+    const { app } = createWorkerApp(context);
     const server = http.createServer(app);
     context.meter.attachServer(server);
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

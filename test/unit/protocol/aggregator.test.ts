@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Action, Event } from '../../../src/protocol/aggregator/events';
 import { RoundMachine } from '../../../src/protocol/aggregator/machine';
-import { checkTransition, TRANSITIONS, type RoundRules } from '../../../src/protocol/aggregator/phase';
+import { checkTransition, retryLimit, TRANSITIONS, type RoundRules } from '../../../src/protocol/aggregator/phase';
 import { Topology } from '../../../src/topology/tree';
 
 const AGG = 'agg:5000';
@@ -25,10 +25,10 @@ const wentDown = (node: string): Event => ({ type: 'node-down', node, reason: 't
 /** The clients the model went to (through their switches), in selection order. */
 const sentTo = (actions: Action[]) => ofType(actions, 'send-model')[0]?.to.flatMap((t) => t.clients);
 /** A report of the first `contributors` clients `from` has in the round (a stranger claims made-up ones). */
-const report = (m: RoundMachine, from: string, contributors: number, round = m.round, attempt = m.attempt) => {
+const report = (m: RoundMachine, from: string, contributors: number, round = m.round, attempt = m.attempt, weight = contributors * 100) => {
   const expected = m.selected.filter((c) => m.topology.reporterOf(c) === from);
   const clients = Array.from({ length: contributors }, (_, i) => expected[i] ?? `${from}/c${i}`);
-  return m.handle({ type: 'report', round, attempt, from, clients, weight: contributors * 100 });
+  return m.handle({ type: 'report', round, attempt, from, clients, weight });
 };
 /** The round's tail, done. */
 const closed = (m: RoundMachine) => m.handle({ type: 'closed', round: m.round, attempt: m.attempt });
@@ -98,9 +98,35 @@ describe('aggregator round machine', () => {
     m.handle({ type: 'start' });
     m.handle({ type: 'checkin', client: 'c1', samples: 300 });
     const actions = m.handle({ type: 'checkin', client: 'd1', samples: 120 });
-    assert.equal(ofType(actions, 'send-model')[0].samples, 420);
-    report(m, S1, 1);
-    assert.equal(ofType(report(m, 'd1', 1), 'close-round')[0].samples, 420);
+    const [send] = ofType(actions, 'send-model');
+    assert.equal(send.samples, 420);
+    assert.deepEqual(send.to.map((t) => t.weights), [{ c1: 300 }, { d1: 120 }], 'each client is told the weight it said it holds');
+    assert.deepEqual(ofType(actions, 'open-switch-round')[0].weights, { c1: 300 });
+    report(m, S1, 1, 1, m.attempt, 300);
+    assert.equal(ofType(report(m, 'd1', 1, 1, m.attempt, 120), 'close-round')[0].samples, 420);
+  });
+
+  it("assigns shares that add up to 1: each client's weight over the selected clients' samples", () => {
+    const m = machine({ goal: 5 });
+    m.handle({ type: 'start' });
+    const samples = { c1: 300, c2: 17, c3: 1e9, c4: 1, d1: 5000 };
+    const actions = Object.entries(samples).flatMap(([client, n]) => m.handle({ type: 'checkin', client, samples: n }));
+    const [send] = ofType(actions, 'send-model');
+    const shares = send.to.flatMap((t) => Object.values(t.weights).map((w) => w / send.samples));
+    assert.equal(shares.length, 5);
+    assert.ok(Math.abs(shares.reduce((a, b) => a + b, 0) - 1) < 1e-12, `shares add up to ${shares.reduce((a, b) => a + b, 0)}`);
+    assert.ok(shares.every((share) => share > 0 && share <= 1));
+  });
+
+  it('refuses a report that does not weigh what its clients said at check-in, naming both', () => {
+    const m = machine({ goal: 2 });
+    m.handle({ type: 'start' });
+    m.handle({ type: 'checkin', client: 'c1', samples: 300 });
+    m.handle({ type: 'checkin', client: 'd1', samples: 120 });
+    const [refusal] = ofType(report(m, 'd1', 1, 1, m.attempt, 1e12), 'refuse');
+    assert.deepEqual(refusal, { type: 'refuse', status: 400, reason: 'the update from d1 weighs 1000000000000, not the 120 the aggregator assigned it (the samples said at check-in)' });
+    assert.equal(m.reports, 0);
+    assert.deepEqual(ofType(report(m, S1, 1, 1, m.attempt, 301), 'refuse').map((r) => r.status), [400]);
   });
 
   // The last field: how many reports the act itself got accepted before the refused one.
@@ -112,7 +138,7 @@ describe('aggregator round machine', () => {
     ['a switch claiming more updates than it has clients', (m) => report(m, S1, 3), 400, /can sum the updates of c1, c2 in round 1, not of \[c1, c2, s1:5000\/c2\]/],
     ['a switch naming a client of another switch', (m) => m.handle({ type: 'report', round: 1, attempt: m.attempt, from: S1, clients: ['c1', 'c3'], weight: 200 }), 400, /not of \[c1, c3\]/],
     ['a switch naming one client twice', (m) => m.handle({ type: 'report', round: 1, attempt: m.attempt, from: S1, clients: ['c1', 'c1'], weight: 200 }), 400, /not of \[c1, c1\]/],
-    ['a report for an earlier opening of the round', (m) => report(m, S1, 2, 1, ':1.7'), 409, /earlier opening of round 1/],
+    ['a report for an earlier opening of the round', (m) => report(m, S1, 2, 1, ':1.7'), 409, /another opening of round 1/],
     ['a check-in from a node that is not a client', (m) => m.handle(checkIn('nobody')), 403, /not a client/],
   ];
   for (const [name, act, status, reason, accepted = 0] of refusals) {
@@ -244,7 +270,7 @@ describe('aggregator round machine with workers going down', () => {
     assert.equal(m.stage, 'training');
     assert.notEqual(m.attempt, first);
     const stale = ofType(report(m, S1, 2, 1, first), 'refuse')[0];
-    assert.match(stale.reason, /earlier opening of round 1/);
+    assert.match(stale.reason, /another opening of round 1/);
   });
 
   it('a client that checks in is up again, whatever the health checks said', () => {
@@ -296,14 +322,29 @@ describe('aggregator round machine: phases own their deadlines', () => {
     assert.deepEqual(opened.map((a) => a.type), ['cancel-timers', 'start-timer']);
     const selected = checkInAll(m).map((a) => a.type);
     assert.equal(selected[0], 'cancel-timers');
-    assert.ok(selected.indexOf('start-timer') > selected.indexOf('cancel-timers'));
+    assert.equal(selected.filter((t) => t === 'cancel-timers').length, 1, 'once, entering training');
+    assert.ok(selected.indexOf('start-timer') > 0);
     const closing = [report(m, S1, 2), report(m, S2, 2), report(m, 'd1', 1)].flat().map((a) => a.type);
+    assert.ok(closing.includes('cancel-timers'), 'leaving training cancels its deadline');
     assert.ok(closing.indexOf('cancel-timers') < closing.indexOf('close-round'));
   });
 
-  it('declares its transitions in one place and refuses any other', () => {
-    assert.throws(() => checkTransition('closing', 'training'), /no transition from closing to training/);
-    assert.ok(TRANSITIONS.training.includes('selection')); // a retry
+  it('moves only along the transitions it declares, and refuses every other', () => {
+    const allowed = ['idle>selection', 'selection>training', 'training>closing', 'training>selection', 'closing>selection', 'closing>done'];
+    const stages = Object.keys(TRANSITIONS) as (keyof typeof TRANSITIONS)[];
+    for (const from of stages) {
+      for (const to of stages) {
+        if (allowed.includes(`${from}>${to}`)) assert.doesNotThrow(() => checkTransition(from, to), `${from} to ${to}`);
+        else assert.throws(() => checkTransition(from, to), new RegExp(`no transition from ${from} to ${to}`));
+      }
+    }
+    // The machine takes the one back to selection when too few updates came: a retry.
+    const m = machine({ minFraction: 1 });
+    m.handle({ type: 'start' });
+    checkInAll(m);
+    report(m, S1, 2);
+    m.handle(deadline(m, 'training'));
+    assert.deepEqual([m.stage, m.retries], ['selection', 1]);
   });
 
   it('lets the strategy choose among the ready clients, never beyond them or the goal', () => {
@@ -422,4 +463,110 @@ describe('the aggregator round machine in a tree of switches', () => {
     assert.deepEqual(ofType(actions, 'open-switch-round')[0].clients, ['c1', 'c2', 'c4']);
   });
 
+});
+
+describe('aggregator round machine: a client that cannot use the model, a sum that cannot be read', () => {
+  it('drops a client that declines the model at once, naming why; a decline for another opening or from a client not in the round is refused', () => {
+    const m = machine();
+    m.handle({ type: 'start' });
+    checkInAll(m);
+    const stale = m.handle({ type: 'declined', round: 1, attempt: 's:1.9', client: 'c1', reason: 'x' });
+    assert.deepEqual(ofType(stale, 'refuse').map((r) => r.status), [409]);
+    const declined = m.handle({ type: 'declined', round: 1, attempt: m.attempt, client: 'c1', reason: 'value 4934 at 0 does not fit the HE scale' });
+    assert.deepEqual(ofType(declined, 'drop-client').map((a) => [a.switch, a.client]), [[S1, 'c1']]);
+    assert.match(ofType(declined, 'log')[0].message, /round 1: client c1 cannot use the model: value 4934 at 0 does not fit the HE scale; the round goes on without it/);
+    const direct = m.handle({ type: 'declined', round: 1, attempt: m.attempt, client: 'd1', reason: 'NaN' });
+    assert.deepEqual([...m.awaiting].sort(), [S1, S2].sort(), 'a direct client that declines is not waited for');
+    assert.deepEqual(ofType(direct, 'drop-client'), []);
+  });
+
+  /** Runs openings of round 1 with every client reporting, until `spoiler`'s sum is named; each opening's sum is unreadable when it holds `spoiler`. */
+  function searchFor(spoiler: string) {
+    const m = machine({ goal: 5, minFraction: 0.6, rounds: 20 });
+    m.handle({ type: 'start' });
+    const all: Action[] = [];
+    const openings: string[][] = [];
+    for (let i = 0; i < 12 && !ofType(all, 'leave-out').length; i++) {
+      all.push(...checkInAll(m, ['c1', 'c2', 'c3', 'c4', 'd1'].filter((c) => !m.selected.includes(c) || m.stage !== 'training')));
+      assert.equal(m.stage, 'training', `opening ${i} started`);
+      const selected = [...m.selected];
+      openings.push(selected);
+      for (const from of new Set(selected.map((c) => m.topology.reporterOf(c)))) {
+        all.push(...report(m, from, selected.filter((c) => m.topology.reporterOf(c) === from).length));
+      }
+      assert.equal(m.stage, 'closing');
+      const spoiled = selected.some((c) => c === spoiler || m.topology.chainOf(c).includes(spoiler));
+      all.push(...m.handle(spoiled ? { type: 'unreadable', round: m.round, attempt: m.attempt, reason: 'it does not decrypt' } : { type: 'closed', round: m.round, attempt: m.attempt }));
+    }
+    return { m, all, openings };
+  }
+
+  it('runs a round whose sum cannot be read again, without about half the suspects, until the spoiler is named and left out', () => {
+    const { all, openings } = searchFor('c3');
+    const [leave] = ofType(all, 'leave-out');
+    assert.equal(leave.node, 'c3');
+    assert.match(leave.reason, /^its updates made [2-9] of the round's sums unreadable \(the last: it does not decrypt\)$/);
+    const logs = ofType(all, 'log').map((l) => l.message);
+    assert.ok(logs.some((l) => /^round 1: the sum cannot be read: it does not decrypt; suspects: .*c3.*; the round runs again without /.test(l)), logs.join('\n'));
+    assert.ok(logs.some((l) => /^round \d: c3 is left out of the experiment/.test(l)));
+    // Quorum 3 of 5: at most 2 clients sit an opening out.
+    for (const selected of openings) assert.ok(selected.length >= 3, JSON.stringify(openings));
+    assert.ok(openings.length <= 7, JSON.stringify(openings));
+    assert.ok(openings.some((selected) => !selected.includes('c3')), 'some opening ran without it');
+    assert.deepEqual(ofType(all, 'discard-round').length, openings.filter((s) => s.includes('c3')).length, 'each unreadable sum is thrown away');
+  });
+
+  it('keeps a client it left out out for good, though it answers as if started anew (a restart is its own to claim)', () => {
+    const { m } = searchFor('c3');
+    m.handle({ type: 'node-up', node: 'c3', reason: 'configured again' });
+    assert.equal(m.members.healthOf('c3')?.state, 'failed');
+    assert.deepEqual(ofType(m.handle(checkIn('c3')), 'refuse').map((r) => r.status), [403]);
+    assert.ok(!m.members.waiting().includes('c3'));
+  });
+
+  it('runs a round whose new model nobody could score again, with every client in and nobody suspected', () => {
+    const m = machine({ goal: 5, minFraction: 0.6, rounds: 3 });
+    m.handle({ type: 'start' });
+    checkInAll(m);
+    for (const from of [S1, S2, 'd1']) report(m, from, from === 'd1' ? 1 : 2);
+    const opened = m.attempt;
+    const actions = m.handle({ type: 'unscored', round: 1, attempt: m.attempt, reason: 'no client could score the new model (5 asked gave no score)' });
+    assert.deepEqual(ofType(actions, 'log').map((l) => l.message), ['round 1: no client could score the new model (5 asked gave no score); the round runs again']);
+    assert.deepEqual(ofType(actions, 'leave-out'), []);
+    checkInAll(m);
+    assert.notEqual(m.attempt, opened);
+    assert.deepEqual([...m.selected].sort(), ['c1', 'c2', 'c3', 'c4', 'd1'], 'nobody sits the next opening out');
+  });
+
+  it('names a switch whose sums cannot be read, not the clients beneath it', () => {
+    const { all } = searchFor(S2);
+    assert.deepEqual(ofType(all, 'leave-out').map((a) => a.node), [S2]);
+    assert.match(ofType(all, 'leave-out')[0].reason, /^the sums through it made/);
+  });
+
+  it('refuses the check-in of a client whose role failed until the health checks see it started anew', () => {
+    const m = machine();
+    m.handle({ type: 'node-down', node: 'c1', reason: 'its data has shape [3]; the model takes [784]', failed: true });
+    const [refusal] = ofType(m.handle(checkIn('c1')), 'refuse');
+    assert.deepEqual(refusal, { type: 'refuse', status: 403, reason: 'c1 is out of the experiment: its data has shape [3]; the model takes [784]' });
+    assert.deepEqual(m.members.waiting(), []);
+    m.handle({ type: 'node-up', node: 'c1', reason: 'configured again' });
+    assert.deepEqual(ofType(m.handle(checkIn('c1')), 'refuse'), []);
+    assert.deepEqual(m.members.waiting(), ['c1']);
+  });
+
+  it('gives up on a round opened too often, saying why, rather than run it for ever', () => {
+    const m = machine({ goal: 5, minFraction: 1 });
+    m.handle({ type: 'start' });
+    const limit = retryLimit(5);
+    let gaveUp: Extract<Action, { type: 'give-up' }> | undefined;
+    for (let i = 0; i < limit + 2 && !gaveUp; i++) {
+      checkInAll(m);
+      for (const from of [S1, S2, 'd1']) report(m, from, from === 'd1' ? 1 : 2);
+      [gaveUp] = ofType(m.handle({ type: 'unreadable', round: 1, attempt: m.attempt, reason: 'garbage in its slots' }), 'give-up');
+    }
+    assert.ok(gaveUp, 'it gave up');
+    assert.equal(gaveUp!.reason, `round 1 was opened ${limit} times and never closed (the last: the sum could not be read: garbage in its slots)`);
+    assert.equal(m.retries, limit - 1);
+  });
 });

@@ -4,11 +4,18 @@ import { describe, it } from 'node:test';
 import { ClientMachine } from '../../../src/protocol/client';
 
 const types = (actions: { type: string }[]) => actions.map((a) => a.type);
+const model = (round: number, retry = 0, session = 's') => ({ type: 'model' as const, round, attempt: `${session}:${round}.${retry}` });
+
+function waiting(): ClientMachine {
+  const m = new ClientMachine();
+  m.handle({ type: 'prepared' });
+  return m;
+}
 
 describe('client stage machine', () => {
   it('refuses a model while it prepares (503: try again), and checks in once prepared', () => {
     const m = new ClientMachine();
-    const early = m.handle({ type: 'model', round: 1 });
+    const early = m.handle(model(1));
     assert.deepEqual(early, [{ type: 'refuse', status: 503, reason: 'this client is still loading its data; try again shortly' }]);
     assert.equal(m.stage, 'preparing');
     assert.deepEqual(types(m.handle({ type: 'prepared' })), ['check-in']);
@@ -16,38 +23,93 @@ describe('client stage machine', () => {
   });
 
   it('trains the model it is sent, refuses another while it trains or reports (409 busy), and checks in once the round is over', () => {
-    const m = new ClientMachine();
-    m.handle({ type: 'prepared' });
-    assert.deepEqual(m.handle({ type: 'model', round: 3 }), [{ type: 'train', round: 3 }]);
+    const m = waiting();
+    assert.deepEqual(m.handle(model(3)), [{ type: 'train', round: 3, attempt: 's:3.0' }]);
     assert.deepEqual([m.stage, m.round], ['training', 3]);
-    const busy = m.handle({ type: 'model', round: 4 });
+    const busy = m.handle(model(4));
     assert.deepEqual(busy, [{ type: 'refuse', status: 409, kind: 'busy', reason: 'this client is still working on round 3' }]);
     m.handle({ type: 'trained' });
     assert.equal(m.stage, 'reporting');
-    assert.equal(m.handle({ type: 'model', round: 4 })[0].type, 'refuse');
+    assert.equal(m.handle(model(4))[0].type, 'refuse');
     assert.deepEqual(types(m.handle({ type: 'round-over' })), ['check-in']);
-    assert.deepEqual(m.handle({ type: 'model', round: 4 }), [{ type: 'train', round: 4 }]);
+    assert.deepEqual(m.handle(model(4)), [{ type: 'train', round: 4, attempt: 's:4.0' }]);
+  });
+
+  it('never trains the same opening twice, nor one older than the last it took', () => {
+    const m = waiting();
+    m.handle(model(3, 1));
+    m.handle({ type: 'round-over' });
+    const again = m.handle(model(3, 1));
+    assert.deepEqual(again, [{ type: 'refuse', status: 409, kind: 'taken', reason: 'this client took the model of s:3.1 already' }]);
+    const older = m.handle(model(3, 0));
+    assert.equal(older.length, 1);
+    assert.deepEqual(older[0], { type: 'refuse', status: 409, kind: 'stale', reason: 'the model is for s:3.0, but it has heard of s:3.1 since' });
+    assert.deepEqual(types(m.handle(model(2, 4))), ['refuse'], 'an earlier round');
+    assert.equal(m.stage, 'waiting');
+    assert.deepEqual(m.handle(model(3, 2)), [{ type: 'train', round: 3, attempt: 's:3.2' }], 'a later opening of the same round');
+  });
+
+  it('takes a model of another session (an aggregator started again) whatever its round', () => {
+    const m = waiting();
+    m.handle(model(7));
+    m.handle({ type: 'round-over' });
+    assert.deepEqual(m.handle(model(2, 0, 'new')), [{ type: 'train', round: 2, attempt: 'new:2.0' }]);
   });
 
   it('told to train from a model it does not keep, forgets the one it kept, checks in for the whole model, and stays free', () => {
-    const m = new ClientMachine();
-    m.handle({ type: 'prepared' });
-    const actions = m.handle({ type: 'model', round: 2, missing: 'a1b2' });
+    const m = waiting();
+    const actions = m.handle({ ...model(2), missing: 'a1b2' });
     assert.deepEqual(types(actions), ['forget-kept', 'check-in', 'refuse']);
     assert.match((actions[2] as { reason: string }).reason, /keeps no model a1b2 to train from/);
     assert.equal(m.stage, 'waiting');
-    m.handle({ type: 'model', round: 2 });
-    assert.deepEqual(types(m.handle({ type: 'model', round: 3, missing: 'c3d4' })), ['refuse'], 'busy: the model it keeps is not touched');
+    m.handle(model(2, 1));
+    assert.deepEqual(types(m.handle({ ...model(3), missing: 'c3d4' })), ['refuse'], 'busy: the model it keeps is not touched');
   });
 
   it('checks in again on a stand-by or a config pushed again only while it waits', () => {
     const m = new ClientMachine();
-    assert.deepEqual(m.handle({ type: 'standby' }), [], 'still preparing');
+    assert.deepEqual(m.handle({ type: 'standby', attempt: 's:1.0' }), [], 'still preparing');
     m.handle({ type: 'prepared' });
-    assert.deepEqual(types(m.handle({ type: 'standby' })), ['check-in']);
+    assert.deepEqual(types(m.handle({ type: 'standby', attempt: 's:1.0' })), ['check-in']);
     assert.deepEqual(types(m.handle({ type: 'reconnected' })), ['check-in']);
-    m.handle({ type: 'model', round: 1 });
-    assert.deepEqual(m.handle({ type: 'standby' }), []);
+    m.handle(model(1, 1));
+    assert.deepEqual(m.handle({ type: 'standby', attempt: 's:1.1' }), [], 'in the round the stand-by is about: it trains on');
     assert.deepEqual(m.handle({ type: 'reconnected' }), []);
+  });
+
+  it('refuses a stand-by older than the opening it heard of at check-in, or than the model it took', () => {
+    const m = waiting();
+    // The aggregator took its check-in while selecting for round 5: a stand-by for 5.0 still concerns it.
+    m.handle({ type: 'checked-in', attempt: 's:5.0', open: true });
+    assert.deepEqual(types(m.handle({ type: 'standby', attempt: 's:5.0' })), ['check-in']);
+    const late = m.handle({ type: 'standby', attempt: 's:4.2' });
+    assert.deepEqual(late, [{ type: 'refuse', status: 409, kind: 'stale', reason: 'the stand-by is for s:4.2, but it has heard of s:5.0 since' }]);
+    // Checked in while round 6 trained without it: notices for 6.0 are about an opening it is not in.
+    m.handle({ type: 'checked-in', attempt: 's:6.0', open: false });
+    const over = m.handle({ type: 'standby', attempt: 's:6.0' });
+    assert.deepEqual(over, [{ type: 'refuse', status: 409, kind: 'stale', reason: 'the stand-by is for s:6.0, but s:6.0 was over for it when it checked in' }]);
+    assert.equal(m.handle(model(6))[0].type, 'refuse', 'nor a model of it');
+    assert.deepEqual(m.handle(model(7)), [{ type: 'train', round: 7, attempt: 's:7.0' }]);
+    m.handle({ type: 'round-over' });
+    assert.equal(m.handle({ type: 'standby', attempt: 's:6.1' })[0].type, 'refuse', 'a stand-by of before the model it took');
+  });
+
+  it('a check-in answered while selecting for the opening it is then selected in does not make that model stale', () => {
+    const m = waiting();
+    m.handle({ type: 'checked-in', attempt: 's:2.0', open: true });
+    assert.deepEqual(types(m.handle(model(2))), ['train']);
+    // The answer may also come after the model: it leaves the round it trains alone.
+    const other = waiting();
+    other.handle(model(2));
+    other.handle({ type: 'checked-in', attempt: 's:2.0', open: true });
+    assert.deepEqual(other.handle({ type: 'standby', attempt: 's:2.0' }), []);
+    assert.equal(other.stage, 'training');
+  });
+
+  it('forgets the openings it heard of when its config is pushed again (the aggregator may be new, its rounds start over)', () => {
+    const m = waiting();
+    m.handle({ type: 'checked-in', attempt: 's:9.0', open: false });
+    m.handle({ type: 'reconnected' });
+    assert.deepEqual(types(m.handle(model(9))), ['train']);
   });
 });

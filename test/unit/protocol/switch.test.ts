@@ -8,9 +8,14 @@ const SW = 'sw:5000';
 /** A switch with three clients of its own. */
 const rack = new Topology(SW, { c1: SW, c2: SW, c3: SW });
 
+/** Every client weighs 100 samples in these rounds but c2, which weighs 50. */
+const WEIGHT: Record<string, number> = { c1: 100, c2: 50, c3: 100, c4: 100 };
+const weightsOf = (clients: string[]) => Object.fromEntries(clients.map((c) => [c, WEIGHT[c] ?? 100]));
+
 describe('switch round machine', () => {
-  const open = (m: SwitchMachine, round = 1, clients = ['c1', 'c2'], attempt = `s:${round}.0`) => m.handle({ type: 'open', round, attempt, clients, deadlineMs: 500 });
-  const update = (m: SwitchMachine, from: string, round = 1, attempt = m.state.attempt) => m.handle({ type: 'update', round, attempt, from });
+  const open = (m: SwitchMachine, round = 1, clients = ['c1', 'c2'], attempt = `s:${round}.0`) =>
+    m.handle({ type: 'open', round, attempt, clients, weights: weightsOf(clients), deadlineMs: 500 });
+  const update = (m: SwitchMachine, from: string, round = 1, attempt = m.state.attempt, weight = WEIGHT[from] ?? 100) => m.handle({ type: 'update', round, attempt, from, weight });
 
   it('forwards once every selected client reported, in sender order', () => {
     const m = new SwitchMachine(rack);
@@ -42,6 +47,9 @@ describe('switch round machine', () => {
     ['an opening of an older round', (m) => open(m, 0, ['c1'], 's:0.0'), 409],
     ['an update for an earlier opening of the round', (m) => update(m, 'c1', 1, 's:1.-1'), 409],
     ['an update after the sum was forwarded', (m) => (update(m, 'c1', 1), update(m, 'c2', 1), update(m, 'c2', 1)), 409],
+    ['an update weighing more than the aggregator assigned its client', (m) => update(m, 'c2', 1, m.state.attempt, 1e12), 400],
+    ['an update weighing less than the aggregator assigned its client', (m) => update(m, 'c1', 1, m.state.attempt, 99), 400],
+    ['the same opening again with other clients', (m) => open(m, 1, ['c1']), 409],
   ];
   for (const [name, act, status] of refusals) {
     it(`refuses ${name}`, () => {
@@ -51,6 +59,26 @@ describe('switch round machine', () => {
       assert.equal(refusal?.type === 'refuse' && refusal.status, status);
     });
   }
+
+  it('names the weight it expected when it refuses an update for its weight, and keeps waiting for the client', () => {
+    const m = new SwitchMachine(rack);
+    open(m);
+    const [refusal] = update(m, 'c2', 1, m.state.attempt, 1e12);
+    assert.deepEqual(refusal, { type: 'refuse', status: 400, reason: 'the update from c2 weighs 1000000000000, not the 50 the aggregator assigned it (the samples said at check-in)' });
+    assert.deepEqual(update(m, 'c2', 1).map((a) => a.type), ['accept'], 'its own weight is taken after');
+  });
+
+  it('takes the same opening again as it is (a resend): nothing is reset, and one sum goes up', () => {
+    const m = new SwitchMachine(rack);
+    open(m);
+    update(m, 'c1', 1);
+    assert.deepEqual(open(m), [], 'no new round, no timer, no opening below');
+    assert.deepEqual([...m.state.received], ['c1']);
+    const forwards = update(m, 'c2', 1).filter((a) => a.type === 'forward');
+    assert.equal(forwards.length, 1);
+    assert.deepEqual(open(m), [], 'after the forward too');
+    assert.equal(m.state.stage, 'forwarded');
+  });
 
   it('lets an aggregator started again (a new session) begin from round 1', () => {
     const m = new SwitchMachine(rack);
@@ -110,23 +138,27 @@ describe('a spine switch over two racks and a client of its own', () => {
   const tree = new Topology(SP, { c1: R1, c2: R1, c3: R2, c4: SP, [R1]: SP, [R2]: SP });
   const spine = (minUpdates = 1) => {
     const m = new SwitchMachine(tree, minUpdates);
-    const actions = m.handle({ type: 'open', round: 1, attempt: 's:1.0', clients: ['c1', 'c2', 'c3', 'c4'], deadlineMs: 500 });
+    const clients = ['c1', 'c2', 'c3', 'c4'];
+    const actions = m.handle({ type: 'open', round: 1, attempt: 's:1.0', clients, weights: weightsOf(clients), deadlineMs: 500 });
     return { m, actions };
   };
-  const sum = (m: SwitchMachine, from: string, clients: string[]) => m.handle({ type: 'update', round: 1, attempt: 's:1.0', from, clients });
+  const sum = (m: SwitchMachine, from: string, clients: string[], weight = clients.reduce((w, c) => w + WEIGHT[c], 0)) =>
+    m.handle({ type: 'update', round: 1, attempt: 's:1.0', from, clients, weight });
+  const own = (m: SwitchMachine) => m.handle({ type: 'update', round: 1, attempt: 's:1.0', from: 'c4', weight: 100 });
 
   it('opens the round of each rack with its selected clients, and forwards once their sums and its own client are in', () => {
     const { m, actions } = spine();
-    assert.deepEqual(actions.filter((a) => a.type === 'open-below').map((a) => a.type === 'open-below' && [a.switch, a.clients]), [[R1, ['c1', 'c2']], [R2, ['c3']]]);
+    const below = actions.filter((a) => a.type === 'open-below').map((a) => a.type === 'open-below' && [a.switch, a.clients, a.weights]);
+    assert.deepEqual(below, [[R1, ['c1', 'c2'], { c1: 100, c2: 50 }], [R2, ['c3'], { c3: 100 }]], 'each rack is told its clients\' weights');
     assert.deepEqual(sum(m, R1, ['c1', 'c2']).map((a) => a.type), ['accept']);
-    m.handle({ type: 'update', round: 1, attempt: 's:1.0', from: 'c4' });
+    own(m);
     assert.deepEqual(sum(m, R2, ['c3']).at(-1), { type: 'forward', round: 1, attempt: 's:1.0', from: ['c1', 'c2', 'c3', 'c4'], missing: [] });
   });
 
   it('gives up the clients a rack left out of its sum, and all of those of a rack that sends nothing', () => {
     const { m } = spine();
     sum(m, R1, ['c2']);
-    m.handle({ type: 'update', round: 1, attempt: 's:1.0', from: 'c4' });
+    own(m);
     const last = m.handle({ type: 'withheld', round: 1, attempt: 's:1.0', from: R2, reason: 'no client reported' });
     assert.deepEqual(last.at(-1), { type: 'forward', round: 1, attempt: 's:1.0', from: ['c2', 'c4'], missing: ['c1', 'c3'] });
   });
@@ -137,7 +169,7 @@ describe('a spine switch over two racks and a client of its own', () => {
     assert.deepEqual(dropped.filter((a) => a.type === 'drop-below'), [{ type: 'drop-below', round: 1, attempt: 's:1.0', switch: R1, client: 'c1' }]);
     sum(m, R1, ['c1', 'c2']);
     sum(m, R2, ['c3']);
-    assert.deepEqual(m.handle({ type: 'update', round: 1, attempt: 's:1.0', from: 'c4' }).at(-1), { type: 'forward', round: 1, attempt: 's:1.0', from: ['c1', 'c2', 'c3', 'c4'], missing: [] });
+    assert.deepEqual(own(m).at(-1), { type: 'forward', round: 1, attempt: 's:1.0', from: ['c1', 'c2', 'c3', 'c4'], missing: [] });
   });
 
   it('refuses a sum naming clients not beneath that rack, a second sum, and a sum from a stranger', () => {
@@ -148,6 +180,13 @@ describe('a spine switch over two racks and a client of its own', () => {
     assert.ok(again.type === 'refuse' && again.status === 409, JSON.stringify(again));
     const stranger = sum(m, 'x:5000', ['c1'])[0];
     assert.ok(stranger.type === 'refuse' && stranger.status === 403, JSON.stringify(stranger));
+  });
+
+  it('refuses a sum that does not weigh what the aggregator assigned the clients it names', () => {
+    const { m } = spine();
+    const [refusal] = sum(m, R1, ['c1', 'c2'], 1000);
+    assert.deepEqual(refusal, { type: 'refuse', status: 400, reason: 'the sum from r1:5000 weighs 1000, not the 150 the aggregator assigned c1, c2 (the samples said at check-in)' });
+    assert.deepEqual(sum(m, R1, ['c1'], 100).map((a) => a.type), ['accept'], 'a sum of fewer clients weighs theirs only');
   });
 
   it('counts updates, not sums, against the two it must forward', () => {

@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { RoundMachine } from '../../../../src/protocol/aggregator/machine';
 import { RoundExecutor, type RoundWork } from '../../../../src/roles/aggregator/executor';
+import type { TailOutcome } from '../../../../src/roles/aggregator/round-tail';
 import { Topology } from '../../../../src/topology/tree';
 import { nodeContext } from '../../../helpers/node-context';
 import { waitFor } from '../../../helpers/cluster';
@@ -14,6 +15,8 @@ describe('the round executor', () => {
   let switchServer: http.Server;
   let clientServer: http.Server;
   const calls: string[] = [];
+  /** The paths the executor has posted to, as it posts them. */
+  const issued: string[] = [];
   let answerOpening: () => void = () => undefined;
   /** What the client answers a model with: 200, or a refusal (a client still busy with an earlier round); and the switch. */
   let modelAnswer = 200;
@@ -50,17 +53,21 @@ describe('the round executor', () => {
     const context = nodeContext('executor');
     const work: RoundWork = {
       modelFor: () => Buffer.from('model'),
-      switchOpening: (round, attempt, members) => ({ round, attempt, clients: members }),
-      closeRound: async () => true,
+      switchOpening: (round, attempt, weights) => ({ round, attempt, clients: Object.keys(weights), weights }),
+      closeRound: async () => 'closed',
       discard: () => undefined,
+      leaveOut: (node) => assert.fail(`${node} left out`),
       finish: () => undefined,
       fail: (what) => assert.fail(what),
       describe: (addresses) => addresses.join(', '),
       moved: () => undefined,
       ...overrides,
     };
+    // Every call as the executor makes it (before it reaches anyone): an absence is then known without waiting.
+    const peers = Object.create(context.peers) as typeof context.peers;
+    peers.post = ((address, path, body, config) => (issued.push(path), context.peers.post(address, path, body, config))) as typeof peers.post;
     const io = {
-      peers: context.peers,
+      peers,
       logger: context.logger,
       signal: new AbortController().signal,
       after: (ms: number, fn: () => void) => {
@@ -79,11 +86,11 @@ describe('the round executor', () => {
   it("sends the switch the model to relay only once it answered the round's opening, and not to its client", async () => {
     const timers = new Set<NodeJS.Timeout>();
     const { run, clients } = executor(timers);
+    issued.length = 0;
     run.dispatch({ type: 'start' });
     run.dispatch({ type: 'checkin', client: clients[0], samples: 10 });
     await waitFor(async () => calls.includes('switch /s/round'));
-    await new Promise((r) => setTimeout(r, 300)); // time enough for a model posted at once to arrive
-    assert.deepEqual(calls, ['switch /s/round'], 'the model went down before the switch had its round');
+    assert.deepEqual(issued, ['/s/round'], 'the model went down before the switch had its round');
     answerOpening();
     await waitFor(async () => calls.includes('switch answered /s/model'));
     assert.deepEqual(calls, ['switch /s/round', 'switch answered /s/round', 'switch /s/model', 'switch answered /s/model']);
@@ -137,10 +144,11 @@ describe('the round executor', () => {
     assert.equal(machine.stage, 'selection');
     // The switch's going down stands its client by once; the opening taken too late, a second time.
     await waitFor(async () => calls.filter((c) => c === 'client /c/standby').length === 1);
+    issued.length = 0;
     answerOpening(); // it wakes up, and takes the opening of an attempt that is over
     await waitFor(async () => calls.includes('switch answered /s/round') && calls.filter((c) => c === 'client /c/standby').length === 2);
-    await new Promise((r) => setTimeout(r, 200));
-    assert.ok(!calls.includes('switch /s/model'), `a model for attempt ${first}, which is over`);
+    // The stand-by and a model would go out from the same answer: the stand-by posted, a model would be too.
+    assert.deepEqual(issued, ['/c/standby'], `a model for attempt ${first}, which is over`);
     timers.forEach(clearTimeout);
   });
 
@@ -164,7 +172,7 @@ describe('the round executor', () => {
     }
   });
 
-  it('sends a direct client the model itself, and drops it from the round when it does not take it', async () => {
+  it('sends a direct client the model itself; one that does not take it is dropped from the round, and told to stand by (it checks in again)', async () => {
     const timers = new Set<NodeJS.Timeout>();
     const { run, machine, clients } = executor(timers, 'agg');
     modelAnswer = 409;
@@ -177,6 +185,8 @@ describe('the round executor', () => {
       await waitFor(async () => machine.attempt !== first);
       assert.ok(!calls.some((c) => c.startsWith('switch')), 'no switch is involved');
       assert.equal(machine.stage, 'selection', 'its only client did not take the model: the round starts again');
+      await waitFor(async () => calls.includes('client /c/standby'));
+      assert.ok(calls.indexOf('client /c/standby') > calls.indexOf('client /c/round'), 'it hears something after the model it refused');
     } finally {
       modelAnswer = 200;
       timers.forEach(clearTimeout);
@@ -199,13 +209,13 @@ describe('the round executor', () => {
   });
 
   it("runs the round's tail once, as one sequence, and closes the round only when it is done", async () => {
-    let finishTail: (closed: boolean) => void = () => undefined;
+    let finishTail: (outcome: TailOutcome) => void = () => undefined;
     const tails: { round: number; from: string[]; samples: number }[] = [];
     let finished = 0;
     const { run, machine, clients } = executorFor('agg', {
       closeRound: (close) => {
         tails.push({ round: close.round, from: close.results.map((r) => r.from), samples: close.samples });
-        return new Promise<boolean>((resolve) => (finishTail = resolve));
+        return new Promise<TailOutcome>((resolve) => (finishTail = resolve));
       },
       finish: () => void finished++,
     });
@@ -214,14 +224,14 @@ describe('the round executor', () => {
     run.dispatch({ type: 'report', round: 1, attempt: machine.attempt, from: clients[0], clients: [clients[0]], weight: 10 });
     assert.deepEqual(tails, [{ round: 1, from: [clients[0]], samples: 10 }]);
     assert.equal(machine.stage, 'closing', 'the round stays closing while its tail runs');
-    finishTail(true);
+    finishTail('closed');
     await waitFor(async () => machine.stage === 'done');
     assert.deepEqual([tails.length, finished], [1, 1]);
   });
 
   it("leaves the round closing, and closes nothing, when its tail could not finish", async () => {
     let finished = 0;
-    const { run, machine, clients } = executorFor('agg', { closeRound: async () => false, finish: () => void finished++ });
+    const { run, machine, clients } = executorFor('agg', { closeRound: async () => 'stopped', finish: () => void finished++ });
     run.dispatch({ type: 'start' });
     run.dispatch({ type: 'checkin', client: clients[0], samples: 10 });
     run.dispatch({ type: 'report', round: 1, attempt: machine.attempt, from: clients[0], clients: [clients[0]], weight: 10 });

@@ -12,7 +12,7 @@ import { testbedConfig } from '../../../../src/config/testbed';
 import { IterationLog } from '../../../../src/log/iteration-log';
 import { WireMeter } from '../../../../src/net/wire-meter';
 import { ExperimentOutputs } from '../../../../src/outputs';
-import type { GlobalModel } from '../../../../src/roles/aggregator/global-model';
+import { UnreadableSum, type GlobalModel } from '../../../../src/roles/aggregator/global-model';
 import type { Prepared } from '../../../../src/roles/aggregator/preparation';
 import { RoundClock } from '../../../../src/roles/aggregator/round-clock';
 import { RoundTail, TailFailure, type CloseRound } from '../../../../src/roles/aggregator/round-tail';
@@ -23,7 +23,7 @@ const config = [...resolveNodeConfigs(parseExperimentConfig(testbedConfig({ base
 const close: CloseRound = { type: 'close-round', round: 1, attempt: 's:1.0', results: [{ from: 's1', clients: ['c1', 'c2'], weight: 10 }], missing: ['c3'], samples: 15 };
 
 /** A tail whose global model records what it is asked; `fail` makes one of its steps throw; `stopAt` stops the role there. */
-async function tail(options: { fail?: 'update' | 'evaluate'; stopAt?: 'update' } = {}) {
+async function tail(options: { fail?: 'update' | 'evaluate'; stopAt?: 'update'; unreadable?: 'update' | 'evaluate' } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'fl-tail-'));
   const calls: string[] = [];
   const lines: string[] = [];
@@ -31,6 +31,7 @@ async function tail(options: { fail?: 'update' | 'evaluate'; stopAt?: 'update' }
   const step = (name: string) => {
     calls.push(name);
     if (options.fail === name) throw new Error(`${name} broke`);
+    if (options.unreadable === name) throw new UnreadableSum(`${name}: it does not decrypt`);
     if (options.stopAt === name) stopped = true;
   };
   const global = {
@@ -65,7 +66,7 @@ async function tail(options: { fail?: 'update' | 'evaluate'; stopAt?: 'update' }
 describe("a round's tail", () => {
   it('aggregates, evaluates, then saves and checkpoints the round, each step shown as it begins, and prints the round', async () => {
     const { run, calls, lines, checkpoints, outputs, accumulator } = await tail();
-    assert.equal(await run.run(close), true);
+    assert.equal(await run.run(close), 'closed');
     assert.deepEqual(calls, ['changed stage', 'update', 'changed stage', 'evaluate', 'changed stage', 'save', 'changed round']);
     assert.equal(checkpoints.files().length, 1);
     assert.deepEqual([outputs.rows[0].clients, outputs.rows[0].samples, outputs.rows[0].missing], [2, 10, ['c3']]);
@@ -81,9 +82,18 @@ describe("a round's tail", () => {
     assert.equal(checkpoints.files().length, 0);
   });
 
+  for (const step of ['update', 'evaluate'] as const) {
+    it(`says why when the sum cannot be read (found in ${step}), keeping nothing of the round`, async () => {
+      const { run, calls, checkpoints, outputs, lines } = await tail({ unreadable: step });
+      assert.deepEqual(await run.run(close), { unreadable: `${step}: it does not decrypt` });
+      assert.ok(!calls.includes('save'));
+      assert.deepEqual([checkpoints.files().length, outputs.rows.length, lines.length], [0, 0, 0]);
+    });
+  }
+
   it('stops between steps when the role stops, closing nothing', async () => {
     const { run, calls, checkpoints } = await tail({ stopAt: 'update' });
-    assert.equal(await run.run(close), false);
+    assert.equal(await run.run(close), 'stopped');
     assert.deepEqual(calls.filter((c) => !c.startsWith('changed')), ['update']);
     assert.equal(checkpoints.files().length, 0);
   });

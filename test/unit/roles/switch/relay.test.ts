@@ -15,7 +15,8 @@ import { nodeContext } from '../../../helpers/node-context';
 
 /** A loopback node that records what it was sent, and answers with `status` (or holds its answer while `hold` is set). */
 class FakeNode {
-  readonly calls: { path: string; body: string }[] = [];
+  /** What arrived, in order, and when (performance.now()). */
+  readonly calls: { path: string; body: string; at: number }[] = [];
   status = 200;
   hold = false;
   private held: (() => void)[] = [];
@@ -23,7 +24,7 @@ class FakeNode {
     let body = '';
     req.on('data', (d) => (body += d));
     req.on('end', () => {
-      this.calls.push({ path: req.url!, body });
+      this.calls.push({ path: req.url!, body, at: performance.now() });
       const answer = () => ((res.statusCode = this.status), res.end(this.status === 200 ? '{}' : '{"error": "no", "reason": "refused in the test"}'));
       if (this.hold) this.held.push(answer);
       else answer();
@@ -49,11 +50,12 @@ describe('the relay down the tree', () => {
   const reset = () => [c1, c2, c3, below].forEach((n) => ((n.calls.length = 0), (n.status = 200), n.release()));
 
   /** c1 reports to this switch; c2 and c3 through the switch below. Events the relay raises go back into the machine. */
-  function relaySwitch() {
+  /** `timeoutMs`: how long the relay's calls wait for an answer. */
+  function relaySwitch(timeoutMs = 30_000) {
     const SW = 'sw:5000';
     const machine = new SwitchMachine(new Topology(SW, { [c1.address]: SW, [c2.address]: below.address, [c3.address]: below.address, [below.address]: SW }));
     const events: SwitchEvent[] = [];
-    const context = nodeContext('relay');
+    const context = nodeContext('relay', timeoutMs);
     const handle = (event: SwitchEvent) => (events.push(event), carryOut(machine.handle(event)));
     const relay: DownRelay = new DownRelay(machine, {
       peers: context.peers,
@@ -66,7 +68,7 @@ describe('the relay down the tree', () => {
     const carryOut = (actions: SwitchAction[]) => {
       for (const action of actions) if (action.type === 'open-below') relay.open(action, { deadline_ms: 1000, parameters: 1, model_id: 1 });
     };
-    const open = (attempt: string, clients: string[]) => carryOut(machine.handle({ type: 'open', round: 1, attempt, clients, deadlineMs: 60_000 }));
+    const open = (attempt: string, clients: string[]) => carryOut(machine.handle({ type: 'open', round: 1, attempt, clients, weights: Object.fromEntries(clients.map((c) => [c, 10])), deadlineMs: 60_000 }));
     return { machine, relay, events, open };
   }
   const model = Buffer.from('model bytes');
@@ -78,11 +80,13 @@ describe('the relay down the tree', () => {
     open('s:1.0', [c1.address, c2.address]);
     relay.relay(model, 1, 's:1.0');
     await waitFor(async () => c1.paths().includes('/c/round') && below.paths().includes('/s/round'));
-    await new Promise((r) => setTimeout(r, 200)); // time for a model sent too early to arrive
-    assert.deepEqual(below.paths(), ['/s/round'], 'the model went below before its round was open there');
     assert.deepEqual(JSON.parse(below.calls[0].body).clients, [c2.address]);
+    const released = performance.now();
     below.release();
     await waitFor(async () => below.paths().includes('/s/model'));
+    // Sent with c1's, before the opening's answer, the model would have arrived before the release.
+    assert.deepEqual(below.paths(), ['/s/round', '/s/model']);
+    assert.ok(below.calls[1].at > released, 'the model went below before its round was open there');
     assert.deepEqual([c2.paths(), c3.paths()], [[], []], 'the switch below relays to its own clients, not this one');
   });
 
@@ -108,6 +112,25 @@ describe('the relay down the tree', () => {
     await waitFor(async () => c2.paths().includes('/c/standby') && c3.paths().includes('/c/standby'));
   });
 
+  for (const [how, stall] of [
+    ['refuses it (a 400: a model it cannot take)', (node: FakeNode) => (node.status = 400)],
+    ['does not answer in time (a slow link)', (node: FakeNode) => (node.hold = true)],
+  ] as const) {
+    it(`a client that ${how} is dropped and told to stand by for that attempt: it is never left waiting`, async () => {
+      reset();
+      stall(c1);
+      const { machine, relay, events, open } = relaySwitch(1000);
+      open('s:1.0', [c1.address, c2.address]);
+      relay.relay(model, 1, 's:1.0');
+      await waitFor(async () => c1.paths().includes('/c/standby'), 10_000);
+      const standby = c1.calls.find((c) => c.path === '/c/standby')!;
+      assert.deepEqual(JSON.parse(standby.body), { round: 1, attempt: 's:1.0' });
+      assert.ok(events.some((e) => e.type === 'drop' && e.client === c1.address), 'dropped from the round');
+      assert.ok(!machine.state.clients.includes(c1.address), 'the round does not wait for it');
+      c1.release();
+    });
+  }
+
   it("stands by the clients of the attempt a late answer is for, not those of the attempt open now", async () => {
     reset();
     below.hold = true;
@@ -118,8 +141,11 @@ describe('the relay down the tree', () => {
     open('s:1.1', [c1.address, c3.address]); // the round opened again, c3 beneath the switch below this time
     below.release(); // the first opening's answer comes now: its model is not wanted any more
     await waitFor(async () => c2.paths().includes('/c/standby'));
-    await new Promise((r) => setTimeout(r, 200));
-    assert.ok(!below.paths().includes('/s/model'), 'the first attempt sent its model below');
+    assert.equal(JSON.parse(c2.calls.find((c) => c.path === '/c/standby')!.body).attempt, 's:1.0', 'the stand-by names its attempt');
+    // The open attempt's model, relayed after: what reaches the switch below is it alone, and c3 hears nothing from this switch.
+    relay.relay(Buffer.from('model of s:1.1'), 1, 's:1.1');
+    await waitFor(async () => below.paths().includes('/s/model'));
+    assert.deepEqual(below.calls.filter((c) => c.path === '/s/model').map((c) => c.body), ['model of s:1.1'], 'the first attempt sent its model below');
     assert.deepEqual(c3.paths(), [], 'c3 is in the attempt open now: no stand-by for it');
   });
 });
