@@ -7,6 +7,7 @@ import { formatLinks, type LinksResults } from './links';
 import { formatQuantized, PER_LAYER_MODE, type QuantizedResults } from './quantized';
 import { formatTree, type TreeResults } from './tree';
 import { formatTls, type TlsResults } from './tls';
+import { formatAdversarial, type AdversarialResults } from './adversarial';
 import { formatSeal, type SealResults } from './seal-versions';
 import type { MicroRow } from './micro';
 import { fixed as n, megabytes } from './common';
@@ -41,6 +42,7 @@ export interface Results {
   /** Bytes at the aggregator with the model relayed down flat, one and two levels of switches (`npm run bench -- tree`). */
   tree?: TreeResults;
   tls?: TlsResults;
+  adversarial?: AdversarialResults;
   seal?: SealResults;
 }
 
@@ -106,7 +108,7 @@ function quantizedTargets(q: QuantizedResults | undefined): { target: string; me
 }
 
 export function formatResults(r: Results): string {
-  return [...formatSections(r), ...formatLinks(r.links), ...formatQuantized(r.quantized), ...formatTree(r.tree), ...formatTls(r.tls), ...formatSeal(r.seal)].join('\n');
+  return [...formatSections(r), ...formatLinks(r.links), ...formatQuantized(r.quantized), ...formatTree(r.tree), ...formatTls(r.tls), ...formatSeal(r.seal), ...formatAdversarial(r.adversarial)].join('\n');
 }
 
 function formatSections(r: Results): string[] {

@@ -10,6 +10,7 @@
  *   npm run bench -- tree       only section 9, likewise
  *   npm run bench -- tls        only section 10, likewise
  *   npm run bench -- seal       only section 11 (node-seal 6 and 7; Node 24 from `npm install --prefix .node24 node@24`)
+ *   npm run bench -- adversarial  only section 12, likewise
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -34,6 +35,7 @@ import { quantizedChart, quantizedComparison } from './quantized';
 import { treeChart, treeComparison } from './tree';
 import { tlsComparison } from './tls';
 import { sealVersions } from './seal-versions';
+import { adversarialCosts } from './adversarial';
 
 /**
  * The HE stages at each step of the profile-led changes, one thread, a 100k update, a switch adding 6:
@@ -98,6 +100,8 @@ async function main(quick: boolean): Promise<void> {
   const tls = await tlsComparison(quick, command);
   log('11. node-seal 6.0.3 and 7.0.0');
   const seal = sealVersions(command);
+  log('12. what an attack costs');
+  const adversarial = await adversarialCosts(quick, command);
   const sixClients = byClients.find((r) => r.clients === 6);
   if (sixClients) byModel.unshift(sixClients);
 
@@ -122,6 +126,7 @@ async function main(quick: boolean): Promise<void> {
     tree,
     tls,
     seal,
+    adversarial,
   };
   const png = join(ROOT, 'bench', 'scaling.png');
   writeFileSync(png, svgToPng(await renderSvg(scalingChart(results))));
@@ -206,11 +211,27 @@ async function sealOnly(): Promise<void> {
   await write({ ...results, seal: sealVersions('npm run bench -- seal') });
 }
 
-const SECTIONS: Record<string, (quick: boolean) => Promise<void>> = { e2e: endToEndOnly, links: linksOnly, quantized: quantizedOnly, faults: faultsOnly, tree: treeOnly, tls: tlsOnly, seal: sealOnly };
+/** Section 12 alone, likewise. */
+async function adversarialOnly(quick: boolean): Promise<void> {
+  const results = JSON.parse(readFileSync(join(ROOT, 'bench', 'results.json'), 'utf8')) as Results;
+  log('12. what an attack costs');
+  await write({ ...results, adversarial: await adversarialCosts(quick, `npm run bench -- adversarial${quick ? ' --quick' : ''}`) });
+}
+
+const SECTIONS: Record<string, (quick: boolean) => Promise<void>> = {
+  e2e: endToEndOnly,
+  links: linksOnly,
+  quantized: quantizedOnly,
+  faults: faultsOnly,
+  tree: treeOnly,
+  tls: tlsOnly,
+  seal: sealOnly,
+  adversarial: adversarialOnly,
+};
 
 new Command()
   .name('bench')
-  .argument('[section]', '"e2e": only the 15-node testbed end to end; "links": only the links experiment on the emulated testbed (root); "quantized": only the quantized packing comparison; "faults": only what each fault costs; "tree": only the bytes at the aggregator flat and through switches of switches; "tls": only what mutual TLS costs; "seal": only node-seal 6 against 7')
+  .argument('[section]', '"e2e": only the 15-node testbed end to end; "links": only the links experiment on the emulated testbed (root); "quantized": only the quantized packing comparison; "faults": only what each fault costs; "tree": only the bytes at the aggregator flat and through switches of switches; "tls": only what mutual TLS costs; "seal": only node-seal 6 against 7; "adversarial": only what each attack costs')
   .option('--quick', 'one repeat, small runs: a smoke test of the suite, not numbers to quote')
   .action((section: string | undefined, flags: { quick?: boolean }) => {
     if (section && !SECTIONS[section]) throw new Error(`unknown section "${section}" (sections that run alone: ${Object.keys(SECTIONS).join(', ')})`);

@@ -15,6 +15,7 @@ import { Ckks } from '../src/he/ckks';
 import { heParams } from '../src/he/keys';
 import { HePool } from '../src/he/pool';
 import { expectedParameterCount } from '../src/model/model';
+import { configProof, CONFIG_PROOF_HEADER, Credentials } from '../src/net/identity';
 import { startNode } from '../src/node/start';
 import { decode, encode, Kind, WIRE_CONTENT_TYPE } from '../src/wire/codec';
 import { log, median } from './common';
@@ -52,29 +53,33 @@ export async function switchThroughput(repeats = 3): Promise<SwitchThroughput> {
   const [aggHost, aggPort] = sw.aggregator.split(':');
   await new Promise<void>((resolve) => aggregator.listen(Number(aggPort), aggHost, resolve));
   const [host, swPort] = sw.address.split(':');
-  const node = await startNode({ host, port: Number(swPort), token: TOKEN, logsDir: mkdtempSync(join(tmpdir(), 'fl-bench-switch-')), console: false, logLevel: 'warn' });
-  const client = axios.create({ baseURL: `http://${sw.address}`, headers: { Authorization: `Bearer ${TOKEN}` }, maxBodyLength: Infinity, proxy: false });
+  const node = await startNode({ host, port: Number(swPort), credentials: Credentials.fromSecret(TOKEN), logsDir: mkdtempSync(join(tmpdir(), 'fl-bench-switch-')), console: false, logLevel: 'warn' });
+  const client = axios.create({ baseURL: `http://${sw.address}`, maxBodyLength: Infinity, proxy: false });
+  /** Each call as the node that makes it: the aggregator opens the round, each client sends its own update. */
+  const as = (address: string) => Credentials.fromSecret(TOKEN, address).headers();
   const params = heParams(sw.settings.he);
   const pool = await HePool.start(params, { publicKey: (await Ckks.generateKeys(params)).publicKey });
   try {
-    await client.post('/config', sw);
+    await client.post('/config', sw, { headers: { ...as(sw.aggregator), [CONFIG_PROOF_HEADER]: configProof(TOKEN, sw.address) } });
     const ciphertexts = await pool.encrypt(updateOf(parameters), 1 / UPDATES);
     const times: number[] = [];
     let bytes = 0;
     for (let r = 1; r <= repeats + 1; r++) {
       const attempt = `bench:${r}.0`;
       const clients = Object.keys(sw.tree);
-      const bodies = clients.map((sender) =>
-        encode({ kind: Kind.EncryptedUpdate, round: r, modelId: MODEL_ID, contributors: 1, weight: 100, sender, meta: { he: pool.id, attempt }, parameters: new Float32Array(0), ciphertexts, count: parameters }),
-      );
-      bytes = bodies[0].length;
-      await client.post('/s/round', { round: r, attempt, clients, deadline_ms: 120_000, parameters, model_id: MODEL_ID });
+      const bodies = clients.map((sender) => ({
+        sender,
+        body: encode({ kind: Kind.EncryptedUpdate, round: r, modelId: MODEL_ID, contributors: 1, weight: 100, sender, meta: { he: pool.id, attempt }, parameters: new Float32Array(0), ciphertexts, count: parameters }),
+      }));
+      bytes = bodies[0].body.length;
+      const weights = Object.fromEntries(clients.map((c) => [c, 100]));
+      await client.post('/s/round', { round: r, attempt, clients, weights, deadline_ms: 120_000, parameters, model_id: MODEL_ID }, { headers: as(sw.aggregator) });
       const arrived = new Promise<void>((resolve) => (sumArrived = resolve));
       const start = performance.now();
       const queue = [...bodies];
       await Promise.all(
         Array.from({ length: SENDERS }, async () => {
-          for (let body = queue.shift(); body; body = queue.shift()) await client.post('/s/receive', body, { headers: { 'Content-Type': WIRE_CONTENT_TYPE } });
+          for (let next = queue.shift(); next; next = queue.shift()) await client.post('/s/receive', next.body, { headers: { 'Content-Type': WIRE_CONTENT_TYPE, ...as(next.sender) } });
         }),
       );
       await arrived;
