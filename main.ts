@@ -4,6 +4,7 @@
  *   node main.js agg [--config config.json]  the aggregator: pushes configs, runs the experiment
  *                    [--resume]              … going on from its last checkpoint
  *   node main.js report <outputs/experiment> report.html and PNG charts, made again from disk
+ *   node main.js compare <dir> <dir> …       runs side by side: compare.html and PNG charts (--out DIR)
  *   node main.js eval <model-dir>            a saved model scored on the held-out digits
  *                    [--he-key F]            … an encrypted one (only model.he) decrypted in memory
  *   node main.js decrypt <round-dir>         a round's model.he (clients held the key) to model.json + weights.bin
@@ -26,6 +27,8 @@ import { evaluateSaved } from './src/orchestrator/evaluate-saved';
 import { decryptSaved } from './src/orchestrator/decrypt-saved';
 import { formatSummary } from './src/orchestrator/summary';
 import { createProgress, progressMode } from './src/orchestrator/progress';
+import { describeBudget } from './src/privacy/dp';
+import { writeComparison } from './src/report/compare';
 import { reportFromDisk } from './src/report/report';
 
 function nodeId(text: string): string {
@@ -102,7 +105,8 @@ function fail(err: unknown): never {
 
 function printTopology(file: string, config: ReturnType<typeof loadExperimentConfig>): void {
   const topology = topologyOf(config);
-  console.log(`${file}: valid. experiment ${config.experiment}, ${config.rounds} rounds`);
+  const privacy = describeBudget(config);
+  console.log(`${file}: valid. experiment ${config.experiment}, ${config.rounds} rounds, strategy ${config.training.strategy}${privacy ? `; differential privacy: ${privacy}` : ''}`);
   for (const node of resolveNodeConfigs(config).values()) {
     const below = topology.childrenOf(node.address);
     const clients = below.filter((n) => topology.isClient(n)).length;
@@ -188,6 +192,20 @@ program
   .action(async (dir: string, flags: { logs: string }) => {
     try {
       const { html, pngs } = await reportFromDisk(dir, flags.logs);
+      console.log(`wrote ${html}\n${pngs.map((p) => `wrote ${p}`).join('\n')}`);
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+program
+  .command('compare')
+  .description('put runs side by side: accuracy against round and wall time, bytes, phase times, ε, and the settings that differ')
+  .argument('<experiment-dirs...>', "two experiments' outputs folders or more, like outputs/fedavg outputs/fedprox")
+  .option('--out <dir>', 'where compare.html and charts/ go', 'outputs/compare')
+  .action(async (dirs: string[], flags: { out: string }) => {
+    try {
+      const { html, pngs } = await writeComparison(dirs, flags.out);
       console.log(`wrote ${html}\n${pngs.map((p) => `wrote ${p}`).join('\n')}`);
     } catch (err) {
       fail(err);

@@ -34,6 +34,10 @@ export interface RoundMetrics extends RoundTimings {
   retries: number;
   /** Selected clients whose updates are not in the round's sum (they died, or were too late). */
   missing: string[];
+  /** Clients config.json has attack whose updates are in the round (robustness studies). */
+  attackers?: string[];
+  /** With `dp` on: the privacy spent after this round (ε at dp.delta). */
+  epsilon?: number;
 }
 
 export const ENCRYPTED_MODEL_FILE = 'model.he';
@@ -45,9 +49,9 @@ export function configBeside(modelDir: string): string {
 
 const COLUMNS: (keyof RoundMetrics)[] = [
   'round', 'accuracy', 'loss', 'clients', 'samples', 'round_ms', 'selection_ms', 'training_ms',
-  'waiting_ms', 'aggregation_ms', 'evaluation_ms', 'bytes_up', 'bytes_down', 'retries', 'missing',
+  'waiting_ms', 'aggregation_ms', 'evaluation_ms', 'bytes_up', 'bytes_down', 'retries', 'missing', 'attackers', 'epsilon',
 ];
-const csvCell = (value: unknown) => (Array.isArray(value) ? value.join(' ') : String(value));
+const csvCell = (value: unknown) => (Array.isArray(value) ? value.join(' ') : value === undefined ? '' : String(value));
 
 export class ExperimentOutputs {
   readonly dir: string;

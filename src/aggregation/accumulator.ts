@@ -38,7 +38,7 @@ export interface Gate {
 }
 
 export type Total =
-  | { kind: 'plain'; sum: Float64Array; weight: number; contributors: number }
+  | { kind: 'plain'; sum: Float64Array; weight: number; contributors: number; updates: { values: Float32Array; weight: number }[] }
   | { kind: 'encrypted'; ciphertexts: Uint8Array[]; weight: number; contributors: number };
 
 export interface Accumulator {
@@ -74,7 +74,7 @@ export class PlaintextAccumulator implements Accumulator {
   total(): Total | undefined {
     if (!this.buffer.senders.length) return undefined;
     const { sum, weight, contributors } = this.buffer.total();
-    return { kind: 'plain', sum, weight, contributors };
+    return { kind: 'plain', sum, weight, contributors, updates: this.buffer.clientUpdates() };
   }
 
   reset(): void {

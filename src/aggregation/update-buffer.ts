@@ -43,6 +43,11 @@ export class UpdateBuffer {
     this.entries.set(sender, contribution);
   }
 
+  /** Each client's own update (not a sum from below), in sender order: what a robust rule reads. */
+  clientUpdates(): { values: Float32Array; weight: number }[] {
+    return this.senders.map((sender) => this.entries.get(sender)!).filter((entry) => !entry.preScaled).map(({ values, weight }) => ({ values, weight }));
+  }
+
   /** Σ weight·values (or Σ values for pre-scaled sums), Σ weight, in sender order. */
   total(): WeightedTotal {
     const sum = new Float64Array(this.size);

@@ -1,4 +1,5 @@
 /** Reading config.json: parse, validate, check the topology, and name every mistake. */
+import { epsilonAfter, plannedRounds } from '../privacy/dp';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { addressProblem, canonicalAddress, namesNode, parseAddress } from './address';
@@ -6,7 +7,7 @@ import { DEFAULT_CHANGE_CLIP, DEFAULT_WEIGHT_CLIP, geometryOf, quantizesChange }
 import { checkedTree, type TreeEntry } from '../topology/checks';
 import type { Topology } from '../topology/tree';
 import { describeIssues } from './issues';
-import { ROLES, experimentConfigSchema, type ExperimentConfig } from './schema';
+import { ROBUST_STRATEGIES, ROLES, experimentConfigSchema, type ExperimentConfig } from './schema';
 import { nodeConfigSchema, type NodeConfig } from './node-config';
 
 export class ConfigError extends Error {
@@ -112,6 +113,45 @@ function topologyProblems(config: ExperimentConfig): string[] {
   }
   const packing = packingProblem(config, headroom ?? perRound);
   if (packing) problems.push(packing);
+  if (!checked.problems.length) problems.push(...robustProblems(config, checked.topology, perRound));
+  problems.push(...privacyProblems(config));
+  return problems;
+}
+
+/** What central DP asks: a sum the aggregator reads and adds its noise to, of changes clipped as the clients made them. */
+function privacyProblems(config: ExperimentConfig): string[] {
+  const { dp } = config;
+  if (!dp) return [];
+  if (dp.mode === 'distributed') return ['dp.mode: "distributed" (each client adding its share of the noise) is not built yet; use "central"'];
+  const problems: string[] = [];
+  if (config.he.enabled && config.he.key_holder === 'clients') problems.push('dp.mode: "central" adds the noise to the sum the aggregator reads; with he.key_holder "clients" it reads none');
+  if (ROBUST_STRATEGIES.includes(config.training.strategy)) problems.push(`training.strategy: "${config.training.strategy}" reads each client's update; dp adds its noise to the round's sum (use "fedavg" or "fedavgm")`);
+  if (config.he.quantize) problems.push('he.quantize: dp clips the change a client trained, which quantized packing sends rounded (leave he.quantize out with dp)');
+  if (plannedRounds(config) === 0) problems.push(`dp.max_epsilon: ${dp.max_epsilon}; one round already spends ε ${epsilonAfter(dp, 1).toFixed(2)} at δ ${dp.delta}`);
+  return problems;
+}
+
+/**
+ * What a robust rule asks: each client's update, in plaintext, at the aggregator; and enough of
+ * them in every round it closes (its quorum) to withstand `num_malicious_clients`.
+ */
+function robustProblems(config: ExperimentConfig, topology: Topology, perRound: number): string[] {
+  const { strategy, num_malicious_clients: f, num_clients_to_keep: keep } = config.training;
+  if (!ROBUST_STRATEGIES.includes(strategy)) return [];
+  const problems: string[] = [];
+  const reads = `training.strategy: "${strategy}" reads each client's update`;
+  if (config.he.enabled) problems.push(`${reads}; under HE nobody can read one (set he.enabled false, or use "fedavg")`);
+  else if (config.he.quantize) problems.push(`${reads} as the client trained it; he.quantize sends a quantized change instead (leave he.quantize out)`);
+  const switches = topology.childrenOf(topology.root).filter((node) => topology.isSwitch(node));
+  if (switches.length) problems.push(`${reads}; a switch forwards one sum of its clients' (${switches.join(', ')}): have the clients report to the aggregator directly (forwarding each update through switches is not built yet)`);
+  // The fewest updates a round closes with: selection may close with a quorum of the goal (workers
+  // down), and training with a quorum of those selected. The rule must withstand f among them.
+  const quorum = (n: number) => Math.max(1, Math.ceil(n * config.min_report_fraction - 1e-9));
+  const least = quorum(quorum(perRound));
+  const among = `a round may close with ${least} updates (a quorum of a quorum of clients_per_round ${perRound}, min_report_fraction ${config.min_report_fraction})`;
+  if ((strategy === 'krum' || strategy === 'multikrum') && least < 2 * f + 3) problems.push(`training.num_malicious_clients: Krum withstands ${f} of n updates when n ≥ 2f + 3 = ${2 * f + 3}; ${among}`);
+  if (strategy === 'bulyan' && least < 4 * f + 3) problems.push(`training.num_malicious_clients: Bulyan withstands ${f} of n updates when n ≥ 4f + 3 = ${4 * f + 3}; ${among}`);
+  if (strategy === 'multikrum' && (keep === undefined || keep > least - f)) problems.push(`training.num_clients_to_keep: multikrum averages that many of the updates Krum ranks first, at most n − f = ${least - f} (${keep === undefined ? 'it is missing' : `not ${keep}`})`);
   return problems;
 }
 
@@ -156,8 +196,10 @@ function encryptionProblems(config: ExperimentConfig, topology: Topology): strin
       if (count < 2) problems.push(`he.key_holder: with "aggregator", switch ${sw} needs at least 2 clients beneath it so the aggregator never decrypts a single update (it has ${count})`);
     }
   }
-  if (config.he.key_holder === 'clients' && config.training.strategy !== 'fedavg') {
-    problems.push(`training.strategy: "${config.training.strategy}" needs the model in plaintext at the aggregator; with he.key_holder "clients" use "fedavg"`);
+  // A robust rule is refused for reading updates at all (robustProblems): one reason is enough.
+  // FedAvg and FedProx average the sum, which sealed ciphertexts allow; a server optimizer's state (momentum, Adam's moments) is not linear.
+  if (config.he.key_holder === 'clients' && ['fedavgm', 'fedadam', 'fedyogi', 'fedadagrad'].includes(config.training.strategy)) {
+    problems.push(`training.strategy: "${config.training.strategy}" needs the model in plaintext at the aggregator; with he.key_holder "clients" use "fedavg" or "fedprox"`);
   }
   return problems;
 }
@@ -188,11 +230,12 @@ export function resolveNodeConfigs(config: ExperimentConfig): Map<string, NodeCo
     let node: NodeConfig;
     if (entry.type === 'client') {
       const above = topology.chainOf(address);
-      node = { ...base, type: 'client', client_number: entry.client_number, index: entry.index, upstream: topology.upstreamOf(address)!, above, ...(entry.data ? { data: entry.data } : {}) };
+      node = { ...base, type: 'client', client_number: entry.client_number, index: entry.index, upstream: topology.upstreamOf(address)!, above, ...(entry.data ? { data: entry.data } : {}), ...(entry.attack ? { attack: entry.attack } : {}) };
     } else if (entry.type === 'switch') {
       node = { ...base, type: 'switch', tree: topology.subtree(address), upstream: topology.upstreamOf(address)! };
     } else {
-      node = { ...base, type: 'aggregator', tree: topology.toRecord() };
+      const attackers = Object.entries(others).flatMap(([client, e]) => (e.type === 'client' && e.attack ? [[canonicalAddress(client), e.attack] as const] : []));
+      node = { ...base, type: 'aggregator', tree: topology.toRecord(), ...(attackers.length ? { attackers: Object.fromEntries(attackers) } : {}) };
     }
     nodes.set(address, nodeConfigSchema.parse(node));
   }

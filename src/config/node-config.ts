@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import { shippedTreeProblem } from '../topology/checks';
 import { Topology } from '../topology/tree';
-import { address, dataFilesSchema, experimentName, positiveInt, settingsSchema } from './schema';
+import { address, attackSchema, dataFilesSchema, experimentName, positiveInt, settingsSchema } from './schema';
 
 const nodeBase = {
   experiment: experimentName,
@@ -27,6 +27,7 @@ export const clientNodeSchema = z
     /** The switches between this client and the aggregator, nearest first (stand-bys may come from any of them). */
     above: z.array(address).default([]),
     data: dataFilesSchema.optional(),
+    attack: attackSchema.optional(),
   })
   .strict()
   .refine((c) => c.index < c.client_number, { path: ['index'], message: 'must be below client_number' });
@@ -62,6 +63,8 @@ export const aggregatorNodeSchema = z
     type: z.literal('aggregator'),
     /** Every switch and client, and where it reports: a switch, or this aggregator. */
     tree,
+    /** The clients config.json has attack, and how: flagged in every round line, metrics.json and the report. */
+    attackers: z.record(address, attackSchema).optional(),
   })
   .strict()
   .superRefine(rootedTree);

@@ -38,13 +38,30 @@ export const modelSchema = z
     }
   });
 
+/** Flower's names, lowercased. The robust ones read each client's update (plaintext, no switch between). */
+export const STRATEGIES = ['fedavg', 'fedavgm', 'fedprox', 'fedadam', 'fedyogi', 'fedadagrad', 'fedmedian', 'fedtrimmedavg', 'krum', 'multikrum', 'bulyan'] as const;
+export const ROBUST_STRATEGIES: readonly string[] = ['fedmedian', 'fedtrimmedavg', 'krum', 'multikrum', 'bulyan'];
+
 export const trainingSchema = z
   .object({
     epochs: positiveInt.max(100).default(1),
     batch_size: positiveInt.max(10_000).default(32),
     learning_rate: z.number().positive().max(10).default(0.1),
-    strategy: z.enum(['fedavg', 'fedavgm']).default('fedavg'),
+    strategy: z.enum(STRATEGIES).default('fedavg'),
     server_momentum: z.number().min(0).max(0.999).default(0.9),
+    /** fedprox: the weight μ of the proximal term μ/2·‖w − w_global‖² each client adds to its loss (Flower's proximal_mu). */
+    proximal_mu: z.number().min(0).max(100).default(0.01),
+    /** fedadam, fedyogi, fedadagrad: the server's learning rate and the optimizer's betas and τ (Flower's names; each strategy's Flower default when left out). */
+    eta: z.number().positive().max(100).optional(),
+    beta_1: z.number().min(0).lt(1).optional(),
+    beta_2: z.number().min(0).lt(1).optional(),
+    tau: z.number().positive().max(1).optional(),
+    /** fedtrimmedavg: the fraction of each parameter's values cut at each end (Flower's beta). */
+    beta: z.number().min(0).lt(0.5).default(0.2),
+    /** krum, multikrum, bulyan: how many Byzantine clients the rule is to withstand (Flower's num_malicious_clients). */
+    num_malicious_clients: z.number().int().min(0).default(0),
+    /** multikrum: how many of the updates Krum ranks first are averaged (Flower's num_clients_to_keep). */
+    num_clients_to_keep: positiveInt.optional(),
   })
   .strict();
 
@@ -200,6 +217,24 @@ export const timeoutsSchema = z
   })
   .strict();
 
+/**
+ * Client-level differential privacy (DP-FedAvg, McMahan et al. 2018): each client clips its change
+ * to the model to L2 norm `clip` and weighs 1; `central`: the aggregator adds Gaussian noise of
+ * standard deviation `noise_multiplier` times the sum's sensitivity, 2·`clip` (privacy/dp.ts). ε at `delta` is accounted after
+ * every round (privacy/rdp.ts); the run stops before a round would take it past `max_epsilon`.
+ */
+export const dpSchema = z
+  .object({
+    mode: z.enum(['central', 'distributed']),
+    clip: z.number().positive().finite(),
+    noise_multiplier: z.number().positive().finite(),
+    delta: z.number().gt(0).lt(1).default(1e-5),
+    max_epsilon: z.number().positive().finite().optional(),
+  })
+  .strict();
+
+export type DpSettings = z.infer<typeof dpSchema>;
+
 /** Settings every node of an experiment shares. */
 export const settingsSchema = z
   .object({
@@ -211,12 +246,39 @@ export const settingsSchema = z
     data: dataSchema.prefault({}),
     he: heSchema.prefault({}),
     timeouts: timeoutsSchema.prefault({}),
+    dp: dpSchema.optional(),
   })
   .strict();
 
 export type Settings = z.infer<typeof settingsSchema>;
 
 // --- config.json -----------------------------------------------------------------
+
+/**
+ * A client built to attack, for robustness studies: it trains as the others do, then sends
+ * `sign_flip` its change to the model reversed and times `scale`; `gaussian` a change of Gaussian
+ * noise, standard deviation `scale`; `constant` a change of `scale` in every parameter; or
+ * `label_flip` trains on its digits' labels flipped (class c as classes − 1 − c). Seeded.
+ */
+export const attackSchema = z
+  .object({
+    kind: z.enum(['sign_flip', 'gaussian', 'label_flip', 'constant']),
+    scale: z.number().finite().optional(),
+    seed: z.number().int().min(0).default(0),
+  })
+  .strict()
+  .superRefine((attack, ctx) => {
+    if (attack.kind === 'label_flip' && attack.scale !== undefined) ctx.addIssue({ code: 'custom', path: ['scale'], message: 'label_flip takes no scale: it trains on flipped labels' });
+    if (attack.kind === 'gaussian' && attack.scale !== undefined && !(attack.scale > 0)) ctx.addIssue({ code: 'custom', path: ['scale'], message: `the noise's standard deviation is above 0, not ${attack.scale}` });
+  });
+
+export type Attack = z.infer<typeof attackSchema>;
+
+/** The attack in a few words, for logs and reports: "sign_flip ×4", "gaussian σ 0.5", "label_flip". */
+export function describeAttack(attack: Attack): string {
+  const scale = attack.scale ?? 1;
+  return { sign_flip: `sign_flip ×${scale}`, gaussian: `gaussian σ ${scale}`, constant: `constant ${scale}`, label_flip: 'label_flip' }[attack.kind] + (attack.seed ? ` (seed ${attack.seed})` : '');
+}
 
 const clientEntry = z
   .object({
@@ -227,6 +289,8 @@ const clientEntry = z
     switch: address.optional(),
     /** This client's own files, where they differ from data.path. */
     data: dataFilesSchema.optional(),
+    /** This client attacks (robustness studies): flagged wherever the run is shown. */
+    attack: attackSchema.optional(),
   })
   .strict()
   .superRefine((entry, ctx) => {

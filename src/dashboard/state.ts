@@ -61,7 +61,7 @@ export function dashboardState(role: AggregatorRole): DashboardState {
   return {
     experiment: config.experiment,
     aggregator: config.address,
-    settings: describeSettings(config.settings, role.workers),
+    settings: [...describeSettings(config.settings, role.workers, undefined, config.attackers), ...spentSoFar(rows, config.settings.dp?.delta)],
     encrypted: config.settings.he.enabled,
     ...progress,
     nodes,
@@ -73,4 +73,10 @@ export function dashboardState(role: AggregatorRole): DashboardState {
     },
     updated_at: new Date().toISOString(),
   };
+}
+
+/** With DP on: what the run has spent so far, beside the settings. */
+function spentSoFar(rows: readonly RoundMetrics[], delta: number | undefined): [string, string][] {
+  const last = rows[rows.length - 1];
+  return delta !== undefined && last?.epsilon !== undefined ? [['privacy spent', `ε ${last.epsilon.toFixed(2)} at δ ${delta} after ${rows.length} rounds`]] : [];
 }

@@ -21,7 +21,8 @@ export function shuffle<T>(items: T[], random: () => number): T[] {
   return items;
 }
 
-function normal(random: () => number): number {
+/** A standard normal draw (Box-Muller). */
+export function normal(random: () => number): number {
   const u = 1 - random();
   const v = random();
   return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);

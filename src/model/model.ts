@@ -169,6 +169,8 @@ export interface TrainOptions {
   learningRate: number;
   /** Seeds the order of samples in each epoch. */
   seed: number;
+  /** FedProx: μ of the proximal term μ/2·‖w − w_global‖² (0 or absent: plain SGD). */
+  proximalMu?: number;
 }
 
 const optimizers = new WeakMap<tf.LayersModel, tf.SGDOptimizer>();
@@ -192,15 +194,38 @@ const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resol
 export async function train(model: tf.LayersModel, data: Dataset, options: TrainOptions): Promise<number> {
   sgdFor(model, options.learningRate);
   const random = seededRandom(options.seed);
+  const proximal = options.proximalMu ? proximalStep(model, options.learningRate * options.proximalMu) : undefined;
   let loss = NaN;
-  for (let epoch = 0; epoch < options.epochs; epoch++) {
-    const order = shuffle(Array.from({ length: data.size }, (_, i) => i), random);
-    const { x, y } = tensors(model, data, order);
-    const history = await model.fit(x, y, { epochs: 1, batchSize: options.batchSize, shuffle: false, verbose: 0, callbacks: { onBatchEnd: yieldToEventLoop } });
-    loss = history.history.loss[0] as number;
-    tf.dispose([x, y]);
+  try {
+    for (let epoch = 0; epoch < options.epochs; epoch++) {
+      const order = shuffle(Array.from({ length: data.size }, (_, i) => i), random);
+      const { x, y } = tensors(model, data, order);
+      const onBatchEnd = proximal ? () => (proximal.step(), yieldToEventLoop()) : yieldToEventLoop;
+      const history = await model.fit(x, y, { epochs: 1, batchSize: options.batchSize, shuffle: false, verbose: 0, callbacks: { onBatchEnd } });
+      loss = history.history.loss[0] as number;
+      tf.dispose([x, y]);
+    }
+  } finally {
+    proximal?.dispose();
   }
   return loss;
+}
+
+/**
+ * FedProx's term μ/2·‖w − w₀‖² (w₀ the weights training starts from: the global model), as the
+ * proximal operator after each SGD step: w ← (w + η·μ·w₀) / (1 + η·μ). Proximal SGD on the same
+ * objective as FedProx's (Li et al. 2020), with the term applied exactly rather than by its gradient.
+ */
+export function proximalStep(model: tf.LayersModel, etaMu: number): { step(): void; dispose(): void } {
+  const variables = model.trainableWeights;
+  const anchors = variables.map((v) => tf.keep(v.read().clone()));
+  return {
+    step: () =>
+      tf.tidy(() => {
+        variables.forEach((v, i) => v.write(v.read().add(anchors[i].mul(etaMu)).div(1 + etaMu)));
+      }),
+    dispose: () => tf.dispose(anchors),
+  };
 }
 
 export interface Evaluation {

@@ -1,4 +1,5 @@
 /** `main.js agg`: load config.json, become the aggregator, push every worker its config. */
+import { describeBudget, plannedRounds } from '../privacy/dp';
 import { resolve } from 'node:path';
 import { resolveNodeConfigs, usesTls } from '../config/load';
 import { baseUrl, parseAddress } from '../config/address';
@@ -118,7 +119,9 @@ export async function runAggregator(options: AggregatorOptions): Promise<Running
   const trust = tls ? `; the browser should trust the testbed's CA, ${tls.files.ca}` : '';
   print(`dashboard: ${baseUrl(own.address, Boolean(tls))}/ (open in a browser; it updates as rounds finish${trust})`);
   // Rounds run while the push waits for slow workers: a short experiment may be over by now.
-  if (!role.isFinished) print(`running ${first > 1 ? `rounds ${first} to ${config.rounds}` : `${config.rounds} rounds`} of ${config.training.strategy} on ${config.model.architecture} (${role.parameters} parameters)`);
+  const rounds = plannedRounds(config);
+  const privacy = describeBudget(config);
+  if (!role.isFinished) print(`running ${first > 1 ? `rounds ${first} to ${rounds}` : `${rounds} rounds`} of ${config.training.strategy} on ${config.model.architecture} (${role.parameters} parameters)${privacy ? `; differential privacy: ${privacy}` : ''}`);
   const finished = role.finished.then(async (summary) => ({ ...summary, report: await reportOn(role, node, print) }));
   return { node: { ...node, close: () => (watch.stop(), node.close()) }, role, finished };
 }
@@ -154,6 +157,7 @@ async function reportOn(role: AggregatorRole, node: StartedNode, print: (line: s
       aggregator: config.address,
       transport: transportName(Boolean(node.context.tls)),
       settings: config.settings,
+      attackers: config.attackers,
       workers: role.workers,
       rows: outputs.rows,
       records: cluster.records(),

@@ -14,7 +14,8 @@ const FONT = 'DejaVu Sans, Helvetica, Arial, sans-serif';
 /** Nodes in address order (127.0.1.2 before 127.0.1.10), the way a testbed's machines are numbered. */
 const byAddress = (labels: Iterable<string>) => [...new Set(labels)].sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
 
-const base = (title: string, height = 240) => ({
+/** What every chart of ours shares: its title, size, fonts, white ground. */
+export const chartBase = (title: string, height = 240) => ({
   $schema: SCHEMA,
   title: { text: title, anchor: 'start', fontSize: 14 },
   width: WIDTH,
@@ -36,7 +37,7 @@ export function accuracyChart(rows: readonly RoundMetrics[]): ChartSpec {
     },
   });
   return {
-    ...base('Accuracy and loss of the global model'),
+    ...chartBase('Accuracy and loss of the global model'),
     data: { values },
     layer: [line('accuracy', '#2f6db3', 'accuracy', '.1%', 'left'), line('loss', '#d9822b', 'loss', '.3f', 'right')],
     resolve: { scale: { y: 'independent' } },
@@ -51,7 +52,7 @@ export function bytesChart(rows: readonly NodeRound[]): ChartSpec {
   const y = { field: 'node', type: 'nominal', title: null, sort: nodes };
   const x = { field: 'round', type: 'ordinal', title: 'round', axis: { labelAngle: 0 } };
   return {
-    ...base('Megabytes per node per round (sent + received)', Math.max(120, nodes.length * 20)),
+    ...chartBase('Megabytes per node per round (sent + received)', Math.max(120, nodes.length * 20)),
     data: { values },
     layer: [
       {
@@ -81,7 +82,7 @@ export function phaseChart(rows: readonly NodeRound[], title = 'Time per phase (
   const values = meanPhases(rows).map((p) => ({ ...p, node: `${p.node} (${p.role})`, s: p.ms / 1000, step: PHASES.indexOf(p.phase) }));
   const nodes = byAddress(values.map((v) => v.node));
   return {
-    ...base(title, Math.max(120, nodes.length * 20)),
+    ...chartBase(title, Math.max(120, nodes.length * 20)),
     data: { values },
     mark: { type: 'bar', tooltip: true },
     encoding: {
@@ -104,7 +105,7 @@ export function classesChart(histograms: Readonly<Record<string, readonly number
   const clients = byAddress(Object.keys(histograms));
   const values = clients.flatMap((client) => histograms[client].map((samples, label) => ({ client, class: String(label), samples })));
   return {
-    ...base('Samples per class on each client', Math.max(120, clients.length * 20)),
+    ...chartBase('Samples per class on each client', Math.max(120, clients.length * 20)),
     data: { values },
     mark: { type: 'bar', tooltip: true },
     encoding: {

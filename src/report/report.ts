@@ -3,11 +3,12 @@
  * with the settings, the round table and the charts; and charts/<name>.png beside it for papers.
  * Written when an experiment ends; `node main.js report <outputs/experiment>` writes it again from disk.
  */
+import { plannedRounds } from '../privacy/dp';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { usesTls } from '../config/load';
 import { transportName } from '../net/tls';
-import type { Settings } from '../config/schema';
+import { describeAttack, type Attack, type Settings } from '../config/schema';
 import { quantizesChange } from '../he/quantized';
 import { writeFileAtomic } from '../files/atomic';
 import { ClusterLog, type NodeRecords, type WorkerRole } from '../log/cluster-log';
@@ -30,6 +31,8 @@ export interface ReportInput {
   records: readonly NodeRecords[];
   /** Each client's samples per class, from its check-in (outputs/<experiment>/clients.json). */
   histograms?: Readonly<Record<string, number[]>>;
+  /** The clients config.json has attack: a run with attackers never passes for a clean one. */
+  attackers?: Readonly<Record<string, Attack>>;
 }
 
 export const CLIENTS_FILE = 'clients.json';
@@ -40,21 +43,41 @@ export const CHARTS_DIR = 'charts';
 const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
 /** The settings a reader needs to know what was run, as label and value. */
-export function describeSettings(settings: Settings, workers: ReadonlyMap<string, WorkerRole>, transport?: string): [string, string][] {
+export function describeSettings(settings: Settings, workers: ReadonlyMap<string, WorkerRole>, transport?: string, attackers: Readonly<Record<string, Attack>> = {}): [string, string][] {
   const { model, training, data, he } = settings;
   const count = (role: WorkerRole) => [...workers.values()].filter((r) => r === role).length;
   const split = data.split === 'dirichlet' ? `dirichlet (alpha ${data.alpha})` : data.split === 'classes' ? `${data.classes_per_client} classes per client` : 'iid';
   return [
     ['model', { mlp: `MLP, ${model.hidden_units} hidden units`, tabular: `tabular MLP, ${model.hidden_units} and ${tabularSecond(model.hidden_units)} hidden units`, cnn: 'CNN', file: `from ${model.path}` }[model.architecture]],
     ['data', data.source === 'mnist' ? `${data.dataset} (the mnist package), split ${split}, seed ${data.seed}` : `${data.source} files (${data.path}${data.test ? `; held out: ${data.test.path}` : ''}), samples [${(data.shape ?? []).join(', ')}], ${data.classes} classes, ${data.path?.includes('{index}') ? 'a file per client' : `split ${split}, seed ${data.seed}`}`],
-    ['strategy', training.strategy === 'fedavgm' ? `FedAvgM (server momentum ${training.server_momentum})` : 'FedAvg (weighted by samples)'],
+    ['strategy', describeStrategy(training)],
     ['training', `${training.epochs} epoch(s), batch ${training.batch_size}, learning rate ${training.learning_rate}`],
-    ['rounds', `${settings.rounds}, ${settings.clients_per_round ?? 'all'} clients per round`],
+    ['rounds', `${plannedRounds(settings)}${plannedRounds(settings) < settings.rounds ? ` of ${settings.rounds} (the DP budget stops the run there)` : ''}, ${settings.clients_per_round ?? 'all'} clients per round`],
     ['topology', `${plural(count('client'), 'client')}, ${plural(count('switch'), 'switch', 'switches')}`],
     ['homomorphic encryption', he.enabled ? `CKKS on, key held by the ${he.key_holder}, N=${he.poly_modulus_degree}, modulus ${he.coeff_modulus_bits.join('+')} bits, scale 2^${he.scale_bits}` : 'off'],
     ...(transport ? [['transport', transport] as [string, string]] : []),
+    ['differential privacy', settings.dp ? `${settings.dp.mode}: clip ${settings.dp.clip}, noise multiplier ${settings.dp.noise_multiplier}, δ ${settings.dp.delta}${settings.dp.max_epsilon ? `, budget ε ${settings.dp.max_epsilon}` : ''}` : 'off'],
+    ['attackers', Object.entries(attackers).map(([client, attack]) => `${client} (${describeAttack(attack)})`).join(', ') || 'none'],
     ['updates', he.quantize ? `quantized to ${he.quantize.bits} bits, clipped at ±${he.quantize.clip} (the ${quantizesChange(he) ? 'change to the model sent' : 'weights'})${he.enabled ? `, packed for sums of up to ${he.quantize.clients}` : ''}` : 'float32'],
   ];
+}
+
+/** The strategy and the parameters it uses, in Flower's names. */
+export function describeStrategy(training: Settings['training']): string {
+  const f = `f ${training.num_malicious_clients}`;
+  return {
+    fedavg: 'FedAvg (weighted by samples)',
+    fedavgm: `FedAvgM (server momentum ${training.server_momentum})`,
+    fedprox: `FedProx (proximal μ ${training.proximal_mu})`,
+    fedadam: 'FedAdam (server optimizer)',
+    fedyogi: 'FedYogi (server optimizer)',
+    fedadagrad: 'FedAdagrad (server optimizer)',
+    fedmedian: 'FedMedian (coordinate-wise median)',
+    fedtrimmedavg: `FedTrimmedAvg (β ${training.beta} cut at each end)`,
+    krum: `Krum (${f})`,
+    multikrum: `MultiKrum (${f}, ${training.num_clients_to_keep ?? 1} kept)`,
+    bulyan: `Bulyan (${f})`,
+  }[training.strategy];
 }
 
 export async function writeReport(dir: string, input: ReportInput): Promise<{ html: string; pngs: string[] }> {
@@ -97,11 +120,12 @@ export async function reportFromDisk(experimentDir: string, logsDir: string): Pr
   const records = new ClusterLog(logsDir, experiment, workers, true).records();
   const histograms = existsSync(join(experimentDir, CLIENTS_FILE)) ? read(CLIENTS_FILE) : undefined;
   const transport = transportName(usesTls(config));
-  return writeReport(experimentDir, { experiment, aggregator, settings: config, transport, workers, rows: rounds, records, histograms });
+  const attackers = Object.fromEntries(Object.entries(config.others ?? {}).flatMap(([client, e]) => ((e as { attack?: Attack }).attack ? [[client, (e as { attack: Attack }).attack]] : [])));
+  return writeReport(experimentDir, { experiment, aggregator, settings: config, transport, workers, rows: rounds, records, histograms, attackers });
 }
 
 
-const escape = (text: string) => text.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
+export const escapeHtml = (text: string) => text.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 const mb = (bytes: number) => (bytes / 1e6).toFixed(2);
 
 /** What the network added to a node's own count: headers, acknowledgements, health checks, logs, ssh. */
@@ -112,7 +136,7 @@ function added(own: number, link?: number): string {
 
 function nodeTable(nodes: NodeTotals[]): string {
   const rows = nodes
-    .map((n) => `<tr><td>${escape(n.node)}</td><td>${n.role}</td><td>${n.rounds}</td><td>${mb(n.sent)}</td>${added(n.sent, n.link?.sent)}<td>${mb(n.received)}</td>${added(n.received, n.link?.received)}</tr>`)
+    .map((n) => `<tr><td>${escapeHtml(n.node)}</td><td>${n.role}</td><td>${n.rounds}</td><td>${mb(n.sent)}</td>${added(n.sent, n.link?.sent)}<td>${mb(n.received)}</td>${added(n.received, n.link?.received)}</tr>`)
     .join('');
   const counted = nodes.some((n) => n.link);
   const note = counted
@@ -124,15 +148,16 @@ function nodeTable(nodes: NodeTotals[]): string {
 function reportHtml(input: ReportInput, svgs: Record<ChartName, string>, nodes: NodeTotals[], classes: string): string {
   const { rows } = input;
   const last = rows[rows.length - 1];
-  const settings = describeSettings(input.settings, input.workers, input.transport)
-    .map(([k, v]) => `<tr><th>${escape(k)}</th><td>${escape(v)}</td></tr>`)
+  const privacy = input.settings.dp !== undefined;
+  const settings = describeSettings(input.settings, input.workers, input.transport, input.attackers)
+    .map(([k, v]) => `<tr><th>${escapeHtml(k)}</th><td>${escapeHtml(v)}</td></tr>`)
     .join('');
   const roundRows = rows
     .map(
       (r) =>
         `<tr><td>${r.round}</td><td>${(r.accuracy * 100).toFixed(2)}%</td><td>${r.loss.toFixed(4)}</td><td>${r.clients}</td>` +
         `<td>${(r.round_ms / 1000).toFixed(2)}</td><td>${(r.training_ms / 1000).toFixed(2)}</td><td>${((r.waiting_ms ?? 0) / 1000).toFixed(2)}</td><td>${(r.aggregation_ms / 1000).toFixed(2)}</td>` +
-        `<td>${mb(r.bytes_up)}</td><td>${mb(r.bytes_down)}</td><td>${escape(r.missing.join(' ') || '—')}</td></tr>`,
+        `<td>${mb(r.bytes_up)}</td><td>${mb(r.bytes_down)}</td><td>${escapeHtml(r.missing.join(' ') || '—')}</td><td>${escapeHtml(r.attackers?.join(' ') || '—')}</td>${privacy ? `<td>${r.epsilon?.toFixed(2) ?? '—'}</td>` : ''}</tr>`,
     )
     .join('');
   const headline = last
@@ -140,15 +165,15 @@ function reportHtml(input: ReportInput, svgs: Record<ChartName, string>, nodes: 
       `${(rows.reduce((s, r) => s + r.round_ms, 0) / rows.length / 1000).toFixed(2)} s per round on average.`
     : 'No round finished.';
   return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Experiment ${escape(input.experiment)}</title>
+<html lang="en"><head><meta charset="utf-8"><title>Experiment ${escapeHtml(input.experiment)}</title>
 <style>
 body{font-family:"DejaVu Sans",Helvetica,Arial,sans-serif;margin:2rem auto;max-width:1000px;color:#222}
 h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}
 table{border-collapse:collapse;font-size:.85rem}th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:right}
 th{background:#f4f4f4}.settings th,.settings td{text-align:left}.chart{margin:1rem 0}
 </style></head><body>
-<h1>Experiment ${escape(input.experiment)}</h1>
-<p>${headline} Made ${escape(new Date().toISOString())} by the aggregator at ${escape(input.aggregator)}.</p>
+<h1>Experiment ${escapeHtml(input.experiment)}</h1>
+<p>${headline} Made ${escapeHtml(new Date().toISOString())} by the aggregator at ${escapeHtml(input.aggregator)}.</p>
 <h2>Settings</h2><table class="settings">${settings}</table>
 <h2>Charts</h2>
 <div class="chart">${svgs.accuracy}</div>
@@ -156,7 +181,7 @@ th{background:#f4f4f4}.settings th,.settings td{text-align:left}.chart{margin:1r
 <div class="chart">${svgs.phases}</div>
 ${classes ? `<div class="chart">${classes}</div>` : ''}
 <h2>Rounds</h2>
-<table><tr><th>round</th><th>accuracy</th><th>loss</th><th>clients</th><th>round (s)</th><th>training (s)</th><th>waiting (s)</th><th>aggregation (s)</th><th>up (MB)</th><th>down (MB)</th><th>missing</th></tr>${roundRows}</table>
+<table><tr><th>round</th><th>accuracy</th><th>loss</th><th>clients</th><th>round (s)</th><th>training (s)</th><th>waiting (s)</th><th>aggregation (s)</th><th>up (MB)</th><th>down (MB)</th><th>missing</th><th>attacking</th>${privacy ? `<th>ε (δ ${input.settings.dp!.delta})</th>` : ''}</tr>${roundRows}</table>
 <h2>Nodes</h2>
 ${nodeTable(nodes)}
 </body></html>

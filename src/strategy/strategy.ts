@@ -4,17 +4,21 @@
  * model, who evaluates it and how their scores combine. The round machine and the aggregator role
  * carry out the rest (deadlines, transport, encryption, checkpoints).
  *
- * Variants override one method: FedAvgM is FedAvg with its own `aggregateFit`.
- * `createStrategy` picks one from config.json.
+ * Variants override one method: FedAvgM, FedOpt (fedopt.ts) and the robust rules are FedAvg with
+ * their own `aggregateFit`, FedProx with its own `configureFit`. `createStrategy` (create.ts) picks
+ * one from config.json.
  */
 import type { Settings } from '../config/schema';
 import type { Evaluation } from '../model/model';
+import type { ClientUpdate } from './robust';
 
 /** What each selected client is told to do in a round. */
 export interface ClientInstructions {
   epochs: number;
   batchSize: number;
   learningRate: number;
+  /** FedProx: each client keeps near the model it was sent, by μ/2·‖w − w_global‖² (0 or absent: none). */
+  proximalMu?: number;
 }
 
 /** One update that made the round: a switch's sum (or a direct client's own update). */
@@ -32,7 +36,7 @@ export interface FitResult {
  * aggregator cannot scale ciphertexts it cannot read), so the ciphertexts hold Σ samples·scale·w.
  */
 export type RoundTotal =
-  | { kind: 'plain'; sum: Float64Array; weight: number; contributors: number }
+  | { kind: 'plain'; sum: Float64Array; weight: number; contributors: number; updates?: readonly ClientUpdate[] }
   | { kind: 'encrypted'; ciphertexts: Uint8Array[]; scale: number; weight: number; contributors: number };
 
 /** The global model: plain values, or (only the clients hold the key) ciphertexts that decrypt to the model once multiplied by `factor`. */
@@ -46,6 +50,12 @@ export interface EvaluateResult extends Evaluation {
 
 export interface Strategy {
   readonly name: string;
+  /**
+   * What `aggregateFit` works on: the round's sum (linear rules: plaintext or encrypted, through
+   * switches at any depth), or each client's own update (`total.updates`: robust rules, plaintext,
+   * clients reporting to the aggregator directly).
+   */
+  readonly needs: 'sum' | 'updates';
   /**
    * Which of the ready clients (in check-in order) train in `round`: at most `goal`. The round
    * machine calls it when selection closes; it may pick fewer, never clients that are not ready.
@@ -74,6 +84,7 @@ export type Evaluator = (parameters: Float32Array) => Evaluation;
 /** Federated averaging weighted by samples (McMahan et al. 2017). */
 export class FedAvg implements Strategy {
   readonly name: string = 'fedavg';
+  readonly needs: Strategy['needs'] = 'sum';
 
   constructor(
     protected readonly training: Settings['training'],
@@ -126,6 +137,19 @@ export class FedAvg implements Strategy {
   restore(_state: Record<string, Float32Array>): void {}
 }
 
+/**
+ * FedProx (Li et al. 2020): FedAvg whose clients add μ/2·‖w − w_global‖² to their local loss, so
+ * clients with skewed data drift less from the model they were sent. The server side is FedAvg's;
+ * the term is the clients' (model.ts), so it works in every mode, HE and switches included.
+ */
+export class FedProx extends FedAvg {
+  override readonly name = 'fedprox';
+
+  override configureFit(round: number): ClientInstructions {
+    return { ...super.configureFit(round), proximalMu: this.training.proximal_mu };
+  }
+}
+
 /** FedAvg with server momentum (Hsu et al. 2019): the averaged step is smoothed across rounds. */
 export class FedAvgM extends FedAvg {
   override readonly name = 'fedavgm';
@@ -156,11 +180,25 @@ export class FedAvgM extends FedAvg {
   }
 }
 
-export function createStrategy(training: Settings['training'], evaluator: Evaluator): Strategy {
-  switch (training.strategy) {
-    case 'fedavg':
-      return new FedAvg(training, evaluator);
-    case 'fedavgm':
-      return new FedAvgM(training, evaluator);
+/**
+ * A robust rule over each client's update (Flower's FedMedian, FedTrimmedAvg, Krum, MultiKrum,
+ * Bulyan; robust.ts): the rest as FedAvg. Updates are the clients' trained weights, all from the
+ * same global model, so a rule over them is the same rule over their changes, moved by the model.
+ */
+export class RobustStrategy extends FedAvg {
+  override readonly needs = 'updates';
+
+  constructor(
+    override readonly name: string,
+    private readonly rule: (updates: readonly ClientUpdate[]) => Float32Array,
+    training: Settings['training'],
+    evaluator: Evaluator,
+  ) {
+    super(training, evaluator);
+  }
+
+  override aggregateFit(_round: number, _global: GlobalParameters, total: RoundTotal, _results: FitResult[], _failures: string[]): GlobalParameters {
+    if (total.kind !== 'plain' || !total.updates?.length) throw new Error(`${this.name} needs each client's update in plaintext; this round has only their sum`);
+    return { kind: 'plain', values: this.rule(total.updates) };
   }
 }

@@ -91,6 +91,8 @@ export const roundMetaSchema = z
     epochs: z.number().int().min(1).max(1000),
     batchSize: z.number().int().min(1).max(1 << 20),
     learningRate: z.number().positive().max(1000),
+    /** FedProx: the proximal term's weight (0 or absent: plain local SGD). */
+    proximalMu: z.number().min(0).max(100).optional(),
     attempt,
     /** 1 / the round's selected samples: a client's share is its weight (its samples) times this, at most 1. */
     weight_scale: z.number().positive().max(1).optional(),

@@ -1,7 +1,7 @@
 /** main.js and the launcher as a user types them: config mistakes named, flags checked, workers started and stopped. */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -24,8 +24,34 @@ describe('the command line', () => {
   it('agg --check validates and prints the topology without starting anything', async () => {
     const res = await node(['main.js', 'agg', '--check', '--config', 'config.json']);
     assert.equal(res.code, 0, res.stderr);
-    assert.match(res.stdout, /valid\. experiment mnist-mlp, 20 rounds/);
+    assert.match(res.stdout, /valid\. experiment mnist-mlp, 20 rounds, strategy fedavg\n/);
     assert.equal(res.stdout.match(/ client /g)?.length, 12);
+    // With a DP budget it says where the run will stop.
+    const testbed = new Testbed({ nodes: 4, switches: 1, he: false }, (c) => (c.dp = { mode: 'central', clip: 1, noise_multiplier: 1, max_epsilon: 10 }));
+    const privacy = await node(['main.js', 'agg', '--check', '--config', testbed.configFile]);
+    assert.equal(privacy.code, 0, privacy.stderr);
+    assert.match(privacy.stdout, /differential privacy: ε 9\.01 at δ 0\.00001 after 3 rounds: dp\.max_epsilon 10 stops the run there, before round 4 of 20/);
+  });
+
+  it('compare puts two runs side by side, and names a folder that is not a run', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'fl-compare-'));
+    const run = (name: string, epochs: number) => {
+      const dir = join(root, name);
+      mkdirSync(dir);
+      writeFileSync(join(dir, 'config.json'), JSON.stringify({ experiment: name, training: { epochs } }));
+      const rows = [1, 2].map((round) => ({ round, accuracy: 0.5 + round / 10, loss: 1, clients: 2, samples: 2, round_ms: 1000, selection_ms: 0, training_ms: 900, waiting_ms: 0, aggregation_ms: 50, evaluation_ms: 50, bytes_up: 1e6, bytes_down: 1e6, retries: 0, missing: [] }));
+      writeFileSync(join(dir, 'metrics.json'), JSON.stringify({ rounds: rows }));
+      return dir;
+    };
+    const out = join(root, 'side-by-side');
+    const res = await node(['main.js', 'compare', run('one', 1), run('three', 3), '--out', out]);
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stdout, new RegExp(`wrote ${join(out, 'compare.html').replace(/[.]/g, '\\.')}`));
+    assert.deepEqual(readdirSync(join(out, 'charts')).sort(), ['accuracy-time.png', 'accuracy.png', 'bytes.png', 'phases.png']);
+    assert.match(readFileSync(join(out, 'compare.html'), 'utf8'), /<th>training\.epochs<\/th><td>1<\/td><td>3<\/td>/);
+    const wrong = await node(['main.js', 'compare', join(root, 'one'), root]);
+    assert.notEqual(wrong.code, 0);
+    assert.match(wrong.stderr, /config\.json is missing: is .* an experiment's outputs folder\?/);
   });
 
   it('refuses worker flags it cannot use, naming the flag', async () => {

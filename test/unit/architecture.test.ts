@@ -29,7 +29,7 @@ const treeReadsIn = (text: string) =>
   [...code(text).matchAll(/\b\w+(?:\.\w+)*\.tree\b(?!\s*:)/g)].filter((m) => !/new Topology\([^)]*$/.test(code(text).slice(0, m.index! + m[0].length))).map((m) => m[0]);
 /** ARCHITECTURE.md's floors, ground first, by the top-level entries of src/. */
 const FLOORS = [
-  ['topology', 'wire', 'he', 'config', 'net', 'log', 'files', 'model', 'data', 'report', 'emulate', 'outputs.ts', 'checkpoint.ts'],
+  ['topology', 'wire', 'he', 'config', 'net', 'log', 'files', 'model', 'data', 'report', 'emulate', 'privacy', 'outputs.ts', 'checkpoint.ts'],
   ['protocol', 'aggregation', 'strategy'],
   ['roles'],
   ['node', 'blueprints', 'dashboard'],

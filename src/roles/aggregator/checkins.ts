@@ -20,14 +20,17 @@ export class CheckIns {
   /** Each client's model id, as it said at check-in (checked once this node has its own). */
   private readonly modelOf = new Map<string, number>();
   private readonly input: ReturnType<typeof inputOf>;
+  /** Under DP every client weighs 1: one client moves the round's sum by at most the clip. */
+  private readonly uniform: boolean;
 
   constructor(settings: Settings) {
     this.input = inputOf(settings.data);
+    this.uniform = settings.dp !== undefined;
   }
 
   /** Why a client of the experiment does not fit it, or undefined (`ownModel`: this node's model id, once loaded). */
   misfitOf(checkin: Checkin, ownModel: number | undefined): string | undefined {
-    const { client, shape, histogram, model } = checkin;
+    const { client, shape, histogram, model, samples } = checkin;
     if (model !== undefined) this.modelOf.set(client, model);
     const { input } = this;
     const misfit =
@@ -37,7 +40,9 @@ export class CheckIns {
           ? `its samples have shape [${shape.join(', ')}]; the model takes [${input.shape.join(', ')}] (data.shape)`
           : histogram && histogram.length !== input.classes
             ? `it counts ${histogram.length} classes; the model tells ${input.classes} apart (data.classes)`
-            : undefined;
+            : this.uniform && samples !== 1
+              ? `it weighs ${samples}; with dp on every client weighs 1 (so that one client moves a round's sum by at most the clip)`
+              : undefined;
     if (!misfit && histogram) this.histograms.set(client, histogram);
     return misfit;
   }

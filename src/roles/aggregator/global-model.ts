@@ -5,6 +5,7 @@
  * - `SealedGlobal`: the key is at the clients only; the model stays ciphertexts here, goes down
  *   encrypted, and the clients score it (federated evaluation).
  */
+import { addGaussianNoise } from '../../privacy/dp';
 import type * as tf from '@tensorflow/tfjs';
 import { randomBytes } from 'node:crypto';
 import type { AggregatorState } from '../../checkpoint';
@@ -67,6 +68,8 @@ export class ReadableGlobal implements GlobalModel {
     private readonly he?: HeSession,
     /** Clients send their change to the model they were sent, not their weights (he.quantize). */
     private readonly sentAsChange = false,
+    /** Central DP: the standard deviation of the noise added to each round's sum (privacy/dp.ts). */
+    private readonly noiseStd = 0,
   ) {}
 
   message(header: ModelHeader, meta: Record<string, unknown>): Buffer {
@@ -77,6 +80,8 @@ export class ReadableGlobal implements GlobalModel {
     const readable = total.kind === 'plain' ? total : await this.decrypt(total);
     const corrupt = corruption(readable.sum, { ...this.limits, limit: this.limits.average }, readable.weight);
     if (corrupt) throw new UnreadableSum(corrupt);
+    // After the check: the noise is ours, and may reach past what a client could send.
+    if (this.noiseStd > 0) addGaussianNoise(readable.sum, this.noiseStd);
     // Quantized, clients sent their change to this model (quantizesChange): it is added back, once per sample.
     if (this.sentAsChange) for (let i = 0; i < readable.sum.length; i++) readable.sum[i] += this.values[i] * readable.weight;
     const next = this.strategy.aggregateFit(round, { kind: 'plain', values: this.values }, readable, results, failures);

@@ -4,6 +4,7 @@
  * withheld notices, `readInbound` the updates that go into the round's accumulator; `prepare` sets up the model, keys and strategy; `RoundTail` closes each round
  * (aggregate, evaluate, checkpoint); `RoundClock` says where the round is and what each stage took.
  */
+import { plannedRounds } from '../../privacy/dp';
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -78,7 +79,7 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
     super(config, node);
     const { settings } = this.config;
     const rules = {
-      rounds: settings.rounds,
+      rounds: plannedRounds(settings),
       goal: settings.clients_per_round ?? this.topology.clients.length,
       minFraction: settings.min_report_fraction,
       deadlineMs: settings.timeouts.round_ms,

@@ -3,6 +3,7 @@
  * the model, the HE session of its key mode, the strategy, the global model and the round's
  * accumulator. Resuming, it puts back what its checkpoint holds.
  */
+import { noiseStd } from '../../privacy/dp';
 import type * as tf from '@tensorflow/tfjs';
 import { join } from 'node:path';
 import { EncryptedAccumulator, PlaintextAccumulator, type Accumulator } from '../../aggregation/accumulator';
@@ -14,7 +15,8 @@ import { startKeyHolderSession, startSession, type HeSession } from '../../he/ke
 import { quantizesChange } from '../../he/quantized';
 import { initBackend } from '../../model/backend';
 import { createModel, evaluate, getFlatWeights, modelId, setFlatWeights, tensorSizes } from '../../model/model';
-import { createStrategy, type Strategy } from '../../strategy/strategy';
+import { createStrategy } from '../../strategy/create';
+import type { Strategy } from '../../strategy/strategy';
 import { ReadableGlobal, SealedGlobal, type FederatedEvaluation, type GlobalModel } from './global-model';
 
 export interface Prepared {
@@ -68,7 +70,7 @@ export async function prepare(options: PrepareOptions): Promise<Prepared | undef
   const global: GlobalModel =
     he && settings.he.key_holder === 'clients'
       ? new SealedGlobal(initial, strategy, he, options.askToEvaluate, options.clientsUp, options.scoreCap)
-      : new ReadableGlobal(initial, strategy, model, valueLimits(settings.he), he, quantizesChange(settings.he));
+      : new ReadableGlobal(initial, strategy, model, valueLimits(settings.he), he, quantizesChange(settings.he), centralNoise(settings));
   const accumulator = he ? new EncryptedAccumulator(he, 'aggregator', false) : new PlaintextAccumulator(parameters);
   const packing = settings.he.quantize ? `quantized to ${settings.he.quantize.bits} bits (±${settings.he.quantize.clip}), ${he?.pool.perCiphertext} values a ciphertext` : 'a value to a coefficient';
   const encryption = he ? `CKKS N=${settings.he.poly_modulus_degree}, ${he.chunks} ciphertexts per update (${packing}), key held by the ${settings.he.key_holder}` : 'no encryption';
@@ -90,4 +92,9 @@ export function restore(prepared: Prepared, checkpoint: Checkpoint): unknown[] {
   prepared.global.restore(global);
   prepared.strategy.restore(strategy);
   return header.rows;
+}
+
+/** Central DP's noise on the round's sum (privacy/dp.ts); none without DP. */
+function centralNoise({ dp }: Settings): number {
+  return dp?.mode === 'central' ? noiseStd(dp) : 0;
 }

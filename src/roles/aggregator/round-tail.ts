@@ -4,6 +4,7 @@
  * and checkpoint are written (checkpoint). It belongs to the attempt it closes: it stops with the
  * role, and the round counts as closed only once all three are done.
  */
+import { epsilonAfter, plannedRounds } from '../../privacy/dp';
 import { aggregatorCheckpoint, type CheckpointStore } from '../../checkpoint';
 import type { AggregatorNodeConfig } from '../../config/node-config';
 import type { IterationLog } from '../../log/iteration-log';
@@ -95,18 +96,20 @@ export class RoundTail {
     this.participants = [...from, ...results.flatMap((r) => r.clients).filter((c) => !from.includes(c))];
     await global.update(round, roundTotal, results, missing);
     accumulator.reset();
-    return { clients: total.contributors, samples: total.weight, missing };
+    const attacking = this.io.config.attackers ?? {};
+    const attackers = results.flatMap((r) => r.clients).filter((client) => client in attacking);
+    return { clients: total.contributors, samples: total.weight, missing, attackers };
   }
 
-  private async checkpoint(round: number, done: { clients: number; samples: number; missing: string[]; accuracy: number; loss: number }): Promise<void> {
+  private async checkpoint(round: number, done: { clients: number; samples: number; missing: string[]; attackers: string[]; accuracy: number; loss: number }): Promise<void> {
     const { config, outputs, iterations, checkpoints } = this.io;
     const prepared = this.io.prepared();
-    const { accuracy, loss, clients, samples, missing } = done;
+    const { accuracy, loss, clients, samples, missing, attackers } = done;
     const timings = this.io.clock.timings(missing.length > 0);
     const retries = this.io.retries();
     const entry = iterations.endRound({ ...timings, accuracy, loss, clients, samples, retries, missing })!;
     const link = entry.link_byte_received === undefined ? {} : { link_bytes_up: entry.link_byte_received as number, link_bytes_down: entry.link_byte_send as number };
-    const metrics: RoundMetrics = { round, accuracy, loss, clients, samples, ...timings, bytes_up: entry.byte_received, bytes_down: entry.byte_send, ...link, retries, missing };
+    const metrics: RoundMetrics = { round, accuracy, loss, clients, samples, ...timings, bytes_up: entry.byte_received, bytes_down: entry.byte_send, ...link, retries, missing, ...(attackers.length ? { attackers } : {}), ...privacySpent(config.settings, round) };
     const header = this.io.header(round);
     await prepared.global.saveRound(outputs, header, metrics);
     const saved = aggregatorCheckpoint({
@@ -116,7 +119,12 @@ export class RoundTail {
     });
     // The round is finished once this is on disk: a resumed aggregator goes on from here.
     checkpoints.save(round, saved.header, saved.blobs);
-    this.io.print?.(roundLine(metrics, config.settings.rounds));
+    this.io.print?.(roundLine(metrics, plannedRounds(config.settings)));
     this.io.changed('round');
   }
+}
+
+/** ε spent after `round` rounds, for the round's row (DP runs only). */
+function privacySpent({ dp }: AggregatorNodeConfig['settings'], round: number): { epsilon?: number } {
+  return dp ? { epsilon: epsilonAfter(dp, round) } : {};
 }

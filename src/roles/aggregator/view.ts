@@ -2,6 +2,7 @@
  * What the aggregator shows of itself: GET /a/status, the round the dashboard and progress bars
  * follow, the workers named in lines that say who a round waits for, and the console's round line.
  */
+import { plannedRounds } from '../../privacy/dp';
 import type { AggregatorNodeConfig } from '../../config/node-config';
 import type { ClusterLog, NodeRecords } from '../../log/cluster-log';
 import type { ExperimentOutputs, RoundMetrics } from '../../outputs';
@@ -31,7 +32,7 @@ export function statusView(role: Observed) {
     experiment: config.experiment,
     stage: role.stage,
     round: machine.round,
-    rounds: config.settings.rounds,
+    rounds: plannedRounds(config.settings),
     strategy: config.settings.training.strategy,
     waiting_clients: members.waiting().length,
     selected: machine.selected.length,
@@ -77,8 +78,8 @@ export function roundView(role: Observed, records: readonly NodeRecords[] = role
   const reported = records.filter((w) => selected.has(w.address) && w.iteration.some((e) => e.round === round && e.outcome === 'accepted')).length;
   return {
     stage: role.stage,
-    round: Math.min(round, config.settings.rounds),
-    rounds: config.settings.rounds,
+    round: Math.min(round, plannedRounds(config.settings)),
+    rounds: plannedRounds(config.settings),
     rounds_done: rows.length,
     finished: role.isFinished,
     selected: selected.size,
@@ -90,8 +91,10 @@ export function roundView(role: Observed, records: readonly NodeRecords[] = role
 /** The line the console prints for each round. */
 export function roundLine(m: RoundMetrics, rounds: number): string {
   const waiting = m.waiting_ms ? `  (${(m.waiting_ms / 1000).toFixed(1)} s waiting for ${m.missing.length} missing)` : '';
+  const attacked = m.attackers?.length ? `  [${m.attackers.length} attacking]` : '';
+  const privacy = m.epsilon !== undefined ? `  ε ${m.epsilon.toFixed(2)}` : '';
   return (
     `round ${String(m.round).padStart(3)}/${rounds}  accuracy ${(m.accuracy * 100).toFixed(2)}%  loss ${m.loss.toFixed(4)}  ` +
-    `${m.clients} clients  ${(m.round_ms / 1000).toFixed(1)} s  up ${(m.bytes_up / 1e6).toFixed(1)} MB  down ${(m.bytes_down / 1e6).toFixed(1)} MB${waiting}`
+    `${m.clients} clients  ${(m.round_ms / 1000).toFixed(1)} s  up ${(m.bytes_up / 1e6).toFixed(1)} MB  down ${(m.bytes_down / 1e6).toFixed(1)} MB${privacy}${waiting}${attacked}`
   );
 }

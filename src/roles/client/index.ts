@@ -4,7 +4,7 @@
  * HE key; the `UpdateEncoder` makes its update. Each round it trains the global model it is sent,
  * reports the result and its sample count upstream, then checks in for the next round.
  */
-import { inputOf } from '../../config/schema';
+import { describeAttack, inputOf } from '../../config/schema';
 import { type ClientNodeConfig } from '../../config/node-config';
 import type { HeSession } from '../../he/keys';
 import { corruption, firstBeyond, valueLimits } from '../../he/bounds';
@@ -87,7 +87,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
         this.act(this.machine.handle({ type: 'round-over' })); // free again: the next round can have it
       }),
     );
-    return { round, weight: trainer.data.size };
+    return { round, weight: trainer.weight };
   }
 
   override reconnected(): void {
@@ -124,8 +124,8 @@ export class ClientRole extends Role<ClientNodeConfig> {
     const message = readMessage(body, { kinds, modelId: trainer.modelId, parameters: this.parameters, he: he && expectation(he), limits: this.limits });
     const meta = readControl(roundMetaSchema, message.meta ?? {}, "the model's instructions (meta) are not a round's");
     attemptOf(message); // the attempt is the round's
-    // Its weight is its samples, as it said at check-in; its share of the round at most 1 (a packed update holds no more).
-    const weight = trainer.data.size;
+    // Its weight is what it said at check-in (its samples; 1 under DP); its share of the round at most 1 (a packed update holds no more).
+    const weight = trainer.weight;
     if (he && meta.weight_scale === undefined) throw badRequest('an encrypted round needs "weight_scale" (1 / the round\'s samples)');
     if (he && weight * meta.weight_scale! > 1 + 1e-9) throw badRequest(`its ${weight} samples times weight_scale ${meta.weight_scale} is a share of ${weight * meta.weight_scale!}; a share is at most 1`);
     if (message.ciphertexts && meta.factor === undefined) throw badRequest('an encrypted model needs its "factor"');
@@ -148,6 +148,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
     }
     this.trainer = trainer;
     this.node.logger.info(`ready: ${trainer.data.size} samples from ${trainer.from}, backend ${trainer.backend}`);
+    if (this.config.attack) this.node.logger.warn(`this client attacks (config.json): ${describeAttack(this.config.attack)}`);
   }
 
   /** `kept`: the model this round trains from, when it came as a reference to the one this client scored. */
@@ -171,7 +172,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
 
     this.act(this.machine.handle({ type: 'trained' }));
     const encryptStart = performance.now();
-    const source = { round, attempt: meta.attempt, sender: this.config.address, modelId: trainer.modelId, samples: trainer.data.size, weights, global, weightScale: meta.weight_scale };
+    const source = { round, attempt: meta.attempt, sender: this.config.address, modelId: trainer.modelId, samples: trainer.weight, weights, global, weightScale: meta.weight_scale };
     const { update, clipped } = await this.encoder!.encode(source, he);
     const encryptMs = performance.now() - encryptStart;
     const sendStart = performance.now();
@@ -232,7 +233,9 @@ export class ClientRole extends Role<ClientNodeConfig> {
    */
   private async checkIn(): Promise<void> {
     const trainer = this.trainer!;
-    const holds = { samples: trainer.data.size, shape: inputOf(this.config.settings.data).shape, histogram: trainer.histogram, model: trainer.modelId, ...(trainer.keeps ? { keeps: trainer.keeps } : {}) };
+    // Under DP its class counts stay here: they are its data, and no noise covers them.
+    const classes = this.config.settings.dp ? {} : { histogram: trainer.histogram };
+    const holds = { samples: trainer.weight, shape: inputOf(this.config.settings.data).shape, ...classes, model: trainer.modelId, ...(trainer.keeps ? { keeps: trainer.keeps } : {}) };
     try {
       const answer = await this.persist(() => this.node.peers.post<CheckinAnswer>(this.config.aggregator, '/a/checkin', { client: this.config.address, ...holds }, { signal: this.abort.signal }));
       if (typeof answer?.attempt === 'string' && answer.attempt) this.machine.handle({ type: 'checked-in', attempt: answer.attempt, open: answer.open === true });

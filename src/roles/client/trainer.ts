@@ -3,6 +3,8 @@
  * the global model it is sent, and (with the key at the clients) scoring the sealed global model,
  * which it then keeps to train from when the next round sends only a reference to it.
  */
+import { clipChange } from '../../privacy/dp';
+import { attackedData, attackedWeights } from './attack';
 import type * as tf from '@tensorflow/tfjs';
 import { inputOf } from '../../config/schema';
 import { type ClientNodeConfig } from '../../config/node-config';
@@ -40,7 +42,8 @@ export class Trainer {
   static async load(config: ClientNodeConfig): Promise<Trainer> {
     const { settings, client_number, index } = config;
     const backend = await initBackend(settings.model.architecture);
-    const { train: data, test, from } = clientData(settings.data, config.data, client_number, index);
+    const { train: own, test, from } = clientData(settings.data, config.data, client_number, index);
+    const data = attackedData(config.attack, own, inputOf(settings.data).classes);
     const model = await createModel(settings.model, settings.data.seed, inputOf(settings.data));
     return new Trainer(config, model, data, test, backend, from);
   }
@@ -59,14 +62,24 @@ export class Trainer {
     this.kept = undefined;
   }
 
-  /** Trains `global` for a round; its loss, and the trained weights. */
+  /**
+   * What its update weighs, and what it says at check-in: its samples; under DP, 1 (every client's
+   * clipped change counts the same, so one client moves the sum by at most the clip).
+   */
+  get weight(): number {
+    return this.config.settings.dp ? 1 : this.data.size;
+  }
+
+  /** Trains `global` for a round; its loss, and the weights it sends (clipped under DP, then worked on by an attack). */
   async train(global: Float32Array, round: number, instructions: ClientInstructions): Promise<{ loss: number; weights: Float32Array }> {
     setFlatWeights(this.model, global);
     const loss = await train(this.model, this.data, {
       ...instructions,
       seed: this.config.settings.data.seed * 7919 + round * 131 + this.config.index,
     });
-    return { loss, weights: getFlatWeights(this.model) };
+    const { attack, settings } = this.config;
+    const trained = settings.dp ? clipChange(global, getFlatWeights(this.model), settings.dp.clip) : getFlatWeights(this.model);
+    return { loss, weights: attack ? attackedWeights(attack, global, trained, round, this.config.index) : trained };
   }
 
   /** A sealed model's weights, decrypted, scored on this client's test share; kept under `tag`. */

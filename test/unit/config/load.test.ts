@@ -60,6 +60,7 @@ describe('config.json validation', () => {
     { name: 'an HE scale too close to its prime', edit: (c) => (c.he = { enabled: true, scale_bits: 52 }), expect: /^he.scale_bits: scale 2\^52 leaves 2 bits .* Use scale_bits <= 49/ },
     { name: 'an unusable polynomial degree', edit: (c) => (c.he = { enabled: true, poly_modulus_degree: 3000 }), expect: /^he.poly_modulus_degree: must be 4096, 8192/ },
     { name: 'a key-holding aggregator that would see one client alone', edit: (c) => ((c.he = { enabled: true }), delete c.others['127.0.0.1'].switch), expect: /every client must report through a switch/ },
+    { name: 'FedYogi when only clients can decrypt', edit: (c) => ((c.he = { enabled: true, key_holder: 'clients' }), (c.training = { strategy: 'fedyogi' })), expect: /^training.strategy: "fedyogi" needs the model in plaintext at the aggregator; with he.key_holder "clients" use "fedavg" or "fedprox"/ },
     { name: 'FedAvgM when only clients can decrypt', edit: (c) => ((c.he = { enabled: true, key_holder: 'clients' }), (c.training = { strategy: 'fedavgm' })), expect: /^training.strategy: "fedavgm" needs the model in plaintext/ },
   ];
   for (const { name, edit, expect } of cases) {
@@ -120,6 +121,59 @@ describe('a node config (what POST /config takes)', () => {
   });
 });
 
+describe('robust strategies in config.json', () => {
+  /** Seven clients reporting to the aggregator directly, in plaintext. */
+  const flat = (training: Record<string, unknown>) => ({
+    he: { enabled: false },
+    training,
+    others: {
+      ...Object.fromEntries(Array.from({ length: 7 }, (_, i) => [`127.0.0.${i + 1}`, { type: 'client', client_number: 7, index: i }])),
+      '127.0.0.9': { type: 'aggregator' },
+    },
+  });
+
+  it('takes each robust rule where it can work', () => {
+    for (const training of [{ strategy: 'fedmedian' }, { strategy: 'fedtrimmedavg', beta: 0.3 }, { strategy: 'krum', num_malicious_clients: 1 }, { strategy: 'multikrum', num_malicious_clients: 1, num_clients_to_keep: 3 }]) {
+      assert.doesNotThrow(() => parseExperimentConfig({ ...flat(training), min_report_fraction: 1 }), JSON.stringify(training));
+    }
+    assert.doesNotThrow(() => parseExperimentConfig({ ...flat({ strategy: 'bulyan', num_malicious_clients: 1 }), min_report_fraction: 1 }));
+  });
+
+  it('refuses one it cannot, saying why: under HE, behind a switch, quantized, with too few updates for its f', () => {
+    assert.deepEqual(problemsOf({ ...flat({ strategy: 'fedmedian' }), he: { enabled: true, key_holder: 'clients' } }), [
+      'training.strategy: "fedmedian" reads each client\'s update; under HE nobody can read one (set he.enabled false, or use "fedavg")',
+    ]);
+    const behind = minimal();
+    behind.he = { enabled: false };
+    behind.training = { strategy: 'krum' };
+    assert.match(problemsOf(behind).join('\n'), /"krum" reads each client's update; a switch forwards one sum of its clients' \(127\.0\.0\.3:5000\): have the clients report to the aggregator directly/);
+    assert.deepEqual(problemsOf({ ...flat({ strategy: 'bulyan', num_malicious_clients: 1 }) }), [
+      'training.num_malicious_clients: Bulyan withstands 1 of n updates when n ≥ 4f + 3 = 7; a round may close with 2 updates (a quorum of a quorum of clients_per_round 7, min_report_fraction 0.5)',
+    ]);
+    assert.deepEqual(problemsOf({ ...flat({ strategy: 'multikrum', num_malicious_clients: 1 }), min_report_fraction: 1 }), [
+      'training.num_clients_to_keep: multikrum averages that many of the updates Krum ranks first, at most n − f = 6 (it is missing)',
+    ]);
+    assert.match(problemsOf({ ...flat({ strategy: 'fedmedian' }), he: { enabled: false, quantize: { bits: 8, clip: 1 } } }).join('\n'), /he\.quantize sends a quantized change instead/);
+    assert.match(problemsOf(flat({ strategy: 'scaffold' })).join('\n'), /training\.strategy: /);
+  });
+});
+
+describe('differential privacy in config.json', () => {
+  const plain = (dp: Record<string, unknown>, more: Record<string, unknown> = {}) => ({ ...minimal(), he: { enabled: false }, dp: { mode: 'central', clip: 1, noise_multiplier: 1, ...dp }, ...more });
+
+  it('takes central DP in plaintext and with the key at the aggregator', () => {
+    assert.doesNotThrow(() => parseExperimentConfig(plain({ max_epsilon: 50 })));
+    assert.doesNotThrow(() => parseExperimentConfig({ ...plain({}), he: { enabled: true, key_holder: 'aggregator' } }));
+  });
+
+  it('refuses what it cannot do, saying why', () => {
+    assert.deepEqual(problemsOf(plain({ mode: 'distributed' })), ['dp.mode: "distributed" (each client adding its share of the noise) is not built yet; use "central"']);
+    assert.deepEqual(problemsOf({ ...plain({}), he: { enabled: true, key_holder: 'clients' } }), ['dp.mode: "central" adds the noise to the sum the aggregator reads; with he.key_holder "clients" it reads none']);
+    assert.match(problemsOf(plain({ max_epsilon: 0.1 })).join('\n'), /dp\.max_epsilon: 0\.1; one round already spends ε \d+\.\d\d at δ 0\.00001/);
+    assert.match(problemsOf(plain({ clip: 0 })).join('\n'), /dp\.clip: /);
+  });
+});
+
 describe('topology resolution', () => {
   it('gives each node the config it needs', () => {
     const nodes = resolveNodeConfigs(parseExperimentConfig(minimal()));
@@ -132,6 +186,20 @@ describe('topology resolution', () => {
     assert.ok(agg?.type === 'aggregator');
     assert.deepEqual(agg.tree, { '127.0.0.1:5000': '127.0.0.3:5000', '127.0.0.2:5000': '127.0.0.3:5000', '127.0.0.3:5000': '127.0.0.4:6000' });
     for (const node of nodes.values()) assert.equal(node.aggregator, '127.0.0.4:6000');
+  });
+
+  it("hands an attacking client its attack, and the aggregator every attacker (to flag them); names a wrong attack's field", () => {
+    const config = minimal();
+    config.others['127.0.0.2'].attack = { kind: 'sign_flip', scale: 4, seed: 1 };
+    const nodes = resolveNodeConfigs(parseExperimentConfig(config));
+    const attacker = nodes.get('127.0.0.2:5000');
+    assert.deepEqual(attacker?.type === 'client' && attacker.attack, { kind: 'sign_flip', scale: 4, seed: 1 });
+    const honest = nodes.get('127.0.0.1:5000');
+    assert.equal(honest?.type === 'client' && honest.attack, undefined);
+    const agg = nodes.get('127.0.0.4:6000');
+    assert.deepEqual(agg?.type === 'aggregator' && agg.attackers, { '127.0.0.2:5000': { kind: 'sign_flip', scale: 4, seed: 1 } });
+    config.others['127.0.0.2'].attack = { kind: 'label_flip', scale: 2 };
+    assert.deepEqual(problemsOf(config), ['others["127.0.0.2"].attack.scale: label_flip takes no scale: it trains on flipped labels']);
   });
 
   it('sends a client without a switch straight to the aggregator', () => {

@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import { loadMnist, subset } from '../../../src/data/mnist';
 import { holdOut } from '../../../src/data/partition';
 import { initBackend } from '../../../src/model/backend';
-import { buildModel, evaluate, expectedParameterCount, getFlatWeights, parameterCount, setFlatWeights, train } from '../../../src/model/model';
+import { buildModel, evaluate, expectedParameterCount, getFlatWeights, parameterCount, proximalStep, setFlatWeights, train } from '../../../src/model/model';
 import { loadModel, saveModel } from '../../../src/model/store';
 
 describe('model', () => {
@@ -61,6 +61,40 @@ describe('model', () => {
     }
     assert.deepEqual(counts, [counts[0], counts[0], counts[0], counts[0]]);
     model.dispose();
+  });
+});
+
+describe("FedProx's proximal term", () => {
+  it('pulls each weight toward the model training started from: w ← (w + ημ·w₀) / (1 + ημ)', async () => {
+    await initBackend();
+    const model = buildModel({ architecture: 'mlp', hidden_units: 8 }, 2);
+    const start = getFlatWeights(model);
+    const step = proximalStep(model, 1);
+    setFlatWeights(model, Float32Array.from(start, (w) => w + 2));
+    step.step();
+    const pulled = getFlatWeights(model);
+    pulled.forEach((w, i) => assert.ok(Math.abs(w - (start[i] + 1)) < 1e-5, `weight ${i}: ${w}, expected ${start[i] + 1}`));
+    step.dispose();
+    model.dispose();
+  });
+
+  it('keeps a client nearer the global model the larger μ is, and leaves no tensors behind', async () => {
+    await initBackend();
+    const data = subset(loadMnist(), Array.from({ length: 600 }, (_, i) => i * 13));
+    const drift = async (proximalMu: number) => {
+      const model = buildModel({ architecture: 'mlp', hidden_units: 16 }, 4);
+      const start = getFlatWeights(model);
+      await train(model, data, { epochs: 2, batchSize: 32, learningRate: 0.1, seed: 1, proximalMu });
+      const end = getFlatWeights(model);
+      model.dispose();
+      return Math.sqrt(end.reduce((s, w, i) => s + (w - start[i]) ** 2, 0));
+    };
+    const before = tf.memory().numTensors;
+    const free = await drift(0);
+    const plain = tf.memory().numTensors - before; // what a model and its optimizer leave, with or without the term
+    const held = await drift(10);
+    assert.ok(held < free / 2, `drift ${held} with μ 10 against ${free} without`);
+    assert.equal(tf.memory().numTensors - before, 2 * plain, 'the proximal term leaves nothing of its own');
   });
 });
 

@@ -11,6 +11,8 @@ import { testbedConfig } from '../../../src/config/testbed';
 import { findCheckpoint, ResumeError } from '../../../src/orchestrator/resume';
 import { CHECKPOINTS_DIR } from '../../../src/roles/aggregator';
 import { FedAvgM } from '../../../src/strategy/strategy';
+import { trainingSchema } from '../../../src/config/schema';
+
 
 const temp = () => mkdtempSync(join(tmpdir(), 'fl-ckpt-'));
 const weights = (seed: number, n = 1000) => Float32Array.from({ length: n }, (_, i) => Math.sin(seed * 1000 + i));
@@ -76,7 +78,7 @@ describe('resuming', () => {
   });
 
   it("FedAvgM's momentum survives a restart: the next round matches an uninterrupted run", () => {
-    const training = { epochs: 1, batch_size: 32, learning_rate: 0.1, strategy: 'fedavgm' as const, server_momentum: 0.9 };
+    const training = trainingSchema.parse({ epochs: 1, batch_size: 32, learning_rate: 0.1, strategy: 'fedavgm', server_momentum: 0.9 });
     const evaluate = () => ({ accuracy: 0, loss: 0 });
     const total = (seed: number) => ({ kind: 'plain' as const, sum: Float64Array.from(weights(seed), (v) => v * 10), weight: 10, contributors: 2 });
     const step = (strategy: FedAvgM, round: number, values: Float32Array) => {

@@ -32,6 +32,17 @@ describe('check-ins at the aggregator', () => {
     await role.stop();
   });
 
+  it('under DP, refuses a client that claims to weigh more than 1, naming why', async () => {
+    const raw = testbedConfig({ base: '127.0.9', nodes: 6, switches: 1, he: false }) as Record<string, any>;
+    raw.dp = { mode: 'central', clip: 1, noise_multiplier: 1 };
+    const config = [...resolveNodeConfigs(parseExperimentConfig(raw)).values()].find((n): n is AggregatorNodeConfig => n.type === 'aggregator')!;
+    const role = new AggregatorRole(config, nodeContext('agg'));
+    const [c1, c2] = role.topology.clients;
+    assert.throws(() => role.notices.checkIn({ client: c1, samples: 1000 }, { node: c1 }), (err: HttpError) => err.status === 422 && /it weighs 1000; with dp on every client weighs 1/.test(err.message));
+    assert.equal(role.notices.checkIn({ client: c2, samples: 1 }, { node: c2 }).status, 'queued');
+    await role.stop();
+  });
+
   it('refuses a check-in that contradicts the client\'s first (its samples, classes, model), changing nothing: its weight is what it said first', async () => {
     const role = new AggregatorRole(aggregatorConfig(), nodeContext('agg'));
     const [c1] = role.topology.clients;

@@ -1,17 +1,19 @@
 /** The global model of each key mode: with the key at the clients it stays ciphertexts, averaged through the strategy. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { SealedGlobal, UnreadableSum, UnscoredModel } from '../../../../src/roles/aggregator/global-model';
+import { ReadableGlobal, SealedGlobal, UnreadableSum, UnscoredModel } from '../../../../src/roles/aggregator/global-model';
+import { valueLimits } from '../../../../src/he/bounds';
 import { FedAvg } from '../../../../src/strategy/strategy';
 import { decode } from '../../../../src/wire/codec';
 import { sessionsFor } from '../../../helpers/he';
+import { heSchema, trainingSchema } from '../../../../src/config/schema';
 
 describe('the sealed global model (key at the clients)', () => {
   const params = { enabled: true, key_holder: 'clients' as const, poly_modulus_degree: 4096, coeff_modulus_bits: [54], scale_bits: 45 };
   const sessions = sessionsFor(params, 5000);
 
   it('averages through the strategy, survives a checkpoint', async () => {
-    const fedavg = new FedAvg({ epochs: 1, batch_size: 1, learning_rate: 1, strategy: 'fedavg', server_momentum: 0 }, () => assert.fail('no plaintext evaluation'));
+    const fedavg = new FedAvg(trainingSchema.parse({ epochs: 1, batch_size: 1, learning_rate: 1, strategy: 'fedavg', server_momentum: 0 }), () => assert.fail('no plaintext evaluation'));
     const header = { round: 1, modelId: 7, sender: 'agg', parameters: 5000 };
     const sealed = new SealedGlobal(new Float32Array(5000), fedavg, sessions.adder, async () => ({ results: [], failures: [], unusable: [] }), () => []);
     assert.equal(decode(sealed.message(header, {})).ciphertexts, undefined, 'round 1 goes down in plaintext');
@@ -30,7 +32,7 @@ describe('the sealed global model (key at the clients)', () => {
 describe('the sealed global model, scored by the clients', () => {
   const params = { enabled: true, key_holder: 'clients' as const, poly_modulus_degree: 4096, coeff_modulus_bits: [54], scale_bits: 45 };
   const sessions = sessionsFor(params, 5000);
-  const fedavg = () => new FedAvg({ epochs: 1, batch_size: 1, learning_rate: 1, strategy: 'fedavg', server_momentum: 0 }, () => assert.fail('no plaintext evaluation'));
+  const fedavg = () => new FedAvg(trainingSchema.parse({ epochs: 1, batch_size: 1, learning_rate: 1, strategy: 'fedavg', server_momentum: 0 }), () => assert.fail('no plaintext evaluation'));
   const header = { round: 1, modelId: 7, sender: 'agg', parameters: 5000 };
   const score = (client: string) => ({ client, accuracy: 0.9, loss: 0.3, samples: 100 });
   const unusable = (client: string) => ({ client, reason: 'it decrypts to noise' });
@@ -66,5 +68,24 @@ describe('the sealed global model, scored by the clients', () => {
     const { sealed, before, evaluation } = await scoredAs({ results: [], unusable: [], failures: ['c1: timed out'] });
     await assert.rejects(evaluation, (err) => err instanceof UnscoredModel && !(err instanceof UnreadableSum) && /no client could score the new model \(1 asked gave no score; c1: timed out\)/.test(err.message));
     assert.equal(decode(sealed.message(header, {}, ['c1'])).meta?.model_tag, before.meta?.model_tag);
+  });
+});
+
+describe('the readable global model under central DP', () => {
+  it("adds noise of z·C to the round's sum before it is averaged (and none without DP)", async () => {
+    const training = trainingSchema.parse({});
+    const limits = valueLimits(heSchema.parse({ enabled: false }));
+    const n = 50_000;
+    const total = { kind: 'plain' as const, sum: new Float64Array(n).fill(4), weight: 4, contributors: 4, updates: [] };
+    const averaged = async (noiseStd: number) => {
+      const global = new ReadableGlobal(new Float32Array(n), new FedAvg(training, () => ({ accuracy: 0, loss: 0 })), undefined as never, limits, undefined, false, noiseStd);
+      await global.update(1, { ...total, sum: Float64Array.from(total.sum) }, [], []);
+      return decode(global.message({ round: 2, modelId: 7, sender: 'agg', parameters: n }, {})).parameters;
+    };
+    assert.ok((await averaged(0)).every((v) => v === 1), 'no DP: the plain average');
+    const noisy = await averaged(2);
+    const deviation = Math.sqrt(noisy.reduce((s, v) => s + (v - 1) ** 2, 0) / n);
+    // Noise of 2 on a sum of 4 clients: 0.5 on the average (five standard errors: 0.5·5/√(2n) ≈ 0.008).
+    assert.ok(Math.abs(deviation - 0.5) < 0.008, `the average's deviation ${deviation}`);
   });
 });

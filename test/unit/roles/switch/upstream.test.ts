@@ -47,7 +47,7 @@ describe("a switch's deadline within the one above it", () => {
     after(() => slow.close());
     const upstream = upstreamTo(`127.0.0.1:${(slow.address() as AddressInfo).port}`);
     assert.equal(upstream.deadlineWithin(2000), 1800);
-    const total = { kind: 'plain' as const, sum: new Float64Array(4), weight: 10, contributors: 2 };
+    const total = { kind: 'plain' as const, sum: new Float64Array(4), weight: 10, contributors: 2, updates: [] };
     await upstream.forward({ round: 1, attempt: 's:1.0', modelId: 1, parameters: 4, clients: ['a', 'b'], missing: [], total, waitedMs: 0, collectMs: 0, aggregateStart: performance.now() });
     const within = upstream.deadlineWithin(2000);
     assert.ok(within <= 2000 - 600 && within > 0, `kept ${2000 - within} ms of 2000 after a 300 ms upload`);

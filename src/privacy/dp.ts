@@ -1,0 +1,78 @@
+/**
+ * Client-level DP-FedAvg (McMahan et al. 2018, "Learning Differentially Private Recurrent Language
+ * Models"), central mode. Neighbouring runs differ in one client's data (replace-one: the clients
+ * themselves are public, config.json names them, and so is who reported each round). Each client
+ * clips its change to the model to L2 norm C and weighs 1, and the round's sum is n·global + Σ
+ * changes, so replacing one client's data moves it by at most 2C: the sensitivity. The aggregator
+ * adds Gaussian noise of standard deviation z·2C to the sum, so z is the noise multiplier of the
+ * Gaussian mechanism. A round's clients are picked first come, not sampled at random, so no
+ * amplification by sampling is claimed: each round is the Gaussian mechanism itself (q = 1).
+ */
+import { randomBytes } from 'node:crypto';
+import type { DpSettings, Settings } from '../config/schema';
+import { RdpAccountant } from './rdp';
+
+/** The weights a client sends: `global` plus its change to them, scaled down to L2 norm `clip` when longer. */
+export function clipChange(global: Float32Array, trained: Float32Array, clip: number): Float32Array {
+  let squares = 0;
+  for (let i = 0; i < trained.length; i++) squares += (trained[i] - global[i]) ** 2;
+  const norm = Math.sqrt(squares);
+  if (norm <= clip) return trained;
+  const factor = clip / norm;
+  return Float32Array.from(trained, (value, i) => global[i] + (value - global[i]) * factor);
+}
+
+/** Adds N(0, std²) to every value of `sum`, from the operating system's randomness (DP noise must not be predictable). */
+export function addGaussianNoise(sum: Float64Array, std: number, random: () => number = secureUniform()): void {
+  for (let i = 0; i < sum.length; i += 2) {
+    // Box-Muller: two independent normals per two uniforms.
+    const radius = std * Math.sqrt(-2 * Math.log(1 - random()));
+    const angle = 2 * Math.PI * random();
+    sum[i] += radius * Math.cos(angle);
+    if (i + 1 < sum.length) sum[i + 1] += radius * Math.sin(angle);
+  }
+}
+
+/** Uniform in [0, 1) from crypto, drawn in blocks. */
+function secureUniform(): () => number {
+  let block = randomBytes(0);
+  let at = 0;
+  return () => {
+    if (at + 6 > block.length) [block, at] = [randomBytes(6 * 4096), 0];
+    const value = block.readUIntBE(at, 6) / 2 ** 48;
+    at += 6;
+    return value;
+  };
+}
+
+/** The noise on a round's sum: z times the sensitivity 2C. */
+export const noiseStd = (dp: DpSettings): number => dp.noise_multiplier * 2 * dp.clip;
+
+/** ε at the config's δ after `rounds` rounds. */
+export function epsilonAfter(dp: DpSettings, rounds: number): number {
+  const accountant = new RdpAccountant();
+  accountant.compose(1, dp.noise_multiplier, rounds);
+  return accountant.epsilon(dp.delta).epsilon;
+}
+
+/** How many of `rounds` fit within `max_epsilon` (all of them without a budget). */
+export function roundsWithinBudget(dp: DpSettings, rounds: number): number {
+  if (dp.max_epsilon === undefined) return rounds;
+  let fit = 0;
+  while (fit < rounds && epsilonAfter(dp, fit + 1) <= dp.max_epsilon) fit++;
+  return fit;
+}
+
+/** The rounds an experiment runs: its `rounds`, or fewer when its DP budget runs out first. */
+export function plannedRounds({ rounds, dp }: Pick<Settings, 'rounds' | 'dp'>): number {
+  return dp ? roundsWithinBudget(dp, rounds) : rounds;
+}
+
+/** What the run line says of privacy: ε per round and, with a budget that cuts the run short, where it stops. */
+export function describeBudget(settings: Pick<Settings, 'rounds' | 'dp'>): string | undefined {
+  const { dp, rounds } = settings;
+  if (!dp) return undefined;
+  const planned = plannedRounds(settings);
+  const spent = `ε ${epsilonAfter(dp, planned).toFixed(2)} at δ ${dp.delta} after ${planned} rounds`;
+  return planned < rounds ? `${spent}: dp.max_epsilon ${dp.max_epsilon} stops the run there, before round ${planned + 1} of ${rounds}` : spent;
+}

@@ -1,0 +1,48 @@
+/** Central DP-FedAvg's pieces: the clip, the noise, the budget in rounds. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { dpSchema } from '../../../src/config/schema';
+import { seededRandom } from '../../../src/data/random';
+import { addGaussianNoise, clipChange, describeBudget, epsilonAfter, plannedRounds } from '../../../src/privacy/dp';
+import { epsilonFromRdp, DEFAULT_ORDERS } from '../../../src/privacy/rdp';
+
+const dp = (raw: Record<string, unknown>) => dpSchema.parse({ mode: 'central', clip: 1, noise_multiplier: 1, ...raw });
+
+describe('central DP-FedAvg', () => {
+  it('clips a change longer than the clip to it, and leaves a shorter one as it is', () => {
+    const global = Float32Array.from([1, 1]);
+    assert.deepEqual([...clipChange(global, Float32Array.from([4, 5]), 1)], [1.600000023841858, 1.7999999523162842]); // change (3, 4), norm 5, to (0.6, 0.8)
+    const short = Float32Array.from([1.1, 1]);
+    assert.equal(clipChange(global, short, 1), short);
+  });
+
+  it('adds noise of the standard deviation asked, mean 0 (seeded here; the aggregator draws from crypto)', () => {
+    const sum = new Float64Array(200_001);
+    addGaussianNoise(sum, 3, seededRandom(11));
+    const mean = sum.reduce((s, v) => s + v, 0) / sum.length;
+    const sd = Math.sqrt(sum.reduce((s, v) => s + (v - mean) ** 2, 0) / sum.length);
+    // Five standard errors: 3/√n ≈ 0.0067 for the mean, 3/√(2n) ≈ 0.0047 for the deviation.
+    assert.ok(Math.abs(mean) < 0.034, `mean ${mean}`);
+    assert.ok(Math.abs(sd - 3) < 0.024, `standard deviation ${sd}`);
+    const drawn = new Float64Array(4);
+    addGaussianNoise(drawn, 1);
+    assert.ok(drawn.every((v) => v !== 0), 'the default draws from crypto');
+  });
+
+  it('accounts each round as the Gaussian mechanism (q 1): ε after r rounds is that of RDP r·α/(2z²)', () => {
+    const settings = dp({ noise_multiplier: 2 });
+    const rdp = DEFAULT_ORDERS.map((alpha) => (30 * alpha) / (2 * 4));
+    assert.equal(epsilonAfter(settings, 30), epsilonFromRdp(DEFAULT_ORDERS, rdp, 1e-5).epsilon);
+    assert.ok(epsilonAfter(settings, 31) > epsilonAfter(settings, 30));
+  });
+
+  it('stops before the round that would spend more than max_epsilon, and says so', () => {
+    const budget = dp({ noise_multiplier: 2, max_epsilon: 5 });
+    const planned = plannedRounds({ rounds: 100, dp: budget });
+    assert.ok(planned > 0 && planned < 100, `${planned}`);
+    assert.ok(epsilonAfter(budget, planned) <= 5 && epsilonAfter(budget, planned + 1) > 5);
+    assert.match(describeBudget({ rounds: 100, dp: budget })!, new RegExp(`after ${planned} rounds: dp\\.max_epsilon 5 stops the run there, before round ${planned + 1} of 100`));
+    assert.equal(plannedRounds({ rounds: 100, dp: dp({}) }), 100, 'no budget, every round');
+    assert.equal(plannedRounds({ rounds: 100 }), 100);
+  });
+});
