@@ -125,7 +125,7 @@ function privacyProblems(config: ExperimentConfig): string[] {
   if (dp.mode === 'distributed') return ['dp.mode: "distributed" (each client adding its share of the noise) is not built yet; use "central"'];
   const problems: string[] = [];
   if (config.he.enabled && config.he.key_holder === 'clients') problems.push('dp.mode: "central" adds the noise to the sum the aggregator reads; with he.key_holder "clients" it reads none');
-  if (ROBUST_STRATEGIES.includes(config.training.strategy)) problems.push(`training.strategy: "${config.training.strategy}" reads each client's update; dp adds its noise to the round's sum (use "fedavg" or "fedavgm")`);
+  if (ROBUST_STRATEGIES.includes(config.training.strategy)) problems.push(`training.strategy: "${config.training.strategy}" reads each client's update; dp adds its noise to the round's sum (use a strategy over the sum: "fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi" or "fedadagrad")`);
   if (config.he.quantize) problems.push('he.quantize: dp clips the change a client trained, which quantized packing sends rounded (leave he.quantize out with dp)');
   if (plannedRounds(config) === 0) problems.push(`dp.max_epsilon: ${dp.max_epsilon}; one round already spends ε ${epsilonAfter(dp, 1).toFixed(2)} at δ ${dp.delta}`);
   return problems;

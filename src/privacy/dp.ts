@@ -14,12 +14,20 @@ import { RdpAccountant } from './rdp';
 
 /** The weights a client sends: `global` plus its change to them, scaled down to L2 norm `clip` when longer. */
 export function clipChange(global: Float32Array, trained: Float32Array, clip: number): Float32Array {
+  let clipped = trained;
+  // Rounding to float32 can leave the scaled change a hair longer than the clip: scale again until it is not.
+  for (let norm = changeNorm(global, clipped), shrink = 1; norm > clip; norm = changeNorm(global, clipped), shrink *= 1 - 1e-6) {
+    const factor = (clip / norm) * shrink;
+    clipped = Float32Array.from(clipped, (value, i) => global[i] + (value - global[i]) * factor);
+  }
+  return clipped;
+}
+
+/** ‖trained − global‖₂, the length of a client's change. */
+export function changeNorm(global: Float32Array, trained: Float32Array): number {
   let squares = 0;
   for (let i = 0; i < trained.length; i++) squares += (trained[i] - global[i]) ** 2;
-  const norm = Math.sqrt(squares);
-  if (norm <= clip) return trained;
-  const factor = clip / norm;
-  return Float32Array.from(trained, (value, i) => global[i] + (value - global[i]) * factor);
+  return Math.sqrt(squares);
 }
 
 /** Adds N(0, std²) to every value of `sum`, from the operating system's randomness (DP noise must not be predictable). */
@@ -63,9 +71,15 @@ export function roundsWithinBudget(dp: DpSettings, rounds: number): number {
   return fit;
 }
 
+/** plannedRounds by its settings: the dashboard and the round line ask every poll and every round. */
+const planned = new Map<string, number>();
+
 /** The rounds an experiment runs: its `rounds`, or fewer when its DP budget runs out first. */
 export function plannedRounds({ rounds, dp }: Pick<Settings, 'rounds' | 'dp'>): number {
-  return dp ? roundsWithinBudget(dp, rounds) : rounds;
+  if (!dp) return rounds;
+  const key = JSON.stringify([rounds, dp.noise_multiplier, dp.delta, dp.max_epsilon]);
+  if (!planned.has(key)) planned.set(key, roundsWithinBudget(dp, rounds));
+  return planned.get(key)!;
 }
 
 /** What the run line says of privacy: ε per round and, with a budget that cuts the run short, where it stops. */

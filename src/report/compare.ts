@@ -19,7 +19,7 @@ export const COMPARE_FILE = 'compare.html';
 export interface Run {
   name: string;
   config: Record<string, unknown>;
-  rows: readonly (RoundMetrics & { epsilon?: number })[];
+  rows: readonly RoundMetrics[];
 }
 
 /** An experiment's config.json and metrics.json; named by its experiment (its folder's name when two share one). */
@@ -132,7 +132,7 @@ function comparisonHtml(runs: readonly Run[], svgs: readonly string[]): string {
       const last = run.rows.at(-1);
       const seconds = run.rows.reduce((s, r) => s + r.round_ms, 0) / 1000;
       const bytes = run.rows.reduce((s, r) => s + r.bytes_up + r.bytes_down, 0) / 1e6;
-      const epsilon = last?.epsilon === undefined ? '—' : last.epsilon.toFixed(2);
+      const epsilon = typeof last?.epsilon === 'number' ? last.epsilon.toFixed(2) : '—';
       return `<tr><td>${escapeHtml(run.name)}</td><td>${run.rows.length}</td><td>${last ? `${(last.accuracy * 100).toFixed(2)}%` : '—'}</td><td>${seconds.toFixed(1)}</td><td>${bytes.toFixed(2)}</td><td>${epsilon}</td></tr>`;
     })
     .join('');

@@ -62,29 +62,47 @@ function squaredDistance(a: Float32Array, b: Float32Array): number {
   return sum;
 }
 
-/** Each update's Krum score: the summed squared distances to its n − f − 2 nearest others (at least one, as Flower has it). */
-export function krumScores(updates: readonly ClientUpdate[], byzantine: number): number[] {
-  sameLength(updates);
-  if (updates.length < 2) throw new RangeError('Krum compares updates: it needs two at least');
-  const neighbours = Math.max(1, updates.length - byzantine - 2);
-  const distances = updates.map((a) => updates.map((b) => squaredDistance(a.values, b.values)));
-  return distances.map((row, i) =>
-    row
-      .filter((_, j) => j !== i)
+/** The squared distance between every two updates. */
+function distanceMatrix(updates: readonly ClientUpdate[]): number[][] {
+  const distances = updates.map(() => new Array<number>(updates.length).fill(0));
+  for (let i = 0; i < updates.length; i++) {
+    for (let j = i + 1; j < updates.length; j++) distances[i][j] = distances[j][i] = squaredDistance(updates[i].values, updates[j].values);
+  }
+  return distances;
+}
+
+/** Krum scores of the updates `among` (indexes into `distances`): each one's summed distances to its n − f − 2 nearest in `among`, at least one (as Flower has it). */
+function scoresAmong(distances: number[][], among: readonly number[], byzantine: number): number[] {
+  if (among.length < 2) throw new RangeError('Krum compares updates: it needs two at least');
+  const neighbours = Math.max(1, among.length - byzantine - 2);
+  return among.map((i) =>
+    among
+      .filter((j) => j !== i)
+      .map((j) => distances[i][j])
       .sort((x, y) => x - y)
       .slice(0, neighbours)
       .reduce((s, d) => s + d, 0),
   );
 }
 
-/** The indexes of the `keep` updates with the lowest Krum scores, lowest first (ties: the earlier update). */
-export function krumChoice(updates: readonly ClientUpdate[], byzantine: number, keep = 1): number[] {
-  const scores = krumScores(updates, byzantine);
+/** Positions in `scores` of the `keep` lowest, lowest first (ties: the earlier). */
+function lowest(scores: readonly number[], keep: number): number[] {
   return scores
     .map((score, index) => ({ score, index }))
     .sort((a, b) => a.score - b.score || a.index - b.index)
     .slice(0, keep)
     .map((s) => s.index);
+}
+
+/** Each update's Krum score: the summed squared distances to its n − f − 2 nearest others (at least one, as Flower has it). */
+export function krumScores(updates: readonly ClientUpdate[], byzantine: number): number[] {
+  sameLength(updates);
+  return scoresAmong(distanceMatrix(updates), updates.map((_, i) => i), byzantine);
+}
+
+/** The indexes of the `keep` updates with the lowest Krum scores, lowest first (ties: the earlier update). */
+export function krumChoice(updates: readonly ClientUpdate[], byzantine: number, keep = 1): number[] {
+  return lowest(krumScores(updates, byzantine), keep);
 }
 
 /** The mean of `updates`, weighted by their samples. */
@@ -106,11 +124,13 @@ export function multiKrum(updates: readonly ClientUpdate[], byzantine: number, k
 /** Bulyan's first step: the indexes of the θ = n − 2f updates Krum picks one at a time from those left, with the same f (Flower's aggregate_bulyan). */
 export function bulyanChoice(updates: readonly ClientUpdate[], byzantine: number): number[] {
   if (updates.length < 4 * byzantine + 3) throw new RangeError(`Bulyan needs n ≥ 4f + 3: ${updates.length} updates with f = ${byzantine}`);
+  sameLength(updates);
   const theta = updates.length - 2 * byzantine;
+  const distances = distanceMatrix(updates);
   const left = updates.map((_, index) => index);
   const chosen: number[] = [];
   while (chosen.length < theta) {
-    const pick = left.length > 1 ? krumChoice(left.map((i) => updates[i]), byzantine)[0] : 0;
+    const pick = left.length > 1 ? lowest(scoresAmong(distances, left, byzantine), 1)[0] : 0;
     chosen.push(...left.splice(pick, 1));
   }
   return chosen;

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { dpSchema } from '../../../src/config/schema';
 import { seededRandom } from '../../../src/data/random';
-import { addGaussianNoise, clipChange, describeBudget, epsilonAfter, plannedRounds } from '../../../src/privacy/dp';
+import { addGaussianNoise, changeNorm, clipChange, describeBudget, epsilonAfter, plannedRounds } from '../../../src/privacy/dp';
 import { epsilonFromRdp, DEFAULT_ORDERS } from '../../../src/privacy/rdp';
 
 const dp = (raw: Record<string, unknown>) => dpSchema.parse({ mode: 'central', clip: 1, noise_multiplier: 1, ...raw });
@@ -14,6 +14,15 @@ describe('central DP-FedAvg', () => {
     assert.deepEqual([...clipChange(global, Float32Array.from([4, 5]), 1)], [1.600000023841858, 1.7999999523162842]); // change (3, 4), norm 5, to (0.6, 0.8)
     const short = Float32Array.from([1.1, 1]);
     assert.equal(clipChange(global, short, 1), short);
+  });
+
+  it('leaves no clipped change longer than the clip, float32 rounding included', () => {
+    const random = seededRandom(5);
+    for (let trial = 0; trial < 20; trial++) {
+      const global = Float32Array.from({ length: 101_770 }, () => random() - 0.5);
+      const trained = Float32Array.from(global, (w) => w + (random() - 0.5) * 0.1);
+      assert.ok(changeNorm(global, clipChange(global, trained, 0.5)) <= 0.5, `trial ${trial}`);
+    }
   });
 
   it('adds noise of the standard deviation asked, mean 0 (seeded here; the aggregator draws from crypto)', () => {
