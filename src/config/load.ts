@@ -7,6 +7,7 @@ import { DEFAULT_CHANGE_CLIP, DEFAULT_WEIGHT_CLIP, geometryOf, quantizesChange }
 import { checkedTree, type TreeEntry } from '../topology/checks';
 import type { Topology } from '../topology/tree';
 import { describeIssues } from './issues';
+import { fewestUpdates } from './quorum';
 import { ROBUST_STRATEGIES, ROLES, experimentConfigSchema, type ExperimentConfig } from './schema';
 import { nodeConfigSchema, type NodeConfig } from './node-config';
 
@@ -118,15 +119,23 @@ function topologyProblems(config: ExperimentConfig): string[] {
   return problems;
 }
 
-/** What central DP asks: a sum the aggregator reads and adds its noise to, of changes clipped as the clients made them. */
+/**
+ * What DP asks: a sum of changes clipped as the clients made them, noised where the mode says: by
+ * the aggregator (central), which must then read the sum, or by the clients (distributed).
+ */
 function privacyProblems(config: ExperimentConfig): string[] {
   const { dp } = config;
   if (!dp) return [];
-  if (dp.mode === 'distributed') return ['dp.mode: "distributed" (each client adding its share of the noise) is not built yet; use "central"'];
   const problems: string[] = [];
-  if (config.he.enabled && config.he.key_holder === 'clients') problems.push('dp.mode: "central" adds the noise to the sum the aggregator reads; with he.key_holder "clients" it reads none');
-  if (ROBUST_STRATEGIES.includes(config.training.strategy)) problems.push(`training.strategy: "${config.training.strategy}" reads each client's update; dp adds its noise to the round's sum (use a strategy over the sum: "fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi" or "fedadagrad")`);
-  if (config.he.quantize) problems.push('he.quantize: dp clips the change a client trained, which quantized packing sends rounded (leave he.quantize out with dp)');
+  if (dp.mode === 'central' && config.he.enabled && config.he.key_holder === 'clients') {
+    problems.push('dp.mode: "central" adds the noise to the sum the aggregator reads; with he.key_holder "clients" it reads none (use "distributed": each client adds its share)');
+  }
+  if (ROBUST_STRATEGIES.includes(config.training.strategy)) problems.push(`training.strategy: "${config.training.strategy}" reads each client's update; dp's noise is sized for the round's sum (use a strategy over the sum: "fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi" or "fedadagrad")`);
+  if (config.he.quantize) {
+    problems.push(
+      'he.quantize: stochastic rounding moves a clipped update by up to one quantum in every value, so its length is no longer bounded by dp.clip and the accountant\'s sensitivity would not hold (noise in the integer domain, the distributed discrete Gaussian of Kairouz et al. 2021, is not built): leave he.quantize out with dp',
+    );
+  }
   if (plannedRounds(config) === 0) problems.push(`dp.max_epsilon: ${dp.max_epsilon}; one round already spends ε ${epsilonAfter(dp, 1).toFixed(2)} at δ ${dp.delta}`);
   return problems;
 }
@@ -144,10 +153,8 @@ function robustProblems(config: ExperimentConfig, topology: Topology, perRound: 
   else if (config.he.quantize) problems.push(`${reads} as the client trained it; he.quantize sends a quantized change instead (leave he.quantize out)`);
   const switches = topology.childrenOf(topology.root).filter((node) => topology.isSwitch(node));
   if (switches.length) problems.push(`${reads}; a switch forwards one sum of its clients' (${switches.join(', ')}): have the clients report to the aggregator directly (forwarding each update through switches is not built yet)`);
-  // The fewest updates a round closes with: selection may close with a quorum of the goal (workers
-  // down), and training with a quorum of those selected. The rule must withstand f among them.
-  const quorum = (n: number) => Math.max(1, Math.ceil(n * config.min_report_fraction - 1e-9));
-  const least = quorum(quorum(perRound));
+  // The rule must withstand f among the fewest updates a round closes with.
+  const least = fewestUpdates(perRound, config.min_report_fraction);
   const among = `a round may close with ${least} updates (a quorum of a quorum of clients_per_round ${perRound}, min_report_fraction ${config.min_report_fraction})`;
   if ((strategy === 'krum' || strategy === 'multikrum') && least < 2 * f + 3) problems.push(`training.num_malicious_clients: Krum withstands ${f} of n updates when n ≥ 2f + 3 = ${2 * f + 3}; ${among}`);
   if (strategy === 'bulyan' && least < 4 * f + 3) problems.push(`training.num_malicious_clients: Bulyan withstands ${f} of n updates when n ≥ 4f + 3 = ${4 * f + 3}; ${among}`);

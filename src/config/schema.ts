@@ -218,10 +218,10 @@ export const timeoutsSchema = z
   .strict();
 
 /**
- * Client-level differential privacy (DP-FedAvg, McMahan et al. 2018): each client clips its change
- * to the model to L2 norm `clip` and weighs 1; `central`: the aggregator adds Gaussian noise of
- * standard deviation `noise_multiplier` times the sum's sensitivity, 2·`clip` (privacy/dp.ts). ε at `delta` is accounted after
- * every round (privacy/rdp.ts); the run stops before a round would take it past `max_epsilon`.
+ * Client-level DP-FedAvg (McMahan et al. 2018; privacy/dp.ts): each client clips its change to L2
+ * norm `clip` and weighs 1; the sum carries Gaussian noise of `noise_multiplier` times 2·`clip`, added
+ * by the aggregator (`central`) or in shares by the clients (`distributed`). ε at `delta` is accounted
+ * after every round (privacy/rdp.ts); the run stops before a round would take it past `max_epsilon`.
  */
 export const dpSchema = z
   .object({

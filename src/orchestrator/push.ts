@@ -2,7 +2,7 @@
 import type { Settings } from '../config/schema';
 import type { NodeConfig } from '../config/node-config';
 import { describeFailure, type Peers } from '../net/peers';
-import { quorum } from '../protocol/aggregator/phase';
+import { quorum } from '../config/quorum';
 import type { Topology } from '../topology/tree';
 
 export interface PushOutcome {

@@ -1,15 +1,22 @@
 /**
  * Client-level DP-FedAvg (McMahan et al. 2018, "Learning Differentially Private Recurrent Language
- * Models"), central mode. Neighbouring runs differ in one client's data (replace-one: the clients
- * themselves are public, config.json names them, and so is who reported each round). Each client
- * clips its change to the model to L2 norm C and weighs 1, and the round's sum is n·global + Σ
- * changes, so replacing one client's data moves it by at most 2C: the sensitivity. The aggregator
- * adds Gaussian noise of standard deviation z·2C to the sum, so z is the noise multiplier of the
- * Gaussian mechanism. A round's clients are picked first come, not sampled at random, so no
- * amplification by sampling is claimed: each round is the Gaussian mechanism itself (q = 1).
+ * Models"). Neighbouring runs differ in one client's data (replace-one: the clients themselves are
+ * public, config.json names them, and so is who reported each round). Each client clips its change
+ * to the model to L2 norm C and weighs 1, and the round's sum is n·global + Σ changes, so replacing
+ * one client's data moves it by at most 2C: the sensitivity. The sum carries Gaussian noise of
+ * standard deviation σ = z·2C, so z is the noise multiplier of the Gaussian mechanism:
+ * - central: the aggregator adds it to the sum it reads;
+ * - distributed: each client adds N(0, σ²/m) to what it sends, m the fewest updates a round can close
+ *   with, so any sum a round closes with holds at least σ (more clients: more noise) and nobody, the
+ *   aggregator included, reads an un-noised sum. Each client knows its own share: against a client
+ *   (or a switch, in plaintext, reading its part of the sum) the noise left is smaller, and not
+ *   accounted; under HE, switches read nothing.
+ * A round's clients are picked first come, not sampled at random, so no amplification by sampling is
+ * claimed: each round is the Gaussian mechanism itself (q = 1).
  */
 import { randomBytes } from 'node:crypto';
 import type { DpSettings, Settings } from '../config/schema';
+import { fewestUpdates } from '../config/quorum';
 import { RdpAccountant } from './rdp';
 
 /** The weights a client sends: `global` plus its change to them, scaled down to L2 norm `clip` when longer. */
@@ -31,7 +38,7 @@ export function changeNorm(global: Float32Array, trained: Float32Array): number 
 }
 
 /** Adds N(0, std²) to every value of `sum`, from the operating system's randomness (DP noise must not be predictable). */
-export function addGaussianNoise(sum: Float64Array, std: number, random: () => number = secureUniform()): void {
+export function addGaussianNoise(sum: Float64Array | Float32Array, std: number, random: () => number = secureUniform()): void {
   for (let i = 0; i < sum.length; i += 2) {
     // Box-Muller: two independent normals per two uniforms.
     const radius = std * Math.sqrt(-2 * Math.log(1 - random()));
@@ -55,6 +62,14 @@ function secureUniform(): () => number {
 
 /** The noise on a round's sum: z times the sensitivity 2C. */
 export const noiseStd = (dp: DpSettings): number => dp.noise_multiplier * 2 * dp.clip;
+
+/**
+ * Distributed: the noise each client adds, σ/√m, m the fewest updates a round closes with (a quorum
+ * of a quorum of the clients a round selects), so every sum a round can close with holds σ at least.
+ */
+export function noiseShareStd(dp: DpSettings, settings: Pick<Settings, 'clients_per_round' | 'min_report_fraction'>, clients: number): number {
+  return noiseStd(dp) / Math.sqrt(fewestUpdates(settings.clients_per_round ?? clients, settings.min_report_fraction));
+}
 
 /** ε at the config's δ after `rounds` rounds. */
 export function epsilonAfter(dp: DpSettings, rounds: number): number {

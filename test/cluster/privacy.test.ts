@@ -1,14 +1,15 @@
 /**
- * Central DP-FedAvg in a real run: clients clip their change and weigh 1, the aggregator adds noise
+ * DP-FedAvg in real runs. Central: clients clip their change and weigh 1, the aggregator adds noise
  * to the round's sum, ε is accounted after each round, and a budget stops the run cleanly before the
- * round that would pass it.
+ * round that would pass it. Distributed: under HE with the key at the clients, through a switch,
+ * each client adds its share of the noise, so no node ever holds an un-noised sum.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { RoundMetrics } from '../../src/outputs';
-import { epsilonAfter } from '../../src/privacy/dp';
+import { epsilonAfter, noiseStd } from '../../src/privacy/dp';
 import { runExperiment, Testbed } from '../helpers/cluster';
 
 describe('central differential privacy', () => {
@@ -35,6 +36,36 @@ describe('central differential privacy', () => {
       assert.deepEqual(rows.map((r) => r.samples), rows.map((r) => r.clients));
       // The noise is there: z·2C = 5 on the sum of 4 clients is 1.25 on each averaged weight, which swamps this MLP's (about 0.05).
       console.log(`# accuracy with central DP noise: ${rows.map((r) => r.accuracy).join(', ')}`);
+      assert.ok(rows.at(-1)!.accuracy < 0.5, `accuracy ${rows.at(-1)!.accuracy}: was the noise added?`);
+    } finally {
+      await testbed.down();
+    }
+  });
+
+  it('distributed: each client noises its own update under HE with the key at the clients, through a switch', { timeout: 400_000 }, async () => {
+    const experiment = 'private-sealed';
+    const dp = { mode: 'distributed' as const, clip: 5, noise_multiplier: 0.5, delta: 1e-5 };
+    const testbed = new Testbed({ nodes: 6, switches: 1, rounds: 2, experiment }, (config) => {
+      config.model = { architecture: 'mlp', hidden_units: 32 };
+      config.he = { enabled: true, key_holder: 'clients' };
+      config.min_report_fraction = 1;
+      config.dp = dp;
+    });
+    try {
+      assert.equal((await testbed.up()).code, 0);
+      const run = await runExperiment(testbed, 360_000, ['--log-level', 'info']);
+      assert.equal(run.code, 0, run.output);
+      const rows: RoundMetrics[] = JSON.parse(readFileSync(join(testbed.outputs, experiment, 'metrics.json'), 'utf8')).rounds;
+      assert.deepEqual(rows.map((r) => r.clients), [4, 4]);
+      rows.forEach((row, i) => assert.equal(row.epsilon, epsilonAfter(dp, i + 1), `round ${row.round}`));
+      // A round closes only with all 4 (min_report_fraction 1): each adds σ/√4 so that their sum holds σ = z·2C = 5.
+      const share = noiseStd({ ...dp }) / 2;
+      for (const client of testbed.addresses('client')) {
+        const log = readFileSync(join(testbed.logs, `${client.replace(':', '-')}.log`), 'utf8');
+        assert.match(log, new RegExp(`distributed DP: each update clipped to 5 and noised with standard deviation ${share.toPrecision(3)}`), client);
+      }
+      // σ 5 on the sum of 4 is 1.25 on each averaged weight: the model the clients decrypt and score is swamped.
+      console.log(`# accuracy with distributed DP noise: ${rows.map((r) => r.accuracy).join(', ')}`);
       assert.ok(rows.at(-1)!.accuracy < 0.5, `accuracy ${rows.at(-1)!.accuracy}: was the noise added?`);
     } finally {
       await testbed.down();

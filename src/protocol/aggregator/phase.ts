@@ -4,6 +4,7 @@
  * concern it and says which phase comes next. The machine (machine.ts) is the one place that builds
  * the next phase, after checking the move against TRANSITIONS.
  */
+import { quorum } from '../../config/quorum';
 import type { Topology } from '../../topology/tree';
 import type { Action, Event, Opening, Refusal, Reported, Stage } from './events';
 import type { Membership } from './membership';
@@ -111,8 +112,6 @@ export function notOpen(event: Opening, round: number, stage: Stage): Refusal {
   return { type: 'refuse', status: 409, reason: `round ${event.round} ${when} (the aggregator is in round ${round}, ${stage})` };
 }
 
-/** Reports needed for the round to count: the minimum share of the selected clients, at least one. */
-export const quorum = (selected: number, minFraction: number) => Math.max(1, Math.ceil(selected * minFraction - 1e-9));
 
 /**
  * How many times one round may be opened again before the experiment gives up on it, saying why:

@@ -4,7 +4,8 @@
  * who it is waiting for and waits on. Before the first round (Idle, below) clients check in already.
  */
 import type { Action, Event } from './events';
-import { Phase, quorum, STAY, type Step } from './phase';
+import { quorum } from '../../config/quorum';
+import { Phase, STAY, type Step } from './phase';
 
 export class Selection extends Phase {
   readonly stage = 'selection';

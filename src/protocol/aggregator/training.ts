@@ -6,7 +6,8 @@
  */
 import { weightRefusal, type Weights } from '../weights';
 import type { Action, Event, Refusal, Reported } from './events';
-import { Phase, quorum, retryOrGiveUp, STAY, type RoundContext, type Step } from './phase';
+import { quorum } from '../../config/quorum';
+import { Phase, retryOrGiveUp, STAY, type RoundContext, type Step } from './phase';
 
 type Report = Extract<Event, { type: 'report' | 'withheld' | 'declined' }>;
 

@@ -8,7 +8,7 @@ import type { Logger } from '../../log/logger';
 import type { Event } from '../../protocol/aggregator/events';
 import type { HealthState } from '../../protocol/aggregator/membership';
 import type { RoundMachine } from '../../protocol/aggregator/machine';
-import { quorum } from '../../protocol/aggregator/phase';
+import { quorum } from '../../config/quorum';
 
 export interface HealthIo {
   machine: RoundMachine;

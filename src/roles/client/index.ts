@@ -147,7 +147,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
       return;
     }
     this.trainer = trainer;
-    this.node.logger.info(`ready: ${trainer.data.size} samples from ${trainer.from}, backend ${trainer.backend}`);
+    this.node.logger.info(`ready: ${trainer.describe()}`);
     if (this.config.attack) this.node.logger.warn(`this client attacks (config.json): ${describeAttack(this.config.attack)}`);
   }
 

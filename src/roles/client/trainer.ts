@@ -3,7 +3,7 @@
  * the global model it is sent, and (with the key at the clients) scoring the sealed global model,
  * which it then keeps to train from when the next round sends only a reference to it.
  */
-import { clipChange } from '../../privacy/dp';
+import { addGaussianNoise, clipChange, noiseShareStd } from '../../privacy/dp';
 import { attackedData, attackedWeights } from './attack';
 import type * as tf from '@tensorflow/tfjs';
 import { inputOf } from '../../config/schema';
@@ -21,6 +21,8 @@ export class Trainer {
   readonly modelId: number;
   /** The model's weight tensor sizes, in order. */
   readonly sizes: number[];
+  /** Distributed DP: the standard deviation of the noise this client adds to each update (privacy/dp.ts). */
+  readonly noiseShare?: number;
   /** The sealed model this client last scored, decrypted: a model reference trains from it. */
   private kept?: { tag: string; weights: Float32Array };
 
@@ -37,6 +39,8 @@ export class Trainer {
     this.histogram = classHistogram(data.labels, inputOf(config.settings.data).classes);
     this.modelId = modelId(model);
     this.sizes = tensorSizes(model);
+    const { dp } = config.settings;
+    if (dp?.mode === 'distributed') this.noiseShare = noiseShareStd(dp, config.settings, config.client_number);
   }
 
   static async load(config: ClientNodeConfig): Promise<Trainer> {
@@ -46,6 +50,13 @@ export class Trainer {
     const data = attackedData(config.attack, own, inputOf(settings.data).classes);
     const model = await createModel(settings.model, settings.data.seed, inputOf(settings.data));
     return new Trainer(config, model, data, test, backend, from);
+  }
+
+  /** What its ready line says: its data, its backend, and under distributed DP its share of the noise. */
+  describe(): string {
+    const { dp } = this.config.settings;
+    const noise = this.noiseShare ? `; distributed DP: each update clipped to ${dp!.clip} and noised with standard deviation ${this.noiseShare.toPrecision(3)}, this client's share of the round's` : '';
+    return `${this.data.size} samples from ${this.from}, backend ${this.backend}${noise}`;
   }
 
   /** The tag of the model it keeps, if any (said at check-in). */
@@ -70,7 +81,7 @@ export class Trainer {
     return this.config.settings.dp ? 1 : this.data.size;
   }
 
-  /** Trains `global` for a round; its loss, and the weights it sends (clipped under DP, then worked on by an attack). */
+  /** Trains `global` for a round; its loss, and the weights it sends (under DP clipped, and noised when distributed; then worked on by an attack). */
   async train(global: Float32Array, round: number, instructions: ClientInstructions): Promise<{ loss: number; weights: Float32Array }> {
     setFlatWeights(this.model, global);
     const loss = await train(this.model, this.data, {
@@ -79,6 +90,7 @@ export class Trainer {
     });
     const { attack, settings } = this.config;
     const trained = settings.dp ? clipChange(global, getFlatWeights(this.model), settings.dp.clip) : getFlatWeights(this.model);
+    if (this.noiseShare) addGaussianNoise(trained, this.noiseShare);
     return { loss, weights: attack ? attackedWeights(attack, global, trained, round, this.config.index) : trained };
   }
 

@@ -161,14 +161,21 @@ describe('robust strategies in config.json', () => {
 describe('differential privacy in config.json', () => {
   const plain = (dp: Record<string, unknown>, more: Record<string, unknown> = {}) => ({ ...minimal(), he: { enabled: false }, dp: { mode: 'central', clip: 1, noise_multiplier: 1, ...dp }, ...more });
 
-  it('takes central DP in plaintext and with the key at the aggregator', () => {
+  it('takes central DP in plaintext and with the key at the aggregator; distributed in every key mode', () => {
     assert.doesNotThrow(() => parseExperimentConfig(plain({ max_epsilon: 50 })));
     assert.doesNotThrow(() => parseExperimentConfig({ ...plain({}), he: { enabled: true, key_holder: 'aggregator' } }));
+    assert.doesNotThrow(() => parseExperimentConfig(plain({ mode: 'distributed' })));
+    assert.doesNotThrow(() => parseExperimentConfig({ ...plain({ mode: 'distributed' }), he: { enabled: true, key_holder: 'clients' } }));
   });
 
   it('refuses what it cannot do, saying why', () => {
-    assert.deepEqual(problemsOf(plain({ mode: 'distributed' })), ['dp.mode: "distributed" (each client adding its share of the noise) is not built yet; use "central"']);
-    assert.deepEqual(problemsOf({ ...plain({}), he: { enabled: true, key_holder: 'clients' } }), ['dp.mode: "central" adds the noise to the sum the aggregator reads; with he.key_holder "clients" it reads none']);
+    assert.deepEqual(problemsOf({ ...plain({}), he: { enabled: true, key_holder: 'clients' } }), [
+      'dp.mode: "central" adds the noise to the sum the aggregator reads; with he.key_holder "clients" it reads none (use "distributed": each client adds its share)',
+    ]);
+    for (const mode of ['central', 'distributed']) {
+      assert.match(problemsOf({ ...plain({ mode }), he: { enabled: true, quantize: { bits: 8 } } }).join('\n'), /^he\.quantize: stochastic rounding moves a clipped update by up to one quantum in every value/);
+      assert.match(problemsOf({ ...plain({ mode }), training: { strategy: 'krum' } }).join('\n'), /training\.strategy: "krum" reads each client's update; dp's noise is sized for the round's sum/);
+    }
     assert.match(problemsOf(plain({ max_epsilon: 0.1 })).join('\n'), /dp\.max_epsilon: 0\.1; one round already spends ε \d+\.\d\d at δ 0\.00001/);
     assert.match(problemsOf(plain({ clip: 0 })).join('\n'), /dp\.clip: /);
   });

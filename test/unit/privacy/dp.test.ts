@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { dpSchema } from '../../../src/config/schema';
 import { seededRandom } from '../../../src/data/random';
-import { addGaussianNoise, changeNorm, clipChange, describeBudget, epsilonAfter, plannedRounds } from '../../../src/privacy/dp';
+import { addGaussianNoise, changeNorm, clipChange, noiseShareStd, noiseStd, describeBudget, epsilonAfter, plannedRounds } from '../../../src/privacy/dp';
 import { epsilonFromRdp, DEFAULT_ORDERS } from '../../../src/privacy/rdp';
 
 const dp = (raw: Record<string, unknown>) => dpSchema.parse({ mode: 'central', clip: 1, noise_multiplier: 1, ...raw });
@@ -36,6 +36,24 @@ describe('central DP-FedAvg', () => {
     const drawn = new Float64Array(4);
     addGaussianNoise(drawn, 1);
     assert.ok(drawn.every((v) => v !== 0), 'the default draws from crypto');
+  });
+
+  it('sizes distributed noise shares so that the fewest updates a round closes with sum to the central noise', () => {
+    const settings = dp({ mode: 'distributed', clip: 0.5, noise_multiplier: 2 });
+    // 12 clients a round, min_report_fraction 0.5: selection may close with 6, training with 3 of them.
+    const share = noiseShareStd(settings, { min_report_fraction: 0.5 }, 12);
+    assert.equal(share, (2 * 2 * 0.5) / Math.sqrt(3));
+    assert.equal(noiseShareStd(settings, { clients_per_round: 4, min_report_fraction: 1 }, 12), 2 / Math.sqrt(4));
+    // Three clients' shares, summed, have the central standard deviation σ = z·2C = 2 (seeded; five standard errors, 2/√(2n)).
+    const random = seededRandom(23);
+    const sum = new Float64Array(100_000);
+    for (let client = 0; client < 3; client++) {
+      const sent = new Float32Array(sum.length);
+      addGaussianNoise(sent, share, random);
+      sent.forEach((v, i) => (sum[i] += v));
+    }
+    const sd = Math.sqrt(sum.reduce((s, v) => s + v * v, 0) / sum.length);
+    assert.ok(Math.abs(sd - noiseStd(settings)) < 5 * (2 / Math.sqrt(2 * sum.length)), `standard deviation ${sd}`);
   });
 
   it('accounts each round as the Gaussian mechanism (q 1): ε after r rounds is that of RDP r·α/(2z²)', () => {
