@@ -131,6 +131,7 @@ function privacyProblems(config: ExperimentConfig): string[] {
     problems.push('dp.mode: "central" adds the noise to the sum the aggregator reads; with he.key_holder "clients" it reads none (use "distributed": each client adds its share)');
   }
   if (ROBUST_STRATEGIES.includes(config.training.strategy)) problems.push(`training.strategy: "${config.training.strategy}" reads each client's update; dp's noise is sized for the round's sum (use a strategy over the sum: "fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi" or "fedadagrad")`);
+  if (config.training.strategy === 'scaffold') problems.push('training.strategy: "scaffold" sends control variates beside the weights, which dp neither clips nor noises (use "fedavg", "fedprox" or a server optimizer with dp)');
   if (config.he.quantize) {
     problems.push(
       'he.quantize: stochastic rounding moves a clipped update by up to one quantum in every value, so its length is no longer bounded by dp.clip and the accountant\'s sensitivity would not hold (noise in the integer domain, the distributed discrete Gaussian of Kairouz et al. 2021, is not built): leave he.quantize out with dp',

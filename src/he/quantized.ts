@@ -68,7 +68,7 @@ export function geometryOf(spec: Pick<QuantizeSpec, 'bits' | 'clients'>, moduli:
 export function clipSegments(spec: Pick<QuantizeSpec, 'clip'>, sizes: readonly number[] | undefined): { end: number; clip: number }[] {
   if (typeof spec.clip === 'number') return [{ end: Infinity, clip: spec.clip }];
   if (!sizes || sizes.length !== spec.clip.length) {
-    throw new Error(`he.quantize.clip: ${spec.clip.length} ranges, but the model has ${sizes?.length ?? 'an unknown number of'} weight tensors (give one number, or one per tensor)`);
+    throw new Error(`he.quantize.clip: ${spec.clip.length} ranges, but the model has ${sizes?.length ?? 'an unknown number of'} weight tensors (give one number, or one per tensor; under SCAFFOLD the control variate's tensors follow the weights)`);
   }
   let end = 0;
   return sizes.map((size, i) => ({ end: (end += size), clip: (spec.clip as number[])[i] }));

@@ -171,7 +171,12 @@ export interface TrainOptions {
   seed: number;
   /** FedProx: μ of the proximal term μ/2·‖w − w_global‖² (0 or absent: plain SGD). */
   proximalMu?: number;
+  /** SCAFFOLD: c − c_i, one value per weight (flat, as getFlatWeights), added to every step's gradient. */
+  correction?: Float32Array;
 }
+
+/** The SGD steps `train` takes: one a batch, every epoch. */
+export const stepsOf = (samples: number, options: Pick<TrainOptions, 'epochs' | 'batchSize'>) => options.epochs * Math.ceil(samples / options.batchSize);
 
 const optimizers = new WeakMap<tf.LayersModel, tf.SGDOptimizer>();
 
@@ -184,31 +189,43 @@ function sgdFor(model: tf.LayersModel, learningRate: number): void {
   model.compile({ optimizer, loss: 'categoricalCrossentropy' });
 }
 
-/** Plain SGD over seeded shuffles; returns the mean loss of the last epoch. */
 /**
  * Between batches the event loop gets a turn: a training client still answers its health checks
  * (fit() otherwise runs a whole epoch without one, and a busy machine would see it as hung).
  */
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+/** SGD over seeded shuffles (with FedProx's or SCAFFOLD's step after each); returns the mean loss of the last epoch. */
 export async function train(model: tf.LayersModel, data: Dataset, options: TrainOptions): Promise<number> {
   sgdFor(model, options.learningRate);
   const random = seededRandom(options.seed);
-  const proximal = options.proximalMu ? proximalStep(model, options.learningRate * options.proximalMu) : undefined;
+  const afterStep = [
+    ...(options.proximalMu ? [proximalStep(model, options.learningRate * options.proximalMu)] : []),
+    ...(options.correction ? [correctedStep(model, options.correction, options.learningRate)] : []),
+  ];
+  const onBatchEnd = () => {
+    for (const fix of afterStep) fix.step();
+    return yieldToEventLoop();
+  };
   let loss = NaN;
   try {
     for (let epoch = 0; epoch < options.epochs; epoch++) {
       const order = shuffle(Array.from({ length: data.size }, (_, i) => i), random);
       const { x, y } = tensors(model, data, order);
-      const onBatchEnd = proximal ? () => (proximal.step(), yieldToEventLoop()) : yieldToEventLoop;
       const history = await model.fit(x, y, { epochs: 1, batchSize: options.batchSize, shuffle: false, verbose: 0, callbacks: { onBatchEnd } });
       loss = history.history.loss[0] as number;
       tf.dispose([x, y]);
     }
   } finally {
-    proximal?.dispose();
+    for (const fix of afterStep) fix.dispose();
   }
   return loss;
+}
+
+/** What runs after each SGD step, and what it holds. */
+interface AfterStep {
+  step(): void;
+  dispose(): void;
 }
 
 /**
@@ -216,7 +233,7 @@ export async function train(model: tf.LayersModel, data: Dataset, options: Train
  * proximal operator after each SGD step: w ← (w + η·μ·w₀) / (1 + η·μ). Proximal SGD on the same
  * objective as FedProx's (Li et al. 2020), with the term applied exactly rather than by its gradient.
  */
-export function proximalStep(model: tf.LayersModel, etaMu: number): { step(): void; dispose(): void } {
+export function proximalStep(model: tf.LayersModel, etaMu: number): AfterStep {
   const variables = model.trainableWeights;
   const anchors = variables.map((v) => tf.keep(v.read().clone()));
   return {
@@ -225,6 +242,27 @@ export function proximalStep(model: tf.LayersModel, etaMu: number): { step(): vo
         variables.forEach((v, i) => v.write(v.read().add(anchors[i].mul(etaMu)).div(1 + etaMu)));
       }),
     dispose: () => tf.dispose(anchors),
+  };
+}
+
+/**
+ * SCAFFOLD's corrected step y ← y − η(g − c_i + c), as plain SGD's step followed by y ← y − η(c − c_i):
+ * the same update, exactly, since SGD's step is linear in the gradient.
+ */
+export function correctedStep(model: tf.LayersModel, correction: Float32Array, learningRate: number): AfterStep {
+  const variables = model.weights; // in getFlatWeights' order
+  const sizes = variables.map((v) => v.shape.reduce<number>((a, b) => a * (b ?? 1), 1));
+  const total = sizes.reduce((a, b) => a + b, 0);
+  if (total !== correction.length) throw new RangeError(`the correction has ${correction.length} values; the model ${total}`);
+  let at = 0;
+  const shifts = variables.map((v, i) => {
+    const shift = tf.tidy(() => tf.tensor(correction.subarray(at, at + sizes[i]), v.shape as number[]).mul(learningRate));
+    at += sizes[i];
+    return tf.keep(shift);
+  });
+  return {
+    step: () => tf.tidy(() => variables.forEach((v, i) => v.trainable && v.write(v.read().sub(shifts[i])))),
+    dispose: () => tf.dispose(shifts),
   };
 }
 

@@ -11,7 +11,8 @@ import { loadExperimentConfig } from '../config/load';
 import { inputOf, type ExperimentConfig } from '../config/schema';
 import { DEFAULT_KEY_FILE, readSecretKey, startSession, type HeSession } from '../he/keys';
 import { initBackend } from '../model/backend';
-import { createModel, expectedParameterCount, modelId, setFlatWeights, tensorSizes } from '../model/model';
+import { modelParameters, vectorLength, vectorSizes, weightsOf } from '../model/layout';
+import { createModel, modelId, setFlatWeights, tensorSizes } from '../model/model';
 import { saveModel } from '../model/store';
 import { HttpError } from '../net/errors';
 import { configBeside, ENCRYPTED_MODEL_FILE } from '../outputs';
@@ -57,7 +58,7 @@ function readEncryptedModel(file: string, source: EncryptedSource, he: HeSession
     message = readMessage(readFileSync(file), {
       kinds: [Kind.EncryptedModel],
       modelId: expectedModelId,
-      parameters: expectedParameterCount(source.config.model, inputOf(source.config.data)),
+      parameters: vectorLength(source.config),
       he: { id: he.id, chunks: he.chunks },
     });
   } catch (err) {
@@ -71,7 +72,7 @@ function readEncryptedModel(file: string, source: EncryptedSource, he: HeSession
 }
 
 /** Noise instead of weights (or a refusal to decode) means the key is the right kind but not the clients' one. */
-function isPlausible(weights: Float64Array): boolean {
+function isPlausible(weights: Float32Array): boolean {
   const sorted = Float64Array.from(weights, Math.abs).sort();
   return sorted[sorted.length >> 1] <= PLAUSIBLE_MEDIAN;
 }
@@ -79,13 +80,14 @@ function isPlausible(weights: Float64Array): boolean {
 /** The model's weights with one key file, or undefined when that key does not open it. */
 async function decryptWith(source: EncryptedSource, model: tf.LayersModel, keyFile: string): Promise<{ weights: Float32Array; round: number } | undefined> {
   const file = encryptedFile(source.dir);
-  const parameters = expectedParameterCount(source.config.model, inputOf(source.config.data));
-  const he = await startSession(source.config.he, parameters, { secretKey: secretKeyFor({ ...source, keyFile }, file) }, tensorSizes(model));
+  const parameters = vectorLength(source.config);
+  const he = await startSession(source.config.he, parameters, { secretKey: secretKeyFor({ ...source, keyFile }, file) }, vectorSizes(source.config, tensorSizes(model)));
   try {
     const message = readEncryptedModel(file, source, he, modelId(model));
     // The aggregator stores the sum of updates pre-scaled by 1/selected samples; factor turns it into the average.
-    const weights = await he.pool.decrypt(message.ciphertexts!, parameters, Number(message.meta!.factor)).catch(() => undefined);
-    return weights && isPlausible(weights) ? { weights: Float32Array.from(weights), round: message.round } : undefined;
+    const vector = await he.pool.decrypt(message.ciphertexts!, parameters, Number(message.meta!.factor)).catch(() => undefined);
+    const weights = vector && weightsOf(Float32Array.from(vector), modelParameters(source.config));
+    return weights && isPlausible(weights) ? { weights, round: message.round } : undefined;
   } finally {
     await he.pool.close();
   }
@@ -157,5 +159,5 @@ export async function decryptSaved(dir: string, keyFile: string, options: Decryp
     model.dispose();
   }
   const evalHint = resolve(out) === resolve(dir) && !options.config ? `node main.js eval ${out}` : `node main.js eval ${out} --config ${configFile}`;
-  return `wrote ${join(out, 'model.json')} and ${join(out, 'weights.bin')}: round ${round}'s global model (${expectedParameterCount(config.model, inputOf(config.data))} parameters) decrypted with ${keyFile}; score it with \`${evalHint}\``;
+  return `wrote ${join(out, 'model.json')} and ${join(out, 'weights.bin')}: round ${round}'s global model (${modelParameters(config)} parameters) decrypted with ${keyFile}; score it with \`${evalHint}\``;
 }

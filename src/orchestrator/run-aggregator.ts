@@ -1,5 +1,6 @@
 /** `main.js agg`: load config.json, become the aggregator, push every worker its config. */
 import { describeBudget, plannedRounds } from '../privacy/dp';
+import { carriesControl, modelParameters } from '../model/layout';
 import { resolve } from 'node:path';
 import { resolveNodeConfigs, usesTls } from '../config/load';
 import { baseUrl, parseAddress } from '../config/address';
@@ -121,7 +122,7 @@ export async function runAggregator(options: AggregatorOptions): Promise<Running
   // Rounds run while the push waits for slow workers: a short experiment may be over by now.
   const rounds = plannedRounds(config);
   const privacy = describeBudget(config);
-  if (!role.isFinished) print(`running ${first > 1 ? `rounds ${first} to ${rounds}` : `${rounds} rounds`} of ${config.training.strategy} on ${config.model.architecture} (${role.parameters} parameters)${privacy ? `; differential privacy: ${privacy}` : ''}`);
+  if (!role.isFinished) print(`running ${first > 1 ? `rounds ${first} to ${rounds}` : `${rounds} rounds`} of ${config.training.strategy} on ${config.model.architecture} (${describeVector(config)})${privacy ? `; differential privacy: ${privacy}` : ''}`);
   const finished = role.finished.then(async (summary) => ({ ...summary, report: await reportOn(role, node, print) }));
   return { node: { ...node, close: () => (watch.stop(), node.close()) }, role, finished };
 }
@@ -169,4 +170,10 @@ async function reportOn(role: AggregatorRole, node: StartedNode, print: (line: s
     node.logger.warn(`the report could not be written: ${(err as Error).stack ?? err}`);
     return undefined;
   }
+}
+
+/** The model's size, and under SCAFFOLD the control variates that double what each update and model carry. */
+function describeVector(config: ExperimentConfig): string {
+  const parameters = modelParameters(config);
+  return carriesControl(config) ? `${parameters} parameters, and as many control variates in every update and model` : `${parameters} parameters`;
 }

@@ -69,6 +69,7 @@ export function describeStrategy(training: Settings['training']): string {
     fedavg: 'FedAvg (weighted by samples)',
     fedavgm: `FedAvgM (server momentum ${training.server_momentum})`,
     fedprox: `FedProx (proximal μ ${training.proximal_mu})`,
+    scaffold: 'SCAFFOLD (control variates with every update and model)',
     fedadam: 'FedAdam (server optimizer)',
     fedyogi: 'FedYogi (server optimizer)',
     fedadagrad: 'FedAdagrad (server optimizer)',

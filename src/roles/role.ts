@@ -1,8 +1,7 @@
 /** What every role shares: its config, the node's tools, and a clean stop. */
 import { setMaxListeners } from 'node:events';
-import { inputOf } from '../config/schema';
 import { type NodeConfig, type RoleType } from '../config/node-config';
-import { expectedParameterCount } from '../model/model';
+import { vectorLength } from '../model/layout';
 import type { Logger } from '../log/logger';
 import { IterationLog } from '../log/iteration-log';
 import { LogShipper } from '../log/shipper';
@@ -38,7 +37,7 @@ export interface NodeContext {
 }
 
 export abstract class Role<C extends NodeConfig = NodeConfig> implements RoleReadings {
-  /** The experiment's model size, from its settings: every message carries this many parameters. */
+  /** The experiment's vector, from its settings: every model and update carries this many values (model/layout.ts). */
   readonly parameters: number;
   /** Whether updates travel encrypted (CKKS). */
   readonly encrypted: boolean;
@@ -57,7 +56,7 @@ export abstract class Role<C extends NodeConfig = NodeConfig> implements RoleRea
     readonly config: C,
     protected readonly node: NodeContext,
   ) {
-    this.parameters = expectedParameterCount(config.settings.model, inputOf(config.settings.data));
+    this.parameters = vectorLength(config.settings);
     this.encrypted = config.settings.he.enabled;
     this.iterations = new IterationLog(node.logsDir, node.nodeId, config.experiment, node.meter, linkCounterFor(parseAddress(config.address).host));
     if (config.type !== 'aggregator') {

@@ -2,7 +2,7 @@
 import type { Settings } from '../config/schema';
 import { FedOpt } from './fedopt';
 import { bulyan, coordinateMedian, multiKrum, trimmedMean, type ClientUpdate } from './robust';
-import { FedAvg, FedAvgM, FedProx, RobustStrategy, type Evaluator, type Strategy } from './strategy';
+import { FedAvg, FedAvgM, FedProx, RobustStrategy, Scaffold, type Evaluator, type Strategy } from './strategy';
 
 export function createStrategy(training: Settings['training'], evaluator: Evaluator): Strategy {
   const f = training.num_malicious_clients;
@@ -14,6 +14,8 @@ export function createStrategy(training: Settings['training'], evaluator: Evalua
       return new FedAvgM(training, evaluator);
     case 'fedprox':
       return new FedProx(training, evaluator);
+    case 'scaffold':
+      return new Scaffold(training, evaluator);
     case 'fedadam':
     case 'fedyogi':
     case 'fedadagrad':

@@ -150,6 +150,19 @@ export class FedProx extends FedAvg {
   }
 }
 
+/**
+ * SCAFFOLD (Karimireddy et al. 2020, option II, global step size 1): each client corrects every
+ * local step by c − c_i, the server's control variate less its own, and keeps c_i. What travels is
+ * one vector (model/layout.ts): the weights, then the control variate. Each client sends its trained
+ * weights y_i and, in the second half, c + (W/(N·w_i))·Δc_i (W the round's selected weight, N the
+ * clients, w_i its own), so the round's sample-weighted average is the next model and c + (1/N)·ΣΔc_i,
+ * SCAFFOLD's c update, at once: FedAvg's aggregation, linear, in every mode FedAvg runs. When selected
+ * clients are missing from a round, c moves by W over the reporting weight times that step.
+ */
+export class Scaffold extends FedAvg {
+  override readonly name = 'scaffold';
+}
+
 /** FedAvg with server momentum (Hsu et al. 2019): the averaged step is smoothed across rounds. */
 export class FedAvgM extends FedAvg {
   override readonly name = 'fedavgm';

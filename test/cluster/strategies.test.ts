@@ -1,7 +1,8 @@
 /**
- * A linear strategy in the hardest mode it supports: FedProx (each client's proximal term) with the
- * clients holding the HE key, quantized packing, through a 2-level tree of switches. The server
- * side is FedAvg's on sealed sums; the term travels as an instruction with the model.
+ * Linear strategies in the hardest mode they support: the clients holding the HE key, quantized
+ * packing, through a 2-level tree of switches. FedProx's proximal term travels as an instruction
+ * with the model; SCAFFOLD's control variates travel in the vector itself, up with each update and
+ * down with each model, summed blind like the weights, and double what each update costs.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -10,27 +11,63 @@ import { describe, it } from 'node:test';
 import type { RoundMetrics } from '../../src/outputs';
 import { runExperiment, Testbed } from '../helpers/cluster';
 
-describe('FedProx under quantized HE, the key at the clients, through a spine and two racks', () => {
-  it('runs every round and learns', { timeout: 600_000 }, async () => {
-    const experiment = 'fedprox-sealed';
-    const testbed = new Testbed({ nodes: 9, switches: 3, spines: 1, rounds: 3, experiment }, (config) => {
-      config.model = { architecture: 'mlp', hidden_units: 32 };
-      config.training = { ...(config.training as object), strategy: 'fedprox', proximal_mu: 0.1 };
-      config.he = { enabled: true, key_holder: 'clients', quantize: { bits: 16 } };
-    });
-    try {
-      assert.equal((await testbed.up()).code, 0);
-      const run = await runExperiment(testbed, 540_000, ['--log-level', 'info']);
-      assert.equal(run.code, 0, run.output);
-      assert.match(run.output, /running 3 rounds of fedprox/);
-      const rows: RoundMetrics[] = JSON.parse(readFileSync(join(testbed.outputs, experiment, 'metrics.json'), 'utf8')).rounds;
-      assert.equal(rows.length, 3);
-      assert.deepEqual(rows.map((r) => r.clients), [5, 5, 5]);
-      assert.ok(rows.at(-1)!.accuracy > 0.8, `accuracy ${rows.at(-1)!.accuracy}`);
-      const report = readFileSync(join(testbed.outputs, experiment, 'report.html'), 'utf8');
-      assert.match(report, /<th>strategy<\/th><td>FedProx \(proximal μ 0\.1\)<\/td>/);
-    } finally {
-      await testbed.down();
+const SEALED = { enabled: true, key_holder: 'clients', quantize: { bits: 16 } };
+
+/**
+ * A run of `strategy` on a spine and two racks of 5 clients (3 rounds, sealed and quantized, the
+ * digits split evenly, unless `more` says otherwise); its rows, output and report.
+ */
+async function treeRun(strategy: string, training: Record<string, unknown> = {}, he: Record<string, unknown> = SEALED, more: { rounds?: number; data?: Record<string, unknown> } = {}) {
+  const experiment = `${strategy}-${he.enabled ? 'sealed' : 'plain'}`;
+  const testbed = new Testbed({ nodes: 9, switches: 3, spines: 1, rounds: more.rounds ?? 3, experiment }, (config) => {
+    config.model = { architecture: 'mlp', hidden_units: 32 };
+    if (more.data) config.data = { ...(config.data as object), ...more.data };
+    config.training = { ...(config.training as object), strategy, ...training };
+    config.he = he;
+  });
+  try {
+    assert.equal((await testbed.up()).code, 0);
+    const run = await runExperiment(testbed, 540_000, ['--log-level', 'info']);
+    assert.equal(run.code, 0, run.output);
+    const rows: RoundMetrics[] = JSON.parse(readFileSync(join(testbed.outputs, experiment, 'metrics.json'), 'utf8')).rounds;
+    const report = readFileSync(join(testbed.outputs, experiment, 'report.html'), 'utf8');
+    return { rows, output: run.output, report };
+  } finally {
+    await testbed.down();
+  }
+}
+
+describe('linear strategies under quantized HE, the key at the clients, through a spine and two racks', () => {
+  it('FedProx and SCAFFOLD run every round and learn; the control variates fit the ciphertext the weights leave room in', { timeout: 900_000 }, async () => {
+    const fedprox = await treeRun('fedprox', { proximal_mu: 0.1 });
+    const scaffold = await treeRun('scaffold');
+    for (const [name, run] of Object.entries({ fedprox, scaffold })) {
+      assert.match(run.output, new RegExp(`running 3 rounds of ${name}`));
+      assert.deepEqual(run.rows.map((r) => r.clients), [5, 5, 5], name);
+      assert.ok(run.rows.at(-1)!.accuracy > 0.8, `${name}: accuracy ${run.rows.at(-1)!.accuracy}`);
+      // 16-bit values pack 65,536 to a ciphertext: the 25,450 weights, and SCAFFOLD's as many control variates, take one.
+      assert.match(run.output, /1 ciphertexts per update \(quantized to 16 bits \(±1\), 65536 values a ciphertext\)/, name);
+    }
+    assert.match(fedprox.report, /<th>strategy<\/th><td>FedProx \(proximal μ 0\.1\)<\/td>/);
+    assert.match(scaffold.report, /<th>strategy<\/th><td>SCAFFOLD \(control variates with every update and model\)<\/td>/);
+    assert.match(scaffold.output, /on mlp \(25450 parameters, and as many control variates in every update and model\)/);
+    const ratio = scaffold.rows[1].bytes_up / fedprox.rows[1].bytes_up;
+    assert.ok(Math.abs(ratio - 1) < 0.01, `SCAFFOLD moved ${ratio.toFixed(3)}x FedProx's bytes up, in as many ciphertexts`);
+  });
+
+  it('SCAFFOLD in plaintext through the same tree beats FedAvg on clients of two digits each, for twice the bytes', { timeout: 600_000 }, async () => {
+    // Each client holds two of the ten digits: the client drift SCAFFOLD's control variates correct (Karimireddy et al. 2020).
+    const skewed = { rounds: 6, data: { split: 'classes', classes_per_client: 2 } };
+    const training = { epochs: 2, learning_rate: 0.05 };
+    const fedavg = await treeRun('fedavg', training, { enabled: false }, skewed);
+    const scaffold = await treeRun('scaffold', training, { enabled: false }, skewed);
+    const [a, b] = [fedavg, scaffold].map((run) => run.rows.map((r) => r.accuracy));
+    console.log(`# accuracy, FedAvg: ${a.join(' ')}; SCAFFOLD: ${b.join(' ')}`);
+    assert.equal(a[0], b[0], 'round 1 is the same: every control variate starts at zero');
+    assert.ok(b.at(-1)! > a.at(-1)! + 0.03, `after 6 rounds SCAFFOLD ${b.at(-1)} against FedAvg ${a.at(-1)}`);
+    for (const direction of ['bytes_up', 'bytes_down'] as const) {
+      const ratio = scaffold.rows[1][direction] / fedavg.rows[1][direction];
+      assert.ok(ratio > 1.9 && ratio < 2.1, `${direction}: SCAFFOLD moved ${ratio.toFixed(2)}x FedAvg's`);
     }
   });
 });

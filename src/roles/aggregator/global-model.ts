@@ -12,7 +12,8 @@ import type { AggregatorState } from '../../checkpoint';
 import { corruption, type ValueLimits } from '../../he/bounds';
 import type { HeSession } from '../../he/keys';
 import { HePoolFailure } from '../../he/pool';
-import { setFlatWeights, type Evaluation } from '../../model/model';
+import { weightsOf } from '../../model/layout';
+import { parameterCount, setFlatWeights, type Evaluation } from '../../model/model';
 import type { ExperimentOutputs, RoundMetrics } from '../../outputs';
 import type { EvaluateResult, FitResult, RoundTotal, Strategy } from '../../strategy/strategy';
 import { decode, encode, Kind } from '../../wire/codec';
@@ -105,7 +106,7 @@ export class ReadableGlobal implements GlobalModel {
   }
 
   async saveRound(outputs: ExperimentOutputs, header: ModelHeader, metrics: RoundMetrics): Promise<void> {
-    setFlatWeights(this.model, this.values);
+    setFlatWeights(this.model, weightsOf(this.values, parameterCount(this.model)));
     await outputs.saveRound(header.round, { model: this.model }, metrics);
   }
 

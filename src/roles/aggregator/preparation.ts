@@ -14,7 +14,8 @@ import { valueLimits } from '../../he/bounds';
 import { startKeyHolderSession, startSession, type HeSession } from '../../he/keys';
 import { quantizesChange } from '../../he/quantized';
 import { initBackend } from '../../model/backend';
-import { createModel, evaluate, getFlatWeights, modelId, setFlatWeights, tensorSizes } from '../../model/model';
+import { carriesControl, vectorSizes, weightsOf, withControl } from '../../model/layout';
+import { createModel, evaluate, getFlatWeights, modelId, parameterCount, setFlatWeights, tensorSizes } from '../../model/model';
 import { createStrategy } from '../../strategy/create';
 import type { Strategy } from '../../strategy/strategy';
 import { ReadableGlobal, SealedGlobal, type FederatedEvaluation, type GlobalModel } from './global-model';
@@ -52,7 +53,7 @@ export async function prepare(options: PrepareOptions): Promise<Prepared | undef
   const backend = await initBackend(settings.model.architecture);
   const { test, from } = heldOutData(settings.data);
   const model = await createModel(settings.model, settings.data.seed, inputOf(settings.data));
-  const he = await startHe(options, tensorSizes(model)).catch((err) => {
+  const he = await startHe(options, vectorSizes(settings, tensorSizes(model))).catch((err) => {
     model.dispose();
     throw err;
   });
@@ -63,10 +64,10 @@ export async function prepare(options: PrepareOptions): Promise<Prepared | undef
   }
   options.log(`held-out set: ${test.size} samples from ${from}`);
   const strategy = createStrategy(settings.training, (values) => {
-    setFlatWeights(model, values);
+    setFlatWeights(model, weightsOf(values, parameterCount(model)));
     return evaluate(model, test);
   });
-  const initial = getFlatWeights(model);
+  const initial = carriesControl(settings) ? withControl(getFlatWeights(model)) : getFlatWeights(model);
   const global: GlobalModel =
     he && settings.he.key_holder === 'clients'
       ? new SealedGlobal(initial, strategy, he, options.askToEvaluate, options.clientsUp, options.scoreCap)

@@ -83,13 +83,14 @@ export class Rounds implements RoundWork {
 
   /**
    * Encrypted updates come pre-scaled by the client's weight over the round's (weight_scale): the
-   * aggregator cannot scale ciphertexts, and the shares add up to 1. A client's weight is what it
+   * aggregator cannot scale ciphertexts, and the shares add up to 1 (SCAFFOLD's clients use it in
+   * plaintext too, for their control variate's step). A client's weight is what it
    * said first at check-in, which it knows: the model names no other client, nor who is in the round.
    */
   modelFor(round: number, attempt: string, samples: number, weights: Weights): Buffer {
     const { he, strategy, global } = this.io.prepared();
-    const encryption = he ? { weight_scale: 1 / samples, ...(he.keyId ? { he_key: he.keyId } : {}) } : {};
-    return global.message(this.header(round), { ...strategy.configureFit(round), attempt, ...encryption }, Object.keys(weights));
+    const key = he?.keyId ? { he_key: he.keyId } : {};
+    return global.message(this.header(round), { ...strategy.configureFit(round), attempt, weight_scale: 1 / samples, ...key }, Object.keys(weights));
   }
 
   switchOpening(round: number, attempt: string, weights: Weights): Record<string, unknown> {

@@ -126,8 +126,8 @@ export class ClientRole extends Role<ClientNodeConfig> {
     attemptOf(message); // the attempt is the round's
     // Its weight is what it said at check-in (its samples; 1 under DP); its share of the round at most 1 (a packed update holds no more).
     const weight = trainer.weight;
-    if (he && meta.weight_scale === undefined) throw badRequest('an encrypted round needs "weight_scale" (1 / the round\'s samples)');
-    if (he && weight * meta.weight_scale! > 1 + 1e-9) throw badRequest(`its ${weight} samples times weight_scale ${meta.weight_scale} is a share of ${weight * meta.weight_scale!}; a share is at most 1`);
+    if (meta.weight_scale === undefined) throw badRequest('a round needs "weight_scale" (1 / the round\'s samples)');
+    if (weight * meta.weight_scale > 1 + 1e-9) throw badRequest(`its ${weight} samples times weight_scale ${meta.weight_scale} is a share of ${weight * meta.weight_scale}; a share is at most 1`);
     if (message.ciphertexts && meta.factor === undefined) throw badRequest('an encrypted model needs its "factor"');
     return { message, meta };
   }
@@ -162,7 +162,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
     // Only a model that came down encrypted (clients hold the key) has a decrypt phase.
     const decryptMs = message.ciphertexts ? performance.now() - decryptStart : undefined;
     const trainStart = performance.now();
-    const { loss, weights } = await trainer.train(global, round, meta);
+    const { loss, weights } = await trainer.train(global, round, meta, 1 / meta.weight_scale!);
     this.lastLoss = loss;
     const trainMs = performance.now() - trainStart;
     if (this.isStopped) return;
@@ -177,6 +177,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
     const encryptMs = performance.now() - encryptStart;
     const sendStart = performance.now();
     const outcome = await this.send(round, meta.attempt, update);
+    if (outcome === 'accepted') trainer.updateTaken();
     this.iterations.endRound({
       ...(he ? { encrypt_ms: Math.round(encryptMs) } : {}),
       ...(decryptMs !== undefined ? { decrypt_ms: Math.round(decryptMs) } : {}),

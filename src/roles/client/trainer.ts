@@ -12,15 +12,21 @@ import { classHistogram } from '../../data/formats/labelled';
 import type { Dataset } from '../../data/mnist';
 import { clientData } from '../../data/source';
 import { initBackend } from '../../model/backend';
-import { createModel, evaluate, getFlatWeights, modelId, setFlatWeights, tensorSizes, train, type Evaluation } from '../../model/model';
+import { createModel, evaluate, getFlatWeights, modelId, setFlatWeights, stepsOf, tensorSizes, train, type Evaluation } from '../../model/model';
 import type { ClientInstructions } from '../../strategy/strategy';
+import { controlOf, vectorSizes, weightsOf, withControl } from '../../model/layout';
+import { ControlVariate } from './control-variate';
 
 export class Trainer {
   /** Its training samples per class: told at every check-in. */
   readonly histogram: number[];
   readonly modelId: number;
-  /** The model's weight tensor sizes, in order. */
+  /** The tensor sizes of what it sends, in order: the model's (and under SCAFFOLD its control variate's). */
   readonly sizes: number[];
+  /** The model's parameters (what a vector holds before a control variate). */
+  readonly parameters: number;
+  /** SCAFFOLD: this client's control variate c_i. */
+  private readonly control?: ControlVariate;
   /** Distributed DP: the standard deviation of the noise this client adds to each update (privacy/dp.ts). */
   readonly noiseShare?: number;
   /** The sealed model this client last scored, decrypted: a model reference trains from it. */
@@ -38,7 +44,10 @@ export class Trainer {
   ) {
     this.histogram = classHistogram(data.labels, inputOf(config.settings.data).classes);
     this.modelId = modelId(model);
-    this.sizes = tensorSizes(model);
+    const sizes = tensorSizes(model);
+    this.parameters = sizes.reduce((a, b) => a + b, 0);
+    this.sizes = vectorSizes(config.settings, sizes);
+    if (this.sizes.length > sizes.length) this.control = new ControlVariate(this.parameters, config.client_number);
     const { dp } = config.settings;
     if (dp?.mode === 'distributed') this.noiseShare = noiseShareStd(dp, config.settings, config.client_number);
   }
@@ -81,17 +90,32 @@ export class Trainer {
     return this.config.settings.dp ? 1 : this.data.size;
   }
 
-  /** Trains `global` for a round; its loss, and the weights it sends (under DP clipped, and noised when distributed; then worked on by an attack). */
-  async train(global: Float32Array, round: number, instructions: ClientInstructions): Promise<{ loss: number; weights: Float32Array }> {
-    setFlatWeights(this.model, global);
+  /**
+   * Trains `global` (the round's vector: the model, and under SCAFFOLD the server's control variate)
+   * for a round; its loss, and the vector it sends: its weights (under DP clipped, and noised when
+   * distributed; then worked on by an attack), and under SCAFFOLD its control variate's step.
+   * `roundWeight`: the weight of the round's selected clients (1 / weight_scale).
+   */
+  async train(global: Float32Array, round: number, instructions: ClientInstructions, roundWeight: number): Promise<{ loss: number; weights: Float32Array }> {
+    const start = weightsOf(global, this.parameters);
+    const serverControl = controlOf(global, this.parameters);
+    setFlatWeights(this.model, start);
     const loss = await train(this.model, this.data, {
       ...instructions,
       seed: this.config.settings.data.seed * 7919 + round * 131 + this.config.index,
+      ...(serverControl && this.control ? { correction: this.control.correction(serverControl) } : {}),
     });
     const { attack, settings } = this.config;
-    const trained = settings.dp ? clipChange(global, getFlatWeights(this.model), settings.dp.clip) : getFlatWeights(this.model);
+    const trained = settings.dp ? clipChange(start, getFlatWeights(this.model), settings.dp.clip) : getFlatWeights(this.model);
     if (this.noiseShare) addGaussianNoise(trained, this.noiseShare);
-    return { loss, weights: attack ? attackedWeights(attack, global, trained, round, this.config.index) : trained };
+    const steps = stepsOf(this.data.size, instructions);
+    const sent = serverControl && this.control ? withControl(trained, this.control.step(serverControl, start, trained, steps * instructions.learningRate, this.weight / roundWeight)) : trained;
+    return { loss, weights: attack ? attackedWeights(attack, global, sent, round, this.config.index) : sent };
+  }
+
+  /** Its update was taken: SCAFFOLD's c_i becomes the one it sent the step of. */
+  updateTaken(): void {
+    this.control?.commit();
   }
 
   /** A sealed model's weights, decrypted, scored on this client's test share; kept under `tag`. */
@@ -100,7 +124,7 @@ export class Trainer {
     const { settings } = this.config;
     const evaluator = await createModel(settings.model, settings.data.seed, inputOf(settings.data));
     try {
-      setFlatWeights(evaluator, weights);
+      setFlatWeights(evaluator, weightsOf(weights, this.parameters));
       return evaluate(evaluator, this.test);
     } finally {
       evaluator.dispose();

@@ -154,7 +154,8 @@ describe('robust strategies in config.json', () => {
       'training.num_clients_to_keep: multikrum averages that many of the updates Krum ranks first, at most n − f = 6 (it is missing)',
     ]);
     assert.match(problemsOf({ ...flat({ strategy: 'fedmedian' }), he: { enabled: false, quantize: { bits: 8, clip: 1 } } }).join('\n'), /he\.quantize sends a quantized change instead/);
-    assert.match(problemsOf(flat({ strategy: 'scaffold' })).join('\n'), /training\.strategy: /);
+    assert.doesNotThrow(() => parseExperimentConfig(flat({ strategy: 'scaffold' })));
+    assert.match(problemsOf(flat({ strategy: 'fednova' })).join('\n'), /training\.strategy: /);
   });
 });
 
@@ -176,6 +177,7 @@ describe('differential privacy in config.json', () => {
       assert.match(problemsOf({ ...plain({ mode }), he: { enabled: true, quantize: { bits: 8 } } }).join('\n'), /^he\.quantize: stochastic rounding moves a clipped update by up to one quantum in every value/);
       assert.match(problemsOf({ ...plain({ mode }), training: { strategy: 'krum' } }).join('\n'), /training\.strategy: "krum" reads each client's update; dp's noise is sized for the round's sum/);
     }
+    assert.match(problemsOf({ ...plain({ mode: 'distributed' }), training: { strategy: 'scaffold' } }).join('\n'), /training\.strategy: "scaffold" sends control variates beside the weights, which dp neither clips nor noises/);
     assert.match(problemsOf(plain({ max_epsilon: 0.1 })).join('\n'), /dp\.max_epsilon: 0\.1; one round already spends ε \d+\.\d\d at δ 0\.00001/);
     assert.match(problemsOf(plain({ clip: 0 })).join('\n'), /dp\.clip: /);
   });

@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import { loadMnist, subset } from '../../../src/data/mnist';
 import { holdOut } from '../../../src/data/partition';
 import { initBackend } from '../../../src/model/backend';
-import { buildModel, evaluate, expectedParameterCount, getFlatWeights, parameterCount, proximalStep, setFlatWeights, train } from '../../../src/model/model';
+import { buildModel, correctedStep, evaluate, expectedParameterCount, getFlatWeights, parameterCount, proximalStep, setFlatWeights, stepsOf, train } from '../../../src/model/model';
 import { loadModel, saveModel } from '../../../src/model/store';
 
 describe('model', () => {
@@ -95,6 +95,43 @@ describe("FedProx's proximal term", () => {
     const held = await drift(10);
     assert.ok(held < free / 2, `drift ${held} with μ 10 against ${free} without`);
     assert.equal(tf.memory().numTensors - before, 2 * plain, 'the proximal term leaves nothing of its own');
+  });
+});
+
+describe("SCAFFOLD's corrected step", () => {
+  it('moves every weight by −η·(c − c_i) after each SGD step', async () => {
+    await initBackend();
+    const model = buildModel({ architecture: 'mlp', hidden_units: 8 }, 2);
+    const start = getFlatWeights(model);
+    const correction = Float32Array.from(start, (_, i) => (i % 7) - 3);
+    const step = correctedStep(model, correction, 0.5);
+    step.step();
+    getFlatWeights(model).forEach((w, i) => assert.ok(Math.abs(w - (start[i] - 0.5 * correction[i])) < 1e-6, `weight ${i}`));
+    step.dispose();
+    assert.throws(() => correctedStep(model, new Float32Array(3), 0.5), /the correction has 3 values; the model 6370/);
+    model.dispose();
+  });
+
+  it('in training, shifts the model by about K·η·(c − c_i) against plain SGD, and leaves no tensors behind', async () => {
+    await initBackend();
+    const data = subset(loadMnist(), Array.from({ length: 320 }, (_, i) => i * 13));
+    const options = { epochs: 1, batchSize: 32, learningRate: 0.05, seed: 1 };
+    const trained = async (correction?: Float32Array) => {
+      const model = buildModel({ architecture: 'mlp', hidden_units: 16 }, 4);
+      await train(model, data, { ...options, correction });
+      const end = getFlatWeights(model);
+      model.dispose();
+      return end;
+    };
+    const before = tf.memory().numTensors;
+    const plain = await trained();
+    const left = tf.memory().numTensors - before;
+    const shifted = await trained(new Float32Array(plain.length).fill(0.01));
+    assert.equal(tf.memory().numTensors - before, 2 * left, 'the correction leaves nothing of its own');
+    // 10 steps of 0.05 × 0.01: 0.005 each; the gradients along the shifted path differ a little.
+    const expected = stepsOf(data.size, options) * options.learningRate * 0.01;
+    const mean = plain.reduce((s, w, i) => s + (w - shifted[i]), 0) / plain.length;
+    assert.ok(Math.abs(mean - expected) < 0.1 * expected, `mean shift ${mean}, expected ${expected}`);
   });
 });
 
