@@ -8,6 +8,7 @@ import { formatQuantized, PER_LAYER_MODE, type QuantizedResults } from './quanti
 import { formatTree, type TreeResults } from './tree';
 import { formatTls, type TlsResults } from './tls';
 import { formatAdversarial, type AdversarialResults } from './adversarial';
+import { formatStrategies, type StrategiesResults } from './strategies';
 import { formatSeal, type SealResults } from './seal-versions';
 import type { MicroRow } from './micro';
 import { fixed as n, megabytes } from './common';
@@ -43,6 +44,8 @@ export interface Results {
   tree?: TreeResults;
   tls?: TlsResults;
   adversarial?: AdversarialResults;
+  /** Every strategy, attackers against the robust rules, DP's ε and accuracy (`npm run bench -- strategies`). */
+  strategies?: StrategiesResults;
   seal?: SealResults;
 }
 
@@ -108,7 +111,7 @@ function quantizedTargets(q: QuantizedResults | undefined): { target: string; me
 }
 
 export function formatResults(r: Results): string {
-  return [...formatSections(r), ...formatLinks(r.links), ...formatQuantized(r.quantized), ...formatTree(r.tree), ...formatTls(r.tls), ...formatSeal(r.seal), ...formatAdversarial(r.adversarial)].join('\n');
+  return [...formatSections(r), ...formatLinks(r.links), ...formatQuantized(r.quantized), ...formatTree(r.tree), ...formatTls(r.tls), ...formatSeal(r.seal), ...formatAdversarial(r.adversarial), ...formatStrategies(r.strategies)].join('\n');
 }
 
 function formatSections(r: Results): string[] {

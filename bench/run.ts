@@ -11,6 +11,7 @@
  *   npm run bench -- tls        only section 10, likewise
  *   npm run bench -- seal       only section 11 (node-seal 6 and 7; Node 24 from `npm install --prefix .node24 node@24`)
  *   npm run bench -- adversarial  only section 12, likewise
+ *   npm run bench -- strategies   only section 13, likewise
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -36,6 +37,7 @@ import { treeChart, treeComparison } from './tree';
 import { tlsComparison } from './tls';
 import { sealVersions } from './seal-versions';
 import { adversarialCosts } from './adversarial';
+import { strategyComparison } from './strategies';
 
 /**
  * The HE stages at each step of the profile-led changes, one thread, a 100k update, a switch adding 6:
@@ -102,6 +104,8 @@ async function main(quick: boolean): Promise<void> {
   const seal = sealVersions(command);
   log('12. what an attack costs');
   const adversarial = await adversarialCosts(quick, command);
+  log('13. strategies, attackers and privacy');
+  const strategies = await strategyComparison(quick, command);
   const sixClients = byClients.find((r) => r.clients === 6);
   if (sixClients) byModel.unshift(sixClients);
 
@@ -127,6 +131,7 @@ async function main(quick: boolean): Promise<void> {
     tls,
     seal,
     adversarial,
+    strategies,
   };
   const png = join(ROOT, 'bench', 'scaling.png');
   writeFileSync(png, svgToPng(await renderSvg(scalingChart(results))));
@@ -218,6 +223,13 @@ async function adversarialOnly(quick: boolean): Promise<void> {
   await write({ ...results, adversarial: await adversarialCosts(quick, `npm run bench -- adversarial${quick ? ' --quick' : ''}`) });
 }
 
+/** Section 13 alone, likewise. */
+async function strategiesOnly(quick: boolean): Promise<void> {
+  const results = JSON.parse(readFileSync(join(ROOT, 'bench', 'results.json'), 'utf8')) as Results;
+  log('13. strategies, attackers and privacy');
+  await write({ ...results, strategies: await strategyComparison(quick, `npm run bench -- strategies${quick ? ' --quick' : ''}`) });
+}
+
 const SECTIONS: Record<string, (quick: boolean) => Promise<void>> = {
   e2e: endToEndOnly,
   links: linksOnly,
@@ -227,11 +239,12 @@ const SECTIONS: Record<string, (quick: boolean) => Promise<void>> = {
   tls: tlsOnly,
   seal: sealOnly,
   adversarial: adversarialOnly,
+  strategies: strategiesOnly,
 };
 
 new Command()
   .name('bench')
-  .argument('[section]', '"e2e": only the 15-node testbed end to end; "links": only the links experiment on the emulated testbed (root); "quantized": only the quantized packing comparison; "faults": only what each fault costs; "tree": only the bytes at the aggregator flat and through switches of switches; "tls": only what mutual TLS costs; "seal": only node-seal 6 against 7; "adversarial": only what each attack costs')
+  .argument('[section]', '"e2e": only the 15-node testbed end to end; "links": only the links experiment on the emulated testbed (root); "quantized": only the quantized packing comparison; "faults": only what each fault costs; "tree": only the bytes at the aggregator flat and through switches of switches; "tls": only what mutual TLS costs; "seal": only node-seal 6 against 7; "adversarial": only what each attack costs; "strategies": only every strategy, attackers and DP side by side')
   .option('--quick', 'one repeat, small runs: a smoke test of the suite, not numbers to quote')
   .action((section: string | undefined, flags: { quick?: boolean }) => {
     if (section && !SECTIONS[section]) throw new Error(`unknown section "${section}" (sections that run alone: ${Object.keys(SECTIONS).join(', ')})`);
