@@ -115,8 +115,19 @@ function topologyProblems(config: ExperimentConfig): string[] {
   const packing = packingProblem(config, headroom ?? perRound);
   if (packing) problems.push(packing);
   if (!checked.problems.length) problems.push(...robustProblems(config, checked.topology, perRound));
-  problems.push(...privacyProblems(config));
+  problems.push(...privacyProblems(config), ...headcountProblems(config, clientCount));
   return problems;
+}
+
+/** DP sizes each client's noise share, and SCAFFOLD each control variate's step, by client_number: it must be the clients there are. */
+function headcountProblems(config: ExperimentConfig, clients: number): string[] {
+  const why = config.dp ? 'dp sizes each client\'s share of the noise by it' : 'scaffold sizes each control variate\'s step by it';
+  if (!config.dp && config.training.strategy !== 'scaffold') return [];
+  const wrong = Object.entries(config.others).filter(([, entry]) => entry.type === 'client' && entry.client_number !== clients);
+  if (!wrong.length) return [];
+  const [address, entry] = wrong[0];
+  const more = wrong.length > 1 ? ` (and ${wrong.length - 1} more)` : '';
+  return [`others["${address}"].client_number: ${(entry as { client_number: number }).client_number}${more}, but others has ${clients} clients; ${why}`];
 }
 
 /**

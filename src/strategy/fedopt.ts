@@ -40,9 +40,9 @@ export class FedOpt extends FedAvg {
     this.tau = training.tau ?? defaults.tau;
   }
 
-  override aggregateFit(round: number, global: GlobalParameters, total: RoundTotal, results: FitResult[], failures: string[]): GlobalParameters {
+  override aggregateFit<Sealed>(round: number, global: GlobalParameters<Sealed>, total: RoundTotal<Sealed>, results: FitResult[], failures: string[]): GlobalParameters<Sealed> {
     if (global.kind !== 'plain' || total.kind !== 'plain') throw new Error(`${this.name} needs the average in plaintext at the aggregator; with he.key_holder "clients" use fedavg`);
-    const average = (super.aggregateFit(round, global, total, results, failures) as Extract<GlobalParameters, { kind: 'plain' }>).values;
+    const average = (super.aggregateFit(round, global, total, results, failures) as { values: Float32Array }).values;
     const x = global.values;
     const m = (this.m ??= new Float32Array(x.length));
     const v = (this.v ??= new Float32Array(x.length));

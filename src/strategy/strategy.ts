@@ -31,16 +31,17 @@ export interface FitResult {
 }
 
 /**
- * The round's updates added up. In plaintext each client's weights count `samples` times.
- * Encrypted, each client multiplied its weights by `samples × scale` before encrypting (the
- * aggregator cannot scale ciphertexts it cannot read), so the ciphertexts hold Σ samples·scale·w.
+ * The round's updates added up: Σ samples·w over `weight` = Σ samples. `plain`: values the strategy
+ * reads (decrypted already, when the aggregator holds the key). `sealed` (HE, the key at the
+ * clients): a sum nobody here can read, `Sealed` to the strategy; it can make it the next model
+ * (the clients divide by the weight when they decrypt) or refuse. How it is sealed is not its business.
  */
-export type RoundTotal =
+export type RoundTotal<Sealed = unknown> =
   | { kind: 'plain'; sum: Float64Array; weight: number; contributors: number; updates?: readonly ClientUpdate[] }
-  | { kind: 'encrypted'; ciphertexts: Uint8Array[]; scale: number; weight: number; contributors: number };
+  | { kind: 'sealed'; sum: Sealed; weight: number; contributors: number };
 
-/** The global model: plain values, or (only the clients hold the key) ciphertexts that decrypt to the model once multiplied by `factor`. */
-export type GlobalParameters = { kind: 'plain'; values: Float32Array } | { kind: 'encrypted'; ciphertexts: Uint8Array[]; factor: number };
+/** The global model: plain values, or (only the clients can read it) a sealed sum that is the model once divided by `weight`. */
+export type GlobalParameters<Sealed = unknown> = { kind: 'plain'; values: Float32Array } | { kind: 'sealed'; sum: Sealed; weight: number };
 
 /** A client's score of the global model on its share of the held-out data (federated evaluation). */
 export interface EvaluateResult extends Evaluation {
@@ -51,7 +52,7 @@ export interface EvaluateResult extends Evaluation {
 export interface Strategy {
   readonly name: string;
   /**
-   * What `aggregateFit` works on: the round's sum (linear rules: plaintext or encrypted, through
+   * What `aggregateFit` works on: the round's sum (linear rules: plaintext or sealed, through
    * switches at any depth), or each client's own update (`total.updates`: robust rules, plaintext,
    * clients reporting to the aggregator directly).
    */
@@ -67,7 +68,7 @@ export interface Strategy {
    * The next global model from the current one and the round's total. `results` are the updates in
    * the total; `failures` the selected clients whose updates are not (down, late, withheld).
    */
-  aggregateFit(round: number, global: GlobalParameters, total: RoundTotal, results: FitResult[], failures: string[]): GlobalParameters;
+  aggregateFit<Sealed>(round: number, global: GlobalParameters<Sealed>, total: RoundTotal<Sealed>, results: FitResult[], failures: string[]): GlobalParameters<Sealed>;
   /** Who scores the model when it can only be read at the clients (federated evaluation). */
   configureEvaluate(round: number, clients: readonly string[]): string[];
   /** The clients' scores combined; `failures` are the clients that gave none. */
@@ -101,10 +102,10 @@ export class FedAvg implements Strategy {
     return { epochs, batchSize: batch_size, learningRate: learning_rate };
   }
 
-  aggregateFit(_round: number, _global: GlobalParameters, total: RoundTotal, _results: FitResult[], _failures: string[]): GlobalParameters {
+  aggregateFit<Sealed>(_round: number, _global: GlobalParameters<Sealed>, total: RoundTotal<Sealed>, _results: FitResult[], _failures: string[]): GlobalParameters<Sealed> {
     if (!(total.weight > 0)) throw new Error('no samples behind this round; nothing to average');
-    // Encrypted, the average is Σ samples·scale·w / (scale · Σ samples): a factor the clients apply after decrypting.
-    if (total.kind === 'encrypted') return { kind: 'encrypted', ciphertexts: total.ciphertexts, factor: 1 / (total.scale * total.weight) };
+    // Sealed, the average is the sum over its weight, divided where it is read.
+    if (total.kind === 'sealed') return { kind: 'sealed', sum: total.sum, weight: total.weight };
     const average = new Float32Array(total.sum.length);
     for (let i = 0; i < average.length; i++) average[i] = total.sum[i] / total.weight;
     return { kind: 'plain', values: average };
@@ -168,11 +169,11 @@ export class FedAvgM extends FedAvg {
   override readonly name = 'fedavgm';
   private velocity?: Float32Array;
 
-  override aggregateFit(round: number, global: GlobalParameters, total: RoundTotal, results: FitResult[], failures: string[]): GlobalParameters {
+  override aggregateFit<Sealed>(round: number, global: GlobalParameters<Sealed>, total: RoundTotal<Sealed>, results: FitResult[], failures: string[]): GlobalParameters<Sealed> {
     if (global.kind !== 'plain' || total.kind !== 'plain') {
       throw new Error('fedavgm needs the average in plaintext at the aggregator; with he.key_holder "clients" use fedavg');
     }
-    const average = (super.aggregateFit(round, global, total, results, failures) as Extract<GlobalParameters, { kind: 'plain' }>).values;
+    const average = (super.aggregateFit(round, global, total, results, failures) as { values: Float32Array }).values;
     const current = global.values;
     const momentum = this.training.server_momentum;
     this.velocity ??= new Float32Array(current.length);
@@ -210,7 +211,7 @@ export class RobustStrategy extends FedAvg {
     super(training, evaluator);
   }
 
-  override aggregateFit(_round: number, _global: GlobalParameters, total: RoundTotal, _results: FitResult[], _failures: string[]): GlobalParameters {
+  override aggregateFit<Sealed>(_round: number, _global: GlobalParameters<Sealed>, total: RoundTotal<Sealed>, _results: FitResult[], _failures: string[]): GlobalParameters<Sealed> {
     if (total.kind !== 'plain' || !total.updates?.length) throw new Error(`${this.name} needs each client's update in plaintext; this round has only their sum`);
     return { kind: 'plain', values: this.rule(total.updates) };
   }

@@ -100,6 +100,8 @@ export const roundMetaSchema = z
     factor: z.number().positive().finite().optional(),
     he_key: z.string().max(100).optional(),
     model_tag: z.string().max(100).optional(),
+    /** SCAFFOLD: the last round each selected client's update was counted in (a client keeps its new control variate only then). */
+    counted: z.record(z.string().max(300), z.number().int().min(1)).refine((c) => Object.keys(c).length <= 100_000, 'at most 100,000 clients').optional(),
   })
   .loose();
 export type RoundMeta = z.infer<typeof roundMetaSchema>;

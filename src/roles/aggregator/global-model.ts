@@ -15,7 +15,8 @@ import { HePoolFailure } from '../../he/pool';
 import { weightsOf } from '../../model/layout';
 import { parameterCount, setFlatWeights, type Evaluation } from '../../model/model';
 import type { ExperimentOutputs, RoundMetrics } from '../../outputs';
-import type { EvaluateResult, FitResult, RoundTotal, Strategy } from '../../strategy/strategy';
+import type { Total } from '../../aggregation/accumulator';
+import type { EvaluateResult, FitResult, GlobalParameters, RoundTotal, Strategy } from '../../strategy/strategy';
 import { decode, encode, Kind } from '../../wire/codec';
 
 export interface ModelHeader {
@@ -23,6 +24,15 @@ export interface ModelHeader {
   modelId: number;
   sender: string;
   parameters: number;
+}
+
+/** The round's total as the accumulator made it; encrypted, with the `scale` its clients pre-scaled by (1 / the round's selected samples). */
+export type CollectedTotal = Extract<Total, { kind: 'plain' }> | (Extract<Total, { kind: 'encrypted' }> & { scale: number });
+
+/** A sum only the clients can read, as the strategy passes it on: ciphertexts of `scale` × Σ samples·w. */
+interface SealedSum {
+  ciphertexts: Uint8Array[];
+  scale: number;
 }
 
 /** Asks the clients to score an encrypted model: their answers, who gave none, and who said it is unusable. */
@@ -50,7 +60,7 @@ export interface GlobalModel {
   /** A client said at check-in which model it keeps (none when started anew). */
   keeps?(client: string, tag: string | undefined): void;
   /** The next global model from the round's total, through the strategy. */
-  update(round: number, total: RoundTotal, results: FitResult[], failures: string[]): Promise<void>;
+  update(round: number, total: CollectedTotal, results: FitResult[], failures: string[]): Promise<void>;
   evaluate(round: number, header: ModelHeader): Promise<Evaluation>;
   saveRound(outputs: ExperimentOutputs, header: ModelHeader, metrics: RoundMetrics): Promise<void>;
   /** For the checkpoint, and back from it. */
@@ -77,7 +87,7 @@ export class ReadableGlobal implements GlobalModel {
     return encode({ ...header, kind: Kind.Model, contributors: 0, weight: 0, meta, parameters: this.values });
   }
 
-  async update(round: number, total: RoundTotal, results: FitResult[], failures: string[]): Promise<void> {
+  async update(round: number, total: CollectedTotal, results: FitResult[], failures: string[]): Promise<void> {
     const readable = total.kind === 'plain' ? total : await this.decrypt(total);
     const corrupt = corruption(readable.sum, { ...this.limits, limit: this.limits.average }, readable.weight);
     if (corrupt) throw new UnreadableSum(corrupt);
@@ -91,7 +101,7 @@ export class ReadableGlobal implements GlobalModel {
   }
 
   /** Only the sum over every switch is decrypted; scaled back from `scale` per sample to samples. One that does not decrypt is corrupt. */
-  private async decrypt(total: Extract<RoundTotal, { kind: 'encrypted' }>): Promise<Extract<RoundTotal, { kind: 'plain' }>> {
+  private async decrypt(total: Extract<CollectedTotal, { kind: 'encrypted' }>): Promise<Extract<RoundTotal, { kind: 'plain' }>> {
     try {
       const sum = await this.he!.pool.decrypt(total.ciphertexts, this.values.length, 1 / total.scale);
       return { kind: 'plain', sum, weight: total.weight, contributors: total.contributors };
@@ -174,12 +184,16 @@ export class SealedGlobal implements GlobalModel {
     if (tag === undefined) this.holders.delete(client);
   }
 
-  async update(round: number, total: RoundTotal, results: FitResult[], failures: string[]): Promise<void> {
-    const current = this.sealed ? { kind: 'encrypted' as const, ...this.sealed } : { kind: 'plain' as const, values: this.initial };
-    const next = this.strategy.aggregateFit(round, current, total, results, failures);
-    if (next.kind !== 'encrypted') throw new Error(`strategy ${this.strategy.name} returned a plaintext model, but only the clients can read it`);
+  async update(round: number, total: CollectedTotal, results: FitResult[], failures: string[]): Promise<void> {
+    if (total.kind !== 'encrypted') throw new Error('the round\'s total came in plaintext, but only the clients may read this model');
+    // The model the clients hold is its ciphertexts times `factor`: a sum of weight 1, in units of 1 / factor.
+    const current: GlobalParameters<SealedSum> = this.sealed ? { kind: 'sealed', sum: { ciphertexts: this.sealed.ciphertexts, scale: 1 / this.sealed.factor }, weight: 1 } : { kind: 'plain', values: this.initial };
+    const sum: SealedSum = { ciphertexts: total.ciphertexts, scale: total.scale };
+    const next = this.strategy.aggregateFit(round, current, { kind: 'sealed', sum, weight: total.weight, contributors: total.contributors }, results, failures);
+    if (next.kind !== 'sealed') throw new Error(`strategy ${this.strategy.name} returned a plaintext model, but only the clients can read it`);
     this.previous = { sealed: this.sealed, holders: this.holders };
-    this.sealed = { ciphertexts: next.ciphertexts, factor: next.factor, tag: newTag() };
+    // What the clients multiply by after decrypting: Σ samples·scale·w / (scale · Σ samples) is the average.
+    this.sealed = { ciphertexts: next.sum.ciphertexts, factor: 1 / (next.sum.scale * next.weight), tag: newTag() };
     this.bare = undefined;
     this.holders = new Set();
   }

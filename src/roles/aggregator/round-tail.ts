@@ -10,8 +10,7 @@ import type { AggregatorNodeConfig } from '../../config/node-config';
 import type { IterationLog } from '../../log/iteration-log';
 import type { ExperimentOutputs, RoundMetrics } from '../../outputs';
 import type { Action } from '../../protocol/aggregator/events';
-import type { RoundTotal } from '../../strategy/strategy';
-import { UnreadableSum, UnscoredModel, type ModelHeader } from './global-model';
+import { UnreadableSum, UnscoredModel, type CollectedTotal, type ModelHeader } from './global-model';
 import type { Prepared } from './preparation';
 import type { RoundClock, TailStep } from './round-clock';
 import { roundLine } from './view';
@@ -51,6 +50,8 @@ export class TailFailure extends Error {
 export class RoundTail {
   /** The workers whose updates are in the latest aggregated round: switches, and clients in their sums. */
   participants: string[] = [];
+  /** The last closed round each worker's update was in (SCAFFOLD's clients keep their control variate by it). */
+  readonly counted = new Map<string, number>();
 
   constructor(private readonly io: TailIo) {}
 
@@ -91,7 +92,7 @@ export class RoundTail {
     const total = accumulator.total();
     if (!total) throw new Error('no update arrived this round');
     // Encrypted updates came pre-scaled by samples / the selected clients' samples.
-    const roundTotal: RoundTotal = total.kind === 'encrypted' ? { ...total, scale: 1 / samples } : total;
+    const roundTotal: CollectedTotal = total.kind === 'encrypted' ? { ...total, scale: 1 / samples } : total;
     const from = results.map((r) => r.from);
     this.participants = [...from, ...results.flatMap((r) => r.clients).filter((c) => !from.includes(c))];
     await global.update(round, roundTotal, results, missing);
@@ -119,6 +120,7 @@ export class RoundTail {
     });
     // The round is finished once this is on disk: a resumed aggregator goes on from here.
     checkpoints.save(round, saved.header, saved.blobs);
+    for (const worker of this.participants) this.counted.set(worker, round);
     this.io.print?.(roundLine(metrics, plannedRounds(config.settings)));
     this.io.changed('round');
   }

@@ -11,6 +11,7 @@ import type { ExperimentOutputs } from '../../outputs';
 import type { Stage } from '../../protocol/aggregator/events';
 import type { RoundMachine } from '../../protocol/aggregator/machine';
 import type { Weights } from '../../protocol/weights';
+import { carriesControl } from '../../model/layout';
 import type { RoundWork } from './executor';
 import type { ModelHeader } from './global-model';
 import type { Prepared } from './preparation';
@@ -90,7 +91,13 @@ export class Rounds implements RoundWork {
   modelFor(round: number, attempt: string, samples: number, weights: Weights): Buffer {
     const { he, strategy, global } = this.io.prepared();
     const key = he?.keyId ? { he_key: he.keyId } : {};
-    return global.message(this.header(round), { ...strategy.configureFit(round), attempt, weight_scale: 1 / samples, ...key }, Object.keys(weights));
+    const counted = carriesControl(this.io.config.settings) ? { counted: this.countedOf(Object.keys(weights)) } : {};
+    return global.message(this.header(round), { ...strategy.configureFit(round), attempt, weight_scale: 1 / samples, ...key, ...counted }, Object.keys(weights));
+  }
+
+  /** The last round each of `clients` was counted in, for those that have been. */
+  private countedOf(clients: readonly string[]): Record<string, number> {
+    return Object.fromEntries(clients.flatMap((client) => (this.tail.counted.has(client) ? [[client, this.tail.counted.get(client)!]] : [])));
   }
 
   switchOpening(round: number, attempt: string, weights: Weights): Record<string, unknown> {

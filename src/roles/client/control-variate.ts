@@ -4,11 +4,14 @@
  *   c_i⁺ = c_i − c + (x − y)/(K·η)   (x the model sent, y the model trained, K steps of rate η),
  * and sends the server's step with its update: c + (W/(N·w_i))·(c_i⁺ − c_i), W the round's selected
  * weight, N the clients, w_i its own weight, so that the round's weighted average is c + (1/N)·Σ(c_i⁺ − c_i).
- * c_i⁺ is kept only once the update was taken: a lost update leaves c_i as the server counts it.
+ * c_i⁺ is kept only once its update counted: the next model this client is sent says the last round
+ * it was counted in (`counted`), and a c_i⁺ of that round is kept, any other dropped (its round ran
+ * again without it, or closed without it), so c_i stays what the server's c has counted.
  */
 export class ControlVariate {
   private own: Float32Array;
-  private pending?: Float32Array;
+  /** c_i⁺, and the round and opening that made it. */
+  private pending?: { round: number; attempt: string; next: Float32Array };
 
   constructor(
     parameters: number,
@@ -18,16 +21,27 @@ export class ControlVariate {
     this.own = new Float32Array(parameters);
   }
 
+  /**
+   * A model for `round` (opening `attempt`) arrived, saying the last round this client was counted
+   * in: c_i⁺ of that round is kept; of another round or opening, dropped.
+   */
+  settle(round: number, attempt: string, countedIn: number | undefined): void {
+    const pending = this.pending;
+    if (!pending || (pending.round === round && pending.attempt === attempt)) return;
+    if (pending.round === countedIn) this.own = pending.next;
+    this.pending = undefined;
+  }
+
   /** c − c_i: what each local step adds to the gradient. */
   correction(server: Float32Array): Float32Array {
     return Float32Array.from(server, (c, i) => c - this.own[i]);
   }
 
   /**
-   * c_i⁺ from the round's training (kept pending until `commit`), and the second half of the update:
-   * the server's control variate moved by this client's share of the step. `share`: w_i / W.
+   * c_i⁺ from the round's training (pending until `settle` says its round closed), and the second
+   * half of the update: the server's control variate moved by this client's share of the step. `share`: w_i / W.
    */
-  step(server: Float32Array, start: Float32Array, trained: Float32Array, stepsTimesRate: number, share: number): Float32Array {
+  step(opening: { round: number; attempt: string }, server: Float32Array, start: Float32Array, trained: Float32Array, stepsTimesRate: number, share: number): Float32Array {
     const next = new Float32Array(this.own.length);
     const sent = new Float32Array(this.own.length);
     const scale = 1 / (this.clients * share);
@@ -35,11 +49,7 @@ export class ControlVariate {
       next[i] = this.own[i] - server[i] + (start[i] - trained[i]) / stepsTimesRate;
       sent[i] = server[i] + scale * (next[i] - this.own[i]);
     }
-    this.pending = next;
+    this.pending = { ...opening, next };
     return sent;
-  }
-
-  commit(): void {
-    if (this.pending) [this.own, this.pending] = [this.pending, undefined];
   }
 }

@@ -127,6 +127,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
     // Its weight is what it said at check-in (its samples; 1 under DP); its share of the round at most 1 (a packed update holds no more).
     const weight = trainer.weight;
     if (meta.weight_scale === undefined) throw badRequest('a round needs "weight_scale" (1 / the round\'s samples)');
+    if (!(weight * meta.weight_scale >= 1e-9)) throw badRequest(`its ${weight} samples times weight_scale ${meta.weight_scale} is a share below 1e-9 of the round: no round is that large`);
     if (weight * meta.weight_scale > 1 + 1e-9) throw badRequest(`its ${weight} samples times weight_scale ${meta.weight_scale} is a share of ${weight * meta.weight_scale}; a share is at most 1`);
     if (message.ciphertexts && meta.factor === undefined) throw badRequest('an encrypted model needs its "factor"');
     return { message, meta };
@@ -162,12 +163,13 @@ export class ClientRole extends Role<ClientNodeConfig> {
     // Only a model that came down encrypted (clients hold the key) has a decrypt phase.
     const decryptMs = message.ciphertexts ? performance.now() - decryptStart : undefined;
     const trainStart = performance.now();
-    const { loss, weights } = await trainer.train(global, round, meta, 1 / meta.weight_scale!);
+    const opening = { round, attempt: meta.attempt, countedIn: meta.counted?.[this.config.address] };
+    const { loss, weights } = await trainer.train(global, opening, meta, 1 / meta.weight_scale!);
     this.lastLoss = loss;
     const trainMs = performance.now() - trainStart;
     if (this.isStopped) return;
     // Quantized, what is beyond the clip is clipped when it is packed; otherwise the encoder would refuse it.
-    const beyond = firstBeyond(weights, this.config.settings.he.quantize ? Infinity : this.limits.model);
+    const beyond = firstBeyond(weights, this.config.settings.he.quantize ? Number.MAX_VALUE : this.limits.model);
     if (beyond >= 0) throw new Error(`training took weight ${beyond} to ${weights[beyond]}, beyond the ±${this.limits.model} an update may hold (${this.limits.why})`);
 
     this.act(this.machine.handle({ type: 'trained' }));
@@ -177,7 +179,6 @@ export class ClientRole extends Role<ClientNodeConfig> {
     const encryptMs = performance.now() - encryptStart;
     const sendStart = performance.now();
     const outcome = await this.send(round, meta.attempt, update);
-    if (outcome === 'accepted') trainer.updateTaken();
     this.iterations.endRound({
       ...(he ? { encrypt_ms: Math.round(encryptMs) } : {}),
       ...(decryptMs !== undefined ? { decrypt_ms: Math.round(decryptMs) } : {}),

@@ -17,6 +17,13 @@ import type { ClientInstructions } from '../../strategy/strategy';
 import { controlOf, vectorSizes, weightsOf, withControl } from '../../model/layout';
 import { ControlVariate } from './control-variate';
 
+/** The round and opening a model is for; under SCAFFOLD, the last round this client's update was counted in. */
+export interface Opening {
+  round: number;
+  attempt: string;
+  countedIn?: number;
+}
+
 export class Trainer {
   /** Its training samples per class: told at every check-in. */
   readonly histogram: number[];
@@ -96,7 +103,9 @@ export class Trainer {
    * distributed; then worked on by an attack), and under SCAFFOLD its control variate's step.
    * `roundWeight`: the weight of the round's selected clients (1 / weight_scale).
    */
-  async train(global: Float32Array, round: number, instructions: ClientInstructions, roundWeight: number): Promise<{ loss: number; weights: Float32Array }> {
+  async train(global: Float32Array, opening: Opening, instructions: ClientInstructions, roundWeight: number): Promise<{ loss: number; weights: Float32Array }> {
+    const { round } = opening;
+    this.control?.settle(round, opening.attempt, opening.countedIn);
     const start = weightsOf(global, this.parameters);
     const serverControl = controlOf(global, this.parameters);
     setFlatWeights(this.model, start);
@@ -109,13 +118,8 @@ export class Trainer {
     const trained = settings.dp ? clipChange(start, getFlatWeights(this.model), settings.dp.clip) : getFlatWeights(this.model);
     if (this.noiseShare) addGaussianNoise(trained, this.noiseShare);
     const steps = stepsOf(this.data.size, instructions);
-    const sent = serverControl && this.control ? withControl(trained, this.control.step(serverControl, start, trained, steps * instructions.learningRate, this.weight / roundWeight)) : trained;
+    const sent = serverControl && this.control ? withControl(trained, this.control.step(opening, serverControl, start, trained, steps * instructions.learningRate, this.weight / roundWeight)) : trained;
     return { loss, weights: attack ? attackedWeights(attack, global, sent, round, this.config.index) : sent };
-  }
-
-  /** Its update was taken: SCAFFOLD's c_i becomes the one it sent the step of. */
-  updateTaken(): void {
-    this.control?.commit();
   }
 
   /** A sealed model's weights, decrypted, scored on this client's test share; kept under `tag`. */

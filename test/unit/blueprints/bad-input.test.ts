@@ -191,6 +191,8 @@ describe('bad input on every role route', () => {
     { name: 'a model for an attempt of another round', send: postWire('/c/round', () => modelMessage({ round: 2 })), status: 400, reason: /attempt x:1\.0 is an opening of round 1, not of round 2/ },
 
     { name: 'a model over the size limit', send: postWire('/c/round', Buffer.alloc(PARAMS * 4 + 200_000)), status: 413, reason: /takes at most/ },
+    { name: 'a model without the share scale', send: postWire('/c/round', () => modelMessage({ meta: instructions })), status: 400, reason: /a round needs "weight_scale"/ },
+    { name: 'a model making a share of next to nothing', send: postWire('/c/round', () => modelMessage({ meta: { ...instructions, weight_scale: 5e-324 } })), status: 400, reason: /is a share below 1e-9 of the round/ },
     { name: 'an encrypted model to a client without a key', send: postWire('/c/evaluate', () => modelMessage()), status: 409, reason: /holds no HE secret key/ },
     { name: 'a standby in malformed JSON', send: postRaw('/c/standby', '{"round": 1'), status: 400, reason: /not valid JSON/ },
     { name: 'a standby with a wrong type', send: postJson('/c/standby', { round: 'one' }), status: 400, reason: /expected \{"round": <number>, "attempt"/ },

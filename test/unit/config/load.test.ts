@@ -178,6 +178,9 @@ describe('differential privacy in config.json', () => {
       assert.match(problemsOf({ ...plain({ mode }), training: { strategy: 'krum' } }).join('\n'), /training\.strategy: "krum" reads each client's update; dp's noise is sized for the round's sum/);
     }
     assert.match(problemsOf({ ...plain({ mode: 'distributed' }), training: { strategy: 'scaffold' } }).join('\n'), /training\.strategy: "scaffold" sends control variates beside the weights, which dp neither clips nor noises/);
+    const short = plain({ mode: "distributed" }) as unknown as { others: Record<string, { type: string; client_number?: number }> };
+    for (const entry of Object.values(short.others)) if (entry.type === 'client') entry.client_number = 10;
+    assert.match(problemsOf(short).join('\n'), /others\["[^"]+"\]\.client_number: 10 \(and \d+ more\), but others has \d+ clients; dp sizes each client's share of the noise by it/);
     assert.match(problemsOf(plain({ max_epsilon: 0.1 })).join('\n'), /dp\.max_epsilon: 0\.1; one round already spends ε \d+\.\d\d at δ 0\.00001/);
     assert.match(problemsOf(plain({ clip: 0 })).join('\n'), /dp\.clip: /);
   });

@@ -21,10 +21,10 @@ describe('strategies', () => {
     assert.throws(() => new FedAvg(training, noEval).aggregateFit(1, plain(new Float32Array(1)), total([0], 0), [], []), /no samples/);
   });
 
-  it('FedAvg averages an encrypted total by a factor the key holders apply: 1 / (scale x samples)', () => {
-    const ciphertexts = [new Uint8Array([1, 2, 3])];
-    const next = new FedAvg(training, noEval).aggregateFit(1, plain(new Float32Array(1)), { kind: 'encrypted', ciphertexts, scale: 1 / 400, weight: 300, contributors: 3 }, [], []);
-    assert.deepEqual(next, { kind: 'encrypted', ciphertexts, factor: 400 / 300 });
+  it('FedAvg makes a sealed total the next model as it is, to be divided by its weight where it is read', () => {
+    const sealedSum = { anything: 'the strategy cannot look into' };
+    const next = new FedAvg(training, noEval).aggregateFit(1, plain(new Float32Array(1)), { kind: 'sealed', sum: sealedSum, weight: 300, contributors: 3 }, [], []);
+    assert.deepEqual(next, { kind: 'sealed', sum: sealedSum, weight: 300 });
   });
 
   it('FedAvgM carries momentum from round to round, and refuses a model it cannot read', () => {
@@ -33,7 +33,7 @@ describe('strategies', () => {
     assert.deepEqual(first, [0]);
     const second = valuesOf(strategy.aggregateFit(2, plain(Float32Array.from(first)), total([0], 1), [], [])); // no new step; momentum 0.5 keeps going
     assert.deepEqual(second, [-0.5]);
-    const sealed = { kind: 'encrypted' as const, ciphertexts: [], factor: 1 };
+    const sealed = { kind: 'sealed' as const, sum: new Float64Array(1), weight: 1 };
     assert.throws(() => strategy.aggregateFit(3, sealed, total([0], 1), [], []), /plaintext/);
   });
 

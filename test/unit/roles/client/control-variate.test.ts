@@ -6,17 +6,28 @@ import { ControlVariate } from '../../../../src/roles/client/control-variate';
 const values = (a: Float32Array) => [...a];
 
 describe("a client's control variate", () => {
-  it('corrects by c − c_i, moves to c_i − c + (x − y)/(K·η), and keeps it only once the update was taken', () => {
+  it('corrects by c − c_i, moves to c_i − c + (x − y)/(K·η), and keeps it only once the server says it counted', () => {
     const control = new ControlVariate(2, 4);
     const server = Float32Array.from([1, -1]);
     assert.deepEqual(values(control.correction(server)), [1, -1]); // c_i starts at zero
     // x (0, 0) trained to y (−1, 0) in K·η 0.5: (x − y)/(K·η) = (2, 0), so c_i⁺ = 0 − (1, −1) + (2, 0) = (1, 1).
     // Its share w_i/W is 1/4 of 4 clients: the step goes unscaled, c + (c_i⁺ − c_i) = (2, 0).
-    const sent = control.step(server, Float32Array.from([0, 0]), Float32Array.from([-1, 0]), 0.5, 0.25);
-    assert.deepEqual(values(sent), [2, 0]);
-    assert.deepEqual(values(control.correction(server)), [1, -1], 'not kept before the update is taken');
-    control.commit();
+    const train = (round: number, attempt: string) => control.step({ round, attempt }, server, Float32Array.from([0, 0]), Float32Array.from([-1, 0]), 0.5, 0.25);
+    assert.deepEqual(values(train(1, 'a')), [2, 0]);
+    assert.deepEqual(values(control.correction(server)), [1, -1], 'not kept before its round is known to have counted it');
+    control.settle(1, 'b', undefined); // round 1 runs again: its first opening did not count
+    assert.deepEqual(values(control.correction(server)), [1, -1]);
+    train(1, 'b');
+    control.settle(2, 'c', undefined); // round 1 closed without this client
+    assert.deepEqual(values(control.correction(server)), [1, -1]);
+    train(2, 'c');
+    control.settle(3, 'd', 2); // round 2 counted it
     assert.deepEqual(values(control.correction(server)), [0, -2]);
+    // c_i (1, 1) now: c_i⁺ = (1, 1) − (1, −1) + (2, 0) = (2, 2), a step of (1, 1).
+    assert.deepEqual(values(train(3, 'd')), [2, 0]);
+    control.settle(3, 'd', 2); // the same opening again (a model sent twice): nothing changes
+    control.settle(5, 'e', 3); // counted in round 3, though not in round 4
+    assert.deepEqual(values(control.correction(server)), [-1, -3]);
   });
 
   it("sends shares whose sample-weighted average is SCAFFOLD's c + (1/N)·Σ Δc_i", () => {
@@ -24,8 +35,8 @@ describe("a client's control variate", () => {
     const server = Float32Array.from([0.5]);
     const a = new ControlVariate(1, 2);
     const b = new ControlVariate(1, 2);
-    const fromA = a.step(server, Float32Array.from([0]), Float32Array.from([-0.2]), 0.1, 1 / 4); // Δc_a = −0.5 + 2 = 1.5
-    const fromB = b.step(server, Float32Array.from([0]), Float32Array.from([0.05]), 0.1, 3 / 4); // Δc_b = −0.5 − 0.5 = −1
+    const fromA = a.step({ round: 1, attempt: 'a' }, server, Float32Array.from([0]), Float32Array.from([-0.2]), 0.1, 1 / 4); // Δc_a = −0.5 + 2 = 1.5
+    const fromB = b.step({ round: 1, attempt: 'a' }, server, Float32Array.from([0]), Float32Array.from([0.05]), 0.1, 3 / 4); // Δc_b = −0.5 − 0.5 = −1
     const average = (1 * fromA[0] + 3 * fromB[0]) / 4;
     assert.ok(Math.abs(average - (0.5 + (1.5 - 1) / 2)) < 1e-6, `average ${average}`);
   });

@@ -20,10 +20,10 @@ describe('the trainer', () => {
   it('under DP clips its change to the clip and weighs 1; without, its change runs longer and it weighs its samples', async () => {
     const plain = await Trainer.load(clientConfig(() => undefined));
     const global = new Float32Array(plain.sizes.reduce((s, n) => s + n, 0));
-    const free = await plain.train(global, 1, instructions, plain.weight * 3);
+    const free = await plain.train(global, { round: 1, attempt: 'a' }, instructions, plain.weight * 3);
     const clip = 0.1;
     const dp = await Trainer.load(clientConfig((c) => (c.dp = { mode: 'central', clip, noise_multiplier: 1 })));
-    const clipped = await dp.train(global, 1, instructions, 3);
+    const clipped = await dp.train(global, { round: 1, attempt: 'a' }, instructions, 3);
     assert.ok(norm(free.weights, global) > 2 * clip, `the change without DP: ${norm(free.weights, global)}`);
     assert.ok(Math.abs(norm(clipped.weights, global) - clip) < 1e-4, `the change under DP: ${norm(clipped.weights, global)}`);
     assert.deepEqual([plain.weight, dp.weight], [plain.data.size, 1]);
