@@ -38,6 +38,8 @@ export interface RoundMetrics extends RoundTimings {
   attackers?: string[];
   /** With `dp` on: the privacy spent after this round (ε at dp.delta). */
   epsilon?: number;
+  /** With `dp` on: the noised models released so far (one a round, more when a round ran again after the clients decrypted its model). */
+  dp_releases?: number;
 }
 
 export const ENCRYPTED_MODEL_FILE = 'model.he';

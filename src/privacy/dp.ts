@@ -97,6 +97,35 @@ export function plannedRounds({ rounds, dp }: Pick<Settings, 'rounds' | 'dp'>): 
   return planned.get(key)!;
 }
 
+/**
+ * The noised models an experiment has released, and the ε they spent. A round releases one; with
+ * the key at the clients a round run again after they decrypted its model (none could score it, or
+ * it was corrupt) released one more, so the budget is counted in releases, not rounds.
+ */
+export class PrivacyLedger {
+  constructor(
+    private readonly dp: DpSettings,
+    private releases = 0,
+  ) {}
+
+  get released(): number {
+    return this.releases;
+  }
+
+  release(): void {
+    this.releases++;
+  }
+
+  get epsilon(): number {
+    return epsilonAfter(this.dp, this.releases);
+  }
+
+  /** Whether one more release keeps within dp.max_epsilon. */
+  affordsAnother(): boolean {
+    return this.dp.max_epsilon === undefined || epsilonAfter(this.dp, this.releases + 1) <= this.dp.max_epsilon;
+  }
+}
+
 /** What the run line says of privacy: ε per round and, with a budget that cuts the run short, where it stops. */
 export function describeBudget(settings: Pick<Settings, 'rounds' | 'dp'>): string | undefined {
   const { dp, rounds } = settings;

@@ -60,7 +60,8 @@ export class Closing extends AfterTraining {
     const clients = this.results.flatMap((r) => r.clients);
     if (event.type === 'unreadable') return this.unreadable(event.reason, this.ctx.suspects.unreadable(clients, room, event.reason));
     const said = this.said(this.ctx.suspects.readable(clients, room));
-    return { actions: said, next: this.ctx.round >= this.ctx.rules.rounds ? { stage: 'done' } : { stage: 'selection', after: 'round' } };
+    const last = this.ctx.round >= this.ctx.rules.rounds || (event.type === 'closed' && event.last);
+    return { actions: said, next: last ? { stage: 'done' } : { stage: 'selection', after: 'round' } };
   }
 
   /** Nothing of the round is kept, and nobody is suspected: it runs again with every suspect in, or the experiment gives up on it. */

@@ -41,7 +41,7 @@ export type Event =
   /** `resumed`: the same process answers again (it hung); otherwise it was started anew and checks in itself. */
   | { type: 'node-up'; node: string; reason?: string; resumed?: boolean }
   /** The round's tail (aggregate, evaluate, checkpoint) is done. */
-  | ({ type: 'closed' } & Opening)
+  | ({ type: 'closed'; /** No round after this one (the DP budget is spent). */ last?: true } & Opening)
   /** The round's sum cannot be read (an update in it was corrupt): nothing was kept of it. */
   | ({ type: 'unreadable'; reason: string } & Opening)
   /** No client could score the round's new model: nothing was kept of it, and nobody is suspected. */

@@ -135,7 +135,7 @@ export class RoundExecutor {
       case 'close-round':
         void work.closeRound(action).then((outcome) => {
           const { round, attempt } = action;
-          if (outcome === 'closed') this.dispatch({ type: 'closed', round, attempt });
+          if (outcome === 'closed' || outcome === 'last') this.dispatch({ type: 'closed', round, attempt, ...(outcome === 'last' ? { last: true as const } : {}) });
           else if (outcome === 'stopped') return;
           else if ('unreadable' in outcome) this.dispatch({ type: 'unreadable', round, attempt, reason: outcome.unreadable });
           else this.dispatch({ type: 'unscored', round, attempt, reason: outcome.unscored });

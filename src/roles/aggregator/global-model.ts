@@ -55,6 +55,8 @@ export class UnreadableSum extends Error {}
 export class UnscoredModel extends Error {}
 
 export interface GlobalModel {
+  /** The clients decrypt and score each new model: every evaluation releases one (DP counts them). */
+  readonly scoredByClients: boolean;
   /** The model message for `recipients` of a round, with `meta` (instructions) in it. */
   message(header: ModelHeader, meta: Record<string, unknown>, recipients?: readonly string[]): Buffer;
   /** A client said at check-in which model it keeps (none when started anew). */
@@ -69,6 +71,8 @@ export interface GlobalModel {
 }
 
 export class ReadableGlobal implements GlobalModel {
+  readonly scoredByClients = false;
+
   constructor(
     private values: Float32Array,
     private readonly strategy: Strategy,
@@ -131,6 +135,7 @@ export class ReadableGlobal implements GlobalModel {
 }
 
 export class SealedGlobal implements GlobalModel {
+  readonly scoredByClients = true;
   /**
    * Undefined until the first round: the initial model goes down in plaintext (it says nothing about
    * anyone's data). `tag` names each sealed model: the clients that scored it keep it decrypted.

@@ -4,7 +4,7 @@
  * and checkpoint are written (checkpoint). It belongs to the attempt it closes: it stops with the
  * role, and the round counts as closed only once all three are done.
  */
-import { epsilonAfter, plannedRounds } from '../../privacy/dp';
+import { plannedRounds, PrivacyLedger } from '../../privacy/dp';
 import { aggregatorCheckpoint, type CheckpointStore } from '../../checkpoint';
 import type { AggregatorNodeConfig } from '../../config/node-config';
 import type { IterationLog } from '../../log/iteration-log';
@@ -18,7 +18,8 @@ import { roundLine } from './view';
 export type CloseRound = Extract<Action, { type: 'close-round' }>;
 
 /** How a round's tail ended. */
-export type TailOutcome = 'closed' | 'stopped' | { unreadable: string } | { unscored: string };
+/** `last`: closed, and the DP budget affords no other round. */
+export type TailOutcome = 'closed' | 'last' | 'stopped' | { unreadable: string } | { unscored: string };
 
 export interface TailIo {
   config: AggregatorNodeConfig;
@@ -50,6 +51,7 @@ export class TailFailure extends Error {
 export class RoundTail {
   /** The workers whose updates are in the latest aggregated round: switches, and clients in their sums. */
   participants: string[] = [];
+  private privacy?: PrivacyLedger;
   /** The last closed round each worker's update was in (SCAFFOLD's clients keep their control variate by it). */
   readonly counted = new Map<string, number>();
 
@@ -65,15 +67,43 @@ export class RoundTail {
     try {
       const aggregated = await this.step('aggregation', round, () => this.aggregate(close));
       if (this.io.isStopped()) return 'stopped';
-      const scored = await this.step('evaluation', round, () => this.io.prepared().global.evaluate(round, this.io.header(round)));
+      const { global } = this.io.prepared();
+      // The clients decrypt the model to score it: released, whatever becomes of the round.
+      if (global.scoredByClients) this.ledger()?.release();
+      const scored = await this.step('evaluation', round, () => global.evaluate(round, this.io.header(round)));
       if (this.io.isStopped()) return 'stopped';
+      if (!global.scoredByClients) this.ledger()?.release();
       await this.step('checkpoint', round, () => this.checkpoint(round, { ...aggregated, ...scored }));
     } catch (err) {
       if (err instanceof UnreadableSum) return { unreadable: err.message };
       if (err instanceof UnscoredModel) return { unscored: err.message };
       throw err;
     }
-    return this.io.isStopped() ? 'stopped' : 'closed';
+    if (this.io.isStopped()) return 'stopped';
+    return this.budgetSpent(round) ? 'last' : 'closed';
+  }
+
+  /** DP's count of noised models released, from the rounds done (a resumed run) on. */
+  private ledger(): PrivacyLedger | undefined {
+    const { dp } = this.io.config.settings;
+    if (!dp) return undefined;
+    const done = this.io.outputs.rows;
+    return (this.privacy ??= new PrivacyLedger(dp, done.at(-1)?.dp_releases ?? done.length));
+  }
+
+  /** ε spent so far and the releases behind it, for the round's row (DP runs only). */
+  private privacySpent(): Pick<RoundMetrics, 'epsilon' | 'dp_releases'> {
+    const ledger = this.ledger();
+    return ledger ? { epsilon: ledger.epsilon, dp_releases: ledger.released } : {};
+  }
+
+  /** A round before the last closed, and another would pass dp.max_epsilon (rounds ran again, releasing more): said, and the run stops. */
+  private budgetSpent(round: number): boolean {
+    const ledger = this.ledger();
+    if (!ledger || ledger.affordsAnother() || round >= plannedRounds(this.io.config.settings)) return false;
+    const extra = ledger.released - round;
+    this.io.print?.(`dp.max_epsilon ${this.io.config.settings.dp!.max_epsilon}: ${ledger.released} noised models released in ${round} rounds (${extra} by rounds run again after the clients decrypted theirs), ε ${ledger.epsilon.toFixed(2)}; another would pass it: the run stops after round ${round}`);
+    return true;
   }
 
   private async step<T>(step: TailStep, round: number, work: () => Promise<T>): Promise<T> {
@@ -110,7 +140,7 @@ export class RoundTail {
     const retries = this.io.retries();
     const entry = iterations.endRound({ ...timings, accuracy, loss, clients, samples, retries, missing })!;
     const link = entry.link_byte_received === undefined ? {} : { link_bytes_up: entry.link_byte_received as number, link_bytes_down: entry.link_byte_send as number };
-    const metrics: RoundMetrics = { round, accuracy, loss, clients, samples, ...timings, bytes_up: entry.byte_received, bytes_down: entry.byte_send, ...link, retries, missing, ...(attackers.length ? { attackers } : {}), ...privacySpent(config.settings, round) };
+    const metrics: RoundMetrics = { round, accuracy, loss, clients, samples, ...timings, bytes_up: entry.byte_received, bytes_down: entry.byte_send, ...link, retries, missing, ...(attackers.length ? { attackers } : {}), ...this.privacySpent() };
     const header = this.io.header(round);
     await prepared.global.saveRound(outputs, header, metrics);
     const saved = aggregatorCheckpoint({
@@ -126,7 +156,4 @@ export class RoundTail {
   }
 }
 
-/** ε spent after `round` rounds, for the round's row (DP runs only). */
-function privacySpent({ dp }: AggregatorNodeConfig['settings'], round: number): { epsilon?: number } {
-  return dp ? { epsilon: epsilonAfter(dp, round) } : {};
-}
+

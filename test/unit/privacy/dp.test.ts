@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { dpSchema } from '../../../src/config/schema';
 import { seededRandom } from '../../../src/data/random';
-import { addGaussianNoise, changeNorm, clipChange, noiseShareStd, noiseStd, describeBudget, epsilonAfter, plannedRounds } from '../../../src/privacy/dp';
+import { addGaussianNoise, changeNorm, clipChange, noiseShareStd, noiseStd, PrivacyLedger, describeBudget, epsilonAfter, plannedRounds } from '../../../src/privacy/dp';
 import { epsilonFromRdp, DEFAULT_ORDERS } from '../../../src/privacy/rdp';
 
 const dp = (raw: Record<string, unknown>) => dpSchema.parse({ mode: 'central', clip: 1, noise_multiplier: 1, ...raw });
@@ -54,6 +54,16 @@ describe('central DP-FedAvg', () => {
     }
     const sd = Math.sqrt(sum.reduce((s, v) => s + v * v, 0) / sum.length);
     assert.ok(Math.abs(sd - noiseStd(settings)) < 5 * (2 / Math.sqrt(2 * sum.length)), `standard deviation ${sd}`);
+  });
+
+  it('keeps a ledger of released models: ε by releases, and whether another fits the budget', () => {
+    const settings = dp({ noise_multiplier: 2, max_epsilon: epsilonAfter(dp({ noise_multiplier: 2 }), 3) });
+    const ledger = new PrivacyLedger(settings, 1);
+    ledger.release();
+    assert.deepEqual([ledger.released, ledger.epsilon], [2, epsilonAfter(settings, 2)]);
+    assert.equal(ledger.affordsAnother(), true);
+    ledger.release();
+    assert.equal(ledger.affordsAnother(), false);
   });
 
   it('accounts each round as the Gaussian mechanism (q 1): ε after r rounds is that of RDP r·α/(2z²)', () => {

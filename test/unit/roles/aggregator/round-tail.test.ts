@@ -12,18 +12,18 @@ import { testbedConfig } from '../../../../src/config/testbed';
 import { IterationLog } from '../../../../src/log/iteration-log';
 import { WireMeter } from '../../../../src/net/wire-meter';
 import { ExperimentOutputs } from '../../../../src/outputs';
-import { UnreadableSum, type GlobalModel } from '../../../../src/roles/aggregator/global-model';
+import { UnreadableSum, UnscoredModel, type GlobalModel } from '../../../../src/roles/aggregator/global-model';
+import { epsilonAfter } from '../../../../src/privacy/dp';
 import type { Prepared } from '../../../../src/roles/aggregator/preparation';
 import { RoundClock } from '../../../../src/roles/aggregator/round-clock';
 import { RoundTail, TailFailure, type CloseRound } from '../../../../src/roles/aggregator/round-tail';
 
-const config = [...resolveNodeConfigs(parseExperimentConfig(testbedConfig({ base: '127.0.9', nodes: 6, switches: 1, rounds: 3 }))).values()].find(
-  (n): n is AggregatorNodeConfig => n.type === 'aggregator',
-)!;
+const aggregatorOf = (raw: Record<string, unknown>) => [...resolveNodeConfigs(parseExperimentConfig(raw)).values()].find((n): n is AggregatorNodeConfig => n.type === 'aggregator')!;
+const defaultConfig = aggregatorOf(testbedConfig({ base: '127.0.9', nodes: 6, switches: 1, rounds: 3 }));
 const close: CloseRound = { type: 'close-round', round: 1, attempt: 's:1.0', results: [{ from: 's1', clients: ['c1', 'c2'], weight: 10 }], missing: ['c3'], samples: 15 };
 
 /** A tail whose global model records what it is asked; `fail` makes one of its steps throw; `stopAt` stops the role there. */
-async function tail(options: { fail?: 'update' | 'evaluate'; stopAt?: 'update'; unreadable?: 'update' | 'evaluate' } = {}) {
+async function tail(options: { fail?: 'update' | 'evaluate'; stopAt?: 'update'; unreadable?: 'update' | 'evaluate'; config?: AggregatorNodeConfig; sealed?: boolean; unscoredFirst?: boolean } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'fl-tail-'));
   const calls: string[] = [];
   const lines: string[] = [];
@@ -34,15 +34,23 @@ async function tail(options: { fail?: 'update' | 'evaluate'; stopAt?: 'update'; 
     if (options.unreadable === name) throw new UnreadableSum(`${name}: it does not decrypt`);
     if (options.stopAt === name) stopped = true;
   };
+  let evaluations = 0;
   const global = {
+    scoredByClients: options.sealed ?? false,
     update: async () => step('update'),
-    evaluate: async () => (step('evaluate'), { accuracy: 0.9, loss: 0.25 }),
+    evaluate: async () => {
+      step('evaluate');
+      if (options.unscoredFirst && evaluations++ === 0) throw new UnscoredModel('no client could score the new model');
+      return { accuracy: 0.9, loss: 0.25 };
+    },
     saveRound: async (outputs: ExperimentOutputs, header: { round: number }, metrics: never) => (step('save'), outputs.saveRound(header.round, { encrypted: Buffer.from('sealed') }, metrics)),
     snapshot: () => ({ plain: Float32Array.from([1, 2, 3]) }),
   } as unknown as GlobalModel;
   const accumulator = new PlaintextAccumulator(3);
-  await accumulator.add({ round: 1, sender: 's1', values: Float32Array.from([10, 20, 30]), weight: 10, contributors: 2, preScaled: true }, { check: () => undefined, commit: (store) => store() });
+  const arrive = () => accumulator.add({ round: 1, sender: 's1', values: Float32Array.from([10, 20, 30]), weight: 10, contributors: 2, preScaled: true }, { check: () => undefined, commit: (store) => store() });
+  await arrive();
   const prepared = { global, accumulator, strategy: { snapshot: () => ({}) } } as unknown as Prepared;
+  const config = options.config ?? defaultConfig;
   const outputs = new ExperimentOutputs(dir, config.experiment);
   const checkpoints = new CheckpointStore(join(dir, 'checkpoints'));
   const iterations = new IterationLog(join(dir, 'logs'), 'agg', config.experiment, new WireMeter());
@@ -60,10 +68,22 @@ async function tail(options: { fail?: 'update' | 'evaluate'; stopAt?: 'update'; 
     print: (line) => lines.push(line),
     isStopped: () => stopped,
   });
-  return { run, calls, lines, checkpoints, outputs, accumulator };
+  return { run, calls, lines, checkpoints, outputs, accumulator, arrive };
 }
 
 describe("a round's tail", () => {
+  it('counts under DP every model the clients decrypted, a round run again included, and stops before one more would pass the budget', async () => {
+    const dp = { mode: 'distributed' as const, clip: 1, noise_multiplier: 1, delta: 1e-5 };
+    // The budget affords two releases: two rounds as planned, but round 1 ran again after its model was decrypted.
+    const raw = { ...testbedConfig({ base: '127.0.9', nodes: 6, switches: 1, rounds: 3 }), he: { enabled: true, key_holder: 'clients' }, dp: { ...dp, max_epsilon: epsilonAfter(dp, 2) + 0.01 } };
+    const { run, lines, outputs, arrive } = await tail({ config: aggregatorOf(raw), sealed: true, unscoredFirst: true });
+    assert.deepEqual(await run.run(close), { unscored: 'no client could score the new model' });
+    await arrive();
+    assert.equal(await run.run(close), 'last');
+    assert.deepEqual([outputs.rows[0].dp_releases, outputs.rows[0].epsilon], [2, epsilonAfter(dp, 2)]);
+    assert.match(lines.join('\n'), /2 noised models released in 1 rounds \(1 by rounds run again after the clients decrypted theirs\), ε \d+\.\d\d; another would pass it: the run stops after round 1/);
+  });
+
   it('aggregates, evaluates, then saves and checkpoints the round, each step shown as it begins, and prints the round', async () => {
     const { run, calls, lines, checkpoints, outputs, accumulator } = await tail();
     assert.equal(await run.run(close), 'closed');
