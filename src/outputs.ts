@@ -51,7 +51,7 @@ export function configBeside(modelDir: string): string {
 
 const COLUMNS: (keyof RoundMetrics)[] = [
   'round', 'accuracy', 'loss', 'clients', 'samples', 'round_ms', 'selection_ms', 'training_ms',
-  'waiting_ms', 'aggregation_ms', 'evaluation_ms', 'bytes_up', 'bytes_down', 'retries', 'missing', 'attackers', 'epsilon',
+  'waiting_ms', 'aggregation_ms', 'evaluation_ms', 'bytes_up', 'bytes_down', 'retries', 'missing', 'attackers', 'epsilon', 'dp_releases',
 ];
 const csvCell = (value: unknown) => (Array.isArray(value) ? value.join(' ') : value === undefined ? '' : String(value));
 

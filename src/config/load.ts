@@ -119,10 +119,11 @@ function topologyProblems(config: ExperimentConfig): string[] {
   return problems;
 }
 
-/** DP sizes each client's noise share, and SCAFFOLD each control variate's step, by client_number: it must be the clients there are. */
+/** Distributed DP (without clients_per_round) sizes each client's noise share, and SCAFFOLD each control variate's step, by client_number: it must be the clients there are. */
 function headcountProblems(config: ExperimentConfig, clients: number): string[] {
-  const why = config.dp ? 'dp sizes each client\'s share of the noise by it' : 'scaffold sizes each control variate\'s step by it';
-  if (!config.dp && config.training.strategy !== 'scaffold') return [];
+  const shares = config.dp?.mode === 'distributed' && config.clients_per_round === undefined;
+  const why = shares ? 'distributed dp sizes each client\'s share of the noise by it' : 'scaffold sizes each control variate\'s step by it';
+  if (!shares && config.training.strategy !== 'scaffold') return [];
   const wrong = Object.entries(config.others).filter(([, entry]) => entry.type === 'client' && entry.client_number !== clients);
   if (!wrong.length) return [];
   const [address, entry] = wrong[0];

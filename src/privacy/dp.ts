@@ -108,6 +108,11 @@ export class PrivacyLedger {
     private releases = 0,
   ) {}
 
+  /** The ledger of a run whose rounds done are `rows` (a resumed one): the last row's count, or one a round. */
+  static fromRows(dp: DpSettings, rows: readonly { dp_releases?: number }[]): PrivacyLedger {
+    return new PrivacyLedger(dp, rows.at(-1)?.dp_releases ?? rows.length);
+  }
+
   get released(): number {
     return this.releases;
   }

@@ -4,7 +4,7 @@
  * withheld notices, `readInbound` the updates that go into the round's accumulator; `prepare` sets up the model, keys and strategy; `RoundTail` closes each round
  * (aggregate, evaluate, checkpoint); `RoundClock` says where the round is and what each stage took.
  */
-import { plannedRounds } from '../../privacy/dp';
+import { plannedRounds, PrivacyLedger } from '../../privacy/dp';
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -133,10 +133,16 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
     void this.prepare()
       .then(() => {
         if (this.isStopped) return;
-        if (this.machine.round > this.machine.rules.rounds) this.finish();
+        if (this.machine.round > this.machine.rules.rounds || this.budgetSpent()) this.finish();
         else this.executor.dispatch({ type: 'start' });
       })
       .catch((err) => this.fail('the aggregator failed to prepare', err));
+  }
+
+  /** Resumed after the DP budget stopped the run (rounds run again had released more): nothing is left to run. */
+  private budgetSpent(): boolean {
+    const { dp } = this.config.settings;
+    return dp !== undefined && this.outputs.rows.length > 0 && !PrivacyLedger.fromRows(dp, this.outputs.rows).affordsAnother();
   }
 
   get backend(): string | undefined {

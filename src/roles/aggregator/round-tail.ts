@@ -68,8 +68,9 @@ export class RoundTail {
       const aggregated = await this.step('aggregation', round, () => this.aggregate(close));
       if (this.io.isStopped()) return 'stopped';
       const { global } = this.io.prepared();
-      // The clients decrypt the model to score it: released, whatever becomes of the round.
-      if (global.scoredByClients) this.ledger()?.release();
+      // The clients decrypt the model to score it: released, whatever becomes of the round (one
+      // run again after a release may find the budget spent: the run ends rather than pass it).
+      if (global.scoredByClients) this.release(round);
       const scored = await this.step('evaluation', round, () => global.evaluate(round, this.io.header(round)));
       if (this.io.isStopped()) return 'stopped';
       if (!global.scoredByClients) this.ledger()?.release();
@@ -87,8 +88,17 @@ export class RoundTail {
   private ledger(): PrivacyLedger | undefined {
     const { dp } = this.io.config.settings;
     if (!dp) return undefined;
-    const done = this.io.outputs.rows;
-    return (this.privacy ??= new PrivacyLedger(dp, done.at(-1)?.dp_releases ?? done.length));
+    return (this.privacy ??= PrivacyLedger.fromRows(dp, this.io.outputs.rows));
+  }
+
+  /** One more noised model goes to the clients, or (the budget spent by rounds run again) the run ends here. */
+  private release(round: number): void {
+    const ledger = this.ledger();
+    if (!ledger) return;
+    if (!ledger.affordsAnother()) {
+      throw new TailFailure(`round ${round}`, new Error(`it ran again after ${ledger.released} noised models were released; another would pass dp.max_epsilon ${this.io.config.settings.dp!.max_epsilon} (ε ${ledger.epsilon.toFixed(2)} now), so the run ends before its clients decrypt one more`));
+    }
+    ledger.release();
   }
 
   /** ε spent so far and the releases behind it, for the round's row (DP runs only). */

@@ -86,18 +86,15 @@ export class Rounds implements RoundWork {
    * Encrypted updates come pre-scaled by the client's weight over the round's (weight_scale): the
    * aggregator cannot scale ciphertexts, and the shares add up to 1 (SCAFFOLD's clients use it in
    * plaintext too, for their control variate's step). A client's weight is what it
-   * said first at check-in, which it knows: the model names no other client, nor who is in the round.
+   * said first at check-in, which it knows: the model names no other client, nor who is in the round
+   * (under SCAFFOLD it says the last round each worker counted in: past rounds, public in the rows).
    */
   modelFor(round: number, attempt: string, samples: number, weights: Weights): Buffer {
     const { he, strategy, global } = this.io.prepared();
     const key = he?.keyId ? { he_key: he.keyId } : {};
-    const counted = carriesControl(this.io.config.settings) ? { counted: this.countedOf(Object.keys(weights)) } : {};
+    // The same for every recipient, so the message is still encoded once a round.
+    const counted = carriesControl(this.io.config.settings) ? { counted: Object.fromEntries(this.tail.counted) } : {};
     return global.message(this.header(round), { ...strategy.configureFit(round), attempt, weight_scale: 1 / samples, ...key, ...counted }, Object.keys(weights));
-  }
-
-  /** The last round each of `clients` was counted in, for those that have been. */
-  private countedOf(clients: readonly string[]): Record<string, number> {
-    return Object.fromEntries(clients.flatMap((client) => (this.tail.counted.has(client) ? [[client, this.tail.counted.get(client)!]] : [])));
   }
 
   switchOpening(round: number, attempt: string, weights: Weights): Record<string, unknown> {

@@ -180,7 +180,7 @@ describe('differential privacy in config.json', () => {
     assert.match(problemsOf({ ...plain({ mode: 'distributed' }), training: { strategy: 'scaffold' } }).join('\n'), /training\.strategy: "scaffold" sends control variates beside the weights, which dp neither clips nor noises/);
     const short = plain({ mode: "distributed" }) as unknown as { others: Record<string, { type: string; client_number?: number }> };
     for (const entry of Object.values(short.others)) if (entry.type === 'client') entry.client_number = 10;
-    assert.match(problemsOf(short).join('\n'), /others\["[^"]+"\]\.client_number: 10 \(and \d+ more\), but others has \d+ clients; dp sizes each client's share of the noise by it/);
+    assert.match(problemsOf(short).join('\n'), /others\["[^"]+"\]\.client_number: 10 \(and \d+ more\), but others has \d+ clients; distributed dp sizes each client's share of the noise by it/);
     assert.match(problemsOf(plain({ max_epsilon: 0.1 })).join('\n'), /dp\.max_epsilon: 0\.1; one round already spends ε \d+\.\d\d at δ 0\.00001/);
     assert.match(problemsOf(plain({ clip: 0 })).join('\n'), /dp\.clip: /);
   });
