@@ -123,6 +123,8 @@ export interface CheckpointHeader {
   rows: unknown[];
   strategy_state: string[];
   saved_at: string;
+  /** The last round each worker's update counted in (SCAFFOLD's clients keep their control variate by it). */
+  counted?: Record<string, number>;
 }
 
 /** Everything a resumed aggregator needs: the global model (plain, or the encrypted model message) and the strategy's state. */

@@ -254,7 +254,9 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
   }
 
   private resume(prepared: Prepared, checkpoint: Checkpoint): void {
-    this.outputs.restoreRounds(restore(prepared, checkpoint) as RoundMetrics[]);
+    const { rows, counted } = restore(prepared, checkpoint);
+    this.outputs.restoreRounds(rows as RoundMetrics[]);
+    this.rounds.restoreCounted(counted ?? {});
     this.iterations.keepRounds(checkpoint.round);
     const line = `resumed from ${checkpoint.file}: ${checkpoint.round} rounds done, going on with round ${checkpoint.round + 1}`;
     this.node.logger.info(line);

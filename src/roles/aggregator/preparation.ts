@@ -7,7 +7,7 @@ import { noiseStd } from '../../privacy/dp';
 import type * as tf from '@tensorflow/tfjs';
 import { join } from 'node:path';
 import { EncryptedAccumulator, PlaintextAccumulator, type Accumulator } from '../../aggregation/accumulator';
-import { aggregatorState, KEY_PAIR_FILE, type Checkpoint } from '../../checkpoint';
+import { aggregatorState, KEY_PAIR_FILE, type Checkpoint, type CheckpointHeader } from '../../checkpoint';
 import { inputOf, type Settings } from '../../config/schema';
 import { heldOutData } from '../../data/source';
 import { valueLimits } from '../../he/bounds';
@@ -87,12 +87,12 @@ async function startHe({ settings, parameters, checkpointsDir, resuming }: Prepa
   return startKeyHolderSession(he, parameters, join(checkpointsDir, KEY_PAIR_FILE), resuming, sizes);
 }
 
-/** Puts back what a checkpoint holds into the global model and the strategy; the rows of the rounds done are returned. */
-export function restore(prepared: Prepared, checkpoint: Checkpoint): unknown[] {
+/** Puts back what a checkpoint holds into the global model and the strategy; its header (the rows of the rounds done, who counted when) is returned. */
+export function restore(prepared: Prepared, checkpoint: Checkpoint): CheckpointHeader {
   const { header, global, strategy } = aggregatorState(checkpoint);
   prepared.global.restore(global);
   prepared.strategy.restore(strategy);
-  return header.rows;
+  return header;
 }
 
 /** Central DP's noise on the round's sum (privacy/dp.ts); none without DP. */

@@ -153,14 +153,14 @@ export class RoundTail {
     const metrics: RoundMetrics = { round, accuracy, loss, clients, samples, ...timings, bytes_up: entry.byte_received, bytes_down: entry.byte_send, ...link, retries, missing, ...(attackers.length ? { attackers } : {}), ...this.privacySpent() };
     const header = this.io.header(round);
     await prepared.global.saveRound(outputs, header, metrics);
+    for (const worker of this.participants) this.counted.set(worker, round);
     const saved = aggregatorCheckpoint({
-      header: { experiment: config.experiment, settings: config.settings, rows: outputs.rows, saved_at: new Date().toISOString() },
+      header: { experiment: config.experiment, settings: config.settings, rows: outputs.rows, saved_at: new Date().toISOString(), counted: Object.fromEntries(this.counted) },
       global: prepared.global.snapshot(header),
       strategy: prepared.strategy.snapshot(),
     });
     // The round is finished once this is on disk: a resumed aggregator goes on from here.
     checkpoints.save(round, saved.header, saved.blobs);
-    for (const worker of this.participants) this.counted.set(worker, round);
     this.io.print?.(roundLine(metrics, plannedRounds(config.settings)));
     this.io.changed('round');
   }

@@ -61,6 +61,11 @@ export class Rounds implements RoundWork {
     return this.tail.participants;
   }
 
+  /** Resumed: the last round each worker counted in, as the checkpoint kept it. */
+  restoreCounted(counted: Record<string, number>): void {
+    for (const [worker, round] of Object.entries(counted)) if (Number.isInteger(round) && round > 0) this.tail.counted.set(worker, round);
+  }
+
   /** An update made the sum; its switch had waited `waitedMs` after its last update before forwarding. */
   reported(waitedMs: number): void {
     this.clock.reported(waitedMs);

@@ -102,6 +102,7 @@ describe("a round's tail", () => {
     assert.deepEqual([outputs.rows[0].clients, outputs.rows[0].samples, outputs.rows[0].missing], [2, 10, ['c3']]);
     assert.match(lines[0], /^round {3}1\/3 {2}accuracy 90\.00% {2}loss 0\.2500 {2}2 clients/);
     assert.deepEqual(run.participants, ['s1', 'c1', 'c2']);
+    assert.deepEqual(checkpoints.latest().checkpoint?.header.counted, { s1: 1, c1: 1, c2: 1 }, 'who counted in round 1, for a resumed aggregator');
     assert.equal(accumulator.total(), undefined, 'the next round adds from nothing');
   });
 
