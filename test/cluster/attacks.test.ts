@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { RoundMetrics } from '../../src/outputs';
-import { runExperiment, Testbed } from '../helpers/cluster';
+import { completedRun, Testbed } from '../helpers/cluster';
 
 const ROUNDS = 5;
 
@@ -26,13 +26,9 @@ async function attacked(strategy: string): Promise<{ rows: RoundMetrics[]; outpu
     for (const address of attackers) others[address].attack = { kind: 'sign_flip', scale: 4 };
   });
   try {
-    assert.equal((await testbed.up()).code, 0);
-    const run = await runExperiment(testbed, 300_000, ['--log-level', 'info']);
-    assert.equal(run.code, 0, run.output);
-    const rows: RoundMetrics[] = JSON.parse(readFileSync(join(testbed.outputs, experiment, 'metrics.json'), 'utf8')).rounds;
-    const report = readFileSync(join(testbed.outputs, experiment, 'report.html'), 'utf8');
+    const { rows, output, report } = await completedRun(testbed, experiment, 300_000);
     const clientLog = readFileSync(join(testbed.logs, `${attackers[0].replace(':', '-')}.log`), 'utf8');
-    return { rows, output: run.output, report, attackers, clientLog };
+    return { rows, output, report, attackers, clientLog };
   } finally {
     await testbed.down();
   }

@@ -8,9 +8,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import type { RoundMetrics } from '../../src/outputs';
 import { epsilonAfter, noiseStd } from '../../src/privacy/dp';
-import { runExperiment, Testbed } from '../helpers/cluster';
+import { completedRun, Testbed } from '../helpers/cluster';
 
 describe('central differential privacy', () => {
   it('clips, adds noise, puts ε in every round line and row, and stops before the budget is passed', { timeout: 300_000 }, async () => {
@@ -21,10 +20,7 @@ describe('central differential privacy', () => {
       config.dp = dp;
     });
     try {
-      assert.equal((await testbed.up()).code, 0);
-      const run = await runExperiment(testbed, 240_000, ['--log-level', 'info']);
-      assert.equal(run.code, 0, run.output);
-      const rows: RoundMetrics[] = JSON.parse(readFileSync(join(testbed.outputs, experiment, 'metrics.json'), 'utf8')).rounds;
+      const { rows, ...run } = await completedRun(testbed, experiment, 240_000);
       // z 0.5 spends ε 10.7 in one round at δ 1e-5, 16.5 in two, 21.4 in three: a budget of 20 affords two of the ten.
       const planned = [1, 2, 3].filter((r) => epsilonAfter(dp, r) <= dp.max_epsilon).length;
       assert.equal(planned, 2);
@@ -52,10 +48,7 @@ describe('central differential privacy', () => {
       config.dp = dp;
     });
     try {
-      assert.equal((await testbed.up()).code, 0);
-      const run = await runExperiment(testbed, 360_000, ['--log-level', 'info']);
-      assert.equal(run.code, 0, run.output);
-      const rows: RoundMetrics[] = JSON.parse(readFileSync(join(testbed.outputs, experiment, 'metrics.json'), 'utf8')).rounds;
+      const { rows } = await completedRun(testbed, experiment, 360_000);
       assert.deepEqual(rows.map((r) => r.clients), [4, 4]);
       rows.forEach((row, i) => assert.equal(row.epsilon, epsilonAfter(dp, i + 1), `round ${row.round}`));
       // A round closes only with all 4 (min_report_fraction 1): each adds σ/√4 so that their sum holds σ = z·2C = 5.

@@ -5,11 +5,8 @@
  * down with each model, summed blind like the weights, and double what each update costs.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import type { RoundMetrics } from '../../src/outputs';
-import { runExperiment, Testbed } from '../helpers/cluster';
+import { completedRun, Testbed } from '../helpers/cluster';
 
 const SEALED = { enabled: true, key_holder: 'clients', quantize: { bits: 16 } };
 
@@ -26,12 +23,7 @@ async function treeRun(strategy: string, training: Record<string, unknown> = {},
     config.he = he;
   });
   try {
-    assert.equal((await testbed.up()).code, 0);
-    const run = await runExperiment(testbed, 540_000, ['--log-level', 'info']);
-    assert.equal(run.code, 0, run.output);
-    const rows: RoundMetrics[] = JSON.parse(readFileSync(join(testbed.outputs, experiment, 'metrics.json'), 'utf8')).rounds;
-    const report = readFileSync(join(testbed.outputs, experiment, 'report.html'), 'utf8');
-    return { rows, output: run.output, report };
+    return await completedRun(testbed, experiment, 540_000);
   } finally {
     await testbed.down();
   }

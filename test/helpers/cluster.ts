@@ -1,4 +1,5 @@
 /** Real processes on loopback: the launcher scripts and main.js, run as a user would run them. */
+import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -6,6 +7,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { formatConfig, testbedConfig, type TestbedShape } from '../../src/config/testbed';
 import { Credentials } from '../../src/net/identity';
+import type { RoundMetrics } from '../../src/outputs';
 
 export const ROOT = resolve(__dirname, '..', '..', '..');
 export const MAIN = join(ROOT, 'main.js');
@@ -212,4 +214,14 @@ export function runExperiment(testbed: Testbed, timeoutMs = 15 * 60_000, extra: 
       resolve({ code, output });
     }),
   );
+}
+
+/** The testbed up, its experiment run to a clean end (both asserted), and what it left: the aggregator's output, metrics.json's rows, the report. */
+export async function completedRun(testbed: Testbed, experiment: string, timeoutMs: number): Promise<{ output: string; rows: RoundMetrics[]; report: string }> {
+  assert.equal((await testbed.up()).code, 0);
+  const run = await runExperiment(testbed, timeoutMs, ['--log-level', 'info']);
+  assert.equal(run.code, 0, run.output);
+  const outputs = join(testbed.outputs, experiment);
+  const rows: RoundMetrics[] = JSON.parse(readFileSync(join(outputs, 'metrics.json'), 'utf8')).rounds;
+  return { output: run.output, rows, report: readFileSync(join(outputs, 'report.html'), 'utf8') };
 }
