@@ -14,6 +14,7 @@
 import type { HeSession } from '../he/keys';
 import { HePoolFailure } from '../he/pool';
 import { conflict, HttpError } from '../net/errors';
+import type { NamedUpdate } from '../wire/receive';
 import { UpdateBuffer } from './update-buffer';
 
 export interface Arrival {
@@ -24,6 +25,8 @@ export interface Arrival {
   /** A switch's sum is weighted already; one client's plain update is weighted by `weight` here. */
   preScaled: boolean;
   values?: Float32Array;
+  /** A switch's bundle: each client's own update, kept as if the client had sent it here (plaintext). */
+  bundle?: NamedUpdate[];
   ciphertexts?: Uint8Array[];
 }
 
@@ -38,7 +41,7 @@ export interface Gate {
 }
 
 export type Total =
-  | { kind: 'plain'; sum: Float64Array; weight: number; contributors: number; updates: { values: Float32Array; weight: number }[] }
+  | { kind: 'plain'; sum: Float64Array; weight: number; contributors: number; updates: NamedUpdate[] }
   | { kind: 'encrypted'; ciphertexts: Uint8Array[]; weight: number; contributors: number };
 
 export interface Accumulator {
@@ -63,8 +66,10 @@ export class PlaintextAccumulator implements Accumulator {
   }
 
   async add(arrival: Arrival, gate: Gate): Promise<void> {
-    const { sender, values, weight, contributors, preScaled } = arrival;
-    gate.commit(() => this.buffer.add(sender, { values: values!, weight, contributors, preScaled }));
+    const { sender, values, weight, contributors, preScaled, bundle } = arrival;
+    // Each bundled update by its client, so the sum runs in client order whatever the tree.
+    const store = bundle ? () => bundle.forEach((u) => this.buffer.add(u.client, { values: u.values, weight: u.weight, contributors: 1, preScaled: false })) : () => this.buffer.add(sender, { values: values!, weight, contributors, preScaled });
+    gate.commit(store);
   }
 
   settled(): Promise<void> {

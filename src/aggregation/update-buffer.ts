@@ -1,3 +1,5 @@
+import type { NamedUpdate } from '../wire/receive';
+
 /**
  * Updates held for one round, summed in sender order: floating-point addition is not associative,
  * so summing in arrival order would let network timing change the model's bits.
@@ -44,8 +46,11 @@ export class UpdateBuffer {
   }
 
   /** Each client's own update (not a sum from below), in sender order: what a robust rule reads. */
-  clientUpdates(): { values: Float32Array; weight: number }[] {
-    return this.senders.map((sender) => this.entries.get(sender)!).filter((entry) => !entry.preScaled).map(({ values, weight }) => ({ values, weight }));
+  clientUpdates(): NamedUpdate[] {
+    return this.senders.flatMap((client) => {
+      const { preScaled, values, weight } = this.entries.get(client)!;
+      return preScaled ? [] : [{ client, values, weight }];
+    });
   }
 
   /** Σ weight·values (or Σ values for pre-scaled sums), Σ weight, in sender order. */

@@ -3,7 +3,7 @@ import express, { Router } from 'express';
 import { callerOf, oneAtATime, only } from '../net/callers';
 import { requireContentType } from '../net/errors';
 import type { AggregatorRole } from '../roles/aggregator';
-import { jsonBody, wireBody } from './wire';
+import { jsonBody, receiveBody } from './wire';
 
 /** A log batch holds up to a few thousand entries of a few hundred bytes. */
 const LOG_BATCH_LIMIT = 4 * 1024 * 1024;
@@ -30,7 +30,7 @@ export function aggregatorBlueprint(role: AggregatorRole): Router {
     role.notices.withheld(req.body, callerOf(res));
     res.json({ status: 'noted' });
   });
-  router.post('/receive', reporters, oneAtATime(), ...wireBody(role.parameters, role.encrypted), async (req, res) => {
+  router.post('/receive', reporters, oneAtATime(), ...receiveBody(role), async (req, res) => {
     res.json({ status: 'accepted', ...(await role.receive(req.body, callerOf(res))) });
   });
   router.post('/logs', workers, oneAtATime(), requireContentType('application/json'), express.json({ limit: LOG_BATCH_LIMIT }), (req, res) => {

@@ -2,7 +2,7 @@
 import { Router } from 'express';
 import { callerOf, oneAtATime, only } from '../net/callers';
 import type { SwitchRole } from '../roles/switch';
-import { jsonBody, wireBody } from './wire';
+import { jsonBody, receiveBody, wireBody } from './wire';
 
 export function switchBlueprint(role: SwitchRole): Router {
   const { topology, config } = role;
@@ -22,7 +22,7 @@ export function switchBlueprint(role: SwitchRole): Router {
     role.drop(req.body);
     res.json({ status: 'dropped' });
   });
-  router.post('/receive', below, oneAtATime(), ...wireBody(role.parameters, role.encrypted), async (req, res) => {
+  router.post('/receive', below, oneAtATime(), ...receiveBody(role), async (req, res) => {
     res.json({ status: 'accepted', ...(await role.receive(req.body, callerOf(res))) });
   });
   router.post('/withheld', switchesBelow, ...jsonBody, (req, res) => {

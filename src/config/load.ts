@@ -114,7 +114,7 @@ function topologyProblems(config: ExperimentConfig): string[] {
   }
   const packing = packingProblem(config, headroom ?? perRound);
   if (packing) problems.push(packing);
-  if (!checked.problems.length) problems.push(...robustProblems(config, checked.topology, perRound));
+  if (!checked.problems.length) problems.push(...robustProblems(config, perRound));
   problems.push(...privacyProblems(config), ...headcountProblems(config, clientCount));
   return problems;
 }
@@ -154,18 +154,17 @@ function privacyProblems(config: ExperimentConfig): string[] {
 }
 
 /**
- * What a robust rule asks: each client's update, in plaintext, at the aggregator; and enough of
- * them in every round it closes (its quorum) to withstand `num_malicious_clients`.
+ * What a robust rule asks: each client's update, in plaintext, at the aggregator (switches forward
+ * each, unsummed); and enough of them in every round it closes (its quorum) to withstand
+ * `num_malicious_clients`.
  */
-function robustProblems(config: ExperimentConfig, topology: Topology, perRound: number): string[] {
+function robustProblems(config: ExperimentConfig, perRound: number): string[] {
   const { strategy, num_malicious_clients: f, num_clients_to_keep: keep } = config.training;
   if (!ROBUST_STRATEGIES.includes(strategy)) return [];
   const problems: string[] = [];
   const reads = `training.strategy: "${strategy}" reads each client's update`;
   if (config.he.enabled) problems.push(`${reads}; under HE nobody can read one (set he.enabled false, or use "fedavg")`);
   else if (config.he.quantize) problems.push(`${reads} as the client trained it; he.quantize sends a quantized change instead (leave he.quantize out)`);
-  const switches = topology.childrenOf(topology.root).filter((node) => topology.isSwitch(node));
-  if (switches.length) problems.push(`${reads}; a switch forwards one sum of its clients' (${switches.join(', ')}): have the clients report to the aggregator directly (forwarding each update through switches is not built yet)`);
   // The rule must withstand f among the fewest updates a round closes with.
   const least = fewestUpdates(perRound, config.min_report_fraction);
   const among = `a round may close with ${least} updates (a quorum of a quorum of clients_per_round ${perRound}, min_report_fraction ${config.min_report_fraction})`;

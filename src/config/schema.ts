@@ -38,7 +38,7 @@ export const modelSchema = z
     }
   });
 
-/** Flower's names, lowercased. The robust ones read each client's update (plaintext, no switch between). */
+/** Flower's names, lowercased. The robust ones read each client's update (plaintext; switches forward each, unsummed). */
 export const STRATEGIES = ['fedavg', 'fedavgm', 'fedprox', 'scaffold', 'fedadam', 'fedyogi', 'fedadagrad', 'fedmedian', 'fedtrimmedavg', 'krum', 'multikrum', 'bulyan'] as const;
 export const ROBUST_STRATEGIES: readonly string[] = ['fedmedian', 'fedtrimmedavg', 'krum', 'multikrum', 'bulyan'];
 

@@ -8,7 +8,7 @@
 
 import type { Topology } from '../topology/tree';
 import { retryOf, sessionOf } from '../wire/attempt';
-import { weightRefusal, type Weights } from './weights';
+import { bundleRefusal, weightRefusal, type Weights } from './weights';
 
 export interface SwitchRoundState {
   stage: 'idle' | 'collecting' | 'forwarded';
@@ -27,7 +27,7 @@ export type SwitchEvent =
   /** `weights`: each client's weight, as the aggregator assigned it; updates and sums must weigh the same. */
   | { type: 'open'; round: number; attempt: string; clients: string[]; weights: Weights; deadlineMs: number }
   /** `clients`: those a switch below names in its sum; a client's own update leaves it out. `weight`: what it says it weighs. */
-  | { type: 'update'; round: number; attempt: string; from: string; weight: number; clients?: string[] }
+  | { type: 'update'; round: number; attempt: string; from: string; weight: number; clients?: string[]; updateWeights?: Weights }
   /** The aggregator saw this client go down (or it did not take the model): the round stops waiting for it. */
   | { type: 'drop'; round: number; attempt: string; client: string; why?: string }
   /** A switch below has nothing to send: it said so, or its round or model did not reach it. */
@@ -147,7 +147,7 @@ export class SwitchMachine {
     const { state } = this;
     if (this.topology.isSwitchBelowRoot(from)) {
       const named = update.clients ?? [];
-      return this.sumRefusal(round, attempt, from, named) ?? weightRefusal(from, weight, this.weightsOf(named), 'sum');
+      return this.sumRefusal(round, attempt, from, named) ?? weightRefusal(from, weight, this.weightsOf(named), 'sum') ?? bundleRefusal(from, update.updateWeights, this.weightsOf(named));
     }
     if (!this.topology.isClient(from) || !this.topology.reportsToRoot(from)) return { type: 'refuse', status: 403, reason: `${from} is not a client of this switch, nor a switch below it` };
     const openRefusal = this.notOpen(round, attempt);

@@ -22,3 +22,15 @@ export function weightRefusal(from: string, claimed: number, weights: Weights, w
   const assigned = what === 'update' ? `${expected} the aggregator assigned it` : `${expected} the aggregator assigned ${clients.join(', ')}`;
   return { type: 'refuse', status: 400, reason: `the ${what} from ${from} weighs ${claimed}, not the ${assigned} (the samples said at check-in)` };
 }
+
+/**
+ * The refusal of a bundle from `from` whose updates do not each weigh what the aggregator assigned
+ * their client (`weights`): right in total, a switch could still move samples from one to another.
+ */
+export function bundleRefusal(from: string, each: Weights | undefined, weights: Weights): Refusal | undefined {
+  if (!each) return undefined;
+  const wrong = Object.keys(weights).filter((client) => each[client] !== weights[client]);
+  if (!wrong.length && Object.keys(each).length === Object.keys(weights).length) return undefined;
+  const said = wrong.map((client) => `${client} ${each[client]}, not ${weights[client]}`).join('; ');
+  return { type: 'refuse', status: 400, reason: `the bundle from ${from} weighs its updates otherwise than the aggregator assigned them (${said || 'other clients'})` };
+}

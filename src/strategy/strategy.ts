@@ -53,8 +53,8 @@ export interface Strategy {
   readonly name: string;
   /**
    * What `aggregateFit` works on: the round's sum (linear rules: plaintext or sealed, through
-   * switches at any depth), or each client's own update (`total.updates`: robust rules, plaintext,
-   * clients reporting to the aggregator directly).
+   * switches at any depth), or each client's own update (`total.updates`: robust rules, plaintext;
+   * switches forward each update they hold, unsummed).
    */
   readonly needs: 'sum' | 'updates';
   /**

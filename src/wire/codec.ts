@@ -17,7 +17,8 @@
  *   ...     m     metadata: a small JSON object (round instructions), zero-padded to a multiple of 4
  *   ...           payload: float32 little-endian parameters for the plaintext kinds; for a
  *                 quantized update, signed 8- or 16-bit integers (meta.quantized says which and
- *                 their units; see quantized.ts); none for a model reference; for the encrypted kinds a ciphertext list:
+ *                 their units; see quantized.ts); contributors × parameter count float32 values for
+ *                 an update bundle; none for a model reference; for the encrypted kinds a ciphertext list:
  *                 u32 count, count u32 lengths, then the bytes
  */
 import { bytesPerValue, dequantizeValues, quantizedMetaProblem, quantizeValues, type QuantizedMeta } from './quantized';
@@ -48,6 +49,12 @@ export enum Kind {
    * the clients, each evaluated the encrypted model (meta.model_tag names it) and trains from it.
    */
   ModelReference = 8,
+  /**
+   * A switch's clients' updates, each as its client trained it (plaintext), for a strategy that
+   * reads every update (a robust rule): `contributors` float32 vectors back to back, their clients
+   * in meta.clients and their samples in meta.weights, in the same order.
+   */
+  UpdateBundle = 9,
 }
 
 export const ENCRYPTED_KINDS: ReadonlySet<Kind> = new Set([Kind.EncryptedUpdate, Kind.EncryptedSum, Kind.EncryptedModel]);
@@ -103,6 +110,9 @@ export function encode(message: Message): Buffer {
   const meta = message.meta ? Buffer.from(JSON.stringify(message.meta), 'utf8') : Buffer.alloc(0);
   const encrypted = ENCRYPTED_KINDS.has(message.kind);
   if (encrypted !== (message.ciphertexts !== undefined)) throw new WireError(`kind ${message.kind} ${encrypted ? 'needs' : 'takes no'} ciphertexts`);
+  if (message.kind === Kind.UpdateBundle && message.parameters.length !== (message.count ?? 0) * message.contributors) {
+    throw new WireError(`a bundle of ${message.contributors} updates of ${message.count} parameters holds ${(message.count ?? 0) * message.contributors} values, not ${message.parameters.length}`);
+  }
   const payload = encrypted ? ciphertextPayload(message.ciphertexts!) : plainPayload(message);
   const payloadBytes = payload.length;
   const metaAt = HEADER_BYTES + pad4(sender.length);
@@ -165,12 +175,15 @@ export function decode(body: Buffer): Message {
     }
     if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) throw new WireError('the metadata block must be a JSON object');
   }
-  const parameters = encrypted ? new Float32Array(0) : readParameters(kind, meta, count, body.subarray(start, start + payloadBytes));
+  const contributors = body.readUInt32LE(20);
+  // A bundle carries one vector per update in it.
+  const values = kind === Kind.UpdateBundle ? count * contributors : count;
+  const parameters = encrypted ? new Float32Array(0) : readParameters(kind, meta, values, body.subarray(start, start + payloadBytes));
   return {
     kind,
     round: body.readUInt32LE(8),
     modelId: body.readUInt32LE(16),
-    contributors: body.readUInt32LE(20),
+    contributors,
     weight,
     sender: body.toString('utf8', HEADER_BYTES, HEADER_BYTES + senderLength),
     meta,

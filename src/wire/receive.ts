@@ -1,5 +1,5 @@
 /** Reading a wire message off a request: every check a role needs, each failure a 400 with a reason. */
-import type { Settings } from '../config/schema';
+import { ROBUST_STRATEGIES, type Settings } from '../config/schema';
 import { firstBeyond, valueLimits, widestClip } from '../he/bounds';
 import { badRequest, HttpError } from '../net/errors';
 import { attemptProblem } from './attempt';
@@ -93,7 +93,7 @@ export function attemptOf(message: Message): string {
   return attempt;
 }
 
-/** The clients a switch's sum names (meta.clients), one for each update in it. */
+/** The clients a switch's sum or bundle names (meta.clients), one for each update in it. */
 export function namedClients(message: Message): string[] {
   const named = message.meta?.clients;
   if (!(Array.isArray(named) && named.every((c) => typeof c === 'string'))) throw badRequest('a switch sum must name its clients in meta.clients');
@@ -101,11 +101,50 @@ export function namedClients(message: Message): string[] {
   return named;
 }
 
+/** One client's update as it trained it, named: what a bundle carries, and a robust rule reads. */
+export interface NamedUpdate {
+  client: string;
+  /** The samples behind it. */
+  weight: number;
+  values: Float32Array;
+}
+
 /**
- * The kinds an experiment's updates travel as: one client's update, and a switch's sum of them.
- * Quantized plaintext updates are changes to the model sent, not weights; a switch's sum is float32.
+ * A bundle's updates (Kind.UpdateBundle): the clients it names, each with the samples meta.weights
+ * gives it, and its vector of the payload. Views of the message's values, not copies.
  */
-export function updateKinds(he: { enabled: boolean; quantize?: unknown }): { update: Kind; sum: Kind } {
+export function bundledUpdates(message: Message): NamedUpdate[] {
+  const clients = namedClients(message);
+  const weights = message.meta?.weights;
+  if (!(Array.isArray(weights) && weights.length === clients.length && weights.every((w) => typeof w === 'number' && Number.isFinite(w) && w > 0))) {
+    throw badRequest(`a bundle gives each of its ${clients.length} updates a positive sample count in meta.weights, in the order of meta.clients`);
+  }
+  const total = (weights as number[]).reduce((sum, w) => sum + w, 0);
+  if (total !== message.weight) throw badRequest(`the bundle's updates weigh ${total} together; its header says ${message.weight}`);
+  const size = message.count ?? 0;
+  return clients.map((client, i) => ({ client, weight: weights[i] as number, values: message.parameters.subarray(i * size, (i + 1) * size) }));
+}
+
+/**
+ * What a switch forwarded holds: the clients it names, and for a bundle each update and its samples
+ * by client (the round checks them against the samples it assigned).
+ */
+export function forwardedUpdates(message: Message): { clients: string[]; bundle?: NamedUpdate[]; updateWeights?: Record<string, number> } {
+  if (message.kind !== Kind.UpdateBundle) return { clients: namedClients(message) };
+  const bundle = bundledUpdates(message);
+  return { clients: bundle.map((u) => u.client), bundle, updateWeights: Object.fromEntries(bundle.map((u) => [u.client, u.weight])) };
+}
+
+/** Whether updates go up the tree unsummed: a strategy that reads every update (a robust rule, plaintext) needs each. */
+export const forwardsEachUpdate = (settings: Pick<Settings, 'he' | 'training'>): boolean => !settings.he.enabled && ROBUST_STRATEGIES.includes(settings.training.strategy);
+
+/**
+ * The kinds an experiment's updates travel as: one client's update, and what a switch forwards of
+ * them: their sum, or (a robust rule) a bundle of each. Quantized plaintext updates are changes to
+ * the model sent, not weights; a switch's sum is float32.
+ */
+export function updateKinds(settings: Pick<Settings, 'he' | 'training'>): { update: Kind; sum: Kind } {
+  const { he } = settings;
   if (he.enabled) return { update: Kind.EncryptedUpdate, sum: Kind.EncryptedSum };
-  return { update: he.quantize ? Kind.QuantizedUpdate : Kind.Update, sum: Kind.WeightedSum };
+  return { update: he.quantize ? Kind.QuantizedUpdate : Kind.Update, sum: forwardsEachUpdate(settings) ? Kind.UpdateBundle : Kind.WeightedSum };
 }

@@ -1,7 +1,9 @@
 /**
- * Attackers built in, against a robust rule and against FedAvg: seven clients reporting to the
- * aggregator directly (robust rules read each update), two of them sending their change to the
- * model reversed and four times over (config.json: `"attack": {"kind": "sign_flip", "scale": 4}`).
+ * Attackers built in, against a robust rule and against FedAvg, through switches of switches: seven
+ * clients on two rack switches under a spine, two of them (on the same rack, where they are its
+ * majority) sending their change to the model reversed and four times over (config.json:
+ * `"attack": {"kind": "sign_flip", "scale": 4}`). Under the median each switch forwards every update
+ * it holds, unsummed, so the aggregator's median reads all seven; under FedAvg each forwards one sum.
  * The same seed, the same attackers: the median holds, the mean does not. Every round, line and
  * report says who attacked.
  */
@@ -14,27 +16,43 @@ import { completedRun, Testbed } from '../helpers/cluster';
 
 const ROUNDS = 5;
 
-async function attacked(strategy: string): Promise<{ rows: RoundMetrics[]; output: string; report: string; attackers: string[]; clientLog: string }> {
+const PARAMETERS = 784 * 32 + 32 + 32 * 10 + 10; // the MLP below
+
+interface Attacked {
+  rows: RoundMetrics[];
+  output: string;
+  report: string;
+  attackers: string[];
+  clientLog: string;
+  /** What the spine sent up, each round it forwarded. */
+  spineRows: { update_bytes: number; clients_reported: number }[];
+}
+
+async function attacked(strategy: string): Promise<Attacked> {
   const experiment = `attacked-${strategy}`;
   let attackers: string[] = [];
-  const testbed = new Testbed({ nodes: 8, switches: 0, rounds: ROUNDS, he: false, experiment }, (config) => {
+  let spine = '';
+  // 7 clients (.1-.7): .1-.4 on rack .8, .5-.7 on rack .9; spine .10 over both; the aggregator .11.
+  const testbed = new Testbed({ nodes: 11, switches: 3, spines: 1, rounds: ROUNDS, he: false, experiment }, (config) => {
     config.model = { architecture: 'mlp', hidden_units: 32 };
     config.training = { ...(config.training as object), strategy };
     config.min_report_fraction = 1;
     const others = config.others as Record<string, Record<string, unknown>>;
     attackers = Object.keys(others).filter((a) => others[a].type === 'client').slice(-2);
     for (const address of attackers) others[address].attack = { kind: 'sign_flip', scale: 4 };
+    spine = Object.keys(others).find((a) => others[a].type === 'switch' && others[a].switch === undefined)!;
   });
   try {
     const { rows, output, report } = await completedRun(testbed, experiment, 300_000);
     const clientLog = readFileSync(join(testbed.logs, `${attackers[0].replace(':', '-')}.log`), 'utf8');
-    return { rows, output, report, attackers, clientLog };
+    const spineLog = JSON.parse(readFileSync(join(testbed.logs, `${spine.replace(':', '-')}_${experiment}.json`), 'utf8')) as { iteration: Attacked['spineRows'] };
+    return { rows, output, report, attackers, clientLog, spineRows: spineLog.iteration.filter((r) => r.clients_reported > 0) };
   } finally {
     await testbed.down();
   }
 }
 
-describe('two of seven clients attacking (sign flip ×4)', () => {
+describe('two of seven clients attacking (sign flip ×4), through switches of switches', () => {
   it('a robust rule (the median) holds where FedAvg does not, and every round says who attacked', { timeout: 900_000 }, async () => {
     const median = await attacked('fedmedian');
     const mean = await attacked('fedavg');
@@ -51,5 +69,11 @@ describe('two of seven clients attacking (sign flip ×4)', () => {
       assert.match(clientLog, /this client attacks \(config\.json\): sign_flip ×4/);
     }
     assert.match(median.report, /<th>strategy<\/th><td>FedMedian \(coordinate-wise median\)<\/td>/);
+    // The spine forwards every update it holds under the median (seven, all but a late one's), one sum under FedAvg.
+    const within = (bytes: number, floats: number) => bytes >= floats * 4 && bytes < floats * 4 + 4096;
+    assert.ok(median.spineRows.length >= ROUNDS && mean.spineRows.length >= ROUNDS);
+    for (const { update_bytes, clients_reported } of median.spineRows) assert.ok(within(update_bytes, clients_reported * PARAMETERS), `the spine sent ${update_bytes} bytes for ${clients_reported} updates under the median`);
+    for (const { update_bytes } of mean.spineRows) assert.ok(within(update_bytes, PARAMETERS), `the spine sent ${update_bytes} bytes under FedAvg`);
+    assert.ok(median.spineRows.some((r) => r.clients_reported === 7));
   });
 });

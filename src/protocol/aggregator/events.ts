@@ -21,6 +21,8 @@ export interface Reported {
   clients: string[];
   /** Samples behind it. */
   weight: number;
+  /** A bundle's samples behind each update in it (robust rules through switches): each must be its client's. */
+  updateWeights?: Weights;
 }
 
 export type Event =

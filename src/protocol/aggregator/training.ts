@@ -4,7 +4,7 @@
  * closes when no one is left to wait for (all in, down, or withheld) or at its deadline: with enough
  * updates it goes on to closing, with too few it starts again.
  */
-import { weightRefusal, type Weights } from '../weights';
+import { bundleRefusal, weightRefusal, type Weights } from '../weights';
 import type { Action, Event, Refusal, Reported } from './events';
 import { quorum } from '../../config/quorum';
 import { Phase, retryOrGiveUp, STAY, type RoundContext, type Step } from './phase';
@@ -109,7 +109,10 @@ export class Training extends Phase {
       const reason = `${event.from} can sum the updates of ${clients.join(', ')} in round ${event.round}, not of [${event.clients.join(', ')}]`;
       return { type: 'refuse', status: 400, reason };
     }
-    if (event.type === 'report') return weightRefusal(event.from, event.weight, this.weightsOf(event.clients), this.ctx.topology.isClient(event.from) ? 'update' : 'sum');
+    if (event.type === 'report') {
+      const assigned = this.weightsOf(event.clients);
+      return weightRefusal(event.from, event.weight, assigned, this.ctx.topology.isClient(event.from) ? 'update' : 'sum') ?? bundleRefusal(event.from, event.updateWeights, assigned);
+    }
     return undefined;
   }
 

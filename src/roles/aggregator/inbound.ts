@@ -1,5 +1,5 @@
 /**
- * POST /a/receive read: a switch's sum (naming the clients in it) or a direct client's own update,
+ * POST /a/receive read: a switch's sum or bundle (naming the clients in it) or a direct client's own update,
  * as the round machine's report and the accumulator's arrival. Every check of the message itself is
  * here; whether the round takes it is the machine's to say.
  */
@@ -9,7 +9,7 @@ import { badRequest, HttpError } from '../../net/errors';
 import type { Caller } from '../../net/identity';
 import type { Event } from '../../protocol/aggregator/events';
 import type { Topology } from '../../topology/tree';
-import { attemptOf, namedClients, readMessage, type Expectation } from '../../wire/receive';
+import { attemptOf, forwardedUpdates, readMessage, type Expectation } from '../../wire/receive';
 
 export interface Inbound {
   report: Extract<Event, { type: 'report' }>;
@@ -29,11 +29,11 @@ export function readInbound(body: unknown, expect: Expectation & { update: Expec
   if (!direct && !topology.isSwitchBelowRoot(message.sender)) throw new HttpError(403, 'forbidden', `${message.sender} is no switch under the aggregator: it sends its own update, not a sum`);
   if (!(message.weight > 0)) throw badRequest('an update needs a positive sample count');
   if (direct && message.contributors !== 1) throw badRequest(`the sum claims ${message.contributors} updates but names 1 clients`);
-  const clients = direct ? [message.sender] : namedClients(message);
+  const { clients, bundle, updateWeights } = direct ? { clients: [message.sender] } : forwardedUpdates(message);
   const { round, sender, weight, contributors } = message;
   return {
-    report: { type: 'report', round, attempt: attemptOf(message), from: sender, clients, weight },
-    arrival: { round, sender, weight, contributors, preScaled: !direct, values: message.parameters, ciphertexts: message.ciphertexts },
+    report: { type: 'report', round, attempt: attemptOf(message), from: sender, clients, weight, ...(updateWeights ? { updateWeights } : {}) },
+    arrival: { round, sender, weight, contributors, preScaled: !direct, values: message.parameters, ciphertexts: message.ciphertexts, bundle },
     // A switch's own account of its wait, for the round's timings: a number of milliseconds, within a day.
     waitedMs: Math.min(Math.max(0, Number(message.meta?.waited_ms) || 0), 86_400_000),
   };

@@ -205,7 +205,7 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
   async receive(body: unknown, caller: Caller): Promise<{ round: number }> {
     const prepared = this.prepared;
     if (!prepared) throw new HttpError(503, 'not ready', 'the aggregator is still preparing');
-    const { update, sum } = updateKinds(this.config.settings.he);
+    const { update, sum } = updateKinds(this.config.settings);
     const he = prepared.he && { id: prepared.he.id, chunks: prepared.he.chunks };
     const expect = { kinds: [sum, update], update, modelId: prepared.modelId, parameters: this.parameters, he, limits: plainLimits(this.config.settings.he) };
     const { report, arrival, waitedMs } = readInbound(body, expect, this.topology, caller);

@@ -16,7 +16,7 @@ import { leastToForward, SwitchMachine, type SwitchAction, type SwitchEvent } fr
 import { Topology } from '../../topology/tree';
 import { Kind } from '../../wire/codec';
 import { dropSchema, openRoundSchema, readControl, readEvaluationQuery, withheldSchema } from '../../wire/control';
-import { attemptOf, namedClients, plainLimits, readMessage, updateKinds } from '../../wire/receive';
+import { attemptOf, forwardedUpdates, plainLimits, readMessage, updateKinds } from '../../wire/receive';
 import { askToEvaluate, type Evaluations } from '../federated-evaluation';
 import { Role } from '../role';
 import { PendingDrops } from './pending-drops';
@@ -163,23 +163,23 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     }
   }
 
-  /** POST /s/receive: one client's update, or the sum of a switch below. */
+  /** POST /s/receive: one client's update, or the sum (or bundle) of a switch below. */
   async receive(body: unknown, caller: Caller): Promise<{ round: number; received: number }> {
     if (this.machine.state.stage === 'idle') throw new HttpError(409, 'conflict', 'no round is open on this switch');
     const he = this.he && (await this.he);
-    const { update, sum } = updateKinds(this.config.settings.he);
+    const { update, sum } = updateKinds(this.config.settings);
     const message = readMessage(body, { kinds: [update, sum], modelId: this.modelId, parameters: this.parameters, he: he && { id: he.id, chunks: he.chunks }, limits: this.limits });
     const { round, sender, weight } = message;
     actingAsItself(caller, "the message's sender", sender);
     const fromBelow = message.kind === sum;
     const isBelow = this.topology.isSwitchBelowRoot(sender);
     if (fromBelow && !isBelow) throw badRequest(`a sum from ${sender}, which is not a switch below this one: expected ${Kind[update]} (${update}) from a client`);
-    const clients = fromBelow ? namedClients(message) : [sender];
+    const { clients, bundle, updateWeights } = fromBelow ? forwardedUpdates(message) : { clients: [sender] };
     if (!fromBelow && message.contributors !== 1) throw badRequest(`a client update sums exactly 1 update, not ${message.contributors}`);
     if (!fromBelow && isBelow) throw badRequest(`${sender} is a switch: it sends a sum, not a client update`);
     if (!(weight > 0)) throw badRequest('an update needs a positive sample count');
-    const event = { type: 'update' as const, round, attempt: attemptOf(message), from: sender, weight, ...(fromBelow ? { clients } : {}) };
-    const arrival = { round, sender, weight, contributors: clients.length, preScaled: fromBelow, values: message.parameters, ciphertexts: message.ciphertexts };
+    const event = { type: 'update' as const, round, attempt: attemptOf(message), from: sender, weight, ...(fromBelow ? { clients, updateWeights } : {}) };
+    const arrival = { round, sender, weight, contributors: clients.length, preScaled: fromBelow, values: message.parameters, ciphertexts: message.ciphertexts, bundle };
     this.pendingDrops.begin(clients);
     let made = false;
     try {

@@ -1,6 +1,6 @@
 /**
  * A switch's one message upstream each round: the weighted sum of what it took (plain or
- * encrypted), naming the clients in it; or, with too few updates, a notice that it forwards nothing,
+ * encrypted), naming the clients in it, or for a robust rule each update it took, unsummed; or, with too few updates, a notice that it forwards nothing,
  * so the level above stops waiting for it at once. Each ends the switch's round in its iteration log.
  */
 import type { Total } from '../../aggregation/accumulator';
@@ -10,6 +10,7 @@ import type { Logger } from '../../log/logger';
 import { describeFailure, type Peers } from '../../net/peers';
 import { upstreamRoute } from '../../topology/tree';
 import { encode, Kind, WIRE_CONTENT_TYPE } from '../../wire/codec';
+import { forwardsEachUpdate } from '../../wire/receive';
 
 export interface UpstreamIo {
   config: SwitchNodeConfig;
@@ -114,6 +115,13 @@ export class Upstream {
   private message({ round, attempt, modelId, parameters, clients, total, he, waitedMs }: Forwarded): Buffer {
     const base = { round, modelId, sender: this.io.config.address, contributors: total.contributors, weight: total.weight };
     const meta = { attempt, clients, waited_ms: waitedMs };
+    if (total.kind === 'plain' && forwardsEachUpdate(this.io.config.settings)) {
+      // A robust rule reads each update: they go up as the clients sent them, in the order they are named.
+      const values = new Float32Array(parameters * total.updates.length);
+      total.updates.forEach((u, i) => values.set(u.values, i * parameters));
+      const bundled = { ...meta, clients: total.updates.map((u) => u.client), weights: total.updates.map((u) => u.weight) };
+      return encode({ ...base, kind: Kind.UpdateBundle, meta: bundled, parameters: values, count: parameters });
+    }
     if (total.kind === 'encrypted') {
       return encode({ ...base, kind: Kind.EncryptedSum, meta: { ...meta, he }, parameters: new Float32Array(0), ciphertexts: total.ciphertexts, count: parameters });
     }

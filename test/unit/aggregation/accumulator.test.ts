@@ -33,6 +33,22 @@ describe('accumulators', () => {
     assert.ok(sums[0].kind === 'plain' && Math.abs(sums[0].sum[1] - 2.7) < 1e-6);
   });
 
+  it("plaintext: keeps a switch's bundle as its clients' own updates, summed in client order as if they had come directly", async () => {
+    const updates = { a: Float32Array.from([0.1, 0.2]), b: Float32Array.from([0.3, 0.7]), c: Float32Array.from([-1, 2]) };
+    const flat = new PlaintextAccumulator(2);
+    for (const [sender, values] of Object.entries(updates)) await flat.add({ round: 1, sender, values, weight: 2, contributors: 1, preScaled: false }, open);
+    const tree = new PlaintextAccumulator(2);
+    const bundle = ['c', 'a'].map((client) => ({ client, weight: 2, values: updates[client as 'a' | 'c'] }));
+    await tree.add({ round: 1, sender: 'b', values: updates.b, weight: 2, contributors: 1, preScaled: false }, open);
+    await tree.add({ round: 1, sender: 's1', weight: 4, contributors: 2, preScaled: true, bundle }, open);
+    assert.deepEqual(tree.total(), flat.total());
+    const total = tree.total()!;
+    assert.ok(total.kind === 'plain');
+    assert.deepEqual(total.updates.map((u) => [u.client, u.weight, [...u.values]]), Object.entries(updates).map(([c, v]) => [c, 2, [...v]]));
+    await assert.rejects(tree.add({ round: 1, sender: 's2', weight: 2, contributors: 1, preScaled: true, bundle: [{ client: 'd', weight: 2, values: updates.a }] }, refusing), /refused/);
+    assert.deepEqual(tree.total(), flat.total(), 'a refused bundle keeps none of its updates');
+  });
+
   describe('encrypted', () => {
     const params = { enabled: true, key_holder: 'aggregator' as const, poly_modulus_degree: 4096, coeff_modulus_bits: [54], scale_bits: 45 };
     const sessions = sessionsFor(params, 5000);

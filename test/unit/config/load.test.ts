@@ -137,16 +137,17 @@ describe('robust strategies in config.json', () => {
       assert.doesNotThrow(() => parseExperimentConfig({ ...flat(training), min_report_fraction: 1 }), JSON.stringify(training));
     }
     assert.doesNotThrow(() => parseExperimentConfig({ ...flat({ strategy: 'bulyan', num_malicious_clients: 1 }), min_report_fraction: 1 }));
+    // Behind a switch too: it forwards each update, unsummed.
+    const behind = minimal();
+    behind.he = { enabled: false };
+    behind.training = { strategy: 'fedmedian' };
+    assert.doesNotThrow(() => parseExperimentConfig(behind));
   });
 
-  it('refuses one it cannot, saying why: under HE, behind a switch, quantized, with too few updates for its f', () => {
+  it('refuses one it cannot, saying why: under HE, quantized, with too few updates for its f', () => {
     assert.deepEqual(problemsOf({ ...flat({ strategy: 'fedmedian' }), he: { enabled: true, key_holder: 'clients' } }), [
       'training.strategy: "fedmedian" reads each client\'s update; under HE nobody can read one (set he.enabled false, or use "fedavg")',
     ]);
-    const behind = minimal();
-    behind.he = { enabled: false };
-    behind.training = { strategy: 'krum' };
-    assert.match(problemsOf(behind).join('\n'), /"krum" reads each client's update; a switch forwards one sum of its clients' \(127\.0\.0\.3:5000\): have the clients report to the aggregator directly/);
     assert.deepEqual(problemsOf({ ...flat({ strategy: 'bulyan', num_malicious_clients: 1 }) }), [
       'training.num_malicious_clients: Bulyan withstands 1 of n updates when n ≥ 4f + 3 = 7; a round may close with 2 updates (a quorum of a quorum of clients_per_round 7, min_report_fraction 0.5)',
     ]);

@@ -189,6 +189,13 @@ describe('a spine switch over two racks and a client of its own', () => {
     assert.deepEqual(sum(m, R1, ['c1'], 100).map((a) => a.type), ['accept'], 'a sum of fewer clients weighs theirs only');
   });
 
+  it("refuses a bundle (robust rules) that weighs right in total but moves samples from one client's update to another's", () => {
+    const { m } = spine();
+    const bundle = (updateWeights: Record<string, number>) => m.handle({ type: 'update', round: 1, attempt: 's:1.0', from: R1, clients: ['c1', 'c2'], weight: 150, updateWeights });
+    assert.deepEqual(bundle({ c1: 50, c2: 100 })[0], { type: 'refuse', status: 400, reason: 'the bundle from r1:5000 weighs its updates otherwise than the aggregator assigned them (c1 50, not 100; c2 100, not 50)' });
+    assert.deepEqual(bundle({ c1: 100, c2: 50 }).map((a) => a.type), ['accept']);
+  });
+
   it('counts updates, not sums, against the two it must forward', () => {
     const { m } = spine(2);
     sum(m, R2, ['c3']);

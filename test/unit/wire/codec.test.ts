@@ -41,6 +41,16 @@ describe('wire codec', () => {
     assert.throws(() => encode({ ...encrypted, ciphertexts: undefined }), /needs ciphertexts/);
   });
 
+  it("round-trips a bundle of updates (one vector per update), and refuses one whose contributors do not fill the payload", () => {
+    const bundle = { ...message(Float32Array.from([1, 2, 3, 4, 5, 6])), kind: Kind.UpdateBundle, contributors: 2, count: 3, meta: { clients: ['a', 'b'], weights: [1, 2] } };
+    const back = decode(encode(bundle));
+    assert.deepEqual([back.count, back.contributors, [...back.parameters]], [3, 2, [1, 2, 3, 4, 5, 6]]);
+    const damaged = encode(bundle);
+    damaged.writeUInt32LE(3, 20); // three updates claimed, two sent
+    assert.throws(() => decode(damaged), /cannot hold 9 float32/);
+    assert.throws(() => encode({ ...bundle, contributors: 3 }), /a bundle of 3 updates of 3 parameters holds 9 values, not 6/);
+  });
+
   const corrupt: [string, (b: Buffer) => Buffer, RegExp][] = [
     ['a truncated body', (b) => b.subarray(0, b.length - 4), /announces \d+ bytes, the body has/],
     ['trailing bytes', (b) => Buffer.concat([b, Buffer.alloc(4)]), /announces/],

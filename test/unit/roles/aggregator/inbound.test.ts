@@ -22,6 +22,18 @@ describe('reading /a/receive', () => {
     assert.deepEqual([sum.report.clients, sum.arrival.preScaled, sum.waitedMs], [['c1'], true, 120]);
   });
 
+  it("reads a switch's bundle (robust rules) as each client's update and weight; a bundle whose weights do not add up to its header is a 400", () => {
+    const bundleExpect = { ...expect, kinds: [Kind.UpdateBundle, Kind.Update] };
+    const values = Float32Array.from([1, 2, 3, 4, 5, 6]);
+    const bundle = (weights: unknown) => encode({ kind: Kind.UpdateBundle, round: 2, modelId: 7, contributors: 2, weight: 30, sender: 's1:5000', meta: { attempt: 's:2.0', clients: ['c1', 'c2'], weights }, parameters: values, count: 3 });
+    const read = readInbound(bundle([10, 20]), bundleExpect, topology, { node: 's1:5000' });
+    assert.deepEqual(read.report, { type: 'report', round: 2, attempt: 's:2.0', from: 's1:5000', clients: ['c1', 'c2'], weight: 30, updateWeights: { c1: 10, c2: 20 } });
+    assert.deepEqual(read.arrival.bundle!.map((u) => [u.client, u.weight, [...u.values]]), [['c1', 10, [1, 2, 3]], ['c2', 20, [4, 5, 6]]]);
+    for (const [weights, reason] of [[[10, 10], /weigh 20 together; its header says 30/], [[30], /a positive sample count in meta\.weights/], [[-10, 40], /a positive sample count/], [undefined, /meta\.weights/]] as const) {
+      assert.throws(() => readInbound(bundle(weights), bundleExpect, topology, { node: 's1:5000' }), (err: HttpError) => err.status === 400 && reason.test(err.message), JSON.stringify(weights));
+    }
+  });
+
   it("refuses a client update from anyone but a client that reports to the aggregator itself: a switch, or a client beneath one (403)", () => {
     for (const sender of ['s1:5000', 'c1', 'stranger:1']) {
       assert.throws(() => readInbound(message(sender, Kind.Update), expect, topology, { node: canonicalAddress(sender) }), (err: HttpError) => err.status === 403 && err.reason === `${sender} does not report to the aggregator directly`, sender);
