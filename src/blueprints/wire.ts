@@ -3,7 +3,8 @@ import express, { type RequestHandler } from 'express';
 import { requireContentType } from '../net/errors';
 import type { Settings } from '../config/schema';
 import type { Topology } from '../topology/tree';
-import { HEADER_BYTES, WIRE_CONTENT_TYPE } from '../wire/codec';
+import { callerOf } from '../net/callers';
+import { HEADER_BYTES, maxMetaBytes, WIRE_CONTENT_TYPE } from '../wire/codec';
 import { forwardsEachUpdate } from '../wire/receive';
 
 export const CONTROL_BODY_LIMIT = 64 * 1024;
@@ -13,16 +14,28 @@ export const jsonBody: RequestHandler[] = [requireContentType('application/json'
 /** Bytes per parameter a ciphertext may take on the wire (public-key, N=32768: about 2x the 4096 figure). */
 const MAX_CIPHER_BYTES_PER_PARAMETER = 80;
 
-/** Room for a message of `updates` × `parameters` values (float32, or encrypted) plus header, sender and instructions. */
+/** Room for a message of `updates` × `parameters` values (float32, or encrypted) plus header, sender and metadata (codec's limit). */
 export function wireBody(parameters: number, encrypted = false, updates = 1): RequestHandler[] {
-  const limit = HEADER_BYTES + 64 * 1024 + updates * parameters * (encrypted ? MAX_CIPHER_BYTES_PER_PARAMETER : 4);
+  const limit = HEADER_BYTES + maxMetaBytes(updates) + updates * parameters * (encrypted ? MAX_CIPHER_BYTES_PER_PARAMETER : 4);
   return [requireContentType(WIRE_CONTENT_TYPE), express.raw({ type: WIRE_CONTENT_TYPE, limit, inflate: false })];
 }
 
 /**
- * Room for what a switch or the aggregator receives: one update or sum, or, for a robust rule, a
- * bundle of the updates of every client beneath it.
+ * Room for what a switch or the aggregator receives: one update or sum; for a robust rule, from a
+ * switch below, a bundle of an update for each client beneath that switch. The limit is the
+ * caller's (the routes have identified it): a client gets room for its one update, whatever the tree.
  */
 export function receiveBody(role: { parameters: number; encrypted: boolean; config: { settings: Settings }; topology: Topology }): RequestHandler[] {
-  return wireBody(role.parameters, role.encrypted, forwardsEachUpdate(role.config.settings) ? role.topology.clients.length : 1);
+  if (!forwardsEachUpdate(role.config.settings)) return wireBody(role.parameters, role.encrypted);
+  const parsers = new Map<number, RequestHandler>();
+  const parserFor = (updates: number) => parsers.get(updates) ?? parsers.set(updates, wireBody(role.parameters, role.encrypted, updates)[1]).get(updates)!;
+  const { topology } = role;
+  return [
+    requireContentType(WIRE_CONTENT_TYPE),
+    (req, res, next) => {
+      const caller = callerOf(res);
+      const node = 'node' in caller ? caller.node : undefined;
+      parserFor(node && topology.isSwitch(node) ? topology.clientsBeneath(node).length : 1)(req, res, next);
+    },
+  ];
 }

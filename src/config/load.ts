@@ -3,7 +3,8 @@ import { epsilonAfter, plannedRounds } from '../privacy/dp';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { addressProblem, canonicalAddress, namesNode, parseAddress } from './address';
-import { DEFAULT_CHANGE_CLIP, DEFAULT_WEIGHT_CLIP, geometryOf, quantizesChange } from '../he/quantized';
+import { DEFAULT_CHANGE_CLIP, DEFAULT_WEIGHT_CLIP, geometryOf, quantizesChange, roundingReach } from '../he/quantized';
+import { modelParameters } from '../model/layout';
 import { checkedTree, type TreeEntry } from '../topology/checks';
 import type { Topology } from '../topology/tree';
 import { describeIssues } from './issues';
@@ -114,7 +115,7 @@ function topologyProblems(config: ExperimentConfig): string[] {
   }
   const packing = packingProblem(config, headroom ?? perRound);
   if (packing) problems.push(packing);
-  if (!checked.problems.length) problems.push(...robustProblems(config, perRound));
+  if (!checked.problems.length) problems.push(...robustProblems(config, checked.topology, perRound));
   problems.push(...privacyProblems(config), ...headcountProblems(config, clientCount));
   return problems;
 }
@@ -144,11 +145,7 @@ function privacyProblems(config: ExperimentConfig): string[] {
   }
   if (ROBUST_STRATEGIES.includes(config.training.strategy)) problems.push(`training.strategy: "${config.training.strategy}" reads each client's update; dp's noise is sized for the round's sum (use a strategy over the sum: "fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi" or "fedadagrad")`);
   if (config.training.strategy === 'scaffold') problems.push('training.strategy: "scaffold" sends control variates beside the weights, which dp neither clips nor noises (use "fedavg", "fedprox" or a server optimizer with dp)');
-  if (config.he.quantize) {
-    problems.push(
-      'he.quantize: stochastic rounding moves a clipped update by up to one quantum in every value, so its length is no longer bounded by dp.clip and the accountant\'s sensitivity would not hold (noise in the integer domain, the distributed discrete Gaussian of Kairouz et al. 2021, is not built): leave he.quantize out with dp',
-    );
-  }
+  problems.push(...quantizedPrivacyProblems(config, dp));
   if (plannedRounds(config) === 0) problems.push(`dp.max_epsilon: ${dp.max_epsilon}; one round already spends ε ${epsilonAfter(dp, 1).toFixed(2)} at δ ${dp.delta}`);
   return problems;
 }
@@ -158,13 +155,17 @@ function privacyProblems(config: ExperimentConfig): string[] {
  * each, unsummed); and enough of them in every round it closes (its quorum) to withstand
  * `num_malicious_clients`.
  */
-function robustProblems(config: ExperimentConfig, perRound: number): string[] {
+function robustProblems(config: ExperimentConfig, topology: Topology, perRound: number): string[] {
   const { strategy, num_malicious_clients: f, num_clients_to_keep: keep } = config.training;
   if (!ROBUST_STRATEGIES.includes(strategy)) return [];
   const problems: string[] = [];
   const reads = `training.strategy: "${strategy}" reads each client's update`;
   if (config.he.enabled) problems.push(`${reads}; under HE nobody can read one (set he.enabled false, or use "fedavg")`);
   else if (config.he.quantize) problems.push(`${reads} as the client trained it; he.quantize sends a quantized change instead (leave he.quantize out)`);
+  // A switch forwards a bundle of its clients' updates: its payload's length must fit the wire's 32 bits.
+  const widest = topology.switches.map((sw) => [sw, topology.clientsBeneath(sw).length] as const).sort((a, b) => b[1] - a[1])[0];
+  const bundleBytes = widest ? widest[1] * modelParameters(config) * 4 : 0;
+  if (bundleBytes >= 2 ** 32) problems.push(`${reads}; switch ${widest![0]} would forward the ${widest![1]} updates beneath it in one message of ${bundleBytes} bytes, past the wire's 4 GiB: spread its clients over more switches under the aggregator`);
   // The rule must withstand f among the fewest updates a round closes with.
   const least = fewestUpdates(perRound, config.min_report_fraction);
   const among = `a round may close with ${least} updates (a quorum of a quorum of clients_per_round ${perRound}, min_report_fraction ${config.min_report_fraction})`;
@@ -172,6 +173,26 @@ function robustProblems(config: ExperimentConfig, perRound: number): string[] {
   if (strategy === 'bulyan' && least < 4 * f + 3) problems.push(`training.num_malicious_clients: Bulyan withstands ${f} of n updates when n ≥ 4f + 3 = ${4 * f + 3}; ${among}`);
   if (strategy === 'multikrum' && (keep === undefined || keep > least - f)) problems.push(`training.num_clients_to_keep: multikrum averages that many of the updates Krum ranks first, at most n − f = ${least - f} (${keep === undefined ? 'it is missing' : `not ${keep}`})`);
   return problems;
+}
+
+/**
+ * DP with he.quantize. Central: rounding moves an update by less than a step a value, a known
+ * length (roundingReach), so clients clip to dp.clip less that length and the rounded update stays
+ * within dp.clip: the guarantee is the unquantized one, exactly. It must leave most of the clip.
+ * Distributed: each client's noise share would be clamped at ±he.quantize.clip and rounded with
+ * its update, data-dependently, so the round's noise is not the Gaussian the accountant counts.
+ */
+function quantizedPrivacyProblems(config: ExperimentConfig, dp: NonNullable<ExperimentConfig['dp']>): string[] {
+  if (!config.he.quantize) return [];
+  if (dp.mode === 'distributed') {
+    return [
+      'dp.mode: "distributed" with he.quantize: each client\'s share of the noise would be clipped at ±he.quantize.clip and rounded with its update, so the round\'s noise is no longer the Gaussian the accountant counts (noise in the integer domain, the distributed discrete Gaussian of Kairouz et al. 2021, is not built): use "central", or leave he.quantize out',
+    ];
+  }
+  const reach = roundingReach(withQuantizeDefaults(config).he, modelParameters(config));
+  if (reach <= dp.clip / 2) return [];
+  const { bits } = config.he.quantize;
+  return [`he.quantize.bits: ${bits} bits round a client's update by up to ${reach.toPrecision(3)} in length (a step in each of ${modelParameters(config)} values), more than half dp.clip ${dp.clip}, which clients clip to less that length: use more bits, a smaller he.quantize.clip, or a larger dp.clip`];
 }
 
 /** Quantized values that do not fit a coefficient of the data primes, found before any node starts. */

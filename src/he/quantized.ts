@@ -49,9 +49,30 @@ export interface Geometry {
 
 const bitLength = (x: bigint) => x.toString(2).length;
 
+/** The bits a slot keeps above a client's precision, so the sum of `clients` values cannot overflow it. */
+const headroomBits = (clients: number) => Math.ceil(Math.log2(Math.max(2, clients)));
+
+/** What one integer step of a packed slot stands for under `clip`: a full share at the clip, less the sum's rounding headroom, fills the slot. */
+export const packedUnit = (spec: Pick<QuantizeSpec, 'bits' | 'clients'>, clip: number): number => clip / (2 ** (spec.bits + headroomBits(spec.clients) - 1) - 1 - spec.clients);
+
+/**
+ * The most rounding can move one client's update, in L2 and in the sum's units (a value at its full
+ * weight): less than one step a value. Encrypted, a value is rounded after it is scaled by its share
+ * of the round, at least 1 / quantize.clients, so a step counts up to quantize.clients times; in
+ * plaintext it is rounded as it is. Per-tensor clips are bounded by the widest.
+ */
+export function roundingReach(he: { enabled: boolean; quantize?: { bits: number; clip?: number | number[]; clients?: number } }, values: number): number {
+  const { quantize } = he;
+  if (!quantize) return 0;
+  const clip = Math.max(...[quantize.clip ?? DEFAULT_WEIGHT_CLIP].flat());
+  const clients = quantize.clients ?? 1;
+  const step = he.enabled ? clients * packedUnit({ bits: quantize.bits, clients }, clip) : clip / (2 ** (quantize.bits - 1) - 1);
+  return step * Math.sqrt(values);
+}
+
 /** How many values of a spec fit one coefficient modulo the product of `moduli`; throws when none does. */
 export function geometryOf(spec: Pick<QuantizeSpec, 'bits' | 'clients'>, moduli: readonly bigint[]): Geometry {
-  const headroom = Math.ceil(Math.log2(Math.max(2, spec.clients)));
+  const headroom = headroomBits(spec.clients);
   const width = spec.bits + headroom;
   const noiseBits = BASE_NOISE_BITS + headroom;
   const modulus = moduli.reduce((a, b) => a * b, 1n);
@@ -137,8 +158,7 @@ export class QuantizedLayout implements CoefficientLayout {
   }
 
   private get segments(): { end: number; clip: number; unit: number }[] {
-    const levels = 2 ** (this.geometry.width - 1) - 1 - this.spec.clients;
-    return (this.segmentsMade ??= clipSegments(this.spec, this.sizes).map(({ end, clip }) => ({ end, clip, unit: clip / levels })));
+    return (this.segmentsMade ??= clipSegments(this.spec, this.sizes).map(({ end, clip }) => ({ end, clip, unit: packedUnit(this.spec, clip) })));
   }
 
   /**

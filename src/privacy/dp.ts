@@ -11,13 +11,23 @@
  *   aggregator included, reads an un-noised sum. Each client knows its own share: against a client
  *   (or a switch, in plaintext, reading its part of the sum) the noise left is smaller, and not
  *   accounted; under HE, switches read nothing.
+ * With he.quantize (central only), rounding moves each value by less than a step: clients clip to
+ * dp.clip less the longest that can make (dpClip), so the rounded change is within dp.clip still.
  * A round's clients are picked first come, not sampled at random, so no amplification by sampling is
  * claimed: each round is the Gaussian mechanism itself (q = 1).
  */
 import { randomBytes } from 'node:crypto';
 import type { DpSettings, Settings } from '../config/schema';
 import { fewestUpdates } from '../config/quorum';
+import { roundingReach } from '../he/quantized';
 import { RdpAccountant } from './rdp';
+
+/**
+ * The length a client clips its change to: dp.clip, less the most rounding can add to it when
+ * he.quantize packs it (he/quantized.ts roundingReach), so what reaches the sum stays within dp.clip
+ * and the sensitivity, and the accountant's ε, hold exactly.
+ */
+export const dpClip = (dp: DpSettings, he: Settings['he'], parameters: number): number => dp.clip - roundingReach(he, parameters);
 
 /** The weights a client sends: `global` plus its change to them, scaled down to L2 norm `clip` when longer. */
 export function clipChange(global: Float32Array, trained: Float32Array, clip: number): Float32Array {

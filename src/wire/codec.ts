@@ -102,6 +102,13 @@ function readCiphertexts(payload: Buffer): Uint8Array[] {
 
 export class WireError extends Error {}
 
+/**
+ * The most metadata a message of `updates` updates carries: round instructions (under SCAFFOLD the
+ * round each worker last counted in), or a bundle's names and samples, a few hundred bytes an update.
+ * Read before anything else, so it is bounded before it is parsed.
+ */
+export const maxMetaBytes = (updates: number): number => 64 * 1024 + 256 * updates;
+
 const pad4 = (n: number) => (n + 3) & ~3;
 
 export function encode(message: Message): Buffer {
@@ -164,6 +171,8 @@ export function decode(body: Buffer): Message {
   if (body.length !== start + payloadBytes) {
     throw new WireError(`the header announces ${start + payloadBytes} bytes, the body has ${body.length}`);
   }
+  const contributors = body.readUInt32LE(20);
+  if (metaLength > maxMetaBytes(Math.max(1, contributors))) throw new WireError(`${metaLength} bytes of metadata; a message of ${contributors} updates carries at most ${maxMetaBytes(Math.max(1, contributors))}`);
   const weight = body.readDoubleLE(24);
   if (!Number.isFinite(weight) || weight < 0) throw new WireError(`weight must be a finite number >= 0, got ${weight}`);
   let meta: Record<string, unknown> | undefined;
@@ -175,7 +184,6 @@ export function decode(body: Buffer): Message {
     }
     if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) throw new WireError('the metadata block must be a JSON object');
   }
-  const contributors = body.readUInt32LE(20);
   // A bundle carries one vector per update in it.
   const values = kind === Kind.UpdateBundle ? count * contributors : count;
   const parameters = encrypted ? new Float32Array(0) : readParameters(kind, meta, values, body.subarray(start, start + payloadBytes));

@@ -2,12 +2,14 @@
  * DP-FedAvg in real runs. Central: clients clip their change and weigh 1, the aggregator adds noise
  * to the round's sum, ε is accounted after each round, and a budget stops the run cleanly before the
  * round that would pass it. Distributed: under HE with the key at the clients, through a switch,
- * each client adds its share of the noise, so no node ever holds an un-noised sum.
+ * each client adds its share of the noise, so no node ever holds an un-noised sum. Central with
+ * quantized HE: the clients clip short of dp.clip by what rounding can add.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { roundingReach } from '../../src/he/quantized';
 import { epsilonAfter, noiseStd } from '../../src/privacy/dp';
 import { completedRun, Testbed } from '../helpers/cluster';
 
@@ -32,6 +34,33 @@ describe('central differential privacy', () => {
       assert.deepEqual(rows.map((r) => r.samples), rows.map((r) => r.clients));
       // The noise is there: z·2C = 5 on the sum of 4 clients is 1.25 on each averaged weight, which swamps this MLP's (about 0.05).
       console.log(`# accuracy with central DP noise: ${rows.map((r) => r.accuracy).join(', ')}`);
+      assert.ok(rows.at(-1)!.accuracy < 0.5, `accuracy ${rows.at(-1)!.accuracy}: was the noise added?`);
+    } finally {
+      await testbed.down();
+    }
+  });
+
+  it('central with quantized HE (key at the aggregator): clients clip short of dp.clip by what rounding can add', { timeout: 400_000 }, async () => {
+    const experiment = 'private-quantized';
+    const dp = { mode: 'central' as const, clip: 5, noise_multiplier: 0.5, delta: 1e-5 };
+    const testbed = new Testbed({ nodes: 6, switches: 1, rounds: 2, experiment }, (config) => {
+      config.model = { architecture: 'mlp', hidden_units: 32 };
+      config.he = { enabled: true, key_holder: 'aggregator', quantize: { bits: 16 } };
+      config.min_report_fraction = 1;
+      config.dp = dp;
+    });
+    try {
+      const { rows } = await completedRun(testbed, experiment, 360_000);
+      assert.deepEqual(rows.map((r) => r.clients), [4, 4]);
+      rows.forEach((row, i) => assert.equal(row.epsilon, epsilonAfter(dp, i + 1), `round ${row.round}`));
+      // 16 bits for 4 clients: a step of 0.25/(2^17 − 5) in a share of ¼, four times that in the sum's units, in each of the MLP's 25,450 values.
+      const reach = roundingReach({ enabled: true, quantize: { bits: 16, clip: 0.25, clients: 4 } }, 25_450);
+      assert.ok(Math.abs(reach - ((4 * 0.25) / (2 ** 17 - 5)) * Math.sqrt(25_450)) < 1e-12);
+      for (const client of testbed.addresses('client')) {
+        const log = readFileSync(join(testbed.logs, `${client.replace(':', '-')}.log`), 'utf8');
+        assert.match(log, new RegExp(`central DP: each update clipped to ${(5 - reach).toPrecision(4)} \\(dp\\.clip 5 less the ${reach.toPrecision(3)} quantizing can add\\)`), client);
+      }
+      console.log(`# accuracy with central DP noise, quantized HE: ${rows.map((r) => r.accuracy).join(', ')}`);
       assert.ok(rows.at(-1)!.accuracy < 0.5, `accuracy ${rows.at(-1)!.accuracy}: was the noise added?`);
     } finally {
       await testbed.down();

@@ -3,7 +3,7 @@
  * the global model it is sent, and (with the key at the clients) scoring the sealed global model,
  * which it then keeps to train from when the next round sends only a reference to it.
  */
-import { addGaussianNoise, clipChange, noiseShareStd } from '../../privacy/dp';
+import { addGaussianNoise, clipChange, dpClip, noiseShareStd } from '../../privacy/dp';
 import { attackedData, attackedWeights } from './attack';
 import type * as tf from '@tensorflow/tfjs';
 import { inputOf } from '../../config/schema';
@@ -36,6 +36,8 @@ export class Trainer {
   private readonly control?: ControlVariate;
   /** Distributed DP: the standard deviation of the noise this client adds to each update (privacy/dp.ts). */
   readonly noiseShare?: number;
+  /** DP: the length it clips its change to: dp.clip, less what rounding can add when quantized (dpClip). */
+  private readonly clip?: number;
   /** The sealed model this client last scored, decrypted: a model reference trains from it. */
   private kept?: { tag: string; weights: Float32Array };
 
@@ -57,6 +59,7 @@ export class Trainer {
     if (this.sizes.length > sizes.length) this.control = new ControlVariate(this.parameters, config.client_number);
     const { dp } = config.settings;
     if (dp?.mode === 'distributed') this.noiseShare = noiseShareStd(dp, config.settings, config.client_number);
+    if (dp) this.clip = dpClip(dp, config.settings.he, this.parameters);
   }
 
   static async load(config: ClientNodeConfig): Promise<Trainer> {
@@ -68,11 +71,13 @@ export class Trainer {
     return new Trainer(config, model, data, test, backend, from);
   }
 
-  /** What its ready line says: its data, its backend, and under distributed DP its share of the noise. */
+  /** What its ready line says: its data, its backend, and under DP its clip (and, distributed, its share of the noise). */
   describe(): string {
     const { dp } = this.config.settings;
-    const noise = this.noiseShare ? `; distributed DP: each update clipped to ${dp!.clip} and noised with standard deviation ${this.noiseShare.toPrecision(3)}, this client's share of the round's` : '';
-    return `${this.data.size} samples from ${this.from}, backend ${this.backend}${noise}`;
+    const clip = dp && this.clip !== dp.clip ? `${this.clip!.toPrecision(4)} (dp.clip ${dp.clip} less the ${(dp.clip - this.clip!).toPrecision(3)} quantizing can add)` : `${dp?.clip}`;
+    const noise = this.noiseShare ? `; distributed DP: each update clipped to ${clip} and noised with standard deviation ${this.noiseShare.toPrecision(3)}, this client's share of the round's` : '';
+    const central = dp && !this.noiseShare ? `; central DP: each update clipped to ${clip}` : '';
+    return `${this.data.size} samples from ${this.from}, backend ${this.backend}${noise}${central}`;
   }
 
   /** The tag of the model it keeps, if any (said at check-in). */
@@ -115,7 +120,7 @@ export class Trainer {
       ...(serverControl && this.control ? { correction: this.control.correction(serverControl) } : {}),
     });
     const { attack, settings } = this.config;
-    const trained = settings.dp ? clipChange(start, getFlatWeights(this.model), settings.dp.clip) : getFlatWeights(this.model);
+    const trained = this.clip !== undefined ? clipChange(start, getFlatWeights(this.model), this.clip) : getFlatWeights(this.model);
     if (this.noiseShare) addGaussianNoise(trained, this.noiseShare);
     const steps = stepsOf(this.data.size, instructions);
     const sent = serverControl && this.control ? withControl(trained, this.control.step(opening, serverControl, start, trained, steps * instructions.learningRate, this.weight / roundWeight)) : trained;

@@ -61,7 +61,13 @@ export class Upstream {
 
   async forward(sum: Forwarded): Promise<void> {
     const { config, peers, signal, logger, iterations } = this.io;
-    const update = this.message(sum);
+    let update: Buffer;
+    try {
+      update = this.message(sum);
+    } catch (err) {
+      // What cannot be encoded does not go up: the level above hears why at once, not at its deadline.
+      return this.withhold({ round: sum.round, attempt: sum.attempt, from: sum.clients, missing: sum.missing, reason: `its sum could not be encoded: ${(err as Error).message}` });
+    }
     const aggregateMs = performance.now() - sum.aggregateStart;
     let outcome = 'accepted';
     const uploadStart = performance.now();

@@ -168,14 +168,22 @@ describe('differential privacy in config.json', () => {
     assert.doesNotThrow(() => parseExperimentConfig({ ...plain({}), he: { enabled: true, key_holder: 'aggregator' } }));
     assert.doesNotThrow(() => parseExperimentConfig(plain({ mode: 'distributed' })));
     assert.doesNotThrow(() => parseExperimentConfig({ ...plain({ mode: 'distributed' }), he: { enabled: true, key_holder: 'clients' } }));
+    // Central with quantized packing: the clients clip to dp.clip less what rounding can add.
+    assert.doesNotThrow(() => parseExperimentConfig({ ...plain({}), he: { enabled: true, key_holder: 'aggregator', quantize: { bits: 16 } } }));
+    assert.doesNotThrow(() => parseExperimentConfig({ ...plain({}), he: { enabled: false, quantize: { bits: 16 } } }));
   });
 
   it('refuses what it cannot do, saying why', () => {
     assert.deepEqual(problemsOf({ ...plain({}), he: { enabled: true, key_holder: 'clients' } }), [
       'dp.mode: "central" adds the noise to the sum the aggregator reads; with he.key_holder "clients" it reads none (use "distributed": each client adds its share)',
     ]);
+    assert.match(problemsOf({ ...plain({ mode: 'distributed' }), he: { enabled: true, quantize: { bits: 16 } } }).join('\n'), /^dp\.mode: "distributed" with he\.quantize: each client's share of the noise would be clipped at ±he\.quantize\.clip and rounded with its update/);
+    // 8 bits for 2 clients: a step of 0.25/253 in the share of ½, 2/253·0.25 in the sum's units, in each of 101,770 values.
+    const reach = ((2 * 0.25) / 253) * Math.sqrt(101_770);
+    assert.deepEqual(problemsOf({ ...plain({}), he: { enabled: true, quantize: { bits: 8 } } }), [
+      `he.quantize.bits: 8 bits round a client's update by up to ${reach.toPrecision(3)} in length (a step in each of 101770 values), more than half dp.clip 1, which clients clip to less that length: use more bits, a smaller he.quantize.clip, or a larger dp.clip`,
+    ]);
     for (const mode of ['central', 'distributed']) {
-      assert.match(problemsOf({ ...plain({ mode }), he: { enabled: true, quantize: { bits: 8 } } }).join('\n'), /^he\.quantize: stochastic rounding moves a clipped update by up to one quantum in every value/);
       assert.match(problemsOf({ ...plain({ mode }), training: { strategy: 'krum' } }).join('\n'), /training\.strategy: "krum" reads each client's update; dp's noise is sized for the round's sum/);
     }
     assert.match(problemsOf({ ...plain({ mode: 'distributed' }), training: { strategy: 'scaffold' } }).join('\n'), /training\.strategy: "scaffold" sends control variates beside the weights, which dp neither clips nor noises/);

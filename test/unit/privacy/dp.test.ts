@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { dpSchema } from '../../../src/config/schema';
 import { seededRandom } from '../../../src/data/random';
-import { addGaussianNoise, changeNorm, clipChange, noiseShareStd, noiseStd, PrivacyLedger, describeBudget, epsilonAfter, plannedRounds } from '../../../src/privacy/dp';
+import { dequantizeValues, quantizedMeta, quantizeValues } from '../../../src/wire/quantized';
+import { addGaussianNoise, changeNorm, clipChange, dpClip, noiseShareStd, noiseStd, PrivacyLedger, describeBudget, epsilonAfter, plannedRounds } from '../../../src/privacy/dp';
 import { epsilonFromRdp, DEFAULT_ORDERS } from '../../../src/privacy/rdp';
 
 const dp = (raw: Record<string, unknown>) => dpSchema.parse({ mode: 'central', clip: 1, noise_multiplier: 1, ...raw });
@@ -23,6 +24,26 @@ describe('central DP-FedAvg', () => {
       const trained = Float32Array.from(global, (w) => w + (random() - 0.5) * 0.1);
       assert.ok(changeNorm(global, clipChange(global, trained, 0.5)) <= 0.5, `trial ${trial}`);
     }
+  });
+
+  it('clips a quantized change short of dp.clip by what rounding can add, so the rounded change stays within dp.clip (and would not without)', () => {
+    // A step of 1/150: a change of length 1 over 10,000 values is 1.5 steps in each.
+    const values = 10_000;
+    const he = { enabled: false, key_holder: 'aggregator' as const, poly_modulus_degree: 4096, coeff_modulus_bits: [], scale_bits: 0, quantize: { bits: 8, clip: 127 / 150 } };
+    const meta = quantizedMeta(he.quantize, values);
+    const unit = meta.units[0][1];
+    const clip = dpClip(dp({ clip: 1 }), he, values);
+    assert.ok(Math.abs(1 - clip - unit * Math.sqrt(values)) < 1e-12, `clipped to ${clip}, a step ${unit}`);
+    // Unbiased rounding keeps each value on average, and lengthens the vector by its variance: at 1.5
+    // steps a value, 10,000·u²/4 on the squared length, 17 standard deviations (100·u·v) above 0.
+    const global = new Float32Array(values);
+    const lengthAfterRounding = (to: number) => {
+      const trained = Float32Array.from({ length: values }, () => 1);
+      const change = clipChange(global, trained, to);
+      return changeNorm(global, dequantizeValues(quantizeValues(change, meta), meta));
+    };
+    assert.ok(lengthAfterRounding(clip) <= 1, `rounded: ${lengthAfterRounding(clip)}`);
+    assert.ok(lengthAfterRounding(1) > 1, 'clipped to dp.clip itself, rounding takes it past');
   });
 
   it('adds noise of the standard deviation asked, mean 0 (seeded here; the aggregator draws from crypto)', () => {
