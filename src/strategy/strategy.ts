@@ -10,6 +10,7 @@
  */
 import type { Settings } from '../config/schema';
 import type { Evaluation } from '../model/model';
+import { weightOf, type Weights } from '../protocol/weights';
 import type { ClientUpdate } from './robust';
 
 /** What each selected client is told to do in a round. */
@@ -19,6 +20,21 @@ export interface ClientInstructions {
   learningRate: number;
   /** FedProx: each client keeps near the model it was sent, by μ/2·‖w − w_global‖² (0 or absent: none). */
   proximalMu?: number;
+}
+
+/**
+ * One client's part of a round's instructions: its share of the round (its weight over the round's:
+ * an encrypted update is pre-scaled by it, SCAFFOLD's control step uses it), and whatever it is told
+ * to do otherwise than the rest. Each client hears only its own part.
+ */
+export interface ClientFit extends Partial<ClientInstructions> {
+  share: number;
+}
+
+/** What configureFit says: the instructions every selected client gets, and each one's own part. */
+export interface FitPlan {
+  common: ClientInstructions;
+  each: Record<string, ClientFit>;
 }
 
 /** One update that made the round: a switch's sum (or a direct client's own update). */
@@ -62,8 +78,12 @@ export interface Strategy {
    * machine calls it when selection closes; it may pick fewer, never clients that are not ready.
    */
   selectClients(round: number, ready: readonly string[], goal: number): string[];
-  /** What the selected clients are told to do in `round`. */
-  configureFit(round: number): ClientInstructions;
+  /**
+   * What the selected clients are told to do in `round` (Flower's `configure_fit`): the same for
+   * all, and each client's own part, from the weights the round assigned them (the samples each
+   * said at check-in). Called once for each opening of a round, before the model goes down.
+   */
+  configureFit(round: number, selected: Weights): FitPlan;
   /**
    * The next global model from the current one and the round's total. `results` are the updates in
    * the total; `failures` the selected clients whose updates are not (down, late, withheld).
@@ -97,9 +117,12 @@ export class FedAvg implements Strategy {
     return ready.slice(0, goal);
   }
 
-  configureFit(_round: number): ClientInstructions {
+  /** The training settings for all; each client its share, its weight over the round's. */
+  configureFit(_round: number, selected: Weights): FitPlan {
     const { epochs, batch_size, learning_rate } = this.training;
-    return { epochs, batchSize: batch_size, learningRate: learning_rate };
+    const total = weightOf(selected);
+    const each = Object.fromEntries(Object.entries(selected).map(([client, weight]) => [client, { share: weight / total }]));
+    return { common: { epochs, batchSize: batch_size, learningRate: learning_rate }, each };
   }
 
   aggregateFit<Sealed>(_round: number, _global: GlobalParameters<Sealed>, total: RoundTotal<Sealed>, _results: FitResult[], _failures: string[]): GlobalParameters<Sealed> {
@@ -146,8 +169,9 @@ export class FedAvg implements Strategy {
 export class FedProx extends FedAvg {
   override readonly name = 'fedprox';
 
-  override configureFit(round: number): ClientInstructions {
-    return { ...super.configureFit(round), proximalMu: this.training.proximal_mu };
+  override configureFit(round: number, selected: Weights): FitPlan {
+    const plan = super.configureFit(round, selected);
+    return { ...plan, common: { ...plan.common, proximalMu: this.training.proximal_mu } };
   }
 }
 

@@ -151,6 +151,25 @@ function plainPayload(message: Message): Buffer {
   return Buffer.from(values.buffer, values.byteOffset, values.byteLength);
 }
 
+/**
+ * The same message with `extra` merged into its metadata: a switch adds each client's own part of
+ * a round's instructions to that client's copy of the model. The payload is copied, not read; the
+ * message must be one `decode` took.
+ */
+export function withMeta(body: Buffer, extra: Record<string, unknown>): Buffer {
+  const metaAt = HEADER_BYTES + pad4(body.readUInt16LE(6));
+  const metaLength = body.readUInt32LE(36);
+  const meta = metaLength ? JSON.parse(body.toString('utf8', metaAt, metaAt + metaLength)) : {};
+  const merged = Buffer.from(JSON.stringify({ ...meta, ...extra }), 'utf8');
+  const payloadAt = metaAt + pad4(metaLength);
+  const out = Buffer.alloc(metaAt + pad4(merged.length) + body.length - payloadAt);
+  body.copy(out, 0, 0, metaAt);
+  out.writeUInt32LE(merged.length, 36);
+  merged.copy(out, metaAt);
+  body.copy(out, metaAt + pad4(merged.length), payloadAt);
+  return out;
+}
+
 /** Reads a message, checking every length against the bytes that arrived. */
 export function decode(body: Buffer): Message {
   if (!Buffer.isBuffer(body) || body.length < HEADER_BYTES) {

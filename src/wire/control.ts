@@ -26,6 +26,24 @@ const ofItsRound = (message: { round: number; attempt: string }, ctx: z.Refineme
 };
 
 /** POST /s/round: the switch above, or the aggregator, opens a switch's round. */
+/** How a client trains a round (strategy.ts ClientInstructions). */
+const instructionFields = {
+  epochs: z.number().int().min(1).max(1000),
+  batchSize: z.number().int().min(1).max(1 << 20),
+  learningRate: z.number().positive().max(1000),
+  /** FedProx: the proximal term's weight (0 or absent: plain local SGD). */
+  proximalMu: z.number().min(0).max(100).optional(),
+};
+
+/**
+ * One client's part of a round's instructions (strategy.ts ClientFit): its share of the round (its
+ * weight over the round's; at most 1, and no round is so large that a share is below 1e-9), and
+ * any instruction it follows otherwise than the rest.
+ */
+export const clientFitSchema = z
+  .object({ share: z.number().min(1e-9).max(1), ...z.object(instructionFields).partial().shape })
+  .strict();
+
 export const openRoundSchema = z
   .object({
     round,
@@ -33,6 +51,8 @@ export const openRoundSchema = z
     clients: z.array(address).min(1).max(100_000),
     /** Each client's weight in the round, as the aggregator assigned it from the client's check-in: its update must carry the same. */
     weights: z.record(address, samples),
+    /** Each client's own part of the round's instructions: the switch adds it to that client's copy of the model. */
+    fit: z.record(address, clientFitSchema),
     deadline_ms: z.number().int().positive(),
     parameters: z.number().int().positive(),
     model_id: z.number().int().min(0),
@@ -40,10 +60,13 @@ export const openRoundSchema = z
   .strict()
   .superRefine(ofItsRound)
   .superRefine((opening, ctx) => {
-    const unweighed = opening.clients.filter((c) => opening.weights[c] === undefined);
-    if (unweighed.length) ctx.addIssue({ code: 'custom', path: ['weights'], message: `no weight for ${unweighed.slice(0, 3).join(', ')}${unweighed.length > 3 ? ' …' : ''}` });
-    const strangers = Object.keys(opening.weights).filter((c) => !opening.clients.includes(c));
-    if (strangers.length) ctx.addIssue({ code: 'custom', path: ['weights'], message: `weights for clients not in the round: ${strangers.slice(0, 3).join(', ')}` });
+    const inRound = new Set(opening.clients);
+    for (const [field, what] of [['weights', 'weight'], ['fit', 'instructions']] as const) {
+      const missing = opening.clients.filter((c) => opening[field][c] === undefined);
+      if (missing.length) ctx.addIssue({ code: 'custom', path: [field], message: `no ${what} for ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ' …' : ''}` });
+      const strangers = Object.keys(opening[field]).filter((c) => !inRound.has(c));
+      if (strangers.length) ctx.addIssue({ code: 'custom', path: [field], message: `${what} for clients not in the round: ${strangers.slice(0, 3).join(', ')}` });
+    }
   });
 
 /** POST /s/drop: the round stops waiting for this client. */
@@ -88,14 +111,10 @@ export type Checkin = z.infer<typeof checkinSchema>;
  */
 export const roundMetaSchema = z
   .object({
-    epochs: z.number().int().min(1).max(1000),
-    batchSize: z.number().int().min(1).max(1 << 20),
-    learningRate: z.number().positive().max(1000),
-    /** FedProx: the proximal term's weight (0 or absent: plain local SGD). */
-    proximalMu: z.number().min(0).max(100).optional(),
+    ...instructionFields,
     attempt,
-    /** 1 / the round's selected samples: a client's share is its weight (its samples) times this, at most 1. */
-    weight_scale: z.number().positive().max(1).optional(),
+    /** The recipient's own part (a switch adds it to each client's copy): its share, and what it does otherwise. */
+    fit: clientFitSchema.optional(),
     /** An encrypted model decrypts to the average once multiplied by this. */
     factor: z.number().positive().finite().optional(),
     he_key: z.string().max(100).optional(),

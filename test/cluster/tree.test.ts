@@ -139,8 +139,7 @@ for (const keyHolder of ['aggregator', 'clients'] as const) {
     if (keyHolder === 'clients') {
       it('a client told to train from a model it does not keep refuses, and checks in for the whole model', async () => {
         const saved = decode(readFileSync(join(testbed.outputs, experiment, 'models', `round-${String(ROUNDS).padStart(3, '0')}`, ENCRYPTED_MODEL_FILE)));
-        const samples = (await get(clients[0], '/c/status', testbed.token)).body.samples;
-        const instructions = { epochs: 1, batchSize: 32, learningRate: 0.5, weight_scale: 1 / samples, attempt: `x:${ROUNDS + 1}.0`, model_tag: 'not-kept' };
+        const instructions = { epochs: 1, batchSize: 32, learningRate: 0.5, fit: { share: 0.5 }, attempt: `x:${ROUNDS + 1}.0`, model_tag: 'not-kept' };
         const reference = encode({ kind: Kind.ModelReference, round: ROUNDS + 1, modelId: saved.modelId, contributors: 0, weight: 0, sender: aggregator, meta: instructions, parameters: new Float32Array(0), count: PARAMETERS });
         // Sent as the client's upstream: only it opens the client's round.
         const { upstream } = (await get(clients[0], '/c/status', testbed.token)).body;

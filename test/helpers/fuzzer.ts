@@ -72,7 +72,7 @@ export async function fuzz(testbed: Testbed, keyHolder: 'aggregator' | 'clients'
     encode({ kind, round: opening.round, modelId: id, contributors, weight, sender, meta: { ...meta, attempt: opening.attempt }, parameters: new Float32Array(0), ciphertexts, count: parameters });
   /** The round before the one in progress (or, in round 1, an opening of another run). */
   const before = () => (current.round > 1 ? { round: current.round - 1, attempt: `${current.attempt.split(':')[0]}:${current.round - 1}.0` } : { round: 1, attempt: 'gone:1.0' });
-  const instructions = () => ({ epochs: 1, batchSize: 32, learningRate: 0.5, attempt: current.attempt, weight_scale: 1 / (4 * samples) });
+  const instructions = () => ({ epochs: 1, batchSize: 32, learningRate: 0.5, attempt: current.attempt, fit: { share: 0.25 } });
   const weights = Object.fromEntries(clients.map((c) => [c, samples]));
   const json = (value: unknown) => Buffer.from(JSON.stringify(value));
   // Each real message, and the routes it is sent to.
@@ -80,7 +80,7 @@ export async function fuzz(testbed: Testbed, keyHolder: 'aggregator' | 'clients'
     ['update', () => wire(Kind.EncryptedUpdate, self, 1, samples, { he: pool.id }, before()), WIRE_CONTENT_TYPE, [`${sw}/s/receive`, `${aggregator}/a/receive`]],
     ['sum', () => wire(Kind.EncryptedSum, sw, 2, 2 * samples, { he: pool.id, clients: [self, other] }), WIRE_CONTENT_TYPE, [`${aggregator}/a/receive`, `${sw}/s/receive`]],
     ['model', () => (keyHolder === 'clients' ? wire(Kind.EncryptedModel, aggregator, 0, 0, { ...instructions(), he: pool.id, factor: 1, model_tag: 'm' }) : encode({ kind: Kind.Model, round: current.round, modelId: id, contributors: 0, weight: 0, sender: aggregator, meta: instructions(), parameters: new Float32Array(parameters) })), WIRE_CONTENT_TYPE, [`${other}/c/round`, `${sw}/s/model`, `${other}/c/evaluate`, `${sw}/s/evaluate?clients=${other}`]],
-    ['opening', () => json({ round: current.round, attempt: current.attempt, clients, weights, deadline_ms: 60_000, parameters, model_id: id }), 'application/json', [`${sw}/s/round`]],
+    ['opening', () => json({ round: current.round, attempt: current.attempt, clients, weights, fit: Object.fromEntries(clients.map((c) => [c, { share: 0.25 }])), deadline_ms: 60_000, parameters, model_id: id }), 'application/json', [`${sw}/s/round`]],
     // Without the class counts it checked in with first: a contradiction, as a flipped count would be.
     ['check-in', () => json({ client: self, samples, model: id, shape: [28, 28, 1] }), 'application/json', [`${aggregator}/a/checkin`]],
     ['notice', () => json({ round: current.round, attempt: current.attempt, switch: sw, clients: [self], reason: 'fuzz' }), 'application/json', [`${aggregator}/a/withheld`, `${sw}/s/withheld`]],

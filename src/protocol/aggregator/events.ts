@@ -52,6 +52,8 @@ export type Event =
 export type { Refusal } from '../refusal';
 
 export type Action =
+  /** Before the model goes down: what the round's selected clients are told (the strategy's configureFit). */
+  | ({ type: 'configure-fit'; selected: Weights } & Opening)
   /** `weights`: of the clients beneath the switch: their updates, and its sum, must carry the same. */
   | ({ type: 'open-switch-round'; switch: string; clients: string[]; weights: Weights } & Opening)
   /**

@@ -54,7 +54,7 @@ export class Training extends Phase {
   override enter(): Step {
     const { round, rules, members, topology } = this.ctx;
     const attempt = this.attempt;
-    const actions: Action[] = [{ type: 'start-timer', phase: 'training', attempt, ms: rules.deadlineMs }];
+    const actions: Action[] = [{ type: 'start-timer', phase: 'training', attempt, ms: rules.deadlineMs }, { type: 'configure-fit', round, attempt, selected: Object.fromEntries(this.weights) }];
     for (const [reporter, clients] of this.expected) {
       // a switch opens the round of the switches below it
       if (topology.isSwitch(reporter)) actions.push({ type: 'open-switch-round', round, attempt, switch: reporter, clients, weights: this.weightsOf(clients) });

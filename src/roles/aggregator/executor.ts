@@ -15,13 +15,15 @@ import { WIRE_CONTENT_TYPE } from '../../wire/codec';
 import type { CloseRound, TailOutcome } from './round-tail';
 
 export interface RoundWork {
+  /** What the opening's selected clients are told (the strategy's configureFit), for the calls below. */
+  configureFit(round: number, attempt: string, selected: Weights): void;
   /**
-   * The model message for `recipients`, some of the round's clients: the global model with its
-   * instructions (updates pre-scaled by samples / `samples`), or only the instructions when every
-   * recipient keeps that model already.
+   * The model message for `weights`' clients, beneath one reporter: the global model with the
+   * instructions all get, or only those when every recipient keeps that model already; for a direct
+   * client (`direct`), with its own part added.
    */
-  modelFor(round: number, attempt: string, samples: number, weights: Weights): Buffer;
-  /** What a switch is told when its round opens: its clients, and the weight of each. */
+  modelFor(round: number, attempt: string, weights: Weights, direct?: string): Buffer;
+  /** What a switch is told when its round opens: its clients, the weight of each, and each one's part of the instructions. */
   switchOpening(round: number, attempt: string, weights: Weights): Record<string, unknown>;
   /** The round's tail (aggregate, evaluate, checkpoint): closed, stopped, or why the round's sum cannot be read. */
   closeRound(close: CloseRound): Promise<TailOutcome>;
@@ -108,6 +110,9 @@ export class RoundExecutor {
         for (const timer of this.phaseTimers) io.cancel(timer);
         this.phaseTimers.clear();
         return;
+      case 'configure-fit':
+        this.work.configureFit(action.round, action.attempt, action.selected);
+        return;
       case 'open-switch-round':
         this.openings.set(action.switch, this.open(action));
         return;
@@ -174,12 +179,12 @@ export class RoundExecutor {
    * or the model did not reach it, a stand-by. A model a direct client did not take drops it from
    * the round; a switch that did not take it sends nothing, and its clients stand by.
    */
-  private sendModel({ round, attempt, to, samples }: Extract<Action, { type: 'send-model' }>): void {
+  private sendModel({ round, attempt, to }: Extract<Action, { type: 'send-model' }>): void {
     for (const { reporter, clients: group, weights } of to) {
       const direct = group.length === 1 && group[0] === reporter;
       const opened = direct ? Promise.resolve(true) : (this.openings.get(reporter) ?? Promise.resolve(true));
       // Encoded now, not in the promise below: an encoder that throws ends the experiment (see dispatch).
-      const message = this.work.modelFor(round, attempt, samples, weights);
+      const message = this.work.modelFor(round, attempt, weights, direct ? reporter : undefined);
       void opened.then(async (ok) => {
         if (!ok) return;
         if (this.machine.attempt !== attempt) return this.standby(round, attempt, group);

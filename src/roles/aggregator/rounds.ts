@@ -12,6 +12,8 @@ import type { Stage } from '../../protocol/aggregator/events';
 import type { RoundMachine } from '../../protocol/aggregator/machine';
 import type { Weights } from '../../protocol/weights';
 import { carriesControl } from '../../model/layout';
+import type { FitPlan } from '../../strategy/strategy';
+import { withMeta } from '../../wire/codec';
 import type { RoundWork } from './executor';
 import type { ModelHeader } from './global-model';
 import type { Prepared } from './preparation';
@@ -40,6 +42,8 @@ export interface RoundsIo {
 export class Rounds implements RoundWork {
   private readonly clock = new RoundClock();
   private readonly tail: RoundTail;
+  /** The strategy's instructions for the opening under way (configureFit). */
+  private plan?: { attempt: string } & FitPlan;
 
   constructor(private readonly io: RoundsIo) {
     this.tail = new RoundTail({
@@ -87,24 +91,36 @@ export class Rounds implements RoundWork {
     return { round, modelId: this.io.prepared().modelId, sender: this.io.config.address, parameters: this.io.parameters };
   }
 
+  configureFit(round: number, attempt: string, selected: Weights): void {
+    this.plan = { attempt, ...this.io.prepared().strategy.configureFit(round, selected) };
+  }
+
   /**
-   * Encrypted updates come pre-scaled by the client's weight over the round's (weight_scale): the
-   * aggregator cannot scale ciphertexts, and the shares add up to 1 (SCAFFOLD's clients use it in
-   * plaintext too, for their control variate's step). A client's weight is what it
-   * said first at check-in, which it knows: the model names no other client, nor who is in the round
-   * (under SCAFFOLD it says the last round each worker counted in: past rounds, public in the rows).
+   * What all clients get goes in the model, encoded once a round: it names no client, nor who is in
+   * the round (under SCAFFOLD it says the last round each worker counted in: past rounds, public in
+   * the rows). Each client's own part (its share: encrypted updates come pre-scaled by it, as the
+   * aggregator cannot scale ciphertexts, and the shares add up to 1) is added to its copy alone: by
+   * its switch, from the opening, or here for a direct client.
    */
-  modelFor(round: number, attempt: string, samples: number, weights: Weights): Buffer {
-    const { he, strategy, global } = this.io.prepared();
+  modelFor(round: number, attempt: string, weights: Weights, direct?: string): Buffer {
+    const { he, global } = this.io.prepared();
+    const plan = this.planOf(attempt);
     const key = he?.keyId ? { he_key: he.keyId } : {};
-    // The same for every recipient, so the message is still encoded once a round.
     const counted = carriesControl(this.io.config.settings) ? { counted: Object.fromEntries(this.tail.counted) } : {};
-    return global.message(this.header(round), { ...strategy.configureFit(round), attempt, weight_scale: 1 / samples, ...key, ...counted }, Object.keys(weights));
+    const message = global.message(this.header(round), { ...plan.common, attempt, ...key, ...counted }, Object.keys(weights));
+    return direct ? withMeta(message, { fit: plan.each[direct] }) : message;
   }
 
   switchOpening(round: number, attempt: string, weights: Weights): Record<string, unknown> {
     const deadline_ms = this.io.machine.rules.deadlineMs;
-    return { round, attempt, clients: Object.keys(weights), weights, deadline_ms, parameters: this.io.parameters, model_id: this.io.prepared().modelId };
+    const plan = this.planOf(attempt);
+    const fit = Object.fromEntries(Object.keys(weights).map((client) => [client, plan.each[client]]));
+    return { round, attempt, clients: Object.keys(weights), weights, fit, deadline_ms, parameters: this.io.parameters, model_id: this.io.prepared().modelId };
+  }
+
+  private planOf(attempt: string): FitPlan {
+    if (this.plan?.attempt !== attempt) throw new Error(`no instructions were made for ${attempt} (configureFit comes first)`);
+    return this.plan;
   }
 
   async closeRound(close: CloseRound): Promise<TailOutcome> {

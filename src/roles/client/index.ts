@@ -124,11 +124,8 @@ export class ClientRole extends Role<ClientNodeConfig> {
     const message = readMessage(body, { kinds, modelId: trainer.modelId, parameters: this.parameters, he: he && expectation(he), limits: this.limits });
     const meta = readControl(roundMetaSchema, message.meta ?? {}, "the model's instructions (meta) are not a round's");
     attemptOf(message); // the attempt is the round's
-    // Its weight is what it said at check-in (its samples; 1 under DP); its share of the round at most 1 (a packed update holds no more).
-    const weight = trainer.weight;
-    if (meta.weight_scale === undefined) throw badRequest('a round needs "weight_scale" (1 / the round\'s samples)');
-    if (!(weight * meta.weight_scale >= 1e-9)) throw badRequest(`its ${weight} samples times weight_scale ${meta.weight_scale} is a share below 1e-9 of the round: no round is that large`);
-    if (weight * meta.weight_scale > 1 + 1e-9) throw badRequest(`its ${weight} samples times weight_scale ${meta.weight_scale} is a share of ${weight * meta.weight_scale}; a share is at most 1`);
+    // Its own part of the instructions: its share of the round (checked: at most 1, as a packed update holds no more), and what it does otherwise.
+    if (!meta.fit) throw badRequest('a round\'s model needs this client\'s part of the instructions ("fit": its share of the round)');
     if (message.ciphertexts && meta.factor === undefined) throw badRequest('an encrypted model needs its "factor"');
     return { message, meta };
   }
@@ -164,7 +161,8 @@ export class ClientRole extends Role<ClientNodeConfig> {
     const decryptMs = message.ciphertexts ? performance.now() - decryptStart : undefined;
     const trainStart = performance.now();
     const opening = { round, attempt: meta.attempt, countedIn: meta.counted?.[this.config.address] };
-    const { loss, weights } = await trainer.train(global, opening, meta, 1 / meta.weight_scale!);
+    const fit = meta.fit!;
+    const { loss, weights } = await trainer.train(global, opening, { ...meta, ...fit }, fit.share);
     this.lastLoss = loss;
     const trainMs = performance.now() - trainStart;
     if (this.isStopped) return;
@@ -174,7 +172,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
 
     this.act(this.machine.handle({ type: 'trained' }));
     const encryptStart = performance.now();
-    const source = { round, attempt: meta.attempt, sender: this.config.address, modelId: trainer.modelId, samples: trainer.weight, weights, global, weightScale: meta.weight_scale };
+    const source = { round, attempt: meta.attempt, sender: this.config.address, modelId: trainer.modelId, samples: trainer.weight, weights, global, share: fit.share };
     const { update, clipped } = await this.encoder!.encode(source, he);
     const encryptMs = performance.now() - encryptStart;
     const sendStart = performance.now();

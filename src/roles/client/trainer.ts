@@ -106,9 +106,9 @@ export class Trainer {
    * Trains `global` (the round's vector: the model, and under SCAFFOLD the server's control variate)
    * for a round; its loss, and the vector it sends: its weights (under DP clipped, and noised when
    * distributed; then worked on by an attack), and under SCAFFOLD its control variate's step.
-   * `roundWeight`: the weight of the round's selected clients (1 / weight_scale).
+   * `share`: its weight over the round's selected clients' (the aggregator's instructions).
    */
-  async train(global: Float32Array, opening: Opening, instructions: ClientInstructions, roundWeight: number): Promise<{ loss: number; weights: Float32Array }> {
+  async train(global: Float32Array, opening: Opening, instructions: ClientInstructions, share: number): Promise<{ loss: number; weights: Float32Array }> {
     const { round } = opening;
     this.control?.settle(round, opening.attempt, opening.countedIn);
     const start = weightsOf(global, this.parameters);
@@ -123,7 +123,7 @@ export class Trainer {
     const trained = this.clip !== undefined ? clipChange(start, getFlatWeights(this.model), this.clip) : getFlatWeights(this.model);
     if (this.noiseShare) addGaussianNoise(trained, this.noiseShare);
     const steps = stepsOf(this.data.size, instructions);
-    const sent = serverControl && this.control ? withControl(trained, this.control.step(opening, serverControl, start, trained, steps * instructions.learningRate, this.weight / roundWeight)) : trained;
+    const sent = serverControl && this.control ? withControl(trained, this.control.step(opening, serverControl, start, trained, steps * instructions.learningRate, share)) : trained;
     return { loss, weights: attack ? attackedWeights(attack, global, sent, round, this.config.index) : sent };
   }
 

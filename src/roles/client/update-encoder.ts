@@ -19,8 +19,8 @@ export interface UpdateSource {
   weights: Float32Array;
   /** The model it trained from. */
   global: Float32Array;
-  /** Encrypted updates are pre-scaled by samples × this (1 / the round's selected samples). */
-  weightScale?: number;
+  /** Encrypted updates are pre-scaled by this: the client's share of the round (its weight over the round's). */
+  share: number;
 }
 
 export class UpdateEncoder {
@@ -36,13 +36,13 @@ export class UpdateEncoder {
 
   /** The update message, with how many values were clipped when quantized. */
   async encode(source: UpdateSource, session: HeSession | undefined): Promise<{ update: Buffer; clipped?: number }> {
-    const { round, attempt, sender, modelId, samples, weights, global, weightScale } = source;
+    const { round, attempt, sender, modelId, samples, weights, global, share } = source;
     const { quantize } = this.he;
     const sent = quantize && quantizesChange(this.he) ? minus(weights, global) : weights;
     const clipped = this.clip ? countClipped(sent, this.clip, this.sizes) : undefined;
     const base = { round, modelId, contributors: 1, weight: samples, sender, count: weights.length };
     if (session) {
-      const ciphertexts = await session.pool.encrypt(sent, samples * weightScale!);
+      const ciphertexts = await session.pool.encrypt(sent, share);
       return { update: encode({ ...base, kind: Kind.EncryptedUpdate, meta: { he: session.id, attempt }, parameters: new Float32Array(0), ciphertexts }), clipped };
     }
     if (!quantize || !this.clip) return { update: encode({ ...base, kind: Kind.Update, meta: { attempt }, parameters: weights }) };

@@ -13,6 +13,7 @@ import { actingAsItself } from '../../net/callers';
 import { badRequest, HttpError, refused } from '../../net/errors';
 import type { Caller } from '../../net/identity';
 import { leastToForward, SwitchMachine, type SwitchAction, type SwitchEvent } from '../../protocol/switch';
+import type { ClientFit } from '../../strategy/strategy';
 import { Topology } from '../../topology/tree';
 import { Kind } from '../../wire/codec';
 import { dropSchema, openRoundSchema, readControl, readEvaluationQuery, withheldSchema } from '../../wire/control';
@@ -46,6 +47,8 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
   private he?: Promise<HeSession>;
   private session?: HeSession;
   private modelId = 0;
+  /** Each selected client's own part of the round's instructions, from the opening: added to its copy of the model. */
+  private fits: Record<string, ClientFit> = {};
   /** This switch's deadline for the round: the switches below get it as theirs, and forward a little before. */
   private deadlineMs = 0;
   /** The opening whose model went down already: each goes down once. */
@@ -82,12 +85,13 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
 
   /** POST /s/round: the switch above, or the aggregator, opens a round. */
   open(body: unknown): void {
-    const { round, attempt, clients, weights, deadline_ms, parameters, model_id } = readControl(openRoundSchema, body, 'not a round opening');
+    const { round, attempt, clients, weights, fit, deadline_ms, parameters, model_id } = readControl(openRoundSchema, body, 'not a round opening');
     if (parameters !== this.parameters) throw badRequest(`this experiment's model has ${this.parameters} parameters, not ${parameters}`);
     const deadlineMs = this.upstream.deadlineWithin(deadline_ms);
     this.run(this.machine.handle({ type: 'open', round, attempt, clients, weights, deadlineMs }), () => {
       // Before the machine's open-below actions, which read these.
       this.relay.reset();
+      this.fits = fit;
       this.deadlineMs = deadlineMs;
       this.accumulator?.reset();
       this.modelId = model_id;
@@ -116,7 +120,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     }
     if (this.relayedAttempt === attempt) throw new HttpError(409, 'conflict', `the model of ${attempt} was relayed already`);
     this.relayedAttempt = attempt;
-    this.relay.relay(body as Buffer, now.round, attempt);
+    this.relay.relay(body as Buffer, now.round, attempt, this.fits);
     return { round: now.round, clients: now.clients.length };
   }
 
@@ -218,7 +222,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
           this.upstream.withhold(action).catch((err) => this.node.logger.error(`round ${action.round}: the notice upstream failed: ${(err as Error).stack ?? err}`));
           break;
         case 'open-below':
-          this.relay.open(action, { deadline_ms: this.deadlineMs, parameters: this.parameters, model_id: this.modelId });
+          this.relay.open(action, { deadline_ms: this.deadlineMs, parameters: this.parameters, model_id: this.modelId, fit: Object.fromEntries(action.clients.map((c) => [c, this.fits[c]])) });
           break;
         case 'drop-below': {
           const { round, attempt, client } = action;

@@ -1,13 +1,14 @@
 /**
  * A switch's work down the tree: it opens the round of each switch below that has selected clients,
- * and relays the round's model, once, to its own clients and to those switches (each once its round
+ * and relays the round's model, once, to its own clients (each copy with that client's part of the
+ * instructions) and to those switches (each once its round
  * is open there). What goes wrong comes back as events for the switch's round machine: a client that
  * does not take the model is dropped; a switch below that takes neither its opening nor its model
  * sends nothing, and the clients beneath it are told to stand by.
  */
 import { tryPost, type CallerIo } from '../../net/peers';
 import type { SwitchAction, SwitchEvent, SwitchMachine } from '../../protocol/switch';
-import { WIRE_CONTENT_TYPE } from '../../wire/codec';
+import { WIRE_CONTENT_TYPE, withMeta } from '../../wire/codec';
 
 export interface RelayIo extends CallerIo {
   /** An event for the round machine; one it refuses (a round that is over) is ignored. */
@@ -51,10 +52,11 @@ export class DownRelay {
    * waits for a model for ever and never checks in again: one dropped already (down a moment ago,
    * say) is told to stand by.
    */
-  relay(body: Buffer, round: number, attempt: string): void {
+  relay(body: Buffer, round: number, attempt: string, fits: Record<string, unknown>): void {
     const { clients: expected, received } = this.machine.state;
     for (const client of this.machine.selectedHere()) {
-      if (expected.includes(client)) void this.toClient(body, round, attempt, client);
+      // Each client's copy with its own part of the instructions (its share): it hears no other's.
+      if (expected.includes(client)) void this.toClient(withMeta(body, { fit: fits[client] }), round, attempt, client);
       else if (!received.has(client)) this.standBy(round, attempt, [client]);
     }
     // Who is beneath each switch in this attempt, fixed now: by the time an answer comes another attempt may be open.

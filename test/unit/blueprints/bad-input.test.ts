@@ -191,8 +191,9 @@ describe('bad input on every role route', () => {
     { name: 'a model for an attempt of another round', send: postWire('/c/round', () => modelMessage({ round: 2 })), status: 400, reason: /attempt x:1\.0 is an opening of round 1, not of round 2/ },
 
     { name: 'a model over the size limit', send: postWire('/c/round', Buffer.alloc(PARAMS * 4 + 200_000)), status: 413, reason: /takes at most/ },
-    { name: 'a model without the share scale', send: postWire('/c/round', () => modelMessage({ meta: instructions })), status: 400, reason: /a round needs "weight_scale"/ },
-    { name: 'a model making a share of next to nothing', send: postWire('/c/round', () => modelMessage({ meta: { ...instructions, weight_scale: 5e-324 } })), status: 400, reason: /is a share below 1e-9 of the round/ },
+    { name: "a model without the client's part of the instructions", send: postWire('/c/round', () => modelMessage({ meta: instructions })), status: 400, reason: /needs this client's part of the instructions \("fit": its share of the round\)/ },
+    { name: 'a model making a share of next to nothing', send: postWire('/c/round', () => modelMessage({ meta: { ...instructions, fit: { share: 5e-324 } } })), status: 400, reason: /fit\.share: Too small/ },
+    { name: 'a model making a share of more than the round', send: postWire('/c/round', () => modelMessage({ meta: { ...instructions, fit: { share: 1.5 } } })), status: 400, reason: /fit\.share: Too big/ },
     { name: 'an encrypted model to a client without a key', send: postWire('/c/evaluate', () => modelMessage()), status: 409, reason: /holds no HE secret key/ },
     { name: 'a standby in malformed JSON', send: postRaw('/c/standby', '{"round": 1'), status: 400, reason: /not valid JSON/ },
     { name: 'a standby with a wrong type', send: postJson('/c/standby', { round: 'one' }), status: 400, reason: /expected \{"round": <number>, "attempt"/ },
@@ -200,7 +201,7 @@ describe('bad input on every role route', () => {
     { name: 'a standby whose attempt is of another round', send: postJson('/c/standby', { round: 1, attempt: 's:2.0' }), status: 400, reason: /an opening of round 2, not of round 1/ },
   ]);
 
-  const opening = (clients: string[]) => ({ round: 1, attempt: 's:1.0', clients, weights: Object.fromEntries(clients.map((c) => [c, 100])), deadline_ms: 1000, parameters: PARAMS, model_id: MODEL_ID });
+  const opening = (clients: string[]) => ({ round: 1, attempt: 's:1.0', clients, weights: Object.fromEntries(clients.map((c) => [c, 100])), fit: Object.fromEntries(clients.map((c) => [c, { share: 0.5 }])), deadline_ms: 1000, parameters: PARAMS, model_id: MODEL_ID });
 
   table('switch: /s/round, /s/receive', () => sw, [
     ...tokenCases([['GET', '/s/status'], ['POST', '/s/round'], ['POST', '/s/receive']]),
@@ -209,6 +210,7 @@ describe('bad input on every role route', () => {
     { name: 'a round opening with an unknown field', send: postJson('/s/round', { ...opening(membersOf(switchConfig)), extra: 1 }), status: 400, reason: /not a round opening/ },
     { name: 'a round naming a stranger', send: postJson('/s/round', opening(['127.0.0.99:5000'])), status: 400, reason: /not clients of this switch/ },
     { name: 'a round opening without weights', send: postJson('/s/round', { ...opening(membersOf(switchConfig)), weights: {} }), status: 400, reason: /no weight for/ },
+    { name: "a round opening without a client's instructions", send: postJson('/s/round', { ...opening(membersOf(switchConfig)), fit: {} }), status: 400, reason: /no instructions for/ },
     { name: 'a round opening with a weight of 1e12', send: postJson('/s/round', { ...opening(membersOf(switchConfig)), weights: { [membersOf(switchConfig)[0]]: 1e12, [membersOf(switchConfig)[1]]: 1 } }), status: 400, reason: /Too big/ },
     { name: 'a round opening whose attempt is no attempt', send: postJson('/s/round', { ...opening(membersOf(switchConfig)), attempt: 'a' }), status: 400, reason: /an attempt is <session>:<round>\.<retry>/ },
     { name: 'an update before any round is open', send: postWire('/s/receive', () => wire({ kind: Kind.Update, sender: membersOf(switchConfig)[0] })), status: 409, reason: /no round is open/ },

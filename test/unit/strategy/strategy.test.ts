@@ -40,7 +40,7 @@ describe('strategies', () => {
   it('selects the first ready clients up to the goal, and configures each round from the training settings', () => {
     const fedavg = new FedAvg(training, noEval);
     assert.deepEqual(fedavg.selectClients(1, ['b', 'a', 'c'], 2), ['b', 'a']);
-    assert.deepEqual(fedavg.configureFit(1), { epochs: 1, batchSize: 32, learningRate: 0.1 });
+    assert.deepEqual(fedavg.configureFit(1, { a: 300, b: 100 }), { common: { epochs: 1, batchSize: 32, learningRate: 0.1 }, each: { a: { share: 0.75 }, b: { share: 0.25 } } });
   });
 
   it('combines federated evaluations weighted by the samples each client scored', () => {

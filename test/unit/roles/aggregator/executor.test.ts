@@ -52,6 +52,7 @@ describe('the round executor', () => {
     const machine = new RoundMachine({ rounds: 1, goal: 1, minFraction: 1, deadlineMs: 60_000, session: 's' }, tree, (_round, ready) => [...ready]);
     const context = nodeContext('executor');
     const work: RoundWork = {
+      configureFit: () => undefined,
       modelFor: () => Buffer.from('model'),
       switchOpening: (round, attempt, weights) => ({ round, attempt, clients: Object.keys(weights), weights }),
       closeRound: async () => 'closed',

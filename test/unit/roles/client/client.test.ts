@@ -34,7 +34,7 @@ describe('the client role', () => {
       await waitFor(async () => posts.some((p) => p.path === '/a/checkin'), 60_000);
       const modelId = Number(posts.find((p) => p.path === '/a/checkin')!.body.model);
       posts.length = 0;
-      const meta = { epochs: 1, batchSize: 8, learningRate: 0.1, weight_scale: 1e-6, attempt: 's:1.0', model_tag: 'gone' };
+      const meta = { epochs: 1, batchSize: 8, learningRate: 0.1, fit: { share: 0.5 }, attempt: 's:1.0', model_tag: 'gone' };
       const reference = encode({ kind: Kind.ModelReference, round: 1, modelId, contributors: 0, weight: 0, sender: config.aggregator, meta, parameters: new Float32Array(0), count: role.parameters });
       assert.throws(() => role.receiveModel(reference), (err: HttpError) => err.status === 409 && /keeps no model gone to train from/.test(err.reason));
       assert.equal(posts.length, 0, 'the check-in waits until the refusal is answered');

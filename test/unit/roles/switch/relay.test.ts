@@ -10,21 +10,23 @@ import { after, before, describe, it } from 'node:test';
 import { SwitchMachine, type SwitchAction, type SwitchEvent } from '../../../../src/protocol/switch';
 import { DownRelay } from '../../../../src/roles/switch/relay';
 import { Topology } from '../../../../src/topology/tree';
+import { decode, encode, Kind } from '../../../../src/wire/codec';
 import { waitFor } from '../../../helpers/cluster';
 import { nodeContext } from '../../../helpers/node-context';
 
 /** A loopback node that records what it was sent, and answers with `status` (or holds its answer while `hold` is set). */
 class FakeNode {
   /** What arrived, in order, and when (performance.now()). */
-  readonly calls: { path: string; body: string; at: number }[] = [];
+  readonly calls: { path: string; body: string; raw: Buffer; at: number }[] = [];
   status = 200;
   hold = false;
   private held: (() => void)[] = [];
   private readonly server = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (d) => (body += d));
+    const chunks: Buffer[] = [];
+    req.on('data', (d: Buffer) => chunks.push(d));
     req.on('end', () => {
-      this.calls.push({ path: req.url!, body, at: performance.now() });
+      const raw = Buffer.concat(chunks);
+      this.calls.push({ path: req.url!, body: raw.toString(), raw, at: performance.now() });
       const answer = () => ((res.statusCode = this.status), res.end(this.status === 200 ? '{}' : '{"error": "no", "reason": "refused in the test"}'));
       if (this.hold) this.held.push(answer);
       else answer();
@@ -71,14 +73,17 @@ describe('the relay down the tree', () => {
     const open = (attempt: string, clients: string[]) => carryOut(machine.handle({ type: 'open', round: 1, attempt, clients, weights: Object.fromEntries(clients.map((c) => [c, 10])), deadlineMs: 60_000 }));
     return { machine, relay, events, open };
   }
-  const model = Buffer.from('model bytes');
+  const model = encode({ kind: Kind.Model, round: 1, modelId: 1, contributors: 0, weight: 0, sender: 'sw:5000', meta: { attempt: 's:1.0', epochs: 2 }, parameters: Float32Array.from([1, 2]) });
+  const nextModel = encode({ kind: Kind.Model, round: 1, modelId: 1, contributors: 0, weight: 0, sender: 'sw:5000', meta: { attempt: 's:1.1' }, parameters: Float32Array.from([3]) });
+  /** Each client's own part of the instructions, as the opening gave them. */
+  const fits = () => ({ [c1.address]: { share: 0.25 }, [c2.address]: { share: 0.75, epochs: 1 } });
 
   it('sends the model to its own clients, and to the switch below only once that took its opening', async () => {
     reset();
     below.hold = true;
     const { relay, open } = relaySwitch();
     open('s:1.0', [c1.address, c2.address]);
-    relay.relay(model, 1, 's:1.0');
+    relay.relay(model, 1, 's:1.0', fits());
     await waitFor(async () => c1.paths().includes('/c/round') && below.paths().includes('/s/round'));
     assert.deepEqual(JSON.parse(below.calls[0].body).clients, [c2.address]);
     const released = performance.now();
@@ -88,6 +93,10 @@ describe('the relay down the tree', () => {
     assert.deepEqual(below.paths(), ['/s/round', '/s/model']);
     assert.ok(below.calls[1].at > released, 'the model went below before its round was open there');
     assert.deepEqual([c2.paths(), c3.paths()], [[], []], 'the switch below relays to its own clients, not this one');
+    // c1's copy carries its own part of the instructions, and no other's; the switch below gets the model as it came.
+    const toClient = decode(c1.calls.find((c) => c.path === '/c/round')!.raw);
+    assert.deepEqual([toClient.meta, [...toClient.parameters]], [{ attempt: 's:1.0', epochs: 2, fit: { share: 0.25 } }, [1, 2]]);
+    assert.deepEqual(below.calls[1].raw, model);
   });
 
   it('tells a selected client dropped before the model came to stand by, so that it checks in again', async () => {
@@ -95,7 +104,7 @@ describe('the relay down the tree', () => {
     const { machine, relay, open } = relaySwitch();
     open('s:1.0', [c1.address, c2.address]);
     machine.handle({ type: 'drop', round: 1, attempt: 's:1.0', client: c1.address });
-    relay.relay(model, 1, 's:1.0');
+    relay.relay(model, 1, 's:1.0', fits());
     await waitFor(async () => c1.calls.length > 0 && below.paths().includes('/s/model'));
     assert.deepEqual(c1.paths(), ['/c/standby']);
   });
@@ -106,7 +115,7 @@ describe('the relay down the tree', () => {
     below.status = 503;
     const { machine, relay, events, open } = relaySwitch();
     open('s:1.0', [c1.address, c2.address, c3.address]);
-    relay.relay(model, 1, 's:1.0');
+    relay.relay(model, 1, 's:1.0', fits());
     await waitFor(async () => machine.state.stage === 'forwarded');
     assert.deepEqual(events.map((e) => e.type).sort(), ['drop', 'withheld']);
     await waitFor(async () => c2.paths().includes('/c/standby') && c3.paths().includes('/c/standby'));
@@ -121,7 +130,7 @@ describe('the relay down the tree', () => {
       stall(c1);
       const { machine, relay, events, open } = relaySwitch(1000);
       open('s:1.0', [c1.address, c2.address]);
-      relay.relay(model, 1, 's:1.0');
+      relay.relay(model, 1, 's:1.0', fits());
       await waitFor(async () => c1.paths().includes('/c/standby'), 10_000);
       const standby = c1.calls.find((c) => c.path === '/c/standby')!;
       assert.deepEqual(JSON.parse(standby.body), { round: 1, attempt: 's:1.0' });
@@ -136,16 +145,16 @@ describe('the relay down the tree', () => {
     below.hold = true;
     const { relay, open } = relaySwitch();
     open('s:1.0', [c1.address, c2.address]);
-    relay.relay(model, 1, 's:1.0');
+    relay.relay(model, 1, 's:1.0', fits());
     await waitFor(async () => below.calls.length === 1);
     open('s:1.1', [c1.address, c3.address]); // the round opened again, c3 beneath the switch below this time
     below.release(); // the first opening's answer comes now: its model is not wanted any more
     await waitFor(async () => c2.paths().includes('/c/standby'));
     assert.equal(JSON.parse(c2.calls.find((c) => c.path === '/c/standby')!.body).attempt, 's:1.0', 'the stand-by names its attempt');
     // The open attempt's model, relayed after: what reaches the switch below is it alone, and c3 hears nothing from this switch.
-    relay.relay(Buffer.from('model of s:1.1'), 1, 's:1.1');
+    relay.relay(nextModel, 1, 's:1.1', fits());
     await waitFor(async () => below.paths().includes('/s/model'));
-    assert.deepEqual(below.calls.filter((c) => c.path === '/s/model').map((c) => c.body), ['model of s:1.1'], 'the first attempt sent its model below');
+    assert.deepEqual(below.calls.filter((c) => c.path === '/s/model').map((c) => c.raw), [nextModel], 'the first attempt sent its model below');
     assert.deepEqual(c3.paths(), [], 'c3 is in the attempt open now: no stand-by for it');
   });
 });
