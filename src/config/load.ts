@@ -1,9 +1,9 @@
 /** Reading config.json: parse, validate, check the topology, and name every mistake. */
-import { epsilonAfter, plannedRounds } from '../privacy/dp';
+import { epsilonAfter, plannedRounds, quantizedClipProblem } from '../privacy/dp';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { addressProblem, canonicalAddress, namesNode, parseAddress } from './address';
-import { DEFAULT_CHANGE_CLIP, DEFAULT_WEIGHT_CLIP, geometryOf, quantizesChange, roundingReach } from '../he/quantized';
+import { DEFAULT_CHANGE_CLIP, DEFAULT_WEIGHT_CLIP, geometryOf, quantizesChange } from '../he/quantized';
 import { modelParameters } from '../model/layout';
 import { checkedTree, type TreeEntry } from '../topology/checks';
 import type { Topology } from '../topology/tree';
@@ -162,9 +162,10 @@ function robustProblems(config: ExperimentConfig, topology: Topology, perRound: 
   const reads = `training.strategy: "${strategy}" reads each client's update`;
   if (config.he.enabled) problems.push(`${reads}; under HE nobody can read one (set he.enabled false, or use "fedavg")`);
   else if (config.he.quantize) problems.push(`${reads} as the client trained it; he.quantize sends a quantized change instead (leave he.quantize out)`);
-  // A switch forwards a bundle of its clients' updates: its payload's length must fit the wire's 32 bits.
+  // A switch forwards a bundle of its clients' updates: its payload's length must fit the wire's 32 bits
+  // (a model from a file is counted where it is found: its switch withholds a bundle that does not fit).
   const widest = topology.switches.map((sw) => [sw, topology.clientsBeneath(sw).length] as const).sort((a, b) => b[1] - a[1])[0];
-  const bundleBytes = widest ? widest[1] * modelParameters(config) * 4 : 0;
+  const bundleBytes = widest && config.model.architecture !== 'file' ? widest[1] * modelParameters(config) * 4 : 0;
   if (bundleBytes >= 2 ** 32) problems.push(`${reads}; switch ${widest![0]} would forward the ${widest![1]} updates beneath it in one message of ${bundleBytes} bytes, past the wire's 4 GiB: spread its clients over more switches under the aggregator`);
   // The rule must withstand f among the fewest updates a round closes with.
   const least = fewestUpdates(perRound, config.min_report_fraction);
@@ -189,10 +190,10 @@ function quantizedPrivacyProblems(config: ExperimentConfig, dp: NonNullable<Expe
       'dp.mode: "distributed" with he.quantize: each client\'s share of the noise would be clipped at ±he.quantize.clip and rounded with its update, so the round\'s noise is no longer the Gaussian the accountant counts (noise in the integer domain, the distributed discrete Gaussian of Kairouz et al. 2021, is not built): use "central", or leave he.quantize out',
     ];
   }
-  const reach = roundingReach(withQuantizeDefaults(config).he, modelParameters(config));
-  if (reach <= dp.clip / 2) return [];
-  const { bits } = config.he.quantize;
-  return [`he.quantize.bits: ${bits} bits round a client's update by up to ${reach.toPrecision(3)} in length (a step in each of ${modelParameters(config)} values), more than half dp.clip ${dp.clip}, which clients clip to less that length: use more bits, a smaller he.quantize.clip, or a larger dp.clip`];
+  // A model from a file is counted where it is found: each client checks the same as it starts.
+  if (config.model.architecture === 'file') return [];
+  const problem = quantizedClipProblem(dp, withQuantizeDefaults(config).he, modelParameters(config));
+  return problem ? [problem] : [];
 }
 
 /** Quantized values that do not fit a coefficient of the data primes, found before any node starts. */

@@ -9,7 +9,7 @@
  *   flipped exponent bit (1e38, 2^64) does not pass.
  */
 import type { Settings } from '../config/schema';
-import type { QuantizeSpec } from './quantized';
+import { packedUnit, widestClip, type QuantizeSpec } from './quantized';
 
 /** The largest |value| of a plaintext model or update when nothing tighter applies. */
 export const PLAIN_VALUE_LIMIT = 1e6;
@@ -28,14 +28,10 @@ export interface ValueLimits {
   spread?: true;
 }
 
-/** The largest of he.quantize.clip's ranges (one for all tensors, or one per tensor). */
-export const widestClip = (clip: number | number[]): number => (typeof clip === 'number' ? clip : Math.max(...clip));
-
-/** How far the average of clipped, stochastically rounded shares can reach: the clip and the rounding's headroom. */
+/** How far the average of clipped, stochastically rounded shares can reach: the clip, and less than a step for each share in it. */
 export function quantizedReach(spec: Pick<QuantizeSpec, 'bits' | 'clip' | 'clients'>): number {
-  const headroom = Math.ceil(Math.log2(Math.max(2, spec.clients)));
-  const levels = 2 ** (spec.bits + headroom - 1) - 1 - spec.clients;
-  return (widestClip(spec.clip) * (levels + spec.clients)) / levels;
+  const clip = widestClip(spec.clip);
+  return clip + spec.clients * packedUnit(spec, clip);
 }
 
 export function valueLimits(he: Settings['he']): ValueLimits {

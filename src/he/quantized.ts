@@ -55,18 +55,22 @@ const headroomBits = (clients: number) => Math.ceil(Math.log2(Math.max(2, client
 /** What one integer step of a packed slot stands for under `clip`: a full share at the clip, less the sum's rounding headroom, fills the slot. */
 export const packedUnit = (spec: Pick<QuantizeSpec, 'bits' | 'clients'>, clip: number): number => clip / (2 ** (spec.bits + headroomBits(spec.clients) - 1) - 1 - spec.clients);
 
+/** The largest of he.quantize.clip's ranges (one for all tensors, or one per tensor). */
+export const widestClip = (clip: number | number[]): number => (typeof clip === 'number' ? clip : Math.max(...clip));
+
 /**
- * The most rounding can move one client's update, in L2 and in the sum's units (a value at its full
- * weight): less than one step a value. Encrypted, a value is rounded after it is scaled by its share
- * of the round, at least 1 / quantize.clients, so a step counts up to quantize.clients times; in
- * plaintext it is rounded as it is. Per-tensor clips are bounded by the widest.
+ * The most rounding can move one DP client's update (it weighs 1), in L2 and in the sum's units:
+ * less than one step a value. Encrypted, a value is rounded after it is scaled by its share of the
+ * round, 1 / the round's clients, at least 1 / quantize.clients (the most a round holds), so a step
+ * counts up to quantize.clients times; in plaintext it is rounded as it is. Per-tensor clips are
+ * bounded by the widest. The config reader fills in the clip and the clients.
  */
-export function roundingReach(he: { enabled: boolean; quantize?: { bits: number; clip?: number | number[]; clients?: number } }, values: number): number {
+export function roundingReach(he: { enabled: boolean; quantize?: Partial<QuantizeSpec> & { bits: number } }, values: number): number {
   const { quantize } = he;
   if (!quantize) return 0;
-  const clip = Math.max(...[quantize.clip ?? DEFAULT_WEIGHT_CLIP].flat());
-  const clients = quantize.clients ?? 1;
-  const step = he.enabled ? clients * packedUnit({ bits: quantize.bits, clients }, clip) : clip / (2 ** (quantize.bits - 1) - 1);
+  if (quantize.clip === undefined || quantize.clients === undefined) throw new Error('he.quantize.clip and .clients are filled in when config.json is read; these settings did not come from it');
+  const clip = widestClip(quantize.clip);
+  const step = he.enabled ? quantize.clients * packedUnit({ bits: quantize.bits, clients: quantize.clients }, clip) : clip / (2 ** (quantize.bits - 1) - 1);
   return step * Math.sqrt(values);
 }
 

@@ -2,6 +2,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
+import { Readable } from 'node:stream';
 import axios, { AxiosError, type AxiosInstance, type AxiosRequestConfig } from 'axios';
 import { baseUrl } from '../config/address';
 import type { Logger } from '../log/logger';
@@ -85,8 +86,11 @@ export class Peers {
     return proof ? { [CONFIG_PROOF_HEADER]: proof } : {};
   }
 
+  /** `body` may be a message in parts (an array of buffers, codec's withMeta): streamed as one body, never joined. */
   async post<T = unknown>(address: string, path: string, body: unknown, config: AxiosRequestConfig = {}): Promise<T> {
-    const res = await this.http.post<T>(this.url(address) + path, body, config);
+    const res = isParts(body)
+      ? await this.http.post<T>(this.url(address) + path, Readable.from(body), { ...config, headers: { ...config.headers, 'Content-Length': String(body.reduce((n, part) => n + part.length, 0)) } })
+      : await this.http.post<T>(this.url(address) + path, body, config);
     return res.data;
   }
 
@@ -106,6 +110,8 @@ export class Peers {
     return res.data;
   }
 }
+
+const isParts = (body: unknown): body is readonly Buffer[] => Array.isArray(body) && body.length > 0 && body.every((part) => Buffer.isBuffer(part));
 
 export interface PeerFailure {
   /** `refused`: the node answered with an error; `unreachable`: no answer at all. */

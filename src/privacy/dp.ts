@@ -29,6 +29,13 @@ import { RdpAccountant } from './rdp';
  */
 export const dpClip = (dp: DpSettings, he: Settings['he'], parameters: number): number => dp.clip - roundingReach(he, parameters);
 
+/** Why a quantizing leaves DP too little of its clip (rounding could add more than half of it), or undefined. */
+export function quantizedClipProblem(dp: DpSettings, he: Settings['he'], parameters: number): string | undefined {
+  const reach = roundingReach(he, parameters);
+  if (reach <= dp.clip / 2) return undefined;
+  return `he.quantize.bits: ${he.quantize!.bits} bits round a client's update by up to ${reach.toPrecision(3)} in length (a step in each of ${parameters} values), more than half dp.clip ${dp.clip}, which clients clip to less that length: use more bits, a smaller he.quantize.clip, or a larger dp.clip`;
+}
+
 /** The weights a client sends: `global` plus its change to them, scaled down to L2 norm `clip` when longer. */
 export function clipChange(global: Float32Array, trained: Float32Array, clip: number): Float32Array {
   let clipped = trained;

@@ -10,7 +10,7 @@
  */
 import type { Settings } from '../config/schema';
 import type { Evaluation } from '../model/model';
-import { weightOf, type Weights } from '../protocol/weights';
+import type { Weights } from '../protocol/weights';
 import type { ClientUpdate } from './robust';
 
 /** What each selected client is told to do in a round. */
@@ -23,21 +23,16 @@ export interface ClientInstructions {
 }
 
 /**
- * One client's part of a round's instructions: its share of the round (its weight over the round's:
- * an encrypted update is pre-scaled by it, SCAFFOLD's control step uses it), and whatever it is told
- * to do otherwise than the rest. Each client hears only its own part.
+ * What configureFit says: the instructions every selected client gets, and what any one of them is
+ * told to do otherwise (its part; each client hears only its own). The aggregator adds each one's
+ * share of the round to its part: that is how the round's sum is read back, not the strategy's to say.
  */
-export interface ClientFit extends Partial<ClientInstructions> {
-  share: number;
-}
-
-/** What configureFit says: the instructions every selected client gets, and each one's own part. */
 export interface FitPlan {
   common: ClientInstructions;
-  each: Record<string, ClientFit>;
+  each: Record<string, Partial<ClientInstructions>>;
 }
 
-/** One update that made the round: a switch's sum (or a direct client's own update). */
+/** One report that made the round: a switch's sum or bundle (or a direct client's own update). */
 export interface FitResult {
   from: string;
   /** The clients whose updates are in it. */
@@ -117,12 +112,10 @@ export class FedAvg implements Strategy {
     return ready.slice(0, goal);
   }
 
-  /** The training settings for all; each client its share, its weight over the round's. */
-  configureFit(_round: number, selected: Weights): FitPlan {
+  /** The training settings, the same for all. */
+  configureFit(_round: number, _selected: Weights): FitPlan {
     const { epochs, batch_size, learning_rate } = this.training;
-    const total = weightOf(selected);
-    const each = Object.fromEntries(Object.entries(selected).map(([client, weight]) => [client, { share: weight / total }]));
-    return { common: { epochs, batchSize: batch_size, learningRate: learning_rate }, each };
+    return { common: { epochs, batchSize: batch_size, learningRate: learning_rate }, each: {} };
   }
 
   aggregateFit<Sealed>(_round: number, _global: GlobalParameters<Sealed>, total: RoundTotal<Sealed>, _results: FitResult[], _failures: string[]): GlobalParameters<Sealed> {

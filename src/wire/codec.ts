@@ -9,7 +9,7 @@
  *   8       4     round (u32)
  *   12      4     parameter count (u32)
  *   16      4     model id (u32): which architecture the parameters belong to
- *   20      4     contributors (u32): how many client updates this message sums
+ *   20      4     contributors (u32): how many client updates this message sums (or, a bundle, carries)
  *   24      8     weight (f64): the samples behind it
  *   32      4     payload length in bytes (u32)
  *   36      4     metadata length in bytes (u32)
@@ -152,22 +152,21 @@ function plainPayload(message: Message): Buffer {
 }
 
 /**
- * The same message with `extra` merged into its metadata: a switch adds each client's own part of
- * a round's instructions to that client's copy of the model. The payload is copied, not read; the
- * message must be one `decode` took.
+ * The same message with `extra` merged into its metadata, as the two parts it is sent in: a head of
+ * its own (header, sender, metadata) and the payload, a view of `body`'s, not a copy. A switch adds
+ * each client's part of a round's instructions to that client's copy of the model; a hundred copies
+ * of a model then cost a hundred heads, not a hundred models. `body` must be one `decode` took.
  */
-export function withMeta(body: Buffer, extra: Record<string, unknown>): Buffer {
+export function withMeta(body: Buffer, extra: Record<string, unknown>): Buffer[] {
   const metaAt = HEADER_BYTES + pad4(body.readUInt16LE(6));
   const metaLength = body.readUInt32LE(36);
   const meta = metaLength ? JSON.parse(body.toString('utf8', metaAt, metaAt + metaLength)) : {};
   const merged = Buffer.from(JSON.stringify({ ...meta, ...extra }), 'utf8');
-  const payloadAt = metaAt + pad4(metaLength);
-  const out = Buffer.alloc(metaAt + pad4(merged.length) + body.length - payloadAt);
-  body.copy(out, 0, 0, metaAt);
-  out.writeUInt32LE(merged.length, 36);
-  merged.copy(out, metaAt);
-  body.copy(out, metaAt + pad4(merged.length), payloadAt);
-  return out;
+  const head = Buffer.alloc(metaAt + pad4(merged.length));
+  body.copy(head, 0, 0, metaAt);
+  head.writeUInt32LE(merged.length, 36);
+  merged.copy(head, metaAt);
+  return [head, body.subarray(metaAt + pad4(metaLength))];
 }
 
 /** Reads a message, checking every length against the bytes that arrived. */

@@ -25,7 +25,6 @@ const ofItsRound = (message: { round: number; attempt: string }, ctx: z.Refineme
   if (problem) ctx.addIssue({ code: 'custom', path: ['attempt'], message: problem });
 };
 
-/** POST /s/round: the switch above, or the aggregator, opens a switch's round. */
 /** How a client trains a round (strategy.ts ClientInstructions). */
 const instructionFields = {
   epochs: z.number().int().min(1).max(1000),
@@ -43,7 +42,9 @@ const instructionFields = {
 export const clientFitSchema = z
   .object({ share: z.number().min(1e-9).max(1), ...z.object(instructionFields).partial().shape })
   .strict();
+export type ClientFit = z.infer<typeof clientFitSchema>;
 
+/** POST /s/round: the switch above, or the aggregator, opens a switch's round. */
 export const openRoundSchema = z
   .object({
     round,
@@ -107,7 +108,8 @@ export type Checkin = z.infer<typeof checkinSchema>;
 
 /**
  * A round's model carries the instructions in its meta: how to train, which opening of the round it
- * is, and what encryption needs (a share's scale, the model's factor).
+ * is, the recipient's own part (`fit`: its share, which scales an encrypted update), and what
+ * encryption needs (the model's factor, the key's id).
  */
 export const roundMetaSchema = z
   .object({

@@ -1,6 +1,7 @@
 /** Reading a wire message off a request: every check a role needs, each failure a 400 with a reason. */
 import { ROBUST_STRATEGIES, type Settings } from '../config/schema';
-import { firstBeyond, valueLimits, widestClip } from '../he/bounds';
+import { firstBeyond, valueLimits } from '../he/bounds';
+import { widestClip } from '../he/quantized';
 import { badRequest, HttpError } from '../net/errors';
 import { attemptProblem } from './attempt';
 import { decode, ENCRYPTED_KINDS, firstNonFinite, Kind, WireError, type Message } from './codec';

@@ -59,8 +59,8 @@ export type Action =
   /**
    * The model goes to each reporter (a switch under the aggregator, which relays it, or a direct
    * client) for its clients, each told its weight; only once the switch has its round open (an
-   * update must not arrive first). Updates come back pre-scaled by weight / `samples`, the selected
-   * clients' total: the shares of a round add up to 1 by construction.
+   * update must not arrive first). Each client's share is its weight over `samples`, the selected
+   * clients' total (configure-fit): the shares of a round add up to 1 by construction.
    */
   | ({ type: 'send-model'; to: { reporter: string; clients: string[]; weights: Weights }[]; samples: number } & Opening)
   /** Not in this opening of the round: they check in again. */

@@ -22,7 +22,7 @@ export interface RoundWork {
    * instructions all get, or only those when every recipient keeps that model already; for a direct
    * client (`direct`), with its own part added.
    */
-  modelFor(round: number, attempt: string, weights: Weights, direct?: string): Buffer;
+  modelFor(round: number, attempt: string, weights: Weights, direct?: string): Buffer | Buffer[];
   /** What a switch is told when its round opens: its clients, the weight of each, and each one's part of the instructions. */
   switchOpening(round: number, attempt: string, weights: Weights): Record<string, unknown>;
   /** The round's tail (aggregate, evaluate, checkpoint): closed, stopped, or why the round's sum cannot be read. */
@@ -114,7 +114,8 @@ export class RoundExecutor {
         this.work.configureFit(action.round, action.attempt, action.selected);
         return;
       case 'open-switch-round':
-        this.openings.set(action.switch, this.open(action));
+        // The opening is made now: one that cannot be made ends the experiment (see dispatch), not a promise no one awaits.
+        this.openings.set(action.switch, this.open(action, this.work.switchOpening(action.round, action.attempt, action.weights)));
         return;
       case 'send-model':
         return this.sendModel(action);
@@ -156,9 +157,9 @@ export class RoundExecutor {
    * A switch's round opened. One that does not take it (unreachable, refusing) cannot report: the
    * round stops waiting for it, as if it had said it has nothing, and its clients stand by.
    */
-  private async open(action: Extract<Action, { type: 'open-switch-round' }>): Promise<boolean> {
-    const { round, attempt, clients, weights } = action;
-    const failure = await this.post(action.switch, '/s/round', this.work.switchOpening(round, attempt, weights));
+  private async open(action: Extract<Action, { type: 'open-switch-round' }>, opening: Record<string, unknown>): Promise<boolean> {
+    const { round, attempt, clients } = action;
+    const failure = await this.post(action.switch, '/s/round', opening);
     if (!failure) return true;
     if (this.io.isStopped()) return false;
     const reason = `its round could not be opened (${failure})`;

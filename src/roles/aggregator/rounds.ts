@@ -10,10 +10,11 @@ import type { IterationLog } from '../../log/iteration-log';
 import type { ExperimentOutputs } from '../../outputs';
 import type { Stage } from '../../protocol/aggregator/events';
 import type { RoundMachine } from '../../protocol/aggregator/machine';
-import type { Weights } from '../../protocol/weights';
+import { weightOf, type Weights } from '../../protocol/weights';
 import { carriesControl } from '../../model/layout';
 import type { FitPlan } from '../../strategy/strategy';
 import { withMeta } from '../../wire/codec';
+import type { ClientFit } from '../../wire/control';
 import type { RoundWork } from './executor';
 import type { ModelHeader } from './global-model';
 import type { Prepared } from './preparation';
@@ -43,7 +44,7 @@ export class Rounds implements RoundWork {
   private readonly clock = new RoundClock();
   private readonly tail: RoundTail;
   /** The strategy's instructions for the opening under way (configureFit). */
-  private plan?: { attempt: string } & FitPlan;
+  private plan?: { attempt: string; common: FitPlan['common']; each: Record<string, ClientFit> };
 
   constructor(private readonly io: RoundsIo) {
     this.tail = new RoundTail({
@@ -91,18 +92,26 @@ export class Rounds implements RoundWork {
     return { round, modelId: this.io.prepared().modelId, sender: this.io.config.address, parameters: this.io.parameters };
   }
 
+  /**
+   * The strategy's plan, each client's part with its share of the round added: its weight over the
+   * round's. The round's sum is read back by the same total (1 / samples, round-tail.ts), so the
+   * shares add up to 1; a strategy never sets them (they are how HE scales an update).
+   */
   configureFit(round: number, attempt: string, selected: Weights): void {
-    this.plan = { attempt, ...this.io.prepared().strategy.configureFit(round, selected) };
+    const { common, each } = this.io.prepared().strategy.configureFit(round, selected);
+    const total = weightOf(selected);
+    const fits = Object.fromEntries(Object.entries(selected).map(([client, weight]) => [client, { ...each[client], share: weight / total }]));
+    this.plan = { attempt, common, each: fits };
   }
 
   /**
-   * What all clients get goes in the model, encoded once a round: it names no client, nor who is in
-   * the round (under SCAFFOLD it says the last round each worker counted in: past rounds, public in
-   * the rows). Each client's own part (its share: encrypted updates come pre-scaled by it, as the
+   * What all clients get goes in the model, the same bytes for every recipient: it names no client,
+   * nor who is in the round (under SCAFFOLD it says the last round each worker counted in: past
+   * rounds, public in the rows). Each client's own part (its share: encrypted updates come pre-scaled by it, as the
    * aggregator cannot scale ciphertexts, and the shares add up to 1) is added to its copy alone: by
    * its switch, from the opening, or here for a direct client.
    */
-  modelFor(round: number, attempt: string, weights: Weights, direct?: string): Buffer {
+  modelFor(round: number, attempt: string, weights: Weights, direct?: string): Buffer | Buffer[] {
     const { he, global } = this.io.prepared();
     const plan = this.planOf(attempt);
     const key = he?.keyId ? { he_key: he.keyId } : {};
@@ -118,7 +127,7 @@ export class Rounds implements RoundWork {
     return { round, attempt, clients: Object.keys(weights), weights, fit, deadline_ms, parameters: this.io.parameters, model_id: this.io.prepared().modelId };
   }
 
-  private planOf(attempt: string): FitPlan {
+  private planOf(attempt: string): NonNullable<Rounds['plan']> {
     if (this.plan?.attempt !== attempt) throw new Error(`no instructions were made for ${attempt} (configureFit comes first)`);
     return this.plan;
   }

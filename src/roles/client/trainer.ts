@@ -3,7 +3,7 @@
  * the global model it is sent, and (with the key at the clients) scoring the sealed global model,
  * which it then keeps to train from when the next round sends only a reference to it.
  */
-import { addGaussianNoise, clipChange, dpClip, noiseShareStd } from '../../privacy/dp';
+import { addGaussianNoise, clipChange, dpClip, noiseShareStd, quantizedClipProblem } from '../../privacy/dp';
 import { attackedData, attackedWeights } from './attack';
 import type * as tf from '@tensorflow/tfjs';
 import { inputOf } from '../../config/schema';
@@ -59,6 +59,8 @@ export class Trainer {
     if (this.sizes.length > sizes.length) this.control = new ControlVariate(this.parameters, config.client_number);
     const { dp } = config.settings;
     if (dp?.mode === 'distributed') this.noiseShare = noiseShareStd(dp, config.settings, config.client_number);
+    const tooCoarse = dp && quantizedClipProblem(dp, config.settings.he, this.parameters);
+    if (tooCoarse) throw new Error(tooCoarse);
     if (dp) this.clip = dpClip(dp, config.settings.he, this.parameters);
   }
 

@@ -68,7 +68,7 @@ export class DownRelay {
    * told to stand by: it checks in again, rather than wait for a model that is not coming. One that
    * had taken it after all is training, and the stand-by changes nothing there.
    */
-  private async toClient(body: Buffer, round: number, attempt: string, client: string): Promise<void> {
+  private async toClient(body: Buffer[], round: number, attempt: string, client: string): Promise<void> {
     if (this.machine.state.attempt !== attempt) return this.standBy(round, attempt, [client]);
     const failure = await this.tell(client, '/c/round', body, { 'Content-Type': WIRE_CONTENT_TYPE });
     if (!failure || this.io.isStopped()) return;

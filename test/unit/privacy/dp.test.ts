@@ -29,7 +29,7 @@ describe('central DP-FedAvg', () => {
   it('clips a quantized change short of dp.clip by what rounding can add, so the rounded change stays within dp.clip (and would not without)', () => {
     // A step of 1/150: a change of length 1 over 10,000 values is 1.5 steps in each.
     const values = 10_000;
-    const he = { enabled: false, key_holder: 'aggregator' as const, poly_modulus_degree: 4096, coeff_modulus_bits: [], scale_bits: 0, quantize: { bits: 8, clip: 127 / 150 } };
+    const he = { enabled: false, key_holder: 'aggregator' as const, poly_modulus_degree: 4096, coeff_modulus_bits: [], scale_bits: 0, quantize: { bits: 8, clip: 127 / 150, clients: 1 } };
     const meta = quantizedMeta(he.quantize, values);
     const unit = meta.units[0][1];
     const clip = dpClip(dp({ clip: 1 }), he, values);

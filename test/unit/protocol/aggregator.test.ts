@@ -42,6 +42,10 @@ describe('aggregator round machine', () => {
     assert.deepEqual(ofType(actions, 'open-switch-round').map((a) => [a.switch, a.clients]), [[S1, ['c1', 'c2']], [S2, ['c3', 'c4']]]);
     assert.deepEqual(sentTo(actions), ['c1', 'c2', 'c3', 'c4', 'd1']);
     assert.deepEqual(ofType(actions, 'send-model')[0].to.map((t) => t.reporter).sort(), ['d1', S1, S2].sort());
+    // What the clients are told is made first, once, from every selected client's weight: the openings and the model carry it.
+    const types = actions.map((a) => a.type);
+    assert.ok(types.indexOf('configure-fit') < types.indexOf('open-switch-round'), types.join(', '));
+    assert.deepEqual(ofType(actions, 'configure-fit').map((a) => [a.attempt, a.selected]), [[m.attempt, { c1: 100, c2: 100, c3: 100, c4: 100, d1: 100 }]]);
   });
 
   it('takes clients that checked in before the start', () => {

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createStrategy } from '../../../src/strategy/create';
 import { FedAvg, FedAvgM, type GlobalParameters } from '../../../src/strategy/strategy';
-import { trainingSchema } from '../../../src/config/schema';
+import { ROBUST_STRATEGIES, STRATEGIES, trainingSchema, type Settings } from '../../../src/config/schema';
+import { forwardsEachUpdate } from '../../../src/wire/receive';
 
 describe('strategies', () => {
   const training = trainingSchema.parse({ epochs: 1, batch_size: 32, learning_rate: 0.1, strategy: 'fedavg', server_momentum: 0.5 });
@@ -11,6 +12,14 @@ describe('strategies', () => {
   const noEval = () => ({ accuracy: 0, loss: 0 });
   const plain = (values: Float32Array) => ({ kind: 'plain' as const, values });
   const valuesOf = (next: GlobalParameters) => (next.kind === 'plain' ? [...next.values] : assert.fail('expected a plaintext model'));
+
+  it("says it needs each update exactly when switches forward each (a robust rule: config's ROBUST_STRATEGIES, which the wire reads)", () => {
+    for (const name of STRATEGIES) {
+      const needs = createStrategy(trainingSchema.parse({ strategy: name, num_clients_to_keep: 1 }), noEval).needs;
+      assert.equal(needs === 'updates', ROBUST_STRATEGIES.includes(name), name);
+      assert.equal(forwardsEachUpdate({ he: { enabled: false } as Settings['he'], training: { strategy: name } as Settings['training'] }), needs === 'updates', name);
+    }
+  });
 
   it('FedAvg divides the weighted sum by the samples behind it', () => {
     const next = new FedAvg(training, noEval).aggregateFit(1, plain(new Float32Array(2)), total([30, 60], 30), [], []);
@@ -40,7 +49,7 @@ describe('strategies', () => {
   it('selects the first ready clients up to the goal, and configures each round from the training settings', () => {
     const fedavg = new FedAvg(training, noEval);
     assert.deepEqual(fedavg.selectClients(1, ['b', 'a', 'c'], 2), ['b', 'a']);
-    assert.deepEqual(fedavg.configureFit(1, { a: 300, b: 100 }), { common: { epochs: 1, batchSize: 32, learningRate: 0.1 }, each: { a: { share: 0.75 }, b: { share: 0.25 } } });
+    assert.deepEqual(fedavg.configureFit(1, { a: 300, b: 100 }), { common: { epochs: 1, batchSize: 32, learningRate: 0.1 }, each: {} });
   });
 
   it('combines federated evaluations weighted by the samples each client scored', () => {
