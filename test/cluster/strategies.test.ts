@@ -12,12 +12,14 @@ const SEALED = { enabled: true, key_holder: 'clients', quantize: { bits: 16 } };
 
 /**
  * A run of `strategy` on a spine and two racks of 5 clients (3 rounds, sealed and quantized, the
- * digits split evenly, unless `more` says otherwise); its rows, output and report.
+ * digits split evenly, unless `more` says otherwise: `clients`, and a round closing only with all
+ * of them); its rows, output and report.
  */
-async function treeRun(strategy: string, training: Record<string, unknown> = {}, he: Record<string, unknown> = SEALED, more: { rounds?: number; data?: Record<string, unknown> } = {}) {
+async function treeRun(strategy: string, training: Record<string, unknown> = {}, he: Record<string, unknown> = SEALED, more: { rounds?: number; data?: Record<string, unknown>; clients?: number; all?: true } = {}) {
   const experiment = `${strategy}-${he.enabled ? 'sealed' : 'plain'}`;
-  const testbed = new Testbed({ nodes: 9, switches: 3, spines: 1, rounds: more.rounds ?? 3, experiment }, (config) => {
+  const testbed = new Testbed({ nodes: (more.clients ?? 5) + 4, switches: 3, spines: 1, rounds: more.rounds ?? 3, experiment }, (config) => {
     config.model = { architecture: 'mlp', hidden_units: 32 };
+    if (more.all) config.min_report_fraction = 1;
     if (more.data) config.data = { ...(config.data as object), ...more.data };
     config.training = { ...(config.training as object), strategy, ...training };
     config.he = he;
@@ -63,3 +65,29 @@ describe('linear strategies under quantized HE, the key at the clients, through 
     }
   });
 });
+
+describe('every other strategy, in the hardest mode it supports, through a spine and two racks of 7 clients', () => {
+  const KEY_AT_AGGREGATOR = { enabled: true, key_holder: 'aggregator', quantize: { bits: 16 } };
+  const PLAIN = { enabled: false };
+  const runs: [string, Record<string, unknown>, Record<string, unknown>, string][] = [
+    ['fedavgm', {}, KEY_AT_AGGREGATOR, 'FedAvgM (server momentum 0.9)'],
+    ['fedadam', {}, KEY_AT_AGGREGATOR, 'FedAdam (server optimizer)'],
+    ['fedyogi', {}, KEY_AT_AGGREGATOR, 'FedYogi (server optimizer)'],
+    ['fedadagrad', {}, KEY_AT_AGGREGATOR, 'FedAdagrad (server optimizer)'],
+    ['fedtrimmedavg', { beta: 0.2 }, PLAIN, 'FedTrimmedAvg (β 0.2 cut at each end)'],
+    ['krum', { num_malicious_clients: 1 }, PLAIN, 'Krum (f 1)'],
+    ['multikrum', { num_malicious_clients: 1, num_clients_to_keep: 3 }, PLAIN, 'MultiKrum (f 1, 3 kept)'],
+    // Bulyan withstands f of n when n ≥ 4f + 3: 7 clients, every one of them in every round.
+    ['bulyan', { num_malicious_clients: 1 }, PLAIN, 'Bulyan (f 1)'],
+  ];
+  it('server optimizers under quantized HE with the key at the aggregator; robust rules over each update, forwarded unsummed', { timeout: 900_000 }, async () => {
+    for (const [name, training, he, shown] of runs) {
+      const run = await treeRun(name, training, he, { rounds: 2, clients: 7, all: true });
+      assert.deepEqual(run.rows.map((r) => r.clients), [7, 7], name);
+      assert.ok(run.rows.at(-1)!.accuracy > 0.5, `${name}: accuracy ${run.rows.at(-1)!.accuracy}`);
+      assert.ok(run.report.includes(`<th>strategy</th><td>${shown}</td>`), `${name}: the report's settings name ${shown}`);
+      console.log(`# ${name}: accuracy ${run.rows.map((r) => r.accuracy).join(', ')}`);
+    }
+  });
+});
+
