@@ -73,7 +73,7 @@ export async function switchThroughput(repeats = 3): Promise<SwitchThroughput> {
       }));
       bytes = bodies[0].body.length;
       const weights = Object.fromEntries(clients.map((c) => [c, 100]));
-      await client.post('/s/round', { round: r, attempt, clients, weights, fit: Object.fromEntries(clients.map((c) => [c, { share: 1 / clients.length }])), deadline_ms: 120_000, parameters, model_id: MODEL_ID }, { headers: as(sw.aggregator) });
+      await client.post('/s/round', { round: r, attempt, clients, weights, samples: 100 * clients.length, deadline_ms: 120_000, parameters, model_id: MODEL_ID }, { headers: as(sw.aggregator) });
       const arrived = new Promise<void>((resolve) => (sumArrived = resolve));
       const start = performance.now();
       const queue = [...bodies];

@@ -44,6 +44,17 @@ export const clientFitSchema = z
   .strict();
 export type ClientFit = z.infer<typeof clientFitSchema>;
 
+/** What a strategy tells one client otherwise than the rest (strategy.ts FitPlan's `each`). */
+export const instructionOverridesSchema = z.object(instructionFields).partial().strict();
+export type InstructionOverrides = z.infer<typeof instructionOverridesSchema>;
+
+/**
+ * A client's part of a round's instructions, made where its copy of the model is sent from (its
+ * switch, or the aggregator): its share, its weight over the round's samples, and what the strategy
+ * tells it otherwise. The opening carries the round's samples once, not a share a client.
+ */
+export const clientFit = (weight: number, samples: number, overrides: InstructionOverrides = {}): ClientFit => ({ ...overrides, share: weight / samples });
+
 /** POST /s/round: the switch above, or the aggregator, opens a switch's round. */
 export const openRoundSchema = z
   .object({
@@ -52,8 +63,10 @@ export const openRoundSchema = z
     clients: z.array(address).min(1).max(100_000),
     /** Each client's weight in the round, as the aggregator assigned it from the client's check-in: its update must carry the same. */
     weights: z.record(address, samples),
-    /** Each client's own part of the round's instructions: the switch adds it to that client's copy of the model. */
-    fit: z.record(address, clientFitSchema),
+    /** The round's selected samples (every client's, not only these): a client's share is its weight over it. */
+    samples: z.number().int().positive().max(1e15),
+    /** What the strategy tells a client otherwise than the rest (none for most): with its share, added to that client's copy of the model. */
+    fit: z.record(address, instructionOverridesSchema).optional(),
     deadline_ms: z.number().int().positive(),
     parameters: z.number().int().positive(),
     model_id: z.number().int().min(0),
@@ -62,12 +75,14 @@ export const openRoundSchema = z
   .superRefine(ofItsRound)
   .superRefine((opening, ctx) => {
     const inRound = new Set(opening.clients);
-    for (const [field, what] of [['weights', 'weight'], ['fit', 'instructions']] as const) {
-      const missing = opening.clients.filter((c) => opening[field][c] === undefined);
-      if (missing.length) ctx.addIssue({ code: 'custom', path: [field], message: `no ${what} for ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ' …' : ''}` });
-      const strangers = Object.keys(opening[field]).filter((c) => !inRound.has(c));
-      if (strangers.length) ctx.addIssue({ code: 'custom', path: [field], message: `${what} for clients not in the round: ${strangers.slice(0, 3).join(', ')}` });
+    const unweighed = opening.clients.filter((c) => opening.weights[c] === undefined);
+    if (unweighed.length) ctx.addIssue({ code: 'custom', path: ['weights'], message: `no weight for ${unweighed.slice(0, 3).join(', ')}${unweighed.length > 3 ? ' …' : ''}` });
+    for (const field of ['weights', 'fit'] as const) {
+      const strangers = Object.keys(opening[field] ?? {}).filter((c) => !inRound.has(c));
+      if (strangers.length) ctx.addIssue({ code: 'custom', path: [field], message: `${field} for clients not in the round: ${strangers.slice(0, 3).join(', ')}` });
     }
+    const these = Object.values(opening.weights).reduce((sum, w) => sum + w, 0);
+    if (opening.samples < these) ctx.addIssue({ code: 'custom', path: ['samples'], message: `the round's ${opening.samples} samples are fewer than these clients' ${these}: a share would be more than 1` });
   });
 
 /** POST /s/drop: the round stops waiting for this client. */

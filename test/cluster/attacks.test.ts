@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { RoundMetrics } from '../../src/outputs';
-import { completedRun, Testbed } from '../helpers/cluster';
+import { runAgain, Testbed } from '../helpers/cluster';
 
 const ROUNDS = 5;
 
@@ -28,14 +28,13 @@ interface Attacked {
   spineRows: { update_bytes: number; clients_reported: number }[];
 }
 
-async function attacked(strategy: string): Promise<Attacked> {
-  const experiment = `attacked-${strategy}`;
+/** The median, then FedAvg, on one testbed started once (each experiment's aggregator pushes the workers their part). */
+async function attacked(strategies: string[]): Promise<Attacked[]> {
   let attackers: string[] = [];
   let spine = '';
   // 7 clients (.1-.7): .1-.4 on rack .8, .5-.7 on rack .9; spine .10 over both; the aggregator .11.
-  const testbed = new Testbed({ nodes: 11, switches: 3, spines: 1, rounds: ROUNDS, he: false, experiment }, (config) => {
+  const testbed = new Testbed({ nodes: 11, switches: 3, spines: 1, rounds: ROUNDS, he: false }, (config) => {
     config.model = { architecture: 'mlp', hidden_units: 32 };
-    config.training = { ...(config.training as object), strategy };
     config.min_report_fraction = 1;
     const others = config.others as Record<string, Record<string, unknown>>;
     attackers = Object.keys(others).filter((a) => others[a].type === 'client').slice(-2);
@@ -43,10 +42,16 @@ async function attacked(strategy: string): Promise<Attacked> {
     spine = Object.keys(others).find((a) => others[a].type === 'switch' && others[a].switch === undefined)!;
   });
   try {
-    const { rows, output, report } = await completedRun(testbed, experiment, 300_000);
-    const clientLog = readFileSync(join(testbed.logs, `${attackers[0].replace(':', '-')}.log`), 'utf8');
-    const spineLog = JSON.parse(readFileSync(join(testbed.logs, `${spine.replace(':', '-')}_${experiment}.json`), 'utf8')) as { iteration: Attacked['spineRows'] };
-    return { rows, output, report, attackers, clientLog, spineRows: spineLog.iteration.filter((r) => r.clients_reported > 0) };
+    assert.equal((await testbed.up()).code, 0);
+    const runs: Attacked[] = [];
+    for (const strategy of strategies) {
+      const experiment = `attacked-${strategy}`;
+      const { rows, output, report } = await runAgain(testbed, experiment, { training: { ...(testbed.config.training as object), strategy } }, 300_000);
+      const clientLog = readFileSync(join(testbed.logs, `${attackers[0].replace(':', '-')}.log`), 'utf8');
+      const spineLog = JSON.parse(readFileSync(join(testbed.logs, `${spine.replace(':', '-')}_${experiment}.json`), 'utf8')) as { iteration: Attacked['spineRows'] };
+      runs.push({ rows, output, report, attackers, clientLog, spineRows: spineLog.iteration.filter((r) => r.clients_reported > 0) });
+    }
+    return runs;
   } finally {
     await testbed.down();
   }
@@ -54,8 +59,7 @@ async function attacked(strategy: string): Promise<Attacked> {
 
 describe('two of seven clients attacking (sign flip ×4), through switches of switches', () => {
   it('a robust rule (the median) holds where FedAvg does not, and every round says who attacked', { timeout: 900_000 }, async () => {
-    const median = await attacked('fedmedian');
-    const mean = await attacked('fedavg');
+    const [median, mean] = await attacked(['fedmedian', 'fedavg']);
     const final = (rows: RoundMetrics[]) => rows.at(-1)!.accuracy;
     console.log(`# accuracy by round: median ${median.rows.map((r) => r.accuracy).join(', ')}; FedAvg ${mean.rows.map((r) => r.accuracy).join(', ')}`);
     assert.equal(median.rows.length, ROUNDS);

@@ -6,26 +6,29 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { completedRun, Testbed } from '../helpers/cluster';
+import { runAgain, Testbed } from '../helpers/cluster';
 
 const SEALED = { enabled: true, key_holder: 'clients', quantize: { bits: 16 } };
 
 /**
- * A run of `strategy` on a spine and two racks of 5 clients (3 rounds, sealed and quantized, the
- * digits split evenly, unless `more` says otherwise: `clients`, and a round closing only with all
- * of them); its rows, output and report.
+ * A run of each strategy (with its training settings) on a spine and two racks of 5 clients, one
+ * after the other on workers started once (3 rounds, sealed and quantized, the digits split evenly,
+ * unless `more` says otherwise); each one's rows, output and report.
  */
-async function treeRun(strategy: string, training: Record<string, unknown> = {}, he: Record<string, unknown> = SEALED, more: { rounds?: number; data?: Record<string, unknown>; clients?: number; all?: true } = {}) {
-  const experiment = `${strategy}-${he.enabled ? 'sealed' : 'plain'}`;
-  const testbed = new Testbed({ nodes: (more.clients ?? 5) + 4, switches: 3, spines: 1, rounds: more.rounds ?? 3, experiment }, (config) => {
+async function treeRuns(runs: [string, Record<string, unknown>][], he: Record<string, unknown> = SEALED, more: { rounds?: number; data?: Record<string, unknown> } = {}) {
+  const testbed = new Testbed({ nodes: 9, switches: 3, spines: 1, rounds: more.rounds ?? 3 }, (config) => {
     config.model = { architecture: 'mlp', hidden_units: 32 };
-    if (more.all) config.min_report_fraction = 1;
     if (more.data) config.data = { ...(config.data as object), ...more.data };
-    config.training = { ...(config.training as object), strategy, ...training };
     config.he = he;
   });
   try {
-    return await completedRun(testbed, experiment, 540_000);
+    assert.equal((await testbed.up()).code, 0);
+    const results = [];
+    for (const [strategy, training] of runs) {
+      const changes = { training: { ...(testbed.config.training as object), strategy, ...training } };
+      results.push(await runAgain(testbed, `${strategy}-${he.enabled ? 'sealed' : 'plain'}`, changes, 540_000));
+    }
+    return results;
   } finally {
     await testbed.down();
   }
@@ -33,8 +36,7 @@ async function treeRun(strategy: string, training: Record<string, unknown> = {},
 
 describe('linear strategies under quantized HE, the key at the clients, through a spine and two racks', () => {
   it('FedProx and SCAFFOLD run every round and learn; the control variates fit the ciphertext the weights leave room in', { timeout: 900_000 }, async () => {
-    const fedprox = await treeRun('fedprox', { proximal_mu: 0.1 });
-    const scaffold = await treeRun('scaffold');
+    const [fedprox, scaffold] = await treeRuns([['fedprox', { proximal_mu: 0.1 }], ['scaffold', {}]]);
     for (const [name, run] of Object.entries({ fedprox, scaffold })) {
       assert.match(run.output, new RegExp(`running 3 rounds of ${name}`));
       assert.deepEqual(run.rows.map((r) => r.clients), [5, 5, 5], name);
@@ -53,8 +55,7 @@ describe('linear strategies under quantized HE, the key at the clients, through 
     // Each client holds two of the ten digits: the client drift SCAFFOLD's control variates correct (Karimireddy et al. 2020).
     const skewed = { rounds: 6, data: { split: 'classes', classes_per_client: 2 } };
     const training = { epochs: 2, learning_rate: 0.05 };
-    const fedavg = await treeRun('fedavg', training, { enabled: false }, skewed);
-    const scaffold = await treeRun('scaffold', training, { enabled: false }, skewed);
+    const [fedavg, scaffold] = await treeRuns([['fedavg', training], ['scaffold', training]], { enabled: false }, skewed);
     const [a, b] = [fedavg, scaffold].map((run) => run.rows.map((r) => r.accuracy));
     console.log(`# accuracy, FedAvg: ${a.join(' ')}; SCAFFOLD: ${b.join(' ')}`);
     assert.equal(a[0], b[0], 'round 1 is the same: every control variate starts at zero');
@@ -81,13 +82,23 @@ describe('every other strategy, in the hardest mode it supports, through a spine
     ['bulyan', { num_malicious_clients: 1 }, PLAIN, 'Bulyan (f 1)'],
   ];
   it('server optimizers under quantized HE with the key at the aggregator; robust rules over each update, forwarded unsummed', { timeout: 900_000 }, async () => {
-    for (const [name, training, he, shown] of runs) {
-      const run = await treeRun(name, training, he, { rounds: 2, clients: 7, all: true });
-      assert.deepEqual(run.rows.map((r) => r.clients), [7, 7], name);
-      assert.ok(run.rows.at(-1)!.accuracy > 0.5, `${name}: accuracy ${run.rows.at(-1)!.accuracy}`);
-      assert.ok(run.report.includes(`<th>strategy</th><td>${shown}</td>`), `${name}: the report's settings name ${shown}`);
-      console.log(`# ${name}: accuracy ${run.rows.map((r) => r.accuracy).join(', ')}`);
+    // One testbed, its workers started once: each experiment's aggregator pushes them its config.
+    const testbed = new Testbed({ nodes: 11, switches: 3, spines: 1, rounds: 2 }, (config) => {
+      config.model = { architecture: 'mlp', hidden_units: 32 };
+      config.min_report_fraction = 1;
+    });
+    try {
+      assert.equal((await testbed.up()).code, 0);
+      for (const [name, training, he, shown] of runs) {
+        const changes = { he, training: { ...(testbed.config.training as object), strategy: name, ...training } };
+        const { rows, report } = await runAgain(testbed, `${name}-${he.enabled ? 'sealed' : 'plain'}`, changes, 300_000);
+        assert.deepEqual(rows.map((r) => r.clients), [7, 7], name);
+        assert.ok(rows.at(-1)!.accuracy > 0.5, `${name}: accuracy ${rows.at(-1)!.accuracy}`);
+        assert.ok(report.includes(`<th>strategy</th><td>${shown}</td>`), `${name}: the report's settings name ${shown}`);
+        console.log(`# ${name}: accuracy ${rows.map((r) => r.accuracy).join(', ')}`);
+      }
+    } finally {
+      await testbed.down();
     }
   });
 });
-

@@ -219,6 +219,19 @@ export function runExperiment(testbed: Testbed, timeoutMs = 15 * 60_000, extra: 
 /** The testbed up, its experiment run to a clean end (both asserted), and what it left: the aggregator's output, metrics.json's rows, the report. */
 export async function completedRun(testbed: Testbed, experiment: string, timeoutMs: number): Promise<{ output: string; rows: RoundMetrics[]; report: string }> {
   assert.equal((await testbed.up()).code, 0);
+  return finishedRun(testbed, experiment, timeoutMs);
+}
+
+/**
+ * Another experiment on a testbed that is up, its workers started once: its config is the testbed's
+ * with `changes` (the new aggregator pushes each worker its part), run to a clean end.
+ */
+export function runAgain(testbed: Testbed, experiment: string, changes: Record<string, unknown>, timeoutMs: number): Promise<{ output: string; rows: RoundMetrics[]; report: string }> {
+  writeFileSync(testbed.configFile, formatConfig({ ...testbed.config, ...changes, experiment }));
+  return finishedRun(testbed, experiment, timeoutMs);
+}
+
+async function finishedRun(testbed: Testbed, experiment: string, timeoutMs: number): Promise<{ output: string; rows: RoundMetrics[]; report: string }> {
   const run = await runExperiment(testbed, timeoutMs, ['--log-level', 'info']);
   assert.equal(run.code, 0, run.output);
   const outputs = join(testbed.outputs, experiment);

@@ -87,8 +87,16 @@ export class ReadableGlobal implements GlobalModel {
     private readonly noiseStd = 0,
   ) {}
 
+  /** The last message made: every reporter of a round gets the same bytes (its clients' parts are added to their copies). */
+  private lastMessage?: { values: Float32Array; key: string; bytes: Buffer };
+
   message(header: ModelHeader, meta: Record<string, unknown>): Buffer {
-    return encode({ ...header, kind: Kind.Model, contributors: 0, weight: 0, meta, parameters: this.values });
+    // The model is replaced, never changed in place: the same array and instructions are the same message.
+    const key = JSON.stringify([header, meta]);
+    if (this.lastMessage?.values !== this.values || this.lastMessage.key !== key) {
+      this.lastMessage = { values: this.values, key, bytes: encode({ ...header, kind: Kind.Model, contributors: 0, weight: 0, meta, parameters: this.values }) };
+    }
+    return this.lastMessage.bytes;
   }
 
   async update(round: number, total: CollectedTotal, results: FitResult[], failures: string[]): Promise<void> {

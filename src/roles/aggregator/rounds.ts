@@ -14,7 +14,7 @@ import { weightOf, type Weights } from '../../protocol/weights';
 import { carriesControl } from '../../model/layout';
 import type { FitPlan } from '../../strategy/strategy';
 import { withMeta } from '../../wire/codec';
-import type { ClientFit } from '../../wire/control';
+import { clientFit, instructionOverridesSchema, type InstructionOverrides } from '../../wire/control';
 import type { RoundWork } from './executor';
 import type { ModelHeader } from './global-model';
 import type { Prepared } from './preparation';
@@ -44,7 +44,7 @@ export class Rounds implements RoundWork {
   private readonly clock = new RoundClock();
   private readonly tail: RoundTail;
   /** The strategy's instructions for the opening under way (configureFit). */
-  private plan?: { attempt: string; common: FitPlan['common']; each: Record<string, ClientFit> };
+  private plan?: { attempt: string; common: FitPlan['common']; overrides: Record<string, InstructionOverrides>; samples: number; weights: Weights };
 
   constructor(private readonly io: RoundsIo) {
     this.tail = new RoundTail({
@@ -93,15 +93,22 @@ export class Rounds implements RoundWork {
   }
 
   /**
-   * The strategy's plan, each client's part with its share of the round added: its weight over the
-   * round's. The round's sum is read back by the same total (1 / samples, round-tail.ts), so the
+   * The strategy's plan for the opening, its per-client parts checked as a client will read them. Each
+   * client's share, its weight over the round's samples, is added where its copy is sent from
+   * (clientFit): the round's sum is read back by the same total (1 / samples, round-tail.ts), so the
    * shares add up to 1; a strategy never sets them (they are how HE scales an update).
    */
   configureFit(round: number, attempt: string, selected: Weights): void {
     const { common, each } = this.io.prepared().strategy.configureFit(round, selected);
-    const total = weightOf(selected);
-    const fits = Object.fromEntries(Object.entries(selected).map(([client, weight]) => [client, { ...each[client], share: weight / total }]));
-    this.plan = { attempt, common, each: fits };
+    const samples = weightOf(selected);
+    if (!(samples > 0)) throw new Error(`round ${round}: the selected clients weigh nothing`);
+    const overrides: Record<string, InstructionOverrides> = {};
+    for (const client of Object.keys(selected).filter((c) => each[c])) {
+      const checked = instructionOverridesSchema.safeParse(each[client]);
+      if (!checked.success) throw new Error(`strategy ${this.io.prepared().strategy.name} told ${client} what no client takes: ${checked.error.message}`);
+      overrides[client] = checked.data;
+    }
+    this.plan = { attempt, common, overrides, samples, weights: selected };
   }
 
   /**
@@ -117,14 +124,15 @@ export class Rounds implements RoundWork {
     const key = he?.keyId ? { he_key: he.keyId } : {};
     const counted = carriesControl(this.io.config.settings) ? { counted: Object.fromEntries(this.tail.counted) } : {};
     const message = global.message(this.header(round), { ...plan.common, attempt, ...key, ...counted }, Object.keys(weights));
-    return direct ? withMeta(message, { fit: plan.each[direct] }) : message;
+    return direct ? withMeta(message, { fit: clientFit(plan.weights[direct], plan.samples, plan.overrides[direct]) }) : message;
   }
 
   switchOpening(round: number, attempt: string, weights: Weights): Record<string, unknown> {
     const deadline_ms = this.io.machine.rules.deadlineMs;
-    const plan = this.planOf(attempt);
-    const fit = Object.fromEntries(Object.keys(weights).map((client) => [client, plan.each[client]]));
-    return { round, attempt, clients: Object.keys(weights), weights, fit, deadline_ms, parameters: this.io.parameters, model_id: this.io.prepared().modelId };
+    const { samples, overrides } = this.planOf(attempt);
+    const told = Object.keys(weights).filter((client) => overrides[client]);
+    const fit = told.length ? { fit: Object.fromEntries(told.map((client) => [client, overrides[client]])) } : {};
+    return { round, attempt, clients: Object.keys(weights), weights, samples, ...fit, deadline_ms, parameters: this.io.parameters, model_id: this.io.prepared().modelId };
   }
 
   private planOf(attempt: string): NonNullable<Rounds['plan']> {

@@ -15,7 +15,7 @@ import type { Caller } from '../../net/identity';
 import { leastToForward, SwitchMachine, type SwitchAction, type SwitchEvent } from '../../protocol/switch';
 import { Topology } from '../../topology/tree';
 import { Kind } from '../../wire/codec';
-import { dropSchema, openRoundSchema, readControl, readEvaluationQuery, withheldSchema, type ClientFit } from '../../wire/control';
+import { clientFit, dropSchema, openRoundSchema, readControl, readEvaluationQuery, withheldSchema, type InstructionOverrides } from '../../wire/control';
 import { attemptOf, forwardedUpdates, plainLimits, readMessage, updateKinds } from '../../wire/receive';
 import { askToEvaluate, type Evaluations } from '../federated-evaluation';
 import { Role } from '../role';
@@ -46,8 +46,8 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
   private he?: Promise<HeSession>;
   private session?: HeSession;
   private modelId = 0;
-  /** Each selected client's own part of the round's instructions, from the opening: added to its copy of the model. */
-  private fits: Record<string, ClientFit> = {};
+  /** From the opening: the round's samples (a client's share is its weight over them), and what the strategy tells a client otherwise. */
+  private instructions: { samples: number; overrides: Record<string, InstructionOverrides> } = { samples: 1, overrides: {} };
   /** This switch's deadline for the round: the switches below get it as theirs, and forward a little before. */
   private deadlineMs = 0;
   /** The opening whose model went down already: each goes down once. */
@@ -84,13 +84,13 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
 
   /** POST /s/round: the switch above, or the aggregator, opens a round. */
   open(body: unknown): void {
-    const { round, attempt, clients, weights, fit, deadline_ms, parameters, model_id } = readControl(openRoundSchema, body, 'not a round opening');
+    const { round, attempt, clients, weights, samples, fit, deadline_ms, parameters, model_id } = readControl(openRoundSchema, body, 'not a round opening');
     if (parameters !== this.parameters) throw badRequest(`this experiment's model has ${this.parameters} parameters, not ${parameters}`);
     const deadlineMs = this.upstream.deadlineWithin(deadline_ms);
     this.run(this.machine.handle({ type: 'open', round, attempt, clients, weights, deadlineMs }), () => {
       // Before the machine's open-below actions, which read these.
       this.relay.reset();
-      this.fits = fit;
+      this.instructions = { samples, overrides: fit ?? {} };
       this.deadlineMs = deadlineMs;
       this.accumulator?.reset();
       this.modelId = model_id;
@@ -119,7 +119,8 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     }
     if (this.relayedAttempt === attempt) throw new HttpError(409, 'conflict', `the model of ${attempt} was relayed already`);
     this.relayedAttempt = attempt;
-    this.relay.relay(body as Buffer, now.round, attempt, this.fits);
+    const { samples, overrides } = this.instructions;
+    this.relay.relay(body as Buffer, now.round, attempt, (client) => clientFit(this.machine.weightsOf([client])[client], samples, overrides[client]));
     return { round: now.round, clients: now.clients.length };
   }
 
@@ -144,6 +145,13 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     const strangers = asked.clients.filter((c) => !this.topology.isClient(c));
     if (strangers.length) throw badRequest(`not clients of this switch, nor beneath it: ${strangers.join(', ')}`);
     return askToEvaluate(this.node, this.abort.signal, message.round, body as Buffer, asked.clients, (c) => this.topology.reporterOf(c), asked.withinMs);
+  }
+
+  /** What a switch below is told of the round's instructions: the samples, and what its clients are told otherwise. */
+  private instructionsFor(clients: readonly string[]): { samples: number; fit?: Record<string, InstructionOverrides> } {
+    const { samples, overrides } = this.instructions;
+    const told = clients.filter((client) => overrides[client]);
+    return { samples, ...(told.length ? { fit: Object.fromEntries(told.map((client) => [client, overrides[client]])) } : {}) };
   }
 
   /** POST /s/drop: the aggregator saw a selected client go down; this round stops waiting for it. */
@@ -221,7 +229,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
           this.upstream.withhold(action).catch((err) => this.node.logger.error(`round ${action.round}: the notice upstream failed: ${(err as Error).stack ?? err}`));
           break;
         case 'open-below':
-          this.relay.open(action, { deadline_ms: this.deadlineMs, parameters: this.parameters, model_id: this.modelId, fit: Object.fromEntries(action.clients.map((c) => [c, this.fits[c]])) });
+          this.relay.open(action, { deadline_ms: this.deadlineMs, parameters: this.parameters, model_id: this.modelId, ...this.instructionsFor(action.clients) });
           break;
         case 'drop-below': {
           const { round, attempt, client } = action;

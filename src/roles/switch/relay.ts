@@ -52,11 +52,11 @@ export class DownRelay {
    * waits for a model for ever and never checks in again: one dropped already (down a moment ago,
    * say) is told to stand by.
    */
-  relay(body: Buffer, round: number, attempt: string, fits: Record<string, unknown>): void {
+  relay(body: Buffer, round: number, attempt: string, fitOf: (client: string) => unknown): void {
     const { clients: expected, received } = this.machine.state;
     for (const client of this.machine.selectedHere()) {
       // Each client's copy with its own part of the instructions (its share): it hears no other's.
-      if (expected.includes(client)) void this.toClient(withMeta(body, { fit: fits[client] }), round, attempt, client);
+      if (expected.includes(client)) void this.toClient(withMeta(body, { fit: fitOf(client) }), round, attempt, client);
       else if (!received.has(client)) this.standBy(round, attempt, [client]);
     }
     // Who is beneath each switch in this attempt, fixed now: by the time an answer comes another attempt may be open.

@@ -201,7 +201,7 @@ describe('bad input on every role route', () => {
     { name: 'a standby whose attempt is of another round', send: postJson('/c/standby', { round: 1, attempt: 's:2.0' }), status: 400, reason: /an opening of round 2, not of round 1/ },
   ]);
 
-  const opening = (clients: string[]) => ({ round: 1, attempt: 's:1.0', clients, weights: Object.fromEntries(clients.map((c) => [c, 100])), fit: Object.fromEntries(clients.map((c) => [c, { share: 0.5 }])), deadline_ms: 1000, parameters: PARAMS, model_id: MODEL_ID });
+  const opening = (clients: string[]) => ({ round: 1, attempt: 's:1.0', clients, weights: Object.fromEntries(clients.map((c) => [c, 100])), samples: 100 * clients.length, deadline_ms: 1000, parameters: PARAMS, model_id: MODEL_ID });
 
   table('switch: /s/round, /s/receive', () => sw, [
     ...tokenCases([['GET', '/s/status'], ['POST', '/s/round'], ['POST', '/s/receive']]),
@@ -210,7 +210,9 @@ describe('bad input on every role route', () => {
     { name: 'a round opening with an unknown field', send: postJson('/s/round', { ...opening(membersOf(switchConfig)), extra: 1 }), status: 400, reason: /not a round opening/ },
     { name: 'a round naming a stranger', send: postJson('/s/round', opening(['127.0.0.99:5000'])), status: 400, reason: /not clients of this switch/ },
     { name: 'a round opening without weights', send: postJson('/s/round', { ...opening(membersOf(switchConfig)), weights: {} }), status: 400, reason: /no weight for/ },
-    { name: "a round opening without a client's instructions", send: postJson('/s/round', { ...opening(membersOf(switchConfig)), fit: {} }), status: 400, reason: /no instructions for/ },
+    { name: "a round opening whose samples are fewer than its clients' weights", send: postJson('/s/round', { ...opening(membersOf(switchConfig)), samples: 150 }), status: 400, reason: /the round's 150 samples are fewer than these clients' 200: a share would be more than 1/ },
+    { name: "a round opening telling a stranger what to do", send: postJson('/s/round', { ...opening(membersOf(switchConfig)), fit: { '127.0.0.99:5000': { epochs: 2 } } }), status: 400, reason: /fit for clients not in the round: 127\.0\.0\.99:5000/ },
+    { name: 'a round opening telling a client its share', send: postJson('/s/round', { ...opening(membersOf(switchConfig)), fit: { [membersOf(switchConfig)[0]]: { share: 1 } } }), status: 400, reason: /not a round opening/ },
     { name: 'a round opening with a weight of 1e12', send: postJson('/s/round', { ...opening(membersOf(switchConfig)), weights: { [membersOf(switchConfig)[0]]: 1e12, [membersOf(switchConfig)[1]]: 1 } }), status: 400, reason: /Too big/ },
     { name: 'a round opening whose attempt is no attempt', send: postJson('/s/round', { ...opening(membersOf(switchConfig)), attempt: 'a' }), status: 400, reason: /an attempt is <session>:<round>\.<retry>/ },
     { name: 'an update before any round is open', send: postWire('/s/receive', () => wire({ kind: Kind.Update, sender: membersOf(switchConfig)[0] })), status: 409, reason: /no round is open/ },

@@ -89,7 +89,7 @@ describe('bit flips of real messages, sent as the node that may send each', () =
     attempt: 's:1.0',
     clients: members(config),
     weights: Object.fromEntries(members(config).map((c) => [c, 100])),
-    fit: Object.fromEntries(members(config).map((c) => [c, { share: 0.5 }])),
+    samples: 100 * members(config).length,
     deadline_ms: 600_000,
     parameters: PARAMS,
     model_id: MODEL_ID,

@@ -48,7 +48,7 @@ const opening = (clients: string[], round = 1, deadline_ms = 60_000) => ({
   attempt: `s:${round}.0`,
   clients,
   weights: Object.fromEntries(clients.map((c) => [c, 100])),
-  fit: Object.fromEntries(clients.map((c) => [c, { share: 1 / clients.length }])),
+  samples: 100 * clients.length,
   deadline_ms,
   parameters: PARAMS,
   model_id: MODEL_ID,

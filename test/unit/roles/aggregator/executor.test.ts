@@ -15,8 +15,6 @@ describe('the round executor', () => {
   let switchServer: http.Server;
   let clientServer: http.Server;
   const calls: string[] = [];
-  /** The paths the executor has posted to, as it posts them. */
-  const issued: string[] = [];
   let answerOpening: () => void = () => undefined;
   /** What the client answers a model with: 200, or a refusal (a client still busy with an earlier round); and the switch. */
   let modelAnswer = 200;
@@ -64,7 +62,9 @@ describe('the round executor', () => {
       moved: () => undefined,
       ...overrides,
     };
-    // Every call as the executor makes it (before it reaches anyone): an absence is then known without waiting.
+    // Every call as this executor makes it (before it reaches anyone): an absence is then known without waiting. Its
+    // own: an earlier test's executor may still post (an answer it was held for came late), and that is not this one's.
+    const issued: string[] = [];
     const peers = Object.create(context.peers) as typeof context.peers;
     peers.post = ((address, path, body, config) => (issued.push(path), context.peers.post(address, path, body, config))) as typeof peers.post;
     const io = {
@@ -79,15 +79,14 @@ describe('the round executor', () => {
       cancel: (timer: NodeJS.Timeout) => (clearTimeout(timer), timers.delete(timer)),
       isStopped: () => false,
     };
-    return { machine, run: new RoundExecutor(machine, io, work), clients, sw };
+    return { machine, run: new RoundExecutor(machine, io, work), clients, sw, issued };
   }
 
   const executorFor = (switchAddress?: string, work?: Partial<RoundWork>) => executor(new Set(), switchAddress, work);
 
   it("sends the switch the model to relay only once it answered the round's opening, and not to its client", async () => {
     const timers = new Set<NodeJS.Timeout>();
-    const { run, clients } = executor(timers);
-    issued.length = 0;
+    const { run, clients, issued } = executor(timers);
     run.dispatch({ type: 'start' });
     run.dispatch({ type: 'checkin', client: clients[0], samples: 10 });
     await waitFor(async () => calls.includes('switch /s/round'));
@@ -135,7 +134,7 @@ describe('the round executor', () => {
 
   it('tells a client to stand by, not to train, when its switch took the opening only after the round moved on', async () => {
     const timers = new Set<NodeJS.Timeout>();
-    const { run, machine, clients, sw } = executor(timers);
+    const { run, machine, clients, sw, issued } = executor(timers);
     run.dispatch({ type: 'start' });
     calls.length = 0;
     run.dispatch({ type: 'checkin', client: clients[0], samples: 10 });

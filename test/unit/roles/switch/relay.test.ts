@@ -76,14 +76,14 @@ describe('the relay down the tree', () => {
   const model = encode({ kind: Kind.Model, round: 1, modelId: 1, contributors: 0, weight: 0, sender: 'sw:5000', meta: { attempt: 's:1.0', epochs: 2 }, parameters: Float32Array.from([1, 2]) });
   const nextModel = encode({ kind: Kind.Model, round: 1, modelId: 1, contributors: 0, weight: 0, sender: 'sw:5000', meta: { attempt: 's:1.1' }, parameters: Float32Array.from([3]) });
   /** Each client's own part of the instructions, as the opening gave them. */
-  const fits = () => ({ [c1.address]: { share: 0.25 }, [c2.address]: { share: 0.75, epochs: 1 } });
+  const fitOf = (client: string) => ({ [c1.address]: { share: 0.25 }, [c2.address]: { share: 0.75, epochs: 1 } })[client];
 
   it('sends the model to its own clients, and to the switch below only once that took its opening', async () => {
     reset();
     below.hold = true;
     const { relay, open } = relaySwitch();
     open('s:1.0', [c1.address, c2.address]);
-    relay.relay(model, 1, 's:1.0', fits());
+    relay.relay(model, 1, 's:1.0', fitOf);
     await waitFor(async () => c1.paths().includes('/c/round') && below.paths().includes('/s/round'));
     assert.deepEqual(JSON.parse(below.calls[0].body).clients, [c2.address]);
     const released = performance.now();
@@ -104,7 +104,7 @@ describe('the relay down the tree', () => {
     const { machine, relay, open } = relaySwitch();
     open('s:1.0', [c1.address, c2.address]);
     machine.handle({ type: 'drop', round: 1, attempt: 's:1.0', client: c1.address });
-    relay.relay(model, 1, 's:1.0', fits());
+    relay.relay(model, 1, 's:1.0', fitOf);
     await waitFor(async () => c1.calls.length > 0 && below.paths().includes('/s/model'));
     assert.deepEqual(c1.paths(), ['/c/standby']);
   });
@@ -115,7 +115,7 @@ describe('the relay down the tree', () => {
     below.status = 503;
     const { machine, relay, events, open } = relaySwitch();
     open('s:1.0', [c1.address, c2.address, c3.address]);
-    relay.relay(model, 1, 's:1.0', fits());
+    relay.relay(model, 1, 's:1.0', fitOf);
     await waitFor(async () => machine.state.stage === 'forwarded');
     assert.deepEqual(events.map((e) => e.type).sort(), ['drop', 'withheld']);
     await waitFor(async () => c2.paths().includes('/c/standby') && c3.paths().includes('/c/standby'));
@@ -130,7 +130,7 @@ describe('the relay down the tree', () => {
       stall(c1);
       const { machine, relay, events, open } = relaySwitch(1000);
       open('s:1.0', [c1.address, c2.address]);
-      relay.relay(model, 1, 's:1.0', fits());
+      relay.relay(model, 1, 's:1.0', fitOf);
       await waitFor(async () => c1.paths().includes('/c/standby'), 10_000);
       const standby = c1.calls.find((c) => c.path === '/c/standby')!;
       assert.deepEqual(JSON.parse(standby.body), { round: 1, attempt: 's:1.0' });
@@ -145,14 +145,14 @@ describe('the relay down the tree', () => {
     below.hold = true;
     const { relay, open } = relaySwitch();
     open('s:1.0', [c1.address, c2.address]);
-    relay.relay(model, 1, 's:1.0', fits());
+    relay.relay(model, 1, 's:1.0', fitOf);
     await waitFor(async () => below.calls.length === 1);
     open('s:1.1', [c1.address, c3.address]); // the round opened again, c3 beneath the switch below this time
     below.release(); // the first opening's answer comes now: its model is not wanted any more
     await waitFor(async () => c2.paths().includes('/c/standby'));
     assert.equal(JSON.parse(c2.calls.find((c) => c.path === '/c/standby')!.body).attempt, 's:1.0', 'the stand-by names its attempt');
     // The open attempt's model, relayed after: what reaches the switch below is it alone, and c3 hears nothing from this switch.
-    relay.relay(nextModel, 1, 's:1.1', fits());
+    relay.relay(nextModel, 1, 's:1.1', fitOf);
     await waitFor(async () => below.paths().includes('/s/model'));
     assert.deepEqual(below.calls.filter((c) => c.path === '/s/model').map((c) => c.raw), [nextModel], 'the first attempt sent its model below');
     assert.deepEqual(c3.paths(), [], 'c3 is in the attempt open now: no stand-by for it');
