@@ -55,6 +55,12 @@ export type InstructionOverrides = z.infer<typeof instructionOverridesSchema>;
  */
 export const clientFit = (weight: number, samples: number, overrides: InstructionOverrides = {}): ClientFit => ({ ...overrides, share: weight / samples });
 
+/** What an opening for `clients` carries of the round's instructions: the samples, and what the strategy tells any of them otherwise. */
+export function openingInstructions(samples: number, overrides: Record<string, InstructionOverrides>, clients: readonly string[]): { samples: number; fit?: Record<string, InstructionOverrides> } {
+  const told = clients.filter((client) => overrides[client]);
+  return { samples, ...(told.length ? { fit: Object.fromEntries(told.map((client) => [client, overrides[client]])) } : {}) };
+}
+
 /** POST /s/round: the switch above, or the aggregator, opens a switch's round. */
 export const openRoundSchema = z
   .object({

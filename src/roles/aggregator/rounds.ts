@@ -14,7 +14,7 @@ import { weightOf, type Weights } from '../../protocol/weights';
 import { carriesControl } from '../../model/layout';
 import type { FitPlan } from '../../strategy/strategy';
 import { withMeta } from '../../wire/codec';
-import { clientFit, instructionOverridesSchema, type InstructionOverrides } from '../../wire/control';
+import { clientFit, instructionOverridesSchema, openingInstructions, type InstructionOverrides } from '../../wire/control';
 import type { RoundWork } from './executor';
 import type { ModelHeader } from './global-model';
 import type { Prepared } from './preparation';
@@ -130,9 +130,8 @@ export class Rounds implements RoundWork {
   switchOpening(round: number, attempt: string, weights: Weights): Record<string, unknown> {
     const deadline_ms = this.io.machine.rules.deadlineMs;
     const { samples, overrides } = this.planOf(attempt);
-    const told = Object.keys(weights).filter((client) => overrides[client]);
-    const fit = told.length ? { fit: Object.fromEntries(told.map((client) => [client, overrides[client]])) } : {};
-    return { round, attempt, clients: Object.keys(weights), weights, samples, ...fit, deadline_ms, parameters: this.io.parameters, model_id: this.io.prepared().modelId };
+    const clients = Object.keys(weights);
+    return { round, attempt, clients, weights, ...openingInstructions(samples, overrides, clients), deadline_ms, parameters: this.io.parameters, model_id: this.io.prepared().modelId };
   }
 
   private planOf(attempt: string): NonNullable<Rounds['plan']> {

@@ -15,7 +15,7 @@ import type { Caller } from '../../net/identity';
 import { leastToForward, SwitchMachine, type SwitchAction, type SwitchEvent } from '../../protocol/switch';
 import { Topology } from '../../topology/tree';
 import { Kind } from '../../wire/codec';
-import { clientFit, dropSchema, openRoundSchema, readControl, readEvaluationQuery, withheldSchema, type InstructionOverrides } from '../../wire/control';
+import { clientFit, dropSchema, openingInstructions, openRoundSchema, readControl, readEvaluationQuery, withheldSchema, type InstructionOverrides } from '../../wire/control';
 import { attemptOf, forwardedUpdates, plainLimits, readMessage, updateKinds } from '../../wire/receive';
 import { askToEvaluate, type Evaluations } from '../federated-evaluation';
 import { Role } from '../role';
@@ -147,13 +147,6 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     return askToEvaluate(this.node, this.abort.signal, message.round, body as Buffer, asked.clients, (c) => this.topology.reporterOf(c), asked.withinMs);
   }
 
-  /** What a switch below is told of the round's instructions: the samples, and what its clients are told otherwise. */
-  private instructionsFor(clients: readonly string[]): { samples: number; fit?: Record<string, InstructionOverrides> } {
-    const { samples, overrides } = this.instructions;
-    const told = clients.filter((client) => overrides[client]);
-    return { samples, ...(told.length ? { fit: Object.fromEntries(told.map((client) => [client, overrides[client]])) } : {}) };
-  }
-
   /** POST /s/drop: the aggregator saw a selected client go down; this round stops waiting for it. */
   drop(body: unknown): void {
     this.dropClient(readControl(dropSchema, body, 'expected {"round", "attempt", "client"}'));
@@ -229,7 +222,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
           this.upstream.withhold(action).catch((err) => this.node.logger.error(`round ${action.round}: the notice upstream failed: ${(err as Error).stack ?? err}`));
           break;
         case 'open-below':
-          this.relay.open(action, { deadline_ms: this.deadlineMs, parameters: this.parameters, model_id: this.modelId, ...this.instructionsFor(action.clients) });
+          this.relay.open(action, { deadline_ms: this.deadlineMs, parameters: this.parameters, model_id: this.modelId, ...openingInstructions(this.instructions.samples, this.instructions.overrides, action.clients) });
           break;
         case 'drop-below': {
           const { round, attempt, client } = action;

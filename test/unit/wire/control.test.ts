@@ -1,0 +1,22 @@
+/** A round's instructions as they travel: the opening carries the samples once and only what differs; each client's copy its share. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { clientFit, clientFitSchema, openingInstructions, openRoundSchema } from '../../../src/wire/control';
+
+describe("a round's instructions on the wire", () => {
+  it("gives a client its share of the round's samples and what it alone is told; an opening carries only the overrides of its own clients", () => {
+    assert.deepEqual(clientFit(300, 400, { epochs: 2 }), { epochs: 2, share: 0.75 });
+    assert.deepEqual(clientFit(100, 400), { share: 0.25 });
+    const overrides = { a: { epochs: 2 }, c: { learningRate: 0.01 } };
+    assert.deepEqual(openingInstructions(400, overrides, ['a', 'b']), { samples: 400, fit: { a: { epochs: 2 } } });
+    assert.deepEqual(openingInstructions(400, overrides, ['b']), { samples: 400 }, 'no fit at all when none of its clients is told otherwise');
+    assert.equal(clientFitSchema.safeParse(clientFit(1, 2e9)).success, false, 'a share below 1e-9 is refused where the client reads it');
+  });
+
+  it('refuses an opening whose samples are fewer than its own clients weigh (a share past 1), or that tells a client its share', () => {
+    const opening = { round: 1, attempt: 's:1.0', clients: ['a', 'b'], weights: { a: 100, b: 300 }, deadline_ms: 1000, parameters: 10, model_id: 1 };
+    assert.ok(openRoundSchema.safeParse({ ...opening, samples: 400 }).success);
+    assert.match(openRoundSchema.safeParse({ ...opening, samples: 399 }).error!.message, /the round's 399 samples are fewer than these clients' 400/);
+    assert.equal(openRoundSchema.safeParse({ ...opening, samples: 400, fit: { a: { share: 1 } } }).success, false);
+  });
+});
