@@ -70,8 +70,10 @@ describe('the command line', () => {
       stdio: 'ignore',
     });
     try {
-      await waitFor(async () => existsSync(join(logs, 'rack2-node7.log')) && /listening on/.test(readFileSync(join(logs, 'rack2-node7.log'), 'utf8')));
-      assert.match(readFileSync(join(logs, 'rack2-node7.log'), 'utf8'), / debug /, '--debug writes debug lines');
+      const log = () => (existsSync(join(logs, 'rack2-node7.log')) ? readFileSync(join(logs, 'rack2-node7.log'), 'utf8') : '');
+      // Its first debug line comes after it is listening: waited for, not looked for the moment it listens.
+      await waitFor(async () => / debug /.test(log())).catch(() => assert.fail(`--debug writes debug lines; the log has: ${log()}`));
+      assert.match(log(), /listening on 127\.0\.0\.1:\d+/);
     } finally {
       worker.kill('SIGTERM');
     }
