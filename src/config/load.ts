@@ -1,5 +1,5 @@
 /** Reading config.json: parse, validate, check the topology, and name every mistake. */
-import { epsilonAfter, plannedRounds, quantizedClipProblem } from '../privacy/dp';
+import { epsilonAfter, noiseReserve, plannedRounds, quantizedClipProblem, releaseCost } from '../privacy/dp';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { addressProblem, canonicalAddress, namesNode, parseAddress } from './address';
@@ -33,14 +33,19 @@ export function parseExperimentConfig(raw: unknown, source = 'config'): Experime
 
 /**
  * he.quantize's defaults, written into the config every node gets: the headroom of a sum (`clients`)
- * is the most updates a round holds, and `clip` suits what clients quantize (see quantizesChange).
+ * is the most updates a round holds, `clip` suits what clients quantize (see quantizesChange), and
+ * under distributed DP with HE a sum keeps room for the clients' noise (noiseReserve; replaced, as it
+ * follows from dp, so a config read back from outputs/ reads the same).
  */
 function withQuantizeDefaults(config: ExperimentConfig): ExperimentConfig {
   const quantize = config.he.quantize;
   if (!quantize) return config;
-  const clients = quantize.clients ?? config.clients_per_round ?? Object.values(config.others).filter((entry) => entry.type === 'client').length;
+  const clientCount = Object.values(config.others).filter((entry) => entry.type === 'client').length;
+  const clients = quantize.clients ?? config.clients_per_round ?? clientCount;
   const clip = quantize.clip ?? (quantizesChange(config.he) ? DEFAULT_CHANGE_CLIP : DEFAULT_WEIGHT_CLIP);
-  return { ...config, he: { ...config.he, quantize: { ...quantize, clients, clip } } };
+  const { noise_reserve: _replaced, ...given } = quantize;
+  const reserve = config.dp?.mode === 'distributed' && config.he.enabled ? { noise_reserve: noiseReserve(config.dp, config, clientCount) } : {};
+  return { ...config, he: { ...config.he, quantize: { ...given, clients, clip, ...reserve } } };
 }
 
 export function loadExperimentConfig(file: string): ExperimentConfig {
@@ -145,8 +150,10 @@ function privacyProblems(config: ExperimentConfig): string[] {
   }
   if (ROBUST_STRATEGIES.includes(config.training.strategy)) problems.push(`training.strategy: "${config.training.strategy}" reads each client's update; dp's noise is sized for the round's sum (use a strategy over the sum: "fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi" or "fedadagrad")`);
   if (config.training.strategy === 'scaffold') problems.push('training.strategy: "scaffold" sends control variates beside the weights, which dp neither clips nor noises (use "fedavg", "fedprox" or a server optimizer with dp)');
-  problems.push(...quantizedPrivacyProblems(config, dp));
-  if (plannedRounds(config) === 0) problems.push(`dp.max_epsilon: ${dp.max_epsilon}; one round already spends ε ${epsilonAfter(dp, 1).toFixed(2)} at δ ${dp.delta}`);
+  const quantized = quantizedPrivacyProblems(config, dp);
+  problems.push(...quantized);
+  const filled = withQuantizeDefaults(config);
+  if (!quantized.length && plannedRounds(filled) === 0) problems.push(`dp.max_epsilon: ${dp.max_epsilon}; one round already spends ε ${epsilonAfter(filled, 1).toFixed(2)} at δ ${dp.delta}`);
   return problems;
 }
 
@@ -177,23 +184,30 @@ function robustProblems(config: ExperimentConfig, topology: Topology, perRound: 
 }
 
 /**
- * DP with he.quantize. Central: rounding moves an update by less than a step a value, a known
- * length (roundingReach), so clients clip to dp.clip less that length and the rounded update stays
- * within dp.clip: the guarantee is the unquantized one, exactly. It must leave most of the clip.
- * Distributed: each client's noise share would be clamped at ±he.quantize.clip and rounded with
- * its update, data-dependently, so the round's noise is not the Gaussian the accountant counts.
+ * DP with he.quantize. Rounding moves an update by less than a step a value, a known length
+ * (roundingReach), so clients clip to dp.clip less that length and the rounded update stays within
+ * dp.clip: the sensitivity is the unquantized one, exactly. It must leave most of the clip.
+ * Distributed under HE, clients draw their noise in whole steps (the distributed discrete Gaussian),
+ * into room the packing keeps for it; the steps must be fine beside the noise for its sum to cost
+ * what the Gaussian's would (releaseCost's slack). In plaintext each client's integers are its own,
+ * with no room beside them: its noise would be clamped with its update.
  */
 function quantizedPrivacyProblems(config: ExperimentConfig, dp: NonNullable<ExperimentConfig['dp']>): string[] {
   if (!config.he.quantize) return [];
-  if (dp.mode === 'distributed') {
-    return [
-      'dp.mode: "distributed" with he.quantize: each client\'s share of the noise would be clipped at ±he.quantize.clip and rounded with its update, so the round\'s noise is no longer the Gaussian the accountant counts (noise in the integer domain, the distributed discrete Gaussian of Kairouz et al. 2021, is not built): use "central", or leave he.quantize out',
-    ];
+  if (dp.mode === 'distributed' && !config.he.enabled) {
+    return ['dp.mode: "distributed" with he.quantize and he.enabled false: each client\'s quantized values are clamped to ±he.quantize.clip alone, so its share of the noise would be clamped with them and the sum\'s noise would follow no known law (under HE the sum keeps room for it): set he.enabled true, use "central", or leave he.quantize out'];
+  }
+  const filled = withQuantizeDefaults(config);
+  const problems: string[] = [];
+  const { multiplier, slack } = releaseCost(filled);
+  // Past 1% of a round's Gaussian RDP at order 2 (1/z²), the steps are too coarse for the noise.
+  if (slack > 0.01 / multiplier ** 2) {
+    problems.push(`he.quantize.bits: ${config.he.quantize.bits} bits leave steps so coarse beside each client's share of the noise that its discrete sum would cost ${slack.toPrecision(3)} more RDP a round than the Gaussian's ${(1 / multiplier ** 2).toPrecision(3)} (Kairouz et al. 2021, Proposition 14): use more bits or a smaller he.quantize.clip`);
   }
   // A model from a file is counted where it is found: each client checks the same as it starts.
-  if (config.model.architecture === 'file') return [];
-  const problem = quantizedClipProblem(dp, withQuantizeDefaults(config).he, modelParameters(config));
-  return problem ? [problem] : [];
+  if (config.model.architecture === 'file') return problems;
+  const problem = quantizedClipProblem(dp, filled.he, modelParameters(config));
+  return problem ? [...problems, problem] : problems;
 }
 
 /** Quantized values that do not fit a coefficient of the data primes, found before any node starts. */

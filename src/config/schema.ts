@@ -147,6 +147,11 @@ export const quantizeSchema = z
     clip: z.union([z.number().positive(), z.array(z.number().positive()).min(1)]).optional(),
     /** The most updates one sum holds; filled from clients_per_round (or the client count) when config.json is read. */
     clients: positiveInt.optional(),
+    /**
+     * Room each value of a sum keeps for the noise distributed DP's clients add in the integer domain;
+     * filled in from `dp` when config.json is read (privacy/dp.ts noiseReserve), what is written is replaced.
+     */
+    noise_reserve: z.number().positive().finite().optional(),
   })
   .strict();
 

@@ -4,7 +4,8 @@
  * - under HE with a value to a coefficient, what the encoder takes: |value| below 2^(prime - scale - 1),
  *   the first prime's half over the scale (a client could not have sent more, shares being at most 1);
  * - quantized, the clip: every value a client packs is clipped to it, so their average stays within
- *   it but for the rounding the headroom allows (`levels + clients` units over `levels`);
+ *   it but for the rounding the headroom allows (`levels + clients` units over `levels`) and, under
+ *   distributed DP, the room kept for the clients' noise (8 of its standard deviations);
  * - otherwise a bound far beyond any model trained here (MNIST's weights stay within ±10), which a
  *   flipped exponent bit (1e38, 2^64) does not pass.
  */
@@ -28,24 +29,34 @@ export interface ValueLimits {
   spread?: true;
 }
 
-/** How far the average of clipped, stochastically rounded shares can reach: the clip, and less than a step for each share in it. */
-export function quantizedReach(spec: Pick<QuantizeSpec, 'bits' | 'clip' | 'clients'>): number {
+/** How far the average of clipped, stochastically rounded shares can reach: the clip, the room for DP noise, and less than a step for each share in it. */
+export function quantizedReach(spec: Pick<QuantizeSpec, 'bits' | 'clip' | 'clients' | 'noise_reserve'>): number {
   const clip = widestClip(spec.clip);
-  return clip + spec.clients * packedUnit(spec, clip);
+  return clip + (spec.noise_reserve ?? 0) + spec.clients * packedUnit(spec, clip);
+}
+
+/** he.quantize as the config reader filled it in (defaults for settings that did not come from it), and why its values are bounded. */
+function quantizedBound(quantize: NonNullable<Settings['he']['quantize']>): { reach: number; why: string } {
+  const reach = quantizedReach({ bits: quantize.bits, clip: quantize.clip ?? 1, clients: quantize.clients ?? 1, noise_reserve: quantize.noise_reserve });
+  const room = quantize.noise_reserve ? `, and ${quantize.noise_reserve.toPrecision(3)} is kept beside it for distributed DP's noise` : '';
+  return { reach, why: `he.quantize.clip ${JSON.stringify(quantize.clip)}: every value is clipped to it${room}` };
 }
 
 export function valueLimits(he: Settings['he']): ValueLimits {
   const { quantize } = he;
   const plain = { model: PLAIN_VALUE_LIMIT, average: PLAIN_VALUE_LIMIT, why: 'no model trained here comes near it' };
   // Quantized in plaintext: what a client sends is clipped all the same.
-  if (!he.enabled) return quantize ? { ...plain, average: quantizedReach({ bits: quantize.bits, clip: quantize.clip ?? 1, clients: quantize.clients ?? 1 }), why: `he.quantize.clip ${JSON.stringify(quantize.clip)}: every value is clipped to it` } : plain;
+  if (!he.enabled) {
+    if (!quantize) return plain;
+    const { reach, why } = quantizedBound(quantize);
+    return { ...plain, average: reach, why };
+  }
   if (!quantize) {
     const bits = he.coeff_modulus_bits[0] - he.scale_bits - 1;
     const limit = 2 ** bits;
     return { model: limit, average: limit, why: `what the HE scale 2^${he.scale_bits} leaves in a ${he.coeff_modulus_bits[0]}-bit prime`, spread: true };
   }
-  const reach = quantizedReach({ bits: quantize.bits, clip: quantize.clip ?? 1, clients: quantize.clients ?? 1 });
-  const why = `he.quantize.clip ${JSON.stringify(quantize.clip)}: every value is clipped to it`;
+  const { reach, why } = quantizedBound(quantize);
   // With the key at the aggregator, clients quantize their change to the model: the model itself is not clipped.
   return he.key_holder === 'aggregator' ? { model: PLAIN_VALUE_LIMIT, average: reach, why } : { model: reach, average: reach, why };
 }

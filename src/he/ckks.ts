@@ -14,8 +14,8 @@ export { WIRE_COMPRESSION, type Compression, type HeParams, type KeyMaterial } f
  * How values sit in a plaintext is part of it, as ciphertexts packed otherwise would decode to garbage.
  */
 export function paramsId(params: HeParams): string {
-  const { bits, clip, clients } = params.quantize ?? {};
-  const packing = params.quantize ? ['quantized', bits, clients, clip] : ['coefficients'];
+  const { bits, clip, clients, noise_reserve: reserve } = params.quantize ?? {};
+  const packing = params.quantize ? ['quantized', bits, clients, clip, ...(reserve ? [reserve] : [])] : ['coefficients'];
   return createHash('sha256').update(JSON.stringify([params.poly_modulus_degree, params.coeff_modulus_bits, params.scale_bits, ...packing])).digest('hex').slice(0, 16);
 }
 
@@ -89,9 +89,10 @@ export class Ckks {
   /**
    * values·factor, packed `perCiphertext` to a ciphertext. With the secret key at hand the ciphertexts
    * are symmetric and seeded (half the bytes); otherwise public-key. Quantized, factor is the update's
-   * share of the round (at most 1). `first`: the index of values[0] in the model.
+   * share of the round (at most 1), and `noise` distributed DP's share, drawn in whole steps (see
+   * QuantizedLayout.toResidues). `first`: the index of values[0] in the model.
    */
-  encrypt(values: Float32Array | Float64Array, factor = 1, first = 0): Uint8Array[] {
+  encrypt(values: Float32Array | Float64Array, factor = 1, first = 0, noise = 0): Uint8Array[] {
     const { kit } = this;
     if (!kit.encryptor || !kit.codec) throw new Error('this node holds no HE key to encrypt with');
     const out: Uint8Array[] = [];
@@ -101,7 +102,7 @@ export class Ckks {
       const sealed = zero ?? encryptPlain(kit, plain);
       out.push(sealed.saveArray(kit.seal.ComprModeType[WIRE_COMPRESSION]));
       sealed.delete();
-    }, first);
+    }, first, noise);
     return out;
   }
 

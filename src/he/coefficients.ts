@@ -69,7 +69,8 @@ export class Residues {
  */
 export interface CoefficientLayout {
   readonly perCoefficient: number;
-  toResidues(values: Float32Array | Float64Array, start: number, end: number, factor: number, first: number, out: Residues): void;
+  /** `noise`: distributed DP's standard deviation, added in the layout's integer steps (quantized only). */
+  toResidues(values: Float32Array | Float64Array, start: number, end: number, factor: number, first: number, out: Residues, noise?: number): void;
   fromResidues(residues: Residues, out: Float64Array, start: number, end: number, factor: number, first: number): void;
 }
 
@@ -86,7 +87,9 @@ export class FloatLayout implements CoefficientLayout {
   }
 
   /** values·factor·scale, rounded, as residues modulo each prime (negative numbers wrap to q - |x|). */
-  toResidues(values: Float32Array | Float64Array, start: number, end: number, factor: number, _first: number, out: Residues): void {
+  toResidues(values: Float32Array | Float64Array, start: number, end: number, factor: number, _first: number, out: Residues, noise = 0): void {
+    // Unquantized, clients add DP noise to their floats before encrypting (privacy/dp.ts clientNoise).
+    if (noise > 0) throw new Error('noise in the integer domain is for quantized packing only');
     const limit = this.halves[0].value / 2;
     for (let i = start; i < end; i++) {
       const scaled = Math.round(values[i] * factor * this.scale);
@@ -151,13 +154,14 @@ export class CoefficientCodec {
 
   /**
    * Calls `use` with each chunk of `values`·factor as a plaintext (NTT form), in order; each plaintext
-   * is deleted once `use` returns. `first`: the index of values[0] in the whole model.
+   * is deleted once `use` returns. `first`: the index of values[0] in the whole model; `noise` as
+   * for CoefficientLayout.toResidues.
    */
-  encode(values: Float32Array | Float64Array, factor: number, use: (plain: any, chunk: number) => void, first = 0): void {
+  encode(values: Float32Array | Float64Array, factor: number, use: (plain: any, chunk: number) => void, first = 0, noise = 0): void {
     const chunks = Math.ceil(values.length / this.perChunk);
     for (let c = 0; c < chunks; c += 2) {
-      const second = c + 1 < chunks ? this.coefficientsOf(values, c + 1, factor, first) : undefined;
-      const transformed = this.transform('to-ntt', this.coefficientsOf(values, c, factor, first), second);
+      const second = c + 1 < chunks ? this.coefficientsOf(values, c + 1, factor, first, noise) : undefined;
+      const transformed = this.transform('to-ntt', this.coefficientsOf(values, c, factor, first, noise), second);
       transformed.forEach((words, k) => {
         const plain = this.plainOf(words);
         try {
@@ -195,10 +199,10 @@ export class CoefficientCodec {
     this.scratch.delete();
   }
 
-  private coefficientsOf(values: Float32Array | Float64Array, chunk: number, factor: number, first: number): Uint32Array {
+  private coefficientsOf(values: Float32Array | Float64Array, chunk: number, factor: number, first: number, noise: number): Uint32Array {
     const words = new Uint32Array(this.words);
     const start = chunk * this.perChunk;
-    this.layout.toResidues(values, start, Math.min(values.length, start + this.perChunk), factor, first, new Residues(words, this.parts.degree));
+    this.layout.toResidues(values, start, Math.min(values.length, start + this.perChunk), factor, first, new Residues(words, this.parts.degree), noise);
     return words;
   }
 

@@ -19,9 +19,9 @@ export const DEFAULT_KEY_FILE = 'keys/he-secret.json';
 export function heParams(he: Settings['he'], tensorSizes?: number[]): HeParams {
   const params: HeParams = { poly_modulus_degree: he.poly_modulus_degree, coeff_modulus_bits: he.coeff_modulus_bits, scale_bits: he.scale_bits };
   if (!he.quantize) return params;
-  const { bits, clip, clients } = he.quantize;
+  const { bits, clip, clients, noise_reserve } = he.quantize;
   if (clients === undefined || clip === undefined) throw new Error('he.quantize.clients and .clip are filled in when config.json is read; these settings did not come from it');
-  return { ...params, quantize: { bits, clip, clients }, ...(tensorSizes ? { tensor_sizes: tensorSizes } : {}) };
+  return { ...params, quantize: { bits, clip, clients, ...(noise_reserve ? { noise_reserve } : {}) }, ...(tensorSizes ? { tensor_sizes: tensorSizes } : {}) };
 }
 
 interface KeyFile {

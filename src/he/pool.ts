@@ -156,10 +156,11 @@ export class HePool {
     });
   }
 
-  async encrypt(values: Float32Array | Float64Array, factor = 1): Promise<Uint8Array[]> {
+  /** `noise`: distributed DP's share, added in the quantized packing's integer steps (Ckks.encrypt). */
+  async encrypt(values: Float32Array | Float64Array, factor = 1, noise = 0): Promise<Uint8Array[]> {
     const parts = await Promise.all(
       this.ranges(this.chunksFor(values.length)).map(([from, to], i) =>
-        this.run<Packed>(i, { op: 'encrypt', values: values.slice(from * this.perCiphertext, to * this.perCiphertext), factor, first: from * this.perCiphertext }, true).then(unpack),
+        this.run<Packed>(i, { op: 'encrypt', values: values.slice(from * this.perCiphertext, to * this.perCiphertext), factor, first: from * this.perCiphertext, noise }, true).then(unpack),
       ),
     );
     return parts.flat();

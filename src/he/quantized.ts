@@ -19,6 +19,8 @@
  * modulo each (SEAL's RNS form) and read back by the Chinese remainder theorem. With several
  * 60-bit primes a coefficient holds over a hundred bits; that is where the gain comes from.
  */
+import { discreteGaussian } from '../privacy/discrete-gaussian';
+import { secureUniform } from '../privacy/random';
 import type { CoefficientLayout, Residues } from './coefficients';
 
 /** What the experiment settings say (he.quantize), with `clients` filled in when the config is read. */
@@ -29,6 +31,11 @@ export interface QuantizeSpec {
   clip: number | number[];
   /** The most updates one sum holds (clients_per_round): the headroom. */
   clients: number;
+  /**
+   * Room each value of a sum keeps, in the values' units, for the noise distributed DP's clients add
+   * in the integer domain (privacy/dp.ts noiseReserve; filled in when config.json is read).
+   */
+  noise_reserve?: number;
 }
 
 /**
@@ -52,8 +59,12 @@ const bitLength = (x: bigint) => x.toString(2).length;
 /** The bits a slot keeps above a client's precision, so the sum of `clients` values cannot overflow it. */
 const headroomBits = (clients: number) => Math.ceil(Math.log2(Math.max(2, clients)));
 
-/** What one integer step of a packed slot stands for under `clip`: a full share at the clip, less the sum's rounding headroom, fills the slot. */
-export const packedUnit = (spec: Pick<QuantizeSpec, 'bits' | 'clients'>, clip: number): number => clip / (2 ** (spec.bits + headroomBits(spec.clients) - 1) - 1 - spec.clients);
+/**
+ * What one integer step of a packed slot stands for under `clip`: a full share at the clip, plus the
+ * room kept for DP noise, less the sum's rounding headroom, fills the slot.
+ */
+export const packedUnit = (spec: Pick<QuantizeSpec, 'bits' | 'clients' | 'noise_reserve'>, clip: number): number =>
+  (clip + (spec.noise_reserve ?? 0)) / (2 ** (spec.bits + headroomBits(spec.clients) - 1) - 1 - spec.clients);
 
 /** The largest of he.quantize.clip's ranges (one for all tensors, or one per tensor). */
 export const widestClip = (clip: number | number[]): number => (typeof clip === 'number' ? clip : Math.max(...clip));
@@ -70,7 +81,7 @@ export function roundingReach(he: { enabled: boolean; quantize?: Partial<Quantiz
   if (!quantize) return 0;
   if (quantize.clip === undefined || quantize.clients === undefined) throw new Error('he.quantize.clip and .clients are filled in when config.json is read; these settings did not come from it');
   const clip = widestClip(quantize.clip);
-  const step = he.enabled ? quantize.clients * packedUnit({ bits: quantize.bits, clients: quantize.clients }, clip) : clip / (2 ** (quantize.bits - 1) - 1);
+  const step = he.enabled ? quantize.clients * packedUnit({ ...quantize, clients: quantize.clients }, clip) : clip / (2 ** (quantize.bits - 1) - 1);
   return step * Math.sqrt(values);
 }
 
@@ -167,10 +178,15 @@ export class QuantizedLayout implements CoefficientLayout {
 
   /**
    * Coefficients start..end of values·factor (factor: this update's share, at most 1), as residues.
-   * `first` is the index of values[0] in the whole model (for its tensor's clip).
+   * `first` is the index of values[0] in the whole model (for its tensor's clip). `noise`: distributed
+   * DP's share, the standard deviation this update adds to the values before the factor; it is drawn
+   * as a discrete Gaussian in whole steps after rounding, so the sum's noise is the distributed
+   * discrete Gaussian (Kairouz et al. 2021) whatever the clients' values.
    */
-  toResidues(values: Float32Array | Float64Array, start: number, end: number, factor: number, first: number, out: Residues): void {
+  toResidues(values: Float32Array | Float64Array, start: number, end: number, factor: number, first: number, out: Residues, noise = 0): void {
     if (!(factor > 0 && factor <= 1)) throw new Error(`a quantized encryption takes a share of the round (0 < factor <= 1), got ${factor}`);
+    if (noise > 0 && !this.spec.noise_reserve) throw new Error('DP noise in a quantized update needs room in the sum: he.quantize.noise_reserve is filled in from dp when config.json is read');
+    const uniform = secureUniform(); // draws nothing until noise asks
     const { slots, width, noiseBits } = this.geometry;
     const shift = BigInt(noiseBits);
     const groupShift = BigInt(width * this.group);
@@ -185,7 +201,9 @@ export class QuantizedLayout implements CoefficientLayout {
       const { clip, unit } = segments[segment];
       if (!Number.isFinite(values[i])) throw new Error(`value ${values[i]} at ${index} cannot be quantized`);
       const x = Math.max(-clip, Math.min(clip, values[i]));
-      return Math.floor((x * factor) / unit + Math.random()); // stochastic rounding: unbiased, so small changes every client makes survive
+      // Stochastic rounding: unbiased, so small changes every client makes survive.
+      const rounded = Math.floor((x * factor) / unit + Math.random());
+      return noise > 0 ? rounded + discreteGaussian((noise * factor) / unit, uniform) : rounded;
     };
     for (let c = 0; start + c * slots < end; c++) {
       const from = start + c * slots;

@@ -5,7 +5,7 @@ import { pack, unpack, type Packed } from './packing';
 
 export type Task =
   /** `first`: the index of values[0] in the model (a quantized layout clips by tensor). */
-  | { id: number; op: 'encrypt'; values: Float32Array | Float64Array; factor: number; first: number }
+  | { id: number; op: 'encrypt'; values: Float32Array | Float64Array; factor: number; first: number; noise: number }
   /** `lists` lists of the same length, one after the other in `packed`. */
   | { id: number; op: 'sum'; lists: number; packed: Packed }
   | { id: number; op: 'decrypt'; packed: Packed; parameters: number; factor: number; first: number }
@@ -49,7 +49,7 @@ async function answer(task: Exclude<Task, { op: 'crash' }>): Promise<void> {
   try {
     const ckks = await ready;
     let result: unknown;
-    if (task.op === 'encrypt') result = pack(ckks.encrypt(task.values, task.factor, task.first));
+    if (task.op === 'encrypt') result = pack(ckks.encrypt(task.values, task.factor, task.first, task.noise));
     else if (task.op === 'sum') result = pack(ckks.sum(regroup(unpack(task.packed), task.lists)));
     else if (task.op === 'prepare') result = ckks.prepare(task.count);
     else result = ckks.decrypt(unpack(task.packed), task.parameters, task.factor, task.first);

@@ -48,9 +48,15 @@ export class RdpAccountant {
     this.rdp = orders.map(() => 0);
   }
 
-  /** `steps` rounds that sampled each client with probability `q` and added noise of multiplier `sigma`. */
-  compose(q: number, sigma: number, steps = 1): void {
-    subsampledGaussianRdp(q, sigma, this.orders).forEach((r, i) => (this.rdp[i] += r * steps));
+  /**
+   * `steps` rounds that sampled each client with probability `q` and added noise of multiplier `sigma`.
+   * `slack`: RDP each step adds at every order beyond the Gaussian's (a discrete Gaussian's, see
+   * privacy/dp.ts releaseCost); its bound holds without sampling only, so it needs q = 1.
+   */
+  compose(q: number, sigma: number, steps = 1, slack = 0): void {
+    if (slack !== 0 && q !== 1) throw new RangeError('a slack beside the Gaussian is bounded for q = 1 only');
+    if (!(slack >= 0)) throw new RangeError(`the slack is at least 0, not ${slack}`);
+    subsampledGaussianRdp(q, sigma, this.orders).forEach((r, i) => (this.rdp[i] += (r + slack) * steps));
   }
 
   epsilon(delta: number): { epsilon: number; order: number } {

@@ -141,8 +141,8 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
 
   /** Resumed after the DP budget stopped the run (rounds run again had released more): nothing is left to run. */
   private budgetSpent(): boolean {
-    const { dp } = this.config.settings;
-    return dp !== undefined && this.outputs.rows.length > 0 && !PrivacyLedger.fromRows(dp, this.outputs.rows).affordsAnother();
+    const { settings } = this.config;
+    return settings.dp !== undefined && this.outputs.rows.length > 0 && !PrivacyLedger.fromRows(settings, this.outputs.rows).affordsAnother();
   }
 
   get backend(): string | undefined {

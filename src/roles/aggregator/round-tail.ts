@@ -86,9 +86,9 @@ export class RoundTail {
 
   /** DP's count of noised models released, from the rounds done (a resumed run) on. */
   private ledger(): PrivacyLedger | undefined {
-    const { dp } = this.io.config.settings;
-    if (!dp) return undefined;
-    return (this.privacy ??= PrivacyLedger.fromRows(dp, this.io.outputs.rows));
+    const { settings } = this.io.config;
+    if (!settings.dp) return undefined;
+    return (this.privacy ??= PrivacyLedger.fromRows(settings, this.io.outputs.rows));
   }
 
   /** One more noised model goes to the clients, or (the budget spent by rounds run again) the run ends here. */

@@ -172,7 +172,8 @@ export class ClientRole extends Role<ClientNodeConfig> {
 
     this.act(this.machine.handle({ type: 'trained' }));
     const encryptStart = performance.now();
-    const source = { round, attempt: meta.attempt, sender: this.config.address, modelId: trainer.modelId, samples: trainer.weight, weights, global, share: fit.share };
+    const stepNoise = trainer.noiseShare?.inSteps ? { noise: trainer.noiseShare.std } : {};
+    const source = { round, attempt: meta.attempt, sender: this.config.address, modelId: trainer.modelId, samples: trainer.weight, weights, global, share: fit.share, ...stepNoise };
     const { update, clipped } = await this.encoder!.encode(source, he);
     const encryptMs = performance.now() - encryptStart;
     const sendStart = performance.now();

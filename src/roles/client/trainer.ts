@@ -3,7 +3,7 @@
  * the global model it is sent, and (with the key at the clients) scoring the sealed global model,
  * which it then keeps to train from when the next round sends only a reference to it.
  */
-import { addGaussianNoise, clipChange, dpClip, noiseShareStd, quantizedClipProblem } from '../../privacy/dp';
+import { addGaussianNoise, clientNoise, clipChange, dpClip, quantizedClipProblem } from '../../privacy/dp';
 import { attackedData, attackedWeights } from './attack';
 import type * as tf from '@tensorflow/tfjs';
 import { inputOf } from '../../config/schema';
@@ -34,8 +34,11 @@ export class Trainer {
   readonly parameters: number;
   /** SCAFFOLD: this client's control variate c_i. */
   private readonly control?: ControlVariate;
-  /** Distributed DP: the standard deviation of the noise this client adds to each update (privacy/dp.ts). */
-  readonly noiseShare?: number;
+  /**
+   * Distributed DP: the standard deviation of the noise this client adds to each update, and whether
+   * it is drawn in whole steps as the update is encrypted (quantized HE) rather than here (privacy/dp.ts).
+   */
+  readonly noiseShare?: { std: number; inSteps: boolean };
   /** DP: the length it clips its change to: dp.clip, less what rounding can add when quantized (dpClip). */
   private readonly clip?: number;
   /** The sealed model this client last scored, decrypted: a model reference trains from it. */
@@ -58,7 +61,7 @@ export class Trainer {
     this.sizes = vectorSizes(config.settings, sizes);
     if (this.sizes.length > sizes.length) this.control = new ControlVariate(this.parameters, config.client_number);
     const { dp } = config.settings;
-    if (dp?.mode === 'distributed') this.noiseShare = noiseShareStd(dp, config.settings, config.client_number);
+    this.noiseShare = clientNoise(config.settings, config.client_number);
     const tooCoarse = dp && quantizedClipProblem(dp, config.settings.he, this.parameters);
     if (tooCoarse) throw new Error(tooCoarse);
     if (dp) this.clip = dpClip(dp, config.settings.he, this.parameters);
@@ -77,7 +80,9 @@ export class Trainer {
   describe(): string {
     const { dp } = this.config.settings;
     const clip = dp && this.clip !== dp.clip ? `${this.clip!.toPrecision(4)} (dp.clip ${dp.clip} less the ${(dp.clip - this.clip!).toPrecision(3)} quantizing can add)` : `${dp?.clip}`;
-    const noise = this.noiseShare ? `; distributed DP: each update clipped to ${clip} and noised with standard deviation ${this.noiseShare.toPrecision(3)}, this client's share of the round's` : '';
+    const share = this.noiseShare;
+    const steps = share?.inSteps ? ' in whole steps of the packing (a discrete Gaussian)' : '';
+    const noise = share ? `; distributed DP: each update clipped to ${clip} and noised with standard deviation ${share.std.toPrecision(3)}${steps}, this client's share of the round's` : '';
     const central = dp && !this.noiseShare ? `; central DP: each update clipped to ${clip}` : '';
     return `${this.data.size} samples from ${this.from}, backend ${this.backend}${noise}${central}`;
   }
@@ -107,7 +112,8 @@ export class Trainer {
   /**
    * Trains `global` (the round's vector: the model, and under SCAFFOLD the server's control variate)
    * for a round; its loss, and the vector it sends: its weights (under DP clipped, and noised when
-   * distributed; then worked on by an attack), and under SCAFFOLD its control variate's step.
+   * distributed, unless drawn as it is encrypted; then worked on by an attack), and under SCAFFOLD its
+   * control variate's step.
    * `share`: its weight over the round's selected clients' (the aggregator's instructions).
    */
   async train(global: Float32Array, opening: Opening, instructions: ClientInstructions, share: number): Promise<{ loss: number; weights: Float32Array }> {
@@ -123,7 +129,7 @@ export class Trainer {
     });
     const { attack, settings } = this.config;
     const trained = this.clip !== undefined ? clipChange(start, getFlatWeights(this.model), this.clip) : getFlatWeights(this.model);
-    if (this.noiseShare) addGaussianNoise(trained, this.noiseShare);
+    if (this.noiseShare && !this.noiseShare.inSteps) addGaussianNoise(trained, this.noiseShare.std);
     const steps = stepsOf(this.data.size, instructions);
     const sent = serverControl && this.control ? withControl(trained, this.control.step(opening, serverControl, start, trained, steps * instructions.learningRate, share)) : trained;
     return { loss, weights: attack ? attackedWeights(attack, global, sent, round, this.config.index) : sent };

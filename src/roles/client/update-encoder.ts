@@ -21,6 +21,8 @@ export interface UpdateSource {
   global: Float32Array;
   /** Encrypted updates are pre-scaled by this: the client's share of the round (its weight over the round's). */
   share: number;
+  /** Distributed DP under quantized HE: the noise's standard deviation, drawn in whole steps as it is encrypted. */
+  noise?: number;
 }
 
 export class UpdateEncoder {
@@ -36,15 +38,16 @@ export class UpdateEncoder {
 
   /** The update message, with how many values were clipped when quantized. */
   async encode(source: UpdateSource, session: HeSession | undefined): Promise<{ update: Buffer; clipped?: number }> {
-    const { round, attempt, sender, modelId, samples, weights, global, share } = source;
+    const { round, attempt, sender, modelId, samples, weights, global, share, noise } = source;
     const { quantize } = this.he;
     const sent = quantize && quantizesChange(this.he) ? minus(weights, global) : weights;
     const clipped = this.clip ? countClipped(sent, this.clip, this.sizes) : undefined;
     const base = { round, modelId, contributors: 1, weight: samples, sender, count: weights.length };
     if (session) {
-      const ciphertexts = await session.pool.encrypt(sent, share);
+      const ciphertexts = await session.pool.encrypt(sent, share, noise);
       return { update: encode({ ...base, kind: Kind.EncryptedUpdate, meta: { he: session.id, attempt }, parameters: new Float32Array(0), ciphertexts }), clipped };
     }
+    if (noise) throw new Error('noise in whole steps is drawn as an update is encrypted; this one is not');
     if (!quantize || !this.clip) return { update: encode({ ...base, kind: Kind.Update, meta: { attempt }, parameters: weights }) };
     const quantized = quantizedMeta({ bits: quantize.bits, ...this.clip }, sent.length, this.sizes);
     return { update: encode({ ...base, kind: Kind.QuantizedUpdate, meta: { attempt, quantized }, parameters: sent }), clipped };

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { describeIssues } from '../../../src/config/issues';
 import { ConfigError, parseExperimentConfig, resolveNodeConfigs } from '../../../src/config/load';
+import { releaseCost } from '../../../src/privacy/dp';
 import { nodeConfigSchema } from '../../../src/config/node-config';
 import { formatConfig, testbedConfig } from '../../../src/config/testbed';
 import { ROOT } from '../../helpers/cluster';
@@ -173,11 +174,33 @@ describe('differential privacy in config.json', () => {
     assert.doesNotThrow(() => parseExperimentConfig({ ...plain({}), he: { enabled: false, quantize: { bits: 16 } } }));
   });
 
+  it('keeps room in a quantized sum for distributed DP noise drawn in whole steps, in either key mode', () => {
+    for (const key_holder of ['aggregator', 'clients']) {
+      const config = parseExperimentConfig({ ...plain({ mode: 'distributed' }), he: { enabled: true, key_holder, quantize: { bits: 16 } } });
+      // 2 clients, min_report_fraction 0.5: a round may close with 1 update, whose share of the noise is all of σ = z·2C = 2; 8σ of room.
+      assert.equal(config.he.quantize?.noise_reserve, 16, key_holder);
+      assert.equal(releaseCost(config).slack, 0, 'steps far finer than the noise: the discrete sum costs what the Gaussian does');
+    }
+    // Filled from dp, not taken from the file: a config read back from outputs/ reads the same.
+    const written = parseExperimentConfig({ ...plain({ mode: 'distributed' }), he: { enabled: true, quantize: { bits: 16, noise_reserve: 1 } } });
+    assert.equal(written.he.quantize?.noise_reserve, 16);
+    assert.equal(parseExperimentConfig({ ...plain({}), he: { enabled: true, quantize: { bits: 16, noise_reserve: 1 } } }).he.quantize?.noise_reserve, undefined, 'no distributed DP, no room');
+  });
+
   it('refuses what it cannot do, saying why', () => {
     assert.deepEqual(problemsOf({ ...plain({}), he: { enabled: true, key_holder: 'clients' } }), [
       'dp.mode: "central" adds the noise to the sum the aggregator reads; with he.key_holder "clients" it reads none (use "distributed": each client adds its share)',
     ]);
-    assert.match(problemsOf({ ...plain({ mode: 'distributed' }), he: { enabled: true, quantize: { bits: 16 } } }).join('\n'), /^dp\.mode: "distributed" with he\.quantize: each client's share of the noise would be clipped at ±he\.quantize\.clip and rounded with its update/);
+    assert.deepEqual(problemsOf({ ...plain({ mode: 'distributed' }), he: { enabled: false, quantize: { bits: 16 } } }), [
+      'dp.mode: "distributed" with he.quantize and he.enabled false: each client\'s quantized values are clamped to ±he.quantize.clip alone, so its share of the noise would be clamped with them and the sum\'s noise would follow no known law (under HE the sum keeps room for it): set he.enabled true, use "central", or leave he.quantize out',
+    ]);
+    // Distributed under HE, a step spans the clip and the room for the noise (16): 8 bits leave 16.25/253 a step, twice that in the sum's units.
+    const coarse = ((2 * 16.25) / 253) * Math.sqrt(101_770);
+    assert.deepEqual(problemsOf({ ...plain({ mode: 'distributed' }), he: { enabled: true, quantize: { bits: 8 } } }), [
+      `he.quantize.bits: 8 bits round a client's update by up to ${coarse.toPrecision(3)} in length (a step in each of 101770 values; a step spans he.quantize.clip and the 16.0 kept for the noise), more than half dp.clip 1, which clients clip to less that length: use more bits, a smaller he.quantize.clip, or a larger dp.clip`,
+    ]);
+    // Noise of a few steps: its discrete sum is no longer as private as the Gaussian (Kairouz et al. 2021, Proposition 14).
+    assert.match(problemsOf({ ...plain({ mode: 'distributed', noise_multiplier: 1e-6 }), he: { enabled: true, quantize: { bits: 16 } } }).join('\n'), /^he\.quantize\.bits: 16 bits leave steps so coarse beside each client's share of the noise that its discrete sum would cost \S+ more RDP a round than the Gaussian's 1\.00e\+12/);
     // 8 bits for 2 clients: a step of 0.25/253 in the share of ½, 2/253·0.25 in the sum's units, in each of 101,770 values.
     const reach = ((2 * 0.25) / 253) * Math.sqrt(101_770);
     assert.deepEqual(problemsOf({ ...plain({}), he: { enabled: true, quantize: { bits: 8 } } }), [

@@ -29,6 +29,11 @@ describe('value limits', () => {
     assert.equal(quantized('clients').model, 511 / 507, 'the model is an average of clipped weights');
     assert.equal(quantized('aggregator').model, PLAIN_VALUE_LIMIT, 'clients send their change: the model itself is not clipped');
     assert.equal(quantized('aggregator').average, 511 / 507);
+    // Distributed DP keeps room for the clients' noise beside the clip: a step spans both, and the sum may reach both.
+    assert.equal(quantizedReach({ bits: 8, clip: 0.25, clients: 4, noise_reserve: 2 }), 0.25 + 2 + (4 * 2.25) / 507);
+    const noisy = valueLimits(heSchema.parse({ enabled: true, key_holder: 'clients', quantize: { bits: 8, clip: 1, clients: 4, noise_reserve: 2 } }));
+    assert.equal(noisy.average, 3 + (4 * 3) / 507);
+    assert.match(noisy.why, /every value is clipped to it, and 2\.00 is kept beside it for distributed DP's noise/);
   });
 });
 

@@ -208,3 +208,38 @@ describe('quantized packing in the settings', () => {
     assert.equal(ids.size, 3);
   });
 });
+
+describe('distributed DP noise drawn in whole steps of the packing', () => {
+  // 4 clients of share ¼, each adding noise of standard deviation 2 (in the values' units, before its
+  // share): the sum holds √4·2·¼ = 1. Room for 8 of that beside the clip.
+  const noisy: QuantizeSpec = { bits: 16, clip: 1, clients: 4, noise_reserve: 8 };
+  const pools = poolsFor(paramsFor(noisy));
+  const quiet = poolsFor(paramsFor({ bits: 16, clip: 1, clients: 4 }));
+
+  it('four clients at the clip: the sum reads the clip plus noise of the standard deviation the shares add up to, with no carry', async () => {
+    const atClip = new Float32Array(PARAMETERS).fill(1);
+    const encrypted = await Promise.all([0, 1, 2, 3].map(() => pools.publicPool.encrypt(atClip, 0.25, 2)));
+    const read = await pools.secretPool.decrypt(await pools.bare.sum(encrypted), PARAMETERS);
+    let sum = 0;
+    let squares = 0;
+    for (const value of read) {
+      sum += value - 1;
+      squares += (value - 1) ** 2;
+    }
+    const mean = sum / PARAMETERS;
+    const sd = Math.sqrt(squares / PARAMETERS - mean * mean);
+    // Five standard errors of each estimate (the steps' rounding adds under a millionth to the variance).
+    assert.ok(Math.abs(mean) < 5 / Math.sqrt(PARAMETERS), `mean ${mean}`);
+    assert.ok(Math.abs(sd - 1) < 5 / Math.sqrt(2 * PARAMETERS), `standard deviation ${sd}`);
+    // A carry out of a slot would put a value a whole slot's range (9 and more) away.
+    assert.ok(read.every((v) => Math.abs(v - 1) < 8), `a value read ${read.find((v) => Math.abs(v - 1) >= 8)}`);
+  });
+
+  it('the step is the clip and the room for the noise over the slot: the parameters id tells the packings apart', () => {
+    assert.notEqual(paramsId(paramsFor(noisy)), paramsId(paramsFor({ bits: 16, clip: 1, clients: 4 })));
+  });
+
+  it('noise needs the room: a packing without it refuses to draw any', async () => {
+    await assert.rejects(quiet.publicPool.encrypt(updates[0], 0.25, 2), /DP noise in a quantized update needs room in the sum/);
+  });
+});

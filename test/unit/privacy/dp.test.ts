@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { dpSchema } from '../../../src/config/schema';
 import { seededRandom } from '../../../src/data/random';
 import { dequantizeValues, quantizedMeta, quantizeValues } from '../../../src/wire/quantized';
-import { addGaussianNoise, changeNorm, clipChange, dpClip, noiseShareStd, noiseStd, PrivacyLedger, describeBudget, epsilonAfter, plannedRounds } from '../../../src/privacy/dp';
+import { addGaussianNoise, changeNorm, clientNoise, clipChange, dpClip, noiseShareStd, noiseStd, PrivacyLedger, describeBudget, epsilonAfter, plannedRounds, releaseCost } from '../../../src/privacy/dp';
 import { epsilonFromRdp, DEFAULT_ORDERS } from '../../../src/privacy/rdp';
 
 const dp = (raw: Record<string, unknown>) => dpSchema.parse({ mode: 'central', clip: 1, noise_multiplier: 1, ...raw });
@@ -78,7 +78,7 @@ describe('central DP-FedAvg', () => {
   });
 
   it('keeps a ledger of released models: ε by releases, and whether another fits the budget', () => {
-    const settings = dp({ noise_multiplier: 2, max_epsilon: epsilonAfter(dp({ noise_multiplier: 2 }), 3) });
+    const settings = { dp: dp({ noise_multiplier: 2, max_epsilon: epsilonAfter({ dp: dp({ noise_multiplier: 2 }) }, 3) }) };
     const ledger = new PrivacyLedger(settings, 1);
     ledger.release();
     assert.deepEqual([ledger.released, ledger.epsilon], [2, epsilonAfter(settings, 2)]);
@@ -88,7 +88,7 @@ describe('central DP-FedAvg', () => {
   });
 
   it('accounts each round as the Gaussian mechanism (q 1): ε after r rounds is that of RDP r·α/(2z²)', () => {
-    const settings = dp({ noise_multiplier: 2 });
+    const settings = { dp: dp({ noise_multiplier: 2 }) };
     const rdp = DEFAULT_ORDERS.map((alpha) => (30 * alpha) / (2 * 4));
     assert.equal(epsilonAfter(settings, 30), epsilonFromRdp(DEFAULT_ORDERS, rdp, 1e-5).epsilon);
     assert.ok(epsilonAfter(settings, 31) > epsilonAfter(settings, 30));
@@ -98,9 +98,50 @@ describe('central DP-FedAvg', () => {
     const budget = dp({ noise_multiplier: 2, max_epsilon: 5 });
     const planned = plannedRounds({ rounds: 100, dp: budget });
     assert.ok(planned > 0 && planned < 100, `${planned}`);
-    assert.ok(epsilonAfter(budget, planned) <= 5 && epsilonAfter(budget, planned + 1) > 5);
+    assert.ok(epsilonAfter({ dp: budget }, planned) <= 5 && epsilonAfter({ dp: budget }, planned + 1) > 5);
     assert.match(describeBudget({ rounds: 100, dp: budget })!, new RegExp(`after ${planned} rounds: dp\\.max_epsilon 5 stops the run there, before round ${planned + 1} of 100`));
     assert.equal(plannedRounds({ rounds: 100, dp: dp({}) }), 100, 'no budget, every round');
     assert.equal(plannedRounds({ rounds: 100 }), 100);
+  });
+});
+
+describe('distributed DP under quantized HE: the distributed discrete Gaussian', () => {
+  const distributed = dp({ mode: 'distributed', clip: 1, noise_multiplier: 1 });
+  const sealed = (quantize?: { bits: number; clip: number; clients: number; noise_reserve?: number }) => ({ enabled: true, key_holder: 'aggregator' as const, poly_modulus_degree: 8192, coeff_modulus_bits: [60, 60, 60, 38], scale_bits: 45, ...(quantize ? { quantize } : {}) });
+
+  it('is drawn in whole steps as a client encrypts under quantized HE, and added to its floats otherwise', () => {
+    const headcount = { min_report_fraction: 1 };
+    assert.deepEqual(clientNoise({ dp: distributed, he: sealed({ bits: 16, clip: 1, clients: 4, noise_reserve: 4 }), ...headcount }, 4), { std: 1, inSteps: true });
+    assert.deepEqual(clientNoise({ dp: distributed, he: sealed(), ...headcount }, 4), { std: 1, inSteps: false });
+    assert.deepEqual(clientNoise({ dp: distributed, he: { ...sealed({ bits: 16, clip: 1, clients: 4 }), enabled: false }, ...headcount }, 4), { std: 1, inSteps: false });
+    assert.equal(clientNoise({ dp: dp({}), he: sealed(), ...headcount }, 4), undefined, 'central: the aggregator adds it');
+  });
+
+  it("costs the Gaussian's RDP plus Kairouz et al.'s τ·d (Proposition 14), with τ worked by hand for two and three clients", () => {
+    // Two clients, 2 bits (a slot of 3 bits: 2^2 − 1 − 2 = 1 step from 0 to the clip and the room), clip 1, room 0.5:
+    // a step of 1.5. A client's least noise: σ/√2 = 2/√2 in a share of ½, so 0.7071/1.5 = 0.4714 steps.
+    const two = releaseCost({ dp: distributed, he: sealed({ bits: 2, clip: 1, clients: 2, noise_reserve: 0.5 }) });
+    const steps2 = 2 / Math.sqrt(2) / 2 / 1.5;
+    // τ = 10·Σ_{k=1}^{n−1} exp(−2π²σ²·k/(k+1)); n 2: 10·exp(−π²·0.4714²) = 10·exp(−2.193) = 1.1155; d at most 2^32.
+    assert.ok(Math.abs(steps2 - 0.4714) < 1e-4);
+    assert.ok(Math.abs(two.slack / 2 ** 32 - 1.1155) < 1e-4, `${two.slack / 2 ** 32}`);
+    assert.equal(two.multiplier, 1);
+    // Three clients, 4 bits: a slot of 6 bits, 2^5 − 1 − 3 = 28 steps for 1 + 0.5; σ/√3 in a share of ⅓: 0.3849/(1.5/28) = 7.185 steps.
+    const three = releaseCost({ dp: distributed, he: sealed({ bits: 4, clip: 1, clients: 3, noise_reserve: 0.5 }) });
+    const steps3 = 2 / Math.sqrt(3) / 3 / (1.5 / 28);
+    const tau3 = 10 * (Math.exp(-2 * Math.PI ** 2 * steps3 ** 2 * (1 / 2)) + Math.exp(-2 * Math.PI ** 2 * steps3 ** 2 * (2 / 3)));
+    assert.equal(three.slack, tau3 * 2 ** 32);
+    assert.ok(three.slack < 1e-200, 'seven steps of noise: τ·d near exp(−509)·2^32, and the sum costs what the Gaussian does');
+    // Central, or noise on floats: the Gaussian itself.
+    assert.equal(releaseCost({ dp: dp({}), he: sealed({ bits: 2, clip: 1, clients: 2 }) }).slack, 0);
+    assert.equal(releaseCost({ dp: distributed, he: sealed() }).slack, 0);
+  });
+
+  it('accounts the slack at every order, each round: ε is that of RDP r·(α/(2z²) + slack)', () => {
+    const settings = { dp: distributed, he: sealed({ bits: 2, clip: 1, clients: 2, noise_reserve: 0.5 }) };
+    const { slack } = releaseCost(settings);
+    const rdp = DEFAULT_ORDERS.map((alpha) => 3 * (alpha / 2 + slack));
+    assert.equal(epsilonAfter(settings, 3), epsilonFromRdp(DEFAULT_ORDERS, rdp, 1e-5).epsilon);
+    assert.ok(epsilonAfter(settings, 3) > epsilonAfter({ dp: distributed }, 3));
   });
 });
