@@ -121,7 +121,7 @@ function topologyProblems(config: ExperimentConfig): string[] {
   const packing = packingProblem(config, headroom ?? perRound);
   if (packing) problems.push(packing);
   if (!checked.problems.length) problems.push(...robustProblems(config, checked.topology, perRound));
-  problems.push(...privacyProblems(config), ...headcountProblems(config, clientCount));
+  problems.push(...privacyProblems(withQuantizeDefaults(config)), ...headcountProblems(config, clientCount));
   return problems;
 }
 
@@ -139,7 +139,8 @@ function headcountProblems(config: ExperimentConfig, clients: number): string[] 
 
 /**
  * What DP asks: a sum of changes clipped as the clients made them, noised where the mode says: by
- * the aggregator (central), which must then read the sum, or by the clients (distributed).
+ * the aggregator (central), which must then read the sum, or by the clients (distributed). `config`
+ * with he.quantize filled in (withQuantizeDefaults).
  */
 function privacyProblems(config: ExperimentConfig): string[] {
   const { dp } = config;
@@ -152,8 +153,7 @@ function privacyProblems(config: ExperimentConfig): string[] {
   if (config.training.strategy === 'scaffold') problems.push('training.strategy: "scaffold" sends control variates beside the weights, which dp neither clips nor noises (use "fedavg", "fedprox" or a server optimizer with dp)');
   const quantized = quantizedPrivacyProblems(config, dp);
   problems.push(...quantized);
-  const filled = withQuantizeDefaults(config);
-  if (!quantized.length && plannedRounds(filled) === 0) problems.push(`dp.max_epsilon: ${dp.max_epsilon}; one round already spends ε ${epsilonAfter(filled, 1).toFixed(2)} at δ ${dp.delta}`);
+  if (!quantized.length && plannedRounds(config) === 0) problems.push(`dp.max_epsilon: ${dp.max_epsilon}; one round already spends ε ${epsilonAfter(config, 1).toFixed(2)} at δ ${dp.delta}`);
   return problems;
 }
 
@@ -197,16 +197,15 @@ function quantizedPrivacyProblems(config: ExperimentConfig, dp: NonNullable<Expe
   if (dp.mode === 'distributed' && !config.he.enabled) {
     return ['dp.mode: "distributed" with he.quantize and he.enabled false: each client\'s quantized values are clamped to ±he.quantize.clip alone, so its share of the noise would be clamped with them and the sum\'s noise would follow no known law (under HE the sum keeps room for it): set he.enabled true, use "central", or leave he.quantize out'];
   }
-  const filled = withQuantizeDefaults(config);
   const problems: string[] = [];
-  const { multiplier, slack } = releaseCost(filled);
+  const { multiplier, slack } = releaseCost(config);
   // Past 1% of a round's Gaussian RDP at order 2 (1/z²), the steps are too coarse for the noise.
   if (slack > 0.01 / multiplier ** 2) {
     problems.push(`he.quantize.bits: ${config.he.quantize.bits} bits leave steps so coarse beside each client's share of the noise that its discrete sum would cost ${slack.toPrecision(3)} more RDP a round than the Gaussian's ${(1 / multiplier ** 2).toPrecision(3)} (Kairouz et al. 2021, Proposition 14): use more bits or a smaller he.quantize.clip`);
   }
   // A model from a file is counted where it is found: each client checks the same as it starts.
   if (config.model.architecture === 'file') return problems;
-  const problem = quantizedClipProblem(dp, filled.he, modelParameters(config));
+  const problem = quantizedClipProblem(dp, config.he, modelParameters(config));
   return problem ? [...problems, problem] : problems;
 }
 

@@ -132,25 +132,18 @@ export function inputOf(data: Pick<z.infer<typeof dataSchema>, 'shape' | 'classe
 /** Largest total coefficient modulus (bits) SEAL allows at 128-bit security, by polynomial degree. */
 export const MAX_MODULUS_BITS: Record<number, number> = { 4096: 109, 8192: 218, 16384: 438, 32768: 881 };
 
-/**
- * Quantized packing (src/he/quantized.ts): each value clipped to ±clip and rounded to `bits`, several
- * to a ciphertext coefficient, with headroom for the sum of `clients` updates.
- */
+/** Quantized packing (src/he/quantized.ts): values clipped to ±clip, rounded to `bits`, several to a coefficient, with headroom for `clients`. */
 export const quantizeSchema = z
   .object({
     bits: z.number().int().min(2).max(24).default(8),
     /**
-     * ±clip: one range for all, or one per weight tensor in the model's order. It bounds what a client
-     * quantizes: its change to the model it was sent (key at the aggregator; default 0.25) or its
-     * weights (key at the clients; default 1). See quantizesChange.
+     * ±clip: one range for all, or one per weight tensor in the model's order, on what a client quantizes:
+     * its change (key at the aggregator; default 0.25) or its weights (key at the clients; default 1).
      */
     clip: z.union([z.number().positive(), z.array(z.number().positive()).min(1)]).optional(),
     /** The most updates one sum holds; filled from clients_per_round (or the client count) when config.json is read. */
     clients: positiveInt.optional(),
-    /**
-     * Room each value of a sum keeps for the noise distributed DP's clients add in the integer domain;
-     * filled in from `dp` when config.json is read (privacy/dp.ts noiseReserve), what is written is replaced.
-     */
+    /** Room each value of a sum keeps for distributed DP's noise in whole steps: filled in from `dp` as config.json is read (noiseReserve). */
     noise_reserve: z.number().positive().finite().optional(),
   })
   .strict();

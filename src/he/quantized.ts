@@ -201,7 +201,8 @@ export class QuantizedLayout implements CoefficientLayout {
       const { clip, unit } = segments[segment];
       if (!Number.isFinite(values[i])) throw new Error(`value ${values[i]} at ${index} cannot be quantized`);
       const x = Math.max(-clip, Math.min(clip, values[i]));
-      // Stochastic rounding: unbiased, so small changes every client makes survive.
+      // Stochastic rounding: unbiased, so small changes every client makes survive. Math.random is
+      // enough: DP's sensitivity counts the worst rounding (dpClip), not its odds.
       const rounded = Math.floor((x * factor) / unit + Math.random());
       return noise > 0 ? rounded + discreteGaussian((noise * factor) / unit, uniform) : rounded;
     };

@@ -6,10 +6,16 @@
  * Bernoulli(exp(−x)) coins against doubles.
  */
 
-/** One draw of N_Z(0, σ²); `uniform` gives [0, 1). σ = 0 gives 0. */
+/**
+ * Below this σ every draw is 0 in doubles (P(±1) = exp(−1/2σ²) < exp(−5000)), and σ² could underflow
+ * to 0, which would leave the rejection step accepting nothing, for ever.
+ */
+const ALWAYS_ZERO = 0.01;
+
+/** One draw of N_Z(0, σ²); `uniform` gives [0, 1). σ below 0.01 gives 0. */
 export function discreteGaussian(sigma: number, uniform: () => number): number {
   if (!(sigma >= 0 && Number.isFinite(sigma))) throw new RangeError(`a discrete Gaussian's σ is finite and at least 0, not ${sigma}`);
-  if (sigma === 0) return 0;
+  if (sigma < ALWAYS_ZERO) return 0;
   const t = Math.floor(sigma) + 1;
   const variance = sigma * sigma;
   for (;;) {

@@ -25,8 +25,8 @@ import { packedUnit, roundingReach, widestClip } from '../he/quantized';
 import { secureUniform } from './random';
 import { RdpAccountant } from './rdp';
 
-/** What accounting reads of an experiment's settings: its DP, and its HE (how the noise is drawn; none: plaintext). */
-export type PrivacySettings = Pick<Settings, 'dp'> & Partial<Pick<Settings, 'he'>>;
+/** What accounting reads of an experiment's settings: its DP, and, distributed, its HE (how the noise is drawn). */
+export type PrivacySettings = Pick<Settings, 'dp'> & { he?: Pick<Settings['he'], 'enabled' | 'quantize'> };
 
 /**
  * The length a client clips its change to: dp.clip, less the most rounding can add to it when
@@ -75,12 +75,12 @@ export function addGaussianNoise(sum: Float64Array | Float32Array, std: number, 
 /** The noise on a round's sum: z times the sensitivity 2C. */
 export const noiseStd = (dp: DpSettings): number => dp.noise_multiplier * 2 * dp.clip;
 
+type Headcount = Pick<Settings, 'clients_per_round' | 'min_report_fraction'>;
+
 /**
  * Distributed: the noise each client adds, σ/√m, m the fewest updates a round closes with (a quorum
  * of a quorum of the clients a round selects), so every sum a round can close with holds σ at least.
  */
-type Headcount = Pick<Settings, 'clients_per_round' | 'min_report_fraction'>;
-
 export function noiseShareStd(dp: DpSettings, settings: Headcount, clients: number): number {
   return noiseStd(dp) / Math.sqrt(fewestUpdates(settings.clients_per_round ?? clients, settings.min_report_fraction));
 }
@@ -100,15 +100,30 @@ export function clientNoise(settings: Pick<Settings, 'dp' | 'he'> & Headcount, c
  * Distributed DP in whole steps: the room each value of a round's sum keeps for the clients' noise,
  * RESERVED_DEVIATIONS of its standard deviation. The sum is of shares (1/selected each): k reporters
  * of the selected add σ·√(k/m)/selected, at most σ/m (m ≤ k ≤ selected, m the fewest updates a round
- * closes with). A value past the room carries into its neighbour: a worse model, never a weaker
- * guarantee (the sum is noised before anyone reads it).
+ * closes with). A value past the room (about 1e-15 a value) carries into its neighbour: a worse
+ * model, or the round refused as unreadable, never a weaker guarantee (the sum is noised before
+ * anyone reads it).
  */
 export function noiseReserve(dp: DpSettings, settings: Headcount, clients: number): number {
   return (RESERVED_DEVIATIONS * noiseStd(dp)) / fewestUpdates(settings.clients_per_round ?? clients, settings.min_report_fraction);
 }
 
+/**
+ * Why a node's he.quantize.noise_reserve is not the room its dp makes (the config reader fills it in;
+ * a config pushed otherwise would pack in other steps, or draw noise the room cannot hold), or undefined.
+ */
+export function noiseRoomProblem(settings: Pick<Settings, 'dp' | 'he'> & Headcount, clients: number): string | undefined {
+  const room = settings.he.quantize?.noise_reserve;
+  const expected = clientNoise(settings, clients)?.inSteps ? noiseReserve(settings.dp!, settings, clients) : undefined;
+  if (room === expected) return undefined;
+  return `he.quantize.noise_reserve: ${room ?? 'none'}, but dp makes it ${expected ?? 'none'} (it is filled in from dp when config.json is read)`;
+}
+
 /** 8σ: a value of the sum leaves its room with probability about 1e-15. */
 const RESERVED_DEVIATIONS = 8;
+
+/** τ's terms summed one by one; beyond, bounded together (he.quantize.clients has no ceiling). */
+const EXACT_TERMS = 10_000;
 
 /** The most values one vector on the wire holds (its count is 32 bits): the dimension the slack is bounded with. */
 const MOST_VALUES = 2 ** 32;
@@ -117,8 +132,9 @@ const MOST_VALUES = 2 ** 32;
  * What one release costs in Rényi DP at order α: α/(2z²) + slack. The Gaussian's cost, z the noise
  * multiplier; `slack` 0 but for the distributed discrete Gaussian, where Kairouz et al. 2021
  * (Proposition 14, first bound) give α·‖Δ‖₂²/(2nσ_s²) + τ·d with τ = 10·Σ_{k=1}^{n−1} exp(−2π²σ_s²·k/(k+1)),
- * σ_s a client's noise in steps, n the clients whose noise the sum holds. Here ‖Δ‖₂ = 2C in steps
- * (clip and rounding, dpClip) and nσ_s² ≥ (2C/z)² in steps², so the first term is the Gaussian's;
+ * σ_s a client's noise in steps, n the clients whose noise the sum holds. Here ‖Δ‖₂ ≤ 2C in the
+ * sum's units (clip and rounding, dpClip) and nσ_s² ≥ (z·2C)² in the same units, so the first term
+ * is at most the Gaussian's;
  * τ·d is bounded for every round at once: σ_s at its least (the widest clip's step, the least share,
  * 1/he.quantize.clients), n at its most (he.quantize.clients), d at the wire's most.
  */
@@ -126,13 +142,17 @@ export function releaseCost(settings: PrivacySettings): { multiplier: number; sl
   const { dp, he } = settings;
   if (!dp) throw new Error('no dp in these settings');
   const multiplier = dp.noise_multiplier;
+  if (dp.mode === 'distributed' && !he) throw new Error('distributed DP is accounted by how its noise is drawn: these settings have no he');
   if (dp.mode !== 'distributed' || !he?.enabled || !he.quantize) return { multiplier, slack: 0 };
   const { clients, clip } = he.quantize;
   if (clients === undefined || clip === undefined) throw new Error('he.quantize.clip and .clients are filled in when config.json is read; these settings did not come from it');
   const leastShare = noiseStd(dp) / Math.sqrt(clients) / clients;
   const steps = leastShare / packedUnit({ ...he.quantize, clients }, widestClip(clip));
+  // Each term is below the last one's limit exp(−2π²σ_s²): past EXACT_TERMS, that bounds the rest.
   let tau = 0;
-  for (let k = 1; k < clients; k++) tau += Math.exp((-2 * Math.PI ** 2 * steps ** 2 * k) / (k + 1));
+  const exact = Math.min(clients - 1, EXACT_TERMS);
+  for (let k = 1; k <= exact; k++) tau += Math.exp((-2 * Math.PI ** 2 * steps ** 2 * k) / (k + 1));
+  tau += (clients - 1 - exact) * Math.exp(-2 * Math.PI ** 2 * steps ** 2);
   return { multiplier, slack: 10 * tau * MOST_VALUES };
 }
 

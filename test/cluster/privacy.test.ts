@@ -12,7 +12,13 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { roundingReach } from '../../src/he/quantized';
 import { epsilonAfter, noiseStd } from '../../src/privacy/dp';
+import type { Settings } from '../../src/config/schema';
 import { completedRun, runAgain, Testbed } from '../helpers/cluster';
+
+/** The settings an experiment ran with, as the aggregator wrote them (he.quantize filled in from dp). */
+function writtenSettings(testbed: Testbed, experiment: string): Settings {
+  return JSON.parse(readFileSync(join(testbed.outputs, experiment, 'config.json'), 'utf8'));
+}
 
 describe('central differential privacy', () => {
   it('clips, adds noise, puts ε in every round line and row, and stops before the budget is passed', { timeout: 300_000 }, async () => {
@@ -69,7 +75,10 @@ describe('central differential privacy', () => {
       const distributed = { ...dp, mode: 'distributed' as const };
       const again = await runAgain(testbed, `${experiment}-distributed`, { dp: distributed }, 360_000);
       assert.deepEqual(again.rows.map((r) => r.clients), [4, 4]);
-      again.rows.forEach((row, i) => assert.equal(row.epsilon, epsilonAfter({ dp: distributed }, i + 1), `round ${row.round}: steps this fine cost what the Gaussian does`));
+      const settings = writtenSettings(testbed, `${experiment}-distributed`);
+      assert.equal(settings.he.quantize?.noise_reserve, 10);
+      again.rows.forEach((row, i) => assert.equal(row.epsilon, epsilonAfter(settings, i + 1), `round ${row.round}`));
+      assert.equal(epsilonAfter(settings, 2), epsilonAfter({ dp: distributed, he: { enabled: true } }, 2), 'steps this fine cost what the Gaussian does');
       const roomy = roundingReach({ enabled: true, quantize: { bits: 16, clip: 0.25, clients: 4, noise_reserve: 10 } }, 25_450);
       assert.ok(Math.abs(roomy - ((4 * 10.25) / (2 ** 17 - 5)) * Math.sqrt(25_450)) < 1e-12);
       for (const client of testbed.addresses('client')) {
@@ -85,28 +94,43 @@ describe('central differential privacy', () => {
     }
   });
 
-  it('distributed: each client noises its own update under HE with the key at the clients, through a switch', { timeout: 400_000 }, async () => {
+  it('distributed: each client noises its own update under HE with the key at the clients, through a switch; then quantized, in whole steps', { timeout: 600_000 }, async () => {
     const experiment = 'private-sealed';
     const dp = { mode: 'distributed' as const, clip: 5, noise_multiplier: 0.5, delta: 1e-5 };
+    // The ring quantized packing uses by default, so the clients' one key serves both runs.
+    const ring = { poly_modulus_degree: 8192, coeff_modulus_bits: [60, 60, 60, 38] };
     const testbed = new Testbed({ nodes: 6, switches: 1, rounds: 2, experiment }, (config) => {
       config.model = { architecture: 'mlp', hidden_units: 32 };
-      config.he = { enabled: true, key_holder: 'clients' };
+      config.he = { enabled: true, key_holder: 'clients', ...ring };
       config.min_report_fraction = 1;
       config.dp = dp;
     });
     try {
       const { rows } = await completedRun(testbed, experiment, 360_000);
       assert.deepEqual(rows.map((r) => r.clients), [4, 4]);
-      rows.forEach((row, i) => assert.equal(row.epsilon, epsilonAfter({ dp }, i + 1), `round ${row.round}`));
+      rows.forEach((row, i) => assert.equal(row.epsilon, epsilonAfter(writtenSettings(testbed, experiment), i + 1), `round ${row.round}`));
       // A round closes only with all 4 (min_report_fraction 1): each adds σ/√4 so that their sum holds σ = z·2C = 5.
       const share = noiseStd({ ...dp }) / 2;
       for (const client of testbed.addresses('client')) {
         const log = readFileSync(join(testbed.logs, `${client.replace(':', '-')}.log`), 'utf8');
-        assert.match(log, new RegExp(`distributed DP: each update clipped to 5 and noised with standard deviation ${share.toPrecision(3)}`), client);
+        assert.match(log, new RegExp(`distributed DP: each update clipped to 5 and noised with standard deviation ${share.toPrecision(3)},`), client);
       }
       // σ 5 on the sum of 4 is 1.25 on each averaged weight: the model the clients decrypt and score is swamped.
       console.log(`# accuracy with distributed DP noise: ${rows.map((r) => r.accuracy).join(', ')}`);
       assert.ok(rows.at(-1)!.accuracy < 0.5, `accuracy ${rows.at(-1)!.accuracy}: was the noise added?`);
+
+      // Quantized with the key at the clients: they pack their weights (clip 1) and the noise in whole steps; nobody reads a sum but them.
+      const quantized = await runAgain(testbed, `${experiment}-quantized`, { he: { enabled: true, key_holder: 'clients', quantize: { bits: 16 } } }, 360_000);
+      assert.deepEqual(quantized.rows.map((r) => r.clients), [4, 4]);
+      const settings = writtenSettings(testbed, `${experiment}-quantized`);
+      quantized.rows.forEach((row, i) => assert.equal(row.epsilon, epsilonAfter(settings, i + 1), `round ${row.round}`));
+      const reach = roundingReach({ enabled: true, quantize: { bits: 16, clip: 1, clients: 4, noise_reserve: 10 } }, 25_450);
+      for (const client of testbed.addresses('client')) {
+        const log = readFileSync(join(testbed.logs, `${client.replace(':', '-')}.log`), 'utf8');
+        assert.match(log, new RegExp(`distributed DP: each update clipped to ${(5 - reach).toPrecision(4)} .* noised with standard deviation 2\\.50 in whole steps of the packing`), client);
+      }
+      console.log(`# accuracy with distributed DP noise in whole steps, key at the clients: ${quantized.rows.map((r) => r.accuracy).join(', ')}`);
+      assert.ok(quantized.rows.at(-1)!.accuracy < 0.5, `accuracy ${quantized.rows.at(-1)!.accuracy}: was the noise added?`);
     } finally {
       await testbed.down();
     }

@@ -3,7 +3,7 @@
  * the global model it is sent, and (with the key at the clients) scoring the sealed global model,
  * which it then keeps to train from when the next round sends only a reference to it.
  */
-import { addGaussianNoise, clientNoise, clipChange, dpClip, quantizedClipProblem } from '../../privacy/dp';
+import { addGaussianNoise, clientNoise, clipChange, dpClip, noiseRoomProblem, quantizedClipProblem } from '../../privacy/dp';
 import { attackedData, attackedWeights } from './attack';
 import type * as tf from '@tensorflow/tfjs';
 import { inputOf } from '../../config/schema';
@@ -62,6 +62,8 @@ export class Trainer {
     if (this.sizes.length > sizes.length) this.control = new ControlVariate(this.parameters, config.client_number);
     const { dp } = config.settings;
     this.noiseShare = clientNoise(config.settings, config.client_number);
+    const roomless = noiseRoomProblem(config.settings, config.client_number);
+    if (roomless) throw new Error(roomless);
     const tooCoarse = dp && quantizedClipProblem(dp, config.settings.he, this.parameters);
     if (tooCoarse) throw new Error(tooCoarse);
     if (dp) this.clip = dpClip(dp, config.settings.he, this.parameters);

@@ -52,8 +52,12 @@ describe('the discrete Gaussian', () => {
     assert.ok(Math.abs(variance / sigma ** 2 - 1) < 5 * Math.sqrt(2 / draws), `variance ${variance}`);
   });
 
-  it('σ 0 draws 0; a σ that is no finite non-negative number is refused', () => {
-    assert.equal(discreteGaussian(0, Math.random), 0);
+  it('σ 0, and any σ so small that P(±1) is 0 in a double, draws 0 (σ² may underflow: no loop for ever); a σ that is no finite non-negative number is refused', () => {
+    for (const sigma of [0, 1e-170, 0.009]) assert.equal(discreteGaussian(sigma, Math.random), 0);
+    // σ 0.3, above the floor: P(x ≠ 0) = 2e^(−1/0.18)/(1 + 2e^(−1/0.18) + …) = 0.00766, 153 of 20,000 (sd 12).
+    const random = seededRandom(3);
+    const moved = Array.from({ length: 20_000 }, () => discreteGaussian(0.3, random)).filter((x) => x !== 0).length;
+    assert.ok(moved > 93 && moved < 213, `${moved} draws off 0`);
     for (const sigma of [-1, NaN, Infinity]) assert.throws(() => discreteGaussian(sigma, Math.random), /σ is finite and at least 0/);
   });
 });

@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { dpSchema } from '../../../src/config/schema';
 import { seededRandom } from '../../../src/data/random';
 import { dequantizeValues, quantizedMeta, quantizeValues } from '../../../src/wire/quantized';
-import { addGaussianNoise, changeNorm, clientNoise, clipChange, dpClip, noiseShareStd, noiseStd, PrivacyLedger, describeBudget, epsilonAfter, plannedRounds, releaseCost } from '../../../src/privacy/dp';
+import { addGaussianNoise, changeNorm, clientNoise, clipChange, dpClip, noiseRoomProblem, noiseShareStd, noiseStd, PrivacyLedger, describeBudget, epsilonAfter, plannedRounds, releaseCost } from '../../../src/privacy/dp';
 import { epsilonFromRdp, DEFAULT_ORDERS } from '../../../src/privacy/rdp';
 
 const dp = (raw: Record<string, unknown>) => dpSchema.parse({ mode: 'central', clip: 1, noise_multiplier: 1, ...raw });
@@ -137,11 +137,27 @@ describe('distributed DP under quantized HE: the distributed discrete Gaussian',
     assert.equal(releaseCost({ dp: distributed, he: sealed() }).slack, 0);
   });
 
+  it('bounds τ for any headcount without a term per client: a billion clients cost no more than ten thousand terms', () => {
+    const huge = releaseCost({ dp: distributed, he: sealed({ bits: 2, clip: 1, clients: 1e9, noise_reserve: 1e-12 }) });
+    assert.ok(huge.slack > 0 && Number.isFinite(huge.slack));
+  });
+
+  it("refuses room for the noise that is not what the node's dp makes (a config pushed otherwise), and room where no noise is drawn", () => {
+    const settings = (noise_reserve?: number, mode: 'central' | 'distributed' = 'distributed') => ({ dp: dp({ mode, clip: 1, noise_multiplier: 1 }), he: sealed({ bits: 16, clip: 1, clients: 4, ...(noise_reserve === undefined ? {} : { noise_reserve }) }), min_report_fraction: 1 });
+    // σ = 2 over 4 updates at least: 8·2/4 = 4.
+    assert.equal(noiseRoomProblem(settings(4), 4), undefined);
+    assert.equal(noiseRoomProblem(settings(undefined, 'central'), 4), undefined);
+    assert.equal(noiseRoomProblem(settings(1e-9), 4), 'he.quantize.noise_reserve: 1e-9, but dp makes it 4 (it is filled in from dp when config.json is read)');
+    assert.match(noiseRoomProblem(settings(undefined), 4)!, /^he\.quantize\.noise_reserve: none, but dp makes it 4/);
+    assert.match(noiseRoomProblem(settings(4, 'central'), 4)!, /^he\.quantize\.noise_reserve: 4, but dp makes it none/);
+  });
+
   it('accounts the slack at every order, each round: ε is that of RDP r·(α/(2z²) + slack)', () => {
     const settings = { dp: distributed, he: sealed({ bits: 2, clip: 1, clients: 2, noise_reserve: 0.5 }) };
     const { slack } = releaseCost(settings);
     const rdp = DEFAULT_ORDERS.map((alpha) => 3 * (alpha / 2 + slack));
     assert.equal(epsilonAfter(settings, 3), epsilonFromRdp(DEFAULT_ORDERS, rdp, 1e-5).epsilon);
-    assert.ok(epsilonAfter(settings, 3) > epsilonAfter({ dp: distributed }, 3));
+    assert.ok(epsilonAfter(settings, 3) > epsilonAfter({ dp: distributed, he: sealed() }, 3));
+    assert.throws(() => epsilonAfter({ dp: distributed }, 3), /distributed DP is accounted by how its noise is drawn/);
   });
 });

@@ -18,6 +18,9 @@ import type { Prepared } from '../../../../src/roles/aggregator/preparation';
 import { RoundClock } from '../../../../src/roles/aggregator/round-clock';
 import { RoundTail, TailFailure, type CloseRound } from '../../../../src/roles/aggregator/round-tail';
 
+/** The HE these tests run under: distributed DP is accounted by how its noise is drawn (floats under unquantized HE). */
+const SEALED = { enabled: true, quantize: undefined };
+
 const aggregatorOf = (raw: Record<string, unknown>) => [...resolveNodeConfigs(parseExperimentConfig(raw)).values()].find((n): n is AggregatorNodeConfig => n.type === 'aggregator')!;
 const defaultConfig = aggregatorOf(testbedConfig({ base: '127.0.9', nodes: 6, switches: 1, rounds: 3 }));
 const close: CloseRound = { type: 'close-round', round: 1, attempt: 's:1.0', results: [{ from: 's1', clients: ['c1', 'c2'], weight: 10 }], missing: ['c3'], samples: 15 };
@@ -74,7 +77,7 @@ async function tail(options: { fail?: 'update' | 'evaluate'; stopAt?: 'update'; 
 describe("a round's tail", () => {
   it('ends the run rather than let a round run again release a model past the budget', async () => {
     const dp = { mode: 'distributed' as const, clip: 1, noise_multiplier: 1, delta: 1e-5 };
-    const raw = { ...testbedConfig({ base: '127.0.9', nodes: 6, switches: 1, rounds: 3 }), he: { enabled: true, key_holder: 'clients' }, dp: { ...dp, max_epsilon: epsilonAfter({ dp }, 1) + 0.01 } };
+    const raw = { ...testbedConfig({ base: '127.0.9', nodes: 6, switches: 1, rounds: 3 }), he: { enabled: true, key_holder: 'clients' }, dp: { ...dp, max_epsilon: epsilonAfter({ dp, he: SEALED }, 1) + 0.01 } };
     const { run, arrive, outputs } = await tail({ config: aggregatorOf(raw), sealed: true, unscoredFirst: true });
     assert.deepEqual(await run.run(close), { unscored: 'no client could score the new model' });
     await arrive();
@@ -85,12 +88,12 @@ describe("a round's tail", () => {
   it('counts under DP every model the clients decrypted, a round run again included, and stops before one more would pass the budget', async () => {
     const dp = { mode: 'distributed' as const, clip: 1, noise_multiplier: 1, delta: 1e-5 };
     // The budget affords two releases: two rounds as planned, but round 1 ran again after its model was decrypted.
-    const raw = { ...testbedConfig({ base: '127.0.9', nodes: 6, switches: 1, rounds: 3 }), he: { enabled: true, key_holder: 'clients' }, dp: { ...dp, max_epsilon: epsilonAfter({ dp }, 2) + 0.01 } };
+    const raw = { ...testbedConfig({ base: '127.0.9', nodes: 6, switches: 1, rounds: 3 }), he: { enabled: true, key_holder: 'clients' }, dp: { ...dp, max_epsilon: epsilonAfter({ dp, he: SEALED }, 2) + 0.01 } };
     const { run, lines, outputs, arrive } = await tail({ config: aggregatorOf(raw), sealed: true, unscoredFirst: true });
     assert.deepEqual(await run.run(close), { unscored: 'no client could score the new model' });
     await arrive();
     assert.equal(await run.run(close), 'last');
-    assert.deepEqual([outputs.rows[0].dp_releases, outputs.rows[0].epsilon], [2, epsilonAfter({ dp }, 2)]);
+    assert.deepEqual([outputs.rows[0].dp_releases, outputs.rows[0].epsilon], [2, epsilonAfter({ dp, he: SEALED }, 2)]);
     assert.match(lines.join('\n'), /2 noised models released in 1 rounds \(1 by rounds run again after the clients decrypted theirs\), ε \d+\.\d\d; another would pass it: the run stops after round 1/);
   });
 
