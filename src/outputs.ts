@@ -12,8 +12,12 @@ import { saveModel } from './model/store';
 export interface RoundTimings {
   round_ms: number;
   selection_ms: number;
-  /** Training and reporting, less the waiting below. */
+  /** Training and reporting, until the median client's update was in. */
   training_ms: number;
+  /** From the median client's update to the last that made the sum: the round held by its slowest clients. */
+  straggling_ms?: number;
+  /** The client whose update came last, when it came later than the median one. */
+  held_by?: string;
   /** Spent waiting for selected clients whose updates never came (down, hung, too late). */
   waiting_ms: number;
   aggregation_ms: number;
@@ -50,7 +54,7 @@ export function configBeside(modelDir: string): string {
 }
 
 const COLUMNS: (keyof RoundMetrics)[] = [
-  'round', 'accuracy', 'loss', 'clients', 'samples', 'round_ms', 'selection_ms', 'training_ms',
+  'round', 'accuracy', 'loss', 'clients', 'samples', 'round_ms', 'selection_ms', 'training_ms', 'straggling_ms', 'held_by',
   'waiting_ms', 'aggregation_ms', 'evaluation_ms', 'bytes_up', 'bytes_down', 'retries', 'missing', 'attackers', 'epsilon', 'dp_releases',
 ];
 const csvCell = (value: unknown) => (Array.isArray(value) ? value.join(' ') : value === undefined ? '' : String(value));

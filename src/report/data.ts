@@ -7,7 +7,7 @@ import type { NodeRecords } from '../log/cluster-log';
 import type { RoundMetrics } from '../outputs';
 
 /** `wait`: time a round spent waiting for clients whose updates never came (apart from training). */
-export const PHASES = ['train', 'encrypt', 'send', 'wait', 'aggregate', 'decrypt', 'evaluate'] as const;
+export const PHASES = ['train', 'encrypt', 'send', 'straggle', 'wait', 'aggregate', 'decrypt', 'evaluate'] as const;
 export type Phase = (typeof PHASES)[number];
 
 export interface NodeRound {
@@ -38,6 +38,7 @@ function workerPhases(role: NodeRecords['role'], e: IterationEntry): NodeRound['
     set('decrypt', e.decrypt_ms);
   } else {
     set('aggregate', e.aggregate_ms, e.he_sum_ms);
+    set('straggle', e.straggling_ms);
     set('wait', e.waiting_ms);
   }
   return phases;
@@ -59,7 +60,8 @@ export function nodeRounds(aggregator: string, rows: readonly RoundMetrics[], wo
     sent: r.bytes_down,
     received: r.bytes_up,
     ...(r.link_bytes_up === undefined ? {} : { link: { sent: r.link_bytes_down!, received: r.link_bytes_up } }),
-    phases: { ...(num(r.waiting_ms) !== undefined ? { wait: r.waiting_ms } : {}), aggregate: r.aggregation_ms, evaluate: r.evaluation_ms },
+    // Held by its slowest clients, then waiting for the missing: apart from the clients' own training.
+    phases: { ...(num(r.straggling_ms) !== undefined ? { straggle: r.straggling_ms } : {}), ...(num(r.waiting_ms) !== undefined ? { wait: r.waiting_ms } : {}), aggregate: r.aggregation_ms, evaluate: r.evaluation_ms },
   }));
   for (const w of workers) {
     for (const e of lastPerRound(w.iteration)) {

@@ -94,6 +94,29 @@ export function attemptOf(message: Message): string {
   return attempt;
 }
 
+/**
+ * A switch's own account of how long its sum waited before it went up, for updates beneath it that
+ * never came (meta.waited_ms): milliseconds within a day, 0 when it says none. Only timings read it.
+ */
+export function waitedOf(message: Message): number {
+  return Math.min(Math.max(0, Number(message.meta?.waited_ms) || 0), A_DAY_MS);
+}
+
+const A_DAY_MS = 86_400_000;
+
+/**
+ * When each client's update reached the switch that took it, in ms after that switch opened the
+ * round (meta.arrived_ms, one for each of `clients`, in their order), or undefined when the message
+ * says none. Only timings read it: who held a round, and for how long.
+ */
+export function arrivalsOf(message: Message, clients: readonly string[]): number[] | undefined {
+  const said = message.meta?.arrived_ms;
+  if (said === undefined) return undefined;
+  const fits = Array.isArray(said) && said.length === clients.length && said.every((ms) => typeof ms === 'number' && ms >= 0 && ms <= A_DAY_MS);
+  if (!fits) throw badRequest(`meta.arrived_ms must be one number of milliseconds (0 to a day) for each of the ${clients.length} clients the message names`);
+  return said as number[];
+}
+
 /** The clients a switch's sum or bundle names (meta.clients), one for each update in it. */
 export function namedClients(message: Message): string[] {
   const named = message.meta?.clients;

@@ -9,13 +9,15 @@ import { badRequest, HttpError } from '../../net/errors';
 import type { Caller } from '../../net/identity';
 import type { Event } from '../../protocol/aggregator/events';
 import type { Topology } from '../../topology/tree';
-import { attemptOf, forwardedUpdates, readMessage, type Expectation } from '../../wire/receive';
+import { arrivalsOf, attemptOf, forwardedUpdates, readMessage, waitedOf, type Expectation } from '../../wire/receive';
 
 export interface Inbound {
   report: Extract<Event, { type: 'report' }>;
   arrival: Arrival;
   /** How long its switch waited after its last update before forwarding. */
   waitedMs: number;
+  /** When each of the report's clients' updates reached its switch (wire/receive.ts arrivalsOf); a direct client's is now. */
+  arrivedMs?: number[];
 }
 
 export function readInbound(body: unknown, expect: Expectation & { update: Expectation['kinds'][number] }, topology: Topology, caller: Caller): Inbound {
@@ -34,7 +36,7 @@ export function readInbound(body: unknown, expect: Expectation & { update: Expec
   return {
     report: { type: 'report', round, attempt: attemptOf(message), from: sender, clients, weight, ...(updateWeights ? { updateWeights } : {}) },
     arrival: { round, sender, weight, contributors, preScaled: !direct, values: message.parameters, ciphertexts: message.ciphertexts, bundle },
-    // A switch's own account of its wait, for the round's timings: a number of milliseconds, within a day.
-    waitedMs: Math.min(Math.max(0, Number(message.meta?.waited_ms) || 0), 86_400_000),
+    waitedMs: direct ? 0 : waitedOf(message),
+    arrivedMs: direct ? undefined : arrivalsOf(message, clients),
   };
 }

@@ -1,11 +1,13 @@
 /**
  * Where the round is, as the aggregator shows it (status, dashboard, progress bars), and when each
  * of its stages began: the round machine's selection and training, then the steps of its tail
- * (aggregation, evaluation, checkpoint). Also how long the round waited for clients that never
- * reported: from the last update that made the sum (as its switch saw it) to the close.
+ * (aggregation, evaluation, checkpoint). Also who held the round: its slowest clients, from the
+ * median client's update to the last one in the sum (each as its switch saw it arrive), and the
+ * clients that never reported, from the last update in the sum to the close.
  */
 import type { RoundTimings } from '../../outputs';
 import type { Stage } from '../../protocol/aggregator/events';
+import { Arrivals } from '../arrivals';
 
 /** The machine's stages, with its closing shown step by step. */
 export type RoundStage = Exclude<Stage, 'closing'> | TailStep;
@@ -15,8 +17,8 @@ export class RoundClock {
   private current: RoundStage = 'idle';
   private startedAt = 0;
   private readonly stageAt = new Map<RoundStage, number>();
-  /** The latest moment an update in the sum reached its switch (or the aggregator). */
-  private lastUseful = 0;
+  /** When the updates in the sum arrived, from the start of training. */
+  private readonly arrivals = new Arrivals();
 
   constructor(private readonly now: () => number = () => performance.now()) {}
 
@@ -31,14 +33,18 @@ export class RoundClock {
       this.startedAt = now;
       this.stageAt.clear();
     }
-    if (stage === 'training') this.lastUseful = now;
+    if (stage === 'training') this.arrivals.open(now);
     this.stageAt.set(stage, now);
     this.current = stage;
   }
 
-  /** A report came in; its switch had waited `waitedMs` after its last update before forwarding. */
-  reported(waitedMs = 0): void {
-    this.lastUseful = Math.max(this.lastUseful, this.now() - waitedMs);
+  /**
+   * A report came in, with the updates of `clients`; its switch had waited `waitedMs` after its last
+   * update before forwarding, and says when each arrived there (`arrivedMs`, after it opened the
+   * round). A client's own update arrived now.
+   */
+  reported(waitedMs = 0, clients: readonly string[] = [], arrivedMs?: readonly number[]): void {
+    this.arrivals.took(this.now(), clients, waitedMs, arrivedMs);
   }
 
   timings(missing: boolean): RoundTimings {
@@ -46,11 +52,15 @@ export class RoundClock {
     const at = (stage: RoundStage) => this.stageAt.get(stage) ?? now;
     const span = (from: RoundStage, to: RoundStage | undefined) => Math.max(0, Math.round((to ? at(to) : now) - at(from)));
     const closedAt = at('aggregation');
-    const waiting = missing ? Math.max(0, Math.round(closedAt - this.lastUseful)) : 0;
+    const training = span('training', 'aggregation');
+    const waiting = Math.min(training, this.arrivals.waitedUntil(closedAt, missing));
+    const slowest = this.arrivals.slowest();
+    const straggling = slowest ? Math.max(0, Math.min(training - waiting, slowest.ms)) : 0;
     return {
       round_ms: Math.round(now - this.startedAt),
       selection_ms: span('selection', 'training'),
-      training_ms: Math.max(0, span('training', 'aggregation') - waiting),
+      training_ms: training - waiting - straggling,
+      ...(slowest ? { straggling_ms: straggling, ...(straggling > 0 ? { held_by: slowest.client } : {}) } : {}),
       waiting_ms: waiting,
       aggregation_ms: span('aggregation', 'evaluation'),
       evaluation_ms: span('evaluation', 'checkpoint'),

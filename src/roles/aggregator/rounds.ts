@@ -71,9 +71,9 @@ export class Rounds implements RoundWork {
     for (const [worker, round] of Object.entries(counted)) if (Number.isInteger(round) && round > 0) this.tail.counted.set(worker, round);
   }
 
-  /** An update made the sum; its switch had waited `waitedMs` after its last update before forwarding. */
-  reported(waitedMs: number): void {
-    this.clock.reported(waitedMs);
+  /** Updates made the sum (RoundClock.reported). */
+  reported(waitedMs: number, clients: readonly string[], arrivedMs?: readonly number[]): void {
+    this.clock.reported(waitedMs, clients, arrivedMs);
   }
 
   moved(before: { stage: Stage; round: number }): void {

@@ -91,10 +91,12 @@ export function roundView(role: Observed, records: readonly NodeRecords[] = role
 /** The line the console prints for each round. */
 export function roundLine(m: RoundMetrics, rounds: number): string {
   const waiting = m.waiting_ms ? `  (${(m.waiting_ms / 1000).toFixed(1)} s waiting for ${m.missing.length} missing)` : '';
+  // A slowest client that held the round a second or more past the median one.
+  const held = m.held_by && (m.straggling_ms ?? 0) >= 1000 ? `  (held ${(m.straggling_ms! / 1000).toFixed(1)} s by ${m.held_by})` : '';
   const attacked = m.attackers?.length ? `  [${m.attackers.length} attacking]` : '';
   const privacy = m.epsilon !== undefined ? `  ε ${m.epsilon.toFixed(2)}` : '';
   return (
     `round ${String(m.round).padStart(3)}/${rounds}  accuracy ${(m.accuracy * 100).toFixed(2)}%  loss ${m.loss.toFixed(4)}  ` +
-    `${m.clients} clients  ${(m.round_ms / 1000).toFixed(1)} s  up ${(m.bytes_up / 1e6).toFixed(1)} MB  down ${(m.bytes_down / 1e6).toFixed(1)} MB${privacy}${waiting}${attacked}`
+    `${m.clients} clients  ${(m.round_ms / 1000).toFixed(1)} s  up ${(m.bytes_up / 1e6).toFixed(1)} MB  down ${(m.bytes_down / 1e6).toFixed(1)} MB${privacy}${held}${waiting}${attacked}`
   );
 }

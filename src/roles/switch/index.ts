@@ -16,7 +16,8 @@ import { leastToForward, SwitchMachine, type SwitchAction, type SwitchEvent } fr
 import { Topology } from '../../topology/tree';
 import { Kind } from '../../wire/codec';
 import { clientFit, dropSchema, openingInstructions, openRoundSchema, readControl, readEvaluationQuery, withheldSchema, type InstructionOverrides } from '../../wire/control';
-import { attemptOf, forwardedUpdates, plainLimits, readMessage, updateKinds } from '../../wire/receive';
+import { arrivalsOf, attemptOf, forwardedUpdates, plainLimits, readMessage, updateKinds, waitedOf } from '../../wire/receive';
+import { Arrivals } from '../arrivals';
 import { askToEvaluate, type Evaluations } from '../federated-evaluation';
 import { Role } from '../role';
 import { PendingDrops } from './pending-drops';
@@ -53,8 +54,8 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
   /** The opening whose model went down already: each goes down once. */
   private relayedAttempt = '';
   private openedAt = 0;
-  /** When the last update that made the sum arrived: the time after it, until the forward, was spent waiting. */
-  private lastUpdateAt = 0;
+  /** When the round's updates arrived here (and below): what it waited for, who held it. */
+  private readonly arrivals = new Arrivals();
   /** Drops that came for clients whose update is being added: they apply only if it does not make it. */
   private readonly pendingDrops = new PendingDrops<DropNotice>();
   /** How large an update's values may be (he/bounds.ts). */
@@ -95,7 +96,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
       this.accumulator?.reset();
       this.modelId = model_id;
       this.openedAt = performance.now();
-      this.lastUpdateAt = this.openedAt;
+      this.arrivals.open(this.openedAt);
       this.iterations.beginRound(round);
     });
   }
@@ -183,6 +184,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     if (!fromBelow && isBelow) throw badRequest(`${sender} is a switch: it sends a sum, not a client update`);
     if (!(weight > 0)) throw badRequest('an update needs a positive sample count');
     const event = { type: 'update' as const, round, attempt: attemptOf(message), from: sender, weight, ...(fromBelow ? { clients, updateWeights } : {}) };
+    const [waited, arrived] = fromBelow ? [waitedOf(message), arrivalsOf(message, clients)] : [0, undefined];
     const arrival = { round, sender, weight, contributors: clients.length, preScaled: fromBelow, values: message.parameters, ciphertexts: message.ciphertexts, bundle };
     this.pendingDrops.begin(clients);
     let made = false;
@@ -192,7 +194,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
           const refusal = this.machine.refusalFor(event);
           if (refusal) throw refused(refusal);
         },
-        commit: (store) => this.run(this.machine.handle(event), () => (store(), (this.lastUpdateAt = performance.now()))),
+        commit: (store) => this.run(this.machine.handle(event), () => (store(), this.arrivals.took(performance.now(), clients, waited, arrived))),
       });
       made = true;
     } finally {
@@ -241,7 +243,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
 
   private async forward({ round, attempt, from, missing }: Extract<SwitchAction, { type: 'forward' }>): Promise<void> {
     const aggregateStart = performance.now();
-    const waitedMs = missing.length ? Math.max(0, Math.round(aggregateStart - this.lastUpdateAt)) : 0;
+    const waitedMs = this.arrivals.waitedUntil(aggregateStart, missing.length > 0);
     const accumulator = this.accumulator!;
     await accumulator.settled(); // updates still being added belong to this sum, or are refused
     if (this.machine.state.attempt !== attempt) {
@@ -259,6 +261,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
       total: accumulator.total()!,
       he: this.session?.id,
       waitedMs,
+      arrivedMs: this.arrivals,
       heSumMs: this.encrypted ? accumulator.addMs : undefined,
       collectMs: aggregateStart - this.openedAt,
       aggregateStart,

@@ -20,6 +20,11 @@ describe('reading /a/receive', () => {
     assert.equal(direct.arrival.preScaled, false);
     const sum = readInbound(message('s1:5000', Kind.WeightedSum, 1, { clients: ['c1'], waited_ms: 120 }), expect, topology, { node: 's1:5000' });
     assert.deepEqual([sum.report.clients, sum.arrival.preScaled, sum.waitedMs], [['c1'], true, 120]);
+    // Only a switch waits for others: a client's own word on it is not read; a switch's is bounded to a day.
+    assert.equal(readInbound(message('d1', Kind.Update, 1, { waited_ms: 5000 }), expect, topology, { node: 'd1:5000' }).waitedMs, 0);
+    for (const [said, read] of [[-5, 0], ['soon', 0], [1e12, 86_400_000]] as const) {
+      assert.equal(readInbound(message('s1:5000', Kind.WeightedSum, 1, { clients: ['c1'], waited_ms: said }), expect, topology, { node: 's1:5000' }).waitedMs, read, String(said));
+    }
   });
 
   it("reads a switch's bundle (robust rules) as each client's update and weight; a bundle whose weights do not add up to its header is a 400", () => {

@@ -12,6 +12,8 @@ import { testbedConfig } from '../../../../src/config/testbed';
 import { IterationLog } from '../../../../src/log/iteration-log';
 import { WireMeter } from '../../../../src/net/wire-meter';
 import { Upstream } from '../../../../src/roles/switch/upstream';
+import { Arrivals } from '../../../../src/roles/arrivals';
+import { decode } from '../../../../src/wire/codec';
 import { nodeContext } from '../../../helpers/node-context';
 
 function upstreamTo(address: string): Upstream {
@@ -39,16 +41,24 @@ describe("a switch's deadline within the one above it", () => {
   });
 
   it('keeps twice what its last upload took, when that is more: a slow link leaves its sum the time to go up', async () => {
+    const bodies: Buffer[] = [];
     const slow = http.createServer((req, res) => {
-      req.resume();
-      req.on('end', () => setTimeout(() => res.end('{}'), 300));
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => (bodies.push(Buffer.concat(chunks)), setTimeout(() => res.end('{}'), 300)));
     });
     await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
     after(() => slow.close());
     const upstream = upstreamTo(`127.0.0.1:${(slow.address() as AddressInfo).port}`);
     assert.equal(upstream.deadlineWithin(2000), 1800);
     const total = { kind: 'plain' as const, sum: new Float64Array(4), weight: 10, contributors: 2, updates: [] };
-    await upstream.forward({ round: 1, attempt: 's:1.0', modelId: 1, parameters: 4, clients: ['a', 'b'], missing: [], total, waitedMs: 0, collectMs: 0, aggregateStart: performance.now() });
+    const arrivals = new Arrivals();
+    arrivals.open(0);
+    arrivals.took(1200, ['b']);
+    arrivals.took(900, ['a']);
+    await upstream.forward({ round: 1, attempt: 's:1.0', modelId: 1, parameters: 4, clients: ['a', 'b'], missing: [], total, waitedMs: 0, arrivedMs: arrivals, collectMs: 0, aggregateStart: performance.now() });
+    // The sum says when each client's update arrived, in the order it names them.
+    assert.deepEqual(decode(bodies[0]).meta, { attempt: 's:1.0', clients: ['a', 'b'], waited_ms: 0, arrived_ms: [900, 1200] });
     const within = upstream.deadlineWithin(2000);
     assert.ok(within <= 2000 - 600 && within > 0, `kept ${2000 - within} ms of 2000 after a 300 ms upload`);
     // Never more than half: a slow upload must not leave its clients no time to train, round after round.
