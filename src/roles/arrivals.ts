@@ -1,8 +1,10 @@
 /**
  * When a round's updates arrived where they were taken, kept by whoever collects them (a switch, or
  * the aggregator for its direct clients and the sums of its switches): who held the round, and for
- * how long. Waits add up the tree: a sum from below arrives late by what that switch waited for
- * clients that never came, and each client's arrival is the one its own switch saw.
+ * how long. A sum says, as ages back from the moment it went up, how long it waited for clients that
+ * never came (meta.waited_ms) and when each of its clients' updates arrived (meta.ages_ms), so no two
+ * clocks are compared: each level takes them back from the sum's own arrival. Waits add up the tree.
+ * What a switch says of its clients' timing is its own word, bounded by this level's round.
  */
 export class Arrivals {
   private openedAt = 0;
@@ -10,7 +12,7 @@ export class Arrivals {
   private lastUseful = 0;
   /** Whether a sum from below waited for updates that never came. */
   private waitedBelow = false;
-  /** Each client's arrival, in ms after the opening (as its own switch saw it). */
+  /** Each client's arrival, in ms after the opening. */
   private readonly at = new Map<string, number>();
 
   /** A round (or a new attempt of it) opened at `now`. */
@@ -23,18 +25,16 @@ export class Arrivals {
 
   /**
    * Updates of `clients` made the sum at `now`: a client's own, or a switch's sum that had waited
-   * `waitedMs` after its last update, saying when each arrived there (`arrivedMs`, after it opened).
+   * `waitedMs` after its last update, its clients' updates having arrived `agesMs` before it went up
+   * (without them: as long ago as it waited). Ages past this round's opening count from the opening.
    */
-  took(now: number, clients: readonly string[], waitedMs = 0, arrivedMs?: readonly number[]): void {
-    this.lastUseful = Math.max(this.lastUseful, now - waitedMs);
-    if (waitedMs > 0) this.waitedBelow = true;
-    const since = Math.round(now - waitedMs - this.openedAt);
-    clients.forEach((client, i) => this.at.set(client, arrivedMs?.[i] ?? since));
-  }
-
-  /** Each of `clients`' arrival, for the sum that goes up (meta.arrived_ms). */
-  of(clients: readonly string[]): number[] {
-    return clients.map((client) => this.at.get(client) ?? 0);
+  took(now: number, clients: readonly string[], waitedMs = 0, agesMs?: readonly number[]): void {
+    const since = now - this.openedAt;
+    const back = (ms: number) => Math.min(Math.max(0, ms), since);
+    const waited = back(waitedMs);
+    this.lastUseful = Math.max(this.lastUseful, now - waited);
+    if (waited > 0) this.waitedBelow = true;
+    clients.forEach((client, i) => this.at.set(client, Math.round(since - back(agesMs?.[i] ?? waited))));
   }
 
   /** How long, until `now`, the sum waited for updates that never came (here, `missing`, or below). */
@@ -42,12 +42,41 @@ export class Arrivals {
     return missing || this.waitedBelow ? Math.max(0, Math.round(now - this.lastUseful)) : 0;
   }
 
-  /** The last client in the sum and how long after the median one it came; none with fewer than two. */
-  slowest(): { client: string; ms: number } | undefined {
+  /** What the sum that goes up at `now` says of its clients' timing. */
+  snapshot(now: number): ArrivalSnapshot {
+    const since = now - this.openedAt;
+    const at = new Map(this.at);
+    const last = this.last();
+    return {
+      agesOf: (clients) => clients.map((client) => Math.max(0, Math.round(since - (at.get(client) ?? since)))),
+      slowest: (limit = Infinity) => last && held(last, limit),
+    };
+  }
+
+  /** The last client in the sum and how long after the median one it came (at most `limit`); none with fewer than two. */
+  slowest(limit = Infinity): { ms: number; client?: string } | undefined {
+    const last = this.last();
+    return last && held(last, limit);
+  }
+
+  private last(): { client: string; ms: number } | undefined {
     if (this.at.size < 2) return undefined;
     const sorted = [...this.at].sort((a, b) => a[1] - b[1]);
     const median = sorted[Math.floor((sorted.length - 1) / 2)][1];
     const [client, last] = sorted[sorted.length - 1];
-    return { client, ms: Math.round(last - median) };
+    return { client, ms: last - median };
   }
+}
+
+/** A sum's account of its clients' timing, taken as it goes up (later openings do not change it). */
+export interface ArrivalSnapshot {
+  /** How long before the sum went up each of `clients`' updates arrived (meta.ages_ms). */
+  agesOf(clients: readonly string[]): number[];
+  slowest(limit?: number): { ms: number; client?: string } | undefined;
+}
+
+/** The slowest client named only when it held the round at all. */
+function held({ client, ms }: { client: string; ms: number }, limit: number): { ms: number; client?: string } {
+  const within = Math.max(0, Math.min(limit, Math.round(ms)));
+  return within > 0 ? { ms: within, client } : { ms: within };
 }

@@ -105,15 +105,15 @@ export function waitedOf(message: Message): number {
 const A_DAY_MS = 86_400_000;
 
 /**
- * When each client's update reached the switch that took it, in ms after that switch opened the
- * round (meta.arrived_ms, one for each of `clients`, in their order), or undefined when the message
- * says none. Only timings read it: who held a round, and for how long.
+ * How long before a switch's sum went up each of its clients' updates reached the switch that took
+ * it (meta.ages_ms, one for each of `clients`, in their order), or undefined when the message says
+ * none. Only timings read it: who held a round, and for how long (roles/arrivals.ts).
  */
-export function arrivalsOf(message: Message, clients: readonly string[]): number[] | undefined {
-  const said = message.meta?.arrived_ms;
+export function agesOf(message: Message, clients: readonly string[]): number[] | undefined {
+  const said = message.meta?.ages_ms;
   if (said === undefined) return undefined;
   const fits = Array.isArray(said) && said.length === clients.length && said.every((ms) => typeof ms === 'number' && ms >= 0 && ms <= A_DAY_MS);
-  if (!fits) throw badRequest(`meta.arrived_ms must be one number of milliseconds (0 to a day) for each of the ${clients.length} clients the message names`);
+  if (!fits) throw badRequest(`meta.ages_ms must be one number of milliseconds (0 to a day) for each of the ${clients.length} clients the message names`);
   return said as number[];
 }
 

@@ -9,15 +9,15 @@ import { badRequest, HttpError } from '../../net/errors';
 import type { Caller } from '../../net/identity';
 import type { Event } from '../../protocol/aggregator/events';
 import type { Topology } from '../../topology/tree';
-import { arrivalsOf, attemptOf, forwardedUpdates, readMessage, waitedOf, type Expectation } from '../../wire/receive';
+import { agesOf, attemptOf, forwardedUpdates, readMessage, waitedOf, type Expectation } from '../../wire/receive';
 
 export interface Inbound {
   report: Extract<Event, { type: 'report' }>;
   arrival: Arrival;
   /** How long its switch waited after its last update before forwarding. */
   waitedMs: number;
-  /** When each of the report's clients' updates reached its switch (wire/receive.ts arrivalsOf); a direct client's is now. */
-  arrivedMs?: number[];
+  /** How long before the sum went up each of its clients' updates reached its switch (wire/receive.ts agesOf); none for a direct client's own. */
+  agesMs?: number[];
 }
 
 export function readInbound(body: unknown, expect: Expectation & { update: Expectation['kinds'][number] }, topology: Topology, caller: Caller): Inbound {
@@ -37,6 +37,6 @@ export function readInbound(body: unknown, expect: Expectation & { update: Expec
     report: { type: 'report', round, attempt: attemptOf(message), from: sender, clients, weight, ...(updateWeights ? { updateWeights } : {}) },
     arrival: { round, sender, weight, contributors, preScaled: !direct, values: message.parameters, ciphertexts: message.ciphertexts, bundle },
     waitedMs: direct ? 0 : waitedOf(message),
-    arrivedMs: direct ? undefined : arrivalsOf(message, clients),
+    agesMs: direct ? undefined : agesOf(message, clients),
   };
 }

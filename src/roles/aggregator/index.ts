@@ -208,7 +208,7 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
     const { update, sum } = updateKinds(this.config.settings);
     const he = prepared.he && { id: prepared.he.id, chunks: prepared.he.chunks };
     const expect = { kinds: [sum, update], update, modelId: prepared.modelId, parameters: this.parameters, he, limits: plainLimits(this.config.settings.he) };
-    const { report, arrival, waitedMs, arrivedMs } = readInbound(body, expect, this.topology, caller);
+    const { report, arrival, waitedMs, agesMs } = readInbound(body, expect, this.topology, caller);
     await prepared.accumulator.add(arrival, {
       check: () => {
         const refusal = this.machine.refusalFor(report);
@@ -217,7 +217,7 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
       commit: (store) =>
         this.executor.dispatch(report, () => {
           store();
-          this.rounds.reported(waitedMs, report.clients, arrivedMs);
+          this.rounds.reported(waitedMs, report.clients, agesMs);
         }),
     });
     return { round: report.round };

@@ -38,13 +38,9 @@ export class RoundClock {
     this.current = stage;
   }
 
-  /**
-   * A report came in, with the updates of `clients`; its switch had waited `waitedMs` after its last
-   * update before forwarding, and says when each arrived there (`arrivedMs`, after it opened the
-   * round). A client's own update arrived now.
-   */
-  reported(waitedMs = 0, clients: readonly string[] = [], arrivedMs?: readonly number[]): void {
-    this.arrivals.took(this.now(), clients, waitedMs, arrivedMs);
+  /** A report came in, with the updates of `clients` (Arrivals.took). */
+  reported(waitedMs = 0, clients: readonly string[] = [], agesMs?: readonly number[]): void {
+    this.arrivals.took(this.now(), clients, waitedMs, agesMs);
   }
 
   timings(missing: boolean): RoundTimings {
@@ -54,13 +50,13 @@ export class RoundClock {
     const closedAt = at('aggregation');
     const training = span('training', 'aggregation');
     const waiting = Math.min(training, this.arrivals.waitedUntil(closedAt, missing));
-    const slowest = this.arrivals.slowest();
-    const straggling = slowest ? Math.max(0, Math.min(training - waiting, slowest.ms)) : 0;
+    const slowest = this.arrivals.slowest(training - waiting);
+    const straggling = slowest?.ms ?? 0;
     return {
       round_ms: Math.round(now - this.startedAt),
       selection_ms: span('selection', 'training'),
       training_ms: training - waiting - straggling,
-      ...(slowest ? { straggling_ms: straggling, ...(straggling > 0 ? { held_by: slowest.client } : {}) } : {}),
+      ...(slowest ? { straggling_ms: straggling, ...(slowest.client ? { held_by: slowest.client } : {}) } : {}),
       waiting_ms: waiting,
       aggregation_ms: span('aggregation', 'evaluation'),
       evaluation_ms: span('evaluation', 'checkpoint'),

@@ -72,8 +72,8 @@ export class Rounds implements RoundWork {
   }
 
   /** Updates made the sum (RoundClock.reported). */
-  reported(waitedMs: number, clients: readonly string[], arrivedMs?: readonly number[]): void {
-    this.clock.reported(waitedMs, clients, arrivedMs);
+  reported(waitedMs: number, clients: readonly string[], agesMs?: readonly number[]): void {
+    this.clock.reported(waitedMs, clients, agesMs);
   }
 
   moved(before: { stage: Stage; round: number }): void {

@@ -16,7 +16,7 @@ import { leastToForward, SwitchMachine, type SwitchAction, type SwitchEvent } fr
 import { Topology } from '../../topology/tree';
 import { Kind } from '../../wire/codec';
 import { clientFit, dropSchema, openingInstructions, openRoundSchema, readControl, readEvaluationQuery, withheldSchema, type InstructionOverrides } from '../../wire/control';
-import { arrivalsOf, attemptOf, forwardedUpdates, plainLimits, readMessage, updateKinds, waitedOf } from '../../wire/receive';
+import { agesOf, attemptOf, forwardedUpdates, plainLimits, readMessage, updateKinds, waitedOf } from '../../wire/receive';
 import { Arrivals } from '../arrivals';
 import { askToEvaluate, type Evaluations } from '../federated-evaluation';
 import { Role } from '../role';
@@ -184,7 +184,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     if (!fromBelow && isBelow) throw badRequest(`${sender} is a switch: it sends a sum, not a client update`);
     if (!(weight > 0)) throw badRequest('an update needs a positive sample count');
     const event = { type: 'update' as const, round, attempt: attemptOf(message), from: sender, weight, ...(fromBelow ? { clients, updateWeights } : {}) };
-    const [waited, arrived] = fromBelow ? [waitedOf(message), arrivalsOf(message, clients)] : [0, undefined];
+    const [waited, ages] = fromBelow ? [waitedOf(message), agesOf(message, clients)] : [0, undefined];
     const arrival = { round, sender, weight, contributors: clients.length, preScaled: fromBelow, values: message.parameters, ciphertexts: message.ciphertexts, bundle };
     this.pendingDrops.begin(clients);
     let made = false;
@@ -194,7 +194,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
           const refusal = this.machine.refusalFor(event);
           if (refusal) throw refused(refusal);
         },
-        commit: (store) => this.run(this.machine.handle(event), () => (store(), this.arrivals.took(performance.now(), clients, waited, arrived))),
+        commit: (store) => this.run(this.machine.handle(event), () => (store(), this.arrivals.took(performance.now(), clients, waited, ages))),
       });
       made = true;
     } finally {
@@ -261,7 +261,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
       total: accumulator.total()!,
       he: this.session?.id,
       waitedMs,
-      arrivedMs: this.arrivals,
+      arrivals: this.arrivals.snapshot(aggregateStart),
       heSumMs: this.encrypted ? accumulator.addMs : undefined,
       collectMs: aggregateStart - this.openedAt,
       aggregateStart,

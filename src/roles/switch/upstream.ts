@@ -11,7 +11,7 @@ import { describeFailure, type Peers } from '../../net/peers';
 import { upstreamRoute } from '../../topology/tree';
 import { encode, Kind, WIRE_CONTENT_TYPE } from '../../wire/codec';
 import { forwardsEachUpdate } from '../../wire/receive';
-import type { Arrivals } from '../arrivals';
+import type { ArrivalSnapshot } from '../arrivals';
 
 export interface UpstreamIo {
   config: SwitchNodeConfig;
@@ -36,7 +36,7 @@ export interface Forwarded {
   /** Spent after the last update that made the sum, waiting for the missing; adding ciphertexts; since the round opened. */
   waitedMs: number;
   /** When each client's update arrived (here, or at the switch below that took it), and who came last. */
-  arrivedMs: Pick<Arrivals, 'of' | 'slowest'>;
+  arrivals: ArrivalSnapshot;
   heSumMs?: number;
   collectMs: number;
   aggregateStart: number;
@@ -86,7 +86,8 @@ export class Upstream {
         await this.notify({ round: sum.round, attempt: sum.attempt, from: sum.clients, reason: `its sum was refused: ${outcome}` }).catch(() => undefined);
       }
     }
-    const slowest = sum.arrivedMs.slowest();
+    // Held by its slowest client no longer than it collected, less its wait for the missing.
+    const slowest = sum.arrivals.slowest(sum.collectMs - sum.waitedMs);
     iterations.endRound({
       clients_reported: sum.total.contributors,
       missing: sum.missing,
@@ -95,7 +96,7 @@ export class Upstream {
       ...(sum.heSumMs !== undefined ? { he_sum_ms: Math.round(sum.heSumMs) } : {}),
       collect_ms: Math.round(sum.collectMs),
       waiting_ms: sum.waitedMs,
-      ...(slowest ? { straggling_ms: slowest.ms, ...(slowest.ms > 0 ? { held_by: slowest.client } : {}) } : {}),
+      ...(slowest ? { straggling_ms: slowest.ms, ...(slowest.client ? { held_by: slowest.client } : {}) } : {}),
       update_bytes: update.length,
       outcome,
     });
@@ -123,15 +124,15 @@ export class Upstream {
    * The weighted sum as a wire message: which clients are in it (the aggregator checks them and names
    * the missing ones), and how long this switch waited after the last of them for ones that never came.
    */
-  private message({ round, attempt, modelId, parameters, clients, total, he, waitedMs, arrivedMs }: Forwarded): Buffer {
+  private message({ round, attempt, modelId, parameters, clients, total, he, waitedMs, arrivals }: Forwarded): Buffer {
     const base = { round, modelId, sender: this.io.config.address, contributors: total.contributors, weight: total.weight };
-    const meta = { attempt, clients, waited_ms: waitedMs, arrived_ms: arrivedMs.of(clients) };
+    const meta = { attempt, clients, waited_ms: waitedMs, ages_ms: arrivals.agesOf(clients) };
     if (total.kind === 'plain' && forwardsEachUpdate(this.io.config.settings)) {
       // A robust rule reads each update: they go up as the clients sent them, in the order they are named.
       const values = new Float32Array(parameters * total.updates.length);
       total.updates.forEach((u, i) => values.set(u.values, i * parameters));
       const named = total.updates.map((u) => u.client);
-      const bundled = { ...meta, clients: named, arrived_ms: arrivedMs.of(named), weights: total.updates.map((u) => u.weight) };
+      const bundled = { ...meta, clients: named, ages_ms: arrivals.agesOf(named), weights: total.updates.map((u) => u.weight) };
       return encode({ ...base, kind: Kind.UpdateBundle, meta: bundled, parameters: values, count: parameters });
     }
     if (total.kind === 'encrypted') {

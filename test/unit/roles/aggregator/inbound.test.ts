@@ -27,6 +27,15 @@ describe('reading /a/receive', () => {
     }
   });
 
+  it("reads when a switch's clients' updates reached it (meta.ages_ms, one for each client named); any other list is a 400", () => {
+    const sum = (ages: unknown) => readInbound(message('s1:5000', Kind.WeightedSum, 1, { clients: ['c1'], ages_ms: ages }), expect, topology, { node: 's1:5000' });
+    assert.deepEqual(sum([250]).agesMs, [250]);
+    assert.equal(sum(undefined).agesMs, undefined, 'none said: its clients count from the sum');
+    for (const ages of [[], [1, 2], [-1], ['5'], [null], [86_400_001], 'soon']) {
+      assert.throws(() => sum(ages), (err: HttpError) => err.status === 400 && /meta\.ages_ms must be one number of milliseconds \(0 to a day\) for each of the 1 clients/.test(err.message), JSON.stringify(ages));
+    }
+  });
+
   it("reads a switch's bundle (robust rules) as each client's update and weight; a bundle whose weights do not add up to its header is a 400", () => {
     const bundleExpect = { ...expect, kinds: [Kind.UpdateBundle, Kind.Update] };
     const values = Float32Array.from([1, 2, 3, 4, 5, 6]);

@@ -34,15 +34,15 @@ describe('round clock', () => {
     now = 1300;
     clock.reported(0, ['direct']); // a client of the aggregator's own: 1.2 s into training
     now = 6200;
-    // A switch's sum: its clients arrived 1.0, 1.1 and 6.0 s after it opened; it forwarded at once.
-    clock.reported(0, ['a', 'b', 'slow'], [1000, 1100, 6000]);
+    // A switch's sum, here 6.1 s into training: its clients' updates arrived there 5.1, 5.0 and 0.1 s before it went up.
+    clock.reported(0, ['a', 'b', 'slow'], [5100, 5000, 100]);
     now = 6300;
     clock.enter('aggregation', false);
     now = 6400;
     clock.enter('evaluation', false);
     now = 6500;
     clock.enter('checkpoint', false);
-    // Arrivals 1.0, 1.1, 1.2, 6.0: the median (lower) 1.1, so 'slow' held the round 4.9 s of its 6.2 s of training.
+    // Arrivals 1.0, 1.1, 1.2, 6.0 s into training: the median (lower) 1.1, so 'slow' held the round 4.9 s of its 6.2 s.
     assert.deepEqual(clock.timings(false), { round_ms: 6500, selection_ms: 100, training_ms: 1300, straggling_ms: 4900, held_by: 'slow', waiting_ms: 0, aggregation_ms: 100, evaluation_ms: 100 });
   });
 
@@ -50,10 +50,20 @@ describe('round clock', () => {
     const arrivals = new Arrivals();
     arrivals.open(0);
     arrivals.took(1000, ['a']);
-    arrivals.took(9000, ['b', 'c'], 7000, [1500, 1800]); // a rack waited 7 s for a hung client before forwarding
+    // A rack waited 7 s for a hung client before forwarding; its clients' updates came 7.5 and 7.2 s before it did.
+    arrivals.took(9000, ['b', 'c'], 7000, [7500, 7200]);
     assert.equal(arrivals.waitedUntil(9050, false), 7050, 'waiting since the rack last had an update, 2 s in');
-    assert.deepEqual(arrivals.of(['c', 'a', 'x']), [1800, 1000, 0]);
+    // Going up at 9.05 s: as ages back from then, so the level above needs no clock of ours.
+    assert.deepEqual(arrivals.snapshot(9050).agesOf(['c', 'a']), [7250, 8050]);
     assert.deepEqual(arrivals.slowest(), { client: 'c', ms: 300 });
+    assert.deepEqual(arrivals.slowest(200), { client: 'c', ms: 200 }, 'no longer than the round allows');
+    // A switch's word is bounded by this level's round: a day of waiting, or ages past the opening, count from the opening.
+    const told = new Arrivals();
+    told.open(0);
+    told.took(5000, ['x', 'y'], 86_400_000, [86_400_000, 10]);
+    assert.equal(told.waitedUntil(5000, false), 5000);
+    assert.deepEqual(told.snapshot(5000).agesOf(['x', 'y']), [5000, 10]);
+    assert.deepEqual(told.slowest(), { client: 'y', ms: 4990 });
     const quiet = new Arrivals();
     quiet.open(0);
     quiet.took(1000, ['a']);

@@ -56,9 +56,9 @@ describe("a switch's deadline within the one above it", () => {
     arrivals.open(0);
     arrivals.took(1200, ['b']);
     arrivals.took(900, ['a']);
-    await upstream.forward({ round: 1, attempt: 's:1.0', modelId: 1, parameters: 4, clients: ['a', 'b'], missing: [], total, waitedMs: 0, arrivedMs: arrivals, collectMs: 0, aggregateStart: performance.now() });
-    // The sum says when each client's update arrived, in the order it names them.
-    assert.deepEqual(decode(bodies[0]).meta, { attempt: 's:1.0', clients: ['a', 'b'], waited_ms: 0, arrived_ms: [900, 1200] });
+    await upstream.forward({ round: 1, attempt: 's:1.0', modelId: 1, parameters: 4, clients: ['a', 'b'], missing: [], total, waitedMs: 0, arrivals: arrivals.snapshot(1500), collectMs: 0, aggregateStart: performance.now() });
+    // The sum says how long before it went up (1.5 s in) each client's update arrived, in the order it names them.
+    assert.deepEqual(decode(bodies[0]).meta, { attempt: 's:1.0', clients: ['a', 'b'], waited_ms: 0, ages_ms: [600, 300] });
     const within = upstream.deadlineWithin(2000);
     assert.ok(within <= 2000 - 600 && within > 0, `kept ${2000 - within} ms of 2000 after a 300 ms upload`);
     // Never more than half: a slow upload must not leave its clients no time to train, round after round.
