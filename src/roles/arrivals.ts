@@ -75,6 +75,12 @@ export interface ArrivalSnapshot {
   slowest(limit?: number): { ms: number; client?: string } | undefined;
 }
 
+/** What a round's entry says of its slowest client (RoundTimings' straggling_ms and held_by); nothing with fewer than two. */
+export function heldFields(slowest: { ms: number; client?: string } | undefined): { straggling_ms?: number; held_by?: string } {
+  if (!slowest) return {};
+  return { straggling_ms: slowest.ms, ...(slowest.client ? { held_by: slowest.client } : {}) };
+}
+
 /** The slowest client named only when it held the round at all. */
 function held({ client, ms }: { client: string; ms: number }, limit: number): { ms: number; client?: string } {
   const within = Math.max(0, Math.min(limit, Math.round(ms)));

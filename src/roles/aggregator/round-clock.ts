@@ -7,7 +7,7 @@
  */
 import type { RoundTimings } from '../../outputs';
 import type { Stage } from '../../protocol/aggregator/events';
-import { Arrivals } from '../arrivals';
+import { Arrivals, heldFields } from '../arrivals';
 
 /** The machine's stages, with its closing shown step by step. */
 export type RoundStage = Exclude<Stage, 'closing'> | TailStep;
@@ -56,7 +56,7 @@ export class RoundClock {
       round_ms: Math.round(now - this.startedAt),
       selection_ms: span('selection', 'training'),
       training_ms: training - waiting - straggling,
-      ...(slowest ? { straggling_ms: straggling, ...(slowest.client ? { held_by: slowest.client } : {}) } : {}),
+      ...heldFields(slowest),
       waiting_ms: waiting,
       aggregation_ms: span('aggregation', 'evaluation'),
       evaluation_ms: span('evaluation', 'checkpoint'),

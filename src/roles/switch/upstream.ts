@@ -11,7 +11,7 @@ import { describeFailure, type Peers } from '../../net/peers';
 import { upstreamRoute } from '../../topology/tree';
 import { encode, Kind, WIRE_CONTENT_TYPE } from '../../wire/codec';
 import { forwardsEachUpdate } from '../../wire/receive';
-import type { ArrivalSnapshot } from '../arrivals';
+import { heldFields, type ArrivalSnapshot } from '../arrivals';
 
 export interface UpstreamIo {
   config: SwitchNodeConfig;
@@ -96,7 +96,7 @@ export class Upstream {
       ...(sum.heSumMs !== undefined ? { he_sum_ms: Math.round(sum.heSumMs) } : {}),
       collect_ms: Math.round(sum.collectMs),
       waiting_ms: sum.waitedMs,
-      ...(slowest ? { straggling_ms: slowest.ms, ...(slowest.client ? { held_by: slowest.client } : {}) } : {}),
+      ...heldFields(slowest),
       update_bytes: update.length,
       outcome,
     });
