@@ -24,8 +24,13 @@ import { DEFAULT_KEY_FILE, ensureClientKey } from '../src/he/keys';
 import { launchReportFile, writeLaunchReport, type LaunchFailures } from '../src/orchestrator/launch-report';
 import { writeFileAtomic } from '../src/files/atomic';
 import { tokenBook } from '../src/net/identity';
-import { downEmulated, execOn, statusEmulated, upEmulated } from '../src/emulate/testbed';
+import { downEmulated, execOn, scheduleEmulated, statusEmulated, upEmulated } from '../src/emulate/testbed';
 import { EmulateError } from '../src/emulate/system';
+import { computeOf, testbedTag } from '../src/emulate/plan';
+import { joinCommand, prepareGroups, removeGroups } from '../src/emulate/cgroups';
+import { LoopbackDriver } from '../src/emulate/drivers';
+import { runSchedule, type StateSource } from '../src/emulate/schedule-runner';
+import { fetchPublicJson } from '../src/net/health-check';
 
 const ROOT = resolve(__dirname, '..', '..');
 const MAIN = join(ROOT, 'main.js');
@@ -86,17 +91,18 @@ interface Running {
   pidFile: string;
 }
 
-function runningWorkers(state: string): Running[] {
+/** The workers this testbed started (and its schedule, when it has one), by their pid files. */
+function runningWorkers(state: string, withSchedule = false): Running[] {
   const dir = paths(state).pids;
   if (!existsSync(dir)) return [];
   return readdirSync(dir)
-    .filter((f) => f.endsWith('.pid'))
+    .filter((f) => f.endsWith('.pid') && (withSchedule || f !== `${SCHEDULE}.pid`))
     .map((f) => ({ id: f.slice(0, -4), pid: Number(readFileSync(join(dir, f), 'utf8')), pidFile: join(dir, f) }));
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function up(flags: StateFlags & { config: string; timeout: number; logs?: string; quiet?: boolean; heKey?: string }): Promise<number> {
+export async function up(flags: StateFlags & { config: string; timeout: number; logs?: string; quiet?: boolean; heKey?: string; only?: string[]; outputs?: string }): Promise<number> {
   const config = loadExperimentConfig(flags.config);
   const nodeConfigs = [...resolveNodeConfigs(config).values()];
   const workers = nodeConfigs.filter((n) => n.type !== 'aggregator');
@@ -124,11 +130,16 @@ export async function up(flags: StateFlags & { config: string; timeout: number; 
   if (tls && (await ensureTestbedCerts(config.certs, Object.keys(config.others)))) console.log(`testbed: made TLS certificates in ${config.certs}`);
   const ca = tls ? readFileSync(join(config.certs, 'ca.pem')) : undefined;
 
+  // On loopback each worker is a machine of its own: `compute` by its address or its role.
+  const idOf = (address: string) => nodeIdFor(parseAddress(address).host, parseAddress(address).port);
+  const starting = workers.filter((w) => !alreadyUp.has(idOf(w.address)) && (!flags.only || flags.only.includes(w.address)));
+  const machines = starting.map((w) => ({ name: idOf(w.address), compute: computeOf(config, [{ address: w.address, role: w.type }]) }));
+  const groups = prepareGroups(testbedTag(flags.state), machines, console.log);
+
   const started: { id: string; host: string; port: number; pid: number }[] = [];
-  for (const worker of workers) {
+  for (const worker of starting) {
     const { host, port } = parseAddress(worker.address);
     const id = nodeIdFor(host, port);
-    if (alreadyUp.has(id)) continue;
     const out = openSync(join(p.out, `${id}.out`), 'a');
     const keyArgs = keyFile && worker.type === 'client' ? ['--he-key', keyFile] : [];
     // Each worker gets its own files only, as on a lab machine (not the folder with the CA's key).
@@ -137,7 +148,10 @@ export async function up(flags: StateFlags & { config: string; timeout: number; 
     const tlsArgs = tls ? ['--tls-dir', tlsDir] : [];
     // Its own token and the others' digests, not the cluster token: it can act only as itself.
     const book = writeTokenBook(flags.state, token, worker.address, nodes, aggregator);
-    const child = spawn(process.execPath, [MAIN, '--host', host, '--port', String(port), '--logs', logs, '--id', id, '--token-file', book, ...keyArgs, ...tlsArgs], {
+    const command = [process.execPath, MAIN, '--host', host, '--port', String(port), '--logs', logs, '--id', id, '--token-file', book, ...keyArgs, ...tlsArgs];
+    const group = groups.get(id);
+    const [program, ...args] = group ? joinCommand(group, command) : command;
+    const child = spawn(program, args, {
       detached: true,
       stdio: ['ignore', out, out],
     });
@@ -166,15 +180,63 @@ export async function up(flags: StateFlags & { config: string; timeout: number; 
   }
   // Beside the token the aggregator is started with: it names these workers in the launcher's words.
   writeLaunchReport(launchReportFile(p.token), failures);
+  if (!flags.only && config.events?.length && !waiting.length) startSchedule(flags, config.events.length);
   if (!waiting.length && !flags.quiet) {
     console.log(`start the aggregator with:\n  node main.js agg --config ${flags.config} --token-file ${p.token} --logs ${logs}`);
   }
   return waiting.length ? 1 : 0;
 }
 
+/**
+ * The schedule of config.json's `events`, in the background until the experiment's rounds have
+ * carried it out: `down` stops it with the workers.
+ */
+function startSchedule(flags: StateFlags & { config: string; logs?: string; heKey?: string; outputs?: string }, count: number): void {
+  const p = paths(flags.state);
+  const out = openSync(join(p.out, 'schedule.out'), 'a');
+  const args = ['schedule', '--config', flags.config, '--state', flags.state, '--outputs', flags.outputs ?? 'outputs', '--timeout', '30000'];
+  if (flags.logs) args.push('--logs', flags.logs);
+  if (flags.heKey) args.push('--he-key', flags.heKey);
+  const child = spawn(process.execPath, [__filename, ...args], { detached: true, stdio: ['ignore', out, out] });
+  closeSync(out);
+  writeFileSync(join(p.pids, `${SCHEDULE}.pid`), String(child.pid));
+  child.unref();
+  console.log(`testbed: the schedule's ${count} events are carried out as the rounds go (its log: ${join(p.out, 'schedule.out')}; the record: events.json beside the aggregator's outputs)`);
+}
+
+/** The pid file of the schedule, among the workers' so `down` stops it too. */
+const SCHEDULE = 'schedule';
+
+/** `testbed schedule`: config.json's events carried out on the loopback testbed as the aggregator's rounds go. */
+async function schedule(flags: StateFlags & { config: string; outputs: string; timeout: number; logs?: string; heKey?: string }): Promise<number> {
+  const config = loadExperimentConfig(flags.config);
+  const nodes = [...resolveNodeConfigs(config).values()].map((n) => ({ address: n.address, role: n.type }));
+  const aggregator = nodes.find((n) => n.role === 'aggregator')!.address;
+  const ca = usesTls(config) ? readFileSync(join(config.certs, 'ca.pem')) : undefined;
+  const idOf = (address: string) => nodeIdFor(parseAddress(address).host, parseAddress(address).port);
+  const pidOf = (address: string) => runningWorkers(flags.state).find((w) => w.id === idOf(address))?.pid;
+  const start = async (address: string) => {
+    const code = await up({ ...flags, quiet: true, only: [address] });
+    if (code !== 0) throw new Error(`it did not come up (${join(paths(flags.state).out, `${idOf(address)}.out`)})`);
+    return `started again, pid ${pidOf(address)}`;
+  };
+  await runSchedule({
+    experiment: config.experiment,
+    events: config.events ?? [],
+    nodes,
+    driver: new LoopbackDriver(testbedTag(flags.state), pidOf, idOf, start),
+    state: async () => (await fetchPublicJson(aggregator, '/dashboard/state', 2000, ca)) as Awaited<ReturnType<StateSource>>,
+    outputs: resolve(flags.outputs),
+    print: console.log,
+  });
+  rmSync(join(paths(flags.state).pids, `${SCHEDULE}.pid`), { force: true });
+  return 0;
+}
+
 export async function down(flags: StateFlags & { timeout: number }): Promise<number> {
-  const workers = runningWorkers(flags.state);
-  for (const w of workers) if (isAlive(w.pid)) process.kill(w.pid, 'SIGTERM');
+  // The schedule too; and a worker it stopped is let go, or it would hold its TERM until the KILL.
+  const workers = runningWorkers(flags.state, true);
+  for (const w of workers) if (isAlive(w.pid)) ['SIGTERM', 'SIGCONT'].forEach((sig) => process.kill(w.pid, sig));
   const deadline = Date.now() + flags.timeout;
   while (workers.some((w) => isAlive(w.pid)) && Date.now() < deadline) await sleep(50);
   const stubborn = workers.filter((w) => isAlive(w.pid));
@@ -182,12 +244,15 @@ export async function down(flags: StateFlags & { timeout: number }): Promise<num
   for (const w of workers) rmSync(w.pidFile, { force: true });
   rmSync(paths(flags.state).tls, { recursive: true, force: true }); // the workers' copies of their keys
   rmSync(paths(flags.state).tokens, { recursive: true, force: true }); // and their token books
-  console.log(`testbed: stopped ${workers.length} workers${stubborn.length ? ` (${stubborn.length} killed after ${flags.timeout} ms)` : ''}`);
+  console.log(`testbed: stopped ${workers.filter((w) => w.id !== SCHEDULE).length} workers${workers.some((w) => w.id === SCHEDULE) ? ' and the schedule' : ''}${stubborn.length ? ` (${stubborn.length} killed after ${flags.timeout} ms)` : ''}`);
+  const groups = await removeGroups(testbedTag(flags.state));
+  if (groups.removed) console.log(`testbed: removed the compute groups of ${groups.removed} machines`);
+  if (groups.left.length) console.log(`testbed: could not remove compute groups ${groups.left.join(', ')} (a process is still in them)`);
   return 0;
 }
 
 function status(flags: StateFlags): number {
-  const workers = runningWorkers(flags.state);
+  const workers = runningWorkers(flags.state, true);
   const alive = workers.filter((w) => isAlive(w.pid));
   for (const w of workers) console.log(`  ${w.id.padEnd(22)} pid ${String(w.pid).padEnd(8)} ${isAlive(w.pid) ? 'running' : 'gone'}`);
   console.log(`testbed: ${alive.length} of ${workers.length} workers running`);
@@ -248,10 +313,21 @@ withState(program.command('up').description('start every worker of the config an
   .option('--emulate', 'a network namespace per machine with the config\'s own addresses, shaped links, sshd (needs root)')
   .option('--dir <dir>', '--emulate: the project folder the workers run in over ssh', ROOT)
   .option('--no-measure', '--emulate: skip measuring the rate each shaped link reaches')
+  .option('--outputs <dir>', 'where the aggregator writes its outputs (its own default too): the schedule records events.json there', 'outputs')
   .action(run((flags: StateFlags & { config?: string; timeout: number; logs?: string; emulate?: boolean; dir: string; measure: boolean }) =>
     flags.emulate
       ? upEmulated({ ...flags, config: flags.config ?? 'config.json', makeToken: () => ensureToken(flags.state), print: console.log })
       : up({ ...flags, config: flags.config ?? 'config.local.json' }),
+  ));
+withState(program.command('schedule').description('carry out config.json\'s events as the aggregator\'s rounds go (`up` starts it when there are any)'))
+  .option('--config <file>', 'the experiment config', 'config.local.json')
+  .option('--outputs <dir>', 'where the aggregator writes its outputs', 'outputs')
+  .option('--logs <dir>', 'where workers started again write logs/')
+  .option('--timeout <ms>', 'how long to wait for a worker started again', int, 30_000)
+  .option('--he-key <file>', 'with the key at the clients, the key a worker started again is handed', DEFAULT_KEY_FILE)
+  .option('--emulate', 'on the emulated testbed (run on the aggregator\'s machine: `up --emulate` starts it there)')
+  .action(run((flags: StateFlags & { config: string; outputs: string; timeout: number; logs?: string; heKey?: string; emulate?: boolean }) =>
+    flags.emulate ? scheduleEmulated(flags, console.log) : schedule(flags),
   ));
 withState(program.command('down').description('stop every worker this testbed started'))
   .option('--timeout <ms>', 'grace period before SIGKILL', int, 5000)

@@ -2,11 +2,15 @@
  * outputs/<experiment>/: the global model of every round, metrics.json and metrics.csv,
  * and the config used, so an experiment can be read and repeated later.
  */
-import { mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
 import { writeFileAtomic } from './files/atomic';
 import { saveModel } from './model/store';
+import type { EventRecord } from './emulate/schedule';
+
+/** What the testbed's schedule did, beside the metrics (written by the testbed driver, read by the report and the dashboard). */
+export const EVENTS_FILE = 'events.json';
 
 /** How long a round and each of its stages took (the aggregator's round clock measures them). */
 export interface RoundTimings {
@@ -72,10 +76,16 @@ export class ExperimentOutputs {
     writeFileAtomic(join(this.dir, name), JSON.stringify(value, null, 2) + '\n');
   }
 
-  /** Starting over: the rounds of an earlier run of this experiment go. */
+  /** Starting over: the rounds of an earlier run of this experiment go (and what an earlier schedule did). */
   clearRounds(): void {
     rmSync(join(this.dir, 'models'), { recursive: true, force: true });
+    rmSync(join(this.dir, EVENTS_FILE), { force: true });
     this.rows.length = 0;
+  }
+
+  /** What the testbed's schedule has done so far; none when it has no schedule, or its record cannot be read. */
+  events(): EventRecord[] {
+    return readEvents(this.dir);
   }
 
   /** Resuming: the rounds a checkpoint vouches for, and only those, become the metrics again. */
@@ -100,5 +110,17 @@ export class ExperimentOutputs {
     this.writeJson('metrics.json', { rounds: this.rows });
     const csv = [COLUMNS.join(','), ...this.rows.map((row) => COLUMNS.map((c) => csvCell(row[c])).join(','))].join('\n') + '\n';
     writeFileAtomic(join(this.dir, 'metrics.csv'), csv);
+  }
+}
+
+/** outputs/<experiment>/events.json's records; none when it is absent or unreadable (the driver writes it whole, atomically). */
+export function readEvents(experimentDir: string): EventRecord[] {
+  const file = join(experimentDir, EVENTS_FILE);
+  if (!existsSync(file)) return [];
+  try {
+    const events = JSON.parse(readFileSync(file, 'utf8')).events;
+    return Array.isArray(events) ? events.filter((e) => typeof e?.round === 'number' && typeof e?.do === 'string') : [];
+  } catch {
+    return [];
   }
 }

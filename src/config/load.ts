@@ -106,7 +106,7 @@ function topologyProblems(config: ExperimentConfig): string[] {
   problems.push(...checked.problems);
   if (clientCount === 0) problems.push('others: needs at least one entry of type "client"');
   if (!checked.problems.length) problems.push(...encryptionProblems(config, checked.topology));
-  problems.push(...linkProblems(config, seen));
+  problems.push(...labProblems(config, seen));
   if (config.clients_per_round !== undefined && config.clients_per_round > clientCount) {
     problems.push(`clients_per_round: ${config.clients_per_round} is more than the ${clientCount} clients in others`);
   }
@@ -223,14 +223,13 @@ function packingProblem(config: ExperimentConfig, clients: number): string | und
   }
 }
 
-/** `links` keys name a role or a node of `others`. */
-function linkProblems(config: ExperimentConfig, nodes: Map<string, string>): string[] {
-  return Object.keys(config.links ?? {})
-    .filter((key) => !(ROLES as readonly string[]).includes(key))
-    .flatMap((key) => {
-      if (!addressProblem(key) && [...nodes.keys()].some((node) => namesNode(key, node))) return [];
-      return [`links["${key}"]: expected a role (${ROLES.join(', ')}) or the address of a node in others`];
-    });
+/** `links` and `compute` keys, and each event's `on`, name a role, a node of `others`, or a machine's IP. */
+function labProblems(config: ExperimentConfig, nodes: Map<string, string>): string[] {
+  const names = (key: string) => (ROLES as readonly string[]).includes(key) || (!addressProblem(key) && [...nodes.keys()].some((node) => namesNode(key, node)));
+  const expected = `expected a role (${ROLES.join(', ')}), the address of a node in others, or a machine's IP`;
+  const keys = (table: 'links' | 'compute') => Object.keys(config[table] ?? {}).filter((key) => !names(key)).map((key) => `${table}["${key}"]: ${expected}`);
+  const events = (config.events ?? []).flatMap((event, i) => (names(event.on) ? [] : [`events[${i}].on: "${event.on}": ${expected}`]));
+  return [...keys('links'), ...keys('compute'), ...events];
 }
 
 /** What homomorphic encryption asks of the topology and the strategy. */
@@ -274,7 +273,7 @@ export const topologyOf = (config: ExperimentConfig): Topology => reportingTree(
 
 /** The config each node receives, keyed by canonical address (the aggregator's own included). */
 export function resolveNodeConfigs(config: ExperimentConfig): Map<string, NodeConfig> {
-  const { experiment, others, links: _links, tls: _tls, certs: _certs, ...settings } = config;
+  const { experiment, others, links: _links, compute: _compute, events: _events, tls: _tls, certs: _certs, ...settings } = config;
   const topology = topologyOf(config);
   const aggregator = topology.root;
   const nodes = new Map<string, NodeConfig>();

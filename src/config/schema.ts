@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { addressProblem } from './address';
+import { computeSchema, computeTableSchema, eventsSchema, EVENT_KEYS, linkSchema, linksSchema } from './lab-schema';
 
 export const address = z.string().superRefine((text, ctx) => {
   const problem = addressProblem(text);
@@ -301,8 +302,7 @@ const clientEntry = z
     }
   });
 
-/** The roles a node may take (and a `links` key may name). */
-export const ROLES = ['client', 'switch', 'aggregator'] as const;
+export { ROLES, type ComputeShare, type LabEvent, type LinkShape } from './lab-schema';
 
 const switchEntry = z
   .object({
@@ -318,26 +318,12 @@ export const workerEntrySchema = z.discriminatedUnion('type', [clientEntry, swit
     issue.code === 'invalid_union' ? 'type must be "client", "switch" or "aggregator"' : undefined,
 });
 
-/**
- * A link's shape on the emulated testbed (`testbed up --emulate`), the same both ways. The rate is
- * shaped with tbf; delay and loss need the kernel's netem, which not every kernel has.
- */
-export const linkSchema = z
-  .object({
-    rate_mbit: z.number().positive().max(100_000),
-    delay_ms: z.number().min(0).max(10_000).optional(),
-    loss_percent: z.number().min(0).max(100).optional(),
-  })
-  .strict();
-export type LinkShape = z.infer<typeof linkSchema>;
-
-/** Keyed by role ("client", "switch", "aggregator") or by one node's address; an address wins over its role. */
-export const linksSchema = z.record(z.string(), linkSchema);
-
 export const experimentConfigSchema = settingsSchema
   .extend({
     experiment: experimentName.default('experiment'),
     links: linksSchema.optional(),
+    compute: computeTableSchema.optional(),
+    events: eventsSchema.optional(),
     /** Mutual TLS between nodes; absent: on, unless every node is on loopback. */
     tls: z.boolean().optional(),
     /** The folder `main.js certs` writes (relative to config.json's folder). */
@@ -351,8 +337,8 @@ export type ExperimentConfig = z.infer<typeof experimentConfigSchema>;
 /** Every key config.json may use, for "did you mean" hints. */
 export const KNOWN_KEYS: readonly string[] = [
   ...new Set(
-    [experimentConfigSchema, modelSchema, trainingSchema, dataSchema, heObject, quantizeSchema, timeoutsSchema, linkSchema]
+    [experimentConfigSchema, modelSchema, trainingSchema, dataSchema, heObject, quantizeSchema, timeoutsSchema, linkSchema, computeSchema]
       .flatMap((schema) => Object.keys(schema.shape))
-      .concat(['type', 'client_number', 'index', 'switch', 'data', 'path', 'labels_path']),
+      .concat(['type', 'client_number', 'index', 'switch', 'data', 'path', 'labels_path', ...EVENT_KEYS]),
   ),
 ];

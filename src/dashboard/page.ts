@@ -49,6 +49,7 @@ td.wrap{white-space:normal}
   </div>
   <div class="charts">
     <section><div id="chart-accuracy" data-rounds="0"></div></section>
+    <section><div id="chart-rounds"></div></section>
     <section><div id="chart-bytes"></div></section>
     <section><div id="chart-phases"></div></section>
   </div>

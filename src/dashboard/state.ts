@@ -4,7 +4,7 @@
  */
 import type { AggregatorRole, WorkerHealth } from '../roles/aggregator';
 import { roundView } from '../roles/aggregator/view';
-import { accuracyChart, bytesChart, phaseChart, type ChartName, type ChartSpec } from '../report/charts';
+import { accuracyChart, bytesChart, phaseChart, roundsChart, type ChartName, type ChartSpec } from '../report/charts';
 import { nodeRounds, type NodeRound } from '../report/data';
 import { describeSettings } from '../report/report';
 import type { RoundMetrics } from '../outputs';
@@ -68,6 +68,7 @@ export function dashboardState(role: AggregatorRole): DashboardState {
     rows,
     charts: {
       accuracy: accuracyChart(rows),
+      rounds: roundsChart(rows, outputs.events()),
       bytes: bytesChart(perNode.filter((r) => r.round > (rows[rows.length - 1]?.round ?? 0) - 2 * RECENT_ROUNDS)),
       phases: phaseChart(recent, `Time per phase (mean of the last ${RECENT_ROUNDS} rounds)`),
     },

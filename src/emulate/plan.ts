@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
 import { canonicalAddress, namesNode, parseAddress } from '../config/address';
-import { ROLES, type ExperimentConfig, type LinkShape } from '../config/schema';
+import { ROLES, type ComputeShare, type ExperimentConfig, type LinkShape } from '../config/schema';
 
 export interface Machine {
   /** The machine's IP, as config.json names it. */
@@ -19,6 +19,8 @@ export interface Machine {
   nodes: { address: string; role: string }[];
   /** The shape of its link, both ways; undefined: not shaped. */
   link?: LinkShape;
+  /** Its CPU share and memory limit; undefined: the host's. */
+  compute?: ComputeShare;
 }
 
 export interface TestbedPlan {
@@ -56,24 +58,29 @@ export function planTestbed(config: ExperimentConfig, stateDir: string): Testbed
   const prefix = commonPrefix(hosts.map(toInt));
   const machines = hosts.map((host, i) => {
     const nodes = byHost.get(host)!;
-    return { host, ns: `${namespacePrefix(tag)}${host}`, port: `p${i + 1}`, nodes, link: linkOf(config, nodes) };
+    return { host, ns: `${namespacePrefix(tag)}${host}`, port: `p${i + 1}`, nodes, link: linkOf(config, nodes), compute: computeOf(config, nodes) };
   });
   return { tag, bridgeNs: `${namespacePrefix(tag)}bridge`, prefix, machines, probe: freeAddress(hosts, prefix) };
 }
 
 /**
- * A machine's link: its own entry in `links` (by address or IP), else its role's. A machine with
- * two nodes of different roles takes the faster of their roles' links.
+ * A machine's entry in a table keyed as `links` and `compute` are: its own (by address or IP), else
+ * its role's. A machine with nodes of different roles takes the best of their roles' entries.
  */
-function linkOf(config: ExperimentConfig, nodes: Machine['nodes']): LinkShape | undefined {
-  const links = config.links ?? {};
-  for (const [key, shape] of Object.entries(links)) {
+export function entryFor<T>(table: Record<string, T> | undefined, nodes: Machine['nodes'], best: (a: T, b: T) => number): T | undefined {
+  for (const [key, entry] of Object.entries(table ?? {})) {
     if ((ROLES as readonly string[]).includes(key)) continue;
-    if (nodes.some((n) => namesNode(key, n.address))) return shape;
+    if (nodes.some((n) => namesNode(key, n.address))) return entry;
   }
-  const byRole = nodes.map((n) => links[n.role]).filter((shape): shape is LinkShape => shape !== undefined);
-  return byRole.sort((a, b) => b.rate_mbit - a.rate_mbit)[0];
+  const byRole = nodes.map((n) => table?.[n.role]).filter((entry): entry is T => entry !== undefined);
+  return byRole.sort(best)[0];
 }
+
+/** The faster link, and the larger share of a core (a machine without a limit is the largest). */
+const linkOf = (config: ExperimentConfig, nodes: Machine['nodes']) => entryFor(config.links, nodes, (a, b) => b.rate_mbit - a.rate_mbit);
+export const computeOf = (config: ExperimentConfig, nodes: Machine['nodes']): ComputeShare | undefined =>
+  entryFor(config.compute, nodes, (a, b) => (b.cpu ?? UNLIMITED) - (a.cpu ?? UNLIMITED));
+const UNLIMITED = 1e9;
 
 function hostProblem(host: string): string | undefined {
   if (!/^\d+\.\d+\.\d+\.\d+$/.test(host)) return `"${host}" is a host name; an emulated machine needs an IPv4 address`;

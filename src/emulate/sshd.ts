@@ -4,6 +4,7 @@
  * (`ssh_config`) trusts exactly those host keys, so `npm run ssh -- --ssh-config <it>` runs as it
  * would against the lab's machines.
  */
+import { joinCommand } from './cgroups';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -68,17 +69,22 @@ export function writeSshFiles(plan: TestbedPlan, stateDir: string): SshFiles {
 const hostKey = (files: SshFiles, host: string) => join(files.dir, `host-${host}`);
 
 /** Starts sshd in each machine's namespace; it listens before it detaches, so ssh can connect at once. */
-export function startSshd(plan: TestbedPlan, files: SshFiles): void {
+export function startSshd(plan: TestbedPlan, files: SshFiles, groups: ReadonlyMap<string, string> = new Map()): void {
   mkdirSync('/run/sshd', { recursive: true, mode: 0o755 }); // sshd's privilege-separation folder
   for (const machine of plan.machines) {
     const log = join(files.dir, `sshd-${machine.host}.log`);
     rmSync(log, { force: true });
-    inNamespace(machine.ns, SSHD, [
+    const sshd = [
+      SSHD,
       '-f', join(files.dir, 'sshd_config'),
       '-h', hostKey(files, machine.host),
       '-o', `ListenAddress=${machine.host}`,
       '-o', `PidFile=${join(files.dir, `sshd-${machine.host}.pid`)}`,
       '-E', log,
-    ]);
+    ];
+    // In the machine's compute group, so is everything started over ssh: the workers, their HE threads.
+    const group = groups.get(machine.host);
+    const [program, ...args] = group ? joinCommand(group, sshd) : sshd;
+    inNamespace(machine.ns, program, args);
   }
 }

@@ -4,13 +4,18 @@
  * as on the lab's own. `exec` runs a command on one machine; `down --emulate` removes everything.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { canonicalAddress, parseAddress } from '../config/address';
 import { loadExperimentConfig, usesTls } from '../config/load';
 import { ensureTestbedCerts } from '../net/certs';
 import { DEFAULT_KEY_FILE, ensureClientKey } from '../he/keys';
+import { groupName, groupsOf, joinCommand, prepareGroups, removeGroups } from './cgroups';
+import { EmulatedDriver } from './drivers';
+import { readEmulatedState, stateFile, type EmulatedState } from './state';
 import { describeLink, needsNetem } from './links';
+import { runSchedule, type StateSource } from './schedule-runner';
+import { fetchPublicJson } from '../net/health-check';
 import { assertIsolated, buildNetwork, machineCounters, pidsIn, removeNetwork, testbedNamespaces } from './network';
 import { planTestbed, testbedTag, type Machine, type TestbedPlan } from './plan';
 import { measureLink, type MeasuredRate } from './rate';
@@ -20,25 +25,9 @@ import { assertCanEmulate, EmulateError } from './system';
 const ROOT = resolve(__dirname, '..', '..', '..');
 const SCRIPTS = join(ROOT, 'dist', 'scripts');
 
-export interface EmulatedState {
-  config: string;
-  dir: string;
-  plan: TestbedPlan;
-  netem: boolean;
-  measured: Record<string, MeasuredRate>;
-  /** Under mutual TLS, the folder of certificates the launcher hands out. */
-  certs?: string;
-}
-
-const stateFile = (state: string) => join(state, 'emulate.json');
-
-export function readEmulatedState(state: string): EmulatedState {
-  const file = stateFile(state);
-  if (!existsSync(file)) throw new EmulateError(`no emulated testbed in ${state} (start one with \`npm run testbed -- up --emulate\`)`);
-  return JSON.parse(readFileSync(file, 'utf8'));
-}
-
 export interface UpFlags {
+  /** Where the aggregator writes its outputs: the schedule records events.json there. */
+  outputs?: string;
   config: string;
   state: string;
   /** The project folder the workers run in (main.js there), as `npm run ssh -- --dir` on the lab's machines. */
@@ -61,7 +50,8 @@ export async function upEmulated(flags: UpFlags): Promise<number> {
     const { netem } = buildNetwork(plan);
     assertIsolated(plan);
     const ssh = writeSshFiles(plan, flags.state);
-    startSshd(plan, ssh);
+    const groups = prepareGroups(plan.tag, plan.machines.map((m) => ({ name: m.host, compute: m.compute })), flags.print);
+    startSshd(plan, ssh, groups);
     flags.print(`testbed: ${plan.machines.length} machines in namespaces fl-${plan.tag}-*, one bridge, sshd on port 22 of each`);
     const shaped = plan.machines.filter((m) => m.link);
     if (!netem && shaped.some((m) => needsNetem(m.link))) {
@@ -81,11 +71,12 @@ export async function upEmulated(flags: UpFlags): Promise<number> {
       flags.print('the testbed stays up for a look (`npm run testbed -- status --emulate`); `npm run testbed -- down --emulate` removes it');
       return started;
     }
+    if (config.events?.length) startScheduleIn(state, flags, config.events.length);
     flags.print(`run the experiment on the aggregator's machine:\n  npm run testbed -- exec ${aggregatorOf(plan).host} -- node main.js agg --config ${flags.config} --token-file ${join(flags.state, 'token')}`);
     return 0;
   } catch (err) {
     const cleanup = await removeNetwork(plan.tag, 1000).then(
-      () => '',
+      async () => ((await removeGroups(plan.tag)).left.length ? '\n(compute groups are left: `npm run testbed -- down --emulate` tries again)' : ''),
       (again: Error) => `\n(and removing what was built failed too: ${again.message}; \`npm run testbed -- down --emulate\` tries again)`,
     );
     throw new EmulateError(`${(err as Error).message}${cleanup}`);
@@ -146,6 +137,46 @@ async function startWorkers(state: EmulatedState, flags: UpFlags, keyFile?: stri
   return health.code;
 }
 
+/**
+ * The schedule of config.json's `events` runs on the aggregator's machine (it follows the rounds on
+ * the aggregator's address, which only the testbed's namespaces reach), until its events are carried
+ * out; `down --emulate` stops it with everything else in the namespaces.
+ */
+function startScheduleIn(state: EmulatedState, flags: UpFlags, count: number): void {
+  const log = join(flags.state, 'schedule.out');
+  const out = openSync(log, 'a');
+  const args = [join(SCRIPTS, 'testbed.js'), 'schedule', '--emulate', '--state', resolve(flags.state), '--outputs', resolve(flags.outputs ?? 'outputs')];
+  const child = spawn('ip', ['netns', 'exec', aggregatorOf(state.plan).ns, process.execPath, ...args], { detached: true, stdio: ['ignore', out, out] });
+  closeSync(out);
+  child.unref();
+  flags.print(`testbed: the schedule's ${count} events are carried out as the rounds go, from the aggregator's machine (its log: ${log})`);
+}
+
+/** `testbed schedule --emulate`, on the aggregator's machine: the events carried out on the emulated machines. */
+export async function scheduleEmulated(flags: { state: string; outputs: string; timeout: number }, print: (line: string) => void): Promise<number> {
+  const state = readEmulatedState(flags.state);
+  const config = loadExperimentConfig(state.config);
+  const nodes = state.plan.machines.flatMap((m) => m.nodes.map((n) => ({ address: n.address, role: n.role })));
+  const aggregator = nodes.find((n) => n.role === 'aggregator')!.address;
+  const ca = state.certs ? readFileSync(join(state.certs, 'ca.pem')) : undefined;
+  const upFlags: UpFlags = { config: state.config, state: flags.state, dir: state.dir, makeToken: () => '', timeout: flags.timeout, measure: false, print };
+  const start = async () => {
+    const keyFile = await clientKey(config, state.dir, print);
+    if ((await startWorkers(state, upFlags, keyFile)) !== 0) throw new Error('the launcher could not start it');
+    return 'started again over ssh';
+  };
+  await runSchedule({
+    experiment: config.experiment,
+    events: config.events ?? [],
+    nodes,
+    driver: new EmulatedDriver(state, start),
+    state: async () => (await fetchPublicJson(aggregator, '/dashboard/state', 2000, ca)) as Awaited<ReturnType<StateSource>>,
+    outputs: flags.outputs,
+    print,
+  });
+  return 0;
+}
+
 function runIn(ns: string, command: string[]): Promise<{ code: number; output: string }> {
   return new Promise((resolvePromise) => {
     const child = spawn('ip', ['netns', 'exec', ns, ...command], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -165,7 +196,10 @@ export function execOn(state: string, node: string, command: string[]): number {
   const machine = plan.machines.find((m) => m.host === host);
   if (!machine) throw new EmulateError(`${node} is not a machine of this testbed (${plan.machines.map((m) => m.host).join(', ')})`);
   if (!command.length) throw new EmulateError('exec: name a command after --, e.g. exec 10.10.1.15 -- node main.js agg');
-  const result = spawnSync('ip', ['netns', 'exec', machine.ns, ...command], { stdio: 'inherit' });
+  // In the machine's compute group, when it has one: the aggregator started here computes as its machine does.
+  const group = groupName(plan.tag, machine.host);
+  const inGroup = machine.compute && groupsOf(plan.tag).includes(`cpu/${group}`) ? joinCommand(group, command) : command;
+  const result = spawnSync('ip', ['netns', 'exec', machine.ns, ...inGroup], { stdio: 'inherit' });
   if (result.error) throw new EmulateError(`exec: ${result.error.message}`);
   return result.status ?? 1;
 }
@@ -175,6 +209,9 @@ export async function downEmulated(state: string, print: (line: string) => void)
   const tag = testbedTag(state);
   const { namespaces, killed } = await removeNetwork(tag);
   print(`testbed: removed ${namespaces} namespaces of fl-${tag}-*${killed ? ` (${killed} processes killed after the grace period)` : ''}`);
+  const groups = await removeGroups(tag);
+  if (groups.removed) print(`testbed: removed the compute groups of ${groups.removed} machines`);
+  if (groups.left.length) print(`testbed: could not remove compute groups ${groups.left.join(', ')} (a process is still in them)`);
   if (existsSync(stateFile(state))) print(removeHandedOver(readEmulatedState(state)));
   return 0;
 }

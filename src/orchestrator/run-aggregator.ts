@@ -163,6 +163,7 @@ async function reportOn(role: AggregatorRole, node: StartedNode, print: (line: s
       rows: outputs.rows,
       records: cluster.records(),
       histograms,
+      events: outputs.events(),
     });
     print(`report: ${html} (charts as PNG: ${pngs.length} in ${outputs.dir}/charts)`);
     return html;

@@ -3,10 +3,11 @@
  * dashboard in the browser and by the report on the aggregator (SVG in report.html, PNG for papers).
  */
 import type { RoundMetrics } from '../outputs';
+import { recordWords, type EventRecord } from '../emulate/schedule';
 import { meanPhases, PHASES, type NodeRound } from './data';
 
 export type ChartSpec = Record<string, unknown>;
-export type ChartName = 'accuracy' | 'bytes' | 'phases';
+export type ChartName = 'accuracy' | 'rounds' | 'bytes' | 'phases';
 
 const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json'; // an identifier only: nothing is fetched
 const WIDTH = 560;
@@ -96,8 +97,53 @@ export function phaseChart(rows: readonly NodeRound[], title = 'Time per phase (
   };
 }
 
-export function experimentCharts(rows: readonly RoundMetrics[], perNode: readonly NodeRound[]): Record<ChartName, ChartSpec> {
-  return { accuracy: accuracyChart(rows), bytes: bytesChart(perNode), phases: phaseChart(perNode) };
+/** The parts of a round's time, in the order a round goes through them (RoundTimings: they add up to about round_ms). */
+const ROUND_PARTS = [
+  ['selection', 'selection_ms'],
+  ['training', 'training_ms'],
+  ['held by the slowest', 'straggling_ms'],
+  ['waiting for missing', 'waiting_ms'],
+  ['aggregation', 'aggregation_ms'],
+  ['evaluation', 'evaluation_ms'],
+] as const;
+/** A round held a second or more past its median client names the client that held it. */
+const HELD_LABEL_MS = 1000;
+
+/**
+ * Each round's time by part, who held it (above its bar, when a client held it a second or more),
+ * and what the testbed's schedule did (a rule at the round it was carried out in, named).
+ */
+export function roundsChart(rows: readonly RoundMetrics[], events: readonly EventRecord[] = []): ChartSpec {
+  const parts = rows.flatMap((r) => ROUND_PARTS.map(([part, field], step) => ({ round: r.round, part, step, s: (r[field] ?? 0) / 1000 })));
+  const held = rows.filter((r) => r.held_by && (r.straggling_ms ?? 0) >= HELD_LABEL_MS).map((r) => ({ round: r.round, top: r.round_ms / 1000, label: r.held_by! }));
+  // Labels stacked in four rows above the tallest bar, so events of one round do not write over each other.
+  const tallest = Math.max(1, ...rows.map((r) => r.round_ms / 1000));
+  const marks = events.map((e, i) => ({ round: e.round, label: recordWords(e), y: tallest * (1.45 - 0.1 * (i % 4)) }));
+  const last = Math.max(1, ...rows.map((r) => r.round), ...marks.map((m) => m.round));
+  const x = { field: 'round', type: 'ordinal', title: 'round', axis: { labelAngle: 0 }, scale: { domain: Array.from({ length: last }, (_, i) => i + 1) } };
+  return {
+    ...chartBase('Where each round\'s time went, who held it, and the schedule\'s events', 260),
+    layer: [
+      {
+        data: { values: parts },
+        mark: { type: 'bar', tooltip: true, width: { band: 0.7 } },
+        encoding: {
+          x,
+          y: { field: 's', type: 'quantitative', title: 'seconds', stack: 'zero' },
+          color: { field: 'part', type: 'nominal', scale: { domain: ROUND_PARTS.map(([part]) => part), scheme: 'tableau10' }, title: 'part of the round' },
+          order: { field: 'step', type: 'quantitative' },
+          tooltip: [{ field: 'round' }, { field: 'part' }, { field: 's', format: '.2f', title: 'seconds' }],
+        },
+      },
+      { data: { values: held }, mark: { type: 'text', dy: -6, fontSize: 9, angle: 0 }, encoding: { x, y: { field: 'top', type: 'quantitative' }, text: { field: 'label' } } },
+      { data: { values: marks }, mark: { type: 'rule', strokeDash: [4, 3], color: '#b22' }, encoding: { x } },
+      { data: { values: marks }, mark: { type: 'text', align: 'left', dx: 3, fontSize: 9, color: '#b22' }, encoding: { x, y: { field: 'y', type: 'quantitative' }, text: { field: 'label' } } },
+    ],
+  };
+}
+
+export function experimentCharts(rows: readonly RoundMetrics[], perNode: readonly NodeRound[], events: readonly EventRecord[] = []): Record<ChartName, ChartSpec> {
+  return { accuracy: accuracyChart(rows), rounds: roundsChart(rows, events), bytes: bytesChart(perNode), phases: phaseChart(perNode) };
 }
 
 /** Each client's samples by class, as it said at check-in: how skewed the split (or the lab's own data) is. */

@@ -12,7 +12,8 @@ import { describeAttack, type Attack, type Settings } from '../config/schema';
 import { quantizesChange } from '../he/quantized';
 import { writeFileAtomic } from '../files/atomic';
 import { ClusterLog, type NodeRecords, type WorkerRole } from '../log/cluster-log';
-import type { RoundMetrics } from '../outputs';
+import { readEvents, type RoundMetrics } from '../outputs';
+import { recordWords, type EventRecord } from '../emulate/schedule';
 import { classesChart, experimentCharts, type ChartName } from './charts';
 import { nodeRounds, nodeTotals, type NodeTotals } from './data';
 import { tabularSecond } from '../model/model';
@@ -33,6 +34,8 @@ export interface ReportInput {
   histograms?: Readonly<Record<string, number[]>>;
   /** The clients config.json has attack: a run with attackers never passes for a clean one. */
   attackers?: Readonly<Record<string, Attack>>;
+  /** What the testbed's schedule did (events.json). */
+  events?: readonly EventRecord[];
 }
 
 export const CLIENTS_FILE = 'clients.json';
@@ -83,7 +86,7 @@ export function describeStrategy(training: Settings['training']): string {
 
 export async function writeReport(dir: string, input: ReportInput): Promise<{ html: string; pngs: string[] }> {
   const perNode = nodeRounds(input.aggregator, input.rows, input.records);
-  const specs = experimentCharts(input.rows, perNode);
+  const specs = experimentCharts(input.rows, perNode, input.events);
   const svgs = {} as Record<ChartName, string>;
   const pngs: string[] = [];
   mkdirSync(join(dir, CHARTS_DIR), { recursive: true });
@@ -122,7 +125,7 @@ export async function reportFromDisk(experimentDir: string, logsDir: string): Pr
   const histograms = existsSync(join(experimentDir, CLIENTS_FILE)) ? read(CLIENTS_FILE) : undefined;
   const transport = transportName(usesTls(config));
   const attackers = Object.fromEntries(Object.entries(config.others ?? {}).flatMap(([client, e]) => ((e as { attack?: Attack }).attack ? [[client, (e as { attack: Attack }).attack]] : [])));
-  return writeReport(experimentDir, { experiment, aggregator, settings: config, transport, workers, rows: rounds, records, histograms, attackers });
+  return writeReport(experimentDir, { experiment, aggregator, settings: config, transport, workers, rows: rounds, records, histograms, attackers, events: readEvents(experimentDir) });
 }
 
 
@@ -153,12 +156,14 @@ function reportHtml(input: ReportInput, svgs: Record<ChartName, string>, nodes: 
   const settings = describeSettings(input.settings, input.workers, input.transport, input.attackers)
     .map(([k, v]) => `<tr><th>${escapeHtml(k)}</th><td>${escapeHtml(v)}</td></tr>`)
     .join('');
+  const events = input.events ?? [];
+  const eventsIn = (round: number) => events.filter((e) => e.round === round).map(recordWords).join('; ');
   const roundRows = rows
     .map(
       (r) =>
         `<tr><td>${r.round}</td><td>${(r.accuracy * 100).toFixed(2)}%</td><td>${r.loss.toFixed(4)}</td><td>${r.clients}</td>` +
         `<td>${(r.round_ms / 1000).toFixed(2)}</td><td>${(r.training_ms / 1000).toFixed(2)}</td><td>${r.straggling_ms === undefined ? '—' : `${(r.straggling_ms / 1000).toFixed(2)}${r.held_by ? ` (${escapeHtml(r.held_by)})` : ''}`}</td><td>${((r.waiting_ms ?? 0) / 1000).toFixed(2)}</td><td>${(r.aggregation_ms / 1000).toFixed(2)}</td>` +
-        `<td>${mb(r.bytes_up)}</td><td>${mb(r.bytes_down)}</td><td>${escapeHtml(r.missing.join(' ') || '—')}</td><td>${escapeHtml(r.attackers?.join(' ') || '—')}</td>${privacy ? `<td>${r.epsilon?.toFixed(2) ?? '—'}</td>` : ''}</tr>`,
+        `<td>${mb(r.bytes_up)}</td><td>${mb(r.bytes_down)}</td><td>${escapeHtml(r.missing.join(' ') || '—')}</td><td>${escapeHtml(r.attackers?.join(' ') || '—')}</td>${events.length ? `<td>${escapeHtml(eventsIn(r.round) || '—')}</td>` : ''}${privacy ? `<td>${r.epsilon?.toFixed(2) ?? '—'}</td>` : ''}</tr>`,
     )
     .join('');
   const headline = last
@@ -178,11 +183,12 @@ th{background:#f4f4f4}.settings th,.settings td{text-align:left}.chart{margin:1r
 <h2>Settings</h2><table class="settings">${settings}</table>
 <h2>Charts</h2>
 <div class="chart">${svgs.accuracy}</div>
+<div class="chart">${svgs.rounds}</div>
 <div class="chart">${svgs.bytes}</div>
 <div class="chart">${svgs.phases}</div>
 ${classes ? `<div class="chart">${classes}</div>` : ''}
 <h2>Rounds</h2>
-<table><tr><th>round</th><th>accuracy</th><th>loss</th><th>clients</th><th>round (s)</th><th>training (s)</th><th title="from the median client's update to the last in the sum">held by the slowest (s)</th><th title="for clients whose updates never came">waiting (s)</th><th>aggregation (s)</th><th>up (MB)</th><th>down (MB)</th><th>missing</th><th>attacking</th>${privacy ? `<th>ε (δ ${input.settings.dp!.delta})</th>` : ''}</tr>${roundRows}</table>
+<table><tr><th>round</th><th>accuracy</th><th>loss</th><th>clients</th><th>round (s)</th><th>training (s)</th><th title="from the median client's update to the last in the sum">held by the slowest (s)</th><th title="for clients whose updates never came">waiting (s)</th><th>aggregation (s)</th><th>up (MB)</th><th>down (MB)</th><th>missing</th><th>attacking</th>${events.length ? '<th title="what the testbed\'s schedule did as the round went (events.json)">events</th>' : ''}${privacy ? `<th>ε (δ ${input.settings.dp!.delta})</th>` : ''}</tr>${roundRows}</table>
 <h2>Nodes</h2>
 ${nodeTable(nodes)}
 </body></html>

@@ -161,7 +161,7 @@ export class RoundTail {
     });
     // The round is finished once this is on disk: a resumed aggregator goes on from here.
     checkpoints.save(round, saved.header, saved.blobs);
-    this.io.print?.(roundLine(metrics, plannedRounds(config.settings)));
+    this.io.print?.(roundLine(metrics, plannedRounds(config.settings), outputs.events().filter((e) => e.round === round)));
     this.io.changed('round');
   }
 }

@@ -8,6 +8,7 @@ import type { ClusterLog, NodeRecords } from '../../log/cluster-log';
 import type { ExperimentOutputs, RoundMetrics } from '../../outputs';
 import type { RoundMachine } from '../../protocol/aggregator/machine';
 import type { RoundStage } from './round-clock';
+import { recordWords, type EventRecord } from '../../emulate/schedule';
 
 /** What changed, for whoever shows the experiment live (dashboard, progress bars). */
 export type Change = 'stage' | 'round' | 'logs' | 'health';
@@ -89,14 +90,16 @@ export function roundView(role: Observed, records: readonly NodeRecords[] = role
 }
 
 /** The line the console prints for each round. */
-export function roundLine(m: RoundMetrics, rounds: number): string {
+export function roundLine(m: RoundMetrics, rounds: number, events: readonly EventRecord[] = []): string {
   const waiting = m.waiting_ms ? `  (${(m.waiting_ms / 1000).toFixed(1)} s waiting for ${m.missing.length} missing)` : '';
   // A slowest client that held the round a second or more past the median one.
   const held = m.held_by && (m.straggling_ms ?? 0) >= 1000 ? `  (held ${(m.straggling_ms! / 1000).toFixed(1)} s by ${m.held_by})` : '';
   const attacked = m.attackers?.length ? `  [${m.attackers.length} attacking]` : '';
   const privacy = m.epsilon !== undefined ? `  ε ${m.epsilon.toFixed(2)}` : '';
+  // What the testbed's schedule did as the round went: its cost is in this line.
+  const scheduled = events.length ? `  [schedule: ${events.map(recordWords).join('; ')}]` : '';
   return (
     `round ${String(m.round).padStart(3)}/${rounds}  accuracy ${(m.accuracy * 100).toFixed(2)}%  loss ${m.loss.toFixed(4)}  ` +
-    `${m.clients} clients  ${(m.round_ms / 1000).toFixed(1)} s  up ${(m.bytes_up / 1e6).toFixed(1)} MB  down ${(m.bytes_down / 1e6).toFixed(1)} MB${privacy}${held}${waiting}${attacked}`
+    `${m.clients} clients  ${(m.round_ms / 1000).toFixed(1)} s  up ${(m.bytes_up / 1e6).toFixed(1)} MB  down ${(m.bytes_down / 1e6).toFixed(1)} MB${privacy}${held}${waiting}${attacked}${scheduled}`
   );
 }

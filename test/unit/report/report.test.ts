@@ -25,11 +25,11 @@ describe('the report', () => {
       experiment: 'exp', aggregator: '127.0.9.4:5000', settings, workers: WORKERS, rows, records: [],
     });
     const page = readFileSync(html, 'utf8');
-    assert.equal((page.match(/<svg/g) ?? []).length, 3);
+    assert.equal((page.match(/<svg/g) ?? []).length, 4);
     assert.doesNotMatch(page, /<script|src="http|href="http/, 'nothing to load, from anywhere');
     assert.match(page, /Final accuracy <b>83\.00%<\/b> after 3 rounds/);
     assert.match(page, /CKKS on, key held by the aggregator/);
-    assert.equal(pngs.length, 3, 'a PNG for each chart');
+    assert.equal(pngs.length, 4, 'a PNG for each chart');
     for (const png of pngs) {
       assert.ok(existsSync(png));
       const bytes = readFileSync(png);

@@ -1,0 +1,133 @@
+/**
+ * Machines as a lab has them, on the loopback testbed: one client at a quarter of a core beside two
+ * at a whole one (cgroups, measured at `up`), and a schedule in config.json that the testbed driver
+ * carries out as the rounds go: a client killed at round 3, a cpu share raised at round 4, a client
+ * stopped for 10 s at round 5, the killed one started again at round 6. Each is checked where a
+ * user would look: events.json, the aggregator's round lines and logs, the report's round table.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { computeProblem, groupsOf } from '../../src/emulate/cgroups';
+import { testbedTag } from '../../src/emulate/plan';
+import type { EventRecord } from '../../src/emulate/schedule';
+import type { RoundMetrics } from '../../src/outputs';
+import { runExperiment, Testbed, type Result } from '../helpers/cluster';
+
+const unmet = computeProblem();
+// CI runs as root with cgroup v1 mounted: there it must run, not skip.
+const why = process.env.CI ? undefined : unmet;
+
+/** Heartbeats 5 s apart: a client stopped for 10 s is not declared down (three missed: 15 s), so it holds its round. */
+const TIMEOUTS = { push_ms: 30_000, request_ms: 30_000, round_ms: 300_000, heartbeat_ms: 5000 };
+
+describe('compute shares and a schedule of events on the loopback testbed', { skip: why }, () => {
+  const experiment = 'heterogeneous';
+  const testbed = new Testbed({ nodes: 5, switches: 1, rounds: 7, he: false, experiment }, (config: Record<string, any>) => {
+    const [killed, stopped, slow] = Object.keys(config.others).filter((a) => config.others[a].type === 'client');
+    config.model = { architecture: 'mlp', hidden_units: 32 };
+    config.timeouts = TIMEOUTS;
+    config.compute = { client: { cpu: 1 }, [slow]: { cpu: 0.25 } };
+    config.events = [
+      { at_round: 3, on: killed, do: 'kill' },
+      { at_round: 4, on: slow, do: 'cpu', cpu: 1 },
+      { at_round: 5, on: stopped, do: 'stop', for_s: 10 },
+      { at_round: 6, on: killed, do: 'start' },
+    ];
+  });
+  const [killed, stopped, slow] = testbed.addresses('client');
+  const tag = testbedTag(testbed.state);
+  let up: Result;
+  let run: { code: number | null; output: string };
+  let groupsWhileUp: string[] = [];
+  const outputs = join(testbed.outputs, experiment);
+  const rows = (): RoundMetrics[] => JSON.parse(readFileSync(join(outputs, 'metrics.json'), 'utf8')).rounds;
+  const events = (): EventRecord[] => JSON.parse(readFileSync(join(outputs, 'events.json'), 'utf8')).events;
+  /** A client's training time in each round it trained, from its own iteration log. */
+  const trainMs = (client: string): Map<number, number> =>
+    new Map(
+      JSON.parse(readFileSync(join(testbed.logs, `${client.replace(':', '-')}_${experiment}.json`), 'utf8'))
+        .iteration.filter((e: { train_ms?: number }) => e.train_ms !== undefined)
+        .map((e: { round: number; train_ms: number }) => [e.round, e.train_ms]),
+    );
+  const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor((values.length - 1) / 2)];
+
+  before(async () => {
+    up = await testbed.up();
+    assert.equal(up.code, 0, up.stdout + up.stderr);
+    groupsWhileUp = groupsOf(tag);
+    run = await runExperiment(testbed, 300_000, ['--log-level', 'info']);
+  }, { timeout: 320_000 });
+  after(() => testbed.down());
+
+  it('puts each client in its own cgroup and measures the share at `up`, beside the configured one', () => {
+    const output = up.stdout;
+    for (const client of [killed, stopped, slow]) assert.ok(groupsWhileUp.includes(`cpu/fl-${tag}-${client.replace(':', '-')}`), `no cpu group for ${client}: ${groupsWhileUp}`);
+    const measured = new RegExp(`${slow.replace(':', '-').replace(/\./g, '\\.')}\\s+0\\.25 of a core\\s+measured (\\d\\.\\d\\d) of a core`).exec(output);
+    assert.ok(measured, output);
+    // A quota of 25 ms in 100 ms cannot give more than a quarter; a share far under it would be the host's load.
+    assert.ok(Number(measured[1]) <= 0.3 && Number(measured[1]) >= 0.1, `the quarter-core machine measured ${measured[1]} of a core`);
+  });
+
+  it('trains at least 2.5x slower at a quarter of a core than at a whole one, in the same rounds, until its share is raised', () => {
+    assert.equal(run.code, 0, run.output);
+    const slowMs = trainMs(slow);
+    const fastMs = trainMs(stopped);
+    // Rounds 1-3, before the schedule raised the slow client's share at round 4.
+    const capped = [1, 2, 3].filter((r) => slowMs.has(r) && fastMs.has(r));
+    assert.ok(capped.length >= 2, `too few rounds with both: ${[...slowMs.keys()]} / ${[...fastMs.keys()]}`);
+    const ratio = median(capped.map((r) => slowMs.get(r)! / fastMs.get(r)!));
+    console.log(`# training at 0.25 of a core against 1: ${ratio.toFixed(2)}x (rounds ${capped.join(', ')})`);
+    assert.ok(ratio >= 2.5, `the quarter-core client trained only ${ratio.toFixed(2)}x slower`);
+    const raised = [5, 6, 7].filter((r) => slowMs.has(r)).map((r) => slowMs.get(r)!);
+    assert.ok(raised.length, 'the slow client trained in no round after its share was raised');
+    assert.ok(median(capped.map((r) => slowMs.get(r)!)) >= 2 * median(raised), `raising its share to a core did not speed it up: ${[...slowMs]}`);
+  });
+
+  it('records each event in events.json at the round it was due, and every one was carried out', () => {
+    const records = events();
+    const find = (what: string, on: string) => records.find((e) => e.do === what && e.targets.includes(on));
+    for (const [what, on, round] of [['kill', killed, 3], ['cpu', slow, 4], ['stop', stopped, 5], ['start', killed, 6]] as const) {
+      const record = find(what, on);
+      assert.ok(record, `no ${what} of ${on} in events.json: ${JSON.stringify(records)}`);
+      assert.equal(record.round, round, `${what} of ${on}`);
+      assert.ok(record.ok, `${what} of ${on} failed: ${record.detail}`);
+    }
+    const stop = find('stop', stopped)!;
+    const resumed = find('continue', stopped);
+    assert.ok(resumed, 'the stopped client was never let go');
+    const held = (Date.parse(resumed.time) - Date.parse(stop.time)) / 1000;
+    assert.ok(held >= 10 && held < 11.5, `stopped for ${held} s, not 10`);
+  });
+
+  it('shows each event at its round: the killed client missing from round 3, the stopped one holding round 5, both in the round lines and the report', () => {
+    const byRound = new Map(rows().map((r) => [r.round, r]));
+    assert.ok(byRound.get(3)!.missing.includes(killed) || byRound.get(3)!.clients === 2, `round 3: ${JSON.stringify(byRound.get(3))}`);
+    for (const r of [4, 5]) assert.equal(byRound.get(r)!.clients, 2, `round ${r} ran without the killed client: ${JSON.stringify(byRound.get(r))}`);
+    // The aggregator's own log says the killed client went down after round 2, before the stop at round 5.
+    const at = (pattern: string) => run.output.search(new RegExp(pattern.replace(/\./g, '\\.')));
+    const down = at(`worker ${killed} is down`);
+    assert.ok(down > at('round   2/7') && down < at('round   5/7'), `${killed} went down out of its rounds:\n${run.output}`);
+    // Round 5 was held by the stopped client: it came back after 10 s and its update made the sum.
+    const five = byRound.get(5)!;
+    assert.equal(five.held_by, stopped, JSON.stringify(five));
+    assert.ok(five.straggling_ms! > 5000, `round 5 held only ${five.straggling_ms} ms by a client stopped 10 s`);
+    assert.deepEqual(five.missing, []);
+    for (const [round, words] of [[3, `kill ${killed}`], [4, `cpu ${slow}`], [5, `stop ${stopped}`]] as const) {
+      const line = run.output.split('\n').find((l) => l.startsWith(`round ${String(round).padStart(3)}/`));
+      assert.ok(line?.includes(`[schedule: ${words}`), `round ${round}'s line does not name "${words}": ${line}`);
+    }
+    const report = readFileSync(join(outputs, 'report.html'), 'utf8');
+    assert.match(report, /<th[^>]*>events<\/th>/);
+    assert.match(report, new RegExp(`<tr><td>3</td>(?:(?!<tr>).)*<td>kill ${killed.replace(/\./g, '\\.')}</td>`));
+    assert.match(report, /Where each round/);
+  });
+
+  it('removes the compute groups at `down`', async () => {
+    const down = await testbed.down();
+    assert.equal(down.code, 0, down.stdout + down.stderr);
+    assert.match(down.stdout, /removed the compute groups of 3 machines/);
+    assert.deepEqual(groupsOf(tag), []);
+  });
+});
