@@ -4,12 +4,12 @@
  * (`ssh_config`) trusts exactly those host keys, so `npm run ssh -- --ssh-config <it>` runs as it
  * would against the lab's machines.
  */
-import { joinCommand } from './cgroups';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { TestbedPlan } from './plan';
-import { EmulateError, inNamespace, run } from './system';
+import { joinCommand } from './cgroups';
+import { EmulateError, run } from './system';
 
 const SSHD = '/usr/sbin/sshd';
 const SFTP_SERVER = '/usr/lib/openssh/sftp-server';
@@ -83,8 +83,10 @@ export function startSshd(plan: TestbedPlan, files: SshFiles, groups: ReadonlyMa
       '-E', log,
     ];
     // In the machine's compute group, so is everything started over ssh: the workers, their HE threads.
+    // The group first: inside `ip netns exec` the cgroups are out of sight (it mounts a /sys of its own).
     const group = groups.get(machine.host);
-    const [program, ...args] = group ? joinCommand(group, sshd) : sshd;
-    inNamespace(machine.ns, program, args);
+    const inNs = ['ip', 'netns', 'exec', machine.ns, ...sshd];
+    const [program, ...args] = group ? joinCommand(group, inNs) : inNs;
+    run(program, args);
   }
 }

@@ -15,7 +15,6 @@ import { EmulatedDriver } from './drivers';
 import { readEmulatedState, stateFile, type EmulatedState } from './state';
 import { describeLink, needsNetem } from './links';
 import { runSchedule, type StateSource } from './schedule-runner';
-import { fetchPublicJson } from '../net/health-check';
 import { assertIsolated, buildNetwork, machineCounters, pidsIn, removeNetwork, testbedNamespaces } from './network';
 import { planTestbed, testbedTag, type Machine, type TestbedPlan } from './plan';
 import { measureLink, type MeasuredRate } from './rate';
@@ -66,12 +65,13 @@ export async function upEmulated(flags: UpFlags): Promise<number> {
     printLinks(state, flags.print);
     const keyFile = await clientKey(config, state.dir, flags.print);
     state.certs = await testbedCerts(config, flags.print);
+    writeFileSync(stateFile(flags.state), JSON.stringify(state, null, 1)); // the schedule reads the aggregator's CA from it
     const started = await startWorkers(state, flags, keyFile);
     if (started !== 0) {
       flags.print('the testbed stays up for a look (`npm run testbed -- status --emulate`); `npm run testbed -- down --emulate` removes it');
       return started;
     }
-    if (config.events?.length) startScheduleIn(state, flags, config.events.length);
+    if (config.events?.length) startScheduleIn(flags, config.events.length);
     flags.print(`run the experiment on the aggregator's machine:\n  npm run testbed -- exec ${aggregatorOf(plan).host} -- node main.js agg --config ${flags.config} --token-file ${join(flags.state, 'token')}`);
     return 0;
   } catch (err) {
@@ -138,42 +138,56 @@ async function startWorkers(state: EmulatedState, flags: UpFlags, keyFile?: stri
 }
 
 /**
- * The schedule of config.json's `events` runs on the aggregator's machine (it follows the rounds on
- * the aggregator's address, which only the testbed's namespaces reach), until its events are carried
- * out; `down --emulate` stops it with everything else in the namespaces.
+ * The schedule of config.json's `events` runs in this namespace, where every machine's namespace
+ * and the cgroups are in reach (`ip netns exec` hides the cgroups), and follows the rounds through a
+ * relay on the aggregator's machine, the only place the aggregator's address can be reached from.
+ * `down --emulate` stops it.
  */
-function startScheduleIn(state: EmulatedState, flags: UpFlags, count: number): void {
+function startScheduleIn(flags: UpFlags, count: number): void {
   const log = join(flags.state, 'schedule.out');
   const out = openSync(log, 'a');
   const args = [join(SCRIPTS, 'testbed.js'), 'schedule', '--emulate', '--state', resolve(flags.state), '--outputs', resolve(flags.outputs ?? 'outputs')];
-  const child = spawn('ip', ['netns', 'exec', aggregatorOf(state.plan).ns, process.execPath, ...args], { detached: true, stdio: ['ignore', out, out] });
+  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', out, out] });
   closeSync(out);
+  writeFileSync(schedulePidFile(flags.state), String(child.pid));
   child.unref();
-  flags.print(`testbed: the schedule's ${count} events are carried out as the rounds go, from the aggregator's machine (its log: ${log})`);
+  flags.print(`testbed: the schedule's ${count} events are carried out as the rounds go (its log: ${log})`);
 }
 
-/** `testbed schedule --emulate`, on the aggregator's machine: the events carried out on the emulated machines. */
+const schedulePidFile = (state: string) => join(state, 'schedule.pid');
+
+/** The schedule's view of the aggregator: the latest line of a relay in the aggregator's namespace. */
+function relayedState(plan: TestbedPlan, aggregator: string, ca: string | undefined): { source: StateSource; stop: () => void } {
+  const relay = spawn('ip', ['netns', 'exec', aggregatorOf(plan).ns, process.execPath, join(__dirname, 'state-relay.js'), ...(ca ? ['--ca', ca] : []), '200', aggregator], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let latest: Awaited<ReturnType<StateSource>>;
+  let buffered = '';
+  relay.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    const lines = (buffered + chunk).split('\n');
+    buffered = lines.pop()!;
+    if (lines.length) latest = JSON.parse(lines[lines.length - 1]) ?? undefined;
+  });
+  return { source: async () => latest, stop: () => relay.stdin.end() };
+}
+
+/** `testbed schedule --emulate`: the events carried out on the emulated machines. */
 export async function scheduleEmulated(flags: { state: string; outputs: string; timeout: number }, print: (line: string) => void): Promise<number> {
   const state = readEmulatedState(flags.state);
   const config = loadExperimentConfig(state.config);
   const nodes = state.plan.machines.flatMap((m) => m.nodes.map((n) => ({ address: n.address, role: n.role })));
   const aggregator = nodes.find((n) => n.role === 'aggregator')!.address;
-  const ca = state.certs ? readFileSync(join(state.certs, 'ca.pem')) : undefined;
   const upFlags: UpFlags = { config: state.config, state: flags.state, dir: state.dir, makeToken: () => '', timeout: flags.timeout, measure: false, print };
   const start = async () => {
     const keyFile = await clientKey(config, state.dir, print);
     if ((await startWorkers(state, upFlags, keyFile)) !== 0) throw new Error('the launcher could not start it');
     return 'started again over ssh';
   };
-  await runSchedule({
-    experiment: config.experiment,
-    events: config.events ?? [],
-    nodes,
-    driver: new EmulatedDriver(state, start),
-    state: async () => (await fetchPublicJson(aggregator, '/dashboard/state', 2000, ca)) as Awaited<ReturnType<StateSource>>,
-    outputs: flags.outputs,
-    print,
-  });
+  const relay = relayedState(state.plan, aggregator, state.certs && join(state.certs, 'ca.pem'));
+  try {
+    await runSchedule({ experiment: config.experiment, events: config.events ?? [], nodes, driver: new EmulatedDriver(state, start), state: relay.source, outputs: flags.outputs, print });
+  } finally {
+    relay.stop();
+    rmSync(schedulePidFile(flags.state), { force: true });
+  }
   return 0;
 }
 
@@ -198,8 +212,10 @@ export function execOn(state: string, node: string, command: string[]): number {
   if (!command.length) throw new EmulateError('exec: name a command after --, e.g. exec 10.10.1.15 -- node main.js agg');
   // In the machine's compute group, when it has one: the aggregator started here computes as its machine does.
   const group = groupName(plan.tag, machine.host);
-  const inGroup = machine.compute && groupsOf(plan.tag).includes(`cpu/${group}`) ? joinCommand(group, command) : command;
-  const result = spawnSync('ip', ['netns', 'exec', machine.ns, ...inGroup], { stdio: 'inherit' });
+  // The group first: inside `ip netns exec` the cgroups are out of sight (it mounts a /sys of its own).
+  const inNs = ['ip', 'netns', 'exec', machine.ns, ...command];
+  const [program, ...args] = groupsOf(plan.tag).includes(`cpu/${group}`) ? joinCommand(group, inNs) : inNs;
+  const result = spawnSync(program, args, { stdio: 'inherit' });
   if (result.error) throw new EmulateError(`exec: ${result.error.message}`);
   return result.status ?? 1;
 }
@@ -207,6 +223,7 @@ export function execOn(state: string, node: string, command: string[]): number {
 export async function downEmulated(state: string, print: (line: string) => void): Promise<number> {
   assertCanEmulate();
   const tag = testbedTag(state);
+  stopSchedule(state);
   const { namespaces, killed } = await removeNetwork(tag);
   print(`testbed: removed ${namespaces} namespaces of fl-${tag}-*${killed ? ` (${killed} processes killed after the grace period)` : ''}`);
   const groups = await removeGroups(tag);
@@ -235,6 +252,18 @@ function removeHandedOver({ dir, plan }: EmulatedState): string {
   }
   if (existsSync(join(dir, 'tls')) && !readdirSync(join(dir, 'tls')).length) rmSync(join(dir, 'tls'), { recursive: true });
   return `testbed: removed the machines' copies in ${dir}: ${books} token books, ${folders} TLS folders (their certificates and keys)`;
+}
+
+/** The schedule, when one runs: stopped first, so it starts nothing again while the machines go. */
+function stopSchedule(state: string): void {
+  const file = schedulePidFile(state);
+  if (!existsSync(file)) return;
+  try {
+    process.kill(Number(readFileSync(file, 'utf8')), 'SIGTERM');
+  } catch {
+    // it had ended
+  }
+  rmSync(file, { force: true });
 }
 
 export function statusEmulated(state: string, print: (line: string) => void): number {

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { testbedConfig } from '../../src/config/testbed';
+import { groupsOf } from '../../src/emulate/cgroups';
 import { testbedTag } from '../../src/emulate/plan';
 import { missingForEmulation } from '../../src/emulate/system';
 import { SSHD } from '../../scripts/ensure-system';
@@ -33,12 +34,18 @@ describe('the emulated testbed, end to end', { skip: why }, () => {
   const configFile = join(dir, 'config.json');
   const links = { client: { rate_mbit: 50 }, switch: { rate_mbit: 200 }, aggregator: { rate_mbit: 200 }, '10.77.1.4:5000': { rate_mbit: 20 } };
   const config = {
-    ...(testbedConfig({ base: '10.77.1', nodes: 7, switches: 2, rounds: 2, experiment: 'emulated' }) as { others: Record<string, { type: string }> }),
+    ...(testbedConfig({ base: '10.77.1', nodes: 7, switches: 2, rounds: 3, experiment: 'emulated' }) as { others: Record<string, { type: string }> }),
     model: { architecture: 'mlp', hidden_units: 32 },
     // The key at the clients: the launcher hands it to each over ssh.
     he: { enabled: true, key_holder: 'clients' },
     timeouts: { push_ms: 30_000, request_ms: 30_000, round_ms: 120_000, heartbeat_ms: 1000 },
     links,
+    // Half a core for one client's machine; the schedule slows another's link at round 2, and halves a third's CPU at round 3.
+    compute: { '10.77.1.2': { cpu: 0.5, memory_mb: 1024 } },
+    events: [
+      { at_round: 2, on: '10.77.1.4', do: 'link', rate_mbit: 10 },
+      { at_round: 3, on: '10.77.1.3:5000', do: 'cpu', cpu: 0.5 },
+    ],
   };
   const hosts = Object.keys(config.others).map((a) => a.split(':')[0]);
   const aggregatorHost = '10.77.1.7';
@@ -53,7 +60,7 @@ describe('the emulated testbed, end to end', { skip: why }, () => {
     mkdirSync(project);
     symlinkSync(join(ROOT, 'main.js'), join(project, 'main.js'));
     writeFileSync(configFile, JSON.stringify(config, null, 1));
-    const up = await testbed(['up', '--emulate', '--config', configFile, '--state', state, '--dir', project]);
+    const up = await testbed(['up', '--emulate', '--config', configFile, '--state', state, '--dir', project, '--outputs', join(dir, 'outputs')]);
     upOutput = up.stdout + up.stderr;
     assert.equal(up.code, 0, upOutput);
     agg = await onAggregator([process.execPath, join(ROOT, 'main.js'), 'agg', '--config', configFile, '--token-file', join(state, 'token'), '--logs', join(project, 'logs'), '--outputs', join(dir, 'outputs')]);
@@ -104,7 +111,7 @@ describe('the emulated testbed, end to end', { skip: why }, () => {
     assert.match(upOutput, /start: 28 of 28 succeeded/);
     assert.match(upOutput, /testbed: 6 of 6 workers up/);
     assert.equal(agg.code, 0, agg.stdout + agg.stderr);
-    assert.match(agg.stdout, /experiment emulated finished after 2 rounds/);
+    assert.match(agg.stdout, /experiment emulated finished after 3 rounds/);
     assert.match(agg.stdout, /transport: mutual TLS/);
     assert.match(agg.stdout, /dashboard: https:\/\/10\.77\.1\.7:5000\//);
   });
@@ -115,7 +122,8 @@ describe('the emulated testbed, end to end', { skip: why }, () => {
     for (const host of hosts) {
       const [qdisc] = JSON.parse(execFileSync('tc', ['-n', `fl-${tag}-${host}`, '-j', 'qdisc', 'show', 'dev', 'eth0'], { encoding: 'utf8' }));
       assert.equal(qdisc.kind, 'tbf', `${host}'s link`);
-      assert.equal(qdisc.options.rate * 8, rateOf(host) * 1e6, `${host}'s rate`);
+      // 10.77.1.4's link the schedule slowed to 10 Mbit/s at round 2 (up measured it at its configured 20).
+      assert.equal(qdisc.options.rate * 8, (host === '10.77.1.4' ? 10 : rateOf(host)) * 1e6, `${host}'s rate`);
       const measured = state_.measured[host];
       for (const way of ['up_mbit', 'down_mbit']) {
         // Below: a loaded machine; a little above: the bucket's burst at the start of half a second.
@@ -123,6 +131,20 @@ describe('the emulated testbed, end to end', { skip: why }, () => {
       }
     }
     assert.match(upOutput, /10\.77\.1\.4\s+client\s+20 Mbit\/s\s+measured \d+\.\d up, \d+\.\d down/);
+  });
+
+  it('puts each machine\'s processes in its compute group, measured at up, and carries out the schedule, following the rounds through a relay on the aggregator\'s machine', () => {
+    assert.match(upOutput, /10\.77\.1\.2\s+0\.5 of a core, 1024 MB\s+measured 0\.[3-5]\d of a core/);
+    const pidOf = (host: string) => Number(readFileSync(join(project, '.run', `worker-${host}-5000.pid`), 'utf8'));
+    // Started over ssh, under the sshd that was started in the group: the worker is in it too.
+    assert.match(readFileSync(`/proc/${pidOf('10.77.1.2')}/cgroup`, 'utf8'), new RegExp(`:cpu:/fl-${tag}-10\\.77\\.1\\.2$`, 'm'));
+    const { events } = JSON.parse(readFileSync(join(dir, 'outputs', 'emulated', 'events.json'), 'utf8'));
+    assert.deepEqual(events.map((e: { do: string; round: number; ok: boolean }) => [e.do, e.round, e.ok]), [['link', 2, true], ['cpu', 3, true]], JSON.stringify(events));
+    // The cpu event gave 10.77.1.3 a group of its own, with its worker moved in, at half a core.
+    assert.match(readFileSync(`/proc/${pidOf('10.77.1.3')}/cgroup`, 'utf8'), new RegExp(`:cpu:/fl-${tag}-10\\.77\\.1\\.3$`, 'm'));
+    assert.equal(readFileSync(`/sys/fs/cgroup/cpu/fl-${tag}-10.77.1.3/cpu.cfs_quota_us`, 'utf8').trim(), '50000');
+    assert.match(agg.stdout, /round {3}2\/3 .*\[schedule: link 10\.77\.1\.4:5000\]/);
+    assert.match(agg.stdout, /round {3}3\/3 .*\[schedule: cpu 10\.77\.1\.3:5000\]/);
   });
 
   it('ssh status and fetch-logs run against the real sshd; the HE key went to the clients over ssh', async () => {
@@ -162,7 +184,7 @@ describe('the emulated testbed, end to end', { skip: why }, () => {
     }
     const report = readFileSync(join(dir, 'outputs', 'emulated', 'report.html'), 'utf8');
     assert.match(report, /<h2>Nodes<\/h2>/);
-    assert.match(report, /<td>10\.77\.1\.1:5000<\/td><td>client<\/td><td>2<\/td><td>[\d.]+<\/td><td>[\d.]+<\/td><td>\d+\.\d%<\/td>/);
+    assert.match(report, /<td>10\.77\.1\.1:5000<\/td><td>client<\/td><td>3<\/td><td>[\d.]+<\/td><td>[\d.]+<\/td><td>\d+\.\d%<\/td>/);
   });
 
   it('down removes every namespace and process, again without harm, and finds what a killed run left', async () => {
@@ -175,6 +197,8 @@ describe('the emulated testbed, end to end', { skip: why }, () => {
     assert.deepEqual(readdirSync(join(project, '.run')).filter((f) => f.startsWith('token-')), [], 'their token books outlived down');
     assert.deepEqual(ours(), []);
     assert.ok(!isAlive(workerPid), 'a worker outlived down');
+    assert.match(down.stdout, /removed the compute groups of 2 machines/);
+    assert.deepEqual(groupsOf(tag), []);
     assert.match((await testbed(['down', '--emulate', '--state', state])).stdout, /removed 0 namespaces/);
     ip('netns', 'add', `fl-${tag}-10.77.1.3`); // as a run killed half-way through up leaves it
     assert.match((await testbed(['down', '--emulate', '--state', state])).stdout, /removed 1 namespaces/);
