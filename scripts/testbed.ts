@@ -29,7 +29,7 @@ import { EmulateError } from '../src/emulate/system';
 import { computeOf, testbedTag } from '../src/emulate/plan';
 import { joinCommand, prepareGroups, removeGroups } from '../src/emulate/cgroups';
 import { LoopbackDriver } from '../src/emulate/drivers';
-import { runSchedule, type StateSource } from '../src/emulate/schedule-runner';
+import { readScheduleSnapshot, runSchedule, writeScheduleSnapshot, type StateSource } from '../src/emulate/schedule-runner';
 import { fetchPublicJson } from '../src/net/health-check';
 
 const ROOT = resolve(__dirname, '..', '..');
@@ -180,7 +180,10 @@ export async function up(flags: StateFlags & { config: string; timeout: number; 
   }
   // Beside the token the aggregator is started with: it names these workers in the launcher's words.
   writeLaunchReport(launchReportFile(p.token), failures);
-  if (!flags.only && config.events?.length && !waiting.length) startSchedule(flags, config.events.length);
+  if (!flags.only && config.events?.length && !waiting.length) {
+    writeScheduleSnapshot(flags.state, config);
+    startSchedule(flags, config.events.length);
+  }
   if (!waiting.length && !flags.quiet) {
     console.log(`start the aggregator with:\n  node main.js agg --config ${flags.config} --token-file ${p.token} --logs ${logs}`);
   }
@@ -209,9 +212,8 @@ const SCHEDULE = 'schedule';
 
 /** `testbed schedule`: config.json's events carried out on the loopback testbed as the aggregator's rounds go. */
 async function schedule(flags: StateFlags & { config: string; outputs: string; timeout: number; logs?: string; heKey?: string }): Promise<number> {
+  const { experiment, events, nodes, aggregator } = readScheduleSnapshot(flags.state);
   const config = loadExperimentConfig(flags.config);
-  const nodes = [...resolveNodeConfigs(config).values()].map((n) => ({ address: n.address, role: n.type }));
-  const aggregator = nodes.find((n) => n.role === 'aggregator')!.address;
   const ca = usesTls(config) ? readFileSync(join(config.certs, 'ca.pem')) : undefined;
   const idOf = (address: string) => nodeIdFor(parseAddress(address).host, parseAddress(address).port);
   const pidOf = (address: string) => runningWorkers(flags.state).find((w) => w.id === idOf(address))?.pid;
@@ -221,8 +223,8 @@ async function schedule(flags: StateFlags & { config: string; outputs: string; t
     return `started again, pid ${pidOf(address)}`;
   };
   await runSchedule({
-    experiment: config.experiment,
-    events: config.events ?? [],
+    experiment,
+    events,
     nodes,
     driver: new LoopbackDriver(testbedTag(flags.state), pidOf, idOf, start),
     state: async () => (await fetchPublicJson(aggregator, '/dashboard/state', 2000, ca)) as Awaited<ReturnType<StateSource>>,

@@ -8,7 +8,7 @@ import { modelParameters } from '../model/layout';
 import { checkedTree, type TreeEntry } from '../topology/checks';
 import type { Topology } from '../topology/tree';
 import { describeIssues } from './issues';
-import { fewestUpdates } from './quorum';
+import { fewestUpdates, selectedPerRound } from './quorum';
 import { ROBUST_STRATEGIES, ROLES, experimentConfigSchema, type ExperimentConfig } from './schema';
 import { nodeConfigSchema, type NodeConfig } from './node-config';
 
@@ -41,7 +41,7 @@ function withQuantizeDefaults(config: ExperimentConfig): ExperimentConfig {
   const quantize = config.he.quantize;
   if (!quantize) return config;
   const clientCount = Object.values(config.others).filter((entry) => entry.type === 'client').length;
-  const clients = quantize.clients ?? config.clients_per_round ?? clientCount;
+  const clients = quantize.clients ?? selectedPerRound(config, clientCount);
   const clip = quantize.clip ?? (quantizesChange(config.he) ? DEFAULT_CHANGE_CLIP : DEFAULT_WEIGHT_CLIP);
   const { noise_reserve: _replaced, ...given } = quantize;
   const reserve = config.dp?.mode === 'distributed' && config.he.enabled ? { noise_reserve: noiseReserve(config.dp, config, clientCount) } : {};
@@ -114,7 +114,7 @@ function topologyProblems(config: ExperimentConfig): string[] {
     problems.push(`he.quantize.bits: ${config.he.quantize.bits}; a plaintext update (he.enabled false) holds at most 16 bits a value`);
   }
   const headroom = config.he.quantize?.clients;
-  const perRound = config.clients_per_round ?? clientCount;
+  const perRound = selectedPerRound(config, clientCount);
   if (headroom !== undefined && headroom < perRound) {
     problems.push(`he.quantize.clients: ${headroom} leaves headroom for fewer updates than a round holds (${perRound}); sums would carry into the next value`);
   }
@@ -151,6 +151,7 @@ function privacyProblems(config: ExperimentConfig): string[] {
   }
   if (ROBUST_STRATEGIES.includes(config.training.strategy)) problems.push(`training.strategy: "${config.training.strategy}" reads each client's update; dp's noise is sized for the round's sum (use a strategy over the sum: "fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi" or "fedadagrad")`);
   if (config.training.strategy === 'scaffold') problems.push('training.strategy: "scaffold" sends control variates beside the weights, which dp neither clips nor noises (use "fedavg", "fedprox" or a server optimizer with dp)');
+  if ((config.stragglers?.over_select ?? 1) > 1) problems.push(`stragglers.over_select: ${config.stragglers!.over_select}; dp's accountant samples clients_per_round clients a round, and over-selection samples more (leave it at 1 with dp)`);
   const quantized = quantizedPrivacyProblems(config, dp);
   problems.push(...quantized);
   if (!quantized.length && plannedRounds(config) === 0) problems.push(`dp.max_epsilon: ${dp.max_epsilon}; one round already spends ε ${epsilonAfter(config, 1).toFixed(2)} at δ ${dp.delta}`);

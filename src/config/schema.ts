@@ -234,12 +234,28 @@ export const dpSchema = z
 
 export type DpSettings = z.infer<typeof dpSchema>;
 
+/**
+ * The deadline policy for stragglers (over-selection, as production systems do): a round selects
+ * `over_select` times clients_per_round; a switch (and the aggregator, for the clients reporting to
+ * it) closes once `close_fraction` of its selected clients are in (by default 1 / over_select: as
+ * many as clients_per_round asks) and `grace_ms` more has passed. A late client's work is wasted.
+ */
+export const stragglersSchema = z
+  .object({
+    over_select: z.number().min(1).max(4).default(1),
+    close_fraction: z.number().gt(0).max(1).optional(),
+    grace_ms: z.number().int().min(0).max(3_600_000).default(0),
+  })
+  .strict();
+export type StragglerPolicy = z.infer<typeof stragglersSchema>;
+
 /** Settings every node of an experiment shares. */
 export const settingsSchema = z
   .object({
     rounds: positiveInt.max(10_000).default(20),
     clients_per_round: positiveInt.optional(),
     min_report_fraction: z.number().gt(0).max(1).default(0.5),
+    stragglers: stragglersSchema.optional(),
     model: modelSchema.prefault({}),
     training: trainingSchema.prefault({}),
     data: dataSchema.prefault({}),
@@ -337,7 +353,7 @@ export type ExperimentConfig = z.infer<typeof experimentConfigSchema>;
 /** Every key config.json may use, for "did you mean" hints. */
 export const KNOWN_KEYS: readonly string[] = [
   ...new Set(
-    [experimentConfigSchema, modelSchema, trainingSchema, dataSchema, heObject, quantizeSchema, timeoutsSchema, linkSchema, computeSchema]
+    [experimentConfigSchema, modelSchema, trainingSchema, dataSchema, heObject, quantizeSchema, timeoutsSchema, linkSchema, computeSchema, stragglersSchema]
       .flatMap((schema) => Object.keys(schema.shape))
       .concat(['type', 'client_number', 'index', 'switch', 'data', 'path', 'labels_path', ...EVENT_KEYS]),
   ),

@@ -5,8 +5,9 @@
  * record in `<outputs>/<experiment>/events.json`, where the report and the dashboard read them.
  */
 import { join } from 'node:path';
-import { mkdirSync } from 'node:fs';
-import type { LabEvent } from '../config/schema';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { resolveNodeConfigs } from '../config/load';
+import type { ExperimentConfig, LabEvent } from '../config/schema';
 import { writeFileAtomic } from '../files/atomic';
 import { dueAt, describeEvent, dueEvents, targetsOf, type EventRecord, type Progress } from './schedule';
 
@@ -19,6 +20,27 @@ export interface MachineDriver {
   link(address: string, rateMbit: number): Promise<string>;
   cpu(address: string, cores: number): Promise<string>;
 }
+
+/**
+ * The schedule as `up` was given it, kept in the state folder: what the driver carries out does not
+ * change when config.json is rewritten for another experiment on the same workers.
+ */
+export interface ScheduleSnapshot {
+  experiment: string;
+  events: LabEvent[];
+  nodes: { address: string; role: string }[];
+  aggregator: string;
+}
+
+export const scheduleFile = (state: string) => join(state, 'schedule.json');
+
+export function writeScheduleSnapshot(state: string, config: ExperimentConfig): void {
+  const nodes = [...resolveNodeConfigs(config).values()].map((n) => ({ address: n.address, role: n.type }));
+  const snapshot: ScheduleSnapshot = { experiment: config.experiment, events: config.events ?? [], nodes, aggregator: nodes.find((n) => n.role === 'aggregator')!.address };
+  writeFileAtomic(scheduleFile(state), JSON.stringify(snapshot, null, 1) + '\n');
+}
+
+export const readScheduleSnapshot = (state: string): ScheduleSnapshot => JSON.parse(readFileSync(scheduleFile(state), 'utf8'));
 
 /** The aggregator's public state, as far as the schedule reads it; undefined while it does not answer. */
 export type StateSource = () => Promise<{ experiment?: string; round?: number; stage?: string; finished?: boolean } | undefined>;

@@ -14,7 +14,7 @@ import { groupName, groupsOf, joinCommand, prepareGroups, removeGroups } from '.
 import { EmulatedDriver } from './drivers';
 import { readEmulatedState, stateFile, type EmulatedState } from './state';
 import { describeLink, needsNetem } from './links';
-import { runSchedule, type StateSource } from './schedule-runner';
+import { readScheduleSnapshot, runSchedule, writeScheduleSnapshot, type StateSource } from './schedule-runner';
 import { assertIsolated, buildNetwork, machineCounters, pidsIn, removeNetwork, testbedNamespaces } from './network';
 import { planTestbed, testbedTag, type Machine, type TestbedPlan } from './plan';
 import { measureLink, type MeasuredRate } from './rate';
@@ -71,7 +71,10 @@ export async function upEmulated(flags: UpFlags): Promise<number> {
       flags.print('the testbed stays up for a look (`npm run testbed -- status --emulate`); `npm run testbed -- down --emulate` removes it');
       return started;
     }
-    if (config.events?.length) startScheduleIn(flags, config.events.length);
+    if (config.events?.length) {
+      writeScheduleSnapshot(flags.state, config);
+      startScheduleIn(flags, config.events.length);
+    }
     flags.print(`run the experiment on the aggregator's machine:\n  npm run testbed -- exec ${aggregatorOf(plan).host} -- node main.js agg --config ${flags.config} --token-file ${join(flags.state, 'token')}`);
     return 0;
   } catch (err) {
@@ -173,8 +176,7 @@ function relayedState(plan: TestbedPlan, aggregator: string, ca: string | undefi
 export async function scheduleEmulated(flags: { state: string; outputs: string; timeout: number }, print: (line: string) => void): Promise<number> {
   const state = readEmulatedState(flags.state);
   const config = loadExperimentConfig(state.config);
-  const nodes = state.plan.machines.flatMap((m) => m.nodes.map((n) => ({ address: n.address, role: n.role })));
-  const aggregator = nodes.find((n) => n.role === 'aggregator')!.address;
+  const { experiment, events, nodes, aggregator } = readScheduleSnapshot(flags.state);
   const upFlags: UpFlags = { config: state.config, state: flags.state, dir: state.dir, makeToken: () => '', timeout: flags.timeout, measure: false, print };
   const start = async () => {
     const keyFile = await clientKey(config, state.dir, print);
@@ -183,7 +185,7 @@ export async function scheduleEmulated(flags: { state: string; outputs: string; 
   };
   const relay = relayedState(state.plan, aggregator, state.certs && join(state.certs, 'ca.pem'));
   try {
-    await runSchedule({ experiment: config.experiment, events: config.events ?? [], nodes, driver: new EmulatedDriver(state, start), state: relay.source, outputs: flags.outputs, print });
+    await runSchedule({ experiment, events, nodes, driver: new EmulatedDriver(state, start), state: relay.source, outputs: flags.outputs, print });
   } finally {
     relay.stop();
     rmSync(schedulePidFile(flags.state), { force: true });

@@ -2,7 +2,7 @@
 import type { Settings } from '../config/schema';
 import type { NodeConfig } from '../config/node-config';
 import { describeFailure, type Peers } from '../net/peers';
-import { quorum } from '../config/quorum';
+import { quorum, selectedPerRound } from '../config/quorum';
 import type { Topology } from '../topology/tree';
 
 export interface PushOutcome {
@@ -92,7 +92,7 @@ export function missingForExperiment(topology: Topology, settings: Settings, out
   // A client takes part when it, and every switch its updates pass through, took the config.
   const usable = topology.clientsReaching(configured);
   const clients = topology.clients.length;
-  const needed = quorum(settings.clients_per_round ?? clients, settings.min_report_fraction);
+  const needed = quorum(selectedPerRound(settings, clients), settings.min_report_fraction);
   if (usable.length >= needed) return [];
   return [`${usable.length} of ${clients} clients can take part, but a round needs at least ${needed} (min_report_fraction of clients_per_round)`, ...goingOnWithout(outcomes)];
 }

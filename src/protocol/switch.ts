@@ -6,6 +6,8 @@
  * left to wait for, or at its deadline. With too few updates it forwards nothing and says so.
  */
 
+import { earlyCloseAt } from '../config/quorum';
+import type { StragglerPolicy } from '../config/schema';
 import type { Topology } from '../topology/tree';
 import { retryOf, sessionOf } from '../wire/attempt';
 import { bundleRefusal, weightRefusal, type Weights } from './weights';
@@ -61,6 +63,8 @@ export class SwitchMachine {
   private selected: string[] = [];
   /** Their weights, as the aggregator assigned them. */
   private weights: Weights = {};
+  /** Under the straggler policy: enough of the round's clients are in, and the grace before forwarding has begun. */
+  private graceStarted = false;
 
   constructor(
     /** The tree beneath this switch, rooted at it. */
@@ -70,6 +74,8 @@ export class SwitchMachine {
      * alone would let it decrypt one client's weights.
      */
     private readonly minUpdates = 1,
+    /** The deadline policy for stragglers: forward once enough clients are in and a grace has passed. */
+    private readonly stragglers?: StragglerPolicy,
   ) {}
 
   handle(event: SwitchEvent): SwitchAction[] {
@@ -128,6 +134,7 @@ export class SwitchMachine {
     Object.assign(state, { stage: 'collecting', round, attempt, clients: [...clients], received: new Set(), heard: new Set() });
     this.selected = [...clients];
     this.weights = Object.fromEntries(clients.map((c) => [c, weights[c]]));
+    this.graceStarted = false;
     actions.push({ type: 'opened', round }, { type: 'start-timer', attempt, ms: deadlineMs });
     for (const sw of this.switchesInRound()) {
       const below = this.selectedBelow(sw);
@@ -224,7 +231,20 @@ export class SwitchMachine {
 
   private closeIfComplete(): SwitchAction[] {
     const { state } = this;
-    return state.clients.every((c) => state.received.has(c)) ? this.close() : [];
+    return state.clients.every((c) => state.received.has(c)) ? this.close() : this.graceIfEnough();
+  }
+
+  /** Under the straggler policy, once enough of the round's clients are in: forward after the grace (as at the deadline), without the rest. */
+  private graceIfEnough(): SwitchAction[] {
+    const early = earlyCloseAt(this.selected.length, this.stragglers);
+    const { state } = this;
+    if (early === undefined || this.graceStarted || state.received.size < Math.max(early, this.minUpdates)) return [];
+    this.graceStarted = true;
+    const grace = this.stragglers!.grace_ms;
+    return [
+      { type: 'log', level: 'info', message: `round ${state.round}: ${state.received.size} of ${this.selected.length} clients in (${early} asked); forwarding in ${grace} ms without the rest` },
+      { type: 'start-timer', attempt: state.attempt, ms: grace },
+    ];
   }
 
   private deadline(attempt: string): SwitchAction[] {

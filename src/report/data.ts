@@ -114,3 +114,18 @@ export function meanPhases(rows: readonly NodeRound[]): { node: string; role: No
     PHASES.filter((p) => totals.has(p)).map((phase) => ({ node, role, phase, ms: Math.round(totals.get(phase)!.ms / totals.get(phase)!.n) })),
   );
 }
+
+/**
+ * The work each round threw away: the selected clients that trained but whose update is not in the
+ * round's sum (too late for the straggler policy, or for a switch that had forwarded), with their
+ * training time (client-seconds), from their own iteration entries.
+ */
+export function wastedWork(rows: readonly RoundMetrics[], workers: readonly NodeRecords[]): Map<number, { clients: string[]; ms: number }> {
+  const trained = new Map(workers.filter((w) => w.role === 'client').map((w) => [w.address, new Map(lastPerRound(w.iteration).flatMap((e) => (num(e.train_ms) !== undefined ? [[e.round, e.train_ms as number]] : [])))]));
+  return new Map(
+    rows.map((r) => {
+      const clients = r.missing.filter((c) => trained.get(c)?.has(r.round));
+      return [r.round, { clients, ms: clients.reduce((sum, c) => sum + trained.get(c)!.get(r.round)!, 0) }];
+    }),
+  );
+}

@@ -15,7 +15,7 @@ import { ClusterLog, type NodeRecords, type WorkerRole } from '../log/cluster-lo
 import { readEvents, type RoundMetrics } from '../outputs';
 import { recordWords, type EventRecord } from '../emulate/schedule';
 import { classesChart, experimentCharts, type ChartName } from './charts';
-import { nodeRounds, nodeTotals, type NodeTotals } from './data';
+import { nodeRounds, nodeTotals, wastedWork, type NodeTotals } from './data';
 import { tabularSecond } from '../model/model';
 import { renderSvg, svgToPng } from './render';
 
@@ -56,6 +56,7 @@ export function describeSettings(settings: Settings, workers: ReadonlyMap<string
     ['strategy', describeStrategy(training)],
     ['training', `${training.epochs} epoch(s), batch ${training.batch_size}, learning rate ${training.learning_rate}`],
     ['rounds', `${plannedRounds(settings)}${plannedRounds(settings) < settings.rounds ? ` of ${settings.rounds} (the DP budget stops the run there)` : ''}, ${settings.clients_per_round ?? 'all'} clients per round`],
+    ...(settings.stragglers ? [['stragglers', describeStragglers(settings.stragglers)] as [string, string]] : []),
     ['topology', `${plural(count('client'), 'client')}, ${plural(count('switch'), 'switch', 'switches')}`],
     ['homomorphic encryption', he.enabled ? `CKKS on, key held by the ${he.key_holder}, N=${he.poly_modulus_degree}, modulus ${he.coeff_modulus_bits.join('+')} bits, scale 2^${he.scale_bits}` : 'off'],
     ...(transport ? [['transport', transport] as [string, string]] : []),
@@ -63,6 +64,12 @@ export function describeSettings(settings: Settings, workers: ReadonlyMap<string
     ['attackers', Object.entries(attackers).map(([client, attack]) => `${client} (${describeAttack(attack)})`).join(', ') || 'none'],
     ['updates', he.quantize ? `quantized to ${he.quantize.bits} bits, clipped at ±${he.quantize.clip} (the ${quantizesChange(he) ? 'change to the model sent' : 'weights'})${he.enabled ? `, packed for sums of up to ${he.quantize.clients}` : ''}` : 'float32'],
   ];
+}
+
+/** The deadline policy for stragglers, in words. */
+export function describeStragglers({ over_select, close_fraction, grace_ms }: NonNullable<Settings['stragglers']>): string {
+  const fraction = close_fraction ?? 1 / over_select;
+  return `${over_select > 1 ? `over-selection ×${over_select}; ` : ''}each switch and the aggregator close once ${(fraction * 100).toFixed(0)}% of their clients are in, plus ${grace_ms} ms`;
 }
 
 /** The strategy and the parameters it uses, in Flower's names. */
@@ -157,13 +164,20 @@ function reportHtml(input: ReportInput, svgs: Record<ChartName, string>, nodes: 
     .map(([k, v]) => `<tr><th>${escapeHtml(k)}</th><td>${escapeHtml(v)}</td></tr>`)
     .join('');
   const events = input.events ?? [];
+  // Work thrown away: shown once a round threw some away, or the straggler policy could.
+  const wasted = wastedWork(rows, input.records);
+  const showWasted = input.settings.stragglers !== undefined || [...wasted.values()].some((w) => w.clients.length);
+  const wastedCell = (round: number) => {
+    const w = wasted.get(round);
+    return w?.clients.length ? `<td title="${escapeHtml(w.clients.join(' '))}">${(w.ms / 1000).toFixed(2)} (${w.clients.length})</td>` : '<td>—</td>';
+  };
   const eventsIn = (round: number) => events.filter((e) => e.round === round).map(recordWords).join('; ');
   const roundRows = rows
     .map(
       (r) =>
         `<tr><td>${r.round}</td><td>${(r.accuracy * 100).toFixed(2)}%</td><td>${r.loss.toFixed(4)}</td><td>${r.clients}</td>` +
         `<td>${(r.round_ms / 1000).toFixed(2)}</td><td>${(r.training_ms / 1000).toFixed(2)}</td><td>${r.straggling_ms === undefined ? '—' : `${(r.straggling_ms / 1000).toFixed(2)}${r.held_by ? ` (${escapeHtml(r.held_by)})` : ''}`}</td><td>${((r.waiting_ms ?? 0) / 1000).toFixed(2)}</td><td>${(r.aggregation_ms / 1000).toFixed(2)}</td>` +
-        `<td>${mb(r.bytes_up)}</td><td>${mb(r.bytes_down)}</td><td>${escapeHtml(r.missing.join(' ') || '—')}</td><td>${escapeHtml(r.attackers?.join(' ') || '—')}</td>${events.length ? `<td>${escapeHtml(eventsIn(r.round) || '—')}</td>` : ''}${privacy ? `<td>${r.epsilon?.toFixed(2) ?? '—'}</td>` : ''}</tr>`,
+        `<td>${mb(r.bytes_up)}</td><td>${mb(r.bytes_down)}</td><td>${escapeHtml(r.missing.join(' ') || '—')}</td>${showWasted ? wastedCell(r.round) : ''}<td>${escapeHtml(r.attackers?.join(' ') || '—')}</td>${events.length ? `<td>${escapeHtml(eventsIn(r.round) || '—')}</td>` : ''}${privacy ? `<td>${r.epsilon?.toFixed(2) ?? '—'}</td>` : ''}</tr>`,
     )
     .join('');
   const headline = last
@@ -188,7 +202,7 @@ th{background:#f4f4f4}.settings th,.settings td{text-align:left}.chart{margin:1r
 <div class="chart">${svgs.phases}</div>
 ${classes ? `<div class="chart">${classes}</div>` : ''}
 <h2>Rounds</h2>
-<table><tr><th>round</th><th>accuracy</th><th>loss</th><th>clients</th><th>round (s)</th><th>training (s)</th><th title="from the median client's update to the last in the sum">held by the slowest (s)</th><th title="for clients whose updates never came">waiting (s)</th><th>aggregation (s)</th><th>up (MB)</th><th>down (MB)</th><th>missing</th><th>attacking</th>${events.length ? '<th title="what the testbed\'s schedule did as the round went (events.json)">events</th>' : ''}${privacy ? `<th>ε (δ ${input.settings.dp!.delta})</th>` : ''}</tr>${roundRows}</table>
+<table><tr><th>round</th><th>accuracy</th><th>loss</th><th>clients</th><th>round (s)</th><th>training (s)</th><th title="from the median client's update to the last in the sum">held by the slowest (s)</th><th title="for clients whose updates never came">waiting (s)</th><th>aggregation (s)</th><th>up (MB)</th><th>down (MB)</th><th>missing</th>${showWasted ? '<th title="training by clients whose updates came too late for the sum: client-seconds (clients)">wasted (s)</th>' : ''}<th>attacking</th>${events.length ? '<th title="what the testbed\'s schedule did as the round went (events.json)">events</th>' : ''}${privacy ? `<th>ε (δ ${input.settings.dp!.delta})</th>` : ''}</tr>${roundRows}</table>
 <h2>Nodes</h2>
 ${nodeTable(nodes)}
 </body></html>

@@ -6,14 +6,15 @@
  * user would look: events.json, the aggregator's round lines and logs, the report's round table.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { computeProblem, groupsOf } from '../../src/emulate/cgroups';
 import { testbedTag } from '../../src/emulate/plan';
 import type { EventRecord } from '../../src/emulate/schedule';
 import type { RoundMetrics } from '../../src/outputs';
-import { runExperiment, Testbed, type Result } from '../helpers/cluster';
+import { formatConfig } from '../../src/config/testbed';
+import { runAgain, runExperiment, Testbed, type Result } from '../helpers/cluster';
 
 const unmet = computeProblem();
 // CI runs as root with cgroup v1 mounted: there it must run, not skip.
@@ -41,6 +42,7 @@ describe('compute shares and a schedule of events on the loopback testbed', { sk
   let up: Result;
   let run: { code: number | null; output: string };
   let groupsWhileUp: string[] = [];
+  let overselected: Awaited<ReturnType<typeof runAgain>>;
   const outputs = join(testbed.outputs, experiment);
   const rows = (): RoundMetrics[] => JSON.parse(readFileSync(join(outputs, 'metrics.json'), 'utf8')).rounds;
   const events = (): EventRecord[] => JSON.parse(readFileSync(join(outputs, 'events.json'), 'utf8')).events;
@@ -57,8 +59,11 @@ describe('compute shares and a schedule of events on the loopback testbed', { sk
     up = await testbed.up();
     assert.equal(up.code, 0, up.stdout + up.stderr);
     groupsWhileUp = groupsOf(tag);
+    // First, on the same workers, the straggler policy: three selected for two, the slow one left out (the schedule waits for its own experiment).
+    overselected = await runAgain(testbed, 'overselect', { rounds: 3, clients_per_round: 2, stragglers: { over_select: 1.5, grace_ms: 500 } }, 120_000);
+    writeFileSync(testbed.configFile, formatConfig(testbed.config));
     run = await runExperiment(testbed, 300_000, ['--log-level', 'info']);
-  }, { timeout: 320_000 });
+  }, { timeout: 440_000 });
   after(() => testbed.down());
 
   it('puts each client in its own cgroup and measures the share at `up`, beside the configured one', () => {
@@ -122,6 +127,20 @@ describe('compute shares and a schedule of events on the loopback testbed', { sk
     assert.match(report, /<th[^>]*>events<\/th>/);
     assert.match(report, new RegExp(`<tr><td>3</td>(?:(?!<tr>).)*<td>kill ${killed.replace(/\./g, '\\.')}</td>`));
     assert.match(report, /Where each round/);
+  });
+
+  it('under over-selection closes each round without the slow client, its training counted as wasted in the round table', () => {
+    for (const row of overselected.rows) {
+      assert.deepEqual([row.clients, row.missing], [2, [slow]], `round ${row.round}: ${JSON.stringify(row)}`);
+      // The switch waited out the grace for the slow client, then forwarded without it: the round waited that long.
+      assert.ok(row.waiting_ms >= 450 && row.waiting_ms < 1500, `round ${row.round} waited ${row.waiting_ms} ms for a grace of 500`);
+    }
+    assert.match(overselected.output, new RegExp(`round 1: no update from ${slow.replace(/\./g, '\\.')}`));
+    // The report's round table: the slow client's client-seconds of training, thrown away, each round.
+    const cells = [...overselected.report.matchAll(new RegExp(`<td title="${slow.replace(/\./g, '\\.')}">(\\d+\\.\\d\\d) \\(1\\)</td>`, 'g'))].map((m) => Number(m[1]));
+    assert.equal(cells.length, 3, overselected.report.slice(overselected.report.indexOf('<h2>Rounds')));
+    assert.ok(cells.every((s) => s > 0.5), `wasted: ${cells}`);
+    assert.match(overselected.report, /over-selection ×1\.5; each switch and the aggregator close once 67% of their clients are in, plus 500 ms/);
   });
 
   it('removes the compute groups at `down`', async () => {

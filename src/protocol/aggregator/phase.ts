@@ -5,6 +5,7 @@
  * the next phase, after checking the move against TRANSITIONS.
  */
 import { quorum } from '../../config/quorum';
+import type { StragglerPolicy } from '../../config/schema';
 import type { Topology } from '../../topology/tree';
 import type { Action, Event, Opening, Refusal, Reported, Stage } from './events';
 import type { Membership } from './membership';
@@ -22,6 +23,8 @@ export interface RoundRules {
   session: string;
   /** The fewest updates a switch under the aggregator forwards (protocol/switch.ts); 1 when absent. */
   leastPerSwitch?: number;
+  /** The deadline policy for stragglers: close once enough clients are in and a grace has passed. */
+  stragglers?: StragglerPolicy;
 }
 
 /** What every phase reads. */

@@ -6,7 +6,7 @@
  */
 import { bundleRefusal, weightRefusal, type Weights } from '../weights';
 import type { Action, Event, Refusal, Reported } from './events';
-import { quorum } from '../../config/quorum';
+import { earlyCloseAt, quorum } from '../../config/quorum';
 import { Phase, retryOrGiveUp, STAY, type RoundContext, type Step } from './phase';
 
 type Report = Extract<Event, { type: 'report' | 'withheld' | 'declined' }>;
@@ -25,6 +25,8 @@ export class Training extends Phase {
   private readonly weights: ReadonlyMap<string, number>;
   /** The selected clients' samples: updates are pre-scaled by theirs over this. */
   private readonly samples: number;
+  /** Under the straggler policy: enough clients are in, and the grace before closing has begun. */
+  private graceStarted = false;
 
   constructor(ctx: RoundContext, attempt: string, selected: ReadonlyMap<string, number>) {
     super(ctx, attempt);
@@ -174,9 +176,23 @@ export class Training extends Phase {
   }
 
   private closeIfNoneAwaited(actions: Action[]): Step {
-    if (this.waitingFor.size) return { actions };
+    if (this.waitingFor.size) return { actions: [...actions, ...this.graceIfEnough()] };
     const closing = this.closeOrRetry();
     return { actions: [...actions, ...closing.actions], next: closing.next };
+  }
+
+  /** Under the straggler policy, once enough of the round's clients are in: the round closes after the grace (as at its deadline), without the rest. */
+  private graceIfEnough(): Action[] {
+    const { round, rules } = this.ctx;
+    const early = earlyCloseAt(this.clients.length, rules.stragglers);
+    const included = new Set([...this.reported.values()].flatMap((r) => r.clients)).size;
+    if (early === undefined || this.graceStarted || included < early) return [];
+    this.graceStarted = true;
+    const grace = rules.stragglers!.grace_ms;
+    return [
+      { type: 'log', level: 'info', message: `round ${round}: ${included} of ${this.clients.length} clients in (${early} asked); closing in ${grace} ms without the rest` },
+      { type: 'start-timer', phase: 'training', attempt: this.attempt, ms: grace },
+    ];
   }
 
   /** Goes on to closing when enough of the selected clients are in the sum; otherwise the round starts again. */

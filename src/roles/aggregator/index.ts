@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { CHECKPOINTS_DIR, CheckpointStore, type Checkpoint } from '../../checkpoint';
 import { describeIssues } from '../../config/issues';
 import type { AggregatorNodeConfig } from '../../config/node-config';
+import { selectedPerRound } from '../../config/quorum';
 import { logBatchSchema } from '../../log/central';
 import { ClusterLog, type WorkerRole } from '../../log/cluster-log';
 import { actingAsItself } from '../../net/callers';
@@ -80,11 +81,12 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
     const { settings } = this.config;
     const rules = {
       rounds: plannedRounds(settings),
-      goal: settings.clients_per_round ?? this.topology.clients.length,
+      goal: selectedPerRound(settings, this.topology.clients.length),
       minFraction: settings.min_report_fraction,
       deadlineMs: settings.timeouts.round_ms,
       session: randomBytes(4).toString('hex'),
       leastPerSwitch: leastToForward(settings.he, true),
+      stragglers: settings.stragglers,
     };
     // The strategy chooses among the ready clients; it exists once the role has prepared.
     const select = (round: number, ready: readonly string[], goal: number) => this.prepared!.strategy.selectClients(round, ready, goal);

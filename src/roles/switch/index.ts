@@ -31,7 +31,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
   /** The tree beneath this switch. */
   readonly topology = new Topology(this.config.address, this.config.tree);
   private readonly sealedModels = this.encrypted && this.config.settings.he.key_holder === 'clients';
-  private readonly machine = new SwitchMachine(this.topology, leastToForward(this.config.settings.he, this.config.upstream === this.config.aggregator));
+  private readonly machine = new SwitchMachine(this.topology, leastToForward(this.config.settings.he, this.config.upstream === this.config.aggregator), this.config.settings.stragglers);
   /** Down the tree: the rounds of the switches below, and the model relayed. */
   private readonly relay = new DownRelay(this.machine, {
     peers: this.node.peers,

@@ -325,3 +325,25 @@ describe('example configs', () => {
     });
   }
 });
+
+describe('the straggler policy in config.json', () => {
+  const reference = JSON.parse(readFileSync(join(ROOT, 'config.json'), 'utf8'));
+
+  it('selects over_select times clients_per_round (at most every client), and sizes the quantized headroom for them', async () => {
+    const { selectedPerRound, earlyCloseAt } = await import('../../../src/config/quorum');
+    const config = parseExperimentConfig({ ...reference, clients_per_round: 8, stragglers: { over_select: 1.3, grace_ms: 500 }, he: { ...reference.he, quantize: { bits: 8 } } });
+    assert.equal(selectedPerRound(config, 12), 11);
+    assert.equal(selectedPerRound({ ...config, clients_per_round: 10 }, 12), 12, 'never more than there are');
+    assert.equal(config.he.quantize!.clients, 11, 'a sum may hold every selected client');
+    assert.equal(earlyCloseAt(11, config.stragglers), 9, 'close_fraction 1/1.3 of 11');
+    assert.equal(earlyCloseAt(11, { over_select: 1, close_fraction: 0.5, grace_ms: 0 }), 6);
+    assert.equal(earlyCloseAt(11, { over_select: 1, grace_ms: 500 }), undefined, 'no policy: wait for every one');
+    assert.equal(earlyCloseAt(11, undefined), undefined);
+  });
+
+  it('refuses over-selection with dp, whose accountant samples clients_per_round, and a fraction out of (0, 1]', () => {
+    assert.ok(problemsOf({ ...reference, stragglers: { over_select: 1.5 }, dp: { mode: 'central', clip: 1, noise_multiplier: 1 } }).some((p) => /stragglers\.over_select: 1\.5; dp's accountant samples/.test(p)));
+    assert.ok(problemsOf({ ...reference, stragglers: { close_fraction: 0 } }).some((p) => /stragglers\.close_fraction/.test(p)));
+    assert.ok(problemsOf({ ...reference, stragglers: { over_select: 5 } }).some((p) => /stragglers\.over_select/.test(p)));
+  });
+});

@@ -203,6 +203,22 @@ describe('aggregator round machine', () => {
     const go = m.handle(deadline(m, 'selection'));
     assert.deepEqual(sentTo(go), ['c1', 'c2', 'c3']);
   });
+
+  it('under the straggler policy, selects over_select times the goal and closes once the goal is in and the grace has passed', () => {
+    // The goal of 4 over-selected ×1.25 is 5 (as the role sets it); closing needs 4 of them.
+    const m = machine({ goal: 5, stragglers: { over_select: 1.25, grace_ms: 200 } });
+    m.handle({ type: 'start' });
+    checkInAll(m);
+    assert.equal(m.selected.length, 5);
+    assert.deepEqual(ofType(report(m, S1, 2), 'start-timer'), []);
+    const enough = [...report(m, S2, 2)];
+    assert.deepEqual(ofType(enough, 'start-timer').map((a) => [a.phase, a.ms]), [['training', 200]]);
+    assert.ok(ofType(enough, 'log').some((l) => /4 of 5 clients in \(4 asked\); closing in 200 ms without the rest/.test(l.message)));
+    const [close] = ofType(m.handle(deadline(m, 'training')), 'close-round');
+    assert.deepEqual(close.missing, ['d1']);
+    // A late report of the slow client is refused: the round has closed without it.
+    assert.equal(ofType(report(m, 'd1', 1), 'refuse').length, 1);
+  });
 });
 
 describe('aggregator round machine with workers going down', () => {

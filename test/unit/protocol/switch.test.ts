@@ -128,6 +128,31 @@ describe('switch round machine', () => {
     const actions = m.handle({ type: 'drop', round: 1, attempt: m.state.attempt, client: 'c2' });
     assert.deepEqual(actions.at(-1), { type: 'withhold', round: 1, attempt: 's:1.0', from: ['c1'], missing: ['c2'], reason: 'only 1 update arrived, 2 needed to forward a sum' });
   });
+
+  it('under the straggler policy, forwards once enough of its clients are in and the grace has passed, without the rest', () => {
+    // Three selected, close_fraction 2/3: after two updates the grace starts (once), and its end forwards them.
+    const m = new SwitchMachine(rack, 1, { over_select: 1.5, grace_ms: 300 });
+    open(m, 1, ['c1', 'c2', 'c3']);
+    assert.deepEqual(update(m, 'c1').map((a) => a.type), ['accept']);
+    const second = update(m, 'c3');
+    assert.deepEqual(second.map((a) => a.type), ['accept', 'log', 'start-timer']);
+    assert.deepEqual(second.at(-1), { type: 'start-timer', attempt: 's:1.0', ms: 300 });
+    // The grace ends: c2 is left out (its work is wasted), and an update of it after is refused.
+    assert.deepEqual(m.handle({ type: 'deadline', attempt: m.state.attempt }).at(-1), { type: 'forward', round: 1, attempt: 's:1.0', from: ['c1', 'c3'], missing: ['c2'] });
+    assert.equal(update(m, 'c2').find((a) => a.type === 'refuse')?.type, 'refuse');
+    // All in before the grace ends: forwarded at once, and the timer's end changes nothing.
+    const quick = new SwitchMachine(rack, 1, { over_select: 1.5, grace_ms: 300 });
+    open(quick, 1, ['c1', 'c2', 'c3']);
+    update(quick, 'c1');
+    update(quick, 'c2');
+    assert.equal(update(quick, 'c3').at(-1)!.type, 'forward');
+    assert.deepEqual(quick.handle({ type: 'deadline', attempt: quick.state.attempt }), []);
+    // Without the policy (or with over_select 1), it waits for every client.
+    const plain = new SwitchMachine(rack, 1, { over_select: 1, grace_ms: 300 });
+    open(plain, 1, ['c1', 'c2', 'c3']);
+    update(plain, 'c1');
+    assert.deepEqual(update(plain, 'c3').map((a) => a.type), ['accept']);
+  });
 });
 
 describe('a spine switch over two racks and a client of its own', () => {
