@@ -114,6 +114,8 @@ describe('the dashboard in Chromium during a real run', () => {
       if (role === 'client') assert.match(phases, /train \d+, encrypt \d+, send \d+/);
     }
     assert.equal(await page.locator('#chart-phases svg path[aria-roledescription="bar"]').count() > 0, true);
+    // Where each round's time went, and who held it: a bar for each part of each round.
+    assert.equal(await page.locator('#chart-rounds svg path[aria-roledescription="bar"]').count(), 6 * ROUNDS);
     await page.screenshot({ path: join(SCREENSHOTS, 'dashboard-finished.png'), fullPage: true });
   });
 
@@ -127,13 +129,15 @@ describe('the dashboard in Chromium during a real run', () => {
     await report.route(/^https?:/, (route) => route.abort());
     await report.goto(`file://${join(dir, 'report.html')}`);
     assert.deepEqual(fetched, [], 'the report asks for nothing beyond its own file');
-    assert.equal(await report.locator('svg').count(), 4, 'accuracy, bytes, phases, and the classes each client holds');
-    // The bytes grid has a cell (with its number) for every node and round, the last round's included.
-    assert.equal(await report.locator('svg [aria-roledescription="text mark"]').count(), 6 * ROUNDS);
+    assert.equal(await report.locator('svg').count(), 5, 'accuracy, rounds, bytes, phases, and the classes each client holds');
+    // The bytes grid (the third chart) has a cell (with its number) for every node and round, the last round's included.
+    assert.equal(await report.locator('svg').nth(2).locator('[aria-roledescription="text mark"]').count(), 6 * ROUNDS);
+    // Each round's time, in its parts (six, each a bar), in the rounds chart.
+    assert.equal(await report.locator('svg').nth(1).locator('path[aria-roledescription="bar"]').count(), 6 * ROUNDS);
     assert.match(await report.textContent('body') ?? '', new RegExp(`Final accuracy \\d+\\.\\d+% after ${ROUNDS} rounds`));
     assert.match(await report.textContent('.settings') ?? '', /CKKS on/);
     await report.screenshot({ path: join(SCREENSHOTS, 'report.png'), fullPage: true });
-    for (const chart of ['accuracy', 'bytes', 'phases', 'classes']) {
+    for (const chart of ['accuracy', 'rounds', 'bytes', 'phases', 'classes']) {
       const png = readFileSync(join(dir, 'charts', `${chart}.png`));
       assert.equal(png.subarray(1, 4).toString(), 'PNG');
     }
