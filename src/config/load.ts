@@ -106,7 +106,7 @@ function topologyProblems(config: ExperimentConfig): string[] {
   problems.push(...checked.problems);
   if (clientCount === 0) problems.push('others: needs at least one entry of type "client"');
   if (!checked.problems.length) problems.push(...encryptionProblems(config, checked.topology));
-  problems.push(...labProblems(config, seen));
+  problems.push(...labProblems(config, seen), ...dataFileProblems(config));
   if (config.clients_per_round !== undefined && config.clients_per_round > clientCount) {
     problems.push(`clients_per_round: ${config.clients_per_round} is more than the ${clientCount} clients in others`);
   }
@@ -222,6 +222,24 @@ function packingProblem(config: ExperimentConfig, clients: number): string | und
   } catch (err) {
     return (err as Error).message;
   }
+}
+
+/**
+ * Files of the lab's own: every client needs a path (and with IDX a labels file), from data.path or
+ * its own others[addr].data; and the aggregator a held-out set: data.test, or the shared data.path's.
+ */
+function dataFileProblems(config: ExperimentConfig): string[] {
+  const { data } = config;
+  if (data.source === 'mnist') return [];
+  const clients = Object.entries(config.others).flatMap(([key, e]) => (e.type === 'client' ? [{ key, files: e.data }] : []));
+  const lacking = (field: 'path' | 'labels_path') => clients.filter((c) => (c.files?.[field] ?? data[field]) === undefined).map((c) => c.key);
+  const problems: string[] = [];
+  const noPath = lacking('path');
+  if (noPath.length) problems.push(`data.path: needed with source "${data.source}" (where the files are; {index} for the client's index), or others[addr].data.path for each client without it: ${noPath.join(', ')}`);
+  const noLabels = data.source === 'idx' ? lacking('labels_path') : [];
+  if (noLabels.length) problems.push(`data.labels_path: needed with source "idx" (the labels file beside the images file), or others[addr].data.labels_path for each client without it: ${noLabels.join(', ')}`);
+  if (data.path === undefined && !data.test && !noPath.length) problems.push('data.test: needed when every client reads files of its own (others[addr].data.path): the aggregator\'s held-out files');
+  return problems;
 }
 
 /** `links` and `compute` keys, and each event's `on`, name a role, a node of `others`, or a machine's IP. */

@@ -114,12 +114,11 @@ export const dataSchema = z
     if (data.class_names && data.classes !== undefined && data.class_names.length !== data.classes) {
       ctx.addIssue({ code: 'custom', path: ['class_names'], message: `names ${data.class_names.length} classes, data.classes says ${data.classes}` });
     }
-    const need = (key: 'path' | 'shape' | 'classes', example: string) =>
+    const need = (key: 'shape' | 'classes', example: string) =>
       data[key] === undefined && ctx.addIssue({ code: 'custom', path: [key], message: `needed with source "${data.source}" (${example})` });
-    need('path', 'where the files are; {index} for the client\'s index, or others[addr].data.path per node');
+    // data.path (and labels_path), which others[addr].data may give per client instead, is checked with others (load.ts).
     need('shape', 'one sample\'s shape, e.g. [28, 28, 1], [32, 32, 3] or [49] for 49 columns');
     need('classes', 'how many classes the labels name, e.g. 10');
-    if (data.source === 'idx' && data.labels_path === undefined) ctx.addIssue({ code: 'custom', path: ['labels_path'], message: 'needed with source "idx": the labels file beside the images file' });
     if (data.path?.includes('{index}') && !data.test) {
       ctx.addIssue({ code: 'custom', path: ['test'], message: 'needed when every client reads files of its own ({index} in data.path): the aggregator\'s held-out files' });
     }

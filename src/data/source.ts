@@ -37,7 +37,10 @@ export function loadSource(settings: DataSettings, files: DataFiles): Loaded {
     const digits = loadMnist();
     return { data: digits, from: 'the mnist package (10,000 digits)', classNames: Array.from({ length: 10 }, (_, i) => String(i)) };
   }
-  const path = files.path!;
+  // The config's checks see to a path for every node; a node config without one says so rather than crash.
+  if (files.path === undefined) throw new DataFileError(`data.path: no file to read with source "${settings.source}" (data.path, or this node's own others[addr].data.path)`);
+  const path = files.path;
+  if (settings.source === 'idx' && files.labels_path === undefined) throw new DataFileError(`${path}: data.labels_path is needed with source "idx"`);
   const read = readerFor(settings, path, files.labels_path!);
   checkFits(read.data, inputOf(settings), path);
   return { data: { images: read.data.features, labels: read.data.labels, size: read.data.size }, from: read.from, classNames: read.data.classNames };
@@ -58,7 +61,8 @@ function readerFor(settings: DataSettings, path: string, labels: string): { data
       const { columns, mean, std } = table.standardisation;
       const stated = columns.map((c, i) => `${c} ${mean[i].toPrecision(4)}±${std[i].toPrecision(4)}`);
       const shown = stated.length > 6 ? `${stated.slice(0, 6).join(', ')}, … (${stated.length} columns)` : stated.join(', ');
-      return { data: table, from: `CSV ${path}, label "${settings.label_column}", each column standardised with this file's mean±std: ${shown}` };
+      const delimiter = table.delimiter === '\t' ? 'tabs' : `"${table.delimiter}"`;
+      return { data: table, from: `CSV ${path} (cells between ${delimiter}), label "${settings.label_column}", each column standardised with this file's mean±std: ${shown}` };
     }
     default:
       throw new DataFileError(`source "${settings.source}" has no reader`);

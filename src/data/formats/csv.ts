@@ -4,6 +4,7 @@
  * mean and spread this file has, which the caller logs.
  */
 import { readFileSync } from 'node:fs';
+import { parse } from 'csv-parse/sync';
 import { DataFileError, maxLabel, numberClasses, type LabelledData } from './labelled';
 
 export interface Standardisation {
@@ -12,25 +13,26 @@ export interface Standardisation {
   std: number[];
 }
 
-export function readCsv(file: string, labelColumn = 'label', classNames?: readonly string[]): LabelledData & { standardisation: Standardisation } {
+export function readCsv(file: string, labelColumn = 'label', classNames?: readonly string[]): LabelledData & { standardisation: Standardisation; delimiter: string } {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     throw new DataFileError(`${file}: cannot read it: ${(err as Error).message}`);
   }
-  const lines = text.split(/\r?\n/).filter((line) => line.trim() !== '');
-  if (lines.length < 2) throw new DataFileError(`${file}: needs a header row and at least one row of data`);
-  const header = lines[0].split(',').map((h) => h.trim());
+  const delimiter = delimiterOf(text);
+  const rows = parseRows(text, file, delimiter);
+  if (rows.length < 2) throw new DataFileError(`${file}: needs a header row and at least one row of data`);
+  const header = rows[0];
   const labelAt = header.indexOf(labelColumn);
   if (labelAt < 0) throw new DataFileError(`${file}: no column "${labelColumn}" in the header (${header.join(', ')}); name the label column with data.label_column`);
   const columns = header.filter((_, i) => i !== labelAt);
   if (!columns.length) throw new DataFileError(`${file}: no feature columns beside "${labelColumn}"`);
-  const size = lines.length - 1;
+  const size = rows.length - 1;
   const features = new Float32Array(size * columns.length);
   const rawLabels: string[] = [];
   for (let row = 0; row < size; row++) {
-    const cells = lines[row + 1].split(',').map((c) => c.trim());
+    const cells = rows[row + 1];
     const where = `${file}:${row + 2}`;
     if (cells.length !== header.length) throw new DataFileError(`${where}: ${cells.length} cells, the header has ${header.length}`);
     const label = cells[labelAt];
@@ -46,7 +48,29 @@ export function readCsv(file: string, labelColumn = 'label', classNames?: readon
   }
   const { labels, names } = numberLabels(rawLabels, file, classNames);
   const standardisation = standardise(features, columns);
-  return { features, shape: [columns.length], labels, size, classNames: names, standardisation };
+  return { features, shape: [columns.length], labels, size, classNames: names, standardisation, delimiter };
+}
+
+const DELIMITERS = [',', ';', '\t'];
+
+/**
+ * The header row's delimiter: the candidate it holds most of, outside quotes (a comma on a tie). One
+ * delimiter for the whole file: a semicolon file may have decimal commas in quoted cells.
+ */
+export function delimiterOf(text: string): string {
+  const header = (text.replace(/^\uFEFF/, '').split(/\r?\n/, 1)[0] ?? '').replace(/"[^"]*"/g, '');
+  const counts = DELIMITERS.map((d) => header.split(d).length - 1);
+  return DELIMITERS[counts.indexOf(Math.max(...counts))];
+}
+
+/** The rows as cells, by csv-parse (quotes, a byte-order mark, CRLF); a malformed file names its line. */
+function parseRows(text: string, file: string, delimiter: string): string[][] {
+  try {
+    return parse(text, { bom: true, delimiter, skip_empty_lines: true, trim: true, relax_column_count: true }) as string[][];
+  } catch (err) {
+    const { lines, message } = err as { lines?: number; message: string };
+    throw new DataFileError(`${file}${lines ? `:${lines}` : ''}: not a readable CSV table (${message})`);
+  }
 }
 
 /** Whole numbers stay themselves (class 3 is label 3); names go through data.class_names, or are sorted and numbered. */

@@ -5,6 +5,7 @@
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import zlib from 'node:zlib';
 import { PNG } from 'pngjs';
 import { DataFileError, numberClasses, type LabelledData } from './labelled';
 
@@ -23,10 +24,11 @@ export function readPngFolder(dir: string, knownClasses?: readonly string[], cha
     const label = index.get(name)!;
     for (const entry of readdirSync(join(dir, name)).filter((f) => f.toLowerCase().endsWith('.png')).sort()) {
       const file = join(dir, name, entry);
+      const bytes = readFileSync(file);
       try {
-        images.push({ file, label, png: PNG.sync.read(readFileSync(file)) });
+        images.push({ file, label, png: PNG.sync.read(bytes) });
       } catch (err) {
-        throw new DataFileError(`${file}: not a readable PNG (${(err as Error).message})`);
+        throw new DataFileError(`${file}: ${pngProblem(bytes) ?? `its image data cannot be decoded (${(err as Error).message})`}`);
       }
     }
   });
@@ -52,4 +54,33 @@ export function readPngFolder(dir: string, knownClasses?: readonly string[], cha
 function isGrey(png: PNG): boolean {
   for (let i = 0; i < png.data.length; i += 4) if (png.data[i] !== png.data[i + 1] || png.data[i] !== png.data[i + 2]) return false;
   return true;
+}
+
+const SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+
+/**
+ * What is wrong with a PNG the decoder refused, in a user's words (the decoder's own text is about
+ * its streams): not a PNG at all, cut short, or a chunk whose checksum does not match. Undefined when
+ * its chunks look whole (the compressed data itself is then at fault).
+ */
+export function pngProblem(bytes: Buffer): string | undefined {
+  if (bytes.length < SIGNATURE.length || !bytes.subarray(0, SIGNATURE.length).equals(SIGNATURE)) {
+    return `not a PNG file (${bytes.length} bytes, without the PNG signature at the start: another format named .png?)`;
+  }
+  let at = SIGNATURE.length;
+  const seen: string[] = [];
+  while (at < bytes.length) {
+    if (at + 8 > bytes.length) return `cut short: it ends inside a chunk header at byte ${at} of ${bytes.length} (was it copied whole?)`;
+    const length = bytes.readUInt32BE(at);
+    const type = bytes.toString('latin1', at + 4, at + 8);
+    if (at + 12 + length > bytes.length) return `cut short: it ends inside its ${type} chunk (${bytes.length - at - 12} of ${length} bytes there; was it copied whole?)`;
+    if (zlib.crc32(bytes.subarray(at + 4, at + 8 + length)) !== bytes.readUInt32BE(at + 8 + length)) return `corrupt: its ${type} chunk at byte ${at} fails its checksum`;
+    seen.push(type);
+    at += 12 + length;
+    if (type === 'IEND') break;
+  }
+  if (seen[0] !== 'IHDR') return 'corrupt: it does not begin with the IHDR chunk (the image\'s size and colour type)';
+  if (!seen.includes('IDAT')) return 'has no image data (no IDAT chunk)';
+  if (!seen.includes('IEND')) return `cut short: it ends after ${seen.length} chunks without the closing IEND chunk (was it copied whole?)`;
+  return undefined;
 }

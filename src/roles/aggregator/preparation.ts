@@ -75,7 +75,7 @@ export async function prepare(options: PrepareOptions): Promise<Prepared | undef
   const accumulator = he ? new EncryptedAccumulator(he, 'aggregator', false) : new PlaintextAccumulator(parameters);
   const packing = settings.he.quantize ? `quantized to ${settings.he.quantize.bits} bits (±${settings.he.quantize.clip}), ${he?.pool.perCiphertext} values a ciphertext` : 'a value to a coefficient';
   const encryption = he ? `CKKS N=${settings.he.poly_modulus_degree}, ${he.chunks} ciphertexts per update (${packing}), key held by the ${settings.he.key_holder}` : 'no encryption';
-  const summary = `TensorFlow.js backend ${backend}; ${test.size} held-out test digits; strategy ${strategy.name}; ${encryption}`;
+  const summary = `TensorFlow.js backend ${backend}; ${test.size} held-out test ${settings.data.source === 'mnist' ? 'digits' : 'samples'}; strategy ${strategy.name}; ${encryption}`;
   return { model, modelId: modelId(model), backend, strategy, global, accumulator, he, summary };
 }
 

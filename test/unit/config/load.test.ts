@@ -347,3 +347,25 @@ describe('the straggler policy in config.json', () => {
     assert.ok(problemsOf({ ...reference, stragglers: { over_select: 5 } }).some((p) => /stragglers\.over_select/.test(p)));
   });
 });
+
+describe('files of the lab\'s own in config.json', () => {
+  const csv = { source: 'csv', shape: [4], classes: 3 };
+  const withOwn = (paths: (string | undefined)[], data: Record<string, unknown>) => {
+    const config = minimal();
+    const clients = Object.keys(config.others).filter((k) => config.others[k].type === 'client');
+    clients.forEach((k, i) => paths[i] && (config.others[k] = { ...config.others[k], data: { path: paths[i] } }));
+    return { ...config, data };
+  };
+
+  it('takes each client\'s own data.path in place of a shared one, with the aggregator\'s held-out files in data.test', () => {
+    const config = parseExperimentConfig(withOwn(['a.csv', 'b.csv'], { ...csv, test: { path: 'test.csv' } }));
+    assert.equal(config.data.path, undefined);
+  });
+
+  it('names the clients without a file, and asks for data.test when no shared file holds the held-out set', () => {
+    assert.deepEqual(problemsOf(withOwn(['a.csv', undefined], csv)), ['data.path: needed with source "csv" (where the files are; {index} for the client\'s index), or others[addr].data.path for each client without it: 127.0.0.2']);
+    assert.deepEqual(problemsOf(withOwn(['a.csv', 'b.csv'], csv)), ['data.test: needed when every client reads files of its own (others[addr].data.path): the aggregator\'s held-out files']);
+    assert.ok(problemsOf(withOwn([undefined, undefined], { ...csv, source: 'idx', path: 'x.idx' })).some((p) => /data\.labels_path: needed with source "idx".*127\.0\.0\.1, 127\.0\.0\.2/.test(p)));
+    parseExperimentConfig(withOwn([undefined, undefined], { ...csv, path: 'shared.csv' }));
+  });
+});

@@ -1,6 +1,6 @@
 /** Each reader on real files made from the shipped digits, and each on a broken file: an error naming the path. */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -93,6 +93,21 @@ describe('CSV', () => {
     rejects(() => readCsv(file), new RegExp(`${file}:2: 2 cells, the header has 3`));
     rejects(() => readCsv(file, 'class'), /no column "class" in the header \(a, b, label\); name the label column with data.label_column/);
   });
+
+  it('reads what spreadsheets write: a byte-order mark, CRLF, quoted names holding the delimiter, semicolons or tabs', () => {
+    const file = join(dir, 'excel.csv');
+    writeFileSync(file, '\uFEFF"sepal; length";"width";species\r\n5.1;3.5;"setosa"\r\n7.0;3.2;"versi; color"\r\n');
+    const table = readCsv(file, 'species');
+    assert.equal(table.delimiter, ';');
+    assert.deepEqual(table.standardisation.columns, ['sepal; length', 'width']);
+    assert.deepEqual(table.classNames, ['setosa', 'versi; color']);
+    assert.deepEqual([...table.labels], [0, 1]);
+    writeFileSync(file, 'a\tb\tlabel\n1\t2\t0\n3\t4\t1\n');
+    assert.equal(readCsv(file).delimiter, '\t');
+    assert.equal(readCsv(file).size, 2);
+    writeFileSync(file, 'a,b,label\n1,"2,0\n');
+    rejects(() => readCsv(file), new RegExp(`${file}(:\\d+)?: not a readable CSV table \\(.*quote`, 'i'));
+  });
 });
 
 describe('CIFAR-10 binary batches', () => {
@@ -143,6 +158,25 @@ describe('a folder of PNG images', () => {
     mkdirSync(empty);
     rejects(() => readPngFolder(empty), /no sub-folders; put each class's PNG images in a sub-folder/);
     writeFileSync(join(folder, 'digit-0', 'broken.png'), 'not a png');
-    rejects(() => readPngFolder(folder), /broken\.png: not a readable PNG/);
+    rejects(() => readPngFolder(folder), /broken\.png: not a PNG file \(9 bytes, without the PNG signature at the start/);
+  });
+
+  it('says what is wrong with a broken PNG, not what the decoder says of its streams', () => {
+    const folder = join(dir, 'broken');
+    writePngFolder(folder, someDigits(2));
+    const file = join(folder, 'digit-0', readdirSync(join(folder, 'digit-0'))[0]);
+    const whole = readFileSync(file);
+    // Cut short (a copy that stopped half-way): the decoder would say "There are some read requests waitng on finished stream".
+    writeFileSync(file, whole.subarray(0, Math.floor(whole.length / 2)));
+    rejects(() => readPngFolder(folder), /: cut short: it ends inside its IDAT chunk \(\d+ of \d+ bytes there; was it copied whole\?\)/);
+    // A byte flipped in the image data: its chunk's checksum no longer matches.
+    const flipped = Buffer.from(whole);
+    const idat = flipped.indexOf('IDAT');
+    flipped[idat + 10] ^= 0xff;
+    writeFileSync(file, flipped);
+    rejects(() => readPngFolder(folder), /: corrupt: its IDAT chunk at byte \d+ fails its checksum/);
+    // Whole but for the closing chunk.
+    writeFileSync(file, whole.subarray(0, whole.length - 12));
+    rejects(() => readPngFolder(folder), /cut short: it ends after \d+ chunks without the closing IEND chunk|its image data cannot be decoded/);
   });
 });
