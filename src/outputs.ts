@@ -44,6 +44,8 @@ export interface RoundMetrics extends RoundTimings {
   missing: string[];
   /** Clients config.json has attack whose updates are in the round (robustness studies). */
   attackers?: string[];
+  /** With the key at the clients, when not every client asked could score the model: how many did (accuracy and loss are theirs). */
+  scored_by?: { clients: number; of: number };
   /** With `dp` on: the privacy spent after this round (ε at dp.delta). */
   epsilon?: number;
   /** With `dp` on: the noised models released so far (one a round, more when a round ran again after the clients decrypted its model). */
@@ -59,9 +61,16 @@ export function configBeside(modelDir: string): string {
 
 const COLUMNS: (keyof RoundMetrics)[] = [
   'round', 'accuracy', 'loss', 'clients', 'samples', 'round_ms', 'selection_ms', 'training_ms', 'straggling_ms', 'held_by',
-  'waiting_ms', 'aggregation_ms', 'evaluation_ms', 'bytes_up', 'bytes_down', 'retries', 'missing', 'attackers', 'epsilon', 'dp_releases',
+  'waiting_ms', 'aggregation_ms', 'evaluation_ms', 'bytes_up', 'bytes_down', 'retries', 'missing', 'attackers', 'scored_by', 'epsilon', 'dp_releases',
 ];
-const csvCell = (value: unknown) => (Array.isArray(value) ? value.join(' ') : value === undefined ? '' : String(value));
+const csvCell = (value: unknown) => {
+  if (Array.isArray(value)) return value.join(' ');
+  if (value && typeof value === 'object' && 'of' in value) {
+    const { clients, of } = value as { clients: number; of: number }; // scored_by
+    return `${clients}/${of}`;
+  }
+  return value === undefined ? '' : String(value);
+};
 
 export class ExperimentOutputs {
   readonly dir: string;

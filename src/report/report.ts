@@ -175,7 +175,7 @@ function reportHtml(input: ReportInput, svgs: Record<ChartName, string>, nodes: 
   const roundRows = rows
     .map(
       (r) =>
-        `<tr><td>${r.round}</td><td>${(r.accuracy * 100).toFixed(2)}%</td><td>${r.loss.toFixed(4)}</td><td>${r.clients}</td>` +
+        `<tr><td>${r.round}</td><td>${(r.accuracy * 100).toFixed(2)}%${r.scored_by ? ` <span title="scored by ${r.scored_by.clients} of the ${r.scored_by.of} clients asked">(${r.scored_by.clients} of ${r.scored_by.of})</span>` : ''}</td><td>${r.loss.toFixed(4)}</td><td>${r.clients}</td>` +
         `<td>${(r.round_ms / 1000).toFixed(2)}</td><td>${(r.training_ms / 1000).toFixed(2)}</td><td>${r.straggling_ms === undefined ? '—' : `${(r.straggling_ms / 1000).toFixed(2)}${r.held_by ? ` (${escapeHtml(r.held_by)})` : ''}`}</td><td>${((r.waiting_ms ?? 0) / 1000).toFixed(2)}</td><td>${(r.aggregation_ms / 1000).toFixed(2)}</td>` +
         `<td>${mb(r.bytes_up)}</td><td>${mb(r.bytes_down)}</td><td>${escapeHtml(r.missing.join(' ') || '—')}</td>${showWasted ? wastedCell(r.round) : ''}<td>${escapeHtml(r.attackers?.join(' ') || '—')}</td>${events.length ? `<td>${escapeHtml(eventsIn(r.round) || '—')}</td>` : ''}${privacy ? `<td>${r.epsilon?.toFixed(2) ?? '—'}</td>` : ''}</tr>`,
     )

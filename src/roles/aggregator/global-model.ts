@@ -36,6 +36,11 @@ interface SealedSum {
 }
 
 /** Asks the clients to score an encrypted model: their answers, who gave none, and who said it is unusable. */
+/** A federated evaluation that not every client asked could answer: how many did. */
+export interface Coverage {
+  scored_by?: { clients: number; of: number };
+}
+
 export type FederatedEvaluation = (
   round: number,
   message: Buffer,
@@ -63,7 +68,7 @@ export interface GlobalModel {
   keeps?(client: string, tag: string | undefined): void;
   /** The next global model from the round's total, through the strategy. */
   update(round: number, total: CollectedTotal, results: FitResult[], failures: string[]): Promise<void>;
-  evaluate(round: number, header: ModelHeader): Promise<Evaluation>;
+  evaluate(round: number, header: ModelHeader): Promise<Evaluation & Coverage>;
   saveRound(outputs: ExperimentOutputs, header: ModelHeader, metrics: RoundMetrics): Promise<void>;
   /** For the checkpoint, and back from it. */
   snapshot(header: ModelHeader): AggregatorState['global'];
@@ -222,7 +227,7 @@ export class SealedGlobal implements GlobalModel {
    * it the round is no better known (UnscoredModel: no evidence against anyone): either way the model
    * before it is put back, and the round runs again. Those that scored it keep it now, not the one put back.
    */
-  async evaluate(round: number, header: ModelHeader): Promise<Evaluation> {
+  async evaluate(round: number, header: ModelHeader): Promise<Evaluation & Coverage> {
     const clients = this.strategy.configureEvaluate(round, this.clients());
     const { results, failures, unusable } = await this.askClients(round, this.bareMessage(header), clients);
     if (unusable.length > results.length) {
@@ -236,7 +241,9 @@ export class SealedGlobal implements GlobalModel {
     this.previous = undefined;
     for (const { client } of results) this.holders.add(client);
     const capped = results.map((r) => ({ ...r, samples: Math.min(r.samples, this.scoreCap(r.client)) }));
-    return this.strategy.aggregateEvaluate(round, capped, failures);
+    // Scored on the shares of only some clients: the round's row and line say so.
+    const partly = results.length < clients.length ? { scored_by: { clients: results.length, of: clients.length } } : {};
+    return { ...this.strategy.aggregateEvaluate(round, capped, failures), ...partly };
   }
 
   /** The model before the round's is the global model again; those that scored the round's keep that one. */

@@ -142,15 +142,15 @@ export class RoundTail {
     return { clients: total.contributors, samples: total.weight, missing, attackers };
   }
 
-  private async checkpoint(round: number, done: { clients: number; samples: number; missing: string[]; attackers: string[]; accuracy: number; loss: number }): Promise<void> {
+  private async checkpoint(round: number, done: { clients: number; samples: number; missing: string[]; attackers: string[]; accuracy: number; loss: number; scored_by?: RoundMetrics['scored_by'] }): Promise<void> {
     const { config, outputs, iterations, checkpoints } = this.io;
     const prepared = this.io.prepared();
-    const { accuracy, loss, clients, samples, missing, attackers } = done;
+    const { accuracy, loss, clients, samples, missing, attackers, scored_by } = done;
     const timings = this.io.clock.timings(missing.length > 0);
     const retries = this.io.retries();
     const entry = iterations.endRound({ ...timings, accuracy, loss, clients, samples, retries, missing })!;
     const link = entry.link_byte_received === undefined ? {} : { link_bytes_up: entry.link_byte_received as number, link_bytes_down: entry.link_byte_send as number };
-    const metrics: RoundMetrics = { round, accuracy, loss, clients, samples, ...timings, bytes_up: entry.byte_received, bytes_down: entry.byte_send, ...link, retries, missing, ...(attackers.length ? { attackers } : {}), ...this.privacySpent() };
+    const metrics: RoundMetrics = { round, accuracy, loss, clients, samples, ...timings, bytes_up: entry.byte_received, bytes_down: entry.byte_send, ...link, retries, missing, ...(attackers.length ? { attackers } : {}), ...(scored_by ? { scored_by } : {}), ...this.privacySpent() };
     const header = this.io.header(round);
     await prepared.global.saveRound(outputs, header, metrics);
     for (const worker of this.participants) this.counted.set(worker, round);

@@ -95,11 +95,12 @@ export function roundLine(m: RoundMetrics, rounds: number, events: readonly Even
   // A slowest client that held the round a second or more past the median one.
   const held = m.held_by && (m.straggling_ms ?? 0) >= 1000 ? `  (held ${(m.straggling_ms! / 1000).toFixed(1)} s by ${m.held_by})` : '';
   const attacked = m.attackers?.length ? `  [${m.attackers.length} attacking]` : '';
+  const partly = m.scored_by ? `  (scored by ${m.scored_by.clients} of ${m.scored_by.of} clients)` : '';
   const privacy = m.epsilon !== undefined ? `  ε ${m.epsilon.toFixed(2)}` : '';
   // What the testbed's schedule did as the round went: its cost is in this line.
   const scheduled = events.length ? `  [schedule: ${events.map(recordWords).join('; ')}]` : '';
   return (
-    `round ${String(m.round).padStart(3)}/${rounds}  accuracy ${(m.accuracy * 100).toFixed(2)}%  loss ${m.loss.toFixed(4)}  ` +
+    `round ${String(m.round).padStart(3)}/${rounds}  accuracy ${(m.accuracy * 100).toFixed(2)}%  loss ${m.loss.toFixed(4)}${partly}  ` +
     `${m.clients} clients  ${(m.round_ms / 1000).toFixed(1)} s  up ${(m.bytes_up / 1e6).toFixed(1)} MB  down ${(m.bytes_down / 1e6).toFixed(1)} MB${privacy}${held}${waiting}${attacked}${scheduled}`
   );
 }

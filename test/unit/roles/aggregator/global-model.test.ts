@@ -61,7 +61,10 @@ describe('the sealed global model, scored by the clients', () => {
 
   it('takes the model when as many clients score it as say it is unusable (one may lie)', async () => {
     const even = await scoredAs({ results: [score('c1')], unusable: [unusable('c2')] });
-    assert.deepEqual(await even.evaluation, { accuracy: 0.9, loss: 0.3 });
+    // Scored on c1's share alone, of the three asked: said beside the numbers.
+    assert.deepEqual(await even.evaluation, { accuracy: 0.9, loss: 0.3, scored_by: { clients: 1, of: 3 } });
+    const all = await scoredAs({ results: ['c1', 'c2', 'c3'].map(score), unusable: [] });
+    assert.deepEqual(await all.evaluation, { accuracy: 0.9, loss: 0.3 }, 'every client scored it: nothing to say');
   });
 
   it('puts the model before back when no client scores it, without taking the sum for corrupt (nobody said so)', async () => {
@@ -87,5 +90,16 @@ describe('the readable global model under central DP', () => {
     const deviation = Math.sqrt(noisy.reduce((s, v) => s + (v - 1) ** 2, 0) / n);
     // Noise of 2 on a sum of 4 clients: 0.5 on the average (five standard errors: 0.5·5/√(2n) ≈ 0.008).
     assert.ok(Math.abs(deviation - 0.5) < 0.008, `the average's deviation ${deviation}`);
+  });
+});
+
+describe('the round line', () => {
+  it('says when a model was scored by only some of the clients asked, and what the schedule did in the round', async () => {
+    const { roundLine } = await import('../../../../src/roles/aggregator/view');
+    const row = { round: 4, accuracy: 0.9, loss: 0.3, clients: 4, samples: 400, round_ms: 2000, selection_ms: 1, training_ms: 1000, waiting_ms: 0, aggregation_ms: 1, evaluation_ms: 1, bytes_up: 1, bytes_down: 1, retries: 0, missing: [] };
+    assert.match(roundLine({ ...row, scored_by: { clients: 2, of: 4 } }, 7), /^round {3}4\/7 {2}accuracy 90\.00% {2}loss 0\.3000 {2}\(scored by 2 of 4 clients\) {2}4 clients/);
+    assert.doesNotMatch(roundLine(row, 7), /scored by/);
+    const kill = { index: 0, do: 'kill' as const, on: 'client', targets: ['c1', 'c2'], round: 4, time: '', elapsed_s: 1, ok: false, detail: '' };
+    assert.match(roundLine(row, 7, [kill]), /\[schedule: kill c1 c2 \(failed\)\]$/);
   });
 });
