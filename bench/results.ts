@@ -4,6 +4,7 @@ import type { ChartSpec } from '../src/report/charts';
 import type { PaillierComparison, TransferRow } from './baselines';
 import type { FaultResults } from './faults';
 import { formatLinks, type LinksResults } from './links';
+import { formatHeterogeneous, type HeterogeneousResults } from './heterogeneous';
 import { formatQuantized, PER_LAYER_MODE, type QuantizedResults } from './quantized';
 import { formatTree, type TreeResults } from './tree';
 import { formatTls, type TlsResults } from './tls';
@@ -47,6 +48,8 @@ export interface Results {
   /** Every strategy, attackers against the robust rules, DP's ε and accuracy (`npm run bench -- strategies`). */
   strategies?: StrategiesResults;
   seal?: SealResults;
+  /** Slow machines, over-selection and the network's overhead per link rate (`npm run bench -- heterogeneous`, root only). */
+  heterogeneous?: HeterogeneousResults;
 }
 
 const x = (ratio: number) => `${n(ratio, ratio < 10 ? 2 : 0)}x`;
@@ -111,7 +114,7 @@ function quantizedTargets(q: QuantizedResults | undefined): { target: string; me
 }
 
 export function formatResults(r: Results): string {
-  return [...formatSections(r), ...formatLinks(r.links), ...formatQuantized(r.quantized), ...formatTree(r.tree), ...formatTls(r.tls), ...formatSeal(r.seal), ...formatAdversarial(r.adversarial), ...formatStrategies(r.strategies)].join('\n');
+  return [...formatSections(r), ...formatLinks(r.links), ...formatQuantized(r.quantized), ...formatTree(r.tree), ...formatTls(r.tls), ...formatSeal(r.seal), ...formatAdversarial(r.adversarial), ...formatStrategies(r.strategies), ...formatHeterogeneous(r.heterogeneous)].join('\n');
 }
 
 function formatSections(r: Results): string[] {

@@ -12,9 +12,10 @@
  *   npm run bench -- seal       only section 11 (node-seal 6 and 7; Node 24 from `npm install --prefix .node24 node@24`)
  *   npm run bench -- adversarial  only section 12, likewise
  *   npm run bench -- strategies   only section 13, likewise
+ *   npm run bench -- heterogeneous  only section 14 (root: the emulated testbed and cgroups), likewise
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
@@ -28,6 +29,7 @@ import { log, medians, ROOT } from './common';
 import { micro, updateOf } from './micro';
 import { profile, type Packing } from './profile';
 import { faultsChart, formatResults, scalingChart, type Results } from './results';
+import { heldChart, heterogeneousCosts } from './heterogeneous';
 import { switchThroughput } from './switch';
 import { faultCosts } from './faults';
 import { combineRuns, testbedRun, type TestbedRun } from './testbed-runs';
@@ -132,6 +134,8 @@ async function main(quick: boolean): Promise<void> {
     seal,
     adversarial,
     strategies,
+    // Section 14 runs only alone (`npm run bench -- heterogeneous`): a full run keeps what the file has.
+    heterogeneous: existsSync(join(ROOT, 'bench', 'results.json')) ? (JSON.parse(readFileSync(join(ROOT, 'bench', 'results.json'), 'utf8')) as Results).heterogeneous : undefined,
   };
   const png = join(ROOT, 'bench', 'scaling.png');
   writeFileSync(png, svgToPng(await renderSvg(scalingChart(results))));
@@ -230,6 +234,16 @@ async function strategiesOnly(quick: boolean): Promise<void> {
   await write({ ...results, strategies: await strategyComparison(quick, `npm run bench -- strategies${quick ? ' --quick' : ''}`) });
 }
 
+/** Section 14 alone, likewise (root: the emulated testbed and cgroups; it is not part of a full run, which keeps what the file has). */
+async function heterogeneousOnly(quick: boolean): Promise<void> {
+  const results = JSON.parse(readFileSync(join(ROOT, 'bench', 'results.json'), 'utf8')) as Results;
+  log('14. slow machines, over-selection, and what the network adds');
+  const heterogeneous = await heterogeneousCosts(quick ? 3 : 6, `npm run bench -- heterogeneous${quick ? ' --quick' : ''}`);
+  if (heterogeneous.skipped) throw new Error(`bench heterogeneous: ${heterogeneous.skipped}`);
+  writeFileSync(join(ROOT, 'bench', 'heterogeneous.png'), svgToPng(await renderSvg(heldChart(heterogeneous) as never)));
+  await write({ ...results, heterogeneous });
+}
+
 const SECTIONS: Record<string, (quick: boolean) => Promise<void>> = {
   e2e: endToEndOnly,
   links: linksOnly,
@@ -240,11 +254,12 @@ const SECTIONS: Record<string, (quick: boolean) => Promise<void>> = {
   seal: sealOnly,
   adversarial: adversarialOnly,
   strategies: strategiesOnly,
+  heterogeneous: heterogeneousOnly,
 };
 
 new Command()
   .name('bench')
-  .argument('[section]', '"e2e": only the 15-node testbed end to end; "links": only the links experiment on the emulated testbed (root); "quantized": only the quantized packing comparison; "faults": only what each fault costs; "tree": only the bytes at the aggregator flat and through switches of switches; "tls": only what mutual TLS costs; "seal": only node-seal 6 against 7; "adversarial": only what each attack costs; "strategies": only every strategy, attackers and DP side by side')
+  .argument('[section]', '"e2e": only the 15-node testbed end to end; "links": only the links experiment on the emulated testbed (root); "quantized": only the quantized packing comparison; "faults": only what each fault costs; "tree": only the bytes at the aggregator flat and through switches of switches; "tls": only what mutual TLS costs; "seal": only node-seal 6 against 7; "adversarial": only what each attack costs; "strategies": only every strategy, attackers and DP side by side; "heterogeneous": only slow machines, over-selection and the network\'s overhead per link rate (root)')
   .option('--quick', 'one repeat, small runs: a smoke test of the suite, not numbers to quote')
   .action((section: string | undefined, flags: { quick?: boolean }) => {
     if (section && !SECTIONS[section]) throw new Error(`unknown section "${section}" (sections that run alone: ${Object.keys(SECTIONS).join(', ')})`);

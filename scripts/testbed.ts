@@ -27,9 +27,9 @@ import { tokenBook } from '../src/net/identity';
 import { downEmulated, execOn, scheduleEmulated, statusEmulated, upEmulated } from '../src/emulate/testbed';
 import { EmulateError } from '../src/emulate/system';
 import { computeOf, testbedTag } from '../src/emulate/plan';
-import { joinCommand, prepareGroups, removeGroups } from '../src/emulate/cgroups';
-import { LoopbackDriver } from '../src/emulate/drivers';
-import { readScheduleSnapshot, runSchedule, writeScheduleSnapshot, type StateSource } from '../src/emulate/schedule-runner';
+import { describeRemoved, joinCommand, prepareGroups, removeGroups } from '../src/emulate/cgroups';
+import { LoopbackDriver, runsWorker } from '../src/emulate/drivers';
+import { readScheduleSnapshot, runSchedule, writeScheduleSnapshot } from '../src/emulate/schedule-runner';
 import { fetchPublicJson } from '../src/net/health-check';
 
 const ROOT = resolve(__dirname, '..', '..');
@@ -85,6 +85,9 @@ export function isAlive(pid: number): boolean {
   }
 }
 
+/** A worker's id (its state files' names) from its address. */
+const idOf = (address: string) => nodeIdFor(parseAddress(address).host, parseAddress(address).port);
+
 interface Running {
   id: string;
   pid: number;
@@ -131,10 +134,11 @@ export async function up(flags: StateFlags & { config: string; timeout: number; 
   const ca = tls ? readFileSync(join(config.certs, 'ca.pem')) : undefined;
 
   // On loopback each worker is a machine of its own: `compute` by its address or its role.
-  const idOf = (address: string) => nodeIdFor(parseAddress(address).host, parseAddress(address).port);
   const starting = workers.filter((w) => !alreadyUp.has(idOf(w.address)) && (!flags.only || flags.only.includes(w.address)));
-  const machines = starting.map((w) => ({ name: idOf(w.address), compute: computeOf(config, [{ address: w.address, role: w.type }]) }));
-  const groups = prepareGroups(testbedTag(flags.state), machines, console.log);
+  const anyCompute = Object.keys(config.compute ?? {}).length > 0;
+  const machines = starting.map((w) => ({ name: idOf(w.address), compute: computeOf(config, [{ address: w.address, role: w.type }]) ?? (anyCompute ? {} : undefined) }));
+  // A worker started again (the schedule's `start`) keeps its group: a `cpu` event's share stays.
+  const groups = prepareGroups(testbedTag(flags.state), machines, console.log, Boolean(flags.only));
 
   const started: { id: string; host: string; port: number; pid: number }[] = [];
   for (const worker of starting) {
@@ -196,6 +200,9 @@ export async function up(flags: StateFlags & { config: string; timeout: number; 
  */
 function startSchedule(flags: StateFlags & { config: string; logs?: string; heKey?: string; outputs?: string }, count: number): void {
   const p = paths(flags.state);
+  // `up` run again on a testbed that is up: one schedule, not two carrying out every event twice.
+  const running = runningWorkers(flags.state, true).find((w) => w.id === SCHEDULE && isAlive(w.pid));
+  if (running) return void console.log(`testbed: the schedule runs already (pid ${running.pid}); \`down\` stops it`);
   const out = openSync(join(p.out, 'schedule.out'), 'a');
   const args = ['schedule', '--config', flags.config, '--state', flags.state, '--outputs', flags.outputs ?? 'outputs', '--timeout', '30000'];
   if (flags.logs) args.push('--logs', flags.logs);
@@ -215,9 +222,14 @@ async function schedule(flags: StateFlags & { config: string; outputs: string; t
   const { experiment, events, nodes, aggregator } = readScheduleSnapshot(flags.state);
   const config = loadExperimentConfig(flags.config);
   const ca = usesTls(config) ? readFileSync(join(config.certs, 'ca.pem')) : undefined;
-  const idOf = (address: string) => nodeIdFor(parseAddress(address).host, parseAddress(address).port);
-  const pidOf = (address: string) => runningWorkers(flags.state).find((w) => w.id === idOf(address))?.pid;
+  // A pid file outlives its worker (killed): the pid is taken only while it still runs that worker.
+  const pidOf = (address: string) => {
+    const pid = runningWorkers(flags.state).find((w) => w.id === idOf(address))?.pid;
+    return pid !== undefined && isAlive(pid) && runsWorker(pid, address) ? pid : undefined;
+  };
   const start = async (address: string) => {
+    const running = pidOf(address);
+    if (running !== undefined) throw new Error(`it is running already (pid ${running})`);
     const code = await up({ ...flags, quiet: true, only: [address] });
     if (code !== 0) throw new Error(`it did not come up (${join(paths(flags.state).out, `${idOf(address)}.out`)})`);
     return `started again, pid ${pidOf(address)}`;
@@ -227,7 +239,7 @@ async function schedule(flags: StateFlags & { config: string; outputs: string; t
     events,
     nodes,
     driver: new LoopbackDriver(testbedTag(flags.state), pidOf, idOf, start),
-    state: async () => (await fetchPublicJson(aggregator, '/dashboard/state', 2000, ca)) as Awaited<ReturnType<StateSource>>,
+    state: () => fetchPublicJson(aggregator, '/dashboard/round', 2000, ca),
     outputs: resolve(flags.outputs),
     print: console.log,
   });
@@ -247,9 +259,7 @@ export async function down(flags: StateFlags & { timeout: number }): Promise<num
   rmSync(paths(flags.state).tls, { recursive: true, force: true }); // the workers' copies of their keys
   rmSync(paths(flags.state).tokens, { recursive: true, force: true }); // and their token books
   console.log(`testbed: stopped ${workers.filter((w) => w.id !== SCHEDULE).length} workers${workers.some((w) => w.id === SCHEDULE) ? ' and the schedule' : ''}${stubborn.length ? ` (${stubborn.length} killed after ${flags.timeout} ms)` : ''}`);
-  const groups = await removeGroups(testbedTag(flags.state));
-  if (groups.removed) console.log(`testbed: removed the compute groups of ${groups.removed} machines`);
-  if (groups.left.length) console.log(`testbed: could not remove compute groups ${groups.left.join(', ')} (a process is still in them)`);
+  for (const line of describeRemoved(await removeGroups(testbedTag(flags.state)))) console.log(line);
   return 0;
 }
 

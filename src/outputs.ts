@@ -7,7 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
 import { writeFileAtomic } from './files/atomic';
 import { saveModel } from './model/store';
-import type { EventRecord } from './emulate/schedule';
+import { z } from 'zod';
 
 /** What the testbed's schedule did, beside the metrics (written by the testbed driver, read by the report and the dashboard). */
 export const EVENTS_FILE = 'events.json';
@@ -122,14 +122,45 @@ export class ExperimentOutputs {
   }
 }
 
+/**
+ * One line of events.json: an event of the testbed's schedule carried out (or a stopped node let
+ * go), when, and what came of it. The testbed driver writes it; the aggregator reads it back as
+ * untrusted (anyone with the folder can write it): each record checked, the odd one left out.
+ */
+const eventRecordSchema = z.object({
+  /** Its index in config.json's `events`. */
+  index: z.number().int().min(0),
+  do: z.enum(['kill', 'stop', 'start', 'link', 'cpu', 'continue']),
+  on: z.string().max(200),
+  targets: z.array(z.string().max(200)).max(1000),
+  /** The round in hand when it was carried out. */
+  round: z.number().int().min(0).max(100_000),
+  /** Wall-clock time, and seconds since round 1 opened. */
+  time: z.string().max(40),
+  elapsed_s: z.number(),
+  /** As config.json said it. */
+  at_round: z.number().optional(),
+  at_s: z.number().optional(),
+  for_s: z.number().optional(),
+  rate_mbit: z.number().optional(),
+  cpu: z.number().optional(),
+  /** Whether it could be carried out on every target; what happened, or why not. */
+  ok: z.boolean(),
+  detail: z.string().max(2000),
+});
+export type EventRecord = z.infer<typeof eventRecordSchema>;
+
 /** outputs/<experiment>/events.json's records; none when it is absent or unreadable (the driver writes it whole, atomically). */
 export function readEvents(experimentDir: string): EventRecord[] {
   const file = join(experimentDir, EVENTS_FILE);
   if (!existsSync(file)) return [];
   try {
-    const events = JSON.parse(readFileSync(file, 'utf8')).events;
-    return Array.isArray(events) ? events.filter((e) => typeof e?.round === 'number' && typeof e?.do === 'string') : [];
+    const events: unknown = JSON.parse(readFileSync(file, 'utf8')).events;
+    return Array.isArray(events) ? events.slice(0, 10_000).flatMap((e) => { const parsed = eventRecordSchema.safeParse(e); return parsed.success ? [parsed.data] : []; }) : [];
   } catch {
     return [];
   }
 }
+
+/** A record in a round line's, a table cell's or a chart label's words: "kill 127.0.1.3:5000", "stop client (failed)". */
+export const recordWords = (e: EventRecord) => `${e.do} ${e.targets.join(' ') || e.on}${e.ok ? '' : ' (failed)'}`;

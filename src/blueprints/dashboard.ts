@@ -10,6 +10,7 @@ import { dashboardState } from '../dashboard/state';
 import { DASHBOARD_PAGE } from '../dashboard/page';
 import { HttpError } from '../net/errors';
 import type { AggregatorRole, Change } from '../roles/aggregator';
+import { roundProgress } from '../roles/aggregator/view';
 
 /** The browser builds of the chart libraries, by the name the page asks for. */
 const ASSETS: Record<string, string> = {
@@ -28,6 +29,10 @@ export function dashboardBlueprint(role: AggregatorRole): Router {
   });
   router.get('/dashboard/state', (_req, res) => {
     res.json(dashboardState(role));
+  });
+  // What the testbed's schedule polls, several times a second: the round and its stage, nothing built.
+  router.get('/dashboard/round', (_req, res) => {
+    res.json(roundProgress(role));
   });
   router.get('/dashboard/assets/:file', (req, res) => {
     const file = ASSETS[req.params.file];

@@ -110,6 +110,7 @@ function topologyProblems(config: ExperimentConfig): string[] {
   if (config.clients_per_round !== undefined && config.clients_per_round > clientCount) {
     problems.push(`clients_per_round: ${config.clients_per_round} is more than the ${clientCount} clients in others`);
   }
+  problems.push(...stragglerProblems(config));
   if (!config.he.enabled && config.he.quantize && config.he.quantize.bits > 16) {
     problems.push(`he.quantize.bits: ${config.he.quantize.bits}; a plaintext update (he.enabled false) holds at most 16 bits a value`);
   }
@@ -222,6 +223,15 @@ function packingProblem(config: ExperimentConfig, clients: number): string | und
   } catch (err) {
     return (err as Error).message;
   }
+}
+
+/** A round closed by the straggler policy must still count: its early close at least the quorum. */
+function stragglerProblems({ stragglers, min_report_fraction }: ExperimentConfig): string[] {
+  if (!stragglers) return [];
+  const fraction = stragglers.close_fraction ?? 1 / stragglers.over_select;
+  if (fraction >= min_report_fraction - 1e-9) return [];
+  const said = stragglers.close_fraction === undefined ? `1/over_select (${fraction.toFixed(2)}, the default close_fraction)` : `close_fraction ${fraction}`;
+  return [`stragglers: ${said} is below min_report_fraction ${min_report_fraction}: a round closed there would not count, and would start again every time (raise close_fraction, or lower min_report_fraction)`];
 }
 
 /**

@@ -23,6 +23,9 @@ export interface Loaded {
   classNames: string[];
 }
 
+/** What a sample is called where a run is described: the shipped digits, or a lab's own samples. */
+export const sampleNoun = (data: Pick<DataSettings, 'source'>) => (data.source === 'mnist' ? 'digits' : 'samples');
+
 /** The files a node reads: its own (`others[addr].data`), else data.path, `{index}` filled in. */
 export function filesFor(settings: DataSettings, own: DataFiles | undefined, index?: number): DataFiles {
   const fill = (path?: string) => (path === undefined || index === undefined ? path : path.replaceAll('{index}', String(index)));

@@ -56,6 +56,15 @@ export function joinCommand(group: string, command: string[]): string[] {
   return ['/bin/sh', '-c', `${enter} && exec "$@"`, 'sh', ...command];
 }
 
+/**
+ * `command` on an emulated machine: in its namespace, and in its compute group when it has one. The
+ * group first: inside `ip netns exec` the cgroups are out of sight (it mounts a /sys of its own).
+ */
+export function machineCommand(ns: string, command: string[], group?: string): string[] {
+  const inNs = ['ip', 'netns', 'exec', ns, ...command];
+  return group ? joinCommand(group, inNs) : inNs;
+}
+
 /** The groups of a testbed's tag that exist, by controller/name. */
 export function groupsOf(tag: string): string[] {
   return CONTROLLERS.flatMap((c) => (existsSync(join(CGROUP_ROOT, c)) ? readdirSync(join(CGROUP_ROOT, c)) : []).filter((name) => name.startsWith(`fl-${tag}-`)).map((name) => `${c}/${name}`));
@@ -101,33 +110,48 @@ export function measureGroup(group: string, ms = 600): { cores: number; memory_m
 }
 
 export function describeCompute(compute: ComputeShare | undefined, measured?: { cores: number; memory_mb?: number }): string {
-  if (!compute) return 'the host\'s compute';
-  const cpu = compute.cpu === undefined ? 'any CPU' : `${compute.cpu} of a core`;
-  const memory = compute.memory_mb === undefined ? '' : `, ${compute.memory_mb} MB`;
-  return `${cpu}${memory}${measured ? `   measured ${measured.cores.toFixed(2)} of a core` : ''}`;
+  const cpu = compute?.cpu === undefined ? 'any CPU' : `${compute.cpu} of a core`;
+  const memory = compute?.memory_mb === undefined ? '' : `, ${compute.memory_mb} MB`;
+  // What the group says back: the share a busy loop got in it, and the memory limit the kernel holds.
+  const got = measured ? `   measured ${measured.cores.toFixed(2)} of a core${measured.memory_mb !== undefined ? `, limit ${measured.memory_mb} MB` : ''}` : '';
+  return `${cpu}${memory}${got}`;
 }
 
 /**
- * The groups of the machines `compute` names, made and measured, a line printed for each; the
- * group of each such machine, by its name. Without cgroups here, says so: the machines run unshaped.
+ * The groups of a testbed's machines, made and measured, a line printed for each; the group of each
+ * machine, by its name. Once `compute` names any machine, every machine gets a group (those it does
+ * not name with the host's CPU and memory), so all weigh alike against the host's own processes.
+ * `reuse`: a machine started again keeps the group it has (a `cpu` event's share stays). Without
+ * cgroups here, says so: the machines run unshaped.
  */
-export function prepareGroups(tag: string, machines: { name: string; compute?: ComputeShare }[], print: (line: string) => void): Map<string, string> {
-  const shaped = machines.filter((m) => m.compute);
+export function prepareGroups(tag: string, machines: { name: string; compute?: ComputeShare }[], print: (line: string) => void, reuse = false): Map<string, string> {
   const groups = new Map<string, string>();
-  if (!shaped.length) return groups;
+  if (!machines.some((m) => m.compute)) return groups;
   const problem = computeProblem();
   if (problem) {
     print(`testbed: compute NOT applied (${problem}): every machine runs with the host's CPU and memory`);
     return groups;
   }
-  print(`testbed: compute of ${shaped.length} machines (cgroups fl-${tag}-*)`);
-  for (const machine of shaped) {
+  const existing = new Set(groupsOf(tag));
+  const kept = (name: string) => reuse && existing.has(`cpu/${groupName(tag, name)}`);
+  for (const machine of machines.filter((m) => kept(m.name))) groups.set(machine.name, groupName(tag, machine.name));
+  const made = machines.filter((m) => !kept(m.name));
+  if (made.length) print(`testbed: compute of ${made.length} machines (cgroups fl-${tag}-*)`);
+  for (const machine of made) {
     const group = groupName(tag, machine.name);
-    makeGroup(group, machine.compute!);
     groups.set(machine.name, group);
+    makeGroup(group, machine.compute ?? {});
     print(`  ${machine.name.padEnd(22)} ${describeCompute(machine.compute, measureGroup(group))}`);
   }
   return groups;
+}
+
+/** `down`'s line on the groups it removed, and any it could not. */
+export function describeRemoved({ removed, left }: { removed: number; left: string[] }): string[] {
+  return [
+    ...(removed ? [`testbed: removed the compute groups of ${removed} machines`] : []),
+    ...(left.length ? [`testbed: could not remove compute groups ${left.join(', ')} (a process is still in them)`] : []),
+  ];
 }
 
 /**

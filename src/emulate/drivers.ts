@@ -39,16 +39,21 @@ export class LoopbackDriver implements MachineDriver {
   }
 }
 
-/** The worker serving `port` among a namespace's processes (`node main.js … --port <port> …`). */
-export function workerPid(ns: string, port: number): number | undefined {
-  return pidsIn(ns).find((pid) => {
-    try {
-      const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-      return args.some((a) => a.endsWith('main.js')) && args[args.indexOf('--port') + 1] === String(port);
-    } catch {
-      return false; // gone meanwhile
-    }
-  });
+/** Whether `pid` runs the node at `address` (`node main.js … --port <port>`, and `agg` for an aggregator): not a process that took over a dead worker's pid. */
+export function runsWorker(pid: number, address: string, aggregator = false): boolean {
+  try {
+    const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    if (!args.some((a) => a.endsWith('main.js'))) return false;
+    // A worker names its port; the aggregator (`main.js agg --config …`) takes its own from config.json.
+    return aggregator ? args.includes('agg') : args[args.indexOf('--port') + 1] === String(parseAddress(address).port);
+  } catch {
+    return false; // gone meanwhile
+  }
+}
+
+/** The node at `address` among a namespace's processes, the newest that runs it (one started again). */
+export function workerPid(ns: string, address: string, aggregator = false): number | undefined {
+  return pidsIn(ns).filter((pid) => runsWorker(pid, address, aggregator)).sort((a, b) => b - a)[0];
 }
 
 /** The emulated testbed: a node's machine by its IP; `start` runs the launcher again (it starts what is not running). */
@@ -56,6 +61,8 @@ export class EmulatedDriver implements MachineDriver {
   constructor(
     private readonly state: EmulatedState,
     readonly start: (address: string) => Promise<string>,
+    /** Keeps the state folder's plan as the links now are (`status --emulate` reads it). */
+    private readonly save: () => void,
   ) {}
 
   private machineOf(address: string) {
@@ -65,7 +72,10 @@ export class EmulatedDriver implements MachineDriver {
     return machine;
   }
 
-  private pidOf = (address: string) => workerPid(this.machineOf(address).ns, parseAddress(address).port);
+  private pidOf = (address: string) => {
+    const machine = this.machineOf(address);
+    return workerPid(machine.ns, address, machine.nodes.some((n) => n.address === address && n.role === 'aggregator'));
+  };
   kill = async (address: string) => signal(this.pidOf(address), 'SIGKILL', address);
   stop = async (address: string) => signal(this.pidOf(address), 'SIGSTOP', address);
   resume = async (address: string) => signal(this.pidOf(address), 'SIGCONT', address);
@@ -74,6 +84,7 @@ export class EmulatedDriver implements MachineDriver {
     const machine = this.machineOf(address);
     machine.link = { ...machine.link, rate_mbit: rateMbit };
     reshape(this.state.plan, machine, machine.link, this.state.netem);
+    this.save();
     return `link of ${machine.host} shaped to ${rateMbit} Mbit/s both ways`;
   }
 

@@ -78,7 +78,8 @@ export async function removeNetwork(tag: string, graceMs = 5000): Promise<{ name
   const namespaces = testbedNamespaces(tag);
   const signal = (pids: number[], sig: NodeJS.Signals) => pids.forEach((pid) => tryKill(pid, sig));
   const running = () => namespaces.flatMap(pidsIn);
-  signal(running(), 'SIGTERM');
+  // A process the schedule stopped is let go too, or it would hold its TERM until the KILL.
+  for (const sig of ['SIGTERM', 'SIGCONT'] as const) signal(running(), sig);
   const deadline = Date.now() + graceMs;
   while (running().length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
   const stubborn = running();

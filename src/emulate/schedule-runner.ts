@@ -7,6 +7,7 @@
 import { join } from 'node:path';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { resolveNodeConfigs } from '../config/load';
+import { z } from 'zod';
 import type { ExperimentConfig, LabEvent } from '../config/schema';
 import { writeFileAtomic } from '../files/atomic';
 import { dueAt, describeEvent, dueEvents, targetsOf, type EventRecord, type Progress } from './schedule';
@@ -42,8 +43,27 @@ export function writeScheduleSnapshot(state: string, config: ExperimentConfig): 
 
 export const readScheduleSnapshot = (state: string): ScheduleSnapshot => JSON.parse(readFileSync(scheduleFile(state), 'utf8'));
 
-/** The aggregator's public state, as far as the schedule reads it; undefined while it does not answer. */
-export type StateSource = () => Promise<{ experiment?: string; round?: number; stage?: string; finished?: boolean } | undefined>;
+/** The aggregator's round (GET /dashboard/round), as it answered; undefined while it does not. Checked before use (readState). */
+export type StateSource = () => Promise<unknown>;
+
+/** What the schedule takes from an answer: public and unauthenticated, so each value is checked. */
+const stateSchema = z.object({
+  experiment: z.string().max(200),
+  round: z.number().int().min(0).max(100_000),
+  rounds: z.number().int().min(0).max(100_000).optional(),
+  stage: z.string().max(40),
+  finished: z.boolean().optional(),
+});
+type AggregatorState = z.infer<typeof stateSchema>;
+
+/** An answer the schedule can act on: well formed, a round within the experiment's, never going back. */
+function readState(answer: unknown, highest: number): AggregatorState | undefined {
+  const parsed = stateSchema.safeParse(answer);
+  if (!parsed.success) return undefined;
+  const state = parsed.data;
+  if ((state.rounds !== undefined && state.round > state.rounds) || state.round < highest) return undefined;
+  return state;
+}
 
 export interface ScheduleRun {
   experiment: string;
@@ -108,27 +128,31 @@ export async function runSchedule(run: ScheduleRun): Promise<EventRecord[]> {
   };
 
   print(`schedule: ${events.length} events for ${run.experiment}, waiting for its first round (records in ${file})`);
-  while (carried.size < events.length) {
-    const state = await run.state();
-    const ours = state?.experiment === run.experiment;
-    if (ours) lastSeen = Date.now();
-    else if (startedAt !== undefined && Date.now() - lastSeen > (run.goneAfterMs ?? 30_000)) break;
-    if (ours && state.round !== undefined) {
-      const opened = state.stage !== undefined && state.stage !== 'idle';
-      if (startedAt === undefined && opened) {
-        startedAt = Date.now();
-        save(); // a fresh record: nothing of an earlier run's schedule stays
+  try {
+    while (carried.size < events.length) {
+      const state = readState(await run.state(), progress.round);
+      const ours = state?.experiment === run.experiment;
+      if (ours) lastSeen = Date.now();
+      else if (startedAt !== undefined && Date.now() - lastSeen > (run.goneAfterMs ?? 30_000)) break;
+      if (ours) {
+        const opened = state.stage !== 'idle';
+        if (startedAt === undefined && opened) {
+          startedAt = Date.now();
+          save(); // a fresh record: nothing of an earlier run's schedule stays
+        }
+        progress = { round: state.round, opened, ...(startedAt !== undefined ? { elapsed_s: (Date.now() - startedAt) / 1000 } : {}) };
+        for (const index of dueEvents(events, carried, progress)) {
+          carried.add(index);
+          await carry(index);
+        }
+        if (state.finished || state.stage === 'done') break;
       }
-      progress = { round: state.round, opened, ...(startedAt !== undefined ? { elapsed_s: (Date.now() - startedAt) / 1000 } : {}) };
-      for (const index of dueEvents(events, carried, progress)) {
-        carried.add(index);
-        await carry(index);
-      }
-      if (state.finished || state.stage === 'done') break;
+      await sleep(pollMs);
     }
-    await sleep(pollMs);
+  } finally {
+    // Whatever ends the schedule, a node it stopped is let go at its time.
+    await Promise.all(resumes);
   }
-  await Promise.all(resumes);
   const missed = events.map((_, i) => i).filter((i) => !carried.has(i));
   for (const i of missed) print(`schedule: not carried out, the experiment ended first: ${describeEvent(events[i], targetsOf(events[i], run.nodes))} ${dueAt(events[i])}`);
   return records;

@@ -5,6 +5,7 @@
  */
 import { namesNode } from '../config/address';
 import { ROLES, type LabEvent } from '../config/schema';
+export type { EventRecord } from '../outputs';
 
 /** Where the experiment stands, as the aggregator's status says it. */
 export interface Progress {
@@ -16,14 +17,20 @@ export interface Progress {
   elapsed_s?: number;
 }
 
-/** The events due now and not yet carried out (by their index in the schedule), in the schedule's order. */
+/**
+ * The events due now and not yet carried out (by their index in the schedule), in the order they
+ * fell due (rounds before times; the schedule's order among equals): a round that went by between
+ * two looks still kills before it starts again.
+ */
 export function dueEvents(events: readonly LabEvent[], carried: ReadonlySet<number>, progress: Progress): number[] {
   const openedUpTo = progress.opened ? progress.round : progress.round - 1;
-  return events.flatMap((event, index) => {
+  const due = events.flatMap((event, index) => {
     if (carried.has(index)) return [];
-    const due = event.at_round !== undefined ? event.at_round <= openedUpTo : progress.elapsed_s !== undefined && event.at_s! <= progress.elapsed_s;
-    return due ? [index] : [];
+    const now = event.at_round !== undefined ? event.at_round <= openedUpTo : progress.elapsed_s !== undefined && event.at_s! <= progress.elapsed_s;
+    return now ? [index] : [];
   });
+  const when = (e: LabEvent) => [e.at_round ?? Infinity, e.at_s ?? 0];
+  return due.sort((a, b) => when(events[a])[0] - when(events[b])[0] || when(events[a])[1] - when(events[b])[1] || a - b);
 }
 
 /** The nodes an event's `on` names: every node of a role, one node by address, or every node on an IP. */
@@ -49,29 +56,3 @@ export function describeEvent(event: LabEvent, targets: readonly string[]): stri
 
 /** When an event was due, in words: "at round 3", "at 20 s". */
 export const dueAt = (event: LabEvent) => (event.at_round !== undefined ? `at round ${event.at_round}` : `at ${event.at_s} s`);
-
-/** One line of events.json: an event carried out (or a stopped node let go), when, and what came of it. */
-export interface EventRecord {
-  /** Its index in config.json's `events`. */
-  index: number;
-  do: LabEvent['do'] | 'continue';
-  on: string;
-  targets: string[];
-  /** The round in hand when it was carried out. */
-  round: number;
-  /** Wall-clock time, and seconds since round 1 opened. */
-  time: string;
-  elapsed_s: number;
-  /** As config.json said it. */
-  at_round?: number;
-  at_s?: number;
-  for_s?: number;
-  rate_mbit?: number;
-  cpu?: number;
-  /** Whether it could be carried out on every target; what happened, or why not. */
-  ok: boolean;
-  detail: string;
-}
-
-/** A record in a round line's, a table cell's or a chart label's words: "kill 127.0.1.3:5000", "stop client (failed)". */
-export const recordWords = (e: EventRecord) => `${e.do} ${e.targets.join(' ') || e.on}${e.ok ? '' : ' (failed)'}`;

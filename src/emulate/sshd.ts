@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { TestbedPlan } from './plan';
-import { joinCommand } from './cgroups';
+import { machineCommand } from './cgroups';
 import { EmulateError, run } from './system';
 
 const SSHD = '/usr/sbin/sshd';
@@ -83,10 +83,7 @@ export function startSshd(plan: TestbedPlan, files: SshFiles, groups: ReadonlyMa
       '-E', log,
     ];
     // In the machine's compute group, so is everything started over ssh: the workers, their HE threads.
-    // The group first: inside `ip netns exec` the cgroups are out of sight (it mounts a /sys of its own).
-    const group = groups.get(machine.host);
-    const inNs = ['ip', 'netns', 'exec', machine.ns, ...sshd];
-    const [program, ...args] = group ? joinCommand(group, inNs) : inNs;
+    const [program, ...args] = machineCommand(machine.ns, sshd, groups.get(machine.host));
     run(program, args);
   }
 }

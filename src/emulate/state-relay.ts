@@ -1,6 +1,6 @@
 /**
  * Run inside the aggregator's namespace for the schedule, which runs outside (where the cgroups
- * and every namespace are in reach): prints the aggregator's public dashboard state as one JSON
+ * and every namespace are in reach): prints the aggregator's round (GET /dashboard/round) as one JSON
  * line every poll ("null" while it does not answer), until its parent closes stdin.
  *   state-relay [--ca FILE] <poll-ms> <host:port>
  */
@@ -13,10 +13,8 @@ async function main(args: string[]): Promise<void> {
   let open = true;
   process.stdin.on('end', () => (open = false)).on('close', () => (open = false)).resume();
   while (open) {
-    const state = (await fetchPublicJson(address, '/dashboard/state', 2000, ca)) as Record<string, unknown> | undefined;
-    // What the schedule reads of it, not the whole page's state.
-    const line = state ? { experiment: state.experiment, round: state.round, stage: state.stage, finished: state.finished } : null;
-    process.stdout.write(JSON.stringify(line) + '\n');
+    // The schedule checks what it reads (readState): this only carries it across the namespace.
+    process.stdout.write(JSON.stringify((await fetchPublicJson(address, '/dashboard/round', 2000, ca)) ?? null) + '\n');
     await new Promise((r) => setTimeout(r, Number(pollMs)));
   }
 }

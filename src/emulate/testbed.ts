@@ -10,7 +10,7 @@ import { canonicalAddress, parseAddress } from '../config/address';
 import { loadExperimentConfig, usesTls } from '../config/load';
 import { ensureTestbedCerts } from '../net/certs';
 import { DEFAULT_KEY_FILE, ensureClientKey } from '../he/keys';
-import { groupName, groupsOf, joinCommand, prepareGroups, removeGroups } from './cgroups';
+import { describeRemoved, groupName, groupsOf, machineCommand, prepareGroups, removeGroups } from './cgroups';
 import { EmulatedDriver } from './drivers';
 import { readEmulatedState, stateFile, type EmulatedState } from './state';
 import { describeLink, needsNetem } from './links';
@@ -49,7 +49,8 @@ export async function upEmulated(flags: UpFlags): Promise<number> {
     const { netem } = buildNetwork(plan);
     assertIsolated(plan);
     const ssh = writeSshFiles(plan, flags.state);
-    const groups = prepareGroups(plan.tag, plan.machines.map((m) => ({ name: m.host, compute: m.compute })), flags.print);
+    const anyCompute = plan.machines.some((m) => m.compute);
+    const groups = prepareGroups(plan.tag, plan.machines.map((m) => ({ name: m.host, compute: m.compute ?? (anyCompute ? {} : undefined) })), flags.print);
     startSshd(plan, ssh, groups);
     flags.print(`testbed: ${plan.machines.length} machines in namespaces fl-${plan.tag}-*, one bridge, sshd on port 22 of each`);
     const shaped = plan.machines.filter((m) => m.link);
@@ -162,13 +163,21 @@ const schedulePidFile = (state: string) => join(state, 'schedule.pid');
 /** The schedule's view of the aggregator: the latest line of a relay in the aggregator's namespace. */
 function relayedState(plan: TestbedPlan, aggregator: string, ca: string | undefined): { source: StateSource; stop: () => void } {
   const relay = spawn('ip', ['netns', 'exec', aggregatorOf(plan).ns, process.execPath, join(__dirname, 'state-relay.js'), ...(ca ? ['--ca', ca] : []), '200', aggregator], { stdio: ['pipe', 'pipe', 'inherit'] });
-  let latest: Awaited<ReturnType<StateSource>>;
+  let latest: unknown;
   let buffered = '';
   relay.stdout.setEncoding('utf8').on('data', (chunk: string) => {
     const lines = (buffered + chunk).split('\n');
     buffered = lines.pop()!;
-    if (lines.length) latest = JSON.parse(lines[lines.length - 1]) ?? undefined;
+    if (lines.length) {
+      try {
+        latest = JSON.parse(lines[lines.length - 1]) ?? undefined;
+      } catch {
+        latest = undefined;
+      }
+    }
   });
+  // A relay that ended says nothing more: the schedule then sees no aggregator, and gives up in time.
+  relay.on('exit', () => (latest = undefined));
   return { source: async () => latest, stop: () => relay.stdin.end() };
 }
 
@@ -185,7 +194,7 @@ export async function scheduleEmulated(flags: { state: string; outputs: string; 
   };
   const relay = relayedState(state.plan, aggregator, state.certs && join(state.certs, 'ca.pem'));
   try {
-    await runSchedule({ experiment, events, nodes, driver: new EmulatedDriver(state, start), state: relay.source, outputs: flags.outputs, print });
+    await runSchedule({ experiment, events, nodes, driver: new EmulatedDriver(state, start, () => writeFileSync(stateFile(flags.state), JSON.stringify(state, null, 1))), state: relay.source, outputs: flags.outputs, print });
   } finally {
     relay.stop();
     rmSync(schedulePidFile(flags.state), { force: true });
@@ -214,9 +223,7 @@ export function execOn(state: string, node: string, command: string[]): number {
   if (!command.length) throw new EmulateError('exec: name a command after --, e.g. exec 10.10.1.15 -- node main.js agg');
   // In the machine's compute group, when it has one: the aggregator started here computes as its machine does.
   const group = groupName(plan.tag, machine.host);
-  // The group first: inside `ip netns exec` the cgroups are out of sight (it mounts a /sys of its own).
-  const inNs = ['ip', 'netns', 'exec', machine.ns, ...command];
-  const [program, ...args] = groupsOf(plan.tag).includes(`cpu/${group}`) ? joinCommand(group, inNs) : inNs;
+  const [program, ...args] = machineCommand(machine.ns, command, groupsOf(plan.tag).includes(`cpu/${group}`) ? group : undefined);
   const result = spawnSync(program, args, { stdio: 'inherit' });
   if (result.error) throw new EmulateError(`exec: ${result.error.message}`);
   return result.status ?? 1;
@@ -228,9 +235,7 @@ export async function downEmulated(state: string, print: (line: string) => void)
   stopSchedule(state);
   const { namespaces, killed } = await removeNetwork(tag);
   print(`testbed: removed ${namespaces} namespaces of fl-${tag}-*${killed ? ` (${killed} processes killed after the grace period)` : ''}`);
-  const groups = await removeGroups(tag);
-  if (groups.removed) print(`testbed: removed the compute groups of ${groups.removed} machines`);
-  if (groups.left.length) print(`testbed: could not remove compute groups ${groups.left.join(', ')} (a process is still in them)`);
+  for (const line of describeRemoved(await removeGroups(tag))) print(line);
   if (existsSync(stateFile(state))) print(removeHandedOver(readEmulatedState(state)));
   return 0;
 }

@@ -16,25 +16,38 @@ export function answersHealth(address: string, timeoutMs: number, ca?: Buffer): 
   });
 }
 
-/** GET a public route's JSON (the dashboard's state), checked against the testbed's CA under TLS; undefined when it does not answer. */
+/** The most a public route's answer may hold: the schedule reads a line of state, not a page. */
+const MAX_PUBLIC_BODY = 64 * 1024;
+
+/** GET a public route's JSON (the round the aggregator is in), checked against the testbed's CA under TLS; undefined when it does not answer, whole and in time. */
 export function fetchPublicJson(address: string, path: string, timeoutMs: number, ca?: Buffer): Promise<unknown> {
   return new Promise((resolve) => {
     const url = `${baseUrl(address, Boolean(ca))}${path}`;
     const request = ca ? https.get(url, { ca, timeout: timeoutMs }) : http.get(url, { timeout: timeoutMs });
+    // The whole answer within the time, not only each packet: a server dribbling bytes is given up on.
+    const deadline = setTimeout(() => request.destroy(), timeoutMs);
+    const done = (value: unknown) => {
+      clearTimeout(deadline);
+      resolve(value);
+    };
     request.on('response', (res) => {
       let body = '';
       res.setEncoding('utf8');
-      res.on('data', (chunk) => (body += chunk));
+      res.on('data', (chunk: string) => {
+        body += chunk;
+        if (body.length > MAX_PUBLIC_BODY) request.destroy();
+      });
       res.on('end', () => {
         try {
-          resolve(res.statusCode === 200 ? JSON.parse(body) : undefined);
+          done(res.statusCode === 200 ? JSON.parse(body) : undefined);
         } catch {
-          resolve(undefined);
+          done(undefined);
         }
       });
-      res.on('error', () => resolve(undefined));
+      res.on('error', () => done(undefined));
     });
     request.on('timeout', () => request.destroy());
-    request.on('error', () => resolve(undefined));
+    request.on('error', () => done(undefined));
+    request.on('close', () => done(undefined)); // destroyed before an answer: none
   });
 }

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadExperimentConfig } from '../config/load';
 import type { ExperimentConfig } from '../config/schema';
-import { heldOutData } from '../data/source';
+import { heldOutData, sampleNoun } from '../data/source';
 import { initBackend } from '../model/backend';
 import { evaluate, parameterCount } from '../model/model';
 import { loadModel } from '../model/store';
@@ -40,7 +40,7 @@ export async function evaluateSaved(modelDir: string, options: EvaluateOptions =
   try {
     const { test } = heldOutData(config.data);
     const { accuracy, loss } = evaluate(model, test);
-    return `${modelDir}: accuracy ${(accuracy * 100).toFixed(2)}%, loss ${loss.toFixed(4)} on ${test.size} held-out ${config.data.source === 'mnist' ? 'digits' : 'samples'} (seed ${config.data.seed}; ${parameterCount(model)} parameters; backend ${backend})`;
+    return `${modelDir}: accuracy ${(accuracy * 100).toFixed(2)}%, loss ${loss.toFixed(4)} on ${test.size} held-out ${sampleNoun(config.data)} (seed ${config.data.seed}; ${parameterCount(model)} parameters; backend ${backend})`;
   } finally {
     model.dispose();
   }

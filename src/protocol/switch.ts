@@ -238,7 +238,10 @@ export class SwitchMachine {
   private graceIfEnough(): SwitchAction[] {
     const early = earlyCloseAt(this.selected.length, this.stragglers);
     const { state } = this;
-    if (early === undefined || this.graceStarted || state.received.size < Math.max(early, this.minUpdates)) return [];
+    // Two reporters at least (its own clients, switches below), where two are in the round: one switch's sum alone does not cut the others short.
+    const reporters = [...state.received].filter((c) => this.topology.reportsToRoot(c)).length + state.heard.size;
+    const voices = reporters >= Math.min(2, this.selectedHere().length + this.switchesInRound().length);
+    if (early === undefined || this.graceStarted || state.received.size < Math.max(early, this.minUpdates) || !voices) return [];
     this.graceStarted = true;
     const grace = this.stragglers!.grace_ms;
     return [

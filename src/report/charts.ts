@@ -2,8 +2,7 @@
  * The experiment's charts as Vega-Lite specs with their data inline. The same specs are drawn by the
  * dashboard in the browser and by the report on the aggregator (SVG in report.html, PNG for papers).
  */
-import type { RoundMetrics } from '../outputs';
-import { recordWords, type EventRecord } from '../emulate/schedule';
+import { recordWords, type EventRecord, type RoundMetrics } from '../outputs';
 import { meanPhases, PHASES, type NodeRound } from './data';
 
 export type ChartSpec = Record<string, unknown>;

@@ -134,7 +134,7 @@ describe('the emulated testbed, end to end', { skip: why }, () => {
   });
 
   it('puts each machine\'s processes in its compute group, measured at up, and carries out the schedule, following the rounds through a relay on the aggregator\'s machine', () => {
-    assert.match(upOutput, /10\.77\.1\.2\s+0\.5 of a core, 1024 MB\s+measured 0\.[3-5]\d of a core/);
+    assert.match(upOutput, /10\.77\.1\.2\s+0\.5 of a core, 1024 MB\s+measured 0\.[3-5]\d of a core, limit 1024 MB/);
     const pidOf = (host: string) => Number(readFileSync(join(project, '.run', `worker-${host}-5000.pid`), 'utf8'));
     // Started over ssh, under the sshd that was started in the group: the worker is in it too.
     assert.match(readFileSync(`/proc/${pidOf('10.77.1.2')}/cgroup`, 'utf8'), new RegExp(`:cpu:/fl-${tag}-10\\.77\\.1\\.2$`, 'm'));

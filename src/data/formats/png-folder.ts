@@ -24,7 +24,12 @@ export function readPngFolder(dir: string, knownClasses?: readonly string[], cha
     const label = index.get(name)!;
     for (const entry of readdirSync(join(dir, name)).filter((f) => f.toLowerCase().endsWith('.png')).sort()) {
       const file = join(dir, name, entry);
-      const bytes = readFileSync(file);
+      let bytes: Buffer;
+      try {
+        bytes = readFileSync(file);
+      } catch (err) {
+        throw new DataFileError(`${file}: cannot read it: ${(err as Error).message}`);
+      }
       try {
         images.push({ file, label, png: PNG.sync.read(bytes) });
       } catch (err) {
@@ -73,7 +78,7 @@ export function pngProblem(bytes: Buffer): string | undefined {
     if (at + 8 > bytes.length) return `cut short: it ends inside a chunk header at byte ${at} of ${bytes.length} (was it copied whole?)`;
     const length = bytes.readUInt32BE(at);
     const type = bytes.toString('latin1', at + 4, at + 8);
-    if (at + 12 + length > bytes.length) return `cut short: it ends inside its ${type} chunk (${bytes.length - at - 12} of ${length} bytes there; was it copied whole?)`;
+    if (at + 12 + length > bytes.length) return `cut short: it ends inside its ${type} chunk (${Math.min(length, bytes.length - at - 8)} of ${length} bytes there; was it copied whole?)`;
     if (zlib.crc32(bytes.subarray(at + 4, at + 8 + length)) !== bytes.readUInt32BE(at + 8 + length)) return `corrupt: its ${type} chunk at byte ${at} fails its checksum`;
     seen.push(type);
     at += 12 + length;

@@ -13,8 +13,14 @@ import type { BenchRoom, SuspectSearch } from './suspects';
 
 export interface RoundRules {
   rounds: number;
-  /** How many clients a round wants. */
+  /** How many clients a round selects at most. */
   goal: number;
+  /**
+   * Under over-selection (stragglers.over_select), how many it needs: selection closes once this many
+   * are ready, taking every ready one up to `goal`, rather than wait for a slow client still busy
+   * with the last round. Absent: the goal.
+   */
+  wanted?: number;
   /** The share of selected clients whose updates must arrive for a round to count. */
   minFraction: number;
   /** How long selection and training may each take before the round goes on without the rest. */

@@ -32,12 +32,13 @@ export class Selection extends Phase {
   }
 
   /**
-   * Closes once the goal count is ready, or, with workers down, every client that can still report
-   * (never fewer than the quorum: below it the round waits for workers to come back).
+   * Closes once the goal count is ready (under over-selection, the count wanted), or, with workers
+   * down, every client that can still report (never fewer than the quorum: below it the round waits
+   * for workers to come back).
    */
   private selectIfReady(): Step | undefined {
     const { rules, members } = this.ctx;
-    const attainable = Math.min(rules.goal, this.unbenched(members.canTakePart()).length);
+    const attainable = Math.min(rules.wanted ?? rules.goal, this.unbenched(members.canTakePart()).length);
     const needed = Math.max(attainable, quorum(rules.goal, rules.minFraction));
     return this.ready().length >= needed ? this.close() : undefined;
   }

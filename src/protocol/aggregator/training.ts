@@ -184,9 +184,13 @@ export class Training extends Phase {
   /** Under the straggler policy, once enough of the round's clients are in: the round closes after the grace (as at its deadline), without the rest. */
   private graceIfEnough(): Action[] {
     const { round, rules } = this.ctx;
-    const early = earlyCloseAt(this.clients.length, rules.stragglers);
+    // Never below the quorum (the config checks see to it; a round closed below it would only start again).
+    const fewest = earlyCloseAt(this.clients.length, rules.stragglers);
+    const early = fewest === undefined ? undefined : Math.max(fewest, quorum(this.clients.length, rules.minFraction));
     const included = new Set([...this.reported.values()].flatMap((r) => r.clients)).size;
-    if (early === undefined || this.graceStarted || included < early) return [];
+    // Two reporters at least, where two are expected: one switch's word alone (its sum may lie about who is in it) does not cut the others short.
+    const voices = this.reported.size >= Math.min(2, this.expected.size);
+    if (early === undefined || this.graceStarted || included < early || !voices) return [];
     this.graceStarted = true;
     const grace = rules.stragglers!.grace_ms;
     return [

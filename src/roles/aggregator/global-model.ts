@@ -35,12 +35,12 @@ interface SealedSum {
   scale: number;
 }
 
-/** Asks the clients to score an encrypted model: their answers, who gave none, and who said it is unusable. */
 /** A federated evaluation that not every client asked could answer: how many did. */
 export interface Coverage {
   scored_by?: { clients: number; of: number };
 }
 
+/** Asks the clients to score an encrypted model: their answers, who gave none, and who said it is unusable. */
 export type FederatedEvaluation = (
   round: number,
   message: Buffer,

@@ -82,6 +82,7 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
     const rules = {
       rounds: plannedRounds(settings),
       goal: selectedPerRound(settings, this.topology.clients.length),
+      wanted: Math.min(settings.clients_per_round ?? this.topology.clients.length, this.topology.clients.length),
       minFraction: settings.min_report_fraction,
       deadlineMs: settings.timeouts.round_ms,
       session: randomBytes(4).toString('hex'),

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { EncryptedAccumulator, PlaintextAccumulator, type Accumulator } from '../../aggregation/accumulator';
 import { aggregatorState, KEY_PAIR_FILE, type Checkpoint, type CheckpointHeader } from '../../checkpoint';
 import { inputOf, type Settings } from '../../config/schema';
-import { heldOutData } from '../../data/source';
+import { heldOutData, sampleNoun } from '../../data/source';
 import { valueLimits } from '../../he/bounds';
 import { startKeyHolderSession, startSession, type HeSession } from '../../he/keys';
 import { quantizesChange } from '../../he/quantized';
@@ -75,7 +75,7 @@ export async function prepare(options: PrepareOptions): Promise<Prepared | undef
   const accumulator = he ? new EncryptedAccumulator(he, 'aggregator', false) : new PlaintextAccumulator(parameters);
   const packing = settings.he.quantize ? `quantized to ${settings.he.quantize.bits} bits (±${settings.he.quantize.clip}), ${he?.pool.perCiphertext} values a ciphertext` : 'a value to a coefficient';
   const encryption = he ? `CKKS N=${settings.he.poly_modulus_degree}, ${he.chunks} ciphertexts per update (${packing}), key held by the ${settings.he.key_holder}` : 'no encryption';
-  const summary = `TensorFlow.js backend ${backend}; ${test.size} held-out test ${settings.data.source === 'mnist' ? 'digits' : 'samples'}; strategy ${strategy.name}; ${encryption}`;
+  const summary = `TensorFlow.js backend ${backend}; ${test.size} held-out test ${sampleNoun(settings.data)}; strategy ${strategy.name}; ${encryption}`;
   return { model, modelId: modelId(model), backend, strategy, global, accumulator, he, summary };
 }
 

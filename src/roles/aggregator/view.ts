@@ -5,10 +5,9 @@
 import { plannedRounds } from '../../privacy/dp';
 import type { AggregatorNodeConfig } from '../../config/node-config';
 import type { ClusterLog, NodeRecords } from '../../log/cluster-log';
-import type { ExperimentOutputs, RoundMetrics } from '../../outputs';
+import { recordWords, type EventRecord, type ExperimentOutputs, type RoundMetrics } from '../../outputs';
 import type { RoundMachine } from '../../protocol/aggregator/machine';
 import type { RoundStage } from './round-clock';
-import { recordWords, type EventRecord } from '../../emulate/schedule';
 
 /** What changed, for whoever shows the experiment live (dashboard, progress bars). */
 export type Change = 'stage' | 'round' | 'logs' | 'health';
@@ -67,6 +66,11 @@ export function describeWorkers(machine: RoundMachine, addresses: string[]): str
       return `${address} (up${said?.reason ? `, ${said.reason}` : ''}; has not checked in)`;
     })
     .join(', ');
+}
+
+/** The round in hand and its stage, no more: what the testbed's schedule follows, cheap to ask often (GET /dashboard/round). */
+export function roundProgress(role: Observed) {
+  return { experiment: role.config.experiment, round: role.machine.round, rounds: plannedRounds(role.config.settings), stage: role.stage, finished: role.isFinished };
 }
 
 /** Where the experiment stands: for the page's header and the command line's progress bars. */

@@ -369,3 +369,13 @@ describe('files of the lab\'s own in config.json', () => {
     parseExperimentConfig(withOwn([undefined, undefined], { ...csv, path: 'shared.csv' }));
   });
 });
+
+describe('the straggler policy against the quorum', () => {
+  const reference = JSON.parse(readFileSync(join(ROOT, 'config.json'), 'utf8'));
+  it('refuses an early close below min_report_fraction: the round would not count, and would start again every time', () => {
+    assert.ok(problemsOf({ ...reference, stragglers: { over_select: 3 } }).some((p) => /stragglers: 1\/over_select \(0\.33, the default close_fraction\) is below min_report_fraction 0\.5/.test(p)));
+    assert.ok(problemsOf({ ...reference, stragglers: { close_fraction: 0.4 } }).some((p) => /stragglers: close_fraction 0\.4 is below min_report_fraction 0\.5/.test(p)));
+    parseExperimentConfig({ ...reference, stragglers: { over_select: 2 } });
+    parseExperimentConfig({ ...reference, min_report_fraction: 0.3, stragglers: { over_select: 3 } });
+  });
+});

@@ -219,6 +219,30 @@ describe('aggregator round machine', () => {
     // A late report of the slow client is refused: the round has closed without it.
     assert.equal(ofType(report(m, 'd1', 1), 'refuse').length, 1);
   });
+
+  it('under the straggler policy, does not let one switch\'s sum alone start the grace that cuts the others short', () => {
+    // s1 holds four of the five clients: its sum alone (which may lie about who is in it) reaches 3 of 5.
+    const lopsided = new Topology(AGG, { c1: S1, c2: S1, c3: S1, c4: S1, d1: AGG, [S1]: AGG });
+    const m = machine({ goal: 5, stragglers: { over_select: 1, close_fraction: 0.6, grace_ms: 100 } }, firstComeFirstServed, lopsided);
+    m.handle({ type: 'start' });
+    checkInAll(m);
+    assert.deepEqual(ofType(report(m, S1, 4), 'start-timer'), [], 'one reporter: no grace');
+    assert.equal(m.stage, 'training');
+  });
+
+  it('under over-selection, selects once the clients wanted are ready, not waiting for one still busy with the last round', () => {
+    const m = machine({ goal: 5, wanted: 4, stragglers: { over_select: 1.25, grace_ms: 200 } });
+    m.handle({ type: 'start' });
+    checkInAll(m, ['c1', 'c2', 'c3']);
+    assert.equal(m.stage, 'selection', 'three of the four wanted');
+    checkInAll(m, ['c4']);
+    assert.equal(m.stage, 'training');
+    assert.deepEqual(m.selected, ['c1', 'c2', 'c3', 'c4'], 'every ready client, up to the goal');
+    const plain = machine({ goal: 5, wanted: 5 });
+    plain.handle({ type: 'start' });
+    checkInAll(plain, ['c1', 'c2', 'c3', 'c4']);
+    assert.equal(plain.stage, 'selection', 'without over-selection it waits for the goal');
+  });
 });
 
 describe('aggregator round machine with workers going down', () => {
