@@ -148,10 +148,15 @@ async function reportOn(role: AggregatorRole, node: StartedNode, print: (line: s
   const { config, outputs, cluster } = role;
   try {
     const last = outputs.rows[outputs.rows.length - 1];
-    // And the last round's clients that were up but too late for its sum: their work, wasted, is in the report too.
-    const tooLate = last ? last.missing.filter((c) => role.machine.members.healthOf(c)?.state === 'up') : [];
-    const workers = [...new Set([...role.participants, ...tooLate])].filter((a) => a !== config.address);
-    const late = last ? await cluster.settle(last.round, workers, LAST_LOGS_WAIT_MS) : [];
+    const workers = role.participants.filter((a) => a !== config.address);
+    // And clients that were up but too late for a round's sum (the straggler policy): each may still be
+    // training that round, and its record, with the work it wasted, is for the report too.
+    const tooLate = new Map<string, number>();
+    for (const row of outputs.rows) for (const c of row.missing) if (role.machine.members.healthOf(c)?.state === 'up') tooLate.set(c, row.round);
+    const [late] = await Promise.all([
+      last ? cluster.settle(last.round, workers, LAST_LOGS_WAIT_MS) : [],
+      ...[...tooLate].map(([client, round]) => cluster.settle(round, [client], LAST_LOGS_WAIT_MS)),
+    ]);
     if (late.length) node.logger.warn(`the report goes without round ${last!.round} of ${late.join(', ')}: their records did not arrive`);
     const histograms = Object.fromEntries(role.histograms);
     outputs.writeJson(CLIENTS_FILE, histograms);
