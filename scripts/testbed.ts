@@ -133,7 +133,8 @@ export async function up(flags: StateFlags & { config: string; timeout: number; 
   if (tls && (await ensureTestbedCerts(config.certs, Object.keys(config.others)))) console.log(`testbed: made TLS certificates in ${config.certs}`);
   const ca = tls ? readFileSync(join(config.certs, 'ca.pem')) : undefined;
 
-  // On loopback each worker is a machine of its own: `compute` by its address or its role.
+  // On loopback each worker is a machine of its own: `compute` by its address or its role. A worker
+  // started again alone gets a group (its old one, or one with the host's CPU) when any machine has one.
   const starting = workers.filter((w) => !alreadyUp.has(idOf(w.address)) && (!flags.only || flags.only.includes(w.address)));
   const anyCompute = Object.keys(config.compute ?? {}).length > 0;
   const machines = starting.map((w) => ({ name: idOf(w.address), compute: computeOf(config, [{ address: w.address, role: w.type }]) ?? (anyCompute ? {} : undefined) }));
@@ -337,7 +338,7 @@ withState(program.command('schedule').description('carry out config.json\'s even
   .option('--logs <dir>', 'where workers started again write logs/')
   .option('--timeout <ms>', 'how long to wait for a worker started again', int, 30_000)
   .option('--he-key <file>', 'with the key at the clients, the key a worker started again is handed', DEFAULT_KEY_FILE)
-  .option('--emulate', 'on the emulated testbed (run on the aggregator\'s machine: `up --emulate` starts it there)')
+  .option('--emulate', 'on the emulated testbed (`up --emulate` starts it; it follows the rounds through a relay on the aggregator\'s machine)')
   .action(run((flags: StateFlags & { config: string; outputs: string; timeout: number; logs?: string; heKey?: string; emulate?: boolean }) =>
     flags.emulate ? scheduleEmulated(flags, console.log) : schedule(flags),
   ));

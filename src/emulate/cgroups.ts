@@ -65,6 +65,9 @@ export function machineCommand(ns: string, command: string[], group?: string): s
   return group ? joinCommand(group, inNs) : inNs;
 }
 
+/** Whether a group exists (a machine made one at `up`, or a `cpu` event since). */
+export const hasGroup = (group: string) => existsSync(dirOf('cpu', group));
+
 /** The groups of a testbed's tag that exist, by controller/name. */
 export function groupsOf(tag: string): string[] {
   return CONTROLLERS.flatMap((c) => (existsSync(join(CGROUP_ROOT, c)) ? readdirSync(join(CGROUP_ROOT, c)) : []).filter((name) => name.startsWith(`fl-${tag}-`)).map((name) => `${c}/${name}`));
@@ -132,8 +135,7 @@ export function prepareGroups(tag: string, machines: { name: string; compute?: C
     print(`testbed: compute NOT applied (${problem}): every machine runs with the host's CPU and memory`);
     return groups;
   }
-  const existing = new Set(groupsOf(tag));
-  const kept = (name: string) => reuse && existing.has(`cpu/${groupName(tag, name)}`);
+  const kept = (name: string) => reuse && hasGroup(groupName(tag, name));
   for (const machine of machines.filter((m) => kept(m.name))) groups.set(machine.name, groupName(tag, machine.name));
   const made = machines.filter((m) => !kept(m.name));
   if (made.length) print(`testbed: compute of ${made.length} machines (cgroups fl-${tag}-*)`);
@@ -162,7 +164,7 @@ export function changeCpu(tag: string, machine: string, cores: number, pids: () 
   const problem = computeProblem();
   if (problem) throw new Error(problem);
   const group = groupName(tag, machine);
-  if (groupsOf(tag).includes(`cpu/${group}`)) {
+  if (hasGroup(group)) {
     setCpu(group, cores);
     return `${cores} of a core (group ${group})`;
   }

@@ -10,7 +10,7 @@ import { canonicalAddress, parseAddress } from '../config/address';
 import { loadExperimentConfig, usesTls } from '../config/load';
 import { ensureTestbedCerts } from '../net/certs';
 import { DEFAULT_KEY_FILE, ensureClientKey } from '../he/keys';
-import { describeRemoved, groupName, groupsOf, machineCommand, prepareGroups, removeGroups } from './cgroups';
+import { describeRemoved, groupName, hasGroup, machineCommand, prepareGroups, removeGroups } from './cgroups';
 import { EmulatedDriver } from './drivers';
 import { readEmulatedState, stateFile, type EmulatedState } from './state';
 import { describeLink, needsNetem } from './links';
@@ -49,8 +49,8 @@ export async function upEmulated(flags: UpFlags): Promise<number> {
     const { netem } = buildNetwork(plan);
     assertIsolated(plan);
     const ssh = writeSshFiles(plan, flags.state);
-    const anyCompute = plan.machines.some((m) => m.compute);
-    const groups = prepareGroups(plan.tag, plan.machines.map((m) => ({ name: m.host, compute: m.compute ?? (anyCompute ? {} : undefined) })), flags.print);
+    // Every machine, so prepareGroups gives those `compute` does not name a group too.
+    const groups = prepareGroups(plan.tag, plan.machines.map((m) => ({ name: m.host, compute: m.compute })), flags.print);
     startSshd(plan, ssh, groups);
     flags.print(`testbed: ${plan.machines.length} machines in namespaces fl-${plan.tag}-*, one bridge, sshd on port 22 of each`);
     const shaped = plan.machines.filter((m) => m.link);
@@ -223,7 +223,7 @@ export function execOn(state: string, node: string, command: string[]): number {
   if (!command.length) throw new EmulateError('exec: name a command after --, e.g. exec 10.10.1.15 -- node main.js agg');
   // In the machine's compute group, when it has one: the aggregator started here computes as its machine does.
   const group = groupName(plan.tag, machine.host);
-  const [program, ...args] = machineCommand(machine.ns, command, groupsOf(plan.tag).includes(`cpu/${group}`) ? group : undefined);
+  const [program, ...args] = machineCommand(machine.ns, command, hasGroup(group) ? group : undefined);
   const result = spawnSync(program, args, { stdio: 'inherit' });
   if (result.error) throw new EmulateError(`exec: ${result.error.message}`);
   return result.status ?? 1;

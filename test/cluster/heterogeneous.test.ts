@@ -46,16 +46,13 @@ describe('compute shares and a schedule of events on the loopback testbed', { sk
   const outputs = join(testbed.outputs, experiment);
   const rows = (): RoundMetrics[] => JSON.parse(readFileSync(join(outputs, 'metrics.json'), 'utf8')).rounds;
   const events = (): EventRecord[] => JSON.parse(readFileSync(join(outputs, 'events.json'), 'utf8')).events;
-  /** A client's training time in each round it trained, from its own iteration log. */
-  const trainMs = (client: string): Map<number, number> =>
-    new Map(
-      JSON.parse(readFileSync(join(testbed.logs, `${client.replace(':', '-')}_${experiment}.json`), 'utf8'))
-        .iteration.filter((e: { train_ms?: number }) => e.train_ms !== undefined)
-        .map((e: { round: number; train_ms: number }) => [e.round, e.train_ms]),
-    );
-  /** When a client had its update taken in a round, on its own clock (every node is on this machine). */
-  const takenAt = (client: string, round: number): number =>
-    Date.parse(JSON.parse(readFileSync(join(testbed.logs, `${client.replace(':', '-')}_${experiment}.json`), 'utf8')).iteration.find((e: { round: number }) => e.round === round).end_time);
+  /** A client's iteration log: its rounds, as it timed them on its own clock (every node is on this machine). */
+  const entries = (client: string): { round: number; end_time: string; train_ms?: number }[] =>
+    JSON.parse(readFileSync(join(testbed.logs, `${client.replace(':', '-')}_${experiment}.json`), 'utf8')).iteration;
+  /** A client's training time in each round it trained. */
+  const trainMs = (client: string): Map<number, number> => new Map(entries(client).flatMap((e) => (e.train_ms !== undefined ? [[e.round, e.train_ms]] : [])));
+  /** When a client had its update taken in a round. */
+  const takenAt = (client: string, round: number): number => Date.parse(entries(client).find((e) => e.round === round)!.end_time);
   const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor((values.length - 1) / 2)];
 
   before(async () => {
