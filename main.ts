@@ -1,6 +1,7 @@
 /**
  * One program for every testbed machine.
  *   node main.js [--host H] [--port P]       a worker: waits for its config at POST /config
+ *                [--nodes H:P,H:P,…]         … several, in one process (clients sharing its backend and HE threads)
  *   node main.js agg [--config config.json]  the aggregator: pushes configs, runs the experiment
  *                    [--resume]              … going on from its last checkpoint
  *   node main.js report <outputs/experiment> report.html and PNG charts, made again from disk
@@ -14,7 +15,9 @@
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, loadExperimentConfig, resolveNodeConfigs, topologyOf, usesTls } from './src/config/load';
-import { baseUrl, DEFAULT_PORT } from './src/config/address';
+import { addressProblem, baseUrl, DEFAULT_PORT, parseAddress } from './src/config/address';
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
 import { readScrapeToken, resolveCredentials } from './src/net/auth';
 import { DEFAULT_VALID_DAYS, makeTestbedCerts } from './src/net/certs';
 import { loadTlsFromDir, TlsSetupError } from './src/net/tls';
@@ -34,6 +37,15 @@ import { reportFromDisk } from './src/report/report';
 function nodeId(text: string): string {
   if (!/^[A-Za-z0-9._-]{1,100}$/.test(text)) throw new InvalidArgumentError('expected up to 100 letters, digits, ".", "_" or "-" (it names log files)');
   return text;
+}
+
+function nodeList(text: string): string[] {
+  const addresses = text.split(',').map((a) => a.trim());
+  const problem = addresses.map(addressProblem).find(Boolean);
+  if (problem) throw new InvalidArgumentError(problem);
+  if (addresses.some((a) => !a.includes(':'))) throw new InvalidArgumentError('each node as host:port');
+  if (new Set(addresses).size !== addresses.length) throw new InvalidArgumentError('a node is named twice');
+  return addresses;
 }
 
 function portNumber(text: string): number {
@@ -74,9 +86,15 @@ const withCommonFlags = (command: Command) =>
     .addOption(new Option('--log-level <level>', 'how much the log says').choices(['error', 'warn', 'info', 'debug']).default('info'))
     .option('--debug', 'same as --log-level debug');
 
-function common(flags: CommonFlags) {
+/**
+ * `of`: one node among several in this process (--nodes): a --token-file folder gives it its own
+ * book, <host>-<port>.json; a file (the cluster token) serves them all.
+ */
+function common(flags: CommonFlags, of?: string) {
+  const folder = of && flags.tokenFile && statSync(flags.tokenFile, { throwIfNoEntry: false })?.isDirectory();
+  const tokenFile = folder ? join(flags.tokenFile!, `${of.replace(':', '-')}.json`) : flags.tokenFile;
   return {
-    credentials: resolveCredentials(flags),
+    credentials: resolveCredentials({ ...flags, tokenFile }),
     scrapeToken: readScrapeToken(flags.metricsTokenFile),
     id: flags.id,
     logsDir: flags.logs,
@@ -132,13 +150,20 @@ withCommonFlags(
     .option('--host <host>', 'address to listen on', '0.0.0.0')
     .option('--port <port>', 'port to listen on', portNumber, DEFAULT_PORT)
     .option('--he-key <file>', 'the HE secret key, for a client when clients hold it (made by `main.js keygen`)', DEFAULT_KEY_FILE)
-    .option('--tls-dir <dir>', "mutual TLS: the folder with the testbed's ca.pem and this node's <host>-<port>.pem and -key.pem (made by `main.js certs`)"),
-).action(async (flags: CommonFlags & { host: string; port: number; heKey: string; tlsDir?: string }) => {
+    .option('--tls-dir <dir>', "mutual TLS: the folder with the testbed's ca.pem and this node's <host>-<port>.pem and -key.pem (made by `main.js certs`)")
+    .option('--nodes <addresses>', 'several nodes in this one process (host:port,host:port,…), each its own on the wire; clients among them share the TensorFlow.js backend, data and HE threads. --token-file is then a folder of their token books, <host>-<port>.json', nodeList),
+).action(async (flags: CommonFlags & { host: string; port: number; heKey: string; tlsDir?: string; nodes?: string[] }) => {
   try {
-    if (flags.tlsDir && flags.host === '0.0.0.0') throw new TlsSetupError('--tls-dir: name this node\'s address with --host, so its certificate can be found (and checked against it)');
-    const tls = flags.tlsDir ? loadTlsFromDir(flags.tlsDir, `${flags.host}:${flags.port}`) : undefined;
-    const node = await startNode({ host: flags.host, port: flags.port, heKeyFile: flags.heKey, tls, ...common(flags) });
-    closeOnSignals(node);
+    if (flags.nodes && flags.id) throw new InvalidArgumentError('--id names one node: with --nodes each is named <host>-<port>');
+    const addresses = flags.nodes ?? [`${flags.host}:${flags.port}`];
+    if (flags.tlsDir && flags.host === '0.0.0.0' && !flags.nodes) throw new TlsSetupError('--tls-dir: name this node\'s address with --host, so its certificate can be found (and checked against it)');
+    const nodes = [];
+    for (const address of addresses) {
+      const { host, port } = parseAddress(address);
+      const tls = flags.tlsDir ? loadTlsFromDir(flags.tlsDir, address) : undefined;
+      nodes.push(await startNode({ host, port, heKeyFile: flags.heKey, tls, ...common(flags, flags.nodes && address) }));
+    }
+    closeOnSignals(nodes);
   } catch (err) {
     fail(err);
   }

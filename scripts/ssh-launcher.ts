@@ -19,9 +19,13 @@ import { parseAddress, type Address } from '../src/config/address';
 import { resolveCredentials } from '../src/net/auth';
 import { tokenBook } from '../src/net/identity';
 import { launchReportFile, writeLaunchReport, type LaunchFailures } from '../src/orchestrator/launch-report';
+import { workerProcesses } from '../src/config/processes';
 
+/** A worker process to start on a machine (host:port: its first node's address). */
 export interface Target extends Address {
   role: string;
+  /** The nodes it serves: its own address alone, or several clients of the machine (config.json's clients_per_process). */
+  nodes: string[];
 }
 
 interface Flags {
@@ -43,8 +47,11 @@ interface Flags {
 export interface Step {
   target: Target;
   argv: string[];
-  /** What goes on stdin: the worker's token book (the cluster token itself with a hosts file), or a file's content (the HE key). */
-  stdin?: 'TOKEN' | { file: string };
+  /**
+   * What goes on stdin: the worker's token book (the cluster token itself with a hosts file), one
+   * node's book (a process of several), or a file's content (the HE key).
+   */
+  stdin?: 'TOKEN' | { book: string } | { file: string };
 }
 
 const REMOTE_KEY = 'keys/he-secret.json';
@@ -70,18 +77,21 @@ function certsFolder(flags: Flags, config: ExperimentConfig | undefined): string
  */
 export function tlsSteps(flags: Flags, targets: Target[], certs: string | undefined): Step[] {
   if (!certs) return [];
-  return targets.flatMap((target) => {
-    const local = certFiles(certs, `${target.host}:${target.port}`);
-    for (const file of Object.values(local)) {
-      if (!flags.dryRun && !existsSync(file)) throw new Error(`mutual TLS: ${file} is missing; make the certificates first with \`node main.js certs --config <config.json>\`${flags.hosts ? ' and name their folder with --certs' : ''}`);
-    }
-    const remote = certFiles(remoteTls(target), `${target.host}:${target.port}`);
-    return (['ca', 'cert', 'key'] as const).map((part) => ({
-      target,
-      argv: sshArgs(flags, target, `cd ${quote(flags.dir)} && (umask 077 && mkdir -p ${remoteTls(target)}) && ${writeAtomically(remote[part])} && echo "TLS ${part} written to ${remote[part]}"`),
-      stdin: { file: local[part] },
-    }));
-  });
+  return targets.flatMap((target) =>
+    // The CA once, then each of its nodes' certificate and key.
+    target.nodes.flatMap((address, i) => {
+      const local = certFiles(certs, address);
+      for (const file of Object.values(local)) {
+        if (!flags.dryRun && !existsSync(file)) throw new Error(`mutual TLS: ${file} is missing; make the certificates first with \`node main.js certs --config <config.json>\`${flags.hosts ? ' and name their folder with --certs' : ''}`);
+      }
+      const remote = certFiles(remoteTls(target), address);
+      return (i === 0 ? (['ca', 'cert', 'key'] as const) : (['cert', 'key'] as const)).map((part) => ({
+        target,
+        argv: sshArgs(flags, target, `cd ${quote(flags.dir)} && (umask 077 && mkdir -p ${remoteTls(target)}) && ${writeAtomically(remote[part])} && echo "TLS ${part} written to ${remote[part]}"`),
+        stdin: { file: local[part] },
+      }));
+    }),
+  );
 }
 
 /** With he.key_holder "clients", the secret key goes to the client machines, and only to them. */
@@ -107,12 +117,28 @@ export function targetsFrom(flags: Pick<Flags, 'hosts'>, config: ExperimentConfi
       .split('\n')
       .map((line) => line.replace(/#.*/, '').trim())
       .filter(Boolean)
-      .map((line) => ({ ...parseAddress(line), role: 'worker' }));
+      .map((line) => parseAddress(line))
+      .map((address) => ({ ...address, role: 'worker', nodes: [`${address.host}:${address.port}`] }));
   }
-  const nodes = [...resolveNodeConfigs(config).values()];
-  return nodes
-    .filter((n) => includeAggregator || n.type !== 'aggregator')
-    .map((n) => ({ ...parseAddress(n.address), role: n.type }));
+  const aggregator = [...resolveNodeConfigs(config).values()].find((n) => n.type === 'aggregator')!.address;
+  const workers = workerProcesses(config).map((proc) => ({ ...parseAddress(proc.addresses[0]), role: proc.type, nodes: proc.addresses }));
+  return includeAggregator ? [...workers, { ...parseAddress(aggregator), role: 'aggregator', nodes: [aggregator] }] : workers;
+}
+
+/** Where a process of several nodes keeps their token books on its machine, one file each (<host>-<port>.json). */
+const remoteBooks = (target: Target) => `.run/tokens-${target.host}-${target.port}`;
+
+/** A process of several nodes gets each node's token book first, each over ssh's stdin into its own owner-only file. */
+export function bookSteps(flags: Flags, targets: Target[]): Step[] {
+  return targets
+    .filter((target) => target.nodes.length > 1)
+    .flatMap((target) =>
+      target.nodes.map((address) => {
+        const file = `${remoteBooks(target)}/${address.replace(':', '-')}.json`;
+        const remote = `cd ${quote(flags.dir)} && (umask 077 && mkdir -p ${remoteBooks(target)}) && ${writeAtomically(file)} && echo "the token book of ${address} written"`;
+        return { target, argv: sshArgs(flags, target, remote), stdin: { book: address } };
+      }),
+    );
 }
 
 function sshArgs(flags: Flags, target: Target, remote: string): string[] {
@@ -135,19 +161,22 @@ export function planSteps(action: string, flags: Flags, targets: Target[], tls =
       case 'start': {
         const key = target.role === 'client' ? ` --he-key ${REMOTE_KEY}` : '';
         const certs = tls ? ` --tls-dir ${remoteTls(target)}` : '';
-        // Named by address too: machines that share a folder must not read each other's books.
-        const tokenFile = `.run/token-${target.host}-${target.port}`;
-        const worker = `node main.js --host ${target.host} --port ${target.port} --token-file ${tokenFile} --logs logs${key}${certs}`;
+        // Named by address too: machines that share a folder must not read each other's books. A
+        // process of several nodes has their books in a folder (bookSteps); one node's comes on stdin.
+        const several = target.nodes.length > 1;
+        const tokenFile = several ? remoteBooks(target) : `.run/token-${target.host}-${target.port}`;
+        const where = several ? `--nodes ${target.nodes.join(',')}` : `--host ${target.host} --port ${target.port}`;
+        const worker = `node main.js ${where} --token-file ${tokenFile} --logs logs${key}${certs}`;
         // Started, then watched until it listens (or for 10 s): one that exits at once (a certificate
         // of another machine, a key missing) is a failure, in the worker's own words (its last lines).
         const watch =
           `for i in $(seq 100); do grep -q "listening on" ${out} && break; kill -0 "$(cat ${pid})" 2>/dev/null || break; sleep 0.1; done; ` +
           `if kill -0 "$(cat ${pid})" 2>/dev/null; then echo "started pid $(cat ${pid})"; else echo "the worker exited at start: $(tail -n 3 ${out} | tr '\\n' ' ')"; rm -f ${pid}; exit 1; fi`;
         const remote =
-          `cd ${dir} && mkdir -p logs .run && ${writeAtomically(tokenFile)} && ` +
+          `cd ${dir} && mkdir -p logs .run && ${several ? '' : `${writeAtomically(tokenFile)} && `}` +
           `if [ -f ${pid} ] && kill -0 "$(cat ${pid})" 2>/dev/null; then echo "already running"; else ` +
           `setsid nohup ${worker} > ${out} 2>&1 < /dev/null & echo $! > ${pid}; ${watch}; fi`;
-        return { target, argv: sshArgs(flags, target, remote), stdin: 'TOKEN' };
+        return { target, argv: sshArgs(flags, target, remote), ...(several ? {} : { stdin: 'TOKEN' as const }) };
       }
       case 'stop':
         return {
@@ -173,18 +202,20 @@ export function planSteps(action: string, flags: Flags, targets: Target[], tls =
 export function describeStep(step: Step, config?: ExperimentConfig): string {
   const line = step.argv.map(quote).join(' ');
   if (step.stdin === 'TOKEN') return `${line} <<< ${config ? `"<the token book of ${step.target.host}:${step.target.port}>"` : '"$FL_TOKEN"'}`;
+  if (step.stdin && 'book' in step.stdin) return `${line} <<< "<the token book of ${step.stdin.book}>"`;
   return step.stdin ? `${line} < ${quote(step.stdin.file)}` : line;
 }
 
 /** What a worker's token file holds: its token book, made from the cluster token and config.json's nodes; the cluster token itself without a config. */
-function tokenFor(target: Target, secret: string, config: ExperimentConfig | undefined): string {
+function tokenFor(address: string, secret: string, config: ExperimentConfig | undefined): string {
   if (!config) return secret;
   const nodes = [...resolveNodeConfigs(config).values()];
   const aggregator = nodes.find((n) => n.type === 'aggregator')!.address;
-  return JSON.stringify(tokenBook(secret, `${target.host}:${target.port}`, nodes.map((n) => n.address), aggregator));
+  return JSON.stringify(tokenBook(secret, address, nodes.map((n) => n.address), aggregator));
 }
 
-function runStep(step: Step, token: (target: Target) => string | undefined): Promise<{ code: number; output: string }> {
+/** `token`: the book of the node at an address. */
+function runStep(step: Step, token: (address: string) => string | undefined): Promise<{ code: number; output: string }> {
   return new Promise((resolve) => {
     const child = spawn(step.argv[0], step.argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
     let output = '';
@@ -192,7 +223,8 @@ function runStep(step: Step, token: (target: Target) => string | undefined): Pro
     child.stderr.on('data', (d) => (output += d));
     child.on('error', (err) => resolve({ code: 127, output: err.message }));
     child.on('close', (code) => resolve({ code: code ?? 1, output: output.trim() }));
-    const input = step.stdin === 'TOKEN' ? token(step.target) + '\n' : step.stdin ? readFileSync(step.stdin.file) : undefined;
+    const { stdin } = step;
+    const input = stdin === 'TOKEN' ? token(`${step.target.host}:${step.target.port}`) + '\n' : !stdin ? undefined : 'book' in stdin ? token(stdin.book) + '\n' : readFileSync(stdin.file);
     child.stdin.end(input);
   });
 }
@@ -202,7 +234,7 @@ async function main(action: string, flags: Flags): Promise<number> {
   const config = flags.hosts ? undefined : loadExperimentConfig(flags.config);
   const targets = targetsFrom(flags, config, action === 'fetch-logs');
   const certs = action === 'start' ? certsFolder(flags, config) : undefined;
-  const handOver = action === 'start' ? [...keySteps(flags, targets, config), ...tlsSteps(flags, targets, certs)] : [];
+  const handOver = action === 'start' ? [...keySteps(flags, targets, config), ...tlsSteps(flags, targets, certs), ...bookSteps(flags, targets)] : [];
   const steps = [...handOver, ...planSteps(action, flags, targets, Boolean(certs))];
   if (flags.dryRun) {
     console.log(`# dry run: ${steps.length} ${action} commands, nothing is contacted`);
@@ -211,7 +243,7 @@ async function main(action: string, flags: Flags): Promise<number> {
   }
   const secret = action === 'start' ? resolveCredentials({ tokenFile: flags.tokenFile }).operatorToken() : undefined;
   if (action === 'start' && secret === undefined) throw new Error('--token-file: the launcher makes each worker its token book from the cluster token, not from a token book');
-  const token = (target: Target) => secret && tokenFor(target, secret, config);
+  const token = (address: string) => secret && tokenFor(address, secret, config);
   if (action === 'fetch-logs') for (const s of steps) mkdirSync(s.argv[s.argv.length - 1], { recursive: true });
   let failures = 0;
   const withoutFiles = new Set<Target>();
@@ -225,7 +257,7 @@ async function main(action: string, flags: Flags): Promise<number> {
         const said = output.split('\n').slice(-2).join(' | ');
         if (code !== 0) failures++;
         if (code !== 0 && handOver.includes(step)) withoutFiles.add(step.target);
-        else if (code !== 0 && action === 'start') notStarted[`${step.target.host}:${step.target.port}`] = said;
+        else if (code !== 0 && action === 'start') for (const address of step.target.nodes) notStarted[address] = said;
         console.log(`  ${code === 0 ? 'ok' : 'FAILED'}  ${step.target.host}:${step.target.port}  ${said}`);
       }
     });
@@ -236,8 +268,8 @@ async function main(action: string, flags: Flags): Promise<number> {
   await runAll(handOver);
   const starts = steps.slice(handOver.length);
   for (const target of withoutFiles) {
-    console.log(`  skipped ${target.host}:${target.port}: its key or certificates did not arrive`);
-    notStarted[`${target.host}:${target.port}`] = 'not started: its key or certificates did not arrive';
+    console.log(`  skipped ${target.nodes.join(' ')}: its key or certificates did not arrive`);
+    for (const address of target.nodes) notStarted[address] = 'not started: its key or certificates did not arrive';
   }
   failures += starts.filter((s) => withoutFiles.has(s.target)).length;
   await runAll(starts.filter((s) => !withoutFiles.has(s.target)));

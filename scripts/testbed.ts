@@ -1,6 +1,7 @@
 /**
  * The local testbed: every worker of a config on its own loopback address, in the background.
  *   npm run testbed -- init [--nodes 15 --switches 2 --spines 0 --base 127.0.1] [--out config.local.json] [--no-tls]
+ *   npm run testbed -- init --clients 200 --per-process 10 [--switches 4 --spines 1 …]   many clients to a process
  *   npm run testbed -- up [--config config.local.json]     start the workers, wait until healthy
  *   npm run testbed -- status | down
  * Or emulated (root): a network namespace per machine, shaped links, sshd; workers started over ssh.
@@ -12,13 +13,14 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { ConfigError, loadExperimentConfig, resolveNodeConfigs, usesTls } from '../src/config/load';
 import { certFiles, copyNodeFiles, ensureTestbedCerts, makeTestbedCerts } from '../src/net/certs';
 import { answersHealth } from '../src/net/health-check';
 import { parseAddress } from '../src/config/address';
 import { formatConfig, testbedConfig } from '../src/config/testbed';
+import { nodesFlag, workerProcesses } from '../src/config/processes';
 import { nodeIdFor } from '../src/log/logger';
 import { DEFAULT_KEY_FILE, ensureClientKey } from '../src/he/keys';
 import { launchReportFile, writeLaunchReport, type LaunchFailures } from '../src/orchestrator/launch-report';
@@ -61,9 +63,12 @@ export function ensureToken(state: string): string {
   return token;
 }
 
-/** A worker's token book (its own token, the others' digests), owner-only in the state folder; its path. */
-function writeTokenBook(state: string, secret: string, worker: string, nodes: string[], aggregator: string): string {
-  const dir = paths(state).tokens;
+/**
+ * A worker's token book (its own token, the others' digests), owner-only in the state folder; its
+ * path. `process`: a process of several nodes, whose books go in a folder of its own.
+ */
+function writeTokenBook(state: string, secret: string, worker: string, nodes: string[], aggregator: string, process?: string): string {
+  const dir = process ? join(paths(state).tokens, process) : paths(state).tokens;
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const file = join(dir, `${worker.replace(':', '-')}.json`);
   writeFileAtomic(file, JSON.stringify(tokenBook(secret, worker, nodes, aggregator)) + '\n', { mode: 0o600 });
@@ -133,27 +138,29 @@ export async function up(flags: StateFlags & { config: string; timeout: number; 
   if (tls && (await ensureTestbedCerts(config.certs, Object.keys(config.others)))) console.log(`testbed: made TLS certificates in ${config.certs}`);
   const ca = tls ? readFileSync(join(config.certs, 'ca.pem')) : undefined;
 
-  // On loopback each worker is a machine of its own: `compute` by its address or its role. A worker
-  // started again alone gets a group (its old one, or one with the host's CPU) when any machine has one.
-  const starting = workers.filter((w) => !alreadyUp.has(idOf(w.address)) && (!flags.only || flags.only.includes(w.address)));
+  // On loopback each worker process is a machine of its own: `compute` by its addresses or its role.
+  // A process started again alone gets a group (its old one, or one with the host's CPU) when any machine has one.
+  const starting = workerProcesses(config).filter((proc) => !proc.addresses.some((a) => alreadyUp.has(idOf(a))) && (!flags.only || proc.addresses.some((a) => flags.only!.includes(a))));
   const anyCompute = Object.keys(config.compute ?? {}).length > 0;
-  const machines = starting.map((w) => ({ name: idOf(w.address), compute: computeOf(config, [{ address: w.address, role: w.type }]) ?? (anyCompute ? {} : undefined) }));
+  const machines = starting.map((proc) => ({ name: idOf(proc.addresses[0]), compute: computeOf(config, proc.addresses.map((address) => ({ address, role: proc.type }))) ?? (anyCompute ? {} : undefined) }));
   // A worker started again (the schedule's `start`) keeps its group: a `cpu` event's share stays.
   const groups = prepareGroups(testbedTag(flags.state), machines, console.log, Boolean(flags.only));
 
-  const started: { id: string; host: string; port: number; pid: number }[] = [];
-  for (const worker of starting) {
-    const { host, port } = parseAddress(worker.address);
-    const id = nodeIdFor(host, port);
-    const out = openSync(join(p.out, `${id}.out`), 'a');
-    const keyArgs = keyFile && worker.type === 'client' ? ['--he-key', keyFile] : [];
-    // Each worker gets its own files only, as on a lab machine (not the folder with the CA's key).
+  const started: { id: string; host: string; port: number; pid: number; out: string }[] = [];
+  for (const proc of starting) {
+    const id = idOf(proc.addresses[0]);
+    const outFile = join(p.out, `${id}.out`);
+    const out = openSync(outFile, 'a');
+    const keyArgs = keyFile && proc.type === 'client' ? ['--he-key', keyFile] : [];
+    // Each process gets its own nodes' files only, as on a lab machine (not the folder with the CA's key).
     const tlsDir = resolve(p.tls, id);
-    if (tls) copyNodeFiles(config.certs, worker.address, tlsDir);
+    if (tls) for (const address of proc.addresses) copyNodeFiles(config.certs, address, tlsDir);
     const tlsArgs = tls ? ['--tls-dir', tlsDir] : [];
-    // Its own token and the others' digests, not the cluster token: it can act only as itself.
-    const book = writeTokenBook(flags.state, token, worker.address, nodes, aggregator);
-    const command = [process.execPath, MAIN, '--host', host, '--port', String(port), '--logs', logs, '--id', id, '--token-file', book, ...keyArgs, ...tlsArgs];
+    // Its own token and the others' digests, not the cluster token: each node can act only as itself.
+    const books = proc.addresses.map((address) => writeTokenBook(flags.state, token, address, nodes, aggregator, proc.addresses.length > 1 ? id : undefined));
+    const { host, port } = parseAddress(proc.addresses[0]);
+    const where = proc.addresses.length > 1 ? ['--nodes', nodesFlag(proc), '--token-file', dirname(books[0])] : ['--host', host, '--port', String(port), '--id', id, '--token-file', books[0]];
+    const command = [process.execPath, MAIN, ...where, '--logs', logs, ...keyArgs, ...tlsArgs];
     const group = groups.get(id);
     const [program, ...args] = group ? joinCommand(group, command) : command;
     const child = spawn(program, args, {
@@ -161,9 +168,12 @@ export async function up(flags: StateFlags & { config: string; timeout: number; 
       stdio: ['ignore', out, out],
     });
     closeSync(out);
-    writeFileSync(join(p.pids, `${id}.pid`), String(child.pid));
+    // A pid file per node: the schedule's events name nodes (a kill takes the whole process, as on a machine).
+    for (const address of proc.addresses) {
+      writeFileSync(join(p.pids, `${idOf(address)}.pid`), String(child.pid));
+      started.push({ id: idOf(address), ...parseAddress(address), pid: child.pid!, out: outFile });
+    }
     child.unref();
-    started.push({ id, host, port, pid: child.pid! });
   }
 
   // Until each answers /health, or exits (a certificate of another machine, a key missing): no use waiting for that one.
@@ -175,10 +185,12 @@ export async function up(flags: StateFlags & { config: string; timeout: number; 
     if (waiting.every((w) => !isAlive(w.pid))) break;
     await sleep(100);
   }
-  console.log(`testbed: ${workers.length - waiting.length} of ${workers.length} workers up (${alreadyUp.size} were already running)`);
+  const processes = new Set(started.map((w) => w.pid)).size;
+  const shared = processes < started.length ? ` (${started.length} started in ${processes} processes)` : '';
+  console.log(`testbed: ${workers.length - waiting.length} of ${workers.length} workers up${shared} (${alreadyUp.size} were already running)`);
   const failures: LaunchFailures = {};
   for (const w of waiting) {
-    const tail = readFileSync(join(p.out, `${w.id}.out`), 'utf8').trim().split('\n').slice(-3);
+    const tail = readFileSync(w.out, 'utf8').trim().split('\n').slice(-3);
     const how = isAlive(w.pid) ? 'not answering' : 'exited at start';
     console.log(`  ${how}: ${w.host}:${w.port}\n      ${tail.join('\n      ')}`);
     failures[`${w.host}:${w.port}`] = `${how}: ${tail.join(' ').trim() || 'it said nothing'}`;
@@ -251,11 +263,12 @@ async function schedule(flags: StateFlags & { config: string; outputs: string; t
 export async function down(flags: StateFlags & { timeout: number }): Promise<number> {
   // The schedule too; and a worker it stopped is let go, or it would hold its TERM until the KILL.
   const workers = runningWorkers(flags.state, true);
-  for (const w of workers) if (isAlive(w.pid)) ['SIGTERM', 'SIGCONT'].forEach((sig) => process.kill(w.pid, sig));
+  // The nodes of one process share its pid: each process is signalled once.
+  for (const pid of new Set(workers.map((w) => w.pid))) if (isAlive(pid)) ['SIGTERM', 'SIGCONT'].forEach((sig) => process.kill(pid, sig));
   const deadline = Date.now() + flags.timeout;
   while (workers.some((w) => isAlive(w.pid)) && Date.now() < deadline) await sleep(50);
   const stubborn = workers.filter((w) => isAlive(w.pid));
-  for (const w of stubborn) process.kill(w.pid, 'SIGKILL');
+  for (const pid of new Set(stubborn.map((w) => w.pid))) process.kill(pid, 'SIGKILL');
   for (const w of workers) rmSync(w.pidFile, { force: true });
   rmSync(paths(flags.state).tls, { recursive: true, force: true }); // the workers' copies of their keys
   rmSync(paths(flags.state).tokens, { recursive: true, force: true }); // and their token books
@@ -272,8 +285,9 @@ function status(flags: StateFlags): number {
   return 0;
 }
 
-async function init(flags: { nodes: number; switches: number; spines: number; base: string; port: number; out?: string; tls: boolean }): Promise<number> {
+async function init(flags: { nodes: number; clients?: number; perProcess?: number; switches: number; spines: number; base: string; port: number; out?: string; tls: boolean }): Promise<number> {
   const config: Record<string, unknown> = { ...testbedConfig(flags), ...(flags.tls && flags.out ? { tls: true } : {}) };
+  const machines = new Set(Object.keys(config.others as object).map((a) => a.split(':')[0])).size;
   const text = formatConfig(config);
   if (!flags.out) {
     process.stdout.write(text);
@@ -281,7 +295,8 @@ async function init(flags: { nodes: number; switches: number; spines: number; ba
   }
   writeFileSync(flags.out, text);
   const spines = flags.spines ? ` (${flags.spines} of them spines over the rest)` : '';
-  console.log(`wrote ${flags.out}: ${flags.nodes} nodes, ${flags.switches} switches${spines}, aggregator ${flags.base}.${flags.nodes}${flags.tls ? ', mutual TLS' : ', plain HTTP'}`);
+  const clients = flags.clients === undefined ? '' : `, ${flags.clients} clients (${flags.perProcess ?? 1} to a machine and a process)`;
+  console.log(`wrote ${flags.out}: ${machines} machines, ${flags.switches} switches${spines}${clients}, aggregator ${flags.base}.${machines}${flags.tls ? ', mutual TLS' : ', plain HTTP'}`);
   if (flags.tls) {
     const made = await makeTestbedCerts(loadExperimentConfig(flags.out).certs, Object.keys(config.others as object));
     console.log(`  ${made.nodes.length} certificates from the CA ${made.ca} (${made.newCa ? 'made now' : 'kept'}), e.g. ${certFiles(made.dir, made.nodes[0].address).cert}`);
@@ -311,6 +326,8 @@ program
   .command('init')
   .description('write a config for N nodes on <base>.1 … <base>.N, the last the aggregator')
   .option('--nodes <n>', 'machines, the aggregator included', int, 15)
+  .option('--clients <n>', 'clients in all, in place of --nodes (machines then follow from --per-process)', int)
+  .option('--per-process <k>', 'with --clients: clients to a machine, on ports --port, --port+1, …, served by one worker process', int)
   .option('--switches <n>', 'how many of them are switches', int, 2)
   .option('--spines <n>', 'how many of the switches are spines, with the other (rack) switches reporting to them', int, 0)
   .option('--base <a.b.c>', 'the first three octets', '127.0.1')

@@ -40,6 +40,12 @@ export const computeSchema = z
   .refine((c) => c.cpu !== undefined || c.memory_mb !== undefined, { message: 'give cpu (cores), memory_mb, or both' });
 export type ComputeShare = z.infer<typeof computeSchema>;
 
+/**
+ * How many clients a launcher starts in one worker process, of those on the same machine (host):
+ * they share its TensorFlow.js backend, data file and HE threads, each still its own node.
+ */
+export const clientsPerProcessSchema = z.number().int().min(1).max(256);
+
 /** Keyed as `links` is: by role, or by a node's address or a machine's IP; an address wins over its role. */
 export const computeTableSchema = z.record(z.string(), computeSchema);
 

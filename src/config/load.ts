@@ -302,7 +302,7 @@ export const topologyOf = (config: ExperimentConfig): Topology => reportingTree(
 
 /** The config each node receives, keyed by canonical address (the aggregator's own included). */
 export function resolveNodeConfigs(config: ExperimentConfig): Map<string, NodeConfig> {
-  const { experiment, others, links: _links, compute: _compute, events: _events, tls: _tls, certs: _certs, ...settings } = config;
+  const { experiment, others, links: _links, compute: _compute, events: _events, clients_per_process: _perProcess, tls: _tls, certs: _certs, ...settings } = config;
   const topology = topologyOf(config);
   const aggregator = topology.root;
   const nodes = new Map<string, NodeConfig>();

@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { addressProblem } from './address';
-import { computeSchema, computeTableSchema, eventsSchema, EVENT_KEYS, linkSchema, linksSchema } from './lab-schema';
+import { clientsPerProcessSchema, computeSchema, computeTableSchema, eventsSchema, EVENT_KEYS, linkSchema, linksSchema } from './lab-schema';
 
 export const address = z.string().superRefine((text, ctx) => {
   const problem = addressProblem(text);
@@ -339,6 +339,7 @@ export const experimentConfigSchema = settingsSchema
     links: linksSchema.optional(),
     compute: computeTableSchema.optional(),
     events: eventsSchema.optional(),
+    clients_per_process: clientsPerProcessSchema.default(1),
     /** Mutual TLS between nodes; absent: on, unless every node is on loopback. */
     tls: z.boolean().optional(),
     /** The folder `main.js certs` writes (relative to config.json's folder). */

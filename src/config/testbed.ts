@@ -1,6 +1,7 @@
 /**
  * A config.json for a testbed of N machines named `<base>.1` … `<base>.N`, the last one the
- * aggregator, the `switches` before it switches, the rest clients spread evenly over the switches.
+ * aggregator, the `switches` before it switches, the rest clients spread evenly over the switches
+ * (or, given `clients` and `perProcess`, that many clients to a machine, on ports of their own).
  * With `spines`, the last of those switches are spine switches, and the others (rack switches,
  * which have the clients) are spread evenly over them.
  */
@@ -8,7 +9,11 @@ import { DEFAULT_PORT } from './address';
 
 export interface TestbedShape {
   base: string;
+  /** Machines, the aggregator included; with `clients`, worked out from them. */
   nodes: number;
+  /** Clients, in place of `nodes`: `perProcess` of them to a machine (ports port, port+1, …), one worker process each. */
+  clients?: number;
+  perProcess?: number;
   switches: number;
   /** Of the switches, how many are spines over the rest (0: every switch reports to the aggregator). */
   spines?: number;
@@ -21,21 +26,29 @@ export interface TestbedShape {
 
 export function testbedConfig(shape: TestbedShape): Record<string, unknown> {
   const port = shape.port ?? DEFAULT_PORT;
-  const clients = shape.nodes - 1 - shape.switches;
+  const perProcess = shape.perProcess ?? 1;
+  if (!Number.isInteger(perProcess) || perProcess < 1 || perProcess > 256) throw new Error(`--per-process: 1 to 256 clients in a process, got ${perProcess}`);
+  if (perProcess > 1 && shape.clients === undefined) throw new Error('--per-process needs --clients (how many in all)');
+  if (shape.clients !== undefined && port + perProcess - 1 > 65535) throw new Error(`--port ${port} leaves no room for ${perProcess} clients a machine`);
+  // With `clients`, each client machine holds `perProcess` of them, one port each.
+  const clientHosts = shape.clients === undefined ? undefined : Math.ceil(shape.clients / perProcess);
+  if (clientHosts !== undefined) shape = { ...shape, nodes: clientHosts + shape.switches + 1 };
+  const clients = shape.clients ?? shape.nodes - 1 - shape.switches;
   if (!/^\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(shape.base)) throw new Error(`--base: "${shape.base}" should be three octets, like 127.0.1`);
   if (shape.nodes > 254) throw new Error(`--nodes: at most 254 on one /24, got ${shape.nodes}`);
   if (clients < 1) throw new Error(`--nodes ${shape.nodes} with --switches ${shape.switches} leaves no client (needs nodes >= switches + 2)`);
   const spines = shape.spines ?? 0;
   const racks = shape.switches - spines;
   if (spines && racks < 1) throw new Error(`--spines ${spines} with --switches ${shape.switches} leaves no rack switch for the clients (needs switches > spines)`);
-  const at = (i: number) => `${shape.base}.${i}:${port}`;
-  const switchAt = (s: number) => at(clients + 1 + s);
+  const at = (i: number, offset = 0) => `${shape.base}.${i}:${port + offset}`;
+  const hosts = clientHosts ?? clients;
+  const switchAt = (s: number) => at(hosts + 1 + s);
 
   const others: Record<string, unknown> = {};
   for (let c = 0; c < clients; c++) {
     const entry: Record<string, unknown> = { type: 'client', client_number: clients, index: c };
     if (racks > 0) entry.switch = switchAt(Math.floor((c * racks) / clients));
-    others[at(c + 1)] = entry;
+    others[at(Math.floor(c / perProcess) + 1, c % perProcess)] = entry;
   }
   for (let s = 0; s < racks; s++) others[switchAt(s)] = spines ? { type: 'switch', switch: switchAt(racks + Math.floor((s * spines) / racks)) } : { type: 'switch' };
   for (let s = racks; s < shape.switches; s++) others[switchAt(s)] = { type: 'switch' };
@@ -51,6 +64,7 @@ export function testbedConfig(shape: TestbedShape): Record<string, unknown> {
     data: { dataset: 'mnist', split: 'iid', seed: 42, test_size: 2000 },
     he: { enabled: shape.he ?? true, key_holder: 'aggregator' },
     timeouts: { push_ms: 30_000, request_ms: 30_000, round_ms: 300_000 },
+    ...(perProcess > 1 ? { clients_per_process: perProcess } : {}),
     others,
   };
 }

@@ -35,7 +35,22 @@ export function filesFor(settings: DataSettings, own: DataFiles | undefined, ind
 /** Whether a node's files are its own (a path per node, or {index} in the path): it then trains on all of them. */
 export const ownFiles = (settings: DataSettings, own: DataFiles | undefined) => settings.source !== 'mnist' && (!!own?.path || !!settings.path?.includes('{index}'));
 
+/** How long a file read stays with the process for its other clients (several in one worker read one file once). */
+const SHARED_READ_MS = 60_000;
+const recentReads = new Map<string, Loaded>();
+
 export function loadSource(settings: DataSettings, files: DataFiles): Loaded {
+  if (settings.source === 'mnist') return readSource(settings, files); // kept by loadMnist
+  const key = JSON.stringify([settings, files]);
+  const recent = recentReads.get(key);
+  if (recent) return recent;
+  const loaded = readSource(settings, files);
+  recentReads.set(key, loaded);
+  setTimeout(() => recentReads.delete(key), SHARED_READ_MS).unref();
+  return loaded;
+}
+
+function readSource(settings: DataSettings, files: DataFiles): Loaded {
   if (settings.source === 'mnist') {
     const digits = loadMnist();
     return { data: digits, from: 'the mnist package (10,000 digits)', classNames: Array.from({ length: 10 }, (_, i) => String(i)) };

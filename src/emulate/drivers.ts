@@ -4,7 +4,7 @@
  * link and its compute group, and its workers run there under sshd.
  */
 import { readFileSync } from 'node:fs';
-import { parseAddress } from '../config/address';
+import { canonicalAddress, parseAddress } from '../config/address';
 import { changeCpu } from './cgroups';
 import { pidsIn, reshape } from './network';
 import type { MachineDriver } from './schedule-runner';
@@ -45,7 +45,10 @@ export function runsWorker(pid: number, address: string, aggregator = false): bo
     const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
     if (!args.some((a) => a.endsWith('main.js'))) return false;
     // A worker names its port; the aggregator (`main.js agg --config …`) takes its own from config.json.
-    return aggregator ? args.includes('agg') : args[args.indexOf('--port') + 1] === String(parseAddress(address).port);
+    if (aggregator) return args.includes('agg');
+    // One of several nodes in a process names itself in --nodes.
+    if (args.includes('--nodes')) return args[args.indexOf('--nodes') + 1].split(',').includes(canonicalAddress(address));
+    return args[args.indexOf('--port') + 1] === String(parseAddress(address).port);
   } catch {
     return false; // gone meanwhile
   }

@@ -87,7 +87,7 @@ export interface HeSession {
 export const publicKeyId = (publicKey: Uint8Array) => createHash('sha256').update(publicKey).digest('hex').slice(0, 16);
 
 export async function startSession(he: Settings['he'], parameters: number, keys: KeyMaterial, tensorSizes?: number[]): Promise<HeSession> {
-  const pool = await HePool.start(heParams(he, tensorSizes), keys);
+  const pool = await HePool.shared(heParams(he, tensorSizes), keys);
   const keyId = keys.publicKey && publicKeyId(keys.publicKey);
   return { pool, id: pool.id, chunks: pool.chunksFor(parameters), publicKey: keys.publicKey, keyId };
 }

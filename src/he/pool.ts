@@ -10,6 +10,7 @@
  * keys or memory making every start fail, say) is not replaced again: the pool gives up and fails
  * every later task with the reason, rather than starting threads that die forever.
  */
+import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -43,6 +44,12 @@ type WorkerData = { params: HeParams; keys: KeyMaterial; testHooks: boolean };
 export class HePoolFailure extends Error {}
 
 export class HePool {
+  /** The pools of this process by parameters and keys: the clients of one worker share one (HePool.shared). */
+  private static readonly registry = new Map<string, Promise<HePool>>();
+  /** Its entry in the registry, when shared. */
+  private sharedAs?: string;
+  /** The nodes holding it: close() ends it when the last of them lets go. */
+  private users = 1;
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private readonly threads: Thread[];
@@ -72,6 +79,28 @@ export class HePool {
     // A copy: replacement threads start from it, whatever the caller later does with its buffers.
     const workerData: WorkerData = structuredClone({ params, keys, testHooks: options.testHooks === true });
     return new HePool(join(__dirname, 'worker.js'), workerData, Math.max(1, threads), perCiphertext, params, id);
+  }
+
+  /**
+   * The process's pool for these parameters and keys, started if it has none: the nodes of one
+   * process (several clients in one worker) share its threads rather than each starting its own,
+   * which would multiply the SEAL instances (and their memory) by the clients. Each caller close()s
+   * it once; the last close ends it.
+   */
+  static async shared(params: HeParams, keys: KeyMaterial = {}): Promise<HePool> {
+    const name = createHash('sha256').update(JSON.stringify(params)).update(keys.publicKey ?? '').update('|').update(keys.secretKey ?? '').digest('hex');
+    for (let entry = HePool.registry.get(name); entry; entry = HePool.registry.get(name)) {
+      const held = await entry.catch(() => undefined);
+      if (held && !held.closed) {
+        held.users++;
+        return held;
+      }
+      if (HePool.registry.get(name) === entry) HePool.registry.delete(name); // it failed to start: start afresh
+    }
+    const starting = HePool.start(params, keys).then((pool) => Object.assign(pool, { sharedAs: name }));
+    HePool.registry.set(name, starting);
+    starting.catch(() => HePool.registry.get(name) === starting && HePool.registry.delete(name));
+    return starting;
   }
 
   private spawn(index: number): Thread {
@@ -172,7 +201,8 @@ export class HePool {
    * after a death starts with none; encrypting does without.
    */
   async prepare(parameters: number): Promise<number[]> {
-    return Promise.all(this.ranges(this.chunksFor(parameters)).map(([from, to], i) => this.run<number>(i, { op: 'prepare', count: to - from })));
+    // Shared, for every node holding it: each takes its stock as it encrypts.
+    return Promise.all(this.ranges(this.chunksFor(parameters)).map(([from, to], i) => this.run<number>(i, { op: 'prepare', count: (to - from) * this.users })));
   }
 
   async sum(lists: Uint8Array[][]): Promise<Uint8Array[]> {
@@ -209,6 +239,8 @@ export class HePool {
   }
 
   async close(): Promise<void> {
+    if (this.closed || --this.users > 0) return;
+    if (this.sharedAs) HePool.registry.delete(this.sharedAs);
     this.closed = true;
     const error = new HePoolFailure('the HE pool was closed');
     for (const id of [...this.pending.keys()]) this.take(id)?.reject(error);

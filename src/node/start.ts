@@ -66,19 +66,21 @@ export async function startNode(options: NodeOptions): Promise<StartedNode> {
   return { ...running, context, logger };
 }
 
-/** Ends the process cleanly on SIGINT/SIGTERM: role stopped, server closed, logs flushed. */
-export function closeOnSignals(node: StartedNode): void {
+/** Ends the process cleanly on SIGINT/SIGTERM: each node's role stopped, server closed, logs flushed. */
+export function closeOnSignals(running: StartedNode | StartedNode[]): void {
+  const nodes = [running].flat();
   let closing = false;
+  const closeOne = async (node: StartedNode) => {
+    await node.close().catch((err) => node.logger.error(`shutdown failed: ${String(err)}`));
+    await new Promise((flushed) => node.logger.on('finish', flushed).end());
+  };
   const shutdown = (signal: string) => {
     if (closing) return;
     closing = true;
-    node.logger.info(`${signal}: shutting down`);
+    for (const node of nodes) node.logger.info(`${signal}: shutting down`);
     const forced = setTimeout(() => process.exit(1), 5000);
     forced.unref();
-    node
-      .close()
-      .catch((err) => node.logger.error(`shutdown failed: ${String(err)}`))
-      .finally(() => node.logger.on('finish', () => process.exit(0)).end());
+    void Promise.all(nodes.map(closeOne)).finally(() => process.exit(0));
   };
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));

@@ -6,8 +6,8 @@ import type { ExperimentConfig } from '../config/schema';
 
 export class ResumeError extends Error {}
 
-/** Settings a resumed experiment may change: how many rounds, how long to wait, and how its nodes talk (TLS, the certificates). */
-const CHANGEABLE = new Set(['rounds', 'timeouts', 'tls', 'certs']);
+/** Settings a resumed experiment may change: how many rounds, how long to wait, how its nodes talk (TLS, the certificates) and are launched. */
+const CHANGEABLE = new Set(['rounds', 'timeouts', 'tls', 'certs', 'clients_per_process']);
 
 export function findCheckpoint(config: ExperimentConfig, outputsDir: string, print: (line: string) => void): Checkpoint | undefined {
   const store = new CheckpointStore(join(outputsDir, config.experiment, CHECKPOINTS_DIR));

@@ -129,3 +129,18 @@ export function wastedWork(rows: readonly RoundMetrics[], workers: readonly Node
     }),
   );
 }
+
+/**
+ * How long each round's clients queued for a core they share with other clients of their process
+ * (several clients in one worker train one at a time): the longest wait of the round, and whose.
+ */
+export function queueing(workers: readonly NodeRecords[]): Map<number, { ms: number; client: string }> {
+  const longest = new Map<number, { ms: number; client: string }>();
+  for (const w of workers.filter((w) => w.role === 'client')) {
+    for (const e of lastPerRound(w.iteration)) {
+      const ms = num(e.queue_ms);
+      if (ms !== undefined && ms > (longest.get(e.round)?.ms ?? 0)) longest.set(e.round, { ms, client: w.address });
+    }
+  }
+  return longest;
+}

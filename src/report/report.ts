@@ -14,7 +14,7 @@ import { writeFileAtomic } from '../files/atomic';
 import { ClusterLog, type NodeRecords, type WorkerRole } from '../log/cluster-log';
 import { readEvents, recordWords, type EventRecord, type RoundMetrics } from '../outputs';
 import { classesChart, experimentCharts, type ChartName } from './charts';
-import { nodeRounds, nodeTotals, wastedWork, type NodeTotals } from './data';
+import { nodeRounds, nodeTotals, queueing, wastedWork, type NodeTotals } from './data';
 import { tabularSecond } from '../model/model';
 import { renderSvg, svgToPng } from './render';
 
@@ -170,12 +170,18 @@ function reportHtml(input: ReportInput, svgs: Record<ChartName, string>, nodes: 
     const w = wasted.get(round);
     return w?.clients.length ? `<td title="${escapeHtml(w.clients.join(' '))}">${(w.ms / 1000).toFixed(2)} (${w.clients.length})</td>` : '<td>—</td>';
   };
+  // Queueing on a shared core: shown once clients shared a process and one waited for another.
+  const queued = queueing(input.records);
+  const queuedCell = (round: number) => {
+    const q = queued.get(round);
+    return q ? `<td title="${escapeHtml(q.client)} waited longest">${(q.ms / 1000).toFixed(2)}</td>` : '<td>—</td>';
+  };
   const eventsIn = (round: number) => events.filter((e) => e.round === round).map(recordWords).join('; ');
   const roundRows = rows
     .map(
       (r) =>
         `<tr><td>${r.round}</td><td>${(r.accuracy * 100).toFixed(2)}%${r.scored_by ? ` <span title="scored by ${r.scored_by.clients} of the ${r.scored_by.of} clients asked">(${r.scored_by.clients} of ${r.scored_by.of})</span>` : ''}</td><td>${r.loss.toFixed(4)}</td><td>${r.clients}</td>` +
-        `<td>${(r.round_ms / 1000).toFixed(2)}</td><td>${(r.training_ms / 1000).toFixed(2)}</td><td>${r.straggling_ms === undefined ? '—' : `${(r.straggling_ms / 1000).toFixed(2)}${r.held_by ? ` (${escapeHtml(r.held_by)})` : ''}`}</td><td>${((r.waiting_ms ?? 0) / 1000).toFixed(2)}</td><td>${(r.aggregation_ms / 1000).toFixed(2)}</td>` +
+        `<td>${(r.round_ms / 1000).toFixed(2)}</td><td>${(r.training_ms / 1000).toFixed(2)}</td>${queued.size ? queuedCell(r.round) : ''}<td>${r.straggling_ms === undefined ? '—' : `${(r.straggling_ms / 1000).toFixed(2)}${r.held_by ? ` (${escapeHtml(r.held_by)})` : ''}`}</td><td>${((r.waiting_ms ?? 0) / 1000).toFixed(2)}</td><td>${(r.aggregation_ms / 1000).toFixed(2)}</td>` +
         `<td>${mb(r.bytes_up)}</td><td>${mb(r.bytes_down)}</td><td>${escapeHtml(r.missing.join(' ') || '—')}</td>${showWasted ? wastedCell(r.round) : ''}<td>${escapeHtml(r.attackers?.join(' ') || '—')}</td>${events.length ? `<td>${escapeHtml(eventsIn(r.round) || '—')}</td>` : ''}${privacy ? `<td>${r.epsilon?.toFixed(2) ?? '—'}</td>` : ''}</tr>`,
     )
     .join('');
@@ -201,7 +207,7 @@ th{background:#f4f4f4}.settings th,.settings td{text-align:left}.chart{margin:1r
 <div class="chart">${svgs.phases}</div>
 ${classes ? `<div class="chart">${classes}</div>` : ''}
 <h2>Rounds</h2>
-<table><tr><th>round</th><th>accuracy</th><th>loss</th><th>clients</th><th>round (s)</th><th>training (s)</th><th title="from the median client's update to the last in the sum">held by the slowest (s)</th><th title="for clients whose updates never came">waiting (s)</th><th>aggregation (s)</th><th>up (MB)</th><th>down (MB)</th><th>missing</th>${showWasted ? '<th title="training by clients whose updates came too late for the sum: client-seconds (clients)">wasted (s)</th>' : ''}<th>attacking</th>${events.length ? '<th title="what the testbed\'s schedule did as the round went (events.json)">events</th>' : ''}${privacy ? `<th>ε (δ ${input.settings.dp!.delta})</th>` : ''}</tr>${roundRows}</table>
+<table><tr><th>round</th><th>accuracy</th><th>loss</th><th>clients</th><th>round (s)</th><th>training (s)</th>${queued.size ? '<th title="the longest a client of the round waited for the other clients of its process to train first (one core, shared)">queued (s)</th>' : ''}<th title="from the median client's update to the last in the sum">held by the slowest (s)</th><th title="for clients whose updates never came">waiting (s)</th><th>aggregation (s)</th><th>up (MB)</th><th>down (MB)</th><th>missing</th>${showWasted ? '<th title="training by clients whose updates came too late for the sum: client-seconds (clients)">wasted (s)</th>' : ''}<th>attacking</th>${events.length ? '<th title="what the testbed\'s schedule did as the round went (events.json)">events</th>' : ''}${privacy ? `<th>ε (δ ${input.settings.dp!.delta})</th>` : ''}</tr>${roundRows}</table>
 <h2>Nodes</h2>
 ${nodeTable(nodes)}
 </body></html>

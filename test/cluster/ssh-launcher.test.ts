@@ -119,6 +119,31 @@ describe('ssh launcher', () => {
     });
   });
 
+  it('with clients_per_process: one process per machine for its clients, each node its own book (on stdin, into a folder of the process) and its own certificate', async () => {
+    const tools = fakeTools();
+    const dir = mkdtempSync(join(tmpdir(), 'per-process-'));
+    const config = testbedConfig({ base: '127.0.0', nodes: 0, clients: 6, perProcess: 3, switches: 1 }) as { others: Record<string, unknown> };
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, tls: true }));
+    await makeTestbedCerts(join(dir, 'certs'), Object.keys(config.others));
+    const res = await script('ssh-launcher', ['start', '--config', join(dir, 'config.json'), '--dir', '/opt/fl', '--parallel', '1'], { env: tools.env, cwd: dir });
+    assert.equal(res.code, 0, res.stdout + res.stderr);
+    const calls = tools.argv().split('\n').filter((line) => line.startsWith('ssh '));
+    const starts = calls.filter((l) => l.includes('setsid nohup'));
+    assert.equal(starts.length, 3, 'two client processes and the switch');
+    assert.match(starts[0], /node main\.js --nodes 127\.0\.0\.1:5000,127\.0\.0\.1:5001,127\.0\.0\.1:5002 --token-file \.run\/tokens-127\.0\.0\.1-5000 --logs logs .*--tls-dir tls\/127\.0\.0\.1-5000/);
+    assert.match(starts[2], /--host 127\.0\.0\.3 --port 5000 --token-file \.run\/token-127\.0\.0\.3-5000 /);
+    // Each client's book went to its own file in its process's folder, and held its own token.
+    const bookCalls = calls.filter((l) => l.includes('the token book of'));
+    assert.equal(bookCalls.length, 6);
+    const books = tools.stdin().split('\n').filter((line) => line.startsWith('{"node"')).map((line) => JSON.parse(line) as TokenBook);
+    assert.deepEqual(books.map((b) => b.node), Object.keys(config.others).slice(0, 6).concat(Object.keys(config.others)[6]));
+    bookCalls.forEach((call, i) => assert.ok(call.includes(`/${books[i].node.replace(':', '-')}.json`), `${books[i].node}'s book in its own file`));
+    for (const book of books) assert.equal(book.token, nodeToken(TOKEN, book.node));
+    // The CA once a process, and each node's certificate and key.
+    const tls = calls.filter((l) => l.includes('TLS '));
+    assert.equal(tls.length, 3 + 2 * 7, 'a CA for each of the 3 processes, a certificate and key for each of the 7 nodes');
+  });
+
   it('with --hosts and --certs: each machine gets its own files first; one whose key did not arrive is not started', async () => {
     const tools = fakeTools();
     // This stand-in ssh fails to write 127.0.0.22's key, as a full disk would.

@@ -162,9 +162,9 @@ export class ClientRole extends Role<ClientNodeConfig> {
     const trainStart = performance.now();
     const opening = { round, attempt: meta.attempt, countedIn: meta.counted?.[this.config.address] };
     const fit = meta.fit!;
-    const { loss, weights } = await trainer.train(global, opening, { ...meta, ...fit }, fit.share);
+    const { loss, weights, queuedMs } = await trainer.train(global, opening, { ...meta, ...fit }, fit.share);
     this.lastLoss = loss;
-    const trainMs = performance.now() - trainStart;
+    const trainMs = performance.now() - trainStart - queuedMs;
     if (this.isStopped) return;
     // Quantized, what is beyond the clip is clipped when it is packed; otherwise the encoder would refuse it.
     const beyond = firstBeyond(weights, this.config.settings.he.quantize ? Number.MAX_VALUE : this.limits.model);
@@ -182,6 +182,8 @@ export class ClientRole extends Role<ClientNodeConfig> {
       ...(he ? { encrypt_ms: Math.round(encryptMs) } : {}),
       ...(decryptMs !== undefined ? { decrypt_ms: Math.round(decryptMs) } : {}),
       train_ms: Math.round(trainMs),
+      // Waiting for the other clients of this process to train first (model/turns.ts).
+      queue_ms: Math.round(queuedMs),
       send_ms: Math.round(performance.now() - sendStart),
       samples: trainer.data.size,
       loss,

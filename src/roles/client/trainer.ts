@@ -16,6 +16,7 @@ import { createModel, evaluate, getFlatWeights, modelId, setFlatWeights, stepsOf
 import type { ClientInstructions } from '../../strategy/strategy';
 import { controlOf, vectorSizes, weightsOf, withControl } from '../../model/layout';
 import { ControlVariate } from './control-variate';
+import { inTurn } from '../../model/turns';
 
 /** The round and opening a model is for; under SCAFFOLD, the last round this client's update was counted in. */
 export interface Opening {
@@ -74,7 +75,7 @@ export class Trainer {
     const backend = await initBackend(settings.model.architecture);
     const { train: own, test, from } = clientData(settings.data, config.data, client_number, index);
     const data = attackedData(config.attack, own, inputOf(settings.data).classes);
-    const model = await createModel(settings.model, settings.data.seed, inputOf(settings.data));
+    const { value: model } = await inTurn(() => createModel(settings.model, settings.data.seed, inputOf(settings.data)));
     return new Trainer(config, model, data, test, backend, from);
   }
 
@@ -117,37 +118,43 @@ export class Trainer {
    * distributed, unless drawn as it is encrypted; then worked on by an attack), and under SCAFFOLD its
    * control variate's step.
    * `share`: its weight over the round's selected clients' (the aggregator's instructions).
+   * `queuedMs`: how long it waited for the process's other clients to train first (model/turns.ts).
    */
-  async train(global: Float32Array, opening: Opening, instructions: ClientInstructions, share: number): Promise<{ loss: number; weights: Float32Array }> {
+  async train(global: Float32Array, opening: Opening, instructions: ClientInstructions, share: number): Promise<{ loss: number; weights: Float32Array; queuedMs: number }> {
     const { round } = opening;
     this.control?.settle(round, opening.attempt, opening.countedIn);
     const start = weightsOf(global, this.parameters);
     const serverControl = controlOf(global, this.parameters);
-    setFlatWeights(this.model, start);
-    const loss = await train(this.model, this.data, {
-      ...instructions,
-      seed: this.config.settings.data.seed * 7919 + round * 131 + this.config.index,
-      ...(serverControl && this.control ? { correction: this.control.correction(serverControl) } : {}),
+    const { value: loss, waitedMs } = await inTurn(() => {
+      setFlatWeights(this.model, start);
+      return train(this.model, this.data, {
+        ...instructions,
+        seed: this.config.settings.data.seed * 7919 + round * 131 + this.config.index,
+        ...(serverControl && this.control ? { correction: this.control.correction(serverControl) } : {}),
+      });
     });
     const { attack, settings } = this.config;
     const trained = this.clip !== undefined ? clipChange(start, getFlatWeights(this.model), this.clip) : getFlatWeights(this.model);
     if (this.noiseShare && !this.noiseShare.inSteps) addGaussianNoise(trained, this.noiseShare.std);
     const steps = stepsOf(this.data.size, instructions);
     const sent = serverControl && this.control ? withControl(trained, this.control.step(opening, serverControl, start, trained, steps * instructions.learningRate, share)) : trained;
-    return { loss, weights: attack ? attackedWeights(attack, global, sent, round, this.config.index) : sent };
+    return { loss, weights: attack ? attackedWeights(attack, global, sent, round, this.config.index) : sent, queuedMs: waitedMs };
   }
 
   /** A sealed model's weights, decrypted, scored on this client's test share; kept under `tag`. */
   async score(weights: Float32Array, tag: unknown): Promise<Evaluation> {
     if (typeof tag === 'string') this.kept = { tag, weights };
     const { settings } = this.config;
-    const evaluator = await createModel(settings.model, settings.data.seed, inputOf(settings.data));
-    try {
-      setFlatWeights(evaluator, weightsOf(weights, this.parameters));
-      return evaluate(evaluator, this.test);
-    } finally {
-      evaluator.dispose();
-    }
+    const { value } = await inTurn(async () => {
+      const evaluator = await createModel(settings.model, settings.data.seed, inputOf(settings.data));
+      try {
+        setFlatWeights(evaluator, weightsOf(weights, this.parameters));
+        return evaluate(evaluator, this.test);
+      } finally {
+        evaluator.dispose();
+      }
+    });
+    return value;
   }
 
   dispose(): void {

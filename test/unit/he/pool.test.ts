@@ -183,3 +183,26 @@ describe('HE pool: threads that die', { timeout: 120_000 }, () => {
     }
   });
 });
+
+describe('HE pool: shared by the nodes of one process', { timeout: 120_000 }, () => {
+  it('the same parameters and keys give the same pool, which stays open until each holder has closed it; other keys get their own', async () => {
+    const keys = await Ckks.generateKeys(params);
+    const publicOnly = { publicKey: keys.publicKey };
+    // Asked at once, as clients configured together ask: one pool, not two.
+    const [a, b] = await Promise.all([HePool.shared(params, publicOnly), HePool.shared(params, publicOnly)]);
+    assert.equal(a, b);
+    const other = await HePool.shared(params, keys);
+    assert.notEqual(other, a, 'a secret key makes another pool');
+    const values = valuesOf(100, 1);
+    await a.close();
+    const chunks = await resolved(b.encrypt(values), 'the other holder encrypts after one closed');
+    assertClose(await resolved(other.decrypt(chunks, values.length), 'decrypt'), values, 'round trip through the shared pool');
+    await b.close();
+    assertRejected(await outcome(b.encrypt(values)), /the HE pool is closed/, 'after the last holder closed');
+    // Closed for good: the next holder starts a fresh pool.
+    const fresh = await HePool.shared(params, publicOnly);
+    assert.notEqual(fresh, a);
+    await resolved(fresh.encrypt(values), 'the fresh pool works');
+    await Promise.all([fresh.close(), other.close()]);
+  });
+});
