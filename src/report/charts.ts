@@ -14,6 +14,15 @@ const FONT = 'DejaVu Sans, Helvetica, Arial, sans-serif';
 /** Nodes in address order (127.0.1.2 before 127.0.1.10), the way a testbed's machines are numbered. */
 const byAddress = (labels: Iterable<string>) => [...new Set(labels)].sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
 
+/**
+ * Nodes in address order, by a rank field each row carries: a sort given as a list of names compiles
+ * to an expression one level deep per name, which a testbed of hundreds of nodes overflows.
+ */
+function ranked<T extends Record<K, string>, K extends string>(values: T[], key: K): { values: (T & { rank: number })[]; count: number; sort: object } {
+  const order = new Map(byAddress(values.map((v) => v[key])).map((label, i) => [label, i]));
+  return { values: values.map((v) => ({ ...v, rank: order.get(v[key])! })), count: order.size, sort: { field: 'rank', op: 'min' } };
+}
+
 /** What every chart of ours shares: its title, size, fonts, white ground. */
 export const chartBase = (title: string, height = 240) => ({
   $schema: SCHEMA,
@@ -46,13 +55,15 @@ export function accuracyChart(rows: readonly RoundMetrics[]): ChartSpec {
 
 /** Megabytes each node sent and received in each round: a grid, one cell per node and round. */
 export function bytesChart(rows: readonly NodeRound[]): ChartSpec {
-  const values = rows.map((r) => ({ node: `${r.node} (${r.role})`, round: r.round, MB: (r.sent + r.received) / 1e6, sent: r.sent / 1e6, received: r.received / 1e6 }));
-  const nodes = byAddress(values.map((v) => v.node));
-  const max = Math.max(0, ...values.map((v) => v.MB));
-  const y = { field: 'node', type: 'nominal', title: null, sort: nodes };
+  const { values, count, sort } = ranked(
+    rows.map((r) => ({ node: `${r.node} (${r.role})`, round: r.round, MB: (r.sent + r.received) / 1e6, sent: r.sent / 1e6, received: r.received / 1e6 })),
+    'node',
+  );
+  const max = values.reduce((most, v) => Math.max(most, v.MB), 0);
+  const y = { field: 'node', type: 'nominal', title: null, sort };
   const x = { field: 'round', type: 'ordinal', title: 'round', axis: { labelAngle: 0 } };
   return {
-    ...chartBase('Megabytes per node per round (sent + received)', Math.max(120, nodes.length * 20)),
+    ...chartBase('Megabytes per node per round (sent + received)', Math.max(120, count * 20)),
     data: { values },
     layer: [
       {
@@ -79,14 +90,16 @@ export function bytesChart(rows: readonly NodeRound[]): ChartSpec {
 
 /** Each node's mean time per phase over the rounds given, stacked. */
 export function phaseChart(rows: readonly NodeRound[], title = 'Time per phase (mean per round)'): ChartSpec {
-  const values = meanPhases(rows).map((p) => ({ ...p, node: `${p.node} (${p.role})`, s: p.ms / 1000, step: PHASES.indexOf(p.phase) }));
-  const nodes = byAddress(values.map((v) => v.node));
+  const { values, count, sort } = ranked(
+    meanPhases(rows).map((p) => ({ ...p, node: `${p.node} (${p.role})`, s: p.ms / 1000, step: PHASES.indexOf(p.phase) })),
+    'node',
+  );
   return {
-    ...chartBase(title, Math.max(120, nodes.length * 20)),
+    ...chartBase(title, Math.max(120, count * 20)),
     data: { values },
     mark: { type: 'bar', tooltip: true },
     encoding: {
-      y: { field: 'node', type: 'nominal', title: null, sort: nodes },
+      y: { field: 'node', type: 'nominal', title: null, sort },
       x: { field: 's', type: 'quantitative', title: 'seconds', stack: 'zero' },
       color: { field: 'phase', type: 'nominal', scale: { domain: [...PHASES], scheme: 'tableau10' }, title: 'phase' },
       // Stacked in the order a round goes through them.
@@ -147,16 +160,19 @@ export function experimentCharts(rows: readonly RoundMetrics[], perNode: readonl
 
 /** Each client's samples by class, as it said at check-in: how skewed the split (or the lab's own data) is. */
 export function classesChart(histograms: Readonly<Record<string, readonly number[]>>): ChartSpec {
-  const clients = byAddress(Object.keys(histograms));
-  const values = clients.flatMap((client) => histograms[client].map((samples, label) => ({ client, class: String(label), samples })));
+  const { values, count, sort } = ranked(
+    Object.entries(histograms).flatMap(([client, counts]) => counts.map((samples, label) => ({ client, class: String(label), samples }))),
+    'client',
+  );
+  const classes = Math.max(0, ...Object.values(histograms).map((counts) => counts.length));
   return {
-    ...chartBase('Samples per class on each client', Math.max(120, clients.length * 20)),
+    ...chartBase('Samples per class on each client', Math.max(120, count * 20)),
     data: { values },
     mark: { type: 'bar', tooltip: true },
     encoding: {
-      y: { field: 'client', type: 'nominal', title: null, sort: clients },
+      y: { field: 'client', type: 'nominal', title: null, sort },
       x: { field: 'samples', type: 'quantitative', title: 'samples', stack: 'zero' },
-      color: { field: 'class', type: 'nominal', title: 'class', sort: values.map((v) => v.class) },
+      color: { field: 'class', type: 'nominal', title: 'class', sort: Array.from({ length: classes }, (_, i) => String(i)) },
       order: { field: 'class', type: 'quantitative' },
       tooltip: [{ field: 'client' }, { field: 'class' }, { field: 'samples' }],
     },

@@ -37,4 +37,22 @@ describe('the report', () => {
       assert.ok(bytes.readUInt32BE(16) >= 800, `${png} is at least 800 px wide`);
     }
   });
+
+  it('draws a testbed of hundreds of clients, in address order, with the queueing of clients that share a process', async () => {
+    const clients = Array.from({ length: 300 }, (_, i) => `127.0.${9 + Math.floor(i / 20)}.1:${5000 + (i % 20)}`);
+    const entry = (round: number, i: number) => ({ round, start_time: '', end_time: '', byte_received: 4e5, byte_send: 2e5, train_ms: 100, queue_ms: (i % 20) * 100 });
+    const records = clients.map((address, i) => ({ node: address, address, role: 'client' as const, iteration: [1, 2, 3].map((round) => entry(round, i)) }));
+    const workers = new Map<string, 'client' | 'switch'>(clients.map((c) => [c, 'client']));
+    const histograms = Object.fromEntries(clients.map((c) => [c, Array.from({ length: 10 }, () => 25)]));
+    const settings = parseExperimentConfig(testbedConfig({ base: '127.0.9', nodes: 4, switches: 1 }));
+    // A sort by a list of 300 names compiled to an expression 300 levels deep, which overflowed the stack.
+    const { html } = await writeReport(tmp(), { experiment: 'many', aggregator: '127.0.99.1:5000', settings, workers, rows, records, histograms });
+    const page = readFileSync(html, 'utf8');
+    assert.equal((page.match(/<svg/g) ?? []).length, 5);
+    const labels = [...page.matchAll(/>(127\.0\.9\.1:50\d\d) \(client\)</g)].map((m) => m[1]);
+    assert.deepEqual([...new Set(labels)].slice(0, 3), ['127.0.9.1:5000', '127.0.9.1:5001', '127.0.9.1:5002'], 'in address order');
+    // The longest wait of each round: the 20th client of a process waited for the 19 before it.
+    assert.match(page, /queued \(s\)<\/th>/);
+    assert.match(page, /<td title="127\.0\.9\.1:5019 waited longest">1\.90<\/td>/);
+  });
 });
