@@ -155,13 +155,12 @@ withCommonFlags(
 ).action(async (flags: CommonFlags & { host: string; port: number; heKey: string; tlsDir?: string; nodes?: string[] }) => {
   try {
     if (flags.nodes && flags.id) throw new InvalidArgumentError('--id names one node: with --nodes each is named <host>-<port>');
-    const addresses = flags.nodes ?? [`${flags.host}:${flags.port}`];
+    const listening = flags.nodes?.map((address) => parseAddress(address)) ?? [{ host: flags.host, port: flags.port }];
     if (flags.tlsDir && flags.host === '0.0.0.0' && !flags.nodes) throw new TlsSetupError('--tls-dir: name this node\'s address with --host, so its certificate can be found (and checked against it)');
     const nodes = [];
-    for (const address of addresses) {
-      const { host, port } = parseAddress(address);
-      const tls = flags.tlsDir ? loadTlsFromDir(flags.tlsDir, address) : undefined;
-      nodes.push(await startNode({ host, port, heKeyFile: flags.heKey, tls, ...common(flags, flags.nodes && address) }));
+    for (const { host, port } of listening) {
+      const tls = flags.tlsDir ? loadTlsFromDir(flags.tlsDir, `${host}:${port}`) : undefined;
+      nodes.push(await startNode({ host, port, heKeyFile: flags.heKey, tls, ...common(flags, flags.nodes && `${host}:${port}`) }));
     }
     closeOnSignals(nodes);
   } catch (err) {
@@ -200,7 +199,7 @@ withCommonFlags(
     progress.follow(role);
     // The bars go before any last line, the summary or why the experiment stopped.
     const summary = await finished.finally(() => progress.stop());
-    console.log(formatSummary(summary.rounds, summary.outputs));
+    console.log(formatSummary(summary.rounds, summary.outputs, summary.floors));
     if (flags.keepServing) return console.log(`still serving the dashboard at ${baseUrl(role.config.address, Boolean(node.context.tls))}/ (Ctrl-C to stop)`);
     await node.close();
     process.exit(0);

@@ -5,6 +5,7 @@ import type { PaillierComparison, TransferRow } from './baselines';
 import type { FaultResults } from './faults';
 import { formatLinks, type LinksResults } from './links';
 import { formatHeterogeneous, type HeterogeneousResults } from './heterogeneous';
+import { formatScale, type ScaleResults } from './scale';
 import { formatQuantized, PER_LAYER_MODE, type QuantizedResults } from './quantized';
 import { formatTree, type TreeResults } from './tree';
 import { formatTls, type TlsResults } from './tls';
@@ -50,6 +51,8 @@ export interface Results {
   seal?: SealResults;
   /** Slow machines, over-selection and the network's overhead per link rate (`npm run bench -- heterogeneous`, root only). */
   heterogeneous?: HeterogeneousResults;
+  /** 12 to 200 clients (`npm run bench -- scale`). */
+  scale?: ScaleResults;
 }
 
 const x = (ratio: number) => `${n(ratio, ratio < 10 ? 2 : 0)}x`;
@@ -114,7 +117,7 @@ function quantizedTargets(q: QuantizedResults | undefined): { target: string; me
 }
 
 export function formatResults(r: Results): string {
-  return [...formatSections(r), ...formatLinks(r.links), ...formatQuantized(r.quantized), ...formatTree(r.tree), ...formatTls(r.tls), ...formatSeal(r.seal), ...formatAdversarial(r.adversarial), ...formatStrategies(r.strategies), ...formatHeterogeneous(r.heterogeneous)].join('\n');
+  return [...formatSections(r), ...formatLinks(r.links), ...formatQuantized(r.quantized), ...formatTree(r.tree), ...formatTls(r.tls), ...formatSeal(r.seal), ...formatAdversarial(r.adversarial), ...formatStrategies(r.strategies), ...formatHeterogeneous(r.heterogeneous), ...formatScale(r.scale)].join('\n');
 }
 
 function formatSections(r: Results): string[] {

@@ -13,6 +13,7 @@
  *   npm run bench -- adversarial  only section 12, likewise
  *   npm run bench -- strategies   only section 13, likewise
  *   npm run bench -- heterogeneous  only section 14 (root: the emulated testbed and cgroups), likewise
+ *   npm run bench -- scale        only section 15 (12 to 200 clients), likewise
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -40,6 +41,7 @@ import { tlsComparison } from './tls';
 import { sealVersions } from './seal-versions';
 import { adversarialCosts } from './adversarial';
 import { strategyComparison } from './strategies';
+import { scaleChart, scaleRuns } from './scale';
 
 /**
  * The HE stages at each step of the profile-led changes, one thread, a 100k update, a switch adding 6:
@@ -136,6 +138,8 @@ async function main(quick: boolean): Promise<void> {
     strategies,
     // Section 14 runs only alone (`npm run bench -- heterogeneous`): a full run keeps what the file has.
     heterogeneous: existsSync(join(ROOT, 'bench', 'results.json')) ? (JSON.parse(readFileSync(join(ROOT, 'bench', 'results.json'), 'utf8')) as Results).heterogeneous : undefined,
+    // So does section 15 (`npm run bench -- scale`): its 200 clients take a quarter of an hour.
+    scale: existsSync(join(ROOT, 'bench', 'results.json')) ? (JSON.parse(readFileSync(join(ROOT, 'bench', 'results.json'), 'utf8')) as Results).scale : undefined,
   };
   const png = join(ROOT, 'bench', 'scaling.png');
   writeFileSync(png, svgToPng(await renderSvg(scalingChart(results))));
@@ -244,6 +248,14 @@ async function heterogeneousOnly(quick: boolean): Promise<void> {
   await write({ ...results, heterogeneous });
 }
 
+async function scaleOnly(quick: boolean): Promise<void> {
+  const results = JSON.parse(readFileSync(join(ROOT, 'bench', 'results.json'), 'utf8')) as Results;
+  log('15. many clients');
+  const scale = await scaleRuns(quick, `npm run bench -- scale${quick ? ' --quick' : ''}`);
+  writeFileSync(join(ROOT, 'bench', 'scale.png'), svgToPng(await renderSvg(scaleChart(scale) as never)));
+  await write({ ...results, scale });
+}
+
 const SECTIONS: Record<string, (quick: boolean) => Promise<void>> = {
   e2e: endToEndOnly,
   links: linksOnly,
@@ -255,11 +267,12 @@ const SECTIONS: Record<string, (quick: boolean) => Promise<void>> = {
   adversarial: adversarialOnly,
   strategies: strategiesOnly,
   heterogeneous: heterogeneousOnly,
+  scale: scaleOnly,
 };
 
 new Command()
   .name('bench')
-  .argument('[section]', '"e2e": only the 15-node testbed end to end; "links": only the links experiment on the emulated testbed (root); "quantized": only the quantized packing comparison; "faults": only what each fault costs; "tree": only the bytes at the aggregator flat and through switches of switches; "tls": only what mutual TLS costs; "seal": only node-seal 6 against 7; "adversarial": only what each attack costs; "strategies": only every strategy, attackers and DP side by side; "heterogeneous": only slow machines, over-selection and the network\'s overhead per link rate (root)')
+  .argument('[section]', '"e2e": only the 15-node testbed end to end; "links": only the links experiment on the emulated testbed (root); "quantized": only the quantized packing comparison; "faults": only what each fault costs; "tree": only the bytes at the aggregator flat and through switches of switches; "tls": only what mutual TLS costs; "seal": only node-seal 6 against 7; "adversarial": only what each attack costs; "strategies": only every strategy, attackers and DP side by side; "heterogeneous": only slow machines, over-selection and the network\'s overhead per link rate (root); "scale": only 12 to 200 clients')
   .option('--quick', 'one repeat, small runs: a smoke test of the suite, not numbers to quote')
   .action((section: string | undefined, flags: { quick?: boolean }) => {
     if (section && !SECTIONS[section]) throw new Error(`unknown section "${section}" (sections that run alone: ${Object.keys(SECTIONS).join(', ')})`);

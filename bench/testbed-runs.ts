@@ -11,6 +11,8 @@ import { formatConfig, testbedConfig } from '../src/config/testbed';
 import { expectedParameterCount } from '../src/model/model';
 import type { RoundMetrics } from '../src/outputs';
 import { nodeRounds, type Phase } from '../src/report/data';
+import { pathsOf, roundFloors } from '../src/report/floor';
+import { parseExperimentConfig } from '../src/config/load';
 import { down, up } from '../scripts/testbed';
 import { log, median, ROOT } from './common';
 
@@ -28,6 +30,10 @@ export interface RunShape {
   heSettings?: Record<string, unknown>;
   /** Mutual TLS between the nodes (on loopback the default is plain HTTP). */
   tls?: boolean;
+  /** Clients to a loopback machine and a worker process (testbed init --per-process). */
+  perProcess?: number;
+  /** Any other change to the config (a tree of another shape). */
+  edit?: (config: Record<string, any>) => void;
 }
 
 export interface TestbedRun {
@@ -56,6 +62,10 @@ export interface TestbedRun {
   clipped_per_round: number | null;
   /** CPU seconds per steady round, summed over the processes of each role (Linux /proc; null elsewhere). */
   cpu_s_per_round: Record<'client' | 'switch' | 'aggregator', number> | null;
+  /** Each steady round's time over its floor (report/floor.ts), the median. */
+  over_floor?: number;
+  /** The largest peak resident memory (VmHWM) of a worker process of each role, MB (Linux /proc). */
+  process_rss_mb_max?: Record<'client' | 'switch', number>;
 }
 
 /** user + system CPU seconds of a process so far, from /proc (Linux). */
@@ -64,14 +74,31 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
+/** Each worker process of the testbed once (its nodes share a pid file's pid), with its role. */
+function workerPids(state: string, others: Record<string, { type: string }>): { role: 'client' | 'switch'; pid: number }[] {
+  const pids = join(state, 'pids');
+  const byPid = new Map<number, 'client' | 'switch'>();
+  for (const file of readdirSync(pids)) {
+    const address = file.replace(/\.pid$/, '').replace(/-(\d+)$/, ':$1');
+    byPid.set(Number(readFileSync(join(pids, file), 'utf8')), others[address]?.type as 'client' | 'switch');
+  }
+  return [...byPid].map(([pid, role]) => ({ role, pid }));
+}
+
+/** The largest peak resident memory of a process of each role, MB. */
+function peakRss(state: string, others: Record<string, { type: string }>): Record<'client' | 'switch', number> {
+  const peaks = { client: 0, switch: 0 };
+  for (const { role, pid } of workerPids(state, others)) {
+    const kb = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+    peaks[role] = Math.max(peaks[role], Math.round(kb / 1024));
+  }
+  return peaks;
+}
+
 /** Every testbed process by role, and a way to read their CPU time together. */
 function cpuMeter(state: string, others: Record<string, { type: string }>, aggregatorPid: number) {
-  const pids = join(state, 'pids');
-  const roles = readdirSync(pids).map((file) => {
-    const address = file.replace(/\.pid$/, '').replace(/-(\d+)$/, ':$1');
-    return { role: others[address]?.type as 'client' | 'switch', pid: Number(readFileSync(join(pids, file), 'utf8')) };
-  });
-  roles.push({ role: 'aggregator' as never, pid: aggregatorPid });
+  const roles: { role: 'client' | 'switch' | 'aggregator'; pid: number }[] = workerPids(state, others);
+  roles.push({ role: 'aggregator', pid: aggregatorPid });
   return () => {
     const total = { client: 0, switch: 0, aggregator: 0 };
     for (const { role, pid } of roles) total[role as keyof typeof total] += cpuSeconds(pid);
@@ -81,12 +108,14 @@ function cpuMeter(state: string, others: Record<string, { type: string }>, aggre
 
 export async function testbedRun(shape: RunShape): Promise<TestbedRun> {
   const nodes = shape.clients + shape.switches + 1;
-  log(`  testbed ${shape.name}: ${shape.clients} clients, ${shape.switches} switches, ${shape.rounds} rounds, HE ${shape.he ? 'on' : 'off'}`);
+  log(`  testbed ${shape.name}: ${shape.clients} clients${shape.perProcess ? ` (${shape.perProcess} to a process)` : ''}, ${shape.switches} switches, ${shape.rounds} rounds, HE ${shape.he ? 'on' : 'off'}`);
   const dir = mkdtempSync(join(tmpdir(), 'fl-bench-'));
-  const config = testbedConfig({ base: shape.base ?? '127.0.1', nodes, switches: shape.switches, spines: shape.spines, rounds: shape.rounds, experiment: shape.name, he: shape.he }) as Record<string, any>;
+  const layout = shape.perProcess ? { clients: shape.clients, perProcess: shape.perProcess } : {};
+  const config = testbedConfig({ base: shape.base ?? '127.0.1', nodes, ...layout, switches: shape.switches, spines: shape.spines, rounds: shape.rounds, experiment: shape.name, he: shape.he }) as Record<string, any>;
   if (shape.hiddenUnits) config.model = { ...config.model, hidden_units: shape.hiddenUnits };
   if (shape.heSettings) config.he = shape.heSettings;
   if (shape.tls !== undefined) config.tls = shape.tls;
+  shape.edit?.(config);
   const file = join(dir, 'config.json');
   writeFileSync(file, formatConfig(config));
   const state = join(dir, 'state');
@@ -94,6 +123,7 @@ export async function testbedRun(shape: RunShape): Promise<TestbedRun> {
   const outputs = join(dir, 'outputs');
   if ((await up({ config: file, state, timeout: 120_000, logs, quiet: true })) !== 0) throw new Error(`${shape.name}: the testbed did not start`);
   let cpu: TestbedRun['cpu_s_per_round'] = null;
+  let rss: TestbedRun['process_rss_mb_max'];
   try {
     const agg = spawn(process.execPath, [join(ROOT, 'main.js'), 'agg', '--config', file, '--token-file', join(state, 'token'), '--logs', logs, '--outputs', outputs, '--log-level', 'warn'], {
       stdio: ['ignore', 'pipe', 'inherit'],
@@ -115,10 +145,11 @@ export async function testbedRun(shape: RunShape): Promise<TestbedRun> {
     });
     const code = await new Promise<number | null>((done) => agg.on('exit', done));
     if (code !== 0) throw new Error(`${shape.name}: the aggregator exited with ${code}`);
+    if (existsSync('/proc/self/status')) rss = peakRss(state, config.others);
   } finally {
     await down({ state, timeout: 5000 });
   }
-  return { ...readRun(shape, config, logs, outputs), cpu_s_per_round: cpu };
+  return { ...readRun(shape, config, logs, outputs), cpu_s_per_round: cpu, ...(rss ? { process_rss_mb_max: rss } : {}) };
 }
 
 function readRun(shape: RunShape, config: Record<string, any>, logs: string, outputs: string): Omit<TestbedRun, 'cpu_s_per_round'> {
@@ -143,7 +174,9 @@ function readRun(shape: RunShape, config: Record<string, any>, logs: string, out
   const sent = workers.filter((w) => w.role === 'client').flatMap((w) => w.iteration as { round: number; update_bytes: number; clipped?: number }[]);
   const clippedByRound = new Map<number, number>();
   for (const entry of sent) if (entry.clipped !== undefined) clippedByRound.set(entry.round, (clippedByRound.get(entry.round) ?? 0) + entry.clipped);
+  const floors = roundFloors(steady, workers, pathsOf(parseExperimentConfig(config)));
   return {
+    over_floor: median(steady.map((r) => r.round_ms / floors.get(r.round)!.ms)),
     name: shape.name,
     clients: shape.clients,
     switches: shape.switches,

@@ -2,13 +2,13 @@
 import http from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
-import { Readable } from 'node:stream';
 import axios, { AxiosError, type AxiosInstance, type AxiosRequestConfig } from 'axios';
 import { baseUrl } from '../config/address';
 import type { Logger } from '../log/logger';
 import { CONFIG_PROOF_HEADER, type Credentials } from './identity';
 import { clientOptions, type TlsMaterial } from './tls';
 import type { WireMeter } from './wire-meter';
+import { ProgressDeadline } from './progress-deadline';
 
 export interface Health {
   status: string;
@@ -39,7 +39,11 @@ export class Peers {
    * `localAddress`: the node's own IP, which its calls leave from, so the nodes it calls see (and
    * count bytes for) its address rather than whatever the route picks (127.0.0.1 on a loopback testbed).
    */
+  /** How long a call may go without progress (timeouts.request_ms, set as a role mounts), unless the call says otherwise. */
+  requestMs: number;
+
   constructor(private readonly credentials: Credentials, meter: WireMeter, timeoutMs = 30_000, tls?: TlsMaterial, localAddress?: string) {
+    this.requestMs = timeoutMs;
     this.tls = Boolean(tls);
     const tlsOptions = tls && clientOptions(tls);
     // Only a specific IP (not 0.0.0.0, ::, a host name), and then only peers of its family: with a
@@ -47,14 +51,12 @@ export class Peers {
     const from = localAddress && isIP(localAddress) && !/^[0:.]+$/.test(localAddress) ? { localAddress, family: isIP(localAddress) } : {};
     // What a node answers another is JSON, a public key at most: an answer beyond these is cut off, not buffered.
     this.probes = axios.create({
-      timeout: timeoutMs,
       httpAgent: new http.Agent({ keepAlive: true, ...from }),
       httpsAgent: tlsOptions && new https.Agent({ ...tlsOptions, keepAlive: true, ...from }),
       maxContentLength: MAX_PROBE_ANSWER,
       proxy: false,
     });
     this.http = axios.create({
-      timeout: timeoutMs,
       httpAgent: meter.agent(from),
       httpsAgent: tlsOptions && meter.agent({ ...tlsOptions, ...from }),
       maxBodyLength: Infinity,
@@ -68,12 +70,37 @@ export class Peers {
       instance.interceptors.request.use((config) => {
         // Who this node is, on every call but the open /health: known once its config named it.
         if (!config.url?.endsWith('/health')) for (const [name, value] of Object.entries(credentials.headers())) config.headers.set(name, value);
-        // axios's timeout ends once the answer's headers are in: a peer that trickles its answer is cut off at the same time.
-        const wall = AbortSignal.timeout(config.timeout || timeoutMs);
-        config.signal = config.signal ? AbortSignal.any([config.signal as AbortSignal, wall]) : wall;
         return config;
       });
     }
+    // Probes are small: axios's timeout ends once the answer's headers are in, so a peer that trickles its answer is cut off by the wall.
+    this.probes.interceptors.request.use((config) => {
+      const wall = AbortSignal.timeout(config.timeout || this.requestMs);
+      config.signal = config.signal ? AbortSignal.any([config.signal as AbortSignal, wall]) : wall;
+      return config;
+    });
+    // The experiment's calls carry models: their deadline moves while their bytes do (net/progress-deadline.ts).
+    const deadlines = new WeakMap<object, ProgressDeadline>();
+    this.http.interceptors.request.use((config) => {
+      const deadline = new ProgressDeadline(config.timeout || this.requestMs);
+      deadlines.set(config, deadline);
+      config.timeout = 0; // axios's own would end a call whose one large write is still draining
+      config.signal = config.signal ? AbortSignal.any([config.signal as AbortSignal, deadline.signal]) : deadline.signal;
+      config.transport = deadline.transport(this.tls ? https : http);
+      if (Buffer.isBuffer(config.data) || isParts(config.data)) {
+        config.headers.set('Content-Length', String([config.data].flat().reduce((n: number, part: Buffer) => n + part.length, 0)));
+        config.data = deadline.body(config.data);
+      }
+      return config;
+    });
+    const stop = (config?: object) => config && deadlines.get(config)?.stop();
+    this.http.interceptors.response.use(
+      (res) => (stop(res.config), res),
+      (err) => {
+        stop((err as AxiosError).config);
+        throw err;
+      },
+    );
   }
 
   private url(address: string): string {
@@ -88,9 +115,7 @@ export class Peers {
 
   /** `body` may be a message in parts (an array of buffers, codec's withMeta): streamed as one body, never joined. */
   async post<T = unknown>(address: string, path: string, body: unknown, config: AxiosRequestConfig = {}): Promise<T> {
-    const res = isParts(body)
-      ? await this.http.post<T>(this.url(address) + path, Readable.from(body), { ...config, headers: { ...config.headers, 'Content-Length': String(body.reduce((n, part) => n + part.length, 0)) } })
-      : await this.http.post<T>(this.url(address) + path, body, config);
+    const res = await this.http.post<T>(this.url(address) + path, body, config);
     return res.data;
   }
 

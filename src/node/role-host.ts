@@ -148,6 +148,8 @@ export class RoleHost {
     let role: Role;
     try {
       if (old) await old.role.stop();
+      // The experiment's request_ms, for every call this node makes from now on.
+      this.node.peers.requestMs = config.settings.timeouts.request_ms;
       const mounted = mount(config, this.node, options);
       role = mounted.role;
       const router = Router();

@@ -10,10 +10,13 @@ import { callerName, CONFIG_PROOF_HEADER } from '../net/identity';
 import { callerOf, identifyCallers, only, refusalLogger } from '../net/callers';
 import { HttpError, jsonErrorHandler, requireContentType } from '../net/errors';
 import { clientCertProblem, serverOptions } from '../net/tls';
+import { acknowledgeArrivals } from '../net/progress-deadline';
 import { ROLE_PREFIX, type NodeContext } from '../roles/role';
 import { RoleHost } from './role-host';
 
 export const CONFIG_BODY_LIMIT = 1024 * 1024;
+/** How long a request may take to arrive whole. */
+const REQUEST_WHOLE_MS = 60 * 60_000;
 
 /** Paths whose traffic is monitoring, not the experiment's: health checks, central logs, the dashboard, scrapes. */
 export const isMonitoring = (path: string): boolean =>
@@ -40,6 +43,9 @@ export function createWorkerApp(node: NodeContext): WorkerApp {
     } else experimentTraffic.add(req.socket);
     next();
   });
+
+  // A large body's sender hears it arriving, so its deadline moves while the bytes do.
+  app.use(acknowledgeArrivals);
 
   // Liveness stays open so launchers and monitors can probe without the secret; it shows no settings.
   app.get('/health', (req, res) => {
@@ -134,9 +140,10 @@ export interface RunningNode extends WorkerApp {
 
 /** Listens on host:port; close() stops the role, then the server. */
 export async function listen(worker: WorkerApp, node: NodeContext, host: string, port: number): Promise<RunningNode> {
-  const server = node.tls
-    ? https.createServer({ ...serverOptions(node.tls), keepAliveTimeout: 65_000 }, worker.app)
-    : http.createServer({ keepAliveTimeout: 65_000 }, worker.app);
+  // Node ends a request not whole in 5 minutes: tens of megabytes on a shaped link may take longer
+  // (callers give up on a stalled one themselves, net/progress-deadline.ts). An hour still bounds a trickle.
+  const limits = { keepAliveTimeout: 65_000, requestTimeout: REQUEST_WHOLE_MS };
+  const server = node.tls ? https.createServer({ ...serverOptions(node.tls), ...limits }, worker.app) : http.createServer(limits, worker.app);
   node.meter.attachServer(server);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

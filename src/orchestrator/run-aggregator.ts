@@ -10,6 +10,7 @@ import { Credentials, tokenBook } from '../net/identity';
 import { loadTlsFromDir, transportName, transportOf } from '../net/tls';
 import { startNode, type NodeOptions, type StartedNode } from '../node/start';
 import { CLIENTS_FILE, writeReport } from '../report/report';
+import { pathsOf, roundFloors, type Paths, type RoundFloor } from '../report/floor';
 import type { AggregatorRole, ExperimentSummary } from '../roles/aggregator';
 import { formatOutcome, goingOnWithout, missingForExperiment, pushConfigs, summarize } from './push';
 import { findCheckpoint } from './resume';
@@ -33,7 +34,7 @@ export interface RunningExperiment {
   node: StartedNode;
   role: AggregatorRole;
   /** Resolves when the last round is checkpointed and the report written. */
-  finished: Promise<ExperimentSummary & { report?: string }>;
+  finished: Promise<ExperimentSummary & { report?: string; floors?: Map<number, RoundFloor> }>;
 }
 
 export async function runAggregator(options: AggregatorOptions): Promise<RunningExperiment> {
@@ -123,7 +124,12 @@ export async function runAggregator(options: AggregatorOptions): Promise<Running
   const rounds = plannedRounds(config);
   const privacy = describeBudget(config);
   if (!role.isFinished) print(`running ${first > 1 ? `rounds ${first} to ${rounds}` : `${rounds} rounds`} of ${config.training.strategy} on ${config.model.architecture} (${describeVector(config)})${privacy ? `; differential privacy: ${privacy}` : ''}`);
-  const finished = role.finished.then(async (summary) => ({ ...summary, report: await reportOn(role, node, print) }));
+  const paths = pathsOf(config);
+  const finished = role.finished.then(async (summary) => {
+    const report = await reportOn(role, node, print, paths);
+    // After the report: by then the workers' records of the last round are in.
+    return { ...summary, report, floors: roundFloors(summary.rounds, role.cluster.records(), paths) };
+  });
   return { node: { ...node, close: () => (watch.stop(), node.close()) }, role, finished };
 }
 
@@ -144,7 +150,7 @@ function aggregatorCredentials(credentials: Credentials, own: AggregatorNodeConf
 const LAST_LOGS_WAIT_MS = 5000;
 
 /** outputs/<experiment>/report.html and its PNG charts; a report that fails costs the experiment nothing. */
-async function reportOn(role: AggregatorRole, node: StartedNode, print: (line: string) => void): Promise<string | undefined> {
+async function reportOn(role: AggregatorRole, node: StartedNode, print: (line: string) => void, paths: Paths): Promise<string | undefined> {
   const { config, outputs, cluster } = role;
   try {
     const last = outputs.rows[outputs.rows.length - 1];
@@ -171,6 +177,7 @@ async function reportOn(role: AggregatorRole, node: StartedNode, print: (line: s
       records: cluster.records(),
       histograms,
       events: outputs.events(),
+      paths,
     });
     print(`report: ${html} (charts as PNG: ${pngs.length} in ${outputs.dir}/charts)`);
     return html;

@@ -15,6 +15,7 @@ import { ClusterLog, type NodeRecords, type WorkerRole } from '../log/cluster-lo
 import { readEvents, recordWords, type EventRecord, type RoundMetrics } from '../outputs';
 import { classesChart, experimentCharts, type ChartName } from './charts';
 import { nodeRounds, nodeTotals, queueing, wastedWork, type NodeTotals } from './data';
+import { overFloor, pathsOf, roundFloors, type Paths } from './floor';
 import { tabularSecond } from '../model/model';
 import { renderSvg, svgToPng } from './render';
 
@@ -35,6 +36,8 @@ export interface ReportInput {
   attackers?: Readonly<Record<string, Attack>>;
   /** What the testbed's schedule did (events.json). */
   events?: readonly EventRecord[];
+  /** Where each client sits and each link's rate: each round's floor is drawn from them (report/floor.ts). */
+  paths?: Paths;
 }
 
 export const CLIENTS_FILE = 'clients.json';
@@ -131,7 +134,8 @@ export async function reportFromDisk(experimentDir: string, logsDir: string): Pr
   const histograms = existsSync(join(experimentDir, CLIENTS_FILE)) ? read(CLIENTS_FILE) : undefined;
   const transport = transportName(usesTls(config));
   const attackers = Object.fromEntries(Object.entries(config.others ?? {}).flatMap(([client, e]) => ((e as { attack?: Attack }).attack ? [[client, (e as { attack: Attack }).attack]] : [])));
-  return writeReport(experimentDir, { experiment, aggregator, settings: config, transport, workers, rows: rounds, records, histograms, attackers, events: readEvents(experimentDir) });
+  const paths = config.others ? pathsOf(config) : undefined;
+  return writeReport(experimentDir, { experiment, aggregator, settings: config, transport, workers, rows: rounds, records, histograms, attackers, events: readEvents(experimentDir), paths });
 }
 
 
@@ -176,12 +180,19 @@ function reportHtml(input: ReportInput, svgs: Record<ChartName, string>, nodes: 
     const q = queued.get(round);
     return q ? `<td title="${escapeHtml(q.client)} waited longest">${(q.ms / 1000).toFixed(2)}</td>` : '<td>—</td>';
   };
+  // Each round over its floor: how far from what its work and its links allow.
+  const floors = input.paths && roundFloors(rows, input.records, input.paths);
+  const floorCell = (r: RoundMetrics) => {
+    const f = floors?.get(r.round);
+    const parts = f && `floor ${(f.ms / 1000).toFixed(2)} s${f.client ? ` (${f.client}'s path)` : ' (a link)'}: work ${(f.parts.work / 1000).toFixed(2)}, wire ${(f.parts.wire / 1000).toFixed(2)}, switches' sums ${(f.parts.sums / 1000).toFixed(2)}, aggregator ${(f.parts.aggregator / 1000).toFixed(2)}`;
+    return `<td title="${escapeHtml(parts ?? 'no floor')}">${overFloor(r, f)}</td>`;
+  };
   const eventsIn = (round: number) => events.filter((e) => e.round === round).map(recordWords).join('; ');
   const roundRows = rows
     .map(
       (r) =>
         `<tr><td>${r.round}</td><td>${(r.accuracy * 100).toFixed(2)}%${r.scored_by ? ` <span title="scored by ${r.scored_by.clients} of the ${r.scored_by.of} clients asked">(${r.scored_by.clients} of ${r.scored_by.of})</span>` : ''}</td><td>${r.loss.toFixed(4)}</td><td>${r.clients}</td>` +
-        `<td>${(r.round_ms / 1000).toFixed(2)}</td><td>${(r.training_ms / 1000).toFixed(2)}</td>${queued.size ? queuedCell(r.round) : ''}<td>${r.straggling_ms === undefined ? '—' : `${(r.straggling_ms / 1000).toFixed(2)}${r.held_by ? ` (${escapeHtml(r.held_by)})` : ''}`}</td><td>${((r.waiting_ms ?? 0) / 1000).toFixed(2)}</td><td>${(r.aggregation_ms / 1000).toFixed(2)}</td>` +
+        `<td>${(r.round_ms / 1000).toFixed(2)}</td>${floors ? floorCell(r) : ''}<td>${(r.training_ms / 1000).toFixed(2)}</td>${queued.size ? queuedCell(r.round) : ''}<td>${r.straggling_ms === undefined ? '—' : `${(r.straggling_ms / 1000).toFixed(2)}${r.held_by ? ` (${escapeHtml(r.held_by)})` : ''}`}</td><td>${((r.waiting_ms ?? 0) / 1000).toFixed(2)}</td><td>${(r.aggregation_ms / 1000).toFixed(2)}</td>` +
         `<td>${mb(r.bytes_up)}</td><td>${mb(r.bytes_down)}</td><td>${escapeHtml(r.missing.join(' ') || '—')}</td>${showWasted ? wastedCell(r.round) : ''}<td>${escapeHtml(r.attackers?.join(' ') || '—')}</td>${events.length ? `<td>${escapeHtml(eventsIn(r.round) || '—')}</td>` : ''}${privacy ? `<td>${r.epsilon?.toFixed(2) ?? '—'}</td>` : ''}</tr>`,
     )
     .join('');
@@ -207,7 +218,7 @@ th{background:#f4f4f4}.settings th,.settings td{text-align:left}.chart{margin:1r
 <div class="chart">${svgs.phases}</div>
 ${classes ? `<div class="chart">${classes}</div>` : ''}
 <h2>Rounds</h2>
-<table><tr><th>round</th><th>accuracy</th><th>loss</th><th>clients</th><th>round (s)</th><th>training (s)</th>${queued.size ? '<th title="the longest a client of the round waited for the other clients of its process to train first (one core, shared)">queued (s)</th>' : ''}<th title="from the median client's update to the last in the sum">held by the slowest (s)</th><th title="for clients whose updates never came">waiting (s)</th><th>aggregation (s)</th><th>up (MB)</th><th>down (MB)</th><th>missing</th>${showWasted ? '<th title="training by clients whose updates came too late for the sum: client-seconds (clients)">wasted (s)</th>' : ''}<th>attacking</th>${events.length ? '<th title="what the testbed\'s schedule did as the round went (events.json)">events</th>' : ''}${privacy ? `<th>ε (δ ${input.settings.dp!.delta})</th>` : ''}</tr>${roundRows}</table>
+<table><tr><th>round</th><th>accuracy</th><th>loss</th><th>clients</th><th>round (s)</th>${floors ? '<th title="the round\'s time over its floor: the slowest summed client\'s path (the model down and its update up at each hop\'s link rate, its own training and HE work, the switches\' sums above it) and the aggregator\'s work">÷ floor</th>' : ''}<th>training (s)</th>${queued.size ? '<th title="the longest a client of the round waited for the other clients of its process to train first (one core, shared)">queued (s)</th>' : ''}<th title="from the median client's update to the last in the sum">held by the slowest (s)</th><th title="for clients whose updates never came">waiting (s)</th><th>aggregation (s)</th><th>up (MB)</th><th>down (MB)</th><th>missing</th>${showWasted ? '<th title="training by clients whose updates came too late for the sum: client-seconds (clients)">wasted (s)</th>' : ''}<th>attacking</th>${events.length ? '<th title="what the testbed\'s schedule did as the round went (events.json)">events</th>' : ''}${privacy ? `<th>ε (δ ${input.settings.dp!.delta})</th>` : ''}</tr>${roundRows}</table>
 <h2>Nodes</h2>
 ${nodeTable(nodes)}
 </body></html>

@@ -91,6 +91,17 @@ describe('the command line', () => {
     assert.match(res.stderr, /--port.*expected a port number/);
   });
 
+  it('refuses a --nodes list it cannot serve, naming what is wrong', async () => {
+    const env = { FL_TOKEN: 'x'.repeat(20) };
+    const twice = await node(['main.js', '--nodes', '127.0.0.1:5001,127.0.0.1:5001'], { env });
+    assert.match(twice.stderr, /--nodes.*a node is named twice/);
+    const portless = await node(['main.js', '--nodes', '127.0.0.1'], { env });
+    assert.match(portless.stderr, /--nodes.*each node as host:port/);
+    const named = await node(['main.js', '--nodes', '127.0.0.1:5001,127.0.0.1:5002', '--id', 'one'], { env });
+    assert.match(named.stderr, /--id names one node: with --nodes each is named <host>-<port>/);
+    for (const res of [twice, portless, named]) assert.notEqual(res.code, 0);
+  });
+
   it('testbed down stops every worker it started', async () => {
     const testbed = new Testbed({ nodes: 4, switches: 1 });
     assert.equal((await testbed.up()).code, 0);

@@ -20,6 +20,10 @@ import { ROOT, script, waitFor } from '../helpers/cluster';
 
 const reference = JSON.parse(readFileSync(join(ROOT, 'config.json'), 'utf8'));
 const ip = (...args: string[]) => execFileSync('ip', args, { encoding: 'utf8' });
+/** The request_ms of the transfer below: a fixed deadline of it would cut the body off. */
+const REQUEST_MS = 600;
+/** 10.77.1.4's link from round 2 on. */
+const SLOWED_MBIT = 10;
 
 const missing = missingForEmulation();
 const unmet = missing.length ? `needs ${missing.join('; ')}` : !existsSync(SSHD) ? `needs ${SSHD} (npm test installs openssh-server as root)` : undefined;
@@ -43,7 +47,7 @@ describe('the emulated testbed, end to end', { skip: why }, () => {
     // Half a core for one client's machine; the schedule slows another's link at round 2, and halves a third's CPU at round 3.
     compute: { '10.77.1.2': { cpu: 0.5, memory_mb: 1024 } },
     events: [
-      { at_round: 2, on: '10.77.1.4', do: 'link', rate_mbit: 10 },
+      { at_round: 2, on: '10.77.1.4', do: 'link', rate_mbit: SLOWED_MBIT },
       { at_round: 3, on: '10.77.1.3:5000', do: 'cpu', cpu: 0.5 },
     ],
   };
@@ -122,8 +126,8 @@ describe('the emulated testbed, end to end', { skip: why }, () => {
     for (const host of hosts) {
       const [qdisc] = JSON.parse(execFileSync('tc', ['-n', `fl-${tag}-${host}`, '-j', 'qdisc', 'show', 'dev', 'eth0'], { encoding: 'utf8' }));
       assert.equal(qdisc.kind, 'tbf', `${host}'s link`);
-      // 10.77.1.4's link the schedule slowed to 10 Mbit/s at round 2 (up measured it at its configured 20).
-      assert.equal(qdisc.options.rate * 8, (host === '10.77.1.4' ? 10 : rateOf(host)) * 1e6, `${host}'s rate`);
+      // 10.77.1.4's link the schedule slowed at round 2 (up measured it at its configured 20).
+      assert.equal(qdisc.options.rate * 8, (host === '10.77.1.4' ? SLOWED_MBIT : rateOf(host)) * 1e6, `${host}'s rate`);
       const measured = state_.measured[host];
       for (const way of ['up_mbit', 'down_mbit']) {
         // Below: a loaded machine; a little above: the bucket's burst at the start of half a second.
@@ -145,6 +149,35 @@ describe('the emulated testbed, end to end', { skip: why }, () => {
     assert.equal(readFileSync(`/sys/fs/cgroup/cpu/fl-${tag}-10.77.1.3/cpu.cfs_quota_us`, 'utf8').trim(), '50000');
     assert.match(agg.stdout, /round {3}2\/3 .*\[schedule: link 10\.77\.1\.4:5000\]/);
     assert.match(agg.stdout, /round {3}3\/3 .*\[schedule: cpu 10\.77\.1\.3:5000\]/);
+  });
+
+  it('sends a body longer than request_ms on the slowed link while its bytes flow, and it arrives whole', async () => {
+    // From 10.77.1.4's machine, as its node (its token book and certificate), 1.9 MB of nonsense (within what its
+    // switch reads of an update) with a request_ms of 0.6 s: 1.5 s on its 10 Mbit/s link. The switch reads it all,
+    // then refuses it for what it is.
+    const body = 1_900_000;
+    const call = `
+      const dist = ${JSON.stringify(join(ROOT, 'dist', 'src'))};
+      const { Peers, describeFailure } = require(dist + '/net/peers');
+      const { WireMeter } = require(dist + '/net/wire-meter');
+      const { resolveCredentials } = require(dist + '/net/auth');
+      const { loadTlsFromDir } = require(dist + '/net/tls');
+      const { WIRE_CONTENT_TYPE } = require(dist + '/wire/codec');
+      const credentials = resolveCredentials({ tokenFile: ${JSON.stringify(join(project, '.run', 'token-10.77.1.4-5000'))} });
+      const tls = loadTlsFromDir(${JSON.stringify(join(project, 'tls', '10.77.1.4-5000'))}, '10.77.1.4:5000');
+      const peers = new Peers(credentials, new WireMeter(), ${REQUEST_MS}, tls, '10.77.1.4');
+      const started = performance.now();
+      peers.post('10.77.1.6:5000', '/s/receive', Buffer.alloc(${body}, 7), { headers: { 'Content-Type': WIRE_CONTENT_TYPE } })
+        .then(() => ({ kind: 'taken' }), describeFailure)
+        .then((outcome) => console.log(JSON.stringify({ ms: performance.now() - started, ...outcome })));`;
+    const run = await testbed(['exec', '--state', state, '10.77.1.4', '--', process.execPath, '-e', call]);
+    assert.equal(run.code, 0, run.stdout + run.stderr);
+    const outcome = JSON.parse(run.stdout.trim().split('\n').pop()!);
+    const wireMs = (body * 8) / (SLOWED_MBIT * 1000);
+    assert.ok(outcome.ms >= wireMs * 0.9 && wireMs > 2 * REQUEST_MS, `took ${outcome.ms} ms; the link needs ${wireMs} ms`);
+    // The switch's own answer, after it read the whole body: not "no whole answer in time".
+    assert.equal(outcome.kind, 'refused', JSON.stringify(outcome));
+    assert.equal(outcome.error, 'bad message', JSON.stringify(outcome));
   });
 
   it('ssh status and fetch-logs run against the real sshd; the HE key went to the clients over ssh', async () => {

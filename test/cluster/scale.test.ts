@@ -75,6 +75,15 @@ describe(`${CLIENTS} clients in 4 processes under quantized HE through a 2-level
     }
   });
 
+  it("prints each round's time over its floor, in the summary and the report: above 1, the floor being a part of the round", () => {
+    assert.match(run.output, /time \(s\)  up \(MB\)  down \(MB\)  ÷ floor/);
+    const ratios = [...run.output.matchAll(/^\s+\d+\s+[\d.]+%.*\s(\d+\.\d\d)x$/gm)].map((m) => Number(m[1]));
+    assert.equal(ratios.length, ROUNDS, run.output);
+    // The first round holds the public keys' fetching, which no floor counts; every round holds its floor.
+    assert.ok(ratios.every((r) => r >= 1), `${ratios}`);
+    assert.equal([...run.report.matchAll(/<td title="floor [\d.]+ s \([^"]*\)[^"]*">\d+\.\d\dx<\/td>/g)].length, ROUNDS);
+  });
+
   it('the clients of a process train one at a time: in each round the last of a process waited about as long as the others trained', () => {
     const byPid = processesOf();
     for (const served of byPid.values()) {

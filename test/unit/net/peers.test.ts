@@ -9,8 +9,13 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Credentials } from '../../../src/net/identity';
 import { describeFailure, Peers } from '../../../src/net/peers';
+import { acknowledgeArrivals } from '../../../src/net/progress-deadline';
+import express from 'express';
 import { WireMeter } from '../../../src/net/wire-meter';
 import { TOKEN } from '../../helpers/node-context';
+
+/** How fast the slow peers below read a body. */
+const READ_BYTES_PER_MS = 4096;
 
 describe('calls to other nodes', () => {
   const seen: { path: string; authorization?: string }[] = [];
@@ -28,6 +33,15 @@ describe('calls to other nodes', () => {
       };
       res.on('drain', pump);
       pump();
+    } else if (req.url === '/slow-reader' || req.url === '/stops-reading') {
+      // Reads at 4 MB/s whatever the chunks' sizes: the body flows, slower than the timeout allows for all of it.
+      let received = 0;
+      req.on('data', (chunk: Buffer) => {
+        received += chunk.length;
+        req.pause();
+        if (req.url === '/slow-reader' || received < 100_000) setTimeout(() => req.resume(), chunk.length / READ_BYTES_PER_MS);
+      });
+      req.on('end', () => res.end(JSON.stringify({ received })));
     } else res.end('{"status": "ok"}');
   });
   let address = '';
@@ -43,6 +57,48 @@ describe('calls to other nodes', () => {
     const failure = await peers.get(address, '/trickle').then(() => undefined, describeFailure);
     assert.deepEqual(failure, { kind: 'unreachable', reason: 'no whole answer in time (or this node is stopping)' });
     assert.ok(performance.now() - started < 5000, `took ${performance.now() - started} ms`);
+  });
+
+  // More than loopback's socket buffers hold, so the body waits on the reader: 3 s at its pace.
+  const LARGE = Buffer.alloc(12 << 20, 0x62);
+
+  it('sends a body for longer than the timeout while its bytes flow, and gives up once they stop', async () => {
+    let started = performance.now();
+    const answer = await peers.post<{ received: number }>(address, '/slow-reader', LARGE, { headers: { 'Content-Type': 'application/octet-stream' } });
+    const took = performance.now() - started;
+    assert.equal(answer.received, LARGE.length);
+    assert.ok(took > 1000, `took ${took.toFixed(0)} ms, not past the 1000 ms timeout: nothing shown`);
+    started = performance.now();
+    const failure = await peers.post(address, '/stops-reading', LARGE, { headers: { 'Content-Type': 'application/octet-stream' } }).then(() => undefined, describeFailure);
+    assert.equal(failure?.kind, 'unreachable');
+    assert.ok(performance.now() - started < 5000, `gave up after ${performance.now() - started} ms`);
+  });
+
+  it("hears a body that the kernel's buffers took whole arrive at the peer, and waits for it while it does", async () => {
+    // 2 MB: loopback's buffers take it at once, and then nothing moves on the sender's side; read at 1 MB/s.
+    const app = express();
+    app.use(acknowledgeArrivals);
+    app.post('/slow', (req, res) => {
+      let received = 0;
+      req.on('data', (chunk: Buffer) => {
+        received += chunk.length;
+        req.pause();
+        setTimeout(() => req.resume(), chunk.length / (READ_BYTES_PER_MS / 4));
+      });
+      req.on('end', () => res.json({ received }));
+    });
+    const slow = http.createServer(app);
+    await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
+    try {
+      const started = performance.now();
+      const body = Buffer.alloc(2 << 20, 0x63);
+      const answer = await peers.post<{ received: number }>(`127.0.0.1:${(slow.address() as AddressInfo).port}`, '/slow', body, { headers: { 'Content-Type': 'application/octet-stream' } });
+      assert.equal(answer.received, body.length);
+      assert.ok(performance.now() - started > 1000, `took ${performance.now() - started} ms, not past the timeout: nothing shown`);
+    } finally {
+      slow.closeAllConnections();
+      slow.close();
+    }
   });
 
   it('stops reading an answer beyond 32 MiB', async () => {
