@@ -15,10 +15,12 @@
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, loadExperimentConfig, resolveNodeConfigs, topologyOf, usesTls } from './src/config/load';
-import { addressProblem, baseUrl, DEFAULT_PORT, parseAddress } from './src/config/address';
+import { addressProblem, baseUrl, canonicalAddress, DEFAULT_PORT, parseAddress } from './src/config/address';
 import { statSync } from 'node:fs';
+import { shareReads } from './src/data/source';
 import { join } from 'node:path';
 import { readScrapeToken, resolveCredentials } from './src/net/auth';
+import { bookFileName } from './src/net/identity';
 import { DEFAULT_VALID_DAYS, makeTestbedCerts } from './src/net/certs';
 import { loadTlsFromDir, TlsSetupError } from './src/net/tls';
 import { DEFAULT_KEY_FILE, writeSecretKey } from './src/he/keys';
@@ -44,8 +46,9 @@ function nodeList(text: string): string[] {
   const problem = addresses.map(addressProblem).find(Boolean);
   if (problem) throw new InvalidArgumentError(problem);
   if (addresses.some((a) => !a.includes(':'))) throw new InvalidArgumentError('each node as host:port');
-  if (new Set(addresses).size !== addresses.length) throw new InvalidArgumentError('a node is named twice');
-  return addresses;
+  const canonical = addresses.map((a) => canonicalAddress(a));
+  if (new Set(canonical).size !== canonical.length) throw new InvalidArgumentError('a node is named twice');
+  return canonical;
 }
 
 function portNumber(text: string): number {
@@ -92,7 +95,7 @@ const withCommonFlags = (command: Command) =>
  */
 function common(flags: CommonFlags, of?: string) {
   const folder = of && flags.tokenFile && statSync(flags.tokenFile, { throwIfNoEntry: false })?.isDirectory();
-  const tokenFile = folder ? join(flags.tokenFile!, `${of.replace(':', '-')}.json`) : flags.tokenFile;
+  const tokenFile = folder ? join(flags.tokenFile!, bookFileName(of)) : flags.tokenFile;
   return {
     credentials: resolveCredentials({ ...flags, tokenFile }),
     scrapeToken: readScrapeToken(flags.metricsTokenFile),
@@ -152,11 +155,14 @@ withCommonFlags(
     .option('--he-key <file>', 'the HE secret key, for a client when clients hold it (made by `main.js keygen`)', DEFAULT_KEY_FILE)
     .option('--tls-dir <dir>', "mutual TLS: the folder with the testbed's ca.pem and this node's <host>-<port>.pem and -key.pem (made by `main.js certs`)")
     .option('--nodes <addresses>', 'several nodes in this one process (host:port,host:port,…), each its own on the wire; clients among them share the TensorFlow.js backend, data and HE threads. --token-file is then a folder of their token books, <host>-<port>.json', nodeList),
-).action(async (flags: CommonFlags & { host: string; port: number; heKey: string; tlsDir?: string; nodes?: string[] }) => {
+).action(async (flags: CommonFlags & { host: string; port: number; heKey: string; tlsDir?: string; nodes?: string[] }, command: Command) => {
   try {
     if (flags.nodes && flags.id) throw new InvalidArgumentError('--id names one node: with --nodes each is named <host>-<port>');
+    const given = ['host', 'port'].filter((option) => command.getOptionValueSource(option) === 'cli');
+    if (flags.nodes && given.length) throw new InvalidArgumentError(`--nodes names each node's address: drop --${given.join(' and --')}`);
     const listening = flags.nodes?.map((address) => parseAddress(address)) ?? [{ host: flags.host, port: flags.port }];
     if (flags.tlsDir && flags.host === '0.0.0.0' && !flags.nodes) throw new TlsSetupError('--tls-dir: name this node\'s address with --host, so its certificate can be found (and checked against it)');
+    if (listening.length > 1) shareReads();
     const nodes = [];
     for (const { host, port } of listening) {
       const tls = flags.tlsDir ? loadTlsFromDir(flags.tlsDir, `${host}:${port}`) : undefined;

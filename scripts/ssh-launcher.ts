@@ -17,9 +17,10 @@ import type { ExperimentConfig } from '../src/config/schema';
 import { certFiles } from '../src/net/certs';
 import { parseAddress, type Address } from '../src/config/address';
 import { resolveCredentials } from '../src/net/auth';
-import { tokenBook } from '../src/net/identity';
+import { bookFileName, tokenBook } from '../src/net/identity';
 import { launchReportFile, writeLaunchReport, type LaunchFailures } from '../src/orchestrator/launch-report';
-import { workerProcesses } from '../src/config/processes';
+import { nodesFlag, workerProcesses } from '../src/config/processes';
+import { nodeIdFor } from '../src/log/logger';
 
 /** A worker process to start on a machine (host:port: its first node's address). */
 export interface Target extends Address {
@@ -134,7 +135,7 @@ export function bookSteps(flags: Flags, targets: Target[]): Step[] {
     .filter((target) => target.nodes.length > 1)
     .flatMap((target) =>
       target.nodes.map((address) => {
-        const file = `${remoteBooks(target)}/${address.replace(':', '-')}.json`;
+        const file = `${remoteBooks(target)}/${bookFileName(address)}`;
         const remote = `cd ${quote(flags.dir)} && (umask 077 && mkdir -p ${remoteBooks(target)}) && ${writeAtomically(file)} && echo "the token book of ${address} written"`;
         return { target, argv: sshArgs(flags, target, remote), stdin: { book: address } };
       }),
@@ -154,8 +155,11 @@ function sshFlags(flags: Flags): string[] {
 export function planSteps(action: string, flags: Flags, targets: Target[], tls = false): Step[] {
   const dir = quote(flags.dir);
   return targets.map((target) => {
-    // Named by address too: machines that share a folder keep apart.
-    const pid = `.run/worker-${target.host}-${target.port}.pid`;
+    // Named by address too: machines that share a folder keep apart. A process of several nodes has
+    // a pid file for each (the same pid), so stop finds them whatever clients_per_process says later.
+    const pidFileOf = (address: string) => `.run/worker-${nodeIdFor(parseAddress(address).host, parseAddress(address).port)}.pid`;
+    const pids = target.nodes.map(pidFileOf);
+    const [pid] = pids;
     const out = `logs/worker-${target.host}-${target.port}.out`;
     switch (action) {
       case 'start': {
@@ -165,13 +169,15 @@ export function planSteps(action: string, flags: Flags, targets: Target[], tls =
         // process of several nodes has their books in a folder (bookSteps); one node's comes on stdin.
         const several = target.nodes.length > 1;
         const tokenFile = several ? remoteBooks(target) : `.run/token-${target.host}-${target.port}`;
-        const where = several ? `--nodes ${target.nodes.join(',')}` : `--host ${target.host} --port ${target.port}`;
+        const where = several ? `--nodes ${nodesFlag({ addresses: target.nodes })}` : `--host ${target.host} --port ${target.port}`;
         const worker = `node main.js ${where} --token-file ${tokenFile} --logs logs${key}${certs}`;
-        // Started, then watched until it listens (or for 10 s): one that exits at once (a certificate
-        // of another machine, a key missing) is a failure, in the worker's own words (its last lines).
+        // Started, then watched until its last node listens (or for 10 s): one that exits at once (a
+        // certificate of another machine, a key missing) is a failure, in the worker's own words.
+        const last = target.nodes[target.nodes.length - 1];
+        const copies = pids.slice(1).map((file) => `cp ${pid} ${file}; `).join('');
         const watch =
-          `for i in $(seq 100); do grep -q "listening on" ${out} && break; kill -0 "$(cat ${pid})" 2>/dev/null || break; sleep 0.1; done; ` +
-          `if kill -0 "$(cat ${pid})" 2>/dev/null; then echo "started pid $(cat ${pid})"; else echo "the worker exited at start: $(tail -n 3 ${out} | tr '\\n' ' ')"; rm -f ${pid}; exit 1; fi`;
+          `for i in $(seq 100); do grep -qF "listening on ${last}," ${out} && break; kill -0 "$(cat ${pid})" 2>/dev/null || break; sleep 0.1; done; ` +
+          `if kill -0 "$(cat ${pid})" 2>/dev/null; then ${copies}echo "started pid $(cat ${pid})"; else echo "the worker exited at start: $(tail -n 3 ${out} | tr '\\n' ' ')"; rm -f ${pids.join(' ')}; exit 1; fi`;
         const remote =
           `cd ${dir} && mkdir -p logs .run && ${several ? '' : `${writeAtomically(tokenFile)} && `}` +
           `if [ -f ${pid} ] && kill -0 "$(cat ${pid})" 2>/dev/null; then echo "already running"; else ` +
@@ -181,7 +187,11 @@ export function planSteps(action: string, flags: Flags, targets: Target[], tls =
       case 'stop':
         return {
           target,
-          argv: sshArgs(flags, target, `cd ${dir} && if [ -f ${pid} ]; then kill "$(cat ${pid})" 2>/dev/null; rm -f ${pid}; echo stopped; else echo "not running"; fi`),
+          argv: sshArgs(
+            flags,
+            target,
+            `cd ${dir} && stopped=; for f in ${pids.join(' ')}; do if [ -f $f ]; then kill "$(cat $f)" 2>/dev/null; rm -f $f; stopped=1; fi; done; if [ -n "$stopped" ]; then echo stopped; else echo "not running"; fi`,
+          ),
         };
       case 'status':
         return {

@@ -25,7 +25,7 @@ import { nodeIdFor } from '../src/log/logger';
 import { DEFAULT_KEY_FILE, ensureClientKey } from '../src/he/keys';
 import { launchReportFile, writeLaunchReport, type LaunchFailures } from '../src/orchestrator/launch-report';
 import { writeFileAtomic } from '../src/files/atomic';
-import { tokenBook } from '../src/net/identity';
+import { bookFileName, tokenBook } from '../src/net/identity';
 import { downEmulated, execOn, scheduleEmulated, statusEmulated, upEmulated } from '../src/emulate/testbed';
 import { EmulateError } from '../src/emulate/system';
 import { computeOf, testbedTag } from '../src/emulate/plan';
@@ -70,7 +70,7 @@ export function ensureToken(state: string): string {
 function writeTokenBook(state: string, secret: string, worker: string, nodes: string[], aggregator: string, process?: string): string {
   const dir = process ? join(paths(state).tokens, process) : paths(state).tokens;
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const file = join(dir, `${worker.replace(':', '-')}.json`);
+  const file = join(dir, bookFileName(worker));
   writeFileAtomic(file, JSON.stringify(tokenBook(secret, worker, nodes, aggregator)) + '\n', { mode: 0o600 });
   return file;
 }
@@ -235,6 +235,9 @@ async function schedule(flags: StateFlags & { config: string; outputs: string; t
   const { experiment, events, nodes, aggregator } = readScheduleSnapshot(flags.state);
   const config = loadExperimentConfig(flags.config);
   const ca = usesTls(config) ? readFileSync(join(config.certs, 'ca.pem')) : undefined;
+  // A node's machine on loopback is its process, named by the process's first node (its cgroup, its output file).
+  const processOf = new Map(workerProcesses(config).flatMap((proc) => proc.addresses.map((address) => [address, idOf(proc.addresses[0])] as const)));
+  const machineOf = (address: string) => processOf.get(address) ?? idOf(address);
   // A pid file outlives its worker (killed): the pid is taken only while it still runs that worker.
   const pidOf = (address: string) => {
     const pid = runningWorkers(flags.state).find((w) => w.id === idOf(address))?.pid;
@@ -244,14 +247,14 @@ async function schedule(flags: StateFlags & { config: string; outputs: string; t
     const running = pidOf(address);
     if (running !== undefined) throw new Error(`it is running already (pid ${running})`);
     const code = await up({ ...flags, quiet: true, only: [address] });
-    if (code !== 0) throw new Error(`it did not come up (${join(paths(flags.state).out, `${idOf(address)}.out`)})`);
+    if (code !== 0) throw new Error(`it did not come up (${join(paths(flags.state).out, `${machineOf(address)}.out`)})`);
     return `started again, pid ${pidOf(address)}`;
   };
   await runSchedule({
     experiment,
     events,
     nodes,
-    driver: new LoopbackDriver(testbedTag(flags.state), pidOf, idOf, start),
+    driver: new LoopbackDriver(testbedTag(flags.state), pidOf, machineOf, start),
     state: () => fetchPublicJson(aggregator, '/dashboard/round', 2000, ca),
     outputs: resolve(flags.outputs),
     print: console.log,

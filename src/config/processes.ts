@@ -40,4 +40,4 @@ export function workerProcesses(config: ExperimentConfig): WorkerProcess[] {
 }
 
 /** A process's nodes as the worker's --nodes flag takes them. */
-export const nodesFlag = (process: WorkerProcess): string => process.addresses.join(',');
+export const nodesFlag = (process: Pick<WorkerProcess, 'addresses'>): string => process.addresses.join(',');

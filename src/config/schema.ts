@@ -208,7 +208,7 @@ export const heSchema = heObject
 export const timeoutsSchema = z
   .object({
     push_ms: positiveInt.default(30_000),
-    request_ms: positiveInt.default(30_000),
+    request_ms: positiveInt.min(100).max(86_400_000).default(30_000),
     round_ms: positiveInt.default(300_000),
     /** How often the aggregator checks each worker's health (and re-configures one that restarted). */
     heartbeat_ms: positiveInt.default(2000),

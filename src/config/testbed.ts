@@ -35,7 +35,7 @@ export function testbedConfig(shape: TestbedShape): Record<string, unknown> {
   if (clientHosts !== undefined) shape = { ...shape, nodes: clientHosts + shape.switches + 1 };
   const clients = shape.clients ?? shape.nodes - 1 - shape.switches;
   if (!/^\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(shape.base)) throw new Error(`--base: "${shape.base}" should be three octets, like 127.0.1`);
-  if (shape.nodes > 254) throw new Error(`--nodes: at most 254 on one /24, got ${shape.nodes}`);
+  if (shape.nodes > 254) throw new Error(`${clientHosts === undefined ? '--nodes' : '--clients with --per-process'}: at most 254 machines on one /24, got ${shape.nodes}`);
   if (clients < 1) throw new Error(`--nodes ${shape.nodes} with --switches ${shape.switches} leaves no client (needs nodes >= switches + 2)`);
   const spines = shape.spines ?? 0;
   const racks = shape.switches - spines;
@@ -47,7 +47,8 @@ export function testbedConfig(shape: TestbedShape): Record<string, unknown> {
   const others: Record<string, unknown> = {};
   for (let c = 0; c < clients; c++) {
     const entry: Record<string, unknown> = { type: 'client', client_number: clients, index: c };
-    if (racks > 0) entry.switch = switchAt(Math.floor((c * racks) / clients));
+    // Spread by machine: the clients of one machine (one process) share a rack switch.
+    if (racks > 0) entry.switch = switchAt(Math.floor((Math.floor(c / perProcess) * racks) / hosts));
     others[at(Math.floor(c / perProcess) + 1, c % perProcess)] = entry;
   }
   for (let s = 0; s < racks; s++) others[switchAt(s)] = spines ? { type: 'switch', switch: switchAt(racks + Math.floor((s * spines) / racks)) } : { type: 'switch' };

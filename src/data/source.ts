@@ -35,13 +35,24 @@ export function filesFor(settings: DataSettings, own: DataFiles | undefined, ind
 /** Whether a node's files are its own (a path per node, or {index} in the path): it then trains on all of them. */
 export const ownFiles = (settings: DataSettings, own: DataFiles | undefined) => settings.source !== 'mnist' && (!!own?.path || !!settings.path?.includes('{index}'));
 
-/** How long a file read stays with the process for its other clients (several in one worker read one file once). */
+/**
+ * How long a file read stays with the process for its other clients: several in one worker read one
+ * file once. Only in a process of several nodes (shareReads): elsewhere it would only hold memory.
+ */
 const SHARED_READ_MS = 60_000;
+let sharing = false;
 const recentReads = new Map<string, Loaded>();
 
+/** This process serves several nodes (main.js --nodes): a file one reads is kept a minute for the others. */
+export function shareReads(): void {
+  sharing = true;
+}
+
 export function loadSource(settings: DataSettings, files: DataFiles): Loaded {
-  if (settings.source === 'mnist') return readSource(settings, files); // kept by loadMnist
-  const key = JSON.stringify([settings, files]);
+  if (settings.source === 'mnist' || !sharing) return readSource(settings, files); // the digits are kept by loadMnist
+  // The file as it is now: one replaced since is read again.
+  const stamp = [files.path, files.labels_path].map((path) => (path ? statSync(path, { throwIfNoEntry: false }) : undefined)).map((s) => s && [s.mtimeMs, s.size, s.ino]);
+  const key = JSON.stringify([settings, files, stamp]);
   const recent = recentReads.get(key);
   if (recent) return recent;
   const loaded = readSource(settings, files);

@@ -251,10 +251,14 @@ function removeHandedOver({ dir, plan }: EmulatedState): string {
   let folders = 0;
   for (const id of workers) {
     const book = join(dir, '.run', `token-${id}`);
+    // A process of several clients keeps their books in a folder, named by its first (the ssh launcher's bookSteps).
+    const bookFolder = join(dir, '.run', `tokens-${id}`);
     const tls = join(dir, 'tls', id);
     if (existsSync(book)) books++;
+    if (existsSync(bookFolder)) books += readdirSync(bookFolder).length;
     if (existsSync(tls)) folders++;
     rmSync(book, { force: true });
+    rmSync(bookFolder, { recursive: true, force: true });
     rmSync(tls, { recursive: true, force: true });
   }
   if (existsSync(join(dir, 'tls')) && !readdirSync(join(dir, 'tls')).length) rmSync(join(dir, 'tls'), { recursive: true });

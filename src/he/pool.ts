@@ -91,11 +91,12 @@ export class HePool {
     const name = createHash('sha256').update(JSON.stringify(params)).update(keys.publicKey ?? '').update('|').update(keys.secretKey ?? '').digest('hex');
     for (let entry = HePool.registry.get(name); entry; entry = HePool.registry.get(name)) {
       const held = await entry.catch(() => undefined);
-      if (held && !held.closed) {
+      // One that gave up (threads that kept dying) is not handed out again: its holders keep it, newcomers start afresh.
+      if (held && !held.closed && held.failure === undefined) {
         held.users++;
         return held;
       }
-      if (HePool.registry.get(name) === entry) HePool.registry.delete(name); // it failed to start: start afresh
+      if (HePool.registry.get(name) === entry) HePool.registry.delete(name);
     }
     const starting = HePool.start(params, keys).then((pool) => Object.assign(pool, { sharedAs: name }));
     HePool.registry.set(name, starting);
@@ -201,8 +202,9 @@ export class HePool {
    * after a death starts with none; encrypting does without.
    */
   async prepare(parameters: number): Promise<number[]> {
-    // Shared, for every node holding it: each takes its stock as it encrypts.
-    return Promise.all(this.ranges(this.chunksFor(parameters)).map(([from, to], i) => this.run<number>(i, { op: 'prepare', count: (to - from) * this.users })));
+    // Shared, for two of the nodes holding it: they encrypt one after another (they train so), and the
+    // next is made while one encrypts; more would hold a model's worth of ciphertexts per client.
+    return Promise.all(this.ranges(this.chunksFor(parameters)).map(([from, to], i) => this.run<number>(i, { op: 'prepare', count: (to - from) * Math.min(this.users, 2) })));
   }
 
   async sum(lists: Uint8Array[][]): Promise<Uint8Array[]> {
@@ -240,7 +242,10 @@ export class HePool {
 
   async close(): Promise<void> {
     if (this.closed || --this.users > 0) return;
-    if (this.sharedAs) HePool.registry.delete(this.sharedAs);
+    const name = this.sharedAs;
+    const entry = name === undefined ? undefined : HePool.registry.get(name);
+    // Only its own entry: one that gave up may have been replaced by a fresh pool meanwhile.
+    void entry?.then((pool) => pool === this && HePool.registry.get(name!) === entry && HePool.registry.delete(name!), () => undefined);
     this.closed = true;
     const error = new HePoolFailure('the HE pool was closed');
     for (const id of [...this.pending.keys()]) this.take(id)?.reject(error);

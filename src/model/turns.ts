@@ -7,7 +7,8 @@
  */
 let last: Promise<void> = Promise.resolve();
 
-export async function inTurn<T>(work: () => Promise<T>): Promise<{ value: T; waitedMs: number }> {
+/** `signal`: its node stopped meanwhile (a new config, a shutdown): its turn is skipped, not run for nobody. */
+export async function inTurn<T>(work: () => Promise<T>, signal?: AbortSignal): Promise<{ value: T; waitedMs: number }> {
   const asked = performance.now();
   const before = last;
   let done!: () => void;
@@ -15,6 +16,7 @@ export async function inTurn<T>(work: () => Promise<T>): Promise<{ value: T; wai
   await before; // never rejects: each turn's promise is resolved, whatever its work did
   const waitedMs = performance.now() - asked;
   try {
+    if (signal?.aborted) throw new Error('stopped before its turn');
     return { value: await work(), waitedMs };
   } finally {
     done();

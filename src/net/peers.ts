@@ -35,13 +35,13 @@ export class Peers {
 
   private readonly tls: boolean;
 
+  /** How long a call may go without progress (timeouts.request_ms, set as a role mounts). */
+  requestMs: number;
+
   /**
    * `localAddress`: the node's own IP, which its calls leave from, so the nodes it calls see (and
    * count bytes for) its address rather than whatever the route picks (127.0.0.1 on a loopback testbed).
    */
-  /** How long a call may go without progress (timeouts.request_ms, set as a role mounts), unless the call says otherwise. */
-  requestMs: number;
-
   constructor(private readonly credentials: Credentials, meter: WireMeter, timeoutMs = 30_000, tls?: TlsMaterial, localAddress?: string) {
     this.requestMs = timeoutMs;
     this.tls = Boolean(tls);
@@ -82,10 +82,12 @@ export class Peers {
     // The experiment's calls carry models: their deadline moves while their bytes do (net/progress-deadline.ts).
     const deadlines = new WeakMap<object, ProgressDeadline>();
     this.http.interceptors.request.use((config) => {
-      const deadline = new ProgressDeadline(config.timeout || this.requestMs);
+      const deadline = new ProgressDeadline(this.requestMs);
       deadlines.set(config, deadline);
+      // A caller's own timeout is a whole call's limit (a push's deadline, an evaluation's window).
+      const limits = [deadline.signal, ...(config.signal ? [config.signal as AbortSignal] : []), ...(config.timeout ? [AbortSignal.timeout(config.timeout)] : [])];
       config.timeout = 0; // axios's own would end a call whose one large write is still draining
-      config.signal = config.signal ? AbortSignal.any([config.signal as AbortSignal, deadline.signal]) : deadline.signal;
+      config.signal = AbortSignal.any(limits);
       config.transport = deadline.transport(this.tls ? https : http);
       if (Buffer.isBuffer(config.data) || isParts(config.data)) {
         config.headers.set('Content-Length', String([config.data].flat().reduce((n: number, part: Buffer) => n + part.length, 0)));

@@ -8,7 +8,11 @@
  * waits while the kernel's buffer is full), the answer as the socket reads it, and what the peer has
  * read of the body as it says so. The kernel's buffers can hold a whole body of a megabyte or so at
  * once, and then nothing moves on this side while a slow link drains them: the receiving node answers
- * "102 Processing" as another PROGRESS_BYTES arrive (acknowledgeArrivals), and each counts.
+ * "102 Processing" as another PROGRESS_BYTES arrive (acknowledgeArrivals), and each counts, though
+ * never for more than was sent: a peer cannot keep a call alive by saying so.
+ *
+ * A peer that trickles just enough is still ended: a call may take at most twice `idleMs` plus what
+ * moved at MIN_RATE (16 KiB a second, 128 kbit/s), however steadily it moves.
  */
 import type http from 'node:http';
 import type { Socket } from 'node:net';
@@ -17,6 +21,8 @@ import { Readable } from 'node:stream';
 
 /** What must move within each `idleMs` for a call to go on: a trickle of less is no transfer. */
 export const PROGRESS_BYTES = 16 * 1024;
+/** The slowest a call may average, bytes a millisecond, past its first two `idleMs`. */
+const MIN_RATE = PROGRESS_BYTES / 1000;
 /** A body goes out in slices of this (views, not copies): the finer, the truer the count. */
 const SLICE = 64 * 1024;
 
@@ -31,11 +37,12 @@ export class ProgressDeadline {
   /** The peer's "102 Processing" answers: each says another PROGRESS_BYTES of the body arrived. */
   private acknowledged = 0;
   private movedAtProgress = 0;
-  private progressAt = performance.now();
+  private readonly startedAt = performance.now();
+  private progressAt = this.startedAt;
   private readonly ticker: NodeJS.Timeout;
 
   constructor(private readonly idleMs: number) {
-    this.ticker = setInterval(() => this.check(), Math.max(50, idleMs / 4));
+    this.ticker = setInterval(() => this.check(), Math.min(60_000, Math.max(50, idleMs / 4)));
     this.ticker.unref();
   }
 
@@ -75,13 +82,17 @@ export class ProgressDeadline {
   }
 
   private moved(): number {
-    return this.sent + this.acknowledged * PROGRESS_BYTES + (this.socket ? this.socket.bytesRead - this.readAtStart : 0);
+    const arrived = Math.min(this.acknowledged * PROGRESS_BYTES, this.sent);
+    return this.sent + arrived + (this.socket ? this.socket.bytesRead - this.readAtStart : 0);
   }
 
   private check(): void {
     const moved = this.moved();
     const now = performance.now();
-    if (moved - this.movedAtProgress >= PROGRESS_BYTES) {
+    if (now - this.startedAt > 2 * this.idleMs + moved / MIN_RATE) {
+      this.stop();
+      this.controller.abort(new Error(`too slow: ${moved} bytes moved in ${Math.round(now - this.startedAt)} ms`));
+    } else if (moved - this.movedAtProgress >= PROGRESS_BYTES) {
       this.movedAtProgress = moved;
       this.progressAt = now;
     } else if (now - this.progressAt >= this.idleMs) {

@@ -148,9 +148,9 @@ export class RoleHost {
     let role: Role;
     try {
       if (old) await old.role.stop();
+      const mounted = mount(config, this.node, options);
       // The experiment's request_ms, for every call this node makes from now on.
       this.node.peers.requestMs = config.settings.timeouts.request_ms;
-      const mounted = mount(config, this.node, options);
       role = mounted.role;
       const router = Router();
       router.use(prefix, mounted.routes);

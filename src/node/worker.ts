@@ -15,8 +15,8 @@ import { ROLE_PREFIX, type NodeContext } from '../roles/role';
 import { RoleHost } from './role-host';
 
 export const CONFIG_BODY_LIMIT = 1024 * 1024;
-/** How long a request may take to arrive whole. */
-const REQUEST_WHOLE_MS = 60 * 60_000;
+/** How long a request may take to arrive whole: 40 MB at 0.4 Mbit/s (Node's default, 5 minutes, is 7.5 MB). */
+const REQUEST_WHOLE_MS = 15 * 60_000;
 
 /** Paths whose traffic is monitoring, not the experiment's: health checks, central logs, the dashboard, scrapes. */
 export const isMonitoring = (path: string): boolean =>
@@ -43,9 +43,6 @@ export function createWorkerApp(node: NodeContext): WorkerApp {
     } else experimentTraffic.add(req.socket);
     next();
   });
-
-  // A large body's sender hears it arriving, so its deadline moves while the bytes do.
-  app.use(acknowledgeArrivals);
 
   // Liveness stays open so launchers and monitors can probe without the secret; it shows no settings.
   app.get('/health', (req, res) => {
@@ -88,6 +85,8 @@ export function createWorkerApp(node: NodeContext): WorkerApp {
     });
   }
   app.use(identify);
+  // A large body's sender (a node of the testbed: past the checks above) hears it arriving, so its deadline moves while the bytes do.
+  app.use(acknowledgeArrivals);
 
   app.post('/config', requireContentType('application/json'), express.json({ limit: CONFIG_BODY_LIMIT }), async (req, res) => {
     const parsed = nodeConfigSchema.safeParse(req.body);
@@ -126,6 +125,8 @@ export function createWorkerApp(node: NodeContext): WorkerApp {
   const logRefusal = refusalLogger(node.logger);
   app.use(((err, req, res, next) => {
     if (err instanceof HttpError) logRefusal(req, res, err);
+    // Refused before its body was read: the connection goes with the answer, rather than wait for the rest of it.
+    if (!req.complete) res.set('Connection', 'close');
     next(err);
   }) as ErrorRequestHandler);
   app.use(jsonErrorHandler((err) => node.logger.error(`request failed: ${(err as Error)?.stack ?? String(err)}`)));
@@ -141,7 +142,8 @@ export interface RunningNode extends WorkerApp {
 /** Listens on host:port; close() stops the role, then the server. */
 export async function listen(worker: WorkerApp, node: NodeContext, host: string, port: number): Promise<RunningNode> {
   // Node ends a request not whole in 5 minutes: tens of megabytes on a shaped link may take longer
-  // (callers give up on a stalled one themselves, net/progress-deadline.ts). An hour still bounds a trickle.
+  // (callers give up on a stalled one themselves, net/progress-deadline.ts). A refusal closes the
+  // connection of a body it did not read (jsonErrorHandler), so a stranger cannot trickle one that long.
   const limits = { keepAliveTimeout: 65_000, requestTimeout: REQUEST_WHOLE_MS };
   const server = node.tls ? https.createServer({ ...serverOptions(node.tls), ...limits }, worker.app) : http.createServer(limits, worker.app);
   node.meter.attachServer(server);

@@ -184,7 +184,7 @@ function reportHtml(input: ReportInput, svgs: Record<ChartName, string>, nodes: 
   const floors = input.paths && roundFloors(rows, input.records, input.paths);
   const floorCell = (r: RoundMetrics) => {
     const f = floors?.get(r.round);
-    const parts = f && `floor ${(f.ms / 1000).toFixed(2)} s${f.client ? ` (${f.client}'s path)` : ' (a link)'}: work ${(f.parts.work / 1000).toFixed(2)}, wire ${(f.parts.wire / 1000).toFixed(2)}, switches' sums ${(f.parts.sums / 1000).toFixed(2)}, aggregator ${(f.parts.aggregator / 1000).toFixed(2)}`;
+    const parts = f && `floor ${(f.ms / 1000).toFixed(2)} s${f.client ? ` (${f.client}'s path)` : ' (a link)'}: work ${(f.parts.work / 1000).toFixed(2)}, wire ${(f.parts.wire / 1000).toFixed(2)}, aggregator ${(f.parts.aggregator / 1000).toFixed(2)}`;
     return `<td title="${escapeHtml(parts ?? 'no floor')}">${overFloor(r, f)}</td>`;
   };
   const eventsIn = (round: number) => events.filter((e) => e.round === round).map(recordWords).join('; ');
@@ -218,7 +218,7 @@ th{background:#f4f4f4}.settings th,.settings td{text-align:left}.chart{margin:1r
 <div class="chart">${svgs.phases}</div>
 ${classes ? `<div class="chart">${classes}</div>` : ''}
 <h2>Rounds</h2>
-<table><tr><th>round</th><th>accuracy</th><th>loss</th><th>clients</th><th>round (s)</th>${floors ? '<th title="the round\'s time over its floor: the slowest summed client\'s path (the model down and its update up at each hop\'s link rate, its own training and HE work, the switches\' sums above it) and the aggregator\'s work">÷ floor</th>' : ''}<th>training (s)</th>${queued.size ? '<th title="the longest a client of the round waited for the other clients of its process to train first (one core, shared)">queued (s)</th>' : ''}<th title="from the median client's update to the last in the sum">held by the slowest (s)</th><th title="for clients whose updates never came">waiting (s)</th><th>aggregation (s)</th><th>up (MB)</th><th>down (MB)</th><th>missing</th>${showWasted ? '<th title="training by clients whose updates came too late for the sum: client-seconds (clients)">wasted (s)</th>' : ''}<th>attacking</th>${events.length ? '<th title="what the testbed\'s schedule did as the round went (events.json)">events</th>' : ''}${privacy ? `<th>ε (δ ${input.settings.dp!.delta})</th>` : ''}</tr>${roundRows}</table>
+<table><tr><th>round</th><th>accuracy</th><th>loss</th><th>clients</th><th>round (s)</th>${floors ? '<th title="the round\'s time over its floor: the slowest summed client\'s path (the model down and its update up at each hop\'s link rate, its own training and HE work) and the aggregator\'s work, or a machine\'s link carrying all it moved">÷ floor</th>' : ''}<th>training (s)</th>${queued.size ? '<th title="the longest a client of the round waited for the other clients of its process to train first (one core, shared)">queued (s)</th>' : ''}<th title="from the median client's update to the last in the sum">held by the slowest (s)</th><th title="for clients whose updates never came">waiting (s)</th><th>aggregation (s)</th><th>up (MB)</th><th>down (MB)</th><th>missing</th>${showWasted ? '<th title="training by clients whose updates came too late for the sum: client-seconds (clients)">wasted (s)</th>' : ''}<th>attacking</th>${events.length ? '<th title="what the testbed\'s schedule did as the round went (events.json)">events</th>' : ''}${privacy ? `<th>ε (δ ${input.settings.dp!.delta})</th>` : ''}</tr>${roundRows}</table>
 <h2>Nodes</h2>
 ${nodeTable(nodes)}
 </body></html>

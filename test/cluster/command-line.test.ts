@@ -99,7 +99,9 @@ describe('the command line', () => {
     assert.match(portless.stderr, /--nodes.*each node as host:port/);
     const named = await node(['main.js', '--nodes', '127.0.0.1:5001,127.0.0.1:5002', '--id', 'one'], { env });
     assert.match(named.stderr, /--id names one node: with --nodes each is named <host>-<port>/);
-    for (const res of [twice, portless, named]) assert.notEqual(res.code, 0);
+    const both = await node(['main.js', '--nodes', '127.0.0.1:5001,127.0.0.1:5002', '--port', '5003'], { env });
+    assert.match(both.stderr, /--nodes names each node's address: drop --port/);
+    for (const res of [twice, portless, named, both]) assert.notEqual(res.code, 0);
   });
 
   it('testbed down stops every worker it started', async () => {

@@ -80,8 +80,9 @@ export class ClientRole extends Role<ClientNodeConfig> {
     this.act(this.machine.handle({ type: 'model', round, attempt: meta.attempt, missing }), () =>
       this.runRound(message, meta, kept).catch((err) => {
         const reason = (err as Error)?.message ?? String(err);
+        // Stopped mid-round (a new config, a shutdown): nothing failed, and its model is let go here.
+        if (this.isStopped) return trainer.dispose();
         this.node.logger.error(`round ${round} failed: ${(err as Error).stack ?? err}`);
-        if (this.isStopped) return;
         // At once, not at the round's deadline: the aggregator drops it, and its switch stops waiting for it.
         void this.decline(round, meta.attempt, reason);
         this.act(this.machine.handle({ type: 'round-over' })); // free again: the next round can have it
@@ -162,10 +163,10 @@ export class ClientRole extends Role<ClientNodeConfig> {
     const trainStart = performance.now();
     const opening = { round, attempt: meta.attempt, countedIn: meta.counted?.[this.config.address] };
     const fit = meta.fit!;
-    const { loss, weights, queuedMs } = await trainer.train(global, opening, { ...meta, ...fit }, fit.share);
+    const { loss, weights, queuedMs } = await trainer.train(global, opening, { ...meta, ...fit }, fit.share, this.abort.signal);
     this.lastLoss = loss;
     const trainMs = performance.now() - trainStart - queuedMs;
-    if (this.isStopped) return;
+    if (this.isStopped) return trainer.dispose(); // close() left it to this round, which was training
     // Quantized, what is beyond the clip is clipped when it is packed; otherwise the encoder would refuse it.
     const beyond = firstBeyond(weights, this.config.settings.he.quantize ? Number.MAX_VALUE : this.limits.model);
     if (beyond >= 0) throw new Error(`training took weight ${beyond} to ${weights[beyond]}, beyond the ±${this.limits.model} an update may hold (${this.limits.why})`);

@@ -84,7 +84,10 @@ export class KeyHolder {
     this.current?.pool.prepare(this.io.parameters).catch((err) => this.io.logger.debug(`encryptions of zero not made ahead: ${(err as Error).message}`));
   }
 
+  /** Lets go of the session's pool, once: the pool is shared by the process's clients, and counts its holders. */
   async close(): Promise<void> {
-    await this.current?.pool.close();
+    const current = this.current;
+    this.current = undefined;
+    await current?.pool.close();
   }
 }

@@ -44,6 +44,7 @@ export class Trainer {
   private readonly clip?: number;
   /** The sealed model this client last scored, decrypted: a model reference trains from it. */
   private kept?: { tag: string; weights: Float32Array };
+  private disposed = false;
 
   private constructor(
     private readonly config: ClientNodeConfig,
@@ -120,7 +121,7 @@ export class Trainer {
    * `share`: its weight over the round's selected clients' (the aggregator's instructions).
    * `queuedMs`: how long it waited for the process's other clients to train first (model/turns.ts).
    */
-  async train(global: Float32Array, opening: Opening, instructions: ClientInstructions, share: number): Promise<{ loss: number; weights: Float32Array; queuedMs: number }> {
+  async train(global: Float32Array, opening: Opening, instructions: ClientInstructions, share: number, signal?: AbortSignal): Promise<{ loss: number; weights: Float32Array; queuedMs: number }> {
     const { round } = opening;
     this.control?.settle(round, opening.attempt, opening.countedIn);
     const start = weightsOf(global, this.parameters);
@@ -132,7 +133,7 @@ export class Trainer {
         seed: this.config.settings.data.seed * 7919 + round * 131 + this.config.index,
         ...(serverControl && this.control ? { correction: this.control.correction(serverControl) } : {}),
       });
-    });
+    }, signal);
     const { attack, settings } = this.config;
     const trained = this.clip !== undefined ? clipChange(start, getFlatWeights(this.model), this.clip) : getFlatWeights(this.model);
     if (this.noiseShare && !this.noiseShare.inSteps) addGaussianNoise(trained, this.noiseShare.std);
@@ -157,7 +158,10 @@ export class Trainer {
     return value;
   }
 
+  /** Once: the round that was training when its role stopped may get here after the role did. */
   dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
     this.model.dispose();
   }
 }
