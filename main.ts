@@ -13,12 +13,12 @@
  *   node main.js keygen [--config F]         the HE secret key, when clients hold it
  *   node main.js certs [--config F]          the testbed's CA and a certificate per node (mutual TLS)
  */
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, loadExperimentConfig, resolveNodeConfigs, topologyOf, usesTls } from './src/config/load';
 import { addressProblem, baseUrl, canonicalAddress, DEFAULT_PORT, parseAddress } from './src/config/address';
-import { statSync } from 'node:fs';
 import { shareReads } from './src/data/source';
-import { join } from 'node:path';
 import { readScrapeToken, resolveCredentials } from './src/net/auth';
 import { bookFileName } from './src/net/identity';
 import { DEFAULT_VALID_DAYS, makeTestbedCerts } from './src/net/certs';

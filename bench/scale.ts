@@ -73,7 +73,7 @@ export async function scaleRuns(quick: boolean, command: string): Promise<ScaleR
 export function scaleChart(results: ScaleResults) {
   const values = results.rows.map((r) => ({ clients: r.clients, key: `key at the ${r.key_holder}`, seconds: r.round_s, floor: r.over_floor ?? null }));
   const x = { field: 'clients', type: 'quantitative', title: 'clients', scale: { type: 'log', domain: [10, 220] }, axis: { values: CLIENTS } };
-  const color = { field: 'key', type: 'nominal', title: null };
+  const color = { field: 'key', type: 'nominal', title: null, legend: { labelLimit: 240 } };
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title: { text: 'Round time as clients grow (quantized HE, a tree three deep)', subtitle: 'about ten worker processes of clients on a 2-core machine; labels: the round over its floor' },
@@ -93,7 +93,7 @@ export function formatScale(results: ScaleResults | undefined): string[] {
   if (!results) return [...head, 'Not run yet: `npm run bench -- scale`.', ''];
   return [
     ...head,
-    `Made by \`${results.command}\` on ${results.date.slice(0, 10)}. Loopback testbed, MLP (101,770 parameters), quantized HE (8 bits), a spine over two middle switches over four racks, the clients in about ten worker processes (\`--per-process\`: ${[...new Set(results.rows.map((r) => r.per_process))].join(', ')}), ${results.rounds} rounds, medians of rounds 2 on. CPU is summed over the aggregator's process per round; memory is the peak resident (VmHWM) of the largest process of each kind. The floor of a round (\`src/report/floor.ts\`): the slowest client's own work (training and HE, not its queueing), the switches' sums above it and the aggregator's work; on loopback the wire costs it nothing.`,
+    `Made by \`${results.command}\` on ${results.date.slice(0, 10)}. Loopback testbed, MLP (101,770 parameters), quantized HE (8 bits), a spine over two middle switches over four racks, the clients in about ten worker processes (\`--per-process\`: ${[...new Set(results.rows.map((r) => r.per_process))].join(', ')}), ${results.rounds} rounds, medians of rounds 2 on. CPU is summed over the aggregator's process per round; memory is the peak resident (VmHWM) of the largest process of each kind. The floor of a round (\`src/report/floor.ts\`): the slowest client's own work (training and HE, not its wait for a turn on its process's core) and the aggregator's aggregation and evaluation; on loopback the wire costs it nothing. Over the floor is mostly queueing: two cores train ${Math.max(...results.rows.map((r) => r.clients))} clients one after another. With the key at the clients the floor holds more of it, as the aggregator's evaluation waits for the clients to score the sealed model, which they do taking turns.`,
     '',
     '| clients | key at | s / round | ÷ floor | aggregator CPU s / round | aggregator MB | MB / round at the aggregator | largest client process MB | accuracy |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
