@@ -33,6 +33,9 @@ export function testbedConfig(shape: TestbedShape): Record<string, unknown> {
   // With `clients`, each client machine holds `perProcess` of them, one port each.
   const clientHosts = shape.clients === undefined ? undefined : Math.ceil(shape.clients / perProcess);
   if (clientHosts !== undefined) shape = { ...shape, nodes: clientHosts + shape.switches + 1 };
+  // Racks take whole machines: fewer machines than racks would leave a rack with no client.
+  const rackSwitches = shape.switches - (shape.spines ?? 0);
+  if (clientHosts !== undefined && clientHosts < rackSwitches) throw new Error(`--clients ${shape.clients} at ${perProcess} a machine make ${clientHosts} client machines, fewer than the ${rackSwitches} rack switches: give fewer switches or a smaller --per-process`);
   const clients = shape.clients ?? shape.nodes - 1 - shape.switches;
   if (!/^\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(shape.base)) throw new Error(`--base: "${shape.base}" should be three octets, like 127.0.1`);
   if (shape.nodes > 254) throw new Error(`${clientHosts === undefined ? '--nodes' : '--clients with --per-process'}: at most 254 machines on one /24, got ${shape.nodes}`);

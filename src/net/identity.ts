@@ -34,10 +34,10 @@ const digestOf = (token: string): string => createHash('sha256').update(token, '
 /** Constant-time equality of two digests (or tokens made into digests). */
 const same = (a: string, b: string): boolean => timingSafeEqual(Buffer.from(digestOf(a)), Buffer.from(digestOf(b)));
 
-/** What the launchers hand a node: its own token, and how to know every other node's. */
 /** A node's token book's file name in a folder of them (a process of several nodes reads its own so). */
 export const bookFileName = (address: string): string => `${canonicalAddress(address).replace(':', '-')}.json`;
 
+/** What the launchers hand a node: its own token, and how to know every other node's. */
 export interface TokenBook {
   node: string;
   token: string;

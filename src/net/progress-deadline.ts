@@ -81,17 +81,22 @@ export class ProgressDeadline {
     clearInterval(this.ticker);
   }
 
+  /** The body handed to the socket and the answer read: what the call carried so far. */
+  private carried(): number {
+    return this.sent + (this.socket ? this.socket.bytesRead - this.readAtStart : 0);
+  }
+
+  /** What counts as progress: what it carried, and what the peer says arrived of what was sent. */
   private moved(): number {
-    const arrived = Math.min(this.acknowledged * PROGRESS_BYTES, this.sent);
-    return this.sent + arrived + (this.socket ? this.socket.bytesRead - this.readAtStart : 0);
+    return this.carried() + Math.min(this.acknowledged * PROGRESS_BYTES, this.sent);
   }
 
   private check(): void {
     const moved = this.moved();
     const now = performance.now();
-    if (now - this.startedAt > 2 * this.idleMs + moved / MIN_RATE) {
+    if (now - this.startedAt > 2 * this.idleMs + this.carried() / MIN_RATE) {
       this.stop();
-      this.controller.abort(new Error(`too slow: ${moved} bytes moved in ${Math.round(now - this.startedAt)} ms`));
+      this.controller.abort(new Error(`too slow: ${this.carried()} bytes carried in ${Math.round(now - this.startedAt)} ms`));
     } else if (moved - this.movedAtProgress >= PROGRESS_BYTES) {
       this.movedAtProgress = moved;
       this.progressAt = now;

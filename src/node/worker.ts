@@ -125,8 +125,9 @@ export function createWorkerApp(node: NodeContext): WorkerApp {
   const logRefusal = refusalLogger(node.logger);
   app.use(((err, req, res, next) => {
     if (err instanceof HttpError) logRefusal(req, res, err);
-    // Refused before its body was read: the connection goes with the answer, rather than wait for the rest of it.
-    if (!req.complete) res.set('Connection', 'close');
+    // A stranger refused before its body was read: the connection goes with the answer, rather than
+    // wait up to requestTimeout for the rest of it. A node's own is drained, so it hears the refusal.
+    if (!req.complete && !res.locals.caller && (Number(req.get('content-length')) > 0 || req.get('transfer-encoding'))) res.set('Connection', 'close');
     next(err);
   }) as ErrorRequestHandler);
   app.use(jsonErrorHandler((err) => node.logger.error(`request failed: ${(err as Error)?.stack ?? String(err)}`)));
@@ -142,8 +143,8 @@ export interface RunningNode extends WorkerApp {
 /** Listens on host:port; close() stops the role, then the server. */
 export async function listen(worker: WorkerApp, node: NodeContext, host: string, port: number): Promise<RunningNode> {
   // Node ends a request not whole in 5 minutes: tens of megabytes on a shaped link may take longer
-  // (callers give up on a stalled one themselves, net/progress-deadline.ts). A refusal closes the
-  // connection of a body it did not read (jsonErrorHandler), so a stranger cannot trickle one that long.
+  // (callers give up on a stalled one themselves, net/progress-deadline.ts). A stranger's refused
+  // body is not read to its end: its connection closes with the answer (below).
   const limits = { keepAliveTimeout: 65_000, requestTimeout: REQUEST_WHOLE_MS };
   const server = node.tls ? https.createServer({ ...serverOptions(node.tls), ...limits }, worker.app) : http.createServer(limits, worker.app);
   node.meter.attachServer(server);

@@ -34,6 +34,8 @@ export interface RoundFloor {
   client?: string;
   /** What the floor is made of, in ms. */
   parts: { work: number; wire: number; aggregator: number };
+  /** Its parts came to more than the round took (a clock, or a worker's word): the round is its own floor. */
+  clamped?: true;
 }
 
 const num = (value: unknown): number => (typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : 0);
@@ -76,7 +78,7 @@ export function roundFloors(rows: readonly RoundMetrics[], records: readonly Nod
       consider({ ms: wire + aggregator, parts: { work: 0, wire, aggregator } });
     }
     // A floor past the round itself is a record that cannot be right (a clock, or a worker's word): the round is its own floor then.
-    floors.set(row.round, floor.ms > row.round_ms ? { ...floor, ms: row.round_ms } : floor);
+    floors.set(row.round, floor.ms > row.round_ms ? { ...floor, ms: row.round_ms, clamped: true } : floor);
   }
   return floors;
 }

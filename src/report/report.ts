@@ -184,7 +184,7 @@ function reportHtml(input: ReportInput, svgs: Record<ChartName, string>, nodes: 
   const floors = input.paths && roundFloors(rows, input.records, input.paths);
   const floorCell = (r: RoundMetrics) => {
     const f = floors?.get(r.round);
-    const parts = f && `floor ${(f.ms / 1000).toFixed(2)} s${f.client ? ` (${f.client}'s path)` : ' (a link)'}: work ${(f.parts.work / 1000).toFixed(2)}, wire ${(f.parts.wire / 1000).toFixed(2)}, aggregator ${(f.parts.aggregator / 1000).toFixed(2)}`;
+    const parts = f && `floor ${(f.ms / 1000).toFixed(2)} s${f.client ? ` (${f.client}'s path)` : ' (a link)'}${f.clamped ? ', the round itself: its parts came to more' : ''}: work ${(f.parts.work / 1000).toFixed(2)}, wire ${(f.parts.wire / 1000).toFixed(2)}, aggregator ${(f.parts.aggregator / 1000).toFixed(2)}`;
     return `<td title="${escapeHtml(parts ?? 'no floor')}">${overFloor(r, f)}</td>`;
   };
   const eventsIn = (round: number) => events.filter((e) => e.round === round).map(recordWords).join('; ');

@@ -68,6 +68,11 @@ export class KeyHolder {
     if (!current || !keyId || current.keyId === keyId) return current;
     this.io.logger.warn(`the aggregator's public key changed (${current.keyId} -> ${keyId}); fetching the new one`);
     const fresh = await this.open();
+    // Closed meanwhile (the role stopped): the old pool was let go then, the fresh one goes now.
+    if (this.current !== current) {
+      await fresh?.pool.close();
+      throw new Error('the client stopped while it fetched the new key');
+    }
     if (fresh?.keyId !== keyId) {
       await fresh?.pool.close();
       throw new Error(`the aggregator sent a model for HE key ${keyId} but serves key ${fresh?.keyId}`);

@@ -12,7 +12,7 @@ import { CONFIG_BODY_LIMIT, createWorkerApp } from '../../../src/node/worker';
 import { Role } from '../../../src/roles/role';
 import { as, configPush, nodeContext, operator, TOKEN } from '../../helpers/node-context';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 
 /** The operator reads; the aggregator pushes configs. */
 const auth = operator();
@@ -252,3 +252,28 @@ describe('byte counts', () => {
   });
 });
 
+
+describe('a stranger announcing a large body', () => {
+  it('hears its 401 at once and is hung up on, rather than held for the rest of the body', async () => {
+    const { app } = createWorkerApp(nodeContext('stranger'));
+    const server = http.createServer(app);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const socket = net.connect((server.address() as AddressInfo).port, '127.0.0.1');
+    try {
+      let answer = '';
+      socket.on('data', (d) => (answer += d));
+      const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+      // 100 MB promised, a few bytes sent, and then nothing: a slow loris.
+      socket.write('POST /config HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n{"type"');
+      // Hung up on at once; were it held, the server would wait 15 minutes for the body (a bound, not a sleep).
+      const held = new Promise<string>((resolve) => setTimeout(() => resolve('still open after 10 s'), 10_000).unref());
+      assert.equal(await Promise.race([closed.then(() => 'closed'), held]), 'closed');
+      assert.match(answer, /^HTTP\/1\.1 401 /);
+      assert.match(answer, /\r\nConnection: close\r\n/i);
+    } finally {
+      socket.destroy();
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+});
