@@ -37,12 +37,15 @@ export class ProgressDeadline {
   /** The peer's "102 Processing" answers: each says another PROGRESS_BYTES of the body arrived. */
   private acknowledged = 0;
   private movedAtProgress = 0;
-  private readonly startedAt = performance.now();
+  private startedAt = performance.now();
   private progressAt = this.startedAt;
+  private checkedAt = this.startedAt;
+  private readonly everyMs: number;
   private readonly ticker: NodeJS.Timeout;
 
   constructor(private readonly idleMs: number) {
-    this.ticker = setInterval(() => this.check(), Math.min(60_000, Math.max(50, idleMs / 4)));
+    this.everyMs = Math.min(60_000, Math.max(50, idleMs / 4));
+    this.ticker = setInterval(() => this.check(), this.everyMs);
     this.ticker.unref();
   }
 
@@ -94,6 +97,12 @@ export class ProgressDeadline {
   private check(): void {
     const moved = this.moved();
     const now = performance.now();
+    // This process stood still (a loaded machine, a long GC): nothing moved on its side either, and
+    // that time is not the peer's to answer for.
+    const stalled = Math.max(0, now - this.checkedAt - 2 * this.everyMs);
+    this.checkedAt = now;
+    this.progressAt += stalled;
+    this.startedAt += stalled;
     if (now - this.startedAt > 2 * this.idleMs + this.carried() / MIN_RATE) {
       this.stop();
       this.controller.abort(new Error(`too slow: ${this.carried()} bytes carried in ${Math.round(now - this.startedAt)} ms`));
