@@ -9,10 +9,10 @@
  * read of the body as it says so. The kernel's buffers can hold a whole body of a megabyte or so at
  * once, and then nothing moves on this side while a slow link drains them: the receiving node answers
  * "102 Processing" as another PROGRESS_BYTES arrive (acknowledgeArrivals), and each counts, though
- * never for more than was sent: a peer cannot keep a call alive by saying so.
+ * never for more than was sent: a peer's word stretches a call only as far as what it was sent.
  *
  * A peer that trickles just enough is still ended: a call may take at most twice `idleMs` plus what
- * moved at MIN_RATE (16 KiB a second, 128 kbit/s), however steadily it moves.
+ * it carried at MIN_RATE (16 KiB a second, 128 kbit/s), however steadily it moves.
  */
 import type http from 'node:http';
 import type { Socket } from 'node:net';
