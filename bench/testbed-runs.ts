@@ -176,7 +176,7 @@ function readRun(shape: RunShape, config: Record<string, any>, logs: string, out
   for (const entry of sent) if (entry.clipped !== undefined) clippedByRound.set(entry.round, (clippedByRound.get(entry.round) ?? 0) + entry.clipped);
   const floors = roundFloors(steady, workers, pathsOf(parseExperimentConfig(config)));
   return {
-    over_floor: median(steady.map((r) => r.round_ms / floors.get(r.round)!.ms)),
+    over_floor: median(steady.filter((r) => floors.get(r.round)!.ms > 0).map((r) => r.round_ms / floors.get(r.round)!.ms)),
     name: shape.name,
     clients: shape.clients,
     switches: shape.switches,

@@ -125,11 +125,7 @@ export async function runAggregator(options: AggregatorOptions): Promise<Running
   const privacy = describeBudget(config);
   if (!role.isFinished) print(`running ${first > 1 ? `rounds ${first} to ${rounds}` : `${rounds} rounds`} of ${config.training.strategy} on ${config.model.architecture} (${describeVector(config)})${privacy ? `; differential privacy: ${privacy}` : ''}`);
   const paths = pathsOf(config);
-  const finished = role.finished.then(async (summary) => {
-    const report = await reportOn(role, node, print, paths);
-    // After the report: by then the workers' records of the last round are in.
-    return { ...summary, report, floors: roundFloors(summary.rounds, role.cluster.records(), paths) };
-  });
+  const finished = role.finished.then(async (summary) => ({ ...summary, ...(await reportOn(role, node, print, paths)) }));
   return { node: { ...node, close: () => (watch.stop(), node.close()) }, role, finished };
 }
 
@@ -150,8 +146,10 @@ function aggregatorCredentials(credentials: Credentials, own: AggregatorNodeConf
 const LAST_LOGS_WAIT_MS = 5000;
 
 /** outputs/<experiment>/report.html and its PNG charts; a report that fails costs the experiment nothing. */
-async function reportOn(role: AggregatorRole, node: StartedNode, print: (line: string) => void, paths: Paths): Promise<string | undefined> {
+/** The report, and each round's floor for the summary (both once the workers' records of the last round are in). */
+async function reportOn(role: AggregatorRole, node: StartedNode, print: (line: string) => void, paths: Paths): Promise<{ report?: string; floors?: Map<number, RoundFloor> }> {
   const { config, outputs, cluster } = role;
+  let floors: Map<number, RoundFloor> | undefined;
   try {
     const last = outputs.rows[outputs.rows.length - 1];
     const workers = role.participants.filter((a) => a !== config.address);
@@ -164,6 +162,7 @@ async function reportOn(role: AggregatorRole, node: StartedNode, print: (line: s
       ...[...tooLate].map(([client, round]) => cluster.settle(round, [client], LAST_LOGS_WAIT_MS)),
     ]);
     if (late.length) node.logger.warn(`the report goes without round ${last!.round} of ${late.join(', ')}: their records did not arrive`);
+    floors = roundFloors(outputs.rows, cluster.records(), paths);
     const histograms = Object.fromEntries(role.histograms);
     outputs.writeJson(CLIENTS_FILE, histograms);
     const { html, pngs } = await writeReport(outputs.dir, {
@@ -177,13 +176,13 @@ async function reportOn(role: AggregatorRole, node: StartedNode, print: (line: s
       records: cluster.records(),
       histograms,
       events: outputs.events(),
-      paths,
+      floors,
     });
     print(`report: ${html} (charts as PNG: ${pngs.length} in ${outputs.dir}/charts)`);
-    return html;
+    return { report: html, floors };
   } catch (err) {
     node.logger.warn(`the report could not be written: ${(err as Error).stack ?? err}`);
-    return undefined;
+    return { floors };
   }
 }
 

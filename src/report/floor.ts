@@ -40,7 +40,7 @@ export interface RoundFloor {
 
 const num = (value: unknown): number => (typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : 0);
 /** Milliseconds to carry `bytes` at `mbit`; none without a rate. */
-const wireMs = (bytes: number, mbit: number | undefined) => (mbit ? (bytes * 8) / (mbit * 1000) : 0);
+const wireMs = (bytes: number, mbit: number | undefined) => (mbit && Number.isFinite(mbit) ? (bytes * 8) / (mbit * 1000) : 0);
 const hostOf = (address: string) => address.split(':')[0];
 
 export function roundFloors(rows: readonly RoundMetrics[], records: readonly NodeRecords[], paths: Paths): Map<number, RoundFloor> {
@@ -63,7 +63,8 @@ export function roundFloors(rows: readonly RoundMetrics[], records: readonly Nod
       const above = paths.above[address] ?? [];
       // The model down and the update up, across each hop at the slower end's rate.
       const bytes = num(own.byte_received) + num(own.byte_send);
-      const wire = [address, ...above].reduce((ms, lower, i) => ms + wireMs(bytes, Math.min(rateOf(lower) ?? Infinity, rateOf([...above, paths.aggregator][i]) ?? Infinity) || undefined), 0);
+      const hops = [address, ...above].map((lower, i) => [lower, [...above, paths.aggregator][i]]);
+      const wire = hops.reduce((ms, ends) => ms + wireMs(bytes, Math.min(...ends.map((n) => rateOf(n) ?? Infinity))), 0);
       consider({ ms: work + wire + aggregator, client: address, parts: { work, wire, aggregator } });
     }
     // Each machine's link carries all its nodes send, and all they take, each way at its rate.

@@ -15,7 +15,7 @@ import { ClusterLog, type NodeRecords, type WorkerRole } from '../log/cluster-lo
 import { readEvents, recordWords, type EventRecord, type RoundMetrics } from '../outputs';
 import { classesChart, experimentCharts, type ChartName } from './charts';
 import { nodeRounds, nodeTotals, queueing, wastedWork, type NodeTotals } from './data';
-import { overFloor, pathsOf, roundFloors, type Paths } from './floor';
+import { overFloor, pathsOf, roundFloors, type RoundFloor } from './floor';
 import { tabularSecond } from '../model/model';
 import { renderSvg, svgToPng } from './render';
 
@@ -36,8 +36,8 @@ export interface ReportInput {
   attackers?: Readonly<Record<string, Attack>>;
   /** What the testbed's schedule did (events.json). */
   events?: readonly EventRecord[];
-  /** Where each client sits and each link's rate: each round's floor is drawn from them (report/floor.ts). */
-  paths?: Paths;
+  /** Each round's floor (report/floor.ts), for its time over it. */
+  floors?: ReadonlyMap<number, RoundFloor>;
 }
 
 export const CLIENTS_FILE = 'clients.json';
@@ -134,8 +134,8 @@ export async function reportFromDisk(experimentDir: string, logsDir: string): Pr
   const histograms = existsSync(join(experimentDir, CLIENTS_FILE)) ? read(CLIENTS_FILE) : undefined;
   const transport = transportName(usesTls(config));
   const attackers = Object.fromEntries(Object.entries(config.others ?? {}).flatMap(([client, e]) => ((e as { attack?: Attack }).attack ? [[client, (e as { attack: Attack }).attack]] : [])));
-  const paths = config.others ? pathsOf(config) : undefined;
-  return writeReport(experimentDir, { experiment, aggregator, settings: config, transport, workers, rows: rounds, records, histograms, attackers, events: readEvents(experimentDir), paths });
+  const floors = config.others ? roundFloors(rounds, records, pathsOf(config)) : undefined;
+  return writeReport(experimentDir, { experiment, aggregator, settings: config, transport, workers, rows: rounds, records, histograms, attackers, events: readEvents(experimentDir), floors });
 }
 
 
@@ -181,7 +181,7 @@ function reportHtml(input: ReportInput, svgs: Record<ChartName, string>, nodes: 
     return q ? `<td title="${escapeHtml(q.client)} waited longest">${(q.ms / 1000).toFixed(2)}</td>` : '<td>—</td>';
   };
   // Each round over its floor: how far from what its work and its links allow.
-  const floors = input.paths && roundFloors(rows, input.records, input.paths);
+  const { floors } = input;
   const floorCell = (r: RoundMetrics) => {
     const f = floors?.get(r.round);
     const parts = f && `floor ${(f.ms / 1000).toFixed(2)} s${f.client ? ` (${f.client}'s path)` : ' (a link)'}${f.clamped ? ', the round itself: its parts came to more' : ''}: work ${(f.parts.work / 1000).toFixed(2)}, wire ${(f.parts.wire / 1000).toFixed(2)}, aggregator ${(f.parts.aggregator / 1000).toFixed(2)}`;
