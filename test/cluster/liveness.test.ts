@@ -32,6 +32,9 @@ describe('a hung switch (SIGSTOP, then SIGCONT)', () => {
       return (err as Error).message;
     }
   };
+  /** The rounds a client trained in, from the aggregator's central log (so the check above cannot pass on a log it never read). */
+  const trainedRounds = (client: string): number[] =>
+    JSON.parse(readFileSync(join(testbed.logs, 'cluster', 'hung', `${client.replace(':', '-')}_hung.json`), 'utf8')).iteration.map((e: { round: number }) => e.round);
   let agg: LaunchedAggregator;
   let stoppedIn = 0;
   let exitCode: number | null = null;
@@ -78,8 +81,11 @@ describe('a hung switch (SIGSTOP, then SIGCONT)', () => {
     assert.equal(exitCode, 0, agg.output);
     // The stop lands in round `stoppedIn`, or (had the switch forwarded already) in the next one.
     // Run again only counts when the hung switch is why: the aggregator said it went down in that round.
+    // Without it: every client beneath it missing, or (stopped while the round selected) none of them trained in it.
     const wentDown = (round: number) => agg.output.includes(`round ${round}: ${hung} went down; the round goes on without the clients beneath it`);
-    const hit = metrics().filter((m) => m.round >= stoppedIn && ((m.retries > 0 && wentDown(m.round)) || behind.every((c) => m.missing.includes(c))));
+    const trainedIn = (client: string, round: number) => trainedRounds(client).includes(round);
+    const without = (m: RoundMetrics) => behind.every((c) => m.missing.includes(c) || !trainedIn(c, m.round));
+    const hit = metrics().filter((m) => m.round >= stoppedIn && ((m.retries > 0 && wentDown(m.round)) || without(m)));
     assert.ok(hit.length > 0, JSON.stringify(metrics()));
     assert.ok(hit[0].round <= stoppedIn + 1, `the first round without the switch is ${hit[0].round}`);
     for (const row of metrics()) assert.ok(row.round_ms < LONG_ROUNDS.round_ms / 2, `round ${row.round} took ${row.round_ms} ms`);
@@ -90,6 +96,7 @@ describe('a hung switch (SIGSTOP, then SIGCONT)', () => {
     const later = metrics().filter((m) => m.round > stoppedIn + 1);
     assert.ok(later.length > 0, 'rounds after it woke up');
     assert.ok(later.some((m) => behind.every((c) => !m.missing.includes(c)) && m.clients === testbed.addresses('client').length), JSON.stringify(later));
+    for (const client of behind) assert.ok(trainedRounds(client).some((round) => round > stoppedIn + 1), `${client} trained in ${trainedRounds(client)}`);
   });
 });
 
