@@ -26,9 +26,23 @@ export class ConfigError extends Error {
 export function parseExperimentConfig(raw: unknown, source = 'config'): ExperimentConfig {
   const result = experimentConfigSchema.safeParse(raw);
   if (!result.success) throw new ConfigError(source, describeIssues(result.error.issues));
+  // Alone: the other checks count the model's parameters, which a model that cannot be built has not.
+  const model = modelProblem(result.data);
+  if (model) throw new ConfigError(source, [model]);
   const problems = topologyProblems(result.data);
   if (problems.length) throw new ConfigError(source, problems);
   return withQuantizeDefaults(result.data);
+}
+
+/** A built-in that cannot take data.shape (a CNN on a table's rows), named before any node starts. */
+function modelProblem(config: ExperimentConfig): string | undefined {
+  if (config.model.architecture === 'file') return undefined;
+  try {
+    modelParameters(config);
+    return undefined;
+  } catch (err) {
+    return `model.architecture: "${config.model.architecture}": ${(err as Error).message}`;
+  }
 }
 
 /**

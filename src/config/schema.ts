@@ -27,8 +27,8 @@ export const experimentName = z
 export const modelSchema = z
   .object({
     /** A built-in, or `file`: a TensorFlow.js layers model (`model.json` + weights) at `path`, the same on every node. */
-    /** `tabular`: a small MLP for tables (two hidden layers, `hidden_units` and half of it). */
-    architecture: z.enum(['mlp', 'cnn', 'tabular', 'file']).default('mlp'),
+    /** `tabular`: a small MLP for tables (two hidden layers, `hidden_units` and half of it); `cifar_cnn` (1.1M) and `resnet18` (11.2M) ignore hidden_units. */
+    architecture: z.enum(['mlp', 'cnn', 'tabular', 'cifar_cnn', 'resnet18', 'file']).default('mlp'),
     hidden_units: positiveInt.max(4096).default(128),
     path: z.string().min(1).optional(),
   })

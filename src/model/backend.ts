@@ -1,10 +1,11 @@
 /**
  * The TensorFlow.js backend: tfjs-node where a user has installed it (an optional peer dependency:
  * native and fastest), otherwise WebAssembly, otherwise plain JavaScript. $FL_BACKEND picks one by name.
- * The wasm build has no Conv2DBackpropFilter kernel; a CNN on wasm trains with the composed gradient
+ * The wasm build has no Conv2DBackpropFilter kernel; a CNN on wasm trains with the composed kernel
  * of conv-gradient.ts instead.
  */
 import * as tf from '@tensorflow/tfjs';
+import type { Settings } from '../config/schema';
 import { registerConvGradient } from './conv-gradient';
 
 const CANDIDATES: [string, () => void][] = [
@@ -39,8 +40,8 @@ async function choose(kernels: string[], preferred = process.env.FL_BACKEND): Pr
 }
 
 /** Starts the fastest backend that can train `architecture`, once per process and architecture, and names it. */
-export function initBackend(model: 'mlp' | 'cnn' | 'tabular' | 'file' = 'mlp'): Promise<string> {
-  // A model from a file may convolve: it gets what the CNN gets.
+export function initBackend(model: Settings['model']['architecture'] = 'mlp'): Promise<string> {
+  // A model from a file may convolve: it gets what the CNNs get.
   const architecture = model === 'mlp' || model === 'tabular' ? 'mlp' : 'cnn';
   const kernels = architecture === 'cnn' ? CONV_TRAINING_KERNELS : [];
   if (architecture === 'cnn') registerConvGradient();

@@ -1,8 +1,10 @@
 /**
  * The wasm backend lacks the Conv2DBackpropFilter kernel, so a CNN cannot train on it as shipped.
- * This registers Conv2D's gradient built from ops wasm has: the input gradient is a transposed
- * convolution, and the filter gradient is, for each kernel offset (i, j), the matching slice of the
- * input times the output gradient: dW[i, j] = slice(x, i, j)ᵀ · dy, a K² matmuls of [N·H'·W', C_in]ᵀ[N·H'·W', C_out].
+ * This registers that kernel, built from ops wasm has: the filter gradient is, for each kernel
+ * offset (i, j), the matching slice of the input times the output gradient:
+ * dW[i, j] = slice(x, i, j)ᵀ · dy, K² matmuls of [N·H'·W', C_in]ᵀ[N·H'·W', C_out].
+ * A kernel, not a gradient, so that every op reaching it has it: Conv2D's gradient, and the fused
+ * convolution's (a layer without activation, as a ResNet's convolutions before their batch norm).
  */
 import * as tf from '@tensorflow/tfjs';
 
@@ -42,25 +44,19 @@ function filterGradient(x: tf.Tensor4D, dy: tf.Tensor4D, filterShape: number[], 
 
 let registered = false;
 
-/** Makes Conv2D trainable on backends without Conv2DBackpropFilter (NHWC, no dilation). */
+/** Makes convolutions trainable on the wasm backend (NHWC, no dilation), where Conv2DBackpropFilter is missing. */
 export function registerConvGradient(): void {
-  if (registered) return;
+  if (registered || tf.getKernel('Conv2DBackpropFilter', 'wasm')) return;
   registered = true;
-  tf.registerGradient({
-    kernelName: 'Conv2D',
-    inputsToSave: ['x', 'filter'],
-    gradFunc: (dy, saved, attrs) => {
-      const [x, filter] = saved as [tf.Tensor4D, tf.Tensor4D];
-      const conv = attrs as unknown as Conv2DAttrs;
-      const [dh, dw] = pair(conv.dilations, 1);
-      if (dh !== 1 || dw !== 1 || (conv.dataFormat && conv.dataFormat !== 'NHWC')) {
-        throw new Error('this Conv2D gradient supports NHWC without dilation only');
-      }
-      const strides = pair(conv.strides, 1);
-      return {
-        x: () => tf.conv2dTranspose(dy as tf.Tensor4D, filter, x.shape, strides, conv.pad as 'valid' | 'same'),
-        filter: () => filterGradient(x, dy as tf.Tensor4D, filter.shape, conv),
-      };
+  tf.registerKernel({
+    kernelName: 'Conv2DBackpropFilter',
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, attrs }) => {
+      const { x, dy } = inputs as { x: tf.Tensor4D; dy: tf.Tensor4D };
+      const conv = attrs as unknown as Conv2DAttrs & { filterShape: number[] };
+      if (conv.dataFormat && conv.dataFormat !== 'NHWC') throw new Error('this Conv2DBackpropFilter supports NHWC only');
+      // The engine takes a returned tensor as the kernel's output; everything in between is freed here.
+      return tf.tidy(() => filterGradient(x, dy, conv.filterShape, conv));
     },
   });
 }

@@ -3,6 +3,8 @@ import * as tf from '@tensorflow/tfjs';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { buildLarge, LARGE_ARCHITECTURES, largeParameterCount, type ImageInput, type LargeArchitecture } from './architectures';
+import { noteStep, timedStep } from './stall';
 import { loadModel } from './store';
 import type { Settings } from '../config/schema';
 import type { Dataset } from '../data/mnist';
@@ -11,10 +13,9 @@ import { seededRandom, shuffle } from '../data/random';
 export type ModelSettings = Settings['model'];
 
 /** What a model takes and tells apart: one sample's shape and the number of classes (`inputOf(settings.data)`). */
-export interface ModelInput {
-  shape: number[];
-  classes: number;
-}
+export type ModelInput = ImageInput;
+
+const isLarge = (architecture: string): architecture is LargeArchitecture => (LARGE_ARCHITECTURES as readonly string[]).includes(architecture);
 
 const DIGITS: ModelInput = { shape: [28, 28, 1], classes: 10 };
 const width = (input: ModelInput) => input.shape.reduce((a, b) => a * b, 1);
@@ -22,9 +23,18 @@ const width = (input: ModelInput) => input.shape.reduce((a, b) => a * b, 1);
 /** The small MLP for tables: a second hidden layer of half the first (at least 8). */
 export const tabularSecond = (hidden: number) => Math.max(8, Math.floor(hidden / 2));
 
-/** The CNN's two 5x5 convolutions, each followed by 2x2 pooling: the side after them, or why the input is too small. */
+/** The CNN's two 5x5 convolutions, each followed by 2x2 pooling: the side after them. */
 function convolvedSide(side: number): number {
   return Math.floor((Math.floor((side - 4) / 2) - 4) / 2);
+}
+
+/** The CNN's input as [height, width, channels], or why it cannot take it. */
+function cnnImage(input: ModelInput): [number, number, number] {
+  const [height, across, channels = 1] = input.shape;
+  if (input.shape.length < 2 || convolvedSide(Math.min(height, across)) < 1) {
+    throw new Error(`the CNN needs images of at least 16x16 (data.shape [height, width, channels]); data.shape is [${input.shape.join(', ')}]: use the MLP`);
+  }
+  return [height, across, channels];
 }
 
 /**
@@ -46,10 +56,12 @@ export async function createModel(spec: ModelSettings, seed: number, input: Mode
 /** `path` names the folder, or its model.json. */
 const modelFolder = (path: string) => (basename(path) === 'model.json' ? dirname(path) : path);
 
-export function buildModel(spec: ModelSettings, seed: number, input: ModelInput = DIGITS): tf.Sequential {
+export function buildModel(spec: ModelSettings, seed: number, input: ModelInput = DIGITS): tf.LayersModel {
   if (spec.architecture === 'file') throw new Error('a model from a file is loaded (createModel), not built');
   let next = seed;
   const init = () => tf.initializers.glorotUniform({ seed: next++ });
+  // He's initialization ahead of ReLUs keeps a deep network's signal from fading (He et al. 2015).
+  if (isLarge(spec.architecture)) return buildLarge(spec.architecture, input, (before) => (before === 'relu' ? tf.initializers.heNormal({ seed: next++ }) : init()));
   const model = tf.sequential();
   if (spec.architecture === 'mlp') {
     model.add(tf.layers.dense({ inputShape: [width(input)], units: spec.hidden_units, activation: 'relu', kernelInitializer: init() }));
@@ -57,10 +69,7 @@ export function buildModel(spec: ModelSettings, seed: number, input: ModelInput 
     model.add(tf.layers.dense({ inputShape: [width(input)], units: spec.hidden_units, activation: 'relu', kernelInitializer: init() }));
     model.add(tf.layers.dense({ units: tabularSecond(spec.hidden_units), activation: 'relu', kernelInitializer: init() }));
   } else {
-    const [height, across, channels = 1] = input.shape;
-    if (input.shape.length < 2 || convolvedSide(Math.min(height, across)) < 1) {
-      throw new Error(`the CNN needs images of at least 16x16 (data.shape [height, width, channels]); data.shape is [${input.shape.join(', ')}]: use the MLP`);
-    }
+    const [height, across, channels] = cnnImage(input);
     model.add(tf.layers.reshape({ inputShape: [width(input)], targetShape: [height, across, channels] }));
     model.add(tf.layers.conv2d({ filters: 8, kernelSize: 5, activation: 'relu', kernelInitializer: init() }));
     model.add(tf.layers.maxPooling2d({ poolSize: 2 }));
@@ -82,6 +91,7 @@ export function modelId(model: tf.LayersModel): number {
 /** What buildModel(spec, seed, input) holds, computed without building it. */
 export function expectedParameterCount(spec: ModelSettings, input: ModelInput = DIGITS): number {
   if (spec.architecture === 'file') return fileParameterCount(modelFolder(spec.path!));
+  if (isLarge(spec.architecture)) return largeParameterCount(spec.architecture, input);
   const h = spec.hidden_units;
   const classes = input.classes;
   if (spec.architecture === 'mlp') return width(input) * h + h + h * classes + classes;
@@ -89,7 +99,7 @@ export function expectedParameterCount(spec: ModelSettings, input: ModelInput = 
     const second = tabularSecond(h);
     return width(input) * h + h + h * second + second + second * classes + classes;
   }
-  const [height, across, channels = 1] = input.shape;
+  const [height, across, channels] = cnnImage(input);
   const conv1 = 5 * 5 * channels * 8 + 8;
   const conv2 = 5 * 5 * 8 * 16 + 16;
   const flat = convolvedSide(height) * convolvedSide(across) * 16; // 28 -> conv 24 -> pool 12 -> conv 8 -> pool 4
@@ -203,15 +213,20 @@ export async function train(model: tf.LayersModel, data: Dataset, options: Train
     ...(options.proximalMu ? [proximalStep(model, options.learningRate * options.proximalMu)] : []),
     ...(options.correction ? [correctedStep(model, options.correction, options.learningRate)] : []),
   ];
-  const onBatchEnd = () => {
+  // A batch holds the event loop from one yield to the next: that is a step (see stall.ts).
+  let stepStarted = performance.now();
+  const onBatchEnd = async () => {
     for (const fix of afterStep) fix.step();
-    return yieldToEventLoop();
+    noteStep(performance.now() - stepStarted);
+    await yieldToEventLoop();
+    stepStarted = performance.now();
   };
   let loss = NaN;
   try {
     for (let epoch = 0; epoch < options.epochs; epoch++) {
       const order = shuffle(Array.from({ length: data.size }, (_, i) => i), random);
       const { x, y } = tensors(model, data, order);
+      stepStarted = performance.now();
       const history = await model.fit(x, y, { epochs: 1, batchSize: options.batchSize, shuffle: false, verbose: 0, callbacks: { onBatchEnd } });
       loss = history.history.loss[0] as number;
       tf.dispose([x, y]);
@@ -272,11 +287,11 @@ export interface Evaluation {
 }
 
 export function evaluate(model: tf.LayersModel, data: Dataset): Evaluation {
-  return tf.tidy(() => {
+  return timedStep(() => tf.tidy(() => {
     const { x, y } = tensors(model, data);
     const predicted = model.predict(x, { batchSize: 500 }) as tf.Tensor2D;
     const loss = tf.metrics.categoricalCrossentropy(y, predicted.clipByValue(1e-7, 1)).mean().dataSync()[0];
     const hits = tf.equal(predicted.argMax(1), y.argMax(1)).sum().dataSync()[0];
     return { accuracy: hits / data.size, loss };
-  });
+  }));
 }

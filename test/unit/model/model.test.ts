@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import { loadMnist, subset } from '../../../src/data/mnist';
 import { holdOut } from '../../../src/data/partition';
 import { initBackend } from '../../../src/model/backend';
-import { buildModel, correctedStep, evaluate, expectedParameterCount, getFlatWeights, parameterCount, proximalStep, setFlatWeights, stepsOf, train } from '../../../src/model/model';
+import { buildModel, type ModelInput, correctedStep, evaluate, expectedParameterCount, getFlatWeights, parameterCount, proximalStep, setFlatWeights, stepsOf, train } from '../../../src/model/model';
 import { loadModel, saveModel } from '../../../src/model/store';
 
 describe('model', () => {
@@ -20,6 +20,27 @@ describe('model', () => {
       model.dispose();
     }
     assert.equal(expectedParameterCount({ architecture: 'mlp', hidden_units: 128 }), 101_770);
+  });
+
+  it('builds the large ones with the parameters counted without building them: the CIFAR CNN 1.1M, ResNet-18 11.2M (as published)', async () => {
+    await initBackend('cnn');
+    const cifar = { shape: [32, 32, 3], classes: 10 };
+    const cases: ['cifar_cnn' | 'resnet18', ModelInput, number][] = [
+      ['cifar_cnn', cifar, 1_116_970],
+      ['cifar_cnn', { shape: [28, 28, 1], classes: 10 }, 870_634],
+      // torchvision's resnet18 has 11,689,512 for 1000 classes. Less its 513,000-weight head, and its
+      // 7x7 stem for a 3x3 one (9,408 weights for 1,728); plus the 9,600 moving statistics of its
+      // 4,800 batch-norm channels (buffers there, weights here) and a head of 10 (5,130): 11,183,562.
+      ['resnet18', cifar, 11_689_512 - 513_000 - 9_408 + 1_728 + 9_600 + 5_130],
+    ];
+    for (const [architecture, input, expected] of cases) {
+      const spec = { architecture, hidden_units: 128 };
+      const model = buildModel(spec, 1, input);
+      assert.equal(parameterCount(model), expected, `${architecture} on ${input.shape}`);
+      assert.equal(expectedParameterCount(spec, input), expected);
+      model.dispose();
+    }
+    assert.throws(() => expectedParameterCount({ architecture: 'resnet18', hidden_units: 1 }, { shape: [8, 8, 1], classes: 2 }), /resnet18 needs images of at least 16x16/);
   });
 
   it('is built identically from the same seed, and flat weights round-trip', async () => {
@@ -136,9 +157,11 @@ describe("SCAFFOLD's corrected step", () => {
 });
 
 describe('CNN on the wasm backend', () => {
-  it('the composed Conv2D gradient matches the cpu backend\'s kernel, for valid and same padding and strides', async () => {
+  it('the composed Conv2D gradient (also the fused convolution\'s) matches the cpu backend\'s kernel, for valid and same padding and strides', async () => {
     for (const [pad, stride] of [['valid', 1], ['same', 1], ['valid', 2], ['same', 2]] as const) {
-      const loss = (x: tf.Tensor, w: tf.Tensor) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, stride, pad).square().sum();
+      // The fused convolution (a layer without activation: ResNet's, before its batch norm) calls the filter kernel itself.
+      const loss = (x: tf.Tensor, w: tf.Tensor) =>
+        tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, stride, pad).square().sum().add(tf.fused.conv2d({ x: x as tf.Tensor4D, filter: w as tf.Tensor4D, strides: stride, pad }).sum());
       await tf.setBackend('cpu');
       const x = tf.randomNormal([2, 11, 11, 3], 0, 1, 'float32', 1);
       const w = tf.randomNormal([5, 5, 3, 4], 0, 1, 'float32', 2);

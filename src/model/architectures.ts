@@ -1,0 +1,118 @@
+/**
+ * The large built-in models, for labs that study vision at the scale of millions of parameters:
+ *   cifar_cnn  the Keras CIFAR-10 example's shape: two pairs of 3x3 convolutions (32, then 64
+ *              filters, "same" padding), each pair pooled 2x2, then 256 units: 1,116,970
+ *              parameters on 32x32x3 images (870,634 on 28x28 digits);
+ *   resnet18   ResNet-18 (He et al. 2016): a 3x3 stem of 64 filters pooled 2x2, then four stages of
+ *              two basic blocks (64, 128, 256, 512 filters; each later stage halves the side), batch
+ *              norm after every convolution, global average pooling: 11,183,562 parameters for 10
+ *              classes, whatever the image's side. The 2x2 pool after the stem (where ResNet on
+ *              CIFAR keeps the full side) costs no parameters and trains 4x faster on wasm.
+ * Each has a plan that both builds it and counts its parameters (a switch counts without TensorFlow.js).
+ */
+import * as tf from '@tensorflow/tfjs';
+
+export const LARGE_ARCHITECTURES = ['cifar_cnn', 'resnet18'] as const;
+export type LargeArchitecture = (typeof LARGE_ARCHITECTURES)[number];
+
+/** One sample's shape as [height, width, channels], and the classes told apart. */
+export interface ImageInput {
+  shape: number[];
+  classes: number;
+}
+
+/** Draws a layer's initial kernel: seeded, one seed after another, so every node builds the same model. */
+type Initializer = (before: 'relu' | 'softmax') => ReturnType<typeof tf.initializers.heNormal>;
+
+const CIFAR_FILTERS = [32, 64];
+const CIFAR_UNITS = 256;
+
+/** A 3x3 convolution's parameters, with its bias or without (before a batch norm). */
+const conv = (size: number, cin: number, cout: number, bias: boolean) => size * size * cin * cout + (bias ? cout : 0);
+/** A batch norm's: γ, β and the moving mean and variance, all exchanged (FedAvg averages the statistics too). */
+const batchNorm = (channels: number) => 4 * channels;
+
+function imageSide(input: ImageInput, name: string): [number, number, number] {
+  const [height, width, channels = 1] = input.shape;
+  if (input.shape.length < 2 || Math.min(height, width) < 16) {
+    throw new Error(`${name} needs images of at least 16x16 (data.shape [height, width, channels]); data.shape is [${input.shape.join(', ')}]`);
+  }
+  return [height, width, channels];
+}
+
+export function largeParameterCount(name: LargeArchitecture, input: ImageInput): number {
+  const [height, width, channels] = imageSide(input, name);
+  if (name === 'cifar_cnn') {
+    let cin = channels;
+    let total = 0;
+    for (const filters of CIFAR_FILTERS) {
+      total += conv(3, cin, filters, true) + conv(3, filters, filters, true);
+      cin = filters;
+    }
+    const flat = Math.floor(height / 4) * Math.floor(width / 4) * cin;
+    return total + flat * CIFAR_UNITS + CIFAR_UNITS + CIFAR_UNITS * input.classes + input.classes;
+  }
+  let total = conv(3, channels, 64, false) + batchNorm(64);
+  for (const block of resnetBlocks()) {
+    total += conv(3, block.in, block.out, false) + batchNorm(block.out) + conv(3, block.out, block.out, false) + batchNorm(block.out);
+    if (projects(block)) total += conv(1, block.in, block.out, false) + batchNorm(block.out);
+  }
+  return total + 512 * input.classes + input.classes;
+}
+
+interface Block {
+  in: number;
+  out: number;
+  stride: number;
+}
+
+/** ResNet-18's eight basic blocks after the stem. */
+function resnetBlocks(): Block[] {
+  const blocks: Block[] = [];
+  let cin = 64;
+  for (const [out, stride] of [[64, 1], [128, 2], [256, 2], [512, 2]]) {
+    blocks.push({ in: cin, out, stride }, { in: out, out, stride: 1 });
+    cin = out;
+  }
+  return blocks;
+}
+
+/** A block whose shortcut must change shape: a 1x1 convolution (with its batch norm) carries it. */
+const projects = (block: Block) => block.stride !== 1 || block.in !== block.out;
+
+/** The model, taking flat rows (as every built-in does) of `input.shape`. */
+export function buildLarge(name: LargeArchitecture, input: ImageInput, init: Initializer): tf.LayersModel {
+  const [height, width, channels] = imageSide(input, name);
+  const rows = tf.input({ shape: [height * width * channels] });
+  const images = tf.layers.reshape({ targetShape: [height, width, channels] }).apply(rows) as tf.SymbolicTensor;
+  const features = name === 'cifar_cnn' ? cifarFeatures(images, init) : resnetFeatures(images, init);
+  const output = tf.layers.dense({ units: input.classes, activation: 'softmax', kernelInitializer: init('softmax') }).apply(features) as tf.SymbolicTensor;
+  return tf.model({ inputs: rows, outputs: output, name });
+}
+
+const apply = (layer: tf.layers.Layer, x: tf.SymbolicTensor | tf.SymbolicTensor[]) => layer.apply(x) as tf.SymbolicTensor;
+
+function cifarFeatures(images: tf.SymbolicTensor, init: Initializer): tf.SymbolicTensor {
+  let x = images;
+  for (const filters of CIFAR_FILTERS) {
+    for (let i = 0; i < 2; i++) x = apply(tf.layers.conv2d({ filters, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: init('relu') }), x);
+    x = apply(tf.layers.maxPooling2d({ poolSize: 2 }), x);
+  }
+  x = apply(tf.layers.flatten(), x);
+  return apply(tf.layers.dense({ units: CIFAR_UNITS, activation: 'relu', kernelInitializer: init('relu') }), x);
+}
+
+function resnetFeatures(images: tf.SymbolicTensor, init: Initializer): tf.SymbolicTensor {
+  const normalized = (filters: number, size: number, stride: number, x: tf.SymbolicTensor) => {
+    const convolved = apply(tf.layers.conv2d({ filters, kernelSize: size, strides: stride, padding: 'same', useBias: false, kernelInitializer: init('relu') }), x);
+    return apply(tf.layers.batchNormalization(), convolved);
+  };
+  const relu = (x: tf.SymbolicTensor) => apply(tf.layers.activation({ activation: 'relu' }), x);
+  let x = apply(tf.layers.maxPooling2d({ poolSize: 2 }), relu(normalized(64, 3, 1, images)));
+  for (const block of resnetBlocks()) {
+    const residual = normalized(block.out, 3, 1, relu(normalized(block.out, 3, block.stride, x)));
+    const shortcut = projects(block) ? normalized(block.out, 1, block.stride, x) : x;
+    x = relu(apply(tf.layers.add(), [residual, shortcut]));
+  }
+  return apply(tf.layers.globalAveragePooling2d({}), x);
+}
