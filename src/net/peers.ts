@@ -18,6 +18,8 @@ export interface Health {
   config: string | null;
   /** With status "failed": why its role cannot work. */
   error?: string;
+  /** The longest step its TensorFlow.js work has held it silent, ms (model/stall.ts); unchecked: read it with silenceAllowed. */
+  step_ms?: unknown;
 }
 
 /** The largest answer a node reads from another (a public key, a switch's scores of its clients). */

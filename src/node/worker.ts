@@ -13,6 +13,7 @@ import { clientCertProblem, serverOptions } from '../net/tls';
 import { acknowledgeArrivals } from '../net/progress-deadline';
 import { ROLE_PREFIX, type NodeContext } from '../roles/role';
 import { RoleHost } from './role-host';
+import { longestStepMs } from '../model/stall';
 
 export const CONFIG_BODY_LIMIT = 1024 * 1024;
 /** How long a request may take to arrive whole: 40 MB at 0.4 Mbit/s (Node's default, 5 minutes, is 7.5 MB). */
@@ -57,6 +58,8 @@ export function createWorkerApp(node: NodeContext): WorkerApp {
       // Which config it runs (a hash): the aggregator re-configures a worker that lost or lacks its own.
       config: roles.fingerprint ?? null,
       uptime_s: Math.round((Date.now() - startedAt) / 1000),
+      // How long a training step holds this process silent: the aggregator waits that long before it counts it down.
+      step_ms: longestStepMs(),
     });
   });
 

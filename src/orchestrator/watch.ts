@@ -1,7 +1,8 @@
 /**
  * The aggregator's eye on its workers: every heartbeat it asks each worker's /health which config it
  * runs. A worker that stops answering is reported down: at once when nothing listens, after
- * MISSED_HEARTBEATS unanswered heartbeats when it is silent (a hung or overloaded machine). One that
+ * MISSED_HEARTBEATS unanswered heartbeats when it is silent (a hung or overloaded machine), or more
+ * when it said a step of its training holds it silent longer (silenceAllowed). One that
  * answers without a config (a restarted process, a rebooted machine) is given its own again and
  * reported up. One whose role failed to start is reported failed, with its reason. One that runs
  * another config was re-configured on purpose (push-config): it is left alone, and counted down.
@@ -25,6 +26,21 @@ type WorkerHealth = 'up' | 'down' | 'failed' | 'configuring';
 
 /** Heartbeats in a row without an answer before a worker that does not refuse connections counts as down. */
 export const MISSED_HEARTBEATS = 3;
+/** The longest step a worker may say holds it silent (a batch that takes longer wants a smaller batch_size). */
+export const MAX_STEP_MS = 120_000;
+const STEP_MARGIN = 3;
+
+/**
+ * Heartbeats a worker may miss: MISSED_HEARTBEATS, or more when it said a step of its training holds
+ * it silent longer (GET /health's step_ms, a number it chose: believed up to MAX_STEP_MS): three times
+ * that step and one heartbeat more. Three, as a step measured alone takes twice as long once another
+ * process trains beside it on the machine (measured: ResNet-18's batch, 18.6 s alone, held a client
+ * 25-35 s in a round); one more, since a step can start just after it answered.
+ */
+export function silenceAllowed(stepMs: unknown, intervalMs: number): number {
+  const step = typeof stepMs === 'number' && Number.isFinite(stepMs) && stepMs > 0 ? Math.min(stepMs, MAX_STEP_MS) : 0;
+  return Math.max(MISSED_HEARTBEATS, Math.ceil((STEP_MARGIN * step) / intervalMs) + 1);
+}
 
 interface Watched {
   config: NodeConfig;
@@ -34,6 +50,8 @@ interface Watched {
   missed: number;
   /** A check still out: a hung worker holds one open until its timeout. */
   checking: boolean;
+  /** Heartbeats it may miss before it counts as down (silenceAllowed, from its last answer). */
+  allowed: number;
 }
 
 export class WorkerWatch {
@@ -45,7 +63,7 @@ export class WorkerWatch {
     configs: NodeConfig[],
     private readonly options: WatchOptions,
   ) {
-    this.workers = configs.map((config) => ({ config, fingerprint: configFingerprint(config), state: 'up', missed: 0, checking: false }));
+    this.workers = configs.map((config) => ({ config, fingerprint: configFingerprint(config), state: 'up', missed: 0, checking: false, allowed: MISSED_HEARTBEATS }));
   }
 
   start(): void {
@@ -78,7 +96,7 @@ export class WorkerWatch {
 
   private missedOne(worker: Watched, reason: string): void {
     worker.missed++;
-    if (worker.missed >= MISSED_HEARTBEATS) {
+    if (worker.missed >= worker.allowed) {
       const silent = ((worker.missed * this.options.intervalMs) / 1000).toFixed(1);
       this.markDown(worker, `${reason}: silent for ${worker.missed} heartbeats (${silent} s)`);
     }
@@ -90,6 +108,7 @@ export class WorkerWatch {
     try {
       const health = await this.peers.health(worker.config.address, timeout);
       worker.missed = 0;
+      worker.allowed = silenceAllowed(health.step_ms, this.options.intervalMs);
       if (health.config === worker.fingerprint) {
         if (health.status === 'failed') return this.markFailed(worker, health.error ?? 'its role failed to start');
         return this.markUp(worker, 'answering again', true);

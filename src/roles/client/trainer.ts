@@ -9,13 +9,14 @@ import type * as tf from '@tensorflow/tfjs';
 import { inputOf } from '../../config/schema';
 import { type ClientNodeConfig } from '../../config/node-config';
 import { classHistogram } from '../../data/formats/labelled';
-import type { Dataset } from '../../data/mnist';
+import { subset, type Dataset } from '../../data/mnist';
 import { clientData } from '../../data/source';
 import { initBackend } from '../../model/backend';
 import { createModel, evaluate, getFlatWeights, modelId, setFlatWeights, stepsOf, tensorSizes, train, type Evaluation } from '../../model/model';
 import type { ClientInstructions } from '../../strategy/strategy';
 import { controlOf, vectorSizes, weightsOf, withControl } from '../../model/layout';
 import { ControlVariate } from './control-variate';
+import { guessStep, longestStepMs } from '../../model/stall';
 import { inTurn } from '../../model/turns';
 
 /** The round and opening a model is for; under SCAFFOLD, the last round this client's update was counted in. */
@@ -77,6 +78,8 @@ export class Trainer {
     const { train: own, test, from } = clientData(settings.data, config.data, client_number, index);
     const data = attackedData(config.attack, own, inputOf(settings.data).classes);
     const { value: model } = await inTurn(() => createModel(settings.model, settings.data.seed, inputOf(settings.data)));
+    // The weights it moves are set from the global model at every round.
+    if (!longestStepMs() && data.size) await inTurn(() => measureStep(model, data, settings));
     return new Trainer(config, model, data, test, backend, from);
   }
 
@@ -163,5 +166,27 @@ export class Trainer {
     if (this.disposed) return;
     this.disposed = true;
     this.model.dispose();
+  }
+}
+
+/**
+ * How long a step of training holds this process silent, found before any round, so GET /health
+ * says it from the start and the aggregator does not count this client down while it trains (see
+ * model/stall.ts). One sample's step, times the batch, is said first: for a heartbeat and a half when
+ * it is longer than one, so the aggregator reads it before a whole batch holds the process. Then the
+ * whole batch is timed.
+ */
+async function measureStep(model: tf.LayersModel, data: Dataset, settings: ClientNodeConfig['settings']): Promise<void> {
+  const { training, timeouts } = settings;
+  const batch = Math.min(data.size, training.batch_size);
+  const first = (samples: number) => train(model, subset(data, [...Array(samples).keys()]), { epochs: 1, batchSize: samples, learningRate: training.learning_rate, seed: 0 });
+  const started = performance.now();
+  await first(1);
+  guessStep((performance.now() - started) * batch);
+  try {
+    if (longestStepMs() > timeouts.heartbeat_ms) await new Promise((resolve) => setTimeout(resolve, 1.5 * timeouts.heartbeat_ms));
+    await first(batch);
+  } finally {
+    guessStep(0);
   }
 }
