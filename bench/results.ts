@@ -5,6 +5,7 @@ import type { PaillierComparison, TransferRow } from './baselines';
 import type { FaultResults } from './faults';
 import { formatLinks, type LinksResults } from './links';
 import { formatHeterogeneous, type HeterogeneousResults } from './heterogeneous';
+import { formatModels, type ModelResults } from './models';
 import { formatScale, type ScaleResults } from './scale';
 import { formatQuantized, PER_LAYER_MODE, type QuantizedResults } from './quantized';
 import { formatTree, type TreeResults } from './tree';
@@ -53,6 +54,8 @@ export interface Results {
   heterogeneous?: HeterogeneousResults;
   /** 12 to 200 clients (`npm run bench -- scale`). */
   scale?: ScaleResults;
+  /** 100k to 10M parameters, and a switch on quantized updates (`npm run bench -- models`). */
+  models?: ModelResults;
 }
 
 const x = (ratio: number) => `${n(ratio, ratio < 10 ? 2 : 0)}x`;
@@ -117,7 +120,7 @@ function quantizedTargets(q: QuantizedResults | undefined): { target: string; me
 }
 
 export function formatResults(r: Results): string {
-  return [...formatSections(r), ...formatLinks(r.links), ...formatQuantized(r.quantized), ...formatTree(r.tree), ...formatTls(r.tls), ...formatSeal(r.seal), ...formatAdversarial(r.adversarial), ...formatStrategies(r.strategies), ...formatHeterogeneous(r.heterogeneous), ...formatScale(r.scale)].join('\n');
+  return [...formatSections(r), ...formatLinks(r.links), ...formatQuantized(r.quantized), ...formatTree(r.tree), ...formatTls(r.tls), ...formatSeal(r.seal), ...formatAdversarial(r.adversarial), ...formatStrategies(r.strategies), ...formatHeterogeneous(r.heterogeneous), ...formatScale(r.scale), ...formatModels(r.models)].join('\n');
 }
 
 function formatSections(r: Results): string[] {

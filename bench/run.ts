@@ -14,6 +14,7 @@
  *   npm run bench -- strategies   only section 13, likewise
  *   npm run bench -- heterogeneous  only section 14 (root: the emulated testbed and cgroups), likewise
  *   npm run bench -- scale        only section 15 (12 to 200 clients), likewise
+ *   npm run bench -- models       only section 15's models (100k to 10M parameters) and quantized switch throughput, likewise
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -42,6 +43,7 @@ import { sealVersions } from './seal-versions';
 import { adversarialCosts } from './adversarial';
 import { strategyComparison } from './strategies';
 import { scaleChart, scaleRuns } from './scale';
+import { modelRuns } from './models';
 
 /**
  * The HE stages at each step of the profile-led changes, one thread, a 100k update, a switch adding 6:
@@ -140,6 +142,7 @@ async function main(quick: boolean): Promise<void> {
     heterogeneous: existsSync(join(ROOT, 'bench', 'results.json')) ? (JSON.parse(readFileSync(join(ROOT, 'bench', 'results.json'), 'utf8')) as Results).heterogeneous : undefined,
     // So does section 15 (`npm run bench -- scale`): its 200 clients take a quarter of an hour.
     scale: existsSync(join(ROOT, 'bench', 'results.json')) ? (JSON.parse(readFileSync(join(ROOT, 'bench', 'results.json'), 'utf8')) as Results).scale : undefined,
+    models: existsSync(join(ROOT, 'bench', 'results.json')) ? (JSON.parse(readFileSync(join(ROOT, 'bench', 'results.json'), 'utf8')) as Results).models : undefined,
   };
   const png = join(ROOT, 'bench', 'scaling.png');
   writeFileSync(png, svgToPng(await renderSvg(scalingChart(results))));
@@ -256,6 +259,13 @@ async function scaleOnly(quick: boolean): Promise<void> {
   await write({ ...results, scale });
 }
 
+/** Section 15's rows by parameters and its switch throughput alone, likewise. */
+async function modelsOnly(quick: boolean): Promise<void> {
+  const results = JSON.parse(readFileSync(join(ROOT, 'bench', 'results.json'), 'utf8')) as Results;
+  log('15. models of 100k to 10M parameters');
+  await write({ ...results, models: await modelRuns(quick, `npm run bench -- models${quick ? ' --quick' : ''}`) });
+}
+
 const SECTIONS: Record<string, (quick: boolean) => Promise<void>> = {
   e2e: endToEndOnly,
   links: linksOnly,
@@ -268,11 +278,12 @@ const SECTIONS: Record<string, (quick: boolean) => Promise<void>> = {
   strategies: strategiesOnly,
   heterogeneous: heterogeneousOnly,
   scale: scaleOnly,
+  models: modelsOnly,
 };
 
 new Command()
   .name('bench')
-  .argument('[section]', '"e2e": only the 15-node testbed end to end; "links": only the links experiment on the emulated testbed (root); "quantized": only the quantized packing comparison; "faults": only what each fault costs; "tree": only the bytes at the aggregator flat and through switches of switches; "tls": only what mutual TLS costs; "seal": only node-seal 6 against 7; "adversarial": only what each attack costs; "strategies": only every strategy, attackers and DP side by side; "heterogeneous": only slow machines, over-selection and the network\'s overhead per link rate (root); "scale": only 12 to 200 clients')
+  .argument('[section]', '"e2e": only the 15-node testbed end to end; "links": only the links experiment on the emulated testbed (root); "quantized": only the quantized packing comparison; "faults": only what each fault costs; "tree": only the bytes at the aggregator flat and through switches of switches; "tls": only what mutual TLS costs; "seal": only node-seal 6 against 7; "adversarial": only what each attack costs; "strategies": only every strategy, attackers and DP side by side; "heterogeneous": only slow machines, over-selection and the network\'s overhead per link rate (root); "scale": only 12 to 200 clients; "models": only 100k to 10M parameters and a switch on quantized updates')
   .option('--quick', 'one repeat, small runs: a smoke test of the suite, not numbers to quote')
   .action((section: string | undefined, flags: { quick?: boolean }) => {
     if (section && !SECTIONS[section]) throw new Error(`unknown section "${section}" (sections that run alone: ${Object.keys(SECTIONS).join(', ')})`);

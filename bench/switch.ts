@@ -1,7 +1,8 @@
 /**
  * 2. Switch throughput: one real switch (the worker app on a loopback socket) takes a round of 24
- * encrypted 100k-parameter updates sent by 6 senders at once, checks each and adds it; the round
- * ends when its sum reaches a stand-in aggregator. Updates per second = 24 / that time.
+ * (or `updates`) encrypted 100k-parameter updates sent by 6 senders at once, checks each and adds it; the round
+ * ends when its sum reaches a stand-in aggregator. Updates per second = updates / that time. With
+ * `quantizeBits`, the updates are quantized (he.quantize), packed several values to a coefficient.
  */
 import http from 'node:http';
 import { mkdtempSync } from 'node:fs';
@@ -21,7 +22,6 @@ import { decode, encode, Kind, WIRE_CONTENT_TYPE } from '../src/wire/codec';
 import { log, median } from './common';
 import { updateOf } from './micro';
 
-const UPDATES = 24;
 const SENDERS = 6;
 const MODEL_ID = 4242;
 const TOKEN = 'bench-switch-token-0123456789abcdef';
@@ -32,11 +32,14 @@ export interface SwitchThroughput {
   senders: number;
   updates_per_s: number;
   mb_per_s: number;
+  /** he.quantize.bits of the updates; absent: CKKS's own encoding. */
+  quantize_bits?: number;
 }
 
-export async function switchThroughput(repeats = 3): Promise<SwitchThroughput> {
+export async function switchThroughput(repeats = 3, quantizeBits?: number, updates = 24): Promise<SwitchThroughput> {
   const port = 41000 + Math.floor(Math.random() * 2000);
-  const raw = testbedConfig({ base: '127.0.251', nodes: UPDATES + 2, switches: 1, port }) as Record<string, unknown>;
+  const raw = testbedConfig({ base: '127.0.251', nodes: updates + 2, switches: 1, port }) as Record<string, any>;
+  if (quantizeBits) raw.he = { ...raw.he, quantize: { bits: quantizeBits } };
   const nodes = [...resolveNodeConfigs(parseExperimentConfig(raw)).values()];
   const sw = nodes.find((n) => n.type === 'switch')!;
   if (sw.type !== 'switch') throw new Error('unreachable');
@@ -61,7 +64,7 @@ export async function switchThroughput(repeats = 3): Promise<SwitchThroughput> {
   const pool = await HePool.start(params, { publicKey: (await Ckks.generateKeys(params)).publicKey });
   try {
     await client.post('/config', sw, { headers: { ...as(sw.aggregator), [CONFIG_PROOF_HEADER]: configProof(TOKEN, sw.address) } });
-    const ciphertexts = await pool.encrypt(updateOf(parameters), 1 / UPDATES);
+    const ciphertexts = await pool.encrypt(updateOf(parameters), 1 / updates);
     const times: number[] = [];
     let bytes = 0;
     for (let r = 1; r <= repeats + 1; r++) {
@@ -85,10 +88,10 @@ export async function switchThroughput(repeats = 3): Promise<SwitchThroughput> {
       await arrived;
       if (summed !== bodies.length) throw new Error(`round ${r}: the switch's sum holds ${summed} updates, not the ${bodies.length} sent`);
       if (r > 1) times.push(performance.now() - start); // the first round starts the switch's HE threads
-      log(`  switch: round ${r}, ${UPDATES} updates in ${((performance.now() - start) / 1000).toFixed(2)} s`);
+      log(`  switch: round ${r}, ${updates} updates in ${((performance.now() - start) / 1000).toFixed(2)} s`);
     }
     const seconds = median(times) / 1000;
-    return { updates_per_round: summed, parameters, senders: SENDERS, updates_per_s: UPDATES / seconds, mb_per_s: (UPDATES * bytes) / 1e6 / seconds };
+    return { updates_per_round: summed, parameters, senders: SENDERS, updates_per_s: updates / seconds, mb_per_s: (updates * bytes) / 1e6 / seconds, ...(quantizeBits ? { quantize_bits: quantizeBits } : {}) };
   } finally {
     await pool.close();
     await node.close();

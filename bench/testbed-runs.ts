@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatConfig, testbedConfig } from '../src/config/testbed';
-import { expectedParameterCount } from '../src/model/model';
+import { modelParameters } from '../src/model/layout';
 import type { RoundMetrics } from '../src/outputs';
 import { nodeRounds, type Phase } from '../src/report/data';
 import { pathsOf, roundFloors } from '../src/report/floor';
@@ -66,6 +66,17 @@ export interface TestbedRun {
   over_floor?: number;
   /** The largest peak resident memory (VmHWM) of a worker process of each role, MB (Linux /proc). */
   process_rss_mb_max?: Record<'client' | 'switch', number>;
+  /** The aggregator's peak resident memory (VmHWM), MB, last read before it exited (Linux /proc). */
+  aggregator_hwm_mb?: number;
+}
+
+/** A process's peak resident memory so far (VmHWM), MB; undefined once it is gone. */
+function peakMb(pid: number): number | undefined {
+  try {
+    return Math.round(Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024);
+  } catch {
+    return undefined;
+  }
 }
 
 /** user + system CPU seconds of a process so far, from /proc (Linux). */
@@ -88,10 +99,7 @@ function workerPids(state: string, others: Record<string, { type: string }>): { 
 /** The largest peak resident memory of a process of each role, MB. */
 function peakRss(state: string, others: Record<string, { type: string }>): Record<'client' | 'switch', number> {
   const peaks = { client: 0, switch: 0 };
-  for (const { role, pid } of workerPids(state, others)) {
-    const kb = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
-    peaks[role] = Math.max(peaks[role], Math.round(kb / 1024));
-  }
+  for (const { role, pid } of workerPids(state, others)) peaks[role] = Math.max(peaks[role], peakMb(pid) ?? 0);
   return peaks;
 }
 
@@ -124,6 +132,7 @@ export async function testbedRun(shape: RunShape): Promise<TestbedRun> {
   if ((await up({ config: file, state, timeout: 120_000, logs, quiet: true })) !== 0) throw new Error(`${shape.name}: the testbed did not start`);
   let cpu: TestbedRun['cpu_s_per_round'] = null;
   let rss: TestbedRun['process_rss_mb_max'];
+  let aggregatorHwm: number | undefined;
   try {
     const agg = spawn(process.execPath, [join(ROOT, 'main.js'), 'agg', '--config', file, '--token-file', join(state, 'token'), '--logs', logs, '--outputs', outputs, '--log-level', 'warn'], {
       stdio: ['ignore', 'pipe', 'inherit'],
@@ -143,13 +152,17 @@ export async function testbedRun(shape: RunShape): Promise<TestbedRun> {
         }
       }
     });
-    const code = await new Promise<number | null>((done) => agg.on('exit', done));
+    // Its peak, read until it exits (a peak only grows: the last read is the run's but for its last moments).
+    let aggregatorPeak: number | undefined;
+    const watch = setInterval(() => (aggregatorPeak = peakMb(agg.pid!) ?? aggregatorPeak), 200);
+    const code = await new Promise<number | null>((done) => agg.on('exit', done)).finally(() => clearInterval(watch));
+    if (aggregatorPeak !== undefined) aggregatorHwm = aggregatorPeak;
     if (code !== 0) throw new Error(`${shape.name}: the aggregator exited with ${code}`);
     if (existsSync('/proc/self/status')) rss = peakRss(state, config.others);
   } finally {
     await down({ state, timeout: 5000 });
   }
-  return { ...readRun(shape, config, logs, outputs), cpu_s_per_round: cpu, ...(rss ? { process_rss_mb_max: rss } : {}) };
+  return { ...readRun(shape, config, logs, outputs), cpu_s_per_round: cpu, ...(rss ? { process_rss_mb_max: rss } : {}), ...(aggregatorHwm ? { aggregator_hwm_mb: aggregatorHwm } : {}) };
 }
 
 function readRun(shape: RunShape, config: Record<string, any>, logs: string, outputs: string): Omit<TestbedRun, 'cpu_s_per_round'> {
@@ -180,7 +193,7 @@ function readRun(shape: RunShape, config: Record<string, any>, logs: string, out
     name: shape.name,
     clients: shape.clients,
     switches: shape.switches,
-    parameters: expectedParameterCount({ architecture: 'mlp', hidden_units: shape.hiddenUnits ?? 128 }),
+    parameters: modelParameters(parseExperimentConfig(config)),
     he: shape.heSettings ? shape.heSettings.enabled === true : shape.he,
     rounds: shape.rounds,
     runs: 1,
