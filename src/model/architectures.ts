@@ -6,9 +6,10 @@
  *   resnet18   ResNet-18 (He et al. 2016): a 3x3 stem of 64 filters pooled 2x2, then four stages of
  *              two basic blocks (64, 128, 256, 512 filters; each later stage halves the side), batch
  *              norm after every convolution, global average pooling: 11,183,562 parameters for 10
- *              classes, whatever the image's side. The 2x2 pool after the stem (where ResNet on
+ *              classes of 3-channel images (11,182,410 of 1 channel), whatever the image's side. The 2x2 pool after the stem (where ResNet on
  *              CIFAR keeps the full side) costs no parameters and trains 4x faster on wasm.
- * Each has a plan that both builds it and counts its parameters (a switch counts without TensorFlow.js).
+ * Their parameters are counted without building them (a switch needs the count, not the model), from
+ * the same constants and block list the builders use; the tests check the two agree.
  */
 import * as tf from '@tensorflow/tfjs';
 
@@ -32,16 +33,17 @@ const conv = (size: number, cin: number, cout: number, bias: boolean) => size * 
 /** A batch norm's: γ, β and the moving mean and variance, all exchanged (FedAvg averages the statistics too). */
 const batchNorm = (channels: number) => 4 * channels;
 
-function imageSide(input: ImageInput, name: string): [number, number, number] {
+/** An image input as [height, width, channels], or why `name` (a convolutional model) cannot take it. */
+export function imageShape(input: ImageInput, name: string): [number, number, number] {
   const [height, width, channels = 1] = input.shape;
   if (input.shape.length < 2 || Math.min(height, width) < 16) {
-    throw new Error(`${name} needs images of at least 16x16 (data.shape [height, width, channels]); data.shape is [${input.shape.join(', ')}]`);
+    throw new Error(`${name} needs images of at least 16x16 (data.shape [height, width, channels]); data.shape is [${input.shape.join(', ')}]: use the MLP`);
   }
   return [height, width, channels];
 }
 
 export function largeParameterCount(name: LargeArchitecture, input: ImageInput): number {
-  const [height, width, channels] = imageSide(input, name);
+  const [height, width, channels] = imageShape(input, name);
   if (name === 'cifar_cnn') {
     let cin = channels;
     let total = 0;
@@ -82,7 +84,7 @@ const projects = (block: Block) => block.stride !== 1 || block.in !== block.out;
 
 /** The model, taking flat rows (as every built-in does) of `input.shape`. */
 export function buildLarge(name: LargeArchitecture, input: ImageInput, init: Initializer): tf.LayersModel {
-  const [height, width, channels] = imageSide(input, name);
+  const [height, width, channels] = imageShape(input, name);
   const rows = tf.input({ shape: [height * width * channels] });
   const images = tf.layers.reshape({ targetShape: [height, width, channels] }).apply(rows) as tf.SymbolicTensor;
   const features = name === 'cifar_cnn' ? cifarFeatures(images, init) : resnetFeatures(images, init);

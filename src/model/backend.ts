@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Settings } from '../config/schema';
-import { registerConvGradient } from './conv-gradient';
+import { registerConvFilterKernel } from './conv-gradient';
 
 const CANDIDATES: [string, () => void][] = [
   ['tensorflow', () => require('@tensorflow/tfjs-node')],
@@ -44,7 +44,7 @@ export function initBackend(model: Settings['model']['architecture'] = 'mlp'): P
   // A model from a file may convolve: it gets what the CNNs get.
   const architecture = model === 'mlp' || model === 'tabular' ? 'mlp' : 'cnn';
   const kernels = architecture === 'cnn' ? CONV_TRAINING_KERNELS : [];
-  if (architecture === 'cnn') registerConvGradient();
+  if (architecture === 'cnn') registerConvFilterKernel();
   let backend = chosen.get(architecture);
   if (!backend) {
     backend = choose(kernels);

@@ -45,7 +45,7 @@ function filterGradient(x: tf.Tensor4D, dy: tf.Tensor4D, filterShape: number[], 
 let registered = false;
 
 /** Makes convolutions trainable on the wasm backend (NHWC, no dilation), where Conv2DBackpropFilter is missing. */
-export function registerConvGradient(): void {
+export function registerConvFilterKernel(): void {
   if (registered || tf.getKernel('Conv2DBackpropFilter', 'wasm')) return;
   registered = true;
   tf.registerKernel({

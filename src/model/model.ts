@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { buildLarge, LARGE_ARCHITECTURES, largeParameterCount, type ImageInput, type LargeArchitecture } from './architectures';
+import { buildLarge, imageShape, LARGE_ARCHITECTURES, largeParameterCount, type ImageInput, type LargeArchitecture } from './architectures';
 import { noteStep, timedStep } from './stall';
 import { loadModel } from './store';
 import type { Settings } from '../config/schema';
@@ -26,15 +26,6 @@ export const tabularSecond = (hidden: number) => Math.max(8, Math.floor(hidden /
 /** The CNN's two 5x5 convolutions, each followed by 2x2 pooling: the side after them. */
 function convolvedSide(side: number): number {
   return Math.floor((Math.floor((side - 4) / 2) - 4) / 2);
-}
-
-/** The CNN's input as [height, width, channels], or why it cannot take it. */
-function cnnImage(input: ModelInput): [number, number, number] {
-  const [height, across, channels = 1] = input.shape;
-  if (input.shape.length < 2 || convolvedSide(Math.min(height, across)) < 1) {
-    throw new Error(`the CNN needs images of at least 16x16 (data.shape [height, width, channels]); data.shape is [${input.shape.join(', ')}]: use the MLP`);
-  }
-  return [height, across, channels];
 }
 
 /**
@@ -69,7 +60,7 @@ export function buildModel(spec: ModelSettings, seed: number, input: ModelInput 
     model.add(tf.layers.dense({ inputShape: [width(input)], units: spec.hidden_units, activation: 'relu', kernelInitializer: init() }));
     model.add(tf.layers.dense({ units: tabularSecond(spec.hidden_units), activation: 'relu', kernelInitializer: init() }));
   } else {
-    const [height, across, channels] = cnnImage(input);
+    const [height, across, channels] = imageShape(input, 'the CNN');
     model.add(tf.layers.reshape({ inputShape: [width(input)], targetShape: [height, across, channels] }));
     model.add(tf.layers.conv2d({ filters: 8, kernelSize: 5, activation: 'relu', kernelInitializer: init() }));
     model.add(tf.layers.maxPooling2d({ poolSize: 2 }));
@@ -99,7 +90,7 @@ export function expectedParameterCount(spec: ModelSettings, input: ModelInput = 
     const second = tabularSecond(h);
     return width(input) * h + h + h * second + second + second * classes + classes;
   }
-  const [height, across, channels] = cnnImage(input);
+  const [height, across, channels] = imageShape(input, 'the CNN');
   const conv1 = 5 * 5 * channels * 8 + 8;
   const conv2 = 5 * 5 * 8 * 16 + 16;
   const flat = convolvedSide(height) * convolvedSide(across) * 16; // 28 -> conv 24 -> pool 12 -> conv 8 -> pool 4
@@ -131,10 +122,13 @@ export function setFlatWeights(model: tf.LayersModel, flat: Float32Array): void 
   const total = current.reduce((n, w) => n + w.size, 0);
   if (flat.length !== total) throw new Error(`model has ${total} parameters, got ${flat.length}`);
   let at = 0;
-  const tensors = current.map((w) => {
-    const t = tf.tensor(flat.subarray(at, at + w.size), w.shape);
+  const variables = model.weights; // in getWeights' order
+  const tensors = current.map((w, i) => {
+    const values = flat.subarray(at, at + w.size);
     at += w.size;
-    return t;
+    // A batch norm's moving variance below 0 makes every prediction NaN (its rsqrt): DP's noise, a
+    // server optimizer's step or an attacker can take the averaged one there. It is read as 0 at least.
+    return tf.tidy(() => (/moving_variance$/.test(variables[i].name) ? tf.relu(tf.tensor(values, w.shape)) : tf.tensor(values, w.shape)));
   });
   model.setWeights(tensors);
   tf.dispose(tensors);

@@ -9,6 +9,18 @@ let longest = 0;
 /** A step foreseen before one was taken (see guessStep); 0 once none is. */
 let guess = 0;
 
+/** What the record is of (a model and its batch): another starts it afresh. */
+let recordOf = '';
+
+/** Whether this process's steps are timed for `work` already; if not, the record starts afresh for it. */
+export function stepsKnownFor(work: string): boolean {
+  if (work === recordOf) return true;
+  recordOf = work;
+  longest = 0;
+  guess = 0;
+  return false;
+}
+
 /** Notes a step that held the event loop for `ms`. */
 export function noteStep(ms: number): void {
   if (ms > longest) longest = ms;

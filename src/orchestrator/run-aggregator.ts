@@ -94,6 +94,7 @@ export async function runAggregator(options: AggregatorOptions): Promise<Running
   const watch = new WorkerWatch(node.context.peers, workers, {
     intervalMs: config.timeouts.heartbeat_ms,
     requestMs: config.timeouts.request_ms,
+    roundMs: config.timeouts.round_ms,
     onDown: (address, reason) => {
       const line = `worker ${address} is down (${reason})`;
       node.logger.warn(line);

@@ -15,6 +15,8 @@ import { pushConfig } from './push';
 export interface WatchOptions {
   intervalMs: number;
   requestMs: number;
+  /** A round's deadline (timeouts.round_ms): no worker's silence is allowed half of it. */
+  roundMs?: number;
   onDown: (address: string, reason: string) => void;
   /** `resumed`: the same process answers again (it had hung), not one started anew. */
   onUp: (address: string, how: string, resumed: boolean) => void;
@@ -37,9 +39,11 @@ const STEP_MARGIN = 3;
  * process trains beside it on the machine (measured: ResNet-18's batch, 18.6 s alone, held a client
  * 25-35 s in a round); one more, since a step can start just after it answered.
  */
-export function silenceAllowed(stepMs: unknown, intervalMs: number): number {
+export function silenceAllowed(stepMs: unknown, intervalMs: number, roundMs = Infinity): number {
   const step = typeof stepMs === 'number' && Number.isFinite(stepMs) && stepMs > 0 ? Math.min(stepMs, MAX_STEP_MS) : 0;
-  return Math.max(MISSED_HEARTBEATS, Math.ceil((STEP_MARGIN * step) / intervalMs) + 1);
+  // Within half a round, so a worker that hung is let go of before its round's deadline.
+  const longest = Math.max(MISSED_HEARTBEATS, Math.floor(roundMs / 2 / intervalMs));
+  return Math.min(longest, Math.max(MISSED_HEARTBEATS, Math.ceil((STEP_MARGIN * step) / intervalMs) + 1));
 }
 
 interface Watched {
@@ -107,8 +111,10 @@ export class WorkerWatch {
     const timeout = Math.min(this.options.requestMs, this.options.intervalMs * MISSED_HEARTBEATS);
     try {
       const health = await this.peers.health(worker.config.address, timeout);
+      // An answer that is not a health report counts as none (it can come from anyone: /health is open).
+      if (!health || typeof health !== 'object') return this.missedOne(worker, 'an answer that is not a health report');
       worker.missed = 0;
-      worker.allowed = silenceAllowed(health.step_ms, this.options.intervalMs);
+      worker.allowed = silenceAllowed(health.step_ms, this.options.intervalMs, this.options.roundMs);
       if (health.config === worker.fingerprint) {
         if (health.status === 'failed') return this.markFailed(worker, health.error ?? 'its role failed to start');
         return this.markUp(worker, 'answering again', true);

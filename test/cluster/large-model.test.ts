@@ -106,11 +106,16 @@ describe('a model of a million parameters through a switch under quantized HE', 
     assert.equal(large.rows.length, 2);
     for (const row of large.rows) assert.equal(row.clients, 2, `round ${row.round}`);
     assert.ok(large.rows.at(-1)!.accuracy > 0.85, `accuracy ${large.rows.at(-1)!.accuracy}`);
-    // One sum goes up to the aggregator: smaller than the model it adds up.
+    // Each client's own update, from the aggregator's central log, and the one sum that went up.
+    for (const client of testbed.addresses('client')) {
+      const sent: { round: number; update_bytes: number }[] = JSON.parse(readFileSync(join(testbed.logs, 'cluster', 'large-model', `${client.replace(':', '-')}_large-model.json`), 'utf8')).iteration;
+      assert.deepEqual(sent.map((e) => e.round), [1, 2], client);
+      for (const e of sent) assert.ok(e.update_bytes > 0.4 * FLOAT32_MB * 2 ** 20 && e.update_bytes < FLOAT32_MB * 2 ** 20, `${client} round ${e.round}: ${e.update_bytes} bytes, the model ${FLOAT32_MB.toFixed(1)} MB`);
+    }
     for (const row of large.rows) assert.ok(row.bytes_up < FLOAT32_MB * 2 ** 20, `round ${row.round}: ${row.bytes_up} bytes up, the model is ${FLOAT32_MB.toFixed(1)} MB`);
   });
 
-  it('has each client say at /health how long a training step holds it silent (a switch trains none)', async () => {
+  it('has each client say at /health the longest a training step held it silent (a switch trains none)', async () => {
     for (const worker of workers) {
       const { body } = await get(worker, '/health');
       if (testbed.config.others[worker].type === 'client') assert.ok(body.step_ms > 0, `${worker}: ${JSON.stringify(body)}`);

@@ -16,7 +16,7 @@ import { createModel, evaluate, getFlatWeights, modelId, setFlatWeights, stepsOf
 import type { ClientInstructions } from '../../strategy/strategy';
 import { controlOf, vectorSizes, weightsOf, withControl } from '../../model/layout';
 import { ControlVariate } from './control-variate';
-import { guessStep, longestStepMs } from '../../model/stall';
+import { guessStep, longestStepMs, stepsKnownFor } from '../../model/stall';
 import { inTurn } from '../../model/turns';
 
 /** The round and opening a model is for; under SCAFFOLD, the last round this client's update was counted in. */
@@ -78,9 +78,18 @@ export class Trainer {
     const { train: own, test, from } = clientData(settings.data, config.data, client_number, index);
     const data = attackedData(config.attack, own, inputOf(settings.data).classes);
     const { value: model } = await inTurn(() => createModel(settings.model, settings.data.seed, inputOf(settings.data)));
-    // The weights it moves are set from the global model at every round.
-    if (!longestStepMs() && data.size) await inTurn(() => measureStep(model, data, settings));
-    return new Trainer(config, model, data, test, backend, from);
+    const trainer = new Trainer(config, model, data, test, backend, from);
+    // Checked in its turn, so of a process's clients only the first times it. The weights it moves are set from the global model at every round.
+    const work = JSON.stringify([settings.model, settings.training.batch_size, inputOf(settings.data).shape]);
+    try {
+      await inTurn(async () => {
+        if (!stepsKnownFor(work) && data.size) await measureStep(model, data, settings);
+      });
+    } catch (err) {
+      trainer.dispose();
+      throw err;
+    }
+    return trainer;
   }
 
   /** What its ready line says: its data, its backend, and under DP its clip (and, distributed, its share of the noise). */
@@ -173,7 +182,7 @@ export class Trainer {
  * How long a step of training holds this process silent, found before any round, so GET /health
  * says it from the start and the aggregator does not count this client down while it trains (see
  * model/stall.ts). One sample's step, times the batch, is said first: for a heartbeat and a half when
- * it is longer than one, so the aggregator reads it before a whole batch holds the process. Then the
+ * it is longer than two, so the aggregator reads it before a whole batch holds the process. Then the
  * whole batch is timed.
  */
 async function measureStep(model: tf.LayersModel, data: Dataset, settings: ClientNodeConfig['settings']): Promise<void> {
@@ -184,7 +193,8 @@ async function measureStep(model: tf.LayersModel, data: Dataset, settings: Clien
   await first(1);
   guessStep((performance.now() - started) * batch);
   try {
-    if (longestStepMs() > timeouts.heartbeat_ms) await new Promise((resolve) => setTimeout(resolve, 1.5 * timeouts.heartbeat_ms));
+    // The aggregator counts a worker down after three silent heartbeats: a batch shorter than two needs no word ahead.
+    if (longestStepMs() > 2 * timeouts.heartbeat_ms) await new Promise((resolve) => setTimeout(resolve, 1.5 * timeouts.heartbeat_ms));
     await first(batch);
   } finally {
     guessStep(0);

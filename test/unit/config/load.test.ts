@@ -63,7 +63,7 @@ describe('config.json validation', () => {
     { name: 'a key-holding aggregator that would see one client alone', edit: (c) => ((c.he = { enabled: true }), delete c.others['127.0.0.1'].switch), expect: /every client must report through a switch/ },
     { name: 'FedYogi when only clients can decrypt', edit: (c) => ((c.he = { enabled: true, key_holder: 'clients' }), (c.training = { strategy: 'fedyogi' })), expect: /^training.strategy: "fedyogi" needs the model in plaintext at the aggregator; with he.key_holder "clients" use "fedavg" or "fedprox"/ },
     { name: 'a CNN on rows of a table', edit: (c) => ((c.model = { architecture: 'resnet18' }), (c.data = { source: 'csv', path: 'rows.csv', shape: [49], classes: 10 })), expect: /^model.architecture: "resnet18": resnet18 needs images of at least 16x16 .* data.shape is \[49\]/ },
-    { name: 'the small CNN on rows of a table', edit: (c) => ((c.model = { architecture: 'cnn' }), (c.data = { source: 'csv', path: 'rows.csv', shape: [49], classes: 10 })), expect: /^model.architecture: "cnn": the CNN needs images of at least 16x16/ },
+    { name: 'the small CNN on rows of a table', edit: (c) => ((c.model = { architecture: 'cnn' }), (c.data = { source: 'csv', path: 'rows.csv', shape: [49], classes: 10 })), expect: /^model.architecture: "cnn": the CNN needs images of at least 16x16 .*: use the MLP$/ },
     { name: 'FedAvgM when only clients can decrypt', edit: (c) => ((c.he = { enabled: true, key_holder: 'clients' }), (c.training = { strategy: 'fedavgm' })), expect: /^training.strategy: "fedavgm" needs the model in plaintext/ },
   ];
   for (const { name, edit, expect } of cases) {

@@ -28,6 +28,8 @@ describe('model', () => {
     const cases: ['cifar_cnn' | 'resnet18', ModelInput, number][] = [
       ['cifar_cnn', cifar, 1_116_970],
       ['cifar_cnn', { shape: [28, 28, 1], classes: 10 }, 870_634],
+      // Odd sides: pooled twice, 17x23 leaves 4x5 of 64 channels (1,280 into 256 units).
+      ['cifar_cnn', { shape: [17, 23, 3], classes: 10 }, 396_074],
       // torchvision's resnet18 has 11,689,512 for 1000 classes. Less its 513,000-weight head, and its
       // 7x7 stem for a 3x3 one (9,408 weights for 1,728); plus the 9,600 moving statistics of its
       // 4,800 batch-norm channels (buffers there, weights here) and a head of 10 (5,130): 11,183,562.
@@ -41,6 +43,20 @@ describe('model', () => {
       model.dispose();
     }
     assert.throws(() => expectedParameterCount({ architecture: 'resnet18', hidden_units: 1 }, { shape: [8, 8, 1], classes: 2 }), /resnet18 needs images of at least 16x16/);
+  });
+
+  it("reads a batch norm's moving variance below 0 (noise, an attacker) as 0, so predictions stay numbers", async () => {
+    await initBackend();
+    const model = tf.sequential({ layers: [tf.layers.dense({ inputShape: [4], units: 3 }), tf.layers.batchNormalization(), tf.layers.dense({ units: 2, activation: 'softmax' })] });
+    const flat = getFlatWeights(model);
+    const variance = model.weights.findIndex((w) => /moving_variance$/.test(w.name));
+    const first = model.weights.slice(0, variance).reduce((n, w) => n + w.shape.reduce<number>((a, b) => a * (b ?? 1), 1), 0);
+    flat.fill(-0.5, first, first + 3);
+    setFlatWeights(model, flat);
+    assert.deepEqual([...getFlatWeights(model).subarray(first, first + 3)], [0, 0, 0]);
+    const predicted = tf.tidy(() => (model.predict(tf.ones([1, 4])) as tf.Tensor).dataSync());
+    assert.ok([...predicted].every(Number.isFinite), `${predicted}`);
+    model.dispose();
   });
 
   it('is built identically from the same seed, and flat weights round-trip', async () => {
@@ -158,20 +174,22 @@ describe("SCAFFOLD's corrected step", () => {
 
 describe('CNN on the wasm backend', () => {
   it('the composed Conv2D gradient (also the fused convolution\'s) matches the cpu backend\'s kernel, for valid and same padding and strides', async () => {
-    for (const [pad, stride] of [['valid', 1], ['same', 1], ['valid', 2], ['same', 2]] as const) {
+    // 11x11 under 5x5 filters pads evenly; ResNet's 8x8 under 3x3 and 1x1 at stride 2 pads one side only.
+    const cases = [['valid', 1, 11, 5], ['same', 1, 11, 5], ['valid', 2, 11, 5], ['same', 2, 11, 5], ['same', 2, 8, 3], ['same', 2, 8, 1], ['same', 1, 8, 3]] as const;
+    for (const [pad, stride, side, size] of cases) {
       // The fused convolution (a layer without activation: ResNet's, before its batch norm) calls the filter kernel itself.
       const loss = (x: tf.Tensor, w: tf.Tensor) =>
         tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, stride, pad).square().sum().add(tf.fused.conv2d({ x: x as tf.Tensor4D, filter: w as tf.Tensor4D, strides: stride, pad }).sum());
       await tf.setBackend('cpu');
-      const x = tf.randomNormal([2, 11, 11, 3], 0, 1, 'float32', 1);
-      const w = tf.randomNormal([5, 5, 3, 4], 0, 1, 'float32', 2);
+      const x = tf.randomNormal([2, side, side, 3], 0, 1, 'float32', 1);
+      const w = tf.randomNormal([size, size, 3, 4], 0, 1, 'float32', 2);
       const reference = await Promise.all(tf.grads(loss)([x, w]).map((g) => g.data() as Promise<Float32Array>));
       const xs = [await x.data(), await w.data()];
       assert.equal(await initBackend('cnn'), 'wasm');
       const composed = await Promise.all(tf.grads(loss)([tf.tensor(xs[0], x.shape), tf.tensor(xs[1], w.shape)]).map((g) => g.data() as Promise<Float32Array>));
       for (const k of [0, 1]) {
         const worst = reference[k].reduce((m, v, i) => Math.max(m, Math.abs(v - composed[k][i]) / (1 + Math.abs(v))), 0);
-        assert.ok(worst < 1e-4, `${pad} stride ${stride}: ${k ? 'filter' : 'input'} gradient off by ${worst}`);
+        assert.ok(worst < 1e-4, `${pad} stride ${stride}, ${side}x${side} by ${size}x${size}: ${k ? 'filter' : 'input'} gradient off by ${worst}`);
       }
     }
   });

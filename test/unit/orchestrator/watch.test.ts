@@ -11,14 +11,14 @@ import { MAX_STEP_MS, MISSED_HEARTBEATS, silenceAllowed, WorkerWatch } from '../
 
 const INTERVAL_MS = 40;
 
-/** A worker that answers its first health check (saying `step_ms`), then goes silent for good. */
-function goesSilent(stepMs: unknown): Promise<{ reason: string; heartbeats: number }> {
+/** A worker that answers its first health check (saying `step_ms`), then goes silent for good (or answers `null`). */
+function goesSilent(stepMs: unknown, then: 'silence' | 'null' = 'silence'): Promise<{ reason: string; heartbeats: number }> {
   const config = { address: '127.0.0.1:5000', type: 'client' } as unknown as NodeConfig;
   let checks = 0;
   const peers = {
     health: (): Promise<Health> => {
       checks++;
-      if (checks > 1) return new Promise(() => undefined);
+      if (checks > 1) return then === 'null' ? Promise.resolve(null as unknown as Health) : new Promise(() => undefined);
       return Promise.resolve({ status: 'ok', role: 'client', experiment: 'x', config: configFingerprint(config), step_ms: stepMs });
     },
   } as unknown as Peers;
@@ -49,6 +49,11 @@ describe('the heartbeats', () => {
     assert.equal(slow.heartbeats, 31, slow.reason);
   });
 
+  it('count an answer that is not a health report as none', async () => {
+    const garbled = await goesSilent(400, 'null');
+    assert.match(garbled.reason, /an answer that is not a health report: silent for 31 heartbeats/);
+  });
+
   it('believe a step up to MAX_STEP_MS, and nothing that is not a positive number', () => {
     assert.equal(silenceAllowed(10 * MAX_STEP_MS, 1000), (3 * MAX_STEP_MS) / 1000 + 1);
     for (const claim of ['9000', -5, Number.NaN, Number.POSITIVE_INFINITY, null, { ms: 9000 }, [9000]]) {
@@ -56,5 +61,8 @@ describe('the heartbeats', () => {
     }
     // A short step leaves the three heartbeats as they are.
     assert.equal(silenceAllowed(500, 2000), MISSED_HEARTBEATS);
+    // Never half a round or more: a hung worker is let go of before its round's deadline.
+    assert.equal(silenceAllowed(MAX_STEP_MS, 2000, 300_000), 75);
+    assert.equal(silenceAllowed(0, 2000, 1000), MISSED_HEARTBEATS);
   });
 });
