@@ -85,9 +85,9 @@ export function formatModels(results: ModelResults | undefined): string[] {
   const mb = (value: number | undefined) => (value === undefined ? '—' : fixed(value));
   return [
     ...head,
-    `Made by \`${results.command}\` on ${results.date.slice(0, 10)}. Two clients under a switch on loopback, ${PER_CLIENT} images of 32x32x3 each (digits as CIFAR records), 3 rounds (ResNet-18: 2), medians of rounds 2 on; the key at the aggregator, learning rate 0.01. Memory is each process's peak resident (VmHWM): the largest client, the switch, the aggregator.`,
+    `Made by \`${results.command}\` on ${results.date.slice(0, 10)}. Two clients under a switch on loopback, ${PER_CLIENT} images of 32x32x3 each (digits as CIFAR records), 3 rounds (ResNet-18: 2), medians of rounds 2 on; the key at the aggregator, learning rate 0.01. One run of each. Memory is each process's peak resident (VmHWM, MiB): the largest client, the switch, the aggregator.`,
     '',
-    '| parameters | model | mode | s / round | ÷ plaintext | ÷ floor | update MB | client MB | switch MB | aggregator MB |',
+    '| parameters | model | mode | s / round | ÷ plaintext | ÷ floor | update MB | client MiB | switch MiB | aggregator MiB |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...results.rows.map(
       (r) =>

@@ -1,6 +1,6 @@
 /**
  * Runs the test files of the groups named, one group after the other, with Node's test runner (one
- * process per file): `unit` (test/unit: one module at a time, in the test's own process) and `cluster`
+ * process per file): `unit` (test/unit: each file one module, in the test's own process) and `cluster`
  * (test/cluster: real processes, browsers and namespaces). Node 20 takes folders and Node 24 glob
  * patterns, so the files are listed here.
  *   node dist/scripts/run-tests.js unit [cluster] [-- <node --test flags>]

@@ -6,8 +6,9 @@
  *   resnet18   ResNet-18 (He et al. 2016): a 3x3 stem of 64 filters pooled 2x2, then four stages of
  *              two basic blocks (64, 128, 256, 512 filters; each later stage halves the side), batch
  *              norm after every convolution, global average pooling: 11,183,562 parameters for 10
- *              classes of 3-channel images (11,182,410 of 1 channel), whatever the image's side. The 2x2 pool after the stem (where ResNet on
- *              CIFAR keeps the full side) costs no parameters and trains 4x faster on wasm.
+ *              classes of 3-channel images (11,182,410 of 1 channel), whatever the image's side.
+ *              The 2x2 pool after the stem (where ResNet on CIFAR keeps the full side) costs no
+ *              parameters and leaves every later layer a quarter of the arithmetic.
  * Their parameters are counted without building them (a switch needs the count, not the model), from
  * the same constants and block list the builders use; the tests check the two agree.
  */

@@ -128,7 +128,8 @@ export function setFlatWeights(model: tf.LayersModel, flat: Float32Array): void 
     at += w.size;
     // A batch norm's moving variance below 0 makes every prediction NaN (its rsqrt): DP's noise, a
     // server optimizer's step or an attacker can take the averaged one there. It is read as 0 at least.
-    return tf.tidy(() => (/moving_variance$/.test(variables[i].name) ? tf.relu(tf.tensor(values, w.shape)) : tf.tensor(values, w.shape)));
+    // By the name its layer gave it: a second model of the same layer names in a process gets "_1" after it.
+    return tf.tidy(() => (/moving_variance$/.test(variables[i].originalName) ? tf.relu(tf.tensor(values, w.shape)) : tf.tensor(values, w.shape)));
   });
   model.setWeights(tensors);
   tf.dispose(tensors);

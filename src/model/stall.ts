@@ -9,16 +9,21 @@ let longest = 0;
 /** A step foreseen before one was taken (see guessStep); 0 once none is. */
 let guess = 0;
 
-/** What the record is of (a model and its batch): another starts it afresh. */
-let recordOf = '';
+/** What the record was timed for (a model and its batch); '' before it was. */
+let timedFor = '';
 
-/** Whether this process's steps are timed for `work` already; if not, the record starts afresh for it. */
-export function stepsKnownFor(work: string): boolean {
-  if (work === recordOf) return true;
-  recordOf = work;
+/** Whether this process's steps were timed for `work` (a model and the batch it trains). */
+export function stepsTimedFor(work: string): boolean {
+  return work === timedFor;
+}
+
+/** Times `measure` as the steps of `work`, the record started afresh; it counts as timed once `measure` succeeds. */
+export async function timeStepsFor(work: string, measure: () => Promise<void>): Promise<void> {
+  timedFor = '';
   longest = 0;
   guess = 0;
-  return false;
+  await measure();
+  timedFor = work;
 }
 
 /** Notes a step that held the event loop for `ms`. */

@@ -9,7 +9,7 @@
  */
 import { configFingerprint } from '../config/fingerprint';
 import type { NodeConfig } from '../config/node-config';
-import { describeFailure, type Peers } from '../net/peers';
+import { describeFailure, type Health, type Peers } from '../net/peers';
 import { pushConfig } from './push';
 
 export interface WatchOptions {
@@ -45,6 +45,9 @@ export function silenceAllowed(stepMs: unknown, intervalMs: number, roundMs = In
   const longest = Math.max(MISSED_HEARTBEATS, Math.floor(roundMs / 2 / intervalMs));
   return Math.min(longest, Math.max(MISSED_HEARTBEATS, Math.ceil((STEP_MARGIN * step) / intervalMs) + 1));
 }
+
+const isHealthReport = (answer: unknown): answer is Health =>
+  !!answer && typeof answer === 'object' && !Array.isArray(answer) && (typeof (answer as Health).config === 'string' || (answer as Health).config === null);
 
 interface Watched {
   config: NodeConfig;
@@ -111,8 +114,8 @@ export class WorkerWatch {
     const timeout = Math.min(this.options.requestMs, this.options.intervalMs * MISSED_HEARTBEATS);
     try {
       const health = await this.peers.health(worker.config.address, timeout);
-      // An answer that is not a health report counts as none (it can come from anyone: /health is open).
-      if (!health || typeof health !== 'object') return this.missedOne(worker, 'an answer that is not a health report');
+      // An answer that is not a health report (whatever answers at the worker's address) counts as none.
+      if (!isHealthReport(health)) return this.missedOne(worker, 'it answered with something that is not a health report');
       worker.missed = 0;
       worker.allowed = silenceAllowed(health.step_ms, this.options.intervalMs, this.options.roundMs);
       if (health.config === worker.fingerprint) {

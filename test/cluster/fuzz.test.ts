@@ -31,13 +31,15 @@ for (const keyHolder of ['aggregator', 'clients'] as const) {
     it('answers no 5xx, finishes every round, and ends within 1 point of the same run without fuzz', { timeout: 900_000 }, async () => {
       const quiet = testbedFor(keyHolder, `quiet-${keyHolder}`);
       const fuzzed = testbedFor(keyHolder, `fuzzed-${keyHolder}`);
+      let quietRun: ReturnType<typeof runExperiment> | undefined;
       try {
-        // The two runs side by side: the quiet one is the same seeded run, whose accuracy timing does not change.
+        // The two runs side by side: the quiet one is the same seeded run, and with every client in every round
+        // (checked below) its accuracy does not depend on how fast it ran.
         assert.equal((await quiet.up()).code, 0);
         assert.equal((await fuzzed.up()).code, 0);
         const started = Date.now();
         let quietSeconds = 0;
-        const quietRun = runExperiment(quiet, 600_000).then((result) => ((quietSeconds = (Date.now() - started) / 1000), result));
+        quietRun = runExperiment(quiet, 600_000).then((result) => ((quietSeconds = (Date.now() - started) / 1000), result));
         let running = true;
         const fuzzStarted = Date.now();
         const run = runExperiment(fuzzed, 600_000, ['--log-level', 'info']).finally(() => (running = false));
@@ -47,8 +49,13 @@ for (const keyHolder of ['aggregator', 'clients'] as const) {
         const answers = await fuzz(fuzzed, keyHolder, () => running);
         const { code, output } = await run;
         assert.equal(code, 0, output);
-        const baseline = await quietRun;
+        const baseline = await quietRun!;
         assert.equal(baseline.code, 0, baseline.output);
+        for (const [testbed, experiment] of [[quiet, `quiet-${keyHolder}`], [fuzzed, `fuzzed-${keyHolder}`]] as const) {
+          const all = testbed.addresses('client').length;
+          const rounds: RoundMetrics[] = JSON.parse(readFileSync(join(testbed.outputs, experiment, 'metrics.json'), 'utf8')).rounds;
+          assert.deepEqual(rounds.map((r) => r.clients), rounds.map(() => all), `${experiment}: every client in every round, as the comparison needs`);
+        }
         // No answer is a failure too, but from the aggregator once it has finished (it closes as it exits).
         const finished = Date.parse(/(\S+) \S*info\S* \[[^\]]+\] experiment fuzzed-\w+ finished after/.exec(output)?.[1] ?? '');
         const failures = answers.filter((a) => a.status >= 500 || (a.status === 0 && !(a.target.startsWith(aggregator) && a.at >= finished)));
@@ -59,13 +66,15 @@ for (const keyHolder of ['aggregator', 'clients'] as const) {
         assert.ok(answers.length >= 200, `only ${answers.length} requests went out during the run`);
         assert.equal(new Set(answers.map((a) => a.message)).size, 10, 'every kind of message was fuzzed');
         const byStatus = answers.reduce<Record<number, number>>((n, a) => ((n[a.status] = (n[a.status] ?? 0) + 1), n), {});
-        console.log(`# ${keyHolder}: ${answers.length} fuzz requests, by status ${JSON.stringify(byStatus)}; the run took ${((Date.now() - fuzzStarted) / 1000).toFixed(1)} s with fuzz, ${quietSeconds.toFixed(1)} s without`);
+        console.log(`# ${keyHolder}: ${answers.length} fuzz requests, by status ${JSON.stringify(byStatus)}; the run took ${((Date.now() - fuzzStarted) / 1000).toFixed(1)} s with fuzz, ${quietSeconds.toFixed(1)} s without (the two side by side)`);
         const rows: RoundMetrics[] = JSON.parse(readFileSync(join(fuzzed.outputs, `fuzzed-${keyHolder}`, 'metrics.json'), 'utf8')).rounds;
         assert.equal(rows.length, ROUNDS, 'every round ran');
         const [plain, noisy] = [finalAccuracy(quiet, `quiet-${keyHolder}`), finalAccuracy(fuzzed, `fuzzed-${keyHolder}`)];
         console.log(`# ${keyHolder}: accuracy ${plain} without fuzz, ${noisy} with; retries ${rows.map((r) => r.retries)}`);
         assert.ok(Math.abs(noisy - plain) <= 0.01, `without fuzz ${plain}, with ${noisy}\n${output}`);
       } finally {
+        // The quiet run ends on its own (it runs on workers nothing disturbs): a failure above does not leave its aggregator behind.
+        await quietRun;
         await Promise.all([quiet.down(), fuzzed.down()]);
       }
     });

@@ -16,7 +16,7 @@ import { createModel, evaluate, getFlatWeights, modelId, setFlatWeights, stepsOf
 import type { ClientInstructions } from '../../strategy/strategy';
 import { controlOf, vectorSizes, weightsOf, withControl } from '../../model/layout';
 import { ControlVariate } from './control-variate';
-import { guessStep, longestStepMs, stepsKnownFor } from '../../model/stall';
+import { guessStep, longestStepMs, stepsTimedFor, timeStepsFor } from '../../model/stall';
 import { inTurn } from '../../model/turns';
 
 /** The round and opening a model is for; under SCAFFOLD, the last round this client's update was counted in. */
@@ -79,11 +79,11 @@ export class Trainer {
     const data = attackedData(config.attack, own, inputOf(settings.data).classes);
     const { value: model } = await inTurn(() => createModel(settings.model, settings.data.seed, inputOf(settings.data)));
     const trainer = new Trainer(config, model, data, test, backend, from);
-    // Checked in its turn, so of a process's clients only the first times it. The weights it moves are set from the global model at every round.
-    const work = JSON.stringify([settings.model, settings.training.batch_size, inputOf(settings.data).shape]);
+    // Checked in its turn, so of a process's clients only the first times a model and batch. The weights it moves are set from the global model at every round.
+    const work = JSON.stringify([settings.model, Math.min(data.size, settings.training.batch_size), inputOf(settings.data).shape]);
     try {
       await inTurn(async () => {
-        if (!stepsKnownFor(work) && data.size) await measureStep(model, data, settings);
+        if (data.size && !stepsTimedFor(work)) await timeStepsFor(work, () => measureStep(model, data, settings));
       });
     } catch (err) {
       trainer.dispose();

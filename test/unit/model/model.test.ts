@@ -47,13 +47,18 @@ describe('model', () => {
 
   it("reads a batch norm's moving variance below 0 (noise, an attacker) as 0, so predictions stay numbers", async () => {
     await initBackend();
-    const model = tf.sequential({ layers: [tf.layers.dense({ inputShape: [4], units: 3 }), tf.layers.batchNormalization(), tf.layers.dense({ units: 2, activation: 'softmax' })] });
+    // Named, as a model from a file has its layers: a second one in the process gets "moving_variance_1".
+    const named = () => tf.sequential({ layers: [tf.layers.dense({ inputShape: [4], units: 3, name: 'in' }), tf.layers.batchNormalization({ name: 'norm' }), tf.layers.dense({ units: 2, activation: 'softmax', name: 'out' })] });
+    const first = named();
+    const model = named();
+    assert.notEqual(model.weights.find((w) => /moving_variance/.test(w.name))!.name, first.weights.find((w) => /moving_variance/.test(w.name))!.name, 'the second got a suffix');
+    first.dispose();
     const flat = getFlatWeights(model);
-    const variance = model.weights.findIndex((w) => /moving_variance$/.test(w.name));
-    const first = model.weights.slice(0, variance).reduce((n, w) => n + w.shape.reduce<number>((a, b) => a * (b ?? 1), 1), 0);
-    flat.fill(-0.5, first, first + 3);
+    const variance = model.weights.findIndex((w) => /moving_variance/.test(w.name));
+    const at = model.weights.slice(0, variance).reduce((n, w) => n + w.shape.reduce<number>((a, b) => a * (b ?? 1), 1), 0);
+    flat.fill(-0.5, at, at + 3);
     setFlatWeights(model, flat);
-    assert.deepEqual([...getFlatWeights(model).subarray(first, first + 3)], [0, 0, 0]);
+    assert.deepEqual([...getFlatWeights(model).subarray(at, at + 3)], [0, 0, 0]);
     const predicted = tf.tidy(() => (model.predict(tf.ones([1, 4])) as tf.Tensor).dataSync());
     assert.ok([...predicted].every(Number.isFinite), `${predicted}`);
     model.dispose();
@@ -174,7 +179,7 @@ describe("SCAFFOLD's corrected step", () => {
 
 describe('CNN on the wasm backend', () => {
   it('the composed Conv2D gradient (also the fused convolution\'s) matches the cpu backend\'s kernel, for valid and same padding and strides', async () => {
-    // 11x11 under 5x5 filters pads evenly; ResNet's 8x8 under 3x3 and 1x1 at stride 2 pads one side only.
+    // 11x11 under 5x5 filters pads evenly; ResNet's 8x8 under 3x3 at stride 2 pads one side only, and its 1x1 none.
     const cases = [['valid', 1, 11, 5], ['same', 1, 11, 5], ['valid', 2, 11, 5], ['same', 2, 11, 5], ['same', 2, 8, 3], ['same', 2, 8, 1], ['same', 1, 8, 3]] as const;
     for (const [pad, stride, side, size] of cases) {
       // The fused convolution (a layer without activation: ResNet's, before its batch norm) calls the filter kernel itself.

@@ -11,14 +11,14 @@ import { MAX_STEP_MS, MISSED_HEARTBEATS, silenceAllowed, WorkerWatch } from '../
 
 const INTERVAL_MS = 40;
 
-/** A worker that answers its first health check (saying `step_ms`), then goes silent for good (or answers `null`). */
-function goesSilent(stepMs: unknown, then: 'silence' | 'null' = 'silence'): Promise<{ reason: string; heartbeats: number }> {
+/** A worker that answers its first health check (saying `step_ms`), then goes silent for good (or answers `then`). */
+function goesSilent(stepMs: unknown, then: { answer: unknown } | 'silence' = 'silence'): Promise<{ reason: string; heartbeats: number }> {
   const config = { address: '127.0.0.1:5000', type: 'client' } as unknown as NodeConfig;
   let checks = 0;
   const peers = {
     health: (): Promise<Health> => {
       checks++;
-      if (checks > 1) return then === 'null' ? Promise.resolve(null as unknown as Health) : new Promise(() => undefined);
+      if (checks > 1) return then === 'silence' ? new Promise(() => undefined) : Promise.resolve(then.answer as Health);
       return Promise.resolve({ status: 'ok', role: 'client', experiment: 'x', config: configFingerprint(config), step_ms: stepMs });
     },
   } as unknown as Peers;
@@ -50,8 +50,10 @@ describe('the heartbeats', () => {
   });
 
   it('count an answer that is not a health report as none', async () => {
-    const garbled = await goesSilent(400, 'null');
-    assert.match(garbled.reason, /an answer that is not a health report: silent for 31 heartbeats/);
+    for (const answer of [null, [], {}, { config: 42 }, 'ok']) {
+      const garbled = await goesSilent(400, { answer });
+      assert.match(garbled.reason, /it answered with something that is not a health report: silent for 31 heartbeats/, JSON.stringify(answer));
+    }
   });
 
   it('believe a step up to MAX_STEP_MS, and nothing that is not a positive number', () => {
