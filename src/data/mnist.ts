@@ -43,12 +43,13 @@ export function loadMnist(): Dataset {
  * doubles. Anything else in the file (an exponent, a sign, another key) goes to JSON.parse.
  */
 export function readDigitFile(bytes: Uint8Array): Float64Array | number[] {
-  return scanNumberArray(bytes) ?? (JSON.parse(Buffer.from(bytes).toString('utf8')) as { data: number[] }).data;
+  return scanNumberArray(bytes) ?? (JSON.parse(new TextDecoder().decode(bytes)) as { data: number[] }).data;
 }
 
 const [SPACE, COMMA, DOT, ZERO, NINE] = [0x20, 0x2c, 0x2e, 0x30, 0x39];
-const HEAD = /^\s*\{\s*"data"\s*:\s*\[$/;
-const TAIL = /^\]\s*\}\s*$/;
+// JSON's own whitespace only (a regular expression's \s takes more, which JSON.parse refuses).
+const HEAD = /^[ \t\n\r]*\{[ \t\n\r]*"data"[ \t\n\r]*:[ \t\n\r]*\[$/;
+const TAIL = /^\][ \t\n\r]*\}[ \t\n\r]*$/;
 const isSpace = (b: number) => b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09;
 /** Digits in one number it reads: beyond 15, the numerator may pass 2^53 and lose exactness. */
 const MAX_DIGITS = 15;
@@ -56,7 +57,7 @@ const MAX_DIGITS = 15;
 function scanNumberArray(bytes: Uint8Array): Float64Array | undefined {
   const open = bytes.indexOf(0x5b);
   const close = bytes.lastIndexOf(0x5d);
-  const text = (from: number, to: number) => Buffer.from(bytes.subarray(from, to)).toString('latin1');
+  const text = (from: number, to: number) => new TextDecoder('latin1').decode(bytes.subarray(from, to));
   if (open < 0 || close < open || !HEAD.test(text(0, open + 1)) || !TAIL.test(text(close, bytes.length))) return undefined;
   // Every number takes a byte and a comma at least.
   const out = new Float64Array((close - open) >> 1);
@@ -73,6 +74,8 @@ function scanNumberArray(bytes: Uint8Array): Float64Array | undefined {
       b = bytes[++i];
     }
     let digits = i - first;
+    // JSON has no ".5" and no "01".
+    if (digits === 0 || (digits > 1 && bytes[first] === ZERO)) return undefined;
     if (b === DOT) {
       const dot = ++i;
       b = bytes[i];
@@ -84,7 +87,7 @@ function scanNumberArray(bytes: Uint8Array): Float64Array | undefined {
       if (i === dot) return undefined;
       digits += i - dot;
     }
-    if (digits === 0 || digits > MAX_DIGITS) return undefined;
+    if (digits > MAX_DIGITS) return undefined;
     while (b <= SPACE && isSpace(b)) b = bytes[++i];
     if (i < close && b !== COMMA) return undefined;
     i++;

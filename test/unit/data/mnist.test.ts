@@ -21,12 +21,23 @@ describe('mnist', () => {
     }
   });
 
-  it('scans spaces and long fractions exactly, and leaves anything else to JSON.parse', () => {
-    assert.deepEqual([...readDigitFile(bytes('{"data":[ 0 ,\n0.1, 1,0.333333333333333, 12.5 ]}\n'))], [0, 0.1, 1, 0.333333333333333, 12.5]);
-    for (const text of ['{"data":[1e-3,2]}', '{"data":[-0.5]}', '{"data":[0.1234567890123456]}', '{"other":1,"data":[1]}', '{"data":[]}']) {
-      assert.deepEqual([...readDigitFile(bytes(text))], JSON.parse(text).data, text);
+  it('scans spaces and fractions of up to 15 digits exactly, and leaves anything else to JSON.parse', () => {
+    const scanned = readDigitFile(bytes('{"data":[ 0 ,\n0.1, 1,0.33333333333333, 12.5 ]}\n'));
+    assert.ok(scanned instanceof Float64Array);
+    assert.deepEqual([...scanned], [0, 0.1, 1, 0.33333333333333, 12.5]);
+    assert.deepEqual([...readDigitFile(bytes('{"data":[]}'))], []);
+    // 16 digits: 9999999999999999 is no double (it rounds to 10^16), so a scan would say 1.
+    for (const text of ['{"data":[0.9999999999999999]}', '{"data":[1e-3,2]}', '{"data":[-0.5]}', '{"other":1,"data":[1]}']) {
+      const parsed = readDigitFile(bytes(text));
+      assert.ok(Array.isArray(parsed), `${text} went to JSON.parse`);
+      assert.deepEqual(parsed, JSON.parse(text).data, text);
     }
-    assert.throws(() => readDigitFile(bytes('{"data":[1,]}')), SyntaxError);
+  });
+
+  it('refuses what JSON refuses', () => {
+    for (const text of ['{"data":[1,]}', '{"data":[01]}', '{"data":[.5]}', '{"data":[1.]}', '{"data":[1 2]}', '{"data":[,1]}', '{"data":[1,,2]}', '{"data":\f[1]}', '{"data":[1]']) {
+      assert.throws(() => readDigitFile(bytes(text)), SyntaxError, text);
+    }
   });
 
   it('holds 10,000 digits of 784 pixels in [0, 1], each class present', () => {
