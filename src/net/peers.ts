@@ -2,7 +2,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
-import axios, { AxiosError, type AxiosInstance, type AxiosRequestConfig } from 'axios';
+import axios, { AxiosError, type AxiosInstance, type AxiosRequestConfig, type AxiosResponse } from 'axios';
 import { baseUrl } from '../config/address';
 import type { Logger } from '../log/logger';
 import { CONFIG_PROOF_HEADER, type Credentials } from './identity';
@@ -118,14 +118,12 @@ export class Peers {
   }
 
   /** `body` may be a message in parts (an array of buffers, codec's withMeta): streamed as one body, never joined. */
-  async post<T = unknown>(address: string, path: string, body: unknown, config: AxiosRequestConfig = {}): Promise<T> {
-    const res = await this.http.post<T>(this.url(address) + path, body, config);
-    return res.data;
+  post<T = unknown>(address: string, path: string, body: unknown, config: AxiosRequestConfig = {}): Promise<T> {
+    return againIfClosedWhileIdle(() => this.http.post<T>(this.url(address) + path, body, config));
   }
 
-  async get<T = unknown>(address: string, path: string, config: AxiosRequestConfig = {}): Promise<T> {
-    const res = await this.http.get<T>(this.url(address) + path, config);
-    return res.data;
+  get<T = unknown>(address: string, path: string, config: AxiosRequestConfig = {}): Promise<T> {
+    return againIfClosedWhileIdle(() => this.http.get<T>(this.url(address) + path, config));
   }
 
   async health(address: string, timeoutMs: number): Promise<Health> {
@@ -138,6 +136,27 @@ export class Peers {
     const res = await this.probes.post<T>(this.url(address) + path, body, { timeout: timeoutMs });
     return res.data;
   }
+}
+
+/**
+ * A kept-alive connection the peer closes as a call goes out on it fails that call at once, without
+ * an answer (ECONNRESET or EPIPE on a reused socket): Node's documented race, met after a long quiet
+ * spell (a round of 128 s, then the next round's opening). The peer closed the connection rather
+ * than take the call, so it is made once more, on a new connection. A call on a new connection that
+ * fails so is the peer's doing (a TLS server hangs up on plain HTTP), and is not made again.
+ */
+async function againIfClosedWhileIdle<T>(call: () => Promise<AxiosResponse<T>>): Promise<T> {
+  try {
+    return (await call()).data;
+  } catch (err) {
+    if (!closedWhileIdle(err)) throw err;
+    return (await call()).data;
+  }
+}
+
+function closedWhileIdle(err: unknown): boolean {
+  if (!(err instanceof AxiosError) || err.response || !['ECONNRESET', 'EPIPE'].includes(err.code ?? '')) return false;
+  return (err.request as { reusedSocket?: boolean } | undefined)?.reusedSocket === true;
 }
 
 const isParts = (body: unknown): body is readonly Buffer[] => Array.isArray(body) && body.length > 0 && body.every((part) => Buffer.isBuffer(part));

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Credentials } from '../../../src/net/identity';
 import { describeFailure, Peers } from '../../../src/net/peers';
@@ -114,5 +114,71 @@ describe('calls to other nodes', () => {
     await peers.health(address, 1000);
     await peers.get(address, '/status');
     assert.deepEqual(seen.map((s) => [s.path, Boolean(s.authorization)]), [['/health', false], ['/status', true]]);
+  });
+});
+
+/**
+ * A peer that closes a kept-alive connection as the next call goes out on it: each connection takes
+ * `answered` calls, and on the next one the peer resets it without a word (as an idle timeout firing
+ * at that moment does). Each call's body is kept, with the connection it came on.
+ */
+async function closingPeer(answered: number) {
+  const calls: { connection: number; body: string; answered: boolean }[] = [];
+  let connections = 0;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    const connection = ++connections;
+    let served = 0;
+    let buffered = Buffer.alloc(0);
+    socket.on('error', () => {});
+    socket.on('data', (chunk) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      const headerEnd = buffered.indexOf('\r\n\r\n');
+      const length = Number(/content-length: (\d+)/i.exec(buffered.toString('latin1'))?.[1] ?? 0);
+      if (headerEnd < 0 || buffered.length < headerEnd + 4 + length) return;
+      const body = buffered.subarray(headerEnd + 4, headerEnd + 4 + length).toString();
+      buffered = buffered.subarray(headerEnd + 4 + length);
+      const answer = served++ < answered;
+      calls.push({ connection, body, answered: answer });
+      if (!answer) return void socket.resetAndDestroy();
+      const reply = JSON.stringify({ got: body });
+      socket.write(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${reply.length}\r\nConnection: keep-alive\r\n\r\n${reply}`);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  // The caller's kept-alive connection would hold close() open.
+  const close = () => new Promise((resolve) => (server.close(resolve), sockets.forEach((socket) => socket.destroy())));
+  return { address, calls, close };
+}
+
+describe('a kept-alive connection the peer closes', () => {
+  it('makes the call once more on a new connection, body and all, and answers as the peer did', async () => {
+    const peer = await closingPeer(1);
+    const peers = new Peers(Credentials.fromSecret(TOKEN, '127.0.9.1:5000'), new WireMeter(), 2000);
+    try {
+      assert.deepEqual(await peers.post(peer.address, '/first', Buffer.from('one')), { got: 'one' });
+      assert.deepEqual(await peers.post(peer.address, '/second', Buffer.from('two')), { got: 'two' });
+      assert.deepEqual(peer.calls, [
+        { connection: 1, body: 'one', answered: true },
+        { connection: 1, body: 'two', answered: false },
+        { connection: 2, body: 'two', answered: true },
+      ]);
+    } finally {
+      await peer.close();
+    }
+  });
+
+  it('does not call again when a new connection is closed so: that is the peer refusing the call', async () => {
+    const peer = await closingPeer(0);
+    const peers = new Peers(Credentials.fromSecret(TOKEN, '127.0.9.1:5000'), new WireMeter(), 2000);
+    try {
+      const failure = await peers.post(peer.address, '/only', Buffer.from('x')).then(() => undefined, describeFailure);
+      assert.equal(failure?.kind, 'unreachable');
+      assert.deepEqual(peer.calls, [{ connection: 1, body: 'x', answered: false }]);
+    } finally {
+      await peer.close();
+    }
   });
 });
