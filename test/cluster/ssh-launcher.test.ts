@@ -191,7 +191,7 @@ describe('ssh launcher: a worker that exits at start', () => {
     writeFileSync(join(bin, 'ssh'), '#!/bin/bash\nexec bash -c "${@: -1}"\n', { mode: 0o755 });
     const base = freeSubnet();
     const config = testbedConfig({ base, nodes: 4, switches: 1, rounds: 1, he: false }) as Record<string, any>;
-    Object.assign(config, { tls: true, model: { architecture: 'mlp', hidden_units: 8 }, timeouts: { push_ms: 4000, request_ms: 5000, round_ms: 60_000 } });
+    Object.assign(config, { tls: true, model: { architecture: 'mlp', hidden_units: 8 }, timeouts: { push_ms: 12_000, request_ms: 5000, round_ms: 60_000 } });
     const configFile = join(dir, 'config.json');
     writeFileSync(configFile, JSON.stringify(config));
     const [broken, other] = Object.keys(config.others).filter((a) => config.others[a].type === 'client');
