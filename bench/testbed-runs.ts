@@ -14,6 +14,7 @@ import { nodeRounds, type Phase } from '../src/report/data';
 import { pathsOf, roundFloors } from '../src/report/floor';
 import { parseExperimentConfig } from '../src/config/load';
 import { down, up } from '../scripts/testbed';
+import { memoryMb } from '../test/helpers/proc-status';
 import { log, median, ROOT } from './common';
 
 export interface RunShape {
@@ -72,11 +73,8 @@ export interface TestbedRun {
 
 /** A process's peak resident memory so far (VmHWM), MB; undefined once it is gone. */
 function peakMb(pid: number): number | undefined {
-  try {
-    return Math.round(Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024);
-  } catch {
-    return undefined;
-  }
+  const mb = memoryMb(pid, 'VmHWM');
+  return mb === undefined ? undefined : Math.round(mb);
 }
 
 /** user + system CPU seconds of a process so far, from /proc (Linux). */
@@ -153,10 +151,8 @@ export async function testbedRun(shape: RunShape): Promise<TestbedRun> {
       }
     });
     // Its peak, read until it exits (a peak only grows: the last read is the run's but for its last moments).
-    let aggregatorPeak: number | undefined;
-    const watch = setInterval(() => (aggregatorPeak = peakMb(agg.pid!) ?? aggregatorPeak), 200);
+    const watch = setInterval(() => (aggregatorHwm = peakMb(agg.pid!) ?? aggregatorHwm), 200);
     const code = await new Promise<number | null>((done) => agg.on('exit', done)).finally(() => clearInterval(watch));
-    if (aggregatorPeak !== undefined) aggregatorHwm = aggregatorPeak;
     if (code !== 0) throw new Error(`${shape.name}: the aggregator exited with ${code}`);
     if (existsSync('/proc/self/status')) rss = peakRss(state, config.others);
   } finally {

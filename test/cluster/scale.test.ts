@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { completedRun, Testbed } from '../helpers/cluster';
+import { memoryMb } from '../helpers/proc-status';
 
 const ROUNDS = 3;
 const CLIENTS = 40;
@@ -52,7 +53,7 @@ describe(`${CLIENTS} clients in 4 processes under quantized HE through a 2-level
     up = await testbed.up();
     run = await completedRun(testbed, experiment, 10 * 60_000);
     const byPid = processesOf();
-    peaks = [...byPid].map(([pid, served]) => ({ clients: served.length, mb: Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024 }));
+    peaks = [...byPid].map(([pid, served]) => ({ clients: served.length, mb: memoryMb(pid, 'VmHWM')! }));
   });
   after(() => testbed.down());
 
