@@ -9,7 +9,7 @@ import { checkedTree, type TreeEntry } from '../topology/checks';
 import type { Topology } from '../topology/tree';
 import { describeIssues } from './issues';
 import { fewestUpdates, selectedPerRound } from './quorum';
-import { ROBUST_STRATEGIES, ROLES, experimentConfigSchema, type ExperimentConfig } from './schema';
+import { ROBUST_STRATEGIES, ROLES, experimentConfigSchema, inputOf, type ExperimentConfig } from './schema';
 import { nodeConfigSchema, type NodeConfig } from './node-config';
 
 export class ConfigError extends Error {
@@ -34,15 +34,28 @@ export function parseExperimentConfig(raw: unknown, source = 'config'): Experime
   return withQuantizeDefaults(result.data);
 }
 
-/** A built-in that cannot take data.shape (a CNN on a table's rows), named before any node starts. */
-function modelProblem(config: ExperimentConfig): string | undefined {
-  if (config.model.architecture === 'file') return undefined;
+/**
+ * The most parameters a built-in model may have: 100M, nine times ResNet-18's. An MLP's first layer
+ * grows with data.shape, and a node building one of billions runs out of memory instead of saying no.
+ */
+export const MAX_PARAMETERS = 100_000_000;
+
+/**
+ * A built-in that cannot take data.shape (a CNN on a table's rows), or one too large to build, named
+ * before any node starts: by `agg` for config.json, and by each worker for the config pushed to it.
+ */
+export function modelProblem(settings: Pick<ExperimentConfig, 'model' | 'data' | 'training'>): string | undefined {
+  if (settings.model.architecture === 'file') return undefined;
+  let parameters: number;
   try {
-    modelParameters(config);
-    return undefined;
+    parameters = modelParameters(settings);
   } catch (err) {
-    return `model.architecture: "${config.model.architecture}": ${(err as Error).message}`;
+    return `model.architecture: "${settings.model.architecture}": ${(err as Error).message}`;
   }
+  if (parameters > MAX_PARAMETERS) {
+    return `model: "${settings.model.architecture}" on data.shape [${inputOf(settings.data).shape.join(', ')}] has ${parameters.toLocaleString('en-US')} parameters, more than the ${MAX_PARAMETERS.toLocaleString('en-US')} a node builds`;
+  }
+  return undefined;
 }
 
 /**

@@ -4,6 +4,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { describeIssues } from '../config/issues';
+import { modelProblem } from '../config/load';
 import { nodeConfigSchema, type NodeConfig } from '../config/node-config';
 import { tokensMatch } from '../net/auth';
 import { callerName, CONFIG_PROOF_HEADER } from '../net/identity';
@@ -97,6 +98,8 @@ export function createWorkerApp(node: NodeContext): WorkerApp {
       throw new HttpError(400, 'invalid config', 'the config failed validation; nothing was changed', describeIssues(parsed.error.issues));
     }
     const config = parsed.data;
+    const model = modelProblem(config.settings);
+    if (model) throw new HttpError(400, 'invalid config', 'the config failed validation; nothing was changed', [model]);
     if (!node.credentials.mayConfigure(callerOf(res), config, roles.role?.config.aggregator, req.get(CONFIG_PROOF_HEADER))) {
       throw new HttpError(403, 'forbidden', `only this node's aggregator pushes its config; the call comes from ${callerName(callerOf(res))}`);
     }

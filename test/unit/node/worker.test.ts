@@ -155,7 +155,10 @@ describe('POST /config', () => {
 
 describe('refusals leave the node as it was', () => {
   const mounted = ofType('client');
-  const cases: { name: string; send: (r: request.Agent | ReturnType<typeof request>) => request.Test; status: number; reason: RegExp }[] = [
+  /** The client's config with another model and data, pushed by its aggregator. */
+  const withModel = (model: object, data: object): NodeConfig => ({ ...mounted, settings: { ...mounted.settings, model, data: { ...mounted.settings.data, ...data } } }) as NodeConfig;
+  const pushed = (r: request.Agent | ReturnType<typeof request>, config: NodeConfig) => r.post('/config').set(configPush(config)).send(config);
+  const cases: { name: string; send: (r: request.Agent | ReturnType<typeof request>) => request.Test; status: number; reason: RegExp; detail?: RegExp }[] = [
     { name: 'no token', send: (r) => r.post('/config').send(ofType('switch')), status: 401, reason: /missing bearer token/ },
     { name: 'a wrong token', send: (r) => r.post('/config').set({ Authorization: 'Bearer not-the-token-at-all' }).send(ofType('switch')), status: 401, reason: /the token alone is no operator's/ },
     { name: 'another auth scheme', send: (r) => r.post('/config').set({ Authorization: `Basic ${TOKEN}` }).send(ofType('switch')), status: 401, reason: /missing bearer/ },
@@ -172,15 +175,18 @@ describe('refusals leave the node as it was', () => {
     { name: 'an unknown role', send: (r) => r.post('/config').set(configPush({ ...ofType('switch'), type: 'router' })).send({ ...ofType('switch'), type: 'router' }), status: 400, reason: /failed validation/ },
     { name: 'a wrong type for a field', send: (r) => r.post('/config').set(configPush({ ...ofType('client'), index: 'zero' })).send({ ...ofType('client'), index: 'zero' }), status: 400, reason: /failed validation/ },
     { name: 'an experiment name that leaves the logs folder', send: (r) => r.post('/config').set(configPush({ ...ofType('switch'), experiment: '../../etc' })).send({ ...ofType('switch'), experiment: '../../etc' }), status: 400, reason: /failed validation/ },
+    { name: 'a model its data cannot take', send: (r) => pushed(r, withModel({ architecture: 'cnn', hidden_units: 32 }, { source: 'csv', path: 'rows.csv', shape: [49], classes: 10 })), status: 400, reason: /failed validation/, detail: /^model.architecture: "cnn": the CNN needs images of at least 16x16/ },
+    { name: 'a model too large to build', send: (r) => pushed(r, withModel({ architecture: 'mlp', hidden_units: 4096 }, { source: 'png', path: 'images', shape: [4096, 4096, 3], classes: 10 })), status: 400, reason: /failed validation/, detail: /^model: "mlp" on data.shape \[4096, 4096, 3\] has 206,158,475,274 parameters, more than the 100,000,000 a node builds$/ },
     { name: 'an oversized body', send: (r) => r.post('/config').set(configPush({ ...ofType('switch'), pad: 'x'.repeat(CONFIG_BODY_LIMIT) })).send({ ...ofType('switch'), pad: 'x'.repeat(CONFIG_BODY_LIMIT) }), status: 413, reason: /takes at most/ },
   ];
-  for (const { name, send, status, reason } of cases) {
+  for (const { name, send, status, reason, detail } of cases) {
     it(`${name}: ${status} with a JSON reason`, async () => {
       const { app, roles } = worker();
       await request(app).post('/config').set(configPush(mounted)).send(mounted).expect(201);
       const role = roles.role!;
       const res = await send(request(app)).expect(status).expect('Content-Type', /json/);
       assert.match(res.body.reason, reason);
+      if (detail) assert.ok(res.body.details?.some((d: string) => detail.test(d)), JSON.stringify(res.body));
       assert.equal(roles.role, role, 'the mounted role is the same');
       assert.ok(!role.isStopped);
       assert.deepEqual((await request(app).get('/config').set(auth).expect(200)).body, mounted);
