@@ -64,6 +64,7 @@ describe('config.json validation', () => {
     { name: 'FedYogi when only clients can decrypt', edit: (c) => ((c.he = { enabled: true, key_holder: 'clients' }), (c.training = { strategy: 'fedyogi' })), expect: /^training.strategy: "fedyogi" needs the model in plaintext at the aggregator; with he.key_holder "clients" use "fedavg" or "fedprox"/ },
     { name: 'a CNN on rows of a table', edit: (c) => ((c.model = { architecture: 'resnet18' }), (c.data = { source: 'csv', path: 'rows.csv', shape: [49], classes: 10 })), expect: /^model.architecture: "resnet18": resnet18 needs images of at least 16x16 .* data.shape is \[49\]/ },
     { name: 'the small CNN on rows of a table', edit: (c) => ((c.model = { architecture: 'cnn' }), (c.data = { source: 'csv', path: 'rows.csv', shape: [49], classes: 10 })), expect: /^model.architecture: "cnn": the CNN needs images of at least 16x16 .*: use the MLP$/ },
+    { name: 'an MLP too large to build', edit: (c) => ((c.model = { architecture: 'mlp', hidden_units: 4096 }), (c.data = { source: 'png', path: 'images', shape: [2048, 2048, 3], classes: 10 })), expect: /^model: "mlp" on data.shape \[2048, 2048, 3\] has [\d,]+ parameters, more than the 100,000,000 a node builds$/ },
     { name: 'FedAvgM when only clients can decrypt', edit: (c) => ((c.he = { enabled: true, key_holder: 'clients' }), (c.training = { strategy: 'fedavgm' })), expect: /^training.strategy: "fedavgm" needs the model in plaintext/ },
   ];
   for (const { name, edit, expect } of cases) {
