@@ -36,6 +36,9 @@ export class Peers {
   private readonly probes: AxiosInstance;
 
   private readonly tls: boolean;
+  /** The experiment's connections, by transport (http, then https under mutual TLS). */
+  private readonly agents: http.Agent[];
+  private readonly deadlines = new WeakMap<object, ProgressDeadline>();
 
   /** How long a call may go without progress (timeouts.request_ms, set as a role mounts). */
   requestMs: number;
@@ -58,9 +61,10 @@ export class Peers {
       maxContentLength: MAX_PROBE_ANSWER,
       proxy: false,
     });
+    this.agents = [meter.agent(from), ...(tlsOptions ? [meter.agent({ ...tlsOptions, ...from })] : [])];
     this.http = axios.create({
-      httpAgent: meter.agent(from),
-      httpsAgent: tlsOptions && meter.agent({ ...tlsOptions, ...from }),
+      httpAgent: this.agents[0],
+      httpsAgent: this.agents[1],
       maxBodyLength: Infinity,
       maxContentLength: MAX_ANSWER,
       proxy: false,
@@ -82,7 +86,7 @@ export class Peers {
       return config;
     });
     // The experiment's calls carry models: their deadline moves while their bytes do (net/progress-deadline.ts).
-    const deadlines = new WeakMap<object, ProgressDeadline>();
+    const deadlines = this.deadlines;
     this.http.interceptors.request.use((config) => {
       const deadline = new ProgressDeadline(this.requestMs);
       deadlines.set(config, deadline);
@@ -119,11 +123,31 @@ export class Peers {
 
   /** `body` may be a message in parts (an array of buffers, codec's withMeta): streamed as one body, never joined. */
   post<T = unknown>(address: string, path: string, body: unknown, config: AxiosRequestConfig = {}): Promise<T> {
-    return againIfClosedWhileIdle(() => this.http.post<T>(this.url(address) + path, body, config));
+    return this.againIfClosedWhileIdle(config, (c) => this.http.post<T>(this.url(address) + path, body, c));
   }
 
   get<T = unknown>(address: string, path: string, config: AxiosRequestConfig = {}): Promise<T> {
-    return againIfClosedWhileIdle(() => this.http.get<T>(this.url(address) + path, config));
+    return this.againIfClosedWhileIdle(config, (c) => this.http.get<T>(this.url(address) + path, c));
+  }
+
+  /**
+   * A kept-alive connection the peer closed while it sat idle fails the next call on it at once:
+   * ECONNRESET or EPIPE on a reused socket (Node's documented race; seen once opening a round after
+   * a round of 128 s). When the peer said nothing at all during the call (no byte of an answer, no
+   * 102 for its body), it is made once more, on a new connection (the other idle ones go too: they
+   * are as old), within what is left of the caller's own limit. A call that fails so on a new
+   * connection, or after the peer answered, is not made again: that is the peer's doing.
+   */
+  private async againIfClosedWhileIdle<T>(config: AxiosRequestConfig, call: (config: AxiosRequestConfig) => Promise<AxiosResponse<T>>): Promise<T> {
+    const started = performance.now();
+    try {
+      return (await call(config)).data;
+    } catch (err) {
+      if (!closedWhileIdle(err) || this.deadlines.get((err as AxiosError).config ?? {})?.heardFromPeer() !== false) throw err;
+      for (const agent of this.agents) for (const socket of Object.values(agent.freeSockets).flat()) socket?.destroy();
+      const left = config.timeout ? Math.max(1, config.timeout - (performance.now() - started)) : undefined;
+      return (await call(left ? { ...config, timeout: left } : config)).data;
+    }
   }
 
   async health(address: string, timeoutMs: number): Promise<Health> {
@@ -138,22 +162,7 @@ export class Peers {
   }
 }
 
-/**
- * A kept-alive connection the peer closes as a call goes out on it fails that call at once, without
- * an answer (ECONNRESET or EPIPE on a reused socket): Node's documented race, met after a long quiet
- * spell (a round of 128 s, then the next round's opening). The peer closed the connection rather
- * than take the call, so it is made once more, on a new connection. A call on a new connection that
- * fails so is the peer's doing (a TLS server hangs up on plain HTTP), and is not made again.
- */
-async function againIfClosedWhileIdle<T>(call: () => Promise<AxiosResponse<T>>): Promise<T> {
-  try {
-    return (await call()).data;
-  } catch (err) {
-    if (!closedWhileIdle(err)) throw err;
-    return (await call()).data;
-  }
-}
-
+/** ECONNRESET or EPIPE before any answer, on a socket an earlier call left open. */
 function closedWhileIdle(err: unknown): boolean {
   if (!(err instanceof AxiosError) || err.response || !['ECONNRESET', 'EPIPE'].includes(err.code ?? '')) return false;
   return (err.request as { reusedSocket?: boolean } | undefined)?.reusedSocket === true;

@@ -79,6 +79,11 @@ export class ProgressDeadline {
     };
   }
 
+  /** Whether the peer said anything during the call: an answer's bytes, or a 102 for its body. */
+  heardFromPeer(): boolean {
+    return this.acknowledged > 0 || (this.socket !== undefined && this.socket.bytesRead > this.readAtStart);
+  }
+
   /** The call is over: no more checks. */
   stop(): void {
     clearInterval(this.ticker);

@@ -183,12 +183,14 @@ export class Trainer {
  * says it from the start and the aggregator does not count this client down while it trains (see
  * model/stall.ts). One sample's step, times the batch, is said first: for a heartbeat and a half when
  * it is longer than two, so the aggregator reads it before a whole batch holds the process. Then the
- * whole batch is timed.
+ * whole batch is timed. The sample timed is the second: the first compiles the model's kernels, and
+ * times the batch would be a guess long enough to wait for nothing.
  */
 async function measureStep(model: tf.LayersModel, data: Dataset, settings: ClientNodeConfig['settings']): Promise<void> {
   const { training, timeouts } = settings;
   const batch = Math.min(data.size, training.batch_size);
   const first = (samples: number) => train(model, subset(data, [...Array(samples).keys()]), { epochs: 1, batchSize: samples, learningRate: training.learning_rate, seed: 0 });
+  await first(1);
   const started = performance.now();
   await first(1);
   guessStep((performance.now() - started) * batch);

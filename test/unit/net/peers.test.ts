@@ -119,11 +119,12 @@ describe('calls to other nodes', () => {
 
 /**
  * A peer that closes a kept-alive connection as the next call goes out on it: each connection takes
- * `answered` calls, and on the next one the peer resets it without a word (as an idle timeout firing
- * at that moment does). Each call's body is kept, with the connection it came on.
+ * `answered` calls, and the next one's first bytes are met with a reset (as an idle timeout firing at
+ * that moment meets them), or, with `processing`, with a 102 first: the peer was reading that one.
+ * Each call is kept with the connection it came on, and its body when it was answered.
  */
-async function closingPeer(answered: number) {
-  const calls: { connection: number; body: string; answered: boolean }[] = [];
+async function closingPeer(answered: number, processing = false) {
+  const calls: { connection: number; body?: string }[] = [];
   let connections = 0;
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
@@ -133,15 +134,21 @@ async function closingPeer(answered: number) {
     let buffered = Buffer.alloc(0);
     socket.on('error', () => {});
     socket.on('data', (chunk) => {
+      if (served === answered) {
+        calls.push({ connection });
+        served++;
+        if (processing) socket.write('HTTP/1.1 102 Processing\r\n\r\n', () => setTimeout(() => socket.resetAndDestroy(), 50));
+        else socket.resetAndDestroy();
+        return;
+      }
       buffered = Buffer.concat([buffered, chunk]);
       const headerEnd = buffered.indexOf('\r\n\r\n');
       const length = Number(/content-length: (\d+)/i.exec(buffered.toString('latin1'))?.[1] ?? 0);
       if (headerEnd < 0 || buffered.length < headerEnd + 4 + length) return;
       const body = buffered.subarray(headerEnd + 4, headerEnd + 4 + length).toString();
       buffered = buffered.subarray(headerEnd + 4 + length);
-      const answer = served++ < answered;
-      calls.push({ connection, body, answered: answer });
-      if (!answer) return void socket.resetAndDestroy();
+      served++;
+      calls.push({ connection, body });
       const reply = JSON.stringify({ got: body });
       socket.write(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${reply.length}\r\nConnection: keep-alive\r\n\r\n${reply}`);
     });
@@ -154,17 +161,15 @@ async function closingPeer(answered: number) {
 }
 
 describe('a kept-alive connection the peer closes', () => {
+  const peersFor = () => new Peers(Credentials.fromSecret(TOKEN, '127.0.9.1:5000'), new WireMeter(), 2000);
+
   it('makes the call once more on a new connection, body and all, and answers as the peer did', async () => {
     const peer = await closingPeer(1);
-    const peers = new Peers(Credentials.fromSecret(TOKEN, '127.0.9.1:5000'), new WireMeter(), 2000);
     try {
+      const peers = peersFor();
       assert.deepEqual(await peers.post(peer.address, '/first', Buffer.from('one')), { got: 'one' });
       assert.deepEqual(await peers.post(peer.address, '/second', Buffer.from('two')), { got: 'two' });
-      assert.deepEqual(peer.calls, [
-        { connection: 1, body: 'one', answered: true },
-        { connection: 1, body: 'two', answered: false },
-        { connection: 2, body: 'two', answered: true },
-      ]);
+      assert.deepEqual(peer.calls, [{ connection: 1, body: 'one' }, { connection: 1 }, { connection: 2, body: 'two' }]);
     } finally {
       await peer.close();
     }
@@ -172,11 +177,23 @@ describe('a kept-alive connection the peer closes', () => {
 
   it('does not call again when a new connection is closed so: that is the peer refusing the call', async () => {
     const peer = await closingPeer(0);
-    const peers = new Peers(Credentials.fromSecret(TOKEN, '127.0.9.1:5000'), new WireMeter(), 2000);
     try {
-      const failure = await peers.post(peer.address, '/only', Buffer.from('x')).then(() => undefined, describeFailure);
+      const failure = await peersFor().post(peer.address, '/only', Buffer.from('x')).then(() => undefined, describeFailure);
       assert.equal(failure?.kind, 'unreachable');
-      assert.deepEqual(peer.calls, [{ connection: 1, body: 'x', answered: false }]);
+      assert.deepEqual(peer.calls, [{ connection: 1 }]);
+    } finally {
+      await peer.close();
+    }
+  });
+
+  it('does not call again once the peer said something of the call (a 102): it was reading it', async () => {
+    const peer = await closingPeer(1, true);
+    try {
+      const peers = peersFor();
+      await peers.post(peer.address, '/first', Buffer.from('one'));
+      const failure = await peers.post(peer.address, '/second', Buffer.from('two')).then(() => undefined, describeFailure);
+      assert.equal(failure?.kind, 'unreachable');
+      assert.deepEqual(peer.calls, [{ connection: 1, body: 'one' }, { connection: 1 }]);
     } finally {
       await peer.close();
     }
