@@ -95,7 +95,7 @@ describe('a model of a million parameters through a switch under quantized HE', 
   before(async () => {
     assert.equal((await testbed.up()).code, 0);
     for (const worker of workers) roleOf.set(testbed.pidOf(worker), testbed.config.others[worker].type as Role);
-    const push = await script('push-config', ['--config', testbed.configFile, '--token-file', join(testbed.state, 'token')]);
+    const push = await script('push-config', ['--config', testbed.configFile, '--token-file', join(testbed.state, 'token'), '--deadline', '120000'], { timeout: 150_000 });
     assert.equal(push.code, 0, push.stdout + push.stderr);
     for (const worker of workers) beforeRounds.set(worker, (await get(worker, '/health')).body);
     await sampled('small', 'small-model', {});
