@@ -48,8 +48,9 @@ export function readDigitFile(bytes: Uint8Array): Float64Array | number[] {
 
 const [SPACE, COMMA, DOT, ZERO, NINE] = [0x20, 0x2c, 0x2e, 0x30, 0x39];
 // JSON's own whitespace only (a regular expression's \s takes more, which JSON.parse refuses).
-const HEAD = /^[ \t\n\r]*\{[ \t\n\r]*"data"[ \t\n\r]*:[ \t\n\r]*\[$/;
-const TAIL = /^\][ \t\n\r]*\}[ \t\n\r]*$/;
+const WS = '[ \\t\\n\\r]*';
+const HEAD = new RegExp(`^${WS}\\{${WS}"data"${WS}:${WS}\\[$`);
+const TAIL = new RegExp(`^\\]${WS}\\}${WS}$`);
 const isSpace = (b: number) => b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09;
 /** Digits in one number it reads: beyond 15, the numerator may pass 2^53 and lose exactness. */
 const MAX_DIGITS = 15;

@@ -145,7 +145,8 @@ export class Peers {
     } catch (err) {
       if (!closedWhileIdle(err) || this.deadlines.get((err as AxiosError).config ?? {})?.heardFromPeer() !== false) throw err;
       for (const agent of this.agents) for (const socket of Object.values(agent.freeSockets).flat()) socket?.destroy();
-      const left = config.timeout ? Math.max(1, config.timeout - (performance.now() - started)) : undefined;
+      const left = config.timeout ? config.timeout - (performance.now() - started) : undefined;
+      if (left !== undefined && left <= 0) throw err;
       return (await call(left ? { ...config, timeout: left } : config)).data;
     }
   }

@@ -93,16 +93,16 @@ export function createWorkerApp(node: NodeContext): WorkerApp {
   app.use(acknowledgeArrivals);
 
   app.post('/config', requireContentType('application/json'), express.json({ limit: CONFIG_BODY_LIMIT }), async (req, res) => {
+    const invalid = (details: string[]) => new HttpError(400, 'invalid config', 'the config failed validation; nothing was changed', details);
     const parsed = nodeConfigSchema.safeParse(req.body);
-    if (!parsed.success) {
-      throw new HttpError(400, 'invalid config', 'the config failed validation; nothing was changed', describeIssues(parsed.error.issues));
-    }
+    if (!parsed.success) throw invalid(describeIssues(parsed.error.issues));
     const config = parsed.data;
-    const model = modelProblem(config.settings);
-    if (model) throw new HttpError(400, 'invalid config', 'the config failed validation; nothing was changed', [model]);
     if (!node.credentials.mayConfigure(callerOf(res), config, roles.role?.config.aggregator, req.get(CONFIG_PROOF_HEADER))) {
       throw new HttpError(403, 'forbidden', `only this node's aggregator pushes its config; the call comes from ${callerName(callerOf(res))}`);
     }
+    // Its aggregator's word, checked before anything is built: a model the data cannot take, or too large to build.
+    const model = modelProblem(config.settings);
+    if (model) throw invalid([model]);
     try {
       node.credentials.bind(config.address);
     } catch (err) {

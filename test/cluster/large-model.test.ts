@@ -72,8 +72,8 @@ describe('a model of a million parameters through a switch under quantized HE', 
   const peaks: Record<'small' | 'large', Map<Role, number>> = { small: new Map(), large: new Map() };
   let large: Awaited<ReturnType<typeof completedRun>>;
 
-  /** Runs an experiment with the sampler on, and keeps each role's largest peak. */
-  const sampled = async (which: 'small' | 'large', experiment: string, changes: Record<string, unknown>) => {
+  /** Runs `work` (an experiment, its mount included) with the sampler on, and keeps each role's largest peak. */
+  const sampled = async <T>(which: 'small' | 'large', work: () => Promise<T>): Promise<T> => {
     const sampler = new MemorySampler();
     let aggregator: number | undefined;
     sampler.start(() => {
@@ -82,7 +82,7 @@ describe('a model of a million parameters through a switch under quantized HE', 
       return [...roleOf.keys()];
     });
     try {
-      return await runAgain(testbed, experiment, changes, 10 * 60_000);
+      return await work();
     } finally {
       for (const [pid, mb] of sampler.stop()) peaks[which].set(roleOf.get(pid)!, Math.max(peaks[which].get(roleOf.get(pid)!) ?? 0, mb));
       if (aggregator) roleOf.delete(aggregator);
@@ -95,11 +95,14 @@ describe('a model of a million parameters through a switch under quantized HE', 
   before(async () => {
     assert.equal((await testbed.up()).code, 0);
     for (const worker of workers) roleOf.set(testbed.pidOf(worker), testbed.config.others[worker].type as Role);
-    const push = await script('push-config', ['--config', testbed.configFile, '--token-file', join(testbed.state, 'token'), '--deadline', '120000'], { timeout: 150_000 });
-    assert.equal(push.code, 0, push.stdout + push.stderr);
-    for (const worker of workers) beforeRounds.set(worker, (await get(worker, '/health')).body);
-    await sampled('small', 'small-model', {});
-    large = await sampled('large', 'large-model', { model: LARGE });
+    // The small model's roles mounted by a push of their own, in its window as the large one's mount is in its.
+    await sampled('small', async () => {
+      const push = await script('push-config', ['--config', testbed.configFile, '--token-file', join(testbed.state, 'token'), '--deadline', '120000'], { timeout: 150_000 });
+      assert.equal(push.code, 0, push.stdout + push.stderr);
+      for (const worker of workers) beforeRounds.set(worker, (await get(worker, '/health')).body);
+      return runAgain(testbed, 'small-model', {}, 10 * 60_000);
+    });
+    large = await sampled('large', () => runAgain(testbed, 'large-model', { model: LARGE }, 10 * 60_000));
   });
   after(() => testbed.down());
 

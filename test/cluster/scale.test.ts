@@ -53,7 +53,7 @@ describe(`${CLIENTS} clients in 4 processes under quantized HE through a 2-level
     up = await testbed.up();
     run = await completedRun(testbed, experiment, 10 * 60_000);
     const byPid = processesOf();
-    peaks = [...byPid].map(([pid, served]) => ({ clients: served.length, mb: memoryMb(pid, 'VmHWM')! }));
+    peaks = [...byPid].map(([pid, served]) => ({ clients: served.length, mb: memoryMb(pid, 'VmHWM') ?? assert.fail(`no /proc status for client process ${pid}`) }));
   });
   after(() => testbed.down());
 

@@ -14,8 +14,11 @@ import { after, before, describe, it } from 'node:test';
 import type { RoundMetrics } from '../../src/outputs';
 import { get, Testbed, waitFor, type LaunchedAggregator } from '../helpers/cluster';
 
-/** Heartbeats 3 s apart: a hung client is down after three missed (9 s), long after the others trained (about a second). */
-const TIMEOUTS = { push_ms: 30_000, request_ms: 30_000, round_ms: 300_000, heartbeat_ms: 3000 };
+/**
+ * Heartbeats 4 s apart: a hung client is down after three missed (12 s), long after the others
+ * trained (about a second), and the client stopped for 7 s is 5 s short of it when let go.
+ */
+const TIMEOUTS = { push_ms: 30_000, request_ms: 30_000, round_ms: 300_000, heartbeat_ms: 4000 };
 
 describe('waiting for a hung client under a rack switch under a spine', () => {
   const experiment = 'waiting';

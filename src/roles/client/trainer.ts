@@ -183,8 +183,8 @@ export class Trainer {
  * says it from the start and the aggregator does not count this client down while it trains (see
  * model/stall.ts). One sample's step, times the batch, is said first: for a heartbeat and a half when
  * it is longer than two, so the aggregator reads it before a whole batch holds the process. Then the
- * whole batch is timed. The sample timed is the second: the first compiles the model's kernels, and
- * times the batch would be a guess long enough to wait for nothing.
+ * whole batch is timed. The guess is the second sample's: the first compiles the model's kernels,
+ * and times the batch would be long enough to wait for nothing (the first is still noted as a step).
  */
 async function measureStep(model: tf.LayersModel, data: Dataset, settings: ClientNodeConfig['settings']): Promise<void> {
   const { training, timeouts } = settings;
