@@ -7,10 +7,17 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Settings } from '../config/schema';
 import { registerConvFilterKernel } from './conv-gradient';
+import { plainWasmMatMuls } from './wasm-matmul';
 
 const CANDIDATES: [string, () => void][] = [
   ['tensorflow', () => require('@tensorflow/tfjs-node')],
-  ['wasm', () => require('@tensorflow/tfjs-backend-wasm')],
+  [
+    'wasm',
+    () => {
+      require('@tensorflow/tfjs-backend-wasm');
+      plainWasmMatMuls();
+    },
+  ],
   ['cpu', () => undefined],
 ];
 
