@@ -3,8 +3,11 @@
  * (or `updates`) encrypted 100k-parameter updates sent by 6 senders at once, checks each and adds it; the round
  * ends when its sum reaches a stand-in aggregator. Updates per second = updates / that time. With
  * `quantizeBits`, the updates are quantized (he.quantize), packed several values to a coefficient.
+ * The senders run in a thread of their own (bench/switch-senders.ts): the switch's event loop is not theirs.
  */
 import http from 'node:http';
+import { once } from 'node:events';
+import { Worker } from 'node:worker_threads';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +24,7 @@ import { startNode } from '../src/node/start';
 import { decode, encode, Kind, WIRE_CONTENT_TYPE } from '../src/wire/codec';
 import { log, median } from './common';
 import { updateOf } from './micro';
+import type { SenderRequest, SendersMessage, SendersReply } from './switch-senders';
 
 const SENDERS = 6;
 const MODEL_ID = 4242;
@@ -62,6 +66,7 @@ export async function switchThroughput(repeats = 3, quantizeBits?: number, updat
   const as = (address: string) => Credentials.fromSecret(TOKEN, address).headers();
   const params = heParams(sw.settings.he);
   const pool = await HePool.start(params, { publicKey: (await Ckks.generateKeys(params)).publicKey });
+  const senders = sendersThread(`http://${sw.address}/s/receive`);
   try {
     await client.post('/config', sw, { headers: { ...as(sw.aggregator), [CONFIG_PROOF_HEADER]: configProof(TOKEN, sw.address) } });
     const ciphertexts = await pool.encrypt(updateOf(parameters), 1 / updates);
@@ -77,14 +82,11 @@ export async function switchThroughput(repeats = 3, quantizeBits?: number, updat
       bytes = bodies[0].body.length;
       const weights = Object.fromEntries(clients.map((c) => [c, 100]));
       await client.post('/s/round', { round: r, attempt, clients, weights, samples: 100 * clients.length, deadline_ms: 120_000, parameters, model_id: MODEL_ID }, { headers: as(sw.aggregator) });
+      await senders.ask({ op: 'load', requests: bodies.map(({ sender, body }) => ({ headers: { 'Content-Type': WIRE_CONTENT_TYPE, ...as(sender) }, body }) satisfies SenderRequest) });
       const arrived = new Promise<void>((resolve) => (sumArrived = resolve));
       const start = performance.now();
-      const queue = [...bodies];
-      await Promise.all(
-        Array.from({ length: SENDERS }, async () => {
-          for (let next = queue.shift(); next; next = queue.shift()) await client.post('/s/receive', next.body, { headers: { 'Content-Type': WIRE_CONTENT_TYPE, ...as(next.sender) } });
-        }),
-      );
+      const reply = await senders.ask({ op: 'send' });
+      if (reply.op === 'failed') throw new Error(`round ${r}: the switch refused an update: ${reply.why}`);
       await arrived;
       if (summed !== bodies.length) throw new Error(`round ${r}: the switch's sum holds ${summed} updates, not the ${bodies.length} sent`);
       if (r > 1) times.push(performance.now() - start); // the first round starts the switch's HE threads
@@ -93,8 +95,22 @@ export async function switchThroughput(repeats = 3, quantizeBits?: number, updat
     const seconds = median(times) / 1000;
     return { updates_per_round: summed, parameters, senders: SENDERS, updates_per_s: updates / seconds, mb_per_s: (updates * bytes) / 1e6 / seconds, ...(quantizeBits ? { quantize_bits: quantizeBits } : {}) };
   } finally {
+    await senders.close();
     await pool.close();
     await node.close();
     aggregator.close();
   }
+}
+
+/** The thread that sends the updates (bench/switch-senders.ts), one question and its answer at a time. */
+function sendersThread(url: string) {
+  const worker = new Worker(join(__dirname, 'switch-senders.js'), { workerData: { url, senders: SENDERS } });
+  return {
+    async ask(message: SendersMessage): Promise<SendersReply> {
+      const answered = once(worker, 'message') as Promise<[SendersReply]>;
+      worker.postMessage(message);
+      return (await answered)[0];
+    },
+    close: () => worker.terminate(),
+  };
 }
