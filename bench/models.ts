@@ -94,11 +94,11 @@ export function formatModels(results: ModelResults | undefined): string[] {
         `| ${fixed(r.parameters)} | ${r.label} | ${r.mode} | ${r.round_s.toFixed(2)} | ${r.ratio.toFixed(2)}x | ${r.over_floor?.toFixed(2) ?? '—'} | ${megabytes(r.update_bytes)} | ${mb(r.process_rss_mb_max?.client)} | ${mb(r.process_rss_mb_max?.switch)} | ${mb(r.aggregator_hwm_mb)} |`,
     ),
     '',
-    'A switch taking quantized (8-bit) updates of 101,770 parameters from 6 senders at once, the senders in its process (section 2\'s method):',
+    'A switch taking quantized (8-bit) updates of 101,770 parameters from 6 senders at once, the senders in a thread of their own (section 2\'s method); beside it, a bare Express app taking the same bodies from the same senders (it reads each and answers), the most this event loop takes:',
     '',
-    '| updates a round | updates / s | MB / s of ciphertext |',
-    '| --- | --- | --- |',
-    ...results.switches.map((s) => `| ${s.updates_per_round} | ${s.updates_per_s.toFixed(0)} | ${s.mb_per_s.toFixed(0)} |`),
+    '| updates a round | updates / s | MB / s of ciphertext | bare Express, updates / s |',
+    '| --- | --- | --- | --- |',
+    ...results.switches.map((s) => `| ${s.updates_per_round} | ${s.updates_per_s.toFixed(0)} | ${s.mb_per_s.toFixed(0)} | ${s.bare_http_updates_per_s?.toFixed(0) ?? '—'} |`),
     '',
   ];
 }

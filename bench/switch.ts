@@ -6,6 +6,7 @@
  * The senders run in a thread of their own (bench/switch-senders.ts): the switch's event loop is not theirs.
  */
 import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { mkdtempSync } from 'node:fs';
@@ -38,6 +39,11 @@ export interface SwitchThroughput {
   mb_per_s: number;
   /** he.quantize.bits of the updates; absent: CKKS's own encoding. */
   quantize_bits?: number;
+  /**
+   * The same bodies, from the same senders, taken by a bare Express app that reads each and answers
+   * (express.raw, res.json): what the event loop can take at all, the ceiling of a switch here.
+   */
+  bare_http_updates_per_s?: number;
 }
 
 export async function switchThroughput(repeats = 3, quantizeBits?: number, updates = 24): Promise<SwitchThroughput> {
@@ -93,12 +99,35 @@ export async function switchThroughput(repeats = 3, quantizeBits?: number, updat
       log(`  switch: round ${r}, ${updates} updates in ${((performance.now() - start) / 1000).toFixed(2)} s`);
     }
     const seconds = median(times) / 1000;
-    return { updates_per_round: summed, parameters, senders: SENDERS, updates_per_s: updates / seconds, mb_per_s: (updates * bytes) / 1e6 / seconds, ...(quantizeBits ? { quantize_bits: quantizeBits } : {}) };
+    const bare = await bareHttpThroughput(repeats, updates, bytes);
+    return { updates_per_round: summed, parameters, senders: SENDERS, updates_per_s: updates / seconds, mb_per_s: (updates * bytes) / 1e6 / seconds, ...(quantizeBits ? { quantize_bits: quantizeBits } : {}), bare_http_updates_per_s: bare };
   } finally {
     await senders.close();
     await pool.close();
     await node.close();
     aggregator.close();
+  }
+}
+
+/** Updates per second a bare Express app takes `updates` bodies of `bytes` at, sent as to the switch (median of `repeats` rounds after one to warm up). */
+async function bareHttpThroughput(repeats: number, updates: number, bytes: number): Promise<number> {
+  const server = http.createServer(express().post('/r', express.raw({ type: () => true, limit: '1gb' }), (req, res) => res.json({ status: 'accepted', bytes: (req.body as Buffer).length })));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const senders = sendersThread(`http://127.0.0.1:${(server.address() as AddressInfo).port}/r`);
+  try {
+    const body = Buffer.alloc(bytes, 1);
+    await senders.ask({ op: 'load', requests: Array.from({ length: updates }, () => ({ headers: { 'Content-Type': WIRE_CONTENT_TYPE }, body })) });
+    const times: number[] = [];
+    for (let r = 0; r <= repeats; r++) {
+      const start = performance.now();
+      const reply = await senders.ask({ op: 'send' });
+      if (reply.op === 'failed') throw new Error(`bare HTTP: ${reply.why}`);
+      if (r > 0) times.push(performance.now() - start);
+    }
+    return updates / (median(times) / 1000);
+  } finally {
+    await senders.close();
+    server.close();
   }
 }
 

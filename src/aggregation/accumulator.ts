@@ -3,17 +3,18 @@
  * share:
  * - `PlaintextAccumulator` keeps each sender's update and sums them in sender order (UpdateBuffer),
  *   so network timing cannot change the model's bits;
- * - `EncryptedAccumulator` adds ciphertexts it cannot read, in the HE threads. Addition is exact, so
- *   order does not matter. A switch adds every update that arrived while the last sum ran in one
- *   batch: the running sum is read and written once per batch, not once per update (its main cost).
+ * - `EncryptedAccumulator` adds ciphertexts it cannot read, in the HE threads, each keeping its part
+ *   of the running sum (HeldSum): an update is read into SEAL once, and the sum written out once, when
+ *   the round is over. Addition is exact, so order does not matter, and an update the round refuses
+ *   after it was added is subtracted out again, exactly.
  *
  * The round decides what is taken, through a `Gate`: the accumulator asks before its slow work,
  * asks again after it (the round may have moved on meanwhile), and stores an update only once the
  * round took it.
  */
 import type { HeSession } from '../he/keys';
-import { HePoolFailure } from '../he/pool';
-import { conflict, HttpError } from '../net/errors';
+import { HePoolFailure, type HeldPart, type HeldSum } from '../he/pool';
+import { HttpError } from '../net/errors';
 import type { NamedUpdate } from '../wire/receive';
 import { UpdateBuffer } from './update-buffer';
 
@@ -47,10 +48,8 @@ export type Total =
 export interface Accumulator {
   /** Resolves once the update is in the total; rejects with the refusal (an HttpError) otherwise. */
   add(arrival: Arrival, gate: Gate): Promise<void>;
-  /** Resolves once every addition under way is taken or refused. */
-  settled(): Promise<void>;
-  /** What was taken this round; undefined before anything was. */
-  total(): Total | undefined;
+  /** What was taken this round; undefined before anything was. Waits for the additions under way to be taken or refused. */
+  total(): Promise<Total | undefined>;
   /** Milliseconds spent adding this round (HE sums; none in plaintext). */
   readonly addMs: number;
   /** A new round (or a retried one) starts from nothing. */
@@ -72,11 +71,7 @@ export class PlaintextAccumulator implements Accumulator {
     gate.commit(store);
   }
 
-  settled(): Promise<void> {
-    return Promise.resolve();
-  }
-
-  total(): Total | undefined {
+  async total(): Promise<Total | undefined> {
     if (!this.buffer.senders.length) return undefined;
     const { sum, weight, contributors } = this.buffer.total();
     return { kind: 'plain', sum, weight, contributors, updates: this.buffer.clientUpdates() };
@@ -87,146 +82,91 @@ export class PlaintextAccumulator implements Accumulator {
   }
 }
 
-interface Pending {
-  arrival: Arrival;
-  gate: Gate;
-  resolve: () => void;
-  reject: (err: unknown) => void;
-}
-
 export class EncryptedAccumulator implements Accumulator {
-  private sum?: Uint8Array[];
-  /** Why the sum cannot be used (see remake); reading it then throws. */
+  private held: HeldSum;
+  /** Why the sum cannot be used (an update the round refused could not be taken out); reading it then throws. */
   private broken?: string;
   private weight = 0;
   private contributors = 0;
-  addMs = 0;
-  private waiting: Pending[] = [];
-  private draining?: Promise<void>;
+  /** Additions under way, each settled (taken or refused) when its promise is. */
+  private readonly adding = new Set<Promise<void>>();
+  /** Milliseconds during which at least one addition was under way this round. */
+  private addedMs = 0;
+  private busySince = 0;
 
   constructor(
     private readonly he: HeSession,
     /** Whose sum this is, for the refusals it names ("the switch could not add…"). */
     private readonly holder: 'switch' | 'aggregator',
-    /**
-     * Whether the updates that wait while a sum runs are added in one sum: a switch's main cost is
-     * reading and writing the running sum. The aggregator adds one at a time: it gets a sum a
-     * switch, few to batch.
-     */
-    private readonly batches: boolean,
-  ) {}
+  ) {
+    this.held = he.pool.holdSum();
+  }
+
+  get addMs(): number {
+    return this.addedMs + (this.adding.size ? performance.now() - this.busySince : 0);
+  }
 
   add(arrival: Arrival, gate: Gate): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.waiting.push({ arrival, gate, resolve, reject });
-      this.drain();
+    if (!this.adding.size) this.busySince = performance.now();
+    const adding: Promise<void> = this.addOne(arrival, gate).finally(() => {
+      this.adding.delete(adding);
+      if (!this.adding.size) this.addedMs += performance.now() - this.busySince;
     });
+    this.adding.add(adding);
+    return adding;
   }
 
-  settled(): Promise<void> {
-    return this.draining ?? Promise.resolve();
+  private async settled(): Promise<void> {
+    while (this.adding.size) await Promise.allSettled([...this.adding]);
   }
 
-  total(): Total | undefined {
+  async total(): Promise<Total | undefined> {
+    // Read with nothing under way: an update added but not yet judged may still be taken out.
+    await this.settled();
     if (this.broken) throw new Error(this.broken);
-    return this.sum && { kind: 'encrypted', ciphertexts: this.sum, weight: this.weight, contributors: this.contributors };
+    if (!this.contributors) return undefined;
+    const { weight, contributors } = this;
+    return { kind: 'encrypted', ciphertexts: await this.held.read(), weight, contributors };
   }
 
   reset(): void {
-    this.sum = undefined;
+    this.held.drop();
+    this.held = this.he.pool.holdSum();
     this.broken = undefined;
     this.weight = 0;
     this.contributors = 0;
-    this.addMs = 0;
+    this.addedMs = 0;
+    this.busySince = performance.now();
   }
 
-  private drain(): void {
-    if (this.draining) return;
-    this.draining = (async () => {
-      while (this.waiting.length) {
-        const batch = this.batches ? this.waiting.splice(0) : this.waiting.splice(0, 1);
-        await this.addBatch(batch).catch((err) => batch.forEach((p) => p.reject(err)));
-      }
-    })().finally(() => (this.draining = undefined));
-  }
-
-  private async addBatch(batch: Pending[]): Promise<void> {
-    const accepted = this.withoutRefused(batch);
-    if (!accepted.length) return;
-    const before = this.sum;
-    const started = performance.now();
-    let sum: Uint8Array[];
-    try {
-      sum = await this.he.pool.sum([...(before ? [before] : []), ...accepted.map((p) => p.arrival.ciphertexts!)]);
-    } catch (err) {
-      if (err instanceof HePoolFailure) {
-        // Not the updates' fault: each sender hears this node cannot add now (a 5xx: it may send again).
-        const unavailable = new HttpError(503, 'HE unavailable', `the ${this.holder} could not add the update: ${err.message}`);
-        return accepted.forEach((p) => p.reject(unavailable));
-      }
-      // One of them does not parse: added one by one, only it is refused.
-      if (accepted.length > 1) return this.oneByOne(accepted);
-      return accepted[0].reject(new HttpError(400, 'bad ciphertext', `the update does not parse under this experiment's HE parameters: ${(err as Error).message}`));
-    }
-    this.addMs += performance.now() - started;
-    // The round may have closed or moved on while the sum ran: then each is judged again alone.
-    if (this.sum !== before || accepted.some((p) => refusalOf(p.gate))) return this.oneByOne(accepted);
-    let stored = false;
-    const taken: Pending[] = [];
-    for (const pending of accepted) {
-      try {
-        pending.gate.commit(() => {
-          if (!stored) this.sum = sum;
-          stored = true;
-          this.weight += pending.arrival.weight;
-          this.contributors += pending.arrival.contributors;
-        });
-        taken.push(pending);
-      } catch (err) {
-        pending.reject(err);
-      }
-    }
-    // Taking one may close the round for the rest (a sum from below may name clients dropped here
-    // meanwhile, whose absence the others' updates complete). The stored sum then holds updates the
-    // round refused: it is made again from those it took before anything reads it (a forward waits).
-    if (stored && taken.length < accepted.length) await this.remake(before, taken);
-    taken.forEach((p) => p.resolve());
-  }
-
-  private async remake(before: Uint8Array[] | undefined, taken: Pending[]): Promise<void> {
-    const started = performance.now();
-    try {
-      this.sum = await this.he.pool.sum([...(before ? [before] : []), ...taken.map((p) => p.arrival.ciphertexts!)]);
-    } catch (err) {
-      this.broken = `the sum holds an update the round refused, and could not be made again without it: ${(err as Error).message}`;
-    } finally {
-      this.addMs += performance.now() - started;
-    }
-  }
-
-  private async oneByOne(batch: Pending[]): Promise<void> {
-    for (const pending of batch) await this.addBatch([pending]);
-  }
-
-  /** Answers the refused ones (a stale round, a stranger, a sender twice, even within the batch) and keeps the rest. */
-  private withoutRefused(batch: Pending[]): Pending[] {
-    const senders = new Set<string>();
-    return batch.filter((pending) => {
-      const { sender, round } = pending.arrival;
-      const refusal = refusalOf(pending.gate) ?? (senders.has(sender) ? conflict(`${sender} already sent its update for round ${round}`) : undefined);
-      senders.add(sender);
-      if (refusal) pending.reject(refusal);
-      return !refusal;
-    });
-  }
-}
-
-/** The refusal a gate would give now, or undefined. */
-function refusalOf(gate: Gate): unknown {
-  try {
+  /**
+   * Judged before the HE work and again after it (the round may have moved on meanwhile): an update
+   * the round refuses then is taken out of the sum again. Updates are added side by side, each in a
+   * thread's part of the sum.
+   */
+  private async addOne(arrival: Arrival, gate: Gate): Promise<void> {
     gate.check();
-    return undefined;
-  } catch (err) {
-    return err;
+    const held = this.held;
+    let part: HeldPart;
+    try {
+      part = await held.add(arrival.ciphertexts!);
+    } catch (err) {
+      // Not the update's fault: its sender hears this node cannot add now (a 5xx: it may send again).
+      if (err instanceof HePoolFailure) throw new HttpError(503, 'HE unavailable', `the ${this.holder} could not add the update: ${err.message}`);
+      throw new HttpError(400, 'bad ciphertext', `the update does not parse under this experiment's HE parameters: ${(err as Error).message}`);
+    }
+    // A new round (or attempt) began while it was added: that sum is gone; it is judged again for this one.
+    if (held !== this.held) return this.addOne(arrival, gate);
+    let stored = false;
+    try {
+      gate.commit(() => {
+        stored = true;
+        this.weight += arrival.weight;
+        this.contributors += arrival.contributors;
+      });
+    } catch (err) {
+      if (!stored) await held.takeOut(part).catch((why) => (this.broken = `the sum holds an update the round refused, and it could not be taken out: ${(why as Error).message}`));
+      throw err;
+    }
   }
 }

@@ -126,6 +126,51 @@ export class Ckks {
     return out;
   }
 
+  /**
+   * Adds (sign 1) or subtracts (sign -1) the ciphertexts `chunks` into `held`, a running sum this
+   * thread keeps as SEAL objects (made from the first addition when empty). All or nothing: a chunk
+   * that does not load, or whose sum SEAL refuses, takes the ones before it out again, and throws.
+   * Both are exact: subtracting what was added gives back the very sum there was.
+   */
+  accumulate(held: any[], chunks: Uint8Array[], sign: 1 | -1): void {
+    const { kit } = this;
+    const fresh = held.length === 0;
+    if (!fresh && chunks.length !== held.length) throw new Error(`${chunks.length} ciphertexts, not the ${held.length} of the sum`);
+    if (fresh && sign < 0) throw new Error('nothing to subtract from');
+    const apply = (c: number, s: 1 | -1) => {
+      const next = loadCiphertext(kit, chunks[c]);
+      if (fresh) return void held.push(next);
+      try {
+        wrap('adding ciphertexts', () => (s > 0 ? kit.evaluator.add(held[c], next, held[c]) : kit.evaluator.sub(held[c], next, held[c])));
+      } catch (err) {
+        // SEAL writes a sum whose second polynomial cancelled out ("transparent": readable without the
+        // key, so it refuses it) before it throws: the chunk is put back before the others are.
+        if (/transparent/.test((err as Error).message)) wrap('taking a refused sum out again', () => (s > 0 ? kit.evaluator.sub(held[c], next, held[c]) : kit.evaluator.add(held[c], next, held[c])));
+        throw err;
+      } finally {
+        next.delete();
+      }
+    };
+    for (let c = 0; c < chunks.length; c++) {
+      try {
+        apply(c, sign);
+      } catch (err) {
+        if (fresh) this.free(held.splice(0));
+        else for (let back = 0; back < c; back++) apply(back, sign > 0 ? -1 : 1);
+        throw err;
+      }
+    }
+  }
+
+  /** The serialized ciphertexts of a running sum kept by accumulate. */
+  save(held: any[]): Uint8Array[] {
+    return held.map((cipher) => cipher.saveArray(this.kit.seal.ComprModeType[WIRE_COMPRESSION]));
+  }
+
+  free(held: any[]): void {
+    held.forEach((cipher) => cipher.delete());
+  }
+
   /** The first `parameters` values of the ciphertexts, times `factor`; `first` as for encrypt. */
   decrypt(chunks: Uint8Array[], parameters: number, factor = 1, first = 0): Float64Array {
     const { kit } = this;

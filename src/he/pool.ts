@@ -51,6 +51,7 @@ export class HePool {
   /** The nodes holding it: close() ends it when the last of them lets go. */
   private users = 1;
   private nextId = 1;
+  private nextSumId = 1;
   private readonly pending = new Map<number, Pending>();
   private readonly threads: Thread[];
   /** When each thread slot's thread died, within the last DEATH_WINDOW_MS. */
@@ -168,9 +169,14 @@ export class HePool {
    * (values sliced, ciphertexts packed), so it moves to the thread instead of being copied again.
    */
   private run<T>(index: number, task: Payload<Task>, handOver = false): Promise<T> {
+    return this.runOn<T>(this.threads[index], task, handOver);
+  }
+
+  /** As run, on `thread` itself: a held sum's part lives there, and nowhere else if it was replaced. */
+  private runOn<T>(thread: Thread, task: Payload<Task>, handOver = false): Promise<T> {
     if (this.closed) return Promise.reject(new HePoolFailure('the HE pool is closed'));
     if (this.failure !== undefined) return Promise.reject(new HePoolFailure(this.failure));
-    const thread = this.threads[index];
+    if (thread.gone) return Promise.reject(new HePoolFailure(`the HE thread ${thread.index} died`));
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve, reject, thread });
@@ -183,6 +189,18 @@ export class HePool {
         this.take(id);
         reject(err as Error);
       }
+    });
+  }
+
+  /** A new running sum kept in the threads (see HeldSum). */
+  holdSum(): HeldSum {
+    const pool = this;
+    let turn = 0;
+    return new HeldSum(this.nextSumId++, {
+      // The thread with the fewest tasks waiting; among equals, each in turn.
+      leastBusy: () => pool.threads.reduce((best, t, i) => (t.tasks.size < best.tasks.size ? t : best), pool.threads[turn++ % pool.threads.length]),
+      runOn: (thread, task, handOver) => pool.runOn(thread, task, handOver),
+      sum: (lists) => pool.sum(lists),
     });
   }
 
@@ -251,5 +269,75 @@ export class HePool {
     for (const id of [...this.pending.keys()]) this.take(id)?.reject(error);
     for (const thread of this.threads) thread.gone = true;
     await Promise.all(this.threads.map((t) => t.worker.terminate()));
+  }
+}
+
+/** What a HeldSum needs of its pool. */
+interface HeldSumThreads {
+  leastBusy(): Thread;
+  runOn<T>(thread: Thread, task: Payload<Task>, handOver?: boolean): Promise<T>;
+  sum(lists: Uint8Array[][]): Promise<Uint8Array[]>;
+}
+
+/** Where one update went into a held sum: to take it out again. */
+export interface HeldPart {
+  readonly thread: Thread;
+  readonly ciphertexts: Uint8Array[];
+}
+
+/**
+ * A running sum kept in the HE threads, each adding the updates it is handed into its own part:
+ * an update is read into SEAL once and added, and the sum is written out once, when read. (A sum
+ * kept by the caller is read and written in full for every batch it adds: what limited a switch.)
+ * A part dies with its thread: reading the sum then fails, as the updates in it are lost.
+ */
+export class HeldSum {
+  /** The threads that hold part of it, and those handed an addition at all (dropping frees them all). */
+  private readonly holders = new Set<Thread>();
+  private readonly touched = new Set<Thread>();
+  private dropped = false;
+
+  constructor(
+    readonly id: number,
+    private readonly threads: HeldSumThreads,
+  ) {}
+
+  /** Adds one update's ciphertexts, in the least busy thread; rejects, changing nothing, if one does not load. */
+  async add(ciphertexts: Uint8Array[]): Promise<HeldPart> {
+    if (this.dropped) throw new Error('this sum was dropped');
+    const thread = this.threads.leastBusy();
+    this.touched.add(thread);
+    await this.threads.runOn(thread, { op: 'hold', sum: this.id, sign: 1, packed: pack(ciphertexts) }, true);
+    if (!this.dropped) this.holders.add(thread);
+    return { thread, ciphertexts };
+  }
+
+  /** Takes an added update out again (the round refused it after it was added). */
+  async takeOut(part: HeldPart): Promise<void> {
+    await this.threads.runOn(part.thread, { op: 'hold', sum: this.id, sign: -1, packed: pack(part.ciphertexts) }, true);
+  }
+
+  /**
+   * The sum of every update added and not taken out before this call: its reads go to the threads at
+   * once, behind whatever was handed to them before, ahead of anything after.
+   */
+  read(): Promise<Uint8Array[]> {
+    const holders = [...this.holders];
+    const lost = holders.find((t) => t.gone);
+    if (lost) return Promise.reject(new HePoolFailure(`the HE thread ${lost.index} died holding part of the sum`));
+    const parts = holders.map((t) => this.threads.runOn<Packed | null>(t, { op: 'read-held', sum: this.id }));
+    return Promise.all(parts).then((packed) => {
+      const present = packed.filter((p): p is Packed => p !== null).map(unpack);
+      if (!present.length) throw new Error('the sum holds nothing');
+      return present.length === 1 ? present[0] : this.threads.sum(present);
+    });
+  }
+
+  /** Frees its parts; it takes nothing more. */
+  drop(): void {
+    this.dropped = true;
+    for (const thread of this.touched) if (!thread.gone) this.threads.runOn(thread, { op: 'drop-held', sum: this.id }).catch(() => undefined);
+    this.holders.clear();
+    this.touched.clear();
   }
 }

@@ -10,6 +10,10 @@ export type Task =
   | { id: number; op: 'sum'; lists: number; packed: Packed }
   | { id: number; op: 'decrypt'; packed: Packed; parameters: number; factor: number; first: number }
   | { id: number; op: 'prepare'; count: number }
+  /** A running sum this thread keeps (HeldSum, pool.ts): add (1) or take out (-1) one update's ciphertexts, read it, drop it. */
+  | { id: number; op: 'hold'; sum: number; sign: 1 | -1; packed: Packed }
+  | { id: number; op: 'read-held'; sum: number }
+  | { id: number; op: 'drop-held'; sum: number }
   /** Test only, honoured by threads of a pool started with { testHooks: true }: see HePool.crashThreadForTest. */
   | { id: number; op: 'crash'; how: 'throw' | 'exit'; code: number };
 
@@ -23,6 +27,27 @@ const ready = Ckks.create(params, keys);
 ready.catch((err) => process.nextTick(() => {
   throw err;
 }));
+
+/** The running sums this thread keeps, by the pool's id for each (HeldSum), with how many updates each holds. */
+const held = new Map<number, { ciphers: any[]; updates: number }>();
+
+/** What one of the held-sum ops answers: nothing, or the sum (null when this thread holds none of it). */
+function heldOp(ckks: Ckks, task: Extract<Task, { op: 'hold' | 'read-held' | 'drop-held' }>): Packed | null | undefined {
+  const sum = held.get(task.sum);
+  if (task.op === 'read-held') return sum ? pack(ckks.save(sum.ciphers)) : null;
+  if (task.op === 'drop-held' || (task.sign < 0 && sum?.updates === 1)) {
+    // Taking out the only update it holds leaves nothing (SEAL would refuse the difference, an all-zero ciphertext).
+    if (sum) ckks.free(sum.ciphers);
+    return void held.delete(task.sum);
+  }
+  // Taking out what a dropped sum held: nothing is left to take it from.
+  if (!sum && task.sign < 0) return undefined;
+  const into = sum ?? { ciphers: [], updates: 0 };
+  ckks.accumulate(into.ciphers, unpack(task.packed), task.sign);
+  into.updates += task.sign;
+  held.set(task.sum, into);
+  return undefined;
+}
 
 /** `count` lists of equal length from one flat list. */
 function regroup(flat: Uint8Array[], count: number): Uint8Array[][] {
@@ -52,6 +77,7 @@ async function answer(task: Exclude<Task, { op: 'crash' }>): Promise<void> {
     if (task.op === 'encrypt') result = pack(ckks.encrypt(task.values, task.factor, task.first, task.noise));
     else if (task.op === 'sum') result = pack(ckks.sum(regroup(unpack(task.packed), task.lists)));
     else if (task.op === 'prepare') result = ckks.prepare(task.count);
+    else if (task.op === 'hold' || task.op === 'read-held' || task.op === 'drop-held') result = heldOp(ckks, task);
     else result = ckks.decrypt(unpack(task.packed), task.parameters, task.factor, task.first);
     // Handed over, not copied: a 100k-parameter update is 3 MB of ciphertexts the thread no longer needs.
     parentPort!.postMessage({ id: task.id, result } satisfies Reply, buffersOf(result));

@@ -72,7 +72,7 @@ export async function prepare(options: PrepareOptions): Promise<Prepared | undef
     he && settings.he.key_holder === 'clients'
       ? new SealedGlobal(initial, strategy, he, options.askToEvaluate, options.clientsUp, options.scoreCap)
       : new ReadableGlobal(initial, strategy, model, valueLimits(settings.he), he, quantizesChange(settings.he), centralNoise(settings));
-  const accumulator = he ? new EncryptedAccumulator(he, 'aggregator', false) : new PlaintextAccumulator(parameters);
+  const accumulator = he ? new EncryptedAccumulator(he, 'aggregator') : new PlaintextAccumulator(parameters);
   const packing = settings.he.quantize ? `quantized to ${settings.he.quantize.bits} bits (±${settings.he.quantize.clip}), ${he?.pool.perCiphertext} values a ciphertext` : 'a value to a coefficient';
   const encryption = he ? `CKKS N=${settings.he.poly_modulus_degree}, ${he.chunks} ciphertexts per update (${packing}), key held by the ${settings.he.key_holder}` : 'no encryption';
   const summary = `TensorFlow.js backend ${backend}; ${test.size} held-out test ${sampleNoun(settings.data)}; strategy ${strategy.name}; ${encryption}`;

@@ -64,7 +64,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
   override start(): void {
     if (!this.encrypted) return;
     this.he = startSession(this.config.settings.he, this.parameters, {}).then((session) => {
-      this.accumulator = new EncryptedAccumulator(session, 'switch', true);
+      this.accumulator = new EncryptedAccumulator(session, 'switch');
       return (this.session = session);
     });
     this.preparingWith(this.he.catch((err) => this.markFailed(`HE failed to start: ${(err as Error).message}`)));
@@ -245,7 +245,8 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     const aggregateStart = performance.now();
     const waitedMs = this.arrivals.waitedUntil(aggregateStart, missing.length > 0);
     const accumulator = this.accumulator!;
-    await accumulator.settled(); // updates still being added belong to this sum, or are refused
+    // Updates still being added belong to this sum, or are refused; the total is read once they are.
+    const total = await accumulator.total();
     if (this.machine.state.attempt !== attempt) {
       // Another attempt was opened while the last additions ran: this sum is not wanted.
       this.node.logger.warn(`round ${round}: not forwarding ${attempt}; ${this.machine.state.attempt} has been opened since`);
@@ -258,7 +259,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
       parameters: this.parameters,
       clients: from,
       missing,
-      total: accumulator.total()!,
+      total: total!,
       he: this.session?.id,
       waitedMs,
       arrivals: this.arrivals.snapshot(aggregateStart),

@@ -2,6 +2,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { EncryptedAccumulator, PlaintextAccumulator, type Gate } from '../../../src/aggregation/accumulator';
+import { Ckks } from '../../../src/he/ckks';
+import { HePool } from '../../../src/he/pool';
 import { sessionsFor } from '../../helpers/he';
 
 const open: Gate = { check: () => undefined, commit: (store) => store() };
@@ -25,7 +27,7 @@ describe('accumulators', () => {
           await acc.add({ round: 1, sender, values, weight: 3, contributors: 1, preScaled: false }, open);
         }
         await assert.rejects(acc.add({ round: 1, sender: 'c', values: Float32Array.from([9, 9]), weight: 1, contributors: 1, preScaled: false }, refusing), /refused/);
-        return acc.total()!;
+        return (await acc.total())!;
       }),
     );
     assert.deepEqual(sums[0], sums[1]);
@@ -41,12 +43,12 @@ describe('accumulators', () => {
     const bundle = ['c', 'a'].map((client) => ({ client, weight: 2, values: updates[client as 'a' | 'c'] }));
     await tree.add({ round: 1, sender: 'b', values: updates.b, weight: 2, contributors: 1, preScaled: false }, open);
     await tree.add({ round: 1, sender: 's1', weight: 4, contributors: 2, preScaled: true, bundle }, open);
-    assert.deepEqual(tree.total(), flat.total());
-    const total = tree.total()!;
+    assert.deepEqual(await tree.total(), await flat.total());
+    const total = (await tree.total())!;
     assert.ok(total.kind === 'plain');
     assert.deepEqual(total.updates.map((u) => [u.client, u.weight, [...u.values]]), Object.entries(updates).map(([c, v]) => [c, 2, [...v]]));
     await assert.rejects(tree.add({ round: 1, sender: 's2', weight: 2, contributors: 1, preScaled: true, bundle: [{ client: 'd', weight: 2, values: updates.a }] }, refusing), /refused/);
-    assert.deepEqual(tree.total(), flat.total(), 'a refused bundle keeps none of its updates');
+    assert.deepEqual(await tree.total(), await flat.total(), 'a refused bundle keeps none of its updates');
   });
 
   describe('encrypted', () => {
@@ -55,66 +57,84 @@ describe('accumulators', () => {
     const values = (v: number) => new Float32Array(5000).fill(v);
 
     it('adds ciphertexts it cannot read; only accepted ones count; one that does not parse is a 400', async () => {
-      const acc = new EncryptedAccumulator(sessions.adder, 'aggregator', false);
+      const acc = new EncryptedAccumulator(sessions.adder, 'aggregator');
       await acc.add({ round: 1, sender: 's1', weight: 30, contributors: 2, preScaled: true, ciphertexts: await sessions.keyed.pool.encrypt(values(0.25), 0.5) }, open);
       await assert.rejects(acc.add({ round: 1, sender: 's9', weight: 1, contributors: 1, preScaled: true, ciphertexts: await sessions.keyed.pool.encrypt(values(5)) }, refusing));
       await acc.add({ round: 1, sender: 's2', weight: 10, contributors: 1, preScaled: true, ciphertexts: await sessions.keyed.pool.encrypt(values(1), 0.5) }, open);
       const junk = (await sessions.keyed.pool.encrypt(values(1))).map(() => Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8]));
       await assert.rejects(acc.add({ round: 1, sender: 's3', weight: 1, contributors: 1, preScaled: true, ciphertexts: junk }, open), (err: { status?: number }) => err.status === 400);
-      const total = acc.total()!;
+      // Its first ciphertext loads and is added, the second does not: the first is taken out again.
+      const [good] = await sessions.keyed.pool.encrypt(values(7));
+      await assert.rejects(acc.add({ round: 1, sender: 's4', weight: 1, contributors: 1, preScaled: true, ciphertexts: [good, ...junk.slice(1)] }, open), (err: { status?: number }) => err.status === 400);
+      const total = (await acc.total())!;
       assert.equal(total.kind, 'encrypted');
       assert.deepEqual([total.weight, total.contributors], [40, 3]);
       const sum = await sessions.keyed.pool.decrypt((total as { ciphertexts: Uint8Array[] }).ciphertexts, 5000);
-      assert.ok(Math.abs(sum[4999] - 0.625) < 1e-6, `decrypted ${sum[4999]}`);
+      assert.ok(Math.abs(sum[0] - 0.625) < 1e-6 && Math.abs(sum[4999] - 0.625) < 1e-6, `decrypted ${sum[0]}, ${sum[4999]}`);
       acc.reset();
-      assert.equal(acc.total(), undefined);
+      assert.equal(await acc.total(), undefined);
     });
 
-    it('batched (a switch): updates that wait for a sum are added together; a sender twice in a batch, and one the round moved on from meanwhile, are refused', async () => {
-      const acc = new EncryptedAccumulator(sessions.adder, 'switch', true);
+    it('adds updates side by side, a part of the sum in each thread; one the round refuses once added (a sender twice, a round moved on) is subtracted out exactly', async () => {
+      const acc = new EncryptedAccumulator(sessions.adder, 'switch');
       const arrival = async (sender: string, value: number) => ({ round: 2, sender, weight: 10, contributors: 1, preScaled: true, ciphertexts: await sessions.keyed.pool.encrypt(values(value), 0.1) });
-      const [a, b, c, twice] = await Promise.all([arrival('a', 1), arrival('b', 2), arrival('c', 3), arrival('b', 4)]);
-      let checks = 0;
-      /** b's round moves on while its batch is summed: it passes the check before the sum, and none after. */
-      const movesOn: Gate = {
-        check: () => {
-          if (++checks > 1) throw Object.assign(new Error('round 2 is over'), { status: 409 });
-        },
-        commit: open.commit,
-      };
-      const added = [acc.add(a, open), acc.add(b, movesOn), acc.add(c, open), acc.add(twice, open)]; // a alone, then the rest in one batch
-      const outcomes = await Promise.allSettled(added);
-      assert.deepEqual(outcomes.map((o) => o.status), ['fulfilled', 'rejected', 'fulfilled', 'rejected']);
-      assert.match(String((outcomes[1] as PromiseRejectedResult).reason), /round 2 is over/);
-      assert.match(String((outcomes[3] as PromiseRejectedResult).reason?.reason), /b already sent its update for round 2/);
-      assert.equal(checks, 3, 'b is judged before the sum, after it, and again alone');
-      const total = acc.total()!;
-      assert.deepEqual([total.weight, total.contributors], [20, 2]);
-      const sum = await sessions.keyed.pool.decrypt((total as { ciphertexts: Uint8Array[] }).ciphertexts, 5000);
-      assert.ok(Math.abs(sum[0] - 0.4) < 1e-6, `a and c only: decrypted ${sum[0]}`);
-    });
-
-    it('batched: when taking one closes the round and the next is refused, the sum is made again from those taken', async () => {
-      const acc = new EncryptedAccumulator(sessions.adder, 'switch', true);
-      const arrival = async (sender: string, value: number, weight = 10) => ({ round: 1, sender, weight, contributors: 1, preScaled: true, ciphertexts: await sessions.keyed.pool.encrypt(values(value), 0.1) });
-      const [c2, c1, s2] = await Promise.all([arrival('c2', 1), arrival('c1', 10, 20), arrival('s2', 100, 40)]);
-      let closed = false;
-      /** c1 completes the round (its switch dropped the client s2 names): s2, taken after it, is refused. */
-      const round = (sender: string): Gate => ({
+      const arrivals = await Promise.all([arrival('a', 1), arrival('b', 2), arrival('c', 3), arrival('b', 4), arrival('d', 5)]);
+      /** As the switch's round judges: before the HE work (check), and when handed the report (commit). */
+      const taken = new Set<string>();
+      let open2 = true;
+      const gateFor = (sender: string): Gate => ({
         check: () => undefined,
         commit: (store) => {
-          if (closed) throw Object.assign(new Error('round 1 is not open here (forwarded)'), { status: 409 });
+          if (!open2) throw Object.assign(new Error('round 2 is over'), { status: 409 });
+          if (taken.has(sender)) throw Object.assign(new Error(`${sender} already sent its update for round 2`), { status: 409 });
+          taken.add(sender);
           store();
-          if (sender === 'c1') closed = true;
+          if (sender === 'c') open2 = false;
         },
       });
-      const added = [acc.add(c2, round('c2')), acc.add(c1, round('c1')), acc.add(s2, round('s2'))]; // c2 alone, then c1 and s2 in one batch
-      const outcomes = await Promise.allSettled(added);
-      assert.deepEqual(outcomes.map((o) => o.status), ['fulfilled', 'fulfilled', 'rejected']);
-      const total = acc.total()!;
-      assert.deepEqual([total.weight, total.contributors], [30, 2]);
+      const outcomes = await Promise.allSettled(arrivals.map((a) => acc.add(a, gateFor(a.sender))));
+      const accepted = arrivals.filter((_, i) => outcomes[i].status === 'fulfilled');
+      const refused = outcomes.filter((o) => o.status === 'rejected').map((o) => String((o as PromiseRejectedResult).reason));
+      assert.ok(accepted.some((a) => a.sender === 'c') && refused.length >= 1, `accepted ${accepted.map((a) => a.sender)}; refused ${refused}`);
+      assert.ok(refused.some((r) => /already sent|round 2 is over/.test(r)), refused.join('; '));
+      const total = (await acc.total())!;
+      assert.deepEqual([total.weight, total.contributors], [10 * accepted.length, accepted.length]);
+      const expected = accepted.reduce((sum, a) => sum + 0.1 * { a: 1, b: 2, c: 3, d: 5 }[a.sender as 'a']!, 0);
       const sum = await sessions.keyed.pool.decrypt((total as { ciphertexts: Uint8Array[] }).ciphertexts, 5000);
-      assert.ok(Math.abs(sum[0] - 1.1) < 1e-6, `c2 and c1 only, not s2's 10: decrypted ${sum[0]}`);
+      assert.ok(Math.abs(sum[0] - expected) < 1e-6, `the accepted ${accepted.map((a) => a.sender)} only: ${expected}, decrypted ${sum[0]}`);
+    });
+
+    it('an update being added when a new round opens is judged again for it: it counts once, or not at all', async () => {
+      const acc = new EncryptedAccumulator(sessions.adder, 'switch');
+      const ciphertexts = await sessions.keyed.pool.encrypt(values(1), 0.5);
+      let checks = 0;
+      const gate: Gate = { check: () => void checks++, commit: (store) => store() };
+      const adding = acc.add({ round: 3, sender: 'a', weight: 10, contributors: 1, preScaled: true, ciphertexts }, gate);
+      acc.reset(); // while it is in the HE threads
+      await adding;
+      assert.equal(checks, 2, 'judged before the HE work, and again once it found the round reset');
+      const total = (await acc.total())!;
+      assert.equal(total.contributors, 1);
+      const sum = await sessions.keyed.pool.decrypt((total as { ciphertexts: Uint8Array[] }).ciphertexts, 5000);
+      assert.ok(Math.abs(sum[0] - 0.5) < 1e-6, `once, not twice: decrypted ${sum[0]}`);
+      const refusedNow: Gate = { check: () => (acc.reset(), void 0), commit: () => { throw new Error('round 3 is over'); } };
+      await assert.rejects(acc.add({ round: 3, sender: 'b', weight: 10, contributors: 1, preScaled: true, ciphertexts }, refusedNow), /round 3 is over/);
+      assert.equal(await acc.total(), undefined);
+    });
+
+    it('a part lost with its thread makes the total fail, naming why, rather than be short', async () => {
+      const params = { poly_modulus_degree: 4096, coeff_modulus_bits: [54], scale_bits: 45 };
+      const keyed = await HePool.start(params, await Ckks.generateKeys(params));
+      const pool = await HePool.start(params, {}, 2, { testHooks: true });
+      try {
+        const acc = new EncryptedAccumulator({ pool, id: pool.id, chunks: pool.chunksFor(5000) }, 'switch');
+        const arrivals = await Promise.all([1, 2].map(async (v) => ({ round: 1, sender: `c${v}`, weight: 1, contributors: 1, preScaled: true, ciphertexts: await keyed.encrypt(values(v)) })));
+        await Promise.all(arrivals.map((a) => acc.add(a, open))); // one in each thread
+        await assert.rejects(pool.crashThreadForTest(1, 'exit'));
+        await assert.rejects(acc.total(), /the HE thread 1 died holding part of the sum/);
+      } finally {
+        await Promise.all([keyed.close(), pool.close()]);
+      }
     });
   });
 });

@@ -106,7 +106,7 @@ describe("a round's tail", () => {
     assert.match(lines[0], /^round {3}1\/3 {2}accuracy 90\.00% {2}loss 0\.2500 {2}2 clients/);
     assert.deepEqual(run.participants, ['s1', 'c1', 'c2']);
     assert.deepEqual(checkpoints.latest().checkpoint?.header.counted, { s1: 1, c1: 1, c2: 1 }, 'who counted in round 1, for a resumed aggregator');
-    assert.equal(accumulator.total(), undefined, 'the next round adds from nothing');
+    assert.equal(await accumulator.total(), undefined, 'the next round adds from nothing');
   });
 
   it('names the step that failed, and saves nothing after it', async () => {
