@@ -20,12 +20,14 @@ let loaded: SenderRequest[] = [];
 
 function post({ headers, body }: SenderRequest): Promise<void> {
   return new Promise((resolve, reject) => {
-    const request = http.request(url, { method: 'POST', agent, headers: { ...headers, 'Content-Length': body.length } }, (response) => {
+    const request = http.request(url, { method: 'POST', agent, timeout: 120_000, headers: { ...headers, 'Content-Length': body.length } }, (response) => {
       const chunks: Buffer[] = [];
+      response.on('error', reject);
       response.on('data', (chunk: Buffer) => chunks.push(chunk));
       response.on('end', () => ((response.statusCode ?? 0) < 300 ? resolve() : reject(new Error(`${response.statusCode}: ${Buffer.concat(chunks).toString()}`))));
     });
     request.on('error', reject);
+    request.on('timeout', () => request.destroy(new Error('no answer within 120 s')));
     request.end(body);
   });
 }

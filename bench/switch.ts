@@ -93,7 +93,7 @@ export async function switchThroughput(repeats = 3, quantizeBits?: number, updat
       const start = performance.now();
       const reply = await senders.ask({ op: 'send' });
       if (reply.op === 'failed') throw new Error(`round ${r}: the switch refused an update: ${reply.why}`);
-      await arrived;
+      await withDeadline(arrived, 120_000, `round ${r}: the switch's sum did not arrive`);
       if (summed !== bodies.length) throw new Error(`round ${r}: the switch's sum holds ${summed} updates, not the ${bodies.length} sent`);
       if (r > 1) times.push(performance.now() - start); // the first round starts the switch's HE threads
       log(`  switch: round ${r}, ${updates} updates in ${((performance.now() - start) / 1000).toFixed(2)} s`);
@@ -131,14 +131,25 @@ async function bareHttpThroughput(repeats: number, updates: number, bytes: numbe
   }
 }
 
+/** `promise`, or a rejection naming `what` after `ms`: a bench that fails says so rather than hang. */
+function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} within ${ms / 1000} s`)), ms)));
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
 /** The thread that sends the updates (bench/switch-senders.ts), one question and its answer at a time. */
 function sendersThread(url: string) {
   const worker = new Worker(join(__dirname, 'switch-senders.js'), { workerData: { url, senders: SENDERS } });
+  // Its death fails the question being asked (once rejects on 'error'), not the process.
+  const exited = once(worker, 'exit').then(([code]) => Promise.reject(new Error(`the senders' thread exited (${code})`)));
+  exited.catch(() => undefined);
+  worker.on('error', () => undefined);
   return {
     async ask(message: SendersMessage): Promise<SendersReply> {
       const answered = once(worker, 'message') as Promise<[SendersReply]>;
       worker.postMessage(message);
-      return (await answered)[0];
+      return (await withDeadline(Promise.race([answered, exited]), 300_000, `the senders' thread did not answer ${message.op}`))[0];
     },
     close: () => worker.terminate(),
   };

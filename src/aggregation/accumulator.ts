@@ -3,9 +3,9 @@
  * share:
  * - `PlaintextAccumulator` keeps each sender's update and sums them in sender order (UpdateBuffer),
  *   so network timing cannot change the model's bits;
- * - `EncryptedAccumulator` adds ciphertexts it cannot read, in the HE threads, each keeping its part
- *   of the running sum (HeldSum): an update is read into SEAL once, and the sum written out once, when
- *   the round is over. Addition is exact, so order does not matter, and an update the round refuses
+ * - `EncryptedAccumulator` adds ciphertexts it cannot read, in the HE threads, which keep the running
+ *   sum (HeldSum): an update is read into SEAL once, and the sum written out once, when the round is
+ *   over. Addition is exact, so order does not matter, and an update the round refuses
  *   after it was added is subtracted out again, exactly.
  *
  * The round decides what is taken, through a `Gate`: the accumulator asks before its slow work,
@@ -13,8 +13,9 @@
  * round took it.
  */
 import type { HeSession } from '../he/keys';
-import { HePoolFailure, type HeldPart, type HeldSum } from '../he/pool';
-import { HttpError } from '../net/errors';
+import { HeldSum } from '../he/held-sum';
+import { HePoolFailure } from '../he/pool';
+import { conflict, HttpError } from '../net/errors';
 import type { NamedUpdate } from '../wire/receive';
 import { UpdateBuffer } from './update-buffer';
 
@@ -88,9 +89,10 @@ export class EncryptedAccumulator implements Accumulator {
   private broken?: string;
   private weight = 0;
   private contributors = 0;
-  /** Additions under way, each settled (taken or refused) when its promise is. */
+  /** Additions under way, each settled (taken or refused) when its promise is, and whose they are. */
   private readonly adding = new Set<Promise<void>>();
-  /** Milliseconds during which at least one addition was under way this round. */
+  private readonly senders = new Set<string>();
+  /** Milliseconds during which at least one addition was under way this round (the sum's final read is the forward's). */
   private addedMs = 0;
   private busySince = 0;
 
@@ -99,7 +101,7 @@ export class EncryptedAccumulator implements Accumulator {
     /** Whose sum this is, for the refusals it names ("the switch could not add…"). */
     private readonly holder: 'switch' | 'aggregator',
   ) {
-    this.held = he.pool.holdSum();
+    this.held = new HeldSum(he.pool);
   }
 
   get addMs(): number {
@@ -107,22 +109,24 @@ export class EncryptedAccumulator implements Accumulator {
   }
 
   add(arrival: Arrival, gate: Gate): Promise<void> {
+    const { sender, round } = arrival;
+    // A second copy from a sender whose first is being added would cost HE work only to be refused.
+    if (this.senders.has(sender)) return Promise.reject(conflict(`${sender} already sent its update for round ${round}`));
     if (!this.adding.size) this.busySince = performance.now();
+    this.senders.add(sender);
     const adding: Promise<void> = this.addOne(arrival, gate).finally(() => {
       this.adding.delete(adding);
+      this.senders.delete(sender);
       if (!this.adding.size) this.addedMs += performance.now() - this.busySince;
     });
     this.adding.add(adding);
     return adding;
   }
 
-  private async settled(): Promise<void> {
-    while (this.adding.size) await Promise.allSettled([...this.adding]);
-  }
-
   async total(): Promise<Total | undefined> {
-    // Read with nothing under way: an update added but not yet judged may still be taken out.
-    await this.settled();
+    // Read with nothing under way (an update added but not yet judged may still be taken out), in
+    // the same turn of the event loop as the check: no addition starts in between.
+    while (this.adding.size) await Promise.allSettled([...this.adding]);
     if (this.broken) throw new Error(this.broken);
     if (!this.contributors) return undefined;
     const { weight, contributors } = this;
@@ -131,7 +135,7 @@ export class EncryptedAccumulator implements Accumulator {
 
   reset(): void {
     this.held.drop();
-    this.held = this.he.pool.holdSum();
+    this.held = new HeldSum(this.he.pool);
     this.broken = undefined;
     this.weight = 0;
     this.contributors = 0;
@@ -141,15 +145,14 @@ export class EncryptedAccumulator implements Accumulator {
 
   /**
    * Judged before the HE work and again after it (the round may have moved on meanwhile): an update
-   * the round refuses then is taken out of the sum again. Updates are added side by side, each in a
-   * thread's part of the sum.
+   * the round refuses then is taken out of the sum again. Updates are added side by side.
    */
   private async addOne(arrival: Arrival, gate: Gate): Promise<void> {
     gate.check();
     const held = this.held;
-    let part: HeldPart;
+    const ciphertexts = arrival.ciphertexts!;
     try {
-      part = await held.add(arrival.ciphertexts!);
+      await held.add(ciphertexts);
     } catch (err) {
       // Not the update's fault: its sender hears this node cannot add now (a 5xx: it may send again).
       if (err instanceof HePoolFailure) throw new HttpError(503, 'HE unavailable', `the ${this.holder} could not add the update: ${err.message}`);
@@ -165,7 +168,11 @@ export class EncryptedAccumulator implements Accumulator {
         this.contributors += arrival.contributors;
       });
     } catch (err) {
-      if (!stored) await held.takeOut(part).catch((why) => (this.broken = `the sum holds an update the round refused, and it could not be taken out: ${(why as Error).message}`));
+      if (!stored) {
+        await held.takeOut(ciphertexts).catch((why) => {
+          if (held === this.held) this.broken = `the sum holds an update the round refused, and it could not be taken out: ${(why as Error).message}`;
+        });
+      }
       throw err;
     }
   }

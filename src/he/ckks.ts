@@ -129,36 +129,46 @@ export class Ckks {
   /**
    * Adds (sign 1) or subtracts (sign -1) the ciphertexts `chunks` into `held`, a running sum this
    * thread keeps as SEAL objects (made from the first addition when empty). All or nothing: a chunk
-   * that does not load, or whose sum SEAL refuses, takes the ones before it out again, and throws.
-   * Both are exact: subtracting what was added gives back the very sum there was.
+   * that does not load, or whose addition SEAL refuses, takes the ones before it out again, and
+   * throws. Both are exact: subtracting what was added gives back the very sum there was.
    */
   accumulate(held: any[], chunks: Uint8Array[], sign: 1 | -1): void {
-    const { kit } = this;
     const fresh = held.length === 0;
     if (!fresh && chunks.length !== held.length) throw new Error(`${chunks.length} ciphertexts, not the ${held.length} of the sum`);
     if (fresh && sign < 0) throw new Error('nothing to subtract from');
-    const apply = (c: number, s: 1 | -1) => {
-      const next = loadCiphertext(kit, chunks[c]);
-      if (fresh) return void held.push(next);
-      try {
-        wrap('adding ciphertexts', () => (s > 0 ? kit.evaluator.add(held[c], next, held[c]) : kit.evaluator.sub(held[c], next, held[c])));
-      } catch (err) {
-        // SEAL writes a sum whose second polynomial cancelled out ("transparent": readable without the
-        // key, so it refuses it) before it throws: the chunk is put back before the others are.
-        if (/transparent/.test((err as Error).message)) wrap('taking a refused sum out again', () => (s > 0 ? kit.evaluator.sub(held[c], next, held[c]) : kit.evaluator.add(held[c], next, held[c])));
-        throw err;
-      } finally {
-        next.delete();
-      }
-    };
     for (let c = 0; c < chunks.length; c++) {
       try {
-        apply(c, sign);
+        if (fresh) held.push(loadCiphertext(this.kit, chunks[c]));
+        else this.addInto(held[c], chunks[c], sign, sign > 0);
       } catch (err) {
         if (fresh) this.free(held.splice(0));
-        else for (let back = 0; back < c; back++) apply(back, sign > 0 ? -1 : 1);
+        else for (let back = 0; back < c; back++) this.addInto(held[back], chunks[back], sign > 0 ? -1 : 1, false);
         throw err;
       }
+    }
+  }
+
+  /**
+   * total ± the ciphertext in `bytes`. SEAL refuses a result whose second polynomial cancelled out
+   * ("transparent": readable without the key) after writing it. An arriving update that does that
+   * (`strict`) is refused, and the chunk put back. Taking an update out may leave one (two updates
+   * made to cancel, the others taken out): the difference is exact, and only their senders' values
+   * are readable in it, so it stays.
+   */
+  private addInto(total: any, bytes: Uint8Array, sign: 1 | -1, strict: boolean): void {
+    const { evaluator } = this.kit;
+    const next = loadCiphertext(this.kit, bytes);
+    const apply = (s: 1 | -1) => (s > 0 ? evaluator.add(total, next, total) : evaluator.sub(total, next, total));
+    try {
+      wrap('adding ciphertexts', () => apply(sign));
+    } catch (err) {
+      if (!/transparent/.test((err as Error).message)) throw err;
+      if (strict) {
+        wrap('taking a refused sum out again', () => apply(sign > 0 ? -1 : 1));
+        throw err;
+      }
+    } finally {
+      next.delete();
     }
   }
 

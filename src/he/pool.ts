@@ -4,7 +4,8 @@
  * A model's ciphertexts are split between the threads by ranges, so all cores work on one update.
  *
  * A thread that dies (an uncaught error, a wasm abort, process.exit, out of memory) fails the tasks it
- * was given, and only those, with "the HE thread N died (why)", and is replaced by a fresh one started
+ * was given, and only those, with "the HE thread N died (why)" (and takes with it the ranges of the
+ * running sums it kept: see held-sum.ts), and is replaced by a fresh one started
  * the same way, so later tasks work. A replaced thread has no encryptions of zero stocked (see prepare):
  * encrypting makes them on the spot. A thread that dies MAX_DEATHS times within DEATH_WINDOW_MS (bad
  * keys or memory making every start fail, say) is not replaced again: the pool gives up and fails
@@ -36,8 +37,11 @@ interface Thread {
   gone: boolean;
 }
 
+/** A thread as a HeldSum sees it: which slot, and whether it died. */
+export type PoolThread = Pick<Thread, 'index' | 'gone'>;
 type Pending = { resolve: (value: any) => void; reject: (err: Error) => void; thread: Thread };
 type Payload<T> = T extends unknown ? Omit<T, 'id'> : never;
+export type PoolTask = Payload<Task>;
 type WorkerData = { params: HeParams; keys: KeyMaterial; testHooks: boolean };
 
 /** The pool itself cannot do the work (a thread died, it gave up, it was closed): not the input's fault. */
@@ -172,7 +176,7 @@ export class HePool {
     return this.runOn<T>(this.threads[index], task, handOver);
   }
 
-  /** As run, on `thread` itself: a held sum's part lives there, and nowhere else if it was replaced. */
+  /** As run, on `thread` itself, failing if it died: a held sum's range lives there, and nowhere else. */
   private runOn<T>(thread: Thread, task: Payload<Task>, handOver = false): Promise<T> {
     if (this.closed) return Promise.reject(new HePoolFailure('the HE pool is closed'));
     if (this.failure !== undefined) return Promise.reject(new HePoolFailure(this.failure));
@@ -192,16 +196,24 @@ export class HePool {
     });
   }
 
-  /** A new running sum kept in the threads (see HeldSum). */
-  holdSum(): HeldSum {
-    const pool = this;
-    let turn = 0;
-    return new HeldSum(this.nextSumId++, {
-      // The thread with the fewest tasks waiting; among equals, each in turn.
-      leastBusy: () => pool.threads.reduce((best, t, i) => (t.tasks.size < best.tasks.size ? t : best), pool.threads[turn++ % pool.threads.length]),
-      runOn: (thread, task, handOver) => pool.runOn(thread, task, handOver),
-      sum: (lists) => pool.sum(lists),
-    });
+  /** For a HeldSum: an id for a new sum, unique in this pool (its nodes share the threads). */
+  newSumId(): number {
+    return this.nextSumId++;
+  }
+
+  /** For a HeldSum: the threads now in the slots, range i's in slot i (see ranges). */
+  currentThreads(): readonly PoolThread[] {
+    return [...this.threads];
+  }
+
+  /** For a HeldSum: how `chunks` ciphertexts are split between the slots. */
+  rangesOf(chunks: number): [number, number][] {
+    return this.ranges(chunks);
+  }
+
+  /** For a HeldSum: a task on `thread` itself, which holds its range of a sum (none if it was replaced). */
+  runOnThread<T>(thread: PoolThread, task: PoolTask): Promise<T> {
+    return this.runOn<T>(thread as Thread, task, 'packed' in task);
   }
 
   /** `noise`: distributed DP's share, added in the quantized packing's integer steps (Ckks.encrypt). */
@@ -272,72 +284,3 @@ export class HePool {
   }
 }
 
-/** What a HeldSum needs of its pool. */
-interface HeldSumThreads {
-  leastBusy(): Thread;
-  runOn<T>(thread: Thread, task: Payload<Task>, handOver?: boolean): Promise<T>;
-  sum(lists: Uint8Array[][]): Promise<Uint8Array[]>;
-}
-
-/** Where one update went into a held sum: to take it out again. */
-export interface HeldPart {
-  readonly thread: Thread;
-  readonly ciphertexts: Uint8Array[];
-}
-
-/**
- * A running sum kept in the HE threads, each adding the updates it is handed into its own part:
- * an update is read into SEAL once and added, and the sum is written out once, when read. (A sum
- * kept by the caller is read and written in full for every batch it adds: what limited a switch.)
- * A part dies with its thread: reading the sum then fails, as the updates in it are lost.
- */
-export class HeldSum {
-  /** The threads that hold part of it, and those handed an addition at all (dropping frees them all). */
-  private readonly holders = new Set<Thread>();
-  private readonly touched = new Set<Thread>();
-  private dropped = false;
-
-  constructor(
-    readonly id: number,
-    private readonly threads: HeldSumThreads,
-  ) {}
-
-  /** Adds one update's ciphertexts, in the least busy thread; rejects, changing nothing, if one does not load. */
-  async add(ciphertexts: Uint8Array[]): Promise<HeldPart> {
-    if (this.dropped) throw new Error('this sum was dropped');
-    const thread = this.threads.leastBusy();
-    this.touched.add(thread);
-    await this.threads.runOn(thread, { op: 'hold', sum: this.id, sign: 1, packed: pack(ciphertexts) }, true);
-    if (!this.dropped) this.holders.add(thread);
-    return { thread, ciphertexts };
-  }
-
-  /** Takes an added update out again (the round refused it after it was added). */
-  async takeOut(part: HeldPart): Promise<void> {
-    await this.threads.runOn(part.thread, { op: 'hold', sum: this.id, sign: -1, packed: pack(part.ciphertexts) }, true);
-  }
-
-  /**
-   * The sum of every update added and not taken out before this call: its reads go to the threads at
-   * once, behind whatever was handed to them before, ahead of anything after.
-   */
-  read(): Promise<Uint8Array[]> {
-    const holders = [...this.holders];
-    const lost = holders.find((t) => t.gone);
-    if (lost) return Promise.reject(new HePoolFailure(`the HE thread ${lost.index} died holding part of the sum`));
-    const parts = holders.map((t) => this.threads.runOn<Packed | null>(t, { op: 'read-held', sum: this.id }));
-    return Promise.all(parts).then((packed) => {
-      const present = packed.filter((p): p is Packed => p !== null).map(unpack);
-      if (!present.length) throw new Error('the sum holds nothing');
-      return present.length === 1 ? present[0] : this.threads.sum(present);
-    });
-  }
-
-  /** Frees its parts; it takes nothing more. */
-  drop(): void {
-    this.dropped = true;
-    for (const thread of this.touched) if (!thread.gone) this.threads.runOn(thread, { op: 'drop-held', sum: this.id }).catch(() => undefined);
-    this.holders.clear();
-    this.touched.clear();
-  }
-}

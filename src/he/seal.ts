@@ -139,7 +139,8 @@ export function encryptPlain(kit: SealKit, plain: any): any {
  * one of up to 16 polynomials, one at a lower level, or at another scale: added to a round's sum, the
  * first two would make it several times the size its switch may send on, and the others make every
  * ciphertext added after them fail (scale, NTT or level mismatch), so that one bad update would have
- * every honest one after it refused.
+ * every honest one after it refused. Nor is one transparent (its second polynomial zero): made to
+ * cancel a sum's, it would leave that sum readable, or refused by SEAL at the next addition.
  */
 export function loadCiphertext(kit: SealKit, bytes: Uint8Array): any {
   // SEAL's header: magic 0xA15E, header size, version, then the compression mode at byte 5.
@@ -149,6 +150,7 @@ export function loadCiphertext(kit: SealKit, bytes: Uint8Array): any {
   try {
     wrap('not a ciphertext under these HE parameters', () => cipher.loadArray(kit.context, bytes));
     if (cipher.size !== 2) throw new Error(`a ciphertext of ${cipher.size} polynomials; the wire carries ciphertexts of 2`);
+    if (cipher.isTransparent) throw new Error('a transparent ciphertext (its second polynomial is zero: readable without the key); encryption never makes one');
     if (!cipher.isNttForm) throw new Error('a ciphertext not in NTT form; the wire carries them in NTT form');
     if (cipher.scale !== kit.scale) throw new Error(`a ciphertext at scale ${cipher.scale}; this experiment's is 2^${kit.params.scale_bits}`);
     if (!atFirstLevel(kit, cipher)) throw new Error('a ciphertext at another level of the modulus chain; the wire carries them at the first');

@@ -1,4 +1,4 @@
-/** One HE worker thread: its own SEAL instance, answering encrypt, sum and decrypt tasks. */
+/** One HE worker thread: its own SEAL instance, answering encrypt, sum and decrypt tasks, and keeping its range of running sums (held-sum.ts). */
 import { parentPort, workerData } from 'node:worker_threads';
 import { Ckks, type HeParams, type KeyMaterial } from './ckks';
 import { pack, unpack, type Packed } from './packing';

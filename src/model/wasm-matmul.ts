@@ -47,7 +47,12 @@ export function plainWasmMatMuls(): void {
         if ((!transposeA && !transposeB) || !single(a) || !single(b)) return original.kernelFunc(args);
         const backend = args.backend as tf.KernelBackend;
         const made: tf.TensorInfo[] = [];
-        const plain = (x: tf.TensorInfo, transposed: boolean) => (transposed ? made[made.push(lastTwoSwapped(transpose, x, backend)) - 1] : x);
+        const plain = (x: tf.TensorInfo, transposed: boolean) => {
+          if (!transposed) return x;
+          const copy = lastTwoSwapped(transpose, x, backend);
+          made.push(copy);
+          return copy;
+        };
         try {
           const inputs = { ...args.inputs, a: plain(a, transposeA), b: plain(b, transposeB) };
           return original.kernelFunc({ ...args, inputs, attrs: { ...args.attrs, transposeA: false, transposeB: false } });

@@ -54,8 +54,9 @@ export type FederatedEvaluation = (
 export class UnreadableSum extends Error {}
 
 /**
- * No client could score the round's new model (every one asked failed or timed out): whether its sum
- * was sound is not known, and nobody is suspected. The round is run again; the model stays as it was.
+ * No client could score the round's new model (every one asked failed or timed out), or the round's
+ * sum was lost before it was read (an HE thread keeping part of it died): whether its sum was sound
+ * is not known, and nobody is suspected. The round is run again; the model stays as it was.
  */
 export class UnscoredModel extends Error {}
 

@@ -129,7 +129,10 @@ export class RoundTail {
 
   private async aggregate({ round, results, missing, samples }: CloseRound) {
     const { accumulator, global } = this.io.prepared();
-    const total = await accumulator.total();
+    const total = await accumulator.total().catch((err: Error) => {
+      accumulator.reset();
+      throw new UnscoredModel(`its sum could not be read: ${err.message}`);
+    });
     if (!total) throw new Error('no update arrived this round');
     // Encrypted updates came pre-scaled by samples / the selected clients' samples.
     const roundTotal: CollectedTotal = total.kind === 'encrypted' ? { ...total, scale: 1 / samples } : total;

@@ -6,7 +6,7 @@
  * has none. With the key at the clients it also relays the sealed model for evaluation, and the
  * scores back up.
  */
-import { EncryptedAccumulator, PlaintextAccumulator, type Accumulator } from '../../aggregation/accumulator';
+import { EncryptedAccumulator, PlaintextAccumulator, type Accumulator, type Total } from '../../aggregation/accumulator';
 import type { SwitchNodeConfig } from '../../config/node-config';
 import { startSession, type HeSession } from '../../he/keys';
 import { actingAsItself } from '../../net/callers';
@@ -246,7 +246,13 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     const waitedMs = this.arrivals.waitedUntil(aggregateStart, missing.length > 0);
     const accumulator = this.accumulator!;
     // Updates still being added belong to this sum, or are refused; the total is read once they are.
-    const total = await accumulator.total();
+    let total: Total | undefined;
+    try {
+      total = await accumulator.total();
+    } catch (err) {
+      // Lost with an HE thread, say: the level above hears so now, rather than at its deadline.
+      return this.upstream.withhold({ round, attempt, from, missing, reason: `its sum could not be read: ${(err as Error).message}` });
+    }
     if (this.machine.state.attempt !== attempt) {
       // Another attempt was opened while the last additions ran: this sum is not wanted.
       this.node.logger.warn(`round ${round}: not forwarding ${attempt}; ${this.machine.state.attempt} has been opened since`);
@@ -271,6 +277,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
 
   protected override async close(): Promise<void> {
     await super.close();
+    this.accumulator?.reset(); // frees the sum its HE threads keep: the pool may be shared on
     const he = await this.he?.catch(() => undefined);
     await he?.pool.close();
   }

@@ -125,6 +125,19 @@ describe("a round's tail", () => {
     });
   }
 
+  it('runs the round again, suspecting nobody, when its sum was lost before it was read (an HE thread keeping part of it died), and starts the next from nothing', async () => {
+    const { run, calls, checkpoints, accumulator, arrive } = await tail();
+    const original = accumulator.total.bind(accumulator);
+    accumulator.total = () => Promise.reject(new Error('the HE thread 1 died holding part of the sum'));
+    assert.deepEqual(await run.run(close), { unscored: 'its sum could not be read: the HE thread 1 died holding part of the sum' });
+    assert.ok(!calls.includes('update'), 'no model was made of it');
+    assert.equal(checkpoints.files().length, 0);
+    accumulator.total = original;
+    assert.equal(await accumulator.total(), undefined, 'reset: the round run again adds from nothing');
+    await arrive();
+    assert.equal(await run.run(close), 'closed');
+  });
+
   it('stops between steps when the role stops, closing nothing', async () => {
     const { run, calls, checkpoints } = await tail({ stopAt: 'update' });
     assert.equal(await run.run(close), 'stopped');
