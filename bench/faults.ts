@@ -131,8 +131,9 @@ export async function faultCosts(quick: boolean): Promise<FaultResults> {
   // Two normal rounds between faults: one to recover in, one to measure a normal round by.
   const kinds: FaultKind[] = ['dead client', 'hung switch', 'dead switch', 'dead aggregator + resume'];
   const plan = kinds.slice(0, quick ? 2 : 4).map((fault) => ({ fault, round: 0 }));
-  // Each fault in the first round from its slot on where every worker is up (a slot every 3 rounds, from round 3).
-  const rounds = 3 * plan.length + 6;
+  // Each fault in the first round from its slot on where every worker is up (a slot every 3 rounds, from round 3);
+  // the rounds after the last leave room for a restarted worker to mount (rounds of under a second took 4 to heal).
+  const rounds = 3 * plan.length + 12;
   log(`  faults: 12 clients, 2 switches, HE, ${rounds} rounds; ${plan.map((p) => p.fault).join(', ')}`);
   const run = new Run(rounds);
   const [victim] = run.addresses('client');

@@ -55,6 +55,8 @@ export interface Accumulator {
   readonly addMs: number;
   /** A new round (or a retried one) starts from nothing. */
   reset(): void;
+  /** The role is closing: what it holds is freed, and nothing more is taken. */
+  close(): void;
 }
 
 export class PlaintextAccumulator implements Accumulator {
@@ -81,6 +83,10 @@ export class PlaintextAccumulator implements Accumulator {
   reset(): void {
     this.buffer = new UpdateBuffer(this.parameters);
   }
+
+  close(): void {
+    this.reset();
+  }
 }
 
 export class EncryptedAccumulator implements Accumulator {
@@ -95,6 +101,7 @@ export class EncryptedAccumulator implements Accumulator {
   /** Milliseconds during which at least one addition was under way this round (the sum's final read is the forward's). */
   private addedMs = 0;
   private busySince = 0;
+  private closed = false;
 
   constructor(
     private readonly he: HeSession,
@@ -124,13 +131,20 @@ export class EncryptedAccumulator implements Accumulator {
   }
 
   async total(): Promise<Total | undefined> {
+    const held = this.held;
     // Read with nothing under way (an update added but not yet judged may still be taken out), in
     // the same turn of the event loop as the check: no addition starts in between.
     while (this.adding.size) await Promise.allSettled([...this.adding]);
+    if (held !== this.held) throw new Error('a new round began while this one was being summed');
     if (this.broken) throw new Error(this.broken);
     if (!this.contributors) return undefined;
     const { weight, contributors } = this;
     return { kind: 'encrypted', ciphertexts: await this.held.read(), weight, contributors };
+  }
+
+  close(): void {
+    this.closed = true;
+    this.held.drop();
   }
 
   reset(): void {
@@ -148,6 +162,7 @@ export class EncryptedAccumulator implements Accumulator {
    * the round refuses then is taken out of the sum again. Updates are added side by side.
    */
   private async addOne(arrival: Arrival, gate: Gate): Promise<void> {
+    if (this.closed) throw new HttpError(503, 'closing', `the ${this.holder} is closing`);
     gate.check();
     const held = this.held;
     const ciphertexts = arrival.ciphertexts!;

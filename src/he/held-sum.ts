@@ -4,30 +4,32 @@
  * its range into SEAL once and adds it, and the sum is written out once, when read: one copy of it in
  * all, where a sum kept by the caller was read and written in full for every batch it added.
  *
- * A range lives in the thread that held it when the sum began: a thread that dies takes its range
- * with it, and the sum then refuses more (HePoolFailure) and cannot be read; the round runs again.
+ * A range lives in the thread that held it at the sum's first addition: a thread that dies takes its
+ * range with it, and the sum then refuses more (HePoolFailure) and cannot be read.
  */
 import { HePoolFailure, type HePool, type PoolTask, type PoolThread } from './pool';
 import { pack, unpack, type Packed } from './packing';
 
 export class HeldSum {
   private readonly id: number;
-  /** The thread holding each range, as the pool's slots were when the sum began. */
-  private readonly holders: readonly PoolThread[];
+  /** The thread holding each range, as the pool's slots were at the first addition. */
+  private holders: readonly PoolThread[] = [];
   /** Ciphertexts per update, from the first: how the ranges fall. */
   private chunks?: number;
   private dropped = false;
 
   constructor(private readonly pool: HePool) {
     this.id = pool.newSumId();
-    this.holders = pool.currentThreads();
   }
 
   /** Adds one update's ciphertexts. All or nothing: one that does not load (or cancels the sum out) leaves the sum as it was, and rejects. */
   async add(ciphertexts: Uint8Array[]): Promise<void> {
     if (this.dropped) throw new Error('this sum was dropped');
     if (this.chunks !== undefined && ciphertexts.length !== this.chunks) throw new Error(`${ciphertexts.length} ciphertexts, not the ${this.chunks} of the sum`);
+    if (this.chunks === undefined) this.holders = this.pool.currentThreads();
     this.chunks = ciphertexts.length;
+    const lost = this.holders.find((thread) => thread.gone);
+    if (lost) throw lostWith(lost);
     const outcomes = await Promise.allSettled(this.post(ciphertexts, 1));
     const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
     if (!failed) return;
@@ -67,7 +69,9 @@ export class HeldSum {
 
   private run<T>(range: number, task: PoolTask): Promise<T> {
     const thread = this.holders[range];
-    if (thread.gone) return Promise.reject(new HePoolFailure(`the HE thread ${thread.index} died holding part of the sum`));
+    if (thread.gone) return Promise.reject(lostWith(thread));
     return this.pool.runOnThread<T>(thread, task);
   }
 }
+
+const lostWith = (thread: PoolThread) => new HePoolFailure(`the HE thread ${thread.index} died holding part of the sum`);

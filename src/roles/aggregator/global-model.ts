@@ -55,8 +55,8 @@ export class UnreadableSum extends Error {}
 
 /**
  * No client could score the round's new model (every one asked failed or timed out), or the round's
- * sum was lost before it was read (an HE thread keeping part of it died): whether its sum was sound
- * is not known, and nobody is suspected. The round is run again; the model stays as it was.
+ * sum was lost before it was read or decrypted (an HE thread died): whether its sum was sound is not
+ * known, and nobody is suspected. The round is run again; the model stays as it was.
  */
 export class UnscoredModel extends Error {}
 
@@ -124,7 +124,8 @@ export class ReadableGlobal implements GlobalModel {
       const sum = await this.he!.pool.decrypt(total.ciphertexts, this.values.length, 1 / total.scale);
       return { kind: 'plain', sum, weight: total.weight, contributors: total.contributors };
     } catch (err) {
-      if (err instanceof HePoolFailure) throw err;
+      // The pool failing is nobody's doing: the round runs again, suspecting no one.
+      if (err instanceof HePoolFailure) throw new UnscoredModel(`its sum could not be decrypted: ${err.message}`);
       throw new UnreadableSum(`it does not decrypt: ${(err as Error).message}`);
     }
   }

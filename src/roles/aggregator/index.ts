@@ -288,7 +288,7 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
   protected override async close(): Promise<void> {
     await super.close();
     this.prepared?.model.dispose();
-    this.prepared?.accumulator.reset(); // frees the sum its HE threads keep: the pool may be shared on
+    this.prepared?.accumulator.close(); // frees the sum its HE threads keep: the pool may be shared on
     await this.prepared?.he?.pool.close();
   }
 }

@@ -247,17 +247,19 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     const accumulator = this.accumulator!;
     // Updates still being added belong to this sum, or are refused; the total is read once they are.
     let total: Total | undefined;
+    let unreadable: Error | undefined;
     try {
       total = await accumulator.total();
     } catch (err) {
-      // Lost with an HE thread, say: the level above hears so now, rather than at its deadline.
-      return this.upstream.withhold({ round, attempt, from, missing, reason: `its sum could not be read: ${(err as Error).message}` });
+      unreadable = err as Error;
     }
     if (this.machine.state.attempt !== attempt) {
       // Another attempt was opened while the last additions ran: this sum is not wanted.
       this.node.logger.warn(`round ${round}: not forwarding ${attempt}; ${this.machine.state.attempt} has been opened since`);
       return;
     }
+    // Lost with an HE thread, say: the level above hears so now, rather than at its deadline.
+    if (unreadable) return this.upstream.withhold({ round, attempt, from, missing, reason: `its sum could not be read: ${unreadable.message}` });
     await this.upstream.forward({
       round,
       attempt,
@@ -277,7 +279,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
 
   protected override async close(): Promise<void> {
     await super.close();
-    this.accumulator?.reset(); // frees the sum its HE threads keep: the pool may be shared on
+    this.accumulator?.close(); // frees the sum its HE threads keep: the pool may be shared on
     const he = await this.he?.catch(() => undefined);
     await he?.pool.close();
   }

@@ -121,6 +121,18 @@ describe('accumulators', () => {
       assert.ok(Math.abs(alone[0] - 1) < 1e-6, `e alone, not b's 50 too: decrypted ${alone[0]}`);
     });
 
+    it('a total asked for while a new round begins says so rather than read the new one; a closed accumulator takes nothing more', async () => {
+      const acc = new EncryptedAccumulator(sessions.adder, 'switch');
+      const ciphertexts = await sessions.keyed.pool.encrypt(values(1));
+      const adding = acc.add({ round: 5, sender: 'a', weight: 1, contributors: 1, preScaled: true, ciphertexts }, open);
+      const reading = acc.total();
+      acc.reset();
+      await adding;
+      await assert.rejects(reading, /a new round began while this one was being summed/);
+      acc.close();
+      await assert.rejects(acc.add({ round: 6, sender: 'b', weight: 1, contributors: 1, preScaled: true, ciphertexts }, open), (err: { status?: number }) => err.status === 503);
+    });
+
     it('a range lost with its thread makes the total fail, naming why, rather than be short', async () => {
       const params = { poly_modulus_degree: 4096, coeff_modulus_bits: [54], scale_bits: 45 };
       const keyed = await HePool.start(params, await Ckks.generateKeys(params));

@@ -99,6 +99,8 @@ describe('HE pool: sums held in the threads', { timeout: 60_000 }, () => {
     const pool = await HePool.start(params, {}, 2, { testHooks: true });
     try {
       const sum = new HeldSum(pool);
+      // A thread replaced before the first addition holds nothing yet: the sum takes the threads there are then.
+      await assert.rejects(pool.crashThreadForTest(1, 'exit'));
       await sum.add(await update(1));
       await assert.rejects(pool.crashThreadForTest(1, 'exit'));
       await assert.rejects(sum.add(await update(2)), (err: Error) => err instanceof HePoolFailure && /the HE thread 1 died holding part of the sum/.test(err.message));
