@@ -127,7 +127,8 @@ export async function testbedRun(shape: RunShape): Promise<TestbedRun> {
   const state = join(dir, 'state');
   const logs = join(dir, 'logs');
   const outputs = join(dir, 'outputs');
-  if ((await up({ config: file, state, timeout: 120_000, logs, quiet: true })) !== 0) throw new Error(`${shape.name}: the testbed did not start`);
+  // Its own clients' key: runs of other HE parameters must not find this one's (nor the project's keys/).
+  if ((await up({ config: file, state, timeout: 120_000, logs, quiet: true, heKey: join(dir, 'he-secret.json') })) !== 0) throw new Error(`${shape.name}: the testbed did not start`);
   let cpu: TestbedRun['cpu_s_per_round'] = null;
   let rss: TestbedRun['process_rss_mb_max'];
   let aggregatorHwm: number | undefined;
