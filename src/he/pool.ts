@@ -172,12 +172,12 @@ export class HePool {
    * Runs `task` on the thread now in slot `index`. `handOver`: the task's buffer is a copy made for it
    * (values sliced, ciphertexts packed), so it moves to the thread instead of being copied again.
    */
-  private run<T>(index: number, task: Payload<Task>, handOver = false): Promise<T> {
+  private run<T>(index: number, task: PoolTask, handOver = false): Promise<T> {
     return this.runOn<T>(this.threads[index], task, handOver);
   }
 
   /** As run, on `thread` itself, failing if it died: a held sum's range lives there, and nowhere else. */
-  private runOn<T>(thread: Thread, task: Payload<Task>, handOver = false): Promise<T> {
+  private runOn<T>(thread: Thread, task: PoolTask, handOver = false): Promise<T> {
     if (this.closed) return Promise.reject(new HePoolFailure('the HE pool is closed'));
     if (this.failure !== undefined) return Promise.reject(new HePoolFailure(this.failure));
     if (thread.gone) return Promise.reject(new HePoolFailure(`the HE thread ${thread.index} died`));
