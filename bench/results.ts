@@ -29,6 +29,8 @@ export interface Results {
   minutes: number;
   he: Settings['he'];
   micro: MicroRow[];
+  /** Set when sections 1, 2 and 4 were made alone (`npm run bench -- micro`). */
+  micro_command?: string;
   /** The HE stages at each step of the profile-led changes, the first where it started. */
   profile: { label: string; stages: Stages }[];
   switch: SwitchThroughput;
@@ -149,6 +151,7 @@ function formatSections(r: Results): string[] {
     '',
     '## 1. HE micro-benchmarks',
     '',
+    ...(r.micro_command ? [`Sections 1, 2 and 4 made by \`${r.micro_command}\`.`, ''] : []),
     'One thread, milliseconds per update: encode+encrypt and serialize (a client), deserialize 12 updates and add them (a switch), decrypt+decode (the key holder).',
     '',
     `| key mode | parameters | ${stageCols.join(' | ')} | bytes/param | x float32 |`,

@@ -3,7 +3,8 @@
  * bench/RESULTS.md, bench/results.json, bench/scaling.png, bench/faults.png and (as root, on the
  * emulated testbed) bench/links.png. Medians of repeated runs.
  *   npm run bench -- [--quick]
- *   npm run bench -- e2e        only section 3, the others kept from bench/results.json
+ *   npm run bench -- micro      only sections 1, 2 and 4 (no testbed), the others kept from bench/results.json
+ *   npm run bench -- e2e        only section 3, likewise
  *   npm run bench -- links      only section 7, likewise
  *   npm run bench -- quantized  only section 8, likewise
  *   npm run bench -- faults     only section 6, likewise
@@ -75,15 +76,7 @@ async function profileSteps(repeats: number): Promise<Results['profile']> {
 async function main(quick: boolean): Promise<void> {
   const command = `npm run bench${quick ? ' -- --quick' : ''}`;
   const started = Date.now();
-  const repeats = quick ? 1 : 3;
-  log('1. HE micro-benchmarks');
-  const microRows = await micro(heSchema.parse({ enabled: true }), repeats, quick ? [100_000] : [100_000, 1_000_000]);
-  const profile = await profileSteps(repeats);
-  log('2. switch throughput');
-  const switchRow = await switchThroughput(repeats);
-  log('4. baselines');
-  const transferRows = await transfers();
-  const paillier = await paillierVersusCkks(101_770, quick ? 8 : 48, repeats);
+  const { micro: microRows, profile, switch: switchRow, transfers: transferRows, paillier } = await withoutTestbed(quick);
   const testbed = await endToEnd(quick);
   const { encrypted } = testbed;
   log('5. scaling');
@@ -149,6 +142,26 @@ async function main(quick: boolean): Promise<void> {
   writeFileSync(join(ROOT, 'bench', 'faults.png'), svgToPng(await renderSvg(faultsChart(faults))));
   results.minutes = (Date.now() - started) / 60_000;
   await write(results);
+}
+
+/** Sections 1, 2 and 4: HE stages, one switch, the baselines (no testbed). */
+async function withoutTestbed(quick: boolean): Promise<Pick<Results, 'micro' | 'profile' | 'switch' | 'transfers' | 'paillier'>> {
+  const repeats = quick ? 1 : 3;
+  log('1. HE micro-benchmarks');
+  const microRows = await micro(heSchema.parse({ enabled: true }), repeats, quick ? [100_000] : [100_000, 1_000_000]);
+  const profile = await profileSteps(repeats);
+  log('2. switch throughput');
+  const switchRow = await switchThroughput(repeats);
+  log('4. baselines');
+  const transferRows = await transfers();
+  const paillier = await paillierVersusCkks(101_770, quick ? 8 : 48, repeats);
+  return { micro: microRows, profile, switch: switchRow, transfers: transferRows, paillier };
+}
+
+/** Sections 1, 2 and 4 alone, the others as bench/results.json has them. */
+async function withoutTestbedOnly(quick: boolean): Promise<void> {
+  const results = JSON.parse(readFileSync(join(ROOT, 'bench', 'results.json'), 'utf8')) as Results;
+  await write({ ...results, ...(await withoutTestbed(quick)), micro_command: `npm run bench -- micro${quick ? ' --quick' : ''}` });
 }
 
 /** Section 3: the 15-node testbed, plaintext and HE in pairs. */
@@ -267,6 +280,7 @@ async function modelsOnly(quick: boolean): Promise<void> {
 }
 
 const SECTIONS: Record<string, (quick: boolean) => Promise<void>> = {
+  micro: withoutTestbedOnly,
   e2e: endToEndOnly,
   links: linksOnly,
   quantized: quantizedOnly,
@@ -283,7 +297,7 @@ const SECTIONS: Record<string, (quick: boolean) => Promise<void>> = {
 
 new Command()
   .name('bench')
-  .argument('[section]', '"e2e": only the 15-node testbed end to end; "links": only the links experiment on the emulated testbed (root); "quantized": only the quantized packing comparison; "faults": only what each fault costs; "tree": only the bytes at the aggregator flat and through switches of switches; "tls": only what mutual TLS costs; "seal": only node-seal 6 against 7; "adversarial": only what each attack costs; "strategies": only every strategy, attackers and DP side by side; "heterogeneous": only slow machines, over-selection and the network\'s overhead per link rate (root); "scale": only 12 to 200 clients; "models": only 100k to 10M parameters and a switch on quantized updates')
+  .argument('[section]', '"micro": only the HE stages, one switch and the baselines (sections 1, 2, 4); "e2e": only the 15-node testbed end to end; "links": only the links experiment on the emulated testbed (root); "quantized": only the quantized packing comparison; "faults": only what each fault costs; "tree": only the bytes at the aggregator flat and through switches of switches; "tls": only what mutual TLS costs; "seal": only node-seal 6 against 7; "adversarial": only what each attack costs; "strategies": only every strategy, attackers and DP side by side; "heterogeneous": only slow machines, over-selection and the network\'s overhead per link rate (root); "scale": only 12 to 200 clients; "models": only 100k to 10M parameters and a switch on quantized updates')
   .option('--quick', 'one repeat, small runs: a smoke test of the suite, not numbers to quote')
   .action((section: string | undefined, flags: { quick?: boolean }) => {
     if (section && !SECTIONS[section]) throw new Error(`unknown section "${section}" (sections that run alone: ${Object.keys(SECTIONS).join(', ')})`);
