@@ -13,7 +13,8 @@
  * The unit is chosen so that the sum of the round's shares cannot leave ±2^(width-1): each share
  * rounds by less than one unit, so `clients` of them add at most `clients` units to a range of
  * 2^(width-1) - 1 - clients. With `bits` of precision per client and `clients` ≤ 2^h, width is
- * bits + h. Decoding reads the slots back from the bottom, each centred, so signs borrow correctly.
+ * bits + h. Decoding reads the slots back as the balanced digits of the coefficient (each in
+ * [-2^(width-1), 2^(width-1)), so signs borrow correctly; packed-reader.ts).
  *
  * The coefficient is an integer modulo Q, the product of the data primes, written as its residue
  * modulo each (SEAL's RNS form) and read back by the Chinese remainder theorem. With several
@@ -22,6 +23,7 @@
 import { discreteGaussian } from '../privacy/discrete-gaussian';
 import { secureUniform } from '../privacy/random';
 import type { CoefficientLayout, Residues } from './coefficients';
+import { PackedReader } from './packed-reader';
 
 /** What the experiment settings say (he.quantize), with `clients` filled in when the config is read. */
 export interface QuantizeSpec {
@@ -146,12 +148,11 @@ export class QuantizedLayout implements CoefficientLayout {
   readonly perCoefficient: number;
   readonly geometry: Geometry;
   private readonly moduli: bigint[];
-  private readonly modulus: bigint;
-  /** CRT: x = Σ r_j · crt_j mod Q. */
-  private readonly crt: bigint[];
+  /** Made when first needed: only a node with the secret key reads coefficients back. */
+  private reader?: PackedReader;
   /** Made when first needed: a switch only adds, and needs no clip (nor the model's tensor sizes). */
   private segmentsMade?: { end: number; clip: number; unit: number }[];
-  /** Slots combined in one double (exact below 2^53) before going to BigInt. */
+  /** Slots combined in one double (exact below 2^53) before going to BigInt, when writing (toResidues). */
   private readonly group: number;
 
   constructor(
@@ -162,11 +163,6 @@ export class QuantizedLayout implements CoefficientLayout {
     this.geometry = geometryOf(spec, moduli);
     this.perCoefficient = this.geometry.slots;
     this.moduli = [...moduli];
-    this.modulus = moduli.reduce((a, b) => a * b, 1n);
-    this.crt = this.moduli.map((q) => {
-      const rest = this.modulus / q;
-      return rest * modInverse(rest % q, q);
-    });
     this.group = Math.max(1, Math.floor(52 / this.geometry.width));
     // With the model's tensor sizes at hand, a clip list that does not fit them is an error now, not at the first update.
     if (sizes) void this.segments;
@@ -226,19 +222,15 @@ export class QuantizedLayout implements CoefficientLayout {
   }
 
   /**
-   * Reads coefficients back into out[start..end) as values·factor. Under another secret key the low
-   * bits hold no small noise but anything: that is refused rather than read as values.
+   * Reads coefficients back into out[start..end) as values·factor (packed-reader.ts). Under another
+   * secret key the low bits hold no small noise but anything: that is refused rather than read as values.
    */
   fromResidues(residues: Residues, out: Float64Array, start: number, end: number, factor: number, first: number): void {
-    const { slots, width, noiseBits } = this.geometry;
-    const half = this.modulus >> 1n;
-    const round = 1n << BigInt(noiseBits - 1);
-    const loud = 1n << BigInt(noiseBits - 2);
+    const { slots, noiseBits } = this.geometry;
+    const reader = (this.reader ??= new PackedReader(this.moduli, this.geometry));
+    const loud = 2 ** (noiseBits - 2);
     let strays = 0;
     let coefficients = 0;
-    const shift = BigInt(noiseBits);
-    const groupBits = width * this.group;
-    const groupScale = 2 ** width;
     const segments = this.segments;
     let segment = 0;
     const unitOf = (index: number) => {
@@ -246,44 +238,16 @@ export class QuantizedLayout implements CoefficientLayout {
       return segments[segment].unit * factor;
     };
     for (let c = 0; start + c * slots < end; c++) {
-      let x = 0n;
-      for (let j = 0; j < this.crt.length; j++) x += residues.getBig(j, c) * this.crt[j];
-      x %= this.modulus;
-      if (x > half) x -= this.modulus;
-      let packed = (x + round) >> shift; // the noise rounded away (>> floors, for negatives too)
-      const noise = x - (packed << shift);
+      const noise = reader.read(residues, c);
       if (noise >= loud || noise <= -loud) strays++;
       coefficients++;
       const from = start + c * slots;
       const to = Math.min(end, from + slots);
-      for (let g = 0; from + g * this.group < to; g++) {
-        // Centred group, then centred slots: a negative slot borrowed from the one above it.
-        let part = Number(BigInt.asIntN(groupBits, packed));
-        packed = (packed - BigInt(part)) >> BigInt(groupBits);
-        for (let s = g * this.group; s < Math.min(to - from, (g + 1) * this.group); s++) {
-          let slot = part % groupScale;
-          if (slot >= groupScale / 2) slot -= groupScale;
-          else if (slot < -groupScale / 2) slot += groupScale;
-          part = (part - slot) / groupScale;
-          out[from + s] = slot * unitOf(first + from + s);
-        }
-      }
+      for (let s = 0; s < to - from; s++) out[from + s] = reader.slot(s) * unitOf(first + from + s);
     }
     // The right key leaves noise far below 2^(noiseBits - 2) everywhere; a wrong one, above it about half the time.
     if (strays > coefficients / 8) {
       throw new Error(`${strays} of ${coefficients} coefficients decrypt with noise in their low bits: these ciphertexts were not made under this secret key`);
     }
   }
-}
-
-function modInverse(a: bigint, m: bigint): bigint {
-  let [r0, r1] = [a % m, m];
-  let [s0, s1] = [1n, 0n];
-  while (r1 !== 0n) {
-    const q = r0 / r1;
-    [r0, r1] = [r1, r0 - q * r1];
-    [s0, s1] = [s1, s0 - q * s1];
-  }
-  if (r0 !== 1n) throw new Error('the HE primes are not coprime');
-  return ((s0 % m) + m) % m;
 }
