@@ -26,10 +26,13 @@ const LIMB_BITS = 24;
 const LIMB = 2 ** LIMB_BITS;
 const LIMB_MASK = LIMB - 1;
 
-/** How values sit in a coefficient (quantized.ts Geometry). */
+/** How values sit in a coefficient (quantized.ts geometryOf works it out). */
 export interface SlotGeometry {
+  /** Bits of one slot: the precision plus the headroom for the sum. */
   width: number;
+  /** Values per coefficient. */
   slots: number;
+  /** Low bits left to the encryption noise of a sum of `clients` ciphertexts. */
   noiseBits: number;
 }
 

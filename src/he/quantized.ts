@@ -23,7 +23,7 @@
 import { discreteGaussian } from '../privacy/discrete-gaussian';
 import { secureUniform } from '../privacy/random';
 import type { CoefficientLayout, Residues } from './coefficients';
-import { PackedReader } from './packed-reader';
+import { PackedReader, type SlotGeometry } from './packed-reader';
 
 /** What the experiment settings say (he.quantize), with `clients` filled in when the config is read. */
 export interface QuantizeSpec {
@@ -47,14 +47,8 @@ export interface QuantizeSpec {
  */
 const BASE_NOISE_BITS = 13;
 
-export interface Geometry {
-  /** Bits of one slot: the precision plus the headroom for the sum. */
-  width: number;
-  /** Values per coefficient. */
-  slots: number;
-  /** Low bits left to the encryption noise of a sum of `clients` ciphertexts. */
-  noiseBits: number;
-}
+/** How values sit in a coefficient (its fields are described where it is read: packed-reader.ts). */
+export type Geometry = SlotGeometry;
 
 const bitLength = (x: bigint) => x.toString(2).length;
 
