@@ -28,14 +28,16 @@ function reference(x: bigint, moduli: bigint[], { width, slots, noiseBits }: Geo
   let centred = ((x % modulus) + modulus) % modulus;
   if (centred > modulus >> 1n) centred -= modulus;
   const shift = BigInt(noiseBits);
-  let packed = (centred + (1n << (shift - 1n))) >> shift;
+  const rounded = (centred + (1n << (shift - 1n))) >> shift;
+  const noise = Number(centred - (rounded << shift));
+  let packed = rounded;
   const digits: number[] = [];
   for (let s = 0; s < slots; s++) {
     const digit = BigInt.asIntN(width, packed);
     digits.push(Number(digit));
     packed = (packed - digit) >> BigInt(width);
   }
-  return { noise: Number(centred - (((centred + (1n << (shift - 1n))) >> shift) << shift)), slots: digits };
+  return { noise, slots: digits };
 }
 
 /** A uniform integer in [-top, top], from two draws (seededRandom gives 32 bits, slots may be wider). */
