@@ -1,6 +1,6 @@
 /**
  * The local testbed: every worker of a config on its own loopback address, in the background.
- *   npm run testbed -- init [--nodes 15 --switches 2 --spines 0 --base 127.0.1] [--out config.local.json] [--no-tls]
+ *   npm run testbed -- init [--nodes 15 --switches 2 --spines 0 --base 127.0.1] [--out config.local.json] [--no-tls] [--bits 8 | --no-quantize]
  *   npm run testbed -- init --clients 200 --per-process 10 [--switches 4 --spines 1 …]   many clients to a process
  *   npm run testbed -- up [--config config.local.json]     start the workers, wait until healthy
  *   npm run testbed -- status | down
@@ -19,7 +19,7 @@ import { ConfigError, loadExperimentConfig, resolveNodeConfigs, usesTls } from '
 import { certFiles, copyNodeFiles, ensureTestbedCerts, makeTestbedCerts } from '../src/net/certs';
 import { answersHealth } from '../src/net/health-check';
 import { parseAddress } from '../src/config/address';
-import { formatConfig, testbedConfig } from '../src/config/testbed';
+import { formatConfig, INIT_BITS, testbedConfig } from '../src/config/testbed';
 import { nodesFlag, workerProcesses } from '../src/config/processes';
 import { nodeIdFor } from '../src/log/logger';
 import { DEFAULT_KEY_FILE, ensureClientKey } from '../src/he/keys';
@@ -288,8 +288,11 @@ function status(flags: StateFlags): number {
   return 0;
 }
 
-async function init(flags: { nodes: number; clients?: number; perProcess?: number; switches: number; spines: number; base: string; port: number; out?: string; tls: boolean }): Promise<number> {
-  const config: Record<string, unknown> = { ...testbedConfig(flags), ...(flags.tls && flags.out ? { tls: true } : {}) };
+interface InitFlags { nodes: number; clients?: number; perProcess?: number; switches: number; spines: number; base: string; port: number; out?: string; tls: boolean; bits: number; quantize: boolean }
+
+async function init(flags: InitFlags): Promise<number> {
+  const shape = { ...flags, bits: flags.quantize ? flags.bits : undefined };
+  const config: Record<string, unknown> = { ...testbedConfig(shape), ...(flags.tls && flags.out ? { tls: true } : {}) };
   const machines = new Set(Object.keys(config.others as object).map((a) => a.split(':')[0])).size;
   const text = formatConfig(config);
   if (!flags.out) {
@@ -337,6 +340,8 @@ program
   .option('--port <port>', 'port on every node', int, 5000)
   .option('--out <file>', 'write here instead of stdout')
   .option('--no-tls', 'plain HTTP between the nodes (with --out, mutual TLS is on and the certificates are made beside the file)')
+  .option('--bits <n>', 'quantized HE: bits a value (2 to 24), several values to a ciphertext coefficient', int, INIT_BITS)
+  .option('--no-quantize', 'CKKS on the float values, a value to a coefficient (about 4x the bytes of 8 bits)')
   .action(run(init));
 withState(program.command('up').description('start every worker of the config and wait until each answers /health'))
   .option('--config <file>', 'the experiment config (default: config.local.json; with --emulate, config.json)')

@@ -7,7 +7,7 @@ import { describeIssues } from '../../../src/config/issues';
 import { ConfigError, parseExperimentConfig, resolveNodeConfigs } from '../../../src/config/load';
 import { releaseCost } from '../../../src/privacy/dp';
 import { nodeConfigSchema } from '../../../src/config/node-config';
-import { formatConfig, testbedConfig } from '../../../src/config/testbed';
+import { formatConfig, INIT_BITS, testbedConfig } from '../../../src/config/testbed';
 import { ROOT } from '../../helpers/cluster';
 
 const minimal = () => ({
@@ -318,9 +318,9 @@ describe('switches of switches', () => {
 
 describe('example configs', () => {
   for (const [file, base] of [['config.json', '10.10.1'], ['config.local.json', '127.0.1']]) {
-    it(`${file} is the 15-node reference testbed on ${base}.x and is valid`, () => {
+    it(`${file} is the 15-node reference testbed on ${base}.x, as \`testbed init\` lays it out, and is valid`, () => {
       const text = readFileSync(join(ROOT, file), 'utf8');
-      assert.equal(text, formatConfig(testbedConfig({ base, nodes: 15, switches: 2 })));
+      assert.equal(text, formatConfig(testbedConfig({ base, nodes: 15, switches: 2, bits: INIT_BITS })));
       const nodes = [...resolveNodeConfigs(parseExperimentConfig(JSON.parse(text))).values()];
       assert.equal(nodes.filter((n) => n.type === 'client').length, 12);
       assert.equal(nodes.filter((n) => n.type === 'switch').length, 2);
