@@ -164,18 +164,40 @@ async function withoutTestbedOnly(quick: boolean): Promise<void> {
   await write({ ...results, ...(await withoutTestbed(quick)), micro_command: `npm run bench -- micro${quick ? ' --quick' : ''}` });
 }
 
-/** Section 3: the 15-node testbed, plaintext and HE in pairs. */
+/** Quantized HE as `testbed init` and the demo set it (8 bits), in each key mode. */
+const QUANTIZED_HE = {
+  aggregator: { enabled: true, key_holder: 'aggregator', quantize: { bits: 8 } },
+  clients: { enabled: true, key_holder: 'clients', quantize: { bits: 8 } },
+};
+
+/**
+ * Section 3: the 15-node testbed in plaintext, under CKKS on the float values, and under the
+ * default, quantized HE, with the key at the aggregator and at the clients: one run of each in turn.
+ */
 async function endToEnd(quick: boolean, command?: string): Promise<Results['testbed']> {
   log('3. end to end on the 15-node testbed');
   const rounds = quick ? 3 : 10;
-  // Plaintext and HE alternate: this machine's speed drifts between minutes, and pairs run side by side cancel the drift.
-  const runs: { plaintext: TestbedRun[]; he: TestbedRun[] } = { plaintext: [], he: [] };
-  for (let pair = 0; pair < (quick ? 1 : 3); pair++) {
-    runs.plaintext.push(await testbedRun({ name: 'plaintext', clients: 12, switches: 2, rounds, he: false }));
-    runs.he.push(await testbedRun({ name: 'he', clients: 12, switches: 2, rounds, he: true }));
+  const shape = { clients: 12, switches: 2, rounds };
+  // The modes alternate: this machine's speed drifts between minutes, and runs side by side cancel the drift.
+  const runs: Record<'plaintext' | 'he' | 'aggregator' | 'clients', TestbedRun[]> = { plaintext: [], he: [], aggregator: [], clients: [] };
+  for (let turn = 0; turn < (quick ? 1 : 3); turn++) {
+    runs.plaintext.push(await testbedRun({ ...shape, name: 'plaintext', he: false }));
+    runs.he.push(await testbedRun({ ...shape, name: 'he', he: true }));
+    runs.aggregator.push(await testbedRun({ ...shape, name: 'quantized-aggregator', he: true, heSettings: QUANTIZED_HE.aggregator }));
+    runs.clients.push(await testbedRun({ ...shape, name: 'quantized-clients', he: true, heSettings: QUANTIZED_HE.clients }));
   }
-  const pairRatios = runs.he.map((he, i) => Math.round((he.round_s / runs.plaintext[i].round_s) * 100) / 100);
-  return { plaintext: combineRuns(runs.plaintext), encrypted: combineRuns(runs.he), pair_ratios: pairRatios, ...(command ? { command } : {}) };
+  const ratios = (of: TestbedRun[]) => of.map((run, i) => Math.round((run.round_s / runs.plaintext[i].round_s) * 100) / 100);
+  return {
+    plaintext: combineRuns(runs.plaintext),
+    encrypted: combineRuns(runs.he),
+    pair_ratios: ratios(runs.he),
+    quantized: {
+      aggregator: combineRuns(runs.aggregator),
+      clients: combineRuns(runs.clients),
+      ratios: { aggregator: ratios(runs.aggregator), clients: ratios(runs.clients) },
+    },
+    ...(command ? { command } : {}),
+  };
 }
 
 async function write(results: Results): Promise<void> {
