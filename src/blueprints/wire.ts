@@ -1,6 +1,7 @@
 /** Body parsing shared by the blueprints: JSON for small control messages, raw bytes for models and updates. */
 import express, { type RequestHandler } from 'express';
 import { requireContentType } from '../net/errors';
+import { rawBody } from '../net/raw-body';
 import type { Settings } from '../config/schema';
 import type { Topology } from '../topology/tree';
 import { callerOf } from '../net/callers';
@@ -17,7 +18,7 @@ const MAX_CIPHER_BYTES_PER_PARAMETER = 80;
 /** Room for a message of `updates` × `parameters` values (float32, or encrypted) plus header, sender and metadata (codec's limit). */
 export function wireBody(parameters: number, encrypted = false, updates = 1): RequestHandler[] {
   const limit = HEADER_BYTES + maxMetaBytes(updates) + updates * parameters * (encrypted ? MAX_CIPHER_BYTES_PER_PARAMETER : 4);
-  return [requireContentType(WIRE_CONTENT_TYPE), express.raw({ type: WIRE_CONTENT_TYPE, limit, inflate: false })];
+  return [requireContentType(WIRE_CONTENT_TYPE), rawBody(limit)];
 }
 
 /**

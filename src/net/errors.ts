@@ -19,6 +19,7 @@ export const refused = (refusal: { status: number; reason: string; kind?: string
   new HttpError(refusal.status, refusal.kind ?? KIND_BY_STATUS[refusal.status] ?? 'refused', refusal.reason);
 
 export const badRequest = (reason: string, details?: unknown) => new HttpError(400, 'bad request', reason, details);
+export const tooLarge = (length: number | undefined, limit: number | undefined) => new HttpError(413, 'body too large', `the body is ${length} bytes; this route takes at most ${limit}`);
 export const conflict = (reason: string) => new HttpError(409, 'conflict', reason);
 
 interface BodyParserError extends Error {
@@ -34,7 +35,7 @@ function fromBodyParser(err: BodyParserError): HttpError | undefined {
     case 'entity.parse.failed':
       return new HttpError(400, 'malformed json', `the body is not valid JSON: ${err.message}`);
     case 'entity.too.large':
-      return new HttpError(413, 'body too large', `the body is ${err.length} bytes; this route takes at most ${err.limit}`);
+      return tooLarge(err.length, err.limit);
     case 'encoding.unsupported':
     case 'charset.unsupported':
       return new HttpError(415, 'unsupported encoding', err.message);
