@@ -17,6 +17,7 @@ import type { MicroRow } from './micro';
 import { fixed as n, megabytes } from './common';
 import type { SwitchThroughput } from './switch';
 import type { TestbedRun } from './testbed-runs';
+import type { BodyMemory } from './body-memory';
 
 type Stages = MicroRow['stages_ms'];
 
@@ -34,6 +35,8 @@ export interface Results {
   /** The HE stages at each step of the profile-led changes, the first where it started. */
   profile: { label: string; stages: Stages }[];
   switch: SwitchThroughput;
+  /** Section 2's memory of reading bodies (bench/body-memory.ts); absent in results made before it. */
+  body_memory?: BodyMemory;
   transfers: TransferRow[];
   paillier: PaillierComparison;
   /** Plaintext and HE run alternately; pair_ratios is each pair's HE round over its plaintext round. */
@@ -145,6 +148,17 @@ export function formatResults(r: Results): string {
   return [...formatSections(r), ...formatLinks(r.links), ...formatQuantized(r.quantized), ...formatTree(r.tree), ...formatTls(r.tls), ...formatSeal(r.seal), ...formatAdversarial(r.adversarial), ...formatStrategies(r.strategies), ...formatHeterogeneous(r.heterogeneous), ...formatScale(r.scale), ...formatModels(r.models)].join('\n');
 }
 
+/** Section 2's memory of reading bodies: one buffer of the declared length against chunks joined. */
+function bodyMemoryLines(m: BodyMemory | undefined): string[] {
+  if (!m) return [];
+  return [
+    '',
+    `Reading bodies (\`bench/body-memory.ts\`): a server takes ${m.at_once} bodies of ${n(m.body_mb)} MB at once (a 10M-parameter float32 update each), twice;`,
+    `its peak resident memory rose by **${n(m.ours_mb)} MB** read into one buffer of the declared length (\`src/net/raw-body.ts\`, what the nodes use),`,
+    `by ${n(m.express_raw_mb)} MB read by body-parser's raw reader (chunks gathered, then joined: the body twice at the join). Medians of runs in turn.`,
+  ];
+}
+
 function formatSections(r: Results): string[] {
   const stageCols = ['encrypt', 'serialize', 'deserialize', 'sum', 'decrypt'] as const;
   const total = (stages: Stages) => stageCols.reduce((sum, s) => sum + stages[s], 0);
@@ -229,6 +243,7 @@ function formatSections(r: Results): string[] {
     `One switch (the real worker on a loopback socket) takes ${r.switch.updates_per_round} encrypted updates of ${n(r.switch.parameters)} parameters from ${r.switch.senders} senders at once, checks and adds each, and forwards the sum:`,
     `**${n(r.switch.updates_per_s, 1)} updates/s** (${n(r.switch.mb_per_s, 0)} MB/s of ciphertext).` +
       (r.switch.bare_http_updates_per_s ? ` A bare Express app takes the same bodies from the same senders (it reads each and answers) at ${n(r.switch.bare_http_updates_per_s, 0)}/s: the most this event loop takes.` : ''),
+    ...bodyMemoryLines(r.body_memory),
     '',
     '## 3. End to end: the 15-node loopback testbed (12 clients, 2 switches, MLP 101,770 parameters)',
     '',

@@ -34,6 +34,7 @@ import { profile, type Packing } from './profile';
 import { faultsChart, formatResults, scalingChart, type Results } from './results';
 import { heldChart, heterogeneousCosts } from './heterogeneous';
 import { switchThroughput } from './switch';
+import { bodyMemory } from './body-memory';
 import { faultCosts } from './faults';
 import { combineRuns, testbedRun, type TestbedRun } from './testbed-runs';
 import { linkCosts, linksChart, type LinksResults } from './links';
@@ -76,7 +77,7 @@ async function profileSteps(repeats: number): Promise<Results['profile']> {
 async function main(quick: boolean): Promise<void> {
   const command = `npm run bench${quick ? ' -- --quick' : ''}`;
   const started = Date.now();
-  const { micro: microRows, profile, switch: switchRow, transfers: transferRows, paillier } = await withoutTestbed(quick);
+  const { micro: microRows, profile, switch: switchRow, body_memory, transfers: transferRows, paillier } = await withoutTestbed(quick);
   const testbed = await endToEnd(quick);
   const { encrypted } = testbed;
   log('5. scaling');
@@ -119,6 +120,7 @@ async function main(quick: boolean): Promise<void> {
     micro: microRows,
     profile,
     switch: switchRow,
+    body_memory,
     transfers: transferRows,
     paillier,
     testbed,
@@ -145,17 +147,18 @@ async function main(quick: boolean): Promise<void> {
 }
 
 /** Sections 1, 2 and 4: HE stages, one switch, the baselines (no testbed). */
-async function withoutTestbed(quick: boolean): Promise<Pick<Results, 'micro' | 'profile' | 'switch' | 'transfers' | 'paillier'>> {
+async function withoutTestbed(quick: boolean): Promise<Pick<Results, 'micro' | 'profile' | 'switch' | 'body_memory' | 'transfers' | 'paillier'>> {
   const repeats = quick ? 1 : 3;
   log('1. HE micro-benchmarks');
   const microRows = await micro(heSchema.parse({ enabled: true }), repeats, quick ? [100_000] : [100_000, 1_000_000]);
   const profile = await profileSteps(repeats);
   log('2. switch throughput');
   const switchRow = await switchThroughput(repeats);
+  const body_memory = await bodyMemory(repeats);
   log('4. baselines');
   const transferRows = await transfers();
   const paillier = await paillierVersusCkks(101_770, quick ? 8 : 48, repeats);
-  return { micro: microRows, profile, switch: switchRow, transfers: transferRows, paillier };
+  return { micro: microRows, profile, switch: switchRow, body_memory, transfers: transferRows, paillier };
 }
 
 /** Sections 1, 2 and 4 alone, the others as bench/results.json has them. */
