@@ -20,6 +20,7 @@ export const refused = (refusal: { status: number; reason: string; kind?: string
 
 export const badRequest = (reason: string, details?: unknown) => new HttpError(400, 'bad request', reason, details);
 export const tooLarge = (length: number | undefined, limit: number | undefined) => new HttpError(413, 'body too large', `the body is ${length} bytes; this route takes at most ${limit}`);
+export const aborted = () => new HttpError(400, 'aborted', 'the request was aborted before its body arrived');
 export const conflict = (reason: string) => new HttpError(409, 'conflict', reason);
 
 interface BodyParserError extends Error {
@@ -40,7 +41,7 @@ function fromBodyParser(err: BodyParserError): HttpError | undefined {
     case 'charset.unsupported':
       return new HttpError(415, 'unsupported encoding', err.message);
     case 'request.aborted':
-      return new HttpError(400, 'aborted', 'the request was aborted before its body arrived');
+      return aborted();
     default:
       // Any other refusal of the body the parser made (a client error it names), rather than a 500.
       return typeof err.status === 'number' && err.status >= 400 && err.status < 500 ? new HttpError(err.status, 'bad request', `the body could not be read: ${err.message}`) : undefined;

@@ -38,22 +38,32 @@ describe('a wire body', () => {
     server.close();
   });
 
-  /** POSTs `chunks` one by one (with `length` declared, or chunked without it); the status and JSON answer. */
-  const post = (chunks: Buffer[], length?: number) =>
-    new Promise<{ status: number; body: Record<string, unknown> }>((resolve, reject) => {
+  /**
+   * POSTs `chunks` one by one (with `length` declared, or chunked without it): the status, the JSON
+   * answer and its Connection header. `end: false` leaves the request open: the answer came before
+   * the body was all read.
+   */
+  const post = (chunks: Buffer[], length?: number, { end = true } = {}) =>
+    new Promise<{ status: number; body: Record<string, unknown>; connection?: string }>((resolve, reject) => {
       const headers: http.OutgoingHttpHeaders = { 'Content-Type': 'application/octet-stream', ...(length === undefined ? {} : { 'Content-Length': length }) };
+      let answered = false;
       const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/', headers }, (res) => {
         let text = '';
-        res.on('data', (d) => (text += d)).on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) }));
+        res.on('data', (d) => (text += d)).on('end', () => {
+          answered = true;
+          resolve({ status: res.statusCode!, body: JSON.parse(text), connection: res.headers.connection });
+          req.destroy();
+        });
       });
-      req.on('error', reject);
+      // Once answered, a request still open may see the server close the connection: no failure.
+      req.on('error', (err) => answered || reject(err));
       for (const chunk of chunks) req.write(chunk);
-      req.end();
+      if (end) req.end();
     });
 
   const bytes = (n: number, seed: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff));
 
-  it('reads a body of its declared length into a buffer of that length made at once, not chunks joined at the end', async () => {
+  it('reads a body of its declared length into one buffer of that length, not chunks joined at the end', async () => {
     const parts = [bytes(70_000, 1), bytes(90_000, 2), bytes(5, 3)];
     const whole = Buffer.concat(parts);
     const concat = Buffer.concat;
@@ -62,7 +72,7 @@ describe('a wire body', () => {
     try {
       const outcome = next();
       const answer = await post(parts, whole.length);
-      assert.deepEqual(answer, { status: 200, body: { bytes: whole.length } });
+      assert.deepEqual(answer, { status: 200, body: { bytes: whole.length }, connection: 'keep-alive' });
       const { body } = await outcome;
       assert.ok(body!.equals(whole));
       // Its own memory, from its first byte: the codec's float arrays are views of it, aligned as it laid them out.
@@ -74,25 +84,39 @@ describe('a wire body', () => {
     }
   });
 
+  it('gives a small body a buffer of its own too (a join would slice Node\'s shared 8 KB pool), and an empty one an empty buffer', async () => {
+    const small = bytes(100, 10);
+    let outcome = next();
+    assert.deepEqual(await post([small], small.length), { status: 200, body: { bytes: 100 }, connection: 'keep-alive' });
+    const { body } = await outcome;
+    assert.ok(body!.equals(small));
+    assert.equal(body!.buffer.byteLength, 100);
+    outcome = next();
+    assert.deepEqual(await post([], 0), { status: 200, body: { bytes: 0 }, connection: 'keep-alive' });
+    assert.equal((await outcome).body!.length, 0);
+  });
+
   it('gathers a body that declares no length (chunked), up to the limit', async () => {
     const parts = [bytes(1000, 4), bytes(3000, 5)];
     const outcome = next();
-    assert.deepEqual(await post(parts), { status: 200, body: { bytes: 4000 } });
+    assert.deepEqual(await post(parts), { status: 200, body: { bytes: 4000 }, connection: 'keep-alive' });
     assert.ok((await outcome).body!.equals(Buffer.concat(parts)));
   });
 
-  it('refuses a declared length beyond the limit (413) before reading it, and the route never sees it', async () => {
+  it('refuses a declared length beyond the limit (413) before its body comes, and the route never sees it', async () => {
     const outcome = next();
-    const answer = await post([bytes(LIMIT + 1, 6)], LIMIT + 1);
-    assert.deepEqual(answer, { status: 413, body: { error: 'body too large', reason: `the body is ${LIMIT + 1} bytes; this route takes at most ${LIMIT}` } });
+    // The request stays open with 10 of its bytes sent: the answer cannot have waited for the rest.
+    const answer = await post([bytes(10, 6)], LIMIT + 1, { end: false });
+    assert.deepEqual({ status: answer.status, body: answer.body }, { status: 413, body: { error: 'body too large', reason: `the body is ${LIMIT + 1} bytes; this route takes at most ${LIMIT}` } });
     assert.equal((await outcome).refusal?.status, 413);
   });
 
-  it('refuses a chunked body once it grows beyond the limit (413)', async () => {
+  it('refuses a chunked body once it grows beyond the limit (413), and closes the connection rather than read the rest', async () => {
     const outcome = next();
-    const answer = await post([bytes(LIMIT - 10, 7), bytes(100, 8)]);
+    const answer = await post([bytes(LIMIT - 10, 7), bytes(100, 8)], undefined, { end: false });
     assert.equal(answer.status, 413, JSON.stringify(answer));
     assert.match(String(answer.body.reason), new RegExp(`this route takes at most ${LIMIT}$`));
+    assert.equal(answer.connection, 'close');
     assert.equal((await outcome).body, undefined);
   });
 
