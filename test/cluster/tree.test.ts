@@ -13,7 +13,8 @@ import { ENCRYPTED_MODEL_FILE, type RoundMetrics } from '../../src/outputs';
 import { decode, encode, Kind, WIRE_CONTENT_TYPE } from '../../src/wire/codec';
 import { get, Testbed, waitFor, type LaunchedAggregator } from '../helpers/cluster';
 
-const ROUNDS = 6;
+/** Enough for rounds after the kill when it waits for a whole round on a loaded machine. */
+const ROUNDS = 8;
 const HIDDEN = 16;
 /** The MLP's parameters with 16 hidden units: 784·16 + 16 + 16·10 + 10. */
 const PARAMETERS = 784 * HIDDEN + HIDDEN + HIDDEN * 10 + 10;
@@ -73,7 +74,8 @@ for (const keyHolder of ['aggregator', 'clients'] as const) {
       await waitFor(async () => {
         const status = (await get(aggregator, '/a/status', testbed.token).catch(() => undefined))?.body;
         killedIn = status?.round ?? 0;
-        return status?.rounds_done >= 2 && status.stage === 'training' && metrics().some(whole);
+        // A whole round before the one training now (metrics.json may hold the next by the time it is read).
+        return status?.rounds_done >= 2 && status.stage === 'training' && metrics().some((m) => whole(m) && m.round < killedIn);
       }, 180_000).catch((err) => assert.fail(`no whole round before round ${killedIn} trained: ${err.message}\n${agg.output}`));
       newsAtKill = workerNews();
       testbed.kill(middle);
@@ -91,10 +93,12 @@ for (const keyHolder of ['aggregator', 'clients'] as const) {
       const before = metrics().filter((m) => m.round < killedIn);
       const first = before.find(whole);
       assert.ok(first, `no round before the kill had all 8 clients: ${JSON.stringify(before)}`);
-      // Before it, only a worker taken for down can keep clients out of a round, and the aggregator said so.
-      if (first.round > 1) assert.match(newsAtKill, /worker \S+ is down/, JSON.stringify(before));
-      // From it on, a client that stalls long enough is taken for down and missed: every one is in the sum or named.
-      for (const row of before.filter((m) => m.round >= first.round)) assert.equal(row.clients + row.missing.length, 8, `${JSON.stringify(row)}\n${newsAtKill}`);
+      // A client that stalls long enough is taken for down and missed: every one is in the sum or named, unless
+      // (before the first whole round) a worker was taken for down before selection, and the aggregator said so.
+      for (const row of before) {
+        const accounted = row.clients + row.missing.length === 8;
+        assert.ok(accounted || (row.round < first.round && /worker \S+ is down/.test(newsAtKill)), `${JSON.stringify(row)}\n${newsAtKill}`);
+      }
       const entry = (address: string) => iterations(address).find((e) => e.round === first.round)!;
       assert.deepEqual([node(9), node(13), spine].map((sw) => entry(sw).clients_reported), [2, 4, 8]);
       for (const sw of [node(9), node(13), spine]) {
