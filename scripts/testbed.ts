@@ -288,10 +288,11 @@ function status(flags: StateFlags): number {
   return 0;
 }
 
-interface InitFlags { nodes: number; clients?: number; perProcess?: number; switches: number; spines: number; base: string; port: number; out?: string; tls: boolean; bits: number; quantize: boolean }
+interface InitFlags { nodes: number; clients?: number; perProcess?: number; switches: number; spines: number; base: string; port: number; out?: string; tls: boolean; bits?: number; quantize: boolean }
 
 async function init(flags: InitFlags): Promise<number> {
-  const shape = { ...flags, bits: flags.quantize ? flags.bits : undefined };
+  if (!flags.quantize && flags.bits !== undefined) throw new Error('--bits with --no-quantize: give one or the other');
+  const shape = { ...flags, bits: flags.quantize ? (flags.bits ?? INIT_BITS) : undefined };
   const config: Record<string, unknown> = { ...testbedConfig(shape), ...(flags.tls && flags.out ? { tls: true } : {}) };
   const machines = new Set(Object.keys(config.others as object).map((a) => a.split(':')[0])).size;
   const text = formatConfig(config);
@@ -340,7 +341,7 @@ program
   .option('--port <port>', 'port on every node', int, 5000)
   .option('--out <file>', 'write here instead of stdout')
   .option('--no-tls', 'plain HTTP between the nodes (with --out, mutual TLS is on and the certificates are made beside the file)')
-  .option('--bits <n>', 'quantized HE: bits a value (2 to 24), several values to a ciphertext coefficient', int, INIT_BITS)
+  .option('--bits <n>', `quantized HE: bits a value (2 to 24), several values to a ciphertext coefficient (default ${INIT_BITS})`, int)
   .option('--no-quantize', 'CKKS on the float values, a value to a coefficient (about 4x the bytes of 8 bits)')
   .action(run(init));
 withState(program.command('up').description('start every worker of the config and wait until each answers /health'))

@@ -6,6 +6,7 @@
  * which have the clients) are spread evenly over them.
  */
 import { DEFAULT_PORT } from './address';
+import { quantizeSchema } from './schema';
 
 export interface TestbedShape {
   base: string;
@@ -42,7 +43,7 @@ export function testbedConfig(shape: TestbedShape): Record<string, unknown> {
   const rackSwitches = shape.switches - (shape.spines ?? 0);
   if (clientHosts !== undefined && clientHosts < rackSwitches) throw new Error(`--clients ${shape.clients} at ${perProcess} a machine make ${clientHosts} client machines, fewer than the ${rackSwitches} rack switches: give fewer switches or a smaller --per-process`);
   const clients = shape.clients ?? shape.nodes - 1 - shape.switches;
-  if (shape.bits !== undefined && !(Number.isInteger(shape.bits) && shape.bits >= 2 && shape.bits <= 24)) throw new Error(`--bits: 2 to 24 bits a value, got ${shape.bits}`);
+  if (shape.bits !== undefined && !quantizeSchema.shape.bits.safeParse(shape.bits).success) throw new Error(`--bits: ${shape.bits} is not a width he.quantize.bits takes (a whole number, 2 to 24)`);
   if (!/^\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(shape.base)) throw new Error(`--base: "${shape.base}" should be three octets, like 127.0.1`);
   if (shape.nodes > 254) throw new Error(`${clientHosts === undefined ? '--nodes' : '--clients with --per-process'}: at most 254 machines on one /24, got ${shape.nodes}`);
   if (clients < 1) throw new Error(`--nodes ${shape.nodes} with --switches ${shape.switches} leaves no client (needs nodes >= switches + 2)`);

@@ -329,6 +329,15 @@ describe('example configs', () => {
   }
 });
 
+describe('testbed init', () => {
+  it('quantizes HE to the bits it is given (CKKS on the float values without), and refuses a width he.quantize does not take', () => {
+    const he = (bits?: number) => parseExperimentConfig(testbedConfig({ base: '127.0.9', nodes: 4, switches: 1, bits })).he;
+    assert.equal(he(6).quantize?.bits, 6);
+    assert.equal(he().quantize, undefined);
+    for (const bad of [1, 25, 7.5]) assert.throws(() => testbedConfig({ base: '127.0.9', nodes: 4, switches: 1, bits: bad }), new RegExp(`--bits: ${bad} is not a width`));
+  });
+});
+
 describe('the straggler policy in config.json', () => {
   const reference = JSON.parse(readFileSync(join(ROOT, 'config.json'), 'utf8'));
 
