@@ -1,5 +1,5 @@
 /** bench/RESULTS.md and the scaling chart, from one run's numbers. */
-import type { Settings } from '../src/config/schema';
+import { QUANTIZED_HE_DEFAULTS, type Settings } from '../src/config/schema';
 import type { ChartSpec } from '../src/report/charts';
 import type { PaillierComparison, TransferRow } from './baselines';
 import type { FaultResults } from './faults';
@@ -14,7 +14,7 @@ import { formatAdversarial, type AdversarialResults } from './adversarial';
 import { formatStrategies, type StrategiesResults } from './strategies';
 import { formatSeal, type SealResults } from './seal-versions';
 import type { MicroRow } from './micro';
-import { fixed as n, megabytes } from './common';
+import { fixed as n, median, megabytes } from './common';
 import type { SwitchThroughput } from './switch';
 import type { TestbedRun } from './testbed-runs';
 import type { BodyMemory } from './body-memory';
@@ -76,13 +76,12 @@ const mb = (bytes: number) => megabytes(bytes, 1);
 
 /** The numbers the project promises, each with what this run measured. */
 export function targets(r: Results): { target: string; measured: string; met: boolean }[] {
-  const ratio = r.testbed.encrypted.round_s / r.testbed.plaintext.round_s;
   const encrypt = Math.min(...r.micro.filter((m) => m.mode.startsWith('public')).map((m) => m.pool_encrypt_params_per_s));
   const [json, binary] = r.transfers;
   const sizes = json.bytes / binary.bytes;
   const aggregation = r.paillier.paillier_ms.sum12 / r.paillier.ckks_ms.sum12;
   return [
-    { target: 'HE round time at most 1.5x plaintext (15-node testbed, MLP 100k)', measured: x(ratio), met: ratio <= 1.5 },
+    roundTarget('HE (CKKS on the float values) round time at most 1.5x plaintext (15-node testbed, MLP 100k)', r.testbed.encrypted, r.testbed.plaintext, r.testbed.pair_ratios, 1.5),
     ...defaultHeTargets(r.testbed),
     { target: 'client-side encryption at least 1M parameters/s', measured: `${n(encrypt)} parameters/s (public key, the slower mode)`, met: encrypt >= 1e6 },
     { target: 'binary plaintext at least 3x smaller on the wire than JSON', measured: `${x(sizes)} smaller`, met: sizes >= 3 },
@@ -92,14 +91,33 @@ export function targets(r: Results): { target: string; measured: string; met: bo
   ];
 }
 
+/**
+ * A mode's round over plaintext's: the median of each turn's ratio, when there were turns (a turn's
+ * runs side by side share the machine's speed, which drifts by half between minutes); else the
+ * ratio of the medians.
+ */
+function turnRatio(run: TestbedRun, plaintext: TestbedRun, turns: number[]): number {
+  return turns.length > 1 ? median(turns) : run.round_s / plaintext.round_s;
+}
+
+/**
+ * A round-time target on the 15-node testbed: met only when both the median of the turns and the
+ * ratio of the medians of all rounds meet it (three turns are few, and they can disagree).
+ */
+function roundTarget(target: string, run: TestbedRun, plaintext: TestbedRun, turns: number[], most: number) {
+  const pooled = run.round_s / plaintext.round_s;
+  const ratio = turnRatio(run, plaintext, turns);
+  const measured = turns.length > 1 ? `${x(ratio)} (median of the turns ${turns.map(x).join(', ')}; medians of all rounds ${x(pooled)})` : x(ratio);
+  return { target, measured, met: Math.max(ratio, pooled) <= most };
+}
+
 /** Issue 26's: the default, quantized HE near plaintext on the 15-node testbed, in both key modes. */
 function defaultHeTargets(t: Results['testbed']): { target: string; measured: string; met: boolean }[] {
   if (!t.quantized) return [];
-  const ratio = (run: TestbedRun) => run.round_s / t.plaintext.round_s;
-  const { aggregator, clients } = t.quantized;
+  const { aggregator, clients, ratios } = t.quantized;
   return [
-    { target: 'quantized HE (8 bits, the default), key at the aggregator: round at most 1.5x plaintext (15-node testbed)', measured: x(ratio(aggregator)), met: ratio(aggregator) <= 1.5 },
-    { target: 'quantized HE (8 bits), key at the clients: round at most 1.10x plaintext (15-node testbed)', measured: x(ratio(clients)), met: ratio(clients) <= 1.1 },
+    roundTarget('quantized HE (8 bits, the default), key at the aggregator: round at most 1.5x plaintext (15-node testbed)', aggregator, t.plaintext, ratios.aggregator, 1.5),
+    roundTarget('quantized HE (8 bits), key at the clients: round at most 1.10x plaintext (15-node testbed)', clients, t.plaintext, ratios.clients, 1.1),
   ];
 }
 
@@ -167,11 +185,13 @@ function formatSections(r: Results): string[] {
   const { plaintext, encrypted, quantized } = r.testbed;
   const e2eRuns: [string, TestbedRun][] = [
     ['plaintext', plaintext],
-    ['HE (key at the aggregator)', encrypted],
+    ['HE, CKKS on the float values (key at the aggregator)', encrypted],
     ...(quantized ? ([['quantized HE, 8 bits (key at the aggregator)', quantized.aggregator], ['quantized HE, 8 bits (key at the clients)', quantized.clients]] as [string, TestbedRun][]) : []),
   ];
   const ratioLine = (what: string, run: TestbedRun, each: number[]) =>
-    `${what} / plaintext round: **${x(run.round_s / plaintext.round_s)}**${each.length > 1 ? ` (run by run: ${each.map(x).join(', ')})` : ''}.`;
+    each.length > 1
+      ? `${what} / plaintext round, the median of the turns: **${x(turnRatio(run, plaintext, each))}** (turn by turn: ${each.map(x).join(', ')}; medians of all their rounds: ${n(run.round_s, 2)} s / ${n(plaintext.round_s, 2)} s = ${x(run.round_s / plaintext.round_s)}).`
+      : `${what} / plaintext round: **${x(run.round_s / plaintext.round_s)}**.`;
   const phaseRow = ([label, run]: [string, TestbedRun]) =>
     `| ${label} | ${n(run.round_s, 2)} | ${mb(run.bytes_per_round_at_aggregator)} | ` +
     (['train', 'encrypt', 'send', 'aggregate', 'decrypt', 'evaluate'] as const).map((p) => (run.phases_s[p] === undefined ? '–' : n(run.phases_s[p]!, 2))).join(' | ') +
@@ -182,7 +202,7 @@ function formatSections(r: Results): string[] {
     '# Benchmarks',
     '',
     `Made by \`${r.command}\` on ${r.date.slice(0, 10)} in ${n(r.minutes, 1)} minutes: ${r.machine}, Node ${r.node}, commit ${r.commit}.`,
-    `HE parameters: N=${r.he.poly_modulus_degree}, coefficient modulus ${JSON.stringify(r.he.coeff_modulus_bits)} bits, scale 2^${r.he.scale_bits}. Medians of repeated runs throughout.`,
+    `HE parameters, CKKS on the float values: N=${r.he.poly_modulus_degree}, coefficient modulus ${JSON.stringify(r.he.coeff_modulus_bits)} bits, scale 2^${r.he.scale_bits}; quantized HE (the default, 8 bits): N=${QUANTIZED_HE_DEFAULTS.poly_modulus_degree}, ${JSON.stringify(QUANTIZED_HE_DEFAULTS.coeff_modulus_bits)} bits. Medians of repeated runs throughout.`,
     '',
     '## Targets',
     '',
@@ -249,7 +269,8 @@ function formatSections(r: Results): string[] {
     '',
     ...(r.testbed.command ? [`Made by \`${r.testbed.command}\`.`, ''] : []),
     `Seconds per round, median over the steady rounds (round 1 starts keys and threads) of ${plaintext.runs} runs each, the modes`,
-    "taking turns (this machine's speed drifts between minutes), and over the nodes doing each phase. Quantized HE (8 bits) is",
+    "taking turns, each turn in another order (this machine's speed drifts between minutes, by half at times: a ratio is taken",
+    'within a turn, and the median of the turns is the figure), and over the nodes doing each phase. Quantized HE (8 bits) is',
     '`npm run demo`\'s and `testbed init`\'s; "HE" is CKKS on the float values, a value to a coefficient.',
     "`send` is the transfer (until the switch took the update); `aggregate` is a switch's sum plus the aggregator's (which decrypts the total when it holds the key).",
     '',

@@ -23,6 +23,7 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { heSchema } from '../src/config/schema';
+import { INIT_BITS } from '../src/config/testbed';
 import { Ckks } from '../src/he/ckks';
 import { closeSeal, openSeal, type Compression } from '../src/he/seal';
 import { heParams } from '../src/he/keys';
@@ -169,8 +170,8 @@ async function withoutTestbedOnly(quick: boolean): Promise<void> {
 
 /** Quantized HE as `testbed init` and the demo set it (8 bits), in each key mode. */
 const QUANTIZED_HE = {
-  aggregator: { enabled: true, key_holder: 'aggregator', quantize: { bits: 8 } },
-  clients: { enabled: true, key_holder: 'clients', quantize: { bits: 8 } },
+  aggregator: { enabled: true, key_holder: 'aggregator', quantize: { bits: INIT_BITS } },
+  clients: { enabled: true, key_holder: 'clients', quantize: { bits: INIT_BITS } },
 };
 
 /**
@@ -181,13 +182,18 @@ async function endToEnd(quick: boolean, command?: string): Promise<Results['test
   log('3. end to end on the 15-node testbed');
   const rounds = quick ? 3 : 10;
   const shape = { clients: 12, switches: 2, rounds };
-  // The modes alternate: this machine's speed drifts between minutes, and runs side by side cancel the drift.
-  const runs: Record<'plaintext' | 'he' | 'aggregator' | 'clients', TestbedRun[]> = { plaintext: [], he: [], aggregator: [], clients: [] };
+  // The modes take turns: this machine's speed drifts between minutes, and runs side by side share it. Each
+  // turn starts with another mode, so none is always first after a pause or last in a slow spell.
+  const shapes = {
+    plaintext: { ...shape, name: 'plaintext', he: false },
+    he: { ...shape, name: 'he', he: true },
+    aggregator: { ...shape, name: 'quantized-aggregator', he: true, heSettings: QUANTIZED_HE.aggregator },
+    clients: { ...shape, name: 'quantized-clients', he: true, heSettings: QUANTIZED_HE.clients },
+  };
+  const modes = Object.keys(shapes) as (keyof typeof shapes)[];
+  const runs: Record<keyof typeof shapes, TestbedRun[]> = { plaintext: [], he: [], aggregator: [], clients: [] };
   for (let turn = 0; turn < (quick ? 1 : 3); turn++) {
-    runs.plaintext.push(await testbedRun({ ...shape, name: 'plaintext', he: false }));
-    runs.he.push(await testbedRun({ ...shape, name: 'he', he: true }));
-    runs.aggregator.push(await testbedRun({ ...shape, name: 'quantized-aggregator', he: true, heSettings: QUANTIZED_HE.aggregator }));
-    runs.clients.push(await testbedRun({ ...shape, name: 'quantized-clients', he: true, heSettings: QUANTIZED_HE.clients }));
+    for (const mode of [...modes.slice(turn), ...modes.slice(0, turn)]) runs[mode].push(await testbedRun(shapes[mode]));
   }
   const ratios = (of: TestbedRun[]) => of.map((run, i) => Math.round((run.round_s / runs.plaintext[i].round_s) * 100) / 100);
   return {
