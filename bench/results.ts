@@ -39,7 +39,7 @@ export interface Results {
   body_memory?: BodyMemory;
   transfers: TransferRow[];
   paillier: PaillierComparison;
-  /** Plaintext and HE run alternately; pair_ratios is each pair's HE round over its plaintext round. */
+  /** The modes run in turns; pair_ratios is each turn's HE (CKKS on floats) round over its plaintext round. */
   testbed: {
     plaintext: TestbedRun;
     encrypted: TestbedRun;
