@@ -15,9 +15,9 @@ import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { Ckks, type HeParams, type KeyMaterial } from './ckks';
+import { paramsId, type HeParams, type KeyMaterial } from './ckks';
 import { pack, unpack, type Packed } from './packing';
-import type { Reply, Task } from './worker';
+import { STARTED, type Reply, type Started, type Task } from './tasks';
 
 /** The deaths of one thread within DEATH_WINDOW_MS after which it is not replaced (the last of them not). */
 export const MAX_DEATHS = 3;
@@ -63,27 +63,56 @@ export class HePool {
   private closed = false;
   /** Set when a thread died too often to be replaced: every task then fails with it. */
   private failure?: string;
+  /** Values per ciphertext, as the first thread up reported it (start waits for it). */
+  private values = 0;
+  /** Settled by the first thread to start its SEAL, or to fail to. */
+  private readonly started: Promise<Started>;
+  private settleStart!: { resolve: (started: Started) => void; reject: (err: Error) => void };
+  readonly id: string;
 
   private constructor(
     private readonly script: string,
     private readonly workerData: WorkerData,
     threads: number,
-    readonly perCiphertext: number,
-    readonly params: HeParams,
-    readonly id: string,
   ) {
+    this.id = paramsId(workerData.params);
+    this.started = new Promise((resolve, reject) => (this.settleStart = { resolve, reject }));
+    // Until then the threads keep the process up (they are unref'd when idle): start() is waited on.
+    this.started.then(
+      ({ perCiphertext }) => {
+        this.values = perCiphertext;
+        this.threads.forEach((t) => t.tasks.size || t.worker.unref());
+      },
+      () => undefined,
+    );
     this.threads = Array.from({ length: threads }, (_, index) => this.spawn(index));
     this.deaths = this.threads.map(() => []);
   }
 
+  /**
+   * Starts the threads, and resolves once one has its SEAL up: rejects with SEAL's reason when the
+   * parameters or keys do not fit. The threads are the only SEAL instances: a probe on the calling
+   * thread cost each node another context (a third of a second at N=8192) and its memory.
+   */
   static async start(params: HeParams, keys: KeyMaterial = {}, threads = Math.min(availableParallelism(), 4), options: PoolOptions = {}): Promise<HePool> {
-    // Checks the parameters and keys here, where a mistake is reported, not in a thread.
-    const probe = await Ckks.create(params, keys);
-    const { perCiphertext, id } = probe;
-    probe.dispose();
     // A copy: replacement threads start from it, whatever the caller later does with its buffers.
     const workerData: WorkerData = structuredClone({ params, keys, testHooks: options.testHooks === true });
-    return new HePool(join(__dirname, 'worker.js'), workerData, Math.max(1, threads), perCiphertext, params, id);
+    const pool = new HePool(join(__dirname, 'worker.js'), workerData, Math.max(1, threads));
+    try {
+      await pool.started;
+    } catch (err) {
+      await pool.close();
+      throw err;
+    }
+    return pool;
+  }
+
+  get params(): HeParams {
+    return this.workerData.params;
+  }
+
+  get perCiphertext(): number {
+    return this.values;
   }
 
   /**
@@ -113,6 +142,11 @@ export class HePool {
     const worker = new Worker(this.script, { workerData: this.workerData });
     const thread: Thread = { index, worker, tasks: new Set(), gone: false };
     worker.on('message', (reply: Reply) => {
+      if (reply.id === STARTED) {
+        if (reply.error === undefined) this.settleStart.resolve(reply.result as Started);
+        else this.settleStart.reject(new Error(reply.error));
+        return;
+      }
       const waiting = this.take(reply.id);
       if (reply.error !== undefined) waiting?.reject(new Error(reply.error));
       else waiting?.resolve(reply.result);
@@ -120,7 +154,7 @@ export class HePool {
     // An uncaught error is followed by 'exit' (code 1); process.exit and terminate give 'exit' alone.
     worker.on('error', (err) => this.died(thread, `uncaught error: ${err instanceof Error ? err.message : String(err)}`));
     worker.on('exit', (code) => this.died(thread, `exit code ${code}`));
-    worker.unref();
+    if (this.values) worker.unref();
     return thread;
   }
 
@@ -130,7 +164,7 @@ export class HePool {
     if (!waiting) return undefined;
     this.pending.delete(id);
     waiting.thread.tasks.delete(id);
-    if (!waiting.thread.tasks.size) waiting.thread.worker.unref();
+    if (!waiting.thread.tasks.size && this.values) waiting.thread.worker.unref();
     return waiting;
   }
 
@@ -146,6 +180,8 @@ export class HePool {
       this.failure = `the HE pool gave up: its thread ${thread.index} died ${recent.length} times within ${DEATH_WINDOW_MS / 1000} s (last: ${why}), so it is not replaced again`;
     }
     const error = new HePoolFailure(`the HE thread ${thread.index} died (${why})${givingUp ? `; ${this.failure}` : ''}`);
+    // Before any thread started: start() fails now rather than wait for threads no longer started.
+    if (givingUp) this.settleStart.reject(error);
     for (const id of [...thread.tasks]) this.take(id)?.reject(error);
     // A pool that gave up (on this thread or another) starts no more threads.
     if (this.failure === undefined) this.threads[thread.index] = this.spawn(thread.index);

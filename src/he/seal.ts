@@ -72,7 +72,9 @@ export async function openSeal(params: HeParams, keys: KeyMaterial = {}): Promis
   const parms = seal.EncryptionParameters(seal.SchemeType.ckks);
   parms.setPolyModulusDegree(params.poly_modulus_degree);
   parms.setCoeffModulus(seal.CoeffModulus.Create(params.poly_modulus_degree, Int32Array.from(params.coeff_modulus_bits)));
-  const context = seal.Context(parms, true, seal.SecurityLevel.tc128);
+  // Without the chain's lower levels (expand_mod_chain false): only additions happen here, so a
+  // ciphertext never leaves the first level, and building them cost a third of the context's time.
+  const context = seal.Context(parms, false, seal.SecurityLevel.tc128);
   parms.delete();
   if (!context.parametersSet()) {
     // node-seal 6 does not expose SEAL's reason; these are the settings it checks.
@@ -136,7 +138,8 @@ export function encryptPlain(kit: SealKit, plain: any): any {
  * A ciphertext as the wire carries it, made as every node here makes them: serialized uncompressed
  * (WIRE_COMPRESSION), two polynomials, in NTT form, at the first level of the chain, at the
  * experiment's scale. SEAL checks only that it fits the parameters, and would take a compressed one,
- * one of up to 16 polynomials, one at a lower level, or at another scale: added to a round's sum, the
+ * one of up to 16 polynomials, one at a lower level (were the chain built: see openSeal), or at
+ * another scale: added to a round's sum, the
  * first two would make it several times the size its switch may send on, and the others make every
  * ciphertext added after them fail (scale, NTT or level mismatch), so that one bad update would have
  * every honest one after it refused. Nor is one transparent (its second polynomial zero): made to

@@ -2,31 +2,22 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { Ckks, type HeParams, type KeyMaterial } from './ckks';
 import { pack, unpack, type Packed } from './packing';
-
-export type Task =
-  /** `first`: the index of values[0] in the model (a quantized layout clips by tensor). */
-  | { id: number; op: 'encrypt'; values: Float32Array | Float64Array; factor: number; first: number; noise: number }
-  /** `lists` lists of the same length, one after the other in `packed`. */
-  | { id: number; op: 'sum'; lists: number; packed: Packed }
-  | { id: number; op: 'decrypt'; packed: Packed; parameters: number; factor: number; first: number }
-  | { id: number; op: 'prepare'; count: number }
-  /** A running sum this thread keeps (HeldSum, pool.ts): add (1) or take out (-1) one update's ciphertexts, read it, drop it. */
-  | { id: number; op: 'hold'; sum: number; sign: 1 | -1; packed: Packed }
-  | { id: number; op: 'read-held'; sum: number }
-  | { id: number; op: 'drop-held'; sum: number }
-  /** Test only, honoured by threads of a pool started with { testHooks: true }: see HePool.crashThreadForTest. */
-  | { id: number; op: 'crash'; how: 'throw' | 'exit'; code: number };
-
-export type Reply = { id: number; result?: unknown; error?: string };
+import { STARTED, type Reply, type Started, type Task } from './tasks';
 
 const { params, keys, testHooks } = workerData as { params: HeParams; keys: KeyMaterial; testHooks?: boolean };
 const ready = Ckks.create(params, keys);
-// A thread whose SEAL cannot start dies, whether or not tasks already wait on it (they are answered
-// with the reason first), rather than answer every later task with the same error: the pool replaces
-// it, and gives up on a thread that keeps dying.
-ready.catch((err) => process.nextTick(() => {
-  throw err;
-}));
+// A thread whose SEAL cannot start says why, then dies, whether or not tasks already wait on it (they
+// are answered with the reason first), rather than answer every later task with the same error: the
+// pool replaces it, and gives up on a thread that keeps dying.
+ready.then(
+  (ckks) => parentPort!.postMessage({ id: STARTED, result: { perCiphertext: ckks.perCiphertext } satisfies Started } satisfies Reply),
+  (err) => {
+    parentPort!.postMessage({ id: STARTED, error: (err as Error)?.message ?? String(err) } satisfies Reply);
+    process.nextTick(() => {
+      throw err;
+    });
+  },
+);
 
 /** The running sums this thread keeps, by the pool's id for each (HeldSum), with how many updates each holds. */
 const held = new Map<number, { ciphers: any[]; updates: number }>();

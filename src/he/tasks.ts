@@ -1,0 +1,25 @@
+/** What an HE pool (pool.ts) and its threads (worker.ts) say to each other. */
+import type { Packed } from './packing';
+
+export type Task =
+  /** `first`: the index of values[0] in the model (a quantized layout clips by tensor). */
+  | { id: number; op: 'encrypt'; values: Float32Array | Float64Array; factor: number; first: number; noise: number }
+  /** `lists` lists of the same length, one after the other in `packed`. */
+  | { id: number; op: 'sum'; lists: number; packed: Packed }
+  | { id: number; op: 'decrypt'; packed: Packed; parameters: number; factor: number; first: number }
+  | { id: number; op: 'prepare'; count: number }
+  /** A running sum this thread keeps (HeldSum, pool.ts): add (1) or take out (-1) one update's ciphertexts, read it, drop it. */
+  | { id: number; op: 'hold'; sum: number; sign: 1 | -1; packed: Packed }
+  | { id: number; op: 'read-held'; sum: number }
+  | { id: number; op: 'drop-held'; sum: number }
+  /** Test only, honoured by threads of a pool started with { testHooks: true }: see HePool.crashThreadForTest. */
+  | { id: number; op: 'crash'; how: 'throw' | 'exit'; code: number };
+
+export type Reply = { id: number; result?: unknown; error?: string };
+
+/** The id of the reply a thread sends unasked once its SEAL is up (or could not start): no task has it. */
+export const STARTED = 0;
+/** What that reply carries: what the pool cannot know without a SEAL of its own. */
+export interface Started {
+  perCiphertext: number;
+}
