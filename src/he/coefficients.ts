@@ -30,25 +30,10 @@ export interface CodecParts {
 
 /** One chunk's coefficients modulo each prime: 64-bit words as 32-bit halves (SEAL's layout). */
 export class Residues {
-  /** The same words as 64-bit integers (the quantized layout works in BigInt). */
-  private wide?: BigUint64Array;
-
   constructor(
     readonly words: Uint32Array,
-    private readonly degree: number,
+    readonly degree: number,
   ) {}
-
-  private get asWide(): BigUint64Array {
-    return (this.wide ??= new BigUint64Array(this.words.buffer, this.words.byteOffset, this.words.length / 2));
-  }
-
-  setBig(prime: number, coefficient: number, value: bigint): void {
-    this.asWide[prime * this.degree + coefficient] = value;
-  }
-
-  getBig(prime: number, coefficient: number): bigint {
-    return this.asWide[prime * this.degree + coefficient];
-  }
 
   set(prime: number, coefficient: number, lo: number, hi: number): void {
     const at = 2 * (prime * this.degree + coefficient);

@@ -8,7 +8,7 @@
  *
  *   x = Σ_j y_j · (Q / q_j) - k · Q,   y_j = r_j · (Q / q_j)^-1 mod q_j,   k = round(Σ_j y_j / q_j)
  *
- * Each y_j is a 60-bit product taken modulo its prime (the one BigInt step left); the sum is then
+ * Each y_j is a 60-bit product taken modulo its prime (in limbs of 20 bits: prime-limbs.ts); the sum is then
  * made in 24-bit limbs held in doubles, exact while every limb stays below 2^53: each prime adds at
  * most 2·(2^24)^2 + 2^12·2^24 < 2^49.01 to a limb, so up to 15 primes fit. Rounding k to the nearest
  * integer gives x centred in (-Q/2, Q/2), as the packing wrote it: geometryOf keeps a packed sum
@@ -21,6 +21,8 @@
  * of the packed value, each in [-2^(width-1), 2^(width-1)), which is what the packing wrote when the
  * sum did not overflow. A slot that did overflow reads wrapped, and its carry goes to the slot above.
  */
+
+import { PrimeLimbs } from './prime-limbs';
 
 const LIMB_BITS = 24;
 const LIMB = 2 ** LIMB_BITS;
@@ -36,11 +38,19 @@ export interface SlotGeometry {
   noiseBits: number;
 }
 
+/** A coefficient's residues as SEAL lays them out: 64-bit words as 32-bit halves, prime-major (coefficients.ts Residues). */
+export interface ResidueWords {
+  readonly words: Uint32Array;
+  readonly degree: number;
+}
+
 export class PackedReader {
-  private readonly primes: readonly bigint[];
-  /** (Q / q_j)^-1 mod q_j. */
-  private readonly inverses: bigint[];
-  private readonly primeValues: number[];
+  private readonly primes: PrimeLimbs[];
+  /**
+   * Per prime, the limbs of (Q / q_j)^-1 · 2^(15i) mod q_j for i = 0..3: a residue's four 15-bit
+   * pieces times these, summed, is y_j before its reduction (12 numbers a prime, i-major).
+   */
+  private readonly inverseLimbs: Float64Array[];
   /** Q / q_j, in limbs. */
   private readonly cofactors: number[][];
   /** -Q, k times, is subtracted: Q in limbs. */
@@ -56,17 +66,17 @@ export class PackedReader {
   private readonly slotBias: number;
   private readonly noise = new Float64Array(1);
   private readonly slots: Float64Array;
-  private readonly word = new BigUint64Array(1);
-  private readonly halves = new Uint32Array(this.word.buffer);
 
   constructor(moduli: readonly bigint[], geometry: SlotGeometry) {
     if (moduli.some((q) => q >= 1n << 60n)) throw new Error('the packed reader takes primes of at most 60 bits (SEAL\'s limit)');
     if (moduli.length > 15) throw new Error(`the packed reader's limbs stay exact for up to 15 primes, not ${moduli.length}`);
     if (geometry.width > 52 || geometry.noiseBits > 52) throw new Error(`a packed slot of ${geometry.width} bits (noise ${geometry.noiseBits}) is beyond the 52 a double holds exactly`);
     const modulus = moduli.reduce((a, b) => a * b, 1n);
-    this.primes = moduli;
-    this.primeValues = moduli.map(Number);
-    this.inverses = moduli.map((q) => modInverse((modulus / q) % q, q));
+    this.primes = moduli.map((q) => new PrimeLimbs(q));
+    this.inverseLimbs = this.primes.map((prime) => {
+      const inverse = modInverse((modulus / prime.prime) % prime.prime, prime.prime);
+      return Float64Array.from([0n, 15n, 30n, 45n].flatMap((shift) => prime.limbsOf(inverse << shift)));
+    });
     // A cofactor's limbs times a y's three reach two beyond the cofactor's own. A cofactor is at least
     // 59 bits below Q, so Q's limbs would do; two more are a margin, as a typed array drops a write
     // beyond its end without a word.
@@ -86,18 +96,29 @@ export class PackedReader {
   }
 
   /** Reads coefficient `c` of `residues`; returns its noise, in [-2^(noiseBits-1), 2^(noiseBits-1)). Its slots follow from slot(). */
-  read(residues: { getBig(prime: number, coefficient: number): bigint }, c: number): number {
+  read(residues: ResidueWords, c: number): number {
     const limbs = this.limbs;
     limbs.fill(0);
     let turns = 0;
+    const { words, degree } = residues;
     for (let j = 0; j < this.primes.length; j++) {
-      this.word[0] = (residues.getBig(j, c) * this.inverses[j]) % this.primes[j];
-      const lo = this.halves[0];
-      const hi = this.halves[1]; // below 2^28
-      turns += (hi * 2 ** 32 + lo) / this.primeValues[j];
-      const y0 = lo & LIMB_MASK;
-      const y1 = (lo >>> LIMB_BITS) + (hi & 0xffff) * 2 ** 8;
-      const y2 = hi >>> 16;
+      const at = 2 * (j * degree + c);
+      const lo = words[at];
+      const hi = words[at + 1]; // below 2^28
+      // y_j = r_j · inverse mod q_j, r_j in four pieces of 15 bits.
+      const a0 = lo & 0x7fff;
+      const a1 = (lo >>> 15) & 0x7fff;
+      const a2 = (lo >>> 30) + (hi & 0x1fff) * 4;
+      const a3 = hi >>> 13;
+      const b = this.inverseLimbs[j];
+      const prime = this.primes[j];
+      prime.reduce(a0 * b[0] + a1 * b[3] + a2 * b[6] + a3 * b[9], a0 * b[1] + a1 * b[4] + a2 * b[7] + a3 * b[10], a0 * b[2] + a1 * b[5] + a2 * b[8] + a3 * b[11]);
+      const { r0, r1, r2 } = prime;
+      turns += (r2 * 2 ** 40 + r1 * 2 ** 20 + r0) / prime.value;
+      // y_j in limbs of 24 bits.
+      const y0 = r0 + (r1 & 0xf) * 2 ** 20;
+      const y1 = (r1 >>> 4) + (r2 & 0xff) * 2 ** 16;
+      const y2 = r2 >>> 8;
       const cofactor = this.cofactors[j];
       for (let b = 0; b < cofactor.length; b++) {
         const m = cofactor[b];

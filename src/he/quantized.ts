@@ -24,6 +24,7 @@ import { discreteGaussian } from '../privacy/discrete-gaussian';
 import { secureUniform } from '../privacy/random';
 import type { CoefficientLayout, Residues } from './coefficients';
 import { PackedReader, type SlotGeometry } from './packed-reader';
+import { PackedWriter } from './packed-writer';
 
 /** What the experiment settings say (he.quantize), with `clients` filled in when the config is read. */
 export interface QuantizeSpec {
@@ -146,8 +147,8 @@ export class QuantizedLayout implements CoefficientLayout {
   private reader?: PackedReader;
   /** Made when first needed: a switch only adds, and needs no clip (nor the model's tensor sizes). */
   private segmentsMade?: { end: number; clip: number; unit: number }[];
-  /** Slots combined in one double (exact below 2^53) before going to BigInt, when writing (toResidues). */
-  private readonly group: number;
+  /** Made when first needed, for writing (toResidues): see PackedWriter. */
+  private writer?: PackedWriter;
 
   constructor(
     private readonly spec: QuantizeSpec,
@@ -157,7 +158,6 @@ export class QuantizedLayout implements CoefficientLayout {
     this.geometry = geometryOf(spec, moduli);
     this.perCoefficient = this.geometry.slots;
     this.moduli = [...moduli];
-    this.group = Math.max(1, Math.floor(52 / this.geometry.width));
     // With the model's tensor sizes at hand, a clip list that does not fit them is an error now, not at the first update.
     if (sizes) void this.segments;
   }
@@ -177,15 +177,12 @@ export class QuantizedLayout implements CoefficientLayout {
     if (!(factor > 0 && factor <= 1)) throw new Error(`a quantized encryption takes a share of the round (0 < factor <= 1), got ${factor}`);
     if (noise > 0 && !this.spec.noise_reserve) throw new Error('DP noise in a quantized update needs room in the sum: he.quantize.noise_reserve is filled in from dp when config.json is read');
     const uniform = secureUniform(); // draws nothing until noise asks
-    const { slots, width, noiseBits } = this.geometry;
-    const shift = BigInt(noiseBits);
-    const groupShift = BigInt(width * this.group);
-    const groupScale = 2 ** width;
+    const { slots } = this.geometry;
+    const writer = (this.writer ??= new PackedWriter(this.moduli, this.geometry));
     const segments = this.segments;
     let segment = 0;
     const quantize = (i: number): number => {
       const index = first + i;
-      // Slots are written high to low within a coefficient, so the tensor may step back at a boundary.
       while (index >= segments[segment].end) segment++;
       while (segment > 0 && index < segments[segment - 1].end) segment--;
       const { clip, unit } = segments[segment];
@@ -199,19 +196,9 @@ export class QuantizedLayout implements CoefficientLayout {
     for (let c = 0; start + c * slots < end; c++) {
       const from = start + c * slots;
       const to = Math.min(end, from + slots);
-      let packed = 0n;
-      // Highest group first, each a signed double of `group` slots.
-      for (let g = Math.floor((to - from - 1) / this.group); g >= 0; g--) {
-        let part = 0;
-        for (let s = Math.min(to - from, (g + 1) * this.group) - 1; s >= g * this.group; s--) part = part * groupScale + quantize(from + s);
-        packed = (packed << groupShift) + BigInt(part);
-      }
-      if (packed === 0n) continue;
-      packed <<= shift;
-      this.moduli.forEach((q, j) => {
-        const residue = packed % q;
-        out.setBig(j, c, residue < 0n ? residue + q : residue);
-      });
+      writer.clear();
+      for (let s = 0; s < to - from; s++) writer.place(s, quantize(from + s));
+      writer.write(out, c);
     }
   }
 
@@ -245,3 +232,4 @@ export class QuantizedLayout implements CoefficientLayout {
     }
   }
 }
+

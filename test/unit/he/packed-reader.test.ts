@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { PackedReader } from '../../../src/he/packed-reader';
+import { PackedReader, type ResidueWords } from '../../../src/he/packed-reader';
 import { geometryOf, type Geometry } from '../../../src/he/quantized';
 import { seededRandom } from '../../../src/data/random';
 
@@ -16,10 +16,10 @@ const SIXTY = [
 ];
 const FIFTY_FOUR = [18014398508400641n];
 
-/** The residues of each coefficient of `values`, laid out as Residues keeps them (prime-major). */
-function residuesOf(values: bigint[], moduli: bigint[]): { getBig(prime: number, coefficient: number): bigint } {
-  const wide = moduli.flatMap((q) => values.map((x) => ((x % q) + q) % q));
-  return { getBig: (prime, coefficient) => wide[prime * values.length + coefficient] };
+/** The residues of each coefficient of `values`, laid out as Residues keeps them (prime-major, 64-bit words as 32-bit halves). */
+function residuesOf(values: bigint[], moduli: bigint[]): ResidueWords {
+  const wide = BigUint64Array.from(moduli.flatMap((q) => values.map((x) => ((x % q) + q) % q)));
+  return { words: new Uint32Array(wide.buffer), degree: values.length };
 }
 
 /** What BigInt makes of a coefficient: x centred modulo Q, its noise below noiseBits, and the balanced digits above it. */
