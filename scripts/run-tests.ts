@@ -20,22 +20,12 @@ type TestGroup = (typeof TEST_GROUPS)[number];
  */
 const CONCURRENCY: Record<TestGroup, string[]> = { unit: ['--test-concurrency=2'], cluster: ['--test-concurrency=2'] };
 const TESTS = resolve(__dirname, '..', 'test');
-/**
- * Cluster files that take 95-180 s (a quiet run, 2026-12-07): started first, so that the two lanes
- * end together rather than one running a long file alone at the end (the runner takes files in order).
- */
-const LONGEST_FIRST = ['federated', 'strategies', 'faults', 'corrupt-updates', 'encrypted', 'emulated-lab', 'own-data'].map((name) => `${name}.test.js`);
 
-/** Every compiled test file under `dir`: the longest known first, then the rest in a stable order. */
+/** Every compiled test file under `dir`, in a stable order. */
 export function testFiles(dir: string): string[] {
-  const rank = (file: string) => {
-    const known = LONGEST_FIRST.indexOf(file);
-    return known < 0 ? LONGEST_FIRST.length : known;
-  };
   return readdirSync(dir, { recursive: true, encoding: 'utf8' })
     .filter((file) => file.endsWith('.test.js'))
     .sort()
-    .sort((a, b) => rank(a) - rank(b))
     .map((file) => join(dir, file));
 }
 

@@ -110,9 +110,9 @@ export class PackedReader {
       const a1 = (lo >>> 15) & 0x7fff;
       const a2 = (lo >>> 30) + (hi & 0x1fff) * 4;
       const a3 = hi >>> 13;
-      const b = this.inverseLimbs[j];
+      const inv = this.inverseLimbs[j];
       const prime = this.primes[j];
-      prime.reduce(a0 * b[0] + a1 * b[3] + a2 * b[6] + a3 * b[9], a0 * b[1] + a1 * b[4] + a2 * b[7] + a3 * b[10], a0 * b[2] + a1 * b[5] + a2 * b[8] + a3 * b[11]);
+      prime.reduce(a0 * inv[0] + a1 * inv[3] + a2 * inv[6] + a3 * inv[9], a0 * inv[1] + a1 * inv[4] + a2 * inv[7] + a3 * inv[10], a0 * inv[2] + a1 * inv[5] + a2 * inv[8] + a3 * inv[11]);
       const { r0, r1, r2 } = prime;
       turns += (r2 * 2 ** 40 + r1 * 2 ** 20 + r0) / prime.value;
       // y_j in limbs of 24 bits.

@@ -23,6 +23,11 @@ export class PackedWriter {
   private readonly slotScale: Float64Array;
   /** Per prime, the limbs (3 of 20 bits) of 2^(20k) mod q for each limb k, k-major. */
   private readonly weights: Float64Array[];
+  /**
+   * The most steps a slot is written from: 2^20 times what it holds (DP noise may pass it by a few,
+   * carrying into the slot above, as in BigInt), so the limbs keep their bounds (prime-limbs.ts).
+   */
+  private readonly limit: number;
 
   constructor(moduli: readonly bigint[], { width, slots, noiseBits }: SlotGeometry) {
     this.primes = moduli.map((q) => new PrimeLimbs(q));
@@ -30,6 +35,7 @@ export class PackedWriter {
     const count = Math.ceil((noiseBits + width * slots) / 20) + 2;
     if (count > 30) throw new Error(`a packed coefficient of ${noiseBits + width * slots} bits is beyond what the packing writes in limbs`);
     this.limbs = new Float64Array(count);
+    this.limit = 2 ** Math.min(52, width + 20);
     this.slotLimb = Int32Array.from({ length: slots }, (_, s) => Math.floor((noiseBits + width * s) / 20));
     this.slotScale = Float64Array.from({ length: slots }, (_, s) => 2 ** ((noiseBits + width * s) % 20));
     this.weights = this.primes.map((prime) => Float64Array.from(Array.from({ length: count }, (_, k) => prime.limbsOf(1n << BigInt(20 * k))).flat()));
@@ -39,9 +45,9 @@ export class PackedWriter {
     this.limbs.fill(0);
   }
 
-  /** Slot `s` holds `u`, a signed integer (beyond ±2^52 a double is not one). */
+  /** Slot `s` holds `u`, a signed integer. */
   place(s: number, u: number): void {
-    if (!(Math.abs(u) < 2 ** 52)) throw new Error(`a packed value of ${u} steps is beyond what a slot is written from`);
+    if (!(Math.abs(u) < this.limit)) throw new Error(`a packed value of ${u} steps is beyond what a slot is written from`);
     const low = u - Math.floor(u / 2 ** 20) * 2 ** 20;
     const at = this.slotLimb[s];
     this.limbs[at] += low * this.slotScale[s];

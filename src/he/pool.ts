@@ -7,9 +7,10 @@
  * was given, and only those, with "the HE thread N died (why)" (and takes with it the ranges of the
  * running sums it kept: see held-sum.ts), and is replaced by a fresh one started
  * the same way, so later tasks work. A replaced thread has no encryptions of zero stocked (see prepare):
- * encrypting makes them on the spot. A thread that dies MAX_DEATHS times within DEATH_WINDOW_MS (bad
- * keys or memory making every start fail, say) is not replaced again: the pool gives up and fails
- * every later task with the reason, rather than starting threads that die forever.
+ * encrypting makes them on the spot. A thread that dies MAX_DEATHS times within DEATH_WINDOW_MS (memory
+ * making every start fail, say) is not replaced again: the pool gives up and fails every later task
+ * with the reason, rather than starting threads that die forever. Keys or parameters that do not fit
+ * fail start() itself: the first thread to say its SEAL could not start decides it.
  */
 import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
@@ -91,8 +92,10 @@ export class HePool {
 
   /**
    * Starts the threads, and resolves once one has its SEAL up: rejects with SEAL's reason when the
-   * parameters or keys do not fit. The threads are the only SEAL instances: a probe on the calling
-   * thread cost each node another context (a third of a second at N=8192) and its memory.
+   * parameters or keys do not fit (any thread's start error before one is up: a fault that hit only
+   * one thread then fails the start too, as it would have failed a check on this thread). The threads
+   * are a node's only SEAL instances but for making a key pair: a probe on the calling thread cost
+   * each node another context (a third of a second at N=8192) and its memory.
    */
   static async start(params: HeParams, keys: KeyMaterial = {}, threads = Math.min(availableParallelism(), 4), options: PoolOptions = {}): Promise<HePool> {
     // A copy: replacement threads start from it, whatever the caller later does with its buffers.

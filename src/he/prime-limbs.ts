@@ -39,35 +39,19 @@ export class PrimeLimbs {
   /** Sets r0..r2 to (s2·2^40 + s1·2^20 + s0) mod q; see the bounds above. */
   reduce(s0: number, s1: number, s2: number): void {
     const quotient = Math.floor((s2 * 2 ** 40 + s1 * LIMB + s0) / this.value);
-    let x0 = s0 - quotient * this.q0;
-    let x1 = s1 - quotient * this.q1;
-    let x2 = s2 - quotient * this.q2;
+    this.carry(s0 - quotient * this.q0, s1 - quotient * this.q1, s2 - quotient * this.q2);
+    // Now r0, r1 are in [0, 2^20) and x, in (-q, 2q), has the sign of r2.
+    const { r0, r1, r2 } = this;
+    if (r2 < 0) this.carry(r0 + this.q0, r1 + this.q1, r2 + this.q2);
+    else if (r2 > this.q2 || (r2 === this.q2 && (r1 > this.q1 || (r1 === this.q1 && r0 >= this.q0)))) this.carry(r0 - this.q0, r1 - this.q1, r2 - this.q2);
+  }
+
+  /** r0..r2 from limbs of any size and sign: r0, r1 into [0, 2^20), the rest (and the sign) in r2. */
+  private carry(x0: number, x1: number, x2: number): void {
     let carry = Math.floor(x0 / LIMB);
-    x0 -= carry * LIMB;
+    this.r0 = x0 - carry * LIMB;
     x1 += carry;
     carry = Math.floor(x1 / LIMB);
-    x1 -= carry * LIMB;
-    x2 += carry;
-    // Now x0, x1 are in [0, 2^20) and x, in (-q, 2q), has the sign of x2.
-    if (x2 < 0) {
-      x0 += this.q0;
-      x1 += this.q1;
-      x2 += this.q2;
-    } else if (x2 > this.q2 || (x2 === this.q2 && (x1 > this.q1 || (x1 === this.q1 && x0 >= this.q0)))) {
-      x0 -= this.q0;
-      x1 -= this.q1;
-      x2 -= this.q2;
-    } else {
-      this.r0 = x0;
-      this.r1 = x1;
-      this.r2 = x2;
-      return;
-    }
-    carry = Math.floor(x0 / LIMB);
-    x0 -= carry * LIMB;
-    x1 += carry;
-    carry = Math.floor(x1 / LIMB);
-    this.r0 = x0;
     this.r1 = x1 - carry * LIMB;
     this.r2 = x2 + carry;
   }

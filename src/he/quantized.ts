@@ -91,6 +91,7 @@ export function geometryOf(spec: Pick<QuantizeSpec, 'bits' | 'clients'>, moduli:
   // The packed value and its noise stay below Q/2, so a centred read is exact.
   const usable = bitLength(modulus) - 2;
   const slots = Math.floor((usable - noiseBits) / width);
+  if (width > 52 || noiseBits > 52) throw new Error(`he.quantize: ${spec.bits} bits for ${spec.clients} clients take slots of ${width} bits (noise ${noiseBits}), beyond the 52 a double holds exactly`);
   if (slots < 1) {
     throw new Error(`he.quantize: ${spec.bits} bits for ${spec.clients} clients take ${width + noiseBits} bits a value, more than the ${usable} a coefficient holds under these primes`);
   }
@@ -183,8 +184,8 @@ export class QuantizedLayout implements CoefficientLayout {
     let segment = 0;
     const quantize = (i: number): number => {
       const index = first + i;
+      // Values come in order: the tensor only steps forward.
       while (index >= segments[segment].end) segment++;
-      while (segment > 0 && index < segments[segment - 1].end) segment--;
       const { clip, unit } = segments[segment];
       if (!Number.isFinite(values[i])) throw new Error(`value ${values[i]} at ${index} cannot be quantized`);
       const x = Math.max(-clip, Math.min(clip, values[i]));
@@ -232,4 +233,3 @@ export class QuantizedLayout implements CoefficientLayout {
     }
   }
 }
-

@@ -4,6 +4,8 @@ import { Ckks, type HeParams, type KeyMaterial } from './ckks';
 import { pack, unpack, type Packed } from './packing';
 import { STARTED, type Reply, type Started, type Task } from './tasks';
 
+const messageOf = (err: unknown) => (err as Error)?.message ?? String(err);
+
 const { params, keys, testHooks } = workerData as { params: HeParams; keys: KeyMaterial; testHooks?: boolean };
 const ready = Ckks.create(params, keys);
 // A thread whose SEAL cannot start says why, then dies, whether or not tasks already wait on it (they
@@ -12,7 +14,7 @@ const ready = Ckks.create(params, keys);
 ready.then(
   (ckks) => parentPort!.postMessage({ id: STARTED, result: { perCiphertext: ckks.perCiphertext } satisfies Started } satisfies Reply),
   (err) => {
-    parentPort!.postMessage({ id: STARTED, error: (err as Error)?.message ?? String(err) } satisfies Reply);
+    parentPort!.postMessage({ id: STARTED, error: messageOf(err) } satisfies Reply);
     process.nextTick(() => {
       throw err;
     });
@@ -73,7 +75,7 @@ async function answer(task: Exclude<Task, { op: 'crash' }>): Promise<void> {
     // Handed over, not copied: a 100k-parameter update is 3 MB of ciphertexts the thread no longer needs.
     parentPort!.postMessage({ id: task.id, result } satisfies Reply, buffersOf(result));
   } catch (err) {
-    parentPort!.postMessage({ id: task.id, error: (err as Error)?.message ?? String(err) } satisfies Reply);
+    parentPort!.postMessage({ id: task.id, error: messageOf(err) } satisfies Reply);
   }
 }
 

@@ -48,9 +48,12 @@ describe('PackedWriter', () => {
     });
   }
 
-  it('refuses a value no double holds exactly', () => {
-    const writer = new PackedWriter(SIXTY.slice(0, 3), geometryOf({ bits: 8, clients: 12 }, SIXTY.slice(0, 3)));
-    assert.throws(() => writer.place(0, 2 ** 53), /beyond what a slot is written from/);
+  it('refuses a value 2^20 times beyond its slot (its limbs would lose their bounds), or no number', () => {
+    const geometry = geometryOf({ bits: 8, clients: 12 }, SIXTY.slice(0, 3));
+    const writer = new PackedWriter(SIXTY.slice(0, 3), geometry);
+    writer.place(0, 2 ** (geometry.width + 20) - 1);
+    assert.throws(() => writer.place(0, 2 ** (geometry.width + 20)), /beyond what a slot is written from/);
+    assert.throws(() => writer.place(0, -(2 ** (geometry.width + 20))), /beyond what a slot is written from/);
     assert.throws(() => writer.place(0, Number.NaN), /beyond what a slot is written from/);
   });
 });

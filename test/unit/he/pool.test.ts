@@ -165,6 +165,19 @@ describe('HE pool: threads that die', { timeout: 120_000 }, () => {
     }
   });
 
+  it('start() rejects with SEAL\'s reason when the keys or the parameters do not fit (the threads check them: no SEAL on the calling thread)', async () => {
+    await assert.rejects(HePool.start(params, { publicKey: new Uint8Array(64).fill(7) }, 2), /^Error: the HE public key does not fit these parameters/);
+    await assert.rejects(HePool.start({ ...params, poly_modulus_degree: 4096, coeff_modulus_bits: [60, 60, 60] }, {}, 2), /HE parameters rejected by SEAL/);
+    // A pool that did start is whole: its threads reported, and it encrypts.
+    const pool = await HePool.start(params, { publicKey: keys.publicKey }, 2);
+    try {
+      assert.ok(pool.perCiphertext > 0);
+      assert.equal((await pool.encrypt(valuesOf(10, 10))).length, 1);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('close() is no death: a task in flight fails as closed, the threads end and none is started again', async () => {
     const pool = await HePool.start(params, { secretKey: keys.secretKey }, 2, { testHooks: true });
     const inFlight = outcome(pool.encrypt(valuesOf(2 * pool.perCiphertext, 7)), 1_000);
