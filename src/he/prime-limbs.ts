@@ -1,8 +1,8 @@
 /**
  * Arithmetic modulo one of SEAL's primes (below 2^60) in doubles, without BigInt: a number is three
- * limbs of 20 bits, x = x2·2^40 + x1·2^20 + x0. Profiled, BigInt was most of a quantized update's
- * packing (a 180-bit coefficient built and taken modulo each prime) and of its reading back (a
- * 60-bit product modulo each prime).
+ * limbs of 20 bits, x = x2·2^40 + x1·2^20 + x0. BigInt was about a third of a quantized update's
+ * packing (a 180-bit coefficient built and taken modulo each prime) and a fifth of reading it back
+ * (a 60-bit product modulo each prime): packed-writer.ts and packed-reader.ts say what each took.
  *
  * `reduce` takes limbs that may be negative and far above 2^20, as sums of products leave them, and
  * gives x mod q in [0, q): the quotient is estimated in floating point, and the remainder worked out
