@@ -9,7 +9,7 @@
  *   x = Σ_j y_j · (Q / q_j) - k · Q,   y_j = r_j · (Q / q_j)^-1 mod q_j,   k = round(Σ_j y_j / q_j)
  *
  * Each y_j is a 60-bit product taken modulo its prime, in limbs of 20 bits (prime-limbs.ts; in BigInt
- * it made reading a 12-client sum of the MLP 4.6 ms, 3.2-4.2 ms without); the sum is then
+ * it made reading a 12-client sum of the MLP 4.3-4.5 ms, 3.1-3.2 ms without); the sum is then
  * made in 24-bit limbs held in doubles, exact while every limb stays below 2^53: each prime adds at
  * most 2·(2^24)^2 + 2^12·2^24 < 2^49.01 to a limb, so up to 15 primes fit. Rounding k to the nearest
  * integer gives x centred in (-Q/2, Q/2), as the packing wrote it: geometryOf keeps a packed sum
