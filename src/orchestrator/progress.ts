@@ -4,7 +4,7 @@
  * printed above them; at the end the bars go and the summary table takes their place. Piped to a
  * file: the lines alone, one per round. Quiet: nothing but the summary.
  */
-import { MultiBar, Presets, type SingleBar } from 'cli-progress';
+import type { MultiBar, SingleBar } from 'cli-progress';
 import { roundView } from '../roles/aggregator/view';
 import type { AggregatorRole } from '../roles/aggregator';
 
@@ -29,13 +29,17 @@ export function createProgress(mode: ProgressMode): Progress {
 }
 
 class ProgressBars implements Progress {
-  private readonly bars = new MultiBar(
-    { format: '{label} [{bar}] {value}/{total} {detail}', hideCursor: true, clearOnComplete: true, stopOnComplete: false, autopadding: true },
-    Presets.shades_classic,
-  );
+  private readonly bars: MultiBar = ProgressBars.multiBar();
   private experiment?: SingleBar;
   private round?: SingleBar;
   private unfollow?: () => void;
+
+  /** cli-progress is loaded for a terminal only: a worker, or an aggregator writing to a file, never draws bars. */
+  private static multiBar(): MultiBar {
+    const { MultiBar, Presets } = require('cli-progress') as typeof import('cli-progress');
+    const options = { format: '{label} [{bar}] {value}/{total} {detail}', hideCursor: true, clearOnComplete: true, stopOnComplete: false, autopadding: true };
+    return new MultiBar(options, Presets.shades_classic);
+  }
 
   /** Above the bars once they are drawn; a plain line before. */
   readonly print = (line: string): void => {

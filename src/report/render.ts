@@ -2,7 +2,7 @@
  * Draws chart specs on the aggregator, with no browser: Vega renders SVG headless, resvg turns it into
  * PNG. Vega ships as an ES module with top-level await, so it is loaded with a real import().
  */
-import { Resvg } from '@resvg/resvg-js';
+import type { Resvg as ResvgClass } from '@resvg/resvg-js';
 import type { ChartSpec } from './charts';
 
 interface VegaModules {
@@ -31,6 +31,8 @@ export async function renderSvg(spec: ChartSpec): Promise<string> {
 
 /** At twice the SVG's size, on white: sharp enough for a paper. */
 export function svgToPng(svg: string): Buffer {
+  // Loaded here, not at import: every process imports the reports, and only an aggregator draws them.
+  const { Resvg } = require('@resvg/resvg-js') as { Resvg: typeof ResvgClass };
   const png = new Resvg(svg, { background: 'white', fitTo: { mode: 'zoom', value: 2 }, font: { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans' } });
   return Buffer.from(png.render().asPng());
 }

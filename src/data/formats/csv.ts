@@ -4,7 +4,6 @@
  * mean and spread this file has, which the caller logs.
  */
 import { readFileSync } from 'node:fs';
-import { parse } from 'csv-parse/sync';
 import { DataFileError, maxLabel, numberClasses, type LabelledData } from './labelled';
 
 export interface Standardisation {
@@ -65,6 +64,9 @@ export function delimiterOf(text: string): string {
 
 /** The rows as cells, by csv-parse (quotes, a byte-order mark, CRLF); a malformed file names its line. */
 function parseRows(text: string, file: string, delimiter: string): string[][] {
+  // Loaded for a CSV only (a worker that reads the digits never needs it), and outside the try: a
+  // missing package is not the file's fault.
+  const { parse } = require('csv-parse/sync') as typeof import('csv-parse/sync');
   try {
     return parse(text, { bom: true, delimiter, skip_empty_lines: true, trim: true, relax_column_count: true }) as string[][];
   } catch (err) {

@@ -6,8 +6,11 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import zlib from 'node:zlib';
-import { PNG } from 'pngjs';
+import type { PNG } from 'pngjs';
 import { DataFileError, numberClasses, type LabelledData } from './labelled';
+
+/** Loaded for a folder of PNGs only: a worker that reads the digits never needs it. */
+const pngjs = (): typeof import('pngjs') => require('pngjs');
 
 /** `channels`: what the model takes (data.shape), so a client whose colour images happen to be all grey still gives 3. */
 export function readPngFolder(dir: string, knownClasses?: readonly string[], channels?: 1 | 3): LabelledData {
@@ -20,6 +23,7 @@ export function readPngFolder(dir: string, knownClasses?: readonly string[], cha
   if (!folders.length) throw new DataFileError(`${dir}: no sub-folders; put each class's PNG images in a sub-folder named after it`);
   const { index, names: classNames } = numberClasses(folders, knownClasses, dir);
   const images: { file: string; label: number; png: PNG }[] = [];
+  const { PNG: decoder } = pngjs(); // outside the try below: a missing package is not the file's fault
   folders.forEach((name) => {
     const label = index.get(name)!;
     for (const entry of readdirSync(join(dir, name)).filter((f) => f.toLowerCase().endsWith('.png')).sort()) {
@@ -31,7 +35,7 @@ export function readPngFolder(dir: string, knownClasses?: readonly string[], cha
         throw new DataFileError(`${file}: cannot read it: ${(err as Error).message}`);
       }
       try {
-        images.push({ file, label, png: PNG.sync.read(bytes) });
+        images.push({ file, label, png: decoder.sync.read(bytes) });
       } catch (err) {
         throw new DataFileError(`${file}: ${pngProblem(bytes) ?? `its image data cannot be decoded (${(err as Error).message})`}`);
       }
