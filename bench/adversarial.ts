@@ -64,7 +64,7 @@ const ATTACKS: Attack[] = [
 async function attackRun(attack: Attack, rounds: number, index: number): Promise<Omit<AttackRow, 'lost_s' | 'accuracy_change'>> {
   const experiment = `adversarial-${index}`;
   log(`  ${attack.attack}, the key at the ${attack.keyHolder}`);
-  const testbed = new Testbed({ nodes: 15, switches: 2, rounds, experiment, base: '127.0.6' }, (config) => {
+  const testbed = new Testbed({ nodes: 15, switches: 2, rounds, experiment, base: '127.0.6', trainSize: 'all' }, (config) => {
     config.he = { enabled: true, key_holder: attack.keyHolder };
   });
   try {

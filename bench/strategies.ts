@@ -74,7 +74,7 @@ interface RunShape {
 
 /** One run on 12 clients of Dirichlet(0.3) data; its rows, and (with `keep`) its outputs copied there for compare. */
 async function run(shape: RunShape, keep?: string): Promise<RoundMetrics[]> {
-  const testbed = new Testbed({ nodes: CLIENTS + 1 + shape.switches, switches: shape.switches, rounds: shape.rounds, experiment: shape.experiment, base: '127.0.7' }, (config) => {
+  const testbed = new Testbed({ nodes: CLIENTS + 1 + shape.switches, switches: shape.switches, rounds: shape.rounds, experiment: shape.experiment, base: '127.0.7', trainSize: 'all' }, (config) => {
     config.data = { ...(config.data as object), split: 'dirichlet', alpha: 0.3 };
     config.min_report_fraction = 1;
     shape.edit(config);

@@ -9,7 +9,8 @@ import { checkedTree, type TreeEntry } from '../topology/checks';
 import type { Topology } from '../topology/tree';
 import { describeIssues } from './issues';
 import { fewestUpdates, selectedPerRound } from './quorum';
-import { ROBUST_STRATEGIES, ROLES, experimentConfigSchema, inputOf, type ExperimentConfig } from './schema';
+import { inputOf } from './data-schema';
+import { ROBUST_STRATEGIES, ROLES, experimentConfigSchema, type ExperimentConfig } from './schema';
 import { nodeConfigSchema, type NodeConfig } from './node-config';
 
 export class ConfigError extends Error {
@@ -262,20 +263,25 @@ function stragglerProblems({ stragglers, min_report_fraction }: ExperimentConfig
 }
 
 /**
- * Files of the lab's own: every client needs a path (and with IDX a labels file), from data.path or
- * its own others[addr].data; and the aggregator a held-out set: data.test, or the shared data.path's.
+ * Enough to train on for every client (data.train_size); and with files of the lab's own, every
+ * client needs a path (and with IDX a labels file), from data.path or its own others[addr].data,
+ * and the aggregator a held-out set: data.test, or the shared data.path's.
  */
 function dataFileProblems(config: ExperimentConfig): string[] {
   const { data } = config;
-  if (data.source === 'mnist') return [];
   const clients = Object.entries(config.others).flatMap(([key, e]) => (e.type === 'client' ? [{ key, files: e.data }] : []));
+  // Each client a sample at least (a shard, in the classes split): an empty slice could never check in.
+  const fewest = clients.length * (data.split === 'classes' ? data.classes_per_client : 1);
+  const problems = data.train_size !== undefined && data.train_size < fewest ? [`data.train_size: ${data.train_size} leaves a client without samples; ${clients.length} clients (${data.split} split) need at least ${fewest}`] : [];
+  if (data.source === 'mnist') return problems;
   const lacking = (field: 'path' | 'labels_path') => clients.filter((c) => (c.files?.[field] ?? data[field]) === undefined).map((c) => c.key);
-  const problems: string[] = [];
   const noPath = lacking('path');
   if (noPath.length) problems.push(`data.path: needed with source "${data.source}" (where the files are; {index} for the client's index), or others[addr].data.path for each client without it: ${noPath.join(', ')}`);
   const noLabels = data.source === 'idx' ? lacking('labels_path') : [];
   if (noLabels.length) problems.push(`data.labels_path: needed with source "idx" (the labels file beside the images file), or others[addr].data.labels_path for each client without it: ${noLabels.join(', ')}`);
   if (data.path === undefined && !data.test && !noPath.length) problems.push('data.test: needed when every client reads files of its own (others[addr].data.path): the aggregator\'s held-out files');
+  const ownFiles = clients.filter((c) => c.files?.path !== undefined).map((c) => c.key);
+  if (data.train_size !== undefined && ownFiles.length) problems.push(`data.train_size: slices one shared data set; a client with files of its own (others[addr].data.path) trains on all of them: ${ownFiles.join(', ')}`);
   return problems;
 }
 

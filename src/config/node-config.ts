@@ -6,7 +6,8 @@
 import { z } from 'zod';
 import { shippedTreeProblem } from '../topology/checks';
 import { Topology } from '../topology/tree';
-import { address, attackSchema, dataFilesSchema, experimentName, positiveInt, settingsSchema } from './schema';
+import { dataFilesSchema } from './data-schema';
+import { address, attackSchema, experimentName, positiveInt, settingsSchema } from './schema';
 
 const nodeBase = {
   experiment: experimentName,
@@ -30,7 +31,11 @@ export const clientNodeSchema = z
     attack: attackSchema.optional(),
   })
   .strict()
-  .refine((c) => c.index < c.client_number, { path: ['index'], message: 'must be below client_number' });
+  .refine((c) => c.index < c.client_number, { path: ['index'], message: 'must be below client_number' })
+  .refine((c) => c.data?.path === undefined || c.settings.data.train_size === undefined, {
+    path: ['settings', 'data', 'train_size'],
+    message: 'slices one shared data set; this client reads files of its own (data.path) and trains on all of them',
+  });
 
 /** Every node beneath a switch (all workers, for the aggregator) and the node it reports to. */
 const tree = z.record(address, address);

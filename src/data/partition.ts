@@ -11,11 +11,12 @@ export interface Split {
   train: number[];
 }
 
-/** A seeded shuffle of all samples; the first `testSize` are held out. */
-export function holdOut(size: number, testSize: number, seed: number): Split {
+/** A seeded shuffle of all samples; the first `testSize` are held out, the next `trainSize` (else all the rest) trained on. */
+export function holdOut(size: number, testSize: number, seed: number, trainSize?: number): Split {
   if (testSize >= size) throw new Error(`test_size ${testSize} leaves no training data (the data set has ${size} samples)`);
+  if (trainSize !== undefined && testSize + trainSize > size) throw new Error(`train_size ${trainSize} with test_size ${testSize} needs ${testSize + trainSize} samples; the data set has ${size}`);
   const order = shuffle(Array.from({ length: size }, (_, i) => i), seededRandom(seed));
-  return { test: order.slice(0, testSize), train: order.slice(testSize) };
+  return { test: order.slice(0, testSize), train: order.slice(testSize, trainSize === undefined ? size : testSize + trainSize) };
 }
 
 export type SplitSettings = Pick<Settings['data'], 'split' | 'alpha' | 'classes_per_client' | 'seed'>;
@@ -75,7 +76,7 @@ function byShards(train: readonly number[], labels: Uint8Array, clients: number,
 
 /** The data a node needs: the test set, and for a client its own slice. */
 export function clientSlice(data: Dataset, settings: Settings['data'], clients: number, index: number): number[] {
-  const { train } = holdOut(data.size, settings.test_size, settings.seed);
+  const { train } = holdOut(data.size, settings.test_size, settings.seed, settings.train_size);
   return partition(train, data.labels, clients, settings)[index];
 }
 

@@ -5,7 +5,8 @@
  */
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { inputOf, type DataFiles, type Settings } from '../config/schema';
+import { inputOf, type DataFiles } from '../config/data-schema';
+import type { Settings } from '../config/schema';
 import { readCifarBatches } from './formats/cifar';
 import { readCsv } from './formats/csv';
 import { readIdxPair } from './formats/idx';
@@ -128,16 +129,22 @@ export interface ClientData {
  * set first, then slice `index` of `clients` of the rest (iid, dirichlet or classes).
  */
 export function clientData(settings: DataSettings, own: DataFiles | undefined, clients: number, index: number): ClientData {
+  if (ownFiles(settings, own) && settings.train_size !== undefined) throw new DataFileError('data.train_size slices one shared data set; with files of its own a client trains on all of them');
   const loaded = loadSource(settings, filesFor(settings, own, index));
   const { data } = loaded;
   if (ownFiles(settings, own)) {
     const { test, train } = holdOut(data.size, Math.max(1, Math.round(data.size / 10)), settings.seed);
     return { train: subset(data, train), test: subset(data, test), from: `${loaded.from} (its own; ${train.length} to train on, ${test.length} held out)`, classNames: loaded.classNames };
   }
+  const slice = clientSlice(data, settings, clients, index);
+  if (!slice.length) {
+    const pool = settings.train_size ?? data.size - settings.test_size;
+    throw new DataFileError(`slice ${index} of ${clients} (${settings.split} split) holds none of the ${pool} samples trained on: too few for ${clients} clients (see data.train_size and data.test_size)`);
+  }
   return {
-    train: subset(data, clientSlice(data, settings, clients, index)),
+    train: subset(data, slice),
     test: subset(data, testSlice(data, settings, clients, index)),
-    from: `${loaded.from}, slice ${index} of ${clients} (${settings.split})`,
+    from: `${loaded.from}, slice ${index} of ${clients} (${settings.split})${settings.train_size === undefined ? '' : ` of the ${settings.train_size} trained on`}`,
     classNames: loaded.classNames,
   };
 }

@@ -4,7 +4,8 @@
  * encryption, switches and checkpoints work on the whole vector alike; only what trains or scores
  * a model takes its weights apart (`weightsOf`).
  */
-import { inputOf, type Settings } from '../config/schema';
+import { inputOf } from '../config/data-schema';
+import type { Settings } from '../config/schema';
 import { expectedParameterCount } from './model';
 
 type Layout = Pick<Settings, 'model' | 'data' | 'training'>;

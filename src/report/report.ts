@@ -54,7 +54,7 @@ export function describeSettings(settings: Settings, workers: ReadonlyMap<string
   const split = data.split === 'dirichlet' ? `dirichlet (alpha ${data.alpha})` : data.split === 'classes' ? `${data.classes_per_client} classes per client` : 'iid';
   return [
     ['model', { mlp: `MLP, ${model.hidden_units} hidden units`, tabular: `tabular MLP, ${model.hidden_units} and ${tabularSecond(model.hidden_units)} hidden units`, cnn: 'CNN', cifar_cnn: 'CIFAR CNN', resnet18: 'ResNet-18', file: `from ${model.path}` }[model.architecture]],
-    ['data', data.source === 'mnist' ? `${data.dataset} (the mnist package), split ${split}, seed ${data.seed}` : `${data.source} files (${data.path}${data.test ? `; held out: ${data.test.path}` : ''}), samples [${(data.shape ?? []).join(', ')}], ${data.classes} classes, ${data.path?.includes('{index}') ? 'a file per client' : `split ${split}, seed ${data.seed}`}`],
+    ['data', data.source === 'mnist' ? `${data.dataset} (the mnist package), split ${split}, seed ${data.seed}${data.train_size === undefined ? '' : `, ${data.train_size} trained on`}` : `${data.source} files (${data.path}${data.test ? `; held out: ${data.test.path}` : ''}), samples [${(data.shape ?? []).join(', ')}], ${data.classes} classes, ${data.path?.includes('{index}') ? 'a file per client' : `split ${split}, seed ${data.seed}`}`],
     ['strategy', describeStrategy(training)],
     ['training', `${training.epochs} epoch(s), batch ${training.batch_size}, learning rate ${training.learning_rate}`],
     ['rounds', `${plannedRounds(settings)}${plannedRounds(settings) < settings.rounds ? ` of ${settings.rounds} (the DP budget stops the run there)` : ''}, ${settings.clients_per_round ?? 'all'} clients per round`],

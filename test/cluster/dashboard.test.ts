@@ -31,7 +31,7 @@ const roundsDrawn = async (page: Page) => Number(await page.getAttribute('#chart
 
 describe('the dashboard in Chromium during a real run', () => {
   const skip = NO_BROWSER ?? false;
-  const testbed = new Testbed({ nodes: 6, switches: 1, rounds: ROUNDS, experiment: 'dashboard' }, (config) => (config.tls = true));
+  const testbed = new Testbed({ nodes: 6, switches: 1, rounds: ROUNDS, experiment: 'dashboard', trainSize: 'all' }, (config) => (config.tls = true));
   const aggregator = testbed.addresses('aggregator')[0];
   const certs = join(testbed.dir, 'certs');
   /** The aggregator's role from /health, over HTTPS with the testbed's CA and no client certificate. */

@@ -21,7 +21,7 @@ const byRound = (files: string[]) => [...files].sort((a, b) => Number(a.match(/\
 const EXPERIMENT = 'faults';
 
 describe('killed and restarted: a client, a switch, the aggregator', () => {
-  const testbed = new Testbed({ nodes: 9, switches: 2, rounds: ROUNDS }, (config: Record<string, any>) => {
+  const testbed = new Testbed({ nodes: 9, switches: 2, rounds: ROUNDS, trainSize: 'all' }, (config: Record<string, any>) => {
     config.experiment = EXPERIMENT;
     config.model = { architecture: 'mlp', hidden_units: 32 };
     // Deadlines far beyond the test's budget: every fault must be noticed by liveness, not waited out.

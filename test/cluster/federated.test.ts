@@ -26,7 +26,7 @@ const metricsOf = (testbed: Testbed, experiment: string): RoundMetrics[] =>
   JSON.parse(readFileSync(join(testbed.outputs, experiment, 'metrics.json'), 'utf8')).rounds;
 
 describe("the demo's experiment on a 15-node loopback testbed", () => {
-  const testbed = new Testbed({ nodes: 15, switches: 2 }, demoSettings);
+  const testbed = new Testbed({ nodes: 15, switches: 2, trainSize: 'all' }, demoSettings);
   const config = parseExperimentConfig(testbed.config) as ExperimentConfig;
   let run: { code: number | null; output: string };
   let metrics: RoundMetrics[];

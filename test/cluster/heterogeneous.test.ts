@@ -25,7 +25,7 @@ const TIMEOUTS = { push_ms: 30_000, request_ms: 30_000, round_ms: 300_000, heart
 
 describe('compute shares and a schedule of events on the loopback testbed', { skip: why }, () => {
   const experiment = 'heterogeneous';
-  const testbed = new Testbed({ nodes: 5, switches: 1, rounds: 7, he: false, experiment }, (config: Record<string, any>) => {
+  const testbed = new Testbed({ nodes: 5, switches: 1, rounds: 7, he: false, experiment, trainSize: 'all' }, (config: Record<string, any>) => {
     const [killed, stopped, slow] = Object.keys(config.others).filter((a) => config.others[a].type === 'client');
     config.model = { architecture: 'mlp', hidden_units: 32 };
     config.timeouts = TIMEOUTS;

@@ -16,7 +16,7 @@ const escape = (address: string) => address.replace(/\./g, '\\.');
 
 describe('a hung switch (SIGSTOP, then SIGCONT)', () => {
   const ROUNDS = 6;
-  const testbed = new Testbed({ nodes: 9, switches: 2, rounds: ROUNDS }, (config: Record<string, any>) => {
+  const testbed = new Testbed({ nodes: 9, switches: 2, rounds: ROUNDS, trainSize: 'all' }, (config: Record<string, any>) => {
     config.experiment = 'hung';
     config.model = { architecture: 'mlp', hidden_units: 16 };
     config.timeouts = LONG_ROUNDS;
@@ -101,7 +101,7 @@ describe('a hung switch (SIGSTOP, then SIGCONT)', () => {
 });
 
 describe('workers whose role cannot start', () => {
-  const testbed = new Testbed({ nodes: 9, switches: 1, rounds: 2 }, (config: Record<string, any>) => {
+  const testbed = new Testbed({ nodes: 9, switches: 1, rounds: 2, trainSize: 'all' }, (config: Record<string, any>) => {
     config.experiment = 'nokey';
     config.model = { architecture: 'mlp', hidden_units: 16 };
     config.he = { enabled: true, key_holder: 'clients' };

@@ -25,7 +25,7 @@ const EXPERIMENT = 'metrics';
 
 describe('GET /metrics during a real run on loopback', () => {
   // Clients .1 and .2 under the switch .4, client .3 straight to the aggregator .5.
-  const testbed = new Testbed({ nodes: 5, switches: 1, rounds: ROUNDS, he: false }, (config: Record<string, any>) => {
+  const testbed = new Testbed({ nodes: 5, switches: 1, rounds: ROUNDS, he: false, trainSize: 'all' }, (config: Record<string, any>) => {
     config.experiment = EXPERIMENT;
     config.model = { architecture: 'mlp', hidden_units: 16 };
     // A killed client refuses connections: it is down at the next heartbeat; no deadline is waited out.

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { RoundMetrics } from '../../src/outputs';
 import { parseExperimentConfig } from '../../src/config/load';
-import { inputOf } from '../../src/config/schema';
+import { inputOf } from '../../src/config/data-schema';
 import { testbedConfig } from '../../src/config/testbed';
 import { createModel } from '../../src/model/model';
 import { saveModel } from '../../src/model/store';
@@ -28,7 +28,7 @@ const formats: Record<string, Record<string, unknown>> = {
 };
 
 function experiment(name: string, data: Record<string, unknown>, edit?: (config: Record<string, any>) => void) {
-  return new Testbed({ nodes: 5, switches: 1, rounds: 2 }, (config: Record<string, any>) => {
+  return new Testbed({ nodes: 5, switches: 1, rounds: 2, trainSize: 'all' }, (config: Record<string, any>) => {
     config.experiment = name;
     config.model = { architecture: 'mlp', hidden_units: 32 };
     config.he = { enabled: false };

@@ -15,7 +15,7 @@ import { memoryMb } from '../helpers/proc-status';
 const ROUNDS = 3;
 const CLIENTS = 40;
 const PER_PROCESS = 12;
-/** What the issue allows an extra client in a process, beyond its data share (250 digits here: 0.8 MB). */
+/** What the issue allows an extra client in a process, beyond its data share (150 digits here, 100 to train on and 50 held out: 0.5 MB). */
 const MB_PER_EXTRA_CLIENT = 30;
 
 interface Entry {

@@ -12,11 +12,11 @@ const SEALED = { enabled: true, key_holder: 'clients', quantize: { bits: 16 } };
 
 /**
  * A run of each strategy (with its training settings) on a spine and two racks of 5 clients, one
- * after the other on workers started once (3 rounds, sealed and quantized, the digits split evenly,
+ * after the other on workers started once (3 rounds, sealed and quantized, every digit split evenly,
  * unless `more` says otherwise); each one's rows, output and report.
  */
 async function treeRuns(runs: [string, Record<string, unknown>][], he: Record<string, unknown> = SEALED, more: { rounds?: number; data?: Record<string, unknown> } = {}) {
-  const testbed = new Testbed({ nodes: 9, switches: 3, spines: 1, rounds: more.rounds ?? 3 }, (config) => {
+  const testbed = new Testbed({ nodes: 9, switches: 3, spines: 1, rounds: more.rounds ?? 3, trainSize: 'all' }, (config) => {
     config.model = { architecture: 'mlp', hidden_units: 32 };
     if (more.data) config.data = { ...(config.data as object), ...more.data };
     config.he = he;
@@ -83,7 +83,7 @@ describe('every other strategy, in the hardest mode it supports, through a spine
   ];
   it('server optimizers under quantized HE with the key at the aggregator; robust rules over each update, forwarded unsummed', { timeout: 900_000 }, async () => {
     // One testbed, its workers started once: each experiment's aggregator pushes them its config.
-    const testbed = new Testbed({ nodes: 11, switches: 3, spines: 1, rounds: 2 }, (config) => {
+    const testbed = new Testbed({ nodes: 11, switches: 3, spines: 1, rounds: 2, trainSize: 'all' }, (config) => {
       config.model = { architecture: 'mlp', hidden_units: 32 };
       config.min_report_fraction = 1;
     });

@@ -23,7 +23,7 @@ const TIMEOUTS = { push_ms: 30_000, request_ms: 30_000, round_ms: 300_000, heart
 describe('waiting for a hung client under a rack switch under a spine', () => {
   const experiment = 'waiting';
   // 4 clients on 2 racks under 1 spine; 3 epochs, so training (a second or two) is long enough for a stop to land in it.
-  const testbed = new Testbed({ nodes: 8, switches: 3, spines: 1, rounds: 5, he: false, experiment }, (config: Record<string, any>) => {
+  const testbed = new Testbed({ nodes: 8, switches: 3, spines: 1, rounds: 5, he: false, experiment, trainSize: 'all' }, (config: Record<string, any>) => {
     config.model = { architecture: 'mlp', hidden_units: 32 };
     config.training = { ...config.training, epochs: 3 };
     config.timeouts = TIMEOUTS;

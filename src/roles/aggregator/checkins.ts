@@ -4,7 +4,8 @@
  * fitting clients said is kept: their classes for the report, and their model ids until this node
  * has loaded its own model to compare them with.
  */
-import { inputOf, type Settings } from '../../config/schema';
+import { inputOf } from '../../config/data-schema';
+import type { Settings } from '../../config/schema';
 import type { Checkin } from '../../wire/control';
 
 const anotherModel = (theirs: number, own: number) => `its model is another (id ${theirs}; the aggregator's is ${own}): every node must load the same model (model.path)`;

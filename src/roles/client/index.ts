@@ -4,7 +4,8 @@
  * HE key; the `UpdateEncoder` makes its update. Each round it trains the global model it is sent,
  * reports the result and its sample count upstream, then checks in for the next round.
  */
-import { describeAttack, inputOf } from '../../config/schema';
+import { inputOf } from '../../config/data-schema';
+import { describeAttack } from '../../config/schema';
 import { type ClientNodeConfig } from '../../config/node-config';
 import type { HeSession } from '../../he/keys';
 import { corruption, firstBeyond, valueLimits } from '../../he/bounds';

@@ -6,7 +6,7 @@
 import { addGaussianNoise, clientNoise, clipChange, dpClip, noiseRoomProblem, quantizedClipProblem } from '../../privacy/dp';
 import { attackedData, attackedWeights } from './attack';
 import type * as tf from '@tensorflow/tfjs';
-import { inputOf } from '../../config/schema';
+import { inputOf } from '../../config/data-schema';
 import { type ClientNodeConfig } from '../../config/node-config';
 import { classHistogram } from '../../data/formats/labelled';
 import { subset, type Dataset } from '../../data/mnist';

@@ -92,6 +92,13 @@ describe('a node config (what POST /config takes)', () => {
     return parsed.success ? [] : describeIssues(parsed.error.issues);
   };
 
+  it('refuses data.train_size to a client that reads files of its own, before any role is touched', () => {
+    const own: Record<string, any> = { ...node(), data: { path: 'mine.csv' } };
+    const settings = (train_size?: number) => ({ ...own.settings, data: { ...own.settings.data, train_size } });
+    assert.deepEqual(problems({ ...own, settings: settings() }), []);
+    assert.deepEqual(problems({ ...own, settings: settings(500) }), ['settings.data.train_size: slices one shared data set; this client reads files of its own (data.path) and trains on all of them']);
+  });
+
   it('takes a folder-safe experiment name', () => {
     for (const name of ['exp', 'mnist-mlp_v1.2', 'A', 'x'.repeat(64)]) assert.deepEqual(problems({ ...node(), experiment: name }), [], name);
   });
@@ -379,6 +386,18 @@ describe('files of the lab\'s own in config.json', () => {
     assert.deepEqual(problemsOf(withOwn(['a.csv', 'b.csv'], csv)), ['data.test: needed when every client reads files of its own (others[addr].data.path): the aggregator\'s held-out files']);
     assert.ok(problemsOf(withOwn([undefined, undefined], { ...csv, source: 'idx', path: 'x.idx' })).some((p) => /data\.labels_path: needed with source "idx".*127\.0\.0\.1, 127\.0\.0\.2/.test(p)));
     parseExperimentConfig(withOwn([undefined, undefined], { ...csv, path: 'shared.csv' }));
+  });
+
+  it('takes data.train_size for a shared data set only, and no more digits than the package ships', () => {
+    assert.equal(parseExperimentConfig(withOwn([undefined, undefined], { ...csv, path: 'shared.csv', train_size: 500 })).data.train_size, 500);
+    assert.equal(parseExperimentConfig({ ...minimal(), data: { test_size: 2000, train_size: 8000 } }).data.train_size, 8000);
+    assert.deepEqual(problemsOf(withOwn(['a.csv', 'b.csv'], { ...csv, test: { path: 'test.csv' }, train_size: 500 })), ['data.train_size: slices one shared data set; a client with files of its own (others[addr].data.path) trains on all of them: 127.0.0.1, 127.0.0.2']);
+    assert.ok(problemsOf(withOwn([undefined, undefined], { ...csv, path: 'c{index}.csv', test: { path: 'test.csv' }, train_size: 500 })).some((p) => /data\.train_size: slices one shared data set; with files of each client's own \(\{index\} in data\.path\)/.test(p)));
+    assert.ok(problemsOf({ ...minimal(), data: { test_size: 2000, train_size: 8001 } }).some((p) => /data\.train_size: 8001 with test_size 2000 needs 10001 digits; the mnist package ships 10000/.test(p)));
+    // Two clients: a sample each at least, a shard of each of its classes_per_client in the classes split.
+    assert.deepEqual(problemsOf({ ...minimal(), data: { train_size: 1 } }), ['data.train_size: 1 leaves a client without samples; 2 clients (iid split) need at least 2']);
+    assert.deepEqual(problemsOf({ ...minimal(), data: { train_size: 3, split: 'classes', classes_per_client: 2 } }), ['data.train_size: 3 leaves a client without samples; 2 clients (classes split) need at least 4']);
+    parseExperimentConfig({ ...minimal(), data: { train_size: 4, split: 'classes', classes_per_client: 2 } });
   });
 });
 

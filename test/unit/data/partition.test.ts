@@ -3,6 +3,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CLASSES, loadMnist } from '../../../src/data/mnist';
 import { holdOut, partition } from '../../../src/data/partition';
+import { dataSchema } from '../../../src/config/data-schema';
+import { DataFileError } from '../../../src/data/formats/labelled';
+import { clientData } from '../../../src/data/source';
 
 describe('data splits', () => {
   const data = loadMnist();
@@ -19,6 +22,22 @@ describe('data splits', () => {
     assert.equal(new Set([...split.test, ...split.train]).size, data.size);
     assert.deepEqual(holdOut(data.size, 2000, 42), split);
     assert.notDeepEqual(holdOut(data.size, 2000, 43).test, split.test);
+  });
+
+  it('trains on train_size of the rest when it is given, the held-out set unchanged', () => {
+    const all = holdOut(data.size, 2000, 42);
+    const some = holdOut(data.size, 2000, 42, 3000);
+    assert.deepEqual(some.test, all.test);
+    assert.deepEqual(some.train, all.train.slice(0, 3000));
+    assert.equal(holdOut(data.size, 2000, 42, 8000).train.length, 8000);
+    assert.throws(() => holdOut(data.size, 2000, 42, 8001), /train_size 8001 with test_size 2000 needs 10001 samples; the data set has 10000/);
+  });
+
+  it('gives each client its slice of train_size, and names a slice left empty', () => {
+    const settings = dataSchema.parse({ train_size: 30 });
+    assert.equal(clientData(settings, undefined, 3, 2).train.size, 10);
+    assert.match(clientData(settings, undefined, 3, 2).from, /slice 2 of 3 \(iid\) of the 30 trained on/);
+    assert.throws(() => clientData({ ...settings, train_size: 2 }, undefined, 3, 2), (err) => err instanceof DataFileError && /slice 2 of 3 \(iid split\) holds none of the 2 samples trained on: too few for 3 clients/.test(err.message));
   });
 
   for (const split of ['iid', 'dirichlet', 'classes'] as const) {
