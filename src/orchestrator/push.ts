@@ -22,7 +22,7 @@ export interface PushOptions {
   /** Per-request timeout. */
   requestMs?: number;
   onOutcome?: (outcome: PushOutcome) => void;
-  /** The first time a worker does not answer (it may still be starting): the round need not wait for it meanwhile. */
+  /** The first time a worker does not answer, when the push will try again (it may still be starting): the round need not wait for it meanwhile. */
   onUnreachable?: (address: string, reason: string) => void;
   sleep?: (ms: number) => Promise<void>;
 }
@@ -51,7 +51,6 @@ export async function pushConfig(peers: Peers, config: NodeConfig, options: Push
     } catch (err) {
       const failure = describeFailure(err);
       const final = failure.kind === 'refused' && failure.status! < 500;
-      if (attempts === 1 && failure.kind === 'unreachable') options.onUnreachable?.(config.address, failure.reason);
       if (final || elapsed() + backoff >= options.deadlineMs) {
         const failedToStart = failure.status === ROLE_FAILED_STATUS;
         const detail = failedToStart ? failure.reason : failure.status ? `${failure.status}: ${failure.reason}` : failure.reason;
@@ -65,6 +64,7 @@ export async function pushConfig(peers: Peers, config: NodeConfig, options: Push
           ms: elapsed(),
         };
       }
+      if (attempts === 1 && failure.kind === 'unreachable') options.onUnreachable?.(config.address, failure.reason);
       await sleep(backoff);
       backoff = Math.min(backoff * 2, 2000);
     }

@@ -71,10 +71,17 @@ export async function runAggregator(options: AggregatorOptions): Promise<Running
       if (said) o.detail += `; the launcher saw it ${said}`;
       print(formatOutcome(o));
       // At once, not after the slowest push: a round may already be under way.
-      if (o.result !== 'configured') role.health.down(o.address, `${o.result} at the push: ${o.detail}`);
+      if (o.result === 'configured') role.health.configured(o.address, o.detail);
+      else role.health.down(o.address, `${o.result} at the push: ${o.detail}`);
     },
-    // The round may start while the push retries: it must not select clients behind a worker not there.
-    onUnreachable: (address, reason) => role.health.down(address, `not answering the push yet (${reason})`),
+    // The round may start while the push retries: it must not select clients behind a worker not there, and a round
+    // that goes on with fewer clients says why.
+    onUnreachable: (address, reason) => {
+      const line = `worker ${address} is not answering yet (${reason}): the push retries, and a round that starts meanwhile goes on without it`;
+      node.logger.warn(line);
+      print(line);
+      role.health.down(address, `not answering the push yet (${reason})`);
+    },
   });
   print(summarize(outcomes));
   node.logger.info(`config push: ${summarize(outcomes)}`);
@@ -87,10 +94,7 @@ export async function runAggregator(options: AggregatorOptions): Promise<Running
   const without = goingOnWithout(outcomes);
   const absent = outcomes.filter((o) => o.result !== 'configured').length;
   if (without.length) print(`going on without ${absent} workers (the quorum holds):\n${without.map((w) => `  - ${w}`).join('\n')}`);
-  for (const o of outcomes) {
-    if (o.result === 'configured') role.health.configured(o.address, o.detail);
-    else if (o.result === 'failed') role.health.failed(o.address, o.detail, false); // the quorum was checked above, and said
-  }
+  for (const o of outcomes) if (o.result === 'failed') role.health.failed(o.address, o.detail, false); // the quorum was checked above, and said
   const watch = new WorkerWatch(node.context.peers, workers, {
     intervalMs: config.timeouts.heartbeat_ms,
     requestMs: config.timeouts.request_ms,
