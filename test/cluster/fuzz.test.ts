@@ -17,7 +17,7 @@ const ROUNDS = 6;
 const MODEL = { architecture: 'mlp' as const, hidden_units: 32 };
 
 function testbedFor(keyHolder: 'aggregator' | 'clients', experiment: string): Testbed {
-  return new Testbed({ nodes: 6, switches: 1, rounds: ROUNDS, experiment }, (config) => {
+  return new Testbed({ nodes: 6, switches: 1, rounds: ROUNDS, experiment, trainSize: 'all' }, (config) => {
     config.model = MODEL;
     config.he = { enabled: true, key_holder: keyHolder };
   });

@@ -58,7 +58,7 @@ function attackerOf(testbed: Testbed, tls: boolean) {
 for (const tls of [true, false]) {
   describe(`impersonations during a run, ${tls ? 'over mutual TLS' : 'over plain HTTP'}`, () => {
     it('refuses each, changes nothing, and every victim is in the last round', { timeout: 240_000 }, async () => {
-      const testbed = new Testbed({ nodes: 6, switches: 1, rounds: ROUNDS, he: false, experiment: `impersonation-${tls ? 'tls' : 'plain'}` }, (config) => {
+      const testbed = new Testbed({ nodes: 6, switches: 1, rounds: ROUNDS, he: false, experiment: `impersonation-${tls ? 'tls' : 'plain'}`, trainSize: 'all' }, (config) => {
         config.model = { architecture: 'mlp', hidden_units: 32 };
         config.tls = tls;
       });
