@@ -112,9 +112,13 @@ export class ClientRole extends Role<ClientNodeConfig> {
     const factor = Number(message.meta?.factor);
     if (!(factor > 0 && Number.isFinite(factor))) throw new HttpError(400, 'bad message', 'an encrypted model needs a positive "factor"');
     // A model that does not decrypt to one the clients could have made is the round's sum gone wrong: said as such (422).
-    const weights = await this.decryptModel(he, message.ciphertexts!, factor);
     // Kept: the next round's model is this one, and then only its instructions come down.
-    const score = await trainer.score(weights, message.meta?.model_tag);
+    const score = await this.decryptModel(he, message.ciphertexts!, factor).then((weights) => trainer.score(weights, message.meta?.model_tag, this.abort.signal)).catch((err: unknown) => {
+      // Its role stopping closes its HE threads and skips its turn: neither is the model's doing, nor a bug.
+      if (this.isStopped) throw new HttpError(409, 'conflict', 'this client stopped before it scored the model');
+      if (err instanceof HePoolFailure) throw new HttpError(503, 'not ready', `its HE threads failed: ${err.message}`);
+      throw err;
+    });
     return { round: message.round, ...score, samples: trainer.test.size };
   }
 

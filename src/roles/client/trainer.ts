@@ -138,35 +138,36 @@ export class Trainer {
     this.control?.settle(round, opening.attempt, opening.countedIn);
     const start = weightsOf(global, this.parameters);
     const serverControl = controlOf(global, this.parameters);
-    const { value: loss, waitedMs } = await inTurn(() => {
+    // The weights are read in the turn: the next turn (a score) sets the model's own.
+    const { value: { loss, weights }, waitedMs } = await inTurn(async () => {
       setFlatWeights(this.model, start);
-      return train(this.model, this.data, {
+      const loss = await train(this.model, this.data, {
         ...instructions,
         seed: this.config.settings.data.seed * 7919 + round * 131 + this.config.index,
         ...(serverControl && this.control ? { correction: this.control.correction(serverControl) } : {}),
       });
+      return { loss, weights: getFlatWeights(this.model) };
     }, signal);
     const { attack, settings } = this.config;
-    const trained = this.clip !== undefined ? clipChange(start, getFlatWeights(this.model), this.clip) : getFlatWeights(this.model);
+    const trained = this.clip !== undefined ? clipChange(start, weights, this.clip) : weights;
     if (this.noiseShare && !this.noiseShare.inSteps) addGaussianNoise(trained, this.noiseShare.std);
     const steps = stepsOf(this.data.size, instructions);
     const sent = serverControl && this.control ? withControl(trained, this.control.step(opening, serverControl, start, trained, steps * instructions.learningRate, share)) : trained;
     return { loss, weights: attack ? attackedWeights(attack, global, sent, round, this.config.index) : sent, queuedMs: waitedMs };
   }
 
-  /** A sealed model's weights, decrypted, scored on this client's test share; kept under `tag`. */
-  async score(weights: Float32Array, tag: unknown): Promise<Evaluation> {
+  /**
+   * A sealed model's weights, decrypted, scored on this client's test share; kept under `tag`. Scored
+   * by the model it trains (each training sets its weights anew): a second model would cost a build
+   * and its weights' memory every round, for a 10M-parameter network 45 MB and its initialization.
+   * `signal`: its role stopped, and the model may be disposed of, before its turn.
+   */
+  async score(weights: Float32Array, tag: unknown, signal?: AbortSignal): Promise<Evaluation> {
     if (typeof tag === 'string') this.kept = { tag, weights };
-    const { settings } = this.config;
     const { value } = await inTurn(async () => {
-      const evaluator = await createModel(settings.model, settings.data.seed, inputOf(settings.data));
-      try {
-        setFlatWeights(evaluator, weightsOf(weights, this.parameters));
-        return evaluate(evaluator, this.test);
-      } finally {
-        evaluator.dispose();
-      }
-    });
+      setFlatWeights(this.model, weightsOf(weights, this.parameters));
+      return evaluate(this.model, this.test);
+    }, signal);
     return value;
   }
 

@@ -1,9 +1,11 @@
-/** A client's training as the round asks it: under DP its change is clipped and it weighs 1; an attack works on what it sends. */
+/** A client's training as the round asks it: under DP its change is clipped and it weighs 1; an attack works on what it sends; a sealed model scored by the model it trains. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseExperimentConfig, resolveNodeConfigs } from '../../../../src/config/load';
 import type { ClientNodeConfig } from '../../../../src/config/node-config';
 import { testbedConfig } from '../../../../src/config/testbed';
+import { inputOf } from '../../../../src/config/data-schema';
+import { createModel, evaluate, setFlatWeights } from '../../../../src/model/model';
 import { Trainer } from '../../../../src/roles/client/trainer';
 
 function clientConfig(edit: (config: Record<string, any>) => void): ClientNodeConfig {
@@ -29,5 +31,34 @@ describe('the trainer', () => {
     assert.deepEqual([plain.weight, dp.weight], [plain.data.size, 1]);
     plain.dispose();
     dp.dispose();
+  });
+
+  it('scores the weights it is given, as a model built for them would, and a score asked during training leaves what training returns alone', async () => {
+    const config = clientConfig(() => undefined);
+    const trainer = await Trainer.load(config);
+    const start = new Float32Array(trainer.parameters).map((_, i) => Math.sin(i) / 10);
+    const scored = new Float32Array(trainer.parameters).map((_, i) => Math.cos(i) / 10);
+    const opening = { round: 1, attempt: 'a' };
+    const alone = await trainer.train(start, opening, instructions, 1);
+    // Asked while it trains, the score waits for its turn and sets the model's weights when that comes.
+    const training = trainer.train(start, opening, instructions, 1);
+    const score = await trainer.score(scored, 'tag');
+    const { weights } = await training;
+    assert.deepEqual(weights, alone.weights, 'the trained weights are read in the turn that trained them');
+
+    const reference = await createModel(config.settings.model, config.settings.data.seed, inputOf(config.settings.data));
+    setFlatWeights(reference, scored);
+    assert.deepEqual(score, evaluate(reference, trainer.test));
+    reference.dispose();
+    assert.equal(trainer.keptModel('tag'), scored);
+
+    // Its role stops while the score waits behind a training: skipped, and the training's weights are its own.
+    const stopping = new AbortController();
+    const trainingAgain = trainer.train(start, opening, instructions, 1);
+    const skipped = trainer.score(scored, undefined, stopping.signal);
+    stopping.abort();
+    await assert.rejects(skipped, /stopped before its turn/);
+    assert.deepEqual((await trainingAgain).weights, alone.weights);
+    trainer.dispose();
   });
 });
