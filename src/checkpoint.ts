@@ -33,14 +33,24 @@ export class CheckpointError extends Error {}
 const fileFor = (dir: string, round: number) => join(dir, `round-${String(round).padStart(3, '0')}.ckpt`);
 
 export function encodeCheckpoint(round: number, header: Record<string, unknown>, blobs: Record<string, Uint8Array>): Buffer {
+  return Buffer.concat(checkpointParts(round, header, blobs));
+}
+
+/**
+ * A checkpoint as the parts it is written in: its head, the blobs themselves (not copies), and the
+ * digest of them all. Joined, a model's blob would be held twice more as the round ends.
+ */
+function checkpointParts(round: number, header: Record<string, unknown>, blobs: Record<string, Uint8Array>): Uint8Array[] {
   const table = Object.entries(blobs).map(([name, bytes]) => ({ name, bytes: bytes.byteLength }));
   const json = Buffer.from(JSON.stringify({ round, header, blobs: table }), 'utf8');
   const head = Buffer.alloc(12);
   head.write(MAGIC, 0, 'latin1');
   head.writeUInt32LE(VERSION, 4);
   head.writeUInt32LE(json.length, 8);
-  const body = Buffer.concat([head, json, ...Object.values(blobs).map((b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength))]);
-  return Buffer.concat([body, createHash('sha256').update(body).digest()]);
+  const parts = [head, json, ...Object.values(blobs)];
+  const digest = createHash('sha256');
+  for (const part of parts) digest.update(part);
+  return [...parts, digest.digest()];
 }
 
 export function decodeCheckpoint(bytes: Buffer, file = '(memory)'): Checkpoint {
@@ -73,7 +83,7 @@ export class CheckpointStore {
   save(round: number, header: Record<string, unknown>, blobs: Record<string, Uint8Array>): string {
     mkdirSync(this.dir, { recursive: true });
     const file = fileFor(this.dir, round);
-    writeFileAtomic(file, encodeCheckpoint(round, header, blobs), { durable: true });
+    writeFileAtomic(file, checkpointParts(round, header, blobs), { durable: true });
     for (const old of this.files().slice(KEEP)) rmSync(old, { force: true });
     return file;
   }

@@ -8,7 +8,7 @@
  * range with it, and the sum then refuses more (HePoolFailure) and cannot be read.
  */
 import { HePoolFailure, type HePool, type PoolTask, type PoolThread } from './pool';
-import { pack, unpack, type Packed } from './packing';
+import { pack } from './packing';
 
 export class HeldSum {
   private readonly id: number;
@@ -50,10 +50,10 @@ export class HeldSum {
    */
   async read(): Promise<Uint8Array[]> {
     if (this.chunks === undefined) throw new Error('the sum holds nothing');
-    const parts = await Promise.all(this.pool.rangesOf(this.chunks).map((_, i) => this.run<Packed | null>(i, { op: 'read-held', sum: this.id })));
+    const parts = await Promise.all(this.pool.rangesOf(this.chunks).map((_, i) => this.run<Uint8Array[] | null>(i, { op: 'read-held', sum: this.id })));
     if (parts.every((p) => p === null)) throw new Error('the sum holds nothing');
     if (parts.some((p) => p === null)) throw new Error('the sum holds some ranges of the model and not others');
-    return parts.flatMap((p) => unpack(p!));
+    return parts.flatMap((p) => p!);
   }
 
   /** Frees its ranges; it takes nothing more. */

@@ -1,4 +1,14 @@
-/** How HE threads hand ciphertext lists back: in one buffer, one allocation to move rather than one per ciphertext. */
+/**
+ * How ciphertext lists cross to and from the HE threads, copied once at most. To a thread: in one
+ * buffer made for it, one allocation to hand over rather than one per ciphertext (the body they came
+ * in cannot be handed over: its buffer is the whole message, which this thread still reads). From a
+ * thread: the ciphertexts it saved, each buffer moved as it is (handBack).
+ *
+ * Not shared memory, which would spare the copy: V8 counts a SharedArrayBuffer toward no thread's
+ * garbage collection, and an HE thread allocates so little that it collects seldom, so every body it
+ * was sent would stay (measured: 400 bodies of 8 MB posted to a thread that reads a byte of each
+ * peaked at 2,044 MB shared, 178 MB handed over).
+ */
 export interface Packed {
   packed: ArrayBuffer;
   lengths: number[];
@@ -17,4 +27,12 @@ export function pack(list: Uint8Array[]): Packed {
 export function unpack({ packed, lengths }: Packed): Uint8Array[] {
   let at = 0;
   return lengths.map((length) => new Uint8Array(packed, (at += length) - length, length));
+}
+
+/**
+ * What a thread's answer hands back rather than copies: the buffers of the ciphertexts it made, each
+ * its own (SEAL's saveArray makes one of the exact length), moved as they are, not packed into one.
+ */
+export function handBack(list: Uint8Array[]): ArrayBuffer[] {
+  return [...new Set(list.map((c) => c.buffer as ArrayBuffer))];
 }

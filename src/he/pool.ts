@@ -17,7 +17,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { paramsId, type HeParams, type KeyMaterial } from './ckks';
-import { pack, unpack, type Packed } from './packing';
+import { pack } from './packing';
 import { STARTED, type Reply, type Started, type Task } from './tasks';
 
 /** The deaths of one thread within DEATH_WINDOW_MS after which it is not replaced (the last of them not). */
@@ -259,7 +259,7 @@ export class HePool {
   async encrypt(values: Float32Array | Float64Array, factor = 1, noise = 0): Promise<Uint8Array[]> {
     const parts = await Promise.all(
       this.ranges(this.chunksFor(values.length)).map(([from, to], i) =>
-        this.run<Packed>(i, { op: 'encrypt', values: values.slice(from * this.perCiphertext, to * this.perCiphertext), factor, first: from * this.perCiphertext, noise }, true).then(unpack),
+        this.run<Uint8Array[]>(i, { op: 'encrypt', values: values.slice(from * this.perCiphertext, to * this.perCiphertext), factor, first: from * this.perCiphertext, noise }, true),
       ),
     );
     return parts.flat();
@@ -281,7 +281,7 @@ export class HePool {
     const chunks = lists[0]?.length ?? 0;
     const parts = await Promise.all(
       this.ranges(chunks).map(([from, to], i) =>
-        this.run<Packed>(i, { op: 'sum', lists: lists.length, packed: pack(lists.flatMap((l) => l.slice(from, to))) }, true).then(unpack),
+        this.run<Uint8Array[]>(i, { op: 'sum', lists: lists.length, packed: pack(lists.flatMap((l) => l.slice(from, to))) }, true),
       ),
     );
     return parts.flat();

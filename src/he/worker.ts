@@ -1,7 +1,7 @@
 /** One HE worker thread: its own SEAL instance, answering encrypt, sum and decrypt tasks, and keeping its range of running sums (held-sum.ts). */
 import { parentPort, workerData } from 'node:worker_threads';
 import { Ckks, type HeParams, type KeyMaterial } from './ckks';
-import { pack, unpack, type Packed } from './packing';
+import { handBack, unpack } from './packing';
 import { STARTED, type Reply, type Started, type Task } from './tasks';
 
 const messageOf = (err: unknown) => (err as Error)?.message ?? String(err);
@@ -25,9 +25,9 @@ ready.then(
 const held = new Map<number, { ciphers: any[]; updates: number }>();
 
 /** What one of the held-sum ops answers: nothing, or the sum (null when this thread holds none of it). */
-function heldOp(ckks: Ckks, task: Extract<Task, { op: 'hold' | 'read-held' | 'drop-held' }>): Packed | null | undefined {
+function heldOp(ckks: Ckks, task: Extract<Task, { op: 'hold' | 'read-held' | 'drop-held' }>): Uint8Array[] | null | undefined {
   const sum = held.get(task.sum);
-  if (task.op === 'read-held') return sum ? pack(ckks.save(sum.ciphers)) : null;
+  if (task.op === 'read-held') return sum ? ckks.save(sum.ciphers) : null;
   if (task.op === 'drop-held' || (task.sign < 0 && sum?.updates === 1)) {
     // Taking out the only update it holds leaves nothing (SEAL would refuse the difference, an all-zero ciphertext).
     if (sum) ckks.free(sum.ciphers);
@@ -48,8 +48,9 @@ function regroup(flat: Uint8Array[], count: number): Uint8Array[][] {
   return Array.from({ length: count }, (_, k) => flat.slice(k * each, (k + 1) * each));
 }
 
+/** What an answer hands over: the ciphertexts it made (encrypt, sum, read-held), or the values it decrypted. */
 function buffersOf(result: unknown): ArrayBuffer[] {
-  if (result && typeof result === 'object' && 'packed' in result) return [(result as Packed).packed];
+  if (Array.isArray(result)) return handBack(result);
   return ArrayBuffer.isView(result) ? [result.buffer as ArrayBuffer] : [];
 }
 
@@ -67,8 +68,8 @@ async function answer(task: Exclude<Task, { op: 'crash' }>): Promise<void> {
   try {
     const ckks = await ready;
     let result: unknown;
-    if (task.op === 'encrypt') result = pack(ckks.encrypt(task.values, task.factor, task.first, task.noise));
-    else if (task.op === 'sum') result = pack(ckks.sum(regroup(unpack(task.packed), task.lists)));
+    if (task.op === 'encrypt') result = ckks.encrypt(task.values, task.factor, task.first, task.noise);
+    else if (task.op === 'sum') result = ckks.sum(regroup(unpack(task.packed), task.lists));
     else if (task.op === 'prepare') result = ckks.prepare(task.count);
     else if (task.op === 'hold' || task.op === 'read-held' || task.op === 'drop-held') result = heldOp(ckks, task);
     else result = ckks.decrypt(unpack(task.packed), task.parameters, task.factor, task.first);

@@ -9,23 +9,33 @@ import { writeFileAtomic } from '../files/atomic';
 
 const WEIGHTS_FILE = 'weights.bin';
 
+/**
+ * What LayersModel.save writes (its topology, its weights' names, shapes and types, their values back
+ * to back), the values written a tensor at a time: save() reads every tensor and joins them, two
+ * copies of the model at the end of each round, when a model of tens of megabytes is held most.
+ */
 export async function saveModel(model: tf.LayersModel, dir: string): Promise<void> {
   mkdirSync(dir, { recursive: true });
-  await model.save(
-    tf.io.withSaveHandler(async (artifacts) => {
-      const weights = new Uint8Array(artifacts.weightData as ArrayBuffer);
-      writeFileAtomic(join(dir, WEIGHTS_FILE), weights);
-      const manifest = {
-        modelTopology: artifacts.modelTopology,
-        format: 'layers-model',
-        generatedBy: artifacts.generatedBy,
-        convertedBy: null,
-        weightsManifest: [{ paths: [`./${WEIGHTS_FILE}`], weights: artifacts.weightSpecs }],
-      };
-      writeFileAtomic(join(dir, 'model.json'), JSON.stringify(manifest));
-      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON', weightDataBytes: weights.byteLength } };
-    }),
+  const { weights } = model; // getNamedWeights' order, which save() writes in
+  const odd = weights.find((w) => w.dtype !== 'float32');
+  if (odd) throw new Error(`weight ${odd.originalName} is ${odd.dtype}: the layers models here hold float32`);
+  writeFileAtomic(
+    join(dir, WEIGHTS_FILE),
+    (function* () {
+      for (const weight of weights) {
+        const values = weight.read().dataSync() as Float32Array;
+        yield new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+      }
+    })(),
   );
+  const manifest = {
+    modelTopology: model.toJSON(null, false),
+    format: 'layers-model',
+    generatedBy: `TensorFlow.js tfjs-layers v${tf.version_layers}`,
+    convertedBy: null,
+    weightsManifest: [{ paths: [`./${WEIGHTS_FILE}`], weights: weights.map((w) => ({ name: w.originalName, shape: w.shape, dtype: w.dtype })) }],
+  };
+  writeFileAtomic(join(dir, 'model.json'), JSON.stringify(manifest));
 }
 
 /** An IOHandler over a folder written by saveModel: `tf.loadLayersModel(fromDir(dir))`. */

@@ -121,7 +121,7 @@ export class Peers {
     return proof ? { [CONFIG_PROOF_HEADER]: proof } : {};
   }
 
-  /** `body` may be a message in parts (an array of buffers, codec's withMeta): streamed as one body, never joined. */
+  /** `body` may be a message in parts (an array of buffers: codec's encodeParts, withMeta): streamed as one body, never joined. */
   post<T = unknown>(address: string, path: string, body: unknown, config: AxiosRequestConfig = {}): Promise<T> {
     return this.againIfClosedWhileIdle(config, (c) => this.http.post<T>(this.url(address) + path, body, c));
   }

@@ -76,12 +76,15 @@ export interface Message {
   count?: number;
 }
 
-function ciphertextPayload(list: Uint8Array[]): Buffer {
-  const head = Buffer.alloc(4 + 4 * list.length);
-  head.writeUInt32LE(list.length, 0);
-  list.forEach((c, i) => head.writeUInt32LE(c.length, 4 + 4 * i));
-  return Buffer.concat([head, ...list.map((c) => Buffer.from(c.buffer, c.byteOffset, c.byteLength))]);
+/** The ciphertext list's table (count, lengths) and views of the ciphertexts themselves. */
+function ciphertextPayload(list: Uint8Array[]): Buffer[] {
+  const table = Buffer.alloc(4 + 4 * list.length);
+  table.writeUInt32LE(list.length, 0);
+  list.forEach((c, i) => table.writeUInt32LE(c.length, 4 + 4 * i));
+  return [table, ...list.map(view)];
 }
+
+const view = (bytes: ArrayBufferView): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 
 function readCiphertexts(payload: Buffer): Uint8Array[] {
   if (payload.length < 4) throw new WireError('an encrypted payload starts with its ciphertext count');
@@ -112,6 +115,21 @@ export const maxMetaBytes = (updates: number): number => 64 * 1024 + 256 * updat
 const pad4 = (n: number) => (n + 3) & ~3;
 
 export function encode(message: Message): Buffer {
+  const parts = encodeParts(message);
+  // A buffer of its own (Buffer.concat takes small ones from the shared pool).
+  const out = Buffer.alloc(byteLength(parts));
+  let at = 0;
+  for (const part of parts) at += part.copy(out, at);
+  return out;
+}
+
+/**
+ * The message as the parts it is sent in (peers.post sends them as one body): a head (header,
+ * sender, metadata) and the payload as views of the message's own arrays, not copies. Joined, a
+ * sum of tens of megabytes would be held three times as it goes up (the ciphertexts, their list,
+ * the message); in parts, once. The arrays must not change until the parts are sent.
+ */
+export function encodeParts(message: Message): Buffer[] {
   const sender = Buffer.from(message.sender, 'utf8');
   if (sender.length > 0xffff) throw new WireError('sender is too long');
   const meta = message.meta ? Buffer.from(JSON.stringify(message.meta), 'utf8') : Buffer.alloc(0);
@@ -120,11 +138,11 @@ export function encode(message: Message): Buffer {
   if (message.kind === Kind.UpdateBundle && message.parameters.length !== (message.count ?? 0) * message.contributors) {
     throw new WireError(`a bundle of ${message.contributors} updates of ${message.count} parameters holds ${(message.count ?? 0) * message.contributors} values, not ${message.parameters.length}`);
   }
-  const payload = encrypted ? ciphertextPayload(message.ciphertexts!) : plainPayload(message);
-  const payloadBytes = payload.length;
+  const payload = encrypted ? ciphertextPayload(message.ciphertexts!) : [plainPayload(message)];
+  const payloadBytes = byteLength(payload);
   const metaAt = HEADER_BYTES + pad4(sender.length);
   const start = metaAt + pad4(meta.length);
-  const out = Buffer.alloc(start + payloadBytes);
+  const out = Buffer.alloc(start);
   out.writeUInt32LE(MAGIC, 0);
   out.writeUInt8(VERSION, 4);
   out.writeUInt8(message.kind, 5);
@@ -138,9 +156,11 @@ export function encode(message: Message): Buffer {
   out.writeUInt32LE(meta.length, 36);
   sender.copy(out, HEADER_BYTES);
   meta.copy(out, metaAt);
-  payload.copy(out, start);
-  return out;
+  return [out, ...payload];
 }
+
+/** The bytes of a message in parts. */
+export const byteLength = (parts: readonly Buffer[]): number => parts.reduce((n, part) => n + part.length, 0);
 
 function plainPayload(message: Message): Buffer {
   if (message.kind === Kind.QuantizedUpdate) {
@@ -148,7 +168,7 @@ function plainPayload(message: Message): Buffer {
     if (problem) throw new WireError(problem);
   }
   const values = message.kind === Kind.QuantizedUpdate ? quantizeValues(message.parameters, message.meta!.quantized as QuantizedMeta) : message.parameters;
-  return Buffer.from(values.buffer, values.byteOffset, values.byteLength);
+  return view(values);
 }
 
 /**

@@ -36,18 +36,18 @@ UpdateEncoder.prototype.encode = async function (this: UpdateEncoder, source: Up
   const { he, sizes } = this as unknown as { he: Settings['he']; sizes: number[] };
   if (mode === 'heavy') {
     const honest = await encodeHonestly.call(this, source, session);
-    return { ...honest, update: encode({ ...decode(honest.update), weight: source.samples * 1e6 }) };
+    return { ...honest, update: [encode({ ...decode(Buffer.concat(honest.update)), weight: source.samples * 1e6 })] };
   }
   if (!session) return encodeHonestly.call(this, source, session);
   const other = await strangerSession(he, source.weights.length, sizes);
   // Under the experiment's parameters id, so every check of the message's shape passes.
   if (mode === 'other-key') return encodeHonestly.call(this, source, { ...session, pool: other.pool });
   const honest = await encodeHonestly.call(this, source, session);
-  const message = decode(honest.update);
+  const message = decode(Buffer.concat(honest.update));
   const zeros = await other.pool.encrypt(new Float32Array(source.weights.length), 1);
   const ciphertexts = await session.pool.sum([message.ciphertexts!, zeros]);
   console.log(`rogue: round ${source.round}: sending an update with noise in every slot`);
-  return { ...honest, update: encode({ ...message, ciphertexts }) };
+  return { ...honest, update: [encode({ ...message, ciphertexts })] };
 };
 
 require('../../main.js');

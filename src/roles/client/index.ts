@@ -14,7 +14,7 @@ import { badRequest, HttpError, refused } from '../../net/errors';
 import { describeFailure } from '../../net/peers';
 import { ClientMachine, type ClientAction } from '../../protocol/client';
 import { upstreamRoute } from '../../topology/tree';
-import { Kind, WIRE_CONTENT_TYPE, type Message } from '../../wire/codec';
+import { byteLength, Kind, WIRE_CONTENT_TYPE, type Message } from '../../wire/codec';
 import { readControl, roundMetaSchema, standbySchema, UNUSABLE_MODEL, type RoundMeta } from '../../wire/control';
 import { attemptOf, plainLimits, readMessage } from '../../wire/receive';
 import { Role } from '../role';
@@ -193,7 +193,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
       send_ms: Math.round(performance.now() - sendStart),
       samples: trainer.data.size,
       loss,
-      update_bytes: update.length,
+      update_bytes: byteLength(update),
       ...(clipped !== undefined ? { clipped } : {}),
       outcome,
     });
@@ -206,7 +206,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
    * 4xx but a conflict: too late, or sent already) will not be taken however long its switch waits:
    * the aggregator hears it at once, and drops this client from the round.
    */
-  private async send(round: number, attempt: string, update: Buffer): Promise<string> {
+  private async send(round: number, attempt: string, update: Buffer[]): Promise<string> {
     const { upstream } = this.config;
     try {
       await this.node.peers.post(upstream, upstreamRoute(this.config, 'receive'), update, { headers: { 'Content-Type': WIRE_CONTENT_TYPE }, signal: this.abort.signal });

@@ -6,7 +6,7 @@
 import type { Settings } from '../../config/schema';
 import type { HeSession } from '../../he/keys';
 import { clipsFor, countClipped, quantizesChange, type QuantizeSpec } from '../../he/quantized';
-import { encode, Kind } from '../../wire/codec';
+import { encodeParts, Kind } from '../../wire/codec';
 import { quantizedMeta } from '../../wire/quantized';
 
 export interface UpdateSource {
@@ -36,8 +36,8 @@ export class UpdateEncoder {
     this.clip = he.quantize && clipsFor(he.quantize, sizes);
   }
 
-  /** The update message, with how many values were clipped when quantized. */
-  async encode(source: UpdateSource, session: HeSession | undefined): Promise<{ update: Buffer; clipped?: number }> {
+  /** The update message in parts (codec's encodeParts), with how many values were clipped when quantized. */
+  async encode(source: UpdateSource, session: HeSession | undefined): Promise<{ update: Buffer[]; clipped?: number }> {
     const { round, attempt, sender, modelId, samples, weights, global, share, noise } = source;
     const { quantize } = this.he;
     const sent = quantize && quantizesChange(this.he) ? minus(weights, global) : weights;
@@ -45,12 +45,12 @@ export class UpdateEncoder {
     const base = { round, modelId, contributors: 1, weight: samples, sender, count: weights.length };
     if (session) {
       const ciphertexts = await session.pool.encrypt(sent, share, noise);
-      return { update: encode({ ...base, kind: Kind.EncryptedUpdate, meta: { he: session.id, attempt }, parameters: new Float32Array(0), ciphertexts }), clipped };
+      return { update: encodeParts({ ...base, kind: Kind.EncryptedUpdate, meta: { he: session.id, attempt }, parameters: new Float32Array(0), ciphertexts }), clipped };
     }
     if (noise) throw new Error('noise in whole steps is drawn as an update is encrypted; this one is not');
-    if (!quantize || !this.clip) return { update: encode({ ...base, kind: Kind.Update, meta: { attempt }, parameters: weights }) };
+    if (!quantize || !this.clip) return { update: encodeParts({ ...base, kind: Kind.Update, meta: { attempt }, parameters: weights }) };
     const quantized = quantizedMeta({ bits: quantize.bits, ...this.clip }, sent.length, this.sizes);
-    return { update: encode({ ...base, kind: Kind.QuantizedUpdate, meta: { attempt, quantized }, parameters: sent }), clipped };
+    return { update: encodeParts({ ...base, kind: Kind.QuantizedUpdate, meta: { attempt, quantized }, parameters: sent }), clipped };
   }
 }
 

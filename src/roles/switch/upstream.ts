@@ -9,7 +9,7 @@ import type { IterationLog } from '../../log/iteration-log';
 import type { Logger } from '../../log/logger';
 import { describeFailure, type Peers } from '../../net/peers';
 import { upstreamRoute } from '../../topology/tree';
-import { encode, Kind, WIRE_CONTENT_TYPE } from '../../wire/codec';
+import { byteLength, encodeParts, Kind, WIRE_CONTENT_TYPE } from '../../wire/codec';
 import { forwardsEachUpdate } from '../../wire/receive';
 import { heldFields, type ArrivalSnapshot } from '../arrivals';
 
@@ -64,7 +64,7 @@ export class Upstream {
 
   async forward(sum: Forwarded): Promise<void> {
     const { config, peers, signal, logger, iterations } = this.io;
-    let update: Buffer;
+    let update: Buffer[];
     try {
       update = this.message(sum);
     } catch (err) {
@@ -97,7 +97,7 @@ export class Upstream {
       collect_ms: Math.round(sum.collectMs),
       waiting_ms: sum.waitedMs,
       ...heldFields(slowest),
-      update_bytes: update.length,
+      update_bytes: byteLength(update),
       outcome,
     });
   }
@@ -121,10 +121,11 @@ export class Upstream {
   }
 
   /**
-   * The weighted sum as a wire message: which clients are in it (the aggregator checks them and names
-   * the missing ones), and how long this switch waited after the last of them for ones that never came.
+   * The weighted sum as a wire message, in parts (codec's encodeParts: the sum is not copied into it):
+   * which clients are in it (the aggregator checks them and names the missing ones), and how long
+   * this switch waited after the last of them for ones that never came.
    */
-  private message({ round, attempt, modelId, parameters, clients, total, he, waitedMs, arrivals }: Forwarded): Buffer {
+  private message({ round, attempt, modelId, parameters, clients, total, he, waitedMs, arrivals }: Forwarded): Buffer[] {
     const base = { round, modelId, sender: this.io.config.address, contributors: total.contributors, weight: total.weight };
     const meta = { attempt, clients, waited_ms: waitedMs, ages_ms: arrivals.agesOf(clients) };
     if (total.kind === 'plain' && forwardsEachUpdate(this.io.config.settings)) {
@@ -133,11 +134,11 @@ export class Upstream {
       total.updates.forEach((u, i) => values.set(u.values, i * parameters));
       const named = total.updates.map((u) => u.client);
       const bundled = { ...meta, clients: named, ages_ms: arrivals.agesOf(named), weights: total.updates.map((u) => u.weight) };
-      return encode({ ...base, kind: Kind.UpdateBundle, meta: bundled, parameters: values, count: parameters });
+      return encodeParts({ ...base, kind: Kind.UpdateBundle, meta: bundled, parameters: values, count: parameters });
     }
     if (total.kind === 'encrypted') {
-      return encode({ ...base, kind: Kind.EncryptedSum, meta: { ...meta, he }, parameters: new Float32Array(0), ciphertexts: total.ciphertexts, count: parameters });
+      return encodeParts({ ...base, kind: Kind.EncryptedSum, meta: { ...meta, he }, parameters: new Float32Array(0), ciphertexts: total.ciphertexts, count: parameters });
     }
-    return encode({ ...base, kind: Kind.WeightedSum, meta, parameters: Float32Array.from(total.sum) });
+    return encodeParts({ ...base, kind: Kind.WeightedSum, meta, parameters: Float32Array.from(total.sum) });
   }
 }

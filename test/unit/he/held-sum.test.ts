@@ -55,6 +55,20 @@ describe('HE pool: sums held in the threads', { timeout: 60_000 }, () => {
     await assert.rejects(sum.add(a), /dropped/);
   });
 
+  it('hands back the ciphertexts a thread makes as they are, each in the buffer SEAL saved it to (moved, not packed into one)', async () => {
+    const [a, b] = await Promise.all([1, 2].map(update));
+    const sum = new HeldSum(pair);
+    await Promise.all([sum.add(a), sum.add(b)]);
+    const held = await sum.read();
+    const summed = await pair.sum([a, b]);
+    for (const [what, list] of [['an encryption', a], ['a held sum', held], ['a sum', summed]] as const) {
+      assert.ok(list.every((c) => c.byteOffset === 0 && c.byteLength === c.buffer.byteLength), `${what}: each its own buffer`);
+    }
+    assert.deepEqual(held, summed);
+    assert.ok(Math.abs((await decrypt(held)) - (3 + (2 * (PARAMETERS - 1)) / PARAMETERS)) < 1e-4, 'a + b');
+    sum.drop();
+  });
+
   it('taking out the only update it holds leaves nothing; the next update makes it again', async () => {
     const sum = new HeldSum(pair);
     const a = await update(1);

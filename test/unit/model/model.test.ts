@@ -1,7 +1,7 @@
 /** The models on TensorFlow.js (wasm): parameter counts, seeds, training, saving, and the CNN's gradient. */
 import * as tf from '@tensorflow/tfjs';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -88,6 +88,29 @@ describe('model', () => {
     const dir = join(mkdtempSync(join(tmpdir(), 'model-')), 'm');
     await saveModel(model, dir);
     assert.deepEqual(evaluate(await loadModel(dir), test), after);
+  });
+
+  it('saves what LayersModel.save would, byte for byte (its topology, its weights named, shaped and typed, their values), a tensor at a time', async () => {
+    await initBackend('cnn');
+    // A functional model with batch norm as ResNet's blocks have it (its moving statistics are weights too, not trained), and the built-ins.
+    const input = tf.input({ shape: [8, 8, 1] });
+    const normed = tf.layers.batchNormalization().apply(tf.layers.conv2d({ filters: 4, kernelSize: 3 }).apply(input)) as tf.SymbolicTensor;
+    const functional = tf.model({ inputs: input, outputs: tf.layers.dense({ units: 10, activation: 'softmax' }).apply(tf.layers.flatten().apply(normed)) as tf.SymbolicTensor });
+    for (const model of [functional, buildModel({ architecture: 'cnn', hidden_units: 8 }, 5), buildModel({ architecture: 'mlp', hidden_units: 8 }, 6)]) {
+      let saved: tf.io.ModelArtifacts | undefined;
+      await model.save(tf.io.withSaveHandler(async (artifacts) => ((saved = artifacts), { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } })));
+      const dir = join(mkdtempSync(join(tmpdir(), 'model-')), 'm');
+      await saveModel(model, dir);
+      const manifest = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8'));
+      assert.deepEqual(manifest.modelTopology, JSON.parse(JSON.stringify(saved!.modelTopology)));
+      assert.equal(manifest.generatedBy, saved!.generatedBy);
+      assert.deepEqual(manifest.weightsManifest[0].weights, saved!.weightSpecs);
+      assert.deepEqual(readFileSync(join(dir, 'weights.bin')), Buffer.from(saved!.weightData as ArrayBuffer));
+      const back = await loadModel(dir);
+      assert.deepEqual(getFlatWeights(back), getFlatWeights(model));
+      back.dispose();
+      model.dispose();
+    }
   });
 
   it('keeps no tensors behind from round to round', async () => {

@@ -1,7 +1,7 @@
 /** The binary wire codec: every field round-trips, and damaged messages are refused with a reason. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { decode, encode, HEADER_BYTES, Kind, WireError } from '../../../src/wire/codec';
+import { byteLength, decode, encode, encodeParts, HEADER_BYTES, Kind, WireError } from '../../../src/wire/codec';
 
 const message = (parameters = Float32Array.from([1.5, -2, 3.25])) => ({
   kind: Kind.Update,
@@ -39,6 +39,30 @@ describe('wire codec', () => {
     damaged.writeUInt32LE(9, damaged.length - 8 - 4 * 2 - 4); // the ciphertext count
     assert.throws(() => decode(damaged), /ciphertext count of 9/);
     assert.throws(() => encode({ ...encrypted, ciphertexts: undefined }), /needs ciphertexts/);
+  });
+
+  it('gives a message in parts, a head and views of its arrays (not copies), the same bytes joined; encode makes a buffer of its own', () => {
+    const ciphertexts = [Uint8Array.from([1, 2, 3]), new Uint8Array(new ArrayBuffer(16), 4, 5).fill(9)];
+    const encrypted = { ...message(new Float32Array(0)), kind: Kind.EncryptedSum, ciphertexts, count: 10, meta: { he: 'abc' } };
+    const plain = message(Float32Array.from([1, -2, 3.5, 4]));
+    for (const [what, m, arrays] of [['encrypted', encrypted, ciphertexts], ['plaintext', plain, [plain.parameters]]] as const) {
+      const parts = encodeParts(m);
+      const whole = encode(m);
+      assert.deepEqual(Buffer.concat(parts), whole, what);
+      assert.equal(byteLength(parts), whole.length, what);
+      // The payload's parts share the arrays' memory: a change to one shows in the part.
+      const views = parts.slice(-arrays.length);
+      views.forEach((part, i) => {
+        assert.equal(part.buffer, arrays[i].buffer, `${what}: part ${i} is a view`);
+        assert.equal(part.byteOffset, arrays[i].byteOffset, what);
+        assert.equal(part.length, arrays[i].byteLength, what);
+      });
+      assert.deepEqual(decode(Buffer.concat(parts)), decode(whole), what);
+    }
+    // Small messages too: a buffer of its own, not a slice of Node's shared pool (callers may hand its .buffer on).
+    const small = encode(message());
+    assert.equal(small.byteOffset, 0);
+    assert.equal(small.buffer.byteLength, small.length);
   });
 
   it("round-trips a bundle of updates (one vector per update), and refuses one whose contributors do not fill the payload", () => {

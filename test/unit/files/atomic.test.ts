@@ -1,0 +1,33 @@
+/** Writing a file whole or not at all: in parts as they are made, and nothing left behind when a part cannot be. */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { writeFileAtomic } from '../../../src/files/atomic';
+
+describe('an atomic write', () => {
+  it('writes parts in turn, as a list or made one at a time, the same bytes as joined', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'atomic-'));
+    const parts = [Buffer.from('head '), new Uint8Array([1, 2, 3]), Buffer.alloc(0), Buffer.from(' tail')];
+    writeFileAtomic(join(dir, 'list'), parts);
+    writeFileAtomic(join(dir, 'made'), (function* () {
+      yield* parts;
+    })());
+    for (const name of ['list', 'made']) assert.deepEqual(readFileSync(join(dir, name)), Buffer.concat(parts), name);
+    assert.deepEqual(readdirSync(dir).sort(), ['list', 'made']);
+  });
+
+  it('leaves the old file, and no temp file, when a part cannot be made', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'atomic-'));
+    const file = join(dir, 'model');
+    writeFileSync(file, 'old');
+    const failing = (function* () {
+      yield Buffer.from('half of a new one');
+      throw new Error('the model was disposed of');
+    })();
+    assert.throws(() => writeFileAtomic(file, failing, { durable: true }), /disposed of/);
+    assert.equal(readFileSync(file, 'utf8'), 'old');
+    assert.deepEqual(readdirSync(dir), ['model']);
+  });
+});
