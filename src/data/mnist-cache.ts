@@ -70,7 +70,7 @@ export function writeCache(file: string, data: Dataset): boolean {
   const images = new Uint8Array(data.images.buffer, data.images.byteOffset, data.images.byteLength);
   try {
     // Durable: after a power cut a file of the right length could otherwise hold zeros.
-    writeFileAtomic(file, Buffer.concat([header, images, data.labels]), { durable: true });
+    writeFileAtomic(file, [header, images, data.labels], { durable: true });
     return true;
   } catch {
     return false;

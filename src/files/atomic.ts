@@ -12,16 +12,18 @@ export function writeFileAtomic(file: string, data: string | Uint8Array | Iterab
   const temp = `${file}.${process.pid}.tmp`;
   const fd = openSync(temp, 'w', options.mode ?? 0o666);
   try {
-    // A temp file left by a crash keeps the mode it was made with: a key must not inherit a looser one.
-    if (options.mode !== undefined) fchmodSync(fd, options.mode);
-    const parts = typeof data === 'string' ? [Buffer.from(data, 'utf8')] : data instanceof Uint8Array ? [data] : data;
-    for (const bytes of parts) for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at, bytes.length - at);
-    if (options.durable) fsyncSync(fd);
+    try {
+      // A temp file left by a crash keeps the mode it was made with: a key must not inherit a looser one.
+      if (options.mode !== undefined) fchmodSync(fd, options.mode);
+      const parts = typeof data === 'string' ? [Buffer.from(data, 'utf8')] : data instanceof Uint8Array ? [data] : data;
+      for (const bytes of parts) for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at, bytes.length - at);
+      if (options.durable) fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(temp, file);
   } catch (err) {
-    closeSync(fd);
     rmSync(temp, { force: true });
     throw err;
   }
-  closeSync(fd);
-  renameSync(temp, file);
 }

@@ -33,6 +33,6 @@ export function unpack({ packed, lengths }: Packed): Uint8Array[] {
  * What a thread's answer hands back rather than copies: the buffers of the ciphertexts it made, each
  * its own (SEAL's saveArray makes one of the exact length), moved as they are, not packed into one.
  */
-export function handBack(list: Uint8Array[]): ArrayBuffer[] {
-  return [...new Set(list.map((c) => c.buffer as ArrayBuffer))];
+export function handBack(list: unknown[]): ArrayBuffer[] {
+  return [...new Set(list.filter(ArrayBuffer.isView).map((c) => c.buffer as ArrayBuffer))];
 }

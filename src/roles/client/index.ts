@@ -114,9 +114,10 @@ export class ClientRole extends Role<ClientNodeConfig> {
     // A model that does not decrypt to one the clients could have made is the round's sum gone wrong: said as such (422).
     // Kept: the next round's model is this one, and then only its instructions come down.
     const score = await this.decryptModel(he, message.ciphertexts!, factor).then((weights) => trainer.score(weights, message.meta?.model_tag, this.abort.signal)).catch((err: unknown) => {
+      if (err instanceof HttpError) throw err; // an unusable model (422) is said as such, stopping or not
       // Its role stopping closes its HE threads and skips its turn: neither is the model's doing, nor a bug.
       if (this.isStopped) throw new HttpError(409, 'conflict', 'this client stopped before it scored the model');
-      if (err instanceof HePoolFailure) throw new HttpError(503, 'not ready', `its HE threads failed: ${err.message}`);
+      if (err instanceof HePoolFailure) throw new HttpError(503, 'HE unavailable', `this client could not decrypt the model: ${err.message}`);
       throw err;
     });
     return { round: message.round, ...score, samples: trainer.test.size };

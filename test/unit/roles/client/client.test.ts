@@ -1,6 +1,7 @@
 /**
  * The client role in this process, its calls to the aggregator recorded instead of sent: a model
- * before it has loaded its data, and a model that names one it does not keep (key at the clients).
+ * before it has loaded its data, a model that names one it does not keep, and scoring a sealed model
+ * (key at the clients).
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
@@ -11,9 +12,11 @@ import { parseExperimentConfig, resolveNodeConfigs } from '../../../../src/confi
 import type { ClientNodeConfig } from '../../../../src/config/node-config';
 import { testbedConfig } from '../../../../src/config/testbed';
 import { writeSecretKey } from '../../../../src/he/keys';
+import { HePoolFailure, type HePool } from '../../../../src/he/pool';
 import type { HttpError } from '../../../../src/net/errors';
 import { ClientRole } from '../../../../src/roles/client';
 import { encode, Kind } from '../../../../src/wire/codec';
+import { UNUSABLE_MODEL } from '../../../../src/wire/control';
 import { waitFor } from '../../../helpers/cluster';
 import { nodeContext } from '../../../helpers/node-context';
 
@@ -42,6 +45,25 @@ describe('the client role', () => {
       assert.deepEqual(posts.map((p) => p.path), ['/a/checkin']);
       assert.equal(posts[0].body.keeps, undefined, 'it says it keeps no model');
       assert.equal(role.status().stage, 'waiting');
+
+      // Scoring the sealed model: 200 with a score, 422 for a model no round could make (whatever else
+      // happens), 503 when its HE threads fail, 409 when its role stops before the score's turn.
+      const he = (role as unknown as { keys: { session: { id: string; pool: HePool } } }).keys.session;
+      const sealed = async (value: number) =>
+        encode({ kind: Kind.EncryptedModel, round: 1, modelId, contributors: 1, weight: 1, sender: config.aggregator, meta: { he: he.id, factor: 1, model_tag: 't' }, parameters: new Float32Array(0), ciphertexts: await he.pool.encrypt(new Float32Array(role.parameters).fill(value)), count: role.parameters });
+      const scored = await role.evaluateModel(await sealed(0.01));
+      assert.ok(scored.round === 1 && scored.samples > 0 && scored.accuracy >= 0, JSON.stringify(scored));
+      await assert.rejects(role.evaluateModel(await sealed(100)), (err: HttpError) => err.status === 422 && err.kind === UNUSABLE_MODEL);
+      const [fair, decrypt] = [await sealed(0.01), he.pool.decrypt.bind(he.pool)];
+      he.pool.decrypt = () => Promise.reject(new HePoolFailure('the HE thread 0 died'));
+      await assert.rejects(role.evaluateModel(fair), (err: HttpError) => err.status === 503 && /thread 0 died/.test(err.reason));
+      let release!: () => void;
+      he.pool.decrypt = (...args) => new Promise<void>((resolve) => (release = resolve)).then(() => decrypt(...args));
+      const stopped = role.evaluateModel(fair);
+      await waitFor(async () => release !== undefined, 5_000);
+      await role.stop();
+      release();
+      await assert.rejects(stopped, (err: HttpError) => err.status === 409 && /stopped before it scored/.test(err.reason));
     } finally {
       await role.stop();
     }
