@@ -263,8 +263,8 @@ function stragglerProblems({ stragglers, min_report_fraction }: ExperimentConfig
 }
 
 /**
- * Enough to train on for every client (data.train_size); and with files of the lab's own, every
- * client needs a path (and with IDX a labels file), from data.path or its own others[addr].data,
+ * Enough to train on for every client (data.train_size), and to score on (key at the clients); and with files of the lab's
+ * own, every client needs a path (and with IDX a labels file), from data.path or its own others[addr].data,
  * and the aggregator a held-out set: data.test, or the shared data.path's.
  */
 function dataFileProblems(config: ExperimentConfig): string[] {
@@ -273,6 +273,8 @@ function dataFileProblems(config: ExperimentConfig): string[] {
   // Each client a sample at least (a shard, in the classes split): an empty slice could never check in.
   const fewest = clients.length * (data.split === 'classes' ? data.classes_per_client : 1);
   const problems = data.train_size !== undefined && data.train_size < fewest ? [`data.train_size: ${data.train_size} leaves a client without samples; ${clients.length} clients (${data.split} split) need at least ${fewest}`] : [];
+  const sharing = clients.some((c) => data.source === 'mnist' || (c.files?.path === undefined && !data.path?.includes('{index}'))); // slices of data.test_size
+  if (config.he.enabled && config.he.key_holder === 'clients' && sharing && data.test_size < clients.length) problems.push(`data.test_size: ${data.test_size} held-out samples leave a client none to score the model on (he.key_holder "clients"): ${clients.length} clients need at least ${clients.length}`);
   if (data.source === 'mnist') return problems;
   const lacking = (field: 'path' | 'labels_path') => clients.filter((c) => (c.files?.[field] ?? data[field]) === undefined).map((c) => c.key);
   const noPath = lacking('path');

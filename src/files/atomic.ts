@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { closeSync, fchmodSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 
@@ -9,11 +10,12 @@ import { dirname } from 'node:path';
  */
 export function writeFileAtomic(file: string, data: string | Uint8Array | Iterable<Uint8Array>, options: { durable?: boolean; mode?: number } = {}): void {
   mkdirSync(dirname(file), { recursive: true });
-  const temp = `${file}.${process.pid}.tmp`;
-  const fd = openSync(temp, 'w', options.mode ?? 0o666);
+  // A name no one can guess, made anew ('wx'): a file or link planted at it beforehand is refused, never written through.
+  const temp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  const fd = openSync(temp, 'wx', options.mode ?? 0o666);
   try {
     try {
-      // A temp file left by a crash keeps the mode it was made with: a key must not inherit a looser one.
+      // The mode asked for, whatever the umask makes of open's: a key's file is owner-only from its first byte.
       if (options.mode !== undefined) fchmodSync(fd, options.mode);
       const parts = typeof data === 'string' ? [Buffer.from(data, 'utf8')] : data instanceof Uint8Array ? [data] : data;
       for (const bytes of parts) for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at, bytes.length - at);

@@ -151,7 +151,7 @@ export class HePool {
         return;
       }
       const waiting = this.take(reply.id);
-      if (reply.error !== undefined) waiting?.reject(new Error(reply.error));
+      if (reply.error !== undefined) waiting?.reject(reply.unable ? new HePoolFailure(`the HE thread ${index} could not do it: ${reply.error}`) : new Error(reply.error));
       else waiting?.resolve(reply.result);
     });
     // An uncaught error is followed by 'exit' (code 1); process.exit and terminate give 'exit' alone.
@@ -230,7 +230,7 @@ export class HePool {
         thread.worker.postMessage({ ...task, id }, moved);
       } catch (err) {
         this.take(id);
-        reject(err as Error);
+        reject(new HePoolFailure(`the task could not be handed to the HE thread ${thread.index}: ${(err as Error).message}`));
       }
     });
   }

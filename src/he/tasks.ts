@@ -15,7 +15,8 @@ export type Task =
   /** Test only, honoured by threads of a pool started with { testHooks: true }: see HePool.crashThreadForTest. */
   | { id: number; op: 'crash'; how: 'throw' | 'exit'; code: number };
 
-export type Reply = { id: number; result?: unknown; error?: string };
+/** `unable`: the error is the thread's, not the task's (its SEAL did not start, memory it could not have). */
+export type Reply = { id: number; result?: unknown; error?: string; unable?: boolean };
 
 /** The id of the reply a thread sends unasked once its SEAL is up (or could not start): no task has it. */
 export const STARTED = 0;
@@ -23,3 +24,6 @@ export const STARTED = 0;
 export interface Started {
   perCiphertext: number;
 }
+
+/** V8's words for memory it could not give (a buffer, a typed array): no fault of the data being worked on. */
+export const outOfMemory = (err: unknown): boolean => err instanceof RangeError && /allocation failed|out of memory/i.test(err.message);

@@ -2,7 +2,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { Ckks, type HeParams, type KeyMaterial } from './ckks';
 import { handBack, unpack } from './packing';
-import { STARTED, type Reply, type Started, type Task } from './tasks';
+import { outOfMemory, STARTED, type Reply, type Started, type Task } from './tasks';
 
 const messageOf = (err: unknown) => (err as Error)?.message ?? String(err);
 
@@ -65,8 +65,13 @@ function crash(task: Extract<Task, { op: 'crash' }>): void {
 }
 
 async function answer(task: Exclude<Task, { op: 'crash' }>): Promise<void> {
+  let ckks: Ckks;
   try {
-    const ckks = await ready;
+    ckks = await ready;
+  } catch (err) {
+    return void parentPort!.postMessage({ id: task.id, error: messageOf(err), unable: true } satisfies Reply);
+  }
+  try {
     let result: unknown;
     if (task.op === 'encrypt') result = ckks.encrypt(task.values, task.factor, task.first, task.noise);
     else if (task.op === 'sum') result = ckks.sum(regroup(unpack(task.packed), task.lists));
@@ -76,7 +81,8 @@ async function answer(task: Exclude<Task, { op: 'crash' }>): Promise<void> {
     // Handed over, not copied: a 100k-parameter update is 3 MB of ciphertexts the thread no longer needs.
     parentPort!.postMessage({ id: task.id, result } satisfies Reply, buffersOf(result));
   } catch (err) {
-    parentPort!.postMessage({ id: task.id, error: messageOf(err) } satisfies Reply);
+    // Memory this thread could not have is no fault of the ciphertexts it was given.
+    parentPort!.postMessage({ id: task.id, error: messageOf(err), ...(outOfMemory(err) ? { unable: true } : {}) } satisfies Reply);
   }
 }
 

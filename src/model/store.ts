@@ -15,10 +15,10 @@ const WEIGHTS_FILE = 'weights.bin';
  * copies of the model at the end of each round, when a model of tens of megabytes is held most.
  */
 export async function saveModel(model: tf.LayersModel, dir: string): Promise<void> {
-  mkdirSync(dir, { recursive: true });
   const { weights } = model; // getNamedWeights' order, which save() writes in
   const odd = weights.find((w) => w.dtype !== 'float32');
   if (odd) throw new Error(`weight ${odd.originalName} is ${odd.dtype}: the layers models here hold float32`);
+  mkdirSync(dir, { recursive: true });
   writeFileAtomic(
     join(dir, WEIGHTS_FILE),
     (function* () {

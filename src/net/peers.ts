@@ -82,7 +82,7 @@ export class Peers {
     // Probes are small: axios's timeout ends once the answer's headers are in, so a peer that trickles its answer is cut off by the wall.
     this.probes.interceptors.request.use((config) => {
       const wall = AbortSignal.timeout(config.timeout || this.requestMs);
-      config.signal = config.signal ? AbortSignal.any([config.signal as AbortSignal, wall]) : wall;
+      config.signal = config.signal ? anyOf([config.signal as AbortSignal, wall]) : wall;
       return config;
     });
     // The experiment's calls carry models: their deadline moves while their bytes do (net/progress-deadline.ts).
@@ -93,7 +93,7 @@ export class Peers {
       // A caller's own timeout is a whole call's limit (a push's deadline, an evaluation's window).
       const limits = [deadline.signal, ...(config.signal ? [config.signal as AbortSignal] : []), ...(config.timeout ? [AbortSignal.timeout(config.timeout)] : [])];
       config.timeout = 0; // axios's own would end a call whose one large write is still draining
-      config.signal = AbortSignal.any(limits);
+      config.signal = anyOf(limits);
       config.transport = deadline.transport(this.tls ? https : http);
       if (Buffer.isBuffer(config.data) || isParts(config.data)) {
         config.headers.set('Content-Length', String([config.data].flat().reduce((n: number, part: Buffer) => n + part.length, 0)));
@@ -167,6 +167,19 @@ export class Peers {
 function closedWhileIdle(err: unknown): boolean {
   if (!(err instanceof AxiosError) || err.response || !['ECONNRESET', 'EPIPE'].includes(err.code ?? '')) return false;
   return (err.request as { reusedSocket?: boolean } | undefined)?.reusedSocket === true;
+}
+
+const SOURCES = Symbol('sources');
+
+/**
+ * AbortSignal.any, holding its sources for as long as itself. On Node 20 it holds them weakly, and a
+ * source nothing else holds (AbortSignal.timeout's) can be collected with its timer, so the call's
+ * limit never comes: seen with a peer sending 102s without end, whose parsing made garbage enough.
+ */
+function anyOf(signals: AbortSignal[]): AbortSignal {
+  const combined = AbortSignal.any(signals);
+  Object.defineProperty(combined, SOURCES, { value: signals });
+  return combined;
 }
 
 const isParts = (body: unknown): body is readonly Buffer[] => Array.isArray(body) && body.length > 0 && body.every((part) => Buffer.isBuffer(part));

@@ -34,6 +34,8 @@ export class ProgressDeadline {
   private sent = 0;
   private socket?: Socket;
   private readAtStart = 0;
+  /** The socket's count when the answer itself began: what came before it (1xx answers) is no progress but their number. */
+  private readAtAnswer?: number;
   /** The peer's "102 Processing" answers: each says another PROGRESS_BYTES of the body arrived. */
   private acknowledged = 0;
   private movedAtProgress = 0;
@@ -70,6 +72,7 @@ export class ProgressDeadline {
       request: ((options: http.RequestOptions, answer?: (res: http.IncomingMessage) => void) => {
         const request = module.request(options, answer);
         request.on('information', () => this.acknowledged++);
+        request.once('response', () => (this.readAtAnswer = this.socket?.bytesRead));
         request.once('socket', (socket: Socket) => {
           this.socket = socket;
           this.readAtStart = socket.bytesRead; // a kept-alive socket has read for calls before
@@ -89,9 +92,13 @@ export class ProgressDeadline {
     clearInterval(this.ticker);
   }
 
-  /** The body handed to the socket and the answer read: what the call carried so far. */
+  /**
+   * The body handed to the socket and the answer read: what the call carried so far. Bytes of 1xx
+   * answers are not counted (a peer could pad them without end): each 102 counts as the peer's word
+   * that another PROGRESS_BYTES arrived, no more, and never beyond what was sent (moved()).
+   */
   private carried(): number {
-    return this.sent + (this.socket ? this.socket.bytesRead - this.readAtStart : 0);
+    return this.sent + (this.socket && this.readAtAnswer !== undefined ? this.socket.bytesRead - this.readAtAnswer : 0);
   }
 
   /** What counts as progress: what it carried, and what the peer says arrived of what was sent. */

@@ -77,7 +77,9 @@ describe('compute shares and a schedule of events on the loopback testbed', { sk
     assert.ok(Number(measured[1]) <= 0.3 && Number(measured[1]) >= 0.1, `the quarter-core machine measured ${measured[1]} of a core`);
   });
 
-  it('trains at least 2.5x slower at a quarter of a core than at a whole one, in the same rounds, until its share is raised', () => {
+  // Capped, 3.0-4.4x on this machine, and 2.46x once on CI's (its share measured within bounds at up); uncapped
+  // (a whole core for the slow one too), 0.95x. The bound sits well between, so load or a quicker machine does not fail it.
+  it('trains at least 1.8x slower at a quarter of a core than at a whole one, in the same rounds, until its share is raised', () => {
     assert.equal(run.code, 0, run.output);
     const slowMs = trainMs(slow);
     const fastMs = trainMs(stopped);
@@ -86,7 +88,7 @@ describe('compute shares and a schedule of events on the loopback testbed', { sk
     assert.ok(capped.length >= 2, `too few rounds with both: ${[...slowMs.keys()]} / ${[...fastMs.keys()]}`);
     const ratio = median(capped.map((r) => slowMs.get(r)! / fastMs.get(r)!));
     console.log(`# training at 0.25 of a core against 1: ${ratio.toFixed(2)}x (rounds ${capped.join(', ')})`);
-    assert.ok(ratio >= 2.5, `the quarter-core client trained only ${ratio.toFixed(2)}x slower`);
+    assert.ok(ratio >= 1.8, `the quarter-core client trained only ${ratio.toFixed(2)}x slower`);
     const raised = [5, 6, 7].filter((r) => slowMs.has(r)).map((r) => slowMs.get(r)!);
     assert.ok(raised.length, 'the slow client trained in no round after its share was raised');
     assert.ok(median(capped.map((r) => slowMs.get(r)!)) >= 2 * median(raised), `raising its share to a core did not speed it up: ${[...slowMs]}`);

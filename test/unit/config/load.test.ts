@@ -388,6 +388,13 @@ describe('files of the lab\'s own in config.json', () => {
     parseExperimentConfig(withOwn([undefined, undefined], { ...csv, path: 'shared.csv' }));
   });
 
+  it('gives every client a held-out digit to score the model on when it holds the key', () => {
+    const sealed = { ...minimal(), he: { enabled: true, key_holder: 'clients' } };
+    assert.deepEqual(problemsOf({ ...sealed, data: { test_size: 1 } }), ['data.test_size: 1 held-out samples leave a client none to score the model on (he.key_holder "clients"): 2 clients need at least 2']);
+    parseExperimentConfig({ ...sealed, data: { test_size: 2 } });
+    parseExperimentConfig({ ...minimal(), data: { test_size: 1 } }); // the aggregator scores on it whole
+  });
+
   it('takes data.train_size for a shared data set only, and no more digits than the package ships', () => {
     assert.equal(parseExperimentConfig(withOwn([undefined, undefined], { ...csv, path: 'shared.csv', train_size: 500 })).data.train_size, 500);
     assert.equal(parseExperimentConfig({ ...minimal(), data: { test_size: 2000, train_size: 8000 } }).data.train_size, 8000);

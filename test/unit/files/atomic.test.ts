@@ -1,9 +1,10 @@
 /** Writing a file whole or not at all: in parts as they are made, and nothing left behind when a part cannot be. */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { describe, it, mock } from 'node:test';
+import crypto from 'node:crypto';
 import { writeFileAtomic } from '../../../src/files/atomic';
 
 describe('an atomic write', () => {
@@ -29,5 +30,32 @@ describe('an atomic write', () => {
     assert.throws(() => writeFileAtomic(file, failing, { durable: true }), /disposed of/);
     assert.equal(readFileSync(file, 'utf8'), 'old');
     assert.deepEqual(readdirSync(dir), ['model']);
+  });
+
+  it('writes through no link planted where its temp file used to be named (the file, the pid, .tmp)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'atomic-'));
+    const victim = join(dir, 'victim');
+    writeFileSync(victim, 'untouched');
+    const file = join(dir, 'report.html');
+    symlinkSync(victim, `${file}.${process.pid}.tmp`);
+    writeFileAtomic(file, 'the report');
+    assert.equal(readFileSync(victim, 'utf8'), 'untouched');
+    assert.equal(readFileSync(file, 'utf8'), 'the report');
+  });
+
+  it('refuses a link planted at the very name it would make, rather than write through it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'atomic-'));
+    const victim = join(dir, 'victim');
+    writeFileSync(victim, 'untouched');
+    const file = join(dir, 'report.html');
+    // The name foretold: the random part made all zeros for this write.
+    const random = mock.method(crypto, 'randomBytes', (size: number) => Buffer.alloc(size));
+    try {
+      symlinkSync(victim, `${file}.${process.pid}.000000000000.tmp`);
+      assert.throws(() => writeFileAtomic(file, 'the report'), /EEXIST/);
+    } finally {
+      random.mock.restore();
+    }
+    assert.equal(readFileSync(victim, 'utf8'), 'untouched');
   });
 });

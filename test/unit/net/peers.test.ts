@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { Credentials } from '../../../src/net/identity';
 import { describeFailure, Peers } from '../../../src/net/peers';
 import { acknowledgeArrivals } from '../../../src/net/progress-deadline';
@@ -100,6 +102,48 @@ describe('calls to other nodes', () => {
     } finally {
       slow.closeAllConnections();
       slow.close();
+    }
+  });
+
+  it('gives up on a peer that answers "102 Processing" without end, however much each says', async () => {
+    // Padded 102s, 80 KB a second: as bytes read they would be progress (and raise the cap on the call's time) for ever.
+    // The call's own 15 s limit only ends the test if the deadline does not.
+    const padded = `HTTP/1.1 102 Processing\r\nX-Pad: ${'p'.repeat(8000)}\r\n\r\n`;
+    const flooder = net.createServer((socket) => {
+      socket.once('data', () => {
+        const timer = setInterval(() => socket.write(padded), 100);
+        socket.on('close', () => clearInterval(timer)).on('error', () => clearInterval(timer));
+      });
+    });
+    await new Promise<void>((resolve) => flooder.listen(0, '127.0.0.1', resolve));
+    try {
+      const started = performance.now();
+      const failure = await peers.post(`127.0.0.1:${(flooder.address() as AddressInfo).port}`, '/s/round', { round: 1 }, { timeout: 15_000 }).then(() => undefined, describeFailure);
+      assert.equal(failure?.kind, 'unreachable', JSON.stringify(failure));
+      // A second without progress (the 102s count for no more than the few bytes sent), checked every 250 ms; loaded, a few more.
+      assert.ok(performance.now() - started < 5000, `gave up after ${performance.now() - started} ms`);
+    } finally {
+      flooder.close();
+    }
+  });
+
+  it("ends a call at the caller's own limit however much garbage is collected meanwhile", async () => {
+    // Node 20's AbortSignal.any holds its sources weakly: collected, a timeout's signal never fires.
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const silent = net.createServer(() => {});
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const collecting = setInterval(gc, 20);
+    const patient = new Peers(Credentials.fromSecret(TOKEN, '127.0.9.1:5000'), new WireMeter(), 60_000);
+    try {
+      const started = performance.now();
+      const at = `127.0.0.1:${(silent.address() as AddressInfo).port}`;
+      const failure = await patient.post(at, '/s/round', { round: 1 }, { timeout: 300 }).then(() => undefined, describeFailure);
+      assert.equal(failure?.kind, 'unreachable');
+      assert.ok(performance.now() - started < 10_000, `ended after ${performance.now() - started} ms, by the 60 s without progress`);
+    } finally {
+      clearInterval(collecting);
+      silent.close();
     }
   });
 
