@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { paramsId, type HeParams, type KeyMaterial } from './ckks';
 import { pack } from './packing';
-import { STARTED, type Reply, type Started, type Task } from './tasks';
+import { outOfMemory, STARTED, type Reply, type Started, type Task } from './tasks';
 
 /** The deaths of one thread within DEATH_WINDOW_MS after which it is not replaced (the last of them not). */
 export const MAX_DEATHS = 3;
@@ -45,8 +45,21 @@ type Payload<T> = T extends unknown ? Omit<T, 'id'> : never;
 export type PoolTask = Payload<Task>;
 type WorkerData = { params: HeParams; keys: KeyMaterial; testHooks: boolean };
 
-/** The pool itself cannot do the work (a thread died, it gave up, it was closed): not the input's fault. */
+/**
+ * The pool itself cannot do the work (a thread died, could not start SEAL, or was not handed the task;
+ * the pool gave up, or was closed; no memory for the task): not the input's fault.
+ */
 export class HePoolFailure extends Error {}
+
+/** `work`, with memory it could not have (this thread's or SEAL's) said as the pool's failure, not the data's. */
+export async function orNoMemory<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    if (!(err instanceof HePoolFailure) && outOfMemory(err)) throw new HePoolFailure(`no memory for the HE work now: ${(err as Error).message}`);
+    throw err;
+  }
+}
 
 export class HePool {
   /** The pools of this process by parameters and keys: the clients of one worker share one (HePool.shared). */
@@ -257,9 +270,11 @@ export class HePool {
 
   /** `noise`: distributed DP's share, added in the quantized packing's integer steps (Ckks.encrypt). */
   async encrypt(values: Float32Array | Float64Array, factor = 1, noise = 0): Promise<Uint8Array[]> {
-    const parts = await Promise.all(
-      this.ranges(this.chunksFor(values.length)).map(([from, to], i) =>
-        this.run<Uint8Array[]>(i, { op: 'encrypt', values: values.slice(from * this.perCiphertext, to * this.perCiphertext), factor, first: from * this.perCiphertext, noise }, true),
+    const parts = await orNoMemory(() =>
+      Promise.all(
+        this.ranges(this.chunksFor(values.length)).map(([from, to], i) =>
+          this.run<Uint8Array[]>(i, { op: 'encrypt', values: values.slice(from * this.perCiphertext, to * this.perCiphertext), factor, first: from * this.perCiphertext, noise }, true),
+        ),
       ),
     );
     return parts.flat();
@@ -279,24 +294,24 @@ export class HePool {
   async sum(lists: Uint8Array[][]): Promise<Uint8Array[]> {
     if (lists.some((l) => l.length !== lists[0].length)) throw new Error('ciphertext lists of different lengths');
     const chunks = lists[0]?.length ?? 0;
-    const parts = await Promise.all(
-      this.ranges(chunks).map(([from, to], i) =>
-        this.run<Uint8Array[]>(i, { op: 'sum', lists: lists.length, packed: pack(lists.flatMap((l) => l.slice(from, to))) }, true),
-      ),
+    const parts = await orNoMemory(() =>
+      Promise.all(this.ranges(chunks).map(([from, to], i) => this.run<Uint8Array[]>(i, { op: 'sum', lists: lists.length, packed: pack(lists.flatMap((l) => l.slice(from, to))) }, true))),
     );
     return parts.flat();
   }
 
   async decrypt(chunks: Uint8Array[], parameters: number, factor = 1): Promise<Float64Array> {
-    const out = new Float64Array(parameters);
-    await Promise.all(
-      this.ranges(chunks.length).map(async ([from, to], i) => {
-        const count = Math.min(parameters, to * this.perCiphertext) - from * this.perCiphertext;
-        const part = await this.run<Float64Array>(i, { op: 'decrypt', packed: pack(chunks.slice(from, to)), parameters: count, factor, first: from * this.perCiphertext }, true);
-        out.set(part, from * this.perCiphertext);
-      }),
-    );
-    return out;
+    return orNoMemory(async () => {
+      const out = new Float64Array(parameters);
+      await Promise.all(
+        this.ranges(chunks.length).map(async ([from, to], i) => {
+          const count = Math.min(parameters, to * this.perCiphertext) - from * this.perCiphertext;
+          const part = await this.run<Float64Array>(i, { op: 'decrypt', packed: pack(chunks.slice(from, to)), parameters: count, factor, first: from * this.perCiphertext }, true);
+          out.set(part, from * this.perCiphertext);
+        }),
+      );
+      return out;
+    });
   }
 
   /**

@@ -149,6 +149,9 @@ export function loadCiphertext(kit: SealKit, bytes: Uint8Array): any {
   // SEAL's header: magic 0xA15E, header size, version, then the compression mode at byte 5.
   if (bytes.length < 16 || bytes[0] !== 0x5e || bytes[1] !== 0xa1) throw new Error('not a SEAL serialization');
   if (bytes[5] !== COMPRESSION_MODES[WIRE_COMPRESSION]) throw new Error(`a ciphertext serialized with compression mode ${bytes[5]}; the wire carries them uncompressed`);
+  // Before SEAL sees it, as it is copied whole into the thread's wasm heap first (which never shrinks): two polynomials, a header.
+  const most = 2 * kit.params.poly_modulus_degree * kit.params.coeff_modulus_bits.length * 8 + 1024;
+  if (bytes.length > most) throw new Error(`a ciphertext of ${bytes.length} bytes; under these HE parameters one takes at most ${most}`);
   const cipher = kit.seal.CipherText();
   try {
     wrap('not a ciphertext under these HE parameters', () => cipher.loadArray(kit.context, bytes));

@@ -25,5 +25,9 @@ export interface Started {
   perCiphertext: number;
 }
 
-/** V8's words for memory it could not give (a buffer, a typed array): no fault of the data being worked on. */
-export const outOfMemory = (err: unknown): boolean => err instanceof RangeError && /allocation failed|out of memory/i.test(err.message);
+/**
+ * Memory that could not be had, in V8's words (a buffer, a typed array) or SEAL's (its wasm heap could
+ * not grow, and C++ threw std::bad_alloc): no fault of the data being worked on. A ciphertext is
+ * refused beyond the size its parameters allow before SEAL reads it (seal.ts loadCiphertext).
+ */
+export const outOfMemory = (err: unknown): boolean => err instanceof Error && /allocation failed|out of memory|bad_alloc/i.test(err.message);

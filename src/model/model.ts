@@ -178,6 +178,8 @@ export interface TrainOptions {
   proximalMu?: number;
   /** SCAFFOLD: c − c_i, one value per weight (flat, as getFlatWeights), added to every step's gradient. */
   correction?: Float32Array;
+  /** Its role stopped: training ends after the step under way, and what shares its turns goes on. */
+  signal?: AbortSignal;
 }
 
 /** The SGD steps `train` takes: one a batch, every epoch. */
@@ -212,13 +214,14 @@ export async function train(model: tf.LayersModel, data: Dataset, options: Train
   let stepStarted = performance.now();
   const onBatchEnd = async () => {
     for (const fix of afterStep) fix.step();
+    if (options.signal?.aborted) model.stopTraining = true;
     noteStep(performance.now() - stepStarted);
     await yieldToEventLoop();
     stepStarted = performance.now();
   };
   let loss = NaN;
   try {
-    for (let epoch = 0; epoch < options.epochs; epoch++) {
+    for (let epoch = 0; epoch < options.epochs && !options.signal?.aborted; epoch++) {
       const order = shuffle(Array.from({ length: data.size }, (_, i) => i), random);
       const { x, y } = tensors(model, data, order);
       stepStarted = performance.now();

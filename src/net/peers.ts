@@ -172,9 +172,10 @@ function closedWhileIdle(err: unknown): boolean {
 const SOURCES = Symbol('sources');
 
 /**
- * AbortSignal.any, holding its sources for as long as itself. On Node 20 it holds them weakly, and a
- * source nothing else holds (AbortSignal.timeout's) can be collected with its timer, so the call's
- * limit never comes: seen with a peer sending 102s without end, whose parsing made garbage enough.
+ * AbortSignal.any, holding its sources for as long as itself. Node holds them weakly, and a source
+ * nothing else holds (AbortSignal.timeout's) can be collected with its timer, so the call's limit
+ * never comes: seen on Node 20 with a peer sending 102s without end, whose parsing made garbage
+ * enough (Node 24 here kept it; Node's issue tracker reports the like on other versions).
  */
 function anyOf(signals: AbortSignal[]): AbortSignal {
   const combined = AbortSignal.any(signals);

@@ -78,7 +78,8 @@ describe('compute shares and a schedule of events on the loopback testbed', { sk
   });
 
   // Capped, 3.0-4.4x on this machine, and 2.46x once on CI's (its share measured within bounds at up); uncapped
-  // (a whole core for the slow one too), 0.95x. The bound sits well between, so load or a quicker machine does not fail it.
+  // (a whole core for the slow one too), 0.95x. The bounds sit well between, so load or a quicker machine does not fail them
+  // (raised to a core, it trains about as the others do: capped against raised is about the first ratio again).
   it('trains at least 1.8x slower at a quarter of a core than at a whole one, in the same rounds, until its share is raised', () => {
     assert.equal(run.code, 0, run.output);
     const slowMs = trainMs(slow);
@@ -91,7 +92,7 @@ describe('compute shares and a schedule of events on the loopback testbed', { sk
     assert.ok(ratio >= 1.8, `the quarter-core client trained only ${ratio.toFixed(2)}x slower`);
     const raised = [5, 6, 7].filter((r) => slowMs.has(r)).map((r) => slowMs.get(r)!);
     assert.ok(raised.length, 'the slow client trained in no round after its share was raised');
-    assert.ok(median(capped.map((r) => slowMs.get(r)!)) >= 2 * median(raised), `raising its share to a core did not speed it up: ${[...slowMs]}`);
+    assert.ok(median(capped.map((r) => slowMs.get(r)!)) >= 1.5 * median(raised), `raising its share to a core did not speed it up: ${[...slowMs]}`);
   });
 
   it('records each event in events.json at the round it was due, and every one was carried out', () => {

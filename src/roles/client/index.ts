@@ -10,7 +10,6 @@ import { type ClientNodeConfig } from '../../config/node-config';
 import type { HeSession } from '../../he/keys';
 import { corruption, firstBeyond, valueLimits } from '../../he/bounds';
 import { HePoolFailure } from '../../he/pool';
-import { outOfMemory } from '../../he/tasks';
 import { badRequest, HttpError, refused } from '../../net/errors';
 import { describeFailure } from '../../net/peers';
 import { ClientMachine, type ClientAction } from '../../protocol/client';
@@ -272,8 +271,6 @@ export class ClientRole extends Role<ClientNodeConfig> {
       values = await he.pool.decrypt(ciphertexts, this.parameters, factor);
     } catch (err) {
       if (err instanceof HePoolFailure) throw err;
-      // Memory for its copy to the threads or for the values: this client's want, not the model's fault.
-      if (outOfMemory(err)) throw new HePoolFailure(`no memory to decrypt the model now: ${(err as Error).message}`);
       throw new HttpError(422, UNUSABLE_MODEL, `the model does not decrypt: ${(err as Error).message}`);
     }
     const corrupt = corruption(values, { ...this.bounds, limit: this.bounds.model });

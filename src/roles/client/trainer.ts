@@ -145,6 +145,7 @@ export class Trainer {
         ...instructions,
         seed: this.config.settings.data.seed * 7919 + round * 131 + this.config.index,
         ...(serverControl && this.control ? { correction: this.control.correction(serverControl) } : {}),
+        signal,
       });
       return { loss, weights: getFlatWeights(this.model) };
     }, signal);

@@ -389,9 +389,12 @@ describe('files of the lab\'s own in config.json', () => {
   });
 
   it('gives every client a held-out digit to score the model on when it holds the key', () => {
-    const sealed = { ...minimal(), he: { enabled: true, key_holder: 'clients' } };
-    assert.deepEqual(problemsOf({ ...sealed, data: { test_size: 1 } }), ['data.test_size: 1 held-out samples leave a client none to score the model on (he.key_holder "clients"): 2 clients need at least 2']);
+    const sealed: Record<string, any> = { ...minimal(), he: { enabled: true, key_holder: 'clients' } };
+    assert.deepEqual(problemsOf({ ...sealed, data: { test_size: 1 } }), ['data.test_size: 1 held-out samples leave a client none to score the model on (he.key_holder "clients"): client_number 2 slices need at least 2']);
     parseExperimentConfig({ ...sealed, data: { test_size: 2 } });
+    // The held-out set is cut in client_number slices, whatever the clients there are.
+    const inTen = { ...sealed, others: { ...sealed.others, '127.0.0.1': { type: 'client', client_number: 10, index: 0, switch: '127.0.0.3' } } };
+    assert.ok(problemsOf({ ...inTen, data: { test_size: 5 } }).some((p) => /data\.test_size: 5 .*client_number 10 slices need at least 10/.test(p)));
     parseExperimentConfig({ ...minimal(), data: { test_size: 1 } }); // the aggregator scores on it whole
   });
 

@@ -97,6 +97,24 @@ describe('HE pool: sums held in the threads', { timeout: 60_000 }, () => {
     sum.drop();
   });
 
+  it('spoiled when part of a refused update cannot be taken out again: it takes no more and is not read, as the pool\'s failure', async () => {
+    const sum = new HeldSum(pair);
+    const u = await update(5);
+    await sum.add(u);
+    // The chunk that does not load is thread 1's; taking thread 0's range out again fails (as with no memory for it).
+    const run = pair.runOnThread.bind(pair);
+    const failing = (thread: Parameters<typeof run>[0], task: Parameters<typeof run>[1]) => ('sign' in task && task.sign < 0 ? Promise.reject(new Error('taking out: std::bad_alloc')) : run(thread, task));
+    pair.runOnThread = failing as typeof pair.runOnThread;
+    try {
+      await assert.rejects(sum.add([u[0], u[1], Uint8Array.from([1, 2, 3])]), (err: Error) => err instanceof HePoolFailure && /part of an update it refused.*std::bad_alloc/.test(err.message));
+    } finally {
+      pair.runOnThread = run;
+    }
+    await assert.rejects(sum.add(u), (err: Error) => err instanceof HePoolFailure && /takes and gives no more/.test(err.message));
+    await assert.rejects(sum.read(), (err: Error) => err instanceof HePoolFailure && /takes and gives no more/.test(err.message));
+    sum.drop();
+  });
+
   it('taking an update out may leave a transparent difference (two made to cancel): it stays, exactly, and the next update adds to it', async () => {
     const sum = new HeldSum(single);
     const [decoy, u, w] = await Promise.all([update(1), update(2), update(3)]);

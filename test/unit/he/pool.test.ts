@@ -11,7 +11,7 @@ import { before, describe, it } from 'node:test';
 import { heSchema } from '../../../src/config/schema';
 import { Ckks } from '../../../src/he/ckks';
 import { heParams } from '../../../src/he/keys';
-import { DEATH_WINDOW_MS, HePool, MAX_DEATHS } from '../../../src/he/pool';
+import { DEATH_WINDOW_MS, HePool, HePoolFailure, MAX_DEATHS, orNoMemory } from '../../../src/he/pool';
 
 const params = heParams(heSchema.parse({ enabled: true }));
 
@@ -219,5 +219,17 @@ describe('HE pool: shared by the nodes of one process', { timeout: 120_000 }, ()
     assert.notEqual(fresh, a);
     await resolved(fresh.encrypt(values), 'the fresh pool works');
     await Promise.all([fresh.close(), other.close()]);
+  });
+});
+
+describe('memory the HE work could not have', () => {
+  it("is the pool's failure (a 5xx where it is answered), in V8's words or SEAL's; a ciphertext that does not load is still the data's", async () => {
+    for (const err of [new RangeError('Array buffer allocation failed'), new Error('adding ciphertexts: std::bad_alloc')]) {
+      await assert.rejects(orNoMemory(() => Promise.reject(err)), (e: Error) => e instanceof HePoolFailure && e.message === `no memory for the HE work now: ${err.message}`);
+    }
+    for (const err of [new RangeError('Invalid typed array length: -1'), new Error('loading a ciphertext: the ciphertext is invalid')]) {
+      await assert.rejects(orNoMemory(() => Promise.reject(err)), (e: Error) => e === err);
+    }
+    assert.equal(await orNoMemory(async () => 7), 7);
   });
 });

@@ -113,6 +113,24 @@ describe('model', () => {
     }
   });
 
+  it('trains no step once its signal says its role stopped, and stops after the step under way when it says so meanwhile', async () => {
+    await initBackend();
+    const data = subset(loadMnist(), Array.from({ length: 320 }, (_, i) => i * 31));
+    const options = { epochs: 1, batchSize: 32, learningRate: 0.1, seed: 1 }; // 10 steps, in one call to fit
+    const [stopped, stopping, whole] = [1, 2, 3].map(() => buildModel({ architecture: 'mlp', hidden_units: 16 }, 1));
+    const initial = getFlatWeights(stopped);
+    await train(stopped, data, { ...options, signal: AbortSignal.abort() });
+    assert.deepEqual(getFlatWeights(stopped), initial, 'a stopped role took a step');
+    const stop = new AbortController();
+    setImmediate(() => stop.abort()); // each step yields to the event loop: this comes after the first
+    await train(stopping, data, { ...options, signal: stop.signal });
+    await train(whole, data, options);
+    const [partly, fully] = [getFlatWeights(stopping), getFlatWeights(whole)];
+    assert.notDeepEqual(partly, initial, 'no step before the stop');
+    assert.notDeepEqual(partly, fully, 'all 10 steps despite the stop');
+    for (const model of [stopped, stopping, whole]) model.dispose();
+  });
+
   it('keeps no tensors behind from round to round', async () => {
     await initBackend();
     const data = subset(loadMnist(), Array.from({ length: 200 }, (_, i) => i * 31));
