@@ -270,10 +270,10 @@ function stragglerProblems({ stragglers, min_report_fraction }: ExperimentConfig
 function dataFileProblems(config: ExperimentConfig): string[] {
   const { data } = config;
   const clients = Object.entries(config.others).flatMap(([key, e]) => (e.type === 'client' ? [{ key, files: e.data, slices: e.client_number }] : []));
-  // Each client a sample at least (a shard, in the classes split): an empty slice could never check in.
-  const fewest = clients.length * (data.split === 'classes' ? data.classes_per_client : 1);
-  const problems = data.train_size !== undefined && data.train_size < fewest ? [`data.train_size: ${data.train_size} leaves a client without samples; ${clients.length} clients (${data.split} split) need at least ${fewest}`] : [];
+  // A shared set is cut in client_number slices, each a sample at least (a shard, in the classes split): an empty one could never check in.
   const slices = Math.max(0, ...clients.filter((c) => data.source === 'mnist' || (c.files?.path === undefined && !data.path?.includes('{index}'))).map((c) => c.slices));
+  const fewest = slices * (data.split === 'classes' ? data.classes_per_client : 1);
+  const problems = data.train_size !== undefined && data.train_size < fewest ? [`data.train_size: ${data.train_size} leaves a client without samples; ${slices} slices (client_number, ${data.split} split) need at least ${fewest}`] : [];
   if (config.he.enabled && config.he.key_holder === 'clients' && data.test_size < slices) problems.push(`data.test_size: ${data.test_size} held-out samples leave a client none to score the model on (he.key_holder "clients"): client_number ${slices} slices need at least ${slices}`);
   if (data.source === 'mnist') return problems;
   const lacking = (field: 'path' | 'labels_path') => clients.filter((c) => (c.files?.[field] ?? data[field]) === undefined).map((c) => c.key);

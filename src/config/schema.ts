@@ -44,15 +44,18 @@ export const modelSchema = z
 export const STRATEGIES = ['fedavg', 'fedavgm', 'fedprox', 'scaffold', 'fedadam', 'fedyogi', 'fedadagrad', 'fedmedian', 'fedtrimmedavg', 'krum', 'multikrum', 'bulyan'] as const;
 export const ROBUST_STRATEGIES: readonly string[] = ['fedmedian', 'fedtrimmedavg', 'krum', 'multikrum', 'bulyan'];
 
+/** The most a config may ask of a client's training, and so the most any node may tell a client to do (wire/control.ts). */
+export const TRAINING_LIMITS = { epochs: 100, batchSize: 10_000, learningRate: 10, proximalMu: 100 } as const;
+
 export const trainingSchema = z
   .object({
-    epochs: positiveInt.max(100).default(1),
-    batch_size: positiveInt.max(10_000).default(32),
-    learning_rate: z.number().positive().max(10).default(0.1),
+    epochs: positiveInt.max(TRAINING_LIMITS.epochs).default(1),
+    batch_size: positiveInt.max(TRAINING_LIMITS.batchSize).default(32),
+    learning_rate: z.number().positive().max(TRAINING_LIMITS.learningRate).default(0.1),
     strategy: z.enum(STRATEGIES).default('fedavg'),
     server_momentum: z.number().min(0).max(0.999).default(0.9),
     /** fedprox: the weight μ of the proximal term μ/2·‖w − w_global‖² each client adds to its loss (Flower's proximal_mu). */
-    proximal_mu: z.number().min(0).max(100).default(0.01),
+    proximal_mu: z.number().min(0).max(TRAINING_LIMITS.proximalMu).default(0.01),
     /** fedadam, fedyogi, fedadagrad: the server's learning rate and the optimizer's betas and τ (Flower's names; each strategy's Flower default when left out). */
     eta: z.number().positive().max(100).optional(),
     beta_1: z.number().min(0).lt(1).optional(),

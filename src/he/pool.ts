@@ -123,6 +123,11 @@ export class HePool {
     return pool;
   }
 
+  /** Whether it gave up (a thread kept dying): every task fails now. HePool.shared hands out none that did; a client's KeyHolder starts a fresh one. */
+  get gaveUp(): boolean {
+    return this.failure !== undefined;
+  }
+
   get params(): HeParams {
     return this.workerData.params;
   }
@@ -141,8 +146,8 @@ export class HePool {
     const name = createHash('sha256').update(JSON.stringify(params)).update(keys.publicKey ?? '').update('|').update(keys.secretKey ?? '').digest('hex');
     for (let entry = HePool.registry.get(name); entry; entry = HePool.registry.get(name)) {
       const held = await entry.catch(() => undefined);
-      // One that gave up (threads that kept dying) is not handed out again: its holders keep it, newcomers start afresh.
-      if (held && !held.closed && held.failure === undefined) {
+      // One that gave up (threads that kept dying) is not handed out again: newcomers, and clients renewing theirs, start afresh.
+      if (held && !held.closed && !held.gaveUp) {
         held.users++;
         return held;
       }

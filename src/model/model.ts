@@ -206,10 +206,8 @@ const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resol
 export async function train(model: tf.LayersModel, data: Dataset, options: TrainOptions): Promise<number> {
   sgdFor(model, options.learningRate);
   const random = seededRandom(options.seed);
-  const afterStep = [
-    ...(options.proximalMu ? [proximalStep(model, options.learningRate * options.proximalMu)] : []),
-    ...(options.correction ? [correctedStep(model, options.correction, options.learningRate)] : []),
-  ];
+  // Made one by one inside the try: one that throws (a correction of the wrong length) frees those made before it.
+  const afterStep: AfterStep[] = [];
   // A batch holds the event loop from one yield to the next: that is a step (see stall.ts).
   let stepStarted = performance.now();
   const onBatchEnd = async () => {
@@ -221,6 +219,8 @@ export async function train(model: tf.LayersModel, data: Dataset, options: Train
   };
   let loss = NaN;
   try {
+    if (options.proximalMu) afterStep.push(proximalStep(model, options.learningRate * options.proximalMu));
+    if (options.correction) afterStep.push(correctedStep(model, options.correction, options.learningRate));
     for (let epoch = 0; epoch < options.epochs && !options.signal?.aborted; epoch++) {
       const order = shuffle(Array.from({ length: data.size }, (_, i) => i), random);
       const { x, y } = tensors(model, data, order);

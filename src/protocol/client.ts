@@ -102,10 +102,16 @@ export class ClientMachine {
     return [{ type: 'train', round: event.round, attempt: event.attempt }];
   }
 
-  /** Not in this opening: check in again, unless the notice is older than what it heard since, or it is in the round already. */
+  /**
+   * Not in this opening: check in again, unless the notice is older than what it heard since, or it is
+   * in the round already. A stand-by is no news of which opening is the latest (only the aggregator's
+   * answer to a check-in and a model taken are): one for a far later round, from a switch that lies,
+   * made every true model stale until the aggregator started again. (A model for a far later round
+   * still does, once taken: the README's trust section says so.) The cost: a late model of an earlier
+   * opening that comes before the check-in's answer is trained, and its update refused as stale.
+   */
   private standby(attempt: string): ClientAction[] {
     if (this.isStale(attempt)) return [this.stale('stand-by', attempt)];
-    [this.heard, this.over] = [attempt, false];
     return this.current === 'waiting' ? [{ type: 'check-in' }] : [];
   }
 

@@ -8,6 +8,7 @@
  */
 import { z } from 'zod';
 import { describeIssues } from '../config/issues';
+import { TRAINING_LIMITS } from '../config/schema';
 import { badRequest } from '../net/errors';
 import { ATTEMPT_PATTERN, attemptProblem } from './attempt';
 
@@ -25,13 +26,16 @@ const ofItsRound = (message: { round: number; attempt: string }, ctx: z.Refineme
   if (problem) ctx.addIssue({ code: 'custom', path: ['attempt'], message: problem });
 };
 
-/** How a client trains a round (strategy.ts ClientInstructions). */
+/**
+ * How a client trains a round (strategy.ts ClientInstructions): no more than a config may ask, so a
+ * node above a client cannot hold its process's turns with a training no experiment has.
+ */
 const instructionFields = {
-  epochs: z.number().int().min(1).max(1000),
-  batchSize: z.number().int().min(1).max(1 << 20),
-  learningRate: z.number().positive().max(1000),
+  epochs: z.number().int().min(1).max(TRAINING_LIMITS.epochs),
+  batchSize: z.number().int().min(1).max(TRAINING_LIMITS.batchSize),
+  learningRate: z.number().positive().max(TRAINING_LIMITS.learningRate),
   /** FedProx: the proximal term's weight (0 or absent: plain local SGD). */
-  proximalMu: z.number().min(0).max(100).optional(),
+  proximalMu: z.number().min(0).max(TRAINING_LIMITS.proximalMu).optional(),
 };
 
 /**

@@ -114,7 +114,7 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
     this.executor = new RoundExecutor(this.machine, { ...io, after: (ms, fn) => this.after(ms, fn), cancel: (timer) => this.cancel(timer) }, this.rounds);
     this.checkins = new CheckIns(settings);
     this.workers = new Map([...this.topology.switches.map((s) => [s, 'switch'] as const), ...this.topology.clients.map((c) => [c, 'client'] as const)]);
-    this.cluster = new ClusterLog(node.logsDir, this.config.experiment, this.workers, resumeFrom !== undefined);
+    this.cluster = new ClusterLog(node.logsDir, this.config.experiment, this.workers, resumeFrom !== undefined, (message) => node.logger.warn(message));
     this.health = new WorkerHealthReports({
       machine: this.machine,
       dispatch: (event) => this.executor.dispatch(event),
@@ -282,11 +282,17 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
   /** An error the experiment cannot go on from: logged, and the experiment ends with it. */
   fail(what: string, err: unknown): void {
     this.node.logger.error(`${what}: ${(err as Error)?.stack ?? err}`);
+    this.cluster.flush(); // the process may end now, without close()
     this.rejectFinished(new Error(`${what}: ${(err as Error)?.message ?? err}`));
   }
 
   protected override async close(): Promise<void> {
-    await super.close();
+    this.cluster.flush(); // the workers' .json copies, from their journals: before a forced exit can come
+    try {
+      await super.close();
+    } finally {
+      this.cluster.flush(); // and what came meanwhile
+    }
     this.prepared?.model.dispose();
     this.prepared?.accumulator.close(); // frees the sum its HE threads keep: the pool may be shared on
     await this.prepared?.he?.pool.close();

@@ -13,11 +13,13 @@ import { HePoolFailure } from '../../he/pool';
 import { badRequest, HttpError, refused } from '../../net/errors';
 import { describeFailure } from '../../net/peers';
 import { ClientMachine, type ClientAction } from '../../protocol/client';
+import type { ClientInstructions } from '../../strategy/strategy';
 import { upstreamRoute } from '../../topology/tree';
 import { byteLength, Kind, WIRE_CONTENT_TYPE, type Message } from '../../wire/codec';
 import { readControl, roundMetaSchema, standbySchema, UNUSABLE_MODEL, type RoundMeta } from '../../wire/control';
 import { attemptOf, plainLimits, readMessage } from '../../wire/receive';
 import { Role } from '../role';
+import { roundInstructions } from './instructions';
 import { KeyHolder } from './key-holder';
 import { Trainer } from './trainer';
 import { UpdateEncoder } from './update-encoder';
@@ -73,13 +75,13 @@ export class ClientRole extends Role<ClientNodeConfig> {
   receiveModel(body: Buffer): { round: number; weight: number } {
     const trainer = this.trainer;
     if (!trainer) throw refused(this.machine.refusalFor({ type: 'model', round: 0, attempt: '' })!);
-    const { message, meta } = this.decodeModel(body, trainer);
+    const { message, meta, instructions } = this.decodeModel(body, trainer);
     const { round } = message;
     // A reference trains from the model this client kept when it scored it; taken now, as a later evaluation may keep another.
     const kept = message.kind === Kind.ModelReference ? trainer.keptModel(meta.model_tag) : undefined;
     const missing = message.kind === Kind.ModelReference && !kept ? String(meta.model_tag) : undefined;
     this.act(this.machine.handle({ type: 'model', round, attempt: meta.attempt, missing }), () =>
-      this.runRound(message, meta, kept).catch((err) => {
+      this.runRound(message, meta, instructions, kept).catch((err) => {
         const reason = (err as Error)?.message ?? String(err);
         // Stopped mid-round (a new config, a shutdown): nothing failed, and its model is let go here.
         if (this.isStopped) return trainer.dispose();
@@ -105,9 +107,13 @@ export class ClientRole extends Role<ClientNodeConfig> {
 
   /** POST /c/evaluate (key_holder "clients"): the encrypted global model, scored on this client's test share. */
   async evaluateModel(body: Buffer): Promise<{ round: number; accuracy: number; loss: number; samples: number }> {
-    const he = this.keys.session;
     const trainer = this.trainer;
-    if (!he || !trainer || this.config.settings.he.key_holder !== 'clients') throw new HttpError(409, 'conflict', 'this client holds no HE secret key to evaluate an encrypted model with');
+    const refusal = new HttpError(409, 'conflict', 'this client holds no HE secret key to evaluate an encrypted model with');
+    if (!this.keys.session || !trainer || this.config.settings.he.key_holder !== 'clients') throw refusal;
+    const he = await this.keys.working().catch((err: Error) => {
+      throw this.isStopped ? new HttpError(409, 'conflict', 'this client stopped before it scored the model') : new HttpError(503, 'HE unavailable', `this client could not start its HE threads anew: ${err.message}`);
+    });
+    if (!he) throw refusal;
     const message = readMessage(body, { kinds: [Kind.EncryptedModel], modelId: trainer.modelId, parameters: this.parameters, he: expectation(he) });
     const factor = Number(message.meta?.factor);
     if (!(factor > 0 && Number.isFinite(factor))) throw new HttpError(400, 'bad message', 'an encrypted model needs a positive "factor"');
@@ -124,7 +130,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
   }
 
   /** A round's model and its instructions, every value checked: a model this client could not use is refused now, not after training. */
-  private decodeModel(body: Buffer, trainer: Trainer): { message: Message; meta: RoundMeta } {
+  private decodeModel(body: Buffer, trainer: Trainer): { message: Message; meta: RoundMeta; instructions: ClientInstructions } {
     const he = this.keys.session;
     const sealed = he && this.config.settings.he.key_holder === 'clients';
     const kinds = sealed ? [Kind.Model, Kind.EncryptedModel, Kind.ModelReference] : [Kind.Model];
@@ -134,7 +140,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
     // Its own part of the instructions: its share of the round (checked: at most 1, as a packed update holds no more), and what it does otherwise.
     if (!meta.fit) throw badRequest('a round\'s model needs this client\'s part of the instructions ("fit": its share of the round)');
     if (message.ciphertexts && meta.factor === undefined) throw badRequest('an encrypted model needs its "factor"');
-    return { message, meta };
+    return { message, meta, instructions: roundInstructions(meta, this.config.settings.training) };
   }
 
   private async prepare(): Promise<void> {
@@ -157,7 +163,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
   }
 
   /** `kept`: the model this round trains from, when it came as a reference to the one this client scored. */
-  private async runRound(message: Message, meta: RoundMeta, kept?: Float32Array): Promise<void> {
+  private async runRound(message: Message, meta: RoundMeta, instructions: ClientInstructions, kept?: Float32Array): Promise<void> {
     const trainer = this.trainer!;
     const { round } = message;
     this.iterations.beginRound(round);
@@ -169,7 +175,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
     const trainStart = performance.now();
     const opening = { round, attempt: meta.attempt, countedIn: meta.counted?.[this.config.address] };
     const fit = meta.fit!;
-    const { loss, weights, queuedMs } = await trainer.train(global, opening, { ...meta, ...fit }, fit.share, this.abort.signal);
+    const { loss, weights, queuedMs } = await trainer.train(global, opening, instructions, fit.share, this.abort.signal);
     this.lastLoss = loss;
     const trainMs = performance.now() - trainStart - queuedMs;
     if (this.isStopped) return trainer.dispose(); // close() left it to this round, which was training

@@ -25,6 +25,8 @@ export class KeyHolder {
   private current?: HeSession;
   /** The model's tensor sizes: a clip per tensor needs them (he.quantize). */
   private sizes?: number[];
+  /** A session being opened in place of one whose pool gave up (working). */
+  private renewing?: Promise<HeSession | undefined>;
 
   constructor(private readonly io: KeyHolderIo) {}
 
@@ -64,16 +66,33 @@ export class KeyHolder {
 
   /** The session for a model that names the aggregator's key `keyId`: a new pair's public key is fetched first. */
   async keyFor(keyId: string | undefined): Promise<HeSession | undefined> {
-    const current = this.current;
+    const current = await this.working();
     if (!current || !keyId || current.keyId === keyId) return current;
-    this.io.logger.warn(`the aggregator's public key changed (${current.keyId} -> ${keyId}); fetching the new one`);
+    return this.replace(current, `the aggregator's public key changed (${current.keyId} -> ${keyId}); fetching the new one`, keyId);
+  }
+
+  /**
+   * The session, started afresh first when its pool gave up (its threads kept dying), as a client
+   * newly started in this process would: else this client failed every round and score on. Asked at
+   * each round and score, so at most once each; one renewal for all who ask meanwhile.
+   */
+  async working(): Promise<HeSession | undefined> {
+    const current = this.current;
+    if (!current?.pool.gaveUp) return current;
+    this.renewing ??= this.replace(current, 'its HE threads gave up; starting them afresh').finally(() => (this.renewing = undefined));
+    return this.renewing;
+  }
+
+  /** `current` replaced by a session opened anew (for the aggregator's key `keyId`, when given), and let go of. */
+  private async replace(current: HeSession, why: string, keyId?: string): Promise<HeSession | undefined> {
+    this.io.logger.warn(why);
     const fresh = await this.open();
     // Closed meanwhile (the role stopped): the old pool was let go then, the fresh one goes now.
     if (this.current !== current) {
       await fresh?.pool.close();
-      throw new Error('the client stopped while it fetched the new key');
+      throw new Error('the client stopped while it opened its HE session anew');
     }
-    if (fresh?.keyId !== keyId) {
+    if (keyId && fresh?.keyId !== keyId) {
       await fresh?.pool.close();
       throw new Error(`the aggregator sent a model for HE key ${keyId} but serves key ${fresh?.keyId}`);
     }

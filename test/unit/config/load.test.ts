@@ -405,9 +405,12 @@ describe('files of the lab\'s own in config.json', () => {
     assert.ok(problemsOf(withOwn([undefined, undefined], { ...csv, path: 'c{index}.csv', test: { path: 'test.csv' }, train_size: 500 })).some((p) => /data\.train_size: slices one shared data set; with files of each client's own \(\{index\} in data\.path\)/.test(p)));
     assert.ok(problemsOf({ ...minimal(), data: { test_size: 2000, train_size: 8001 } }).some((p) => /data\.train_size: 8001 with test_size 2000 needs 10001 digits; the mnist package ships 10000/.test(p)));
     // Two clients: a sample each at least, a shard of each of its classes_per_client in the classes split.
-    assert.deepEqual(problemsOf({ ...minimal(), data: { train_size: 1 } }), ['data.train_size: 1 leaves a client without samples; 2 clients (iid split) need at least 2']);
-    assert.deepEqual(problemsOf({ ...minimal(), data: { train_size: 3, split: 'classes', classes_per_client: 2 } }), ['data.train_size: 3 leaves a client without samples; 2 clients (classes split) need at least 4']);
+    assert.deepEqual(problemsOf({ ...minimal(), data: { train_size: 1 } }), ['data.train_size: 1 leaves a client without samples; 2 slices (client_number, iid split) need at least 2']);
+    assert.deepEqual(problemsOf({ ...minimal(), data: { train_size: 3, split: 'classes', classes_per_client: 2 } }), ['data.train_size: 3 leaves a client without samples; 2 slices (client_number, classes split) need at least 4']);
     parseExperimentConfig({ ...minimal(), data: { train_size: 4, split: 'classes', classes_per_client: 2 } });
+    // The set is cut in client_number slices, whatever the clients there are.
+    const inTen = { ...minimal(), others: { ...minimal().others, '127.0.0.1': { type: 'client', client_number: 10, index: 0, switch: '127.0.0.3' } } };
+    assert.ok(problemsOf({ ...inTen, data: { train_size: 5 } }).some((p) => /data\.train_size: 5 leaves a client without samples; 10 slices .*need at least 10/.test(p)));
   });
 });
 

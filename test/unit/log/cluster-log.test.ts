@@ -1,6 +1,6 @@
 /** The aggregator's central log of the cluster: what workers ship, kept once, strangers refused. */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -22,6 +22,7 @@ describe('the cluster log at the aggregator', () => {
     const logs = tmp();
     const cluster = new ClusterLog(logs, 'exp', WORKERS, false);
     cluster.receive(batch({ entries: [{ seq: 0, kind: 'iteration', entry: entry(1, { train_ms: 50 }) }, { seq: 1, kind: 'log', level: 'warn', time: 'T', message: 'slow round' }] }));
+    cluster.flush(); // as settle does, before the report
     const file = JSON.parse(readFileSync(join(logs, 'cluster', 'exp', '127.0.9.1-5000_exp.json'), 'utf8'));
     assert.deepEqual(file.iteration.map((e: { round: number }) => e.round), [1]);
     assert.equal(file.address, '127.0.9.1:5000');
@@ -65,18 +66,138 @@ describe('the cluster log at the aggregator', () => {
     const lines = (from: number, count: number) => Array.from({ length: count }, (_, i) => ({ seq: from + i, kind: 'log' as const, level: 'warn' as const, time: 'T', message: 'x' }));
     for (let at = 0; at < WORKER_LOG_LIMITS.lines; at += 5000) cluster.receive(batch({ entries: lines(at, 5000) }));
     assert.throws(() => cluster.receive(batch({ entries: lines(WORKER_LOG_LIMITS.lines, 1) })), (err: HttpError) => err.status === 413 && /has shipped 0 round records \(0 bytes\) and 20000 lines .*; at most 20000 records, 20000 lines/.test(err.reason));
-    for (let boot = 1; boot < WORKER_LOG_LIMITS.boots; boot++) cluster.receive(batch({ boot: `b${boot}` }));
-    assert.throws(() => cluster.receive(batch({ boot: 'one-too-many' })), /has shipped from 64 runs already/);
+    // Runs are counted once a batch of theirs is taken: these two are not.
+    const record = [{ seq: 0, kind: 'iteration' as const, entry: entry(1) }];
+    assert.throws(() => cluster.receive(batch({ boot: 'refused', entries: lines(0, WORKER_LOG_LIMITS.lines + 1) })), (err: HttpError) => err.status === 413);
+    cluster.receive(batch({ boot: 'nothing new', entries: [] })); // nor one that brings nothing
+    for (let boot = 1; boot < WORKER_LOG_LIMITS.boots; boot++) cluster.receive(batch({ boot: `b${boot}`, entries: record }));
+    assert.throws(() => cluster.receive(batch({ boot: 'one-too-many', entries: record })), /has shipped from 64 runs already/);
   });
 
   it('keeps at most its bytes of round records: records padded to the batch limit are refused once they pass it, and nothing of them is kept', () => {
     const cluster = new ClusterLog(tmp(), 'exp', WORKERS, false);
     const padded = (seq: number) => ({ seq, kind: 'iteration' as const, entry: entry(1, Object.fromEntries(Array.from({ length: 19 }, (_, i) => [`pad${i}`, Array.from({ length: 1000 }, () => 'x'.repeat(200))]))) });
-    const perEntry = JSON.stringify(padded(0).entry).length;
+    const perEntry = JSON.stringify(padded(0).entry).length + 1; // a line of the journal
     const fit = Math.floor(WORKER_LOG_LIMITS.iterationBytes / perEntry);
     for (let seq = 0; seq < fit; seq++) cluster.receive(batch({ entries: [padded(seq)] }));
     assert.throws(() => cluster.receive(batch({ entries: [padded(fit)] })), (err: HttpError) => err.status === 413);
     assert.equal(cluster.records()[0].iteration.length, fit);
+  });
+
+  it("appends each batch's records to the worker's journal before it answers, and makes the .json copy when they are settled, not on every batch", async () => {
+    const logs = tmp();
+    const cluster = new ClusterLog(logs, 'exp', WORKERS, false);
+    const [journal, copy] = ['jsonl', 'json'].map((ext) => join(logs, 'cluster', 'exp', `127.0.9.1-5000_exp.${ext}`));
+    const sizes: number[] = [];
+    for (let seq = 0; seq < 50; seq++) {
+      cluster.receive(batch({ entries: [{ seq, kind: 'iteration', entry: entry(seq + 1) }] }));
+      sizes.push(statSync(journal).size);
+    }
+    // Each batch adds its own line and its mark, not the worker's whole record again.
+    const lines = (seq: number) => Buffer.byteLength(`${JSON.stringify(entry(seq + 1))}\n${JSON.stringify({ boot: 'boot1', seq })}\n`);
+    for (let seq = 1; seq < 50; seq++) assert.equal(sizes[seq] - sizes[seq - 1], lines(seq), `batch ${seq}`);
+    assert.equal(existsSync(copy), false, 'no copy made while the batches come');
+    assert.deepEqual(await cluster.settle(50, ['127.0.9.1:5000'], 1000), []);
+    assert.deepEqual(JSON.parse(readFileSync(copy, 'utf8')).iteration.map((e: { round: number }) => e.round), Array.from({ length: 50 }, (_, i) => i + 1));
+  });
+
+  it('refuses a batch it cannot write with a 503 and takes nothing of it, its lines cut back out of the .log; sent again, it is written once', () => {
+    const logs = tmp();
+    const cluster = new ClusterLog(logs, 'exp', WORKERS, false);
+    const [journal, log] = ['127.0.9.1-5000_exp.jsonl', '127.0.9.1-5000.log'].map((f) => join(logs, 'cluster', 'exp', f));
+    mkdirSync(journal); // a folder where the journal goes: appending to it fails, after the .log's line
+    const sent = batch({ entries: [{ seq: 0, kind: 'log', level: 'warn', time: 'T', message: 'once' }, { seq: 1, kind: 'iteration', entry: entry(1) }] });
+    assert.throws(() => cluster.receive(sent), (err: HttpError) => err.status === 503 && /could not write the logs of 127\.0\.9\.1:5000/.test(err.reason));
+    assert.deepEqual(cluster.records(), []);
+    assert.equal(readFileSync(log, 'utf8'), '', 'the line cut back out');
+    rmSync(journal, { recursive: true });
+    assert.deepEqual(cluster.receive(sent), { taken: 2, duplicates: 0 });
+    assert.equal(readFileSync(log, 'utf8'), 'T warn [127.0.9.1-5000] once\n');
+    assert.equal(new ClusterLog(logs, 'exp', WORKERS, true).records()[0].iteration.length, 1);
+  });
+
+  it("starts a worker's journal with who it is, whatever its first batch (lines alone), and carries into it the records of a copy an earlier version kept", () => {
+    const logs = tmp();
+    const cluster = new ClusterLog(logs, 'exp', WORKERS, false);
+    cluster.receive(batch({ entries: [{ seq: 0, kind: 'log', level: 'warn', time: 'T', message: 'lines first' }] }));
+    cluster.receive(batch({ entries: [{ seq: 1, kind: 'iteration', entry: entry(1) }] }));
+    assert.deepEqual(new ClusterLog(logs, 'exp', WORKERS, true).records().map((r) => [r.address, r.iteration.length]), [['127.0.9.1:5000', 1]]);
+    // A copy alone (no journal): read, and carried into the journal with the next record.
+    const dir = join(logs, 'cluster', 'exp');
+    rmSync(join(dir, '127.0.9.1-5000_exp.jsonl'));
+    writeFileSync(join(dir, '127.0.9.1-5000_exp.json'), JSON.stringify({ node: '127.0.9.1-5000', address: '127.0.9.1:5000', role: 'client', iteration: [entry(1), entry(2)] }));
+    const resumed = new ClusterLog(logs, 'exp', WORKERS, true);
+    resumed.receive(batch({ boot: 'boot2', entries: [{ seq: 0, kind: 'iteration', entry: entry(3) }] }));
+    rmSync(join(dir, '127.0.9.1-5000_exp.json'));
+    assert.deepEqual(new ClusterLog(logs, 'exp', WORKERS, true).records()[0].iteration.map((e) => e.round), [1, 2, 3]);
+  });
+
+  it('says a copy it cannot write; the journal keeps the records, and the next flush makes it', () => {
+    const logs = tmp();
+    const warnings: string[] = [];
+    const cluster = new ClusterLog(logs, 'exp', WORKERS, false, (message) => warnings.push(message));
+    const copy = join(logs, 'cluster', 'exp', '127.0.9.1-5000_exp.json');
+    mkdirSync(copy); // a folder where the copy goes: the rename fails
+    cluster.receive(batch({ entries: [{ seq: 0, kind: 'iteration', entry: entry(1) }] }));
+    cluster.flush();
+    assert.match(warnings.join(), /the copy of 127\.0\.9\.1:5000's round records could not be written \(its journal has them\)/);
+    assert.equal(new ClusterLog(logs, 'exp', WORKERS, true).records()[0].iteration.length, 1, 'read back from the journal');
+    rmSync(copy, { recursive: true });
+    cluster.flush();
+    assert.equal(JSON.parse(readFileSync(copy, 'utf8')).iteration.length, 1);
+  });
+
+  it('reads a journal whose last line was cut short (a crash as it was written), skipping only that line, and appends after it on a line of its own', () => {
+    const logs = tmp();
+    const cluster = new ClusterLog(logs, 'exp', WORKERS, false);
+    cluster.receive(batch({ entries: [{ seq: 0, kind: 'iteration', entry: entry(1) }, { seq: 1, kind: 'iteration', entry: entry(2) }] }));
+    const journal = join(logs, 'cluster', 'exp', '127.0.9.1-5000_exp.jsonl');
+    appendFileSync(journal, '{"round": 3, "start_');
+    const resumed = new ClusterLog(logs, 'exp', WORKERS, true);
+    assert.deepEqual(resumed.records()[0].iteration.map((e) => e.round), [1, 2]);
+    resumed.receive(batch({ boot: 'boot2', entries: [{ seq: 0, kind: 'iteration', entry: entry(3) }] }));
+    assert.deepEqual(new ClusterLog(logs, 'exp', WORKERS, true).records()[0].iteration.map((e) => e.round), [1, 2, 3]);
+  });
+
+  it('knows a batch sent again to an aggregator resumed after a crash (each batch leaves its mark in the journal), and the runs counted', () => {
+    const logs = tmp();
+    const sent = batch({ entries: [{ seq: 0, kind: 'iteration', entry: entry(1) }, { seq: 1, kind: 'log', level: 'warn', time: 'T', message: 'x' }] });
+    new ClusterLog(logs, 'exp', WORKERS, false).receive(sent); // then a crash before the answer went out
+    const resumed = new ClusterLog(logs, 'exp', WORKERS, true);
+    assert.deepEqual(resumed.receive(sent), { taken: 0, duplicates: 2 });
+    assert.deepEqual(resumed.receive(batch({ entries: [{ seq: 2, kind: 'iteration', entry: entry(2) }] })), { taken: 1, duplicates: 0 });
+    assert.deepEqual(new ClusterLog(logs, 'exp', WORKERS, true).records()[0].iteration.map((e) => e.round), [1, 2]);
+    // The runs it shipped from, read back too: 63 more are refused past the limit.
+    const again = new ClusterLog(logs, 'exp', WORKERS, true);
+    for (let boot = 1; boot < WORKER_LOG_LIMITS.boots; boot++) again.receive(batch({ boot: `b${boot}`, entries: [{ seq: 0, kind: 'iteration', entry: entry(3) }] }));
+    assert.throws(() => again.receive(batch({ boot: 'one-too-many', entries: [{ seq: 0, kind: 'iteration', entry: entry(3) }] })), /has shipped from 64 runs already/);
+  });
+
+  it("mends a journal whose first line was cut short (a crash as it began), and reads none of a worker that is not the experiment's now", () => {
+    const logs = tmp();
+    const dir = join(logs, 'cluster', 'exp');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, '127.0.9.1-5000_exp.jsonl'), '{"node":"127.0.9.1-5000","addr');
+    const resumed = new ClusterLog(logs, 'exp', WORKERS, true);
+    assert.deepEqual(resumed.records(), []);
+    resumed.receive(batch({ entries: [{ seq: 0, kind: 'iteration', entry: entry(1) }] }));
+    assert.deepEqual(new ClusterLog(logs, 'exp', WORKERS, true).records().map((r) => [r.address, r.iteration.length]), [['127.0.9.1:5000', 1]]);
+    // A stranger's journal (a worker of an earlier config): not read, not reported.
+    writeFileSync(join(dir, '127.0.9.9-5000_exp.jsonl'), `${JSON.stringify({ node: '127.0.9.9-5000', address: '127.0.9.9:5000', role: 'client' })}\n${JSON.stringify(entry(1))}\n`);
+    assert.deepEqual(new ClusterLog(logs, 'exp', WORKERS, true).records().map((r) => r.address), ['127.0.9.1:5000']);
+  });
+
+  it('once the records are settled, takes a late batch into the copy within a second (the aggregator kept serving)', async () => {
+    const logs = tmp();
+    const cluster = new ClusterLog(logs, 'exp', WORKERS, false);
+    const copy = join(logs, 'cluster', 'exp', '127.0.9.1-5000_exp.json');
+    cluster.receive(batch({ entries: [{ seq: 0, kind: 'iteration', entry: entry(1) }] }));
+    await cluster.settle(1, ['127.0.9.1:5000'], 1000);
+    cluster.receive(batch({ entries: [{ seq: 1, kind: 'iteration', entry: entry(2) }] }));
+    const rounds = () => JSON.parse(readFileSync(copy, 'utf8')).iteration.length;
+    const deadline = Date.now() + 10_000;
+    while (rounds() < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(rounds(), 2);
   });
 
   it('reads its records back on resume, and drops an earlier run on a fresh start', () => {

@@ -192,6 +192,12 @@ describe("SCAFFOLD's corrected step", () => {
     getFlatWeights(model).forEach((w, i) => assert.ok(Math.abs(w - (start[i] - 0.5 * correction[i])) < 1e-6, `weight ${i}`));
     step.dispose();
     assert.throws(() => correctedStep(model, new Float32Array(3), 0.5), /the correction has 3 values; the model 6370/);
+    // In training, one that does not fit fails it, and frees the proximal step made before it.
+    const data = subset(loadMnist(), [0, 1, 2, 3]);
+    await assert.rejects(train(model, data, { epochs: 1, batchSize: 4, learningRate: 0.1, seed: 1, correction: new Float32Array(3) })); // its optimizer made
+    const before = tf.memory().numTensors;
+    await assert.rejects(train(model, data, { epochs: 1, batchSize: 4, learningRate: 0.1, seed: 1, proximalMu: 0.1, correction: new Float32Array(3) }), /the correction has 3 values/);
+    assert.equal(tf.memory().numTensors, before, 'nothing of the proximal step left');
     model.dispose();
   });
 

@@ -94,6 +94,14 @@ describe('client stage machine', () => {
     assert.equal(m.handle({ type: 'standby', attempt: 's:6.1' })[0].type, 'refuse', 'a stand-by of before the model it took');
   });
 
+  it('takes a stand-by for a later opening as a reason to check in, not as news: one from a lying switch for a far round makes no true model stale', () => {
+    const m = waiting();
+    m.handle({ type: 'checked-in', attempt: 's:5.0', open: true });
+    assert.deepEqual(types(m.handle({ type: 'standby', attempt: 's:999999.0' })), ['check-in']);
+    assert.equal(m.attempt, 's:5.0');
+    assert.deepEqual(m.handle(model(5)), [{ type: 'train', round: 5, attempt: 's:5.0' }]);
+  });
+
   it('a check-in answered while selecting for the opening it is then selected in does not make that model stale', () => {
     const m = waiting();
     m.handle({ type: 'checked-in', attempt: 's:2.0', open: true });

@@ -1,7 +1,8 @@
 /** A round's instructions as they travel: the opening carries the samples once and only what differs; each client's copy its share. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { clientFit, clientFitSchema, openingInstructions, openRoundSchema } from '../../../src/wire/control';
+import { TRAINING_LIMITS, trainingSchema } from '../../../src/config/schema';
+import { clientFit, clientFitSchema, openingInstructions, openRoundSchema, roundMetaSchema } from '../../../src/wire/control';
 
 describe("a round's instructions on the wire", () => {
   it("gives a client its share of the round's samples and what it alone is told; an opening carries only the overrides of its own clients", () => {
@@ -18,5 +19,17 @@ describe("a round's instructions on the wire", () => {
     assert.ok(openRoundSchema.safeParse({ ...opening, samples: 400 }).success);
     assert.match(openRoundSchema.safeParse({ ...opening, samples: 399 }).error!.message, /the round's 399 samples are fewer than these clients' 400/);
     assert.equal(openRoundSchema.safeParse({ ...opening, samples: 400, fit: { a: { share: 1 } } }).success, false);
+  });
+
+  it('tells a client no more training than a config may ask: a node above it cannot hold its process with a thousand epochs', () => {
+    const meta = { epochs: 1, batchSize: 32, learningRate: 0.1, attempt: 's:1.0' };
+    assert.ok(roundMetaSchema.safeParse({ ...meta, epochs: TRAINING_LIMITS.epochs, batchSize: TRAINING_LIMITS.batchSize, learningRate: TRAINING_LIMITS.learningRate }).success);
+    for (const past of [{ epochs: TRAINING_LIMITS.epochs + 1 }, { batchSize: TRAINING_LIMITS.batchSize + 1 }, { learningRate: TRAINING_LIMITS.learningRate * 1.01 }]) {
+      assert.equal(roundMetaSchema.safeParse({ ...meta, ...past }).success, false, JSON.stringify(past));
+      assert.equal(clientFitSchema.safeParse({ share: 0.5, ...past }).success, false, JSON.stringify(past));
+    }
+    // The limits are the config's own: what an experiment may ask, a client takes.
+    assert.ok(trainingSchema.safeParse({ epochs: TRAINING_LIMITS.epochs, batch_size: TRAINING_LIMITS.batchSize, learning_rate: TRAINING_LIMITS.learningRate }).success);
+    assert.equal(trainingSchema.safeParse({ epochs: TRAINING_LIMITS.epochs + 1 }).success, false);
   });
 });

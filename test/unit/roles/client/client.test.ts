@@ -37,8 +37,16 @@ describe('the client role', () => {
       await waitFor(async () => posts.some((p) => p.path === '/a/checkin'), 60_000);
       const modelId = Number(posts.find((p) => p.path === '/a/checkin')!.body.model);
       posts.length = 0;
-      const meta = { epochs: 1, batchSize: 8, learningRate: 0.1, fit: { share: 0.5 }, attempt: 's:1.0', model_tag: 'gone' };
+      const meta = { epochs: 1, batchSize: 32, learningRate: 0.1, fit: { share: 0.5 }, attempt: 's:1.0', model_tag: 'gone' };
       const reference = encode({ kind: Kind.ModelReference, round: 1, modelId, contributors: 0, weight: 0, sender: config.aggregator, meta, parameters: new Float32Array(0), count: role.parameters });
+      // No more training than the experiment's (1 epoch, batches of 32), whoever asks: in the meta or in its own part.
+      const { epochs, batch_size } = config.settings.training;
+      assert.deepEqual([epochs, batch_size], [1, 32]);
+      for (const more of [{ epochs: 2 }, { batchSize: 31 }, { batchSize: 10_000 }, { fit: { share: 0.5, epochs: 100 } }, { fit: { share: 0.5, batchSize: 1 } }]) {
+        const asking = encode({ kind: Kind.ModelReference, round: 1, modelId, contributors: 0, weight: 0, sender: config.aggregator, meta: { ...meta, ...more }, parameters: new Float32Array(0), count: role.parameters });
+        assert.throws(() => role.receiveModel(asking), (err: HttpError) => err.status === 400 && /this experiment trains at most 1 epochs in batches of 32/.test(err.reason), JSON.stringify(more));
+      }
+      assert.equal(posts.length, 0, 'refused, it changes nothing');
       assert.throws(() => role.receiveModel(reference), (err: HttpError) => err.status === 409 && /keeps no model gone to train from/.test(err.reason));
       assert.equal(posts.length, 0, 'the check-in waits until the refusal is answered');
       await new Promise((resolve) => setImmediate(resolve));
