@@ -80,10 +80,7 @@ export class ClusterLog {
       this.unwritten.add(address); // the copy may be behind: the run before may have crashed
       if (!marks) continue;
       this.journaled.add(address);
-      for (const { boot, seq } of marks) {
-        this.lastSeq.set(`${address}/${boot}`, seq);
-        this.boots.set(address, (this.boots.get(address) ?? new Set<string>()).add(boot));
-      }
+      for (const { boot, seq } of marks) this.took(address, boot, seq);
     }
   }
 
@@ -101,8 +98,7 @@ export class ClusterLog {
     }
     const { address } = batch;
     this.checkBoot(address, batch.boot);
-    const bootKey = `${address}/${batch.boot}`;
-    const after = this.lastSeq.get(bootKey) ?? -1;
+    const after = this.lastSeq.get(`${address}/${batch.boot}`) ?? -1;
     const fresh = batch.entries.filter((e) => e.seq > after);
     if (!fresh.length) return { taken: 0, duplicates: batch.entries.length };
 
@@ -129,8 +125,7 @@ export class ClusterLog {
       [join(this.dir, `${records.node}.log`), lines.join('')],
       [this.fileOf(records, '.jsonl'), this.journalStart(records) + journal + mark],
     ], address);
-    this.lastSeq.set(bootKey, seq);
-    this.boots.set(address, (this.boots.get(address) ?? new Set<string>()).add(batch.boot));
+    this.took(address, batch.boot, seq);
     this.nodes.set(address, records);
     Object.assign(kept, { lines: kept.lines + lines.length, lineBytes: kept.lineBytes + lineBytes, iterationBytes: kept.iterationBytes + entryBytes });
     records.iteration.push(...entries);
@@ -202,6 +197,12 @@ export class ClusterLog {
     let kept = this.kept.get(address);
     if (!kept) this.kept.set(address, (kept = { lines: 0, lineBytes: 0, iterationBytes: 0 }));
     return kept;
+  }
+
+  /** A batch of `boot` taken, up to `seq` (or read back from its mark): later ones start after it, and the boot counts. */
+  private took(address: string, boot: string, seq: number): void {
+    this.lastSeq.set(`${address}/${boot}`, seq);
+    this.boots.set(address, (this.boots.get(address) ?? new Set<string>()).add(boot));
   }
 
   /** A boot is counted once a batch of it is taken: one refused, or with nothing new, changes nothing. */
