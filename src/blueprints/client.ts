@@ -1,6 +1,6 @@
 /** Routes of the client role, mounted under /c; each says whom it takes calls from. */
 import { Router } from 'express';
-import { only } from '../net/callers';
+import { oneAtATime, oneTaskAtATime, only } from '../net/callers';
 import type { ClientRole } from '../roles/client';
 import { jsonBody, wireBody } from './wire';
 
@@ -11,6 +11,8 @@ export function clientBlueprint(role: ClientRole): Router {
   const fromUpstream = only((node) => node === upstream, `its upstream ${upstream}`);
   // A stand-by comes from the aggregator, or from a switch above that lost the way down to this client.
   const fromAbove = only((node) => node === aggregator || above.includes(node), 'its aggregator or a switch above it');
+  // Decrypting and scoring go on after the caller hangs up: one at a time, or a caller could pile them up.
+  const scoring = oneTaskAtATime('this client is scoring a model already: one at a time');
   const router = Router();
   router.get('/status', readers, (_req, res) => {
     res.json(role.status());
@@ -18,8 +20,8 @@ export function clientBlueprint(role: ClientRole): Router {
   router.post('/round', fromUpstream, ...wireBody(role.parameters, role.encrypted), (req, res) => {
     res.status(202).json({ status: 'training', ...role.receiveModel(req.body) });
   });
-  router.post('/evaluate', fromUpstream, ...wireBody(role.parameters, true), async (req, res) => {
-    res.json(await role.evaluateModel(req.body));
+  router.post('/evaluate', fromUpstream, oneAtATime(), ...wireBody(role.parameters, true), async (req, res) => {
+    res.json(await scoring(() => role.evaluateModel(req.body)));
   });
   router.post('/standby', fromAbove, ...jsonBody, (req, res) => {
     role.standBy(req.body);

@@ -32,7 +32,7 @@ export function switchBlueprint(role: SwitchRole): Router {
   router.post('/model', upstream, ...wireBody(role.parameters, role.encrypted), async (req, res) => {
     res.status(202).json({ status: 'relaying', ...(await role.relayModel(req.body)) });
   });
-  router.post('/evaluate', upstream, ...wireBody(role.parameters, true), async (req, res) => {
+  router.post('/evaluate', upstream, oneAtATime(), ...wireBody(role.parameters, true), async (req, res) => {
     res.json(await role.evaluate(req.body, req.query));
   });
   return router;

@@ -33,7 +33,8 @@ const shippedEntry = z.discriminatedUnion('kind', [
       seq: z.number().int().min(0),
       kind: z.literal('log'),
       level: z.enum(['error', 'warn']),
-      time: z.string().max(64),
+      /** As the worker's logger stamps it (ISO 8601): it starts the line at the aggregator, so no line break nor space of its own. */
+      time: z.string().regex(/^[\w:.+-]{1,64}$/, 'a time as ISO 8601 writes it'),
       message: z.string().max(20_000),
     })
     .strict(),

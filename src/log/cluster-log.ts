@@ -7,9 +7,11 @@
  * its round records a line each and, after each batch's, the batch's mark: its boot and last sequence
  * number) before the batch is answered, so what a worker was told is written is on disk, and a batch
  * sent again to an aggregator resumed after a crash is known. The `.json` copy is made from it when
- * the records are settled for the report, and as the aggregator fails or stops. Rewriting that copy on
- * every batch cost the aggregator the worker's whole record (up to the limit below) for each
- * one-record batch a worker chose to send.
+ * the records are settled for the report (and once more for a worker whose last round came after
+ * that), and as the aggregator fails or stops: any other batch that comes after the records settled
+ * (an aggregator that keeps serving) reaches the copy as it stops. Rewriting that copy on every
+ * batch, or even once a second, cost the aggregator the worker's whole record (up to the limit below)
+ * for each one-record batch a worker chose to send.
  */
 import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
@@ -50,11 +52,10 @@ export class ClusterLog {
   private readonly kept = new Map<string, { lines: number; lineBytes: number; iterationBytes: number }>();
   /** Workers whose `.json` copy is behind their journal. */
   private readonly unwritten = new Set<string>();
+  /** Workers whose entry of a round `settle` waited for came too late for it, with that round. */
+  private readonly awaited = new Map<string, number>();
   /** Workers whose journal has its first line (who it is): until then, their first append writes it. */
   private readonly journaled = new Set<string>();
-  /** Once the run's records are settled, a batch still coming (the aggregator kept serving) reaches the copy within a second. */
-  private settled = false;
-  private copyTimer?: NodeJS.Timeout;
 
   /**
    * @param workers every worker of the experiment, by address, with its role: nobody else may write here.
@@ -76,7 +77,8 @@ export class ClusterLog {
       const role = workers.get(address);
       if (!role) continue; // not a worker of this experiment now: nobody else may write here
       this.nodes.set(address, { ...records, role });
-      this.keptBy(address).iterationBytes = records.iteration.reduce((sum, entry) => sum + Buffer.byteLength(journalLine(entry)), 0);
+      const iterationBytes = records.iteration.reduce((sum, entry) => sum + Buffer.byteLength(journalLine(entry)), 0);
+      Object.assign(this.keptBy(address), { iterationBytes, ...this.linesIn(join(this.dir, `${records.node}.log`)) });
       this.unwritten.add(address); // the copy may be behind: the run before may have crashed
       if (!marks) continue;
       this.journaled.add(address);
@@ -106,7 +108,7 @@ export class ClusterLog {
     const entries = fresh.flatMap((e) => (e.kind === 'iteration' ? [e.entry as IterationEntry] : []));
     const journal = entries.map(journalLine).join('');
     const entryBytes = Buffer.byteLength(journal);
-    const lines = fresh.flatMap((e) => (e.kind === 'log' ? [`${e.time} ${e.level} [${records.node}] ${e.message.replace(/\n/g, '\n    ')}\n`] : []));
+    const lines = fresh.flatMap((e) => (e.kind === 'log' ? [`${e.time} ${e.level} [${records.node}] ${logText(e.message)}\n`] : []));
     const lineBytes = lines.reduce((sum, line) => sum + Buffer.byteLength(line), 0);
     const kept = this.keptBy(address);
     const limits = WORKER_LOG_LIMITS;
@@ -130,10 +132,9 @@ export class ClusterLog {
     Object.assign(kept, { lines: kept.lines + lines.length, lineBytes: kept.lineBytes + lineBytes, iterationBytes: kept.iterationBytes + entryBytes });
     records.iteration.push(...entries);
     this.journaled.add(address);
-    if (entries.length) {
-      this.unwritten.add(address);
-      if (this.settled) this.copyTimer ??= setTimeout(() => this.flush(), 1000).unref();
-    }
+    if (entries.length) this.unwritten.add(address);
+    // The round settle gave up waiting for, come late: in the copies at once, once.
+    if (entries.some((entry) => entry.round >= (this.awaited.get(address) ?? Infinity)) && this.awaited.delete(address)) this.flush();
     return { taken: fresh.length, duplicates: batch.entries.length - fresh.length };
   }
 
@@ -147,7 +148,7 @@ export class ClusterLog {
       const shipped = new Set(this.records().filter((r) => r.iteration.some((e) => e.round >= round)).map((r) => r.address));
       const waiting = addresses.filter((a) => !shipped.has(a));
       if (!waiting.length || Date.now() >= deadline) {
-        this.settled = true;
+        for (const late of waiting) this.awaited.set(late, round);
         this.flush(); // the copies the report and the user read, up to date
         return waiting;
       }
@@ -160,8 +161,6 @@ export class ClusterLog {
    * The journal keeps the records whatever happens here: a copy not written is said, not thrown.
    */
   flush(): void {
-    clearTimeout(this.copyTimer);
-    this.copyTimer = undefined;
     for (const address of this.unwritten) {
       const { node, role, iteration } = this.nodes.get(address)!;
       try {
@@ -187,6 +186,20 @@ export class ClusterLog {
     const file = this.fileOf({ node }, '.jsonl');
     const start = endsCut(file) ? '\n' : '';
     return this.journaled.has(address) ? start : start + journalLine({ node, address, role }) + iteration.map(journalLine).join('');
+  }
+
+  /** What a worker's `.log` here holds, as its limits count it: its entries (a message's later lines are indented) and bytes. */
+  private linesIn(file: string): { lines: number; lineBytes: number } {
+    let text: Buffer;
+    try {
+      text = readFileSync(file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.warn(`${file} could not be read; its lines are not counted: ${(err as Error).message}`);
+      return { lines: 0, lineBytes: 0 };
+    }
+    let lines = 0;
+    for (let at = 0; at < text.length; at = text.indexOf(0x0a, at) + 1 || text.length) if (text[at] !== 0x20 && text[at] !== 0x0a) lines++;
+    return { lines, lineBytes: text.length };
   }
 
   private fileOf({ node }: Pick<NodeRecords, 'node'>, extension: '.json' | '.jsonl'): string {
@@ -219,6 +232,17 @@ function fileIdOf(address: string): string {
 }
 
 const journalLine = (value: object) => `${JSON.stringify(value)}\n`;
+
+/**
+ * A worker's message as its line in the `.log`: its own line breaks indented under it, and every
+ * other control character (a terminal's escapes, U+2028 too) written out, so it passes for no line of
+ * anyone else's, on screen or in the file.
+ */
+const logText = (message: string) =>
+  message
+    .replace(/\r\n?/g, '\n')
+    .replace(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+    .replace(/\n/g, '\n    ');
 
 /**
  * Appends each text to its file, or none: on a failure each file is cut back to its length before, and

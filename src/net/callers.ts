@@ -78,6 +78,24 @@ export function oneAtATime(): RequestHandler {
   };
 }
 
+/**
+ * One piece of work at a time (a route's, which has one caller): a second while the first runs is
+ * refused (429, `busy` its reason). Freed as the work ends, not as its caller hangs up (oneAtATime):
+ * a caller that asks and hangs up, again and again, piles up no work.
+ */
+export function oneTaskAtATime(busy: string): <T>(work: () => Promise<T>) => Promise<T> {
+  let running = false;
+  return async (work) => {
+    if (running) throw new HttpError(429, 'too many requests', busy);
+    running = true;
+    try {
+      return await work();
+    } finally {
+      running = false;
+    }
+  };
+}
+
 /** Refuses (403) a message whose `field` names a node other than its caller: a node may act only as itself. */
 export function actingAsItself(caller: Caller, field: string, named: string): void {
   let node: string | undefined;

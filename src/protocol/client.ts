@@ -10,15 +10,28 @@
  * took, and whether that opening is still one it can be in: a message for an earlier opening, or for
  * one whose selection closed before its check-in, is stale and refused (a stand-by for attempt n must
  * not pull a client out of attempt n+1), and a model it took once is not trained twice.
+ *
+ * Every check-in carries the client's *ticket*, a random secret it makes anew each time it takes a
+ * model, which only the aggregator learns. The model it is selected for carries the opening's *pass*,
+ * the attempt signed with that ticket (wire/control.ts selectionPass); a model without it is refused.
+ * The switches that carry a pass learn no other, so a switch cannot make a client train an opening
+ * the aggregator did not select it for (before, one made-up model after another, each of a session of
+ * its own making, or one of a far later round that made the true ones stale): it can only replace the
+ * model of the opening it carries.
  */
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { isEarlier } from '../wire/attempt';
+import { selectionPass } from '../wire/control';
 
 export type ClientStage = 'preparing' | 'waiting' | 'training' | 'reporting';
 
 export type ClientEvent =
   | { type: 'prepared' }
-  /** A model for a round's opening; `missing`: it came as a reference to a model this client does not keep. */
-  | { type: 'model'; round: number; attempt: string; missing?: string }
+  /**
+   * A model for a round's opening; `pass`: the one its instructions carry; `missing`: it came as a
+   * reference to a model this client does not keep.
+   */
+  | { type: 'model'; round: number; attempt: string; pass?: string; missing?: string }
   | { type: 'trained' }
   /** The update went upstream (taken or not), or the round failed: free again. */
   | { type: 'round-over' }
@@ -43,6 +56,12 @@ export class ClientMachine {
   private over = false;
   /** The opening whose model it took last. */
   private took = '';
+  private ticketNow: string;
+
+  /** `mint`: a new ticket, which nobody else can guess. */
+  constructor(private readonly mint: () => string = () => randomBytes(16).toString('hex')) {
+    this.ticketNow = mint();
+  }
 
   get stage(): ClientStage {
     return this.current;
@@ -56,6 +75,11 @@ export class ClientMachine {
   /** The latest opening of a round it heard of. */
   get attempt(): string {
     return this.heard;
+  }
+
+  /** What its next check-in carries: the pass of the model it is selected for is made with it. */
+  get ticket(): string {
+    return this.ticketNow;
   }
 
   handle(event: ClientEvent): ClientAction[] {
@@ -87,6 +111,10 @@ export class ClientMachine {
     if (event.attempt === this.took) return { type: 'refuse', status: 409, kind: 'taken', reason: `this client took the model of ${event.attempt} already` };
     if (this.current !== 'waiting') return { type: 'refuse', status: 409, kind: 'busy', reason: `this client is still working on round ${this.latest}` };
     if (this.isStale(event.attempt)) return this.stale('model', event.attempt);
+    if (!this.passes(event)) {
+      const carried = event.pass === undefined ? 'no pass' : 'a pass not made with the ticket this client checks in with, for this opening';
+      return { type: 'refuse', status: 409, kind: 'not selected', reason: `the model of ${event.attempt} carries ${carried}: the aggregator did not select this client for it` };
+    }
     if (event.missing !== undefined) return { type: 'refuse', status: 409, reason: `this client keeps no model ${event.missing} to train from; it checks in again for the whole model` };
     return undefined;
   }
@@ -99,6 +127,7 @@ export class ClientMachine {
     this.current = 'training';
     this.latest = event.round;
     [this.took, this.heard, this.over] = [event.attempt, event.attempt, false];
+    this.ticketNow = this.mint(); // its passes are spent: a switch that holds one back cannot use it later
     return [{ type: 'train', round: event.round, attempt: event.attempt }];
   }
 
@@ -107,12 +136,19 @@ export class ClientMachine {
    * in the round already. A stand-by is no news of which opening is the latest (only the aggregator's
    * answer to a check-in and a model taken are): one for a far later round, from a switch that lies,
    * made every true model stale until the aggregator started again. (A model for a far later round
-   * still does, once taken: the README's trust section says so.) The cost: a late model of an earlier
-   * opening that comes before the check-in's answer is trained, and its update refused as stale.
+   * needs the client's pass for that opening, which only the aggregator makes.) The cost: a late
+   * model of an earlier opening that comes before the check-in's answer is trained, and its update
+   * refused as stale.
    */
   private standby(attempt: string): ClientAction[] {
     if (this.isStale(attempt)) return [this.stale('stand-by', attempt)];
     return this.current === 'waiting' ? [{ type: 'check-in' }] : [];
+  }
+
+  /** Whether the model carries this client's pass for its opening (made with its ticket now). */
+  private passes({ attempt, pass }: Extract<ClientEvent, { type: 'model' }>): boolean {
+    const expected = Buffer.from(selectionPass(this.ticketNow, attempt));
+    return pass !== undefined && Buffer.byteLength(pass) === expected.length && timingSafeEqual(Buffer.from(pass), expected);
   }
 
   /** An opening before the latest it heard of, or that one once it is over for this client. */

@@ -6,6 +6,7 @@
  *   not in this round (/c/standby), a client that cannot use the model it took (/a/declined), and
  *   a sealed model's scores (/c/evaluate, /s/evaluate).
  */
+import { createHmac } from 'node:crypto';
 import { z } from 'zod';
 import { describeIssues } from '../config/issues';
 import { TRAINING_LIMITS } from '../config/schema';
@@ -38,13 +39,25 @@ const instructionFields = {
   proximalMu: z.number().min(0).max(TRAINING_LIMITS.proximalMu).optional(),
 };
 
+/** What a client checks in with (protocol/client.ts): the aggregator alone learns it. */
+const ticket = z.string().regex(/^[0-9a-f]{32}$/, 'a ticket is 32 hex digits');
+/** What a model a client is selected for carries (selectionPass). */
+const pass = z.string().regex(/^[0-9a-f]{32}$/, 'a pass is 32 hex digits');
+
+/**
+ * What proves to a client that the aggregator selected it for an opening: the opening's attempt
+ * signed with the ticket the client checked in with (HMAC-SHA-256). The switches that carry it learn
+ * neither the ticket nor a pass for any other opening.
+ */
+export const selectionPass = (ticket: string, attempt: string): string => createHmac('sha256', ticket).update(`fl-selected\0${attempt}`).digest('hex').slice(0, 32);
+
 /**
  * One client's part of a round's instructions (strategy.ts ClientFit): its share of the round (its
- * weight over the round's; at most 1, and no round is so large that a share is below 1e-9), and
- * any instruction it follows otherwise than the rest.
+ * weight over the round's; at most 1, and no round is so large that a share is below 1e-9), its pass
+ * for the opening, and any instruction it follows otherwise than the rest.
  */
 export const clientFitSchema = z
-  .object({ share: z.number().min(1e-9).max(1), ...z.object(instructionFields).partial().shape })
+  .object({ share: z.number().min(1e-9).max(1), pass: pass.optional(), ...z.object(instructionFields).partial().shape })
   .strict();
 export type ClientFit = z.infer<typeof clientFitSchema>;
 
@@ -53,16 +66,36 @@ export const instructionOverridesSchema = z.object(instructionFields).partial().
 export type InstructionOverrides = z.infer<typeof instructionOverridesSchema>;
 
 /**
- * A client's part of a round's instructions, made where its copy of the model is sent from (its
- * switch, or the aggregator): its share, its weight over the round's samples, and what the strategy
- * tells it otherwise. The opening carries the round's samples once, not a share a client.
+ * An opening's instructions for its clients' copies of the model, kept by the aggregator and by each
+ * switch until the model comes: the round's samples, and by client what the strategy tells it
+ * otherwise (none for most) and its pass.
  */
-export const clientFit = (weight: number, samples: number, overrides: InstructionOverrides = {}): ClientFit => ({ ...overrides, share: weight / samples });
+export interface RoundInstructions {
+  samples: number;
+  overrides: Record<string, InstructionOverrides>;
+  passes: Record<string, string>;
+}
 
-/** What an opening for `clients` carries of the round's instructions: the samples, and what the strategy tells any of them otherwise. */
-export function openingInstructions(samples: number, overrides: Record<string, InstructionOverrides>, clients: readonly string[]): { samples: number; fit?: Record<string, InstructionOverrides> } {
-  const told = clients.filter((client) => overrides[client]);
-  return { samples, ...(told.length ? { fit: Object.fromEntries(told.map((client) => [client, overrides[client]])) } : {}) };
+/**
+ * A client's part of a round's instructions, made where its copy of the model is sent from (its
+ * switch, or the aggregator): its share, its weight over the round's samples, its pass, and what the
+ * strategy tells it otherwise. The opening carries the round's samples once, not a share a client.
+ */
+export function clientFit(client: string, weight: number, { samples, overrides, passes }: RoundInstructions): ClientFit {
+  return { ...overrides[client], share: weight / samples, ...(passes[client] ? { pass: passes[client] } : {}) };
+}
+
+/** What an opening for `clients` carries of the round's instructions: the samples, and their own overrides and passes. */
+export function openingInstructions({ samples, overrides, passes }: RoundInstructions, clients: readonly string[]): { samples: number; fit?: Record<string, InstructionOverrides>; passes?: Record<string, string> } {
+  const fit = pick(overrides, clients);
+  const theirs = pick(passes, clients);
+  return { samples, ...(fit ? { fit } : {}), ...(theirs ? { passes: theirs } : {}) };
+}
+
+/** The entries of `record` for `keys` that it has, or undefined when it has none of them. */
+function pick<T>(record: Record<string, T>, keys: readonly string[]): Record<string, T> | undefined {
+  const had = keys.filter((key) => record[key] !== undefined);
+  return had.length ? Object.fromEntries(had.map((key) => [key, record[key]])) : undefined;
 }
 
 /** POST /s/round: the switch above, or the aggregator, opens a switch's round. */
@@ -77,6 +110,8 @@ export const openRoundSchema = z
     samples: z.number().int().positive().max(1e15),
     /** What the strategy tells a client otherwise than the rest (none for most): with its share, added to that client's copy of the model. */
     fit: z.record(address, instructionOverridesSchema).optional(),
+    /** Each client's pass for this opening: its copy of the model carries it. */
+    passes: z.record(address, pass).optional(),
     deadline_ms: z.number().int().positive(),
     parameters: z.number().int().positive(),
     model_id: z.number().int().min(0),
@@ -87,7 +122,7 @@ export const openRoundSchema = z
     const inRound = new Set(opening.clients);
     const unweighed = opening.clients.filter((c) => opening.weights[c] === undefined);
     if (unweighed.length) ctx.addIssue({ code: 'custom', path: ['weights'], message: `no weight for ${unweighed.slice(0, 3).join(', ')}${unweighed.length > 3 ? ' …' : ''}` });
-    for (const field of ['weights', 'fit'] as const) {
+    for (const field of ['weights', 'fit', 'passes'] as const) {
       const strangers = Object.keys(opening[field] ?? {}).filter((c) => !inRound.has(c));
       if (strangers.length) ctx.addIssue({ code: 'custom', path: [field], message: `${field} for clients not in the round: ${strangers.slice(0, 3).join(', ')}` });
     }
@@ -127,6 +162,8 @@ export const checkinSchema = z
     model: z.number().int().min(0).optional(),
     /** The sealed model it scored and keeps (key at the clients): it is then sent a reference, not the model again. */
     keeps: z.string().max(100).optional(),
+    /** What the pass of the model it is selected for is made with (selectionPass): made anew each time it takes a model. */
+    ticket,
   })
   .strict();
 export type Checkin = z.infer<typeof checkinSchema>;

@@ -77,7 +77,7 @@ for (const tls of [true, false]) {
         assert.ok(round < ROUNDS, `round ${round} of ${ROUNDS}: no round left to show the victims in`);
         const config = (await attacker.read(third, '/config')).body;
 
-        const checkin = await attacker.send(aggregator, '/a/checkin', { client: second, samples: 1e9, model: 999 });
+        const checkin = await attacker.send(aggregator, '/a/checkin', { client: second, samples: 1e9, model: 999, ticket: 'ab'.repeat(16) });
         assert.equal(checkin.status, 403, JSON.stringify(checkin.body));
         assert.equal(checkin.body.reason, `client names ${second}, but the call comes from ${attacker.self}: a node may act only as itself`);
 
@@ -114,13 +114,13 @@ for (const tls of [true, false]) {
         // Naming the victim outright: its own token is not the attacker's to show; under TLS, not even with the cluster token.
         if (tls) {
           const secondToken = nodeToken(testbed.token, second);
-          const named = await attacker.send(aggregator, '/a/checkin', { client: second, samples: 1, model: 999 }, second, secondToken);
+          const named = await attacker.send(aggregator, '/a/checkin', { client: second, samples: 1, model: 999, ticket: 'ab'.repeat(16) }, second, secondToken);
           assert.equal(named.status, 403);
           assert.equal(named.body.reason, `the call names ${second}, but its certificate is ${attacker.self}'s: a node may act only as itself`);
           const asAggregator = await attacker.send(third, '/config', config, aggregator, nodeToken(testbed.token, aggregator));
           assert.equal(asAggregator.status, 403);
         } else {
-          const named = await attacker.send(aggregator, '/a/checkin', { client: second, samples: 1, model: 999 }, second);
+          const named = await attacker.send(aggregator, '/a/checkin', { client: second, samples: 1, model: 999, ticket: 'ab'.repeat(16) }, second);
           assert.equal(named.status, 401);
           assert.match(named.body.reason!, new RegExp(`^the token is not ${second.replace(/\./g, '\\.')}'s here`));
           const asAggregator = await attacker.send(third, '/config', config, aggregator);

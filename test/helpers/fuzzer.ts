@@ -82,7 +82,7 @@ export async function fuzz(testbed: Testbed, keyHolder: 'aggregator' | 'clients'
     ['model', () => (keyHolder === 'clients' ? wire(Kind.EncryptedModel, aggregator, 0, 0, { ...instructions(), he: pool.id, factor: 1, model_tag: 'm' }) : encode({ kind: Kind.Model, round: current.round, modelId: id, contributors: 0, weight: 0, sender: aggregator, meta: instructions(), parameters: new Float32Array(parameters) })), WIRE_CONTENT_TYPE, [`${other}/c/round`, `${sw}/s/model`, `${other}/c/evaluate`, `${sw}/s/evaluate?clients=${other}`]],
     ['opening', () => json({ round: current.round, attempt: current.attempt, clients, weights, samples: 4 * samples, deadline_ms: 60_000, parameters, model_id: id }), 'application/json', [`${sw}/s/round`]],
     // Without the class counts it checked in with first: a contradiction, as a flipped count would be.
-    ['check-in', () => json({ client: self, samples, model: id, shape: [28, 28, 1] }), 'application/json', [`${aggregator}/a/checkin`]],
+    ['check-in', () => json({ client: self, samples, model: id, shape: [28, 28, 1], ticket: 'ab'.repeat(16) }), 'application/json', [`${aggregator}/a/checkin`]],
     ['notice', () => json({ round: current.round, attempt: current.attempt, switch: sw, clients: [self], reason: 'fuzz' }), 'application/json', [`${aggregator}/a/withheld`, `${sw}/s/withheld`]],
     ['drop', () => json({ round: current.round, attempt: current.attempt, client: other }), 'application/json', [`${sw}/s/drop`]],
     ['stand-by', () => json({ round: current.round, attempt: current.attempt }), 'application/json', [`${other}/c/standby`]],

@@ -18,6 +18,8 @@ export class CheckIns {
   readonly histograms = new Map<string, number[]>();
   /** What each client said at its first check-in (its data and model do not change during an experiment). */
   private readonly first = new Map<string, string>();
+  /** Each client's ticket, from its latest check-in: the pass of the model it is selected for is made with it (protocol/client.ts). */
+  private readonly tickets = new Map<string, string>();
   /** Each client's model id, as it said at check-in (checked once this node has its own). */
   private readonly modelOf = new Map<string, number>();
   private readonly input: ReturnType<typeof inputOf>;
@@ -67,9 +69,15 @@ export class CheckIns {
     return first === undefined ? undefined : (JSON.parse(first) as { samples: number }).samples;
   }
 
-  /** A check-in taken: the first of the client's is what it holds from now on. */
+  /** A check-in taken: the first of the client's is what it holds from now on; its ticket is the latest. */
   accepted(checkin: Checkin): void {
     if (!this.first.has(checkin.client)) this.first.set(checkin.client, claimsOf(checkin));
+    this.tickets.set(checkin.client, checkin.ticket);
+  }
+
+  /** The ticket a client checked in with last. */
+  ticketOf(client: string): string | undefined {
+    return this.tickets.get(client);
   }
 
   /** The clients that checked in with another model while this node was loading its own. */

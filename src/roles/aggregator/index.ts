@@ -57,7 +57,7 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
   readonly workers: ReadonlyMap<string, WorkerRole>;
   /** Every worker's records, shipped here as rounds finish. */
   readonly cluster: ClusterLog;
-  readonly checkins: CheckIns;
+  readonly checkins = new CheckIns(this.config.settings);
   /** POST /a/checkin, /a/declined, /a/withheld. */
   readonly notices: Notices;
   /** What the push and the health checks say of the workers. */
@@ -109,10 +109,10 @@ export class AggregatorRole extends Role<AggregatorNodeConfig> {
       finish: () => this.finish(),
       fail: (what, err) => this.fail(what, err),
       leaveOut: (node) => this.health.leftOut(node),
+      ticketOf: (client) => this.checkins.ticketOf(client),
     });
     const io = { peers: node.peers, logger: node.logger, signal: this.abort.signal, print: node.print, isStopped };
     this.executor = new RoundExecutor(this.machine, { ...io, after: (ms, fn) => this.after(ms, fn), cancel: (timer) => this.cancel(timer) }, this.rounds);
-    this.checkins = new CheckIns(settings);
     this.workers = new Map([...this.topology.switches.map((s) => [s, 'switch'] as const), ...this.topology.clients.map((c) => [c, 'client'] as const)]);
     this.cluster = new ClusterLog(node.logsDir, this.config.experiment, this.workers, resumeFrom !== undefined, (message) => node.logger.warn(message));
     this.health = new WorkerHealthReports({

@@ -14,7 +14,7 @@ import { weightOf, type Weights } from '../../protocol/weights';
 import { carriesControl } from '../../model/layout';
 import type { FitPlan } from '../../strategy/strategy';
 import { withMeta } from '../../wire/codec';
-import { clientFit, instructionOverridesSchema, openingInstructions, type InstructionOverrides } from '../../wire/control';
+import { clientFit, instructionOverridesSchema, openingInstructions, selectionPass, type InstructionOverrides, type RoundInstructions } from '../../wire/control';
 import type { RoundWork } from './executor';
 import type { ModelHeader } from './global-model';
 import type { Prepared } from './preparation';
@@ -38,13 +38,15 @@ export interface RoundsIo {
   fail(what: string, err: unknown): void;
   /** A node found to spoil sums: its role counts as failed. */
   leaveOut(node: string, reason: string): void;
+  /** The ticket a client checked in with last: its copy of the model carries its pass, made with it. */
+  ticketOf(client: string): string | undefined;
 }
 
 export class Rounds implements RoundWork {
   private readonly clock = new RoundClock();
   private readonly tail: RoundTail;
   /** The strategy's instructions for the opening under way (configureFit). */
-  private plan?: { attempt: string; common: FitPlan['common']; overrides: Record<string, InstructionOverrides>; samples: number; weights: Weights };
+  private plan?: RoundInstructions & { attempt: string; common: FitPlan['common']; weights: Weights };
 
   constructor(private readonly io: RoundsIo) {
     this.tail = new RoundTail({
@@ -108,7 +110,13 @@ export class Rounds implements RoundWork {
       if (!checked.success) throw new Error(`strategy ${this.io.prepared().strategy.name} told ${client} what no client takes: ${checked.error.message}`);
       overrides[client] = checked.data;
     }
-    this.plan = { attempt, common, overrides, samples, weights: selected };
+    const passes: Record<string, string> = {};
+    for (const client of Object.keys(selected)) {
+      // Its ticket as it was selected: a check-in after it took this opening's model brings the next.
+      const ticket = this.io.ticketOf(client);
+      if (ticket) passes[client] = selectionPass(ticket, attempt);
+    }
+    this.plan = { attempt, common, overrides, passes, samples, weights: selected };
   }
 
   /**
@@ -124,14 +132,13 @@ export class Rounds implements RoundWork {
     const key = he?.keyId ? { he_key: he.keyId } : {};
     const counted = carriesControl(this.io.config.settings) ? { counted: Object.fromEntries(this.tail.counted) } : {};
     const message = global.message(this.header(round), { ...plan.common, attempt, ...key, ...counted }, Object.keys(weights));
-    return direct ? withMeta(message, { fit: clientFit(plan.weights[direct], plan.samples, plan.overrides[direct]) }) : message;
+    return direct ? withMeta(message, { fit: clientFit(direct, plan.weights[direct], plan) }) : message;
   }
 
   switchOpening(round: number, attempt: string, weights: Weights): Record<string, unknown> {
     const deadline_ms = this.io.machine.rules.deadlineMs;
-    const { samples, overrides } = this.planOf(attempt);
     const clients = Object.keys(weights);
-    return { round, attempt, clients, weights, ...openingInstructions(samples, overrides, clients), deadline_ms, parameters: this.io.parameters, model_id: this.io.prepared().modelId };
+    return { round, attempt, clients, weights, ...openingInstructions(this.planOf(attempt), clients), deadline_ms, parameters: this.io.parameters, model_id: this.io.prepared().modelId };
   }
 
   private planOf(attempt: string): NonNullable<Rounds['plan']> {

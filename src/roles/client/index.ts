@@ -80,7 +80,7 @@ export class ClientRole extends Role<ClientNodeConfig> {
     // A reference trains from the model this client kept when it scored it; taken now, as a later evaluation may keep another.
     const kept = message.kind === Kind.ModelReference ? trainer.keptModel(meta.model_tag) : undefined;
     const missing = message.kind === Kind.ModelReference && !kept ? String(meta.model_tag) : undefined;
-    this.act(this.machine.handle({ type: 'model', round, attempt: meta.attempt, missing }), () =>
+    this.act(this.machine.handle({ type: 'model', round, attempt: meta.attempt, pass: meta.fit?.pass, missing }), () =>
       this.runRound(message, meta, instructions, kept).catch((err) => {
         const reason = (err as Error)?.message ?? String(err);
         // Stopped mid-round (a new config, a shutdown): nothing failed, and its model is let go here.
@@ -251,9 +251,12 @@ export class ClientRole extends Role<ClientNodeConfig> {
     const trainer = this.trainer!;
     // Under DP its class counts stay here: they are its data, and no noise covers them.
     const classes = this.config.settings.dp ? {} : { histogram: trainer.histogram };
-    const holds = { samples: trainer.weight, shape: inputOf(this.config.settings.data).shape, ...classes, model: trainer.modelId, ...(trainer.keeps ? { keeps: trainer.keeps } : {}) };
+    const { ticket } = this.machine;
+    const holds = { samples: trainer.weight, shape: inputOf(this.config.settings.data).shape, ...classes, model: trainer.modelId, ...(trainer.keeps ? { keeps: trainer.keeps } : {}), ticket };
+    // Not tried again once it took a model (and made a new ticket): the check-in after that round says it, and an old ticket must not come after it.
+    const send = () => this.node.peers.post<CheckinAnswer>(this.config.aggregator, '/a/checkin', { client: this.config.address, ...holds }, { signal: this.abort.signal });
     try {
-      const answer = await this.persist(() => this.node.peers.post<CheckinAnswer>(this.config.aggregator, '/a/checkin', { client: this.config.address, ...holds }, { signal: this.abort.signal }));
+      const answer = await this.persist(() => (this.machine.ticket === ticket ? send() : Promise.resolve(undefined)));
       if (typeof answer?.attempt === 'string' && answer.attempt) this.machine.handle({ type: 'checked-in', attempt: answer.attempt, open: answer.open === true });
     } catch (err) {
       this.node.logger.error(`the aggregator refused the check-in: ${describeFailure(err).reason}`);
@@ -294,7 +297,4 @@ export class ClientRole extends Role<ClientNodeConfig> {
 const expectation = (he: HeSession) => ({ id: he.id, chunks: he.chunks });
 
 /** What the aggregator answers a check-in. */
-interface CheckinAnswer {
-  attempt?: unknown;
-  open?: unknown;
-}
+type CheckinAnswer = { attempt?: unknown; open?: unknown };

@@ -15,7 +15,7 @@ import type { Caller } from '../../net/identity';
 import { leastToForward, SwitchMachine, type SwitchAction, type SwitchEvent } from '../../protocol/switch';
 import { Topology } from '../../topology/tree';
 import { Kind } from '../../wire/codec';
-import { clientFit, dropSchema, openingInstructions, openRoundSchema, readControl, readEvaluationQuery, withheldSchema, type InstructionOverrides } from '../../wire/control';
+import { clientFit, dropSchema, openingInstructions, openRoundSchema, readControl, readEvaluationQuery, withheldSchema, type RoundInstructions } from '../../wire/control';
 import { agesOf, attemptOf, forwardedUpdates, plainLimits, readMessage, updateKinds, waitedOf } from '../../wire/receive';
 import { Arrivals } from '../arrivals';
 import { askToEvaluate, type Evaluations } from '../federated-evaluation';
@@ -47,8 +47,8 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
   private he?: Promise<HeSession>;
   private session?: HeSession;
   private modelId = 0;
-  /** From the opening: the round's samples (a client's share is its weight over them), and what the strategy tells a client otherwise. */
-  private instructions: { samples: number; overrides: Record<string, InstructionOverrides> } = { samples: 1, overrides: {} };
+  /** From the opening: the round's samples (a client's share is its weight over them), each client's pass, and what the strategy tells a client otherwise. */
+  private instructions: RoundInstructions = { samples: 1, overrides: {}, passes: {} };
   /** This switch's deadline for the round: the switches below get it as theirs, and forward a little before. */
   private deadlineMs = 0;
   /** The opening whose model went down already: each goes down once. */
@@ -85,13 +85,13 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
 
   /** POST /s/round: the switch above, or the aggregator, opens a round. */
   open(body: unknown): void {
-    const { round, attempt, clients, weights, samples, fit, deadline_ms, parameters, model_id } = readControl(openRoundSchema, body, 'not a round opening');
+    const { round, attempt, clients, weights, samples, fit, passes, deadline_ms, parameters, model_id } = readControl(openRoundSchema, body, 'not a round opening');
     if (parameters !== this.parameters) throw badRequest(`this experiment's model has ${this.parameters} parameters, not ${parameters}`);
     const deadlineMs = this.upstream.deadlineWithin(deadline_ms);
     this.run(this.machine.handle({ type: 'open', round, attempt, clients, weights, deadlineMs }), () => {
       // Before the machine's open-below actions, which read these.
       this.relay.reset();
-      this.instructions = { samples, overrides: fit ?? {} };
+      this.instructions = { samples, overrides: fit ?? {}, passes: passes ?? {} };
       this.deadlineMs = deadlineMs;
       this.accumulator?.reset();
       this.modelId = model_id;
@@ -120,8 +120,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
     }
     if (this.relayedAttempt === attempt) throw new HttpError(409, 'conflict', `the model of ${attempt} was relayed already`);
     this.relayedAttempt = attempt;
-    const { samples, overrides } = this.instructions;
-    this.relay.relay(body as Buffer, now.round, attempt, (client) => clientFit(this.machine.weightsOf([client])[client], samples, overrides[client]));
+    this.relay.relay(body as Buffer, now.round, attempt, (client) => clientFit(client, this.machine.weightsOf([client])[client], this.instructions));
     return { round: now.round, clients: now.clients.length };
   }
 
@@ -224,7 +223,7 @@ export class SwitchRole extends Role<SwitchNodeConfig> {
           this.upstream.withhold(action).catch((err) => this.node.logger.error(`round ${action.round}: the notice upstream failed: ${(err as Error).stack ?? err}`));
           break;
         case 'open-below':
-          this.relay.open(action, { deadline_ms: this.deadlineMs, parameters: this.parameters, model_id: this.modelId, ...openingInstructions(this.instructions.samples, this.instructions.overrides, action.clients) });
+          this.relay.open(action, { deadline_ms: this.deadlineMs, parameters: this.parameters, model_id: this.modelId, ...openingInstructions(this.instructions, action.clients) });
           break;
         case 'drop-below': {
           const { round, attempt, client } = action;

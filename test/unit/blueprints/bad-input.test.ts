@@ -58,7 +58,7 @@ async function aggregatorInRound(nodes: NodeConfig[]): Promise<Node> {
   standIns.push(...(await standInSwitches(nodes)));
   const node = await mount(nodes.find((n) => n.type === 'aggregator')!);
   for (const client of nodes.filter((n) => n.type === 'client')) {
-    await request(node.worker.app).post('/a/checkin').set(as(client.address)).send({ client: client.address, samples: 100 }).expect(200);
+    await request(node.worker.app).post('/a/checkin').set(as(client.address)).send({ client: client.address, samples: 100, ticket: 'ab'.repeat(16) }).expect(200);
   }
   assert.equal((await node.status()).stage, 'training');
   return node;
@@ -239,10 +239,13 @@ describe('bad input on every role route', () => {
     { name: "logs in another worker's name", send: postJson('/a/logs', logBatch(), switchConfig.address), status: 403, reason: /the batch's address names .*, but the call comes from .*: a node may act only as itself/ },
     { name: 'logs from a client claiming to be a switch', send: postJson('/a/logs', logBatch({ role: 'switch' })), status: 403, reason: /is not a switch of experiment/ },
     { name: 'logs of another experiment', send: postJson('/a/logs', logBatch({ experiment: 'someone-else' })), status: 409, reason: /these logs are for someone-else/ },
+    // The time starts the line in the worker's .log at the aggregator: a line break in it would forge a line.
+    { name: 'a log line whose time breaks the line', send: postJson('/a/logs', logBatch({ entries: [{ seq: 0, kind: 'log', level: 'warn', time: '2026-12-07T00:00:00Z\n2026-12-07T00:00:01Z error [aggregator]', message: 'forged' }] })), status: 400, reason: /the batch failed validation; nothing was written/ },
     { name: 'a check-in in malformed JSON', send: postRaw('/a/checkin', '{"client": '), status: 400, reason: /not valid JSON/ },
     { name: 'a check-in with wrong types', send: postJson('/a/checkin', { client: 5, samples: 'many' }), status: 400, reason: /expected \{"client"/ },
-    { name: 'a check-in from a node not in the experiment', send: postJson('/a/checkin', { client: '127.0.0.99:5000', samples: 10 }), status: 403, reason: /takes calls from a client of the experiment, not from 127\.0\.0\.99:5000/ },
-    { name: "a check-in in another client's name", send: postJson('/a/checkin', { client: clientConfig.address, samples: 10 }, membersOf(switchConfig)[1]), status: 403, reason: /client names .*, but the call comes from .*: a node may act only as itself/ },
+    { name: 'a check-in without its ticket', send: postJson('/a/checkin', { client: clientConfig.address, samples: 100 }, clientConfig.address), status: 400, reason: /ticket/ },
+    { name: 'a check-in from a node not in the experiment', send: postJson('/a/checkin', { client: '127.0.0.99:5000', samples: 10, ticket: 'ab'.repeat(16) }), status: 403, reason: /takes calls from a client of the experiment, not from 127\.0\.0\.99:5000/ },
+    { name: "a check-in in another client's name", send: postJson('/a/checkin', { client: clientConfig.address, samples: 10, ticket: 'ab'.repeat(16) }, membersOf(switchConfig)[1]), status: 403, reason: /client names .*, but the call comes from .*: a node may act only as itself/ },
     { name: 'a second sum from the same switch in one round', send: postWire('/a/receive', () => sumFrom()), status: 409, reason: /already reported for round 1/ },
     { name: 'a sum for a round that is over', send: postWire('/a/receive', () => sumFrom({ round: 0 }, { attempt: `${session()}:0.0` })), status: 409, reason: /round 0 is over/ },
     { name: 'a sum for a round not started', send: postWire('/a/receive', () => sumFrom({ round: 9 }, { attempt: `${session()}:9.0` })), status: 409, reason: /round 9 has not started/ },
@@ -281,6 +284,39 @@ describe('bad input on every role route', () => {
       count: PARAMS,
       ...over,
     });
+
+  // A body that keeps coming holds its caller's turn on that route: a second call meanwhile is 429,
+  // read no further; once the first is gone, the route takes the caller again.
+  describe('one request at a time from each caller, on every route that reads a body of more than a few bytes', () => {
+    const routes: [string, () => Node, () => string][] = [
+      ['/c/evaluate', () => client, () => callers.clientUpstream],
+      ['/s/evaluate', () => sw, () => callers.switchUpstream],
+      ['/s/receive', () => sw, () => callers.member],
+      ['/a/receive', () => aggregator, () => callers.reporter],
+      ['/a/logs', () => aggregator, () => callers.member],
+    ];
+    for (const [path, node, caller] of routes) {
+      it(path, async () => {
+        const server = http.createServer(node().worker.app);
+        await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+        try {
+          const { port } = server.address() as { port: number };
+          const first = http.request({ host: '127.0.0.1', port, path, method: 'POST', headers: { ...as(caller()), 'Content-Type': path === '/a/logs' ? 'application/json' : WIRE_CONTENT_TYPE, 'Content-Length': 4096 } });
+          first.on('error', () => undefined);
+          first.write(Buffer.alloc(16));
+          const second = () => request(server).post(path).set(as(caller())).set('Content-Type', 'application/json').send('{}');
+          await waitFor(async () => (await second()).status === 429, 10_000);
+          const refused = await second();
+          assert.match(refused.body.reason, new RegExp(`${caller().replace(/\./g, '\\.')} has a request on ${path} in flight already: one at a time`));
+          first.destroy();
+          await waitFor(async () => (await second()).status !== 429, 10_000);
+        } finally {
+          server.closeAllConnections();
+          server.close();
+        }
+      });
+    }
+  });
 
   table('aggregator with encrypted updates: /a/receive', () => heAggregator, [
     { name: 'a plaintext sum', send: postWire('/a/receive', () => wire({ kind: Kind.WeightedSum, sender: heSwitch.address, meta: { attempt: heAttempt, clients: [] } })), status: 400, reason: /expected EncryptedSum/ },

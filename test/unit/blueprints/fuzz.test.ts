@@ -160,7 +160,7 @@ describe('bit flips of real messages at an aggregator in round 1, sent as its sw
     const status = async () => (await request(worker.app).get('/a/status').set(operator()).expect(200)).body;
     await waitFor(async () => (await status()).backend !== null, 60_000);
     for (const client of nodes.filter((n) => n.type === 'client')) {
-      await request(worker.app).post('/a/checkin').set(as(client.address)).send({ client: client.address, samples: 100 }).expect(200);
+      await request(worker.app).post('/a/checkin').set(as(client.address)).send({ client: client.address, samples: 100, ticket: 'ab'.repeat(16) }).expect(200);
     }
     const { stage, attempt } = await status();
     assert.equal(stage, 'training');
@@ -191,7 +191,7 @@ describe('bit flips of real messages at an aggregator in round 1, sent as its sw
     const encryptedSum = () =>
       encode({ kind: Kind.EncryptedSum, round: 1, modelId: MODEL_ID, contributors: heClients.length, weight: 100 * heClients.length, sender: heSwitch.address, meta: { attempt: heAttempt, clients: heClients, he: heId }, parameters: new Float32Array(0), ciphertexts, count: PARAMS });
     return [
-      ['a check-in', () => aggregator, '/a/checkin', clients[0], () => json({ client: clients[0], samples: 100 }), 'application/json'],
+      ['a check-in', () => aggregator, '/a/checkin', clients[0], () => json({ client: clients[0], samples: 100, ticket: 'ab'.repeat(16) }), 'application/json'],
       ['a decline', () => aggregator, '/a/declined', clients[1], () => json({ round: 1, attempt, client: clients[1], reason: 'cannot use the model' }), 'application/json'],
       ['a withheld notice', () => aggregator, '/a/withheld', sw.address, () => json({ round: 1, attempt, switch: sw.address, clients: [clients[0]], reason: 'refused upstream' }), 'application/json'],
       ['a sum', () => aggregator, '/a/receive', sw.address, sum, WIRE_CONTENT_TYPE],

@@ -21,12 +21,12 @@ describe('the cluster log at the aggregator', () => {
   it("keeps each worker's iteration log and its warnings in logs/cluster/<experiment>/", () => {
     const logs = tmp();
     const cluster = new ClusterLog(logs, 'exp', WORKERS, false);
-    cluster.receive(batch({ entries: [{ seq: 0, kind: 'iteration', entry: entry(1, { train_ms: 50 }) }, { seq: 1, kind: 'log', level: 'warn', time: 'T', message: 'slow round' }] }));
+    cluster.receive(batch({ entries: [{ seq: 0, kind: 'iteration', entry: entry(1, { train_ms: 50 }) }, { seq: 1, kind: 'log', level: 'warn', time: 'T', message: 'slow round\r1 error [aggregator] forged\r\nnext\x1b[1A\u2028done' }] }));
     cluster.flush(); // as settle does, before the report
     const file = JSON.parse(readFileSync(join(logs, 'cluster', 'exp', '127.0.9.1-5000_exp.json'), 'utf8'));
     assert.deepEqual(file.iteration.map((e: { round: number }) => e.round), [1]);
     assert.equal(file.address, '127.0.9.1:5000');
-    assert.match(readFileSync(join(logs, 'cluster', 'exp', '127.0.9.1-5000.log'), 'utf8'), /^T warn \[127\.0\.9\.1-5000\] slow round\n$/);
+    assert.match(readFileSync(join(logs, 'cluster', 'exp', '127.0.9.1-5000.log'), 'utf8'), /^T warn \[127\.0\.9\.1-5000\] slow round\n    1 error \[aggregator\] forged\n    next\\u001b\[1A\\u2028done\n$/, "a message's line breaks of any kind are its own lines, indented; other control characters written out");
   });
 
   it('writes a batch sent twice once, and takes the next boot of the same worker from seq 0', () => {
@@ -61,11 +61,15 @@ describe('the cluster log at the aggregator', () => {
     assert.match(readFileSync(join(logs, 'cluster', 'exp', '127.0.9.3-5000.log'), 'utf8'), /^T error \[127\.0\.9\.3-5000\] forged\n$/);
   });
 
-  it('keeps at most its limits of one worker: round records, lines, runs; past them a batch is refused whole', () => {
-    const cluster = new ClusterLog(tmp(), 'exp', WORKERS, false);
-    const lines = (from: number, count: number) => Array.from({ length: count }, (_, i) => ({ seq: from + i, kind: 'log' as const, level: 'warn' as const, time: 'T', message: 'x' }));
+  it('keeps at most its limits of one worker: round records, lines, runs; past them a batch is refused whole, after a resume too', () => {
+    const logs = tmp();
+    const cluster = new ClusterLog(logs, 'exp', WORKERS, false);
+    const lines = (from: number, count: number) => Array.from({ length: count }, (_, i) => ({ seq: from + i, kind: 'log' as const, level: 'warn' as const, time: 'T', message: 'x\ny' }));
     for (let at = 0; at < WORKER_LOG_LIMITS.lines; at += 5000) cluster.receive(batch({ entries: lines(at, 5000) }));
-    assert.throws(() => cluster.receive(batch({ entries: lines(WORKER_LOG_LIMITS.lines, 1) })), (err: HttpError) => err.status === 413 && /has shipped 0 round records \(0 bytes\) and 20000 lines .*; at most 20000 records, 20000 lines/.test(err.reason));
+    const full = (err: HttpError) => err.status === 413 && /has shipped 0 round records \(0 bytes\) and 20000 lines \(640000 bytes\); at most 20000 records, 20000 lines/.test(err.reason);
+    assert.throws(() => cluster.receive(batch({ entries: lines(WORKER_LOG_LIMITS.lines, 1) })), full);
+    // Resumed after a crash, the aggregator counts what the worker's .log holds already.
+    assert.throws(() => new ClusterLog(logs, 'exp', WORKERS, true).receive(batch({ entries: lines(WORKER_LOG_LIMITS.lines, 1) })), full);
     // Runs are counted once a batch of theirs is taken: these two are not.
     const record = [{ seq: 0, kind: 'iteration' as const, entry: entry(1) }];
     assert.throws(() => cluster.receive(batch({ boot: 'refused', entries: lines(0, WORKER_LOG_LIMITS.lines + 1) })), (err: HttpError) => err.status === 413);
@@ -187,17 +191,48 @@ describe('the cluster log at the aggregator', () => {
     assert.deepEqual(new ClusterLog(logs, 'exp', WORKERS, true).records().map((r) => r.address), ['127.0.9.1:5000']);
   });
 
-  it('once the records are settled, takes a late batch into the copy within a second (the aggregator kept serving)', async () => {
+  it('once the records are settled, leaves a late batch (the aggregator kept serving) to the copy made as it stops, however many come and however long', async (t) => {
     const logs = tmp();
     const cluster = new ClusterLog(logs, 'exp', WORKERS, false);
     const copy = join(logs, 'cluster', 'exp', '127.0.9.1-5000_exp.json');
     cluster.receive(batch({ entries: [{ seq: 0, kind: 'iteration', entry: entry(1) }] }));
     await cluster.settle(1, ['127.0.9.1:5000'], 1000);
-    cluster.receive(batch({ entries: [{ seq: 1, kind: 'iteration', entry: entry(2) }] }));
     const rounds = () => JSON.parse(readFileSync(copy, 'utf8')).iteration.length;
-    const deadline = Date.now() + 10_000;
-    while (rounds() < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
-    assert.equal(rounds(), 2);
+    assert.equal(rounds(), 1);
+    t.mock.timers.enable({ apis: ['setTimeout', 'setInterval'] });
+    for (let seq = 1; seq <= 100; seq++) {
+      cluster.receive(batch({ entries: [{ seq, kind: 'iteration', entry: entry(seq + 1) }] }));
+      t.mock.timers.tick(1000);
+    }
+    t.mock.timers.tick(3_600_000);
+    assert.equal(rounds(), 1, 'no copy rewritten for a batch after the records settled');
+    cluster.flush(); // as the aggregator stops
+    assert.equal(rounds(), 101);
+  });
+
+  it('makes a copy once more when the round the records were settled without comes late, and only then', async () => {
+    const logs = tmp();
+    const cluster = new ClusterLog(logs, 'exp', WORKERS, false);
+    const rounds = () => JSON.parse(readFileSync(join(logs, 'cluster', 'exp', '127.0.9.1-5000_exp.json'), 'utf8')).iteration.length;
+    cluster.receive(batch({ entries: [{ seq: 0, kind: 'iteration', entry: entry(1) }] }));
+    assert.deepEqual(await cluster.settle(2, ['127.0.9.1:5000'], 0), ['127.0.9.1:5000']);
+    assert.equal(rounds(), 1);
+    cluster.receive(batch({ entries: [{ seq: 1, kind: 'log', level: 'warn', time: 'T', message: 'not the round' }] }));
+    assert.equal(rounds(), 1);
+    cluster.receive(batch({ entries: [{ seq: 2, kind: 'iteration', entry: entry(2) }] }));
+    assert.equal(rounds(), 2, 'the round it was settled without, in the copy as it comes');
+    cluster.receive(batch({ entries: [{ seq: 3, kind: 'iteration', entry: entry(3) }] }));
+    assert.equal(rounds(), 2, 'once');
+  });
+
+  it("resumes when a worker's .log cannot be read, saying so, with its records", () => {
+    const logs = tmp();
+    new ClusterLog(logs, 'exp', WORKERS, false).receive(batch({ entries: [{ seq: 0, kind: 'iteration', entry: entry(1) }] }));
+    mkdirSync(join(logs, 'cluster', 'exp', '127.0.9.1-5000.log')); // no lines came: a folder where they go
+    const warnings: string[] = [];
+    const resumed = new ClusterLog(logs, 'exp', WORKERS, true, (message) => warnings.push(message));
+    assert.equal(resumed.records()[0].iteration.length, 1);
+    assert.match(warnings.join(), /127\.0\.9\.1-5000\.log could not be read; its lines are not counted/);
   });
 
   it('reads its records back on resume, and drops an earlier run on a fresh start', () => {

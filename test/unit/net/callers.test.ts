@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Response } from 'express';
 import type { Logger } from '../../../src/log/logger';
-import { refusalLogger } from '../../../src/net/callers';
+import { oneTaskAtATime, refusalLogger } from '../../../src/net/callers';
 import { HttpError } from '../../../src/net/errors';
 
 function logged() {
@@ -35,5 +35,18 @@ describe('the refusal log', () => {
     assert.equal(lines.length, 1);
     assert.ok(!lines[0].includes('\n'));
     assert.match(lines[0], /client names x\\n2026/);
+  });
+});
+
+describe('one task at a time', () => {
+  it('refuses (429) a second task while the first runs, whoever has hung up, and takes the next once it ends, failed or not', async () => {
+    const once = oneTaskAtATime('busy scoring');
+    let finish!: (value: string) => void;
+    const first = once(() => new Promise<string>((resolve) => (finish = resolve)));
+    await assert.rejects(once(async () => 'second'), (err: HttpError) => err.status === 429 && err.reason === 'busy scoring');
+    finish('first');
+    assert.equal(await first, 'first');
+    await assert.rejects(once(async () => Promise.reject(new Error('failed'))), /failed/);
+    assert.equal(await once(async () => 'third'), 'third');
   });
 });

@@ -2,19 +2,25 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ClientMachine } from '../../../src/protocol/client';
+import { selectionPass } from '../../../src/wire/control';
 
 const types = (actions: { type: string }[]) => actions.map((a) => a.type);
-const model = (round: number, retry = 0, session = 's') => ({ type: 'model' as const, round, attempt: `${session}:${round}.${retry}` });
+/** Most tests here are about openings: every model carries its pass, made with a ticket that stays the same. */
+const TICKET = 'ab'.repeat(16);
+const model = (round: number, retry = 0, session = 's') => {
+  const attempt = `${session}:${round}.${retry}`;
+  return { type: 'model' as const, round, attempt, pass: selectionPass(TICKET, attempt) };
+};
 
-function waiting(): ClientMachine {
-  const m = new ClientMachine();
+function waiting(mint = () => TICKET): ClientMachine {
+  const m = new ClientMachine(mint);
   m.handle({ type: 'prepared' });
   return m;
 }
 
 describe('client stage machine', () => {
   it('refuses a model while it prepares (503: try again), and checks in once prepared', () => {
-    const m = new ClientMachine();
+    const m = new ClientMachine(() => TICKET);
     const early = m.handle(model(1));
     assert.deepEqual(early, [{ type: 'refuse', status: 503, reason: 'this client is still loading its data; try again shortly' }]);
     assert.equal(m.stage, 'preparing');
@@ -67,7 +73,7 @@ describe('client stage machine', () => {
   });
 
   it('checks in again on a stand-by or a config pushed again only while it waits', () => {
-    const m = new ClientMachine();
+    const m = new ClientMachine(() => TICKET);
     assert.deepEqual(m.handle({ type: 'standby', attempt: 's:1.0' }), [], 'still preparing');
     m.handle({ type: 'prepared' });
     assert.deepEqual(types(m.handle({ type: 'standby', attempt: 's:1.0' })), ['check-in']);
@@ -119,5 +125,32 @@ describe('client stage machine', () => {
     m.handle({ type: 'checked-in', attempt: 's:9.0', open: false });
     m.handle({ type: 'reconnected' });
     assert.deepEqual(types(m.handle(model(9))), ['train']);
+  });
+
+  it('trains only a model that carries its pass for that opening, made with the ticket it checks in with, which it makes anew as it takes one: a switch cannot have it train an opening it was not selected for', () => {
+    let minted = 0;
+    const m = waiting(() => `t${++minted}`);
+    assert.equal(m.ticket, 't1');
+    const modelOf = (attempt: string, pass?: string) => ({ type: 'model' as const, round: Number(attempt.split(':')[1].split('.')[0]), attempt, pass });
+    const refusal = (attempt: string, what: string) => [{ type: 'refuse', status: 409, kind: 'not selected', reason: `the model of ${attempt} carries ${what}: the aggregator did not select this client for it` }];
+    const other = 'a pass not made with the ticket this client checks in with, for this opening';
+    assert.deepEqual(m.handle(modelOf('x1:2.0')), refusal('x1:2.0', 'no pass'));
+    assert.deepEqual(m.handle(modelOf('s:2.0', selectionPass('t0', 's:2.0'))), refusal('s:2.0', other), 'made with another ticket');
+    assert.deepEqual(m.handle(modelOf('s:2.0', selectionPass('t1', 's:2.1'))), refusal('s:2.0', other), "another opening's pass");
+    assert.deepEqual(m.handle(modelOf('s:2.0', 't1')), refusal('s:2.0', other), 'the ticket itself is no pass');
+    assert.deepEqual(types(m.handle({ ...modelOf('s:2.0', selectionPass('t1', 's:2.0')), missing: 'gone' })), ['forget-kept', 'check-in', 'refuse'], 'a refused reference leaves the ticket as it was');
+    assert.equal(m.stage, 'waiting');
+    // Neither a stand-by, a check-in's answer nor a config pushed again changes it: only a model taken.
+    m.handle({ type: 'standby', attempt: 's:2.0' });
+    m.handle({ type: 'checked-in', attempt: 's:2.0', open: true });
+    m.handle({ type: 'reconnected' });
+    assert.equal(m.ticket, 't1');
+    assert.deepEqual(m.handle(modelOf('s:2.0', selectionPass('t1', 's:2.0'))), [{ type: 'train', round: 2, attempt: 's:2.0' }]);
+    assert.equal(m.ticket, 't2', 'a new ticket for its next check-in');
+    m.handle({ type: 'round-over' });
+    // Passes made with t1, held back by a switch, are spent: for a later opening or another session alike.
+    for (const attempt of ['s:3.0', 'x2:1.0']) assert.deepEqual(m.handle(modelOf(attempt, selectionPass('t1', attempt))), refusal(attempt, other), attempt);
+    assert.equal(m.stage, 'waiting');
+    assert.deepEqual(types(m.handle(modelOf('s:3.0', selectionPass('t2', 's:3.0')))), ['train']);
   });
 });

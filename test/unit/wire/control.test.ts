@@ -2,16 +2,27 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { TRAINING_LIMITS, trainingSchema } from '../../../src/config/schema';
-import { clientFit, clientFitSchema, openingInstructions, openRoundSchema, roundMetaSchema } from '../../../src/wire/control';
+import { clientFit, clientFitSchema, openingInstructions, openRoundSchema, roundMetaSchema, selectionPass } from '../../../src/wire/control';
 
 describe("a round's instructions on the wire", () => {
-  it("gives a client its share of the round's samples and what it alone is told; an opening carries only the overrides of its own clients", () => {
-    assert.deepEqual(clientFit(300, 400, { epochs: 2 }), { epochs: 2, share: 0.75 });
-    assert.deepEqual(clientFit(100, 400), { share: 0.25 });
-    const overrides = { a: { epochs: 2 }, c: { learningRate: 0.01 } };
-    assert.deepEqual(openingInstructions(400, overrides, ['a', 'b']), { samples: 400, fit: { a: { epochs: 2 } } });
-    assert.deepEqual(openingInstructions(400, overrides, ['b']), { samples: 400 }, 'no fit at all when none of its clients is told otherwise');
-    assert.equal(clientFitSchema.safeParse(clientFit(1, 2e9)).success, false, 'a share below 1e-9 is refused where the client reads it');
+  it("gives a client its share of the round's samples, its pass and what it alone is told; an opening carries only the overrides and passes of its own clients", () => {
+    const pass = 'ab'.repeat(16);
+    const instructions = { samples: 400, overrides: { a: { epochs: 2 }, c: { learningRate: 0.01 } }, passes: { a: pass, b: 'cd'.repeat(16), c: 'ef'.repeat(16) } };
+    assert.deepEqual(clientFit('a', 300, instructions), { epochs: 2, share: 0.75, pass });
+    assert.deepEqual(clientFit('d', 100, instructions), { share: 0.25 });
+    assert.ok(clientFitSchema.safeParse(clientFit('a', 100, instructions)).success);
+    assert.equal(clientFitSchema.safeParse({ share: 0.25, pass: 'x'.repeat(32) }).success, false, 'a pass is hex');
+    assert.deepEqual(openingInstructions(instructions, ['a', 'b']), { samples: 400, fit: { a: { epochs: 2 } }, passes: { a: pass, b: 'cd'.repeat(16) } }, "its own clients' passes, no other's");
+    assert.deepEqual(openingInstructions({ ...instructions, passes: {} }, ['b']), { samples: 400 }, 'no fit at all when none of its clients is told otherwise');
+    assert.equal(clientFitSchema.safeParse(clientFit('d', 1, { ...instructions, samples: 2e9 })).success, false, 'a share below 1e-9 is refused where the client reads it');
+  });
+
+  it("signs an opening with a client's ticket (HMAC-SHA-256 of the attempt): a pass for one opening or ticket is not another's", () => {
+    const ticket = 'ab'.repeat(16);
+    // Pinned: clients and aggregators of one testbed must make the same pass.
+    assert.equal(selectionPass(ticket, 's:1.0'), '3e64ee4589cec22d582d9ad64c832fcd');
+    assert.notEqual(selectionPass(ticket, 's:1.1'), selectionPass(ticket, 's:1.0'));
+    assert.notEqual(selectionPass('cd'.repeat(16), 's:1.0'), selectionPass(ticket, 's:1.0'));
   });
 
   it('refuses an opening whose samples are fewer than its own clients weigh (a share past 1), or that tells a client its share', () => {

@@ -16,7 +16,7 @@ import { HePoolFailure, type HePool } from '../../../../src/he/pool';
 import type { HttpError } from '../../../../src/net/errors';
 import { ClientRole } from '../../../../src/roles/client';
 import { encode, Kind } from '../../../../src/wire/codec';
-import { UNUSABLE_MODEL } from '../../../../src/wire/control';
+import { selectionPass, UNUSABLE_MODEL } from '../../../../src/wire/control';
 import { waitFor } from '../../../helpers/cluster';
 import { nodeContext } from '../../../helpers/node-context';
 
@@ -35,9 +35,11 @@ describe('the client role', () => {
       assert.throws(() => role.receiveModel(Buffer.alloc(64)), (err: HttpError) => err.status === 503 && /still loading its data/.test(err.reason));
       role.start();
       await waitFor(async () => posts.some((p) => p.path === '/a/checkin'), 60_000);
-      const modelId = Number(posts.find((p) => p.path === '/a/checkin')!.body.model);
+      const { model, ticket } = posts.find((p) => p.path === '/a/checkin')!.body;
+      const modelId = Number(model);
+      assert.match(String(ticket), /^[0-9a-f]{32}$/, 'it checks in with a ticket');
       posts.length = 0;
-      const meta = { epochs: 1, batchSize: 32, learningRate: 0.1, fit: { share: 0.5 }, attempt: 's:1.0', model_tag: 'gone' };
+      const meta = { epochs: 1, batchSize: 32, learningRate: 0.1, fit: { share: 0.5, pass: selectionPass(String(ticket), 's:1.0') }, attempt: 's:1.0', model_tag: 'gone' };
       const reference = encode({ kind: Kind.ModelReference, round: 1, modelId, contributors: 0, weight: 0, sender: config.aggregator, meta, parameters: new Float32Array(0), count: role.parameters });
       // No more training than the experiment's (1 epoch, batches of 32), whoever asks: in the meta or in its own part.
       const { epochs, batch_size } = config.settings.training;
@@ -45,6 +47,11 @@ describe('the client role', () => {
       for (const more of [{ epochs: 2 }, { batchSize: 31 }, { batchSize: 10_000 }, { fit: { share: 0.5, epochs: 100 } }, { fit: { share: 0.5, batchSize: 1 } }]) {
         const asking = encode({ kind: Kind.ModelReference, round: 1, modelId, contributors: 0, weight: 0, sender: config.aggregator, meta: { ...meta, ...more }, parameters: new Float32Array(0), count: role.parameters });
         assert.throws(() => role.receiveModel(asking), (err: HttpError) => err.status === 400 && /this experiment trains at most 1 epochs in batches of 32/.test(err.reason), JSON.stringify(more));
+      }
+      // Without its pass for the opening, made with the ticket it checked in with, the aggregator did not select it: refused, and nothing changes (it keeps its model).
+      for (const fit of [{ share: 0.5 }, { share: 0.5, pass: selectionPass(String(ticket), 's:1.1') }, { share: 0.5, pass: selectionPass('ab'.repeat(16), 's:1.0') }]) {
+        const unselected = encode({ kind: Kind.ModelReference, round: 1, modelId, contributors: 0, weight: 0, sender: config.aggregator, meta: { ...meta, fit }, parameters: new Float32Array(0), count: role.parameters });
+        assert.throws(() => role.receiveModel(unselected), (err: HttpError) => err.status === 409 && err.kind === 'not selected', JSON.stringify(fit));
       }
       assert.equal(posts.length, 0, 'refused, it changes nothing');
       assert.throws(() => role.receiveModel(reference), (err: HttpError) => err.status === 409 && /keeps no model gone to train from/.test(err.reason));
