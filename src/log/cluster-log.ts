@@ -7,11 +7,11 @@
  * its round records a line each and, after each batch's, the batch's mark: its boot and last sequence
  * number) before the batch is answered, so what a worker was told is written is on disk, and a batch
  * sent again to an aggregator resumed after a crash is known. The `.json` copy is made from it when
- * the records are settled for the report (and once more for a worker whose last round came after
- * that), and as the aggregator fails or stops: any other batch that comes after the records settled
- * (an aggregator that keeps serving) reaches the copy as it stops. Rewriting that copy on every
- * batch, or even once a second, cost the aggregator the worker's whole record (up to the limit below)
- * for each one-record batch a worker chose to send.
+ * the records are settled for the report (and once more, that worker's alone, for a worker whose
+ * last round came after that), and as the aggregator fails or stops: any other batch that comes
+ * after the records settled (an aggregator that keeps serving) reaches the copy as it stops.
+ * Rewriting that copy on every batch, or even once a second, cost the aggregator the worker's whole
+ * record (up to the limit below) for each one-record batch a worker chose to send.
  */
 import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
@@ -134,7 +134,7 @@ export class ClusterLog {
     this.journaled.add(address);
     if (entries.length) this.unwritten.add(address);
     // The round settle gave up waiting for, come late: in the copies at once, once.
-    if (entries.some((entry) => entry.round >= (this.awaited.get(address) ?? Infinity)) && this.awaited.delete(address)) this.flush();
+    if (entries.some((entry) => entry.round >= (this.awaited.get(address) ?? Infinity)) && this.awaited.delete(address)) this.flush([address]);
     return { taken: fresh.length, duplicates: batch.entries.length - fresh.length };
   }
 
@@ -148,7 +148,8 @@ export class ClusterLog {
       const shipped = new Set(this.records().filter((r) => r.iteration.some((e) => e.round >= round)).map((r) => r.address));
       const waiting = addresses.filter((a) => !shipped.has(a));
       if (!waiting.length || Date.now() >= deadline) {
-        for (const late of waiting) this.awaited.set(late, round);
+        // Settled for the last round and, at once, for a round a client missed: the last one is awaited.
+        for (const late of waiting) this.awaited.set(late, Math.max(round, this.awaited.get(late) ?? 0));
         this.flush(); // the copies the report and the user read, up to date
         return waiting;
       }
@@ -157,11 +158,12 @@ export class ClusterLog {
   }
 
   /**
-   * Makes each worker's `.json` copy that is behind its journal (settle; the aggregator as it fails or stops).
-   * The journal keeps the records whatever happens here: a copy not written is said, not thrown.
+   * Makes each worker's `.json` copy that is behind its journal, or those of `only` (settle; the
+   * aggregator as it fails or stops). The journal keeps the records whatever happens here: a copy not
+   * written is said, not thrown.
    */
-  flush(): void {
-    for (const address of this.unwritten) {
+  flush(only?: readonly string[]): void {
+    for (const address of only?.filter((a) => this.unwritten.has(a)) ?? this.unwritten) {
       const { node, role, iteration } = this.nodes.get(address)!;
       try {
         writeFileAtomic(this.fileOf({ node }, '.json'), JSON.stringify({ node, address, role, iteration }, null, 1));
