@@ -213,7 +213,9 @@ describe('the emulated testbed, end to end', { skip: why }, () => {
       assert.ok(own.sent > 0 && own.received > 0, `${address} counted nothing`);
       assert.ok(own.sent <= link.sent && own.received <= link.received, `${address}: its own ${JSON.stringify(own)} beyond the kernel's ${JSON.stringify(link)}`);
       const total = (t: { sent: number; received: number }) => t.sent + t.received;
-      assert.ok(total(link) <= total(own) * 1.08, `${address}: the kernel counted ${total(link)} bytes, the node ${total(own)}`);
+      // Headers, acknowledgements, health checks, and what a switch sends again to the client slowed to
+      // 10 Mbit/s (its token bucket drops what waits too long): a CI run measured that switch at 8.1%.
+      assert.ok(total(link) <= total(own) * 1.1, `${address}: the kernel counted ${total(link)} bytes, the node ${total(own)}`);
     }
     const report = readFileSync(join(dir, 'outputs', 'emulated', 'report.html'), 'utf8');
     assert.match(report, /<h2>Nodes<\/h2>/);
