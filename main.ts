@@ -12,6 +12,8 @@
  *                    --he-key F [--out DIR]  … with the clients' secret key
  *   node main.js keygen [--config F]         the HE secret key, when clients hold it
  *   node main.js certs [--config F]          the testbed's CA and a certificate per node (mutual TLS)
+ * A command's heavy modules (the aggregator's run, the report's charts) are loaded as it runs: a
+ * worker, which most processes are, does not load them.
  */
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -26,15 +28,10 @@ import { loadTlsFromDir, TlsSetupError } from './src/net/tls';
 import { DEFAULT_KEY_FILE, writeSecretKey } from './src/he/keys';
 import { closeOnSignals, startNode } from './src/node/start';
 import { readLaunchFailures } from './src/orchestrator/launch-report';
-import { ExperimentNotReady, runAggregator } from './src/orchestrator/run-aggregator';
+import { ExperimentNotReady } from './src/orchestrator/push';
 import { ResumeError } from './src/orchestrator/resume';
-import { evaluateSaved } from './src/orchestrator/evaluate-saved';
-import { decryptSaved } from './src/orchestrator/decrypt-saved';
 import { formatSummary } from './src/orchestrator/summary';
-import { createProgress, progressMode } from './src/orchestrator/progress';
 import { describeBudget } from './src/privacy/dp';
-import { writeComparison } from './src/report/compare';
-import { reportFromDisk } from './src/report/report';
 
 function nodeId(text: string): string {
   if (!/^[A-Za-z0-9._-]{1,100}$/.test(text)) throw new InvalidArgumentError('expected up to 100 letters, digits, ".", "_" or "-" (it names log files)');
@@ -189,8 +186,10 @@ withCommonFlags(
   try {
     const config = loadExperimentConfig(flags.config);
     if (flags.check) return printTopology(flags.config, config);
+    const { createProgress, progressMode } = require('./src/orchestrator/progress') as typeof import('./src/orchestrator/progress');
     const mode = progressMode(Boolean(flags.quiet));
     const progress = createProgress(mode);
+    const { runAggregator } = require('./src/orchestrator/run-aggregator') as typeof import('./src/orchestrator/run-aggregator');
     const { node, role, finished } = await runAggregator({
       config,
       host: flags.host,
@@ -221,6 +220,7 @@ program
   .option('--logs <dir>', "the aggregator's logs folder (its cluster/ subfolder holds the workers' records)", 'logs')
   .action(async (dir: string, flags: { logs: string }) => {
     try {
+      const { reportFromDisk } = require('./src/report/report') as typeof import('./src/report/report');
       const { html, pngs } = await reportFromDisk(dir, flags.logs);
       console.log(`wrote ${html}\n${pngs.map((p) => `wrote ${p}`).join('\n')}`);
     } catch (err) {
@@ -235,6 +235,7 @@ program
   .option('--out <dir>', 'where compare.html and charts/ go', 'outputs/compare')
   .action(async (dirs: string[], flags: { out: string }) => {
     try {
+      const { writeComparison } = require('./src/report/compare') as typeof import('./src/report/compare');
       const { html, pngs } = await writeComparison(dirs, flags.out);
       console.log(`wrote ${html}\n${pngs.map((p) => `wrote ${p}`).join('\n')}`);
     } catch (err) {
@@ -286,6 +287,7 @@ program
   .option('--he-key <file>', "the clients' HE secret key, to decrypt in memory a folder holding only model.he")
   .action(async (modelDir: string, flags: { config?: string; heKey?: string }) => {
     try {
+      const { evaluateSaved } = require('./src/orchestrator/evaluate-saved') as typeof import('./src/orchestrator/evaluate-saved');
       console.log(await evaluateSaved(modelDir, flags));
     } catch (err) {
       fail(err);
@@ -301,6 +303,7 @@ program
   .option('--config <file>', "the experiment's config (default: outputs/<experiment>/config.json)")
   .action(async (roundDir: string, flags: { heKey: string; out?: string; config?: string }) => {
     try {
+      const { decryptSaved } = require('./src/orchestrator/decrypt-saved') as typeof import('./src/orchestrator/decrypt-saved');
       console.log(await decryptSaved(roundDir, flags.heKey, flags));
     } catch (err) {
       fail(err);

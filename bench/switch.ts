@@ -19,7 +19,7 @@ import { testbedConfig } from '../src/config/testbed';
 import { Ckks } from '../src/he/ckks';
 import { heParams } from '../src/he/keys';
 import { HePool } from '../src/he/pool';
-import { expectedParameterCount } from '../src/model/model';
+import { expectedParameterCount } from '../src/model/size';
 import { configProof, CONFIG_PROOF_HEADER, Credentials } from '../src/net/identity';
 import { startNode } from '../src/node/start';
 import { decode, encode, Kind, WIRE_CONTENT_TYPE } from '../src/wire/codec';

@@ -77,6 +77,13 @@ export function corruption(values: Float64Array, limits: Pick<ValueLimits, 'spre
   return undefined;
 }
 
+/**
+ * How far training can honestly take a value: a model's range (an update beyond it would be
+ * refused); quantized, where the clip bounds only what is packed, the plain limit, which only a run
+ * gone wild passes.
+ */
+export const trainedLimit = (he: Settings['he']): number => (he.quantize ? PLAIN_VALUE_LIMIT : valueLimits(he).model);
+
 /** The index of the first value beyond ±limit (NaN included), or -1. */
 export function firstBeyond(values: ArrayLike<number>, limit: number): number {
   for (let i = 0; i < values.length; i++) if (!(Math.abs(values[i]) <= limit)) return i;

@@ -9,79 +9,14 @@
  *              classes of 3-channel images (11,182,410 of 1 channel), whatever the image's side.
  *              The 2x2 pool after the stem (where ResNet on CIFAR keeps the full side) costs no
  *              parameters and leaves every later layer a quarter of the arithmetic.
- * Their parameters are counted without building them (a switch needs the count, not the model), from
- * the same constants and block list the builders use; the tests check the two agree.
+ * Their parameters are counted without building them (size.ts), from the same constants and block
+ * list the builders use; the tests check the two agree.
  */
 import * as tf from '@tensorflow/tfjs';
-
-export const LARGE_ARCHITECTURES = ['cifar_cnn', 'resnet18'] as const;
-export type LargeArchitecture = (typeof LARGE_ARCHITECTURES)[number];
-
-/** One sample's shape as [height, width, channels], and the classes told apart. */
-export interface ImageInput {
-  shape: number[];
-  classes: number;
-}
+import { CIFAR_FILTERS, CIFAR_UNITS, imageShape, projects, resnetBlocks, type ImageInput, type LargeArchitecture } from './size';
 
 /** Draws a layer's initial kernel: seeded, one seed after another, so every node builds the same model. */
 type Initializer = (before: 'relu' | 'softmax') => ReturnType<typeof tf.initializers.heNormal>;
-
-const CIFAR_FILTERS = [32, 64];
-const CIFAR_UNITS = 256;
-
-/** A 3x3 convolution's parameters, with its bias or without (before a batch norm). */
-const conv = (size: number, cin: number, cout: number, bias: boolean) => size * size * cin * cout + (bias ? cout : 0);
-/** A batch norm's: γ, β and the moving mean and variance, all exchanged (FedAvg averages the statistics too). */
-const batchNorm = (channels: number) => 4 * channels;
-
-/** An image input as [height, width, channels], or why `name` (a convolutional model) cannot take it. */
-export function imageShape(input: ImageInput, name: string): [number, number, number] {
-  const [height, width, channels = 1] = input.shape;
-  if (input.shape.length < 2 || Math.min(height, width) < 16) {
-    throw new Error(`${name} needs images of at least 16x16 (data.shape [height, width, channels]); data.shape is [${input.shape.join(', ')}]: use the MLP`);
-  }
-  return [height, width, channels];
-}
-
-export function largeParameterCount(name: LargeArchitecture, input: ImageInput): number {
-  const [height, width, channels] = imageShape(input, name);
-  if (name === 'cifar_cnn') {
-    let cin = channels;
-    let total = 0;
-    for (const filters of CIFAR_FILTERS) {
-      total += conv(3, cin, filters, true) + conv(3, filters, filters, true);
-      cin = filters;
-    }
-    const flat = Math.floor(height / 4) * Math.floor(width / 4) * cin;
-    return total + flat * CIFAR_UNITS + CIFAR_UNITS + CIFAR_UNITS * input.classes + input.classes;
-  }
-  let total = conv(3, channels, 64, false) + batchNorm(64);
-  for (const block of resnetBlocks()) {
-    total += conv(3, block.in, block.out, false) + batchNorm(block.out) + conv(3, block.out, block.out, false) + batchNorm(block.out);
-    if (projects(block)) total += conv(1, block.in, block.out, false) + batchNorm(block.out);
-  }
-  return total + 512 * input.classes + input.classes;
-}
-
-interface Block {
-  in: number;
-  out: number;
-  stride: number;
-}
-
-/** ResNet-18's eight basic blocks after the stem. */
-function resnetBlocks(): Block[] {
-  const blocks: Block[] = [];
-  let cin = 64;
-  for (const [out, stride] of [[64, 1], [128, 2], [256, 2], [512, 2]]) {
-    blocks.push({ in: cin, out, stride }, { in: out, out, stride: 1 });
-    cin = out;
-  }
-  return blocks;
-}
-
-/** A block whose shortcut must change shape: a 1x1 convolution (with its batch norm) carries it. */
-const projects = (block: Block) => block.stride !== 1 || block.in !== block.out;
 
 /** The model, taking flat rows (as every built-in does) of `input.shape`. */
 export function buildLarge(name: LargeArchitecture, input: ImageInput, init: Initializer): tf.LayersModel {

@@ -6,7 +6,7 @@
  */
 import { inputOf } from '../config/data-schema';
 import type { Settings } from '../config/schema';
-import { expectedParameterCount } from './model';
+import { expectedParameterCount } from './size';
 
 type Layout = Pick<Settings, 'model' | 'data' | 'training'>;
 

@@ -1,9 +1,8 @@
 /** The model every node shares: built the same way everywhere, exchanged as one flat float32 vector. */
 import * as tf from '@tensorflow/tfjs';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
-import { buildLarge, imageShape, LARGE_ARCHITECTURES, largeParameterCount, type ImageInput, type LargeArchitecture } from './architectures';
+import { buildLarge } from './architectures';
+import { DIGITS, imageShape, isLarge, modelFolder, tabularSecond, valuesPerSample, type ModelInput } from './size';
 import { noteStep, timedStep } from './stall';
 import { loadModel } from './store';
 import type { Settings } from '../config/schema';
@@ -11,22 +10,6 @@ import type { Dataset } from '../data/mnist';
 import { seededRandom, shuffle } from '../data/random';
 
 export type ModelSettings = Settings['model'];
-
-/** What a model takes and tells apart: one sample's shape and the number of classes (`inputOf(settings.data)`). */
-export type ModelInput = ImageInput;
-
-const isLarge = (architecture: string): architecture is LargeArchitecture => (LARGE_ARCHITECTURES as readonly string[]).includes(architecture);
-
-const DIGITS: ModelInput = { shape: [28, 28, 1], classes: 10 };
-const width = (input: ModelInput) => input.shape.reduce((a, b) => a * b, 1);
-
-/** The small MLP for tables: a second hidden layer of half the first (at least 8). */
-export const tabularSecond = (hidden: number) => Math.max(8, Math.floor(hidden / 2));
-
-/** The CNN's two 5x5 convolutions, each followed by 2x2 pooling: the side after them. */
-function convolvedSide(side: number): number {
-  return Math.floor((Math.floor((side - 4) / 2) - 4) / 2);
-}
 
 /**
  * The experiment's model: a built-in, built from the seed, or (architecture "file") the layers
@@ -36,16 +19,13 @@ export async function createModel(spec: ModelSettings, seed: number, input: Mode
   if (spec.architecture !== 'file') return buildModel(spec, seed, input);
   const model = await loadModel(modelFolder(spec.path!));
   const [, ...shape] = model.inputs[0].shape;
-  const fits = shape.reduce<number>((a, b) => a * (b ?? 1), 1) === width(input) && classesOf(model) === input.classes;
+  const fits = shape.reduce<number>((a, b) => a * (b ?? 1), 1) === valuesPerSample(input) && classesOf(model) === input.classes;
   if (!fits) {
     model.dispose();
     throw new Error(`${spec.path}: the model takes [${shape.join(', ')}] and tells ${classesOf(model)} classes apart; data.shape is [${input.shape.join(', ')}] and data.classes ${input.classes}`);
   }
   return model;
 }
-
-/** `path` names the folder, or its model.json. */
-const modelFolder = (path: string) => (basename(path) === 'model.json' ? dirname(path) : path);
 
 export function buildModel(spec: ModelSettings, seed: number, input: ModelInput = DIGITS): tf.LayersModel {
   if (spec.architecture === 'file') throw new Error('a model from a file is loaded (createModel), not built');
@@ -55,13 +35,13 @@ export function buildModel(spec: ModelSettings, seed: number, input: ModelInput 
   if (isLarge(spec.architecture)) return buildLarge(spec.architecture, input, (before) => (before === 'relu' ? tf.initializers.heNormal({ seed: next++ }) : init()));
   const model = tf.sequential();
   if (spec.architecture === 'mlp') {
-    model.add(tf.layers.dense({ inputShape: [width(input)], units: spec.hidden_units, activation: 'relu', kernelInitializer: init() }));
+    model.add(tf.layers.dense({ inputShape: [valuesPerSample(input)], units: spec.hidden_units, activation: 'relu', kernelInitializer: init() }));
   } else if (spec.architecture === 'tabular') {
-    model.add(tf.layers.dense({ inputShape: [width(input)], units: spec.hidden_units, activation: 'relu', kernelInitializer: init() }));
+    model.add(tf.layers.dense({ inputShape: [valuesPerSample(input)], units: spec.hidden_units, activation: 'relu', kernelInitializer: init() }));
     model.add(tf.layers.dense({ units: tabularSecond(spec.hidden_units), activation: 'relu', kernelInitializer: init() }));
   } else {
     const [height, across, channels] = imageShape(input, 'the CNN');
-    model.add(tf.layers.reshape({ inputShape: [width(input)], targetShape: [height, across, channels] }));
+    model.add(tf.layers.reshape({ inputShape: [valuesPerSample(input)], targetShape: [height, across, channels] }));
     model.add(tf.layers.conv2d({ filters: 8, kernelSize: 5, activation: 'relu', kernelInitializer: init() }));
     model.add(tf.layers.maxPooling2d({ poolSize: 2 }));
     model.add(tf.layers.conv2d({ filters: 16, kernelSize: 5, activation: 'relu', kernelInitializer: init() }));
@@ -77,24 +57,6 @@ export function buildModel(spec: ModelSettings, seed: number, input: ModelInput 
 export function modelId(model: tf.LayersModel): number {
   const shapes = model.getWeights().map((w) => w.shape.join('x')).join(',');
   return createHash('sha256').update(shapes).digest().readUInt32LE(0);
-}
-
-/** What buildModel(spec, seed, input) holds, computed without building it. */
-export function expectedParameterCount(spec: ModelSettings, input: ModelInput = DIGITS): number {
-  if (spec.architecture === 'file') return fileParameterCount(modelFolder(spec.path!));
-  if (isLarge(spec.architecture)) return largeParameterCount(spec.architecture, input);
-  const h = spec.hidden_units;
-  const classes = input.classes;
-  if (spec.architecture === 'mlp') return width(input) * h + h + h * classes + classes;
-  if (spec.architecture === 'tabular') {
-    const second = tabularSecond(h);
-    return width(input) * h + h + h * second + second + second * classes + classes;
-  }
-  const [height, across, channels] = imageShape(input, 'the CNN');
-  const conv1 = 5 * 5 * channels * 8 + 8;
-  const conv2 = 5 * 5 * 8 * 16 + 16;
-  const flat = convolvedSide(height) * convolvedSide(across) * 16; // 28 -> conv 24 -> pool 12 -> conv 8 -> pool 4
-  return conv1 + conv2 + flat * h + h + h * classes + classes;
 }
 
 export function parameterCount(model: tf.LayersModel): number {
@@ -137,19 +99,6 @@ export function setFlatWeights(model: tf.LayersModel, flat: Float32Array): void 
 
 /** How many classes a model tells apart: the width of its last layer. */
 const classesOf = (model: tf.LayersModel) => model.outputs[0].shape[1] as number;
-
-/** The parameters a saved model holds, read off its model.json (every node, the switch too, needs the count at start). */
-function fileParameterCount(dir: string): number {
-  const file = join(dir, 'model.json');
-  let manifest: { weightsManifest?: { weights: { shape: number[] }[] }[] };
-  try {
-    manifest = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (err) {
-    throw new Error(`${file}: cannot read the model: ${(err as Error).message}`);
-  }
-  if (!Array.isArray(manifest.weightsManifest)) throw new Error(`${file}: not a TensorFlow.js layers model (no weightsManifest)`);
-  return manifest.weightsManifest.flatMap((group) => group.weights).reduce((n, w) => n + w.shape.reduce((a, b) => a * b, 1), 0);
-}
 
 function tensors(model: tf.LayersModel, data: Dataset, order?: readonly number[]): { x: tf.Tensor; y: tf.Tensor2D } {
   const classes = classesOf(model);

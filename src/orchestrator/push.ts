@@ -81,6 +81,9 @@ export async function pushConfigs(peers: Peers, configs: NodeConfig[], options: 
   );
 }
 
+/** The experiment cannot start: too few of its workers took their config (missingForExperiment says which). */
+export class ExperimentNotReady extends Error {}
+
 /**
  * Why the experiment cannot run with the workers that took their config, or [] when it can: a
  * round needs at least the quorum of its goal count (`min_report_fraction` of `clients_per_round`)

@@ -12,7 +12,7 @@ import { startNode, type NodeOptions, type StartedNode } from '../node/start';
 import { CLIENTS_FILE, writeReport } from '../report/report';
 import { pathsOf, roundFloors, type Paths, type RoundFloor } from '../report/floor';
 import type { AggregatorRole, ExperimentSummary } from '../roles/aggregator';
-import { formatOutcome, goingOnWithout, missingForExperiment, pushConfigs, summarize } from './push';
+import { ExperimentNotReady, formatOutcome, goingOnWithout, missingForExperiment, pushConfigs, summarize } from './push';
 import { findCheckpoint } from './resume';
 import { WorkerWatch } from './watch';
 
@@ -27,8 +27,6 @@ export interface AggregatorOptions extends Omit<NodeOptions, 'host' | 'port'> {
   /** Workers a launcher could not start, in their words (launch-report.ts): an unreachable one is named with them. */
   launchFailures?: ReadonlyMap<string, string>;
 }
-
-export class ExperimentNotReady extends Error {}
 
 export interface RunningExperiment {
   node: StartedNode;

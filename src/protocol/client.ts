@@ -20,7 +20,7 @@
  * model of the opening it carries.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { isEarlier } from '../wire/attempt';
+import { isEarlier, sessionOf } from '../wire/attempt';
 import { selectionPass } from '../wire/control';
 
 export type ClientStage = 'preparing' | 'waiting' | 'training' | 'reporting';
@@ -36,8 +36,11 @@ export type ClientEvent =
   /** The update went upstream (taken or not), or the round failed: free again. */
   | { type: 'round-over' }
   | { type: 'standby'; attempt: string }
-  /** The aggregator took its check-in while at `attempt`; `open`: still selecting for it (else the check-in is for a later one). */
-  | { type: 'checked-in'; attempt: string; open: boolean }
+  /**
+   * The aggregator took its check-in while at `attempt` ('' before its first opening); `open`: still
+   * selecting for it (else the check-in is for a later one); `session`: the aggregator's.
+   */
+  | { type: 'checked-in'; attempt: string; open: boolean; session?: string }
   | { type: 'reconnected' };
 
 export type ClientAction =
@@ -57,6 +60,12 @@ export class ClientMachine {
   /** The opening whose model it took last. */
   private took = '';
   private ticketNow: string;
+  /**
+   * The session of the aggregator's latest answer to a check-in (only the aggregator answers one): a
+   * model of another is refused, so a pass a switch held back from before the aggregator started
+   * again does not pass once the client has heard from the new one.
+   */
+  private answeredIn = '';
 
   /** `mint`: a new ticket, which nobody else can guess. */
   constructor(private readonly mint: () => string = () => randomBytes(16).toString('hex')) {
@@ -96,7 +105,8 @@ export class ClientMachine {
       case 'standby':
         return this.standby(event.attempt);
       case 'checked-in':
-        if (!this.isStale(event.attempt)) [this.heard, this.over] = [event.attempt, !event.open];
+        this.answeredIn = event.session ?? sessionOf(event.attempt);
+        if (event.attempt && !this.isStale(event.attempt)) [this.heard, this.over] = [event.attempt, !event.open];
         return [];
       case 'reconnected':
         // The aggregator may have started again: its openings are not ordered with the last one's.
@@ -111,6 +121,10 @@ export class ClientMachine {
     if (event.attempt === this.took) return { type: 'refuse', status: 409, kind: 'taken', reason: `this client took the model of ${event.attempt} already` };
     if (this.current !== 'waiting') return { type: 'refuse', status: 409, kind: 'busy', reason: `this client is still working on round ${this.latest}` };
     if (this.isStale(event.attempt)) return this.stale('model', event.attempt);
+    if (this.answeredIn && sessionOf(event.attempt) !== this.answeredIn) {
+      const reason = `the model of ${event.attempt} is of another session than ${this.answeredIn}, in which the aggregator answered its last check-in`;
+      return { type: 'refuse', status: 409, kind: 'stale', reason };
+    }
     if (!this.passes(event)) {
       const carried = event.pass === undefined ? 'no pass' : 'a pass not made with the ticket this client checks in with, for this opening';
       return { type: 'refuse', status: 409, kind: 'not selected', reason: `the model of ${event.attempt} carries ${carried}: the aggregator did not select this client for it` };

@@ -16,7 +16,7 @@ import { readEvents, recordWords, type EventRecord, type RoundMetrics } from '..
 import { classesChart, experimentCharts, type ChartName } from './charts';
 import { nodeRounds, nodeTotals, queueing, wastedWork, type NodeTotals } from './data';
 import { overFloor, pathsOf, roundFloors, type RoundFloor } from './floor';
-import { tabularSecond } from '../model/model';
+import { tabularSecond } from '../model/size';
 import { renderSvg, svgToPng } from './render';
 
 export interface ReportInput {

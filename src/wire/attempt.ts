@@ -14,6 +14,8 @@ export interface Attempt {
 
 /** What an attempt id looks like: a session of letters, digits, "_" and "-", then the round and the retry. */
 export const ATTEMPT_PATTERN = /^([\w-]{1,64}):(\d{1,9})\.(\d{1,9})$/;
+/** An aggregator's session, as an attempt begins with it. */
+export const SESSION_PATTERN = /^[\w-]{1,64}$/;
 
 /** An attempt id read back; undefined for one of another shape. */
 export function parseAttempt(attempt: string): Attempt | undefined {

@@ -1,12 +1,12 @@
 /** main.js and the launcher as a user types them: config mistakes named, flags checked, workers started and stopped. */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { isAlive } from '../../scripts/testbed';
 import { MAIN, node, Testbed, waitFor } from '../helpers/cluster';
+import { tempDir } from '../helpers/temp-dir';
 
 describe('the command line', () => {
   it('names every mistake in a config file and exits 2', async () => {
@@ -34,7 +34,7 @@ describe('the command line', () => {
   });
 
   it('compare puts two runs side by side, and names a folder that is not a run', async () => {
-    const root = mkdtempSync(join(tmpdir(), 'fl-compare-'));
+    const root = tempDir('fl-compare-');
     const run = (name: string, epochs: number) => {
       const dir = join(root, name);
       mkdirSync(dir);
@@ -64,7 +64,7 @@ describe('the command line', () => {
   });
 
   it('a worker started with --id, --logs and --debug writes its log under that name, there', async () => {
-    const logs = mkdtempSync(join(tmpdir(), 'fl-flags-'));
+    const logs = tempDir('fl-flags-');
     const worker = spawn(process.execPath, [MAIN, '--id', 'rack2-node7', '--host', '127.0.0.1', '--port', '0', '--logs', logs, '--debug'], {
       env: { ...process.env, FL_TOKEN: 'x'.repeat(32) },
       stdio: 'ignore',

@@ -5,10 +5,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { parseExperimentConfig } from '../../src/config/load';
 import type { ExperimentConfig } from '../../src/config/schema';
 import { testbedConfig } from '../../src/config/testbed';
@@ -22,6 +21,7 @@ import { ExperimentOutputs, type RoundMetrics } from '../../src/outputs';
 import { decryptedModel } from '../../src/orchestrator/decrypt-saved';
 import { encode, Kind } from '../../src/wire/codec';
 import { MAIN, node } from '../helpers/cluster';
+import { tempDir } from '../helpers/temp-dir';
 
 const EXPERIMENT = 'he-clients';
 const SENDER = '127.0.9.4:5000';
@@ -29,7 +29,7 @@ const SENDER = '127.0.9.4:5000';
 const SAMPLES = [600, 400];
 const SELECTED_SAMPLES = 1500;
 
-const dir = mkdtempSync(join(tmpdir(), 'fl-decrypt-'));
+const dir = tempDir('fl-decrypt-');
 const outputs = new ExperimentOutputs(join(dir, 'outputs'), EXPERIMENT);
 const keyFile = join(dir, 'keys', 'he-secret.json');
 const roundDir = (round: number) => outputs.modelDir(round);
@@ -110,7 +110,6 @@ describe('decrypting a round saved encrypted (clients hold the HE key)', () => {
     outputs.writeJson('config.json', config);
     for (const round of [3, 4]) await outputs.saveRound(round, { encrypted: await encryptedRound(updates, round, id) }, metrics(round));
   });
-  after(() => rmSync(dir, { recursive: true, force: true }));
 
   it('writes model.json + weights.bin into the round folder, holding the weighted average within 1e-5', async () => {
     assert.deepEqual(readdirSync(roundDir(3)), ['model.he']);

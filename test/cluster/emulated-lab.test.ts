@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -17,6 +17,7 @@ import { missingForEmulation } from '../../src/emulate/system';
 import { SSHD } from '../../scripts/ensure-system';
 import { isAlive } from '../../scripts/testbed';
 import { ROOT, script, waitFor } from '../helpers/cluster';
+import { tempDir } from '../helpers/temp-dir';
 
 const reference = JSON.parse(readFileSync(join(ROOT, 'config.json'), 'utf8'));
 const ip = (...args: string[]) => execFileSync('ip', args, { encoding: 'utf8' });
@@ -31,7 +32,7 @@ const unmet = missing.length ? `needs ${missing.join('; ')}` : !existsSync(SSHD)
 const why = process.env.CI ? undefined : unmet;
 
 describe('the emulated testbed, end to end', { skip: why }, () => {
-  const dir = mkdtempSync(join(tmpdir(), 'fl-emulate-'));
+  const dir = tempDir('fl-emulate-');
   const state = join(dir, 'state');
   // The workers' project folder, as on a lab machine: main.js, and the logs/ the launcher makes.
   const project = join(dir, 'project');
@@ -244,7 +245,7 @@ describe('the emulated testbed, end to end', { skip: why }, () => {
 
 describe('--emulate without the privileges it needs', { skip: process.getuid?.() === 0 ? undefined : 'needs root to drop them' }, () => {
   it('refuses, naming what is missing, and leaves nothing behind', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'fl-noroot-'));
+    const dir = tempDir('fl-noroot-');
     writeFileSync(join(dir, 'config.json'), JSON.stringify(reference));
     const before = ip('netns', 'list');
     const run = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', process.execPath, join(ROOT, 'dist', 'scripts', 'testbed.js'), 'up', '--emulate', '--config', join(dir, 'config.json'), '--state', join(dir, 'state')], { encoding: 'utf8', cwd: tmpdir() });

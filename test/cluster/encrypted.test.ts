@@ -8,7 +8,7 @@ import { basename, dirname, join, sep } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseExperimentConfig } from '../../src/config/load';
 import { writeSecretKey } from '../../src/he/keys';
-import { expectedParameterCount } from '../../src/model/model';
+import { expectedParameterCount } from '../../src/model/size';
 import { decryptSaved } from '../../src/orchestrator/decrypt-saved';
 import type { RoundMetrics } from '../../src/outputs';
 import { runExperiment, Testbed, waitFor } from '../helpers/cluster';

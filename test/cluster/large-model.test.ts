@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { expectedParameterCount } from '../../src/model/model';
+import { expectedParameterCount } from '../../src/model/size';
 import { get, runAgain, script, Testbed, type completedRun } from '../helpers/cluster';
 import { memoryMb } from '../helpers/proc-status';
 

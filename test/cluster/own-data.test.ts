@@ -4,8 +4,7 @@
  * The files are made from the shipped digits (test/helpers/data-files.ts): nothing is downloaded.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { RoundMetrics } from '../../src/outputs';
@@ -16,8 +15,9 @@ import { createModel } from '../../src/model/model';
 import { saveModel } from '../../src/model/store';
 import { MAIN, node, runExperiment, Testbed } from '../helpers/cluster';
 import { someDigits, writeCifar, writeCsv, writeIdx, writePngFolder } from '../../src/data/sample-files';
+import { tempDir } from '../helpers/temp-dir';
 
-const dir = mkdtempSync(join(tmpdir(), 'fl-own-data-'));
+const dir = tempDir('fl-own-data-');
 const digits = someDigits(1200);
 const idx = writeIdx(join(dir, 'idx'), digits, true);
 const formats: Record<string, Record<string, unknown>> = {

@@ -1,18 +1,18 @@
 /** The ssh launcher, with a stand-in `ssh`/`scp` on PATH that records what it is asked to do. */
 import assert from 'node:assert/strict';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { testbedConfig } from '../../src/config/testbed';
 import { certFiles, makeTestbedCerts } from '../../src/net/certs';
 import { nodeToken, type TokenBook } from '../../src/net/identity';
 import { freeSubnet, node, ROOT, script } from '../helpers/cluster';
+import { tempDir } from '../helpers/temp-dir';
 
 const TOKEN = 'ssh-launcher-test-token-42';
 
 function fakeTools() {
-  const dir = mkdtempSync(join(tmpdir(), 'fake-ssh-'));
+  const dir = tempDir('fake-ssh-');
   const record = join(dir, 'calls');
   for (const tool of ['ssh', 'scp']) {
     const file = join(dir, tool);
@@ -62,7 +62,7 @@ describe('ssh launcher', () => {
 
   it('--dry-run with clients holding the HE key: the key goes to client machines only, on stdin', async () => {
     const tools = fakeTools();
-    const dir = mkdtempSync(join(tmpdir(), 'clients-key-'));
+    const dir = tempDir('clients-key-');
     const config = join(dir, 'config.json');
     writeFileSync(config, JSON.stringify({ ...reference, he: { enabled: true, key_holder: 'clients' } }));
     const dryRun = await script('ssh-launcher', ['start', '--dry-run', '--config', config, '--he-key', 'keys/k.json'], { env: tools.env });
@@ -84,7 +84,7 @@ describe('ssh launcher', () => {
 
   it('start hands the token over on stdin, never on a command line', async () => {
     const tools = fakeTools();
-    const hosts = join(mkdtempSync(join(tmpdir(), 'hosts-')), 'hosts');
+    const hosts = join(tempDir('hosts-'), 'hosts');
     writeFileSync(hosts, '# lab machines\n127.0.0.21\n127.0.0.22:6000\n');
     const res = await script('ssh-launcher', ['start', '--hosts', hosts, '--dir', '/opt/fl'], { env: tools.env });
     assert.equal(res.code, 0, res.stdout + res.stderr);
@@ -98,7 +98,7 @@ describe('ssh launcher', () => {
 
   it('start with config.json hands each worker its own token book on stdin, never the cluster token', async () => {
     const tools = fakeTools();
-    const dir = mkdtempSync(join(tmpdir(), 'books-'));
+    const dir = tempDir('books-');
     const config = join(dir, 'config.json');
     writeFileSync(config, JSON.stringify({ ...reference, tls: false }));
     const res = await script('ssh-launcher', ['start', '--config', config, '--dir', '/opt/fl', '--parallel', '1'], { env: tools.env });
@@ -121,7 +121,7 @@ describe('ssh launcher', () => {
 
   it('with clients_per_process: one process per machine for its clients, each node its own book (on stdin, into a folder of the process) and its own certificate', async () => {
     const tools = fakeTools();
-    const dir = mkdtempSync(join(tmpdir(), 'per-process-'));
+    const dir = tempDir('per-process-');
     const config = testbedConfig({ base: '127.0.0', nodes: 0, clients: 6, perProcess: 3, switches: 1 }) as { others: Record<string, unknown> };
     writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, tls: true }));
     await makeTestbedCerts(join(dir, 'certs'), Object.keys(config.others));
@@ -149,7 +149,7 @@ describe('ssh launcher', () => {
     // This stand-in ssh fails to write 127.0.0.22's key, as a full disk would.
     const ssh = join(tools.env.PATH.split(':')[0], 'ssh');
     writeFileSync(ssh, `#!/bin/sh\ncase "$*" in *127.0.0.22*"TLS key"*) cat > /dev/null; echo "No space left on device"; exit 1;; esac\n${readFileSync(ssh, 'utf8').split('\n').slice(1).join('\n')}`);
-    const dir = mkdtempSync(join(tmpdir(), 'hosts-certs-'));
+    const dir = tempDir('hosts-certs-');
     const hosts = join(dir, 'hosts');
     writeFileSync(hosts, '127.0.0.21\n127.0.0.22:6000\n');
     await makeTestbedCerts(join(dir, 'certs'), ['127.0.0.21:5000', '127.0.0.22:6000']);
@@ -181,7 +181,7 @@ describe('ssh launcher', () => {
 
 describe('ssh launcher: a worker that exits at start', () => {
   it('is named in its own words by the launcher, and by the aggregator, which cannot reach it', { timeout: 120_000 }, async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'fl-launch-'));
+    const dir = tempDir('fl-launch-');
     // The machines' project folder (one, as the emulated machines share theirs); an ssh that runs the command here.
     const project = join(dir, 'project');
     mkdirSync(project);

@@ -6,10 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { certFiles, issueNodeCert, makeCa, makeTestbedCerts, serialNumber, type Pem } from '../../src/net/certs';
@@ -20,6 +19,7 @@ import { WireMeter } from '../../src/net/wire-meter';
 import { startNode, type StartedNode } from '../../src/node/start';
 import { freeSubnet, node, runExperiment, Testbed } from '../helpers/cluster';
 import { TOKEN } from '../helpers/node-context';
+import { tempDir } from '../helpers/temp-dir';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
@@ -42,7 +42,7 @@ describe('main.js certs', () => {
   });
 
   it('makes a CA and a certificate per node named by its address, keys owner-only, and keeps the CA when run again', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'fl-certs-'));
+    const dir = tempDir('fl-certs-');
     const configFile = join(dir, 'config.json');
     const others = { '10.10.1.1:5000': { type: 'client', client_number: 1, index: 0, switch: '10.10.1.2' }, '10.10.1.2': { type: 'switch' }, 'agg.lab:6000': { type: 'aggregator' } };
     writeFileSync(configFile, JSON.stringify({ experiment: 'tls', others }));
@@ -68,7 +68,7 @@ describe('main.js certs', () => {
   });
 
   it('a worker will not start with a certificate for another address, from another CA, or expired', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'fl-certs-'));
+    const dir = tempDir('fl-certs-');
     const base = freeSubnet();
     await makeTestbedCerts(dir, [`${base}.1:5000`, `${base}.2:5000`]);
     const start = (host: string) => node(['main.js', '--host', host, '--port', '5000', '--token', TOKEN, '--tls-dir', dir, '--logs', join(dir, 'logs')], { timeout: 20_000 });
@@ -101,7 +101,7 @@ describe('main.js certs', () => {
 });
 
 describe('mutual TLS between running nodes', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'fl-mtls-'));
+  const dir = tempDir('fl-mtls-');
   const base = freeSubnet();
   const serverAddress = `${base}.1`;
   let ca: Pem;

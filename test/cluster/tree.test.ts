@@ -165,16 +165,24 @@ for (const keyHolder of ['aggregator', 'clients'] as const) {
     });
 
     if (keyHolder === 'clients') {
-      it("a client refuses a model its upstream made up (a round of the upstream's own session, without a pass made with the ticket the client checked in with), and does not train", async () => {
+      it("a client refuses a model its upstream made up (of another session than its aggregator's, or of that session without a pass made with the ticket the client checked in with), and does not train", async () => {
         const saved = decode(readFileSync(join(testbed.outputs, experiment, 'models', `round-${String(ROUNDS).padStart(3, '0')}`, ENCRYPTED_MODEL_FILE)));
-        const instructions = { epochs: 1, batchSize: 32, learningRate: 0.5, fit: { share: 0.5 }, attempt: `x:${ROUNDS + 1}.0`, model_tag: 'not-kept' };
-        const reference = encode({ kind: Kind.ModelReference, round: ROUNDS + 1, modelId: saved.modelId, contributors: 0, weight: 0, sender: aggregator, meta: instructions, parameters: new Float32Array(0), count: PARAMETERS });
         // Sent as the client's upstream: only it opens the client's round.
         const { upstream } = (await get(clients[0], '/c/status', testbed.token)).body;
-        const res = await fetch(`http://${clients[0]}/c/round`, { method: 'POST', body: reference, headers: { ...testbed.as(upstream), 'Content-Type': WIRE_CONTENT_TYPE } });
-        assert.equal(res.status, 409);
-        // Refused before the reference is looked at (a switch cannot make it forget the model it keeps either: unit-tested).
-        assert.match(((await res.json()) as { reason: string }).reason, new RegExp(`^the model of x:${ROUNDS + 1}\\.0 carries no pass: the aggregator did not select this client for it$`));
+        const madeUp = async (attempt: string) => {
+          const instructions = { epochs: 1, batchSize: 32, learningRate: 0.5, fit: { share: 0.5 }, attempt, model_tag: 'not-kept' };
+          const reference = encode({ kind: Kind.ModelReference, round: ROUNDS + 1, modelId: saved.modelId, contributors: 0, weight: 0, sender: aggregator, meta: instructions, parameters: new Float32Array(0), count: PARAMETERS });
+          const res = await fetch(`http://${clients[0]}/c/round`, { method: 'POST', body: reference, headers: { ...testbed.as(upstream), 'Content-Type': WIRE_CONTENT_TYPE } });
+          return { status: res.status, reason: ((await res.json()) as { reason: string }).reason };
+        };
+        // A session of its own making: the client takes models of the session its aggregator named at check-in alone.
+        const other = await madeUp(`x:${ROUNDS + 1}.0`);
+        const session = /^the model of x:\d+\.0 is of another session than ([\w-]+), in which the aggregator answered its last check-in$/.exec(other.reason)?.[1];
+        assert.ok(other.status === 409 && session, JSON.stringify(other));
+        // A round of that session the aggregator never opened: refused before the reference is looked at (a switch cannot make it forget the model it keeps either: unit-tested).
+        const own = await madeUp(`${session}:${ROUNDS + 1}.0`);
+        assert.equal(own.status, 409);
+        assert.equal(own.reason, `the model of ${session}:${ROUNDS + 1}.0 carries no pass: the aggregator did not select this client for it`);
         const status = await get(clients[0], '/c/status', testbed.token);
         assert.equal(status.body.stage, 'waiting', 'it did not start training');
       });

@@ -1,13 +1,13 @@
 /** Real processes on loopback: the launcher scripts and main.js, run as a user would run them. */
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { formatConfig, testbedConfig, type TestbedShape } from '../../src/config/testbed';
 import { Credentials } from '../../src/net/identity';
 import type { RoundMetrics } from '../../src/outputs';
+import { tempDir } from './temp-dir';
 
 export const ROOT = resolve(__dirname, '..', '..', '..');
 export const MAIN = join(ROOT, 'main.js');
@@ -47,7 +47,7 @@ export const QUICK_TRAIN_SIZE = 4000;
 
 /** A testbed folder: its config, and the state dir the launcher keeps its token and pids in. */
 export class Testbed {
-  readonly dir = mkdtempSync(join(tmpdir(), 'fl-testbed-'));
+  readonly dir = tempDir('fl-testbed-');
   readonly state = join(this.dir, 'state');
   readonly logs = join(this.dir, 'logs');
   readonly outputs = join(this.dir, 'outputs');

@@ -1,5 +1,3 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger } from '../../src/log/logger';
 import { configProof, CONFIG_PROOF_HEADER, Credentials } from '../../src/net/identity';
@@ -7,6 +5,7 @@ import { createNodeMetrics } from '../../src/net/metrics';
 import { Peers } from '../../src/net/peers';
 import { WireMeter } from '../../src/net/wire-meter';
 import type { NodeContext } from '../../src/roles/role';
+import { tempDir } from './temp-dir';
 
 /** The cluster token of the tests' in-process nodes (they hold it, as a node started by hand does). */
 export const TOKEN = 'test-cluster-token-0123456789';
@@ -25,7 +24,7 @@ export const operator = (token = TOKEN): Record<string, string> => ({ Authorizat
 
 /** `timeoutMs`: how long the node's calls wait for an answer. */
 export function nodeContext(nodeId = 'test-node', timeoutMs = 2000): NodeContext {
-  const dir = mkdtempSync(join(tmpdir(), 'fl-node-'));
+  const dir = tempDir('fl-node-');
   const meter = new WireMeter();
   const credentials = Credentials.fromSecret(TOKEN);
   return {

@@ -5,12 +5,12 @@
  * src/topology/ (every other module asks it).
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import madge from 'madge';
 import { ROOT } from '../helpers/cluster';
+import { tempDir } from '../helpers/temp-dir';
 
 const SRC = join(ROOT, 'src');
 const sources = readdirSync(SRC, { recursive: true, encoding: 'utf8' })
@@ -69,7 +69,7 @@ describe('the house', () => {
   });
 
   it('the checks can fail: a type-only cycle and a walk of the tree written again are found, a call to the topology is not', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'fl-cycle-'));
+    const dir = tempDir('fl-cycle-');
     writeFileSync(join(dir, 'a.ts'), "import type { B } from './b';\nexport interface A { b?: B }\n");
     writeFileSync(join(dir, 'b.ts'), "import type { A } from './a';\nexport interface B { a?: A }\n");
     assert.deepEqual(await cyclesIn(dir), [['a.ts', 'b.ts']]);

@@ -1,12 +1,12 @@
 /** Checkpoints: files and their store (torn files found, the right one chosen, old ones pruned), and the aggregator's state in them. */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { aggregatorCheckpoint, aggregatorState, asFloat32, CheckpointError, CheckpointStore, decodeCheckpoint, encodeCheckpoint, float32Bytes } from '../../src/checkpoint';
+import { tempDir } from '../helpers/temp-dir';
 
-const temp = () => mkdtempSync(join(tmpdir(), 'fl-ckpt-'));
+const temp = () => tempDir('fl-ckpt-');
 
 const weights = (seed: number, n = 1000) => Float32Array.from({ length: n }, (_, i) => Math.sin(seed * 1000 + i));
 

@@ -22,12 +22,17 @@ export interface NoticesIo {
   prepared(): Prepared | undefined;
 }
 
-/** What the aggregator answers a check-in: the opening it is for (the one being selected, `open`, or the one under way, which it is not in). */
+/**
+ * What the aggregator answers a check-in: the opening it is for (the one being selected, `open`, or
+ * the one under way, which it is not in; none before the first), and its session, which a client
+ * takes models of from then on.
+ */
 export interface CheckinAnswer {
   status: 'queued';
   round: number;
   attempt: string;
   open: boolean;
+  session: string;
 }
 
 export class Notices {
@@ -57,7 +62,7 @@ export class Notices {
     const { attempt, stage } = machine;
     const open = stage === 'selection' || stage === 'idle' || (stage === 'training' && machine.selected.includes(client));
     this.io.dispatch({ type: 'checkin', client, samples });
-    return { status: 'queued', round: machine.round, attempt, open };
+    return { status: 'queued', round: machine.round, attempt, open, session: machine.rules.session };
   }
 
   /** A selected client took the model and cannot use it: the round stops waiting for it. */

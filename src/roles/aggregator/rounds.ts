@@ -114,7 +114,9 @@ export class Rounds implements RoundWork {
     for (const client of Object.keys(selected)) {
       // Its ticket as it was selected: a check-in after it took this opening's model brings the next.
       const ticket = this.io.ticketOf(client);
-      if (ticket) passes[client] = selectionPass(ticket, attempt);
+      // Only a client that checked in is selected; without its ticket its model would be refused.
+      if (!ticket) throw new Error(`round ${round}: ${client} was selected, but no check-in of its brought a ticket`);
+      passes[client] = selectionPass(ticket, attempt);
     }
     this.plan = { attempt, common, overrides, passes, samples, weights: selected };
   }

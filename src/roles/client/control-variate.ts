@@ -7,7 +7,13 @@
  * c_i⁺ is kept only once its update counted: the next model this client is sent says the last round
  * it was counted in (`counted`), and a c_i⁺ of that round is kept, any other dropped (its round ran
  * again without it, or closed without it), so c_i stays what the server's c has counted.
+ * c_i never holds a value beyond what a model can (the experiment's range): a server control variate
+ * made up by a switch that replaced the model could otherwise spoil every later round of this client's.
+ * A step that would go beyond it fails the round and forgets c_i (`reset`), as does training that
+ * goes beyond it (trainer.ts).
  */
+import { firstBeyond } from '../../he/bounds';
+
 export class ControlVariate {
   private own: Float32Array;
   /** c_i⁺, and the round and opening that made it. */
@@ -17,6 +23,8 @@ export class ControlVariate {
     parameters: number,
     /** N: every client of the experiment. */
     private readonly clients: number,
+    /** The largest |value| a model holds (he/bounds.ts): no honest c_i comes near it. */
+    private readonly limit: number,
   ) {
     this.own = new Float32Array(parameters);
   }
@@ -49,7 +57,20 @@ export class ControlVariate {
       next[i] = this.own[i] - server[i] + (start[i] - trained[i]) / stepsTimesRate;
       sent[i] = server[i] + scale * (next[i] - this.own[i]);
     }
+    // Beyond the range, it came of a made-up server control variate (or a c_i kept from one): nothing
+    // is sent, as a step sent but not kept would move the server's c by what this client never holds.
+    const beyond = firstBeyond(next, this.limit);
+    if (beyond >= 0) {
+      this.reset();
+      throw new Error(`its control variate went to ${next[beyond]} at ${beyond}, beyond ±${this.limit}: it is reset to zero, as after a restart`);
+    }
     this.pending = { ...opening, next };
     return sent;
+  }
+
+  /** Forgets c_i, as a client started anew does (zeros): training with it went beyond the range. */
+  reset(): void {
+    this.own = new Float32Array(this.own.length);
+    this.pending = undefined;
   }
 }

@@ -8,7 +8,7 @@ import { inputOf } from '../../config/data-schema';
 import { describeAttack } from '../../config/schema';
 import { type ClientNodeConfig } from '../../config/node-config';
 import type { HeSession } from '../../he/keys';
-import { corruption, firstBeyond, valueLimits } from '../../he/bounds';
+import { corruption, valueLimits } from '../../he/bounds';
 import { HePoolFailure } from '../../he/pool';
 import { badRequest, HttpError, refused } from '../../net/errors';
 import { describeFailure } from '../../net/peers';
@@ -17,6 +17,7 @@ import type { ClientInstructions } from '../../strategy/strategy';
 import { upstreamRoute } from '../../topology/tree';
 import { byteLength, Kind, WIRE_CONTENT_TYPE, type Message } from '../../wire/codec';
 import { readControl, roundMetaSchema, standbySchema, UNUSABLE_MODEL, type RoundMeta } from '../../wire/control';
+import { SESSION_PATTERN } from '../../wire/attempt';
 import { attemptOf, plainLimits, readMessage } from '../../wire/receive';
 import { Role } from '../role';
 import { roundInstructions } from './instructions';
@@ -179,9 +180,6 @@ export class ClientRole extends Role<ClientNodeConfig> {
     this.lastLoss = loss;
     const trainMs = performance.now() - trainStart - queuedMs;
     if (this.isStopped) return trainer.dispose(); // close() left it to this round, which was training
-    // Quantized, what is beyond the clip is clipped when it is packed; otherwise the encoder would refuse it.
-    const beyond = firstBeyond(weights, this.config.settings.he.quantize ? Number.MAX_VALUE : this.limits.model);
-    if (beyond >= 0) throw new Error(`training took weight ${beyond} to ${weights[beyond]}, beyond the ±${this.limits.model} an update may hold (${this.limits.why})`);
 
     this.act(this.machine.handle({ type: 'trained' }));
     const encryptStart = performance.now();
@@ -257,7 +255,8 @@ export class ClientRole extends Role<ClientNodeConfig> {
     const send = () => this.node.peers.post<CheckinAnswer>(this.config.aggregator, '/a/checkin', { client: this.config.address, ...holds }, { signal: this.abort.signal });
     try {
       const answer = await this.persist(() => (this.machine.ticket === ticket ? send() : Promise.resolve(undefined)));
-      if (typeof answer?.attempt === 'string' && answer.attempt) this.machine.handle({ type: 'checked-in', attempt: answer.attempt, open: answer.open === true });
+      const session = typeof answer?.session === 'string' && SESSION_PATTERN.test(answer.session) ? answer.session : undefined;
+      if (typeof answer?.attempt === 'string' && (answer.attempt || session)) this.machine.handle({ type: 'checked-in', attempt: answer.attempt, open: answer.open === true, session });
     } catch (err) {
       this.node.logger.error(`the aggregator refused the check-in: ${describeFailure(err).reason}`);
     }
@@ -297,4 +296,4 @@ export class ClientRole extends Role<ClientNodeConfig> {
 const expectation = (he: HeSession) => ({ id: he.id, chunks: he.chunks });
 
 /** What the aggregator answers a check-in. */
-type CheckinAnswer = { attempt?: unknown; open?: unknown };
+type CheckinAnswer = { attempt?: unknown; open?: unknown; session?: unknown };

@@ -16,6 +16,7 @@ import { createModel, evaluate, getFlatWeights, modelId, setFlatWeights, stepsOf
 import type { ClientInstructions } from '../../strategy/strategy';
 import { controlOf, vectorSizes, weightsOf, withControl } from '../../model/layout';
 import { ControlVariate } from './control-variate';
+import { firstBeyond, trainedLimit } from '../../he/bounds';
 import { guessStep, longestStepMs, stepsTimedFor, timeStepsFor } from '../../model/stall';
 import { inTurn } from '../../model/turns';
 
@@ -62,7 +63,7 @@ export class Trainer {
     const sizes = tensorSizes(model);
     this.parameters = sizes.reduce((a, b) => a + b, 0);
     this.sizes = vectorSizes(config.settings, sizes);
-    if (this.sizes.length > sizes.length) this.control = new ControlVariate(this.parameters, config.client_number);
+    if (this.sizes.length > sizes.length) this.control = new ControlVariate(this.parameters, config.client_number, trainedLimit(config.settings.he));
     const { dp } = config.settings;
     this.noiseShare = clientNoise(config.settings, config.client_number);
     const roomless = noiseRoomProblem(config.settings, config.client_number);
@@ -150,11 +151,29 @@ export class Trainer {
       return { loss, weights: getFlatWeights(this.model) };
     }, signal);
     const { attack, settings } = this.config;
+    const limit = trainedLimit(settings.he);
+    this.checkTrained(weights, limit);
     const trained = this.clip !== undefined ? clipChange(start, weights, this.clip) : weights;
     if (this.noiseShare && !this.noiseShare.inSteps) addGaussianNoise(trained, this.noiseShare.std);
     const steps = stepsOf(this.data.size, instructions);
     const sent = serverControl && this.control ? withControl(trained, this.control.step(opening, serverControl, start, trained, steps * instructions.learningRate, share)) : trained;
-    return { loss, weights: attack ? attackedWeights(attack, global, sent, round, this.config.index) : sent, queuedMs: waitedMs };
+    const out = attack ? attackedWeights(attack, global, sent, round, this.config.index) : sent;
+    // What it sends, noised, attacked and with SCAFFOLD's step, is held to the range too: refused here, not by whoever reads it.
+    const beyond = firstBeyond(out, limit);
+    if (beyond >= 0) throw new Error(`its update would hold ${out[beyond]} at ${beyond}, beyond the ±${limit} an update may hold`);
+    return { loss, weights: out, queuedMs: waitedMs };
+  }
+
+  /**
+   * Weights trained beyond `limit` (he/bounds.ts trainedLimit), or not finite, fail the round. Under
+   * SCAFFOLD they came of a made-up control variate kept (or a wild server c): it is forgotten.
+   */
+  private checkTrained(weights: Float32Array, limit: number): void {
+    const beyond = firstBeyond(weights, limit);
+    if (beyond < 0) return;
+    this.control?.reset();
+    const forgotten = this.control ? ': its control variate is reset to zero, as after a restart' : '';
+    throw new Error(`training took weight ${beyond} to ${weights[beyond]}, beyond ±${limit}, which no honest training reaches${forgotten}`);
   }
 
   /**

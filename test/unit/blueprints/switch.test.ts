@@ -9,7 +9,7 @@ import request from 'supertest';
 import { parseExperimentConfig, resolveNodeConfigs } from '../../../src/config/load';
 import type { NodeConfig } from '../../../src/config/node-config';
 import { testbedConfig } from '../../../src/config/testbed';
-import { expectedParameterCount } from '../../../src/model/model';
+import { expectedParameterCount } from '../../../src/model/size';
 import { createWorkerApp } from '../../../src/node/worker';
 import type { SwitchRole } from '../../../src/roles/switch';
 import { decode, encode, Kind, WIRE_CONTENT_TYPE, type Message } from '../../../src/wire/codec';
@@ -35,11 +35,12 @@ function nodes(): NodeConfig[] {
 
 async function switchNode() {
   const config = nodes().find((n) => n.type === 'switch')!;
-  const worker = createWorkerApp(nodeContext('switch'));
+  const context = nodeContext('switch');
+  const worker = createWorkerApp(context);
   await request(worker.app).post('/config').set(configPush(config)).send(config).expect(201);
   const clients = config.type === 'switch' ? Object.keys(config.tree) : [];
   const open = (round: number, selected = clients.slice(0, 2)) => request(worker.app).post('/s/round').set(fromAggregator).send(opening(selected, round));
-  return { app: worker.app, role: worker.roles.role as SwitchRole, clients, open };
+  return { app: worker.app, role: worker.roles.role as SwitchRole, clients, open, peers: context.peers };
 }
 
 /** A round's opening for `clients`, each weighing 100 samples. */
@@ -124,6 +125,23 @@ describe('switch routes', () => {
     assert.match(evaluate.body.reason, /the aggregator scores the model itself/);
     const after = await request(app).get('/s/status').set(auth).expect(200);
     assert.deepEqual([after.body.round, after.body.received, after.body.stage], [1, 0, 'collecting']);
+  });
+
+  it("relays the model to each selected client with its own part of the opening: its share, what it alone is told, and its pass", async () => {
+    const { app, clients, peers } = await switchNode();
+    const copies = new Map<string, Record<string, unknown>>();
+    peers.post = (async (address: string, path: string, body: unknown) => {
+      if (path === '/c/round') copies.set(address, decode(Buffer.concat(body as Buffer[])).meta!);
+      return {};
+    }) as typeof peers.post;
+    const [a, b] = clients;
+    const passes = { [a]: 'aa'.repeat(16), [b]: 'bb'.repeat(16) };
+    await request(app).post('/s/round').set(fromAggregator).send({ ...opening([a, b]), weights: { [a]: 100, [b]: 300 }, samples: 400, fit: { [b]: { epochs: 1 } }, passes }).expect(200);
+    const model = encode({ kind: Kind.Model, round: 1, modelId: MODEL_ID, contributors: 0, weight: 0, sender: AGGREGATOR, meta: { attempt: ATTEMPT, epochs: 1 }, parameters: new Float32Array(PARAMS) });
+    await request(app).post('/s/model').set(fromAggregator).set('Content-Type', WIRE_CONTENT_TYPE).send(model).expect(202);
+    await waitFor(async () => copies.size === 2);
+    assert.deepEqual(copies.get(a), { attempt: ATTEMPT, epochs: 1, fit: { share: 0.25, pass: passes[a] } });
+    assert.deepEqual(copies.get(b), { attempt: ATTEMPT, epochs: 1, fit: { share: 0.75, epochs: 1, pass: passes[b] } });
   });
 
   it("refuses an update in another client's name, a round opened by a client, and a model from anyone but its upstream; its round goes on", async () => {

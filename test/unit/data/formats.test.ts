@@ -1,7 +1,6 @@
 /** Each reader on real files made from the shipped digits, and each on a broken file: an error naming the path. */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { readCifarBatches } from '../../../src/data/formats/cifar';
@@ -11,8 +10,9 @@ import { classHistogram, DataFileError } from '../../../src/data/formats/labelle
 import { pngProblem, readPngFolder } from '../../../src/data/formats/png-folder';
 import { IMAGE_SIZE } from '../../../src/data/mnist';
 import { pooledRows, someDigits, writeCifar, writeCsv, writeIdx, writePng, writePngFolder } from '../../../src/data/sample-files';
+import { tempDir } from '../../helpers/temp-dir';
 
-const dir = mkdtempSync(join(tmpdir(), 'fl-formats-'));
+const dir = tempDir('fl-formats-');
 const digits = someDigits(60);
 const close = (a: number, b: number, tolerance: number) => Math.abs(a - b) <= tolerance;
 const rejects = (read: () => unknown, pattern: RegExp) => assert.throws(read, (err: Error) => err instanceof DataFileError && pattern.test(err.message), String(pattern));

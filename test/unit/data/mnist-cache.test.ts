@@ -1,16 +1,15 @@
 /** The digits kept as raw float32 after the first parse (src/data/mnist-cache.ts). */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { CLASSES, IMAGE_SIZE, loadMnist, parseDigitFiles } from '../../../src/data/mnist';
 import { cacheFileFor, readCache, writeCache } from '../../../src/data/mnist-cache';
+import { tempDir } from '../../helpers/temp-dir';
 
 const DIGITS = join(dirname(require.resolve('mnist/package.json')), 'src', 'digits');
 const FILES = Array.from({ length: CLASSES }, (_, digit) => `${digit}.json`);
-const scratch = mkdtempSync(join(tmpdir(), 'mnist-cache-'));
-after(() => rmSync(scratch, { recursive: true, force: true }));
+const scratch = tempDir('mnist-cache-');
 
 /** Index of the first float that differs bit for bit, or -1. */
 function firstDifference(a: Float32Array, b: Float32Array): number {

@@ -1,7 +1,6 @@
 /** config.json's `compute` and `events`: checked as config.json is read, each machine's share, and the schedule run against a stand-in testbed. */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError, parseExperimentConfig } from '../../../src/config/load';
@@ -12,6 +11,7 @@ import { runSchedule, type MachineDriver } from '../../../src/emulate/schedule-r
 import { roundsChart } from '../../../src/report/charts';
 import type { RoundMetrics } from '../../../src/outputs';
 import { ROOT } from '../../helpers/cluster';
+import { tempDir } from '../../helpers/temp-dir';
 
 const reference = JSON.parse(readFileSync(join(ROOT, 'config.json'), 'utf8'));
 const nodes = [
@@ -75,7 +75,7 @@ describe('the schedule', () => {
   });
 
   it('runs each event once at its round, lets a stopped node go after for_s, and records it all in events.json', async () => {
-    const outputs = mkdtempSync(join(tmpdir(), 'fl-schedule-'));
+    const outputs = tempDir('fl-schedule-');
     const done: string[] = [];
     const act = (what: string) => async (address: string) => {
       done.push(`${what} ${address}`);

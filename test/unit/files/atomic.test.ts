@@ -1,15 +1,15 @@
 /** Writing a file whole or not at all: in parts as they are made, and nothing left behind when a part cannot be. */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it, mock } from 'node:test';
 import crypto from 'node:crypto';
 import { writeFileAtomic } from '../../../src/files/atomic';
+import { tempDir } from '../../helpers/temp-dir';
 
 describe('an atomic write', () => {
   it('writes parts in turn, as a list or made one at a time, the same bytes as joined', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'atomic-'));
+    const dir = tempDir('atomic-');
     const parts = [Buffer.from('head '), new Uint8Array([1, 2, 3]), Buffer.alloc(0), Buffer.from(' tail')];
     writeFileAtomic(join(dir, 'list'), parts);
     writeFileAtomic(join(dir, 'made'), (function* () {
@@ -20,7 +20,7 @@ describe('an atomic write', () => {
   });
 
   it('leaves the old file, and no temp file, when a part cannot be made', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'atomic-'));
+    const dir = tempDir('atomic-');
     const file = join(dir, 'model');
     writeFileSync(file, 'old');
     const failing = (function* () {
@@ -33,7 +33,7 @@ describe('an atomic write', () => {
   });
 
   it('writes through no link planted where its temp file used to be named (the file, the pid, .tmp)', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'atomic-'));
+    const dir = tempDir('atomic-');
     const victim = join(dir, 'victim');
     writeFileSync(victim, 'untouched');
     const file = join(dir, 'report.html');
@@ -44,7 +44,7 @@ describe('an atomic write', () => {
   });
 
   it('refuses a link planted at the very name it would make, rather than write through it', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'atomic-'));
+    const dir = tempDir('atomic-');
     const victim = join(dir, 'victim');
     writeFileSync(victim, 'untouched');
     const file = join(dir, 'report.html');

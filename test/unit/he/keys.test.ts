@@ -1,17 +1,17 @@
 /** HE keys: the clients' secret key as keygen writes it, and what it loads for. */
 import assert from 'node:assert/strict';
-import { mkdtempSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { heSchema } from '../../../src/config/schema';
 import { readSecretKey, writeSecretKey } from '../../../src/he/keys';
+import { tempDir } from '../../helpers/temp-dir';
 
 const settings = heSchema.parse({ enabled: true });
 
 describe('HE keys for clients', () => {
   it('keygen writes an owner-only key that loads only for the same parameters', async () => {
-    const file = join(mkdtempSync(join(tmpdir(), 'keys-')), 'k', 'he-secret.json');
+    const file = join(tempDir('keys-'), 'k', 'he-secret.json');
     await writeSecretKey(settings, file);
     assert.equal(statSync(file).mode & 0o777, 0o600);
     assert.ok(readSecretKey(settings, file).length > 1000);

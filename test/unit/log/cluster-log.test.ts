@@ -1,12 +1,12 @@
 /** The aggregator's central log of the cluster: what workers ship, kept once, strangers refused. */
 import assert from 'node:assert/strict';
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { LogBatch } from '../../../src/log/central';
 import { ClusterLog, WORKER_LOG_LIMITS } from '../../../src/log/cluster-log';
 import type { HttpError } from '../../../src/net/errors';
+import { tempDir } from '../../helpers/temp-dir';
 
 const WORKERS = new Map<string, 'client' | 'switch'>([['127.0.9.1:5000', 'client'], ['127.0.9.3:5000', 'switch']]);
 const entry = (round: number, extra: Record<string, unknown> = {}) => ({
@@ -15,7 +15,7 @@ const entry = (round: number, extra: Record<string, unknown> = {}) => ({
 const batch = (over: Partial<LogBatch> = {}): LogBatch => ({
   node: '127.0.9.1-5000', address: '127.0.9.1:5000', role: 'client', experiment: 'exp', boot: 'boot1', entries: [], ...over,
 });
-const tmp = () => mkdtempSync(join(tmpdir(), 'fl-observe-'));
+const tmp = () => tempDir('fl-observe-');
 
 describe('the cluster log at the aggregator', () => {
   it("keeps each worker's iteration log and its warnings in logs/cluster/<experiment>/", () => {

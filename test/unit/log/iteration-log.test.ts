@@ -1,18 +1,17 @@
 /** The iteration log every node keeps: the original shape after every round, bytes from the meter, and restarts. */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { IterationLog } from '../../../src/log/iteration-log';
 import { Peers } from '../../../src/net/peers';
 import { WireMeter } from '../../../src/net/wire-meter';
 import { rawServer } from '../../helpers/raw-server';
 import { Credentials } from '../../../src/net/identity';
+import { tempDir } from '../../helpers/temp-dir';
 
 describe('iteration log', () => {
   it('writes the original shape after every round, bytes from the meter', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'iterlog-'));
+    const dir = tempDir('iterlog-');
     const meter = new WireMeter();
     const server = await rawServer('{}');
     const log = new IterationLog(dir, 'node-1', 'exp', meter);
@@ -35,7 +34,7 @@ describe('iteration log', () => {
   });
 });
 
-const temp = () => mkdtempSync(join(tmpdir(), 'fl-ckpt-'));
+const temp = () => tempDir('fl-ckpt-');
 
 describe('across restarts', () => {
   it('a node that restarts carries on its iteration log; a resumed aggregator drops the rounds it runs again', () => {

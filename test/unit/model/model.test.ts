@@ -1,15 +1,16 @@
 /** The models on TensorFlow.js (wasm): parameter counts, seeds, training, saving, and the CNN's gradient. */
 import * as tf from '@tensorflow/tfjs';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { loadMnist, subset } from '../../../src/data/mnist';
 import { holdOut } from '../../../src/data/partition';
 import { initBackend } from '../../../src/model/backend';
-import { buildModel, type ModelInput, correctedStep, evaluate, expectedParameterCount, getFlatWeights, parameterCount, proximalStep, setFlatWeights, stepsOf, train } from '../../../src/model/model';
+import { buildModel, correctedStep, evaluate, getFlatWeights, parameterCount, proximalStep, setFlatWeights, stepsOf, train } from '../../../src/model/model';
+import { type ModelInput, expectedParameterCount } from '../../../src/model/size';
 import { loadModel, saveModel } from '../../../src/model/store';
+import { tempDir } from '../../helpers/temp-dir';
 
 describe('model', () => {
   it('has the parameter count the settings promise, for both architectures', async () => {
@@ -85,7 +86,7 @@ describe('model', () => {
     await train(model, subset(data, split.train.slice(0, 3000)), { epochs: 1, batchSize: 32, learningRate: 0.1, seed: 3 });
     const after = evaluate(model, test);
     assert.ok(before < 0.3 && after.accuracy > 0.7, `accuracy ${before} -> ${after.accuracy}`);
-    const dir = join(mkdtempSync(join(tmpdir(), 'model-')), 'm');
+    const dir = join(tempDir('model-'), 'm');
     await saveModel(model, dir);
     assert.deepEqual(evaluate(await loadModel(dir), test), after);
   });
@@ -99,7 +100,7 @@ describe('model', () => {
     for (const model of [functional, buildModel({ architecture: 'cnn', hidden_units: 8 }, 5), buildModel({ architecture: 'mlp', hidden_units: 8 }, 6)]) {
       let saved: tf.io.ModelArtifacts | undefined;
       await model.save(tf.io.withSaveHandler(async (artifacts) => ((saved = artifacts), { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } })));
-      const dir = join(mkdtempSync(join(tmpdir(), 'model-')), 'm');
+      const dir = join(tempDir('model-'), 'm');
       await saveModel(model, dir);
       const manifest = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8'));
       assert.deepEqual(manifest.modelTopology, JSON.parse(JSON.stringify(saved!.modelTopology)));

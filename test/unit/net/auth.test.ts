@@ -1,11 +1,11 @@
 /** The cluster token: compared by value, and scrubbed from every log line. */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { tokensMatch } from '../../../src/net/auth';
 import { createLogger } from '../../../src/log/logger';
+import { tempDir } from '../../helpers/temp-dir';
 
 describe('secrets', () => {
   it('compares tokens by value', () => {
@@ -15,7 +15,7 @@ describe('secrets', () => {
   });
 
   it('scrubs the token from every log line', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'logger-'));
+    const dir = tempDir('logger-');
     const secret = 'super-secret-cluster-token';
     const logger = createLogger({ nodeId: 'n1', logsDir: dir, secrets: [secret], console: false });
     logger.info(`header was Bearer ${secret}`, { auth: secret });

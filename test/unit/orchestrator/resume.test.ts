@@ -1,7 +1,6 @@
 /** `agg --resume`: which checkpoint it goes on from, what settings it may change, and state carried over. */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { asFloat32, CheckpointStore, float32Bytes } from '../../../src/checkpoint';
@@ -12,9 +11,10 @@ import { findCheckpoint, ResumeError } from '../../../src/orchestrator/resume';
 import { CHECKPOINTS_DIR } from '../../../src/roles/aggregator';
 import { FedAvgM } from '../../../src/strategy/strategy';
 import { trainingSchema } from '../../../src/config/schema';
+import { tempDir } from '../../helpers/temp-dir';
 
 
-const temp = () => mkdtempSync(join(tmpdir(), 'fl-ckpt-'));
+const temp = () => tempDir('fl-ckpt-');
 const weights = (seed: number, n = 1000) => Float32Array.from({ length: n }, (_, i) => Math.sin(seed * 1000 + i));
 
 describe('resuming', () => {

@@ -149,8 +149,32 @@ describe('client stage machine', () => {
     assert.equal(m.ticket, 't2', 'a new ticket for its next check-in');
     m.handle({ type: 'round-over' });
     // Passes made with t1, held back by a switch, are spent: for a later opening or another session alike.
-    for (const attempt of ['s:3.0', 'x2:1.0']) assert.deepEqual(m.handle(modelOf(attempt, selectionPass('t1', attempt))), refusal(attempt, other), attempt);
+    assert.deepEqual(m.handle(modelOf('s:3.0', selectionPass('t1', 's:3.0'))), refusal('s:3.0', other));
+    assert.equal((m.handle(modelOf('x2:1.0', selectionPass('t1', 'x2:1.0')))[0] as { kind?: string }).kind, 'stale', 'another session than its answer\'s');
+    // Nor does a spent pass pass for another session before any answer came.
+    let fresh = 0;
+    const unanswered = waiting(() => `u${++fresh}`);
+    assert.deepEqual(types(unanswered.handle(modelOf('s:2.0', selectionPass('u1', 's:2.0')))), ['train']);
+    unanswered.handle({ type: 'round-over' });
+    assert.deepEqual(unanswered.handle(modelOf('x2:1.0', selectionPass('u1', 'x2:1.0'))), refusal('x2:1.0', other));
     assert.equal(m.stage, 'waiting');
     assert.deepEqual(types(m.handle(modelOf('s:3.0', selectionPass('t2', 's:3.0')))), ['train']);
+  });
+
+  it("refuses a model of another session than the one its aggregator answered its last check-in in: a pass held back from before the aggregator started again is spent", () => {
+    const m = waiting(() => 't1');
+    const held = { type: 'model' as const, round: 4, attempt: 'old:4.0', pass: selectionPass('t1', 'old:4.0') };
+    // It checked in with t1 while the old aggregator selected; a switch held that model back. The aggregator started again, as session "new".
+    m.handle({ type: 'reconnected' });
+    m.handle({ type: 'checked-in', attempt: 'new:1.0', open: true });
+    assert.deepEqual(m.handle(held), [{ type: 'refuse', status: 409, kind: 'stale', reason: 'the model of old:4.0 is of another session than new, in which the aggregator answered its last check-in' }]);
+    assert.deepEqual(types(m.handle({ type: 'model', round: 1, attempt: 'new:1.0', pass: selectionPass('t1', 'new:1.0') })), ['train']);
+    // Before any answer, a model of any session passes on its pass alone (the first check-in's answer may come after it).
+    assert.deepEqual(types(waiting(() => 't1').handle(held)), ['train']);
+    // An answer before the aggregator's first opening names no attempt, but its session all the same.
+    const early = waiting(() => 't1');
+    early.handle({ type: 'checked-in', attempt: '', open: true, session: 'new' });
+    assert.equal((early.handle(held)[0] as { kind?: string }).kind, 'stale');
+    assert.deepEqual(types(early.handle({ type: 'model', round: 1, attempt: 'new:1.0', pass: selectionPass('t1', 'new:1.0') })), ['train']);
   });
 });

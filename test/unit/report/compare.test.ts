@@ -1,14 +1,14 @@
 /** Runs side by side: the charts hold every run, the table only the settings that differ. */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { testbedConfig } from '../../../src/config/testbed';
 import type { RoundMetrics } from '../../../src/outputs';
 import { comparisonCharts, differingSettings, readRun, writeComparison } from '../../../src/report/compare';
+import { tempDir } from '../../helpers/temp-dir';
 
-const tmp = () => mkdtempSync(join(tmpdir(), 'fl-compare-'));
+const tmp = () => tempDir('fl-compare-');
 
 /** An experiment's outputs folder as the aggregator leaves it: config.json and metrics.json. */
 function experiment(root: string, name: string, change: (config: Record<string, any>) => void, accuracy: number, roundMs: number, epsilon?: number): string {

@@ -1,16 +1,15 @@
 /** The report: one offline HTML file, and a PNG of each chart. */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { parseExperimentConfig } from '../../../src/config/load';
 import { testbedConfig } from '../../../src/config/testbed';
 import type { RoundMetrics } from '../../../src/outputs';
 import { writeReport } from '../../../src/report/report';
+import { tempDir } from '../../helpers/temp-dir';
 
 const WORKERS = new Map<string, 'client' | 'switch'>([['127.0.9.1:5000', 'client'], ['127.0.9.3:5000', 'switch']]);
-const tmp = () => mkdtempSync(join(tmpdir(), 'fl-observe-'));
+const tmp = () => tempDir('fl-observe-');
 
 const rows: RoundMetrics[] = [1, 2, 3].map((round) => ({
   round, accuracy: 0.8 + round / 100, loss: 1 / round, clients: 2, samples: 200, round_ms: 1000, selection_ms: 10, training_ms: 700, waiting_ms: 100,

@@ -28,7 +28,10 @@ describe('check-ins at the aggregator', () => {
     assert.match(members.healthOf(c1)?.reason ?? '', /shape \[32, 32, 3\]/);
     assert.ok(members.isDown(c1) && !members.waiting().includes(c1), 'a misfit is out of the pool');
     assert.equal(role.histograms.get(c3), undefined);
-    assert.equal(role.notices.checkIn({ ticket: T, client: c3, samples: 50, shape: [28, 28, 1], histogram }, { node: c3 }).status, 'queued');
+    const answer = role.notices.checkIn({ ticket: T, client: c3, samples: 50, shape: [28, 28, 1], histogram }, { node: c3 });
+    // Before its first opening it names none, but its session: the client takes models of it alone from then on.
+    assert.deepEqual([answer.status, answer.attempt, answer.session], ['queued', '', role.machine.rules.session]);
+    assert.match(answer.session, /^[\w-]{1,64}$/);
     assert.deepEqual(members.waiting(), [c3], 'the fitting client waits to be selected; the misfits do not');
     assert.deepEqual(role.histograms.get(c3), histogram);
     assert.ok(!role.histograms.has(c2) && !role.histograms.has(c1), 'a misfit\'s classes are not kept');

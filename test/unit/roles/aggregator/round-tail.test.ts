@@ -1,7 +1,5 @@
 /** A round's tail on its own, the global model faked: aggregate, evaluate, checkpoint, in that order, once. */
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { PlaintextAccumulator } from '../../../../src/aggregation/accumulator';
@@ -17,6 +15,7 @@ import { epsilonAfter } from '../../../../src/privacy/dp';
 import type { Prepared } from '../../../../src/roles/aggregator/preparation';
 import { RoundClock } from '../../../../src/roles/aggregator/round-clock';
 import { RoundTail, TailFailure, type CloseRound } from '../../../../src/roles/aggregator/round-tail';
+import { tempDir } from '../../../helpers/temp-dir';
 
 /** The HE these tests run under: distributed DP is accounted by how its noise is drawn (floats under unquantized HE). */
 const SEALED = { enabled: true, quantize: undefined };
@@ -27,7 +26,7 @@ const close: CloseRound = { type: 'close-round', round: 1, attempt: 's:1.0', res
 
 /** A tail whose global model records what it is asked; `fail` makes one of its steps throw; `stopAt` stops the role there. */
 async function tail(options: { fail?: 'update' | 'evaluate'; stopAt?: 'update'; unreadable?: 'update' | 'evaluate'; config?: AggregatorNodeConfig; sealed?: boolean; unscoredFirst?: boolean } = {}) {
-  const dir = mkdtempSync(join(tmpdir(), 'fl-tail-'));
+  const dir = tempDir('fl-tail-');
   const calls: string[] = [];
   const lines: string[] = [];
   let stopped = false;

@@ -1,11 +1,9 @@
 /**
  * The client role in this process, its calls to the aggregator recorded instead of sent: a model
  * before it has loaded its data, a model that names one it does not keep, and scoring a sealed model
- * (key at the clients).
+ * (key at the clients), and a check-in retried after the client took a model.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { parseExperimentConfig, resolveNodeConfigs } from '../../../../src/config/load';
@@ -19,13 +17,14 @@ import { encode, Kind } from '../../../../src/wire/codec';
 import { selectionPass, UNUSABLE_MODEL } from '../../../../src/wire/control';
 import { waitFor } from '../../../helpers/cluster';
 import { nodeContext } from '../../../helpers/node-context';
+import { tempDir } from '../../../helpers/temp-dir';
 
 describe('the client role', () => {
   it("refuses a model while it loads; told to train from a model it does not keep, answers 409 first, then checks in saying it keeps none", async () => {
     const raw = testbedConfig({ base: '127.0.9', nodes: 4, switches: 1 }) as Record<string, any>;
     raw.he = { enabled: true, key_holder: 'clients' };
     const config = [...resolveNodeConfigs(parseExperimentConfig(raw)).values()].find((n): n is ClientNodeConfig => n.type === 'client')!;
-    const keyFile = join(mkdtempSync(join(tmpdir(), 'fl-client-')), 'he-secret.json');
+    const keyFile = join(tempDir('fl-client-'), 'he-secret.json');
     await writeSecretKey(config.settings.he, keyFile);
     const context = { ...nodeContext('client'), heKeyFile: keyFile };
     const posts: { path: string; body: Record<string, unknown> }[] = [];
@@ -79,6 +78,36 @@ describe('the client role', () => {
       await role.stop();
       release();
       await assert.rejects(stopped, (err: HttpError) => err.status === 409 && /stopped before it scored/.test(err.reason));
+    } finally {
+      await role.stop();
+    }
+  });
+
+  it('does not send a check-in again once it took a model: the retry would bring a spent ticket after the new one', async () => {
+    const raw = testbedConfig({ base: '127.0.9', nodes: 4, switches: 1, he: false }) as Record<string, any>;
+    const config = [...resolveNodeConfigs(parseExperimentConfig(raw)).values()].find((n): n is ClientNodeConfig => n.type === 'client')!;
+    const context = nodeContext('client');
+    // Each check-in is held until the test fails it as unreachable (a retry follows after 200 ms).
+    const checkins: { ticket: string; model: number; fail: () => void }[] = [];
+    context.peers.post = ((_address: string, path: string, body: unknown) => {
+      if (path !== '/a/checkin') return Promise.resolve({}); // its update, taken
+      return new Promise((_resolve, reject) => checkins.push({ ticket: String((body as { ticket: string }).ticket), model: Number((body as { model: number }).model), fail: () => reject(new Error('connect ECONNREFUSED')) }));
+    }) as typeof context.peers.post;
+    const role = new ClientRole(config, context);
+    try {
+      role.start();
+      await waitFor(async () => checkins.length === 1, 60_000);
+      const spent = checkins[0].ticket;
+      const meta = { epochs: 1, batchSize: 32, learningRate: 0.1, fit: { share: 1, pass: selectionPass(spent, 's:1.0') }, attempt: 's:1.0' };
+      const model = encode({ kind: Kind.Model, round: 1, modelId: checkins[0].model, contributors: 0, weight: 0, sender: config.aggregator, meta, parameters: new Float32Array(role.parameters), count: role.parameters });
+      role.receiveModel(model);
+      checkins[0].fail(); // unanswered while it took the model: its retry is due in 200 ms
+      // The check-in after the round brings the new ticket; failed too, its own retry comes 200 ms after
+      // the first's would have: seen, the first's is past.
+      await waitFor(async () => checkins.length >= 2, 60_000);
+      checkins.at(-1)!.fail();
+      await waitFor(async () => checkins.filter((c) => c.ticket !== spent).length >= 2, 10_000);
+      assert.deepEqual(checkins.filter((c) => c.ticket === spent).length, 1, 'the spent ticket is not sent again');
     } finally {
       await role.stop();
     }

@@ -1,7 +1,5 @@
 /** The clients of one process hold one HE pool between them: one that lets go twice must not close it under another. */
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { heSchema } from '../../../../src/config/schema';
@@ -9,14 +7,15 @@ import type { ClientNodeConfig } from '../../../../src/config/node-config';
 import { writeSecretKey } from '../../../../src/he/keys';
 import { KeyHolder } from '../../../../src/roles/client/key-holder';
 import { createLogger } from '../../../../src/log/logger';
+import { tempDir } from '../../../helpers/temp-dir';
 
 describe("a client's HE key, in a process of several clients", { timeout: 60_000 }, () => {
   it('shares one pool with the others, and closing twice (a role stopped while it prepared) lets go of it once', async () => {
     const he = heSchema.parse({ enabled: true, key_holder: 'clients' });
-    const keyFile = join(mkdtempSync(join(tmpdir(), 'fl-keys-')), 'he-secret.json');
+    const keyFile = join(tempDir('fl-keys-'), 'he-secret.json');
     await writeSecretKey(he, keyFile);
     const config = { settings: { he } } as unknown as ClientNodeConfig;
-    const logger = createLogger({ nodeId: 'key-holder-test', logsDir: mkdtempSync(join(tmpdir(), 'fl-logs-')), console: false });
+    const logger = createLogger({ nodeId: 'key-holder-test', logsDir: tempDir('fl-logs-'), console: false });
     const holder = () => new KeyHolder({ config, parameters: 1000, keyFile, logger, fetchPublicKey: async () => undefined });
     const [a, b] = [holder(), holder()];
     for (const h of [a, b]) h.readSecretKey();
@@ -33,10 +32,10 @@ describe("a client's HE key, in a process of several clients", { timeout: 60_000
 
   it('starts a fresh pool at its next round when the one it shares gave up (threads that kept dying), and the others of its process take the fresh one too', async () => {
     const he = heSchema.parse({ enabled: true, key_holder: 'clients' });
-    const keyFile = join(mkdtempSync(join(tmpdir(), 'fl-keys-')), 'he-secret.json');
+    const keyFile = join(tempDir('fl-keys-'), 'he-secret.json');
     await writeSecretKey(he, keyFile);
     const config = { settings: { he } } as unknown as ClientNodeConfig;
-    const logs = mkdtempSync(join(tmpdir(), 'fl-logs-'));
+    const logs = tempDir('fl-logs-');
     const logger = createLogger({ nodeId: 'key-holder-renew', logsDir: logs, console: false });
     const holder = () => new KeyHolder({ config, parameters: 1000, keyFile, logger, fetchPublicKey: async () => undefined });
     const [a, b] = [holder(), holder()];

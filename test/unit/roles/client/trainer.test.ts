@@ -61,4 +61,17 @@ describe('the trainer', () => {
     assert.deepEqual((await trainingAgain).weights, alone.weights);
     trainer.dispose();
   });
+
+  it('under SCAFFOLD, a round whose training goes beyond the range fails and forgets the control variate it kept: the next trains as a client started anew', async () => {
+    const config = clientConfig((c) => (c.training = { ...c.training, strategy: 'scaffold' }));
+    const [trainer, anew] = [await Trainer.load(config), await Trainer.load(config)];
+    const vector = (control: number) => new Float32Array(2 * trainer.parameters).fill(control, trainer.parameters);
+    await trainer.train(vector(0.5), { round: 1, attempt: 'a' }, instructions, 1);
+    // Round 1 counted it, so it keeps its c_i; then a made-up server c drives training past the range.
+    await assert.rejects(trainer.train(vector(1e5), { round: 2, attempt: 'b', countedIn: 1 }, instructions, 1), /beyond ±1000000, which no honest training reaches: its control variate is reset to zero, as after a restart/);
+    const after = await trainer.train(vector(0), { round: 3, attempt: 'c' }, instructions, 1);
+    assert.deepEqual(after.weights, (await anew.train(vector(0), { round: 3, attempt: 'c' }, instructions, 1)).weights);
+    trainer.dispose();
+    anew.dispose();
+  });
 });
