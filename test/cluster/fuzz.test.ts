@@ -13,7 +13,8 @@ import type { RoundMetrics } from '../../src/outputs';
 import { get, runExperiment, Testbed } from '../helpers/cluster';
 import { fuzz } from '../helpers/fuzzer';
 
-const ROUNDS = 6;
+/** Long enough for 200 requests of fuzz after the fuzzer's own start (a CI run on Node 24 had 186 in 6 rounds). */
+const ROUNDS = 8;
 const MODEL = { architecture: 'mlp' as const, hidden_units: 32 };
 
 function testbedFor(keyHolder: 'aggregator' | 'clients', experiment: string): Testbed {
@@ -55,6 +56,9 @@ for (const keyHolder of ['aggregator', 'clients'] as const) {
         const quietRounds: RoundMetrics[] = JSON.parse(readFileSync(join(quiet.outputs, `quiet-${keyHolder}`, 'metrics.json'), 'utf8')).rounds;
         const all = quiet.addresses('client').length;
         assert.deepEqual(quietRounds.map((r) => r.clients), quietRounds.map(() => all), 'the quiet run: every client in every round, as the comparison needs');
+        const byStatus = answers.reduce<Record<number, number>>((n, a) => ((n[a.status] = (n[a.status] ?? 0) + 1), n), {});
+        // Said before anything is judged, so a failure shows how much fuzz there was.
+        console.log(`# ${keyHolder}: ${answers.length} fuzz requests, by status ${JSON.stringify(byStatus)}; the run took ${((Date.now() - fuzzStarted) / 1000).toFixed(1)} s with fuzz, ${quietSeconds.toFixed(1)} s without (the two side by side)`);
         // No answer is a failure too, but from the aggregator once it has finished (it closes as it exits).
         const finished = Date.parse(/(\S+) \S*info\S* \[[^\]]+\] experiment fuzzed-\w+ finished after/.exec(output)?.[1] ?? '');
         const failures = answers.filter((a) => a.status >= 500 || (a.status === 0 && !(a.target.startsWith(aggregator) && a.at >= finished)));
@@ -64,8 +68,6 @@ for (const keyHolder of ['aggregator', 'clients'] as const) {
         // for another, config), and 200 requests at least.
         assert.ok(answers.length >= 200, `only ${answers.length} requests went out during the run`);
         assert.equal(new Set(answers.map((a) => a.message)).size, 10, 'every kind of message was fuzzed');
-        const byStatus = answers.reduce<Record<number, number>>((n, a) => ((n[a.status] = (n[a.status] ?? 0) + 1), n), {});
-        console.log(`# ${keyHolder}: ${answers.length} fuzz requests, by status ${JSON.stringify(byStatus)}; the run took ${((Date.now() - fuzzStarted) / 1000).toFixed(1)} s with fuzz, ${quietSeconds.toFixed(1)} s without (the two side by side)`);
         const rows: RoundMetrics[] = JSON.parse(readFileSync(join(fuzzed.outputs, `fuzzed-${keyHolder}`, 'metrics.json'), 'utf8')).rounds;
         assert.equal(rows.length, ROUNDS, 'every round ran');
         const [plain, noisy] = [finalAccuracy(quiet, `quiet-${keyHolder}`), finalAccuracy(fuzzed, `fuzzed-${keyHolder}`)];
